@@ -1,0 +1,135 @@
+"""Argument checks shared by every public function.
+
+Numba kernels do no bounds checks, so everything a kernel receives is checked here first. Each
+check raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError`` (wrong shape, size or
+value) with a message that names the argument, and returns the value in the form the kernels want.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "as_float_image",
+    "check_array",
+    "check_finite",
+    "check_choice",
+    "check_positive",
+    "check_nonnegative",
+    "check_int",
+    "check_pair",
+]
+
+
+def check_array(a, name: str, ndim=None, dtypes=None, allow_empty: bool = False) -> np.ndarray:
+    """Return ``a`` as an ndarray after checking its kind, dimensionality and size.
+
+    Parameters
+    ----------
+    a : array_like
+        The value to check. Lists are accepted and converted; objects that are not numeric are not.
+    name : str
+        The argument's name, used in the error message.
+    ndim : int or tuple of int, optional
+        Allowed numbers of dimensions.
+    dtypes : tuple of numpy dtype kinds, optional
+        Allowed ``dtype.kind`` letters, e.g. ``"uif"`` (unsigned, signed, float) or ``"b"``.
+    allow_empty : bool
+        Whether an array with a zero-length axis is acceptable.
+    """
+    if isinstance(a, np.ndarray):
+        arr = a
+    else:
+        try:
+            arr = np.asarray(a)
+        except Exception as exc:  # ragged nested lists and the like
+            raise TypeError(f"{name} must be an array, got {type(a).__name__}: {exc}") from None
+    if arr.dtype == object or arr.dtype.kind not in "biufc":
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if dtypes is not None and arr.dtype.kind not in dtypes:
+        raise TypeError(f"{name} has dtype {arr.dtype}; expected one of kinds {tuple(dtypes)} "
+                        f"(b=bool, u=unsigned int, i=int, f=float)")
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            want = " or ".join(str(n) for n in allowed)
+            raise ValueError(f"{name} must have {want} dimensions, got shape {arr.shape}")
+    if not allow_empty and arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    return arr
+
+
+def check_finite(arr: np.ndarray, name: str) -> np.ndarray:
+    """Raise ``ValueError`` if a float array holds NaN or infinity."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = "NaN" if np.isnan(arr).any() else "infinity"
+        raise ValueError(f"{name} contains {bad}; clean the input first")
+    return arr
+
+
+def as_float_image(image, name: str = "image", ndim=(2, 3), finite: bool = True) -> np.ndarray:
+    """Check an image and return it as a C-contiguous float32 array.
+
+    Integer images keep their values (a uint8 200 becomes 200.0, as SciPy's filters treat it);
+    use :func:`cvcore.to_float` first for the 0..1 range.
+    """
+    arr = check_array(image, name, ndim=ndim, dtypes="buif")
+    if finite:
+        check_finite(arr, name)
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def check_choice(value, choices, name: str):
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def _check_real(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def check_positive(value, name: str) -> float:
+    """Return ``value`` as a float, raising unless it is a finite number > 0."""
+    value = _check_real(value, name)
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+def check_nonnegative(value, name: str) -> float:
+    """Return ``value`` as a float, raising unless it is a finite number >= 0."""
+    value = _check_real(value, name)
+    if value < 0:
+        raise ValueError(f"{name} must be non-negative, got {value}")
+    return value
+
+
+def check_int(value, name: str, minimum: int | None = None) -> int:
+    """Return ``value`` as an int, raising unless it is an integer (and >= ``minimum``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_pair(value, name: str, minimum: int | None = 1) -> tuple[int, int]:
+    """Return an int or a pair of ints as a ``(rows, cols)`` tuple."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an integer or a pair of integers, got {value!r}") from None
+    return check_int(a, name, minimum), check_int(b, name, minimum)

@@ -1,0 +1,10 @@
+"""Reading and writing: images (Pillow), data sets (IDX, image folders), weights (npz,
+safetensors, PyTorch state dicts)."""
+from cvcore._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "images": ["imread", "imwrite", "to_float", "to_uint8"],
+    },
+)

@@ -1,0 +1,201 @@
+"""The module contract every layer, block and model follows.
+
+A :class:`Module` holds :class:`Parameter` objects (trainable arrays with a ``.grad``), buffers
+(non-trainable state such as BatchNorm running statistics) and child modules, registered simply by
+assigning them as attributes. Names are dotted paths built from the attribute names, exactly as
+PyTorch builds them, so ``model.layer1[0].conv2.weight`` is ``"layer1.0.conv2.weight"`` in
+:meth:`Module.state_dict` and a torchvision state dict loads without a renaming table.
+
+The forward/backward contract::
+
+    logits = model(x)              # forward; caches what backward needs (in training mode)
+    dx = model.backward(dlogits)   # fills .grad of every parameter that requires it; returns dx
+
+``backward`` *overwrites* ``.grad`` (it does not accumulate as PyTorch does): one forward, one
+backward, one optimiser step. Frozen parameters (``requires_grad=False``) get ``grad = None``.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterator
+
+import numpy as np
+
+__all__ = ["Parameter", "Module"]
+
+
+class Parameter:
+    """A trainable array and its gradient.
+
+    Attributes
+    ----------
+    data : ndarray, float32
+        The value. Optimisers update it in place.
+    grad : ndarray or None
+        Same shape as ``data``; set by the owning module's ``backward``.
+    requires_grad : bool
+        ``False`` freezes the parameter: no gradient is computed and optimisers skip it.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad")
+
+    def __init__(self, data, requires_grad: bool = True):
+        self.data = np.ascontiguousarray(data, dtype=np.float32)
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, requires_grad={self.requires_grad})"
+
+
+class Module:
+    """Base class: parameter/buffer/child registration, naming, state dicts and modes."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # -- registration -------------------------------------------------------------------------
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() "
+                               f"before assigning attributes")
+        for table in (self._parameters, self._buffers, self._modules):
+            table.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, value) -> None:
+        """Register non-trainable state (saved in the state dict, not optimised)."""
+        arr = None if value is None else np.asarray(value)
+        self._buffers[name] = arr
+        object.__setattr__(self, name, arr)
+
+    def _set_buffer(self, name: str, value) -> None:
+        """Replace a registered buffer's array (used by layers updating running statistics)."""
+        self._buffers[name] = value
+        object.__setattr__(self, name, value)
+
+    # -- traversal ----------------------------------------------------------------------------
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator["Module"]:
+        for _, m in self.named_modules():
+            yield m
+
+    def children(self) -> Iterator["Module"]:
+        yield from self._modules.values()
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Yield ``(dotted_name, parameter)`` in registration order, as PyTorch does."""
+        for mod_name, mod in self.named_modules(prefix):
+            for name, p in mod._parameters.items():
+                yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self) -> Iterator[Parameter]:
+        for _, p in self.named_parameters():
+            yield p
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        for mod_name, mod in self.named_modules(prefix):
+            for name, b in mod._buffers.items():
+                if b is not None:
+                    yield (f"{mod_name}.{name}" if mod_name else name), b
+
+    # -- modes --------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "Module":
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+        """Freeze (``False``) or unfreeze every parameter of this module and its children."""
+        for p in self.parameters():
+            p.requires_grad = bool(requires_grad)
+        return self
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    # -- state --------------------------------------------------------------------------------
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Parameters then buffers of each module, in PyTorch's order, as copies."""
+        out = OrderedDict()
+        for mod_name, mod in self.named_modules():
+            for name, p in mod._parameters.items():
+                out[f"{mod_name}.{name}" if mod_name else name] = p.data.copy()
+            for name, b in mod._buffers.items():
+                if b is not None:
+                    out[f"{mod_name}.{name}" if mod_name else name] = np.array(b, copy=True)
+        return out
+
+    def load_state_dict(self, state, strict: bool = True) -> None:
+        """Copy arrays from ``state`` into this module's parameters and buffers.
+
+        Raises
+        ------
+        KeyError
+            With ``strict``, when keys are missing or unexpected (both lists are named).
+        ValueError
+            When an array's shape differs from the module's (the key and both shapes are named).
+        """
+        targets = {}
+        for mod_name, mod in self.named_modules():
+            for name in mod._parameters:
+                targets[f"{mod_name}.{name}" if mod_name else name] = (mod, name, True)
+            for name, b in mod._buffers.items():
+                if b is not None:
+                    targets[f"{mod_name}.{name}" if mod_name else name] = (mod, name, False)
+        missing = [k for k in targets if k not in state]
+        unexpected = [k for k in state if k not in targets]
+        if strict and (missing or unexpected):
+            raise KeyError(f"state dict does not match {type(self).__name__}: "
+                           f"missing keys {missing}, unexpected keys {unexpected}")
+        for key, (mod, name, is_param) in targets.items():
+            if key not in state:
+                continue
+            value = np.asarray(state[key])
+            current = mod._parameters[name].data if is_param else mod._buffers[name]
+            if value.shape != current.shape:
+                raise ValueError(f"{key}: shape {value.shape} in the state dict, "
+                                 f"{current.shape} in the model")
+            if is_param:
+                mod._parameters[name].data[...] = value
+            else:
+                mod._set_buffer(name, np.array(value, dtype=current.dtype, copy=True))
+
+    # -- calling ------------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not define forward")
+
+    def backward(self, dout):
+        raise NotImplementedError(f"{type(self).__name__} does not define backward")
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, child in self._modules.items():
+            child_repr = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child_repr}")
+        return "\n".join(lines) + ")" if len(lines) > 1 else lines[0] + ")"

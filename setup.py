@@ -1,0 +1,29 @@
+"""Installs two packages: ``cvcore`` (the API) and ``kernels`` (Numba kernels only)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="cvcore",
+    version="0.1.0",
+    description="Classical computer vision and image recognition on a bare CPU: "
+                "NumPy + Numba, compared against OpenCV, scikit-image, SciPy and PyTorch.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["cvcore", "cvcore.*", "kernels", "kernels.*"]),
+    package_data={"cvcore": ["data/*"]},
+    install_requires=[
+        "numpy>=1.24",
+        "numba>=0.59",
+        "scipy>=1.10",
+        "pillow>=10.0",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+        # References for the benchmarks and the agreement tests. torch is a reference too but is
+        # installed by hand (`pip install torch==2.13.0`): a loose requirement here could pull a
+        # CUDA build of several gigabytes.
+        "bench": ["opencv-python-headless>=4.8,<5", "scikit-image>=0.22", "scikit-learn>=1.3"],
+    },
+    entry_points={"console_scripts": ["cvcore = cvcore.cli:main"]},
+)
