@@ -1,0 +1,45 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+The data goes to a temporary file in the destination's folder (same file system), is flushed and
+fsync'd, and then renamed over the destination with :func:`os.replace`, which is atomic on POSIX
+and Windows. If anything fails before the rename the temporary file is removed and the
+destination is untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_write"]
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "wb"):
+    """Context manager yielding a file object whose contents replace ``path`` on success.
+
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> with atomic_write(os.path.join(d, "x.txt"), "w") as f:
+    ...     _ = f.write("hello")
+    >>> open(os.path.join(d, "x.txt")).read()
+    'hello'
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
