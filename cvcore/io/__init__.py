@@ -6,5 +6,7 @@ __getattr__, __dir__, __all__ = attach(
     __name__,
     {
         "images": ["imread", "imwrite", "to_float", "to_uint8"],
+        "datasets": ["Dataset", "load_idx", "load_mnist", "load_embedded", "load_dataset",
+                     "ImageFolder", "load_image_folder", "to_nchw"],
     },
 )

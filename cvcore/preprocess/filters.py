@@ -1,0 +1,401 @@
+"""Linear and rank filters: correlation, convolution, Gaussian, derivative filters, median.
+
+Stages and conventions
+----------------------
+* Every filter works on a grey ``(H, W)`` or multi-channel ``(H, W, C)`` image of any real
+  dtype (bool, integers, floats); it is converted to float32 (values kept: uint8 200 -> 200.0)
+  and the result is float32. A multi-channel image is filtered channel by channel with the same
+  2-D kernel (channels are never mixed).
+* Coordinates are (row, column). ``correlate`` computes
+  ``out[i, j] = sum_{u, v} k[u, v] * in[i + u - u0, j + v - v0]`` with the kernel centre
+  ``(u0, v0) = (kh // 2, kw // 2)``, SciPy ``ndimage``'s ``origin=0``. ``convolve`` is
+  correlation with the kernel flipped on both axes and the centre at ``((kh - 1) // 2,
+  (kw - 1) // 2)`` -- SciPy's shift for even sizes -- so that for every size
+  ``out[i, j] = sum k[u, v] * in[i - u + kh // 2, j - v + kw // 2]``.
+* Border modes are SciPy ``ndimage``'s (``reflect``, ``mirror``, ``nearest``, ``constant``
+  with ``cval``, ``wrap``); see :mod:`kernels.conv` for the index mapping. They hold for any
+  kernel larger than the image (a 15 x 15 kernel on a 1 x 1 image).
+* A 2-D kernel of rank 1 (``k = outer(ky, kx)`` within float tolerance, found by SVD) is applied
+  as two 1-D passes; any other kernel by the general 2-D loop over a padded copy.
+* Built on the 1-D passes, exactly as ``scipy.ndimage`` builds them: ``gaussian`` (one pass per
+  axis, axis 0 first), ``sobel`` / ``prewitt`` / ``scharr`` (derivative along ``axis``, then
+  smoothing along the other axis). ``laplace`` is the 2-D correlation with the 5-point
+  kernel, equal to SciPy's sum of two second-difference passes.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from cvcore._validate import (_check_real, as_float_image, check_array, check_choice,
+                              check_finite, check_pair, check_positive)
+
+__all__ = ["correlate", "convolve", "gaussian", "sobel", "scharr", "prewitt", "laplace",
+           "median"]
+
+MODES = {"reflect": 0, "mirror": 1, "nearest": 2, "constant": 3, "wrap": 4}
+
+# A 2-D kernel counts as rank 1 when the rank-1 part of its SVD leaves a residual whose
+# absolute sum is below this fraction of sum|k|: the separable result then differs from the
+# exact one by at most RANK1_TOL * sum|k| * max|image|, far inside the 1e-5 promise.
+RANK1_TOL = 1e-7
+
+# Gaussian: radius = int(truncate * sigma + 0.5) taps each side (scipy.ndimage.gaussian_filter).
+DEFAULT_TRUNCATE = 4.0
+
+# 1-D derivative and smoothing taps of the gradient filters (correlation order):
+DERIVATIVE = (-1.0, 0.0, 1.0)        # central difference, scipy.ndimage.sobel / prewitt
+SOBEL_SMOOTH = (1.0, 2.0, 1.0)       # Sobel & Feldman 1968; scipy.ndimage.sobel
+PREWITT_SMOOTH = (1.0, 1.0, 1.0)     # Prewitt 1970; scipy.ndimage.prewitt
+SCHARR_SMOOTH = (3.0, 10.0, 3.0)     # Scharr 2000; OpenCV cv::Scharr (unnormalised, like Sobel)
+LAPLACE_KERNEL = ((0.0, 1.0, 0.0),   # sum of [1, -2, 1] along each axis (scipy.ndimage.laplace)
+                  (1.0, -4.0, 1.0),
+                  (0.0, 1.0, 0.0))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _image(image, name="image"):
+    """Image as C-contiguous float32 (H, W) or (H, W, C), finite, non-empty."""
+    arr = as_float_image(image, name)
+    if not np.isfinite(arr).all():   # float64 beyond float32's range becomes inf here
+        raise ValueError(f"{name} has values beyond the float32 range (|x| > 3.4e38)")
+    return arr
+
+
+def _mode(mode):
+    if not isinstance(mode, str):
+        raise TypeError(f"mode must be a string, got {type(mode).__name__}")
+    check_choice(mode, MODES, "mode")
+    return MODES[mode]
+
+
+def _cval(cval):
+    return _check_real(cval, "cval")
+
+
+def _kernel(kernel):
+    k = check_array(kernel, "kernel", ndim=2, dtypes="buif")
+    check_finite(k, "kernel")
+    return np.asarray(k, dtype=np.float64)
+
+
+def _per_channel(image, fn):
+    """Apply ``fn`` (2-D float32 -> 2-D float32) to a grey image or to each channel."""
+    if image.ndim == 2:
+        return fn(image)
+    out = np.empty(image.shape, np.float32)
+    for c in range(image.shape[2]):
+        out[:, :, c] = fn(np.ascontiguousarray(image[:, :, c]))
+    return out
+
+
+# --------------------------------------------------------------------------- 2-D planes
+
+
+def _correlate_general(plane, kernel32, centre, mode, cval):
+    from kernels.conv import correlate2d_padded, pad2d
+    kh, kw = kernel32.shape
+    cy, cx = centre
+    padded = pad2d(plane, cy, kh - 1 - cy, cx, kw - 1 - cx, mode, cval)
+    out = np.empty(plane.shape, np.float32)
+    correlate2d_padded(padded, kernel32, out)
+    return out
+
+
+def _pass(plane, k1d, axis, centre, mode, cval):
+    """One 1-D correlation along ``axis`` (scipy.ndimage.correlate1d with origin 0 when
+    ``centre == len(k1d) // 2``)."""
+    from kernels.conv import border_map, correlate_axis0, correlate_axis1
+    n = k1d.size
+    out = np.empty(plane.shape, np.float32)
+    index = border_map(plane.shape[axis], centre, n - 1 - centre, mode)
+    if axis == 0:
+        correlate_axis0(plane, k1d, index, cval, out)
+    else:
+        correlate_axis1(plane, k1d, index, cval, out)
+    return out
+
+
+def _separable(plane, ky, kx, cy, cx, mode, cval, cval_second):
+    """Axis-0 pass with ``ky`` then axis-1 pass with ``kx``; the second pass sees ``cval_second``
+    beyond the border (SciPy's chained filters use ``cval``; the exact 2-D correlation with
+    ``outer(ky, kx)`` needs ``cval * sum(ky)``)."""
+    ky = np.ascontiguousarray(ky, dtype=np.float32)
+    kx = np.ascontiguousarray(kx, dtype=np.float32)
+    tmp = _pass(plane, ky, 0, cy, mode, cval)
+    return _pass(tmp, kx, 1, cx, mode, cval_second)
+
+
+def _rank1_factors(k):
+    """``(ky, kx)`` with ``outer(ky, kx) == k`` within RANK1_TOL, or None when k is not rank 1."""
+    if min(k.shape) == 1:
+        return None                      # a single row/column: the general loop is one pass
+    u, s, vt = np.linalg.svd(k)
+    scale = np.sqrt(s[0])
+    ky = u[:, 0] * scale
+    kx = vt[0] * scale
+    if np.abs(k - np.outer(ky, kx)).sum() <= RANK1_TOL * np.abs(k).sum():
+        return ky, kx
+    return None
+
+
+def _correlate_plane_fn(k, centre, mode, cval):
+    factors = _rank1_factors(k)
+    if factors is not None:
+        ky, kx = factors
+        cval2 = cval * float(ky.sum())
+        return lambda p: _separable(p, ky, kx, centre[0], centre[1], mode, cval, cval2)
+    k32 = np.ascontiguousarray(k, dtype=np.float32)
+    return lambda p: _correlate_general(p, k32, centre, mode, cval)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def correlate(image, kernel, mode="reflect", cval=0.0):
+    """2-D correlation of an image with a kernel, as ``scipy.ndimage.correlate``.
+
+    .. math:: out[i, j] = \\sum_{u, v} k[u, v] \\, in[i + u - \\lfloor kh/2 \\rfloor,
+              j + v - \\lfloor kw/2 \\rfloor]
+
+    Parameters
+    ----------
+    image : (H, W) or (H, W, C) array of bool, int or float
+        Converted to float32; each channel is filtered with the same kernel.
+    kernel : (kh, kw) array
+        Any size, odd or even (larger than the image too). Rank-1 kernels take the separable
+        path automatically.
+    mode : {'reflect', 'mirror', 'nearest', 'constant', 'wrap'}
+        Border handling, as in SciPy ``ndimage``.
+    cval : float
+        The value beyond the border for ``mode='constant'``.
+
+    Returns
+    -------
+    out : float32 array, the shape of ``image``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> correlate(np.array([[0, 1, 2]]), np.array([[1, 0, -1]]), mode="nearest")
+    array([[-1., -2., -1.]], dtype=float32)
+    """
+    img = _image(image)
+    k = _kernel(kernel)
+    m, cval = _mode(mode), _cval(cval)
+    centre = (k.shape[0] // 2, k.shape[1] // 2)
+    return _per_channel(img, _correlate_plane_fn(k, centre, m, cval))
+
+
+def convolve(image, kernel, mode="reflect", cval=0.0):
+    """2-D convolution, as ``scipy.ndimage.convolve``: correlation with the flipped kernel.
+
+    .. math:: out[i, j] = \\sum_{u, v} k[u, v] \\, in[i - u + \\lfloor kh/2 \\rfloor,
+              j - v + \\lfloor kw/2 \\rfloor]
+
+    For even kernel sizes this is SciPy's convention (the flipped kernel's centre moves one
+    cell up/left). Parameters and result as :func:`correlate`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> convolve(np.array([[0, 1, 2]]), np.array([[1, 0, -1]]), mode="nearest")
+    array([[1., 2., 1.]], dtype=float32)
+    """
+    img = _image(image)
+    k = _kernel(kernel)[::-1, ::-1]
+    m, cval = _mode(mode), _cval(cval)
+    centre = ((k.shape[0] - 1) // 2, (k.shape[1] - 1) // 2)
+    return _per_channel(img, _correlate_plane_fn(np.ascontiguousarray(k), centre, m, cval))
+
+
+def _sigma_pair(sigma):
+    if isinstance(sigma, (numbers.Real, np.floating, np.integer)) and not isinstance(sigma, bool):
+        s = check_positive(sigma, "sigma")
+        return s, s
+    try:
+        a, b = sigma
+    except (TypeError, ValueError):
+        raise TypeError(f"sigma must be a positive number or a pair (sigma_rows, sigma_cols), "
+                        f"got {sigma!r}") from None
+    return check_positive(a, "sigma[0]"), check_positive(b, "sigma[1]")
+
+
+def gaussian_kernel1d(sigma, truncate=DEFAULT_TRUNCATE):
+    """The normalised 1-D Gaussian taps of ``scipy.ndimage.gaussian_filter`` (float64).
+
+    .. math:: g[x] = e^{-x^2 / (2 \\sigma^2)} / \\sum_x e^{-x^2 / (2 \\sigma^2)},
+              \\quad x = -r..r, \\; r = \\lfloor truncate \\cdot \\sigma + 0.5 \\rfloor
+    """
+    radius = int(truncate * sigma + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-0.5 * x * x / (sigma * sigma))
+    return g / g.sum()
+
+
+def gaussian(image, sigma, truncate=DEFAULT_TRUNCATE, mode="reflect", cval=0.0):
+    """Gaussian blur, equal to ``scipy.ndimage.gaussian_filter`` on each channel.
+
+    Parameters
+    ----------
+    image : (H, W) or (H, W, C) array
+    sigma : float or (float, float)
+        Standard deviation in pixels, one for both axes or ``(rows, cols)``; must be > 0.
+    truncate : float
+        The kernel radius is ``int(truncate * sigma + 0.5)`` on each axis (SciPy's rule).
+    mode, cval
+        Border handling as in :func:`correlate`.
+
+    Returns
+    -------
+    out : float32 array, the shape of ``image``.
+    """
+    img = _image(image)
+    sy, sx = _sigma_pair(sigma)
+    truncate = check_positive(truncate, "truncate")
+    m, cval = _mode(mode), _cval(cval)
+    gy = gaussian_kernel1d(sy, truncate)
+    gx = gaussian_kernel1d(sx, truncate)
+    ry, rx = gy.size // 2, gx.size // 2
+    return _per_channel(img, lambda p: _separable(p, gy, gx, ry, rx, m, cval, cval))
+
+
+def _gradient(image, axis, mode, cval, smooth):
+    img = _image(image)
+    m, cval = _mode(mode), _cval(cval)
+    if axis is not None and (isinstance(axis, bool) or axis not in (0, 1)):
+        raise ValueError(f"axis must be 0 (rows), 1 (columns) or None (magnitude), got {axis!r}")
+    d = np.asarray(DERIVATIVE)
+    s = np.asarray(smooth)
+
+    def along(p, ax):
+        # scipy.ndimage.sobel: derivative along `axis` first, then smoothing along the other.
+        if ax == 0:
+            tmp = _pass(p, d.astype(np.float32), 0, 1, m, cval)
+            return _pass(tmp, s.astype(np.float32), 1, 1, m, cval)
+        tmp = _pass(p, d.astype(np.float32), 1, 1, m, cval)
+        return _pass(tmp, s.astype(np.float32), 0, 1, m, cval)
+
+    if axis is None:
+        return _per_channel(img, lambda p: np.hypot(along(p, 0), along(p, 1)))
+    return _per_channel(img, lambda p: along(p, axis))
+
+
+def sobel(image, axis=None, mode="reflect", cval=0.0):
+    """Sobel derivative along ``axis`` (0: rows, 1: columns) or, for ``axis=None``, the
+    gradient magnitude ``hypot(sobel(axis=0), sobel(axis=1))``.
+
+    Equal to ``scipy.ndimage.sobel(image, axis)``: the derivative taps ``[-1, 0, 1]`` along
+    ``axis`` then the smoothing taps ``[1, 2, 1]`` along the other axis (unnormalised, so a
+    unit ramp gives 8). Returns float32 of the image's shape.
+    """
+    return _gradient(image, axis, mode, cval, SOBEL_SMOOTH)
+
+
+def prewitt(image, axis=None, mode="reflect", cval=0.0):
+    """Prewitt derivative (taps ``[-1, 0, 1]`` x ``[1, 1, 1]``), as ``scipy.ndimage.prewitt``;
+    ``axis=None`` gives the magnitude. See :func:`sobel`."""
+    return _gradient(image, axis, mode, cval, PREWITT_SMOOTH)
+
+
+def scharr(image, axis=None, mode="reflect", cval=0.0):
+    """Scharr derivative (taps ``[-1, 0, 1]`` x ``[3, 10, 3]``), unnormalised like OpenCV's
+    ``cv2.Scharr`` (SciPy has no ``scharr``; scikit-image's divides by 32). With
+    ``mode='mirror'`` it equals ``cv2.Scharr(image, cv2.CV_32F, dx, dy)`` (OpenCV's default
+    border is ``mirror``). ``axis=None`` gives the magnitude. See :func:`sobel`."""
+    return _gradient(image, axis, mode, cval, SCHARR_SMOOTH)
+
+
+def laplace(image, mode="reflect", cval=0.0):
+    """Discrete Laplacian, as ``scipy.ndimage.laplace``: the 5-point stencil
+    ``in[i-1, j] + in[i+1, j] + in[i, j-1] + in[i, j+1] - 4 in[i, j]``."""
+    img = _image(image)
+    m, cval = _mode(mode), _cval(cval)
+    k32 = np.asarray(LAPLACE_KERNEL, dtype=np.float32)
+    return _per_channel(img, lambda p: _correlate_general(p, k32, (1, 1), m, cval))
+
+
+# --------------------------------------------------------------------------- median
+
+
+def batcher_pairs(n):
+    """Compare-exchange pairs of Batcher's odd-even merge sort for ``n`` slots.
+
+    Built for the next power of two ``N >= n``; pairs touching slots ``>= n`` are dropped:
+    if those slots start at +inf they never move (a pair ``(a, b)`` with ``b >= n`` keeps the
+    finite value in ``a``), so the remaining pairs sort the first ``n`` slots.
+    Batcher 1968, "Sorting networks and their applications".
+    """
+    size = 1
+    while size < n:
+        size *= 2
+    pairs = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    a, b = i + j, i + j + k
+                    if a // (2 * p) == b // (2 * p) and b < n:
+                        pairs.append((a, b))
+            k //= 2
+        p *= 2
+    return pairs
+
+
+def selection_network(n, rank):
+    """The comparators of :func:`batcher_pairs` that can change slot ``rank``, as (P, 2) int64.
+
+    Found backwards: a comparator matters if it touches a slot that later matters.
+    """
+    needed = {rank}
+    kept = []
+    for a, b in reversed(batcher_pairs(n)):
+        if a in needed or b in needed:
+            kept.append((a, b))
+            needed.update((a, b))
+    kept.reverse()
+    return np.array(kept, dtype=np.int64).reshape(-1, 2)
+
+
+_NETWORKS: dict = {}
+
+
+def median(image, size=3, mode="reflect", cval=0.0):
+    """Median over a ``size`` window, equal to ``scipy.ndimage.median_filter(image, size)``
+    on each channel.
+
+    The window value kept is the sorted element ``kh * kw // 2`` (for an even window, the
+    upper of the two middle values, as SciPy).
+
+    Parameters
+    ----------
+    image : (H, W) or (H, W, C) array
+    size : int or (int, int)
+        Window height and width (>= 1).
+    mode, cval
+        Border handling as in :func:`correlate`.
+    """
+    from kernels.conv import pad2d
+    from kernels.filters import rank_network_padded
+    img = _image(image)
+    kh, kw = check_pair(size, "size", minimum=1)
+    m, cval = _mode(mode), _cval(cval)
+    n = kh * kw
+    rank = n // 2
+    if (n, rank) not in _NETWORKS:
+        _NETWORKS[(n, rank)] = selection_network(n, rank)
+    pairs = _NETWORKS[(n, rank)]
+    cy, cx = kh // 2, kw // 2
+
+    def plane(p):
+        padded = pad2d(p, cy, kh - 1 - cy, cx, kw - 1 - cx, m, cval)
+        out = np.empty(p.shape, np.float32)
+        rank_network_padded(padded, kh, kw, pairs, rank, out)
+        return out
+
+    return _per_channel(img, plane)
