@@ -1,0 +1,450 @@
+"""Tests of the 2-D convolution: kernels.nn_conv, kernels.reference.nn_conv, cvcore.nn.conv.
+
+Three kinds: hand-worked toy cases, agreement with the readable twin and with
+``torch.nn.functional.conv2d`` (forward and every gradient), and properties (adjointness of
+im2col/col2im, output shapes, float64 central-difference gradient checks).
+"""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cvcore.nn.conv import (CHUNK_BYTES, Conv2d, Conv2dCache, conv2d_backward, conv2d_forward,
+                            conv2d_output_shape)
+from kernels import nn_conv as fast
+from kernels.reference import nn_conv as ref
+
+RTOL, ATOL = 1e-4, 1e-5       # float32 agreement with PyTorch (issue 5)
+
+
+def pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+# (x shape, w shape, stride, padding, dilation, bias): odd sizes, rectangular kernels, every
+# geometry argument as int and as pair, the 1x1 fast path with and without stride.
+CASES = [
+    ((2, 3, 7, 9), (4, 3, 3, 3), 1, 1, 1, True),
+    ((2, 3, 7, 9), (4, 3, 3, 2), (2, 1), (0, 2), (1, 2), False),
+    ((3, 5, 8, 8), (6, 5, 1, 1), 1, 0, 1, True),
+    ((3, 5, 8, 8), (6, 5, 1, 1), 2, 0, 1, False),
+    ((2, 5, 8, 8), (6, 5, 1, 1), 1, 1, 1, True),       # 1x1 with padding: not the fast path
+    ((1, 2, 5, 5), (3, 2, 5, 5), 1, 0, 1, True),       # kernel as large as the image
+    ((2, 2, 6, 7), (3, 2, 3, 3), 3, 2, 2, True),
+    ((2, 4, 6, 6), (2, 4, 2, 2), 2, 1, 3, True),
+    ((1, 1, 1, 1), (1, 1, 1, 1), 1, 0, 1, True),
+    ((2, 3, 4, 11), (2, 3, 1, 7), (1, 3), (0, 3), 1, True),
+    ((3, 16, 9, 9), (8, 16, 3, 3), 2, 1, 1, False),    # ResNet downsampling conv, odd size
+]
+
+
+def random_case(rng, xs, ws, bias, dtype=np.float32):
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype) if bias else None
+    return x, w, b
+
+
+# -- hand-worked toy cases ---------------------------------------------------------------------
+
+def test_toy_box_filter_with_padding():
+    # a 3x3 image 1..9, a 2x2 kernel of ones, padding 1: every output is the sum of the 2x2
+    # window of the zero-padded image, e.g. top-left = 1 (only x[0,0] inside), centre-ish
+    # y[1,1] = 1+2+4+5 = 12, bottom-right = 9.
+    x = np.arange(1, 10, dtype=np.float32).reshape(1, 1, 3, 3)
+    w = np.ones((1, 1, 2, 2), np.float32)
+    y, _ = conv2d_forward(x, w, None, stride=1, padding=1)
+    expected = np.array([[1, 3, 5, 3],
+                         [5, 12, 16, 9],
+                         [11, 24, 28, 15],
+                         [7, 15, 17, 9]], np.float32)
+    np.testing.assert_array_equal(y[0, 0], expected)
+
+
+def test_toy_cross_correlation_not_convolution():
+    # PyTorch's conv2d does not flip the kernel: a kernel [[1, 0], [0, 0]] picks the top-left
+    # pixel of each window, so with no padding y equals x without its last row and column.
+    x = np.arange(12, dtype=np.float32).reshape(1, 1, 3, 4)
+    w = np.zeros((1, 1, 2, 2), np.float32)
+    w[0, 0, 0, 0] = 1
+    y, _ = conv2d_forward(x, w, np.array([0.5], np.float32))
+    np.testing.assert_array_equal(y[0, 0], x[0, 0, :2, :3] + 0.5)
+
+
+def test_toy_stride_and_dilation():
+    # 1x5x5 image, 2x2 kernel of ones dilated by 2 reads x[r, c] + x[r, c+2] + x[r+2, c] +
+    # x[r+2, c+2]; stride 2 keeps output rows/cols 0 and 2... output size (5-3)//2+1 = 2.
+    x = np.arange(25, dtype=np.float32).reshape(1, 1, 5, 5)
+    w = np.ones((1, 1, 2, 2), np.float32)
+    y, _ = conv2d_forward(x, w, None, stride=2, dilation=2)
+    X = x[0, 0]
+    expected = np.array([[X[r, c] + X[r, c + 2] + X[r + 2, c] + X[r + 2, c + 2]
+                          for c in (0, 2)] for r in (0, 2)])
+    np.testing.assert_array_equal(y[0, 0], expected)
+
+
+def test_toy_backward_of_sum():
+    # L = sum(y) for a 3x3 kernel of ones, padding 1, on a 3x3 image: dL/dx[r, c] counts the
+    # output pixels whose window covers (r, c): 4 in the corners, 6 on the edges, 9 in the middle;
+    # dL/dw[i, j] is the sum of the pixels tap (i, j) reads; db = number of outputs = 9.
+    x = np.arange(1, 10, dtype=np.float32).reshape(1, 1, 3, 3)
+    w = np.ones((1, 1, 3, 3), np.float32)
+    y, cache = conv2d_forward(x, w, np.zeros(1, np.float32), padding=1)
+    dx, dw, db = conv2d_backward(np.ones_like(y), cache)
+    np.testing.assert_array_equal(dx[0, 0], [[4, 6, 4], [6, 9, 6], [4, 6, 4]])
+    # tap (0, 0) reads x[r-1, c-1] for r, c in 0..2: the top-left 2x2 block 1+2+4+5 = 12
+    np.testing.assert_array_equal(dw[0, 0], [[12, 21, 16], [27, 45, 33], [24, 39, 28]])
+    assert db.tolist() == [9.0]
+
+
+# -- agreement with the readable twin ----------------------------------------------------------
+
+@pytest.mark.parametrize("xs,ws,s,p,d,bias", CASES)
+def test_fast_matches_reference(xs, ws, s, p, d, bias, rng):
+    x, w, b = random_case(rng, xs, ws, bias)
+    y, cache = conv2d_forward(x, w, b, s, p, d)
+    y_ref, cols = ref.conv2d_forward(x, w, b, pair(s), pair(p), pair(d))
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, dw, db = conv2d_backward(dy, cache)
+    dx_r, dw_r, db_r = ref.conv2d_backward(dy, x.shape, w, cols, bias, pair(s), pair(p), pair(d))
+    np.testing.assert_allclose(dx, dx_r, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dw, dw_r, rtol=1e-5, atol=1e-4)
+    assert (db is None) == (db_r is None)
+    if bias:
+        np.testing.assert_allclose(db, db_r, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("xs,ws,s,p,d,bias", CASES[:8])
+def test_im2col_col2im_kernels_match_reference(xs, ws, s, p, d, bias, rng):
+    x = rng.standard_normal(xs).astype(np.float32)
+    kh, kw = ws[2:]
+    (sh, sw), (ph, pw), (dh, dw) = pair(s), pair(p), pair(d)
+    cols_ref = ref.im2col(x, kh, kw, pair(s), pair(p), pair(d))
+    # fill the chunk from image 1 on (n0 > 0 exercises the offset), garbage-initialised
+    n0 = 1 if xs[0] > 1 else 0
+    cols = np.full((xs[0] - n0,) + cols_ref.shape[1:], np.nan, np.float32)
+    fast.im2col_chunk(x, n0, kh, kw, sh, sw, ph, pw, dh, dw, cols)
+    np.testing.assert_array_equal(cols, cols_ref[n0:])
+    dcols = rng.standard_normal(cols_ref.shape).astype(np.float32)
+    dx = np.full(xs, np.nan, np.float32)
+    fast.col2im_chunk(dcols, 0, kh, kw, sh, sw, ph, pw, dh, dw, dx)
+    dx_ref = ref.col2im(dcols, xs, kh, kw, pair(s), pair(p), pair(d))
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-6, atol=1e-6)
+
+
+def test_chunked_batch_equals_one_image_at_a_time(rng, monkeypatch):
+    # a batch larger than one chunk must give the same numbers as one image at a time
+    import cvcore.nn.conv as conv_module
+    x, w, b = random_case(rng, (7, 4, 10, 10), (5, 4, 3, 3), True)
+    per_image = 4 * 9 * 100 * 4
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 3 * per_image)    # chunks of 3, 3, 1
+    y, cache = conv2d_forward(x, w, b, 1, 1)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, dw, db = conv2d_backward(dy, cache)
+    dw_sum = np.zeros_like(dw)
+    for n in range(7):
+        y1, c1 = conv2d_forward(x[n:n + 1], w, b, 1, 1)
+        np.testing.assert_allclose(y[n:n + 1], y1, rtol=1e-6, atol=1e-6)
+        dx1, dw1, _ = conv2d_backward(dy[n:n + 1], c1)
+        np.testing.assert_allclose(dx[n:n + 1], dx1, rtol=1e-6, atol=1e-6)
+        dw_sum += dw1
+    np.testing.assert_allclose(dw, dw_sum, rtol=1e-5, atol=1e-5)
+    assert CHUNK_BYTES > per_image
+
+
+# -- agreement with PyTorch --------------------------------------------------------------------
+
+@pytest.mark.parametrize("xs,ws,s,p,d,bias", CASES)
+def test_matches_torch_forward_and_gradients(xs, ws, s, p, d, bias, rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x, w, b = random_case(rng, xs, ws, bias)
+    y, cache = conv2d_forward(x, w, b, s, p, d)
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(w, requires_grad=True)
+    bt = torch.tensor(b, requires_grad=True) if bias else None
+    yt = F.conv2d(xt, wt, bt, s, p, d)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=RTOL, atol=ATOL)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    yt.backward(torch.tensor(dy))
+    dx, dw, db = conv2d_backward(dy, cache)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=RTOL, atol=ATOL)
+    if bias:
+        np.testing.assert_allclose(db, bt.grad.numpy(), rtol=RTOL, atol=ATOL)
+    else:
+        assert db is None
+
+
+def test_layer_matches_torch_conv2d_module(rng):
+    # same weights, same input: the layer's output and parameter gradients equal torch's
+    torch = pytest.importorskip("torch")
+    layer = Conv2d(3, 8, 3, stride=2, padding=1, rng=rng)
+    tl = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+    tl.load_state_dict({k: torch.tensor(v) for k, v in layer.state_dict().items()})
+    x = rng.standard_normal((4, 3, 11, 11)).astype(np.float32)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = tl(xt)
+    y = layer(x)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=RTOL, atol=ATOL)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    yt.backward(torch.tensor(dy))
+    dx = layer.backward(dy)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(layer.weight.grad, tl.weight.grad.numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(layer.bias.grad, tl.bias.grad.numpy(), rtol=RTOL, atol=ATOL)
+
+
+@given(H=st.integers(1, 12), W=st.integers(1, 12), k=st.integers(1, 4), s=st.integers(1, 3),
+       p=st.integers(0, 2), d=st.integers(1, 3))
+@settings(max_examples=40, deadline=None)
+def test_output_shape_matches_torch(H, W, k, s, p, d):
+    torch = pytest.importorskip("torch")
+    if min(H, W) + 2 * p < d * (k - 1) + 1:
+        with pytest.raises(ValueError, match="smaller than the"):
+            conv2d_forward(np.zeros((1, 1, H, W), np.float32), np.zeros((1, 1, k, k), np.float32),
+                           None, s, p, d)
+        return
+    x = np.random.default_rng(H * 100 + W).standard_normal((1, 2, H, W)).astype(np.float32)
+    w = np.random.default_rng(k).standard_normal((3, 2, k, k)).astype(np.float32)
+    y, _ = conv2d_forward(x, w, None, s, p, d)
+    yt = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), None, s, p, d)
+    assert y.shape == tuple(yt.shape) == conv2d_output_shape(x.shape, w.shape, s, p, d)
+    np.testing.assert_allclose(y, yt.numpy(), rtol=RTOL, atol=ATOL)
+
+
+# -- properties --------------------------------------------------------------------------------
+
+@given(N=st.integers(1, 3), C=st.integers(1, 3), H=st.integers(3, 9), W=st.integers(3, 9),
+       kh=st.integers(1, 3), kw=st.integers(1, 3), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       ph=st.integers(0, 2), pw=st.integers(0, 2), dh=st.integers(1, 2), dw=st.integers(1, 2),
+       seed=st.integers(0, 2**16))
+@settings(max_examples=60, deadline=None)
+def test_col2im_is_the_adjoint_of_im2col(N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, seed):
+    # <im2col(x), c> == <x, col2im(c)> for all x, c: col2im is the transpose of the linear
+    # map im2col, which is what makes the backward pass the true gradient.
+    Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    if Ho < 1 or Wo < 1:
+        return
+    r = np.random.default_rng(seed)
+    x = r.standard_normal((N, C, H, W))
+    c = r.standard_normal((N, C * kh * kw, Ho * Wo))
+    cols = np.empty_like(c)
+    fast.im2col_chunk(x, 0, kh, kw, sh, sw, ph, pw, dh, dw, cols)
+    dx = np.empty_like(x)
+    fast.col2im_chunk(c, 0, kh, kw, sh, sw, ph, pw, dh, dw, dx)
+    assert math.isclose(float((cols * c).sum()), float((x * dx).sum()), rel_tol=1e-9,
+                        abs_tol=1e-9)
+
+
+def numeric_grad(f, a, eps=1e-6):
+    """Central differences of the scalar function f() with respect to array a (in place)."""
+    g = np.zeros_like(a)
+    it = np.nditer(a, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = a[i]
+        a[i] = old + eps
+        fp = f()
+        a[i] = old - eps
+        fm = f()
+        a[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+def _gradcheck(xs, ws, s, p, d, bias, seed):
+    r = np.random.default_rng(seed)
+    x, w, b = random_case(r, xs, ws, bias, np.float64)
+    y, cache = conv2d_forward(x, w, b, s, p, d)
+    assert y.dtype == np.float64
+    dy = r.standard_normal(y.shape)          # L = sum(dy * y), so dL/dy = dy
+
+    def loss():
+        return float((conv2d_forward(x, w, b, s, p, d)[0] * dy).sum())
+
+    dx, dw, db = conv2d_backward(dy, cache)
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(dw, numeric_grad(loss, w), rtol=1e-6, atol=1e-7)
+    if bias:
+        np.testing.assert_allclose(db, numeric_grad(loss, b), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("xs,ws,s,p,d,bias", [
+    ((2, 2, 5, 4), (3, 2, 3, 3), 1, 1, 1, True),
+    ((1, 2, 6, 7), (2, 2, 3, 2), (2, 1), (1, 0), (1, 2), False),
+    ((2, 3, 4, 4), (2, 3, 1, 1), 1, 0, 1, True),              # 1x1 fast path
+    ((1, 2, 5, 5), (2, 2, 2, 2), 2, 1, 2, True),
+])
+def test_gradcheck_float64(xs, ws, s, p, d, bias):
+    # The float64 path runs through the same Numba kernels (im2col_chunk, col2im_chunk) and the
+    # same matrix products as float32, so this checks the fast code's backward, not a twin.
+    _gradcheck(xs, ws, s, p, d, bias, seed=sum(xs) + sum(ws))
+
+
+def test_forward_is_deterministic_and_leaves_inputs_alone(rng):
+    x, w, b = random_case(rng, (3, 4, 9, 9), (5, 4, 3, 3), True)
+    x0, w0, b0 = x.copy(), w.copy(), b.copy()
+    y1, c1 = conv2d_forward(x, w, b, 2, 1)
+    y2, _ = conv2d_forward(x, w, b, 2, 1)
+    np.testing.assert_array_equal(y1, y2)
+    dy = rng.standard_normal(y1.shape).astype(np.float32)
+    dy0 = dy.copy()
+    conv2d_backward(dy, c1)
+    for a, a0 in ((x, x0), (w, w0), (b, b0), (dy, dy0)):
+        np.testing.assert_array_equal(a, a0)
+
+
+def test_integer_input_is_converted_to_float32():
+    x = np.arange(2 * 9, dtype=np.int64).reshape(1, 2, 3, 3)
+    w = np.ones((1, 2, 3, 3), np.float32)
+    y, cache = conv2d_forward(x, w, None)
+    assert y.dtype == np.float32 and cache.x.dtype == np.float32
+    assert y.item() == float(np.arange(18).sum())
+
+
+def test_non_contiguous_input(rng):
+    x, w, b = random_case(rng, (2, 3, 8, 10), (4, 3, 3, 3), True)
+    xt = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)   # F-order planes
+    assert not xt.flags.c_contiguous
+    np.testing.assert_array_equal(conv2d_forward(xt, w, b, 1, 1)[0], conv2d_forward(x, w, b, 1, 1)[0])
+
+
+# -- the layer ---------------------------------------------------------------------------------
+
+def test_layer_parameters_and_default_init():
+    layer = Conv2d(16, 32, 3, padding=1, rng=0)
+    names = [n for n, _ in layer.named_parameters()]
+    assert names == ["weight", "bias"]
+    assert layer.weight.shape == (32, 16, 3, 3) and layer.bias.shape == (32,)
+    assert layer.weight.data.dtype == np.float32
+    bound = 1 / math.sqrt(16 * 9)       # kaiming_uniform(a=sqrt(5)) -> 1/sqrt(fan_in)
+    w = layer.weight.data
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.95 * bound
+    # uniform on [-bound, bound]: variance bound^2 / 3 (4608 draws: within 5 %)
+    assert abs(w.var() / (bound ** 2 / 3) - 1) < 0.05
+    assert np.abs(layer.bias.data).max() <= bound
+    # seeded: the same rng seed gives the same weights, a different one different weights
+    np.testing.assert_array_equal(Conv2d(16, 32, 3, rng=0).weight.data, w)
+    assert not np.array_equal(Conv2d(16, 32, 3, rng=1).weight.data, w)
+
+
+def test_layer_without_bias_and_state_dict():
+    layer = Conv2d(3, 4, (3, 5), stride=(1, 2), padding=(1, 2), dilation=2, bias=False, rng=0)
+    assert layer.bias is None
+    assert list(layer.state_dict()) == ["weight"]
+    assert layer.kernel_size == (3, 5) and layer.dilation == (2, 2)
+    assert "bias=False" in repr(layer)
+    x = np.random.default_rng(1).standard_normal((2, 3, 8, 12)).astype(np.float32)
+    y = layer(x)
+    layer.backward(np.ones_like(y))
+    assert layer.weight.grad.shape == layer.weight.shape
+
+
+def test_layer_backward_fills_grads_and_respects_freezing(rng):
+    layer = Conv2d(2, 3, 3, padding=1, rng=rng)
+    x = rng.standard_normal((2, 2, 5, 5)).astype(np.float32)
+    y = layer(x)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(dy)
+    _, cache = conv2d_forward(x, layer.weight.data, layer.bias.data, 1, 1)
+    dx_ref, dw_ref, db_ref = conv2d_backward(dy, cache)
+    np.testing.assert_array_equal(dx, dx_ref)
+    np.testing.assert_array_equal(layer.weight.grad, dw_ref)
+    np.testing.assert_array_equal(layer.bias.grad, db_ref)
+    # frozen weight: no gradient for it, the bias still learns, dx unchanged
+    layer.weight.requires_grad = False
+    layer(x)
+    dx2 = layer.backward(dy)
+    assert layer.weight.grad is None
+    np.testing.assert_array_equal(layer.bias.grad, db_ref)
+    np.testing.assert_array_equal(dx2, dx_ref)
+    layer.requires_grad_(False)
+    layer(x)
+    dx3 = layer.backward(dy)
+    assert layer.weight.grad is None and layer.bias.grad is None
+    np.testing.assert_array_equal(dx3, dx_ref)
+
+
+def test_eval_mode_keeps_no_cache():
+    layer = Conv2d(1, 1, 3, rng=0).eval()
+    y = layer(np.ones((1, 1, 4, 4), np.float32))
+    with pytest.raises(RuntimeError, match="without a forward pass"):
+        layer.backward(np.ones_like(y))
+
+
+def test_layer_in_float64_for_gradient_checks(rng):
+    # a gradient check may replace the parameters by float64 arrays; the layer then computes
+    # in float64 throughout
+    layer = Conv2d(2, 2, 3, padding=1, rng=rng)
+    layer.weight.data = layer.weight.data.astype(np.float64)
+    layer.bias.data = layer.bias.data.astype(np.float64)
+    x = rng.standard_normal((1, 2, 4, 4))
+    y = layer(x)
+    assert y.dtype == np.float64
+    assert layer.backward(np.ones_like(y)).dtype == np.float64
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+def test_error_wrong_channel_count_names_the_layer():
+    layer = Conv2d(3, 16, 3, rng=0)
+    with pytest.raises(ValueError, match=r"Conv2d\(3->16\): expected 3 input channels, got 1"):
+        layer(np.zeros((2, 1, 8, 8), np.float32))
+
+
+def test_error_input_smaller_than_kernel():
+    layer = Conv2d(1, 1, 5, padding=1, rng=0)
+    with pytest.raises(ValueError, match=r"Conv2d\(1->1\): input height 2 with padding 1 is 4, "
+                                         r"smaller than the \(dilated\) kernel 5"):
+        layer(np.zeros((1, 1, 2, 9), np.float32))
+    with pytest.raises(ValueError, match="width"):
+        Conv2d(1, 1, 3, dilation=3, rng=0)(np.zeros((1, 1, 9, 6), np.float32))
+
+
+@pytest.mark.parametrize("bad,word", [(np.nan, "NaN"), (np.inf, "infinity")])
+def test_error_nan_or_inf_in_input(bad, word):
+    x = np.zeros((1, 2, 5, 5), np.float32)
+    x[0, 1, 3, 2] = bad
+    with pytest.raises(ValueError, match=rf"Conv2d\(2->4\) input contains {word}"):
+        Conv2d(2, 4, 3, rng=0)(x)
+
+
+def test_large_finite_input_is_not_reported_as_infinite():
+    # the fast NaN check sums the input; a sum that overflows must not be mistaken for inf
+    x = np.full((1, 1, 4, 4), 3e38, np.float32)
+    y, _ = conv2d_forward(x, np.full((1, 1, 1, 1), 1e-3, np.float32), None)
+    assert np.isfinite(y).all()
+
+
+def test_error_wrong_dimensions_and_dtypes():
+    layer = Conv2d(1, 1, 3, rng=0)
+    with pytest.raises(ValueError, match=r"Conv2d\(1->1\) input must have 4 dimensions"):
+        layer(np.zeros((1, 8, 8), np.float32))
+    with pytest.raises(TypeError, match="numeric"):
+        layer(np.array([["a"]]))
+    with pytest.raises(ValueError, match="bias has 3 values for 2 output channels"):
+        conv2d_forward(np.zeros((1, 1, 3, 3)), np.zeros((2, 1, 1, 1)), np.zeros(3))
+
+
+def test_error_bad_geometry_arguments():
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        Conv2d(1, 1, 3, stride=0)
+    with pytest.raises(ValueError, match="padding must be >= 0"):
+        Conv2d(1, 1, 3, padding=-1)
+    with pytest.raises(TypeError, match="kernel_size"):
+        Conv2d(1, 1, 2.5)
+    with pytest.raises(ValueError, match="in_channels must be >= 1"):
+        Conv2d(0, 1, 3)
+
+
+def test_error_backward_with_wrong_dy_shape():
+    y, cache = conv2d_forward(np.zeros((1, 1, 4, 4), np.float32), np.zeros((2, 1, 3, 3),
+                                                                          np.float32), None)
+    assert isinstance(cache, Conv2dCache)
+    with pytest.raises(ValueError, match=r"dy has shape \(1, 2, 3, 3\).*\(1, 2, 2, 2\)"):
+        conv2d_backward(np.zeros((1, 2, 3, 3), np.float32), cache)
