@@ -2,6 +2,7 @@
 import gzip
 import hashlib
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,3 +234,169 @@ def test_to_nchw():
     rgb[..., 2] = 51
     out = D.to_nchw(rgb)
     assert out.shape == (2, 3, 4, 5) and np.allclose(out[:, 2], 0.2) and not out[:, :2].any()
+
+
+# ------------------------------------------------------------------ image folders
+
+def save_image(path, array):
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def make_folder(root, sizes=((6, 8),) * 3, classes=("cat", "ant", "bee"), seed=0):
+    """root/<class>/<i>.png with distinct random RGB images; returns {relative path: array}."""
+    rng = np.random.default_rng(seed)
+    made = {}
+    for c in classes:
+        for i, (h, w) in enumerate(sizes):
+            arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            save_image(root / c / f"{i}.png", arr)
+            made[f"{c}/{i}.png"] = arr
+    return made
+
+
+def test_image_folder_classes_sorted_lazy_and_exact(tmp_path):
+    made = make_folder(tmp_path)
+    (tmp_path / "ant" / "notes.txt").write_text("not an image")   # ignored: not an image name
+    (tmp_path / ".hidden").mkdir()                                # ignored: hidden folder
+    folder = D.ImageFolder(tmp_path)
+    assert folder.classes == ["ant", "bee", "cat"]
+    assert len(folder) == 9 and folder.targets.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert folder._cache == {}                     # nothing decoded yet
+    image, label = folder[4]
+    assert label == 1 and folder.samples[4][0].name == "1.png"
+    np.testing.assert_array_equal(image, made["bee/1.png"])
+    assert list(folder._cache) == [4]              # decoded once, cached
+    gray = D.ImageFolder(tmp_path, mode="gray").read(0)
+    from PIL import Image
+    expected = np.asarray(Image.fromarray(made["ant/0.png"]).convert("L"))
+    np.testing.assert_array_equal(gray, expected)
+
+
+def test_image_folder_resize_and_corrupt_files_reported(tmp_path):
+    make_folder(tmp_path, sizes=((6, 8), (10, 4)))
+    (tmp_path / "bee" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    good = tmp_path / "ant" / "0.png"
+    (tmp_path / "ant" / "cut.png").write_bytes(good.read_bytes()[:60])
+    folder = D.ImageFolder(tmp_path, size=(5, 7), mode="gray")
+    x, y, problems = folder.load()
+    assert x.shape == (6, 5, 7) and x.dtype == np.uint8 and y.tolist() == [0, 0, 1, 1, 2, 2]
+    assert sorted(Path(p).name for p, _ in problems) == ["broken.jpg", "cut.png"]
+    assert all(reason for _, reason in problems)
+    with pytest.raises(ValueError, match="cannot decode"):
+        folder.read([p for p, _ in folder.samples].index(tmp_path / "bee" / "broken.jpg"))
+    with pytest.raises(ValueError, match="2 different sizes"):
+        D.ImageFolder(tmp_path).load()
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        D.ImageFolder(tmp_path / "missing")
+    with pytest.raises(ValueError, match="no class folders"):
+        D.ImageFolder(tmp_path)
+    (tmp_path / "a").mkdir()
+    with pytest.raises(ValueError, match="no image files"):
+        D.ImageFolder(tmp_path)
+    (tmp_path / "a" / "x.png").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="none of the 1 image files"):
+        D.ImageFolder(tmp_path).load()
+    with pytest.raises(ValueError, match="mode"):
+        D.ImageFolder(tmp_path, mode="cmyk")
+
+
+def test_load_image_folder_train_test_layout(tmp_path):
+    make_folder(tmp_path / "train")
+    make_folder(tmp_path / "val", classes=("bee",), seed=1)
+    ds = D.load_dataset(tmp_path)
+    assert ds.class_names == ["ant", "bee", "cat"]
+    assert ds.x_train.shape == (9, 6, 8, 3) and ds.x_test.shape == (3, 6, 8, 3)
+    assert ds.y_test.tolist() == [1, 1, 1]  # labels follow the train classes
+    make_folder(tmp_path / "test", classes=("dog",))
+    with pytest.raises(ValueError, match=r"classes \['dog'\] have no folder"):
+        D.load_dataset(tmp_path)
+
+
+def test_load_image_folder_seeded_split(tmp_path):
+    make_folder(tmp_path, sizes=((4, 4),) * 10, classes=("a", "b"))
+    ds = D.load_dataset(tmp_path, test_fraction=0.3, seed=7, mode="gray", size=3)
+    assert ds.x_train.shape == (14, 3, 3) and ds.x_test.shape == (6, 3, 3)
+    assert np.bincount(ds.y_test).tolist() == [3, 3]
+    again = D.load_image_folder(tmp_path, test_fraction=0.3, seed=7, mode="gray", size=3)
+    np.testing.assert_array_equal(again.x_test, ds.x_test)
+    other = D.load_image_folder(tmp_path, test_fraction=0.3, seed=8, mode="gray", size=3)
+    assert not np.array_equal(other.x_test, ds.x_test)
+    # no image is in both splits
+    hashes = lambda x: {im.tobytes() for im in x}
+    assert not hashes(ds.x_train) & hashes(ds.x_test)
+    with pytest.raises(ValueError, match="test_fraction"):
+        D.load_image_folder(tmp_path, test_fraction=1.0)
+
+
+def test_real_image_folder_hymenoptera():
+    root = dataset_path("hymenoptera")
+    ds = D.load_dataset(root, size=32)
+    assert ds.class_names == ["ants", "bees"]
+    assert ds.x_train.shape == (245, 32, 32, 3) and ds.x_test.shape == (153, 32, 32, 3)
+    assert ds.problems == []
+
+
+def test_real_image_folder_cifar_one_class_folder():
+    """CIFAR-10's JPEG folders through the folder loader: one class, not all 60 000 files."""
+    root = dataset_path("cifar10", "test")
+    folder = D.ImageFolder(root)
+    assert folder.classes[:3] == ["airplane", "automobile", "bird"] and len(folder.classes) == 10
+    idx = np.flatnonzero(folder.targets == 3)[:50]
+    x, y, problems = folder.load(idx)
+    assert x.shape == (50, 32, 32, 3) and set(y.tolist()) == {3} and problems == []
+
+
+# ------------------------------------------------------------------ check
+
+def test_check_folder_finds_duplicates_corrupt_and_odd_sizes(tmp_path):
+    made = make_folder(tmp_path / "train", sizes=((12, 12),) * 12, classes=("a", "b"))
+    make_folder(tmp_path / "test", sizes=((12, 12),) * 2, classes=("a", "b"), seed=5)
+    # a duplicate within train (same pixels, other format and name) and one across the splits
+    save_image(tmp_path / "train" / "b" / "copy.bmp", made["a/3.png"])
+    save_image(tmp_path / "test" / "a" / "leak.png", made["b/0.png"])
+    (tmp_path / "test" / "b" / "bad.jpg").write_bytes(b"nope")
+    save_image(tmp_path / "train" / "a" / "tiny.png", np.zeros((3, 12, 3), np.uint8))
+    report = D.check(tmp_path)
+    assert report.class_names == ["a", "b"]
+    assert report.counts == {"train": [13, 13], "test": [3, 2]}
+    assert report.duplicates == {"train": [[str(Path("train/a/3.png")), str(Path("train/b/copy.bmp"))]],
+                                 "test": []}
+    assert report.cross_duplicates == [(str(Path("train/b/0.png")), str(Path("test/a/leak.png")))]
+    assert [Path(p).name for p, _ in report.corrupt] == ["bad.jpg"]
+    assert report.odd_sizes == [(str(Path("train/a/tiny.png")), (3, 12))]
+    assert not report.ok
+    text = report.summary()
+    for needle in ("duplicate", "also appear in train", "corrupt", "odd size", "tiny.png"):
+        assert needle in text
+    import json
+    assert json.loads(json.dumps(report.to_dict()))["counts"]["test"] == [3, 2]
+
+
+def test_check_arrays_toy_and_imbalance():
+    x = np.zeros((5, 2, 2), np.uint8)
+    x[1, 0, 0] = 1
+    x[2, 0, 0] = 2
+    x[3, 0, 0] = 2                     # train[3] duplicates train[2]
+    x[4, 1, 1] = 7
+    xt = np.stack([x[1], x[4] + 9])    # test[0] duplicates train[1]
+    ds = D.Dataset(x, np.array([0, 0, 0, 0, 1]), xt, np.array([0, 1]), ["p", "q"], name="toy")
+    report = D.check(ds)
+    assert report.counts == {"train": [4, 1], "test": [1, 1]}
+    assert report.imbalance("train") == 4.0 and report.imbalance("test") == 1.0
+    assert report.duplicates == {"train": [["train[2]", "train[3]"]], "test": []}
+    assert report.cross_duplicates == [("train[1]", "test[0]")]
+    assert report.sizes == {(2, 2): 7}
+    assert report.odd_sizes == [(f"{s}[{i}]", (2, 2)) for s, n in (("train", 5), ("test", 2))
+                                for i in range(n)]  # 2 px is below CHECK_MIN_SIDE
+    assert any("imbalance" in line for line in report.issues())
+
+
+def test_check_embedded_is_clean():
+    report = D.check("fashion-mnist-small")
+    assert report.ok, report.summary()
+    assert report.counts["train"] == [400] * 10 and report.sizes == {(28, 28): 5000}
