@@ -6,7 +6,9 @@ __getattr__, __dir__, __all__ = attach(
     __name__,
     {
         "images": ["imread", "imwrite", "to_float", "to_uint8"],
+        "weights": ["save_npz", "load_npz", "save_safetensors", "load_safetensors", "load_torch",
+                    "save_weights", "load_weights", "UnsafePickleError"],
         "datasets": ["Dataset", "load_idx", "load_mnist", "load_embedded", "load_dataset",
-                     "ImageFolder", "load_image_folder", "to_nchw"],
+                     "ImageFolder", "load_image_folder", "to_nchw", "check", "CheckReport"],
     },
 )
