@@ -1,0 +1,541 @@
+"""Model weights on disk: ``.npz``, ``.safetensors``, and PyTorch ``.pt``/``.pth`` without torch.
+
+A *state dict* here is a mapping ``name -> ndarray`` with torchvision's dotted names
+(``conv1.weight``, ``layer1.0.bn1.running_var``), as :meth:`cvcore.nn.Module.state_dict` returns.
+
+Three formats, none of which can run code when read:
+
+``.npz``
+    NumPy's zip of ``.npy`` members, one per array, read with ``allow_pickle=False``.
+``.safetensors``
+    Hugging Face's format (https://huggingface.co/docs/safetensors, "Format"): an 8-byte
+    little-endian unsigned header length ``N``; ``N`` bytes of UTF-8 JSON mapping each name to
+    ``{"dtype", "shape", "data_offsets": [begin, end]}`` (offsets into the byte buffer that
+    follows) plus an optional ``"__metadata__"`` of string to string; then the buffer, each tensor
+    little-endian in C order. Written and read here from that description, with every offset
+    checked (in bounds, no overlap, no gap, sizes agreeing with dtype and shape).
+``.pt`` / ``.pth`` (read only)
+    What ``torch.save(model.state_dict(), path)`` writes since PyTorch 1.6: a zip holding
+    ``<name>/data.pkl`` (a pickle of the dict) and one ``<name>/data/<key>`` member per tensor
+    storage (raw little-endian bytes; ``<name>/byteorder`` says which). Pickle can call any
+    importable function, so :func:`load_torch` uses an unpickler that knows only what a state
+    dict needs -- ``collections.OrderedDict``, ``torch._utils._rebuild_tensor_v2`` (and
+    ``_rebuild_parameter``), and the storage type names such as ``torch.FloatStorage`` -- each
+    mapped to a small function here that builds NumPy arrays. Any other global (``os.system``, a
+    model class, ``builtins.eval``...) is refused before it is looked up, naming it and the file.
+
+Every writer is atomic (:func:`cvcore.io.atomic.atomic_write`): a failed or interrupted save
+leaves the previous file intact and no partial file behind.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import struct
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from cvcore.io.atomic import atomic_write
+
+__all__ = ["save_npz", "load_npz", "save_safetensors", "load_safetensors", "load_torch",
+           "save_weights", "load_weights"]
+
+
+# -- shared checks ------------------------------------------------------------------------------
+def _check_state_dict(state_dict, what: str) -> "OrderedDict[str, np.ndarray]":
+    """Return ``state_dict`` as an ordered dict of numeric arrays, or raise naming the bad entry."""
+    if not hasattr(state_dict, "items"):
+        raise TypeError(f"{what} needs a mapping of name -> array, got {type(state_dict).__name__}")
+    out = OrderedDict()
+    for name, value in state_dict.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{what}: keys must be non-empty strings, got {name!r}")
+        arr = np.asarray(value)
+        if arr.dtype == object or arr.dtype.kind not in "biuf":
+            raise TypeError(f"{what}: {name} has dtype {arr.dtype}; only bool, integer and float "
+                            f"arrays can be saved")
+        out[name] = arr
+    return out
+
+
+def _check_readable(path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no weights file at {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not a weights file")
+    return path
+
+
+# -- npz ----------------------------------------------------------------------------------------
+def save_npz(path, state_dict) -> None:
+    """Write a state dict as an uncompressed ``.npz`` (one ``<name>.npy`` member per array).
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination; written atomically.
+    state_dict : mapping of str to array_like
+        Numeric arrays; order is kept.
+    """
+    arrays = _check_state_dict(state_dict, "save_npz")
+    with atomic_write(path) as f:
+        # The zip is written member by member rather than with np.savez(f, **arrays), whose own
+        # keyword ``file`` would collide with a weight called "file".
+        with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, arr in arrays.items():
+                with zf.open(name + ".npy", mode="w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.ascontiguousarray(arr),
+                                              allow_pickle=False)
+
+
+def load_npz(path) -> "OrderedDict[str, np.ndarray]":
+    """Read a ``.npz`` state dict (never unpickling anything).
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        The file is not an npz, is truncated or corrupt (CRC), or holds object arrays.
+    """
+    path = _check_readable(path)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not an .npz file (not a zip archive; truncated or another "
+                         f"format)")
+    out = OrderedDict()
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            for name in archive.files:
+                out[name] = archive[name]
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise ValueError(f"{path} holds a pickled (object) array; refusing to unpickle it") \
+                from None
+        raise ValueError(f"{path} is a corrupt .npz file: {exc}") from None
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
+        raise ValueError(f"{path} is a corrupt or truncated .npz file: {exc}") from None
+    return out
+
+
+# -- safetensors --------------------------------------------------------------------------------
+# dtype names of the safetensors format -> NumPy dtype (little-endian). BF16 has no NumPy type: it
+# is read as its 16 raw bits and widened to float32 (bfloat16 is the top half of a float32).
+SAFETENSORS_DTYPES = {
+    "BOOL": np.dtype("?"), "U8": np.dtype("u1"), "I8": np.dtype("i1"),
+    "U16": np.dtype("<u2"), "I16": np.dtype("<i2"), "F16": np.dtype("<f2"),
+    "U32": np.dtype("<u4"), "I32": np.dtype("<i4"), "F32": np.dtype("<f4"),
+    "U64": np.dtype("<u8"), "I64": np.dtype("<i8"), "F64": np.dtype("<f8"),
+    "BF16": np.dtype("<u2"),
+}
+_NUMPY_TO_SAFETENSORS = {v.newbyteorder("<") if v.itemsize > 1 else v: k
+                         for k, v in SAFETENSORS_DTYPES.items() if k != "BF16"}
+SAFETENSORS_MAX_HEADER = 100_000_000  # bytes; the reference implementation's limit
+SAFETENSORS_ALIGN = 8  # the header is padded with spaces so the buffer starts 8-byte aligned
+
+
+def save_safetensors(path, state_dict, metadata=None) -> None:
+    """Write a state dict as ``.safetensors``.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination; written atomically.
+    state_dict : mapping of str to array_like
+        bool, (u)int8/16/32/64, float16/32/64 arrays. Keys keep their order in the header.
+    metadata : mapping of str to str, optional
+        Stored as ``__metadata__`` (for example the model name or training recipe).
+    """
+    arrays = _check_state_dict(state_dict, "save_safetensors")
+    if "__metadata__" in arrays:
+        raise ValueError("save_safetensors: '__metadata__' is reserved and cannot name a tensor")
+    header = {}
+    if metadata is not None:
+        if not hasattr(metadata, "items") or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise TypeError("metadata must be a mapping of str to str")
+        header["__metadata__"] = dict(metadata)
+    # Place the widest dtypes first so every tensor starts aligned to its item size.
+    order = sorted(arrays, key=lambda name: -arrays[name].dtype.itemsize)
+    offsets, position = {}, 0
+    for name in order:
+        arr = arrays[name]
+        dtype = arr.dtype.newbyteorder("<") if arr.dtype.itemsize > 1 else arr.dtype
+        if dtype not in _NUMPY_TO_SAFETENSORS:
+            raise TypeError(f"save_safetensors: {name} has dtype {arr.dtype}, which safetensors "
+                            f"does not store")
+        offsets[name] = (position, position + arr.nbytes)
+        position += arr.nbytes
+    for name, arr in arrays.items():
+        dtype = arr.dtype.newbyteorder("<") if arr.dtype.itemsize > 1 else arr.dtype
+        header[name] = {"dtype": _NUMPY_TO_SAFETENSORS[dtype], "shape": list(arr.shape),
+                        "data_offsets": list(offsets[name])}
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % SAFETENSORS_ALIGN)
+    with atomic_write(path) as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for name in order:
+            arr = arrays[name]
+            f.write(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes())
+
+
+def _read_safetensors_header(path: Path, size: int, f):
+    if size < 8:
+        raise ValueError(f"{path} is not a .safetensors file: {size} bytes, shorter than the "
+                         f"8-byte header length")
+    (n,) = struct.unpack("<Q", f.read(8))
+    if n > SAFETENSORS_MAX_HEADER:
+        raise ValueError(f"{path}: header length {n} exceeds {SAFETENSORS_MAX_HEADER} bytes; not "
+                         f"a .safetensors file or corrupt")
+    if 8 + n > size:
+        raise ValueError(f"{path} is truncated: header needs {n} bytes, only {size - 8} follow")
+    raw = f.read(n)
+    try:
+        text = raw.decode("utf-8")
+        if not text.lstrip().startswith("{"):
+            raise ValueError("header is not a JSON object")
+
+        def no_duplicates(pairs):
+            keys = [k for k, _ in pairs]
+            if len(set(keys)) != len(keys):
+                raise ValueError(f"duplicate keys {sorted({k for k in keys if keys.count(k) > 1})}")
+            return dict(pairs)
+        header = json.loads(text, object_pairs_hook=no_duplicates)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{path}: corrupt .safetensors header ({exc})") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: corrupt .safetensors header (not a JSON object)")
+    return n, header
+
+
+def load_safetensors(path, with_metadata: bool = False):
+    """Read a ``.safetensors`` file written by this module, the ``safetensors`` package or any
+    other writer following the format.
+
+    Parameters
+    ----------
+    path : str or Path
+    with_metadata : bool
+        Also return the ``__metadata__`` dict (empty if absent).
+
+    Returns
+    -------
+    OrderedDict of str to ndarray, or (that, dict)
+        In header order. ``BF16`` tensors are widened to float32.
+
+    Raises
+    ------
+    ValueError
+        Truncated file, bad header JSON, unknown dtype, offsets out of bounds, overlapping or
+        leaving gaps, or a size that disagrees with dtype and shape (the tensor is named).
+    """
+    path = _check_readable(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        n, header = _read_safetensors_header(path, size, f)
+        buffer = f.read()
+    buffer_len = size - 8 - n
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise ValueError(f"{path}: __metadata__ must map strings to strings")
+    spans = []
+    for name, info in header.items():
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise ValueError(f"{path}: entry {name!r} must have exactly dtype, shape and "
+                             f"data_offsets")
+        if info["dtype"] not in SAFETENSORS_DTYPES:
+            raise ValueError(f"{path}: {name} has unsupported dtype {info['dtype']!r} "
+                             f"(supported: {sorted(SAFETENSORS_DTYPES)})")
+        shape, offs = info["shape"], info["data_offsets"]
+        if (not isinstance(shape, list)
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                           for d in shape)):
+            raise ValueError(f"{path}: {name} has invalid shape {shape!r}")
+        if (not isinstance(offs, list) or len(offs) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offs)
+                or not 0 <= offs[0] <= offs[1]):
+            raise ValueError(f"{path}: {name} has invalid data_offsets {offs!r}")
+        nbytes = math.prod(shape) * SAFETENSORS_DTYPES[info["dtype"]].itemsize
+        if offs[1] - offs[0] != nbytes:
+            raise ValueError(f"{path}: {name} is {info['dtype']} {shape} = {nbytes} bytes but "
+                             f"data_offsets {offs} span {offs[1] - offs[0]}")
+        if offs[1] > buffer_len:
+            raise ValueError(f"{path} is truncated: {name} needs bytes up to {offs[1]} of the data "
+                             f"buffer, which has {buffer_len}")
+        spans.append((offs[0], offs[1], name))
+    position = 0
+    for begin, end, name in sorted(spans):
+        if begin < position:
+            raise ValueError(f"{path}: {name} overlaps the previous tensor (starts at {begin}, "
+                             f"previous ends at {position})")
+        if begin > position:
+            raise ValueError(f"{path}: {position}..{begin} of the buffer belongs to no tensor "
+                             f"(before {name})")
+        position = end
+    if position != buffer_len:
+        raise ValueError(f"{path}: {buffer_len - position} trailing bytes after the last tensor")
+    out = OrderedDict()
+    for name, info in header.items():
+        dtype = SAFETENSORS_DTYPES[info["dtype"]]
+        begin, end = info["data_offsets"]
+        arr = np.frombuffer(buffer, dtype=dtype, count=(end - begin) // dtype.itemsize,
+                            offset=begin).reshape(info["shape"])
+        if info["dtype"] == "BF16":
+            arr = (arr.astype(np.uint32) << 16).view(np.float32)
+        out[name] = np.array(arr, dtype=arr.dtype.newbyteorder("="), copy=True)
+    return (out, metadata) if with_metadata else out
+
+
+# -- PyTorch .pt / .pth -------------------------------------------------------------------------
+# torch storage type name -> NumPy dtype of its elements (little-endian, as torch writes them).
+TORCH_STORAGE_DTYPES = {
+    "DoubleStorage": np.dtype("<f8"), "FloatStorage": np.dtype("<f4"),
+    "HalfStorage": np.dtype("<f2"), "BFloat16Storage": np.dtype("<u2"),
+    "LongStorage": np.dtype("<i8"), "IntStorage": np.dtype("<i4"),
+    "ShortStorage": np.dtype("<i2"), "CharStorage": np.dtype("i1"),
+    "ByteStorage": np.dtype("u1"), "BoolStorage": np.dtype("?"),
+}
+
+
+class _StorageType:
+    """What the pickle's ``torch.FloatStorage`` (etc.) resolves to: a name and a dtype, nothing
+    callable."""
+
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name: str, dtype: np.dtype):
+        self.name, self.dtype = name, dtype
+
+    def __repr__(self):
+        return f"torch.{self.name}"
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("storage type state (BUILD) is not allowed")
+
+
+class _Storage:
+    """A storage read from ``data/<key>``: its elements as a flat read-only array."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("storage state (BUILD) is not allowed")
+
+
+class _Tensor:
+    """A rebuilt tensor, kept distinct from every other unpickled value until the end, so that
+    the result can be checked to be a dict of tensors and nothing else."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("tensor state (BUILD) is not allowed in a state-dict file")
+
+    def __reduce__(self):
+        raise TypeError("_Tensor is not picklable")
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle asked for something a state dict does not need; nothing was called."""
+
+
+class _StateDictUnpickler(pickle.Unpickler):
+    """An unpickler for ``torch.save(state_dict)`` that resolves only a fixed list of globals."""
+
+    def __init__(self, file, path: Path, zf: zipfile.ZipFile, prefix: str, byteorder: str):
+        super().__init__(file)
+        self._path, self._zf, self._prefix, self._byteorder = path, zf, prefix, byteorder
+        self._storages: dict[str, _Storage] = {}
+        self._globals = {
+            ("collections", "OrderedDict"): OrderedDict,
+            ("torch._utils", "_rebuild_tensor_v2"): self._rebuild_tensor_v2,
+            ("torch._utils", "_rebuild_tensor"): self._rebuild_tensor,
+            ("torch._utils", "_rebuild_parameter"): self._rebuild_parameter,
+            ("torch._utils", "_rebuild_parameter_with_state"): self._rebuild_parameter_with_state,
+        }
+        for name, dtype in TORCH_STORAGE_DTYPES.items():
+            self._globals[("torch", name)] = _StorageType(name, dtype)
+
+    def find_class(self, module, name):
+        try:
+            return self._globals[(module, name)]
+        except (KeyError, TypeError):
+            raise UnsafePickleError(
+                f"refusing to unpickle {module}.{name} from {self._path}: a state-dict file only "
+                f"needs tensors and OrderedDict, so this file is not a plain torch.save("
+                f"model.state_dict()) (it may hold a whole model or run code)") from None
+
+    def persistent_load(self, pid):
+        if (not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage"
+                or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], str)
+                or not isinstance(pid[4], int)):
+            raise UnsafePickleError(f"{self._path}: unexpected persistent id {pid!r}")
+        _, storage_type, key, _location, numel = pid
+        if key in self._storages:
+            return self._storages[key]
+        member = f"{self._prefix}data/{key}"
+        try:
+            info = self._zf.getinfo(member)
+        except KeyError:
+            raise ValueError(f"{self._path} is corrupt: storage {member} is missing") from None
+        dtype = storage_type.dtype
+        if info.file_size != numel * dtype.itemsize:
+            raise ValueError(f"{self._path} is corrupt: {member} has {info.file_size} bytes, "
+                             f"expected {numel} x {dtype.itemsize}")
+        data = np.frombuffer(self._zf.read(member), dtype=dtype.newbyteorder(
+            "<" if self._byteorder == "little" else ">"))
+        if storage_type.name == "BFloat16Storage":
+            data = (data.astype(np.uint32) << 16).view(np.float32)
+        data = data.astype(data.dtype.newbyteorder("="), copy=False)
+        self._storages[key] = _Storage(data)
+        return self._storages[key]
+
+    # The rebuild functions: same arguments as torch._utils's, returning _Tensor.
+    def _rebuild_tensor_v2(self, storage, storage_offset, size, stride, requires_grad=False,
+                           backward_hooks=None, metadata=None):
+        return self._rebuild_tensor(storage, storage_offset, size, stride)
+
+    def _rebuild_tensor(self, storage, storage_offset, size, stride):
+        if not isinstance(storage, _Storage):
+            raise UnsafePickleError(f"{self._path}: tensor built from {type(storage).__name__}, "
+                                    f"not a storage")
+        storage = storage.array
+        ints = (isinstance(storage_offset, int) and isinstance(size, tuple)
+                and isinstance(stride, tuple) and len(size) == len(stride)
+                and all(isinstance(v, int) for v in size + stride))
+        if not ints or storage_offset < 0 or any(v < 0 for v in size + stride):
+            raise ValueError(f"{self._path} is corrupt: bad tensor geometry offset="
+                             f"{storage_offset!r} size={size!r} stride={stride!r}")
+        if 0 in size:
+            return _Tensor(np.zeros(size, dtype=storage.dtype))
+        last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if last >= storage.size:
+            raise ValueError(f"{self._path} is corrupt: a tensor of size {size} and stride "
+                             f"{stride} at offset {storage_offset} reads element {last} of a "
+                             f"storage of {storage.size}")
+        view = np.lib.stride_tricks.as_strided(
+            storage[storage_offset:], shape=size,
+            strides=tuple(s * storage.itemsize for s in stride), writeable=False)
+        return _Tensor(np.array(view, copy=True, order="C"))
+
+    def _rebuild_parameter(self, data, requires_grad, backward_hooks):
+        if not isinstance(data, _Tensor):
+            raise UnsafePickleError(f"{self._path}: parameter built from "
+                                    f"{type(data).__name__}, not a tensor")
+        return data
+
+    def _rebuild_parameter_with_state(self, data, requires_grad, backward_hooks, state):
+        return self._rebuild_parameter(data, requires_grad, backward_hooks)
+
+
+def load_torch(path) -> "OrderedDict[str, np.ndarray]":
+    """Read a PyTorch state-dict file (``torch.save(model.state_dict(), path)``) without torch.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.pt``/``.pth`` in PyTorch's zip format (the default since PyTorch 1.6).
+
+    Returns
+    -------
+    OrderedDict of str to ndarray
+        In the file's order; float tensors keep their precision (float32 stays float32, bfloat16
+        becomes float32), ``num_batches_tracked`` is int64.
+
+    Raises
+    ------
+    UnsafePickleError
+        The pickle names any global other than those a state dict needs (the global and the file
+        are named); nothing from the file has been called.
+    ValueError
+        Not a PyTorch zip file (legacy pre-1.6 files, TorchScript archives and other files are
+        named as such), a corrupt or truncated file, or a pickle that is not a dict of tensors.
+    """
+    path = _check_readable(path)
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head[:1] == b"\x80":
+            raise ValueError(f"{path} is in PyTorch's legacy (pre-1.6, non-zip) format, which is "
+                             f"not supported; re-save it with a recent torch.save")
+        raise ValueError(f"{path} is not a PyTorch .pt/.pth file (not a zip archive; truncated "
+                         f"or another format)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+            if len(pickles) != 1:
+                if any(n.endswith("/constants.pkl") for n in names):
+                    raise ValueError(f"{path} is a TorchScript archive (torch.jit.save), not a "
+                                     f"state dict")
+                raise ValueError(f"{path} is a zip but not a PyTorch file (no single "
+                                 f"<name>/data.pkl member)")
+            prefix = pickles[0][: -len("data.pkl")]
+            byteorder = "little"
+            if prefix + "byteorder" in names:
+                byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace").strip()
+                if byteorder not in ("little", "big"):
+                    raise ValueError(f"{path}: unknown byteorder {byteorder!r}")
+            with zf.open(pickles[0]) as f:
+                unpickler = _StateDictUnpickler(f, path, zf, prefix, byteorder)
+                result = unpickler.load()
+    except UnsafePickleError:
+        raise
+    except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, struct.error) as exc:
+        raise ValueError(f"{path} is a corrupt or truncated PyTorch file: {exc}") from None
+    except ValueError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ValueError(f"{path} is a corrupt PyTorch file: {exc}") from None
+    except (TypeError, AttributeError, IndexError, KeyError, RecursionError) as exc:
+        # e.g. a pickle calling a storage type, or building an attribute on a plain list
+        raise ValueError(f"{path} is not a plain PyTorch state dict: {exc}") from None
+    if not isinstance(result, dict):
+        raise ValueError(f"{path} holds a {type(result).__name__}, not a state dict")
+    out = OrderedDict()
+    for name, value in result.items():
+        if not isinstance(value, _Tensor):
+            raise ValueError(f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor "
+                             f"(this loader reads plain state dicts only)")
+        out[str(name)] = value.array
+    return out
+
+
+# -- by extension -------------------------------------------------------------------------------
+def save_weights(path, state_dict, metadata=None) -> None:
+    """Save by extension: ``.safetensors`` via :func:`save_safetensors`, ``.npz`` via
+    :func:`save_npz` (which cannot hold ``metadata``)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".safetensors":
+        save_safetensors(path, state_dict, metadata)
+    elif suffix == ".npz":
+        if metadata is not None:
+            raise ValueError("metadata can only be stored in .safetensors files")
+        save_npz(path, state_dict)
+    else:
+        raise ValueError(f"cannot save weights as {suffix or 'a file with no extension'!r}: use "
+                         f".npz or .safetensors (.pt/.pth are read-only)")
+
+
+def load_weights(path) -> "OrderedDict[str, np.ndarray]":
+    """Load by extension: ``.npz``, ``.safetensors``, or ``.pt``/``.pth`` (PyTorch, no torch)."""
+    suffix = Path(path).suffix.lower()
+    loaders = {".npz": load_npz, ".safetensors": load_safetensors, ".pt": load_torch,
+               ".pth": load_torch}
+    if suffix not in loaders:
+        raise ValueError(f"cannot tell the weights format of {path}: expected .npz, "
+                         f".safetensors, .pt or .pth")
+    return loaders[suffix](path)
