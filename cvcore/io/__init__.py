@@ -10,5 +10,6 @@ __getattr__, __dir__, __all__ = attach(
                     "save_weights", "load_weights", "UnsafePickleError"],
         "datasets": ["Dataset", "load_idx", "load_mnist", "load_embedded", "load_dataset",
                      "ImageFolder", "load_image_folder", "to_nchw", "check", "CheckReport"],
+        "download": ["download", "DownloadError", "default_cache_dir", "sha256_file"],
     },
 )
