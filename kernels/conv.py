@@ -5,10 +5,12 @@ Conventions (the caller in :mod:`cvcore.preprocess.filters` guarantees them):
 * images are 2-D float32, C-contiguous; kernels float32 C-contiguous (2-D or 1-D);
 * correlation, not convolution: ``out[i, j] = sum_{u, v} k[u, v] * in[i + u - cy, j + v - cx]``
   where ``(cy, cx)`` is the kernel's centre (SciPy's ``origin=0`` puts it at ``n // 2``);
-* the border is handled once, by building a padded copy of the image whose extra rows and
-  columns come from :func:`border_index`; the correlation loops then run over the padded
-  buffer with no branch per pixel, and their innermost loop walks one contiguous row so LLVM
-  can vectorise it.
+* the border is folded into two index maps (:func:`border_map`: for each row / column of the
+  virtually padded image, its source row / column, or -1 for ``cval``), built once per call.
+  The correlation loops then add whole shifted source rows into an output row; only the few
+  border columns of each row go through the column map, the rest is a contiguous loop that
+  LLVM vectorises. No padded copy of the image is made (:func:`pad2d` makes one for the
+  median filter, which needs whole windows).
 
 Border modes and their integer codes (SciPy ``ndimage`` names and meanings, see the
 ``mode`` parameter of ``scipy.ndimage.correlate``)::
@@ -97,80 +99,101 @@ def pad2d(image, top, bottom, left, right, mode, cval):
     return out
 
 
-@njit(cache=True, parallel=True, fastmath={"contract"})
-def correlate2d_padded(padded, kernel, out):
-    """General 2-D correlation of a padded image: ``out[i, j] = sum k[u, v] padded[i+u, j+v]``.
+@njit(cache=True, inline="always")
+def _add_shifted_row(acc, src, w, off, cols, v, cval):
+    """``acc[j] += w * row[j + off]`` for every j, where ``row`` is ``src`` extended by the
+    border map ``cols`` (``cols[j + v]`` is the source column of ``j + off``; -1: ``cval``).
 
-    ``padded`` is (H + kh - 1, W + kw - 1), ``kernel`` (kh, kw), ``out`` (H, W), all float32.
-    Parallel over output rows; for each row, each tap adds ``k[u, v]`` times a shifted input
-    row into the output row (a contiguous, vectorisable loop). Zero taps are skipped.
+    The columns whose source lies inside the row run as one contiguous, vectorisable loop;
+    only the few border columns go through the map.
+    """
+    W = acc.size
+    lo = max(0, -off)
+    hi = min(W, W - off)
+    if hi > lo:
+        # Views starting at 0 let LLVM prove the indices non-negative and vectorise.
+        a = acc[lo:hi]
+        s = src[lo + off:hi + off]
+        for j in range(hi - lo):
+            a[j] += w * s[j]
+    for j in range(0, min(lo, W)):
+        c = cols[j + v]
+        acc[j] += w * (cval if c < 0 else src[c])
+    for j in range(max(hi, lo), W):
+        c = cols[j + v]
+        acc[j] += w * (cval if c < 0 else src[c])
+
+
+@njit(cache=True, parallel=True, fastmath={"contract"})
+def correlate2d(image, kernel, rows, cols, cx, cval, out):
+    """General 2-D correlation, border folded into index maps (no padded copy).
+
+    ``out[i, j] = sum_{u, v} kernel[u, v] * ext[rows[i + u], cols[j + v]]`` where ``ext`` is
+    ``image`` extended by ``cval`` at index -1, ``rows = border_map(H, cy, kh - 1 - cy)`` and
+    ``cols = border_map(W, cx, kw - 1 - cx)``.
+
+    Parallel over output rows; each tap adds ``kernel[u, v]`` times a shifted source row into
+    the output row (a contiguous loop LLVM vectorises). Zero taps are skipped.
+    ``image``, ``out`` (H, W) float32; ``kernel`` (kh, kw) float32.
     """
     H, W = out.shape
     kh, kw = kernel.shape
+    fill = np.float32(cval)
     for i in prange(H):
         acc = out[i]
         for j in range(W):
             acc[j] = 0.0
         for u in range(kh):
-            src = padded[i + u]
+            r = rows[i + u]
+            if r < 0:                          # a whole row of cval
+                s = np.float32(0.0)
+                for v in range(kw):
+                    s += kernel[u, v]
+                s *= fill
+                for j in range(W):
+                    acc[j] += s
+                continue
+            src = image[r]
             for v in range(kw):
                 w = kernel[u, v]
                 if w != 0.0:
-                    for j in range(W):
-                        acc[j] += w * src[j + v]
+                    _add_shifted_row(acc, src, w, v - cx, cols, v, fill)
 
 
 @njit(cache=True, parallel=True, fastmath={"contract"})
-def correlate_axis0(image, ky, rows, cval, out):
-    """1-D correlation down the columns, with the border folded into a row map.
+def correlate_separable(image, ky, kx, rows, cols, cx, cval, cval_second, out):
+    """Axis-0 pass with ``ky`` then axis-1 pass with ``kx``, fused row by row.
 
-    ``out[i, j] = sum_u ky[u] * image[rows[i + u], j]``, where ``rows`` (H + n - 1,) comes
-    from :func:`border_map` and a -1 entry stands for a row of ``cval``. No padded copy is
-    made: each tap adds a whole (contiguous) source row into the output row.
-    ``image`` and ``out`` are (H, W) float32, ``ky`` (n,) float32.
+    For each output row ``i``: ``t[j] = sum_u ky[u] * ext[rows[i + u], j]`` (beyond the top
+    and bottom: ``cval``), then ``out[i, j] = sum_v kx[v] * t_ext[cols[j + v]]`` (beyond the
+    sides: ``cval_second``). This is exactly SciPy's ``correlate1d`` along axis 0 followed by
+    ``correlate1d`` along axis 1 (``cval_second = cval``), and the 2-D correlation with
+    ``outer(ky, kx)`` when ``cval_second = cval * sum(ky)``. A 1-D pass is the case
+    ``kx = [1]`` (``cx = 0``) or ``ky = [1]`` (``rows = arange(H)``).
+    The intermediate row stays in cache; no padded copy or intermediate image is made.
     """
     H, W = out.shape
+    fill = np.float32(cval)
+    fill2 = np.float32(cval_second)
     for i in prange(H):
-        acc = out[i]
-        for j in range(W):
-            acc[j] = 0.0
+        t = np.zeros(W, np.float32)
         for u in range(ky.size):
             w = ky[u]
             if w == 0.0:
                 continue
             r = rows[i + u]
             if r < 0:
-                wc = w * np.float32(cval)
+                wc = w * fill
                 for j in range(W):
-                    acc[j] += wc
+                    t[j] += wc
             else:
                 src = image[r]
                 for j in range(W):
-                    acc[j] += w * src[j]
-
-
-@njit(cache=True, parallel=True, fastmath={"contract"})
-def correlate_axis1(image, kx, cols, cval, out):
-    """1-D correlation along the rows: ``out[i, j] = sum_v kx[v] * image[i, cols[j + v]]``.
-
-    ``cols`` (W + n - 1,) comes from :func:`border_map` (-1: ``cval``). Each row is first
-    copied into a padded row buffer, then every tap adds a shifted copy of that buffer.
-    """
-    H, W = out.shape
-    n = kx.size
-    Wp = W + n - 1
-    fill = np.float32(cval)
-    for i in prange(H):
-        buf = np.empty(Wp, np.float32)
-        src = image[i]
-        for c in range(Wp):
-            s = cols[c]
-            buf[c] = fill if s < 0 else src[s]
+                    t[j] += w * src[j]
         acc = out[i]
         for j in range(W):
             acc[j] = 0.0
-        for v in range(n):
+        for v in range(kx.size):
             w = kx[v]
             if w != 0.0:
-                for j in range(W):
-                    acc[j] += w * buf[j + v]
+                _add_shifted_row(acc, t, w, v - cx, cols, v, fill2)

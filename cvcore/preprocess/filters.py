@@ -96,37 +96,40 @@ def _per_channel(image, fn):
 
 
 def _correlate_general(plane, kernel32, centre, mode, cval):
-    from kernels.conv import correlate2d_padded, pad2d
+    from kernels.conv import border_map, correlate2d
     kh, kw = kernel32.shape
     cy, cx = centre
-    padded = pad2d(plane, cy, kh - 1 - cy, cx, kw - 1 - cx, mode, cval)
+    rows = border_map(plane.shape[0], cy, kh - 1 - cy, mode)
+    cols = border_map(plane.shape[1], cx, kw - 1 - cx, mode)
     out = np.empty(plane.shape, np.float32)
-    correlate2d_padded(padded, kernel32, out)
+    correlate2d(plane, kernel32, rows, cols, int(cx), float(cval), out)
+    return out
+
+
+_ONE = np.ones(1, np.float32)
+
+
+def _separable(plane, ky, kx, cy, cx, mode, cval, cval_second):
+    """Axis-0 pass with ``ky`` then axis-1 pass with ``kx`` (one fused kernel call); the second
+    pass sees ``cval_second`` beyond the border (SciPy's chained filters use ``cval``; the exact
+    2-D correlation with ``outer(ky, kx)`` needs ``cval * sum(ky)``)."""
+    from kernels.conv import border_map, correlate_separable
+    ky = np.ascontiguousarray(ky, dtype=np.float32)
+    kx = np.ascontiguousarray(kx, dtype=np.float32)
+    H, W = plane.shape
+    rows = border_map(H, cy, ky.size - 1 - cy, mode)
+    cols = border_map(W, cx, kx.size - 1 - cx, mode)
+    out = np.empty(plane.shape, np.float32)
+    correlate_separable(plane, ky, kx, rows, cols, int(cx), float(cval), float(cval_second), out)
     return out
 
 
 def _pass(plane, k1d, axis, centre, mode, cval):
-    """One 1-D correlation along ``axis`` (scipy.ndimage.correlate1d with origin 0 when
+    """One 1-D correlation along ``axis`` (``scipy.ndimage.correlate1d`` with origin 0 when
     ``centre == len(k1d) // 2``)."""
-    from kernels.conv import border_map, correlate_axis0, correlate_axis1
-    n = k1d.size
-    out = np.empty(plane.shape, np.float32)
-    index = border_map(plane.shape[axis], centre, n - 1 - centre, mode)
     if axis == 0:
-        correlate_axis0(plane, k1d, index, cval, out)
-    else:
-        correlate_axis1(plane, k1d, index, cval, out)
-    return out
-
-
-def _separable(plane, ky, kx, cy, cx, mode, cval, cval_second):
-    """Axis-0 pass with ``ky`` then axis-1 pass with ``kx``; the second pass sees ``cval_second``
-    beyond the border (SciPy's chained filters use ``cval``; the exact 2-D correlation with
-    ``outer(ky, kx)`` needs ``cval * sum(ky)``)."""
-    ky = np.ascontiguousarray(ky, dtype=np.float32)
-    kx = np.ascontiguousarray(kx, dtype=np.float32)
-    tmp = _pass(plane, ky, 0, cy, mode, cval)
-    return _pass(tmp, kx, 1, cx, mode, cval_second)
+        return _separable(plane, k1d, _ONE, centre, 0, mode, cval, cval)
+    return _separable(plane, _ONE, k1d, 0, centre, mode, cval, cval)
 
 
 def _rank1_factors(k):
@@ -268,16 +271,17 @@ def _gradient(image, axis, mode, cval, smooth):
     m, cval = _mode(mode), _cval(cval)
     if axis is not None and (isinstance(axis, bool) or axis not in (0, 1)):
         raise ValueError(f"axis must be 0 (rows), 1 (columns) or None (magnitude), got {axis!r}")
-    d = np.asarray(DERIVATIVE)
-    s = np.asarray(smooth)
+    d = np.asarray(DERIVATIVE, np.float32)
+    s = np.asarray(smooth, np.float32)
 
     def along(p, ax):
         # scipy.ndimage.sobel: derivative along `axis` first, then smoothing along the other.
         if ax == 0:
-            tmp = _pass(p, d.astype(np.float32), 0, 1, m, cval)
-            return _pass(tmp, s.astype(np.float32), 1, 1, m, cval)
-        tmp = _pass(p, d.astype(np.float32), 1, 1, m, cval)
-        return _pass(tmp, s.astype(np.float32), 0, 1, m, cval)
+            return _separable(p, d, s, 1, 1, m, cval, cval)
+        if m == MODES["constant"] and cval != 0.0:
+            # Only here does the pass order change the result: run SciPy's order exactly.
+            return _pass(_pass(p, d, 1, 1, m, cval), s, 0, 1, m, cval)
+        return _separable(p, s, d, 1, 1, m, cval, cval)
 
     if axis is None:
         return _per_channel(img, lambda p: np.hypot(along(p, 0), along(p, 1)))

@@ -1,0 +1,148 @@
+"""Canny edge detector with scikit-image's conventions (``skimage.feature.canny``).
+
+Stages (Canny 1986; the variant of scikit-image 0.19+):
+
+1. Scale the image to floats the scikit-image way (uint8 / 255, int16 / 32767 clipped at -1,
+   bool to 0/1, floats unchanged) and smooth it with a Gaussian of ``sigma`` in ``constant``
+   mode (zero outside). The blur of the mask (all ones without a mask) divides the result,
+   so pixels near the border or the mask edge are not darkened by the zeros beyond it.
+2. Gradient by the Sobel operator (``scipy.ndimage.sobel``, ``reflect`` border):
+   ``gr`` along rows, ``gc`` along columns, magnitude ``sqrt(gr^2 + gc^2)``.
+3. Non-maximum suppression along the gradient with linear interpolation between the two
+   neighbours that bracket the gradient direction (:func:`kernels.edges.nonmax_suppression`),
+   together with the low threshold. The outer one-pixel frame (and, with a mask, the mask
+   eroded by a 3 x 3 square) is never an edge.
+4. Hysteresis: keep the 8-connected groups of surviving pixels that contain a pixel with
+   magnitude ``>= high_threshold``.
+
+Thresholds are magnitudes of the Sobel gradient of the 0..1-scaled image (or quantiles of the
+magnitude with ``use_quantiles=True``); the defaults are 0.1 and 0.2 as in scikit-image.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cvcore._validate import check_array, check_finite, check_nonnegative, check_positive
+
+__all__ = ["canny"]
+
+DEFAULT_LOW = 0.1    # skimage.feature.canny: "10% of dtype's max" on the 0..1 scale
+DEFAULT_HIGH = 0.2   # skimage.feature.canny: 20%
+
+
+def _scaled(image):
+    """Image as float32 on scikit-image's float scale, plus the dtype maximum used to scale
+    user thresholds (scikit-image's ``dtype_limits(image)[1]``)."""
+    arr = check_array(image, "image", ndim=2, dtypes="buif")
+    kind = arr.dtype.kind
+    if kind in "iu" and arr.dtype.itemsize == 8:
+        raise TypeError(f"image has dtype {arr.dtype}; 64-bit integer images are not "
+                        f"supported (their range does not fit float32), convert first")
+    if kind == "f":
+        check_finite(arr, "image")
+        out = np.asarray(arr, np.float32)
+        if not np.isfinite(out).all():
+            raise ValueError("image has values beyond the float32 range (|x| > 3.4e38)")
+        return out, 1.0
+    if kind == "b":
+        return arr.astype(np.float32), 1.0
+    imax = float(np.iinfo(arr.dtype).max)
+    out = arr.astype(np.float32) / np.float32(imax)
+    if kind == "i":
+        np.maximum(out, -1.0, out=out)
+    return out, imax
+
+
+def _eroded(mask):
+    """The mask eroded by a 3 x 3 square, with False beyond the border
+    (``scipy.ndimage.binary_erosion(mask, ones((3, 3)), border_value=0)``)."""
+    H, W = mask.shape
+    padded = np.zeros((H + 2, W + 2), bool)
+    padded[1:-1, 1:-1] = mask
+    out = np.ones((H, W), bool)
+    for di in range(3):
+        for dj in range(3):
+            out &= padded[di:di + H, dj:dj + W]
+    return out
+
+
+def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
+          use_quantiles=False):
+    """Binary edge map by the Canny detector, as ``skimage.feature.canny`` (module docstring).
+
+    Parameters
+    ----------
+    image : (H, W) array of bool, uint8/16/32, int8/16/32 or float
+        Grey image; integers are scaled by their dtype's maximum.
+    sigma : float
+        Standard deviation of the Gaussian smoothing, > 0.
+    low_threshold, high_threshold : float, optional
+        Hysteresis thresholds on the gradient magnitude, in the image dtype's units (divided
+        by the dtype's maximum, like scikit-image) or, with ``use_quantiles``, quantiles in
+        [0, 1]. Defaults 0.1 and 0.2 of the 0..1-scaled magnitude.
+    mask : (H, W) bool array, optional
+        Where to look for edges; pixels next to a masked-out pixel are not edges.
+    use_quantiles : bool
+        Treat the thresholds as quantiles of the gradient magnitude.
+
+    Returns
+    -------
+    edges : (H, W) bool array
+    """
+    from kernels.edges import hysteresis, nonmax_suppression
+    from cvcore.preprocess.filters import gaussian, sobel
+
+    img, dtype_max = _scaled(image)
+    sigma = check_positive(sigma, "sigma")
+    if not isinstance(use_quantiles, (bool, np.bool_)):
+        raise TypeError(f"use_quantiles must be True or False, got {use_quantiles!r}")
+    thresholds = []
+    for name, value, default in (("low_threshold", low_threshold, DEFAULT_LOW),
+                                 ("high_threshold", high_threshold, DEFAULT_HIGH)):
+        if value is None:
+            thresholds.append(default)
+            continue
+        value = check_nonnegative(value, name)
+        if use_quantiles:
+            if value > 1.0:
+                raise ValueError(f"{name} is a quantile with use_quantiles=True and must be in "
+                                 f"[0, 1], got {value}")
+        else:
+            value /= dtype_max
+        thresholds.append(value)
+    low, high = thresholds
+    if high < low:
+        raise ValueError(f"low_threshold ({low_threshold}) must not exceed high_threshold "
+                         f"({high_threshold})")
+
+    H, W = img.shape
+    if mask is None:
+        weight = np.ones((H, W), np.float32)
+        eroded = np.zeros((H, W), bool)
+        eroded[1:-1, 1:-1] = True
+        masked = img
+    else:
+        m = check_array(mask, "mask", ndim=2, dtypes="bui")
+        if m.shape != img.shape:
+            raise ValueError(f"mask has shape {m.shape}, image has shape {img.shape}")
+        m = m.astype(bool)
+        weight = m.astype(np.float32)
+        eroded = _eroded(m)
+        masked = np.where(m, img, np.float32(0.0))
+
+    # Stage 1: normalised Gaussian smoothing (bleed-over compensation).
+    bleed = gaussian(weight, sigma, mode="constant") + np.finfo(np.float32).eps
+    smoothed = gaussian(masked, sigma, mode="constant") / bleed
+    # Stage 2: Sobel gradient.
+    gr = sobel(smoothed, axis=0)
+    gc = sobel(smoothed, axis=1)
+    magnitude = np.sqrt(gr * gr + gc * gc)
+    if use_quantiles:
+        low, high = np.percentile(magnitude, [100.0 * low, 100.0 * high])
+    # Stage 3: non-maximum suppression with the low threshold.
+    thin = np.empty((H, W), np.float32)
+    nonmax_suppression(gr, gc, magnitude, eroded.astype(np.uint8), float(low), thin)
+    # Stage 4: hysteresis.
+    out = np.empty((H, W), np.uint8)
+    hysteresis(thin, float(high), out)
+    return out.astype(bool)
