@@ -1,0 +1,306 @@
+"""Reading and writing image files (Pillow) and converting between integer and float images.
+
+Conventions
+-----------
+* Arrays are ``(H, W)`` for grey images and ``(H, W, C)`` for colour, rows first, channels last,
+  RGB order (not OpenCV's BGR).
+* ``imread`` returns the file's own sample type: ``uint8`` for 8-bit files, ``uint16`` for 16-bit
+  grey PNG, TIFF and PGM files, ``float32`` for 32-bit float TIFF files.
+* Float images hold intensities in ``0..1``. :func:`to_float` maps ``uint8`` 0..255 and ``uint16``
+  0..65535 onto that range; :func:`to_uint8` maps it back, rounding to the nearest level.
+
+Supported formats: PNG, JPEG, PGM/PPM/PBM/PNM (Netpbm), TIFF, BMP. Anything else, a file that is
+not what its extension claims, a truncated or corrupt file and a decompression bomb (an image whose
+header claims more pixels than Pillow's ``Image.MAX_IMAGE_PIXELS``, 89,478,485 by default) raise a
+``ValueError`` that names the file.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+import zlib
+
+import numpy as np
+
+from cvcore._validate import check_array, check_choice, check_finite
+from cvcore.io.atomic import atomic_write
+
+__all__ = ["imread", "imwrite", "to_float", "to_uint8"]
+
+# File extension -> the Pillow format that must be inside. Pillow calls every Netpbm flavour
+# "PPM"; "MPO" is the multi-picture JPEG some cameras write, readable as its first (JPEG) frame.
+EXTENSION_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG",
+    ".pgm": "PPM", ".ppm": "PPM", ".pbm": "PPM", ".pnm": "PPM",
+    ".tif": "TIFF", ".tiff": "TIFF",
+    ".bmp": "BMP",
+}
+READ_FORMATS = ("PNG", "JPEG", "MPO", "PPM", "TIFF", "BMP")
+_SAME_FORMAT = {"MPO": "JPEG"}
+
+# What each format can store, as written by Pillow: (dtype, channels) pairs, channels 1 = 2-D.
+# Pillow writes 16-bit samples only for single-channel images; it has no 16-bit RGB writer.
+WRITE_SUPPORT = {
+    "PNG": {("uint8", 1), ("uint8", 2), ("uint8", 3), ("uint8", 4), ("uint16", 1)},
+    "TIFF": {("uint8", 1), ("uint8", 2), ("uint8", 3), ("uint8", 4), ("uint16", 1)},
+    "PPM": {("uint8", 1), ("uint8", 3), ("uint16", 1)},
+    "JPEG": {("uint8", 1), ("uint8", 3)},
+    "BMP": {("uint8", 1), ("uint8", 3)},   # Pillow reads a 32-bit BMP back without its alpha
+}
+UINT8_MAX = 255
+UINT16_MAX = 65535
+
+
+def _format_for(path: str, purpose: str) -> str | None:
+    ext = os.path.splitext(path)[1].lower()
+    fmt = EXTENSION_FORMATS.get(ext)
+    if fmt is None and purpose == "write":
+        raise ValueError(f"{path}: cannot tell the image format from the extension {ext!r}; "
+                         f"use one of {sorted(EXTENSION_FORMATS)}")
+    return fmt
+
+
+def _to_array(im, path: str) -> np.ndarray:
+    """Pixel data of a loaded Pillow image in the file's own sample type (see module notes)."""
+    mode = im.mode
+    if mode == "1":
+        im = im.convert("L")            # bilevel -> 0 / 255
+    elif mode == "P" or mode == "PA":
+        im = im.convert("RGBA" if ("transparency" in im.info or mode == "PA") else "RGB")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+    arr = np.asarray(im)
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        # 16-bit files (Pillow opens 16-bit PGM as 32-bit "I")
+        if arr.size and (arr.min() < 0 or arr.max() > UINT16_MAX):
+            raise ValueError(f"{path}: 32-bit integer samples outside 0..65535 are not supported")
+        arr = arr.astype(np.uint16)
+    elif im.mode == "F":
+        arr = arr.astype(np.float32)
+    elif arr.dtype != np.uint8:
+        raise ValueError(f"{path}: unsupported pixel mode {mode!r}")
+    return np.array(arr, order="C")     # own the memory; Pillow's buffer is read-only
+
+
+def _gray(arr: np.ndarray) -> np.ndarray:
+    """Grey version of an array from :func:`_to_array` for ``imread(mode="gray")``."""
+    if arr.ndim == 2:
+        return arr
+    if arr.shape[2] == 2:               # grey + alpha
+        return np.ascontiguousarray(arr[:, :, 0])
+    from PIL import Image
+    # ITU-R BT.601 luma, L = (299 R + 587 G + 114 B) / 1000, as Pillow and OpenCV compute it
+    return np.asarray(Image.fromarray(np.ascontiguousarray(arr[:, :, :3])).convert("L")).copy()
+
+
+def _rgb(arr: np.ndarray) -> np.ndarray:
+    if arr.ndim == 2:
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.shape[2] == 2:
+        return np.repeat(arr[:, :, :1], 3, axis=2)
+    return np.ascontiguousarray(arr[:, :, :3])
+
+
+def imread(path, mode: str | None = None) -> np.ndarray:
+    """Read an image file into an array, with its EXIF orientation applied.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A PNG, JPEG, PGM/PPM/PBM/PNM, TIFF or BMP file. The content decides the format; when the
+        extension names a format, the content must be that format.
+    mode : {None, "gray", "rgb"}
+        ``None`` keeps the file's channels: ``(H, W)`` grey, ``(H, W, 2)`` grey + alpha,
+        ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA (palette images become RGB or RGBA, CMYK and YCbCr
+        become RGB, bilevel images become ``uint8`` 0 / 255). ``"gray"`` returns ``(H, W)``: colour
+        is converted with the ITU-R BT.601 luma weights ``(299 R + 587 G + 114 B) / 1000`` that
+        Pillow and OpenCV's ``IMREAD_GRAYSCALE`` use, rounded, and alpha is dropped. (This is not
+        :func:`cvcore.preprocess.rgb2gray`, which follows scikit-image's float weights.)
+        ``"rgb"`` returns ``(H, W, 3)``: grey is repeated, alpha is dropped.
+
+    Returns
+    -------
+    image : ndarray
+        ``uint8`` for 8-bit files; ``uint16`` for 16-bit grey PNG, TIFF and PGM; ``float32`` for
+        32-bit float TIFF. 16-bit RGB PNG files come back as 8-bit RGB (Pillow reduces them).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    IsADirectoryError
+        ``path`` is a directory.
+    ValueError
+        The file is not a supported image, is not what its extension claims, is truncated or
+        corrupt, or is a decompression bomb (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``).
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if mode is not None:
+        check_choice(mode, ("gray", "rgb"), "mode")
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such image file: {path}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a directory, not an image file")
+    expected = _format_for(path, "read")
+
+    with warnings.catch_warnings():
+        # Pillow warns between MAX_IMAGE_PIXELS and twice that and raises above; both are refused
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            Image.init()                 # register every plugin (MPO is not preloaded)
+            im = Image.open(path, formats=[f for f in READ_FORMATS if f in Image.OPEN])
+        except UnidentifiedImageError:
+            raise ValueError(f"{path}: not a PNG, JPEG, PGM/PPM, TIFF or BMP image (unknown or "
+                             f"unsupported format, or a corrupt header)") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ValueError(f"{path}: refused as a possible decompression bomb: {exc}") from None
+        with im:
+            found = _SAME_FORMAT.get(im.format, im.format)
+            if expected is not None and found != expected:
+                raise ValueError(f"{path}: the extension says {expected} but the file is {found}")
+            try:
+                im.load()
+                im = ImageOps.exif_transpose(im)
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                raise ValueError(f"{path}: refused as a possible decompression bomb: {exc}") \
+                    from None
+            except (OSError, SyntaxError, EOFError, ValueError, IndexError, KeyError,
+                    TypeError, struct.error, zlib.error) as exc:
+                # Pillow reports truncation as OSError("image file is truncated") and broken
+                # chunks or headers as SyntaxError, OSError, ValueError or struct errors
+                raise ValueError(f"{path}: truncated or corrupt {found} image: {exc}") from exc
+            arr = _to_array(im, path)
+    if arr.size == 0:
+        raise ValueError(f"{path}: the image has no pixels (shape {arr.shape})")
+    if mode == "gray":
+        arr = _gray(arr)
+    elif mode == "rgb":
+        arr = _rgb(arr)
+    return arr
+
+
+def imwrite(path, image) -> None:
+    """Write an image file atomically; the format comes from the extension.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Ends in ``.png``, ``.jpg``/``.jpeg``, ``.pgm``/``.ppm``/``.pnm``, ``.tif``/``.tiff`` or
+        ``.bmp``. Missing parent directories are created.
+    image : ndarray, shape (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or (H, W, 4)
+        ``uint8``; ``uint16`` (grey only, PNG, TIFF and PGM); ``bool`` (written as 0 / 255); or
+        float with every value in ``0..1``, written as 8-bit through :func:`to_uint8` (rounded to
+        the nearest of the 256 levels). What each format holds: PNG and TIFF any of the channel
+        counts; PGM grey, PPM RGB, PNM either; JPEG and BMP grey or RGB.
+
+    Notes
+    -----
+    The data goes to a temporary file in the same directory, which is flushed, fsynced and then
+    renamed over ``path`` (``os.replace``, via :func:`cvcore.io.atomic.atomic_write`), so
+    ``path`` is never left half-written. JPEG is written
+    at Pillow's default quality (75).
+    """
+    from PIL import Image
+
+    path = os.fspath(path)
+    fmt = _format_for(path, "write")
+    arr = check_array(image, "image", ndim=(2, 3), dtypes="buf")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    if arr.ndim == 3 and channels not in (2, 3, 4):
+        raise ValueError(f"image must have 1, 2, 3 or 4 channels, got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        check_finite(arr, "image")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"a float image must lie in 0..1 to be written, got values in "
+                             f"{lo:g}..{hi:g}; rescale or np.clip it first")
+        arr = to_uint8(arr)
+    elif arr.dtype == np.bool_:
+        arr = to_uint8(arr)
+    elif arr.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"image must be uint8, uint16, bool or float in 0..1, got dtype "
+                        f"{arr.dtype}; convert it first (e.g. cvcore.to_uint8)")
+    ext = os.path.splitext(path)[1].lower()
+    if (arr.dtype.name, channels) not in WRITE_SUPPORT[fmt] or \
+            (ext == ".pgm" and channels != 1) or (ext == ".ppm" and channels != 3):
+        raise ValueError(f"{ext} files cannot hold a {arr.dtype} image with {channels} "
+                         f"channel(s) (shape {arr.shape})")
+
+    pil = Image.fromarray(np.ascontiguousarray(arr))
+    with atomic_write(path, "wb") as f:
+        pil.save(f, format=fmt)
+
+
+def to_float(image) -> np.ndarray:
+    """Return an image as ``float32`` intensities in ``0..1``.
+
+    ``uint8`` is divided by 255, ``uint16`` by 65535, ``bool`` becomes 0.0 / 1.0; a float image is
+    returned as ``float32`` with its values unchanged (not rescaled, not clipped). Other integer
+    types are refused: their range is ambiguous (convert them to ``uint8`` or ``uint16`` first).
+
+    Parameters
+    ----------
+    image : ndarray, any shape, not empty
+
+    Raises
+    ------
+    TypeError
+        Signed or wider integer dtypes.
+    ValueError
+        Empty input, or a float image holding NaN or infinity.
+
+    Examples
+    --------
+    >>> to_float(np.array([0, 51, 255], dtype=np.uint8))
+    array([0. , 0.2, 1. ], dtype=float32)
+    """
+    arr = check_array(image, "image", dtypes="buf")
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / np.float32(UINT8_MAX)
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / np.float32(UINT16_MAX)
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
+    if arr.dtype.kind == "f":
+        check_finite(arr, "image")
+        return arr.astype(np.float32)
+    raise TypeError(f"image has dtype {arr.dtype}; to_float takes uint8, uint16, bool or float "
+                    f"(the range of other integer types is ambiguous)")
+
+
+def to_uint8(image) -> np.ndarray:
+    """Return an image as ``uint8`` levels 0..255.
+
+    A float image (intensities in ``0..1``) is clipped to ``0..1``, multiplied by 255 and rounded
+    to the nearest integer (ties to even, ``np.rint``). ``uint16`` is scaled by 255 / 65535 = 1/257
+    and rounded the same way; ``bool`` becomes 0 / 255; ``uint8`` is returned as it is (no copy).
+
+    Raises
+    ------
+    TypeError
+        Signed or wider integer dtypes.
+    ValueError
+        Empty input, or a float image holding NaN or infinity.
+
+    Examples
+    --------
+    >>> to_uint8(np.array([-0.5, 0.2, 0.5, 1.7]))
+    array([  0,  51, 128, 255], dtype=uint8)
+    """
+    arr = check_array(image, "image", dtypes="buf")
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * np.uint8(UINT8_MAX)
+    if arr.dtype == np.uint16:
+        return np.rint(arr.astype(np.float64) / (UINT16_MAX / UINT8_MAX)).astype(np.uint8)
+    if arr.dtype.kind == "f":
+        check_finite(arr, "image")
+        return np.rint(np.clip(arr, 0.0, 1.0) * np.float32(UINT8_MAX)).astype(np.uint8)
+    raise TypeError(f"image has dtype {arr.dtype}; to_uint8 takes float, uint16, bool or uint8")
