@@ -17,7 +17,7 @@ deterministic. Calling a transform does both::
 
     aug = Compose([RandomCrop(28, padding=4), RandomHorizontalFlip()], seed=0)
     xb = aug(xb)                      # uses the pipeline's own generator, seeded by `seed`
-    xb = aug(xb, rng=[seed, epoch, step])   # or any seed / Generator for this batch
+    xb = aug(xb, seed=(seed, epoch, step))  # or rng=: any seed / Generator for this batch
 
 The second form makes a batch's augmentation a function of ``(seed, epoch, step)`` only, which is
 what a resumable training loop wants; ``get_state`` / ``set_state`` save and restore the pipeline's
@@ -84,6 +84,12 @@ def _as_rng(rng, default):
         raise TypeError(f"rng must be None, a numpy Generator or a seed, got {rng!r} ({exc})") from None
 
 
+def _one_of(rng, seed):
+    if rng is not None and seed is not None:
+        raise TypeError("pass rng= or seed=, not both")
+    return rng if rng is not None else seed
+
+
 def _check_fill(fill) -> np.float32:
     if isinstance(fill, bool) or not isinstance(fill, numbers.Real) or not math.isfinite(fill):
         raise TypeError(f"fill must be a finite number, got {fill!r}")
@@ -113,9 +119,12 @@ class Transform:
         y = self._apply(x4, params)
         return y[:, 0] if squeeze else y
 
-    def __call__(self, x, rng=None):
+    def __call__(self, x, rng=None, *, seed=None):
+        """Augment batch ``x`` with parameters drawn from ``rng`` (a ``Generator``, or a seed:
+        an int or a sequence of ints such as ``(seed, epoch, step)``); ``seed=`` is the same as
+        ``rng=``. Without either, the transform's own generator is used."""
         x4, squeeze = as_batch(x)
-        y = self._apply(x4, self.sample(x4.shape, _as_rng(rng, self._rng)))
+        y = self._apply(x4, self.sample(x4.shape, _as_rng(_one_of(rng, seed), self._rng)))
         return y[:, 0] if squeeze else y
 
     def get_state(self) -> dict:
@@ -539,9 +548,9 @@ class Compose(Transform):
             x = t._apply(x, p)
         return x
 
-    def __call__(self, x, rng=None):
+    def __call__(self, x, rng=None, *, seed=None):
         x4, squeeze = as_batch(x)
-        rng = _as_rng(rng, self._rng)
+        rng = _as_rng(_one_of(rng, seed), self._rng)
         for t in self.transforms:
             x4 = t._apply(x4, t.sample(x4.shape, rng))
         return x4[:, 0] if squeeze else x4

@@ -223,6 +223,8 @@ def test_reproducible_from_seed(rng):
     np.testing.assert_array_equal(second, b(x))
     assert not np.array_equal(first, second)                 # the generator moves on
     np.testing.assert_array_equal(a(x, rng=[1, 2, 3]), b(x, rng=[1, 2, 3]))
+    np.testing.assert_array_equal(a(x, seed=(1, 2, 3)), b(x, rng=np.random.default_rng([1, 2, 3])))
+    assert not np.array_equal(a(x, seed=(1, 2, 3)), a(x, seed=(1, 2, 4)))
     state = a.get_state()
     third = a(x)
     a.set_state(state)
@@ -304,6 +306,8 @@ def test_errors():
         A.Compose([lambda b: b])
     with pytest.raises(TypeError, match="rng"):
         A.RandomHorizontalFlip()(x, rng="seed")
+    with pytest.raises(TypeError, match="not both"):
+        A.Compose([])(x, rng=1, seed=1)
     with pytest.raises(ValueError, match="offsets"):
         A.RandomCrop(8, padding=1).apply(x, CropParams(np.array([0, 3]), np.array([0, 0])))
     with pytest.raises(ValueError, match="entries for a batch of 2"):
