@@ -400,3 +400,33 @@ def test_check_embedded_is_clean():
     report = D.check("fashion-mnist-small")
     assert report.ok, report.summary()
     assert report.counts["train"] == [400] * 10 and report.sizes == {(28, 28): 5000}
+
+
+# ------------------------------------------------------------------ properties
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(code=st.sampled_from(sorted(D.IDX_DTYPES)),
+       shape=st.lists(st.integers(0, 4), min_size=1, max_size=4),
+       seed=st.integers(0, 2**32 - 1), gz=st.booleans())
+def test_idx_round_trip(tmp_path_factory, code, shape, seed, gz):
+    """Any array written in the IDX format comes back with the same shape, values and kind."""
+    rng = np.random.default_rng(seed)
+    dtype = D.IDX_DTYPES[code]
+    if dtype.kind == "f":
+        arr = rng.standard_normal(shape).astype(dtype)
+    else:
+        info = np.iinfo(dtype)
+        arr = rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+    raw = idx_bytes(arr, code)
+    path = tmp_path_factory.mktemp("idx") / "f"
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    out = D.load_idx(path)
+    assert out.shape == tuple(shape) and out.dtype == dtype.newbyteorder("=")
+    np.testing.assert_array_equal(out, arr)
+    if len(raw) > 4:  # any cut of the file is reported, never returned
+        path.write_bytes(raw[: rng.integers(0, len(raw))])
+        with pytest.raises(ValueError):
+            D.load_idx(path)
