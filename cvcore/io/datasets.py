@@ -397,7 +397,7 @@ def _datasets_root() -> Path | None:
 
 
 def load_dataset(name_or_path, *, root=None, verify=None, size=None, mode=None,
-                 test_fraction: float = 0.2, seed: int = 0, cache: bool = True) -> Dataset:
+                 test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """Load a data set by name or path: the one entry point of the command line.
 
     Parameters
@@ -427,8 +427,6 @@ def load_dataset(name_or_path, *, root=None, verify=None, size=None, mode=None,
     test_fraction, seed : float, int
         Image folders without ``train/`` and ``test/`` subfolders: the held-out fraction per
         class and the seed of the split.
-    cache : bool
-        Image folders only: keep decoded images in memory (see :class:`ImageFolder`).
 
     Returns
     -------
@@ -470,7 +468,7 @@ def load_dataset(name_or_path, *, root=None, verify=None, size=None, mode=None,
     if size is not None:
         size = check_pair(size, "size")
     return load_image_folder(path, size=size, mode=mode or "rgb", test_fraction=test_fraction,
-                             seed=seed, cache=cache)
+                             seed=seed)
 
 
 def _load_idx_dataset(root: Path, verify, name: str) -> Dataset:
@@ -671,7 +669,7 @@ def _find_split_dirs(root: Path):
 
 
 def load_image_folder(root, size=None, mode: str = "rgb", test_fraction: float = 0.2,
-                      seed: int = 0, cache: bool = True) -> Dataset:
+                      seed: int = 0) -> Dataset:
     """Load an image-folder data set, split into train and test.
 
     Two layouts are recognised:
@@ -683,19 +681,20 @@ def load_image_folder(root, size=None, mode: str = "rgb", test_fraction: float =
       (at least one if the class has two or more) go to test, chosen by a NumPy generator seeded
       with ``seed``.
 
-    Unreadable files are left out and listed in ``Dataset.problems`` as ``(path, reason)``.
-    See :class:`ImageFolder` for ``size``, ``mode`` and ``cache``.
+    Every image is decoded once, into the returned arrays (no per-image cache is kept). Unreadable
+    files are left out and listed in ``Dataset.problems`` as ``(path, reason)``. See
+    :class:`ImageFolder` for ``size`` and ``mode``.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no such folder: {root}")
     dirs = _find_split_dirs(root)
     if dirs is not None:
-        train = ImageFolder(dirs[0], size=size, mode=mode, cache=cache)
+        train = ImageFolder(dirs[0], size=size, mode=mode, cache=False)
         extra = sorted(set(_list_classes(dirs[1])) - set(train.classes))
         if extra:
             raise ValueError(f"{dirs[1]}: classes {extra} have no folder in {dirs[0]}")
-        test = ImageFolder(dirs[1], size=size, mode=mode, cache=cache, classes=train.classes)
+        test = ImageFolder(dirs[1], size=size, mode=mode, cache=False, classes=train.classes)
         x_train, y_train, p_train = train.load()
         x_test, y_test, p_test = test.load()
         if x_train.shape[1:] != x_test.shape[1:]:
@@ -707,7 +706,7 @@ def load_image_folder(root, size=None, mode: str = "rgb", test_fraction: float =
     if isinstance(test_fraction, bool) or not 0.0 < float(test_fraction) < 1.0:
         raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
     seed = check_int(seed, "seed", minimum=0)
-    folder = ImageFolder(root, size=size, mode=mode, cache=cache)
+    folder = ImageFolder(root, size=size, mode=mode, cache=False)
     train_idx, test_idx = _stratified_split(folder.targets, float(test_fraction), seed)
     x_train, y_train, p_train = folder.load(train_idx)
     if len(test_idx) == 0:
