@@ -41,6 +41,10 @@ MODES = {"reflect": 0, "mirror": 1, "nearest": 2, "constant": 3, "wrap": 4}
 # exact one by at most RANK1_TOL * sum|k| * max|image|, far inside the 1e-5 promise.
 RANK1_TOL = 1e-7
 
+# scipy.ndimage.correlate / convolve drop the taps with |w| <= DBL_EPSILON from the footprint
+# (NI_Correlate in scipy/ndimage/src/ni_filters.c); we do the same so the results agree exactly.
+SCIPY_ZERO_TAP = np.finfo(np.float64).eps
+
 # Gaussian: radius = int(truncate * sigma + 0.5) taps each side (scipy.ndimage.gaussian_filter).
 DEFAULT_TRUNCATE = 4.0
 
@@ -79,7 +83,9 @@ def _cval(cval):
 def _kernel(kernel):
     k = check_array(kernel, "kernel", ndim=2, dtypes="buif")
     check_finite(k, "kernel")
-    return np.asarray(k, dtype=np.float64)
+    k = np.array(k, dtype=np.float64)
+    k[np.abs(k) <= SCIPY_ZERO_TAP] = 0.0
+    return k
 
 
 def _per_channel(image, fn):

@@ -1,0 +1,236 @@
+"""correlate / convolve: hand-worked cases, the readable twin, SciPy agreement, properties."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from cvcore.preprocess import convolve, correlate
+from cvcore.preprocess import filters as F
+from kernels.reference import conv as ref
+from tests.conftest import load_test_image
+
+ndi = pytest.importorskip("scipy.ndimage")
+
+MODES = ["reflect", "mirror", "nearest", "constant", "wrap"]
+IMAGE_SHAPES = [(1, 1), (1, 5), (4, 1), (2, 3), (8, 11), (16, 16)]
+KERNEL_SHAPES = [(1, 1), (2, 2), (3, 3), (1, 7), (6, 1), (4, 5), (8, 8), (15, 4), (15, 15)]
+
+
+def bound(kernel, image, cval=0.0):
+    """The promised accuracy: 1e-5 of sum|k| * max|image| (cval counts as an image value)."""
+    return 1e-5 * np.abs(kernel).sum() * max(np.abs(image).max(), abs(cval), 1e-30)
+
+
+# ---------------------------------------------------------------- hand-worked cases
+
+
+@pytest.mark.parametrize("mode, expected", [
+    # SciPy's documentation strings for the modes on "a b c d" = indices 0 1 2 3,
+    # extended by 4 on each side.
+    ("reflect", [3, 2, 1, 0, 0, 1, 2, 3, 3, 2, 1, 0]),
+    ("mirror", [2, 3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1]),
+    ("nearest", [0, 0, 0, 0, 0, 1, 2, 3, 3, 3, 3, 3]),
+    ("constant", [-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1]),
+    ("wrap", [0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3]),
+])
+def test_border_index_table(mode, expected):
+    from kernels.conv import border_map
+    got = border_map(4, 4, 4, F.MODES[mode])
+    assert got.tolist() == expected
+    assert [ref.border_index(i - 4, 4, mode) for i in range(12)] == expected
+
+
+def test_border_index_one_pixel_axis():
+    from kernels.conv import border_map
+    for mode in ["reflect", "mirror", "nearest", "wrap"]:
+        assert set(border_map(1, 7, 7, F.MODES[mode]).tolist()) == {0}
+    assert border_map(1, 2, 2, F.MODES["constant"]).tolist() == [-1, -1, 0, -1, -1]
+
+
+def test_correlate_by_hand():
+    image = np.array([[1.0, 2.0, 3.0],
+                      [4.0, 5.0, 6.0]])
+    # A 1x2 kernel [a, b] has its centre at column 1 (= 2 // 2): out[i, j] = a*x[j-1] + b*x[j].
+    out = correlate(image, np.array([[10.0, 1.0]]), mode="constant", cval=100.0)
+    np.testing.assert_array_equal(out, [[1001.0, 12.0, 23.0], [1004.0, 45.0, 56.0]])
+    # Convolution of the same kernel: out[i, j] = k[0]*x[j + 1] + k[1]*x[j] (SciPy's shift).
+    out = convolve(image, np.array([[10.0, 1.0]]), mode="constant", cval=100.0)
+    np.testing.assert_array_equal(out, [[21.0, 32.0, 1003.0], [54.0, 65.0, 1006.0]])
+
+
+def test_taps_below_double_epsilon_are_dropped_like_scipy():
+    # SciPy's 2-D correlate leaves taps with |w| <= DBL_EPSILON out of the footprint.
+    image = np.ones((2, 2))
+    kernel = np.array([[2.220446049250313e-16, 1.0]])
+    np.testing.assert_array_equal(correlate(image, kernel), ndi.correlate(image, kernel))
+    np.testing.assert_array_equal(correlate(image, kernel), [[1.0, 1.0], [1.0, 1.0]])
+
+
+def test_identity_and_shift():
+    rng = np.random.default_rng(0)
+    image = rng.random((7, 9)).astype(np.float32)
+    np.testing.assert_array_equal(correlate(image, [[1.0]]), image)
+    shift = np.zeros((3, 3))
+    shift[1, 2] = 1.0          # correlation reads one column to the right
+    np.testing.assert_array_equal(correlate(image, shift, mode="wrap"), np.roll(image, -1, axis=1))
+
+
+# ---------------------------------------------------------------- the readable twin
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_twin_equals_scipy(mode):
+    rng = np.random.default_rng(1)
+    for shape, kshape in [((1, 1), (15, 15)), ((3, 2), (4, 7)), ((9, 8), (5, 5))]:
+        image = rng.standard_normal(shape)
+        kernel = rng.standard_normal(kshape)
+        np.testing.assert_allclose(ref.correlate(image, kernel, mode, 0.5),
+                                   ndi.correlate(image, kernel, mode=mode, cval=0.5), atol=1e-12)
+        np.testing.assert_allclose(ref.convolve(image, kernel, mode, 0.5),
+                                   ndi.convolve(image, kernel, mode=mode, cval=0.5), atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_kernel_equals_twin(mode):
+    rng = np.random.default_rng(2)
+    for shape in IMAGE_SHAPES:
+        for kshape in [(3, 3), (2, 6), (15, 15)]:
+            image = rng.standard_normal(shape).astype(np.float32)
+            kernel = rng.standard_normal(kshape)
+            got = correlate(image, kernel, mode=mode, cval=-0.25)
+            want = ref.correlate(image.astype(np.float64), kernel, mode, -0.25)
+            assert np.abs(got - want).max() <= bound(kernel, image, -0.25)
+
+
+# ---------------------------------------------------------------- agreement with SciPy
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("rank1", [False, True], ids=["general", "separable"])
+def test_matches_scipy_all_sizes(mode, rank1):
+    rng = np.random.default_rng(3)
+    for shape in IMAGE_SHAPES:
+        image = rng.uniform(-2, 3, shape).astype(np.float32)
+        for kh, kw in KERNEL_SHAPES:
+            if rank1:
+                kernel = np.outer(rng.standard_normal(kh), rng.standard_normal(kw))
+            else:
+                kernel = rng.standard_normal((kh, kw))
+            for ours, theirs in [(correlate, ndi.correlate), (convolve, ndi.convolve)]:
+                got = ours(image, kernel, mode=mode, cval=0.75)
+                want = theirs(image.astype(np.float64), kernel, mode=mode, cval=0.75)
+                assert got.dtype == np.float32 and got.shape == image.shape
+                err = np.abs(got - want).max()
+                assert err <= bound(kernel, image, 0.75), (ours.__name__, shape, (kh, kw), err)
+
+
+def test_rank1_detection():
+    rng = np.random.default_rng(4)
+    k = np.outer(rng.standard_normal(5), rng.standard_normal(3))
+    ky, kx = F._rank1_factors(k)
+    np.testing.assert_allclose(np.outer(ky, kx), k, atol=1e-12)
+    assert F._rank1_factors(rng.standard_normal((5, 3))) is None
+    assert F._rank1_factors(np.ones((1, 7))) is None          # single row: one pass anyway
+
+
+def test_multichannel_is_per_channel():
+    rng = np.random.default_rng(5)
+    image = rng.random((12, 10, 3)).astype(np.float32)
+    kernel = rng.standard_normal((4, 3))
+    got = correlate(image, kernel, mode="mirror")
+    for c in range(3):
+        want = ndi.correlate(image[:, :, c], kernel, mode="mirror")
+        assert np.abs(got[:, :, c] - want).max() <= bound(kernel, image)
+
+
+@pytest.mark.parametrize("name", ["box.pgm", "roofs1.jpg"])
+def test_real_image_matches_scipy(name):
+    image = load_test_image(name)
+    rng = np.random.default_rng(6)
+    for kernel in [rng.standard_normal((5, 5)), np.outer([1, 4, 6, 4, 1], [1, 2, 1]) / 64.0]:
+        for mode in ["reflect", "constant"]:
+            got = convolve(image, kernel, mode=mode)
+            want = ndi.convolve(image.astype(np.float64), kernel, mode=mode)
+            assert np.abs(got - want).max() <= bound(kernel, image)
+
+
+# ---------------------------------------------------------------- properties (hypothesis)
+
+DTYPES = [np.uint8, np.int16, np.float32, np.float64, np.bool_]
+
+
+@st.composite
+def images(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    shape = draw(st.tuples(st.integers(1, 12), st.integers(1, 12)))
+    if dtype == np.bool_:
+        elements = st.booleans()
+    elif dtype in (np.float32, np.float64):
+        elements = st.floats(-1e3, 1e3, width=32 if dtype == np.float32 else 64)
+    else:
+        info = np.iinfo(dtype)
+        elements = st.integers(int(info.min), int(info.max))
+    base = draw(hnp.arrays(dtype, (shape[0] * 2, shape[1] * 2), elements=elements))
+    view = draw(st.sampled_from(["contiguous", "strided", "reversed", "transposed"]))
+    if view == "strided":
+        return base[::2, ::2]
+    if view == "reversed":
+        return base[::-1, ::-2]
+    if view == "transposed":
+        return base.T
+    return base
+
+
+kernels_st = st.tuples(st.integers(1, 9), st.integers(1, 9)).flatmap(
+    lambda s: hnp.arrays(np.float64, s, elements=st.floats(-4, 4)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(image=images(), kernel=kernels_st, mode=st.sampled_from(MODES),
+       flip=st.booleans(), cval=st.floats(-10, 10))
+def test_property_any_input_matches_scipy(image, kernel, mode, flip, cval):
+    ours, theirs = (convolve, ndi.convolve) if flip else (correlate, ndi.correlate)
+    got = ours(image, kernel, mode=mode, cval=cval)
+    as32 = image.astype(np.float32).astype(np.float64)
+    want = theirs(as32, kernel, mode=mode, cval=cval)
+    assert got.shape == image.shape and got.dtype == np.float32
+    assert np.abs(got - want).max() <= bound(kernel, as32, cval) + 1e-30
+
+
+@settings(max_examples=25, deadline=None)
+@given(image=images(), ky=hnp.arrays(np.float64, st.integers(1, 7), elements=st.floats(-3, 3)),
+       kx=hnp.arrays(np.float64, st.integers(1, 7), elements=st.floats(-3, 3)),
+       mode=st.sampled_from(MODES))
+def test_property_rank1_kernels(image, ky, kx, mode):
+    kernel = np.outer(ky, kx)
+    got = correlate(image, kernel, mode=mode, cval=1.5)
+    as32 = image.astype(np.float32).astype(np.float64)
+    want = ndi.correlate(as32, kernel, mode=mode, cval=1.5)
+    assert np.abs(got - want).max() <= bound(kernel, as32, 1.5) + 1e-30
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("image, kernel, kwargs, exc, words", [
+    (np.zeros(5), np.ones((3, 3)), {}, ValueError, "dimensions"),
+    (np.zeros((2, 2, 2, 2)), np.ones((3, 3)), {}, ValueError, "dimensions"),
+    (np.zeros((0, 4)), np.ones((3, 3)), {}, ValueError, "empty"),
+    (np.array([[1.0, np.nan]]), np.ones((3, 3)), {}, ValueError, "NaN"),
+    (np.array([[1.0, np.inf]]), np.ones((3, 3)), {}, ValueError, "infinity"),
+    (np.array([[1e300]]), np.ones((3, 3)), {}, ValueError, "float32"),
+    (np.zeros((3, 3), complex), np.ones((3, 3)), {}, TypeError, "complex"),
+    (np.array([["a"]]), np.ones((3, 3)), {}, TypeError, "numeric"),
+    (np.zeros((3, 3)), np.ones(3), {}, ValueError, "kernel"),
+    (np.zeros((3, 3)), np.ones((0, 3)), {}, ValueError, "kernel"),
+    (np.zeros((3, 3)), np.array([[np.nan]]), {}, ValueError, "kernel"),
+    (np.zeros((3, 3)), np.ones((3, 3)), {"mode": "same"}, ValueError, "mode"),
+    (np.zeros((3, 3)), np.ones((3, 3)), {"mode": 3}, TypeError, "mode"),
+    (np.zeros((3, 3)), np.ones((3, 3)), {"cval": np.nan}, ValueError, "cval"),
+    (np.zeros((3, 3)), np.ones((3, 3)), {"cval": "0"}, TypeError, "cval"),
+])
+def test_errors(image, kernel, kwargs, exc, words):
+    for fn in (correlate, convolve):
+        with pytest.raises(exc, match=words):
+            fn(image, kernel, **kwargs)

@@ -1,0 +1,219 @@
+"""gaussian, sobel / prewitt / scharr, laplace, median: hand cases, SciPy/OpenCV agreement,
+the sorting network, properties and errors."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from cvcore.preprocess import gaussian, laplace, median, prewitt, scharr, sobel
+from cvcore.preprocess import filters as F
+from kernels.reference import conv as ref
+from tests.conftest import load_test_image
+
+ndi = pytest.importorskip("scipy.ndimage")
+
+MODES = ["reflect", "mirror", "nearest", "constant", "wrap"]
+
+
+def close(got, want, weight_sum, image, cval=0.0):
+    """The promised accuracy: 1e-5 of sum|k| * max|image| (cval counts as an image value)."""
+    scale = max(np.abs(image).max(), abs(cval), 1e-30)
+    assert got.dtype == np.float32
+    assert np.abs(got - want).max() <= 1e-5 * weight_sum * scale
+
+
+# ---------------------------------------------------------------- Gaussian
+
+
+def test_gaussian_kernel_follows_scipy_radius_rule():
+    # radius = int(truncate * sigma + 0.5) (module docstring / scipy.ndimage.gaussian_filter)
+    assert F.gaussian_kernel1d(2.0).size == 2 * 8 + 1
+    assert F.gaussian_kernel1d(1.3, truncate=3.0).size == 2 * int(3.9 + 0.5) + 1
+    assert F.DEFAULT_TRUNCATE == 4.0
+    g = F.gaussian_kernel1d(1.0)
+    assert abs(g.sum() - 1) < 1e-12 and np.all(g == g[::-1])
+
+
+def test_gaussian_of_constant_is_constant():
+    image = np.full((9, 7), 3.0)
+    for mode in ["reflect", "mirror", "nearest", "wrap"]:
+        np.testing.assert_allclose(gaussian(image, 1.5, mode=mode), 3.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gaussian_matches_scipy(mode):
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1), (3, 2), (20, 31)]:
+        image = rng.random(shape).astype(np.float32)
+        for sigma in [0.3, 1.0, 2.5, (1.0, 3.0)]:
+            for truncate in [4.0, 2.0]:
+                got = gaussian(image, sigma, truncate=truncate, mode=mode, cval=0.4)
+                want = ndi.gaussian_filter(image.astype(np.float64), sigma, truncate=truncate,
+                                           mode=mode, cval=0.4)
+                close(got, want, 1.0, image, 0.4)
+
+
+def test_gaussian_real_and_multichannel():
+    image = load_test_image("roofs1.jpg", mode="rgb")
+    got = gaussian(image, 2.0)
+    want = ndi.gaussian_filter(image.astype(np.float64), (2.0, 2.0, 0.0))
+    close(got, want, 1.0, image)
+
+
+# ---------------------------------------------------------------- derivative filters
+
+
+def test_sobel_of_ramp_by_hand():
+    # A unit ramp along columns: [-1, 0, 1] gives 2, smoothing [1, 2, 1] multiplies by 4.
+    ramp = np.tile(np.arange(6.0), (5, 1))
+    assert np.all(sobel(ramp, axis=1)[:, 1:-1] == 8.0)
+    assert np.all(sobel(ramp, axis=0) == 0.0)
+    assert np.all(prewitt(ramp, axis=1)[:, 1:-1] == 6.0)
+    assert np.all(scharr(ramp, axis=1)[:, 1:-1] == 32.0)      # 2 * (3 + 10 + 3)
+    np.testing.assert_array_equal(sobel(ramp), np.abs(sobel(ramp, axis=1)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("cval", [0.0, 0.6])
+def test_gradients_match_scipy(mode, cval):
+    rng = np.random.default_rng(1)
+    for shape in [(1, 1), (2, 5), (17, 12)]:
+        image = rng.random(shape).astype(np.float32)
+        for ours, theirs, wsum in [(sobel, ndi.sobel, 8), (prewitt, ndi.prewitt, 6)]:
+            for axis in [0, 1]:
+                got = ours(image, axis=axis, mode=mode, cval=cval)
+                want = theirs(image.astype(np.float64), axis=axis, mode=mode, cval=cval)
+                close(got, want, wsum, image, cval)
+            mag = ours(image, mode=mode, cval=cval)
+            want = np.hypot(theirs(image.astype(np.float64), 0, mode=mode, cval=cval),
+                            theirs(image.astype(np.float64), 1, mode=mode, cval=cval))
+            close(mag, want, wsum, image, cval)
+        got = laplace(image, mode=mode, cval=cval)
+        close(got, ndi.laplace(image.astype(np.float64), mode=mode, cval=cval), 8, image, cval)
+
+
+def test_sobel_real_image():
+    image = load_test_image("scene.pgm")
+    for axis in [0, 1]:
+        close(sobel(image, axis), ndi.sobel(image.astype(np.float64), axis), 8, image)
+
+
+def test_scharr_matches_opencv():
+    cv2 = pytest.importorskip("cv2")
+    image = load_test_image("book.pgm")
+    np.testing.assert_allclose(scharr(image, axis=1, mode="mirror"),
+                               cv2.Scharr(image, cv2.CV_32F, 1, 0), atol=1e-4)
+    np.testing.assert_allclose(scharr(image, axis=0, mode="mirror"),
+                               cv2.Scharr(image, cv2.CV_32F, 0, 1), atol=1e-4)
+
+
+# ---------------------------------------------------------------- median
+
+
+def test_batcher_network_sorts():
+    rng = np.random.default_rng(2)
+    for n in range(1, 34):
+        pairs = F.batcher_pairs(n)
+        for _ in range(5):
+            x = rng.standard_normal(n)
+            for a, b in pairs:
+                if x[a] > x[b]:
+                    x[a], x[b] = x[b], x[a]
+            assert np.all(np.diff(x) >= 0)
+        # 0-1 principle on all-but-one patterns catches a missing comparator cheaply
+        for k in range(n):
+            x = np.ones(n)
+            x[k] = 0
+            for a, b in pairs:
+                if x[a] > x[b]:
+                    x[a], x[b] = x[b], x[a]
+            assert x[0] == 0
+
+
+def test_selection_network_finds_rank():
+    rng = np.random.default_rng(3)
+    for n in [1, 2, 4, 9, 15, 25, 49]:
+        rank = n // 2
+        pairs = F.selection_network(n, rank)
+        assert len(pairs) <= len(F.batcher_pairs(n))
+        for _ in range(20):
+            x = rng.standard_normal(n)
+            for a, b in pairs:
+                if x[a] > x[b]:
+                    x[a], x[b] = x[b], x[a]
+            assert x[rank] == np.sort(x)[rank] or n == 1
+
+
+def test_median_by_hand():
+    image = np.array([[1.0, 9.0, 2.0],
+                      [8.0, 3.0, 7.0],
+                      [4.0, 6.0, 5.0]])
+    assert median(image, 3)[1, 1] == 5.0
+    spike = np.zeros((5, 5))
+    spike[2, 2] = 100.0
+    assert np.all(median(spike, 3) == 0.0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_median_matches_scipy_and_twin(mode):
+    rng = np.random.default_rng(4)
+    for shape in [(1, 1), (2, 3), (13, 10)]:
+        image = rng.random(shape).astype(np.float32)
+        for size in [1, 2, 3, (3, 5), (4, 2), 5]:
+            got = median(image, size, mode=mode, cval=0.5)
+            want = ndi.median_filter(image, size=size, mode=mode, cval=0.5)
+            np.testing.assert_array_equal(got, want)
+            pair = (size, size) if isinstance(size, int) else size
+            np.testing.assert_array_equal(got, ref.median(image, pair, mode, 0.5))
+
+
+def test_median_real_multichannel():
+    image = load_test_image("spots.jpg", mode="rgb")
+    got = median(image, 5)
+    want = ndi.median_filter(image, size=(5, 5, 1))
+    np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=30, deadline=None)
+@given(image=hnp.arrays(st.sampled_from([np.uint8, np.int16, np.float64, np.bool_]),
+                        st.tuples(st.integers(1, 10), st.integers(1, 10))),
+       size=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+       mode=st.sampled_from(MODES), reverse=st.booleans())
+def test_property_median_and_gaussian(image, size, mode, reverse):
+    if image.dtype.kind == "f":
+        image = np.nan_to_num(image, posinf=1e6, neginf=-1e6).clip(-1e6, 1e6)
+    if reverse:
+        image = image[::-1, ::-1]
+    as32 = image.astype(np.float32)
+    np.testing.assert_array_equal(median(image, size, mode=mode),
+                                  ndi.median_filter(as32, size=size, mode=mode))
+    got = gaussian(image, (size[0] / 3, size[1] / 4), mode=mode)
+    want = ndi.gaussian_filter(as32.astype(np.float64), (size[0] / 3, size[1] / 4), mode=mode)
+    assert np.abs(got - want).max() <= 1e-5 * max(np.abs(as32).max(), 1e-30)
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("call, exc, words", [
+    (lambda: gaussian(np.zeros((4, 4)), 0), ValueError, "sigma"),
+    (lambda: gaussian(np.zeros((4, 4)), -1.0), ValueError, "sigma"),
+    (lambda: gaussian(np.zeros((4, 4)), (1.0, 0.0)), ValueError, "sigma"),
+    (lambda: gaussian(np.zeros((4, 4)), (1.0, 2.0, 3.0)), TypeError, "sigma"),
+    (lambda: gaussian(np.zeros((4, 4)), np.nan), ValueError, "sigma"),
+    (lambda: gaussian(np.zeros((4, 4)), 1.0, truncate=0), ValueError, "truncate"),
+    (lambda: gaussian(np.zeros(4), 1.0), ValueError, "dimensions"),
+    (lambda: gaussian(np.zeros((0, 3)), 1.0), ValueError, "empty"),
+    (lambda: gaussian(np.full((3, 3), np.nan), 1.0), ValueError, "NaN"),
+    (lambda: sobel(np.zeros((4, 4)), axis=2), ValueError, "axis"),
+    (lambda: sobel(np.zeros((4, 4)), axis=True), ValueError, "axis"),
+    (lambda: sobel(np.zeros((4, 4)), mode="edge"), ValueError, "mode"),
+    (lambda: laplace(np.array([[np.inf]])), ValueError, "infinity"),
+    (lambda: median(np.zeros((4, 4)), 0), ValueError, "size"),
+    (lambda: median(np.zeros((4, 4)), 2.5), TypeError, "size"),
+    (lambda: median(np.zeros((4, 4), complex), 3), TypeError, "complex"),
+])
+def test_errors(call, exc, words):
+    with pytest.raises(exc, match=words):
+        call()
