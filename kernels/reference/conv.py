@@ -58,11 +58,11 @@ def extend(image: np.ndarray, top: int, bottom: int, left: int, right: int, mode
     return out
 
 
-def correlate(image: np.ndarray, kernel: np.ndarray, mode: str = "reflect",
-              cval: float = 0.0) -> np.ndarray:
-    """2-D correlation of a grey image, ``scipy.ndimage.correlate`` (float64 result)."""
+def correlate_centred(image: np.ndarray, kernel: np.ndarray, cy: int, cx: int, mode: str,
+                     cval: float) -> np.ndarray:
+    """``out[i, j] = sum_{u, v} kernel[u, v] * ext[i + u, j + v]`` with the kernel centre at
+    ``(cy, cx)``: the image is extended by ``cy`` rows above, ``kh - 1 - cy`` below, and so on."""
     kh, kw = kernel.shape
-    cy, cx = kh // 2, kw // 2
     ext = extend(image, cy, kh - 1 - cy, cx, kw - 1 - cx, mode, cval)
     H, W = image.shape
     out = np.zeros((H, W))
@@ -72,22 +72,23 @@ def correlate(image: np.ndarray, kernel: np.ndarray, mode: str = "reflect",
     return out
 
 
+def correlate(image: np.ndarray, kernel: np.ndarray, mode: str = "reflect",
+              cval: float = 0.0) -> np.ndarray:
+    """2-D correlation of a grey image, ``scipy.ndimage.correlate`` (float64 result)."""
+    kh, kw = kernel.shape
+    return correlate_centred(image, kernel, kh // 2, kw // 2, mode, cval)
+
+
 def convolve(image: np.ndarray, kernel: np.ndarray, mode: str = "reflect",
              cval: float = 0.0) -> np.ndarray:
     """2-D convolution, ``scipy.ndimage.convolve``: the sum runs the kernel backwards,
-    ``out[i, j] = sum k[u, v] * image[i - u + kh // 2, j - v + kw // 2]``."""
+    ``out[i, j] = sum k[u, v] * image[i - u + kh // 2, j - v + kw // 2]``.
+
+    Flipping the kernel and moving its centre to ``(kh - 1) // 2`` (one cell before
+    ``kh // 2`` for even sizes, SciPy's shift) turns this into a correlation.
+    """
     kh, kw = kernel.shape
-    # After flipping, the kernel's centre is (kh - 1) // 2: for even sizes one cell before
-    # kh // 2, which is how SciPy keeps the formula above for every size.
-    cy, cx = (kh - 1) // 2, (kw - 1) // 2
-    flipped = kernel[::-1, ::-1]
-    ext = extend(image, cy, kh - 1 - cy, cx, kw - 1 - cx, mode, cval)
-    H, W = image.shape
-    out = np.zeros((H, W))
-    for u in range(kh):
-        for v in range(kw):
-            out += flipped[u, v] * ext[u:u + H, v:v + W]
-    return out
+    return correlate_centred(image, kernel[::-1, ::-1], (kh - 1) // 2, (kw - 1) // 2, mode, cval)
 
 
 def median(image: np.ndarray, size, mode: str = "reflect", cval: float = 0.0) -> np.ndarray:
