@@ -1,0 +1,205 @@
+"""canny, harris, shi_tomasi, corner_peaks: toy cases, twins, scikit-image agreement, errors."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from cvcore.features import canny, corner_peaks, harris, shi_tomasi
+from kernels.reference import edges as ref
+from tests.conftest import TEST_IMAGES, load_test_image
+
+CANNY_PARAMS = [
+    dict(),
+    dict(sigma=2.0),
+    dict(sigma=1.5, low_threshold=0.05, high_threshold=0.15),
+    dict(sigma=1.0, low_threshold=0.5, high_threshold=0.9, use_quantiles=True),
+]
+
+
+def square(size=32, lo=8, hi=24):
+    image = np.zeros((size, size), np.float32)
+    image[lo:hi, lo:hi] = 1.0
+    return image
+
+
+# ---------------------------------------------------------------- canny
+
+
+def test_canny_square_outline():
+    edges = canny(square())
+    assert edges.dtype == bool and edges.shape == (32, 32)
+    rows, cols = np.nonzero(edges)
+    # The step lies between pixels 7|8 and 23|24: edges within one pixel of it, a closed ring.
+    assert set(np.unique(rows)) <= set(range(6, 26)) and set(np.unique(cols)) <= set(range(6, 26))
+    assert edges[7:9, 12:20].any(axis=0).all() and edges[12:20, 23:25].any(axis=1).all()
+    assert not edges[11:21, 11:21].any()          # nothing inside the flat interior
+    assert not canny(np.ones((20, 20))).any()      # a flat image has no edges
+
+
+def test_canny_defaults_are_documented_values():
+    image = load_test_image("spots.jpg")
+    np.testing.assert_array_equal(canny(image), canny(image, 1.0, 0.1, 0.2))
+
+
+def test_canny_integer_images_use_dtype_scale():
+    image = (square() * 200).astype(np.uint8)
+    np.testing.assert_array_equal(canny(image, 1.0, 25.5, 51.0),
+                                  canny(image.astype(np.float32) / 255, 1.0, 0.1, 0.2))
+
+
+@pytest.mark.parametrize("name", TEST_IMAGES)
+def test_canny_matches_skimage(name):
+    skf = pytest.importorskip("skimage.feature")
+    image = load_test_image(name)
+    for params in CANNY_PARAMS:
+        agree = (canny(image, **params) == skf.canny(image, **params)).mean()
+        assert agree >= 0.99, (params, agree)
+
+
+def test_canny_matches_skimage_mask_uint8_random():
+    skf = pytest.importorskip("skimage.feature")
+    image = load_test_image("roofs2.jpg")
+    mask = np.zeros(image.shape, bool)
+    mask[20:-40, 50:-10] = True
+    assert (canny(image, mask=mask) == skf.canny(image, mask=mask)).mean() >= 0.99
+    u8 = (image * 255).astype(np.uint8)
+    assert (canny(u8, 2.0, 10, 30) == skf.canny(u8, 2.0, 10, 30)).mean() >= 0.99
+    rng = np.random.default_rng(0)
+    noise = rng.random((64, 80)).astype(np.float32)
+    for params in CANNY_PARAMS:
+        assert (canny(noise, **params) == skf.canny(noise, **params)).mean() >= 0.99
+
+
+def test_nonmax_kernel_matches_twin():
+    from kernels.edges import nonmax_suppression
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        gr = rng.standard_normal((20, 24)).astype(np.float32)
+        gc = rng.standard_normal((20, 24)).astype(np.float32)
+        gc[3, :] = 0.0                      # exercise the axis-aligned and 45-degree cases
+        gc[4, :] = gr[4, :]
+        gc[5, :] = -gr[5, :]
+        mag = np.hypot(gr, gc).astype(np.float32)
+        mask = np.zeros(mag.shape, np.uint8)
+        mask[1:-1, 1:-1] = 1
+        out = np.empty_like(mag)
+        nonmax_suppression(gr, gc, mag, mask, 0.3, out)
+        want = ref.nonmax_suppression(gr, gc, mag, mask, 0.3)
+        assert (out == want.astype(np.float32)).mean() >= 0.999
+
+
+def test_hysteresis_kernel_matches_twin():
+    from kernels.edges import hysteresis
+    rng = np.random.default_rng(2)
+    cand = rng.random((30, 30)).astype(np.float32)
+    cand[cand < 0.55] = 0.0
+    out = np.empty(cand.shape, np.uint8)
+    hysteresis(cand, 0.97, out)
+    np.testing.assert_array_equal(out.astype(bool), ref.hysteresis(cand, 0.97))
+
+
+@settings(max_examples=25, deadline=None)
+@given(image=hnp.arrays(st.sampled_from([np.uint8, np.uint16, np.float32, np.bool_]),
+                        st.tuples(st.integers(1, 12), st.integers(1, 12))),
+       sigma=st.floats(0.3, 3.0), transpose=st.booleans())
+def test_property_canny_never_crashes(image, sigma, transpose):
+    if image.dtype.kind == "f":
+        image = np.nan_to_num(image).clip(-10, 10)
+    if transpose:
+        image = image.T
+    edges = canny(image, sigma)
+    assert edges.shape == image.shape and edges.dtype == bool
+    assert not edges[0].any() and not edges[:, 0].any()      # the frame is never an edge
+
+
+@pytest.mark.parametrize("call, exc, words", [
+    (lambda: canny(np.zeros((5, 5, 3))), ValueError, "dimensions"),
+    (lambda: canny(np.zeros((0, 5))), ValueError, "empty"),
+    (lambda: canny(np.full((5, 5), np.nan)), ValueError, "NaN"),
+    (lambda: canny(np.zeros((5, 5), np.int64)), TypeError, "64-bit"),
+    (lambda: canny(np.zeros((5, 5)), sigma=0), ValueError, "sigma"),
+    (lambda: canny(np.zeros((5, 5)), low_threshold=0.3, high_threshold=0.2), ValueError, "low"),
+    (lambda: canny(np.zeros((5, 5)), 1, 0.1, 1.5, use_quantiles=True), ValueError, "quantile"),
+    (lambda: canny(np.zeros((5, 5)), low_threshold=-1), ValueError, "low_threshold"),
+    (lambda: canny(np.zeros((5, 5)), mask=np.ones((4, 5), bool)), ValueError, "mask"),
+])
+def test_canny_errors(call, exc, words):
+    with pytest.raises(exc, match=words):
+        call()
+
+
+# ---------------------------------------------------------------- corners
+
+
+def test_harris_square_corners():
+    response = harris(square(40, 10, 30), sigma=1.5)
+    peaks = corner_peaks(response, min_distance=5, threshold_rel=0.1)
+    found = sorted(map(tuple, peaks.tolist()))
+    assert len(found) == 4
+    for (r, c), (er, ec) in zip(found, [(10, 10), (10, 29), (29, 10), (29, 29)]):
+        assert abs(r - er) <= 1 and abs(c - ec) <= 1
+    # Along an edge the response is negative (one large eigenvalue), flat areas give 0.
+    assert response[20, 10] < 0 and response[20, 20] == 0
+
+
+@pytest.mark.parametrize("name", ["box.pgm", "roofs1.jpg", "spots.jpg"])
+def test_harris_and_shi_tomasi_match_skimage(name):
+    skf = pytest.importorskip("skimage.feature")
+    image = load_test_image(name)
+    for params in [dict(), dict(sigma=2.0, k=0.04), dict(method="eps", eps=1e-6)]:
+        got = harris(image, **params)
+        want = skf.corner_harris(image, **params)
+        assert got.dtype == np.float32
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    got = shi_tomasi(image, 1.5)
+    want = skf.corner_shi_tomasi(image, 1.5)
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("name", ["scene.pgm", "roofs2.jpg"])
+def test_corner_peaks_match_skimage(name):
+    skf = pytest.importorskip("skimage.feature")
+    image = load_test_image(name)
+    response = skf.corner_harris(image)
+    for params in [dict(), dict(min_distance=5, threshold_rel=0.01),
+                   dict(min_distance=3, threshold_rel=0.05, exclude_border=False),
+                   dict(min_distance=2, threshold_abs=1e-4, num_peaks=50)]:
+        np.testing.assert_array_equal(corner_peaks(response, **params),
+                                      skf.corner_peaks(response, **params))
+    # On our own response (float rounding differs slightly) by a metric: the same peaks.
+    ours = corner_peaks(harris(image), min_distance=5, threshold_rel=0.01)
+    theirs = skf.corner_peaks(response, min_distance=5, threshold_rel=0.01)
+    same = len(set(map(tuple, ours.tolist())) & set(map(tuple, theirs.tolist())))
+    assert same >= 0.98 * max(len(theirs), 1)
+
+
+def test_greedy_spacing_matches_twin():
+    from kernels.corners import greedy_spacing
+    rng = np.random.default_rng(3)
+    coords = rng.integers(0, 25, (200, 2)).astype(np.int64)
+    for reach in [1, 2, 4]:
+        keep = np.empty(len(coords), np.uint8)
+        greedy_spacing(coords, 25, 25, reach, keep)
+        np.testing.assert_array_equal(keep.astype(bool), ref.greedy_spacing(coords, reach))
+
+
+def test_corner_peaks_flat_and_tiny():
+    assert corner_peaks(np.zeros((10, 10))).shape == (0, 2)
+    assert corner_peaks(np.ones((1, 1)), exclude_border=False).shape == (0, 2)
+
+
+@pytest.mark.parametrize("call, exc, words", [
+    (lambda: harris(np.zeros((5, 5)), method="x"), ValueError, "method"),
+    (lambda: harris(np.zeros((5, 5)), sigma=-1), ValueError, "sigma"),
+    (lambda: harris(np.zeros((5, 5)), method="eps", eps=0), ValueError, "eps"),
+    (lambda: harris(np.zeros(5)), ValueError, "dimensions"),
+    (lambda: shi_tomasi(np.full((5, 5), np.inf)), ValueError, "infinity"),
+    (lambda: corner_peaks(np.zeros((5, 5)), min_distance=0), ValueError, "min_distance"),
+    (lambda: corner_peaks(np.zeros((5, 5)), exclude_border=-1), ValueError, "exclude_border"),
+    (lambda: corner_peaks(np.zeros((5, 5)), threshold_abs=np.nan), ValueError, "threshold_abs"),
+    (lambda: corner_peaks(np.zeros((0, 5))), ValueError, "empty"),
+])
+def test_corner_errors(call, exc, words):
+    with pytest.raises(exc, match=words):
+        call()
