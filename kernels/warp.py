@@ -1,0 +1,112 @@
+"""Warp kernels: inverse mapping through a 3x3 projective matrix with nearest or bilinear sampling.
+
+For every output pixel centre ``(x, y)`` (column, row) the source position is
+``(u, v, s) = Minv @ (x, y, 1)``, ``(x_src, y_src) = (u / s, v / s)``; an affine matrix is the
+case ``Minv[2] = (0, 0, 1)``. Samples that fall outside the image are taken through a border mode
+(the codes and :func:`border_index` of :mod:`kernels.conv`, SciPy ``ndimage`` names; OpenCV
+equivalents in brackets):
+
+* ``MODE_CONSTANT``: ``cval`` (``BORDER_CONSTANT``)
+* ``MODE_NEAREST``: the edge pixel repeated, ``a a | a b c d | d d`` (``BORDER_REPLICATE``)
+* ``MODE_REFLECT``: ``b a | a b c d | d c`` (``BORDER_REFLECT``)
+* ``MODE_MIRROR``: ``c b | a b c d | c b`` (``BORDER_REFLECT_101``)
+* ``MODE_WRAP``: ``c d | a b c d | a b`` (``BORDER_WRAP``)
+
+A point whose ``s`` is 0 or whose position is not finite gets ``cval`` in every mode.
+Readable twin: :mod:`kernels.reference.warp`.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+# one border rule for the whole toolkit, shared with the filters (-1 means cval)
+from kernels.conv import (MODE_CONSTANT, MODE_MIRROR, MODE_NEAREST, MODE_REFLECT,  # noqa: F401
+                          MODE_WRAP, border_index)
+
+COORD_LIMIT = 1e9    # positions are clamped to +-this before the integer conversion
+
+
+@njit(cache=True)
+def _source(Minv, x, y):
+    """Source position of output pixel (x, y); (nan, nan) where it is undefined."""
+    u = Minv[0, 0] * x + Minv[0, 1] * y + Minv[0, 2]
+    v = Minv[1, 0] * x + Minv[1, 1] * y + Minv[1, 2]
+    s = Minv[2, 0] * x + Minv[2, 1] * y + Minv[2, 2]
+    if s == 0.0:
+        return np.nan, np.nan
+    xs = u / s
+    ys = v / s
+    if not (math.isfinite(xs) and math.isfinite(ys)):
+        return np.nan, np.nan
+    return min(max(xs, -COORD_LIMIT), COORD_LIMIT), min(max(ys, -COORD_LIMIT), COORD_LIMIT)
+
+
+@njit(cache=True)
+def _fill(out, y, x, cval):
+    for c in range(out.shape[2]):
+        out[y, x, c] = cval
+
+
+@njit(parallel=True, cache=True)
+def warp_nearest(image, Minv, mode, cval, out):
+    """Nearest-neighbour warp: the source position is rounded half up, ``floor(p + 0.5)``.
+
+    image (H, W, C) float32; Minv (3, 3) float64; out (h, w, C) float32.
+    """
+    H, W, C = image.shape
+    h, w = out.shape[0], out.shape[1]
+    for y in prange(h):
+        for x in range(w):
+            xs, ys = _source(Minv, x, y)
+            if math.isnan(xs):
+                _fill(out, y, x, cval)
+                continue
+            r = int(math.floor(ys + 0.5))
+            q = int(math.floor(xs + 0.5))
+            if not (0 <= r < H and 0 <= q < W):
+                r = border_index(r, H, mode)
+                q = border_index(q, W, mode)
+            if r < 0 or q < 0:
+                _fill(out, y, x, cval)
+            else:
+                for c in range(C):
+                    out[y, x, c] = image[r, q, c]
+
+
+@njit(parallel=True, cache=True)
+def warp_bilinear(image, Minv, mode, cval, out):
+    """Bilinear warp: the four pixels around the source position, each fetched through the border
+    mode (a tap outside the image in constant mode contributes ``cval``), weighted by the
+    fractional distances. image (H, W, C) float32; Minv (3, 3) float64; out (h, w, C) float32.
+    """
+    H, W, C = image.shape
+    h, w = out.shape[0], out.shape[1]
+    for y in prange(h):
+        for x in range(w):
+            xs, ys = _source(Minv, x, y)
+            if math.isnan(xs):
+                _fill(out, y, x, cval)
+                continue
+            x0 = math.floor(xs)
+            y0 = math.floor(ys)
+            fx = np.float32(xs - x0)
+            fy = np.float32(ys - y0)
+            ix = int(x0)
+            iy = int(y0)
+            if 0 <= ix and ix + 1 < W and 0 <= iy and iy + 1 < H:
+                # all four taps inside: no border logic (most pixels of most warps)
+                c0, c1, r0, r1 = ix, ix + 1, iy, iy + 1
+            else:
+                c0 = border_index(ix, W, mode)
+                c1 = border_index(ix + 1, W, mode)
+                r0 = border_index(iy, H, mode)
+                r1 = border_index(iy + 1, H, mode)
+            for c in range(C):
+                p00 = image[r0, c0, c] if (r0 >= 0 and c0 >= 0) else cval
+                p01 = image[r0, c1, c] if (r0 >= 0 and c1 >= 0) else cval
+                p10 = image[r1, c0, c] if (r1 >= 0 and c0 >= 0) else cval
+                p11 = image[r1, c1, c] if (r1 >= 0 and c1 >= 0) else cval
+                top = p00 + (p01 - p00) * fx
+                bottom = p10 + (p11 - p10) * fx
+                out[y, x, c] = top + (bottom - top) * fy

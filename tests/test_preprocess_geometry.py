@@ -1,0 +1,308 @@
+"""Tests of cvcore.preprocess geometry: resize, warp_affine, warp_perspective."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+from cvcore import preprocess as pp
+from cvcore.preprocess.geometry import BORDER_MODES, INTERPOLATIONS
+from kernels.reference import resize as ref_resize
+from kernels.reference import warp as ref_warp
+from tests.conftest import dataset_path, load_test_image
+
+CV2_INTER = {"nearest": "INTER_NEAREST", "bilinear": "INTER_LINEAR", "area": "INTER_AREA"}
+CV2_BORDER = {"constant": "BORDER_CONSTANT", "nearest": "BORDER_REPLICATE",
+              "reflect": "BORDER_REFLECT", "mirror": "BORDER_REFLECT_101", "wrap": "BORDER_WRAP"}
+SKIMAGE_MODE = {"constant": "constant", "nearest": "edge", "reflect": "symmetric",
+                "mirror": "reflect", "wrap": "wrap"}
+
+
+def smooth_image(rows, cols, channels=None):
+    """A smooth test pattern in 0..1 (gradients below 0.1 per pixel)."""
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    img = 0.5 + 0.25 * np.sin(xx / 7.0 + 0.3) + 0.25 * np.cos(yy / 5.0)
+    if channels:
+        img = np.stack([img * (0.5 + 0.5 * c / channels) for c in range(channels)], axis=-1)
+    return img.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- resize: by hand
+def test_resize_hand_worked():
+    x = np.array([[0.0, 1.0, 2.0, 3.0]], np.float32)
+    # nearest 4 -> 2: columns floor(0 * 2), floor(1 * 2) = 0, 2
+    np.testing.assert_array_equal(pp.resize(x, (1, 2), "nearest"), [[0.0, 2.0]])
+    # area 4 -> 2: block means
+    np.testing.assert_array_equal(pp.resize(x, (1, 2), "area"), [[0.5, 2.5]])
+    # area 4 -> 3: cells of 4/3 pixels: [0, 1.33) = 0 * 3/4 + 1 * 1/4 ... = 0.25, 1.5, 2.75
+    np.testing.assert_allclose(pp.resize(x, (1, 3), "area"), [[0.25, 1.5, 2.75]], atol=1e-6)
+    # bilinear 4 -> 8: source positions (d + 0.5) / 2 - 0.5 = -0.25 (clamped), 0.25, 0.75, ...
+    np.testing.assert_allclose(pp.resize(x, (1, 8), "bilinear"),
+                               [[0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.0]], atol=1e-6)
+    # bilinear 4 -> 2 sits half-way between pixel pairs: same as the block mean
+    np.testing.assert_allclose(pp.resize(x, (1, 2), "bilinear"), [[0.5, 2.5]], atol=1e-6)
+
+
+def test_resize_identity_and_dtypes():
+    rng = np.random.default_rng(0)
+    x = rng.random((7, 9, 3)).astype(np.float32)
+    for mode in INTERPOLATIONS:
+        np.testing.assert_allclose(pp.resize(x, (7, 9), mode), x, atol=1e-6)
+    u8 = (x * 255).astype(np.uint8)
+    out = pp.resize(u8, (14, 18), "bilinear")
+    assert out.dtype == np.uint8 and out.shape == (14, 18, 3)
+    u16 = (x[:, :, 0] * 65535).astype(np.uint16)
+    assert pp.resize(u16, (3, 4), "area").dtype == np.uint16
+    assert pp.resize(u8[:, :, 0] > 100, (3, 4), "nearest").dtype == np.float32
+    assert pp.resize(x[:, :, 0], 5, "nearest").shape == (5, 5)
+
+
+# ----------------------------------------------------------------------------- resize: twin
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+def test_resize_matches_readable_twin(rng, interpolation):
+    for _ in range(25):
+        H, W, h, w = (int(v) for v in rng.integers(1, 30, size=4))
+        x = rng.random((H, W, 2)).astype(np.float32)
+        expected = ref_resize.resize(x, h, w, interpolation)
+        np.testing.assert_allclose(pp.resize(x, (h, w), interpolation), expected, atol=1e-5,
+                                   err_msg=f"{(H, W)} -> {(h, w)}")
+
+
+# ----------------------------------------------------------------------------- resize: OpenCV
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+def test_resize_agrees_with_opencv_random_sizes(rng, interpolation):
+    cv2 = pytest.importorskip("cv2")
+    flag = getattr(cv2, CV2_INTER[interpolation])
+    for _ in range(60):
+        H, W = (int(v) for v in rng.integers(1, 40, size=2))
+        h, w = (int(v) for v in rng.integers(1, 60, size=2))
+        x = rng.random((H, W, int(rng.choice([1, 3])))).astype(np.float32)
+        if x.shape[2] == 1:
+            x = x[:, :, 0]
+        ref = cv2.resize(x, (w, h), interpolation=flag)
+        np.testing.assert_allclose(pp.resize(x, (h, w), interpolation), ref, atol=1e-5,
+                                   err_msg=f"{(H, W)} -> {(h, w)}")
+
+
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+@pytest.mark.parametrize("factor", [0.5, 0.25, 1 / 3, 0.37, 0.8, 1.6, 2.0, 3.0])
+def test_resize_agrees_with_opencv_real_image(interpolation, factor):
+    cv2 = pytest.importorskip("cv2")
+    img = load_test_image("roofs1.jpg", mode="rgb")[:160, :200]
+    h, w = max(1, round(img.shape[0] * factor)), max(1, round(img.shape[1] * factor))
+    ref = cv2.resize(img, (w, h), interpolation=getattr(cv2, CV2_INTER[interpolation]))
+    np.testing.assert_allclose(pp.resize(img, (h, w), interpolation), ref, atol=1e-5)
+    # uint8: OpenCV uses 11-bit fixed point for bilinear, cvcore float32: within one level
+    u8 = np.rint(img * 255).astype(np.uint8)
+    ref8 = cv2.resize(u8, (w, h), interpolation=getattr(cv2, CV2_INTER[interpolation]))
+    assert np.abs(pp.resize(u8, (h, w), interpolation).astype(int) - ref8).max() <= 1
+
+
+def test_resize_agrees_with_pillow_nearest_box():
+    """Pillow's BOX filter is the same box average as INTER_AREA when shrinking by an integer
+    factor (for other factors Pillow's box support differs slightly)."""
+    from PIL import Image
+    img = load_test_image("scene.pgm")[:120, :160]
+    ref = np.asarray(Image.fromarray(img).resize((40, 30), Image.Resampling.BOX))
+    np.testing.assert_allclose(pp.resize(img, (30, 40), "area"), ref, atol=1e-5)
+
+
+def test_area_antialiases_where_nearest_aliases():
+    # a 1-pixel checkerboard shrunk 4x: the area mean is the true flat grey 0.5; nearest samples
+    # every 4th pixel, which are all black (aliasing turns the grey into 0)
+    yy, xx = np.mgrid[0:64, 0:64]
+    board = ((yy + xx) % 2).astype(np.float32)
+    np.testing.assert_allclose(pp.resize(board, (16, 16), "area"), 0.5, atol=1e-6)
+    np.testing.assert_array_equal(pp.resize(board, (16, 16), "nearest"), 0.0)
+
+
+# ----------------------------------------------------------------------------- warps
+def _full(M):
+    full = np.eye(3)
+    full[: M.shape[0]] = M
+    return full
+
+
+AFFINE = np.array([[0.93, 0.21, 3.37], [-0.17, 1.07, -2.71]])
+HOMOGRAPHY = np.array([[1.01, 0.11, 2.3], [0.053, 0.947, -3.1], [1.1e-3, -5.3e-4, 1.0]])
+
+
+def test_warp_hand_worked():
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    shift = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])       # move right by one column
+    out = pp.warp_affine(x, shift, interpolation="nearest", cval=-1)
+    np.testing.assert_array_equal(out, np.c_[np.full(3, -1), x[:, :3]])
+    half = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.0]])        # half a column: mean of pairs
+    out = pp.warp_affine(x, half, mode="nearest")
+    np.testing.assert_allclose(out[:, 1:], (x[:, :-1] + x[:, 1:]) / 2)
+    np.testing.assert_allclose(out[:, 0], x[:, 0])              # edge pixel repeated
+    np.testing.assert_array_equal(pp.warp_affine(x, np.eye(3)[:2]), x)
+    np.testing.assert_array_equal(pp.warp_perspective(x, np.eye(3)), x)
+    # a homography that is affine gives the same as warp_affine
+    np.testing.assert_allclose(pp.warp_perspective(x, _full(AFFINE)), pp.warp_affine(x, AFFINE),
+                               atol=1e-6)
+    # wrap mode: shifting a periodic image by its width changes nothing
+    period = np.array([[1.0, 0.0, 4.0], [0.0, 1.0, 3.0]])
+    np.testing.assert_allclose(pp.warp_affine(x, period, mode="wrap"), x)
+
+
+@pytest.mark.parametrize("mode", BORDER_MODES)
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_warp_matches_readable_twin(rng, mode, interpolation):
+    x = rng.random((9, 11, 2)).astype(np.float32)
+    for M in (AFFINE, np.array([[0.4, -1.3, 20.0], [1.2, 0.3, -4.0]])):
+        expected = ref_warp.warp(x, np.linalg.inv(_full(M)), 12, 10, interpolation, mode, 0.25)
+        got = pp.warp_affine(x, M, (12, 10), interpolation, mode, 0.25)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    expected = ref_warp.warp(x, np.linalg.inv(HOMOGRAPHY), 12, 10, interpolation, mode, 0.25)
+    got = pp.warp_perspective(x, HOMOGRAPHY, (12, 10), interpolation, mode, 0.25)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", BORDER_MODES)
+@pytest.mark.parametrize("interpolation, order", [("nearest", 0), ("bilinear", 1)])
+def test_warp_agrees_with_skimage(rng, mode, interpolation, order):
+    transform = pytest.importorskip("skimage.transform")
+    x = rng.random((30, 40))
+    for M, fn in ((AFFINE, pp.warp_affine), (HOMOGRAPHY, pp.warp_perspective)):
+        inverse = transform.ProjectiveTransform(np.linalg.inv(_full(M)))
+        ref = transform.warp(x, inverse, output_shape=(35, 45), order=order,
+                             mode=SKIMAGE_MODE[mode], cval=0.3, preserve_range=True)
+        got = fn(x, M, (35, 45), interpolation, mode, 0.3)
+        if order == 1:
+            np.testing.assert_allclose(got, ref, atol=1e-6)
+        else:
+            # a source position exactly half-way between pixels may round either way
+            assert np.mean(np.abs(got - ref) > 1e-6) < 0.01
+
+
+@pytest.mark.parametrize("mode", BORDER_MODES)
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_warp_agrees_with_opencv(mode, interpolation):
+    """OpenCV rounds source positions to 1/32 pixel (INTER_BITS = 5), so on a smooth image
+    (gradient < 0.1 / pixel) bilinear results differ by at most about 0.1 / 64 inside the image,
+    a little more where a tap meets the constant border; nearest differs only where the rounded
+    position crosses a half-pixel."""
+    cv2 = pytest.importorskip("cv2")
+    img = smooth_image(60, 80, channels=3)
+    flags = getattr(cv2, CV2_INTER[interpolation])
+    border = getattr(cv2, CV2_BORDER[mode])
+    for M, fn, cv_fn in ((AFFINE, pp.warp_affine, cv2.warpAffine),
+                         (HOMOGRAPHY, pp.warp_perspective, cv2.warpPerspective)):
+        ref = cv_fn(img, M, (90, 70), flags=flags, borderMode=border, borderValue=(0.3,) * 3)
+        got = fn(img, M, (70, 90), interpolation, mode, 0.3)
+        diff = np.abs(got - ref)
+        if interpolation == "bilinear":
+            assert np.quantile(diff, 0.99) < 2.5e-3 and diff.max() < 2e-2
+        else:
+            assert np.mean(diff > 1e-6) < 0.02
+
+
+def test_warp_perspective_oxford_pair():
+    """The Oxford graf homography maps img1 onto img2: warping img1 by it must line up with img2
+    far better than the unwarped img1 does (on the region where the warp has data)."""
+    folder = dataset_path("oxford-affine", "graf")
+    from PIL import Image
+    candidates = sorted(p for p in folder.iterdir() if p.name.startswith("img1."))
+    with Image.open(candidates[0]) as im:
+        img1 = np.asarray(im.convert("L"), dtype=np.float32) / 255
+    img2_path = sorted(p for p in folder.iterdir() if p.name.startswith("img2."))[0]
+    with Image.open(img2_path) as im:
+        img2 = np.asarray(im.convert("L"), dtype=np.float32) / 255
+    H = np.loadtxt(folder / "H1to2p")
+    # work at half size to keep the test quick: S H S^-1 with S = diag(0.5, 0.5, 1)
+    S = np.diag([0.5, 0.5, 1.0])
+    small1 = pp.resize(img1, (img1.shape[0] // 2, img1.shape[1] // 2), "area")
+    small2 = pp.resize(img2, (img2.shape[0] // 2, img2.shape[1] // 2), "area")
+    warped = pp.warp_perspective(small1, S @ H @ np.linalg.inv(S), small2.shape, cval=-1)
+    valid = warped >= 0
+    assert valid.mean() > 0.5
+    aligned = np.abs(warped - small2)[valid].mean()
+    unaligned = np.abs(small1 - small2)[valid].mean()
+    assert aligned < 0.6 * unaligned
+
+
+# ----------------------------------------------------------------------------- errors
+def test_geometry_rejects_bad_input():
+    x = np.zeros((4, 5), np.float32)
+    with pytest.raises(ValueError, match="interpolation"):
+        pp.resize(x, (2, 2), "cubic")
+    with pytest.raises(ValueError, match="output_shape"):
+        pp.resize(x, (0, 2))
+    with pytest.raises(TypeError, match="output_shape"):
+        pp.resize(x, (2.5, 2))
+    with pytest.raises(TypeError, match="output_shape"):
+        pp.resize(x, None)
+    with pytest.raises(ValueError, match="too large"):
+        pp.resize(x, (100000, 100000))
+    for fn, M in ((pp.warp_affine, np.eye(3)[:2]), (pp.warp_perspective, np.eye(3))):
+        with pytest.raises(ValueError, match="mode"):
+            fn(x, M, mode="edge")
+        with pytest.raises(ValueError, match="interpolation"):
+            fn(x, M, interpolation="area")
+        with pytest.raises(ValueError, match="shape"):
+            fn(x, np.eye(4))
+        with pytest.raises(ValueError, match="singular"):
+            fn(x, np.zeros_like(M))
+        with pytest.raises(ValueError, match="NaN"):
+            fn(x, np.full_like(M, np.nan))
+        with pytest.raises(ValueError, match="cval"):
+            fn(x, M, cval=float("nan"))
+    for call in (lambda a: pp.resize(a, (2, 2)), lambda a: pp.warp_affine(a, np.eye(3)[:2]),
+                 lambda a: pp.warp_perspective(a, np.eye(3))):
+        with pytest.raises(ValueError, match="dimensions"):
+            call(np.zeros(5))
+        with pytest.raises(ValueError, match="dimensions"):
+            call(np.zeros((2, 2, 2, 2)))
+        with pytest.raises(ValueError, match="empty"):
+            call(np.zeros((0, 3)))
+        with pytest.raises(ValueError, match="NaN"):
+            call(np.array([[np.nan, 1.0]]))
+        with pytest.raises(TypeError):
+            call(np.zeros((2, 2), complex))
+
+
+def test_warp_point_at_infinity_gets_cval():
+    x = np.ones((5, 5), np.float32)
+    # the line x = 2 of the output comes from infinity: h_2 . (x', y', 1) = 0 for x' = 2
+    Hinv = np.array([[1.0, 0, 0], [0, 1.0, 0], [1.0, 0, -2.0]])
+    out = pp.warp_perspective(x, np.linalg.inv(Hinv), mode="nearest", cval=7.0)
+    np.testing.assert_array_equal(out[:, 2], 7.0)
+
+
+# ----------------------------------------------------------------------------- properties
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(),
+       dtype=st.sampled_from([np.uint8, np.uint16, np.float32, np.float64, np.int16, np.bool_]),
+       shape=st.one_of(st.tuples(st.integers(1, 9), st.integers(1, 9)),
+                       st.tuples(st.integers(1, 9), st.integers(1, 9), st.integers(1, 4))),
+       out_shape=st.tuples(st.integers(1, 12), st.integers(1, 12)),
+       interpolation=st.sampled_from(INTERPOLATIONS), mode=st.sampled_from(BORDER_MODES))
+def test_property_random_inputs_do_not_crash(data, dtype, shape, out_shape, interpolation, mode):
+    if np.dtype(dtype).kind == "f":
+        x = data.draw(hnp.arrays(dtype, shape, elements=st.floats(-10, 10, width=32)))
+    else:
+        x = data.draw(hnp.arrays(dtype, shape))
+    if data.draw(st.booleans()):
+        x = x[::-1, ::2]                               # negative and non-unit strides
+    out = pp.resize(x, out_shape, interpolation)
+    assert out.shape == out_shape + x.shape[2:]
+    assert np.isfinite(out.astype(np.float64)).all()
+    if x.dtype in (np.uint8, np.uint16):
+        assert out.dtype == x.dtype
+    M = data.draw(hnp.arrays(np.float64, (2, 3), elements=st.floats(-3, 3)))
+    if abs(np.linalg.det(M[:, :2])) > 1e-3:
+        w_interp = "nearest" if interpolation == "nearest" else "bilinear"
+        out = pp.warp_affine(x, M, out_shape, w_interp, mode, 0.5)
+        assert out.shape == out_shape + x.shape[2:]
+        Hm = np.vstack([M, data.draw(hnp.arrays(np.float64, (1, 3), elements=st.floats(-1, 1)))])
+        if np.linalg.cond(Hm) < 1e8:
+            out = pp.warp_perspective(x, Hm, out_shape, w_interp, mode, 0.5)
+            assert np.isfinite(out.astype(np.float64)).all()
+
+
+@settings(max_examples=20, deadline=None)
+@given(H=st.integers(1, 20), W=st.integers(1, 20), k=st.integers(1, 4))
+def test_property_area_preserves_mean_for_integer_factors(H, W, k):
+    x = np.random.default_rng(H * 100 + W).random((H * k, W * k)).astype(np.float32)
+    out = pp.resize(x, (H, W), "area")
+    np.testing.assert_allclose(out.mean(), x.mean(), rtol=1e-5, atol=1e-6)
