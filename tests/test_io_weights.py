@@ -283,6 +283,22 @@ def test_pth_views_shared_storage_and_dtypes(tmp_path):
         np.testing.assert_array_equal(out[name], want, err_msg=name)
         assert out[name].dtype == want.dtype and out[name].shape == want.shape, name
         assert out[name].flags.writeable and out[name].flags.c_contiguous
+    out["base"][...] = -1.0                    # views of one storage load as independent arrays
+    np.testing.assert_array_equal(out["slice"], state["slice"].numpy())
+    np.testing.assert_array_equal(out["t"], state["t"].numpy())
+
+
+def test_pth_rezipped_with_compression_still_loads(tmp_path):
+    torch = pytest.importorskip("torch")
+    state = _torch_model(torch).state_dict()
+    torch.save(state, tmp_path / "m.pth")
+    with zipfile.ZipFile(tmp_path / "m.pth") as src, \
+            zipfile.ZipFile(tmp_path / "z.pth", "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            dst.writestr(item.filename, src.read(item.filename))
+    out = load_torch(tmp_path / "z.pth")
+    for name, tensor in state.items():
+        np.testing.assert_array_equal(out[name], tensor.numpy(), err_msg=name)
 
 
 def test_pth_of_parameters_dict_loads(tmp_path):
@@ -387,3 +403,40 @@ def test_corrupt_and_foreign_pth_files(tmp_path):
     save_npz(tmp_path / "not_torch.pth", {"a": np.ones(2)})
     with pytest.raises(ValueError, match="not a PyTorch file"):
         load_torch(tmp_path / "not_torch.pth")
+
+
+def _state_dict_pickle(numel: int, key: str = "0") -> bytes:
+    """Protocol-2 pickle of {"w": FloatStorage tensor of ``numel`` elements}, opcode by opcode,
+    as torch.save writes it (no torch needed)."""
+    def text(s):
+        return b"X" + struct.pack("<I", len(s)) + s.encode()
+
+    def integer(v):
+        return b"J" + struct.pack("<i", v)
+    return (b"\x80\x02ccollections\nOrderedDict\n)R(" + text("w")
+            + b"ctorch._utils\n_rebuild_tensor_v2\n(("
+            + text("storage") + b"ctorch\nFloatStorage\n" + text(key) + text("cpu")
+            + integer(numel) + b"tQ" + integer(0) + b"(" + integer(numel) + b"t(" + integer(1)
+            + b"t\x89ccollections\nOrderedDict\n)Rt" + b"Ru.")
+
+
+def test_hand_made_state_dict_pickle_loads_and_lying_sizes_are_refused(tmp_path):
+    good = tmp_path / "good.pth"
+    with zipfile.ZipFile(good, "w") as zf:
+        zf.writestr("archive/data.pkl", _state_dict_pickle(3))
+        zf.writestr("archive/data/0", struct.pack("<3f", 1.0, 2.0, -3.0))
+    np.testing.assert_array_equal(load_torch(good)["w"], [1.0, 2.0, -3.0])
+    # A member whose directory entry claims 1 GiB (and a pickle agreeing) in a tiny file:
+    # refused before anything that size is allocated.
+    lying = tmp_path / "lying.pth"
+    numel = 2 ** 28
+    with zipfile.ZipFile(lying, "w") as zf:
+        zf.writestr("archive/data.pkl", _state_dict_pickle(numel))
+        zf.writestr("archive/data/0", b"\0" * 12)
+    raw = bytearray(lying.read_bytes())
+    entry = raw.rindex(b"PK\x01\x02")      # central-directory entry of the last member
+    assert raw[entry + 46:entry + 46 + 14] == b"archive/data/0"
+    raw[entry + 20:entry + 28] = struct.pack("<II", numel * 4, numel * 4)
+    lying.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="past the end of the file"):
+        load_torch(lying)

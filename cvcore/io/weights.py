@@ -35,6 +35,7 @@ import os
 import pickle
 import struct
 import zipfile
+import zlib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -239,14 +240,44 @@ def load_safetensors(path, with_metadata: bool = False):
     size = path.stat().st_size
     with open(path, "rb") as f:
         n, header = _read_safetensors_header(path, size, f)
-        buffer = f.read()
-    buffer_len = size - 8 - n
-    metadata = header.pop("__metadata__", None) or {}
+        buffer_len = size - 8 - n
+        entries = _check_safetensors_entries(path, header, buffer_len)
+        metadata = header.get("__metadata__") or {}
+        out = OrderedDict((name, None) for name in header if name != "__metadata__")
+        # The spans tile the buffer in offset order, so one forward pass reads every tensor
+        # directly into its own array (no intermediate copy of the whole file).
+        for begin, end, name in entries:
+            info = header[name]
+            dtype = SAFETENSORS_DTYPES[info["dtype"]]
+            arr = np.empty(info["shape"], dtype=dtype)
+            if end > begin:
+                f.seek(8 + n + begin)
+                _readinto(f, arr, path, name)
+            if info["dtype"] == "BF16":
+                arr = (arr.astype(np.uint32) << 16).view(np.float32)
+            elif not arr.dtype.isnative:
+                arr = arr.astype(arr.dtype.newbyteorder("="))
+            out[name] = arr
+    return (out, metadata) if with_metadata else out
+
+
+def _readinto(f, arr: np.ndarray, path, name: str) -> None:
+    view = memoryview(arr.reshape(-1).view(np.uint8))
+    got = f.readinto(view)
+    if got != arr.nbytes:
+        raise ValueError(f"{path} is truncated: {name} needs {arr.nbytes} bytes, got {got}")
+
+
+def _check_safetensors_entries(path, header: dict, buffer_len: int):
+    """Validate every header entry and return ``(begin, end, name)`` sorted by offset."""
+    metadata = header.get("__metadata__") or {}
     if not isinstance(metadata, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         raise ValueError(f"{path}: __metadata__ must map strings to strings")
     spans = []
     for name, info in header.items():
+        if name == "__metadata__":
+            continue
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise ValueError(f"{path}: entry {name!r} must have exactly dtype, shape and "
                              f"data_offsets")
@@ -281,16 +312,7 @@ def load_safetensors(path, with_metadata: bool = False):
         position = end
     if position != buffer_len:
         raise ValueError(f"{path}: {buffer_len - position} trailing bytes after the last tensor")
-    out = OrderedDict()
-    for name, info in header.items():
-        dtype = SAFETENSORS_DTYPES[info["dtype"]]
-        begin, end = info["data_offsets"]
-        arr = np.frombuffer(buffer, dtype=dtype, count=(end - begin) // dtype.itemsize,
-                            offset=begin).reshape(info["shape"])
-        if info["dtype"] == "BF16":
-            arr = (arr.astype(np.uint32) << 16).view(np.float32)
-        out[name] = np.array(arr, dtype=arr.dtype.newbyteorder("="), copy=True)
-    return (out, metadata) if with_metadata else out
+    return sorted(spans)
 
 
 # -- PyTorch .pt / .pth -------------------------------------------------------------------------
@@ -321,12 +343,14 @@ class _StorageType:
 
 
 class _Storage:
-    """A storage read from ``data/<key>``: its elements as a flat read-only array."""
+    """A storage read from ``data/<key>``: its elements as a flat array, and whether a tensor
+    already took it over (later tensors on the same storage then copy)."""
 
-    __slots__ = ("array",)
+    __slots__ = ("array", "used")
 
     def __init__(self, array: np.ndarray):
         self.array = array
+        self.used = False
 
     def __setstate__(self, state):
         raise pickle.UnpicklingError("storage state (BUILD) is not allowed")
@@ -391,12 +415,11 @@ class _StateDictUnpickler(pickle.Unpickler):
             info = self._zf.getinfo(member)
         except KeyError:
             raise ValueError(f"{self._path} is corrupt: storage {member} is missing") from None
-        dtype = storage_type.dtype
+        dtype = storage_type.dtype.newbyteorder("<" if self._byteorder == "little" else ">")
         if info.file_size != numel * dtype.itemsize:
             raise ValueError(f"{self._path} is corrupt: {member} has {info.file_size} bytes, "
                              f"expected {numel} x {dtype.itemsize}")
-        data = np.frombuffer(self._zf.read(member), dtype=dtype.newbyteorder(
-            "<" if self._byteorder == "little" else ">"))
+        data = _read_member(self._zf, info, dtype, numel, self._path)
         if storage_type.name == "BFloat16Storage":
             data = (data.astype(np.uint32) << 16).view(np.float32)
         data = data.astype(data.dtype.newbyteorder("="), copy=False)
@@ -412,13 +435,13 @@ class _StateDictUnpickler(pickle.Unpickler):
         if not isinstance(storage, _Storage):
             raise UnsafePickleError(f"{self._path}: tensor built from {type(storage).__name__}, "
                                     f"not a storage")
-        storage = storage.array
         ints = (isinstance(storage_offset, int) and isinstance(size, tuple)
                 and isinstance(stride, tuple) and len(size) == len(stride)
                 and all(isinstance(v, int) for v in size + stride))
         if not ints or storage_offset < 0 or any(v < 0 for v in size + stride):
             raise ValueError(f"{self._path} is corrupt: bad tensor geometry offset="
                              f"{storage_offset!r} size={size!r} stride={stride!r}")
+        owner, storage = storage, storage.array
         if 0 in size:
             return _Tensor(np.zeros(size, dtype=storage.dtype))
         last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
@@ -426,6 +449,16 @@ class _StateDictUnpickler(pickle.Unpickler):
             raise ValueError(f"{self._path} is corrupt: a tensor of size {size} and stride "
                              f"{stride} at offset {storage_offset} reads element {last} of a "
                              f"storage of {storage.size}")
+        c_strides = tuple(int(np.prod(size[i + 1:])) for i in range(len(size)))
+        if (not owner.used and storage_offset == 0 and storage.size == math.prod(size)
+                and tuple(st for n, st in zip(size, stride) if n > 1)
+                == tuple(st for n, st in zip(size, c_strides) if n > 1)
+                and storage.flags.writeable):
+            # The usual case: a tensor that is its whole storage, in C order. The storage array
+            # (read for this file alone) becomes the tensor without another copy.
+            owner.used = True
+            return _Tensor(storage.reshape(size))
+        owner.used = True
         view = np.lib.stride_tricks.as_strided(
             storage[storage_offset:], shape=size,
             strides=tuple(s * storage.itemsize for s in stride), writeable=False)
@@ -439,6 +472,45 @@ class _StateDictUnpickler(pickle.Unpickler):
 
     def _rebuild_parameter_with_state(self, data, requires_grad, backward_hooks, state):
         return self._rebuild_parameter(data, requires_grad, backward_hooks)
+
+
+_ZIP_LOCAL_HEADER = struct.Struct("<4s22xHH")   # signature ... name length, extra length
+_ZIP_LOCAL_SIGNATURE = b"PK\x03\x04"
+# deflate's largest expansion, about 1032:1 (zlib.net, "zlib technical details", maximum
+# compression factor); a member claiming more than that is corrupt or a zip bomb
+DEFLATE_MAX_RATIO = 1032
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dtype: np.dtype, count: int,
+                 path) -> np.ndarray:
+    """A zip member's bytes as ``count`` elements of ``dtype``, CRC-checked.
+
+    torch.save stores members uncompressed; those are read straight from the file into the
+    array (no intermediate bytes object). Compressed members go through :mod:`zipfile`.
+    """
+    f = zf.fp
+    file_size = f.seek(0, os.SEEK_END)
+    if info.compress_type != zipfile.ZIP_STORED:
+        if info.file_size > DEFLATE_MAX_RATIO * info.compress_size + 1024:
+            raise ValueError(f"{path}: {info.filename} claims {info.file_size} bytes from "
+                             f"{info.compress_size} compressed; refusing (corrupt or a zip bomb)")
+        return np.frombuffer(bytearray(zf.read(info.filename)), dtype=dtype, count=count)
+    if info.header_offset + _ZIP_LOCAL_HEADER.size + info.file_size > file_size:
+        raise ValueError(f"{path} is truncated or corrupt: {info.filename} claims "
+                         f"{info.file_size} bytes, past the end of the file")
+    out = np.empty(count, dtype=dtype)
+    f.seek(info.header_offset)
+    head = f.read(_ZIP_LOCAL_HEADER.size)
+    if len(head) != _ZIP_LOCAL_HEADER.size:
+        raise ValueError(f"{path} is truncated: local header of {info.filename} is cut off")
+    signature, name_len, extra_len = _ZIP_LOCAL_HEADER.unpack(head)
+    if signature != _ZIP_LOCAL_SIGNATURE:
+        raise ValueError(f"{path} is corrupt: bad local header for {info.filename}")
+    f.seek(info.header_offset + _ZIP_LOCAL_HEADER.size + name_len + extra_len)
+    _readinto(f, out, path, info.filename)
+    if zlib.crc32(memoryview(out.view(np.uint8))) != info.CRC:
+        raise ValueError(f"{path} is corrupt: Bad CRC-32 for {info.filename}")
+    return out
 
 
 def load_torch(path) -> "OrderedDict[str, np.ndarray]":
