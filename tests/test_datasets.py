@@ -337,8 +337,10 @@ def test_real_image_folder_hymenoptera():
     root = dataset_path("hymenoptera")
     ds = D.load_dataset(root, size=32)
     assert ds.class_names == ["ants", "bees"]
-    assert ds.x_train.shape == (245, 32, 32, 3) and ds.x_test.shape == (153, 32, 32, 3)
-    assert ds.problems == []
+    # 245 train files, one of which is a GIF placeholder ("image not found") that imread refuses
+    assert ds.x_train.shape == (244, 32, 32, 3) and ds.x_test.shape == (153, 32, 32, 3)
+    assert [Path(p).name for p, _ in ds.problems] == ["imageNotFound.gif"]
+    assert "not a PNG, JPEG" in ds.problems[0][1]
 
 
 def test_real_image_folder_cifar_one_class_folder():

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from cvcore._validate import check_array, check_choice, check_int, check_pair
+from cvcore.io.images import EXTENSION_FORMATS, imread, to_uint8
 
 __all__ = [
     "Dataset",
@@ -509,9 +510,10 @@ def to_nchw(x) -> np.ndarray:
 # Image folders
 # --------------------------------------------------------------------------------------------
 
-#: File name endings taken as images (case-insensitive); other files in a class folder are ignored.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".pgm", ".ppm", ".pbm", ".pnm",
-                    ".tif", ".tiff", ".webp")
+#: File name endings taken as images (case-insensitive); other files in a class folder are
+#: ignored. :func:`cvcore.io.imread` reads the formats of ``EXTENSION_FORMATS``; files with the
+#: other endings (GIF, WebP) are listed as unreadable rather than silently skipped.
+IMAGE_EXTENSIONS = tuple(EXTENSION_FORMATS) + (".gif", ".webp")
 MODES = ("gray", "rgb")
 #: Folder names recognised as the held-out split, in order of preference.
 TEST_SPLIT_NAMES = ("test", "val")
@@ -529,20 +531,24 @@ def _list_images(folder: Path) -> list[Path]:
 
 def _decode(path: Path, mode: str, size) -> np.ndarray:
     """Decode one image file to uint8 ``(H, W)`` (gray) or ``(H, W, 3)`` (rgb), resized to
-    ``size = (H, W)`` if given. Raises ``ValueError`` naming the file if it cannot be decoded."""
-    from PIL import Image
+    ``size = (H, W)`` if given. Raises ``ValueError`` naming the file if it cannot be decoded.
 
+    Reading is :func:`cvcore.io.imread` (EXIF orientation applied, content checked against the
+    extension, BT.601 grey); 16-bit and float files are brought to 8 bits by
+    :func:`cvcore.io.to_uint8`."""
     try:
-        with Image.open(path) as im:
-            im.load()  # force the full decode so that truncated files fail here
-            im = im.convert("L" if mode == "gray" else "RGB")
-            if size is not None and (im.height, im.width) != tuple(size):
-                # Pillow's bilinear filter widens its support when shrinking (antialiasing).
-                im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            return np.asarray(im, dtype=np.uint8).copy()
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        image = to_uint8(imread(path, mode=mode))
+    except (OSError, ValueError, TypeError) as exc:
+        reason = str(exc)
+        prefix = f"{path}: "
+        reason = reason[len(prefix):] if reason.startswith(prefix) else reason
         raise ValueError(f"{path}: cannot decode image ({reason})") from None
+    if size is not None and image.shape[:2] != tuple(size):
+        from PIL import Image
+        # Pillow's bilinear filter widens its support when shrinking (antialiasing).
+        image = np.asarray(Image.fromarray(image).resize((size[1], size[0]),
+                                                         Image.Resampling.BILINEAR))
+    return image
 
 
 class ImageFolder:
@@ -562,11 +568,12 @@ class ImageFolder:
     root : path-like
         The folder of class folders.
     size : int or (int, int), optional
-        Resize every image to ``(height, width)`` (Pillow bilinear with antialiasing). Without it,
+        Resize every image to ``(height, width)`` (Pillow bilinear, antialiased when shrinking).
+        Without it,
         :meth:`load` requires all images to have the same size.
     mode : {"rgb", "gray"}
-        Colour conversion: ``"rgb"`` gives ``(H, W, 3)``, ``"gray"`` gives ``(H, W)`` (ITU-R 601
-        luma, as Pillow's ``convert("L")``).
+        Colour conversion by :func:`cvcore.io.imread`: ``"rgb"`` gives ``(H, W, 3)``, ``"gray"``
+        gives ``(H, W)`` (ITU-R BT.601 luma, as Pillow's ``convert("L")``).
     cache : bool
         Keep decoded images in memory.
     classes : list of str, optional
@@ -757,7 +764,7 @@ class CheckReport:
     name : str
     class_names : list of str
     counts : dict
-        Split -> list of image counts per class (in ``class_names`` order).
+        Split -> list of counts per class (in ``class_names`` order) of the images that decode.
     duplicates : dict
         Split -> list of groups (lists of ids) of images with identical pixels within the split.
     cross_duplicates : list of (str, str)
