@@ -432,3 +432,26 @@ def test_idx_round_trip(tmp_path_factory, code, shape, seed, gz):
         path.write_bytes(raw[: rng.integers(0, len(raw))])
         with pytest.raises(ValueError):
             D.load_idx(path)
+
+
+def test_load_dataset_size_and_mode_apply_to_every_source(tmp_path, rng):
+    ds = D.load_dataset("fashion-mnist-small", size=32, mode="rgb")
+    assert ds.x_train.shape == (4000, 32, 32, 3) and ds.x_test.shape == (1000, 32, 32, 3)
+    assert (ds.x_train[..., 0] == ds.x_train[..., 2]).all()       # grey repeated
+    small = D.load_embedded()
+    from PIL import Image
+    want = np.asarray(Image.fromarray(small.x_train[7]).resize((32, 32), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(ds.x_train[7, :, :, 1], want)
+    # RGB -> grey is Pillow's convert("L"), exactly, as imread(mode="gray") gives for files
+    from cvcore.io.make_subset import save_subset
+    rgb = rng.integers(0, 256, (6, 5, 4, 3), dtype=np.uint8)
+    path = save_subset(dict(x_train=rgb, y_train=np.zeros(6, int), x_test=rgb[:2],
+                            y_test=np.zeros(2, int), class_names=np.array(["a"])), tmp_path / "c.npz")
+    grey = D.load_dataset(path, mode="gray")
+    assert grey.x_train.shape == (6, 5, 4)
+    for img, g in zip(rgb, grey.x_train):
+        np.testing.assert_array_equal(g, np.asarray(Image.fromarray(img).convert("L")))
+    with pytest.raises(ValueError, match="mode"):
+        D.load_dataset("fashion-mnist-small", mode="bgr")
+    with pytest.raises(ValueError, match="size"):
+        D.load_dataset("fashion-mnist-small", size=0)

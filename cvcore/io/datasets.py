@@ -422,9 +422,10 @@ def load_dataset(name_or_path, *, root=None, verify=None, size=None, mode=None,
         Checksum policy for IDX folders (see :func:`load_mnist`). Default: the data set's own
         checksums for named data sets, recognition only for paths.
     size : int or (int, int), optional
-        Image folders only: resize every image to ``(height, width)``.
+        Resize every image to ``(height, width)`` (see :class:`ImageFolder`); default: as stored.
     mode : {"gray", "rgb"}, optional
-        Image folders only (default ``"rgb"``).
+        Colour of the returned images. Default: as stored for IDX and ``.npz`` data (grey for
+        MNIST), ``"rgb"`` for image folders.
     test_fraction, seed : float, int
         Image folders without ``train/`` and ``test/`` subfolders: the held-out fraction per
         class and the seed of the split.
@@ -440,7 +441,20 @@ def load_dataset(name_or_path, *, root=None, verify=None, size=None, mode=None,
     ValueError
         A corrupt, truncated or unverified file, an empty folder, inconsistent splits.
     """
+    if size is not None:
+        size = check_pair(size, "size")
+    if mode is not None:
+        check_choice(mode, MODES, "mode")
     key = str(name_or_path)
+    path = Path(key)
+    if path.is_dir() and not _is_idx_folder(path):
+        return load_image_folder(path, size=size, mode=mode or "rgb",
+                                 test_fraction=test_fraction, seed=seed)
+    return _conform(_load_arrays(key, root, verify), size, mode)
+
+
+def _load_arrays(key: str, root, verify) -> Dataset:
+    """The IDX, .npz and embedded sources of :func:`load_dataset`."""
     if key == EMBEDDED_NAME:
         return load_embedded()
     if key in PUBLISHED_MD5 and not Path(key).exists():
@@ -464,12 +478,26 @@ def load_dataset(name_or_path, *, root=None, verify=None, size=None, mode=None,
         if path.suffix == ".npz":
             return _load_npz(path)
         raise ValueError(f"{path}: expected a folder (IDX files or images) or a .npz data set")
-    if _is_idx_folder(path):
-        return _load_idx_dataset(path, False if verify is None else verify, name=str(path))
-    if size is not None:
-        size = check_pair(size, "size")
-    return load_image_folder(path, size=size, mode=mode or "rgb", test_fraction=test_fraction,
-                             seed=seed)
+    return _load_idx_dataset(path, False if verify is None else verify, name=str(path))
+
+
+# Pillow's RGB -> L conversion in 16-bit fixed point: L = (19595 R + 38470 G + 7471 B + 2^15) >> 16,
+# i.e. ITU-R BT.601 (0.299, 0.587, 0.114) scaled by 2^16, rounded; the same grey as imread's.
+_L16 = np.array([19595, 38470, 7471], dtype=np.uint32)
+
+
+def _conform(ds: Dataset, size, mode) -> Dataset:
+    """Bring a loaded data set to ``size`` and ``mode`` (None: leave as is)."""
+    for split in ("train", "test"):
+        x = getattr(ds, "x_" + split)
+        if mode == "rgb" and x.ndim == 3:
+            x = np.repeat(x[..., None], 3, axis=3)
+        elif mode == "gray" and x.ndim == 4:
+            x = ((x.astype(np.uint32) @ _L16 + (1 << 15)) >> 16).astype(np.uint8)
+        if size is not None and x.shape[1:3] != tuple(size):
+            x = np.stack([_resize(im, size) for im in x])
+        setattr(ds, "x_" + split, x)
+    return ds
 
 
 def _load_idx_dataset(root: Path, verify, name: str) -> Dataset:
@@ -544,11 +572,15 @@ def _decode(path: Path, mode: str, size) -> np.ndarray:
         reason = reason[len(prefix):] if reason.startswith(prefix) else reason
         raise ValueError(f"{path}: cannot decode image ({reason})") from None
     if size is not None and image.shape[:2] != tuple(size):
-        from PIL import Image
-        # Pillow's bilinear filter widens its support when shrinking (antialiasing).
-        image = np.asarray(Image.fromarray(image).resize((size[1], size[0]),
-                                                         Image.Resampling.BILINEAR))
+        image = _resize(image, size)
     return image
+
+
+def _resize(image: np.ndarray, size) -> np.ndarray:
+    """uint8 ``(H, W[, 3])`` -> ``size = (h, w)``: Pillow's bilinear filter, which widens its
+    support when shrinking (antialiasing)."""
+    from PIL import Image
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR))
 
 
 class ImageFolder:
