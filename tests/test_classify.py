@@ -26,9 +26,9 @@ def test_separable_toy_problem_is_solved():
 
 
 def test_svm_kernel_matches_readable_twin(rng):
-    X, y = _blobs(rng, n=200, d=5, k=2)
+    X, y = _blobs(rng, n=80, d=4, k=2)
     svm = LinearSVM(C=0.3, tol=1e-7, max_epochs=5000).fit(X, y)
-    w = svm_dual_cd_binary(X, np.where(y == 1, 1.0, -1.0), C=0.3, epochs=3000)
+    w = svm_dual_cd_binary(X, np.where(y == 1, 1.0, -1.0), C=0.3, epochs=1500)
     np.testing.assert_allclose(svm.coef_[0], w[:-1], atol=1e-4)
     np.testing.assert_allclose(svm.intercept_[0], w[-1], atol=1e-4)
 
