@@ -697,22 +697,27 @@ class ImageFolder:
             If no image decodes, or (without ``size``) the images differ in size.
         """
         idx = range(len(self)) if indices is None else [int(i) for i in indices]
-        images, labels, problems = [], [], []
+        out, labels, problems, shapes = None, [], [], set()
         for i in idx:
             try:
-                images.append(self.read(i))
-                labels.append(self.samples[i][1])
+                image = self.read(i)
             except ValueError as exc:
                 problems.append((str(self.samples[i][0]), str(exc).split(": ", 1)[-1]))
-        if not images:
+                continue
+            shapes.add(image.shape)
+            if out is None:  # decode straight into the result: no list of images, no np.stack
+                out = np.empty((len(idx),) + image.shape, dtype=np.uint8)
+            if len(shapes) == 1:
+                out[len(labels)] = image
+            labels.append(self.samples[i][1])
+        if out is None:
             raise ValueError(f"{self.root}: none of the {len(idx)} image files could be decoded "
                              f"(first problem: {problems[0][1] if problems else 'no files'})")
-        shapes = {im.shape for im in images}
         if len(shapes) > 1:
             some = ", ".join(str(s) for s in sorted(shapes)[:4])
             raise ValueError(f"{self.root}: images have {len(shapes)} different sizes ({some}...); "
                              f"pass size=(height, width) to resize them")
-        return np.stack(images), np.array(labels, dtype=np.int64), problems
+        return out[:len(labels)], np.array(labels, dtype=np.int64), problems
 
 
 def _find_split_dirs(root: Path):
