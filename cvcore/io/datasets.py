@@ -1,9 +1,10 @@
 """Labelled image data sets: IDX files (MNIST, Fashion-MNIST), image folders, the embedded subset.
 
-Everything here returns images as ``uint8`` arrays in the layout they are stored in, one of
+Everything here returns images as ``uint8`` arrays, one of
 
-* ``(N, H, W)`` for grey images (IDX files, image folders loaded with ``mode="gray"``),
-* ``(N, H, W, 3)`` for RGB images (image folders loaded with ``mode="rgb"``),
+* ``(N, H, W)`` for grey images (IDX files and the embedded subset as stored, anything loaded
+  with ``mode="gray"``),
+* ``(N, H, W, 3)`` for RGB images (image folders by default, anything loaded with ``mode="rgb"``),
 
 and labels as ``int64`` arrays of shape ``(N,)`` indexing ``class_names``. :func:`to_nchw` turns
 such a batch into the ``(N, C, H, W)`` float32 array in 0..1 that :mod:`cvcore.augment` and the CNN
