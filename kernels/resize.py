@@ -105,46 +105,53 @@ def area_table(n_in, n_out, scale, idx, w):
 
 @njit(parallel=True, cache=True)
 def resize_nearest(image, rows, cols, out):
-    """``out[y, x, c] = image[rows[y], cols[x], c]``: image (H, W, C), out (h, w, C), float32."""
-    h, w, C = out.shape
-    for y in prange(h):
-        r = rows[y]
+    """``out[c, y, x] = image[c, rows[y], cols[x]]``: image (C, H, W), out (C, h, w), float32.
+
+    Channel planes (not interleaved channels) keep the inner loop a plain gather along a row.
+    """
+    C, h, w = out.shape
+    for p in prange(C * h):
+        c = p // h
+        y = p % h
+        src = image[c, rows[y]]
+        dst = out[c, y]
         for x in range(w):
-            s = cols[x]
-            for c in range(C):
-                out[y, x, c] = image[r, s, c]
+            dst[x] = src[cols[x]]
 
 
 @njit(parallel=True, cache=True)
 def resize_separable(image, row_idx, row_w, col_idx, col_w, rows_needed, tmp, out):
-    """Apply a column table, then a row table (float32 throughout).
+    """Apply a column table, then a row table (float32 throughout), plane by plane.
 
-    image (H, W, C); tmp (H, w, C) receives the horizontal pass for the rows flagged in
-    ``rows_needed`` (bool, H: the rows the row table uses with a non-zero weight); out (h, w, C).
+    image (C, H, W); tmp (C, H, w) receives the horizontal pass for the rows flagged in
+    ``rows_needed`` (bool, H: the rows the row table uses with a non-zero weight); out (C, h, w).
     The vertical pass adds whole weighted rows of ``tmp``, a contiguous loop LLVM vectorises.
     """
-    H, W, C = image.shape
-    h, w = out.shape[0], out.shape[1]
+    C, H, W = image.shape
+    h, w = out.shape[1], out.shape[2]
     col_taps = col_idx.shape[1]
     row_taps = row_idx.shape[1]
-    for y in prange(H):
+    for p in prange(C * H):
+        c = p // H
+        y = p % H
         if not rows_needed[y]:
             continue
+        src = image[c, y]
+        dst = tmp[c, y]
         for x in range(w):
-            for c in range(C):
-                acc = np.float32(0.0)
-                for t in range(col_taps):
-                    acc += col_w[x, t] * image[y, col_idx[x, t], c]
-                tmp[y, x, c] = acc
-    flat_tmp = tmp.reshape((H, w * C))
-    flat_out = out.reshape((h, w * C))
-    for y in prange(h):
-        dst = flat_out[y]
+            acc = np.float32(0.0)
+            for t in range(col_taps):
+                acc += col_w[x, t] * src[col_idx[x, t]]
+            dst[x] = acc
+    for p in prange(C * h):
+        c = p // h
+        y = p % h
+        dst = out[c, y]
         dst[:] = 0.0
         for t in range(row_taps):
             weight = row_w[y, t]
             if weight == 0.0:           # unused slot of an area table (or a zero linear tap)
                 continue
-            src = flat_tmp[row_idx[y, t]]
-            for j in range(w * C):
-                dst[j] += weight * src[j]
+            src = tmp[c, row_idx[y, t]]
+            for x in range(w):
+                dst[x] += weight * src[x]

@@ -44,18 +44,18 @@ def _source(Minv, x, y):
 
 @njit(cache=True)
 def _fill(out, y, x, cval):
-    for c in range(out.shape[2]):
-        out[y, x, c] = cval
+    for c in range(out.shape[0]):
+        out[c, y, x] = cval
 
 
 @njit(parallel=True, cache=True)
 def warp_nearest(image, Minv, mode, cval, out):
     """Nearest-neighbour warp: the source position is rounded half up, ``floor(p + 0.5)``.
 
-    image (H, W, C) float32; Minv (3, 3) float64; out (h, w, C) float32.
+    image (C, H, W) float32; Minv (3, 3) float64; out (C, h, w) float32.
     """
-    H, W, C = image.shape
-    h, w = out.shape[0], out.shape[1]
+    C, H, W = image.shape
+    h, w = out.shape[1], out.shape[2]
     for y in prange(h):
         for x in range(w):
             xs, ys = _source(Minv, x, y)
@@ -71,17 +71,17 @@ def warp_nearest(image, Minv, mode, cval, out):
                 _fill(out, y, x, cval)
             else:
                 for c in range(C):
-                    out[y, x, c] = image[r, q, c]
+                    out[c, y, x] = image[c, r, q]
 
 
 @njit(parallel=True, cache=True)
 def warp_bilinear(image, Minv, mode, cval, out):
     """Bilinear warp: the four pixels around the source position, each fetched through the border
     mode (a tap outside the image in constant mode contributes ``cval``), weighted by the
-    fractional distances. image (H, W, C) float32; Minv (3, 3) float64; out (h, w, C) float32.
+    fractional distances. image (C, H, W) float32; Minv (3, 3) float64; out (C, h, w) float32.
     """
-    H, W, C = image.shape
-    h, w = out.shape[0], out.shape[1]
+    C, H, W = image.shape
+    h, w = out.shape[1], out.shape[2]
     for y in prange(h):
         for x in range(w):
             xs, ys = _source(Minv, x, y)
@@ -103,10 +103,10 @@ def warp_bilinear(image, Minv, mode, cval, out):
                 r0 = border_index(iy, H, mode)
                 r1 = border_index(iy + 1, H, mode)
             for c in range(C):
-                p00 = image[r0, c0, c] if (r0 >= 0 and c0 >= 0) else cval
-                p01 = image[r0, c1, c] if (r0 >= 0 and c1 >= 0) else cval
-                p10 = image[r1, c0, c] if (r1 >= 0 and c0 >= 0) else cval
-                p11 = image[r1, c1, c] if (r1 >= 0 and c1 >= 0) else cval
+                p00 = image[c, r0, c0] if (r0 >= 0 and c0 >= 0) else cval
+                p01 = image[c, r0, c1] if (r0 >= 0 and c1 >= 0) else cval
+                p10 = image[c, r1, c0] if (r1 >= 0 and c0 >= 0) else cval
+                p11 = image[c, r1, c1] if (r1 >= 0 and c1 >= 0) else cval
                 top = p00 + (p01 - p00) * fx
                 bottom = p10 + (p11 - p10) * fx
-                out[y, x, c] = top + (bottom - top) * fy
+                out[c, y, x] = top + (bottom - top) * fy

@@ -391,3 +391,26 @@ def test_property_to_uint8_is_nearest_level(x):
     # the chosen level is the nearest of the 256 to the clipped value
     err = np.abs(y / 255.0 - np.clip(x, 0, 1))
     assert (err <= 0.5 / 255 + 1e-12).all()
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import cvcore.io.images as module
+    result = doctest.testmod(module)
+    assert result.attempted >= 2 and result.failed == 0
+
+
+def test_documented_defaults():
+    # module notes: Pillow's decompression-bomb limit is 89,478,485 pixels by default
+    assert Image.MAX_IMAGE_PIXELS == 89478485
+
+
+def test_jpeg_written_at_pillow_default_quality(tmp_path):
+    import io
+    x = _pattern((16, 16, 3), np.uint8, seed=12)
+    imwrite(tmp_path / "q.jpg", x)
+    buf = io.BytesIO()
+    Image.fromarray(x).save(buf, format="JPEG", quality=75)     # the documented quality
+    np.testing.assert_array_equal(imread(tmp_path / "q.jpg"),
+                                  np.asarray(Image.open(io.BytesIO(buf.getvalue()))))

@@ -329,3 +329,12 @@ def test_property_no_crash_and_ranges(data, dtype, shape):
     assert cl.shape == x.shape and (cl >= 0).all() and (cl <= 1).all()
     if x.ndim == 3 and x.shape[2] == 3:
         assert pp.rgb2gray(x).shape == x.shape[:2]
+
+
+def test_clahe_defaults_are_opencvs():
+    """The documented defaults (clip 40, 8x8 tiles) are cv2.createCLAHE's."""
+    cv2 = pytest.importorskip("cv2")
+    assert CLAHE_CLIP_LIMIT == 40.0 and CLAHE_TILE_GRID == (8, 8)
+    img = to_uint8(load_test_image("box.pgm"))
+    np.testing.assert_array_equal(to_uint8(pp.equalize_adapthist(img)),
+                                  cv2.createCLAHE().apply(img))

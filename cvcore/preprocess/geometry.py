@@ -36,21 +36,23 @@ MAX_CONDITION = 1e12          # a matrix worse conditioned than this counts as s
 
 
 def _prepare(image):
-    """Validate an image; return (float32 (H, W, C) C-contiguous, was 2-D, output dtype)."""
+    """Validate an image; return (float32 channel planes (C, H, W) C-contiguous, was 2-D, output
+    dtype). The kernels work plane by plane so that their inner loops run along a row."""
     arr = check_array(image, "image", ndim=(2, 3), dtypes="buif")
     check_finite(arr, "image")
     if arr.ndim == 3 and arr.shape[2] == 0:
         raise ValueError(f"image has no channels (shape {arr.shape})")
     out_dtype = arr.dtype if arr.dtype in (np.uint8, np.uint16) else np.dtype(np.float32)
-    planes = arr[:, :, None] if arr.ndim == 2 else arr
+    planes = arr[None] if arr.ndim == 2 else np.moveaxis(arr, 2, 0)
     return np.ascontiguousarray(planes, dtype=np.float32), arr.ndim == 2, out_dtype
 
 
 def _finish(out, was_2d, dtype):
+    """Channel planes (C, h, w) back to an image (h, w) or (h, w, C) of the output dtype."""
     if dtype.kind == "u":
         top = np.iinfo(dtype).max
         out = np.rint(np.clip(out, 0, top)).astype(dtype)
-    return out[:, :, 0] if was_2d else out
+    return out[0] if was_2d else np.ascontiguousarray(np.moveaxis(out, 0, 2))
 
 
 def _output_shape(output_shape, default, channels):
@@ -113,11 +115,11 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
 
     check_choice(interpolation, INTERPOLATIONS, "interpolation")
     planes, was_2d, dtype = _prepare(image)
-    H, W, C = planes.shape
+    C, H, W = planes.shape
     if output_shape is None:
         raise TypeError("output_shape is required: (rows, cols)")
     rows, cols = _output_shape(output_shape, None, C)
-    out = np.empty((rows, cols, C), dtype=np.float32)
+    out = np.empty((C, rows, cols), dtype=np.float32)
     if interpolation == "nearest":
         row_idx, _ = _axis_table(H, rows, "nearest", False)
         col_idx, _ = _axis_table(W, cols, "nearest", False)
@@ -130,7 +132,7 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         col_idx, col_w = _axis_table(W, cols, interpolation, growing)
         rows_needed = np.zeros(H, dtype=np.bool_)
         rows_needed[row_idx[row_w != 0]] = True
-        tmp = np.empty((H, cols, C), dtype=np.float32)
+        tmp = np.empty((C, H, cols), dtype=np.float32)
         resize_separable(planes, row_idx, row_w, col_idx, col_w, rows_needed, tmp, out)
     return _finish(out, was_2d, dtype)
 
@@ -155,9 +157,9 @@ def _warp(image, Minv, output_shape, interpolation, mode, cval):
     check_choice(mode, BORDER_MODES, "mode")
     cval = _check_real(cval, "cval")
     planes, was_2d, dtype = _prepare(image)
-    H, W, C = planes.shape
+    C, H, W = planes.shape
     rows, cols = _output_shape(output_shape, (H, W), C)
-    out = np.empty((rows, cols, C), dtype=np.float32)
+    out = np.empty((C, rows, cols), dtype=np.float32)
     kernel = warp_nearest if interpolation == "nearest" else warp_bilinear
     mode_code = getattr(warp_kernels, f"MODE_{mode.upper()}")
     kernel(planes, Minv, mode_code, np.float32(cval), out)
