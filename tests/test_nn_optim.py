@@ -390,3 +390,17 @@ def _NoMomentum():
     for g in o.param_groups:
         del g["momentum"]
     return o
+
+
+def test_infinite_gradient_is_named_and_huge_finite_gradient_is_not():
+    # Regression guard for the fast finiteness check (a float32 sum): a sum that overflows from
+    # finite values must not be mistaken for an infinite gradient.
+    m = Module()
+    m.w = Parameter(np.zeros(4))
+    opt = SGD(m.named_parameters(), lr=1e-40)
+    m.w.grad = np.full(4, 3e38, dtype=np.float32)          # finite, but the sum overflows
+    opt.step()
+    assert np.isfinite(m.w.data).all()
+    m.w.grad = np.array([0, -np.inf, 0, 0], dtype=np.float32)
+    with pytest.raises(ValueError, match="gradient of w contains infinity"):
+        opt.step()

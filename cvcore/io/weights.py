@@ -183,7 +183,8 @@ def save_safetensors(path, state_dict, metadata=None) -> None:
         f.write(text)
         for name in order:
             arr = arrays[name]
-            f.write(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes())
+            little = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+            f.write(memoryview(little.reshape(-1).view(np.uint8)))    # no extra copy
 
 
 def _read_safetensors_header(path: Path, size: int, f):

@@ -143,7 +143,11 @@ class Optimizer:
                 if grad.dtype.kind != "f":
                     raise TypeError(f"gradient of {name} has dtype {grad.dtype}; expected float")
                 grad = grad.astype(np.float32)
-            if not np.isfinite(grad).all():
+            # The sum is NaN or inf whenever an element is (one fast pass, no temporary); only
+            # then look closer, since a sum of huge finite values can overflow on its own.
+            with np.errstate(over="ignore", invalid="ignore"):
+                total = np.add.reduce(grad, axis=None)
+            if not math.isfinite(total) and not np.isfinite(grad).all():
                 bad = "NaN" if np.isnan(grad).any() else "infinity"
                 raise ValueError(f"gradient of {name} contains {bad}; the step was not taken "
                                  f"(lower the learning rate or check the loss)")
@@ -292,22 +296,31 @@ class SGD(Optimizer):
             dampening = group["dampening"]
             weight_decay = group["weight_decay"]
             for name, p, grad in self._gradients(group):
+                # ``grad`` belongs to the caller; ``g`` is our own scratch once anything is added.
+                # Each line keeps PyTorch's order of float32 operations (same rounding).
+                g = grad
                 if weight_decay != 0:
-                    grad = grad + np.float32(weight_decay) * p.data
+                    g = np.multiply(p.data, np.float32(weight_decay))     # g = grad + wd * theta
+                    g += grad
                 if momentum != 0:
                     state = self.state.setdefault(id(p), {})
                     buf = state.get("momentum_buffer")
                     if buf is None:
-                        buf = np.array(grad, dtype=np.float32, copy=True)
+                        buf = np.array(g, dtype=np.float32, copy=True)
                         state["momentum_buffer"] = buf
                     else:
                         buf *= np.float32(momentum)
-                        buf += np.float32(1 - dampening) * grad
+                        if dampening != 0:
+                            buf += np.float32(1 - dampening) * g
+                        else:
+                            buf += g
                     if group["nesterov"]:
-                        grad = grad + np.float32(momentum) * buf
+                        scaled = np.multiply(buf, np.float32(momentum))   # g = g + mu * b
+                        g = np.add(g, scaled, out=scaled)
                     else:
-                        grad = buf
-                p.data -= np.float32(lr) * grad
+                        g = buf
+                step = np.multiply(g, np.float32(lr))
+                p.data -= step
 
 
 class Adam(Optimizer):
@@ -383,9 +396,14 @@ class Adam(Optimizer):
                         grad = grad + np.float32(weight_decay) * p.data
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
                 # m <- m + (1 - beta1) (g - m): PyTorch's lerp, the same as beta1 m + (1 - beta1) g
-                exp_avg += np.float32(1 - beta1) * (grad - exp_avg)
+                scratch = np.subtract(grad, exp_avg)
+                scratch *= np.float32(1 - beta1)
+                exp_avg += scratch
+                # v <- beta2 v + (1 - beta2) g^2
+                np.multiply(grad, grad, out=scratch)
+                scratch *= np.float32(1 - beta2)
                 exp_avg_sq *= np.float32(beta2)
-                exp_avg_sq += np.float32(1 - beta2) * (grad * grad)
+                exp_avg_sq += scratch
                 bias_correction1 = 1 - beta1 ** t
                 bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
                 step_size = lr / bias_correction1
@@ -394,10 +412,13 @@ class Adam(Optimizer):
                     np.maximum(second, exp_avg_sq, out=second)
                 else:
                     second = exp_avg_sq
-                denom = np.sqrt(second)
+                # theta <- theta - step_size * m / (sqrt(v) / sqrt(bc2) + eps)
+                denom = np.sqrt(second, out=scratch)
                 denom /= np.float32(bias_correction2_sqrt)
                 denom += np.float32(eps)
-                p.data -= np.float32(step_size) * (exp_avg / denom)
+                np.divide(exp_avg, denom, out=denom)
+                denom *= np.float32(step_size)
+                p.data -= denom
 
 
 class AdamW(Adam):
