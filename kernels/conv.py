@@ -100,100 +100,166 @@ def pad2d(image, top, bottom, left, right, mode, cval):
 
 
 @njit(cache=True, inline="always")
-def _add_shifted_row(acc, src, w, off, cols, v, cval):
-    """``acc[j] += w * row[j + off]`` for every j, where ``row`` is ``src`` extended by the
-    border map ``cols`` (``cols[j + v]`` is the source column of ``j + off``; -1: ``cval``).
+def _pad_row(src, cols, cx, fill, buf):
+    """``buf[c] = src[cols[c]]`` (``fill`` where ``cols[c]`` is -1): the row ``src`` extended
+    by its border. The ``W`` interior cells are a plain copy starting at ``cx``."""
+    W = src.size
+    for c in range(min(cx, buf.size)):
+        s = cols[c]
+        buf[c] = fill if s < 0 else src[s]
+    if cx < buf.size:
+        mid = buf[cx:cx + W]
+        for j in range(mid.size):
+            mid[j] = src[j]
+    for c in range(cx + W, buf.size):
+        s = cols[c]
+        buf[c] = fill if s < 0 else src[s]
 
-    The columns whose source lies inside the row run as one contiguous, vectorisable loop;
-    only the few border columns go through the map.
+
+@njit(cache=True, inline="always")
+def _taps(acc, bufs, tu, tv, tw):
+    """``acc[j] += sum_t tw[t] * bufs[tu[t], tv[t] + j]`` for ``j < acc.size``.
+
+    The taps (rows ``tu``, column offsets ``tv``, weights ``tw``) are taken eight, then four,
+    then the last one to three at a time, so the output row is loaded and stored once per
+    group rather than once per tap; every operand is a view starting at index 0, so LLVM
+    vectorises each sweep.
     """
     W = acc.size
-    lo = max(0, -off)
-    hi = min(W, W - off)
-    if hi > lo:
-        # Views starting at 0 let LLVM prove the indices non-negative and vectorise.
-        a = acc[lo:hi]
-        s = src[lo + off:hi + off]
-        for j in range(hi - lo):
-            a[j] += w * s[j]
-    for j in range(0, min(lo, W)):
-        c = cols[j + v]
-        acc[j] += w * (cval if c < 0 else src[c])
-    for j in range(max(hi, lo), W):
-        c = cols[j + v]
-        acc[j] += w * (cval if c < 0 else src[c])
+    n = tw.size
+    t = 0
+    while t + 8 <= n:
+        b0 = bufs[tu[t], tv[t]:tv[t] + W]
+        b1 = bufs[tu[t + 1], tv[t + 1]:tv[t + 1] + W]
+        b2 = bufs[tu[t + 2], tv[t + 2]:tv[t + 2] + W]
+        b3 = bufs[tu[t + 3], tv[t + 3]:tv[t + 3] + W]
+        b4 = bufs[tu[t + 4], tv[t + 4]:tv[t + 4] + W]
+        b5 = bufs[tu[t + 5], tv[t + 5]:tv[t + 5] + W]
+        b6 = bufs[tu[t + 6], tv[t + 6]:tv[t + 6] + W]
+        b7 = bufs[tu[t + 7], tv[t + 7]:tv[t + 7] + W]
+        w0, w1, w2, w3 = tw[t], tw[t + 1], tw[t + 2], tw[t + 3]
+        w4, w5, w6, w7 = tw[t + 4], tw[t + 5], tw[t + 6], tw[t + 7]
+        for j in range(W):
+            acc[j] += ((w0 * b0[j] + w1 * b1[j]) + (w2 * b2[j] + w3 * b3[j])) + \
+                ((w4 * b4[j] + w5 * b5[j]) + (w6 * b6[j] + w7 * b7[j]))
+        t += 8
+    if t + 4 <= n:
+        b0 = bufs[tu[t], tv[t]:tv[t] + W]
+        b1 = bufs[tu[t + 1], tv[t + 1]:tv[t + 1] + W]
+        b2 = bufs[tu[t + 2], tv[t + 2]:tv[t + 2] + W]
+        b3 = bufs[tu[t + 3], tv[t + 3]:tv[t + 3] + W]
+        w0, w1, w2, w3 = tw[t], tw[t + 1], tw[t + 2], tw[t + 3]
+        for j in range(W):
+            acc[j] += (w0 * b0[j] + w1 * b1[j]) + (w2 * b2[j] + w3 * b3[j])
+        t += 4
+    rest = n - t
+    if rest == 3:
+        b0 = bufs[tu[t], tv[t]:tv[t] + W]
+        b1 = bufs[tu[t + 1], tv[t + 1]:tv[t + 1] + W]
+        b2 = bufs[tu[t + 2], tv[t + 2]:tv[t + 2] + W]
+        w0, w1, w2 = tw[t], tw[t + 1], tw[t + 2]
+        for j in range(W):
+            acc[j] += w0 * b0[j] + w1 * b1[j] + w2 * b2[j]
+    elif rest == 2:
+        b0 = bufs[tu[t], tv[t]:tv[t] + W]
+        b1 = bufs[tu[t + 1], tv[t + 1]:tv[t + 1] + W]
+        w0, w1 = tw[t], tw[t + 1]
+        for j in range(W):
+            acc[j] += w0 * b0[j] + w1 * b1[j]
+    elif rest == 1:
+        b0 = bufs[tu[t], tv[t]:tv[t] + W]
+        w0 = tw[t]
+        for j in range(W):
+            acc[j] += w0 * b0[j]
+
+
+@njit(cache=True, inline="always")
+def _column_taps(acc, image, yu, yw, rows, first, fill):
+    """``acc[j] += sum_t yw[t] * ext[rows[first + yu[t]], j]`` (a row of ``fill`` where the
+    map is -1), four source rows per sweep while all four are inside the image."""
+    W = acc.size
+    n = yw.size
+    t = 0
+    while t < n:
+        if t + 4 <= n and rows[first + yu[t]] >= 0 and rows[first + yu[t + 1]] >= 0 and \
+                rows[first + yu[t + 2]] >= 0 and rows[first + yu[t + 3]] >= 0:
+            s0 = image[rows[first + yu[t]]]
+            s1 = image[rows[first + yu[t + 1]]]
+            s2 = image[rows[first + yu[t + 2]]]
+            s3 = image[rows[first + yu[t + 3]]]
+            w0, w1, w2, w3 = yw[t], yw[t + 1], yw[t + 2], yw[t + 3]
+            for j in range(W):
+                acc[j] += (w0 * s0[j] + w1 * s1[j]) + (w2 * s2[j] + w3 * s3[j])
+            t += 4
+            continue
+        r = rows[first + yu[t]]
+        w0 = yw[t]
+        if r < 0:
+            wc = w0 * fill
+            for j in range(W):
+                acc[j] += wc
+        else:
+            s0 = image[r]
+            for j in range(W):
+                acc[j] += w0 * s0[j]
+        t += 1
 
 
 @njit(cache=True, parallel=True, fastmath={"contract"})
-def correlate2d(image, kernel, rows, cols, cx, cval, out):
-    """General 2-D correlation, border folded into index maps (no padded copy).
+def correlate2d(image, tu, tv, tw, kh, kw, rows, cols, cx, cval, out):
+    """General 2-D correlation, border folded into index maps (no padded image).
 
-    ``out[i, j] = sum_{u, v} kernel[u, v] * ext[rows[i + u], cols[j + v]]`` where ``ext`` is
-    ``image`` extended by ``cval`` at index -1, ``rows = border_map(H, cy, kh - 1 - cy)`` and
-    ``cols = border_map(W, cx, kw - 1 - cx)``.
+    ``out[i, j] = sum_t tw[t] * ext[rows[i + tu[t]], cols[j + tv[t]]]``: the kernel is given
+    as its non-zero taps (row ``tu``, column ``tv``, weight ``tw``) of a ``kh`` x ``kw``
+    window; ``ext`` is ``image`` extended by ``cval`` at index -1,
+    ``rows = border_map(H, cy, kh - 1 - cy)``, ``cols = border_map(W, cx, kw - 1 - cx)``.
 
-    Parallel over output rows; each tap adds ``kernel[u, v]`` times a shifted source row into
-    the output row (a contiguous loop LLVM vectorises). Zero taps are skipped.
-    ``image``, ``out`` (H, W) float32; ``kernel`` (kh, kw) float32.
+    Parallel over output rows. For each output row the ``kh`` source rows are extended by
+    their border into a small (kh, W + kw - 1) buffer; the taps then add shifted rows of it
+    into the output row, several taps per sweep (:func:`_taps`).
+    ``image``, ``out`` (H, W) float32; ``tw`` float32; ``tu``, ``tv`` int64.
     """
     H, W = out.shape
-    kh, kw = kernel.shape
     fill = np.float32(cval)
     for i in prange(H):
-        acc = out[i]
-        for j in range(W):
-            acc[j] = 0.0
+        bufs = np.empty((kh, W + kw - 1), np.float32)
         for u in range(kh):
             r = rows[i + u]
             if r < 0:                          # a whole row of cval
-                s = np.float32(0.0)
-                for v in range(kw):
-                    s += kernel[u, v]
-                s *= fill
-                for j in range(W):
-                    acc[j] += s
-                continue
-            src = image[r]
-            for v in range(kw):
-                w = kernel[u, v]
-                if w != 0.0:
-                    _add_shifted_row(acc, src, w, v - cx, cols, v, fill)
+                for c in range(W + kw - 1):
+                    bufs[u, c] = fill
+            else:
+                _pad_row(image[r], cols, cx, fill, bufs[u])
+        acc = out[i]
+        for j in range(W):
+            acc[j] = 0.0
+        _taps(acc, bufs, tu, tv, tw)
 
 
 @njit(cache=True, parallel=True, fastmath={"contract"})
-def correlate_separable(image, ky, kx, rows, cols, cx, cval, cval_second, out):
-    """Axis-0 pass with ``ky`` then axis-1 pass with ``kx``, fused row by row.
+def correlate_separable(image, yu, yw, xv, xw, nx, rows, cols, cx, cval, cval_second, out):
+    """Axis-0 pass then axis-1 pass, fused row by row.
 
-    For each output row ``i``: ``t[j] = sum_u ky[u] * ext[rows[i + u], j]`` (beyond the top
-    and bottom: ``cval``), then ``out[i, j] = sum_v kx[v] * t_ext[cols[j + v]]`` (beyond the
-    sides: ``cval_second``). This is exactly SciPy's ``correlate1d`` along axis 0 followed by
-    ``correlate1d`` along axis 1 (``cval_second = cval``), and the 2-D correlation with
-    ``outer(ky, kx)`` when ``cval_second = cval * sum(ky)``. A 1-D pass is the case
-    ``kx = [1]`` (``cx = 0``) or ``ky = [1]`` (``rows = arange(H)``).
-    The intermediate row stays in cache; no padded copy or intermediate image is made.
+    The 1-D kernels are given as their non-zero taps: ``ky[yu[t]] = yw[t]`` and
+    ``kx[xv[t]] = xw[t]``, ``nx = len(kx)``. For each output row ``i``:
+    ``t[j] = sum_u ky[u] * ext[rows[i + u], j]`` (beyond the top and bottom: ``cval``), then
+    ``out[i, j] = sum_v kx[v] * t_ext[cols[j + v]]`` (beyond the sides: ``cval_second``).
+    This is exactly SciPy's ``correlate1d`` along axis 0 followed by ``correlate1d`` along
+    axis 1 (``cval_second = cval``), and the 2-D correlation with ``outer(ky, kx)`` when
+    ``cval_second = cval * sum(ky)``. A 1-D pass is the case ``kx = [1]`` (``cx = 0``) or
+    ``ky = [1]`` (``rows = arange(H)``). The intermediate row stays in cache; no padded or
+    intermediate image is made.
     """
     H, W = out.shape
     fill = np.float32(cval)
     fill2 = np.float32(cval_second)
+    xu = np.zeros(xv.size, np.int64)
     for i in prange(H):
         t = np.zeros(W, np.float32)
-        for u in range(ky.size):
-            w = ky[u]
-            if w == 0.0:
-                continue
-            r = rows[i + u]
-            if r < 0:
-                wc = w * fill
-                for j in range(W):
-                    t[j] += wc
-            else:
-                src = image[r]
-                for j in range(W):
-                    t[j] += w * src[j]
+        _column_taps(t, image, yu, yw, rows, i, fill)
+        buf = np.empty((1, W + nx - 1), np.float32)
+        _pad_row(t, cols, cx, fill2, buf[0])
         acc = out[i]
         for j in range(W):
             acc[j] = 0.0
-        for v in range(kx.size):
-            w = kx[v]
-            if w != 0.0:
-                _add_shifted_row(acc, t, w, v - cx, cols, v, fill2)
+        _taps(acc, buf, xu, xv, xw)

@@ -40,9 +40,11 @@ def rank_network_padded(padded, kh, kw, pairs, rank, out):
             for u in range(kh):
                 src = padded[i + u]
                 for v in range(kw):
+                    # Views that start at index 0 let LLVM vectorise the loops below.
                     slot = buf[u * kw + v]
+                    window = src[j0 + v:j0 + v + width]
                     for j in range(width):
-                        slot[j] = src[j0 + v + j]
+                        slot[j] = window[j]
             for p in range(pairs.shape[0]):
                 ra = buf[pairs[p, 0]]
                 rb = buf[pairs[p, 1]]
@@ -52,5 +54,6 @@ def rank_network_padded(padded, kh, kw, pairs, rank, out):
                     ra[j] = min(x, y)
                     rb[j] = max(x, y)
             res = buf[rank]
+            dst = out[i, j0:j0 + width]
             for j in range(width):
-                out[i, j0 + j] = res[j]
+                dst[j] = res[j]

@@ -101,14 +101,24 @@ def _per_channel(image, fn):
 # --------------------------------------------------------------------------- 2-D planes
 
 
-def _correlate_general(plane, kernel32, centre, mode, cval):
+def _taps(kernel):
+    """Non-zero taps of a kernel: (row offsets, column offsets, float32 weights), or for a 1-D
+    kernel (offsets, weights)."""
+    k = np.asarray(kernel, dtype=np.float32)
+    idx = np.nonzero(k)
+    weights = np.ascontiguousarray(k[idx])
+    return tuple(np.ascontiguousarray(i, dtype=np.int64) for i in idx) + (weights,)
+
+
+def _correlate_general(plane, kernel, centre, mode, cval):
     from kernels.conv import border_map, correlate2d
-    kh, kw = kernel32.shape
+    kh, kw = kernel.shape
     cy, cx = centre
+    tu, tv, tw = _taps(kernel)
     rows = border_map(plane.shape[0], cy, kh - 1 - cy, mode)
     cols = border_map(plane.shape[1], cx, kw - 1 - cx, mode)
     out = np.empty(plane.shape, np.float32)
-    correlate2d(plane, kernel32, rows, cols, int(cx), float(cval), out)
+    correlate2d(plane, tu, tv, tw, kh, kw, rows, cols, int(cx), float(cval), out)
     return out
 
 
@@ -120,13 +130,14 @@ def _separable(plane, ky, kx, cy, cx, mode, cval, cval_second):
     pass sees ``cval_second`` beyond the border (SciPy's chained filters use ``cval``; the exact
     2-D correlation with ``outer(ky, kx)`` needs ``cval * sum(ky)``)."""
     from kernels.conv import border_map, correlate_separable
-    ky = np.ascontiguousarray(ky, dtype=np.float32)
-    kx = np.ascontiguousarray(kx, dtype=np.float32)
+    yu, yw = _taps(ky)
+    xv, xw = _taps(kx)
     H, W = plane.shape
-    rows = border_map(H, cy, ky.size - 1 - cy, mode)
-    cols = border_map(W, cx, kx.size - 1 - cx, mode)
+    rows = border_map(H, cy, len(ky) - 1 - cy, mode)
+    cols = border_map(W, cx, len(kx) - 1 - cx, mode)
     out = np.empty(plane.shape, np.float32)
-    correlate_separable(plane, ky, kx, rows, cols, int(cx), float(cval), float(cval_second), out)
+    correlate_separable(plane, yu, yw, xv, xw, len(kx), rows, cols, int(cx), float(cval),
+                        float(cval_second), out)
     return out
 
 
