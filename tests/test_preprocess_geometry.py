@@ -97,7 +97,20 @@ def test_resize_agrees_with_opencv_real_image(interpolation, factor):
     assert np.abs(pp.resize(u8, (h, w), interpolation).astype(int) - ref8).max() <= 1
 
 
-def test_resize_agrees_with_pillow_nearest_box():
+def test_resize_bilinear_agrees_with_torch(rng):
+    """The docstring's claim: bilinear is PyTorch's interpolate(align_corners=False) too."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    for _ in range(30):
+        H, W, h, w = (int(v) for v in rng.integers(1, 40, size=4))
+        x = rng.random((H, W, 2)).astype(np.float32)
+        t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, 2, 0)))[None]
+        ref = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)[0].numpy()
+        np.testing.assert_allclose(pp.resize(x, (h, w), "bilinear"), np.moveaxis(ref, 0, 2),
+                                   atol=1e-5)
+
+
+def test_resize_area_agrees_with_pillow_box():
     """Pillow's BOX filter is the same box average as INTER_AREA when shrinking by an integer
     factor (for other factors Pillow's box support differs slightly)."""
     from PIL import Image

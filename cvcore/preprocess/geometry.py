@@ -98,9 +98,9 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
           is ``cv2.INTER_NEAREST`` (not pixel-centre aligned; a shift of up to half a pixel).
         * ``"bilinear"``: two-tap linear interpolation at source position
           ``(x + 0.5) * W / w - 0.5`` (pixel centres aligned, borders clamped) in each axis:
-          ``cv2.INTER_LINEAR``, also PyTorch's ``interpolate(mode="bilinear",
-          align_corners=False)`` when enlarging. It does not antialias: when shrinking by more
-          than 2 it skips pixels; use ``"area"``.
+          ``cv2.INTER_LINEAR``, also PyTorch's ``interpolate(size=..., mode="bilinear",
+          align_corners=False)`` (without antialias). It does not antialias: when shrinking by
+          more than 2 it skips pixels; use ``"area"``.
         * ``"area"``: when neither axis grows, every output pixel is the mean of the input area it
           covers, partially covered pixels weighted by the overlap (``cv2.INTER_AREA``; a box
           antialiasing filter; for integer factors a plain block mean). When an axis grows,
