@@ -414,3 +414,13 @@ def test_jpeg_written_at_pillow_default_quality(tmp_path):
     Image.fromarray(x).save(buf, format="JPEG", quality=75)     # the documented quality
     np.testing.assert_array_equal(imread(tmp_path / "q.jpg"),
                                   np.asarray(Image.open(io.BytesIO(buf.getvalue()))))
+
+
+def test_16_bit_rgb_png_comes_back_as_8_bit(tmp_path):
+    """Documented limitation: Pillow reduces 16-bit RGB PNG files to 8 bits (the high byte)."""
+    cv2 = pytest.importorskip("cv2")
+    x = (np.arange(18).reshape(2, 3, 3) * 3000).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "rgb16.png"), x[:, :, ::-1])          # OpenCV writes BGR
+    y = imread(tmp_path / "rgb16.png")
+    assert y.dtype == np.uint8
+    np.testing.assert_array_equal(y, x >> 8)
