@@ -7,6 +7,9 @@ __getattr__, __dir__, __all__ = attach(
         "edges": ["canny"],
         "corners": ["harris", "shi_tomasi", "corner_peaks"],
         "hog": ["hog", "hog_batch", "HOGDescriptor"],
-        "sift": ["sift"],
+        "_sift": ["sift", "Keypoints", "ScaleSpace", "gaussian_scale_space", "dog_scale_space",
+                  "scale_space_extrema", "localize_keypoints", "orientation_histogram",
+                  "detect_keypoints", "describe_keypoints"],
+        "draw": ["draw_keypoints", "draw_matches", "draw_outline"],
     },
 )

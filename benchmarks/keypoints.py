@@ -1,0 +1,224 @@
+"""SIFT keypoints: cvcore vs OpenCV on the Oxford affine sequences, for quality and speed.
+
+For each sequence (graf, boat, bikes, leuven) and each pair (img1, imgK), K = 2..6, both
+detectors run on the same grey uint8 images and are scored with the same code:
+
+- repeatability: keypoints of either image inside the common area (projected by the ground-truth
+  homography into the other image's frame) that have a keypoint of the other image within 3 px,
+  over all such keypoints;
+- mean matching accuracy (MMA): share of mutual nearest-neighbour matches passing the 0.8 ratio
+  test (``cvcore.match.match_descriptors`` for both) whose reprojection error is <= 3 px;
+- homography accuracy: share of pairs whose RANSAC homography (``cvcore.match.ransac_homography``,
+  3 px, fixed seed, for both) maps the four image corners within 3 px of the ground truth on
+  average;
+- time per image: detect + describe, wall clock, the median over the sequence's six images.
+
+Then one speed row: detect + describe on a 640x480 photo (test-images/roofs1.jpg, 640x478) through
+``benchmarks.common`` (median of repeats, ratio = OpenCV / cvcore), with keypoint counts.
+
+Run from the repository root: ``python -m benchmarks.keypoints`` (``--quick`` for graf only).
+"""
+from __future__ import annotations
+
+import os
+
+# This machine is shared by many processes on 2 cores. OpenMP's default busy-waiting makes every
+# Numba parallel region stall when a core is taken by another process; passive waiting does not.
+# Set before Numba loads its threading layer; an explicit setting in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from benchmarks.common import Row, machine_line, optional, print_table, run_rows  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("CVCORE_DATASETS", ROOT.parent / "shared" / "datasets"))
+SEQUENCES = ("graf", "boat", "bikes", "leuven")
+PIXEL_TOL = 3.0
+
+
+def load_gray(path) -> np.ndarray:
+    from PIL import Image
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L"))
+
+
+def load_sequence(name):
+    folder = DATA / "oxford-affine" / name
+    images = [load_gray(next(folder.glob(f"img{i}.p?m"))) for i in range(1, 7)]
+    hs = []
+    for k in range(2, 7):
+        H = np.loadtxt(folder / f"H1to{k}p")
+        hs.append(H / H[2, 2])          # leuven's files are not normalised
+    return images, hs
+
+
+def cvcore_detector():
+    from cvcore.features import sift
+
+    def run(img):
+        kp, desc = sift(img)
+        return kp.xy.astype(np.float64), desc
+    return run
+
+
+def opencv_detector(cv2):
+    det = cv2.SIFT_create()
+
+    def run(img):
+        kps, desc = det.detectAndCompute(img, None)
+        xy = np.array([k.pt for k in kps], np.float64).reshape(-1, 2)
+        return xy, (desc if desc is not None else np.zeros((0, 128), np.float32))
+    return run
+
+
+def inside(p, shape):
+    h, w = shape
+    return (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
+
+
+def repeatability(xy1, xy2, H, shape1, shape2):
+    from scipy.spatial import cKDTree
+
+    from cvcore.match import apply_homography
+    p1 = apply_homography(H, xy1)                  # image-1 keypoints in image 2
+    p2 = apply_homography(np.linalg.inv(H), xy2)   # image-2 keypoints in image 1
+    c1 = inside(p1, shape2)
+    c2 = inside(p2, shape1)
+    total = int(c1.sum() + c2.sum())
+    if total == 0 or len(xy1) == 0 or len(xy2) == 0:
+        return 0.0
+    d1, _ = cKDTree(xy2).query(p1[c1])
+    d2, _ = cKDTree(xy1).query(p2[c2])
+    return float(((d1 <= PIXEL_TOL).sum() + (d2 <= PIXEL_TOL).sum()) / total)
+
+
+def match_scores(xy1, d1, xy2, d2, H, shape):
+    from cvcore.match import apply_homography, match_descriptors, ransac_homography
+    m = match_descriptors(d1, d2, ratio=0.8, cross_check=True)
+    if len(m) == 0:
+        return 0.0, False, 0
+    a, b = xy1[m[:, 0]], xy2[m[:, 1]]
+    err = np.linalg.norm(apply_homography(H, a) - b, axis=1)
+    mma = float((err <= PIXEL_TOL).mean())
+    ok = False
+    if len(m) >= 4:
+        res = ransac_homography(a, b, threshold=PIXEL_TOL, seed=0)
+        if res is not None:
+            h, w = shape
+            corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+            ce = np.linalg.norm(apply_homography(res.model, corners)
+                                - apply_homography(H, corners), axis=1).mean()
+            ok = bool(ce <= PIXEL_TOL)
+    return mma, ok, len(m)
+
+
+def evaluate(name, detectors):
+    images, hs = load_sequence(name)
+    out = {}
+    for label, run in detectors.items():
+        run(images[0])                              # warm-up (JIT compile / caches)
+        feats, times = [], []
+        for img in images:
+            t0 = time.perf_counter()
+            feats.append(run(img))
+            times.append(time.perf_counter() - t0)
+        rep, mma, hom, nkp, nmatch = [], [], [], [], []
+        for k in range(1, 6):
+            (x1, d1), (x2, d2) = feats[0], feats[k]
+            rep.append(repeatability(x1, x2, hs[k - 1], images[0].shape, images[k].shape))
+            s_mma, s_ok, s_n = match_scores(x1, d1, x2, d2, hs[k - 1], images[0].shape)
+            mma.append(s_mma)
+            hom.append(s_ok)
+            nmatch.append(s_n)
+        nkp = [len(f[0]) for f in feats]
+        out[label] = dict(rep=rep, mma=mma, hom=hom, time=statistics.median(times),
+                          kp=float(np.mean(nkp)), matches=nmatch)
+    return out
+
+
+def print_quality(results):
+    labels = list(next(iter(results.values())).keys())
+    print(f"\n{'sequence':<8} {'detector':<8} {'repeat.':>8} {'MMA':>7} {'hom.acc':>8} "
+          f"{'kp/img':>7} {'ms/img':>8}   per pair 1-2..1-6: repeatability | MMA | H ok")
+    summary = {lab: dict(rep=[], mma=[], hom=[]) for lab in labels}
+    for seq, res in results.items():
+        for lab in labels:
+            r = res[lab]
+            summary[lab]["rep"] += r["rep"]
+            summary[lab]["mma"] += r["mma"]
+            summary[lab]["hom"] += r["hom"]
+            pairs = (" ".join(f"{v:.2f}" for v in r["rep"]) + " | "
+                     + " ".join(f"{v:.2f}" for v in r["mma"]) + " | "
+                     + "".join("y" if v else "n" for v in r["hom"]))
+            print(f"{seq:<8} {lab:<8} {np.mean(r['rep']):8.3f} {np.mean(r['mma']):7.3f} "
+                  f"{np.mean(r['hom']):8.2f} {r['kp']:7.0f} {1e3 * r['time']:8.1f}   {pairs}")
+    print()
+    for lab in labels:
+        s = summary[lab]
+        print(f"{'all':<8} {lab:<8} {np.mean(s['rep']):8.3f} {np.mean(s['mma']):7.3f} "
+              f"{np.mean(s['hom']):8.2f}")
+    if len(labels) == 2:
+        a, b = labels
+        print("\nacceptance (cvcore - OpenCV per sequence): "
+              "MMA >= -0.02, hom.acc >= -0.02, repeatability >= -0.03")
+        for seq, res in results.items():
+            dr = np.mean(res[a]["rep"]) - np.mean(res[b]["rep"])
+            dm = np.mean(res[a]["mma"]) - np.mean(res[b]["mma"])
+            dh = np.mean(res[a]["hom"]) - np.mean(res[b]["hom"])
+            ok = dr >= -0.03 and dm >= -0.02 and dh >= -0.02
+            print(f"  {seq:<8} d_rep {dr:+.3f}  d_MMA {dm:+.3f}  d_hom {dh:+.2f}  "
+                  f"{'holds' if ok else 'FAILS'}")
+
+
+def speed_row():
+    from cvcore.features import sift
+    cv2 = optional("cv2")
+    img = load_gray(DATA / "test-images" / "roofs1.jpg")
+    kp, _ = sift(img)
+    line = f"640x478 photo (roofs1.jpg): cvcore {len(kp)} keypoints"
+    ref = None
+    if cv2 is not None:
+        det = cv2.SIFT_create()
+        ref = {"cv2.SIFT": lambda: det.detectAndCompute(img, None)}
+        line += f", OpenCV {len(det.detect(img, None))} keypoints"
+    print(line)
+    rows = [Row("sift detect+describe 640x478", cvcore=lambda: sift(img), refs=ref or {},
+                repeats=9)]
+    print_table(run_rows(rows, verbose=False))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="graf only")
+    parser.add_argument("--sequences", nargs="*", default=None)
+    args = parser.parse_args(argv)
+    if not (DATA / "oxford-affine").exists():
+        print(f"Oxford sequences not found under {DATA}; set CVCORE_DATASETS", file=sys.stderr)
+        return 1
+    print(machine_line())
+    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+    cv2 = optional("cv2")
+    detectors = {"cvcore": cvcore_detector()}
+    if cv2 is not None:
+        detectors["opencv"] = opencv_detector(cv2)
+        print(f"OpenCV {cv2.__version__}")
+    seqs = args.sequences or (["graf"] if args.quick else list(SEQUENCES))
+    results = {}
+    for name in seqs:
+        results[name] = evaluate(name, detectors)
+        print(f"  evaluated {name}", flush=True)
+    print_quality(results)
+    print()
+    speed_row()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,668 @@
+"""Numba kernels for SIFT (Lowe 2004): scale space, extrema, refinement, orientation, descriptor.
+
+Every function here works on float32 C-contiguous arrays that :mod:`cvcore.features.sift` has
+validated and allocated; nothing here checks shapes. The stages, in the order the pipeline calls
+them:
+
+1. :func:`upsample2x_linear`          double the input image (linear interpolation)
+2. :func:`gaussian_blur_reflect101`   separable Gaussian blur, used for every scale-space level
+3. :func:`difference_of_gaussians`    ``D_i = L_{i+1} - L_i`` for one octave
+4. :func:`dog_extrema_mask` + :func:`gather_extrema`   26-neighbour extrema of one octave
+5. :func:`refine_and_orient`          sub-pixel / sub-scale fit, contrast and edge tests,
+                                      orientation histogram and its peaks, per candidate
+6. :func:`sift_descriptors`           the 4x4x8 descriptor, per keypoint
+
+Conventions (shared with :mod:`cvcore.features.sift`): arrays are indexed ``[row, col]``; a pixel's
+centre is at integer coordinates (OpenCV's convention); angles are in degrees in ``[0, 360)``,
+measured from the +x axis towards +y in image coordinates (y down), i.e. clockwise on screen, as
+OpenCV's ``KeyPoint.angle``. Gradients are taken with central differences
+``dx = L[r, c+1] - L[r, c-1]``, ``dy = L[r+1, c] - L[r-1, c]``.
+
+Why a separable blur of our own here rather than :mod:`kernels.conv`: SIFT blurs six levels per
+octave with kernels up to 25 taps, which dominates the run time. This kernel exploits the
+kernel's symmetry (``k[r+t] (x[i-t] + x[i+t])``, half the multiplies), runs both passes inside one
+parallel call, and uses OpenCV's border (reflect-101) and kernel-size rule so that the scale space is
+the one OpenCV's SIFT builds.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+ROW_BLOCK = 8                 # rows per parallel task in the blur (one padded buffer per task)
+ORI_HIST_BINS = 36            # Lowe 2004, sec. 5
+ORI_SMOOTH = (1.0 / 16.0, 4.0 / 16.0, 6.0 / 16.0)   # [1 4 6 4 1]/16 circular smoothing (OpenCV)
+MAX_PEAKS = 18                # a 36-bin circular histogram has at most 18 strict local maxima
+MAX_INTERP_STEPS = 5          # Lowe 2004, sec. 4: re-centre the quadratic fit at most 5 times
+DESC_WIDTH = 4                # Lowe 2004, sec. 6.1: 4x4 spatial bins
+DESC_BINS = 8                 # Lowe 2004, sec. 6.1: 8 orientation bins
+DESC_LENGTH = DESC_WIDTH * DESC_WIDTH * DESC_BINS
+
+
+@njit(cache=True, inline="always")
+def _reflect101(p, n):
+    """Index ``p`` folded into ``[0, n)`` by mirror reflection without repeating the edge
+    (``dcb|abcd|cba``, OpenCV's BORDER_REFLECT_101), repeated for kernels wider than the image."""
+    if n == 1:
+        return 0
+    while p < 0 or p >= n:
+        if p < 0:
+            p = -p
+        else:
+            p = 2 * n - 2 - p
+    return p
+
+
+@njit(cache=True)
+def _blur_rows_horizontal(src, kernel, tmp, y0, y1):
+    """Horizontal pass of the blur for rows ``y0 .. y1-1``: ``src`` -> ``tmp``."""
+    W = src.shape[1]
+    r = (kernel.shape[0] - 1) // 2
+    k0 = kernel[r]
+    pad = np.empty(W + 2 * r, np.float32)
+    for y in range(y0, y1):
+        row = src[y]
+        for x in range(W):
+            pad[x + r] = row[x]
+        for t in range(1, r + 1):
+            pad[r - t] = row[_reflect101(-t, W)]
+            pad[r + W - 1 + t] = row[_reflect101(W - 1 + t, W)]
+        out = tmp[y]
+        centre = pad[r:]
+        for x in range(W):
+            out[x] = k0 * centre[x]
+        for t in range(1, r + 1):
+            kt = kernel[r + t]
+            # slice views indexed by the loop counter: Numba then needs no negative-index
+            # wrap-around test and LLVM vectorises the loop
+            left = pad[r - t:]
+            right = pad[r + t:]
+            for x in range(W):
+                out[x] += kt * (left[x] + right[x])
+
+
+@njit(cache=True)
+def _blur_rows_vertical(tmp, kernel, dst, y0, y1):
+    """Vertical pass of the blur for rows ``y0 .. y1-1``: ``tmp`` -> ``dst``."""
+    H, W = tmp.shape
+    r = (kernel.shape[0] - 1) // 2
+    k0 = kernel[r]
+    for y in range(y0, y1):
+        out = dst[y]
+        mid = tmp[y]
+        for x in range(W):
+            out[x] = k0 * mid[x]
+        for t in range(1, r + 1):
+            kt = kernel[r + t]
+            above = tmp[_reflect101(y - t, H)]
+            below = tmp[_reflect101(y + t, H)]
+            for x in range(W):
+                out[x] += kt * (above[x] + below[x])
+
+
+@njit(cache=True, parallel=True)
+def gaussian_blur_reflect101(src, kernel, tmp, dst):
+    """Separable blur of ``src`` (H, W) by the symmetric 1-D ``kernel`` (2r+1,), into ``dst``.
+
+    ``tmp`` (H, W) holds the horizontal pass. Border: reflect-101. Both passes compute
+    ``out[i] = k[r] x[i] + sum_{t=1..r} k[r+t] (x[i-t] + x[i+t])``, in parallel over row blocks.
+    """
+    H = src.shape[0]
+    n_blocks = (H + ROW_BLOCK - 1) // ROW_BLOCK
+    for b in prange(n_blocks):
+        _blur_rows_horizontal(src, kernel, tmp, b * ROW_BLOCK, min(H, (b + 1) * ROW_BLOCK))
+    for b in prange(n_blocks):
+        _blur_rows_vertical(tmp, kernel, dst, b * ROW_BLOCK, min(H, (b + 1) * ROW_BLOCK))
+
+
+@njit(cache=True)
+def gaussian_blur_reflect101_serial(src, kernel, tmp, dst):
+    """:func:`gaussian_blur_reflect101` on one thread, for small images (no fork/join cost)."""
+    H = src.shape[0]
+    _blur_rows_horizontal(src, kernel, tmp, 0, H)
+    _blur_rows_vertical(tmp, kernel, dst, 0, H)
+
+
+@njit(cache=True, parallel=True)
+def upsample2x_linear(src, dst):
+    """``dst`` (2H, 2W) from ``src`` (H, W) by bilinear interpolation with half-pixel centres.
+
+    Output pixel ``X`` samples the input at ``x = (X + 0.5) / 2 - 0.5``: even outputs are
+    ``(s[i-1] + 3 s[i]) / 4``, odd ones ``(3 s[i] + s[i+1]) / 4``, the edge pixel repeated beyond
+    the border. This is OpenCV's ``resize(..., INTER_LINEAR)``, which ``SIFT_create()`` uses by
+    default; a position ``X`` in the doubled image is ``X / 2 - 0.25`` in the input.
+    """
+    H, W = src.shape
+    for Y in prange(2 * H):
+        i = Y // 2
+        if Y % 2 == 0:
+            ya, yb, wa = max(i - 1, 0), i, 0.25
+        else:
+            ya, yb, wa = i, min(i + 1, H - 1), 0.75
+        for X in range(2 * W):
+            j = X // 2
+            if X % 2 == 0:
+                xa, xb, va = max(j - 1, 0), j, 0.25
+            else:
+                xa, xb, va = j, min(j + 1, W - 1), 0.75
+            top = va * src[ya, xa] + (1.0 - va) * src[ya, xb]
+            bottom = va * src[yb, xa] + (1.0 - va) * src[yb, xb]
+            dst[Y, X] = wa * top + (1.0 - wa) * bottom
+
+
+@njit(cache=True, parallel=True)
+def difference_of_gaussians(gauss, dog):
+    """``dog[i] = gauss[i+1] - gauss[i]`` for one octave; gauss (L+1, H, W), dog (L, H, W)."""
+    L, H, W = dog.shape
+    for job in prange(L * H):
+        i = job // H
+        y = job % H
+        for x in range(W):
+            dog[i, y, x] = gauss[i + 1, y, x] - gauss[i, y, x]
+
+
+@njit(cache=True, inline="always")
+def _is_extremum(dog, i, y, x, v):
+    """True when ``v = dog[i, y, x]`` is >= (v > 0) or <= (v < 0) all 26 neighbours in space and
+    scale (Lowe 2004, sec. 3.1; ties count as extrema, as in OpenCV)."""
+    if v > 0:
+        for di in range(-1, 2):
+            for dy in range(-1, 2):
+                for dx in range(-1, 2):
+                    if dog[i + di, y + dy, x + dx] > v:
+                        return False
+    else:
+        for di in range(-1, 2):
+            for dy in range(-1, 2):
+                for dx in range(-1, 2):
+                    if dog[i + di, y + dy, x + dx] < v:
+                        return False
+    return True
+
+
+@njit(cache=True)
+def _extrema_row(dog, i, y, threshold, border, flags, mask):
+    """Mark the extrema of row ``y`` of level ``i``; returns how many.
+
+    A first, vectorised loop keeps the samples above ``threshold`` that are also extrema of their
+    own row (x-1, x, x+1); only those get the full 26-neighbour test.
+    """
+    W = dog.shape[2]
+    cur = dog[i, y]
+    n = W - 2 * border
+    mid = cur[border:]
+    left = cur[border - 1:]
+    right = cur[border + 1:]
+    for t in range(n):
+        v = mid[t]
+        up = (v > threshold) & (v >= left[t]) & (v >= right[t])
+        down = (v < -threshold) & (v <= left[t]) & (v <= right[t])
+        flags[t] = up | down
+    count = 0
+    for t in range(n):
+        if flags[t]:
+            x = border + t
+            if _is_extremum(dog, i, y, x, cur[x]):
+                mask[i, y, x] = 1
+                count += 1
+    return count
+
+
+@njit(cache=True, parallel=True)
+def dog_extrema_mask(dog, threshold, border, mask, row_counts):
+    """Mark scale-space extrema of one octave with ``|D| > threshold``.
+
+    dog (L, H, W) float32; the middle levels ``1 .. L-2`` are searched, at least ``border`` pixels
+    from the edge. ``mask`` (L, H, W) uint8 (zeroed by the caller) gets 1 at each extremum,
+    ``row_counts`` (L, H) int64 the number found in each row.
+    """
+    L, H, W = dog.shape
+    n_rows = H - 2 * border
+    n_blocks = (n_rows + ROW_BLOCK - 1) // ROW_BLOCK
+    for job in prange((L - 2) * n_blocks):
+        i = 1 + job // n_blocks
+        b = job % n_blocks
+        flags = np.empty(W, np.bool_)
+        for y in range(border + b * ROW_BLOCK, border + min(n_rows, (b + 1) * ROW_BLOCK)):
+            row_counts[i, y] = _extrema_row(dog, i, y, threshold, border, flags, mask)
+
+
+@njit(cache=True, parallel=True)
+def gather_extrema(mask, row_counts, offsets, level, row, col):
+    """Write the (level, row, col) of every marked pixel, in row-major order, at ``offsets``
+    (the exclusive prefix sum of ``row_counts``, flattened)."""
+    L, H, W = mask.shape
+    for job in prange(L * H):
+        i = job // H
+        y = job % H
+        if row_counts[i, y] == 0:
+            continue
+        k = offsets[job]
+        for x in range(W):
+            if mask[i, y, x]:
+                level[k] = i
+                row[k] = y
+                col[k] = x
+                k += 1
+
+
+@njit(cache=True, inline="always")
+def _solve3(a, b):
+    """Solve the 3x3 system ``a x = b`` by Gaussian elimination with partial pivoting.
+
+    Returns ``(ok, x)``; ``ok`` is False when ``a`` is singular. ``a`` and ``b`` are overwritten.
+    """
+    x = np.zeros(3, np.float64)
+    for k in range(3):
+        p = k
+        for i in range(k + 1, 3):
+            if abs(a[i, k]) > abs(a[p, k]):
+                p = i
+        if abs(a[p, k]) < 1e-12:
+            return False, x
+        if p != k:
+            for j in range(3):
+                a[k, j], a[p, j] = a[p, j], a[k, j]
+            b[k], b[p] = b[p], b[k]
+        for i in range(k + 1, 3):
+            f = a[i, k] / a[k, k]
+            for j in range(k, 3):
+                a[i, j] -= f * a[k, j]
+            b[i] -= f * b[k]
+    for k in range(2, -1, -1):
+        s = b[k]
+        for j in range(k + 1, 3):
+            s -= a[k, j] * x[j]
+        x[k] = s / a[k, k]
+    return True, x
+
+
+@njit(cache=True, inline="always")
+def _derivatives(dog, i, y, x, grad, hess):
+    """Central-difference gradient (dx, dy, ds) and Hessian of D at integer (i, y, x)."""
+    v2 = 2.0 * dog[i, y, x]
+    grad[0] = 0.5 * (dog[i, y, x + 1] - dog[i, y, x - 1])
+    grad[1] = 0.5 * (dog[i, y + 1, x] - dog[i, y - 1, x])
+    grad[2] = 0.5 * (dog[i + 1, y, x] - dog[i - 1, y, x])
+    dxx = dog[i, y, x + 1] + dog[i, y, x - 1] - v2
+    dyy = dog[i, y + 1, x] + dog[i, y - 1, x] - v2
+    dss = dog[i + 1, y, x] + dog[i - 1, y, x] - v2
+    dxy = 0.25 * (dog[i, y + 1, x + 1] - dog[i, y + 1, x - 1]
+                  - dog[i, y - 1, x + 1] + dog[i, y - 1, x - 1])
+    dxs = 0.25 * (dog[i + 1, y, x + 1] - dog[i + 1, y, x - 1]
+                  - dog[i - 1, y, x + 1] + dog[i - 1, y, x - 1])
+    dys = 0.25 * (dog[i + 1, y + 1, x] - dog[i + 1, y - 1, x]
+                  - dog[i - 1, y + 1, x] + dog[i - 1, y - 1, x])
+    hess[0, 0] = dxx
+    hess[0, 1] = dxy
+    hess[0, 2] = dxs
+    hess[1, 0] = dxy
+    hess[1, 1] = dyy
+    hess[1, 2] = dys
+    hess[2, 0] = dxs
+    hess[2, 1] = dys
+    hess[2, 2] = dss
+
+
+# Polynomial for atan(t), 0 <= t <= 1: a least-squares/minimax fit in odd
+# powers (max error about 0.01 degree; Rajan et al. 2006, "Efficient approximations for the arctangent function", and the
+# degree-7 variant used in many SIMD libraries). Scaled to degrees.
+_ATAN_P1 = 0.9997878412794807 * 180.0 / math.pi
+_ATAN_P3 = -0.3258083974640975 * 180.0 / math.pi
+_ATAN_P5 = 0.1555786518463281 * 180.0 / math.pi
+_ATAN_P7 = -0.04432655554792128 * 180.0 / math.pi
+
+
+@njit(cache=True, inline="always")
+def fast_atan2_degrees(y, x):
+    """``atan2(y, x)`` in degrees in [0, 360), accurate to about 0.01 degree (polynomial)."""
+    ax = abs(x)
+    ay = abs(y)
+    if ax >= ay:
+        t = ay / (ax + 1e-30)
+        t2 = t * t
+        a = (((_ATAN_P7 * t2 + _ATAN_P5) * t2 + _ATAN_P3) * t2 + _ATAN_P1) * t
+    else:
+        t = ax / ay
+        t2 = t * t
+        a = 90.0 - (((_ATAN_P7 * t2 + _ATAN_P5) * t2 + _ATAN_P3) * t2 + _ATAN_P1) * t
+    if x < 0:
+        a = 180.0 - a
+    if y < 0:
+        a = 360.0 - a
+    if a >= 360.0:
+        a -= 360.0
+    return a
+
+
+@njit(cache=True, inline="always")
+def fast_atan2_degrees_f32(y, x):
+    """:func:`fast_atan2_degrees` for float32, without branches (so loops over it vectorise)."""
+    ax = abs(x)
+    ay = abs(y)
+    t = min(ax, ay) / (max(ax, ay) + np.float32(1e-30))
+    t2 = t * t
+    a = (((np.float32(_ATAN_P7) * t2 + np.float32(_ATAN_P5)) * t2 + np.float32(_ATAN_P3)) * t2
+         + np.float32(_ATAN_P1)) * t
+    a = np.float32(90.0) - a if ay > ax else a
+    a = np.float32(180.0) - a if x < 0 else a
+    a = np.float32(360.0) - a if y < 0 else a
+    return a
+
+
+@njit(cache=True)
+def orientation_histogram(image, y, x, radius, sigma, hist):
+    """36-bin histogram of gradient directions around integer (y, x) of ``image`` (H, W).
+
+    Each pixel of the square window of half-width ``radius`` votes its gradient magnitude times
+    ``exp(-(i^2 + j^2) / (2 sigma^2))`` ((i, j) its offset) into the nearest bin; the histogram is
+    then smoothed circularly with [1 4 6 4 1]/16 (Lowe 2004, sec. 5; OpenCV's smoothing). Writes
+    ``hist`` (36,) and returns its maximum. Directions are atan2(dy, dx) with y down.
+    """
+    H, W = image.shape
+    n = hist.shape[0]
+    raw = np.zeros(n, np.float64)
+    wtab = np.empty(radius + 1, np.float64)      # exp(-(i^2+j^2)/2s^2) = wtab[|i|] wtab[|j|]
+    for t in range(radius + 1):
+        wtab[t] = math.exp(-t * t / (2.0 * sigma * sigma))
+    bins_per_degree = n / 360.0
+    for i in range(-radius, radius + 1):
+        yy = y + i
+        if yy <= 0 or yy >= H - 1:
+            continue
+        wi = wtab[abs(i)]
+        for j in range(-radius, radius + 1):
+            xx = x + j
+            if xx <= 0 or xx >= W - 1:
+                continue
+            dx = image[yy, xx + 1] - image[yy, xx - 1]
+            dy = image[yy + 1, xx] - image[yy - 1, xx]
+            mag = math.sqrt(dx * dx + dy * dy)
+            b = int(fast_atan2_degrees(dy, dx) * bins_per_degree + 0.5)
+            if b >= n:
+                b -= n
+            raw[b] += wi * wtab[abs(j)] * mag
+    best = 0.0
+    for b in range(n):
+        h = (ORI_SMOOTH[0] * (raw[(b - 2) % n] + raw[(b + 2) % n])
+             + ORI_SMOOTH[1] * (raw[(b - 1) % n] + raw[(b + 1) % n])
+             + ORI_SMOOTH[2] * raw[b])
+        hist[b] = h
+        if h > best:
+            best = h
+    return best
+
+
+@njit(cache=True, parallel=True)
+def refine_and_orient(dog, gauss, level, row, col, n_scales, sigma, contrast_threshold,
+                      edge_threshold, border, ori_radius_factor, ori_sigma_factor, peak_ratio,
+                      upright, out_ok, out_x, out_y, out_level, out_offset, out_scale,
+                      out_response, out_n_angles, out_angles):
+    """Refine each candidate extremum of one octave and assign its orientations.
+
+    For candidate k at (level[k], row[k], col[k]) of ``dog`` (L, H, W):
+
+    1. Fit the quadratic ``D(x) = D + g.x + x.H.x / 2`` (Lowe 2004, eq. 2) and step to
+       ``x^ = -H^-1 g`` (eq. 3); while an offset exceeds 0.5 move to the neighbouring sample, at most
+       ``MAX_INTERP_STEPS`` times, staying ``border`` pixels inside and on levels 1..n_scales.
+    2. Contrast: reject when ``|D(x^)| = |D + g.x^ / 2| < contrast_threshold / n_scales``.
+    3. Edges: reject when ``det <= 0`` or ``tr^2 / det >= (e + 1)^2 / e`` for the 2x2 spatial
+       Hessian, ``e = edge_threshold`` (Lowe 2004, sec. 4.1).
+    4. Orientation (Lowe 2004, sec. 5): a 36-bin histogram on ``gauss[level]`` with Gaussian window
+       ``ori_sigma_factor * s`` and radius ``round(ori_radius_factor * s)``, ``s`` the keypoint's
+       scale in octave pixels; one angle per local peak >= ``peak_ratio`` times the highest,
+       refined by a parabola through the peak and its neighbours. ``upright``: one angle, 0.
+
+    Outputs (per candidate): ``out_ok`` uint8, position ``out_x, out_y`` in octave pixels, integer
+    ``out_level`` and its sub-level offset ``out_offset``, the scale ``out_scale`` (sigma in
+    octave pixels), ``out_response = |D(x^)|``, and ``out_n_angles`` angles in ``out_angles``.
+    """
+    L, H, W = dog.shape
+    K = level.shape[0]
+    for k in prange(K):
+        out_ok[k] = 0
+        out_n_angles[k] = 0
+        i = level[k]
+        y = row[k]
+        x = col[k]
+        grad = np.empty(3, np.float64)
+        hess = np.empty((3, 3), np.float64)
+        off = np.zeros(3, np.float64)
+        converged = False
+        inside = True
+        for _ in range(MAX_INTERP_STEPS):
+            _derivatives(dog, i, y, x, grad, hess)
+            b = -grad
+            ok, sol = _solve3(hess, b)
+            if ok:
+                off[:] = sol
+            else:
+                off[:] = 0.0
+            if abs(off[0]) < 0.5 and abs(off[1]) < 0.5 and abs(off[2]) < 0.5:
+                converged = True
+                break
+            if abs(off[0]) > 1e6 or abs(off[1]) > 1e6 or abs(off[2]) > 1e6:
+                inside = False
+                break
+            x += int(round(off[0]))
+            y += int(round(off[1]))
+            i += int(round(off[2]))
+            if i < 1 or i > n_scales or x < border or x >= W - border or y < border \
+                    or y >= H - border:
+                inside = False
+                break
+        if not converged or not inside:
+            continue
+        _derivatives(dog, i, y, x, grad, hess)
+        contrast = dog[i, y, x] + 0.5 * (grad[0] * off[0] + grad[1] * off[1] + grad[2] * off[2])
+        if abs(contrast) * n_scales < contrast_threshold:
+            continue
+        tr = hess[0, 0] + hess[1, 1]
+        det = hess[0, 0] * hess[1, 1] - hess[0, 1] * hess[0, 1]
+        if det <= 0 or tr * tr * edge_threshold >= (edge_threshold + 1) ** 2 * det:
+            continue
+        scale = sigma * 2.0 ** ((i + off[2]) / n_scales)
+        out_ok[k] = 1
+        out_x[k] = x + off[0]
+        out_y[k] = y + off[1]
+        out_level[k] = i
+        out_offset[k] = off[2]
+        out_scale[k] = scale
+        out_response[k] = abs(contrast)
+        if upright:
+            out_n_angles[k] = 1
+            out_angles[k, 0] = 0.0
+            continue
+        hist = np.empty(ORI_HIST_BINS, np.float64)
+        radius = int(round(ori_radius_factor * scale))
+        best = orientation_histogram(gauss[i], y, x, radius, ori_sigma_factor * scale, hist)
+        n = ORI_HIST_BINS
+        count = 0
+        for j in range(n):
+            left = hist[(j - 1) % n]
+            right = hist[(j + 1) % n]
+            if hist[j] > left and hist[j] > right and hist[j] >= peak_ratio * best:
+                peak = j + 0.5 * (left - right) / (left - 2.0 * hist[j] + right)
+                if peak < 0:
+                    peak += n
+                elif peak >= n:
+                    peak -= n
+                angle = 360.0 / n * peak
+                if angle >= 360.0:
+                    angle -= 360.0
+                out_angles[k, count] = angle
+                count += 1
+        out_n_angles[k] = count
+
+
+@njit(cache=True, fastmath=True)
+def _descriptor_one(image, px, py, angle, scale, scale_factor, clip, root, out):
+    """The 4x4x8 descriptor of one keypoint into ``out`` (128,); see :func:`sift_descriptors`.
+
+    Three passes, as OpenCV does: collect the samples inside the rotated grid, then their
+    magnitudes and directions (a loop the compiler vectorises), then the histogram votes.
+    """
+    H, W = image.shape
+    d = DESC_WIDTH
+    n = DESC_BINS
+    cx = int(round(px))
+    cy = int(round(py))
+    # Orientation bins are counted anticlockwise with y up, as in OpenCV, so that descriptors
+    # agree bin for bin with OpenCV's: angle_up = 360 - angle, gradient angle atan2(-dy, dx).
+    angle_up = 360.0 - angle
+    if angle_up >= 360.0:
+        angle_up -= 360.0
+    cos_t = math.cos(math.radians(angle))
+    sin_t = math.sin(math.radians(angle))
+    hist_width = scale_factor * scale
+    radius = int(round(hist_width * math.sqrt(2.0) * (d + 1) * 0.5))
+    radius = min(radius, int(math.sqrt(float(H) * H + float(W) * W)))
+    cos_t /= hist_width
+    sin_t /= hist_width
+    # Gaussian weight exp(-(u^2 + v^2) / (2 (d/2)^2)) in cell units; the rotation keeps u^2 + v^2 =
+    # (i^2 + j^2) / hist_width^2, so the weight factors into one table over offsets.
+    wscale = -1.0 / (0.5 * d * d * hist_width * hist_width)
+    wtab = np.empty(radius + 1, np.float32)
+    for t in range(radius + 1):
+        wtab[t] = math.exp(t * t * wscale)
+    side = 2 * radius + 1
+    cap = side * side
+    rb = np.empty(cap, np.float32)
+    cb = np.empty(cap, np.float32)
+    gx = np.empty(cap, np.float32)
+    gy = np.empty(cap, np.float32)
+    wt = np.empty(cap, np.float32)
+    m = 0
+    half = 0.5 * d - 0.5
+    for i in range(-radius, radius + 1):
+        r = cy + i
+        if r <= 0 or r >= H - 1:
+            continue
+        row_up = image[r - 1]
+        row = image[r]
+        row_down = image[r + 1]
+        wi = wtab[abs(i)]
+        # the samples of this row inside the rotated grid form one interval of j: solve
+        # -1 < a j + b < d for cbin (a = cos_t) and rbin (a = -sin_t); the exact test stays below
+        jlo = float(-radius)
+        jhi = float(radius)
+        for a_, b_ in ((cos_t, i * sin_t + half), (-sin_t, i * cos_t + half)):
+            if a_ > 1e-12:
+                jlo = max(jlo, (-1.0 - b_) / a_)
+                jhi = min(jhi, (d - b_) / a_)
+            elif a_ < -1e-12:
+                jlo = max(jlo, (d - b_) / a_)
+                jhi = min(jhi, (-1.0 - b_) / a_)
+        j0 = max(-radius, int(math.floor(jlo)) - 1)
+        j1 = min(radius, int(math.ceil(jhi)) + 1)
+        for j in range(j0, j1 + 1):
+            c = cx + j
+            if c <= 0 or c >= W - 1:
+                continue
+            # sample position in the keypoint's frame, in cells, 0..d-1 at cell centres
+            cbin = j * cos_t + i * sin_t + half
+            rbin = -j * sin_t + i * cos_t + half
+            if rbin <= -1.0 or rbin >= d or cbin <= -1.0 or cbin >= d:
+                continue
+            rb[m] = rbin
+            cb[m] = cbin
+            gx[m] = row[c + 1] - row[c - 1]
+            gy[m] = row_up[c] - row_down[c]          # y up
+            wt[m] = wi * wtab[abs(j)]
+            m += 1
+    mag = np.empty(m, np.float32)
+    ori = np.empty(m, np.float32)
+    for k in range(m):
+        mag[k] = math.sqrt(gx[k] * gx[k] + gy[k] * gy[k]) * wt[k]
+        ori[k] = fast_atan2_degrees_f32(gy[k], gx[k])
+    nb = n + 2
+    cell = (d + 2) * nb
+    hist = np.zeros((d + 2) * cell, np.float32)
+    bins_per_degree = np.float32(n / 360.0)
+    shift = np.float32(360.0 - angle_up)       # makes (ori - angle_up) non-negative
+    for k in range(m):
+        # rbin, cbin > -1 and the shifted obin >= 0: truncation is floor after adding 1
+        rbin = rb[k] + np.float32(1.0)
+        cbin = cb[k] + np.float32(1.0)
+        obin = (ori[k] + shift) * bins_per_degree
+        r0 = int(rbin)
+        c0 = int(cbin)
+        o0 = int(obin)
+        fr = rbin - np.float32(r0)
+        fc = cbin - np.float32(c0)
+        fo = obin - np.float32(o0)
+        r0 -= 1
+        c0 -= 1
+        while o0 >= n:
+            o0 -= n
+        # trilinear interpolation into the (d+2) x (d+2) x (n+2) padded histogram
+        v_r1 = mag[k] * fr
+        v_r0 = mag[k] - v_r1
+        v_rc11 = v_r1 * fc
+        v_rc10 = v_r1 - v_rc11
+        v_rc01 = v_r0 * fc
+        v_rc00 = v_r0 - v_rc01
+        idx = (r0 + 1) * cell + (c0 + 1) * nb + o0
+        hist[idx] += v_rc00 * (1.0 - fo)
+        hist[idx + 1] += v_rc00 * fo
+        hist[idx + nb] += v_rc01 * (1.0 - fo)
+        hist[idx + nb + 1] += v_rc01 * fo
+        hist[idx + cell] += v_rc10 * (1.0 - fo)
+        hist[idx + cell + 1] += v_rc10 * fo
+        hist[idx + cell + nb] += v_rc11 * (1.0 - fo)
+        hist[idx + cell + nb + 1] += v_rc11 * fo
+    k = 0
+    for a in range(d):
+        for b in range(d):
+            base = (a + 1) * cell + (b + 1) * nb
+            hist[base] += hist[base + n]
+            hist[base + 1] += hist[base + n + 1]
+            for o in range(n):
+                out[k] = hist[base + o]
+                k += 1
+    # normalise, clip large gradients, normalise again (Lowe 2004, sec. 6.1)
+    nrm = 0.0
+    for k in range(DESC_LENGTH):
+        nrm += out[k] * out[k]
+    thr = clip * math.sqrt(nrm)
+    nrm = 0.0
+    for k in range(DESC_LENGTH):
+        if out[k] > thr:
+            out[k] = thr
+        nrm += out[k] * out[k]
+    nrm = math.sqrt(nrm)
+    if nrm <= 0.0:
+        for k in range(DESC_LENGTH):
+            out[k] = 0.0
+        return
+    if root:
+        # RootSIFT (Arandjelovic & Zisserman 2012): L1-normalise, then square root -> unit L2
+        s = 0.0
+        for k in range(DESC_LENGTH):
+            s += out[k]
+        for k in range(DESC_LENGTH):
+            out[k] = math.sqrt(out[k] / s)
+    else:
+        for k in range(DESC_LENGTH):
+            out[k] /= nrm
+
+
+@njit(cache=True, parallel=True)
+def sift_descriptors(gauss, px, py, level, angle, scale, scale_factor, clip, root, out):
+    """Descriptors of K keypoints of one octave, in parallel over keypoints.
+
+    gauss (L, H, W) float32, the octave's Gaussian levels; for keypoint k: position
+    ``(px[k], py[k])`` in octave pixels, ``level[k]`` the Gaussian level to sample, ``angle[k]`` in
+    degrees (OpenCV convention), ``scale[k]`` its sigma in octave pixels. Each of the 4x4 cells is
+    ``scale_factor * scale`` pixels wide (3 sigma, Lowe 2004, sec. 6.1). Gradient magnitudes are
+    weighted by a Gaussian of sigma = half the descriptor width and spread over the
+    4 x 4 x 8 bins by trilinear interpolation; the vector is normalised, clipped at ``clip`` and
+    normalised again (or RootSIFT when ``root``). ``out`` (K, 128) float32, order
+    ``[row bin, col bin, orientation bin]``.
+    """
+    K = px.shape[0]
+    for k in prange(K):
+        _descriptor_one(gauss[level[k]], px[k], py[k], angle[k], scale[k], scale_factor, clip,
+                        root, out[k])
