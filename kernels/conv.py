@@ -2,15 +2,17 @@
 
 Conventions (the caller in :mod:`cvcore.preprocess.filters` guarantees them):
 
-* images are 2-D float32, C-contiguous; kernels float32 C-contiguous (2-D or 1-D);
+* images are 2-D float32, C-contiguous; a kernel arrives as its non-zero taps (int64 offsets,
+  float32 weights), so zero taps cost nothing;
 * correlation, not convolution: ``out[i, j] = sum_{u, v} k[u, v] * in[i + u - cy, j + v - cx]``
   where ``(cy, cx)`` is the kernel's centre (SciPy's ``origin=0`` puts it at ``n // 2``);
 * the border is folded into two index maps (:func:`border_map`: for each row / column of the
   virtually padded image, its source row / column, or -1 for ``cval``), built once per call.
-  The correlation loops then add whole shifted source rows into an output row; only the few
-  border columns of each row go through the column map, the rest is a contiguous loop that
-  LLVM vectorises. No padded copy of the image is made (:func:`pad2d` makes one for the
-  median filter, which needs whole windows).
+  No padded copy of the image is made: each output row extends only the few source rows it
+  needs into a small row buffer (:func:`_pad_row`), and the taps add shifted views of those
+  rows into the output row, several taps per sweep (:func:`_taps`), in contiguous loops that
+  LLVM vectorises. Rows run in parallel (``prange``). :func:`pad2d` makes a padded copy for
+  the median filter, which needs whole windows.
 
 Border modes and their integer codes (SciPy ``ndimage`` names and meanings, see the
 ``mode`` parameter of ``scipy.ndimage.correlate``)::

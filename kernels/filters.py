@@ -1,4 +1,5 @@
-"""Rank-filter kernels: the median filter as a pruned sorting network applied to image rows.
+"""Rank-filter kernels (the median filter as a pruned sorting network applied to image rows)
+and the gradient magnitude.
 
 A sorting network is a fixed list of compare-exchange pairs ``(a, b)``, ``a < b``, after which
 slot ``a`` holds ``min`` and slot ``b`` holds ``max``. For a window of ``n`` pixels, slot ``t``
@@ -57,3 +58,15 @@ def rank_network_padded(padded, kh, kw, pairs, rank, out):
             dst = out[i, j0:j0 + width]
             for j in range(width):
                 dst[j] = res[j]
+
+
+@njit(cache=True, parallel=True)
+def magnitude(a, b, out):
+    """``out = sqrt(a^2 + b^2)`` elementwise for (H, W) float32 arrays, computed in float64
+    so that no square overflows (the result is ``numpy.hypot`` rounded to float32)."""
+    H, W = out.shape
+    for i in prange(H):
+        for j in range(W):
+            x = np.float64(a[i, j])
+            y = np.float64(b[i, j])
+            out[i, j] = np.sqrt(x * x + y * y)

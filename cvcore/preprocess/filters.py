@@ -283,6 +283,13 @@ def gaussian(image, sigma, truncate=DEFAULT_TRUNCATE, mode="reflect", cval=0.0):
     return _per_channel(img, lambda p: _separable(p, gy, gx, ry, rx, m, cval, cval))
 
 
+def _hypot(a, b):
+    from kernels.filters import magnitude
+    out = np.empty(a.shape, np.float32)
+    magnitude(a, b, out)
+    return out
+
+
 def _gradient(image, axis, mode, cval, smooth):
     img = _image(image)
     m, cval = _mode(mode), _cval(cval)
@@ -301,7 +308,7 @@ def _gradient(image, axis, mode, cval, smooth):
         return _separable(p, s, d, 1, 1, m, cval, cval)
 
     if axis is None:
-        return _per_channel(img, lambda p: np.hypot(along(p, 0), along(p, 1)))
+        return _per_channel(img, lambda p: _hypot(along(p, 0), along(p, 1)))
     return _per_channel(img, lambda p: along(p, axis))
 
 
