@@ -1,0 +1,525 @@
+"""Histogram of Oriented Gradients kernels, in the two variants people compare.
+
+Both follow Dalal & Triggs 2005 (gradient -> orientation histograms per cell -> normalisation
+over overlapping blocks), but differ in every detail, so each has its own kernels here. The API,
+validation and defaults are in :mod:`cvcore.features.hog`; the readable NumPy twins are in
+:mod:`kernels.reference.hog`.
+
+scikit-image variant (``skimage.feature.hog``, version 0.26 ``_hog.py`` + ``_hoghistogram.pyx``)
+---------------------------------------------------------------------------------------------
+1. Gradient: centred differences ``g_row[r, c] = I[r+1, c] - I[r-1, c]`` and
+   ``g_col[r, c] = I[r, c+1] - I[r, c-1]`` in the image's float precision; zero on the outer
+   border rows / columns. Colour: per pixel, the channel whose ``hypot(g_row, g_col)`` is largest
+   (first channel on ties).
+2. Orientation: ``theta = rad2deg(arctan2(g_row, g_col)) mod 180`` in [0, 180) degrees, float64
+   ("unsigned" gradients; 0 deg points along +column, 90 deg along +row, i.e. downwards).
+   The arc-tangent itself is NumPy's (``np.arctan2``, computed by the caller) so that pixels lying
+   exactly on a bin edge (0, 45, 90 deg...) fall in the same bin as in scikit-image.
+3. Cell histograms: hard binning, no interpolation. Bin ``b`` holds ``e_b <= theta < e_{b+1}`` with
+   ``e_b = float32(float32(180 / B) * b)`` (scikit-image computes its edges in C ``float``). A cell is
+   ``cell_rows x cell_cols`` pixels starting at ``(i * cell_rows, j * cell_cols)``; pixels beyond the
+   last full cell are ignored. Value = (sum of ``hypot(g_col, g_row)`` in the bin, accumulated in
+   float32) / (number of pixels in a cell).
+4. Blocks: every ``block_rows x block_cols`` group of cells at a cell stride of one, normalised with
+   L1, L1-sqrt, L2 or L2-Hys (eps = 1e-5), in float64. Layout ``(block_row, block_col, cell_row,
+   cell_col, bin)``.
+
+OpenCV variant (``cv::HOGDescriptor``, ``modules/objdetect/src/hog.cpp``)
+-----------------------------------------------------------------------
+1. Gradient on the padded image, borders by reflection (BORDER_REFLECT_101): ``dx = I[y, x+1] -
+   I[y, x-1]``, ``dy = I[y+1, x] - I[y-1, x]`` in float32, after the optional gamma look-up
+   ``sqrt(I)``. Colour: the channel with the largest ``dx^2 + dy^2`` (tie rules below).
+2. Orientation: OpenCV's polynomial ``fastAtan2`` (degrees, |error| < 0.01 deg) converted to
+   radians, then ``a = angle * nbins / pi - 0.5``; the magnitude ``sqrt(dx^2 + dy^2)`` is split
+   linearly between bins ``floor(a)`` and ``floor(a) + 1`` (mod nbins): bin centres are at
+   ``(b + 0.5) * 180 / nbins`` degrees.
+3. Block histograms: each pixel of a block votes into the (up to 4) cells whose centres surround
+   it with bilinear weights, times a Gaussian window ``exp(-(dx^2 + dy^2) / (2 sigma^2))`` centred
+   on the block (``sigma = (block_w + block_h) / 8`` by default): trilinear interpolation. Both
+   weights are separable, which the kernel uses (rows first, shared between blocks).
+   Layout inside a block: ``(cell_x, cell_y, bin)`` (x-major, as OpenCV).
+4. Normalisation: L2-Hys: ``h / (||h|| + 0.1 * len(h))``, clip at 0.2, ``h / (||h|| + 1e-3)``.
+
+Nothing here validates its input; :mod:`cvcore.features.hog` does.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+# --- scikit-image variant -------------------------------------------------------------------
+
+RAD2DEG = 180.0 / math.pi           # np.rad2deg multiplies by exactly this constant
+SKIMAGE_EPS = 1e-5                  # skimage.feature._hog._hog_normalize_block, eps
+L2HYS_CLIP = 0.2                    # Dalal & Triggs 2005 / Lowe 2004 sec. 6.1, used by both variants
+
+NORM_L1, NORM_L1_SQRT, NORM_L2, NORM_L2_HYS = 0, 1, 2, 3
+
+# OpenCV's fastAtan2 polynomial in radians (core/src/mathfuncs_core.simd.hpp, atan2_p1..p7),
+# |error| < 0.0096 degree on [0, 1]: a cheap first estimate of the orientation.
+ATAN_P1_64, ATAN_P3_64 = 0.9997878412794807 * RAD2DEG, -0.3258083974640975 * RAD2DEG
+ATAN_P5_64, ATAN_P7_64 = 0.1555786518463281 * RAD2DEG, -0.04432655554792128 * RAD2DEG
+# Estimates closer than this to a bin edge (degrees) are decided by the exact atan2.
+ANGLE_MARGIN = 0.05
+
+
+@njit(cache=True, error_model="numpy")
+def _bin_of(theta, edges):
+    """Bin ``b`` with ``edges[b] <= theta < edges[b + 1]``, or -1 when ``theta >= edges[-1]``."""
+    B = edges.shape[0] - 1
+    if theta >= edges[B]:
+        return -1
+    b = min(int(theta * (B / 180.0)), B - 1)
+    while theta < edges[b]:
+        b -= 1
+    while theta >= edges[b + 1]:
+        b += 1
+    return b
+
+
+@njit(cache=True, error_model="numpy")
+def _row_gradients(image, n, r, ch, width, g_row, g_col):
+    """Centred differences of row ``r``, channel ``ch``, columns ``[0, width)``; 0 on borders."""
+    H, W = image.shape[1], image.shape[2]
+    if 0 < r < H - 1:
+        up = image[n, r - 1]
+        down = image[n, r + 1]
+        for c in range(width):
+            g_row[c] = down[c, ch] - up[c, ch]
+    else:
+        g_row[:width] = 0
+    row = image[n, r]
+    for c in range(1, min(width, W - 1)):
+        g_col[c] = row[c + 1, ch] - row[c - 1, ch]
+    g_col[0] = 0
+    if width == W:
+        g_col[W - 1] = 0
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def skimage_cell_sums(image, cell_rows, cell_cols, edges, sums,
+                      defer_gr, defer_gc, defer_cell, defer_count):
+    """Gradients and hard-binned orientation sums of every cell, as scikit-image.
+
+    Parameters
+    ----------
+    image : (N, H, W, C) float32 or float64
+        The differences are taken in this precision (scikit-image's ``float_dtype``); colour:
+        the channel with the largest ``hypot`` in that precision, first on ties.
+    cell_rows, cell_cols : int
+        Cell size in pixels.
+    edges : (B + 1,) float64
+        Bin edges in degrees, ``float32(float32(180 / B) * b)``.
+    sums : (N, n_cells_row, n_cells_col, B) float32
+        Receives, per cell and bin, the sum of the gradient magnitudes (scikit-image sums into a
+        C float: each addition is done in double and rounded to float32).
+    defer_gr, defer_gc : (N * n_cells_row, cell_rows * n_cells_col * cell_cols) float64
+    defer_cell : same shape, int32
+    defer_count : (N * n_cells_row,) int64
+        Receive the pixels left for the caller to bin (see Notes): for cell row ``t``, the first
+        ``defer_count[t]`` entries hold their gradients and cell column.
+
+    Notes
+    -----
+    Binning ``theta = rad2deg(arctan2(g_row, g_col)) mod 180`` needs ``theta`` only to decide
+    between two edges. Most pixels are decided here from a cheap estimate (OpenCV's arc-tangent
+    polynomial, |error| < 0.0096 degree) that lies farther than ``ANGLE_MARGIN`` from every edge.
+    Gradients exactly along 0, 90, 45 or 135 degrees (``g_row = 0``, ``g_col = 0``,
+    ``|g_row| = |g_col|``) get the angle NumPy's ``arctan2`` gives them, exactly. The remaining
+    few (a few per thousand) are deferred: the caller bins them with NumPy's own ``arctan2``,
+    since near an edge the last bit of the arc-tangent decides and NumPy's vectorised
+    ``arctan2`` can differ from the C library's in that bit. The magnitude is
+    ``sqrt(g_col^2 + g_row^2)``; ``np.hypot`` can differ in the last bit, far below the float32
+    sum that follows.
+    """
+    N, H, W, C = image.shape
+    ncr, ncc, B = sums.shape[1:]
+    per_degree = B / 180.0
+    span = ncc * cell_cols
+    b45 = _bin_of(45.0, edges)
+    b90 = _bin_of(90.0, edges)
+    b135 = _bin_of(135.0, edges)
+    for t in prange(N * ncr):
+        n = t // ncr
+        i = t - n * ncr
+        acc = sums[n, i]
+        acc[:] = 0
+        deferred = 0
+        row_gr = np.empty(W, image.dtype)
+        row_gc = np.empty(W, image.dtype)
+        best_gr = np.empty(span)
+        best_gc = np.empty(span)
+        best_m = np.empty(span, image.dtype)
+        mags = np.empty(span)
+        bins = np.empty(span, np.intp)
+        for r in range(i * cell_rows, (i + 1) * cell_rows):
+            # 1. gradient of the dominant channel
+            if C == 1:
+                _row_gradients(image, n, r, 0, span, row_gr, row_gc)
+                for c in range(span):
+                    best_gr[c] = row_gr[c]
+                    best_gc[c] = row_gc[c]
+            else:
+                best_m[:] = -1
+                for ch in range(C):
+                    _row_gradients(image, n, r, ch, span, row_gr, row_gc)
+                    for c in range(span):
+                        m = math.hypot(row_gr[c], row_gc[c])
+                        if m > best_m[c]:
+                            best_m[c] = m
+                            best_gr[c] = row_gr[c]
+                            best_gc[c] = row_gc[c]
+            # 2. magnitude and a bin estimate (branch-free: vectorises); -1 marks "not sure"
+            for c in range(span):
+                gr = best_gr[c]
+                gc = best_gc[c]
+                mags[c] = math.sqrt(gc * gc + gr * gr)
+                ax = abs(gc)
+                ay = abs(gr)
+                steep = ax < ay
+                z = (ax if steep else ay) / ((ay if steep else ax) + 1e-300)
+                z2 = z * z
+                a = (((ATAN_P7_64 * z2 + ATAN_P5_64) * z2 + ATAN_P3_64) * z2 + ATAN_P1_64) * z
+                a = 90.0 - a if steep else a
+                a = 180.0 - a if (gc < 0.0) != (gr < 0.0) else a     # fold into [0, 180]
+                b = int(a * per_degree)
+                b = B - 1 if b > B - 1 else b
+                near = (a - edges[b] < ANGLE_MARGIN) or (edges[b + 1] - a < ANGLE_MARGIN)
+                bins[c] = -1 if near else b
+            # 3. settle the uncertain ones and sum into the cells, in scikit-image's order
+            for j in range(ncc):
+                cell_acc = acc[j]
+                for c in range(j * cell_cols, (j + 1) * cell_cols):
+                    m = mags[c]
+                    if m == 0.0:
+                        continue
+                    b = bins[c]
+                    if b < 0:
+                        gr = best_gr[c]
+                        gc = best_gc[c]
+                        if gr == 0.0:
+                            b = 0                   # theta = 0 (or 180 - 180)
+                        elif gc == 0.0:
+                            b = b90
+                        elif gr == gc:
+                            b = b45
+                        elif gr == -gc:
+                            b = b135
+                        else:
+                            defer_gr[t, deferred] = gr
+                            defer_gc[t, deferred] = gc
+                            defer_cell[t, deferred] = j
+                            deferred += 1
+                            continue
+                        if b < 0:
+                            continue
+                    cell_acc[b] = np.float32(np.float64(cell_acc[b]) + m)
+        defer_count[t] = deferred
+
+
+@njit(cache=True, error_model="numpy")
+def gather_deferred(defer_gr, defer_gc, defer_cell, defer_count, g_row, g_col, row, cell):
+    """Pack the deferred pixels of :func:`skimage_cell_sums` into flat arrays, in order."""
+    k = 0
+    for t in range(defer_count.shape[0]):
+        for d in range(defer_count[t]):
+            g_row[k] = defer_gr[t, d]
+            g_col[k] = defer_gc[t, d]
+            row[k] = t
+            cell[k] = defer_cell[t, d]
+            k += 1
+
+
+@njit(cache=True, error_model="numpy")
+def add_deferred(sums, row, cell, bins, g_row, g_col):
+    """Add the magnitudes of the deferred pixels to ``sums`` (bins < 0: in no bin)."""
+    ncr = sums.shape[1]
+    for k in range(row.shape[0]):
+        b = bins[k]
+        if b < 0:
+            continue
+        n = row[k] // ncr
+        i = row[k] - n * ncr
+        m = math.sqrt(g_col[k] * g_col[k] + g_row[k] * g_row[k])
+        sums[n, i, cell[k], b] = np.float32(np.float64(sums[n, i, cell[k], b]) + m)
+
+
+@njit(cache=True, error_model="numpy")
+def _normalize_block(block, norm, eps):
+    """Normalise one flattened block in place with the scikit-image formulas (float64)."""
+    if norm == NORM_L1 or norm == NORM_L1_SQRT:
+        s = 0.0
+        for k in range(block.size):
+            s += abs(block[k])
+        s += eps
+        for k in range(block.size):
+            block[k] = block[k] / s
+            if norm == NORM_L1_SQRT:
+                block[k] = math.sqrt(block[k])
+    else:
+        s = 0.0
+        for k in range(block.size):
+            s += block[k] * block[k]
+        s = math.sqrt(s + eps * eps)
+        for k in range(block.size):
+            block[k] = block[k] / s
+        if norm == NORM_L2_HYS:
+            s = 0.0
+            for k in range(block.size):
+                block[k] = min(block[k], L2HYS_CLIP)
+                s += block[k] * block[k]
+            s = math.sqrt(s + eps * eps)
+            for k in range(block.size):
+                block[k] = block[k] / s
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def skimage_normalize_blocks(hist, block_rows, block_cols, norm, out):
+    """Normalise every block of ``block_rows x block_cols`` cells (cell stride 1).
+
+    Parameters
+    ----------
+    hist : (N, n_cells_row, n_cells_col, B) float64
+    block_rows, block_cols : int
+    norm : int
+        One of ``NORM_L1, NORM_L1_SQRT, NORM_L2, NORM_L2_HYS`` (one formula per block; the
+        choice is a parameter so that the four norms share one compiled kernel).
+    out : (N, n_blocks_row, n_blocks_col, block_rows, block_cols, B) float32 or float64
+        Computed in float64, stored in ``out``'s precision (scikit-image's ``float_dtype``).
+    """
+    N, nbr, nbc = out.shape[:3]
+    B = hist.shape[3]
+    for t in prange(N * nbr):
+        n = t // nbr
+        i = t - n * nbr
+        block = np.empty(block_rows * block_cols * B)
+        for j in range(nbc):
+            k = 0
+            for u in range(block_rows):
+                for v in range(block_cols):
+                    for b in range(B):
+                        block[k] = hist[n, i + u, j + v, b]
+                        k += 1
+            _normalize_block(block, norm, SKIMAGE_EPS)
+            k = 0
+            for u in range(block_rows):
+                for v in range(block_cols):
+                    for b in range(B):
+                        out[n, i, j, u, v, b] = block[k]
+                        k += 1
+
+
+# --- OpenCV variant -------------------------------------------------------------------------
+
+# Coefficients of OpenCV's fastAtan2 (core/src/mathfuncs_core.simd.hpp: atan2_p1..p7), already
+# multiplied by 180/pi there, so the polynomial gives degrees.
+_DEG = np.float32(180.0 / math.pi)
+ATAN_P1 = np.float32(0.9997878412794807) * _DEG
+ATAN_P3 = np.float32(-0.3258083974640975) * _DEG
+ATAN_P5 = np.float32(0.1555786518463281) * _DEG
+ATAN_P7 = np.float32(-0.04432655554792128) * _DEG
+ATAN_EPS = np.float32(np.finfo(np.float64).eps)        # (float)DBL_EPSILON in the denominator
+DEG2RAD_F32 = np.float32(math.pi / 180.0)              # cartToPolar(..., angleInDegrees=false)
+F0, F1, F90, F180, F360, FHALF = (np.float32(v) for v in (0, 1, 90, 180, 360, 0.5))
+OPENCV_HIST_EPS = np.float32(0.1)                       # hog.cpp: 1/(sqrt(sum) + 0.1 * size)
+OPENCV_RENORM_EPS = np.float32(1e-3)                    # hog.cpp: 1/(sqrt(sum) + 1e-3)
+
+
+@njit(cache=True)
+def lookup_u8(image, table):
+    """``table[image]`` for a uint8 image (OpenCV's gamma look-up table), as float32."""
+    out = np.empty(image.shape, np.float32)
+    flat = image.ravel()
+    res = out.ravel()
+    for k in range(flat.size):
+        res[k] = table[flat[k]]
+    return out
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def opencv_gradients(image, ymap, xmap, simd_cols, angle_scale, nbins):
+    """OpenCV's ``computeGradient``: magnitude split between two orientation bins per pixel.
+
+    Parameters
+    ----------
+    image : (H, W, C) float32
+        After the gamma look-up (``sqrt`` of the 0..255 values, or the values). C is 1 or 3.
+    ymap, xmap : (Hp + 2,), (Wp + 2,) int64
+        Source row / column of padded row ``y - 1`` / column ``x - 1`` (reflect-101 borders).
+    simd_cols : int
+        Columns ``x < simd_cols`` follow OpenCV's vector code, the rest its scalar tail; they break
+        ties between colour channels differently (vector: lowest channel; scalar: highest).
+    angle_scale : float32
+        ``nbins / pi`` (unsigned) or ``nbins / (2 pi)`` (signed).
+    nbins : int32
+
+    Returns
+    -------
+    votes : (2, Hp, Wp) float32
+        ``mag * (1 - frac)`` and ``mag * frac`` (OpenCV's two-channel ``grad``), with
+        ``Hp, Wp = len(ymap) - 2, len(xmap) - 2``.
+    bins : (2, Hp, Wp) int32
+        The two bins ``floor(a)`` and ``floor(a) + 1`` mod nbins (OpenCV's ``qangle``).
+    """
+    Hp = ymap.shape[0] - 2
+    Wp = xmap.shape[0] - 2
+    C = image.shape[2]
+    votes = np.empty((2, Hp, Wp), np.float32)
+    bins = np.empty((2, Hp, Wp), np.int32)
+    for y in prange(Hp):
+        cur = image[ymap[y + 1]]
+        prev = image[ymap[y]]
+        nxt = image[ymap[y + 2]]
+        ddx = np.empty(Wp, np.float32)
+        ddy = np.empty(Wp, np.float32)
+        # 1. derivatives of the row (gathers through the border maps)
+        if C == 1:
+            for x in range(Wp):
+                ddx[x] = cur[xmap[x + 2], 0] - cur[xmap[x], 0]
+                ddy[x] = nxt[xmap[x + 1], 0] - prev[xmap[x + 1], 0]
+        else:
+            for x in range(Wp):
+                xc = xmap[x + 1]
+                xl = xmap[x]
+                xr = xmap[x + 2]
+                dx0 = cur[xr, 0] - cur[xl, 0]
+                dy0 = nxt[xc, 0] - prev[xc, 0]
+                m0 = dx0 * dx0 + dy0 * dy0
+                dx1 = cur[xr, 1] - cur[xl, 1]
+                dy1 = nxt[xc, 1] - prev[xc, 1]
+                m1 = dx1 * dx1 + dy1 * dy1
+                dx2 = cur[xr, 2] - cur[xl, 2]
+                dy2 = nxt[xc, 2] - prev[xc, 2]
+                m2 = dx2 * dx2 + dy2 * dy2
+                if x < simd_cols:
+                    # vector code: 2 if m2 > m1 else 1; then that one if max(m1, m2) > m0 else 0
+                    if m2 > m1:
+                        dx, dy = dx2, dy2
+                    else:
+                        dx, dy = dx1, dy1
+                    if not (max(m2, m1) > m0):
+                        dx, dy = dx0, dy0
+                else:
+                    # scalar code: start from channel 2, replace only on a strictly larger one
+                    dx, dy, m = dx2, dy2, m2
+                    if m < m1:
+                        dx, dy, m = dx1, dy1, m1
+                    if m < m0:
+                        dx, dy = dx0, dy0
+                ddx[x] = dx
+                ddy[x] = dy
+        # 2. magnitude, angle (OpenCV's fastAtan2, written with selects so that it vectorises)
+        #    and the linear split between the two nearest bin centres
+        g0 = votes[0, y]
+        g1 = votes[1, y]
+        q0 = bins[0, y]
+        q1 = bins[1, y]
+        for x in range(Wp):
+            dx = ddx[x]
+            dy = ddy[x]
+            mag = np.float32(math.sqrt(dx * dx + dy * dy))
+            ax = abs(dx)
+            ay = abs(dy)
+            steep = ax < ay
+            c = (ax if steep else ay) / ((ay if steep else ax) + ATAN_EPS)
+            c2 = c * c
+            a = (((ATAN_P7 * c2 + ATAN_P5) * c2 + ATAN_P3) * c2 + ATAN_P1) * c
+            a = F90 - a if steep else a
+            a = F180 - a if dx < F0 else a
+            a = F360 - a if dy < F0 else a
+            a = a * DEG2RAD_F32 * angle_scale - FHALF
+            hidx = np.int32(a)                                  # truncation ...
+            hidx = hidx - np.int32(1) if a < np.float32(hidx) else hidx   # ... to floor
+            frac = a - np.float32(hidx)
+            g0[x] = mag * (F1 - frac)
+            g1[x] = mag * frac
+            hidx = hidx + nbins if hidx < 0 else hidx
+            hidx = hidx - nbins if hidx >= nbins else hidx
+            q0[x] = hidx
+            hidx = hidx + np.int32(1)
+            q1[x] = hidx if hidx < nbins else np.int32(0)
+    return votes, bins
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def opencv_block_histograms(votes, bins, row_step, col_step, weight_y, weight_x, clip, out):
+    """Trilinear block histograms with OpenCV's L2-Hys, at a grid of block positions.
+
+    A pixel at ``(i, j)`` of a block adds ``mag * G(i, j) * wy(cy, i) * wx(cx, j)`` to cell
+    ``(cx, cy)``, with ``G`` the Gaussian window and ``wy, wx`` the bilinear weights towards the
+    cell centres. Both factors are separable, so the sum over the block is done as a sum along
+    each row (shared by the vertically overlapping blocks), then a sum over the rows:
+
+    ``row[y, q, cx, b] = sum_j gx(j) wx(cx, j) * vote_b(y, q * col_step + j)``
+    ``hist[p, q, cx, cy, b] = sum_i gy(i) wy(cy, i) * row[p * row_step + i, q, cx, b]``
+
+    (OpenCV computes ``G`` as one ``exp`` per pixel; ``gy(i) gx(j)`` differs by float32 rounding.)
+
+    Parameters
+    ----------
+    votes, bins : (2, Hp, Wp) from :func:`opencv_gradients`.
+    row_step, col_step : int
+        Block ``(p, q)`` of the grid has its top-left pixel at ``(p * row_step, q * col_step)``
+        of the padded gradient image.
+    weight_y : (cells_y, block_h) float32
+        ``gy(i) * wy(cy, i)``: Gaussian times bilinear weight of block row ``i`` for cell row
+        ``cy`` (0 where the cell is not one of the two nearest).
+    weight_x : (cells_x, block_w) float32
+        The same along the columns.
+    clip : float32
+        L2-Hys clipping threshold (0.2).
+    out : (P, Q, L) float32
+        Receives the normalised block histograms, ``L = cells_x * cells_y * nbins``, in OpenCV's
+        order ``(cx, cy, bin)``.
+    """
+    P, Q, L = out.shape
+    ncy, bh = weight_y.shape
+    ncx, bw = weight_x.shape
+    nb = L // (ncx * ncy)
+    R = (P - 1) * row_step + bh
+    rows = np.zeros((R, Q, ncx * nb), np.float32)
+    # 1. along each row: every pixel's two votes into the cells of its column
+    for y in prange(R):
+        for q in range(Q):
+            acc = rows[y, q]
+            x0 = q * col_step
+            for j in range(bw):
+                a0 = votes[0, y, x0 + j]
+                a1 = votes[1, y, x0 + j]
+                b0 = bins[0, y, x0 + j]
+                b1 = bins[1, y, x0 + j]
+                for cx in range(ncx):
+                    w = weight_x[cx, j]
+                    if w != F0:
+                        acc[cx * nb + b0] += a0 * w
+                        acc[cx * nb + b1] += a1 * w
+    # 2. over the rows of each block, then L2-Hys (hog.cpp, normalizeBlockHistogram)
+    first_eps = OPENCV_HIST_EPS * np.float32(L)
+    for t in prange(P * Q):
+        p = t // Q
+        q = t - p * Q
+        h = out[p, q]
+        h[:] = 0
+        for i in range(bh):
+            src = rows[p * row_step + i, q]
+            for cy in range(ncy):
+                w = weight_y[cy, i]
+                if w != F0:
+                    for cx in range(ncx):
+                        hb = (cx * ncy + cy) * nb
+                        sb = cx * nb
+                        for b in range(nb):
+                            h[hb + b] += w * src[sb + b]
+        s2 = F0
+        for k in range(L):
+            s2 += h[k] * h[k]
+        scale = F1 / (np.float32(math.sqrt(s2)) + first_eps)
+        s2 = F0
+        for k in range(L):
+            v = h[k] * scale
+            v = clip if v > clip else v
+            h[k] = v
+            s2 += v * v
+        scale = F1 / (np.float32(math.sqrt(s2)) + OPENCV_RENORM_EPS)
+        for k in range(L):
+            h[k] *= scale
