@@ -187,17 +187,29 @@ def save_safetensors(path, state_dict, metadata=None) -> None:
             f.write(memoryview(little.reshape(-1).view(np.uint8)))    # no extra copy
 
 
+def _read_exact(f, n: int) -> bytes:
+    """``n`` bytes from an unbuffered file (which may return fewer per call), or fewer at EOF."""
+    chunks, got = [], 0
+    while got < n:
+        chunk = f.read(n - got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
 def _read_safetensors_header(path: Path, size: int, f):
     if size < 8:
         raise ValueError(f"{path} is not a .safetensors file: {size} bytes, shorter than the "
                          f"8-byte header length")
-    (n,) = struct.unpack("<Q", f.read(8))
+    (n,) = struct.unpack("<Q", _read_exact(f, 8))
     if n > SAFETENSORS_MAX_HEADER:
         raise ValueError(f"{path}: header length {n} exceeds {SAFETENSORS_MAX_HEADER} bytes; not "
                          f"a .safetensors file or corrupt")
     if 8 + n > size:
         raise ValueError(f"{path} is truncated: header needs {n} bytes, only {size - 8} follow")
-    raw = f.read(n)
+    raw = _read_exact(f, n)
     try:
         text = raw.decode("utf-8")
         if not text.lstrip().startswith("{"):
@@ -239,7 +251,7 @@ def load_safetensors(path, with_metadata: bool = False):
     """
     path = _check_readable(path)
     size = path.stat().st_size
-    with open(path, "rb") as f:
+    with open(path, "rb", buffering=0) as f:
         n, header = _read_safetensors_header(path, size, f)
         buffer_len = size - 8 - n
         entries = _check_safetensors_entries(path, header, buffer_len)
@@ -263,10 +275,18 @@ def load_safetensors(path, with_metadata: bool = False):
 
 
 def _readinto(f, arr: np.ndarray, path, name: str) -> None:
+    """Fill ``arr`` from the current position of the (unbuffered) file ``f``.
+
+    Reading straight into the destination array, through an unbuffered file, is several times
+    faster for large tensors than ``f.read()`` then a copy (measured: benchmarks/optim_io.py).
+    """
     view = memoryview(arr.reshape(-1).view(np.uint8))
-    got = f.readinto(view)
-    if got != arr.nbytes:
-        raise ValueError(f"{path} is truncated: {name} needs {arr.nbytes} bytes, got {got}")
+    done = 0
+    while done < arr.nbytes:
+        got = f.readinto(view[done:])
+        if not got:
+            raise ValueError(f"{path} is truncated: {name} needs {arr.nbytes} bytes, got {done}")
+        done += got
 
 
 def _check_safetensors_entries(path, header: dict, buffer_len: int):
@@ -380,9 +400,10 @@ class UnsafePickleError(pickle.UnpicklingError):
 class _StateDictUnpickler(pickle.Unpickler):
     """An unpickler for ``torch.save(state_dict)`` that resolves only a fixed list of globals."""
 
-    def __init__(self, file, path: Path, zf: zipfile.ZipFile, prefix: str, byteorder: str):
+    def __init__(self, file, path: Path, zf: zipfile.ZipFile, raw, prefix: str, byteorder: str):
         super().__init__(file)
-        self._path, self._zf, self._prefix, self._byteorder = path, zf, prefix, byteorder
+        self._path, self._zf, self._raw = path, zf, raw
+        self._prefix, self._byteorder = prefix, byteorder
         self._storages: dict[str, _Storage] = {}
         self._globals = {
             ("collections", "OrderedDict"): OrderedDict,
@@ -420,7 +441,7 @@ class _StateDictUnpickler(pickle.Unpickler):
         if info.file_size != numel * dtype.itemsize:
             raise ValueError(f"{self._path} is corrupt: {member} has {info.file_size} bytes, "
                              f"expected {numel} x {dtype.itemsize}")
-        data = _read_member(self._zf, info, dtype, numel, self._path)
+        data = _read_member(self._zf, self._raw, info, dtype, numel, self._path)
         if storage_type.name == "BFloat16Storage":
             data = (data.astype(np.uint32) << 16).view(np.float32)
         data = data.astype(data.dtype.newbyteorder("="), copy=False)
@@ -482,14 +503,14 @@ _ZIP_LOCAL_SIGNATURE = b"PK\x03\x04"
 DEFLATE_MAX_RATIO = 1032
 
 
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dtype: np.dtype, count: int,
+def _read_member(zf: zipfile.ZipFile, raw, info: zipfile.ZipInfo, dtype: np.dtype, count: int,
                  path) -> np.ndarray:
     """A zip member's bytes as ``count`` elements of ``dtype``, CRC-checked.
 
     torch.save stores members uncompressed; those are read straight from the file into the
     array (no intermediate bytes object). Compressed members go through :mod:`zipfile`.
     """
-    f = zf.fp
+    f = raw
     file_size = f.seek(0, os.SEEK_END)
     if info.compress_type != zipfile.ZIP_STORED:
         if info.file_size > DEFLATE_MAX_RATIO * info.compress_size + 1024:
@@ -501,7 +522,7 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dtype: np.dtype, co
                          f"{info.file_size} bytes, past the end of the file")
     out = np.empty(count, dtype=dtype)
     f.seek(info.header_offset)
-    head = f.read(_ZIP_LOCAL_HEADER.size)
+    head = _read_exact(f, _ZIP_LOCAL_HEADER.size)
     if len(head) != _ZIP_LOCAL_HEADER.size:
         raise ValueError(f"{path} is truncated: local header of {info.filename} is cut off")
     signature, name_len, extra_len = _ZIP_LOCAL_HEADER.unpack(head)
@@ -562,8 +583,9 @@ def load_torch(path) -> "OrderedDict[str, np.ndarray]":
                 byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace").strip()
                 if byteorder not in ("little", "big"):
                     raise ValueError(f"{path}: unknown byteorder {byteorder!r}")
-            with zf.open(pickles[0]) as f:
-                unpickler = _StateDictUnpickler(f, path, zf, prefix, byteorder)
+            # storages are read through a second, unbuffered handle (see _readinto)
+            with zf.open(pickles[0]) as f, open(path, "rb", buffering=0) as raw:
+                unpickler = _StateDictUnpickler(f, path, zf, raw, prefix, byteorder)
                 result = unpickler.load()
     except UnsafePickleError:
         raise
@@ -590,7 +612,18 @@ def load_torch(path) -> "OrderedDict[str, np.ndarray]":
 # -- by extension -------------------------------------------------------------------------------
 def save_weights(path, state_dict, metadata=None) -> None:
     """Save by extension: ``.safetensors`` via :func:`save_safetensors`, ``.npz`` via
-    :func:`save_npz` (which cannot hold ``metadata``)."""
+    :func:`save_npz` (which cannot hold ``metadata``).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+    >>> save_weights(path, {"fc.weight": np.eye(2, dtype=np.float32)}, {"arch": "demo"})
+    >>> load_weights(path)["fc.weight"]
+    array([[1., 0.],
+           [0., 1.]], dtype=float32)
+    """
     suffix = Path(path).suffix.lower()
     if suffix == ".safetensors":
         save_safetensors(path, state_dict, metadata)
