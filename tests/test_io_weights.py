@@ -275,6 +275,7 @@ def test_pth_views_shared_storage_and_dtypes(tmp_path):
                                                                                dtype=torch.uint8)),
         ("flag", torch.tensor([True, False])), ("empty", torch.zeros(0, 3)),
         ("bf16", torch.tensor([1.0, -2.5, 3.0e5], dtype=torch.bfloat16)),
+        ("expanded", torch.tensor([1.0, 2.0, 3.0]).expand(2, 3)),          # stride (0, 1)
     ])
     torch.save(state, tmp_path / "v.pt")
     out = load_torch(tmp_path / "v.pt")
@@ -405,19 +406,24 @@ def test_corrupt_and_foreign_pth_files(tmp_path):
         load_torch(tmp_path / "not_torch.pth")
 
 
-def _state_dict_pickle(numel: int, key: str = "0") -> bytes:
-    """Protocol-2 pickle of {"w": FloatStorage tensor of ``numel`` elements}, opcode by opcode,
-    as torch.save writes it (no torch needed)."""
+def _state_dict_pickle(numel: int, size=None, stride=None) -> bytes:
+    """Protocol-2 pickle of {"w": tensor on a FloatStorage of ``numel`` elements (default size
+    ``(numel,)``, stride ``(1,)``)}, opcode by opcode, as torch.save writes it (no torch needed)."""
     def text(s):
         return b"X" + struct.pack("<I", len(s)) + s.encode()
 
     def integer(v):
         return b"J" + struct.pack("<i", v)
+
+    def ints(values):
+        return b"(" + b"".join(integer(v) for v in values) + b"t"
+    size = (numel,) if size is None else size
+    stride = (1,) if stride is None else stride
     return (b"\x80\x02ccollections\nOrderedDict\n)R(" + text("w")
             + b"ctorch._utils\n_rebuild_tensor_v2\n(("
-            + text("storage") + b"ctorch\nFloatStorage\n" + text(key) + text("cpu")
-            + integer(numel) + b"tQ" + integer(0) + b"(" + integer(numel) + b"t(" + integer(1)
-            + b"t\x89ccollections\nOrderedDict\n)Rt" + b"Ru.")
+            + text("storage") + b"ctorch\nFloatStorage\n" + text("0") + text("cpu")
+            + integer(numel) + b"tQ" + integer(0) + ints(size) + ints(stride)
+            + b"\x89ccollections\nOrderedDict\n)Rt" + b"Ru.")
 
 
 def test_hand_made_state_dict_pickle_loads_and_lying_sizes_are_refused(tmp_path):
@@ -440,3 +446,23 @@ def test_hand_made_state_dict_pickle_loads_and_lying_sizes_are_refused(tmp_path)
     lying.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="past the end of the file"):
         load_torch(lying)
+
+
+def test_docstring_examples_run():
+    import doctest
+    result = doctest.testmod(W)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_zero_stride_tensors_expand_but_not_without_limit(tmp_path):
+    def pth(name, size, stride):
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("archive/data.pkl", _state_dict_pickle(1, size, stride))
+            zf.writestr("archive/data/0", struct.pack("<f", 2.5))
+        return path
+    # torch.save(torch.tensor([2.5]).expand(3, 4)) keeps stride (0, 0): loads as a full array
+    np.testing.assert_array_equal(load_torch(pth("ok.pth", (3, 4), (0, 0)))["w"],
+                                  np.full((3, 4), 2.5, dtype=np.float32))
+    with pytest.raises(ValueError, match="would expand a storage of 1 elements"):
+        load_torch(pth("bomb.pth", (2 ** 20, 2 ** 20), (0, 0)))       # 4 TiB from 4 bytes

@@ -404,3 +404,32 @@ def test_infinite_gradient_is_named_and_huge_finite_gradient_is_not():
     m.w.grad = np.array([0, -np.inf, 0, 0], dtype=np.float32)
     with pytest.raises(ValueError, match="gradient of w contains infinity"):
         opt.step()
+
+
+# -- docs --------------------------------------------------------------------------------------
+def test_docstring_examples_run():
+    import doctest
+
+    import cvcore.nn.optim
+    import cvcore.nn.schedules
+    for module in (cvcore.nn.optim, cvcore.nn.schedules):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+@pytest.mark.parametrize("ours,theirs", [
+    (SGD, "SGD"), (Adam, "Adam"), (AdamW, "AdamW"), (StepLR, "lr_scheduler.StepLR"),
+    (CosineAnnealingLR, "lr_scheduler.CosineAnnealingLR"), (LinearLR, "lr_scheduler.LinearLR"),
+    (OneCycleLR, "lr_scheduler.OneCycleLR")])
+def test_defaults_are_torchs(ours, theirs):
+    """The documented defaults (OneCycleLR's pct_start 0.3, div_factor 25, ...) are PyTorch's."""
+    import inspect
+    torch = pytest.importorskip("torch")
+    ref = torch.optim
+    for part in theirs.split("."):
+        ref = getattr(ref, part)
+    mine = inspect.signature(ours).parameters
+    for name, param in inspect.signature(ref).parameters.items():
+        if name in mine and param.default is not inspect.Parameter.empty:
+            assert mine[name].default == param.default, (theirs, name)
+    assert [n for n in mine if n not in inspect.signature(ref).parameters] == []

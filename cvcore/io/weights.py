@@ -347,6 +347,11 @@ TORCH_STORAGE_DTYPES = {
 }
 
 
+# A tensor may view its storage with zero strides (torch's expand) and so hold more elements than
+# were stored; beyond this many bytes such a tensor is refused rather than materialised.
+MAX_EXPANDED_BYTES = 2 ** 30
+
+
 class _StorageType:
     """What the pickle's ``torch.FloatStorage`` (etc.) resolves to: a name and a dtype, nothing
     callable."""
@@ -471,8 +476,14 @@ class _StateDictUnpickler(pickle.Unpickler):
             raise ValueError(f"{self._path} is corrupt: a tensor of size {size} and stride "
                              f"{stride} at offset {storage_offset} reads element {last} of a "
                              f"storage of {storage.size}")
-        c_strides = tuple(int(np.prod(size[i + 1:])) for i in range(len(size)))
-        if (not owner.used and storage_offset == 0 and storage.size == math.prod(size)
+        numel = math.prod(size)
+        if numel > storage.size and numel * storage.itemsize > MAX_EXPANDED_BYTES:
+            # zero strides (torch's expand) can make a tiny storage look huge
+            raise ValueError(f"{self._path}: a tensor of size {size} and stride {stride} would "
+                             f"expand a storage of {storage.size} elements past "
+                             f"{MAX_EXPANDED_BYTES} bytes; refusing (corrupt or hostile file)")
+        c_strides = tuple(math.prod(size[i + 1:]) for i in range(len(size)))
+        if (not owner.used and storage_offset == 0 and storage.size == numel
                 and tuple(st for n, st in zip(size, stride) if n > 1)
                 == tuple(st for n, st in zip(size, c_strides) if n > 1)
                 and storage.flags.writeable):

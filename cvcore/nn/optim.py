@@ -264,7 +264,7 @@ class SGD(Optimizer):
     params : iterable
         Parameters, ``(name, Parameter)`` pairs, or parameter-group dicts.
     lr : float
-        Learning rate :math:`\gamma` (>= 0).
+        Learning rate :math:`\gamma` (>= 0; default 1e-3, as PyTorch 2.x).
     momentum : float
         :math:`\mu` (>= 0); 0 disables the buffer.
     dampening : float
@@ -273,11 +273,23 @@ class SGD(Optimizer):
         :math:`\lambda`, an L2 penalty added to the gradient.
     nesterov : bool
         Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cvcore.nn.module import Parameter
+    >>> w = Parameter(np.array([1.0, 2.0]))
+    >>> opt = SGD([("w", w)], lr=0.1, momentum=0.9)
+    >>> for _ in range(2):
+    ...     w.grad = np.ones(2, dtype=np.float32)
+    ...     opt.step()
+    >>> w.data          # b = 1 then 0.9 * 1 + 1 = 1.9: w = 1 - 0.1 - 0.19
+    array([0.71, 1.71], dtype=float32)
     """
 
     _array_state = ("momentum_buffer",)
 
-    def __init__(self, params, lr: float, momentum: float = 0.0, dampening: float = 0.0,
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=bool(nesterov)))

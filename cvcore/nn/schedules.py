@@ -205,6 +205,20 @@ class LinearLR(LRScheduler):
         :math:`f_e` in [0, 1], default 1.
     total_iters : int
         :math:`T`, epochs of the ramp (default 5).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cvcore.nn.module import Parameter
+    >>> from cvcore.nn.optim import SGD
+    >>> opt = SGD([Parameter(np.zeros(1))], lr=0.1)
+    >>> warmup = LinearLR(opt, start_factor=0.25, total_iters=3)
+    >>> lrs = [warmup.get_last_lr()[0]]
+    >>> for epoch in range(4):
+    ...     warmup.step()
+    ...     lrs.append(warmup.get_last_lr()[0])
+    >>> [round(lr, 6) for lr in lrs]
+    [0.025, 0.05, 0.075, 0.1, 0.1]
     """
 
     _config = ("start_factor", "end_factor", "total_iters")
