@@ -147,6 +147,35 @@ def test_param_groups_with_own_lr_match_torch(name):
     _run_both(name, dict(lr=0.1, momentum=0.9) if name == "SGD" else dict(lr=0.01), groups=True)
 
 
+@pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.05, momentum=0.9, nesterov=True,
+                                                       weight_decay=1e-3)),
+                                         ("AdamW", dict(lr=0.01))])
+def test_training_a_real_conv_layer_matches_torch(name, kwargs):
+    """Gradients from a real layer's backward (cvcore Conv2d vs torch), ten steps: the weights
+    stay together, so the optimiser and the layer's grads follow the same contract."""
+    torch = pytest.importorskip("torch")
+    from cvcore.nn.conv import Conv2d
+    rng = np.random.default_rng(5)
+    ours = Conv2d(2, 3, 3, padding=1, rng=1)
+    theirs = torch.nn.Conv2d(2, 3, 3, padding=1)
+    with torch.no_grad():
+        theirs.weight.copy_(torch.from_numpy(ours.weight.data))
+        theirs.bias.copy_(torch.from_numpy(ours.bias.data))
+    opt = {"SGD": SGD, "AdamW": AdamW}[name](ours.named_parameters(), **kwargs)
+    topt = getattr(torch.optim, name)(theirs.parameters(), **kwargs)
+    for _ in range(10):
+        x = rng.standard_normal((2, 2, 5, 5)).astype(np.float32)
+        r = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)   # loss = sum(y * r): dy = r
+        ours(x)
+        ours.backward(r)
+        opt.step()
+        topt.zero_grad()
+        (theirs(torch.from_numpy(x)) * torch.from_numpy(r)).sum().backward()
+        topt.step()
+    np.testing.assert_allclose(ours.weight.data, theirs.weight.detach().numpy(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(ours.bias.data, theirs.bias.detach().numpy(), atol=1e-5, rtol=0)
+
+
 # -- resuming ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls,kwargs", [(SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
                                         (Adam, dict(lr=0.01, amsgrad=True)),
