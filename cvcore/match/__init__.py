@@ -6,6 +6,6 @@ __getattr__, __dir__, __all__ = attach(
     {
         "matching": ["match_descriptors"],
         "ransac": ["ransac_homography", "ransac_affine", "fit_homography", "fit_affine",
-                   "apply_homography", "RansacResult"],
+                   "apply_homography", "refine_homography", "RansacResult"],
     },
 )
