@@ -71,6 +71,13 @@ def test_npz_refuses_pickled_objects_and_corruption(tmp_path, rng):
         load_npz(tmp_path / "bad.npz")
     with pytest.raises(FileNotFoundError, match="no weights file"):
         load_npz(tmp_path / "missing.npz")
+    np.savez(tmp_path / "rec.npz", r=np.zeros(2, dtype=[("a", "f4"), ("b", "i4")]))
+    with pytest.raises(ValueError, match="r has dtype"):
+        load_npz(tmp_path / "rec.npz")
+    with zipfile.ZipFile(tmp_path / "txt.npz", "w") as zf:
+        zf.writestr("notes.txt", "hello")
+    with pytest.raises(ValueError, match="'notes.txt' is not a .npy array"):
+        load_npz(tmp_path / "txt.npz")
     with pytest.raises(TypeError, match="x has dtype object"):
         save_npz(tmp_path / "o.npz", {"x": np.array([None])})
 

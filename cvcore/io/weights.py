@@ -121,6 +121,12 @@ def load_npz(path) -> "OrderedDict[str, np.ndarray]":
         raise ValueError(f"{path} is a corrupt .npz file: {exc}") from None
     except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
         raise ValueError(f"{path} is a corrupt or truncated .npz file: {exc}") from None
+    for name, value in out.items():
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"{path}: member {name!r} is not a .npy array")
+        if value.dtype.kind not in "biuf":
+            raise ValueError(f"{path}: {name} has dtype {value.dtype}; weights must be bool, "
+                             f"integer or float arrays")
     return out
 
 
