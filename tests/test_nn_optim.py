@@ -6,7 +6,8 @@ import pytest
 
 from cvcore.nn.module import Module, Parameter
 from cvcore.nn.optim import SGD, Adam, AdamW
-from cvcore.nn.schedules import CosineAnnealingLR, LinearLR, OneCycleLR, StepLR
+from cvcore.nn.schedules import (ChainedScheduler, CosineAnnealingLR, LinearLR, OneCycleLR,
+                                 StepLR)
 
 SHAPES = {"conv.weight": (4, 3, 3, 3), "conv.bias": (4,), "fc.weight": (2, 5), "frozen": (3,)}
 
@@ -328,26 +329,12 @@ def test_linear_warmup_matches_torch_and_closed_form():
 
 
 def test_warmup_then_cosine_chained_matches_torch():
-    def ours(o):
-        a, b = LinearLR(o, start_factor=0.25, total_iters=4), CosineAnnealingLR(o, T_max=20)
-        return _Both(a, b)
-
-    def theirs(o, S):
-        return S.ChainedScheduler([S.LinearLR(o, start_factor=0.25, total_iters=4),
-                                   S.CosineAnnealingLR(o, T_max=20)])
-    _schedule_pair(ours, theirs, steps=20)
-
-
-class _Both:
-    def __init__(self, *schedules):
-        self.schedules = schedules
-
-    def step(self):
-        for s in self.schedules:
-            s.step()
-
-    def get_last_lr(self):
-        return self.schedules[-1].get_last_lr()
+    _schedule_pair(lambda o: ChainedScheduler([LinearLR(o, start_factor=0.25, total_iters=4),
+                                               CosineAnnealingLR(o, T_max=20)]),
+                   lambda o, S: S.ChainedScheduler([S.LinearLR(o, start_factor=0.25,
+                                                               total_iters=4),
+                                                    S.CosineAnnealingLR(o, T_max=20)]),
+                   steps=20)
 
 
 @pytest.mark.parametrize("opt", ["SGD", "Adam"])
@@ -371,7 +358,9 @@ def test_one_cycle_refuses_to_step_past_the_end():
         s.step()
 
 
-@pytest.mark.parametrize("make", [lambda o: StepLR(o, 3, 0.5),
+@pytest.mark.parametrize("make", [lambda o: ChainedScheduler([LinearLR(o, 0.1, total_iters=3),
+                                                                StepLR(o, 4, 0.5)]),
+                                  lambda o: StepLR(o, 3, 0.5),
                                   lambda o: CosineAnnealingLR(o, 7),
                                   lambda o: LinearLR(o, 0.2, total_iters=5),
                                   lambda o: OneCycleLR(o, max_lr=0.3, total_steps=15)])

@@ -24,7 +24,8 @@ import math
 from cvcore._validate import check_choice, check_int, check_nonnegative, check_positive
 from cvcore.nn.optim import Optimizer
 
-__all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR", "LinearLR", "OneCycleLR"]
+__all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR", "LinearLR", "OneCycleLR",
+           "ChainedScheduler"]
 
 
 class LRScheduler:
@@ -384,3 +385,68 @@ class OneCycleLR(LRScheduler):
         if "_phases" in state_dict:
             state_dict["_phases"] = [tuple(p) for p in state_dict["_phases"]]
         super().load_state_dict(state_dict)
+
+
+class ChainedScheduler:
+    """Step several schedules of one optimiser together (``torch.optim.lr_scheduler
+    .ChainedScheduler``): their multiplicative updates compose, so a :class:`LinearLR` warm-up
+    chained with :class:`CosineAnnealingLR` warms up into a cosine decay.
+
+    Parameters
+    ----------
+    schedulers : sequence of LRScheduler
+        Built on the same optimiser, in the order they are stepped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cvcore.nn.module import Parameter
+    >>> from cvcore.nn.optim import SGD
+    >>> opt = SGD([Parameter(np.zeros(1))], lr=0.1)
+    >>> schedule = ChainedScheduler([LinearLR(opt, start_factor=0.5, total_iters=2),
+    ...                              CosineAnnealingLR(opt, T_max=4)])
+    >>> lrs = [schedule.get_last_lr()[0]]
+    >>> for epoch in range(4):
+    ...     schedule.step()
+    ...     lrs.append(schedule.get_last_lr()[0])
+    >>> [round(lr, 4) for lr in lrs]
+    [0.05, 0.064, 0.05, 0.0146, 0.0]
+    """
+
+    def __init__(self, schedulers):
+        schedulers = list(schedulers)
+        if not schedulers:
+            raise ValueError("ChainedScheduler needs at least one schedule")
+        optimizer = schedulers[0].optimizer
+        for i, scheduler in enumerate(schedulers):
+            if not isinstance(scheduler, LRScheduler):
+                raise TypeError(f"schedule {i} is a {type(scheduler).__name__}, not a cvcore "
+                                f"LRScheduler")
+            if scheduler.optimizer is not optimizer:
+                raise ValueError(f"schedule {i} ({type(scheduler).__name__}) drives another "
+                                 f"optimizer; all must share one")
+        self.optimizer = optimizer
+        self.schedulers = schedulers
+        self._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+    def step(self) -> None:
+        """Step every schedule, in order."""
+        for scheduler in self.schedulers:
+            scheduler.step()
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_last_lr(self) -> list[float]:
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict:
+        return {"_last_lr": list(self._last_lr),
+                "schedulers": [s.state_dict() for s in self.schedulers]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if (not isinstance(state_dict, dict) or set(state_dict) != {"_last_lr", "schedulers"}
+                or len(state_dict["schedulers"]) != len(self.schedulers)):
+            raise ValueError(f"ChainedScheduler state dict must hold _last_lr and "
+                             f"{len(self.schedulers)} schedule states")
+        for scheduler, state in zip(self.schedulers, state_dict["schedulers"]):
+            scheduler.load_state_dict(state)
+        self._last_lr = list(state_dict["_last_lr"])
