@@ -1,7 +1,7 @@
 """Filters, edges and corners (cvcore.preprocess / cvcore.features) against OpenCV, SciPy and
 scikit-image, in one run.
 
-    python -m benchmarks.filters [--size 1024] [--repeats 9]
+    python -m benchmarks.filters [--size 1024] [--repeats 9] [--threads N]
 
 Inputs: a ``size`` x ``size`` float32 image of uniform noise in 0..1 for the filters; the real
 photograph ``river1.jpg`` (768 x 1024 grey, from ``../shared/datasets/test-images``; noise of that
@@ -107,8 +107,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for both Numba and OpenCV (default: each library's own)")
     args = parser.parse_args(argv)
     import numba
+    if args.threads is not None:
+        numba.set_num_threads(args.threads)
+        cv2 = optional("cv2")
+        if cv2 is not None:
+            cv2.setNumThreads(args.threads)
     print(machine_line())
     cache = os.environ.get("NUMBA_CACHE_DIR", "(default: __pycache__ beside the kernels)")
     table = run_rows(rows(args.size, args.repeats))

@@ -70,34 +70,31 @@ def hysteresis(candidates, high, out):
     """Hysteresis thresholding (Canny 1986, sec. V): keep every 8-connected group of
     candidate pixels (``candidates > 0``) that holds at least one pixel ``>= high``.
 
-    Flood fill from each strong pixel with an explicit stack; ``out`` (H, W) uint8 receives 1
-    for kept pixels. Equal to labelling the candidates and keeping the labels that contain
-    a strong pixel.
+    Flood fill from each strong pixel with an explicit stack of (row, column) pairs;
+    ``out`` (H, W) uint8 receives 1 for kept pixels. Equal to labelling the candidates and
+    keeping the labels that contain a strong pixel. Each pixel is pushed at most once (it is
+    marked when pushed), so the stacks never hold more than H * W entries.
     """
     H, W = candidates.shape
     out[:, :] = 0
-    stack = np.empty(H * W, np.int64)
+    stack_r = np.empty(H * W, np.int32)
+    stack_c = np.empty(H * W, np.int32)
     for i0 in range(H):
         for j0 in range(W):
             if out[i0, j0] or not (candidates[i0, j0] > 0.0 and candidates[i0, j0] >= high):
                 continue
             out[i0, j0] = 1
-            top = 0
-            stack[0] = i0 * W + j0
+            stack_r[0] = i0
+            stack_c[0] = j0
             top = 1
             while top > 0:
                 top -= 1
-                i = stack[top] // W
-                j = stack[top] % W
-                for di in range(-1, 2):
-                    ii = i + di
-                    if ii < 0 or ii >= H:
-                        continue
-                    for dj in range(-1, 2):
-                        jj = j + dj
-                        if jj < 0 or jj >= W or out[ii, jj]:
-                            continue
-                        if candidates[ii, jj] > 0.0:
+                i = stack_r[top]
+                j = stack_c[top]
+                for ii in range(max(i - 1, 0), min(i + 2, H)):
+                    for jj in range(max(j - 1, 0), min(j + 2, W)):
+                        if out[ii, jj] == 0 and candidates[ii, jj] > 0.0:
                             out[ii, jj] = 1
-                            stack[top] = ii * W + jj
+                            stack_r[top] = ii
+                            stack_c[top] = jj
                             top += 1

@@ -34,14 +34,17 @@ def _scaled(image):
 def structure_tensor(image, sigma=1.0):
     """Smoothed structure tensor ``(Arr, Arc, Acc)``, each float32 (H, W), as
     ``skimage.feature.structure_tensor(image, sigma, order='rc')``."""
-    from cvcore.preprocess.filters import gaussian, sobel
-    img = _scaled(image)
+    from cvcore.preprocess.filters import DEFAULT_TRUNCATE, MODES, gaussian_plane, gradient_plane
+    img = np.ascontiguousarray(_scaled(image))
     sigma = check_positive(sigma, "sigma")
-    ir = sobel(img, axis=0, mode="constant")
-    ic = sobel(img, axis=1, mode="constant")
-    return (gaussian(ir * ir, sigma, mode="constant"),
-            gaussian(ir * ic, sigma, mode="constant"),
-            gaussian(ic * ic, sigma, mode="constant"))
+    constant = MODES["constant"]
+    ir = gradient_plane(img, 0, constant, 0.0)
+    ic = gradient_plane(img, 1, constant, 0.0)
+
+    def smooth(a):
+        return gaussian_plane(a, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0)
+
+    return smooth(ir * ir), smooth(ir * ic), smooth(ic * ic)
 
 
 def harris(image, method="k", k=HARRIS_K, eps=1e-6, sigma=1):

@@ -90,7 +90,7 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
     edges : (H, W) bool array
     """
     from kernels.edges import hysteresis, nonmax_suppression
-    from cvcore.preprocess.filters import gaussian, sobel
+    from cvcore.preprocess.filters import DEFAULT_TRUNCATE, MODES, gaussian_plane, gradient_plane
 
     img, dtype_max = _scaled(image)
     sigma = check_positive(sigma, "sigma")
@@ -131,11 +131,12 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
         masked = np.where(m, img, np.float32(0.0))
 
     # Stage 1: normalised Gaussian smoothing (bleed-over compensation).
-    bleed = gaussian(weight, sigma, mode="constant") + np.finfo(np.float32).eps
-    smoothed = gaussian(masked, sigma, mode="constant") / bleed
+    constant, reflect = MODES["constant"], MODES["reflect"]
+    bleed = gaussian_plane(weight, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0) + np.finfo(np.float32).eps
+    smoothed = gaussian_plane(masked, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0) / bleed
     # Stage 2: Sobel gradient.
-    gr = sobel(smoothed, axis=0)
-    gc = sobel(smoothed, axis=1)
+    gr = gradient_plane(smoothed, 0, reflect, 0.0)
+    gc = gradient_plane(smoothed, 1, reflect, 0.0)
     magnitude = np.sqrt(gr * gr + gc * gc)
     if use_quantiles:
         low, high = np.percentile(magnitude, [100.0 * low, 100.0 * high])

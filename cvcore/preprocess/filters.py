@@ -277,10 +277,15 @@ def gaussian(image, sigma, truncate=DEFAULT_TRUNCATE, mode="reflect", cval=0.0):
     sy, sx = _sigma_pair(sigma)
     truncate = check_positive(truncate, "truncate")
     m, cval = _mode(mode), _cval(cval)
+    return _per_channel(img, lambda p: gaussian_plane(p, sy, sx, truncate, m, cval))
+
+
+def gaussian_plane(plane, sy, sx, truncate, mode_code, cval):
+    """:func:`gaussian` of a validated (H, W) float32 C-contiguous plane (no checks; for
+    callers inside cvcore that have validated already). ``mode_code`` is ``MODES[mode]``."""
     gy = gaussian_kernel1d(sy, truncate)
     gx = gaussian_kernel1d(sx, truncate)
-    ry, rx = gy.size // 2, gx.size // 2
-    return _per_channel(img, lambda p: _separable(p, gy, gx, ry, rx, m, cval, cval))
+    return _separable(plane, gy, gx, gy.size // 2, gx.size // 2, mode_code, cval, cval)
 
 
 def _hypot(a, b):
@@ -290,22 +295,28 @@ def _hypot(a, b):
     return out
 
 
+def gradient_plane(plane, axis, mode_code, cval, smooth=SOBEL_SMOOTH):
+    """Derivative of a validated (H, W) float32 plane along ``axis`` with the given smoothing
+    taps (no checks; for callers inside cvcore). As ``scipy.ndimage.sobel``: the derivative
+    along ``axis`` first, then the smoothing along the other axis."""
+    d = np.asarray(DERIVATIVE, np.float32)
+    s = np.asarray(smooth, np.float32)
+    if axis == 0:
+        return _separable(plane, d, s, 1, 1, mode_code, cval, cval)
+    if mode_code == MODES["constant"] and cval != 0.0:
+        # Only here does the pass order change the result: run SciPy's order exactly.
+        return _pass(_pass(plane, d, 1, 1, mode_code, cval), s, 0, 1, mode_code, cval)
+    return _separable(plane, s, d, 1, 1, mode_code, cval, cval)
+
+
 def _gradient(image, axis, mode, cval, smooth):
     img = _image(image)
     m, cval = _mode(mode), _cval(cval)
     if axis is not None and (isinstance(axis, bool) or axis not in (0, 1)):
         raise ValueError(f"axis must be 0 (rows), 1 (columns) or None (magnitude), got {axis!r}")
-    d = np.asarray(DERIVATIVE, np.float32)
-    s = np.asarray(smooth, np.float32)
 
     def along(p, ax):
-        # scipy.ndimage.sobel: derivative along `axis` first, then smoothing along the other.
-        if ax == 0:
-            return _separable(p, d, s, 1, 1, m, cval, cval)
-        if m == MODES["constant"] and cval != 0.0:
-            # Only here does the pass order change the result: run SciPy's order exactly.
-            return _pass(_pass(p, d, 1, 1, m, cval), s, 0, 1, m, cval)
-        return _separable(p, s, d, 1, 1, m, cval, cval)
+        return gradient_plane(p, ax, m, cval, smooth)
 
     if axis is None:
         return _per_channel(img, lambda p: _hypot(along(p, 0), along(p, 1)))
