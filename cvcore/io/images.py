@@ -135,6 +135,8 @@ def imread(path, mode: str | None = None) -> np.ndarray:
     ValueError
         The file is not a supported image, is not what its extension claims, is truncated or
         corrupt, or is a decompression bomb (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``).
+        Truncation is detected only while Pillow's global ``ImageFile.LOAD_TRUNCATED_IMAGES``
+        keeps its default ``False``.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
