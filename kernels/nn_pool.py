@@ -1,0 +1,192 @@
+"""Pooling kernels: max, average and adaptive average pooling, forward and backward.
+
+Inputs are NCHW arrays viewed as ``(P, H, W)`` planes with ``P = N * C``; every kernel runs one
+plane per parallel iteration, so overlapping windows never race in the backward scatter. The
+readable twin is ``kernels/reference/nn_pool.py``; the API is :mod:`cvcore.nn.layers`.
+
+Window ``(oi, oj)`` of a ``(kh, kw)`` pool with stride ``(sh, sw)``, padding ``(ph, pw)`` and
+dilation ``(dh, dw)`` covers input rows ``oi * sh - ph + a * dh`` for ``a = 0 .. kh - 1``
+(PyTorch's ``nn.MaxPool2d`` / ``nn.AvgPool2d`` convention, ``ceil_mode=False``); positions outside
+the image are padding (``-inf`` for max, zero for average).
+"""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, parallel=True)
+def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, y, argmax):
+    """Max over each window; records the flat in-plane index ``row * W + col`` of the maximum.
+
+    The first maximum in row-major window order wins ties, as in PyTorch. Every window holds at
+    least one real pixel because the caller enforces ``padding <= effective kernel / 2``.
+
+    Parameters
+    ----------
+    x : (P, H, W) float, C-contiguous
+    kh, kw, sh, sw, ph, pw, dh, dw : int
+    y : (P, OH, OW) same dtype as ``x``, output
+    argmax : (P, OH, OW) int32, output
+    """
+    P, H, W = x.shape
+    OH, OW = y.shape[1], y.shape[2]
+    for p in prange(P):
+        for oi in range(OH):
+            for oj in range(OW):
+                best = -np.inf
+                where = -1
+                for a in range(kh):
+                    r = oi * sh - ph + a * dh
+                    if r < 0 or r >= H:
+                        continue
+                    for b in range(kw):
+                        col = oj * sw - pw + b * dw
+                        if col < 0 or col >= W:
+                            continue
+                        v = x[p, r, col]
+                        if v > best or where < 0:
+                            best = v
+                            where = r * W + col
+                y[p, oi, oj] = best
+                argmax[p, oi, oj] = where
+
+
+@njit(cache=True, parallel=True)
+def maxpool2d_backward(dy, argmax, dx):
+    """Route each output gradient to the input position that held the maximum.
+
+    Parameters
+    ----------
+    dy : (P, OH, OW) float
+    argmax : (P, OH, OW) int32, from :func:`maxpool2d_forward`
+    dx : (P, H, W) same dtype as ``dy``, output (overwritten; zeroed here)
+    """
+    P, OH, OW = dy.shape
+    W = dx.shape[2]
+    for p in prange(P):
+        dx[p] = 0.0
+        for oi in range(OH):
+            for oj in range(OW):
+                k = argmax[p, oi, oj]
+                dx[p, k // W, k % W] += dy[p, oi, oj]
+
+
+@njit(cache=True, parallel=True)
+def avgpool2d_forward(x, kh, kw, sh, sw, ph, pw, count_include_pad, y):
+    """Mean over each window.
+
+    The divisor is ``kh * kw`` when ``count_include_pad`` (zeros of the padding count, PyTorch's
+    default) and otherwise the number of real pixels in the window.
+
+    Parameters
+    ----------
+    x : (P, H, W) float, C-contiguous
+    kh, kw, sh, sw, ph, pw : int
+    count_include_pad : bool
+    y : (P, OH, OW) same dtype as ``x``, output
+    """
+    P, H, W = x.shape
+    OH, OW = y.shape[1], y.shape[2]
+    for p in prange(P):
+        for oi in range(OH):
+            r0 = oi * sh - ph
+            r_lo = max(r0, 0)
+            r_hi = min(r0 + kh, H)
+            for oj in range(OW):
+                c0 = oj * sw - pw
+                c_lo = max(c0, 0)
+                c_hi = min(c0 + kw, W)
+                s = 0.0
+                for r in range(r_lo, r_hi):
+                    for col in range(c_lo, c_hi):
+                        s += x[p, r, col]
+                if count_include_pad:
+                    count = kh * kw
+                else:
+                    count = (r_hi - r_lo) * (c_hi - c_lo)
+                y[p, oi, oj] = s / count
+
+
+@njit(cache=True, parallel=True)
+def avgpool2d_backward(dy, kh, kw, sh, sw, ph, pw, count_include_pad, dx):
+    """Spread each output gradient evenly (``1 / divisor``) over its window's real pixels.
+
+    Parameters
+    ----------
+    dy : (P, OH, OW) float
+    kh, kw, sh, sw, ph, pw : int
+    count_include_pad : bool, as in :func:`avgpool2d_forward`
+    dx : (P, H, W) same dtype as ``dy``, output (overwritten; zeroed here)
+    """
+    P, OH, OW = dy.shape
+    H, W = dx.shape[1], dx.shape[2]
+    for p in prange(P):
+        dx[p] = 0.0
+        for oi in range(OH):
+            r0 = oi * sh - ph
+            r_lo = max(r0, 0)
+            r_hi = min(r0 + kh, H)
+            for oj in range(OW):
+                c0 = oj * sw - pw
+                c_lo = max(c0, 0)
+                c_hi = min(c0 + kw, W)
+                if count_include_pad:
+                    count = kh * kw
+                else:
+                    count = (r_hi - r_lo) * (c_hi - c_lo)
+                g = dy[p, oi, oj] / count
+                for r in range(r_lo, r_hi):
+                    for col in range(c_lo, c_hi):
+                        dx[p, r, col] += g
+
+
+@njit(cache=True, parallel=True)
+def adaptive_avgpool2d_forward(x, y):
+    """Adaptive average pooling to ``y``'s spatial size (PyTorch's bin edges).
+
+    Output cell ``i`` of ``OH`` averages input rows ``floor(i * H / OH)`` to
+    ``ceil((i + 1) * H / OH) - 1`` (likewise for columns), so bins may overlap by one pixel.
+
+    Parameters
+    ----------
+    x : (P, H, W) float, C-contiguous
+    y : (P, OH, OW) same dtype as ``x``, output
+    """
+    P, H, W = x.shape
+    OH, OW = y.shape[1], y.shape[2]
+    for p in prange(P):
+        for oi in range(OH):
+            r_lo = (oi * H) // OH
+            r_hi = ((oi + 1) * H + OH - 1) // OH
+            for oj in range(OW):
+                c_lo = (oj * W) // OW
+                c_hi = ((oj + 1) * W + OW - 1) // OW
+                s = 0.0
+                for r in range(r_lo, r_hi):
+                    for col in range(c_lo, c_hi):
+                        s += x[p, r, col]
+                y[p, oi, oj] = s / ((r_hi - r_lo) * (c_hi - c_lo))
+
+
+@njit(cache=True, parallel=True)
+def adaptive_avgpool2d_backward(dy, dx):
+    """Spread each output gradient evenly over its bin (bins as in the forward).
+
+    Parameters
+    ----------
+    dy : (P, OH, OW) float
+    dx : (P, H, W) same dtype as ``dy``, output (overwritten; zeroed here)
+    """
+    P, OH, OW = dy.shape
+    H, W = dx.shape[1], dx.shape[2]
+    for p in prange(P):
+        dx[p] = 0.0
+        for oi in range(OH):
+            r_lo = (oi * H) // OH
+            r_hi = ((oi + 1) * H + OH - 1) // OH
+            for oj in range(OW):
+                c_lo = (oj * W) // OW
+                c_hi = ((oj + 1) * W + OW - 1) // OW
+                g = dy[p, oi, oj] / ((r_hi - r_lo) * (c_hi - c_lo))
+                for r in range(r_lo, r_hi):
+                    for col in range(c_lo, c_hi):
+                        dx[p, r, col] += g

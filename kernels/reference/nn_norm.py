@@ -1,0 +1,38 @@
+"""Readable twins of :mod:`kernels.nn_norm`: batch normalisation in plain NumPy, NCHW.
+
+Ioffe & Szegedy 2015, alg. 1 (forward) and sec. 3 (backward). Statistics are over the batch and
+both spatial axes, one value per channel; ``M = N * H * W`` values per channel.
+"""
+import numpy as np
+
+AXES = (0, 2, 3)  # batch, rows, columns: everything except the channel axis
+
+
+def batchnorm_stats(x):
+    """Per-channel mean and biased variance of ``x`` (N, C, H, W); float64 (C,) each."""
+    x = x.astype(np.float64)
+    mean = x.mean(axis=AXES)
+    var = ((x - mean[None, :, None, None]) ** 2).mean(axis=AXES)
+    return mean, var
+
+
+def batchnorm_normalize(x, mean, invstd, gamma, beta):
+    """``y = (x - mean) * invstd * gamma + beta`` with per-channel vectors broadcast over N, H, W."""
+    c = (None, slice(None), None, None)
+    return ((x - mean[c]) * invstd[c] * gamma[c] + beta[c]).astype(x.dtype)
+
+
+def batchnorm_grad_sums(dy, x, mean, invstd):
+    """``dgamma = sum(dy * xhat)``, ``dbeta = sum(dy)`` per channel (float64)."""
+    c = (None, slice(None), None, None)
+    xhat = (x.astype(np.float64) - mean[c]) * invstd[c]
+    return (dy * xhat).sum(axis=AXES), dy.astype(np.float64).sum(axis=AXES)
+
+
+def batchnorm_train_dx(dy, x, mean, invstd, gamma, dgamma, dbeta):
+    """``dx = gamma * invstd / M * (M * dy - dbeta - xhat * dgamma)`` per channel."""
+    c = (None, slice(None), None, None)
+    M = x.shape[0] * x.shape[2] * x.shape[3]
+    xhat = (x.astype(np.float64) - mean[c]) * invstd[c]
+    dx = gamma[c] * invstd[c] / M * (M * dy - dbeta[c] - xhat * dgamma[c])
+    return dx.astype(x.dtype)
