@@ -11,7 +11,7 @@ Conventions (the caller in :mod:`cvcore.preprocess.filters` guarantees them):
   No padded copy of the image is made: each output row extends only the few source rows it
   needs into a small row buffer (:func:`_pad_row`), and the taps add shifted views of those
   rows into the output row, several taps per sweep (:func:`_taps`), in contiguous loops that
-  LLVM vectorises. Rows run in parallel (``prange``). :func:`pad2d` makes a padded copy for
+  LLVM vectorises. Rows (or blocks of rows) run in parallel (``prange``). :func:`pad2d` makes a padded copy for
   the median filter, which needs whole windows.
 
 Border modes and their integer codes (SciPy ``ndimage`` names and meanings, see the
@@ -31,6 +31,10 @@ MODE_MIRROR = 1
 MODE_NEAREST = 2
 MODE_CONSTANT = 3
 MODE_WRAP = 4
+
+# Output rows per parallel task in correlate2d: enough rows that the ring of source rows is
+# reused (one new row per output row), enough blocks (32 for 1024 rows) to share the work.
+ROW_BLOCK = 32
 
 
 @njit(cache=True)
@@ -216,26 +220,37 @@ def correlate2d(image, tu, tv, tw, kh, kw, rows, cols, cx, cval, out):
     window; ``ext`` is ``image`` extended by ``cval`` at index -1,
     ``rows = border_map(H, cy, kh - 1 - cy)``, ``cols = border_map(W, cx, kw - 1 - cx)``.
 
-    Parallel over output rows. For each output row the ``kh`` source rows are extended by
-    their border into a small (kh, W + kw - 1) buffer; the taps then add shifted rows of it
-    into the output row, several taps per sweep (:func:`_taps`).
-    ``image``, ``out`` (H, W) float32; ``tw`` float32; ``tu``, ``tv`` int64.
+    Parallel over blocks of ``ROW_BLOCK`` output rows. Within a block, the ``kh`` source rows
+    of the current output row sit, extended by their border, in a ring of ``kh`` row buffers
+    (source row ``i + u`` in slot ``(i + u) % kh``), so moving down one row extends just one
+    new source row. The taps then add shifted rows of the ring into the output row, several
+    taps per sweep (:func:`_taps`). ``image``, ``out`` (H, W) float32; ``tw`` float32;
+    ``tu``, ``tv`` int64.
     """
     H, W = out.shape
     fill = np.float32(cval)
-    for i in prange(H):
-        bufs = np.empty((kh, W + kw - 1), np.float32)
-        for u in range(kh):
-            r = rows[i + u]
-            if r < 0:                          # a whole row of cval
-                for c in range(W + kw - 1):
-                    bufs[u, c] = fill
-            else:
-                _pad_row(image[r], cols, cx, fill, bufs[u])
-        acc = out[i]
-        for j in range(W):
-            acc[j] = 0.0
-        _taps(acc, bufs, tu, tv, tw)
+    nblocks = (H + ROW_BLOCK - 1) // ROW_BLOCK
+    for b in prange(nblocks):
+        i0 = b * ROW_BLOCK
+        i1 = min(H, i0 + ROW_BLOCK)
+        ring = np.empty((kh, W + kw - 1), np.float32)
+        slot_of_tap = np.empty(tu.size, np.int64)
+        for i in range(i0, i1):
+            first_new = 0 if i == i0 else kh - 1
+            for u in range(first_new, kh):
+                slot = (i + u) % kh
+                r = rows[i + u]
+                if r < 0:                      # a whole row of cval
+                    for c in range(W + kw - 1):
+                        ring[slot, c] = fill
+                else:
+                    _pad_row(image[r], cols, cx, fill, ring[slot])
+            for t in range(tu.size):
+                slot_of_tap[t] = (i + tu[t]) % kh
+            acc = out[i]
+            for j in range(W):
+                acc[j] = 0.0
+            _taps(acc, ring, slot_of_tap, tv, tw)
 
 
 @njit(cache=True, parallel=True, fastmath={"contract"})
