@@ -39,6 +39,8 @@ MAX_INTERP_STEPS = 5          # Lowe 2004, sec. 4: re-centre the quadratic fit a
 DESC_WIDTH = 4                # Lowe 2004, sec. 6.1: 4x4 spatial bins
 DESC_BINS = 8                 # Lowe 2004, sec. 6.1: 8 orientation bins
 DESC_LENGTH = DESC_WIDTH * DESC_WIDTH * DESC_BINS
+KEYPOINT_BLOCK = 8            # keypoints per parallel task (they share scratch buffers)
+GRID_EDGE = 1e-4              # samples this close to the descriptor grid's outer edge are skipped
 
 
 @njit(cache=True, inline="always")
@@ -363,27 +365,38 @@ def orientation_histogram(image, y, x, radius, sigma, hist):
     """
     H, W = image.shape
     n = hist.shape[0]
-    raw = np.zeros(n, np.float64)
-    wtab = np.empty(radius + 1, np.float64)      # exp(-(i^2+j^2)/2s^2) = wtab[|i|] wtab[|j|]
-    for t in range(radius + 1):
-        wtab[t] = math.exp(-t * t / (2.0 * sigma * sigma))
-    bins_per_degree = n / 360.0
+    raw = np.zeros(n, np.float32)
+    wtab = np.empty(2 * radius + 1, np.float32)   # exp(-(i^2+j^2)/2s^2) = wtab[i+R] wtab[j+R]
+    for t in range(2 * radius + 1):
+        wtab[t] = math.exp(-(t - radius) * (t - radius) / (2.0 * sigma * sigma))
+    bins_per_degree = np.float32(n / 360.0)
+    half = np.float32(0.5)
+    j0 = max(-radius, 1 - x)                       # columns 1 .. W-2 only
+    j1 = min(radius, W - 2 - x)
+    count = j1 - j0 + 1
+    if count <= 0:
+        return 0.0
+    votes = np.empty(count, np.float32)
+    bins = np.empty(count, np.int32)
     for i in range(-radius, radius + 1):
         yy = y + i
         if yy <= 0 or yy >= H - 1:
             continue
-        wi = wtab[abs(i)]
-        for j in range(-radius, radius + 1):
-            xx = x + j
-            if xx <= 0 or xx >= W - 1:
-                continue
-            dx = image[yy, xx + 1] - image[yy, xx - 1]
-            dy = image[yy + 1, xx] - image[yy - 1, xx]
-            mag = math.sqrt(dx * dx + dy * dy)
-            b = int(fast_atan2_degrees(dy, dx) * bins_per_degree + 0.5)
-            if b >= n:
-                b -= n
-            raw[b] += wi * wtab[abs(j)] * mag
+        wi = wtab[i + radius]
+        c0 = x + j0
+        left = image[yy, c0 - 1:]
+        right = image[yy, c0 + 1:]
+        up = image[yy - 1, c0:]
+        down = image[yy + 1, c0:]
+        wrow = wtab[j0 + radius:]
+        for t in range(count):                     # branch-free: vectorised
+            dx = right[t] - left[t]
+            dy = down[t] - up[t]                   # y down
+            votes[t] = wi * wrow[t] * math.sqrt(dx * dx + dy * dy)
+            b = np.int32(fast_atan2_degrees_f32(dy, dx) * bins_per_degree + half)
+            bins[t] = b - n if b >= n else b
+        for t in range(count):
+            raw[bins[t]] += votes[t]
     best = 0.0
     for b in range(n):
         h = (ORI_SMOOTH[0] * (raw[(b - 2) % n] + raw[(b + 2) % n])
@@ -498,7 +511,7 @@ def refine_and_orient(dog, gauss, level, row, col, n_scales, sigma, contrast_thr
 
 
 @njit(cache=True, fastmath=True)
-def _descriptor_one(image, px, py, angle, scale, scale_factor, clip, root, out):
+def _descriptor_one(image, px, py, angle, scale, scale_factor, clip, root, scratch, hist, out):
     """The 4x4x8 descriptor of one keypoint into ``out`` (128,); see :func:`sift_descriptors`.
 
     Three passes, as OpenCV does: collect the samples inside the rotated grid, then their
@@ -524,68 +537,83 @@ def _descriptor_one(image, px, py, angle, scale, scale_factor, clip, root, out):
     # Gaussian weight exp(-(u^2 + v^2) / (2 (d/2)^2)) in cell units; the rotation keeps u^2 + v^2 =
     # (i^2 + j^2) / hist_width^2, so the weight factors into one table over offsets.
     wscale = -1.0 / (0.5 * d * d * hist_width * hist_width)
-    wtab = np.empty(radius + 1, np.float32)
-    for t in range(radius + 1):
-        wtab[t] = math.exp(t * t * wscale)
     side = 2 * radius + 1
-    cap = side * side
-    rb = np.empty(cap, np.float32)
-    cb = np.empty(cap, np.float32)
-    gx = np.empty(cap, np.float32)
-    gy = np.empty(cap, np.float32)
-    wt = np.empty(cap, np.float32)
+    wtab = np.empty(side, np.float32)                 # wtab[j + radius] = exp(j^2 wscale)
+    for t in range(side):
+        wtab[t] = math.exp((t - radius) * (t - radius) * wscale)
+    rb = scratch[0]                             # (7, >= side^2) buffers shared by a block
+    cb = scratch[1]
+    gx = scratch[2]
+    gy = scratch[3]
+    wt = scratch[4]
     m = 0
     half = 0.5 * d - 0.5
+    lo = -1.0 + GRID_EDGE
+    hi = d - GRID_EDGE
     for i in range(-radius, radius + 1):
         r = cy + i
         if r <= 0 or r >= H - 1:
             continue
-        row_up = image[r - 1]
-        row = image[r]
-        row_down = image[r + 1]
-        wi = wtab[abs(i)]
-        # the samples of this row inside the rotated grid form one interval of j: solve
-        # -1 < a j + b < d for cbin (a = cos_t) and rbin (a = -sin_t); the exact test stays below
+        # Sample (i, j) sits at cbin = j cos_t + i sin_t + half, rbin = -j sin_t + i cos_t + half
+        # (cells; 0..d-1 at cell centres). The samples of row i inside the grid,
+        # -1 < cbin, rbin < d, are one interval of j: solve the four inequalities (kept
+        # GRID_EDGE inside, where a sample's vote into the grid is at most GRID_EDGE of it).
         jlo = float(-radius)
         jhi = float(radius)
         for a_, b_ in ((cos_t, i * sin_t + half), (-sin_t, i * cos_t + half)):
             if a_ > 1e-12:
-                jlo = max(jlo, (-1.0 - b_) / a_)
-                jhi = min(jhi, (d - b_) / a_)
+                jlo = max(jlo, (lo - b_) / a_)
+                jhi = min(jhi, (hi - b_) / a_)
             elif a_ < -1e-12:
-                jlo = max(jlo, (d - b_) / a_)
-                jhi = min(jhi, (-1.0 - b_) / a_)
-        j0 = max(-radius, int(math.floor(jlo)) - 1)
-        j1 = min(radius, int(math.ceil(jhi)) + 1)
-        for j in range(j0, j1 + 1):
-            c = cx + j
-            if c <= 0 or c >= W - 1:
-                continue
-            # sample position in the keypoint's frame, in cells, 0..d-1 at cell centres
-            cbin = j * cos_t + i * sin_t + half
-            rbin = -j * sin_t + i * cos_t + half
-            if rbin <= -1.0 or rbin >= d or cbin <= -1.0 or cbin >= d:
-                continue
-            rb[m] = rbin
-            cb[m] = cbin
-            gx[m] = row[c + 1] - row[c - 1]
-            gy[m] = row_up[c] - row_down[c]          # y up
-            wt[m] = wi * wtab[abs(j)]
-            m += 1
-    mag = np.empty(m, np.float32)
-    ori = np.empty(m, np.float32)
+                jlo = max(jlo, (hi - b_) / a_)
+                jhi = min(jhi, (lo - b_) / a_)
+            elif b_ < lo or b_ > hi:
+                jhi = jlo - 1.0
+        j0 = max(int(math.ceil(jlo)), 1 - cx)          # and 1 <= column <= W - 2
+        j1 = min(int(math.floor(jhi)), W - 2 - cx)
+        if j1 < j0:
+            continue
+        count = j1 - j0 + 1
+        c0 = cx + j0
+        left = image[r, c0 - 1:]
+        right = image[r, c0 + 1:]
+        up = image[r - 1, c0:]
+        down = image[r + 1, c0:]
+        wrow = wtab[j0 + radius:]
+        wi = wtab[i + radius]
+        rb_m = rb[m:]
+        cb_m = cb[m:]
+        gx_m = gx[m:]
+        gy_m = gy[m:]
+        wt_m = wt[m:]
+        r_start = np.float32(-j0 * sin_t + i * cos_t + half)
+        c_start = np.float32(j0 * cos_t + i * sin_t + half)
+        r_step = np.float32(-sin_t)
+        c_step = np.float32(cos_t)
+        for t in range(count):                          # branch-free: vectorised
+            rb_m[t] = r_start + t * r_step
+            cb_m[t] = c_start + t * c_step
+            gx_m[t] = right[t] - left[t]
+            gy_m[t] = up[t] - down[t]                   # y up
+            wt_m[t] = wi * wrow[t]
+        m += count
+    # pass 2, vectorised: magnitudes and directions
+    mag = scratch[5]
+    ori = scratch[6]
     for k in range(m):
         mag[k] = math.sqrt(gx[k] * gx[k] + gy[k] * gy[k]) * wt[k]
         ori[k] = fast_atan2_degrees_f32(gy[k], gx[k])
+    # pass 3: trilinear votes into the (d+2) x (d+2) x (n+2) padded histogram
     nb = n + 2
     cell = (d + 2) * nb
-    hist = np.zeros((d + 2) * cell, np.float32)
+    hist[:] = 0.0
     bins_per_degree = np.float32(n / 360.0)
-    shift = np.float32(360.0 - angle_up)       # makes (ori - angle_up) non-negative
+    shift = np.float32(360.0 - angle_up)       # makes (direction - angle_up) non-negative
+    one = np.float32(1.0)
     for k in range(m):
         # rbin, cbin > -1 and the shifted obin >= 0: truncation is floor after adding 1
-        rbin = rb[k] + np.float32(1.0)
-        cbin = cb[k] + np.float32(1.0)
+        rbin = rb[k] + one
+        cbin = cb[k] + one
         obin = (ori[k] + shift) * bins_per_degree
         r0 = int(rbin)
         c0 = int(cbin)
@@ -593,25 +621,23 @@ def _descriptor_one(image, px, py, angle, scale, scale_factor, clip, root, out):
         fr = rbin - np.float32(r0)
         fc = cbin - np.float32(c0)
         fo = obin - np.float32(o0)
-        r0 -= 1
-        c0 -= 1
-        while o0 >= n:
+        if o0 >= n:                             # 0 <= o0 <= n; bin n folds onto 0 below
             o0 -= n
-        # trilinear interpolation into the (d+2) x (d+2) x (n+2) padded histogram
         v_r1 = mag[k] * fr
         v_r0 = mag[k] - v_r1
         v_rc11 = v_r1 * fc
         v_rc10 = v_r1 - v_rc11
         v_rc01 = v_r0 * fc
         v_rc00 = v_r0 - v_rc01
-        idx = (r0 + 1) * cell + (c0 + 1) * nb + o0
-        hist[idx] += v_rc00 * (1.0 - fo)
+        f0 = one - fo
+        idx = r0 * cell + c0 * nb + o0          # r0, c0 already offset by the padding
+        hist[idx] += v_rc00 * f0
         hist[idx + 1] += v_rc00 * fo
-        hist[idx + nb] += v_rc01 * (1.0 - fo)
+        hist[idx + nb] += v_rc01 * f0
         hist[idx + nb + 1] += v_rc01 * fo
-        hist[idx + cell] += v_rc10 * (1.0 - fo)
+        hist[idx + cell] += v_rc10 * f0
         hist[idx + cell + 1] += v_rc10 * fo
-        hist[idx + cell + nb] += v_rc11 * (1.0 - fo)
+        hist[idx + cell + nb] += v_rc11 * f0
         hist[idx + cell + nb + 1] += v_rc11 * fo
     k = 0
     for a in range(d):
@@ -663,6 +689,19 @@ def sift_descriptors(gauss, px, py, level, angle, scale, scale_factor, clip, roo
     ``[row bin, col bin, orientation bin]``.
     """
     K = px.shape[0]
-    for k in prange(K):
-        _descriptor_one(gauss[level[k]], px[k], py[k], angle[k], scale[k], scale_factor, clip,
-                        root, out[k])
+    H, W = gauss.shape[1:]
+    n_blocks = (K + KEYPOINT_BLOCK - 1) // KEYPOINT_BLOCK
+    for b in prange(n_blocks):
+        k0 = b * KEYPOINT_BLOCK
+        k1 = min(K, k0 + KEYPOINT_BLOCK)
+        largest = 0.0
+        for k in range(k0, k1):
+            largest = max(largest, scale[k])
+        radius = int(round(scale_factor * largest * math.sqrt(2.0) * (DESC_WIDTH + 1) * 0.5))
+        radius = min(radius, int(math.sqrt(float(H) * H + float(W) * W)))
+        side = 2 * radius + 1
+        scratch = np.empty((7, side * side), np.float32)
+        hist = np.empty((DESC_WIDTH + 2) * (DESC_WIDTH + 2) * (DESC_BINS + 2), np.float32)
+        for k in range(k0, k1):
+            _descriptor_one(gauss[level[k]], px[k], py[k], angle[k], scale[k], scale_factor,
+                            clip, root, scratch, hist, out[k])
