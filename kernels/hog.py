@@ -2,7 +2,7 @@
 
 Both follow Dalal & Triggs 2005 (gradient -> orientation histograms per cell -> normalisation
 over overlapping blocks), but differ in every detail, so each has its own kernels here. The API,
-validation and defaults are in :mod:`cvcore.features.hog`; the readable NumPy twins are in
+validation and defaults are in :mod:`cvcore.features._hog`; the readable NumPy twins are in
 :mod:`kernels.reference.hog`.
 
 scikit-image variant (``skimage.feature.hog``, version 0.26 ``_hog.py`` + ``_hoghistogram.pyx``)
@@ -13,13 +13,14 @@ scikit-image variant (``skimage.feature.hog``, version 0.26 ``_hog.py`` + ``_hog
    (first channel on ties).
 2. Orientation: ``theta = rad2deg(arctan2(g_row, g_col)) mod 180`` in [0, 180) degrees, float64
    ("unsigned" gradients; 0 deg points along +column, 90 deg along +row, i.e. downwards).
-   The arc-tangent itself is NumPy's (``np.arctan2``, computed by the caller) so that pixels lying
-   exactly on a bin edge (0, 45, 90 deg...) fall in the same bin as in scikit-image.
-3. Cell histograms: hard binning, no interpolation. Bin ``b`` holds ``e_b <= theta < e_{b+1}`` with
-   ``e_b = float32(float32(180 / B) * b)`` (scikit-image computes its edges in C ``float``). A cell is
-   ``cell_rows x cell_cols`` pixels starting at ``(i * cell_rows, j * cell_cols)``; pixels beyond the
-   last full cell are ignored. Value = (sum of ``hypot(g_col, g_row)`` in the bin, accumulated in
-   float32) / (number of pixels in a cell).
+   Only the bin matters, so most pixels are binned from a cheap polynomial estimate; those
+   within ``ANGLE_MARGIN`` of a bin edge are settled exactly, the last few by the caller with
+   NumPy's own ``arctan2`` (see :func:`skimage_cell_sums`).
+3. Cell histograms: hard binning, no interpolation. Bin ``b`` holds ``e_b <= theta < e_{b+1}``
+   with ``e_b = float32(float32(180 / B) * b)`` (scikit-image computes its edges in C
+   ``float``). A cell is ``cell_rows x cell_cols`` pixels starting at ``(i * cell_rows,
+   j * cell_cols)``; pixels beyond the last full cell are ignored. Value = (sum of the
+   magnitudes in the bin, accumulated in float32) / (number of pixels in a cell).
 4. Blocks: every ``block_rows x block_cols`` group of cells at a cell stride of one, normalised with
    L1, L1-sqrt, L2 or L2-Hys (eps = 1e-5), in float64. Layout ``(block_row, block_col, cell_row,
    cell_col, bin)``.
@@ -28,7 +29,7 @@ OpenCV variant (``cv::HOGDescriptor``, ``modules/objdetect/src/hog.cpp``)
 -----------------------------------------------------------------------
 1. Gradient on the padded image, borders by reflection (BORDER_REFLECT_101): ``dx = I[y, x+1] -
    I[y, x-1]``, ``dy = I[y+1, x] - I[y-1, x]`` in float32, after the optional gamma look-up
-   ``sqrt(I)``. Colour: the channel with the largest ``dx^2 + dy^2`` (tie rules below).
+   ``sqrt(I)``. Colour: the channel with the largest ``dx^2 + dy^2`` (ties: see opencv_gradients).
 2. Orientation: OpenCV's polynomial ``fastAtan2`` (degrees, |error| < 0.01 deg) converted to
    radians, then ``a = angle * nbins / pi - 0.5``; the magnitude ``sqrt(dx^2 + dy^2)`` is split
    linearly between bins ``floor(a)`` and ``floor(a) + 1`` (mod nbins): bin centres are at
@@ -40,7 +41,7 @@ OpenCV variant (``cv::HOGDescriptor``, ``modules/objdetect/src/hog.cpp``)
    Layout inside a block: ``(cell_x, cell_y, bin)`` (x-major, as OpenCV).
 4. Normalisation: L2-Hys: ``h / (||h|| + 0.1 * len(h))``, clip at 0.2, ``h / (||h|| + 1e-3)``.
 
-Nothing here validates its input; :mod:`cvcore.features.hog` does.
+Nothing here validates its input; :mod:`cvcore.features._hog` does.
 """
 import math
 
@@ -51,9 +52,13 @@ from numba import njit, prange
 
 RAD2DEG = 180.0 / math.pi           # np.rad2deg multiplies by exactly this constant
 SKIMAGE_EPS = 1e-5                  # skimage.feature._hog._hog_normalize_block, eps
-L2HYS_CLIP = 0.2                    # Dalal & Triggs 2005 / Lowe 2004 sec. 6.1, used by both variants
+L2HYS_CLIP = 0.2                    # Dalal & Triggs 2005 sec. 6.4 / Lowe 2004 sec. 6.1
 
 NORM_L1, NORM_L1_SQRT, NORM_L2, NORM_L2_HYS = 0, 1, 2, 3
+
+# Parallel loops over many small tasks (rows of cells, rows of blocks) hand each thread a
+# contiguous group of them, so that scratch buffers are allocated per group, not per task.
+TASK_GROUPS = 256
 
 # OpenCV's fastAtan2 polynomial in radians (core/src/mathfuncs_core.simd.hpp, atan2_p1..p7),
 # |error| < 0.0096 degree on [0, 1]: a cheap first estimate of the orientation.
@@ -139,12 +144,10 @@ def skimage_cell_sums(image, cell_rows, cell_cols, edges, sums,
     b45 = _bin_of(45.0, edges)
     b90 = _bin_of(90.0, edges)
     b135 = _bin_of(135.0, edges)
-    for t in prange(N * ncr):
-        n = t // ncr
-        i = t - n * ncr
-        acc = sums[n, i]
-        acc[:] = 0
-        deferred = 0
+    T = N * ncr                                 # tasks: one row of cells of one image
+    G = min(T, TASK_GROUPS)
+    for g in prange(G):
+        # scratch rows, allocated once per group of tasks
         row_gr = np.empty(W, image.dtype)
         row_gc = np.empty(W, image.dtype)
         best_gr = np.empty(span)
@@ -152,69 +155,75 @@ def skimage_cell_sums(image, cell_rows, cell_cols, edges, sums,
         best_m = np.empty(span, image.dtype)
         mags = np.empty(span)
         bins = np.empty(span, np.intp)
-        for r in range(i * cell_rows, (i + 1) * cell_rows):
-            # 1. gradient of the dominant channel
-            if C == 1:
-                _row_gradients(image, n, r, 0, span, row_gr, row_gc)
-                for c in range(span):
-                    best_gr[c] = row_gr[c]
-                    best_gc[c] = row_gc[c]
-            else:
-                best_m[:] = -1
-                for ch in range(C):
-                    _row_gradients(image, n, r, ch, span, row_gr, row_gc)
+        for t in range(g * T // G, (g + 1) * T // G):
+            n = t // ncr
+            i = t - n * ncr
+            acc = sums[n, i]
+            acc[:] = 0
+            deferred = 0
+            for r in range(i * cell_rows, (i + 1) * cell_rows):
+                # 1. gradient of the dominant channel
+                if C == 1:
+                    _row_gradients(image, n, r, 0, span, row_gr, row_gc)
                     for c in range(span):
-                        m = math.hypot(row_gr[c], row_gc[c])
-                        if m > best_m[c]:
-                            best_m[c] = m
-                            best_gr[c] = row_gr[c]
-                            best_gc[c] = row_gc[c]
-            # 2. magnitude and a bin estimate (branch-free: vectorises); -1 marks "not sure"
-            for c in range(span):
-                gr = best_gr[c]
-                gc = best_gc[c]
-                mags[c] = math.sqrt(gc * gc + gr * gr)
-                ax = abs(gc)
-                ay = abs(gr)
-                steep = ax < ay
-                z = (ax if steep else ay) / ((ay if steep else ax) + 1e-300)
-                z2 = z * z
-                a = (((ATAN_P7_64 * z2 + ATAN_P5_64) * z2 + ATAN_P3_64) * z2 + ATAN_P1_64) * z
-                a = 90.0 - a if steep else a
-                a = 180.0 - a if (gc < 0.0) != (gr < 0.0) else a     # fold into [0, 180]
-                b = int(a * per_degree)
-                b = B - 1 if b > B - 1 else b
-                near = (a - edges[b] < ANGLE_MARGIN) or (edges[b + 1] - a < ANGLE_MARGIN)
-                bins[c] = -1 if near else b
-            # 3. settle the uncertain ones and sum into the cells, in scikit-image's order
-            for j in range(ncc):
-                cell_acc = acc[j]
-                for c in range(j * cell_cols, (j + 1) * cell_cols):
-                    m = mags[c]
-                    if m == 0.0:
-                        continue
-                    b = bins[c]
-                    if b < 0:
-                        gr = best_gr[c]
-                        gc = best_gc[c]
-                        if gr == 0.0:
-                            b = 0                   # theta = 0 (or 180 - 180)
-                        elif gc == 0.0:
-                            b = b90
-                        elif gr == gc:
-                            b = b45
-                        elif gr == -gc:
-                            b = b135
-                        else:
-                            defer_gr[t, deferred] = gr
-                            defer_gc[t, deferred] = gc
-                            defer_cell[t, deferred] = j
-                            deferred += 1
+                        best_gr[c] = row_gr[c]
+                        best_gc[c] = row_gc[c]
+                else:
+                    best_m[:] = -1
+                    for ch in range(C):
+                        _row_gradients(image, n, r, ch, span, row_gr, row_gc)
+                        for c in range(span):
+                            m = math.hypot(row_gr[c], row_gc[c])
+                            if m > best_m[c]:
+                                best_m[c] = m
+                                best_gr[c] = row_gr[c]
+                                best_gc[c] = row_gc[c]
+                # 2. magnitude and a bin estimate (branch-free: vectorises); -1 marks "not sure"
+                for c in range(span):
+                    gr = best_gr[c]
+                    gc = best_gc[c]
+                    mags[c] = math.sqrt(gc * gc + gr * gr)
+                    ax = abs(gc)
+                    ay = abs(gr)
+                    steep = ax < ay
+                    z = (ax if steep else ay) / ((ay if steep else ax) + 1e-300)
+                    z2 = z * z
+                    a = (((ATAN_P7_64 * z2 + ATAN_P5_64) * z2 + ATAN_P3_64) * z2 + ATAN_P1_64) * z
+                    a = 90.0 - a if steep else a
+                    a = 180.0 - a if (gc < 0.0) != (gr < 0.0) else a     # fold into [0, 180]
+                    b = int(a * per_degree)
+                    b = B - 1 if b > B - 1 else b
+                    near = (a - edges[b] < ANGLE_MARGIN) or (edges[b + 1] - a < ANGLE_MARGIN)
+                    bins[c] = -1 if near else b
+                # 3. settle the uncertain ones and sum into the cells, in scikit-image's order
+                for j in range(ncc):
+                    cell_acc = acc[j]
+                    for c in range(j * cell_cols, (j + 1) * cell_cols):
+                        m = mags[c]
+                        if m == 0.0:
                             continue
+                        b = bins[c]
                         if b < 0:
-                            continue
-                    cell_acc[b] = np.float32(np.float64(cell_acc[b]) + m)
-        defer_count[t] = deferred
+                            gr = best_gr[c]
+                            gc = best_gc[c]
+                            if gr == 0.0:
+                                b = 0                   # theta = 0 (or 180 - 180)
+                            elif gc == 0.0:
+                                b = b90
+                            elif gr == gc:
+                                b = b45
+                            elif gr == -gc:
+                                b = b135
+                            else:
+                                defer_gr[t, deferred] = gr
+                                defer_gc[t, deferred] = gc
+                                defer_cell[t, deferred] = j
+                                deferred += 1
+                                continue
+                            if b < 0:
+                                continue
+                        cell_acc[b] = np.float32(np.float64(cell_acc[b]) + m)
+            defer_count[t] = deferred
 
 
 @njit(cache=True, error_model="numpy")
@@ -245,30 +254,56 @@ def add_deferred(sums, row, cell, bins, g_row, g_col):
 
 
 @njit(cache=True, error_model="numpy")
+def _sum_abs(v):
+    """Sum of ``|v|`` with four running partial sums (independent chains run in parallel)."""
+    s0 = s1 = s2 = s3 = 0.0
+    n4 = v.size - v.size % 4
+    for k in range(0, n4, 4):
+        s0 += abs(v[k])
+        s1 += abs(v[k + 1])
+        s2 += abs(v[k + 2])
+        s3 += abs(v[k + 3])
+    for k in range(n4, v.size):
+        s0 += abs(v[k])
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True, error_model="numpy")
+def _sum_squares(v):
+    """Sum of ``v ** 2`` with four running partial sums."""
+    s0 = s1 = s2 = s3 = 0.0
+    n4 = v.size - v.size % 4
+    for k in range(0, n4, 4):
+        s0 += v[k] * v[k]
+        s1 += v[k + 1] * v[k + 1]
+        s2 += v[k + 2] * v[k + 2]
+        s3 += v[k + 3] * v[k + 3]
+    for k in range(n4, v.size):
+        s0 += v[k] * v[k]
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True, error_model="numpy")
 def _normalize_block(block, norm, eps):
-    """Normalise one flattened block in place with the scikit-image formulas (float64)."""
+    """Normalise one flattened block in place with the scikit-image formulas (float64).
+
+    The sums are not added in NumPy's order (pairwise); they differ in the last bits only.
+    """
     if norm == NORM_L1 or norm == NORM_L1_SQRT:
-        s = 0.0
-        for k in range(block.size):
-            s += abs(block[k])
-        s += eps
+        s = _sum_abs(block) + eps
         for k in range(block.size):
             block[k] = block[k] / s
-            if norm == NORM_L1_SQRT:
+        if norm == NORM_L1_SQRT:
+            for k in range(block.size):
                 block[k] = math.sqrt(block[k])
     else:
-        s = 0.0
-        for k in range(block.size):
-            s += block[k] * block[k]
-        s = math.sqrt(s + eps * eps)
+        s = math.sqrt(_sum_squares(block) + eps * eps)
         for k in range(block.size):
             block[k] = block[k] / s
         if norm == NORM_L2_HYS:
-            s = 0.0
             for k in range(block.size):
-                block[k] = min(block[k], L2HYS_CLIP)
-                s += block[k] * block[k]
-            s = math.sqrt(s + eps * eps)
+                block[k] = L2HYS_CLIP if block[k] > L2HYS_CLIP else block[k]
+            s = math.sqrt(_sum_squares(block) + eps * eps)
             for k in range(block.size):
                 block[k] = block[k] / s
 
@@ -289,24 +324,27 @@ def skimage_normalize_blocks(hist, block_rows, block_cols, norm, out):
     """
     N, nbr, nbc = out.shape[:3]
     B = hist.shape[3]
-    for t in prange(N * nbr):
-        n = t // nbr
-        i = t - n * nbr
+    T = N * nbr                                 # tasks: one row of blocks of one image
+    G = min(T, TASK_GROUPS)
+    for g in prange(G):
         block = np.empty(block_rows * block_cols * B)
-        for j in range(nbc):
-            k = 0
-            for u in range(block_rows):
-                for v in range(block_cols):
-                    for b in range(B):
-                        block[k] = hist[n, i + u, j + v, b]
-                        k += 1
-            _normalize_block(block, norm, SKIMAGE_EPS)
-            k = 0
-            for u in range(block_rows):
-                for v in range(block_cols):
-                    for b in range(B):
-                        out[n, i, j, u, v, b] = block[k]
-                        k += 1
+        for t in range(g * T // G, (g + 1) * T // G):
+            n = t // nbr
+            i = t - n * nbr
+            for j in range(nbc):
+                k = 0
+                for u in range(block_rows):
+                    for v in range(block_cols):
+                        for b in range(B):
+                            block[k] = hist[n, i + u, j + v, b]
+                            k += 1
+                _normalize_block(block, norm, SKIMAGE_EPS)
+                k = 0
+                for u in range(block_rows):
+                    for v in range(block_cols):
+                        for b in range(B):
+                            out[n, i, j, u, v, b] = block[k]
+                            k += 1
 
 
 # --- OpenCV variant -------------------------------------------------------------------------

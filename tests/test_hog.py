@@ -163,6 +163,10 @@ def test_batch_rows_equal_single_calls(rng):
     assert out.shape == (7, 1296) and out.dtype == np.float32
     for n in range(7):
         np.testing.assert_array_equal(out[n], hog(x[n], 9, (4, 4), (2, 2), "L2-Hys"))
+    u8 = (x * 255).astype(np.uint8)
+    single = hog_batch(u8, 9, (4, 4), (2, 2), dtype=np.float32)   # computed in float64
+    assert single.dtype == np.float32
+    np.testing.assert_array_equal(single, hog_batch(u8, 9, (4, 4), (2, 2)).astype(np.float32))
     rgb = rng.random((3, 20, 24, 3))
     out = hog_batch(rgb, 6, (5, 6), (2, 2), "L1", channel_axis=-1)
     np.testing.assert_array_equal(out[2], hog(rgb[2], 6, (5, 6), (2, 2), "L1", channel_axis=-1))
@@ -379,3 +383,16 @@ def test_docstring_examples_run():
     import cvcore.features._hog as module
     result = doctest.testmod(module)
     assert result.attempted >= 3 and result.failed == 0
+
+
+def test_example_script_writes_the_picture(tmp_path):
+    import runpy
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "examples" / "hog_picture.py"
+    image = dataset_path("test-images", "box.pgm")
+    example = runpy.run_path(str(script))                  # defines, does not run, main()
+    out = tmp_path / "box_hog.png"
+    example["main"]([str(image), "--cell", "12", "--out", str(out)])
+    from PIL import Image
+    with Image.open(out) as im:
+        assert im.size[0] > im.size[1] and im.getextrema()[0][1] > 0
