@@ -172,7 +172,9 @@ def images(draw):
         info = np.iinfo(dtype)
         elements = st.integers(int(info.min), int(info.max))
     base = draw(hnp.arrays(dtype, (shape[0] * 2, shape[1] * 2), elements=elements))
-    view = draw(st.sampled_from(["contiguous", "strided", "reversed", "transposed"]))
+    view = draw(st.sampled_from(["contiguous", "strided", "reversed", "transposed", "channels"]))
+    if view == "channels":                   # (H, W, C) view with C = 2, channel-strided
+        return np.stack([base, base[::-1]], axis=-1)[::2]
     if view == "strided":
         return base[::2, ::2]
     if view == "reversed":
@@ -193,7 +195,10 @@ def test_property_any_input_matches_scipy(image, kernel, mode, flip, cval):
     ours, theirs = (convolve, ndi.convolve) if flip else (correlate, ndi.correlate)
     got = ours(image, kernel, mode=mode, cval=cval)
     as32 = image.astype(np.float32).astype(np.float64)
-    want = theirs(as32, kernel, mode=mode, cval=cval)
+    if image.ndim == 3:                      # per channel: a (kh, kw, 1) kernel in SciPy
+        want = theirs(as32, kernel[:, :, None], mode=mode, cval=cval)
+    else:
+        want = theirs(as32, kernel, mode=mode, cval=cval)
     assert got.shape == image.shape and got.dtype == np.float32
     assert np.abs(got - want).max() <= bound(kernel, as32, cval) + 1e-30
 
@@ -206,7 +211,8 @@ def test_property_rank1_kernels(image, ky, kx, mode):
     kernel = np.outer(ky, kx)
     got = correlate(image, kernel, mode=mode, cval=1.5)
     as32 = image.astype(np.float32).astype(np.float64)
-    want = ndi.correlate(as32, kernel, mode=mode, cval=1.5)
+    k = kernel[:, :, None] if image.ndim == 3 else kernel
+    want = ndi.correlate(as32, k, mode=mode, cval=1.5)
     assert np.abs(got - want).max() <= bound(kernel, as32, 1.5) + 1e-30
 
 
@@ -234,3 +240,18 @@ def test_errors(image, kernel, kwargs, exc, words):
     for fn in (correlate, convolve):
         with pytest.raises(exc, match=words):
             fn(image, kernel, **kwargs)
+
+
+def test_one_compiled_signature_per_kernel():
+    """Compile time is part of the user's wait: every dtype, layout and mode reaches the
+    kernels as the same types (float32 C-contiguous planes, int64 maps, Python scalars)."""
+    import kernels.conv as kc
+    rng = np.random.default_rng(7)
+    for image in [rng.random((6, 5)), (rng.random((5, 6, 3)) * 255).astype(np.uint8),
+                  rng.random((9, 9)).astype(np.float32)[::-2, ::3], np.ones((4, 4), bool)]:
+        for mode in MODES:
+            correlate(image, rng.standard_normal((3, 2)), mode=mode, cval=1)
+            convolve(image, np.outer([1, 2], [3, 4, 5]), mode=mode)
+    assert len(kc.correlate2d.signatures) == 1
+    assert len(kc.correlate_separable.signatures) == 1
+    assert len(kc.border_map.signatures) == 1

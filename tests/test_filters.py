@@ -191,6 +191,10 @@ def test_property_median_and_gaussian(image, size, mode, reverse):
     got = gaussian(image, (size[0] / 3, size[1] / 4), mode=mode)
     want = ndi.gaussian_filter(as32.astype(np.float64), (size[0] / 3, size[1] / 4), mode=mode)
     assert np.abs(got - want).max() <= 1e-5 * max(np.abs(as32).max(), 1e-30)
+    for axis in (0, 1):
+        got = sobel(image, axis, mode=mode)
+        want = ndi.sobel(as32.astype(np.float64), axis, mode=mode)
+        assert np.abs(got - want).max() <= 8e-5 * max(np.abs(as32).max(), 1e-30)
 
 
 # ---------------------------------------------------------------- errors
