@@ -141,6 +141,7 @@ def skimage_cell_sums(image, cell_rows, cell_cols, edges, sums,
     ncr, ncc, B = sums.shape[1:]
     per_degree = B / 180.0
     span = ncc * cell_cols
+    margin_bins = ANGLE_MARGIN * per_degree
     b45 = _bin_of(45.0, edges)
     b90 = _bin_of(90.0, edges)
     b135 = _bin_of(135.0, edges)
@@ -191,9 +192,12 @@ def skimage_cell_sums(image, cell_rows, cell_cols, edges, sums,
                     a = (((ATAN_P7_64 * z2 + ATAN_P5_64) * z2 + ATAN_P3_64) * z2 + ATAN_P1_64) * z
                     a = 90.0 - a if steep else a
                     a = 180.0 - a if (gc < 0.0) != (gr < 0.0) else a     # fold into [0, 180]
-                    b = int(a * per_degree)
-                    b = B - 1 if b > B - 1 else b
-                    near = (a - edges[b] < ANGLE_MARGIN) or (edges[b + 1] - a < ANGLE_MARGIN)
+                    # distance to the nearest edge of the uniform grid k * 180 / B, in bins (the
+                    # float32 edges lie within 1e-5 degree of it, far inside the margin)
+                    u = a * per_degree
+                    b = int(u)
+                    frac = u - b
+                    near = (frac < margin_bins) or (frac > 1.0 - margin_bins)
                     bins[c] = -1 if near else b
                 # 3. settle the uncertain ones and sum into the cells, in scikit-image's order
                 for j in range(ncc):
