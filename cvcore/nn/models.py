@@ -1,0 +1,197 @@
+"""Residual networks (He et al. 2016) with torchvision's module names.
+
+Two families share one :class:`ResNet` class:
+
+* **ImageNet-style** (``resnet18``, ``resnet50``; He et al. 2016, table 1): 7x7/2 convolution with
+  64 channels, batch norm, ReLU, 3x3/2 max pool, four stages of 64/128/256/512 planes (strides
+  1/2/2/2), global average pool, fully connected layer. Names exactly as torchvision's
+  ``resnet18`` / ``resnet50``: ``conv1, bn1, relu, maxpool, layer1..layer4, avgpool, fc``, so a
+  torchvision state dict loads without renaming.
+* **CIFAR-style** (``resnet20``, ``resnet32``, ``resnet56``; He et al. 2016, sec. 4.2): 3x3
+  convolution with 16 channels, batch norm, ReLU, three stages of ``n`` BasicBlocks with 16/32/64
+  planes (strides 1/2/2), global average pool, fully connected layer; depth ``6n + 2``. Where the
+  shape changes the shortcut is a projection (1x1 conv + BN, the paper's option B) rather than
+  the paper's zero-padding option A, so the layout is torchvision's (``layer2.0.downsample.0``).
+
+Initialisation is torchvision's: convolutions ``kaiming_normal_(mode="fan_out",
+nonlinearity="relu")`` (He et al. 2015, eq. 14 with the fan-out), i.e. N(0, 2 / (K kh kw));
+batch norm weight 1 and bias 0; the classifier keeps ``nn.Linear``'s default; with
+``zero_init_residual`` the last batch norm of every block starts at weight 0 (Goyal et al. 2017),
+so each block starts as the identity.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cvcore._validate import check_int
+from cvcore.nn.blocks import BasicBlock, Bottleneck, conv1x1
+from cvcore.nn.conv import Conv2d
+from cvcore.nn.layers import (NESTED, AdaptiveAvgPool2d, BatchNorm2d, Linear, MaxPool2d, ReLU,
+                              Sequential, _as_input, _CachingModule, call_child, top_level)
+
+__all__ = ["ResNet", "resnet20", "resnet32", "resnet56", "resnet18", "resnet50"]
+
+IMAGENET_WIDTHS = (64, 128, 256, 512)   # He et al. 2016, table 1
+CIFAR_WIDTHS = (16, 32, 64)             # He et al. 2016, sec. 4.2
+RELU_GAIN = math.sqrt(2.0)              # torch.nn.init.calculate_gain("relu")
+
+
+class ResNet(_CachingModule):
+    """A residual network: stem, stages of residual blocks, global average pool, classifier.
+
+    Parameters
+    ----------
+    block : BasicBlock or Bottleneck (the class)
+    layers : sequence of int
+        Blocks per stage; one stage per entry (4 for ImageNet-style, 3 for CIFAR-style).
+    num_classes : int
+        Outputs of ``fc``.
+    in_channels : int
+        Channels of the input images.
+    stem : {"imagenet", "cifar"}
+        ``"imagenet"``: conv 7x7/2 (64) + BN + ReLU + max pool 3x3/2; ``"cifar"``: conv 3x3/1
+        + BN + ReLU, no pooling.
+    widths : sequence of int, optional
+        Planes per stage (default 64/128/256/512 or 16/32/64 by stem); the first is also the
+        stem's width.
+    zero_init_residual : bool
+        Start the last BN of every block at weight 0.
+    rng : numpy.random.Generator, int or None
+        Source of the initial weights.
+
+    Notes
+    -----
+    ``model(x)`` with ``x`` (N, in_channels, H, W) returns logits (N, num_classes);
+    ``model.backward(dlogits)`` (after a training-mode forward) fills every ``.grad`` and returns
+    ``dx``. Errors name the layer by its dotted path (``"layer2.0.conv1: ..."``).
+    """
+
+    def __init__(self, block, layers, num_classes=1000, in_channels=3, stem="imagenet",
+                 widths=None, zero_init_residual=False, rng=None):
+        super().__init__()
+        if block not in (BasicBlock, Bottleneck):
+            raise TypeError(f"block must be BasicBlock or Bottleneck, got {block!r}")
+        if stem not in ("imagenet", "cifar"):
+            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+        layers = [check_int(n, "blocks per stage", 1) for n in layers]
+        widths = tuple(widths) if widths is not None else (
+            IMAGENET_WIDTHS if stem == "imagenet" else CIFAR_WIDTHS)[:len(layers)]
+        if len(widths) != len(layers):
+            raise ValueError(f"{len(layers)} stages need {len(layers)} widths, got {widths}")
+        self.num_classes = check_int(num_classes, "num_classes", 1)
+        self.in_channels = check_int(in_channels, "in_channels", 1)
+        self.stem = stem
+        rng = np.random.default_rng(rng)
+        self.inplanes = widths[0]
+        if stem == "imagenet":
+            self.conv1 = Conv2d(in_channels, self.inplanes, kernel_size=7, stride=2, padding=3,
+                                bias=False, rng=rng)
+        else:
+            self.conv1 = Conv2d(in_channels, self.inplanes, kernel_size=3, stride=1, padding=1,
+                                bias=False, rng=rng)
+        self.bn1 = BatchNorm2d(self.inplanes)
+        self.relu = ReLU(inplace=True)
+        if stem == "imagenet":
+            self.maxpool = MaxPool2d(kernel_size=3, stride=2, padding=1)
+        for i, (planes, blocks) in enumerate(zip(widths, layers)):
+            stride = 1 if i == 0 else 2
+            setattr(self, f"layer{i + 1}", self._make_layer(block, planes, blocks, stride, rng))
+        self.avgpool = AdaptiveAvgPool2d((1, 1))
+        self.fc = Linear(widths[-1] * block.expansion, num_classes, rng=rng)
+        self._stage_names = tuple(f"layer{i + 1}" for i in range(len(layers)))
+        self._init_weights(rng, zero_init_residual)
+
+    def _make_layer(self, block, planes, blocks, stride, rng):
+        """torchvision's ``_make_layer``: the first block strides and projects if needed."""
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = Sequential(conv1x1(self.inplanes, planes * block.expansion, stride,
+                                            rng=rng),
+                                    BatchNorm2d(planes * block.expansion))
+        out = [block(self.inplanes, planes, stride, downsample, rng=rng)]
+        self.inplanes = planes * block.expansion
+        for _ in range(1, blocks):
+            out.append(block(self.inplanes, planes, rng=rng))
+        return Sequential(*out)
+
+    def _init_weights(self, rng, zero_init_residual):
+        for m in self.modules():
+            if isinstance(m, Conv2d):
+                K, _, kh, kw = m.weight.data.shape
+                std = RELU_GAIN / math.sqrt(K * kh * kw)       # kaiming_normal_, mode="fan_out"
+                m.weight.data[...] = rng.normal(0.0, std, m.weight.data.shape)
+            elif isinstance(m, BatchNorm2d):
+                m.weight.data[...] = 1.0
+                m.bias.data[...] = 0.0
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    m.bn3.weight.data[...] = 0.0
+                elif isinstance(m, BasicBlock):
+                    m.bn2.weight.data[...] = 0.0
+
+    def extra_repr(self):
+        return f"stem={self.stem!r}, num_classes={self.num_classes}"
+
+    def _label(self):
+        return "ResNet"
+
+    def _children_in_order(self):
+        names = ["conv1", "bn1", "relu"] + (["maxpool"] if self.stem == "imagenet" else [])
+        return names + list(self._stage_names) + ["avgpool"]
+
+    def forward(self, x):
+        """Logits (N, num_classes) of images ``x`` (N, in_channels, H, W)."""
+        # conv1 checks the channel count, the spatial size and NaN, naming itself
+        x = _as_input(x, "ResNet input", ndim=4, check_nan=False)
+        dtype = self.conv1.weight.data.dtype
+        x = np.ascontiguousarray(x, dtype=dtype)       # compute in the parameters' precision
+        with NESTED:
+            for name in self._children_in_order():
+                x = call_child(name, getattr(self, name).forward, x)
+            pooled_shape = x.shape
+            logits = call_child("fc", self.fc.forward, x.reshape(x.shape[0], -1))
+        self._keep(pooled_shape, logits)
+        return logits
+
+    def backward(self, dlogits):
+        """Fill ``.grad`` of every parameter that requires it; return ``dx`` (N, C, H, W)."""
+        pooled_shape, dlogits = self._take(dlogits)
+        d = call_child("fc", self.fc.backward, dlogits).reshape(pooled_shape)
+        for name in reversed(self._children_in_order()):
+            d = call_child(name, getattr(self, name).backward, d)
+        return d
+
+
+def _cifar(depth_n, num_classes, in_channels, zero_init_residual, rng):
+    return ResNet(BasicBlock, [depth_n] * 3, num_classes=num_classes, in_channels=in_channels,
+                  stem="cifar", zero_init_residual=zero_init_residual, rng=rng)
+
+
+def resnet20(num_classes=10, in_channels=3, zero_init_residual=False, rng=None) -> ResNet:
+    """ResNet-20 for 32x32 images (He et al. 2016, sec. 4.2, n = 3; 0.27 M parameters)."""
+    return _cifar(3, num_classes, in_channels, zero_init_residual, rng)
+
+
+def resnet32(num_classes=10, in_channels=3, zero_init_residual=False, rng=None) -> ResNet:
+    """ResNet-32 for 32x32 images (He et al. 2016, sec. 4.2, n = 5)."""
+    return _cifar(5, num_classes, in_channels, zero_init_residual, rng)
+
+
+def resnet56(num_classes=10, in_channels=3, zero_init_residual=False, rng=None) -> ResNet:
+    """ResNet-56 for 32x32 images (He et al. 2016, sec. 4.2, n = 9)."""
+    return _cifar(9, num_classes, in_channels, zero_init_residual, rng)
+
+
+def resnet18(num_classes=1000, in_channels=3, zero_init_residual=False, rng=None) -> ResNet:
+    """ResNet-18 (He et al. 2016, table 1; torchvision's layout, 11.7 M parameters)."""
+    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, in_channels=in_channels,
+                  stem="imagenet", zero_init_residual=zero_init_residual, rng=rng)
+
+
+def resnet50(num_classes=1000, in_channels=3, zero_init_residual=False, rng=None) -> ResNet:
+    """ResNet-50 (He et al. 2016, table 1; torchvision's v1.5 layout, 25.6 M parameters)."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, in_channels=in_channels,
+                  stem="imagenet", zero_init_residual=zero_init_residual, rng=rng)

@@ -1,0 +1,361 @@
+"""Residual blocks and ResNets: gradient checks in float64, torchvision names, initialisation,
+agreement with the same networks built in PyTorch (training and eval mode), freezing, errors."""
+import math
+
+import numpy as np
+import pytest
+
+from cvcore import nn
+from cvcore.nn.blocks import BasicBlock, Bottleneck
+from cvcore.nn.gradcheck import gradcheck
+from cvcore.nn.models import resnet18, resnet20, resnet32, resnet50, resnet56
+
+GC = dict(atol=1e-6, rtol=1e-4)
+RTOL, ATOL = 1e-4, 1e-5          # the issue's float32 tolerance against PyTorch
+
+
+# ------------------------------------------------------------------------------------------------
+# blocks: gradient checks in float64
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("inplanes, planes, stride", [(4, 4, 1), (3, 5, 2)])
+def test_basic_block_gradcheck(rng, inplanes, planes, stride):
+    block = BasicBlock(inplanes, planes, stride, downsample=True, rng=1)
+    assert (block.downsample is None) == (stride == 1 and inplanes == planes)
+    gradcheck(block, rng.standard_normal((2, inplanes, 5, 5)), **GC)
+
+
+@pytest.mark.parametrize("inplanes, planes, stride", [(8, 2, 1), (4, 2, 2)])
+def test_bottleneck_gradcheck(rng, inplanes, planes, stride):
+    block = Bottleneck(inplanes, planes, stride, downsample=True, rng=1)
+    assert (block.downsample is None) == (stride == 1 and inplanes == planes * 4)
+    gradcheck(block, rng.standard_normal((2, inplanes, 5, 5)), **GC)
+
+
+def test_tiny_resnet_gradcheck(rng):
+    """A whole network (stem, max pool, two stages, head) in float64, a sample of entries."""
+    model = nn.ResNet(BasicBlock, [1, 1], num_classes=3, in_channels=2, widths=(4, 6), rng=0)
+    gradcheck(model, rng.standard_normal((2, 2, 12, 12)), max_entries=6, **GC)
+
+
+# ------------------------------------------------------------------------------------------------
+# names, sizes, initialisation
+# ------------------------------------------------------------------------------------------------
+def test_parameter_counts_match_the_references():
+    # torchvision: resnet18 11,689,512 and resnet50 25,557,032 parameters (1000 classes);
+    # ResNet-20/56 with projection shortcuts: 0.27 M / 0.86 M (He et al. 2016, table 6: 0.27 M,
+    # 0.85 M with option A; B adds the 1x1 projections).
+    count = lambda m: sum(p.data.size for p in m.parameters())
+    assert count(resnet18()) == 11_689_512
+    assert count(resnet50()) == 25_557_032
+    assert count(resnet20()) == 272_474
+    # each extra BasicBlock per stage: two 3x3 convs (w x w x 9) and two BNs (2 w each)
+    per_round = sum(2 * w * w * 9 + 4 * w for w in (16, 32, 64))
+    assert count(resnet32()) == count(resnet20()) + 2 * per_round
+    assert count(resnet56()) == count(resnet20()) + 6 * per_round
+
+
+def test_torchvision_names():
+    sd = resnet50().state_dict()
+    for key in ["conv1.weight", "bn1.running_var", "bn1.num_batches_tracked",
+                "layer1.0.downsample.0.weight", "layer2.0.downsample.1.running_mean",
+                "layer4.2.conv3.weight", "layer4.2.bn3.bias", "fc.weight", "fc.bias"]:
+        assert key in sd
+    assert sd["layer2.0.conv2.weight"].shape == (128, 128, 3, 3)     # v1.5: stride on the 3x3
+    sd = resnet20().state_dict()
+    assert "layer1.0.downsample.0.weight" not in sd
+    assert sd["layer2.0.downsample.0.weight"].shape == (32, 16, 1, 1)
+    assert sd["fc.weight"].shape == (10, 64) and "layer4.0.conv1.weight" not in sd
+
+
+def test_initialisation_is_torchvisions():
+    model = resnet18(rng=0)
+    w = model.layer3[0].conv1.weight.data                 # (256, 128, 3, 3), fan_out 256*9
+    assert w.std() == pytest.approx(math.sqrt(2 / (256 * 9)), rel=0.02)
+    assert abs(w.mean()) < 1e-3
+    assert (model.layer1[0].bn1.weight.data == 1).all() and (model.bn1.bias.data == 0).all()
+    assert np.abs(model.fc.weight.data).max() <= 1 / math.sqrt(512)
+    zero = resnet50(zero_init_residual=True, rng=0)
+    assert (zero.layer1[0].bn3.weight.data == 0).all() and (zero.layer1[0].bn2.weight.data == 1).all()
+    assert (resnet20(zero_init_residual=True).layer3[2].bn2.weight.data == 0).all()
+    a, b = resnet20(rng=5), resnet20(rng=5)
+    assert all(np.array_equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+
+
+# ------------------------------------------------------------------------------------------------
+# agreement with PyTorch: the same networks built by hand from torch.nn (no torchvision)
+# ------------------------------------------------------------------------------------------------
+def _torch_resnet_classes(tnn):
+    class TBasicBlock(tnn.Module):
+        expansion = 1
+
+        def __init__(self, inplanes, planes, stride=1, downsample=None):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(planes)
+            self.relu = tnn.ReLU(inplace=True)
+            self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+            self.bn2 = tnn.BatchNorm2d(planes)
+            self.downsample = downsample
+
+        def forward(self, x):
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            identity = x if self.downsample is None else self.downsample(x)
+            return self.relu(out + identity)
+
+    class TBottleneck(tnn.Module):
+        expansion = 4
+
+        def __init__(self, inplanes, planes, stride=1, downsample=None):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(inplanes, planes, 1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(planes)
+            self.conv2 = tnn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+            self.bn2 = tnn.BatchNorm2d(planes)
+            self.conv3 = tnn.Conv2d(planes, planes * 4, 1, bias=False)
+            self.bn3 = tnn.BatchNorm2d(planes * 4)
+            self.relu = tnn.ReLU(inplace=True)
+            self.downsample = downsample
+
+        def forward(self, x):
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.relu(self.bn2(self.conv2(out)))
+            out = self.bn3(self.conv3(out))
+            identity = x if self.downsample is None else self.downsample(x)
+            return self.relu(out + identity)
+
+    class TResNet(tnn.Module):
+        def __init__(self, block, layers, num_classes, in_channels, stem):
+            super().__init__()
+            widths = (64, 128, 256, 512) if stem == "imagenet" else (16, 32, 64)
+            self.inplanes = widths[0]
+            self.stem = stem
+            if stem == "imagenet":
+                self.conv1 = tnn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+            else:
+                self.conv1 = tnn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(widths[0])
+            self.relu = tnn.ReLU(inplace=True)
+            if stem == "imagenet":
+                self.maxpool = tnn.MaxPool2d(3, 2, 1)
+            self.stages = len(layers)
+            for i, (planes, n) in enumerate(zip(widths, layers)):
+                setattr(self, f"layer{i + 1}", self._make_layer(block, planes, n,
+                                                                1 if i == 0 else 2))
+            self.avgpool = tnn.AdaptiveAvgPool2d((1, 1))
+            self.fc = tnn.Linear(widths[-1] * block.expansion, num_classes)
+
+        def _make_layer(self, block, planes, n, stride):
+            downsample = None
+            if stride != 1 or self.inplanes != planes * block.expansion:
+                downsample = tnn.Sequential(
+                    tnn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
+                    tnn.BatchNorm2d(planes * block.expansion))
+            out = [block(self.inplanes, planes, stride, downsample)]
+            self.inplanes = planes * block.expansion
+            out += [block(self.inplanes, planes) for _ in range(1, n)]
+            return tnn.Sequential(*out)
+
+        def forward(self, x):
+            x = self.relu(self.bn1(self.conv1(x)))
+            if self.stem == "imagenet":
+                x = self.maxpool(x)
+            for i in range(self.stages):
+                x = getattr(self, f"layer{i + 1}")(x)
+            return self.fc(torch_flatten(self.avgpool(x)))
+
+    def torch_flatten(x):
+        return x.reshape(x.shape[0], -1)
+
+    return TBasicBlock, TBottleneck, TResNet
+
+
+@pytest.fixture(scope="module")
+def torch_models():
+    torch = pytest.importorskip("torch")
+    return (torch,) + _torch_resnet_classes(torch.nn)
+
+
+def _randomise_bn(model, rng, last_bn_weight=None):
+    """Non-trivial affine parameters and running statistics, so eval mode tests them too."""
+    for name, m in model.named_modules():
+        if isinstance(m, nn.BatchNorm2d):
+            C = m.num_features
+            m.weight.data[...] = rng.uniform(0.5, 1.5, C)
+            m.bias.data[...] = rng.normal(0, 0.2, C)
+            m.running_mean[...] = rng.normal(0, 0.2, C)
+            m.running_var[...] = rng.uniform(0.5, 2.0, C)
+            if last_bn_weight is not None and name.endswith(".bn3"):
+                m.weight.data[...] *= last_bn_weight
+
+
+def _compare_with_torch(torch, model, tmodel, x, y):
+    """One training step's numbers (logits, loss, dx, every gradient, running statistics) and
+    eval-mode logits."""
+    missing = tmodel.load_state_dict({k: torch.from_numpy(np.array(v))
+                                      for k, v in model.state_dict().items()}, strict=True)
+    assert not missing.missing_keys and not missing.unexpected_keys
+    model.train()
+    tmodel.train()
+    criterion = nn.CrossEntropyLoss()
+    logits = model(x)
+    loss = criterion(logits, y)
+    dx = model.backward(criterion.backward())
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    tlogits = tmodel(xt)
+    tloss = torch.nn.CrossEntropyLoss()(tlogits, torch.from_numpy(y))
+    tloss.backward()
+    np.testing.assert_allclose(logits, tlogits.detach().numpy(), rtol=RTOL, atol=ATOL)
+    assert loss == pytest.approx(tloss.item(), rel=RTOL, abs=ATOL)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=RTOL, atol=ATOL)
+    tparams = dict(tmodel.named_parameters())
+    assert set(tparams) == {k for k, _ in model.named_parameters()}
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad, tparams[name].grad.numpy(), rtol=RTOL, atol=ATOL,
+                                   err_msg=name)
+    tstate = tmodel.state_dict()
+    for name, value in model.state_dict().items():
+        if "running" in name or "num_batches" in name:
+            np.testing.assert_allclose(value, tstate[name].numpy(), rtol=1e-5, atol=1e-6,
+                                       err_msg=name)
+    model.eval()
+    tmodel.eval()
+    with torch.no_grad():
+        tlogits = tmodel(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model(x), tlogits, rtol=RTOL, atol=ATOL)
+
+
+def test_resnet20_matches_torch(torch_models, rng):
+    torch, TBasic, _, TResNet = torch_models
+    torch.manual_seed(0)
+    model = resnet20(num_classes=10, rng=3)
+    _randomise_bn(model, rng)
+    x = rng.standard_normal((8, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, 8)
+    _compare_with_torch(torch, model, TResNet(TBasic, [3, 3, 3], 10, 3, "cifar"), x, y)
+
+
+def test_resnet50_matches_torch(torch_models, rng):
+    """ResNet-50 at 4x3x64x64. The last BN of each block is scaled by 0.2, as a trained network's
+    are small: with every BN weight near 1 this 50-layer float32 problem is ill-conditioned (its
+    gradients reach ~100 and PyTorch's own float32 gradients differ from its float64 ones by 2%,
+    far outside 1e-4); the float64 test below covers that initialisation exactly."""
+    torch, _, TBottle, TResNet = torch_models
+    model = resnet50(num_classes=10, rng=4)
+    _randomise_bn(model, rng, last_bn_weight=0.2)
+    x = rng.standard_normal((4, 3, 64, 64)).astype(np.float32)
+    y = rng.integers(0, 10, 4)
+    _compare_with_torch(torch, model, TResNet(TBottle, [3, 4, 6, 3], 10, 3, "imagenet"), x, y)
+
+
+def test_resnet50_matches_torch_in_float64_at_init(torch_models, rng):
+    torch, _, TBottle, TResNet = torch_models
+    model = resnet50(num_classes=10, rng=0)
+    tmodel = TResNet(TBottle, [3, 4, 6, 3], 10, 3, "imagenet").double()
+    tmodel.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()})
+    for p in model.parameters():
+        p.data = p.data.astype(np.float64)
+    x = rng.standard_normal((2, 3, 64, 64))
+    y = rng.integers(0, 10, 2)
+    criterion = nn.CrossEntropyLoss()
+    logits = model(x)
+    criterion(logits, y)
+    model.backward(criterion.backward())
+    tlogits = tmodel(torch.from_numpy(x))
+    torch.nn.CrossEntropyLoss()(tlogits, torch.from_numpy(y)).backward()
+    np.testing.assert_allclose(logits, tlogits.detach().numpy(), rtol=1e-9, atol=1e-10)
+    tparams = dict(tmodel.named_parameters())
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad, tparams[name].grad.numpy(), rtol=1e-7, atol=1e-9,
+                                   err_msg=name)
+
+
+# ------------------------------------------------------------------------------------------------
+# module contract: freezing, state dicts, modes
+# ------------------------------------------------------------------------------------------------
+def test_freezing_for_fine_tuning(rng):
+    model = resnet20(num_classes=4, rng=0)
+    model.requires_grad_(False)
+    model.fc.requires_grad_(True)
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    criterion = nn.CrossEntropyLoss()
+    criterion(model(x), np.array([1, 3]))
+    dx = model.backward(criterion.backward())
+    assert dx.shape == x.shape
+    for name, p in model.named_parameters():
+        assert (p.grad is not None) == name.startswith("fc."), name
+
+
+def test_state_dict_round_trip_gives_the_same_logits(rng):
+    a, b = resnet20(rng=1).eval(), resnet20(rng=2).eval()
+    x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    assert not np.allclose(a(x), b(x))
+    b.load_state_dict(a.state_dict())
+    np.testing.assert_array_equal(a(x), b(x))
+
+
+def test_training_updates_running_stats_and_eval_does_not(rng):
+    model = resnet20(rng=0)
+    x = rng.standard_normal((4, 3, 8, 8)).astype(np.float32)
+    model(x)
+    assert int(model.layer3[2].bn2.num_batches_tracked) == 1
+    before = model.state_dict()
+    model.eval()(x)
+    after = model.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+# ------------------------------------------------------------------------------------------------
+# errors name the layer
+# ------------------------------------------------------------------------------------------------
+class TestErrors:
+    def test_wrong_channel_count(self):
+        with pytest.raises(ValueError, match=r"^conv1: .*expected 3 input channels, got 1"):
+            resnet20()(np.zeros((2, 1, 8, 8), dtype=np.float32))
+
+    def test_nan_input(self):
+        x = np.zeros((1, 3, 8, 8), dtype=np.float32)
+        x[0, 1, 2, 3] = np.nan
+        with pytest.raises(ValueError, match=r"^conv1: .*NaN"):
+            resnet18().eval()(x)
+        with pytest.raises(ValueError, match=r"BasicBlock.*NaN"):
+            BasicBlock(3, 3)(x)
+
+    def test_wrong_dimensions(self):
+        with pytest.raises(ValueError, match="ResNet input must have 4 dimensions"):
+            resnet20()(np.zeros((3, 8, 8), dtype=np.float32))
+
+    def test_error_deep_inside_names_the_dotted_path(self):
+        model = resnet20()
+        model.layer3[1].conv1 = nn.Conv2d(32, 64, 3, padding=1, bias=False)   # a wrong surgery
+        with pytest.raises(ValueError, match=r"^layer3\.1\.conv1: .*expected 32 input channels, "
+                                             r"got 64"):
+            model(np.zeros((2, 3, 8, 8), dtype=np.float32))
+
+    def test_spatial_size_smaller_than_a_kernel(self):
+        model = nn.ResNet(BasicBlock, [1], num_classes=2, widths=(4,), rng=0)
+        model.maxpool = nn.MaxPool2d(4, 2, 1)
+        # 2x2 -> conv1 (7x7/2, pad 3) -> 1x1, padded to 3x3: smaller than the 4x4 window
+        with pytest.raises(ValueError, match=r"^maxpool: MaxPool2d.*smaller than the kernel 4"):
+            model(np.zeros((2, 3, 2, 2), dtype=np.float32))
+
+    def test_state_dict_missing_extra_and_wrong_shape(self):
+        model = resnet20()
+        sd = model.state_dict()
+        bad = {k: v for k, v in sd.items() if k != "layer2.0.bn1.running_var"}
+        bad["layer9.weight"] = np.zeros(3)
+        with pytest.raises(KeyError, match=r"missing keys \['layer2\.0\.bn1\.running_var'\], "
+                                           r"unexpected keys \['layer9\.weight'\]"):
+            model.load_state_dict(bad)
+        with pytest.raises(ValueError, match=r"fc\.weight: shape \(100, 64\)"):
+            model.load_state_dict({**sd, "fc.weight": np.zeros((100, 64))})
+
+    def test_backward_without_training_forward(self):
+        model = resnet20().eval()
+        model(np.zeros((1, 3, 8, 8), dtype=np.float32))
+        with pytest.raises(RuntimeError, match="training mode"):
+            model.backward(np.zeros((1, 10), dtype=np.float32))
+
+    def test_block_without_projection_when_shape_changes(self):
+        with pytest.raises(ValueError, match="needs a downsample projection"):
+            BasicBlock(4, 8, stride=2)(np.ones((2, 4, 6, 6), dtype=np.float32))
