@@ -266,6 +266,18 @@ def test_block_grid_is_the_dense_form_of_compute(rng):
         np.testing.assert_array_equal(desc[wy * nwx + wx], expect)
 
 
+def test_windows_read_from_the_whole_image(rng):
+    # The Notes of hog(): a cell-aligned window of the whole image's block array equals
+    # hog(window) when the pixels around the window mirror it (then the border gradients that
+    # hog(window) sets to zero are zero in the whole image too).
+    window = rng.random((40, 48))
+    padded = np.pad(window, 8, mode="reflect")              # mirror without repeating the edge
+    whole = hog(padded, 9, (8, 8), (2, 2), feature_vector=False)
+    alone = hog(window, 9, (8, 8), (2, 2), feature_vector=False)
+    np.testing.assert_allclose(whole[1:1 + alone.shape[0], 1:1 + alone.shape[1]], alone,
+                               rtol=0, atol=1e-12)
+
+
 # --- picture --------------------------------------------------------------------------------
 
 def test_picture_glyphs_sit_at_bin_centres():

@@ -282,6 +282,15 @@ def hog(image, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3, 3),
     TypeError
         Non-numeric image or arguments of the wrong type.
 
+    Notes
+    -----
+    Sliding windows: ``hog(image, ..., feature_vector=False)`` of the whole image already holds
+    every window aligned to the cell grid -- the window of ``n_r x n_c`` cells starting at cell
+    ``(r, c)`` is ``blocks[r:r + n_r - b_rows + 1, c:c + n_c - b_cols + 1]``. It differs from
+    ``hog(window)`` only where the window's border pixels have neighbours outside it (their
+    gradient is taken from the image instead of set to zero). :class:`HOGDescriptor` computes
+    every window of an image this way.
+
     Examples
     --------
     >>> import numpy as np
