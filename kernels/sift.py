@@ -408,6 +408,89 @@ def orientation_histogram(image, y, x, radius, sigma, hist):
     return best
 
 
+@njit(cache=True)
+def _refine_one(dog, gauss, k, level, row, col, n_scales, sigma, contrast_threshold,
+                edge_threshold, border, ori_radius_factor, ori_sigma_factor, peak_ratio, upright,
+                out_ok, out_x, out_y, out_level, out_offset, out_scale, out_response,
+                out_n_angles, out_angles):
+    """:func:`refine_and_orient` for candidate ``k`` (a function of its own: compiled once,
+    outside the parallel loop, which keeps the parallel kernel quick to compile)."""
+    L, H, W = dog.shape
+    out_ok[k] = 0
+    out_n_angles[k] = 0
+    i = level[k]
+    y = row[k]
+    x = col[k]
+    grad = np.empty(3, np.float64)
+    hess = np.empty((3, 3), np.float64)
+    off = np.zeros(3, np.float64)
+    converged = False
+    inside = True
+    for _ in range(MAX_INTERP_STEPS):
+        _derivatives(dog, i, y, x, grad, hess)
+        b = -grad
+        ok, sol = _solve3(hess, b)
+        if ok:
+            off[:] = sol
+        else:
+            off[:] = 0.0
+        if abs(off[0]) < 0.5 and abs(off[1]) < 0.5 and abs(off[2]) < 0.5:
+            converged = True
+            break
+        if abs(off[0]) > 1e6 or abs(off[1]) > 1e6 or abs(off[2]) > 1e6:
+            inside = False
+            break
+        x += int(round(off[0]))
+        y += int(round(off[1]))
+        i += int(round(off[2]))
+        if i < 1 or i > n_scales or x < border or x >= W - border or y < border \
+                or y >= H - border:
+            inside = False
+            break
+    if not converged or not inside:
+        return
+    _derivatives(dog, i, y, x, grad, hess)
+    contrast = dog[i, y, x] + 0.5 * (grad[0] * off[0] + grad[1] * off[1] + grad[2] * off[2])
+    if abs(contrast) * n_scales < contrast_threshold:
+        return
+    tr = hess[0, 0] + hess[1, 1]
+    det = hess[0, 0] * hess[1, 1] - hess[0, 1] * hess[0, 1]
+    if det <= 0 or tr * tr * edge_threshold >= (edge_threshold + 1) ** 2 * det:
+        return
+    scale = sigma * 2.0 ** ((i + off[2]) / n_scales)
+    out_ok[k] = 1
+    out_x[k] = x + off[0]
+    out_y[k] = y + off[1]
+    out_level[k] = i
+    out_offset[k] = off[2]
+    out_scale[k] = scale
+    out_response[k] = abs(contrast)
+    if upright:
+        out_n_angles[k] = 1
+        out_angles[k, 0] = 0.0
+        return
+    hist = np.empty(ORI_HIST_BINS, np.float64)
+    radius = int(round(ori_radius_factor * scale))
+    best = orientation_histogram(gauss[i], y, x, radius, ori_sigma_factor * scale, hist)
+    n = ORI_HIST_BINS
+    count = 0
+    for j in range(n):
+        left = hist[(j - 1) % n]
+        right = hist[(j + 1) % n]
+        if hist[j] > left and hist[j] > right and hist[j] >= peak_ratio * best:
+            peak = j + 0.5 * (left - right) / (left - 2.0 * hist[j] + right)
+            if peak < 0:
+                peak += n
+            elif peak >= n:
+                peak -= n
+            angle = 360.0 / n * peak
+            if angle >= 360.0:
+                angle -= 360.0
+            out_angles[k, count] = angle
+            count += 1
+    out_n_angles[k] = count
+
+
 @njit(cache=True, parallel=True)
 def refine_and_orient(dog, gauss, level, row, col, n_scales, sigma, contrast_threshold,
                       edge_threshold, border, ori_radius_factor, ori_sigma_factor, peak_ratio,
@@ -432,82 +515,11 @@ def refine_and_orient(dog, gauss, level, row, col, n_scales, sigma, contrast_thr
     ``out_level`` and its sub-level offset ``out_offset``, the scale ``out_scale`` (sigma in
     octave pixels), ``out_response = |D(x^)|``, and ``out_n_angles`` angles in ``out_angles``.
     """
-    L, H, W = dog.shape
-    K = level.shape[0]
-    for k in prange(K):
-        out_ok[k] = 0
-        out_n_angles[k] = 0
-        i = level[k]
-        y = row[k]
-        x = col[k]
-        grad = np.empty(3, np.float64)
-        hess = np.empty((3, 3), np.float64)
-        off = np.zeros(3, np.float64)
-        converged = False
-        inside = True
-        for _ in range(MAX_INTERP_STEPS):
-            _derivatives(dog, i, y, x, grad, hess)
-            b = -grad
-            ok, sol = _solve3(hess, b)
-            if ok:
-                off[:] = sol
-            else:
-                off[:] = 0.0
-            if abs(off[0]) < 0.5 and abs(off[1]) < 0.5 and abs(off[2]) < 0.5:
-                converged = True
-                break
-            if abs(off[0]) > 1e6 or abs(off[1]) > 1e6 or abs(off[2]) > 1e6:
-                inside = False
-                break
-            x += int(round(off[0]))
-            y += int(round(off[1]))
-            i += int(round(off[2]))
-            if i < 1 or i > n_scales or x < border or x >= W - border or y < border \
-                    or y >= H - border:
-                inside = False
-                break
-        if not converged or not inside:
-            continue
-        _derivatives(dog, i, y, x, grad, hess)
-        contrast = dog[i, y, x] + 0.5 * (grad[0] * off[0] + grad[1] * off[1] + grad[2] * off[2])
-        if abs(contrast) * n_scales < contrast_threshold:
-            continue
-        tr = hess[0, 0] + hess[1, 1]
-        det = hess[0, 0] * hess[1, 1] - hess[0, 1] * hess[0, 1]
-        if det <= 0 or tr * tr * edge_threshold >= (edge_threshold + 1) ** 2 * det:
-            continue
-        scale = sigma * 2.0 ** ((i + off[2]) / n_scales)
-        out_ok[k] = 1
-        out_x[k] = x + off[0]
-        out_y[k] = y + off[1]
-        out_level[k] = i
-        out_offset[k] = off[2]
-        out_scale[k] = scale
-        out_response[k] = abs(contrast)
-        if upright:
-            out_n_angles[k] = 1
-            out_angles[k, 0] = 0.0
-            continue
-        hist = np.empty(ORI_HIST_BINS, np.float64)
-        radius = int(round(ori_radius_factor * scale))
-        best = orientation_histogram(gauss[i], y, x, radius, ori_sigma_factor * scale, hist)
-        n = ORI_HIST_BINS
-        count = 0
-        for j in range(n):
-            left = hist[(j - 1) % n]
-            right = hist[(j + 1) % n]
-            if hist[j] > left and hist[j] > right and hist[j] >= peak_ratio * best:
-                peak = j + 0.5 * (left - right) / (left - 2.0 * hist[j] + right)
-                if peak < 0:
-                    peak += n
-                elif peak >= n:
-                    peak -= n
-                angle = 360.0 / n * peak
-                if angle >= 360.0:
-                    angle -= 360.0
-                out_angles[k, count] = angle
-                count += 1
-        out_n_angles[k] = count
+    for k in prange(level.shape[0]):
+        _refine_one(dog, gauss, k, level, row, col, n_scales, sigma, contrast_threshold,
+                    edge_threshold, border, ori_radius_factor, ori_sigma_factor, peak_ratio,
+                    upright, out_ok, out_x, out_y, out_level, out_offset, out_scale,
+                    out_response, out_n_angles, out_angles)
 
 
 @njit(cache=True, fastmath=True)

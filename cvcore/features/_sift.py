@@ -448,19 +448,24 @@ def orientation_histogram(image: np.ndarray, x: int, y: int, scale: float) -> np
     return hist
 
 
-def detect_keypoints(scale_space: ScaleSpace, dogs=None, contrast_threshold: float = CONTRAST_THRESHOLD,
-           edge_threshold: float = EDGE_THRESHOLD, upright: bool = False) -> Keypoints:
+def detect_keypoints(scale_space: ScaleSpace, dogs=None,
+                     contrast_threshold: float = CONTRAST_THRESHOLD,
+                     edge_threshold: float = EDGE_THRESHOLD, upright: bool = False) -> Keypoints:
     """Keypoints of a scale space: stages 4 and 5 over every octave, in input-image pixels.
 
     Exact duplicates (same position, size and angle, reached from two starting samples) are
     dropped, as OpenCV does. Order: by response, highest first, ties by x, y, size, angle.
     """
-    if dogs is None:
-        dogs = dog_scale_space(scale_space)
     S = scale_space.n_scales
     threshold = 0.5 * contrast_threshold / S
     parts = []
-    for o, (levels, dog) in enumerate(zip(scale_space.gauss, dogs)):
+    ks = _kernels()
+    for o, levels in enumerate(scale_space.gauss):
+        if dogs is not None:
+            dog = dogs[o]
+        else:   # one octave at a time: the whole DoG pyramid is never held at once
+            dog = np.empty((levels.shape[0] - 1,) + levels.shape[1:], np.float32)
+            ks.difference_of_gaussians(levels, dog)
         ext = scale_space_extrema(dog, threshold)
         loc = localize_keypoints(dog, levels, ext, S, scale_space.sigma, contrast_threshold,
                                  edge_threshold, upright)
