@@ -157,3 +157,29 @@ def test_ransac_degenerate_input():
         ransac_homography(np.full((5, 2), np.nan), np.zeros((5, 2)))
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         ransac_homography(np.zeros((5, 3)), np.zeros((5, 3)))
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=30, deadline=None)
+@given(n1=st.integers(1, 12), n2=st.integers(1, 12), dim=st.integers(1, 6),
+       seed=st.integers(0, 2**31 - 1), cross=st.booleans())
+def test_matching_property_equals_reference(n1, n2, dim, seed, cross):
+    """Any sizes, small integer-valued descriptors (exact distances, many ties)."""
+    rng = np.random.default_rng(seed)
+    d1 = rng.integers(0, 4, (n1, dim)).astype(np.float32)
+    d2 = rng.integers(0, 4, (n2, dim)).astype(np.float32)
+    got = match_descriptors(d1, d2, ratio=0.8, cross_check=cross, max_block_bytes=4 * n2 * 3)
+    np.testing.assert_array_equal(got, match_reference(d1, d2, 0.8, cross))
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), tx=st.floats(-50, 50), ty=st.floats(-50, 50))
+def test_ransac_is_exact_on_clean_translations(seed, tx, ty):
+    rng = np.random.default_rng(seed)
+    src = rng.uniform(0, 100, (12, 2))
+    res = ransac_homography(src, src + [tx, ty], threshold=1.0, seed=seed)
+    assert res is not None and res.inliers.all()
+    np.testing.assert_allclose(res.model, [[1, 0, tx], [0, 1, ty], [0, 0, 1]], atol=1e-6)

@@ -383,3 +383,26 @@ def test_matching_accuracy_on_boat_pair_is_at_least_opencvs():
     c2, e2 = ref.detectAndCompute(b, None)
     theirs = mma(np.array([k.pt for k in c1]), e1, np.array([k.pt for k in c2]), e2)
     assert ours >= theirs - 0.02, (ours, theirs)
+
+
+def test_documented_defaults_are_the_defaults():
+    """The docstring's '(default ...)' values, the signature and the named constants agree."""
+    import inspect
+    params = inspect.signature(sift).parameters
+    doc = sift.__doc__
+    for name, const, text in [("n_scales", S.N_SCALES, "(default 3)"),
+                              ("sigma", S.SIGMA, "(default 1.6)"),
+                              ("contrast_threshold", S.CONTRAST_THRESHOLD, "(default 0.04)"),
+                              ("edge_threshold", S.EDGE_THRESHOLD, "(default 10)")]:
+        assert params[name].default == const and text in doc
+    assert params["double_image"].default is True and "(default True" in doc
+    assert (S.SIGMA, S.N_SCALES, S.CONTRAST_THRESHOLD, S.EDGE_THRESHOLD) == (1.6, 3, 0.04, 10.0)
+    assert S.DESC_CLIP == 0.2 and ks.DESC_LENGTH == 128
+
+
+def test_keypoints_round_trip_through_opencv(box):
+    pytest.importorskip("cv2")
+    kp, _ = sift(box, n_features=30)
+    back = Keypoints.from_cv2(kp.to_cv2())
+    for field in ("xy", "size", "angle", "response", "octave", "layer"):
+        np.testing.assert_allclose(getattr(back, field), getattr(kp, field), rtol=1e-6)
