@@ -227,6 +227,23 @@ def test_descriptor_equals_opencv_other_geometries(geometry):
                                        rtol=0, atol=1e-4)
 
 
+def test_descriptor_sigma_follows_opencv_and_threshold_the_twin(rng):
+    cv2 = pytest.importorskip("cv2")
+    geometry = ((32, 32), (16, 16), (8, 8), (8, 8), 9)
+    theirs = cv2.HOGDescriptor(*geometry, 1, 2.5, 0, 0.2, False)
+    ours = HOGDescriptor(*geometry, win_sigma=2.5, gamma_correction=False)
+    img = crop((load_test_image("book.pgm") * 255).round().astype(np.uint8), 64, 72, 3)
+    np.testing.assert_allclose(ours.compute(img), theirs.compute(img), rtol=0, atol=1e-4)
+    # Another clipping threshold is checked against the readable twin, not OpenCV: OpenCV's
+    # SSE path keeps the threshold of the first descriptor used in the process in a static
+    # variable (hog.cpp, normalizeBlockHistogram), so its answer depends on call history.
+    small = rng.integers(0, 256, (32, 32)).astype(np.uint8)
+    d = HOGDescriptor(*geometry, win_sigma=2.5, l2_hys_threshold=0.3, gamma_correction=False)
+    expect = ref.opencv_hog_window(small, *geometry, win_sigma=2.5, gamma_correction=False,
+                                   threshold=0.3)
+    np.testing.assert_allclose(d.compute(small), expect, rtol=0, atol=1e-5)
+
+
 def test_descriptor_colour_ties_follow_opencv(rng):
     # Channels with equal dx^2 + dy^2 but different (dx, dy) (e.g. (3, 4), (4, 3), (5, 0)):
     # OpenCV's vector code keeps the lowest channel, its scalar tail (the last width % 4

@@ -414,7 +414,10 @@ class HOGDescriptor:
         Standard deviation of the Gaussian block window; None (or <= 0) means OpenCV's default
         ``(block_w + block_h) / 8``.
     l2_hys_threshold : float
-        Clipping value of L2-Hys (0.2, Dalal & Triggs 2005, sec. 6.4).
+        Clipping value of L2-Hys (0.2, Dalal & Triggs 2005, sec. 6.4). OpenCV's SSE code keeps
+        the threshold of the first descriptor a process uses in a static variable, so
+        ``cv2.HOGDescriptor`` honours another value only when it is the first one used; this
+        class always honours it.
     gamma_correction : bool
         Take the square root of the intensities first. True in ``cv2.HOGDescriptor()``; note that
         OpenCV's long constructor ``cv2.HOGDescriptor(win, block, ...)`` defaults it to False.
