@@ -203,3 +203,41 @@ def test_corner_peaks_flat_and_tiny():
 def test_corner_errors(call, exc, words):
     with pytest.raises(exc, match=words):
         call()
+
+
+def test_harris_default_k_is_documented_value():
+    image = load_test_image("spots.jpg")
+    from cvcore.features.corners import HARRIS_K
+    assert HARRIS_K == 0.05
+    np.testing.assert_array_equal(harris(image), harris(image, k=0.05))
+
+
+def test_max_filter_kernel_matches_scipy():
+    ndi = pytest.importorskip("scipy.ndimage")
+    from kernels.corners import max_filter_nearest
+    rng = np.random.default_rng(4)
+    for shape, radius in [((1, 1), 2), ((3, 7), 1), ((20, 15), 3)]:
+        image = rng.random(shape).astype(np.float32)
+        out = np.empty_like(image)
+        max_filter_nearest(image, radius, out)
+        np.testing.assert_array_equal(out, ndi.maximum_filter(image, 2 * radius + 1,
+                                                              mode="nearest"))
+
+
+@settings(max_examples=20, deadline=None)
+@given(image=hnp.arrays(st.sampled_from([np.uint8, np.float64, np.bool_]),
+                        st.tuples(st.integers(1, 14), st.integers(1, 14))),
+       min_distance=st.integers(1, 4), sigma=st.floats(0.5, 2.0))
+def test_property_corners_never_crash(image, min_distance, sigma):
+    if image.dtype.kind == "f":
+        image = np.nan_to_num(image).clip(-5, 5)
+    response = harris(image, sigma=sigma)
+    assert response.shape == image.shape and response.dtype == np.float32
+    assert shi_tomasi(image, sigma).shape == image.shape
+    peaks = corner_peaks(response, min_distance=min_distance)
+    assert peaks.ndim == 2 and peaks.shape[1] == 2
+    if len(peaks):
+        assert peaks.min() >= min_distance                         # the border is excluded
+        assert (peaks[:, 0] < image.shape[0] - min_distance).all()
+        d = np.abs(peaks[:, None, :] - peaks[None, :, :]).max(axis=2)
+        assert (d[~np.eye(len(peaks), dtype=bool)] > min_distance).all()
