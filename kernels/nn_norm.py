@@ -4,8 +4,11 @@
 The readable twin is ``kernels/reference/nn_norm.py``; the API (validation, running statistics,
 modes) is :mod:`cvcore.nn.layers`. Every kernel runs one channel per parallel iteration
 (``prange`` over ``C``), reads each channel's ``N`` contiguous rows of ``L`` values and accumulates
-in float64. Per-channel vectors (``mean``, ``invstd``) are float64; ``x``, ``dy`` and the outputs
-share one floating dtype (float32 in normal use, float64 in gradient checks).
+in float64; the element-wise passes use per-channel coefficients (``(C,)`` arrays, computed by the
+caller) in the dtype of ``x``, so a float32 pass stays float32 and vectorises. ``x``, ``dy`` and
+the outputs share one floating dtype (float32 in normal use, float64 in gradient checks).
+The reductions are declared reassociable (``fastmath={"reassoc"}``, nothing else) so LLVM may
+split each sum into vector lanes; the inputs are finite (checked by the caller).
 
 With :math:`M = N L` values per channel, :math:`\\hat x = (x - \\mu) / \\sqrt{\\sigma^2 + \\epsilon}`
 and :math:`y = \\gamma \\hat x + \\beta`, the backward pass (Ioffe & Szegedy 2015, sec. 3) is
@@ -18,8 +21,11 @@ and :math:`y = \\gamma \\hat x + \\beta`, the backward pass (Ioffe & Szegedy 201
 import numpy as np
 from numba import njit, prange
 
+# Only reassociation (sums split over SIMD lanes); no assumptions about NaN, inf or signed zeros.
+REASSOC = {"reassoc"}
 
-@njit(cache=True, parallel=True)
+
+@njit(cache=True, parallel=True, fastmath=REASSOC)
 def batchnorm_stats(x, mean, var):
     """Per-channel mean and biased variance by two passes (mean first, then squared deviations).
 
@@ -46,70 +52,72 @@ def batchnorm_stats(x, mean, var):
 
 
 @njit(cache=True, parallel=True)
-def batchnorm_normalize(x, mean, invstd, gamma, beta, y):
-    """``y = (x - mean[c]) * invstd[c] * gamma[c] + beta[c]`` per channel.
+def channel_affine(x, scale, shift, y):
+    """``y[n, c, i] = x[n, c, i] * scale[c] + shift[c]``.
+
+    Batch norm's forward pass in both modes (``scale = gamma * invstd``,
+    ``shift = beta - mean * scale``) and its eval-mode input gradient (``shift = 0``).
 
     Parameters
     ----------
     x : (N, C, L) float, C-contiguous
-    mean, invstd : (C,) float64
-    gamma, beta : (C,) same dtype as ``x``
+    scale, shift : (C,) same dtype as ``x``
     y : (N, C, L) same dtype as ``x``, output (may be ``x`` itself)
     """
     N, C, L = x.shape
     for c in prange(C):
-        scale = invstd[c] * gamma[c]
-        shift = beta[c] - mean[c] * scale
+        a = scale[c]
+        b = shift[c]
         for n in range(N):
             for i in range(L):
-                y[n, c, i] = x[n, c, i] * scale + shift
+                y[n, c, i] = x[n, c, i] * a + b
 
 
-@njit(cache=True, parallel=True)
-def batchnorm_grad_sums(dy, x, mean, invstd, dgamma, dbeta):
-    """``dbeta[c] = sum(dy)``, ``dgamma[c] = sum(dy * xhat)`` over batch and space.
+@njit(cache=True, parallel=True, fastmath=REASSOC)
+def batchnorm_grad_sums(dy, x, mean, sum_dy, sum_dy_xmu):
+    """``sum_dy[c] = sum(dy)`` and ``sum_dy_xmu[c] = sum(dy * (x - mean[c]))`` over batch and
+    space; then ``dbeta = sum_dy`` and ``dgamma = sum_dy_xmu * invstd``.
 
     Parameters
     ----------
     dy, x : (N, C, L) float, C-contiguous, same dtype
-    mean, invstd : (C,) float64
-    dgamma, dbeta : (C,) float64, outputs
+    mean : (C,) same dtype as ``x``
+    sum_dy, sum_dy_xmu : (C,) float64, outputs
     """
     N, C, L = x.shape
     for c in prange(C):
         m = mean[c]
-        sdy = 0.0
-        sdyx = 0.0
+        s1 = 0.0
+        s2 = 0.0
         for n in range(N):
             for i in range(L):
                 g = dy[n, c, i]
-                sdy += g
-                sdyx += g * (x[n, c, i] - m)
-        dbeta[c] = sdy
-        dgamma[c] = sdyx * invstd[c]
+                s1 += g
+                s2 += g * (x[n, c, i] - m)
+        sum_dy[c] = s1
+        sum_dy_xmu[c] = s2
 
 
 @njit(cache=True, parallel=True)
-def batchnorm_train_dx(dy, x, mean, invstd, gamma, dgamma, dbeta, dx):
+def batchnorm_train_dx(dy, x, mean, k, slope, shift, dx):
     """Input gradient of training-mode batch norm (batch statistics depend on ``x``).
 
-    ``dx = gamma * invstd / M * (M * dy - dbeta - xhat * dgamma)``, written per element as
-    ``dx = k * dy - k * dbeta / M - k * invstd * dgamma / M * (x - mean)`` with ``k = gamma*invstd``.
+    ``dx = gamma * invstd / M * (M * dy - dbeta - xhat * dgamma)`` is, per element,
+    ``dx = k * dy + slope * (x - mean) + shift`` with the per-channel coefficients
+    ``k = gamma * invstd``, ``slope = -k * invstd * dgamma / M``, ``shift = -k * dbeta / M``.
 
     Parameters
     ----------
     dy, x : (N, C, L) float, C-contiguous, same dtype
-    mean, invstd, dgamma, dbeta : (C,) float64
-    gamma : (C,) same dtype as ``x``
+    mean, k, slope, shift : (C,) same dtype as ``x``
     dx : (N, C, L) same dtype as ``x``, output (may alias ``dy``)
     """
     N, C, L = x.shape
-    M = N * L
     for c in prange(C):
-        k = gamma[c] * invstd[c]
-        shift = -k * dbeta[c] / M
-        slope = -k * invstd[c] * dgamma[c] / M
         m = mean[c]
+        a = k[c]
+        b = slope[c]
+        d = shift[c]
         for n in range(N):
             for i in range(L):
-                dx[n, c, i] = k * dy[n, c, i] + slope * (x[n, c, i] - m) + shift
+                dx[n, c, i] = a * dy[n, c, i] + b * (x[n, c, i] - m) + d

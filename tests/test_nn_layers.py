@@ -40,17 +40,25 @@ class TestKernelsMatchReference:
         np.testing.assert_allclose(mean, rmean, rtol=1e-12)
         np.testing.assert_allclose(var, rvar, rtol=1e-12)
         invstd = 1 / np.sqrt(var + 1e-5)
+        scale = (gamma * invstd).astype(np.float32)
+        shift = (beta - mean * gamma * invstd).astype(np.float32)
         y = np.empty_like(x)
-        nn_norm.batchnorm_normalize(v(x), mean, invstd, gamma, beta, v(y))
-        np.testing.assert_allclose(y, ref_norm.batchnorm_normalize(x, mean, invstd, gamma, beta),
-                                   rtol=1e-5, atol=1e-6)
-        dgamma, dbeta = np.empty(4), np.empty(4)
-        nn_norm.batchnorm_grad_sums(v(dy), v(x), mean, invstd, dgamma, dbeta)
-        rdg, rdb = ref_norm.batchnorm_grad_sums(dy, x, mean, invstd)
-        np.testing.assert_allclose(dgamma, rdg, rtol=1e-10)
-        np.testing.assert_allclose(dbeta, rdb, rtol=1e-10)
+        nn_norm.channel_affine(v(x), scale, shift, v(y))
+        np.testing.assert_allclose(y, ref_norm.channel_affine(x, scale, shift), rtol=1e-6,
+                                   atol=1e-6)
+        mean32 = mean.astype(np.float32)
+        s_dy, s_dyx = np.empty(4), np.empty(4)
+        nn_norm.batchnorm_grad_sums(v(dy), v(x), mean32, s_dy, s_dyx)
+        r_dy, r_dyx = ref_norm.batchnorm_grad_sums(dy, x, mean32)
+        np.testing.assert_allclose(s_dy, r_dy, rtol=1e-10)
+        np.testing.assert_allclose(s_dyx, r_dyx, rtol=1e-6)    # dy * (x - mean) is float32
+        dgamma, dbeta = s_dyx * invstd, s_dy
+        k = gamma * invstd
+        M = 3 * 30
         dx = np.empty_like(x)
-        nn_norm.batchnorm_train_dx(v(dy), v(x), mean, invstd, gamma, dgamma, dbeta, v(dx))
+        nn_norm.batchnorm_train_dx(v(dy), v(x), mean32, k.astype(np.float32),
+                                   (-k * invstd * dgamma / M).astype(np.float32),
+                                   (-k * dbeta / M).astype(np.float32), v(dx))
         np.testing.assert_allclose(dx, ref_norm.batchnorm_train_dx(dy, x, mean, invstd, gamma,
                                                                    dgamma, dbeta),
                                    rtol=1e-4, atol=1e-6)

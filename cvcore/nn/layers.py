@@ -297,7 +297,9 @@ def batchnorm2d_train_forward(x, gamma, beta, eps: float = BN_EPS):
         \\sigma^2_c = \\frac1M \\sum_{n,h,w} (x_{nchw} - \\mu_c)^2, \\quad
         y = \\gamma_c \\frac{x - \\mu_c}{\\sqrt{\\sigma^2_c + \\epsilon}} + \\beta_c
 
-    with :math:`M = NHW` (the biased variance normalises, as in PyTorch).
+    with :math:`M = NHW` (the biased variance normalises, as in PyTorch). The statistics are
+    accumulated in float64; the normalisation runs as one per-channel affine map
+    ``y = x * scale + shift`` in the dtype of ``x``.
 
     Parameters
     ----------
@@ -310,15 +312,33 @@ def batchnorm2d_train_forward(x, gamma, beta, eps: float = BN_EPS):
     y : ndarray (N, C, H, W)
     cache : BatchNormTrainCache (its ``mean`` and biased ``var`` feed the running averages)
     """
-    N, C, H, W = x.shape
+    C = x.shape[1]
     nk = _kernels("nn_norm")
     mean = np.empty(C)
     var = np.empty(C)
     nk.batchnorm_stats(_bn_view(x), mean, var)
     invstd = 1.0 / np.sqrt(var + eps)
     y = np.empty_like(x)
-    nk.batchnorm_normalize(_bn_view(x), mean, invstd, gamma, beta, _bn_view(y))
+    _normalize(x, mean, invstd, gamma, beta, y)
     return y, BatchNormTrainCache(x, gamma, mean, var, invstd)
+
+
+def _normalize(x, mean, invstd, gamma, beta, y):
+    """``y = (x - mean) * invstd * gamma + beta`` as ``x * scale + shift`` per channel."""
+    scale = gamma * invstd
+    shift = beta - mean * scale
+    _kernels("nn_norm").channel_affine(_bn_view(x), scale.astype(x.dtype), shift.astype(x.dtype),
+                                       _bn_view(y))
+
+
+def _grad_sums(dy, x, mean, invstd):
+    """``(dgamma, dbeta)`` in float64: ``sum(dy * xhat)`` and ``sum(dy)`` per channel."""
+    C = x.shape[1]
+    sum_dy = np.empty(C)
+    sum_dy_xmu = np.empty(C)
+    _kernels("nn_norm").batchnorm_grad_sums(_bn_view(dy), _bn_view(x), mean.astype(x.dtype),
+                                            sum_dy, sum_dy_xmu)
+    return sum_dy_xmu * invstd, sum_dy
 
 
 def batchnorm2d_train_backward(dy, cache: BatchNormTrainCache):
@@ -334,15 +354,18 @@ def batchnorm2d_train_backward(dy, cache: BatchNormTrainCache):
     dx : ndarray (N, C, H, W); dgamma, dbeta : ndarray (C,), the compute dtype
     """
     x = cache.x
-    C = x.shape[1]
-    nk = _kernels("nn_norm")
-    dgamma = np.empty(C)
-    dbeta = np.empty(C)
-    nk.batchnorm_grad_sums(_bn_view(dy), _bn_view(x), cache.mean, cache.invstd, dgamma, dbeta)
+    N, C, H, W = x.shape
+    M = N * H * W
+    dgamma, dbeta = _grad_sums(dy, x, cache.mean, cache.invstd)
+    k = cache.gamma * cache.invstd
+    slope = -k * cache.invstd * dgamma / M
+    shift = -k * dbeta / M
     dx = np.empty_like(x)
-    nk.batchnorm_train_dx(_bn_view(dy), _bn_view(x), cache.mean, cache.invstd, cache.gamma,
-                          dgamma, dbeta, _bn_view(dx))
-    return dx, dgamma.astype(x.dtype), dbeta.astype(x.dtype)
+    t = x.dtype
+    _kernels("nn_norm").batchnorm_train_dx(_bn_view(dy), _bn_view(x), cache.mean.astype(t),
+                                           k.astype(t), slope.astype(t), shift.astype(t),
+                                           _bn_view(dx))
+    return dx, dgamma.astype(t), dbeta.astype(t)
 
 
 def batchnorm2d_eval_forward(x, gamma, beta, running_mean, running_var, eps: float = BN_EPS):
@@ -359,11 +382,10 @@ def batchnorm2d_eval_forward(x, gamma, beta, running_mean, running_var, eps: flo
     -------
     y : ndarray (N, C, H, W); cache : BatchNormEvalCache
     """
-    nk = _kernels("nn_norm")
     mean = np.asarray(running_mean, dtype=np.float64)
     invstd = 1.0 / np.sqrt(np.asarray(running_var, dtype=np.float64) + eps)
     y = np.empty_like(x)
-    nk.batchnorm_normalize(_bn_view(x), mean, invstd, gamma, beta, _bn_view(y))
+    _normalize(x, mean, invstd, gamma, beta, y)
     return y, BatchNormEvalCache(x, gamma, mean, invstd)
 
 
@@ -376,16 +398,13 @@ def batchnorm2d_eval_backward(dy, cache: BatchNormEvalCache):
     dx : ndarray (N, C, H, W); dgamma, dbeta : ndarray (C,), the compute dtype
     """
     x = cache.x
-    C = x.shape[1]
-    nk = _kernels("nn_norm")
-    dgamma = np.empty(C)
-    dbeta = np.empty(C)
-    nk.batchnorm_grad_sums(_bn_view(dy), _bn_view(x), cache.mean, cache.invstd, dgamma, dbeta)
+    t = x.dtype
+    dgamma, dbeta = _grad_sums(dy, x, cache.mean, cache.invstd)
     dx = np.empty_like(x)
-    zeros = np.zeros(C, dtype=x.dtype)
-    nk.batchnorm_normalize(_bn_view(dy), np.zeros(C), cache.invstd, cache.gamma, zeros,
-                           _bn_view(dx))
-    return dx, dgamma.astype(x.dtype), dbeta.astype(x.dtype)
+    k = cache.gamma * cache.invstd
+    _kernels("nn_norm").channel_affine(_bn_view(dy), k.astype(t), np.zeros(x.shape[1], dtype=t),
+                                       _bn_view(dx))
+    return dx, dgamma.astype(t), dbeta.astype(t)
 
 
 class BatchNorm2d(_CachingModule):

@@ -16,17 +16,21 @@ def batchnorm_stats(x):
     return mean, var
 
 
-def batchnorm_normalize(x, mean, invstd, gamma, beta):
-    """``y = (x - mean) * invstd * gamma + beta`` with per-channel vectors broadcast over N, H, W."""
+def channel_affine(x, scale, shift):
+    """``x * scale + shift`` with per-channel vectors broadcast over N, H, W.
+
+    Batch norm's forward is this map with ``scale = gamma / sqrt(var + eps)`` and
+    ``shift = beta - mean * scale``.
+    """
     c = (None, slice(None), None, None)
-    return ((x - mean[c]) * invstd[c] * gamma[c] + beta[c]).astype(x.dtype)
+    return (x * scale[c] + shift[c]).astype(x.dtype)
 
 
-def batchnorm_grad_sums(dy, x, mean, invstd):
-    """``dgamma = sum(dy * xhat)``, ``dbeta = sum(dy)`` per channel (float64)."""
+def batchnorm_grad_sums(dy, x, mean):
+    """``sum(dy)`` and ``sum(dy * (x - mean))`` per channel (float64)."""
     c = (None, slice(None), None, None)
-    xhat = (x.astype(np.float64) - mean[c]) * invstd[c]
-    return (dy * xhat).sum(axis=AXES), dy.astype(np.float64).sum(axis=AXES)
+    xmu = x.astype(np.float64) - mean[c]
+    return dy.astype(np.float64).sum(axis=AXES), (dy * xmu).sum(axis=AXES)
 
 
 def batchnorm_train_dx(dy, x, mean, invstd, gamma, dgamma, dbeta):
