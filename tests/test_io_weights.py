@@ -39,6 +39,9 @@ def _assert_same(a, b):
     assert list(a) == list(b)
     for k in a:
         assert a[k].dtype == b[k].dtype, k
+        # regression: save_npz once wrote 0-d arrays as shape (1,), which assert_array_equal
+        # alone does not see (it broadcasts)
+        assert a[k].shape == b[k].shape, k
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
@@ -269,6 +272,7 @@ def test_pth_loads_in_a_process_where_torch_cannot_be_imported(tmp_path):
     for name, tensor in state.items():
         np.testing.assert_array_equal(out[name], tensor.numpy(), err_msg=name)
         assert out[name].dtype == tensor.numpy().dtype, name
+        assert out[name].shape == tuple(tensor.shape), name
     assert out["1.num_batches_tracked"].dtype == np.int64 and out["1.num_batches_tracked"] == 2
 
 
@@ -411,6 +415,40 @@ def test_corrupt_and_foreign_pth_files(tmp_path):
     save_npz(tmp_path / "not_torch.pth", {"a": np.ones(2)})
     with pytest.raises(ValueError, match="not a PyTorch file"):
         load_torch(tmp_path / "not_torch.pth")
+
+
+def test_torch_resnet20_pth_loads_into_cvcore_resnet20_with_same_logits(tmp_path):
+    torch = pytest.importorskip("torch")
+    from cvcore.nn.models import resnet20
+    from tests.test_nn_models import _torch_resnet_classes     # H5b's hand-built torch ResNets
+    TBasicBlock, _, TResNet = _torch_resnet_classes(torch.nn)
+    torch.manual_seed(0)
+    net = TResNet(TBasicBlock, [3, 3, 3], num_classes=10, in_channels=3, stem="cifar")
+    with torch.no_grad():                       # non-trivial BN affine params and running stats
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+        net.train()
+        for _ in range(3):
+            net(torch.randn(4, 3, 16, 16))
+    net.eval()
+    torch.save(net.state_dict(), tmp_path / "resnet20.pth")
+    model = resnet20(num_classes=10, rng=1)
+    model.load_state_dict(load_torch(tmp_path / "resnet20.pth"))     # strict: every key matches
+    model.eval()
+    x = np.random.default_rng(3).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    logits = model(x)
+    np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-5)
+    assert model.state_dict()["layer1.0.bn1.num_batches_tracked"] == 3
+    # and on through cvcore's own formats: identical logits after a round trip
+    for suffix in (".safetensors", ".npz"):
+        save_weights(tmp_path / f"r20{suffix}", model.state_dict())
+        again = resnet20(num_classes=10, rng=2)
+        again.load_state_dict(load_weights(tmp_path / f"r20{suffix}"))
+        np.testing.assert_array_equal(again.eval()(x), logits)
 
 
 def _state_dict_pickle(numel: int, size=None, stride=None) -> bytes:

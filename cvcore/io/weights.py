@@ -91,7 +91,9 @@ def save_npz(path, state_dict) -> None:
         with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             for name, arr in arrays.items():
                 with zf.open(name + ".npy", mode="w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.ascontiguousarray(arr),
+                    # not np.ascontiguousarray, which turns a 0-d array (num_batches_tracked)
+                    # into shape (1,)
+                    np.lib.format.write_array(member, np.asarray(arr, order="C"),
                                               allow_pickle=False)
 
 
