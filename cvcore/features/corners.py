@@ -116,6 +116,16 @@ def corner_peaks(response, min_distance=1, threshold_abs=None, threshold_rel=Non
     Returns
     -------
     coords : (K, 2) int64 array of (row, column), strongest first.
+
+    Examples
+    --------
+    The four corners of a bright square:
+
+    >>> import numpy as np
+    >>> image = np.zeros((20, 20))
+    >>> image[5:15, 5:15] = 1
+    >>> corner_peaks(harris(image), min_distance=3).tolist()
+    [[5, 5], [14, 5], [5, 14], [14, 14]]
     """
     from kernels.corners import greedy_spacing, max_filter_nearest
     r = check_array(response, "response", ndim=2, dtypes="buif")

@@ -88,6 +88,17 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
     Returns
     -------
     edges : (H, W) bool array
+
+    Examples
+    --------
+    The outline of a bright square, one pixel wide, on the square's own border pixels:
+
+    >>> import numpy as np
+    >>> image = np.zeros((16, 16))
+    >>> image[4:12, 4:12] = 1
+    >>> edges = canny(image)
+    >>> int(edges.sum()), bool(edges[4, 4:12].all()), bool(edges[5:11, 5:11].any())
+    (28, True, False)
     """
     from kernels.edges import hysteresis, nonmax_suppression
     from cvcore.preprocess.filters import DEFAULT_TRUNCATE, MODES, gaussian_plane, gradient_plane
