@@ -119,14 +119,6 @@ def gaussian_blur_reflect101(src, kernel, tmp, dst):
         _blur_rows_vertical(tmp, kernel, dst, b * ROW_BLOCK, min(H, (b + 1) * ROW_BLOCK))
 
 
-@njit(cache=True)
-def gaussian_blur_reflect101_serial(src, kernel, tmp, dst):
-    """:func:`gaussian_blur_reflect101` on one thread, for small images (no fork/join cost)."""
-    H = src.shape[0]
-    _blur_rows_horizontal(src, kernel, tmp, 0, H)
-    _blur_rows_vertical(tmp, kernel, dst, 0, H)
-
-
 @njit(cache=True, parallel=True)
 def upsample2x_linear(src, dst):
     """``dst`` (2H, 2W) from ``src`` (H, W) by bilinear interpolation with half-pixel centres.
