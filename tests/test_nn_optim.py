@@ -148,33 +148,50 @@ def test_param_groups_with_own_lr_match_torch(name):
     _run_both(name, dict(lr=0.1, momentum=0.9) if name == "SGD" else dict(lr=0.01), groups=True)
 
 
-@pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.05, momentum=0.9, nesterov=True,
-                                                       weight_decay=1e-3)),
-                                         ("AdamW", dict(lr=0.01))])
-def test_training_a_real_conv_layer_matches_torch(name, kwargs):
-    """Gradients from a real layer's backward (cvcore Conv2d vs torch), ten steps: the weights
-    stay together, so the optimiser and the layer's grads follow the same contract."""
+@pytest.mark.parametrize("name,kwargs", [
+    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)),
+    ("AdamW", dict(lr=0.01, amsgrad=True))])
+def test_training_a_small_real_network_matches_torch(name, kwargs):
+    """Ten training steps of conv-BN-ReLU-pool-linear with label-smoothed cross-entropy, cvcore
+    against the same network in torch: the gradients come from real backward passes, so the
+    optimiser, the layers' ``.grad`` contract and the running statistics are all exercised.
+    Weights and buffers stay within 1e-5 (measured: ~1.2e-7)."""
     torch = pytest.importorskip("torch")
-    from cvcore.nn.conv import Conv2d
-    rng = np.random.default_rng(5)
-    ours = Conv2d(2, 3, 3, padding=1, rng=1)
-    theirs = torch.nn.Conv2d(2, 3, 3, padding=1)
-    with torch.no_grad():
-        theirs.weight.copy_(torch.from_numpy(ours.weight.data))
-        theirs.bias.copy_(torch.from_numpy(ours.bias.data))
-    opt = {"SGD": SGD, "AdamW": AdamW}[name](ours.named_parameters(), **kwargs)
-    topt = getattr(torch.optim, name)(theirs.parameters(), **kwargs)
+    from cvcore import nn
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)               # tiny tensors: threads only add contention
+    try:
+        _train_small_network_in_lockstep(torch, nn, name, kwargs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_small_network_in_lockstep(torch, nn, name, kwargs):
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False, rng=1), nn.BatchNorm2d(8),
+                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5, rng=2))
+    tmodel = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False),
+                                 torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                 torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                 torch.nn.Linear(8, 5))
+    tmodel.load_state_dict({k: torch.from_numpy(np.array(v))
+                            for k, v in model.state_dict().items()})
+    criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
+    tcriterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    opt = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}[name](model.named_parameters(), **kwargs)
+    topt = getattr(torch.optim, name)(tmodel.parameters(), **kwargs)
     for _ in range(10):
-        x = rng.standard_normal((2, 2, 5, 5)).astype(np.float32)
-        r = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)   # loss = sum(y * r): dy = r
-        ours(x)
-        ours.backward(r)
+        x = rng.standard_normal((8, 3, 6, 6)).astype(np.float32)
+        y = rng.integers(0, 5, 8)
+        criterion(model(x), y)
+        model.backward(criterion.backward())
         opt.step()
         topt.zero_grad()
-        (theirs(torch.from_numpy(x)) * torch.from_numpy(r)).sum().backward()
+        tcriterion(tmodel(torch.from_numpy(x)), torch.from_numpy(y)).backward()
         topt.step()
-    np.testing.assert_allclose(ours.weight.data, theirs.weight.detach().numpy(), atol=1e-5, rtol=0)
-    np.testing.assert_allclose(ours.bias.data, theirs.bias.detach().numpy(), atol=1e-5, rtol=0)
+    theirs = tmodel.state_dict()
+    for key, value in model.state_dict().items():
+        np.testing.assert_allclose(value, theirs[key].numpy(), atol=1e-5, rtol=0, err_msg=key)
 
 
 # -- resuming ----------------------------------------------------------------------------------
