@@ -405,3 +405,43 @@ def test_keypoints_round_trip_through_opencv(box):
     back = Keypoints.from_cv2(kp.to_cv2())
     for field in ("xy", "size", "angle", "response", "octave", "layer"):
         np.testing.assert_allclose(getattr(back, field), getattr(kp, field), rtol=1e-6)
+
+
+def test_stage_functions_check_their_inputs(rng):
+    from cvcore.features import localize_keypoints
+    dog = rng.random((5, 20, 20)).astype(np.float32)
+    gauss = rng.random((6, 20, 20)).astype(np.float32)
+    ok = np.array([[1, 6, 6]], np.int32)
+    assert len(localize_keypoints(dog, gauss, ok).x) <= 1
+    with pytest.raises(ValueError, match="gauss must have shape"):
+        localize_keypoints(dog, gauss[:5], ok)
+    with pytest.raises(ValueError, match="inside"):
+        localize_keypoints(dog, gauss, np.array([[1, 19, 6]]))
+    with pytest.raises(ValueError, match="levels 1..3"):
+        localize_keypoints(dog, gauss, np.array([[4, 6, 6]]))
+    space = gaussian_scale_space(rng.random((40, 40)).astype(np.float32))
+    bad = Keypoints.from_xy([[5.0, 5.0]], 4.0)
+    bad.xy[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        describe_keypoints(space, bad)
+    far = describe_keypoints(space, Keypoints.from_xy([[1e4, -1e4]], 4.0))
+    assert np.all(far == 0)                                  # no pixel under it: zero vector
+
+
+def test_drawing_functions_draw(box):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cvcore.features import draw_keypoints, draw_matches, draw_outline
+    kp, desc = sift(box, n_features=40)
+    ax = draw_keypoints(box, kp, max_keypoints=25)
+    assert len(ax.patches) == 25 and len(ax.collections) == 1
+    ax = draw_matches(box, box, kp.xy, kp.xy, np.stack([np.arange(10)] * 2, axis=1),
+                      inliers=np.arange(10) % 2 == 0)
+    assert len(ax.collections[0].get_segments()) == 10
+    draw_outline(np.eye(3), box.shape, ax, offset=(box.shape[1], 0))
+    x, y = ax.lines[-1].get_data()
+    np.testing.assert_allclose(x[:2], [box.shape[1], 2 * box.shape[1] - 1])
+    plt.close("all")
+    assert len(kp[0]) == 1                                    # an int index keeps a Keypoints

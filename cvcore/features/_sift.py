@@ -97,6 +97,8 @@ class Keypoints:
         return int(self.xy.shape[0])
 
     def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            index = [index]                      # one keypoint stays a Keypoints of length 1
         return Keypoints(self.xy[index], self.size[index], self.angle[index],
                          self.response[index], self.octave[index], self.layer[index])
 
@@ -408,6 +410,26 @@ class Localized(NamedTuple):
     angle: np.ndarray
 
 
+def _check_octave(dog, gauss, extrema, border):
+    """Validate one octave's DoG, Gaussian levels and extrema before a kernel indexes them."""
+    dog = check_array(dog, "dog", ndim=3, dtypes="f")
+    gauss = check_array(gauss, "gauss", ndim=3, dtypes="f")
+    if gauss.shape != (dog.shape[0] + 1,) + dog.shape[1:]:
+        raise ValueError(f"gauss must have shape (L + 1, H, W) for dog {dog.shape}, "
+                         f"got {gauss.shape}")
+    ext = check_array(extrema, "extrema", ndim=2, dtypes="ui", allow_empty=True)
+    if ext.shape[1] != 3:
+        raise ValueError(f"extrema must have shape (K, 3), got {ext.shape}")
+    L, H, W = dog.shape
+    if ext.size and ((ext[:, 0] < 1).any() or (ext[:, 0] > L - 2).any()
+                     or (ext[:, 1] < border).any() or (ext[:, 1] >= H - border).any()
+                     or (ext[:, 2] < border).any() or (ext[:, 2] >= W - border).any()):
+        raise ValueError(f"extrema must lie on levels 1..{L - 2} and at least {border} pixels "
+                         f"inside the {H}x{W} octave")
+    return (np.ascontiguousarray(dog, np.float32), np.ascontiguousarray(gauss, np.float32),
+            np.ascontiguousarray(ext, np.int32))
+
+
 def localize_keypoints(dog: np.ndarray, gauss: np.ndarray, extrema: np.ndarray,
                        n_scales: int = N_SCALES, sigma: float = SIGMA,
                        contrast_threshold: float = CONTRAST_THRESHOLD,
@@ -431,7 +453,11 @@ def localize_keypoints(dog: np.ndarray, gauss: np.ndarray, extrema: np.ndarray,
     Localized
     """
     ks = _kernels()
-    ext = np.ascontiguousarray(extrema, dtype=np.int32)
+    dog, gauss, ext = _check_octave(dog, gauss, extrema, border)
+    n_scales = check_int(n_scales, "n_scales", minimum=1)
+    if dog.shape[0] != n_scales + 2:
+        raise ValueError(f"dog has {dog.shape[0]} levels; n_scales={n_scales} needs "
+                         f"{n_scales + 2}")
     K = ext.shape[0]
     f8 = np.float64
     ok = np.zeros(K, np.uint8)
@@ -549,10 +575,16 @@ def describe_keypoints(scale_space: ScaleSpace, keypoints: Keypoints, root_sift:
     ndarray (K, 128) float32, order ``[row cell][col cell][orientation bin]``.
     """
     ks = _kernels()
+    if not isinstance(keypoints, Keypoints):
+        raise TypeError(f"keypoints must be a Keypoints, got {type(keypoints).__name__}")
     K = len(keypoints)
     out = np.zeros((K, ks.DESC_LENGTH), np.float32)
     if K == 0:
         return out
+    for name in ("xy", "size", "angle"):
+        check_finite(np.asarray(getattr(keypoints, name)), f"keypoints.{name}")
+    if np.any(keypoints.size <= 0):
+        raise ValueError("keypoints.size must be positive")
     first = scale_space.first_octave
     n_oct = len(scale_space.gauss)
     S = scale_space.n_scales
