@@ -170,38 +170,6 @@ def _taps(acc, bufs, tu, tv, tw):
             acc[j] += w0 * b0[j]
 
 
-@njit(cache=True, inline="always")
-def _column_taps(acc, image, yu, yw, rows, first, fill):
-    """``acc[j] += sum_t yw[t] * ext[rows[first + yu[t]], j]`` (a row of ``fill`` where the
-    map is -1), four source rows per sweep while all four are inside the image."""
-    W = acc.size
-    n = yw.size
-    t = 0
-    while t < n:
-        if t + 4 <= n and rows[first + yu[t]] >= 0 and rows[first + yu[t + 1]] >= 0 and \
-                rows[first + yu[t + 2]] >= 0 and rows[first + yu[t + 3]] >= 0:
-            s0 = image[rows[first + yu[t]]]
-            s1 = image[rows[first + yu[t + 1]]]
-            s2 = image[rows[first + yu[t + 2]]]
-            s3 = image[rows[first + yu[t + 3]]]
-            w0, w1, w2, w3 = yw[t], yw[t + 1], yw[t + 2], yw[t + 3]
-            for j in range(W):
-                acc[j] += (w0 * s0[j] + w1 * s1[j]) + (w2 * s2[j] + w3 * s3[j])
-            t += 4
-            continue
-        r = rows[first + yu[t]]
-        w0 = yw[t]
-        if r < 0:
-            wc = w0 * fill
-            for j in range(W):
-                acc[j] += wc
-        else:
-            s0 = image[r]
-            for j in range(W):
-                acc[j] += w0 * s0[j]
-        t += 1
-
-
 @njit(cache=True, parallel=True, fastmath={"contract"})
 def correlate2d(image, tu, tv, tw, kh, kw, rows, cols, cx, cval, out):
     """General 2-D correlation, border folded into index maps (no padded image).
@@ -254,9 +222,26 @@ def correlate_separable(image, yu, yw, xv, xw, nx, rows, cols, cx, cval, cval_se
     fill = np.float32(cval)
     fill2 = np.float32(cval_second)
     xu = np.zeros(xv.size, np.int64)
+    no_shift = np.zeros(yu.size, np.int64)
     for i in prange(H):
-        t = np.zeros(W, np.float32)
-        _column_taps(t, image, yu, yw, rows, i, fill)
+        # Column pass as a "row tap" pass over the image itself: tap t reads image row
+        # rows[i + yu[t]] unshifted; taps beyond the top/bottom (cval) add a constant instead.
+        src_rows = np.empty(yu.size, np.int64)
+        src_w = np.empty(yu.size, np.float32)
+        m = 0
+        outside = np.float32(0.0)
+        for k in range(yu.size):
+            r = rows[i + yu[k]]
+            if r < 0:
+                outside += yw[k] * fill
+            else:
+                src_rows[m] = r
+                src_w[m] = yw[k]
+                m += 1
+        t = np.empty(W, np.float32)
+        for j in range(W):
+            t[j] = outside
+        _taps(t, image, src_rows[:m], no_shift[:m], src_w[:m])
         buf = np.empty((1, W + nx - 1), np.float32)
         _pad_row(t, cols, cx, fill2, buf[0])
         acc = out[i]
