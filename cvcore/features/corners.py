@@ -138,9 +138,13 @@ def corner_peaks(response, min_distance=1, threshold_abs=None, threshold_rel=Non
         border = d if exclude_border else 0
     else:
         border = check_int(exclude_border, "exclude_border", minimum=0)
-    threshold = float(r.min()) if threshold_abs is None else _check_real(threshold_abs, "threshold_abs")
+    if threshold_abs is None:
+        threshold = float(r.min())
+    else:
+        threshold = _check_real(threshold_abs, "threshold_abs")
     if threshold_rel is not None:
-        threshold = max(threshold, check_nonnegative(threshold_rel, "threshold_rel") * float(r.max()))
+        rel = check_nonnegative(threshold_rel, "threshold_rel")
+        threshold = max(threshold, rel * float(r.max()))
     if num_peaks is not None:
         num_peaks = check_int(num_peaks, "num_peaks", minimum=0)
 

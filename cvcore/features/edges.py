@@ -149,7 +149,8 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
 
     # Stage 1: normalised Gaussian smoothing (bleed-over compensation).
     constant, reflect = MODES["constant"], MODES["reflect"]
-    bleed = gaussian_plane(weight, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0) + np.finfo(np.float32).eps
+    bleed = gaussian_plane(weight, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0)
+    bleed += np.finfo(np.float32).eps
     smoothed = gaussian_plane(masked, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0) / bleed
     # Stage 2: Sobel gradient.
     gr = gradient_plane(smoothed, 0, reflect, 0.0)
