@@ -1,6 +1,6 @@
 """Numba kernels for SIFT (Lowe 2004): scale space, extrema, refinement, orientation, descriptor.
 
-Every function here works on float32 C-contiguous arrays that :mod:`cvcore.features.sift` has
+Every function here works on float32 C-contiguous arrays that :mod:`cvcore.features._sift` has
 validated and allocated; nothing here checks shapes. The stages, in the order the pipeline calls
 them:
 
@@ -12,11 +12,12 @@ them:
                                       orientation histogram and its peaks, per candidate
 6. :func:`sift_descriptors`           the 4x4x8 descriptor, per keypoint
 
-Conventions (shared with :mod:`cvcore.features.sift`): arrays are indexed ``[row, col]``; a pixel's
+Conventions (shared with :mod:`cvcore.features._sift`): arrays are indexed ``[row, col]``; a pixel's
 centre is at integer coordinates (OpenCV's convention); angles are in degrees in ``[0, 360)``,
 measured from the +x axis towards +y in image coordinates (y down), i.e. clockwise on screen, as
 OpenCV's ``KeyPoint.angle``. Gradients are taken with central differences
-``dx = L[r, c+1] - L[r, c-1]``, ``dy = L[r+1, c] - L[r-1, c]``.
+``dx = L[r, c+1] - L[r, c-1]``, ``dy = L[r+1, c] - L[r-1, c]`` (the descriptor counts its
+orientation bins with y up, ``-dy``, to lay them out as OpenCV does).
 
 Why a separable blur of our own here rather than :mod:`kernels.conv`: SIFT blurs six levels per
 octave with kernels up to 25 taps, which dominates the run time. This kernel exploits the
@@ -35,7 +36,8 @@ ROW_BLOCK = 8                 # rows per parallel task in the blur (one padded b
 ORI_HIST_BINS = 36            # Lowe 2004, sec. 5
 ORI_SMOOTH = (1.0 / 16.0, 4.0 / 16.0, 6.0 / 16.0)   # [1 4 6 4 1]/16 circular smoothing (OpenCV)
 MAX_PEAKS = 18                # a 36-bin circular histogram has at most 18 strict local maxima
-MAX_INTERP_STEPS = 5          # Lowe 2004, sec. 4: re-centre the quadratic fit at most 5 times
+MAX_INTERP_STEPS = 5          # OpenCV SIFT_MAX_INTERP_STEPS: re-centre the fit (Lowe 2004,
+                              # sec. 4) at most 5 times
 DESC_WIDTH = 4                # Lowe 2004, sec. 6.1: 4x4 spatial bins
 DESC_BINS = 8                 # Lowe 2004, sec. 6.1: 8 orientation bins
 DESC_LENGTH = DESC_WIDTH * DESC_WIDTH * DESC_BINS

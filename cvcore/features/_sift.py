@@ -664,7 +664,7 @@ def sift(image, n_features: int | None = None, n_scales: int = N_SCALES, sigma: 
     contrast_threshold = check_nonnegative(contrast_threshold, "contrast_threshold")
     edge_threshold = check_positive(edge_threshold, "edge_threshold")
     if keypoints is not None and not isinstance(keypoints, Keypoints):
-        raise TypeError("keypoints must be a cvcore.features.sift.Keypoints "
+        raise TypeError("keypoints must be a cvcore.features.Keypoints "
                         f"(see Keypoints.from_xy), got {type(keypoints).__name__}")
     space = gaussian_scale_space(image, n_scales, sigma, bool(double_image))
     if keypoints is None:
