@@ -9,8 +9,25 @@ dilation ``(dh, dw)`` covers input rows ``oi * sh - ph + a * dh`` for ``a = 0 ..
 (PyTorch's ``nn.MaxPool2d`` / ``nn.AvgPool2d`` convention, ``ceil_mode=False``); positions outside
 the image are padding (``-inf`` for max, zero for average).
 """
-import numpy as np
 from numba import njit, prange
+
+# Window sums may be reassociated (split over SIMD lanes); nothing else is relaxed.
+REASSOC = {"reassoc"}
+
+
+@njit(cache=True, inline="always")
+def _taps(o, stride, pad, dil, k, size):
+    """Kernel taps ``a`` in ``[lo, hi)`` whose input index ``o*stride - pad + a*dil`` lies inside
+    ``[0, size)``; returns ``(start, lo, hi)`` with ``start = o*stride - pad``."""
+    start = o * stride - pad
+    lo = 0
+    if start < 0:
+        lo = (-start + dil - 1) // dil
+    hi = k
+    last = size - 1 - start                   # a*dil <= last
+    if last < (k - 1) * dil:
+        hi = last // dil + 1 if last >= 0 else 0
+    return start, lo, hi
 
 
 @njit(cache=True, parallel=True)
@@ -18,7 +35,8 @@ def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, y, argmax):
     """Max over each window; records the flat in-plane index ``row * W + col`` of the maximum.
 
     The first maximum in row-major window order wins ties, as in PyTorch. Every window holds at
-    least one real pixel because the caller enforces ``padding <= effective kernel / 2``.
+    least one real pixel because the caller enforces ``padding <= effective kernel / 2``; the
+    taps falling in the padding are skipped by computing each window's valid range once.
 
     Parameters
     ----------
@@ -31,19 +49,19 @@ def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, y, argmax):
     OH, OW = y.shape[1], y.shape[2]
     for p in prange(P):
         for oi in range(OH):
+            r0, a_lo, a_hi = _taps(oi, sh, ph, dh, kh, H)
             for oj in range(OW):
-                best = -np.inf
-                where = -1
-                for a in range(kh):
-                    r = oi * sh - ph + a * dh
-                    if r < 0 or r >= H:
-                        continue
-                    for b in range(kw):
-                        col = oj * sw - pw + b * dw
-                        if col < 0 or col >= W:
-                            continue
+                c0, b_lo, b_hi = _taps(oj, sw, pw, dw, kw, W)
+                r = r0 + a_lo * dh
+                col = c0 + b_lo * dw
+                best = x[p, r, col]
+                where = r * W + col
+                for a in range(a_lo, a_hi):
+                    r = r0 + a * dh
+                    for b in range(b_lo, b_hi):
+                        col = c0 + b * dw
                         v = x[p, r, col]
-                        if v > best or where < 0:
+                        if v > best:
                             best = v
                             where = r * W + col
                 y[p, oi, oj] = best
@@ -70,7 +88,7 @@ def maxpool2d_backward(dy, argmax, dx):
                 dx[p, k // W, k % W] += dy[p, oi, oj]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=REASSOC)
 def avgpool2d_forward(x, kh, kw, sh, sw, ph, pw, count_include_pad, y):
     """Mean over each window.
 
@@ -139,7 +157,7 @@ def avgpool2d_backward(dy, kh, kw, sh, sw, ph, pw, count_include_pad, dx):
                         dx[p, r, col] += g
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=REASSOC)
 def adaptive_avgpool2d_forward(x, y):
     """Adaptive average pooling to ``y``'s spatial size (PyTorch's bin edges).
 
