@@ -24,7 +24,8 @@ import numpy as np
 
 from cvcore._validate import check_array, check_finite, check_int, check_positive
 
-BLOCK = 256                 # hypotheses scored together
+BLOCK = 256                 # hypotheses scored together ...
+SCORE_ELEMENTS = 1 << 21    # ... at most this many (hypothesis, point) pairs at once (memory)
 COLLINEAR_TOL = 1e-6        # triangle area / (squared spread of the points): below = collinear
 
 
@@ -104,7 +105,9 @@ def fit_homography(src, dst) -> np.ndarray:
     src, dst = _check_pairs(src, dst, 4)
     T1, T2 = _normaliser(src), _normaliser(dst)
     A = _dlt_rows(_apply(T1, src), _apply(T2, dst))
-    h = np.linalg.svd(A)[2][-1]
+    # the right singular vector of the smallest singular value; the thin SVD suffices (and keeps
+    # memory at O(N)) once A has at least 9 rows
+    h = np.linalg.svd(A, full_matrices=A.shape[0] < 9)[2][-1]
     return _denormalise(h.reshape(3, 3), T1, T2)
 
 
@@ -230,7 +233,7 @@ def _ransac(src, dst, s, minimal, refit, threshold, max_trials, confidence, seed
     needed = max_trials
     trials = 0
     while trials < min(needed, max_trials):
-        B = min(BLOCK, max_trials - trials)
+        B = min(BLOCK, max_trials - trials, max(1, SCORE_ELEMENTS // N))
         idx = rng.integers(0, N, size=(B, s))
         srt = np.sort(idx, axis=1)
         bad = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
