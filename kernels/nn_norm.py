@@ -18,7 +18,6 @@ and :math:`y = \\gamma \\hat x + \\beta`, the backward pass (Ioffe & Szegedy 201
     dx = \\frac{\\gamma}{M\\sqrt{\\sigma^2+\\epsilon}}
          \\left(M\\,dy - \\partial\\beta - \\hat x\\,\\partial\\gamma\\right)
 """
-import numpy as np
 from numba import njit, prange
 
 # Only reassociation (sums split over SIMD lanes); no assumptions about NaN, inf or signed zeros.

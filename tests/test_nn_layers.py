@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from cvcore.nn import layers as L
 from cvcore.nn.gradcheck import GradcheckError, gradcheck
 from cvcore.nn.losses import CrossEntropyLoss, cross_entropy_backward, cross_entropy_forward
-from kernels import nn_act, nn_norm, nn_pool
+from kernels import nn_act, nn_norm
 from kernels.reference import nn_act as ref_act, nn_norm as ref_norm, nn_pool as ref_pool
 
 # gradient-check tolerances (float64 central differences, h = 1e-6: errors are ~1e-9 here)
@@ -551,7 +551,8 @@ class TestErrors:
     def test_gradient_of_wrong_shape(self):
         pool = L.MaxPool2d(2)
         pool(np.zeros((1, 1, 4, 4), dtype=np.float32))
-        with pytest.raises(ValueError, match=r"MaxPool2d.*dy has shape \(1, 1, 4, 4\).*\(1, 1, 2, 2\)"):
+        with pytest.raises(ValueError,
+                           match=r"MaxPool2d.*dy has shape \(1, 1, 4, 4\).*\(1, 1, 2, 2\)"):
             pool.backward(np.zeros((1, 1, 4, 4), dtype=np.float32))
 
     def test_batchnorm_single_value_per_channel(self):

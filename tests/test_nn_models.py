@@ -75,7 +75,8 @@ def test_initialisation_is_torchvisions():
     assert (model.layer1[0].bn1.weight.data == 1).all() and (model.bn1.bias.data == 0).all()
     assert np.abs(model.fc.weight.data).max() <= 1 / math.sqrt(512)
     zero = resnet50(zero_init_residual=True, rng=0)
-    assert (zero.layer1[0].bn3.weight.data == 0).all() and (zero.layer1[0].bn2.weight.data == 1).all()
+    assert (zero.layer1[0].bn3.weight.data == 0).all()
+    assert (zero.layer1[0].bn2.weight.data == 1).all()
     assert (resnet20(zero_init_residual=True).layer3[2].bn2.weight.data == 0).all()
     a, b = resnet20(rng=5), resnet20(rng=5)
     assert all(np.array_equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
@@ -252,7 +253,8 @@ def test_resnet50_matches_torch_in_float64_at_init(torch_models, rng):
     torch, _, TBottle, TResNet = torch_models
     model = resnet50(num_classes=10, rng=0)
     tmodel = TResNet(TBottle, [3, 4, 6, 3], 10, 3, "imagenet").double()
-    tmodel.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()})
+    tmodel.load_state_dict({k: torch.from_numpy(np.array(v))
+                            for k, v in model.state_dict().items()})
     for p in model.parameters():
         p.data = p.data.astype(np.float64)
     x = rng.standard_normal((2, 3, 64, 64))

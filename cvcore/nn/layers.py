@@ -35,7 +35,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from cvcore._validate import check_array, check_int, check_pair, check_choice
+from cvcore._validate import check_array, check_int, check_pair
 from cvcore.nn.module import Module, Parameter
 
 __all__ = [
@@ -436,7 +436,8 @@ class BatchNorm2d(_CachingModule):
     num_batches_tracked : ndarray () int64 buffer
     """
 
-    def __init__(self, num_features: int, eps: float = BN_EPS, momentum: Optional[float] = BN_MOMENTUM):
+    def __init__(self, num_features: int, eps: float = BN_EPS,
+                 momentum: Optional[float] = BN_MOMENTUM):
         super().__init__()
         self.num_features = check_int(num_features, "num_features", 1)
         self.eps = float(eps)

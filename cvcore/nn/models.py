@@ -29,7 +29,7 @@ from cvcore._validate import check_int
 from cvcore.nn.blocks import BasicBlock, Bottleneck, conv1x1
 from cvcore.nn.conv import Conv2d
 from cvcore.nn.layers import (NESTED, AdaptiveAvgPool2d, BatchNorm2d, Linear, MaxPool2d, ReLU,
-                              Sequential, _as_input, _CachingModule, call_child, top_level)
+                              Sequential, _as_input, _CachingModule, call_child)
 
 __all__ = ["ResNet", "resnet20", "resnet32", "resnet56", "resnet18", "resnet50"]
 
