@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cvcore.nn.conv import (CHUNK_BYTES, Conv2d, Conv2dCache, conv2d_backward, conv2d_forward,
+from cvcore.nn.conv import (Conv2d, Conv2dCache, conv2d_backward, conv2d_forward,
                             conv2d_output_shape)
 from kernels import nn_conv as fast
 from kernels.reference import nn_conv as ref
@@ -117,42 +117,94 @@ def test_fast_matches_reference(xs, ws, s, p, d, bias, rng):
         np.testing.assert_allclose(db, db_r, rtol=1e-5, atol=1e-4)
 
 
+def _s1_geometry(xs, ws, p, d):
+    (ph, pw), (dh, dw) = pair(p), pair(d)
+    H, W = xs[2:]
+    kh, kw = ws[2:]
+    Ho, Wo, Wp = H + 2 * ph - dh * (kh - 1), W + 2 * pw - dw * (kw - 1), W + 2 * pw
+    return ph, pw, dh, dw, Ho, Wo, Wp
+
+
 @pytest.mark.parametrize("xs,ws,s,p,d,bias", CASES[:8])
-def test_im2col_col2im_kernels_match_reference(xs, ws, s, p, d, bias, rng):
+def test_im2col_rows_kernels_match_reference(xs, ws, s, p, d, bias, rng):
+    # the general-layout helpers, on a block of output rows of the last image
     x = rng.standard_normal(xs).astype(np.float32)
     kh, kw = ws[2:]
     (sh, sw), (ph, pw), (dh, dw) = pair(s), pair(p), pair(d)
     cols_ref = ref.im2col(x, kh, kw, pair(s), pair(p), pair(d))
-    # fill the chunk from image 1 on (n0 > 0 exercises the offset), garbage-initialised
-    n0 = 1 if xs[0] > 1 else 0
-    cols = np.full((xs[0] - n0,) + cols_ref.shape[1:], np.nan, np.float32)
-    fast.im2col_chunk(x, n0, kh, kw, sh, sw, ph, pw, dh, dw, cols)
-    np.testing.assert_array_equal(cols, cols_ref[n0:])
+    N, R = xs[0], cols_ref.shape[1]
+    Ho = (xs[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    Wo = cols_ref.shape[2] // Ho
+    oh0, oh1 = (1, Ho) if Ho > 1 else (0, 1)
+    cols = np.full((R, (oh1 - oh0) * Wo), np.nan, np.float32)      # every entry must be written
+    fast.im2col_rows(x, N - 1, oh0, oh1, kh, kw, sh, sw, ph, pw, dh, dw, Wo, cols)
+    np.testing.assert_array_equal(cols, cols_ref[N - 1][:, oh0 * Wo:oh1 * Wo])
+    # col2im over all rows in two blocks equals the reference adjoint
     dcols = rng.standard_normal(cols_ref.shape).astype(np.float32)
-    dx = np.full(xs, np.nan, np.float32)
-    fast.col2im_chunk(dcols, 0, kh, kw, sh, sw, ph, pw, dh, dw, dx)
+    dx = np.zeros(xs, np.float32)
+    for n in range(N):
+        for a, b in ((0, oh0), (oh0, Ho)):
+            block = np.ascontiguousarray(dcols[n][:, a * Wo:b * Wo])
+            fast.col2im_rows(block, n, a, b, kh, kw, sh, sw, ph, pw, dh, dw, Wo, dx)
     dx_ref = ref.col2im(dcols, xs, kh, kw, pair(s), pair(p), pair(d))
-    np.testing.assert_allclose(dx, dx_ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
 
 
-def test_chunked_batch_equals_one_image_at_a_time(rng, monkeypatch):
-    # a batch larger than one chunk must give the same numbers as one image at a time
+@pytest.mark.parametrize("xs,ws,s,p,d,bias", [c for c in CASES if pair(c[2]) == (1, 1)])
+def test_im2col_rows_s1_kernels_match_reference(xs, ws, s, p, d, bias, rng):
+    # the padded-width helpers: dropping the junk columns gives the reference column matrix
+    x = rng.standard_normal(xs).astype(np.float32)
+    kh, kw = ws[2:]
+    ph, pw, dh, dw, Ho, Wo, Wp = _s1_geometry(xs, ws, p, d)
+    cols_ref = ref.im2col(x, kh, kw, (1, 1), pair(p), pair(d))
+    R = cols_ref.shape[1]
+    N = xs[0]
+    plane = np.full((Ho + dh * (kh - 1)) * Wp + dw * (kw - 1), np.nan, np.float32)
+    cols = np.full((R, Ho * Wp), np.nan, np.float32)
+    fast.im2col_rows_s1(x, N - 1, 0, Ho, kh, kw, ph, pw, dh, dw, plane, cols)
+    got = cols.reshape(R, Ho, Wp)[:, :, :Wo].reshape(R, Ho * Wo)
+    np.testing.assert_array_equal(got, cols_ref[N - 1])
+    assert np.isfinite(cols).all()                      # the junk columns too
+    # adjoint into the flat padded planes, junk columns zero
+    L = (xs[2] + 2 * ph) * Wp + dw * (kw - 1)
+    dcols = rng.standard_normal((R, Ho, Wo)).astype(np.float32)
+    dcols_p = np.zeros((R, Ho, Wp), np.float32)
+    dcols_p[:, :, :Wo] = dcols
+    dxpad = np.zeros(xs[1] * L, np.float32)
+    fast.col2im_rows_s1(dcols_p.reshape(R, Ho * Wp), 0, Ho, kh, kw, dh, dw, Wp, L, dxpad)
+    planes = dxpad.reshape(xs[1], L)[:, :(xs[2] + 2 * ph) * Wp].reshape(xs[1], -1, Wp)
+    dx = planes[:, ph:ph + xs[2], pw:pw + xs[3]]
+    dx_ref = ref.col2im(dcols.reshape(1, R, Ho * Wo), (1,) + xs[1:], kh, kw, (1, 1), pair(p),
+                        pair(d))[0]
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_row_blocks_do_not_change_the_result(stride, rng, monkeypatch):
+    # tiny blocks (one output row per work item) give the same numbers as the default blocks
     import cvcore.nn.conv as conv_module
-    x, w, b = random_case(rng, (7, 4, 10, 10), (5, 4, 3, 3), True)
-    per_image = 4 * 9 * 100 * 4
-    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 3 * per_image)    # chunks of 3, 3, 1
-    y, cache = conv2d_forward(x, w, b, 1, 1)
+    x, w, b = random_case(rng, (5, 4, 10, 9), (5, 4, 3, 3), True)
+    y, cache = conv2d_forward(x, w, b, stride, 1)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dx, dw, db = conv2d_backward(dy, cache)
-    dw_sum = np.zeros_like(dw)
-    for n in range(7):
-        y1, c1 = conv2d_forward(x[n:n + 1], w, b, 1, 1)
-        np.testing.assert_allclose(y[n:n + 1], y1, rtol=1e-6, atol=1e-6)
-        dx1, dw1, _ = conv2d_backward(dy[n:n + 1], c1)
-        np.testing.assert_allclose(dx[n:n + 1], dx1, rtol=1e-6, atol=1e-6)
-        dw_sum += dw1
-    np.testing.assert_allclose(dw, dw_sum, rtol=1e-5, atol=1e-5)
-    assert CHUNK_BYTES > per_image
+    monkeypatch.setattr(conv_module, "BLOCK_BYTES", 1)
+    assert conv_module._block_rows(5, y.shape[2], 1000, 2) == 1
+    y1, cache1 = conv2d_forward(x, w, b, stride, 1)
+    dx1, dw1, db1 = conv2d_backward(dy, cache1)
+    np.testing.assert_allclose(y1, y, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dx1, dx, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dw1, dw, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(db1, db)
+
+
+def test_block_rows_gives_every_lane_work():
+    from cvcore.nn.conv import BLOCK_BYTES, _block_rows
+    # a batch of one image is split into at least one block per lane
+    assert _block_rows(1, 56, 1000, 2) <= 28
+    # large rows: one row per block, never zero
+    assert _block_rows(128, 8, 10 * BLOCK_BYTES, 2) == 1
+    # small rows and many images: the whole image in one block
+    assert _block_rows(128, 8, 100, 2) == 8
 
 
 # -- agreement with PyTorch --------------------------------------------------------------------
@@ -218,25 +270,25 @@ def test_output_shape_matches_torch(H, W, k, s, p, d):
 
 # -- properties --------------------------------------------------------------------------------
 
-@given(N=st.integers(1, 3), C=st.integers(1, 3), H=st.integers(3, 9), W=st.integers(3, 9),
+@given(C=st.integers(1, 3), H=st.integers(3, 9), W=st.integers(3, 9),
        kh=st.integers(1, 3), kw=st.integers(1, 3), sh=st.integers(1, 3), sw=st.integers(1, 3),
        ph=st.integers(0, 2), pw=st.integers(0, 2), dh=st.integers(1, 2), dw=st.integers(1, 2),
        seed=st.integers(0, 2**16))
 @settings(max_examples=60, deadline=None)
-def test_col2im_is_the_adjoint_of_im2col(N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, seed):
+def test_col2im_is_the_adjoint_of_im2col(C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, seed):
     # <im2col(x), c> == <x, col2im(c)> for all x, c: col2im is the transpose of the linear
-    # map im2col, which is what makes the backward pass the true gradient.
+    # map im2col, which is what makes the backward pass the true gradient (general layout).
     Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     if Ho < 1 or Wo < 1:
         return
     r = np.random.default_rng(seed)
-    x = r.standard_normal((N, C, H, W))
-    c = r.standard_normal((N, C * kh * kw, Ho * Wo))
+    x = r.standard_normal((1, C, H, W))
+    c = r.standard_normal((C * kh * kw, Ho * Wo))
     cols = np.empty_like(c)
-    fast.im2col_chunk(x, 0, kh, kw, sh, sw, ph, pw, dh, dw, cols)
-    dx = np.empty_like(x)
-    fast.col2im_chunk(c, 0, kh, kw, sh, sw, ph, pw, dh, dw, dx)
+    fast.im2col_rows(x, 0, 0, Ho, kh, kw, sh, sw, ph, pw, dh, dw, Wo, cols)
+    dx = np.zeros_like(x)
+    fast.col2im_rows(c, 0, 0, Ho, kh, kw, sh, sw, ph, pw, dh, dw, Wo, dx)
     assert math.isclose(float((cols * c).sum()), float((x * dx).sum()), rel_tol=1e-9,
                         abs_tol=1e-9)
 

@@ -7,18 +7,18 @@ NCHW layout, zero padding, no groups::
 
     Ho = floor((H + 2*ph - dh*(kh - 1) - 1) / sh) + 1        (Wo likewise)
 
-The stages (He et al. 2016 use exactly this layer; the algorithm is im2col + GEMM, Chellapilla
-et al. 2006, sec. 2):
+The algorithm is im2col + GEMM (Chellapilla et al. 2006, sec. 2), done in blocks:
 
-1. ``im2col``: for a chunk of a few images, write every output pixel's receptive field as one
-   column of a ``(C*kh*kw, Ho*Wo)`` matrix per image (Numba, parallel over image-channel planes;
-   :mod:`kernels.nn_conv`). A 1x1 convolution with stride 1 and no padding needs no im2col: the
-   image itself, viewed as ``(C, H*W)``, is the column matrix.
-2. ``W (K, C*kh*kw) @ cols`` per image with NumPy's ``matmul`` (OpenBLAS), written straight into
-   the NCHW output.
-3. Backward: ``dW = sum_n dY_n @ cols_n^T``, ``dcols = W^T @ dY_n`` and ``col2im`` (the adjoint of
-   im2col) for ``dx``; ``db`` sums ``dY`` over ``n, oh, ow``. The column matrices are rebuilt in
-   the backward pass from the cached input rather than kept: they are ``kh*kw`` times larger
+1. The work is cut into items of one image x a block of output rows, sized so that the block's
+   column matrix (``C*kh*kw`` rows, one column per output pixel) stays in a core's L2 cache.
+2. Each thread builds an item's column matrix (for stride 1 in the "padded-width" layout, where
+   every row is one contiguous copy of the zero-padded input), multiplies it by the weight matrix
+   ``W (K, C*kh*kw)`` with BLAS, and copies the product into the NCHW output.
+   All of this runs inside one Numba parallel loop, BLAS single-threaded (see
+   :mod:`kernels.nn_conv` for why).
+3. Backward: ``dW = sum_n dY_n @ cols_n^T``, ``dcols = W^T @ dY_n`` and ``col2im`` (the adjoint
+   of im2col) for ``dx``; ``db`` sums ``dY`` over ``n, oh, ow``. The column matrices are rebuilt
+   in the backward pass from the cached input rather than kept: they are ``kh*kw`` times larger
    than the input, and keeping them for every layer of a network costs more memory than
    rebuilding them costs time.
 
@@ -43,10 +43,10 @@ __all__ = ["Conv2d", "Conv2dCache", "conv2d_forward", "conv2d_backward", "conv2d
 # U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the bias is drawn from the same bound.
 KAIMING_A = math.sqrt(5.0)
 
-# Bytes of column matrix built per chunk of images: small enough to stay in the L2/L3 caches
-# between im2col and the matrix product, large enough to keep the matrix products efficient.
-# Measured with ``python -m benchmarks.cnn`` (see benchmarks/README.md).
-CHUNK_BYTES = 4 * 2**20
+# Bytes of column matrix per work item (one image x a block of output rows): small enough to stay
+# in a core's L2 cache (1 MiB on Zen 4) between im2col and the product, large enough to keep the
+# product efficient. Measured with ``python -m benchmarks.cnn`` (see benchmarks/README.md).
+BLOCK_BYTES = 512 * 2**10
 
 
 class Conv2dCache(NamedTuple):
@@ -108,14 +108,70 @@ def _check_finite_fast(x, name):
             raise ValueError(f"{name} contains infinity")
 
 
-def _chunk_images(n_images, rows, cols_per_image, itemsize):
-    """Images per chunk so that one chunk's column matrices take about CHUNK_BYTES."""
-    per_image = max(1, rows * cols_per_image * itemsize)
-    return int(max(1, min(n_images, CHUNK_BYTES // per_image)))
+def _block_rows(N, Ho, row_bytes, nlanes):
+    """Output rows per work item: the item's column matrix takes about BLOCK_BYTES; with fewer
+    images than lanes, rows are split further so every lane has work."""
+    rows = int(max(1, min(Ho, BLOCK_BYTES // max(1, row_bytes))))
+    nblk = -(-Ho // rows)
+    if N < nlanes:
+        nblk = min(Ho, max(nblk, -(-nlanes // N)))
+    return -(-Ho // nblk)
 
 
-def _is_pointwise(kh, kw, stride, padding):
-    return kh == 1 and kw == 1 and stride == (1, 1) and padding == (0, 0)
+class _SingleThreadedBlas:
+    """Context manager: the BLAS that Numba's ``np.dot`` calls (SciPy's OpenBLAS) runs
+    single-threaded inside, as it is called from every lane of a parallel loop; the previous
+    thread count is restored on exit. NumPy's own BLAS is a different library and is untouched.
+    Where SciPy's OpenBLAS cannot be found (other platforms or builds) this does nothing.
+    """
+    _lib = None
+    _looked = False
+
+    @classmethod
+    def _find(cls):
+        if cls._looked:
+            return cls._lib
+        cls._looked = True
+        try:
+            import ctypes
+
+            import scipy.linalg.cython_blas  # noqa: F401  (loads the library Numba uses)
+            with open("/proc/self/maps") as maps:
+                paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+            for path in sorted(paths):
+                if "scipy" not in path or "numpy" in path:
+                    continue
+                lib = ctypes.CDLL(path)
+                for prefix in ("scipy_openblas", "openblas"):
+                    get = getattr(lib, f"{prefix}_get_num_threads", None)
+                    put = getattr(lib, f"{prefix}_set_num_threads", None)
+                    if get is not None and put is not None:
+                        get.restype = ctypes.c_int
+                        put.argtypes = [ctypes.c_int]
+                        cls._lib = (get, put)
+                        return cls._lib
+        except (OSError, ImportError):
+            pass
+        return None
+
+    def __enter__(self):
+        lib = self._find()
+        self._previous = None
+        if lib is not None:
+            self._previous = lib[0]()
+            if self._previous != 1:
+                lib[1](1)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None and self._previous != 1:
+            self._lib[1](self._previous)
+        return False
+
+
+def _lanes():
+    import numba
+    return numba.get_num_threads()
 
 
 def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, name="conv2d"):
@@ -170,23 +226,21 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, name="conv2d")
         b = np.asarray(b, dtype=dtype)
 
     _, _, Ho, Wo = conv2d_output_shape(x.shape, w.shape, stride, padding, dilation)
-    P = Ho * Wo
-    rows = C * kh * kw
-    w_mat = w.reshape(K, rows)
     y = np.empty((N, K, Ho, Wo), dtype=dtype)
-    y_mat = y.reshape(N, K, P)
-    if _is_pointwise(kh, kw, stride, padding):
-        np.matmul(w_mat, x.reshape(N, C, P), out=y_mat)
-    else:
-        nk = _kernels()
-        B = _chunk_images(N, rows, P, x.itemsize)
-        cols = np.empty((B, rows, P), dtype=dtype)
-        for n0 in range(0, N, B):
-            nb = min(B, N - n0)
-            nk.im2col_chunk(x, n0, kh, kw, *stride, *padding, *dilation, cols[:nb])
-            np.matmul(w_mat, cols[:nb], out=y_mat[n0:n0 + nb])
+    w_mat = w.reshape(K, C * kh * kw)
+    nk = _kernels()
+    lanes = _lanes()
+    with _SingleThreadedBlas():
+        if stride == (1, 1):        # includes the 1x1 convolutions (no junk columns then)
+            Wp = W + 2 * padding[1]
+            rows = _block_rows(N, Ho, C * kh * kw * Wp * x.itemsize, lanes)
+            nk.conv2d_s1_forward(x, w_mat, kh, kw, *padding, *dilation, rows, lanes, y)
+        else:
+            rows = _block_rows(N, Ho, C * kh * kw * Wo * x.itemsize, lanes)
+            nk.conv2d_forward_general(x, w_mat, kh, kw, *stride, *padding, *dilation, rows,
+                                      lanes, y)
     if b is not None:
-        y_mat += b[:, None]
+        y.reshape(N, K, Ho * Wo)[...] += b[:, None]
     return y, Conv2dCache(x, w, b is not None, stride, padding, dilation)
 
 
@@ -224,38 +278,28 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True):
                          f"{(N, K, Ho, Wo)}")
     dtype = x.dtype
     dy = np.ascontiguousarray(dy, dtype=dtype)
-    P = Ho * Wo
     rows = C * kh * kw
-    dy_mat = dy.reshape(N, K, P)
     w_mat = w.reshape(K, rows)
-    db = dy_mat.sum(axis=(0, 2)) if (cache.has_bias and need_dw) else None
-    dw_mat = np.zeros((K, rows), dtype=dtype) if need_dw else None
+    db = dy.sum(axis=(0, 2, 3)) if (cache.has_bias and need_dw) else None
     dx = np.empty((N, C, H, W), dtype=dtype) if need_dx else None
-
-    if _is_pointwise(kh, kw, cache.stride, cache.padding):
-        x_mat = x.reshape(N, C, P)
-        if need_dw:
-            for n in range(N):
-                dw_mat += dy_mat[n] @ x_mat[n].T
-        if need_dx:
-            np.matmul(w_mat.T, dy_mat, out=dx.reshape(N, C, P))
-    else:
-        nk = _kernels()
-        geometry = (kh, kw, *cache.stride, *cache.padding, *cache.dilation)
-        B = _chunk_images(N, rows, P, x.itemsize)
-        cols = np.empty((B, rows, P), dtype=dtype)
-        for n0 in range(0, N, B):
-            nb = min(B, N - n0)
-            dyc = dy_mat[n0:n0 + nb]
-            if need_dw:
-                nk.im2col_chunk(x, n0, *geometry, cols[:nb])
-                for b in range(nb):
-                    dw_mat += dyc[b] @ cols[b].T
-            if need_dx:
-                np.matmul(w_mat.T, dyc, out=cols[:nb])
-                nk.col2im_chunk(cols[:nb], n0, *geometry, dx)
-    dw = dw_mat.reshape(w.shape) if need_dw else None
-    return dx, dw, db
+    nk = _kernels()
+    lanes = _lanes()
+    dw_lanes = np.zeros((lanes if need_dw else 1, K, rows), dtype=dtype)
+    if dx is None:
+        dx = np.empty((1, 1, 1, 1), dtype=dtype)            # placeholder, not written
+    with _SingleThreadedBlas():
+        if cache.stride == (1, 1):
+            Wp = W + 2 * cache.padding[1]
+            brows = _block_rows(N, Ho, rows * Wp * x.itemsize, lanes)
+            nk.conv2d_s1_backward(x, w_mat, dy, kh, kw, *cache.padding, *cache.dilation, brows,
+                                  lanes, need_dx, need_dw, dx, dw_lanes)
+        else:
+            brows = _block_rows(N, Ho, rows * Wo * x.itemsize, lanes)
+            nk.conv2d_backward_general(x, w_mat, dy, kh, kw, *cache.stride, *cache.padding,
+                                       *cache.dilation, brows, lanes, need_dx, need_dw, dx,
+                                       dw_lanes)
+    dw = dw_lanes.sum(axis=0).reshape(w.shape) if need_dw else None
+    return (dx if need_dx else None), dw, db
 
 
 class Conv2d(Module):
