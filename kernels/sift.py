@@ -403,18 +403,21 @@ def orientation_histogram(image, y, x, radius, sigma, hist):
 
 
 @njit(cache=True)
-def _refine_one(dog, gauss, k, level, row, col, n_scales, sigma, contrast_threshold,
-                edge_threshold, border, ori_radius_factor, ori_sigma_factor, peak_ratio, upright,
-                out_ok, out_x, out_y, out_level, out_offset, out_scale, out_response,
-                out_n_angles, out_angles):
-    """:func:`refine_and_orient` for candidate ``k`` (a function of its own: compiled once,
-    outside the parallel loop, which keeps the parallel kernel quick to compile)."""
+def _refine_one(dog, gauss, i, y, x, params, out, angles):
+    """:func:`refine_and_orient` for the candidate at (level i, row y, col x), writing its row of
+    ``out`` and ``angles`` (a function of its own, compiled outside the parallel loop, and few
+    arguments: both keep compilation quick)."""
     L, H, W = dog.shape
-    out_ok[k] = 0
-    out_n_angles[k] = 0
-    i = level[k]
-    y = row[k]
-    x = col[k]
+    n_scales = int(params[0])
+    sigma = params[1]
+    contrast_threshold = params[2]
+    edge_threshold = params[3]
+    border = int(params[4])
+    ori_radius_factor = params[5]
+    ori_sigma_factor = params[6]
+    peak_ratio = params[7]
+    upright = params[8] != 0.0
+    out[:] = 0.0
     grad = np.empty(3, np.float64)
     hess = np.empty((3, 3), np.float64)
     off = np.zeros(3, np.float64)
@@ -452,16 +455,16 @@ def _refine_one(dog, gauss, k, level, row, col, n_scales, sigma, contrast_thresh
     if det <= 0 or tr * tr * edge_threshold >= (edge_threshold + 1) ** 2 * det:
         return
     scale = sigma * 2.0 ** ((i + off[2]) / n_scales)
-    out_ok[k] = 1
-    out_x[k] = x + off[0]
-    out_y[k] = y + off[1]
-    out_level[k] = i
-    out_offset[k] = off[2]
-    out_scale[k] = scale
-    out_response[k] = abs(contrast)
+    out[0] = 1.0
+    out[1] = x + off[0]
+    out[2] = y + off[1]
+    out[3] = i
+    out[4] = off[2]
+    out[5] = scale
+    out[6] = abs(contrast)
     if upright:
-        out_n_angles[k] = 1
-        out_angles[k, 0] = 0.0
+        out[7] = 1.0
+        angles[0] = 0.0
         return
     hist = np.empty(ORI_HIST_BINS, np.float64)
     radius = int(round(ori_radius_factor * scale))
@@ -480,19 +483,16 @@ def _refine_one(dog, gauss, k, level, row, col, n_scales, sigma, contrast_thresh
             angle = 360.0 / n * peak
             if angle >= 360.0:
                 angle -= 360.0
-            out_angles[k, count] = angle
+            angles[count] = angle
             count += 1
-    out_n_angles[k] = count
+    out[7] = count
 
 
 @njit(cache=True, parallel=True)
-def refine_and_orient(dog, gauss, level, row, col, n_scales, sigma, contrast_threshold,
-                      edge_threshold, border, ori_radius_factor, ori_sigma_factor, peak_ratio,
-                      upright, out_ok, out_x, out_y, out_level, out_offset, out_scale,
-                      out_response, out_n_angles, out_angles):
+def refine_and_orient(dog, gauss, candidates, params, out, angles):
     """Refine each candidate extremum of one octave and assign its orientations.
 
-    For candidate k at (level[k], row[k], col[k]) of ``dog`` (L, H, W):
+    For candidate k at ``candidates[k] = (level, row, col)`` of ``dog`` (L, H, W):
 
     1. Fit the quadratic ``D(x) = D + g.x + x.H.x / 2`` (Lowe 2004, eq. 2) and step to
        ``x^ = -H^-1 g`` (eq. 3); while an offset exceeds 0.5 move to the neighbouring sample, at most
@@ -505,15 +505,14 @@ def refine_and_orient(dog, gauss, level, row, col, n_scales, sigma, contrast_thr
        scale in octave pixels; one angle per local peak >= ``peak_ratio`` times the highest,
        refined by a parabola through the peak and its neighbours. ``upright``: one angle, 0.
 
-    Outputs (per candidate): ``out_ok`` uint8, position ``out_x, out_y`` in octave pixels, integer
-    ``out_level`` and its sub-level offset ``out_offset``, the scale ``out_scale`` (sigma in
-    octave pixels), ``out_response = |D(x^)|``, and ``out_n_angles`` angles in ``out_angles``.
+    ``params`` (9,) float64: n_scales, sigma, contrast_threshold, edge_threshold, border,
+    ori_radius_factor, ori_sigma_factor, peak_ratio, upright (0 or 1). ``out`` (K, 8) float64 per
+    candidate: kept (0/1), x, y (octave pixels), level, sub-level offset, scale (sigma in octave
+    pixels), response ``|D(x^)|``, number of angles; ``angles`` (K, MAX_PEAKS) float64 degrees.
     """
-    for k in prange(level.shape[0]):
-        _refine_one(dog, gauss, k, level, row, col, n_scales, sigma, contrast_threshold,
-                    edge_threshold, border, ori_radius_factor, ori_sigma_factor, peak_ratio,
-                    upright, out_ok, out_x, out_y, out_level, out_offset, out_scale,
-                    out_response, out_n_angles, out_angles)
+    for k in prange(candidates.shape[0]):
+        _refine_one(dog, gauss, candidates[k, 0], candidates[k, 1], candidates[k, 2], params,
+                    out[k], angles[k])
 
 
 @njit(cache=True, fastmath=True)

@@ -459,20 +459,16 @@ def localize_keypoints(dog: np.ndarray, gauss: np.ndarray, extrema: np.ndarray,
         raise ValueError(f"dog has {dog.shape[0]} levels; n_scales={n_scales} needs "
                          f"{n_scales + 2}")
     K = ext.shape[0]
-    f8 = np.float64
-    ok = np.zeros(K, np.uint8)
-    x, y, off, scale, resp = (np.zeros(K, f8) for _ in range(5))
-    lev = np.zeros(K, np.int32)
-    n_ang = np.zeros(K, np.int32)
-    angles = np.zeros((K, ks.MAX_PEAKS), f8)
+    out = np.zeros((K, 8), np.float64)
+    angles = np.zeros((K, ks.MAX_PEAKS), np.float64)
     if K:
-        ks.refine_and_orient(dog, gauss, np.ascontiguousarray(ext[:, 0]),
-                             np.ascontiguousarray(ext[:, 1]), np.ascontiguousarray(ext[:, 2]),
-                             n_scales, float(sigma), float(contrast_threshold),
-                             float(edge_threshold), border, ORI_RADIUS_FACTOR, ORI_SIGMA_FACTOR,
-                             ORI_PEAK_RATIO, bool(upright), ok, x, y, lev, off, scale, resp,
-                             n_ang, angles)
-    n_ang = np.where(ok == 1, n_ang, 0)
+        params = np.array([n_scales, sigma, contrast_threshold, edge_threshold, border,
+                           ORI_RADIUS_FACTOR, ORI_SIGMA_FACTOR, ORI_PEAK_RATIO,
+                           1.0 if upright else 0.0], np.float64)
+        ks.refine_and_orient(dog, gauss, ext, params, out, angles)
+    ok, x, y, lev, off, scale, resp, n_ang = out.T
+    lev = lev.astype(np.int32)
+    n_ang = np.where(ok == 1, n_ang, 0).astype(np.int64)
     rep = np.repeat(np.arange(K), n_ang)
     within = np.arange(rep.size) - np.repeat(np.cumsum(n_ang) - n_ang, n_ang)
     return Localized(x[rep], y[rep], lev[rep], off[rep], scale[rep], resp[rep],
