@@ -46,6 +46,9 @@ class TestKernelsMatchReference:
         nn_norm.channel_affine(v(x), scale, shift, v(y))
         np.testing.assert_allclose(y, ref_norm.channel_affine(x, scale, shift), rtol=1e-6,
                                    atol=1e-6)
+        nn_norm.channel_affine_relu(v(x), scale, shift, v(y))
+        np.testing.assert_allclose(y, ref_norm.channel_affine_relu(x, scale, shift), rtol=1e-6,
+                                   atol=1e-6)
         mean32 = mean.astype(np.float32)
         s_dy, s_dyx = np.empty(4), np.empty(4)
         nn_norm.batchnorm_grad_sums(v(dy), v(x), mean32, s_dy, s_dyx)
@@ -480,6 +483,16 @@ def test_batchnorm_output_is_standardised(rng):
     y = L.BatchNorm2d(3)(x).astype(np.float64)
     np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-5)
     np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1, atol=1e-4)
+
+
+def test_batchnorm_forward_relu_is_relu_of_forward(rng):
+    x = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    a, b = L.BatchNorm2d(3), L.BatchNorm2d(3)
+    np.testing.assert_array_equal(a.forward_relu(x), np.maximum(b(x), 0))
+    np.testing.assert_array_equal(a.running_var, b.running_var)
+    a.eval()
+    b.eval()
+    np.testing.assert_array_equal(a.forward_relu(x), np.maximum(b(x), 0))
 
 
 def test_linear_backward_is_adjoint(rng):

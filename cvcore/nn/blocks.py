@@ -12,8 +12,11 @@ stride or channel count changes.
   first 1x1).
 
 Backward: the gradient at the block output goes through the final ReLU, then to both the residual
-branch and the shortcut; the two input gradients are summed. The ReLUs run in place on fresh batch
-norm outputs (whose caches keep their *inputs*, not outputs), so no activation is copied.
+branch and the shortcut; the two input gradients are summed. Inside the branch each ReLU is fused
+into the batch norm before it (:meth:`BatchNorm2d.forward_relu`, one pass) and the residual sum
+with the final ReLU is one in-place pass, so no activation is copied; the block keeps the ReLU
+outputs as the masks for the backward pass. The ``relu`` attribute exists for torchvision's
+layout (it has no parameters) and is not called.
 """
 from __future__ import annotations
 
@@ -35,11 +38,6 @@ def conv3x3(in_planes: int, out_planes: int, stride: int = 1, rng=None) -> Conv2
 def conv1x1(in_planes: int, out_planes: int, stride: int = 1, rng=None) -> Conv2d:
     """1x1 convolution with no bias (torchvision's ``conv1x1``)."""
     return Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False, rng=rng)
-
-
-def _relu_inplace(a: np.ndarray) -> np.ndarray:
-    _kernels("nn_act").relu_forward(a.reshape(-1), a.reshape(-1))
-    return a
 
 
 def _relu_backward_inplace(d: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -70,9 +68,12 @@ class _ResidualBlock(_CachingModule):
             last = len(self._stages) - 1
             for k, (conv_name, bn_name) in enumerate(self._stages):
                 out = call_child(conv_name, getattr(self, conv_name).forward, out)
-                out = call_child(bn_name, getattr(self, bn_name).forward, out)
-                if k < last:
-                    relu_outputs.append(_relu_inplace(out))
+                bn = getattr(self, bn_name)
+                if k < last:                           # relu(bn(.)) in one pass; keep the mask
+                    out = call_child(bn_name, bn.forward_relu, out)
+                    relu_outputs.append(out)
+                else:
+                    out = call_child(bn_name, bn.forward, out)
             if self.downsample is not None:
                 identity = call_child("downsample", self.downsample.forward, x)
             else:

@@ -289,7 +289,7 @@ def _bn_view(x):
     return x.reshape(N, C, H * W)
 
 
-def batchnorm2d_train_forward(x, gamma, beta, eps: float = BN_EPS):
+def batchnorm2d_train_forward(x, gamma, beta, eps: float = BN_EPS, fuse_relu: bool = False):
     """Batch normalisation with the statistics of this batch (Ioffe & Szegedy 2015, alg. 1).
 
     .. math::
@@ -306,6 +306,10 @@ def batchnorm2d_train_forward(x, gamma, beta, eps: float = BN_EPS):
     x : ndarray (N, C, H, W), float32 or float64, C-contiguous
     gamma, beta : ndarray (C,), same dtype as ``x``
     eps : float
+    fuse_relu : bool
+        Return ``max(y, 0)`` computed in the same pass (batch norm followed by ReLU, as in the
+        residual blocks). The backward pass is unchanged: the caller first masks ``dy`` with the
+        output (``dy * (y > 0)``), exactly as a separate ReLU would.
 
     Returns
     -------
@@ -319,16 +323,18 @@ def batchnorm2d_train_forward(x, gamma, beta, eps: float = BN_EPS):
     nk.batchnorm_stats(_bn_view(x), mean, var)
     invstd = 1.0 / np.sqrt(var + eps)
     y = np.empty_like(x)
-    _normalize(x, mean, invstd, gamma, beta, y)
+    _normalize(x, mean, invstd, gamma, beta, y, fuse_relu)
     return y, BatchNormTrainCache(x, gamma, mean, var, invstd)
 
 
-def _normalize(x, mean, invstd, gamma, beta, y):
-    """``y = (x - mean) * invstd * gamma + beta`` as ``x * scale + shift`` per channel."""
+def _normalize(x, mean, invstd, gamma, beta, y, fuse_relu=False):
+    """``y = (x - mean) * invstd * gamma + beta`` as ``x * scale + shift`` per channel
+    (then ``max(y, 0)`` in the same pass with ``fuse_relu``)."""
     scale = gamma * invstd
     shift = beta - mean * scale
-    _kernels("nn_norm").channel_affine(_bn_view(x), scale.astype(x.dtype), shift.astype(x.dtype),
-                                       _bn_view(y))
+    nk = _kernels("nn_norm")
+    kernel = nk.channel_affine_relu if fuse_relu else nk.channel_affine
+    kernel(_bn_view(x), scale.astype(x.dtype), shift.astype(x.dtype), _bn_view(y))
 
 
 def _grad_sums(dy, x, mean, invstd):
@@ -368,7 +374,8 @@ def batchnorm2d_train_backward(dy, cache: BatchNormTrainCache):
     return dx, dgamma.astype(t), dbeta.astype(t)
 
 
-def batchnorm2d_eval_forward(x, gamma, beta, running_mean, running_var, eps: float = BN_EPS):
+def batchnorm2d_eval_forward(x, gamma, beta, running_mean, running_var, eps: float = BN_EPS,
+                             fuse_relu: bool = False):
     """Inference-mode batch normalisation: a per-channel affine map with the running statistics,
     ``y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta``.
 
@@ -377,6 +384,8 @@ def batchnorm2d_eval_forward(x, gamma, beta, running_mean, running_var, eps: flo
     x : ndarray (N, C, H, W), float32 or float64, C-contiguous
     gamma, beta : ndarray (C,), same dtype as ``x``
     running_mean, running_var : ndarray (C,), any float dtype
+    fuse_relu : bool
+        Return ``max(y, 0)`` (see :func:`batchnorm2d_train_forward`).
 
     Returns
     -------
@@ -385,7 +394,7 @@ def batchnorm2d_eval_forward(x, gamma, beta, running_mean, running_var, eps: flo
     mean = np.asarray(running_mean, dtype=np.float64)
     invstd = 1.0 / np.sqrt(np.asarray(running_var, dtype=np.float64) + eps)
     y = np.empty_like(x)
-    _normalize(x, mean, invstd, gamma, beta, y)
+    _normalize(x, mean, invstd, gamma, beta, y, fuse_relu)
     return y, BatchNormEvalCache(x, gamma, mean, invstd)
 
 
@@ -457,6 +466,18 @@ class BatchNorm2d(_CachingModule):
         return f"{self.num_features}"
 
     def forward(self, x):
+        """Normalise ``x`` (N, C, H, W): batch statistics in training mode, running ones in eval."""
+        return self._forward(x, fuse_relu=False)
+
+    def forward_relu(self, x):
+        """``relu(self.forward(x))`` in one pass over the output (used by the residual blocks).
+
+        ``backward`` then expects ``dy`` already masked by the ReLU (``dy * (y > 0)``); the
+        module keeps no mask itself, its caller does (it holds ``y``).
+        """
+        return self._forward(x, fuse_relu=True)
+
+    def _forward(self, x, fuse_relu):
         name = self._label()
         x = _as_input(x, f"{name} input", ndim=4, check_nan=top_level())
         N, C, H, W = x.shape
@@ -469,14 +490,14 @@ class BatchNorm2d(_CachingModule):
         beta = np.asarray(self.bias.data, dtype=dtype)
         if not self.training:
             y, cache = batchnorm2d_eval_forward(x, gamma, beta, self.running_mean,
-                                                self.running_var, self.eps)
+                                                self.running_var, self.eps, fuse_relu)
             self._keep(cache, y)
             return y
         M = N * H * W
         if M < 2:
             raise ValueError(f"{name}: training mode needs more than one value per channel, got "
                              f"input shape {x.shape} (use eval mode for a single 1x1 sample)")
-        y, cache = batchnorm2d_train_forward(x, gamma, beta, self.eps)
+        y, cache = batchnorm2d_train_forward(x, gamma, beta, self.eps, fuse_relu)
         self._update_running(cache.mean, cache.var, M)
         self._keep(cache, y)
         return y

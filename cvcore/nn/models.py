@@ -29,7 +29,7 @@ from cvcore._validate import check_int
 from cvcore.nn.blocks import BasicBlock, Bottleneck, conv1x1
 from cvcore.nn.conv import Conv2d
 from cvcore.nn.layers import (NESTED, AdaptiveAvgPool2d, BatchNorm2d, Linear, MaxPool2d, ReLU,
-                              Sequential, _as_input, _CachingModule, call_child)
+                              Sequential, _as_input, _CachingModule, _kernels, call_child)
 
 __all__ = ["ResNet", "resnet20", "resnet32", "resnet56", "resnet18", "resnet50"]
 
@@ -138,31 +138,41 @@ class ResNet(_CachingModule):
     def _label(self):
         return "ResNet"
 
-    def _children_in_order(self):
-        names = ["conv1", "bn1", "relu"] + (["maxpool"] if self.stem == "imagenet" else [])
-        return names + list(self._stage_names) + ["avgpool"]
+    def _body(self):
+        """Children after the stem's ReLU, in order."""
+        return ((["maxpool"] if self.stem == "imagenet" else []) + list(self._stage_names)
+                + ["avgpool"])
 
     def forward(self, x):
-        """Logits (N, num_classes) of images ``x`` (N, in_channels, H, W)."""
+        """Logits (N, num_classes) of images ``x`` (N, in_channels, H, W).
+
+        The stem's ``relu(bn1(conv1(x)))`` runs the ReLU inside batch norm's output pass
+        (:meth:`BatchNorm2d.forward_relu`); ``self.relu`` is kept for torchvision's layout.
+        """
         # conv1 checks the channel count, the spatial size and NaN, naming itself
         x = _as_input(x, "ResNet input", ndim=4, check_nan=False)
         dtype = self.conv1.weight.data.dtype
         x = np.ascontiguousarray(x, dtype=dtype)       # compute in the parameters' precision
         with NESTED:
-            for name in self._children_in_order():
+            x = call_child("conv1", self.conv1.forward, x)
+            stem = x = call_child("bn1", self.bn1.forward_relu, x)
+            for name in self._body():
                 x = call_child(name, getattr(self, name).forward, x)
             pooled_shape = x.shape
             logits = call_child("fc", self.fc.forward, x.reshape(x.shape[0], -1))
-        self._keep(pooled_shape, logits)
+        self._keep((stem, pooled_shape), logits)
         return logits
 
     def backward(self, dlogits):
         """Fill ``.grad`` of every parameter that requires it; return ``dx`` (N, C, H, W)."""
-        pooled_shape, dlogits = self._take(dlogits)
+        (stem, pooled_shape), dlogits = self._take(dlogits)
         d = call_child("fc", self.fc.backward, dlogits).reshape(pooled_shape)
-        for name in reversed(self._children_in_order()):
+        for name in reversed(self._body()):
             d = call_child(name, getattr(self, name).backward, d)
-        return d
+        d = np.ascontiguousarray(d)
+        _kernels("nn_act").relu_backward(d.reshape(-1), stem.reshape(-1), d.reshape(-1))
+        d = call_child("bn1", self.bn1.backward, d)
+        return call_child("conv1", self.conv1.backward, d)
 
 
 def _cifar(depth_n, num_classes, in_channels, zero_init_residual, rng):

@@ -26,6 +26,11 @@ def channel_affine(x, scale, shift):
     return (x * scale[c] + shift[c]).astype(x.dtype)
 
 
+def channel_affine_relu(x, scale, shift):
+    """``max(x * scale + shift, 0)``: batch norm and the ReLU after it."""
+    return np.maximum(channel_affine(x, scale, shift), 0)
+
+
 def batchnorm_grad_sums(dy, x, mean):
     """``sum(dy)`` and ``sum(dy * (x - mean))`` per channel (float64)."""
     c = (None, slice(None), None, None)
