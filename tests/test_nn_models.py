@@ -361,3 +361,12 @@ class TestErrors:
     def test_block_without_projection_when_shape_changes(self):
         with pytest.raises(ValueError, match="needs a downsample projection"):
             BasicBlock(4, 8, stride=2)(np.ones((2, 4, 6, 6), dtype=np.float32))
+
+
+def test_every_export_of_cvcore_nn_resolves():
+    for name in nn.__all__:
+        assert getattr(nn, name) is not None, name
+    assert callable(nn.gradcheck) and not isinstance(nn.gradcheck, type(nn))   # the function
+    for name in ("SGD", "Adam", "AdamW", "StepLR", "CosineAnnealingLR", "OneCycleLR", "LinearLR",
+                 "Conv2d", "conv2d_forward", "conv2d_backward", "BasicBlock", "resnet50"):
+        assert name in nn.__all__
