@@ -308,3 +308,4 @@ def conv2d_backward_general(x, w_mat, dy, kh, kw, sh, sw, ph, pw, dh, dw, block_
                 if need_dx:
                     np.dot(w_t, dyc, cols)
                     col2im_rows(cols, n, oh0, oh1, kh, kw, sh, sw, ph, pw, dh, dw, Wo, dx)
+

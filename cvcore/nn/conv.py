@@ -34,7 +34,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from cvcore._validate import check_array, check_int, check_pair
+from cvcore._validate import check_array, check_finite, check_int, check_pair
 from cvcore.nn.module import Module, Parameter
 
 __all__ = ["Conv2d", "Conv2dCache", "conv2d_forward", "conv2d_backward", "conv2d_output_shape"]
@@ -89,23 +89,6 @@ def _compute_dtype(*arrays):
     if any(a is not None and a.dtype == np.float64 for a in arrays):
         return np.float64
     return np.float32
-
-
-def _check_finite_fast(x, name):
-    """Raise if ``x`` holds NaN or infinity, at the cost of one summation in the common case.
-
-    A sum of finite values is finite unless it overflows; only then (or when the input really
-    holds NaN/inf) is the exact element-wise check run.
-    """
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = x.sum()
-    if not np.isfinite(total):
-        bad = np.isnan(x)
-        if bad.any():
-            raise ValueError(f"{name} contains NaN at {len(np.argwhere(bad))} position(s), "
-                             f"first at index {tuple(int(v) for v in np.argwhere(bad)[0])}")
-        if not np.isfinite(x).all():
-            raise ValueError(f"{name} contains infinity")
 
 
 def _block_rows(N, Ho, row_bytes, nlanes):
@@ -218,7 +201,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, name="conv2d")
         if size + 2 * p < d * (k - 1) + 1:
             raise ValueError(f"{name}: input {axis} {size} with padding {p} is {size + 2 * p}, "
                              f"smaller than the (dilated) kernel {d * (k - 1) + 1}")
-    _check_finite_fast(x, f"{name} input")
+    check_finite(x, f"{name} input")      # np.isfinite is SIMD: ~0.15 ms per 8 MB
     dtype = _compute_dtype(x, w, b)
     x = np.ascontiguousarray(x, dtype=dtype)
     w = np.ascontiguousarray(w, dtype=dtype)
