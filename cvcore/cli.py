@@ -1,0 +1,273 @@
+"""The ``cvcore`` command: train, evaluate, predict, check data, and the demo.
+
+Every sub-command prints help with ``-h``. A problem with the input (a wrong path, an unknown
+model, an empty or corrupt data set, a diverging run) ends with one line on stderr,
+``cvcore: error: ...``, and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+DEFAULT_DATA = "fashion-mnist-small"
+
+
+class CommandError(Exception):
+    """A user-facing error: printed as one line."""
+
+
+def _add_data(p, required=False):
+    p.add_argument("--data", default=None if required else DEFAULT_DATA, required=required,
+                   help="a named data set (fashion-mnist-small [embedded], fashion-mnist, mnist: "
+                        "the last two from $CVCORE_DATASETS/<name>), a folder of IDX files, or "
+                        "an image folder with train/ and test/ (or val/) subfolders of classes, "
+                        "or one folder of classes split by --test-fraction "
+                        f"(default: {DEFAULT_DATA})")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="image folders: resize every image to H x W (default: 32 32)")
+    p.add_argument("--gray", action="store_true", help="image folders: load as grey")
+    p.add_argument("--test-fraction", type=float, default=0.2,
+                   help="image folders without train/test subfolders: held-out share per class")
+    p.add_argument("--seed", type=int, default=0, help="seed of splits, initialisation, order")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cvcore.train.pipeline import MODELS
+    parser = argparse.ArgumentParser(
+        prog="cvcore", description="Classical computer vision and image recognition on the CPU.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model on a data set",
+                       description="Train a model; writes model.npz, metrics and figures to --out.")
+    p.add_argument("--model", default="hog-svm", help=f"one of {', '.join(MODELS)}")
+    _add_data(p)
+    p.add_argument("--out", default="cvcore-out", help="folder for weights, log and report")
+    p.add_argument("--epochs", type=int, default=4, help="CNN: epochs (default 4)")
+    p.add_argument("--batch-size", type=int, default=128, help="CNN: batch size (default 128)")
+    p.add_argument("--lr", type=float, default=0.2, help="CNN: peak learning rate (default 0.2)")
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--schedule", default="onecycle",
+                   help="CNN: onecycle, cosine, step or constant")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="CNN: share of the training set held back for validation each epoch "
+                        "and best-model keeping; 0 trains on all of it (default 0.1)")
+    p.add_argument("--no-augment", action="store_true", help="CNN: no flips or padded crops")
+    p.add_argument("--resume", action="store_true",
+                   help="CNN: continue the stopped run in --out from its last checkpoint")
+    p.add_argument("--C", type=float, default=0.1, help="hog-svm: inverse regularisation")
+    p.add_argument("--json", action="store_true",
+                   help="end with one JSON line of the test metrics, for scripts")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate saved weights on a data set's test split")
+    p.add_argument("weights", help="a model.npz written by `cvcore train`")
+    _add_data(p)
+    p.add_argument("--out", default=None, help="also write the report and figures here")
+    p.add_argument("--json", action="store_true", help="end with one JSON line of the metrics")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="top-k classes of images from saved weights")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--weights", required=True, help="a model.npz written by `cvcore train`")
+    p.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
+    p.add_argument("--json", action="store_true", help="print one JSON line per image")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("check", help="report on a data set: balance, duplicates, corrupt files")
+    p.add_argument("data", help="a data set name or folder (as --data of train)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("demo", help="train and compare HOG+linear and a small ResNet on the "
+                                    "embedded data set; writes a report")
+    p.add_argument("--out", default="cvcore-demo", help="folder for weights and the report")
+    p.add_argument("--epochs", type=int, default=2, help="ResNet epochs (default 2)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smaller run (600 images, 1 epoch) to check the installation")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def _load_data(args):
+    from cvcore.io.datasets import load_dataset
+    return load_dataset(args.data, size=tuple(args.size) if args.size else None,
+                        mode="gray" if args.gray else None, test_fraction=args.test_fraction,
+                        seed=args.seed)
+
+
+def _stderr(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _write_report(model, metrics, proba, data, out_dir) -> list[str]:
+    """Metrics as JSON and text, and the figures; returns the file names written."""
+    from cvcore.io.atomic import atomic_write
+    from cvcore.train.metrics import format_report
+    from cvcore.train.report import plot_confident_mistakes, plot_confusion_matrix
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "metrics.json", "w") as f:
+        json.dump(metrics, f, indent=1)
+    with atomic_write(out / "report.txt", "w") as f:
+        f.write(f"model {model.kind} on {data.name}\n\n{format_report(metrics)}\n")
+    plot_confusion_matrix(metrics["confusion_matrix"], model.class_names,
+                          out / "confusion.png", f"{model.kind}: confusion matrix")
+    plot_confident_mistakes(data.x_test, data.y_test, proba, model.class_names,
+                            out / "mistakes.png")
+    return ["metrics.json", "report.txt", "confusion.png", "mistakes.png"]
+
+
+def _evaluate(model, data):
+    from cvcore.train.metrics import evaluate
+    t0 = time.perf_counter()
+    proba = model.predict_proba(data.x_test)
+    metrics = evaluate(data.y_test, proba, model.class_names)
+    metrics["seconds"] = time.perf_counter() - t0
+    return metrics, proba
+
+
+def _json_line(metrics, seconds, extra=None):
+    line = {"accuracy": metrics["accuracy"], "top5": metrics["top5"],
+            "macro_f1": metrics["macro_f1"], "per_class": metrics["per_class"],
+            "n": metrics["n"], "seconds": seconds}
+    line.update(extra or {})
+    print(json.dumps(line))
+
+
+def _split_val(data, fraction, seed):
+    """Hold back a seeded, class-stratified share of the training set for validation."""
+    import numpy as np
+    if fraction <= 0:
+        return data.x_train, data.y_train, None, None
+    if not 0 < fraction < 1:
+        raise CommandError(f"--val-fraction must be in [0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(data.y_train):
+        idx = rng.permutation(np.flatnonzero(data.y_train == c))
+        val.append(idx[:int(round(fraction * len(idx)))])
+    val = np.sort(np.concatenate(val))
+    keep = np.setdiff1d(np.arange(len(data.y_train)), val)
+    return data.x_train[keep], data.y_train[keep], data.x_train[val], data.y_train[val]
+
+
+# -- commands --------------------------------------------------------------------------------
+
+def cmd_train(args):
+    from cvcore.train.loop import TrainConfig
+    from cvcore.train.pipeline import (CNN_MODELS, MODELS, model_path, train_cnn_model,
+                                       train_hog_model)
+    if args.model not in MODELS:
+        raise CommandError(f"unknown model {args.model!r}; choose one of {', '.join(MODELS)}")
+    t0 = time.perf_counter()
+    data = _load_data(args)
+    log = _stderr
+    log(f"data: {data!r}")
+    out = Path(args.out)
+    if args.model in CNN_MODELS:
+        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             weight_decay=args.weight_decay, schedule=args.schedule,
+                             seed=args.seed)
+        xt, yt, xv, yv = _split_val(data, args.val_fraction, args.seed)
+        model, history = train_cnn_model(args.model, xt, yt, xv, yv, data.class_names, config,
+                                         out_dir=out, resume=args.resume,
+                                         augment=not args.no_augment)
+    else:
+        if args.resume:
+            raise CommandError("--resume applies to the CNN models only")
+        model = train_hog_model(args.model, data.x_train, data.y_train, data.class_names,
+                                C=args.C, seed=args.seed, log=log)
+    model.save(model_path(out))
+    metrics, proba = _evaluate(model, data)
+    files = _write_report(model, metrics, proba, data, out)
+    seconds = time.perf_counter() - t0
+    log(f"test accuracy {metrics['accuracy']:.4f}, top-5 {metrics['top5']:.4f} "
+        f"({seconds:.1f} s); wrote {model_path(out)} and {', '.join(files)} in {out}")
+    if args.json:
+        _json_line(metrics, seconds, {"model": args.model, "data": data.name})
+
+
+def cmd_eval(args):
+    from cvcore.train.metrics import format_report
+    from cvcore.train.pipeline import load_model
+    t0 = time.perf_counter()
+    model = load_model(args.weights)
+    data = _load_data(args)
+    if len(data.class_names) != len(model.class_names):
+        raise CommandError(f"{args.weights} predicts {len(model.class_names)} classes but "
+                           f"{data.name} has {len(data.class_names)}")
+    metrics, proba = _evaluate(model, data)
+    if args.out:
+        _write_report(model, metrics, proba, data, args.out)
+    seconds = time.perf_counter() - t0
+    if args.json:
+        _json_line(metrics, seconds, {"model": model.kind, "data": data.name})
+    else:
+        print(format_report(metrics))
+
+
+def cmd_predict(args):
+    from cvcore.io.images import imread
+    from cvcore.train.pipeline import load_model
+    import numpy as np
+    model = load_model(args.weights)
+    images = [imread(p, mode=model.mode) for p in args.images]
+    images = [np.clip(np.round(im * 255) if im.dtype.kind == "f" else im, 0, 255)
+              .astype(np.uint8) if im.dtype != np.uint8 else im for im in images]
+    proba = model.predict_proba(images)
+    k = max(1, min(args.top, proba.shape[1]))
+    for path, p in zip(args.images, proba):
+        top = np.argsort(-p, kind="stable")[:k]
+        if args.json:
+            print(json.dumps({"image": path, "top": [{"class": model.class_names[i],
+                                                      "probability": float(p[i])} for i in top]}))
+        else:
+            print(f"{path}: " + ", ".join(f"{model.class_names[i]} {p[i]:.3f}" for i in top))
+
+
+def cmd_check(args):
+    from cvcore.io.datasets import check
+    report = check(args.data)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(report.summary())
+
+
+def cmd_demo(args):
+    from cvcore.train.demo import run_demo
+    run_demo(args.out, epochs=args.epochs, quick=args.quick)
+
+
+def main(argv=None) -> int:
+    from cvcore.train.loop import TrainingDiverged
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        _stderr("cvcore: stopped; a CNN run continues from its last checkpoint with --resume")
+        return 130
+    except (CommandError, TrainingDiverged, ValueError, OSError) as exc:
+        # Input problems (paths, formats, values) are the user's to fix: one line. A bug in
+        # cvcore (any other exception) keeps its traceback, as does everything with CVCORE_DEBUG.
+        if os.environ.get("CVCORE_DEBUG"):
+            raise
+        _stderr(f"cvcore: error: {exc}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
