@@ -102,8 +102,8 @@ def col2im_rows_s1(dcols, oh0, oh1, kh, kw, dh, dw, Wp, L, dxpad):
 
 
 @njit(cache=True, parallel=True)
-def conv2d_s1_forward(x, w_mat, kh, kw, ph, pw, dh, dw, block_rows, nlanes, y):
-    """``y = conv(x, w)``, stride 1 (no bias), items = (image, block of output rows).
+def conv2d_s1_forward(x, w_mat, kh, kw, ph, pw, dh, dw, block_rows, k_blocks, nlanes, y):
+    """``y = conv(x, w)``, stride 1 (no bias); items = (image, block of rows, block of channels).
 
     Parameters
     ----------
@@ -112,6 +112,9 @@ def conv2d_s1_forward(x, w_mat, kh, kw, ph, pw, dh, dw, block_rows, nlanes, y):
     kh, kw, ph, pw, dh, dw : int
     block_rows : int
         Output rows per item.
+    k_blocks : int
+        Output channels are split into this many blocks (> 1 only for few images and large
+        weight matrices, where re-reading the weights for every row block would cost more).
     nlanes : int
         Parallel lanes (threads).
     y : ndarray, shape (N, K, Ho, Wo), C-contiguous, written
@@ -121,22 +124,26 @@ def conv2d_s1_forward(x, w_mat, kh, kw, ph, pw, dh, dw, block_rows, nlanes, y):
     Ho, Wo = y.shape[2], y.shape[3]
     Wp = W + 2 * pw
     nblk = (Ho + block_rows - 1) // block_rows
-    items = N * nblk
+    kb_len = (K + k_blocks - 1) // k_blocks
+    items = N * nblk * k_blocks
     for lane in prange(nlanes):
         plane = np.empty((block_rows + dh * (kh - 1)) * Wp + dw * (kw - 1), dtype=x.dtype)
         colbuf = np.empty(R * block_rows * Wp, dtype=x.dtype)
-        ybuf = np.empty(K * block_rows * Wp, dtype=x.dtype)
+        ybuf = np.empty(kb_len * block_rows * Wp, dtype=x.dtype)
         for item in range(lane, items, nlanes):
-            n = item // nblk
-            oh0 = (item - n * nblk) * block_rows
+            kb = item % k_blocks
+            n = item // (nblk * k_blocks)
+            oh0 = (item // k_blocks - n * nblk) * block_rows
             oh1 = min(Ho, oh0 + block_rows)
+            k0 = kb * kb_len
+            k1 = min(K, k0 + kb_len)
             T = (oh1 - oh0) * Wp
             cols = colbuf[:R * T].reshape(R, T)
-            yp = ybuf[:K * T].reshape(K, T)
+            yp = ybuf[:(k1 - k0) * T].reshape(k1 - k0, T)
             im2col_rows_s1(x, n, oh0, oh1, kh, kw, ph, pw, dh, dw, plane, cols)
-            np.dot(w_mat, cols, yp)
-            for k in range(K):
-                src = yp[k]
+            np.dot(w_mat[k0:k1], cols, yp)
+            for k in range(k0, k1):
+                src = yp[k - k0]
                 for r in range(oh1 - oh0):
                     y[n, k, oh0 + r, :] = src[r * Wp:r * Wp + Wo]
 
@@ -248,8 +255,9 @@ def col2im_rows(dcols, n, oh0, oh1, kh, kw, sh, sw, ph, pw, dh, dw, Wo, dx):
 
 
 @njit(cache=True, parallel=True)
-def conv2d_forward_general(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, block_rows, nlanes, y):
-    """``y = conv(x, w)`` for any stride (no bias); items = (image, block of output rows).
+def conv2d_forward_general(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, block_rows, k_blocks,
+                           nlanes, y):
+    """``y = conv(x, w)`` for any stride (no bias); items as in :func:`conv2d_s1_forward`.
 
     Arguments as for :func:`conv2d_s1_forward`, plus the stride ``sh, sw``.
     """
@@ -257,21 +265,25 @@ def conv2d_forward_general(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, block_rows,
     K, R = w_mat.shape
     Ho, Wo = y.shape[2], y.shape[3]
     nblk = (Ho + block_rows - 1) // block_rows
-    items = N * nblk
+    kb_len = (K + k_blocks - 1) // k_blocks
+    items = N * nblk * k_blocks
     for lane in prange(nlanes):
         colbuf = np.empty(R * block_rows * Wo, dtype=x.dtype)
-        ybuf = np.empty(K * block_rows * Wo, dtype=x.dtype)
+        ybuf = np.empty(kb_len * block_rows * Wo, dtype=x.dtype)
         for item in range(lane, items, nlanes):
-            n = item // nblk
-            oh0 = (item - n * nblk) * block_rows
+            kb = item % k_blocks
+            n = item // (nblk * k_blocks)
+            oh0 = (item // k_blocks - n * nblk) * block_rows
             oh1 = min(Ho, oh0 + block_rows)
+            k0 = kb * kb_len
+            k1 = min(K, k0 + kb_len)
             T = (oh1 - oh0) * Wo
             cols = colbuf[:R * T].reshape(R, T)
-            yp = ybuf[:K * T].reshape(K, T)
+            yp = ybuf[:(k1 - k0) * T].reshape(k1 - k0, T)
             im2col_rows(x, n, oh0, oh1, kh, kw, sh, sw, ph, pw, dh, dw, Wo, cols)
-            np.dot(w_mat, cols, yp)
-            for k in range(K):
-                y[n, k].reshape(Ho * Wo)[oh0 * Wo:oh1 * Wo] = yp[k]
+            np.dot(w_mat[k0:k1], cols, yp)
+            for k in range(k0, k1):
+                y[n, k].reshape(Ho * Wo)[oh0 * Wo:oh1 * Wo] = yp[k - k0]
 
 
 @njit(cache=True, parallel=True)

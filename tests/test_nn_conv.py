@@ -197,6 +197,19 @@ def test_row_blocks_do_not_change_the_result(stride, rng, monkeypatch):
     np.testing.assert_array_equal(db1, db)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_channel_blocks_do_not_change_the_result(stride, rng, monkeypatch):
+    # one image, weights "larger than the cache": the lanes split the 7 output channels (4 + 3)
+    import cvcore.nn.conv as conv_module
+    x, w, b = random_case(rng, (1, 4, 9, 8), (7, 4, 3, 3), True)
+    y, _ = conv2d_forward(x, w, b, stride, 1)
+    monkeypatch.setattr(conv_module, "BLOCK_BYTES", 1)
+    assert conv_module._forward_blocks(1, 7, 5, 100, w.nbytes, 2) == (5, 2)
+    monkeypatch.setattr(conv_module, "_lanes", lambda: 2)
+    y1, _ = conv2d_forward(x, w, b, stride, 1)
+    np.testing.assert_allclose(y1, y, rtol=1e-6, atol=1e-6)
+
+
 def test_block_rows_gives_every_lane_work():
     from cvcore.nn.conv import BLOCK_BYTES, _block_rows
     # a batch of one image is split into at least one block per lane

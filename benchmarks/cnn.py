@@ -1,0 +1,481 @@
+"""cvcore's convolution and ResNets against PyTorch on the CPU: same input, same threads, one run.
+
+Run from the repository root::
+
+    python -m benchmarks.cnn                 # everything (several minutes)
+    python -m benchmarks.cnn --shapes-only   # only the per-convolution-shape table
+    python -m benchmarks.cnn --compile       # also the cold-cache Numba compile time
+
+Tables:
+
+1. Per convolution shape of ResNet-20 (batch 128, 3x32x32 input) and of ResNet-50 (batch 1,
+   224x224): forward, and forward + backward (dx and dW), cvcore vs ``torch.nn.functional.conv2d``
+   + autograd; the warm times, the ratio (torch time / cvcore time: above 1 means cvcore is
+   faster) and the achieved GFLOP/s.
+2. Whole models (``cvcore.nn.resnet20`` / ``resnet50`` against the same network built here in
+   PyTorch with the same weights copied in through the state dict; there is no torchvision):
+   ResNet-20 training step (forward, cross-entropy, backward, SGD with momentum and weight decay)
+   at batch 128; ResNet-20 inference at batch 128; ResNet-50 inference at batch 1 on 224x224.
+   Time, images/s, GFLOP/s, peak resident memory growth, first call.
+
+FLOP counts are 2 x the multiply-adds of the convolutions and the fully connected layer (the
+usual convention; batch norm, ReLU, pooling and the optimiser are not counted). A training step
+is counted as 3 x the forward (forward, input gradient, weight gradient). The machine's float32
+matrix-multiply peak is printed for reference (one large ``numpy.matmul``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from benchmarks.common import Row, machine_line, optional, print_table, run_rows, time_fn
+
+torch = optional("torch")
+THREADS = os.cpu_count() or 1
+
+# (label, N, C, K, H, kernel, stride, padding): every distinct convolution of ResNet-20 at
+# batch 128 (He et al. 2016, sec. 4.2; projection shortcuts as torchvision's layout) ...
+RESNET20_SHAPES = [
+    ("r20 stem 3->16 32x32", 128, 3, 16, 32, 3, 1, 1),
+    ("r20 3x3 16->16 32x32", 128, 16, 16, 32, 3, 1, 1),
+    ("r20 3x3/2 16->32 32x32", 128, 16, 32, 32, 3, 2, 1),
+    ("r20 1x1/2 16->32 32x32", 128, 16, 32, 32, 1, 2, 0),
+    ("r20 3x3 32->32 16x16", 128, 32, 32, 16, 3, 1, 1),
+    ("r20 3x3/2 32->64 16x16", 128, 32, 64, 16, 3, 2, 1),
+    ("r20 3x3 64->64 8x8", 128, 64, 64, 8, 3, 1, 1),
+]
+# ... and a few of ResNet-50 at batch 1 (He et al. 2016, table 1; v1.5 strides)
+RESNET50_SHAPES = [
+    ("r50 stem 7x7/2 3->64 224", 1, 3, 64, 224, 7, 2, 3),
+    ("r50 1x1 64->256 56x56", 1, 64, 256, 56, 1, 1, 0),
+    ("r50 3x3 64->64 56x56", 1, 64, 64, 56, 3, 1, 1),
+    ("r50 3x3/2 128->128 56x56", 1, 128, 128, 56, 3, 2, 1),
+    ("r50 3x3 256->256 14x14", 1, 256, 256, 14, 3, 1, 1),
+    ("r50 1x1 1024->256 14x14", 1, 1024, 256, 14, 1, 1, 0),
+    ("r50 3x3 512->512 7x7", 1, 512, 512, 7, 3, 1, 1),
+]
+
+
+def conv_flops(N, C, K, H, k, s, p):
+    Ho = (H + 2 * p - k) // s + 1
+    return 2.0 * N * K * C * k * k * Ho * Ho
+
+
+def matmul_peak():
+    a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
+    t = time_fn(lambda: a @ a, repeats=5)
+    return 2 * 2048 ** 3 / t.median / 1e9
+
+
+# -- per-shape rows ----------------------------------------------------------------------------
+
+def shape_rows(shapes, repeats):
+    from cvcore.nn.conv import conv2d_backward, conv2d_forward
+    rows, flops = [], {}
+    rng = np.random.default_rng(0)
+    for label, N, C, K, H, k, s, p in shapes:
+        x = rng.standard_normal((N, C, H, H)).astype(np.float32)
+        w = (rng.standard_normal((K, C, k, k)) / np.sqrt(C * k * k)).astype(np.float32)
+        y, cache = conv2d_forward(x, w, None, s, p)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+
+        def cv_fwd(x=x, w=w, s=s, p=p):
+            conv2d_forward(x, w, None, s, p)
+
+        def cv_train(x=x, w=w, s=s, p=p, dy=dy):
+            _, c = conv2d_forward(x, w, None, s, p)
+            conv2d_backward(dy, c)
+
+        refs_f, refs_t = {"torch": None}, {"torch": None}
+        if torch is not None:
+            xt, wt, dyt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(dy)
+            xg, wg = xt.clone().requires_grad_(), wt.clone().requires_grad_()
+
+            def t_fwd(xt=xt, wt=wt, s=s, p=p):
+                with torch.no_grad():
+                    torch.nn.functional.conv2d(xt, wt, None, s, p)
+
+            def t_train(xg=xg, wg=wg, s=s, p=p, dyt=dyt):
+                xg.grad = wg.grad = None
+                torch.nn.functional.conv2d(xg, wg, None, s, p).backward(dyt)
+
+            refs_f, refs_t = {"torch": t_fwd}, {"torch": t_train}
+        f = conv_flops(N, C, K, H, k, s, p)
+        rows.append(Row(f"{label} fwd", cv_fwd, refs_f, repeats=repeats))
+        rows.append(Row(f"{label} f+b", cv_train, refs_t, repeats=repeats))
+        flops[f"{label} fwd"] = f
+        flops[f"{label} f+b"] = 3 * f
+    return rows, flops
+
+
+def print_gflops(results, flops):
+    print(f"\n{'shape':<34} {'cvcore GF/s':>11} {'torch GF/s':>10}")
+    for name, timings in results:
+        cv, ref = timings["cvcore"], timings.get("torch")
+        ref_s = f"{flops[name] / ref.median / 1e9:10.1f}" if ref is not None else "       n/a"
+        print(f"{name:<34} {flops[name] / cv.median / 1e9:11.1f} {ref_s}")
+
+
+# -- whole models ------------------------------------------------------------------------------
+
+def build_torch_resnet(kind, num_classes):
+    """The torchvision layout written out in PyTorch (names match cvcore and torchvision)."""
+    nn = torch.nn
+
+    def conv3x3(i, o, s=1):
+        return nn.Conv2d(i, o, 3, s, 1, bias=False)
+
+    def conv1x1(i, o, s=1):
+        return nn.Conv2d(i, o, 1, s, 0, bias=False)
+
+    class BasicBlock(nn.Module):
+        expansion = 1
+
+        def __init__(self, inplanes, planes, stride=1, downsample=None):
+            super().__init__()
+            self.conv1 = conv3x3(inplanes, planes, stride)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.relu = nn.ReLU(inplace=True)
+            self.conv2 = conv3x3(planes, planes)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.downsample = downsample
+
+        def forward(self, x):
+            idt = x if self.downsample is None else self.downsample(x)
+            out = self.relu(self.bn1(self.conv1(x)))
+            return self.relu(self.bn2(self.conv2(out)) + idt)
+
+    class Bottleneck(nn.Module):
+        expansion = 4
+
+        def __init__(self, inplanes, planes, stride=1, downsample=None):
+            super().__init__()
+            self.conv1 = conv1x1(inplanes, planes)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = conv3x3(planes, planes, stride)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.conv3 = conv1x1(planes, planes * 4)
+            self.bn3 = nn.BatchNorm2d(planes * 4)
+            self.relu = nn.ReLU(inplace=True)
+            self.downsample = downsample
+
+        def forward(self, x):
+            idt = x if self.downsample is None else self.downsample(x)
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.relu(self.bn2(self.conv2(out)))
+            return self.relu(self.bn3(self.conv3(out)) + idt)
+
+    class ResNet(nn.Module):
+        def __init__(self, block, layers, widths, imagenet):
+            super().__init__()
+            self.imagenet = imagenet
+            self.inplanes = widths[0]
+            if imagenet:
+                self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+            else:
+                self.conv1 = conv3x3(3, widths[0])
+            self.bn1 = nn.BatchNorm2d(widths[0])
+            self.relu = nn.ReLU(inplace=True)
+            if imagenet:
+                self.maxpool = nn.MaxPool2d(3, 2, 1)
+            for i, (planes, n) in enumerate(zip(widths, layers)):
+                setattr(self, f"layer{i + 1}", self._make_layer(block, planes, n, 1 if i == 0 else 2))
+            self.nstages = len(layers)
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(widths[-1] * block.expansion, num_classes)
+
+        def _make_layer(self, block, planes, n, stride):
+            down = None
+            if stride != 1 or self.inplanes != planes * block.expansion:
+                down = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
+                                     nn.BatchNorm2d(planes * block.expansion))
+            blocks = [block(self.inplanes, planes, stride, down)]
+            self.inplanes = planes * block.expansion
+            blocks += [block(self.inplanes, planes) for _ in range(1, n)]
+            return nn.Sequential(*blocks)
+
+        def forward(self, x):
+            x = self.relu(self.bn1(self.conv1(x)))
+            if self.imagenet:
+                x = self.maxpool(x)
+            for i in range(self.nstages):
+                x = getattr(self, f"layer{i + 1}")(x)
+            return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    if kind == "resnet20":
+        return ResNet(BasicBlock, [3, 3, 3], (16, 32, 64), imagenet=False)
+    return ResNet(Bottleneck, [3, 4, 6, 3], (64, 128, 256, 512), imagenet=True)
+
+
+def copy_weights(cv_model, t_model):
+    state = {k: torch.from_numpy(np.array(v)) for k, v in cv_model.state_dict().items()}
+    missing, unexpected = t_model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise RuntimeError(f"state dicts differ: missing {missing}, unexpected {unexpected}")
+
+
+def model_forward_flops(model, shape):
+    """2 x multiply-adds of every Conv2d and Linear in one forward of a batch of ``shape``."""
+    from cvcore.nn.conv import Conv2d, conv2d_output_shape
+    total = 0.0
+    originals = {}
+
+    def counting(self, x, _orig=Conv2d.forward):
+        nonlocal total
+        N, K, Ho, Wo = conv2d_output_shape(x.shape, self.weight.shape, self.stride,
+                                           self.padding, self.dilation)
+        total += 2.0 * N * K * Ho * Wo * self.weight.data[0].size
+        return _orig(self, x)
+
+    originals["conv"] = Conv2d.forward
+    Conv2d.forward = counting
+    try:
+        was_training = model.training
+        model.eval()
+        model(np.zeros((1,) + tuple(shape[1:]), np.float32))
+        model.train(was_training)
+    finally:
+        Conv2d.forward = originals["conv"]
+    fc = model.fc.weight.data
+    return (total + 2.0 * fc.size) * shape[0]
+
+
+def model_rows(repeats):
+    import cvcore.nn as cnn
+    rng = np.random.default_rng(0)
+    rows, info = [], {}
+
+    # ResNet-20 training step, batch 128
+    x20 = rng.standard_normal((128, 3, 32, 32)).astype(np.float32)
+    y20 = rng.integers(0, 10, 128)
+    m = cnn.resnet20(rng=0)
+    crit = cnn.CrossEntropyLoss()
+    opt = cnn.SGD(m.named_parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    f20 = model_forward_flops(m, x20.shape)
+
+    def cv_step():
+        m.train()
+        loss = crit(m(x20), y20)
+        m.backward(crit.backward())
+        opt.step()
+        return loss
+
+    refs = {"torch": None}
+    if torch is not None:
+        tm = build_torch_resnet("resnet20", 10)
+        copy_weights(m, tm)
+        topt = torch.optim.SGD(tm.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        tx, ty = torch.from_numpy(x20), torch.from_numpy(y20)
+        tcrit = torch.nn.CrossEntropyLoss()
+
+        def t_step():
+            tm.train()
+            topt.zero_grad(set_to_none=True)
+            loss = tcrit(tm(tx), ty)
+            loss.backward()
+            topt.step()
+
+        refs = {"torch": t_step}
+    rows.append(Row("resnet20 train step b128", cv_step, refs, repeats=repeats))
+    info["resnet20 train step b128"] = (128, 3 * f20)
+
+    # ResNet-20 inference, batch 128
+    mi = cnn.resnet20(rng=1).eval()
+    refs = {"torch": None}
+    if torch is not None:
+        tmi = build_torch_resnet("resnet20", 10).eval()
+        copy_weights(mi, tmi)
+        tx = torch.from_numpy(x20)
+
+        def t_inf():
+            with torch.no_grad():
+                tmi(tx)
+
+        refs = {"torch": t_inf}
+    rows.append(Row("resnet20 inference b128", lambda: mi(x20), refs, repeats=repeats))
+    info["resnet20 inference b128"] = (128, f20)
+
+    # ResNet-50 inference, batch 1, 224x224
+    x50 = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
+    m50 = cnn.resnet50(rng=2).eval()
+    f50 = model_forward_flops(m50, x50.shape)
+    refs = {"torch": None}
+    if torch is not None:
+        t50 = build_torch_resnet("resnet50", 1000).eval()
+        copy_weights(m50, t50)
+        tx50 = torch.from_numpy(x50)
+
+        def t_inf50():
+            with torch.no_grad():
+                t50(tx50)
+
+        refs = {"torch": t_inf50}
+    rows.append(Row("resnet50 inference b1 224", lambda: m50(x50), refs, repeats=repeats))
+    info["resnet50 inference b1 224"] = (1, f50)
+    return rows, info
+
+
+def print_model_table(results, info, peak, memory):
+    """``MiB``: resident-memory growth of the first full-size call in a fresh process after a
+    small warm-up (:func:`memory_child`); the harness's in-process figure reads 0 once the
+    allocator has kept the memory of earlier calls. ``1st ms``: the first full-size call in
+    this process (kernels already compiled by the warm-up of the memory runs or the cache)."""
+    print(f"\n{'model':<28} {'impl':<7} {'ms':>8} {'img/s':>8} {'GF/s':>6} {'%peak':>6} "
+          f"{'MiB':>7} {'1st ms':>8}")
+    for name, timings in results:
+        n_img, flops = info[name]
+        for label, t in timings.items():
+            if t is None:
+                print(f"{name:<28} {label:<7} {'n/a':>8}")
+                continue
+            gf = flops / t.median / 1e9
+            mem = memory.get((name, label))
+            mem_s = f"{mem / 2**20:7.1f}" if mem is not None else "    n/a"
+            print(f"{name:<28} {label:<7} {t.median * 1e3:8.1f} {n_img / t.median:8.1f} "
+                  f"{gf:6.1f} {100 * gf / peak:5.0f}% {mem_s} {t.first * 1e3:8.1f}")
+
+
+def _workload(impl, name, n):
+    """A zero-argument callable running workload ``name`` at batch ``n`` (and, for ResNet-50,
+    input size 224 when n > 0, else 32: a small warm-up that compiles every kernel)."""
+    import cvcore.nn as cnn
+    rng = np.random.default_rng(0)
+    if name == "resnet50 inference b1 224":
+        size = 224 if n > 0 else 32
+        x = rng.standard_normal((1, 3, size, size)).astype(np.float32)
+        m = cnn.resnet50(rng=2).eval()
+        if impl == "cvcore":
+            return lambda: m(x)
+        t = build_torch_resnet("resnet50", 1000).eval()
+        copy_weights(m, t)
+        tx = torch.from_numpy(x)
+        return lambda: t(tx)
+    x = rng.standard_normal((n, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, n)
+    m = cnn.resnet20(rng=0)
+    if name == "resnet20 inference b128":
+        m.eval()
+    if impl == "cvcore":
+        if m.training:
+            crit = cnn.CrossEntropyLoss()
+            opt = cnn.SGD(m.named_parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+            def step():
+                crit(m(x), y)
+                m.backward(crit.backward())
+                opt.step()
+            return step
+        return lambda: m(x)
+    t = build_torch_resnet("resnet20", 10)
+    copy_weights(m, t)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    if not m.training:
+        t.eval()
+        return lambda: t(tx)
+    topt = torch.optim.SGD(t.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    tcrit = torch.nn.CrossEntropyLoss()
+
+    def tstep():
+        topt.zero_grad(set_to_none=True)
+        tcrit(t(tx), ty).backward()
+        topt.step()
+    return tstep
+
+
+def memory_child(impl, name):
+    """Print the resident-memory growth of the first full-size call in this fresh process,
+    after a small warm-up call (which compiles the kernels / creates oneDNN primitives)."""
+    from benchmarks.common import peak_memory
+    if torch is not None:
+        torch.set_num_threads(THREADS)
+    big = 1 if name.startswith("resnet50") else 128
+    if impl == "torch":
+        torch.set_grad_enabled("train" in name)
+    _workload(impl, name, 0 if big == 1 else 2)()
+    fn = _workload(impl, name, big)
+    print(peak_memory(fn))
+
+
+def peak_memories(names):
+    """{(name, impl): bytes} measured each in a fresh process (see :func:`memory_child`)."""
+    out = {}
+    for name in names:
+        for impl in ("cvcore", "torch") if torch is not None else ("cvcore",):
+            res = subprocess.run([sys.executable, "-m", "benchmarks.cnn", "--memory-child",
+                                  impl, name], capture_output=True, text=True)
+            lines = res.stdout.strip().splitlines()
+            out[(name, impl)] = int(lines[-1]) if res.returncode == 0 and lines else None
+    return out
+
+
+COLD_SNIPPET = """
+import time, numpy as np
+t0 = time.perf_counter()
+import cvcore.nn as cnn
+m = cnn.resnet20(rng=0)
+x = np.zeros((2, 3, 32, 32), np.float32)
+crit = cnn.CrossEntropyLoss()
+loss = crit(m(x), np.zeros(2, np.int64))
+m.backward(crit.backward())
+m.eval(); m(x)
+print(time.perf_counter() - t0)
+"""
+
+
+def compile_times():
+    """First ResNet-20 train step + eval forward on a tiny batch in a fresh process: with an
+    empty Numba cache directory (compilation) and with the normal on-disk cache."""
+    import tempfile
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, env in (("cold (empty Numba cache)", {"NUMBA_CACHE_DIR": tmp}),
+                           ("warm on-disk cache", {})):
+            res = subprocess.run([sys.executable, "-c", COLD_SNIPPET], capture_output=True,
+                                 text=True, env={**os.environ, **env}, check=True)
+            out[label] = float(res.stdout.strip().splitlines()[-1])
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shapes-only", action="store_true")
+    parser.add_argument("--models-only", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="measure cold compile time")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--memory-child", nargs=2, metavar=("IMPL", "WORKLOAD"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        memory_child(*args.memory_child)
+        return
+    if torch is not None:
+        torch.set_num_threads(THREADS)
+    print(machine_line())
+    print(f"threads: torch {torch.get_num_threads() if torch else 'n/a'}, "
+          f"numba {__import__('numba').get_num_threads()}; the ratio is torch ms / cvcore ms")
+    peak = matmul_peak()
+    print(f"float32 matmul peak (numpy 2048^3): {peak:.0f} GFLOP/s")
+    if not args.models_only:
+        rows, flops = shape_rows(RESNET20_SHAPES + RESNET50_SHAPES, args.repeats)
+        results = run_rows(rows)
+        print_table(results)
+        print_gflops(results, flops)
+    if not args.shapes_only:
+        rows, info = model_rows(max(3, args.repeats // 2))
+        results = run_rows(rows)
+        memory = peak_memories([name for name, _ in results])
+        print_model_table(results, info, peak, memory)
+    if args.compile:
+        for label, t in compile_times().items():
+            print(f"first ResNet-20 train step + eval (batch 2) in a new process, {label}: "
+                  f"{t:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
