@@ -495,6 +495,29 @@ def test_batchnorm_forward_relu_is_relu_of_forward(rng):
     np.testing.assert_array_equal(a.forward_relu(x), np.maximum(b(x), 0))
 
 
+def test_batchnorm_backward_into_dy_gives_the_same_gradients(rng):
+    x = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    a, b = L.BatchNorm2d(3), L.BatchNorm2d(3)
+    a(x)
+    b(x)
+    dx = a.backward(dy)
+    own = dy.copy()
+    assert b.backward(own, out=own) is own
+    np.testing.assert_allclose(own, dx, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(a.weight.grad, b.weight.grad)
+    # eval mode, through the functional pair
+    _, cache = L.batchnorm2d_eval_forward(x, a.weight.data, a.bias.data, a.running_mean,
+                                          a.running_var)
+    want = L.batchnorm2d_eval_backward(dy, cache)
+    own = dy.copy()
+    got = L.batchnorm2d_eval_backward(own, cache, out=own)
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="out must be a writeable C-contiguous float32"):
+        L.batchnorm2d_eval_backward(dy, cache, out=np.empty(x.shape, dtype=np.float64))
+
+
 def test_linear_backward_is_adjoint(rng):
     """<dy, J dx_probe> equals <J^T dy, dx_probe> for a linear map (y = x W^T without bias)."""
     lin = L.Linear(6, 4, bias=False, rng=0)

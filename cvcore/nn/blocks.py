@@ -94,9 +94,13 @@ class _ResidualBlock(_CachingModule):
         d = dsum
         for k in range(len(self._stages) - 1, -1, -1):
             conv_name, bn_name = self._stages[k]
+            bn = getattr(self, bn_name)
             if k < len(self._stages) - 1:
+                # d is a conv's fresh input gradient, owned here: mask it and let BN overwrite it
                 d = _relu_backward_inplace(d, relu_outputs[k])
-            d = call_child(bn_name, getattr(self, bn_name).backward, d)
+                d = call_child(bn_name, bn.backward, d, d)
+            else:
+                d = call_child(bn_name, bn.backward, d)       # dsum: the shortcut needs it too
             d = call_child(conv_name, getattr(self, conv_name).backward, d)
         if self.downsample is not None:
             dshort = call_child("downsample", self.downsample.backward, dsum)

@@ -347,13 +347,28 @@ def _grad_sums(dy, x, mean, invstd):
     return sum_dy_xmu * invstd, sum_dy
 
 
-def batchnorm2d_train_backward(dy, cache: BatchNormTrainCache):
+def _grad_out(out, x):
+    """A new array like ``x``, or ``out`` after checking it can hold ``dx``."""
+    if out is None:
+        return np.empty_like(x)
+    if out.shape != x.shape or out.dtype != x.dtype or not out.flags.c_contiguous \
+            or not out.flags.writeable:
+        raise ValueError(f"out must be a writeable C-contiguous {x.dtype} array of shape "
+                         f"{x.shape}, got {out.dtype} {out.shape}")
+    return out
+
+
+def batchnorm2d_train_backward(dy, cache: BatchNormTrainCache, out=None):
     """Gradients of :func:`batchnorm2d_train_forward` (Ioffe & Szegedy 2015, sec. 3).
 
     .. math::
         \\partial\\beta = \\sum dy, \\quad \\partial\\gamma = \\sum dy\\,\\hat x, \\quad
         dx = \\frac{\\gamma}{M\\sqrt{\\sigma^2+\\epsilon}}
              (M\\,dy - \\partial\\beta - \\hat x\\,\\partial\\gamma)
+
+    ``out`` (optional) receives ``dx``; it may be ``dy`` itself (each element of ``dy`` is read
+    before the same element of ``dx`` is written), which saves an allocation when the caller
+    owns ``dy``.
 
     Returns
     -------
@@ -366,7 +381,7 @@ def batchnorm2d_train_backward(dy, cache: BatchNormTrainCache):
     k = cache.gamma * cache.invstd
     slope = -k * cache.invstd * dgamma / M
     shift = -k * dbeta / M
-    dx = np.empty_like(x)
+    dx = _grad_out(out, x)
     t = x.dtype
     _kernels("nn_norm").batchnorm_train_dx(_bn_view(dy), _bn_view(x), cache.mean.astype(t),
                                            k.astype(t), slope.astype(t), shift.astype(t),
@@ -398,9 +413,10 @@ def batchnorm2d_eval_forward(x, gamma, beta, running_mean, running_var, eps: flo
     return y, BatchNormEvalCache(x, gamma, mean, invstd)
 
 
-def batchnorm2d_eval_backward(dy, cache: BatchNormEvalCache):
+def batchnorm2d_eval_backward(dy, cache: BatchNormEvalCache, out=None):
     """Gradients of :func:`batchnorm2d_eval_forward` (the statistics are constants):
     ``dx = dy * gamma * invstd``, ``dgamma = sum(dy * xhat)``, ``dbeta = sum(dy)``.
+    ``out`` as in :func:`batchnorm2d_train_backward`.
 
     Returns
     -------
@@ -409,7 +425,7 @@ def batchnorm2d_eval_backward(dy, cache: BatchNormEvalCache):
     x = cache.x
     t = x.dtype
     dgamma, dbeta = _grad_sums(dy, x, cache.mean, cache.invstd)
-    dx = np.empty_like(x)
+    dx = _grad_out(out, x)
     k = cache.gamma * cache.invstd
     _kernels("nn_norm").channel_affine(_bn_view(dy), k.astype(t), np.zeros(x.shape[1], dtype=t),
                                        _bn_view(dx))
@@ -511,12 +527,14 @@ class BatchNorm2d(_CachingModule):
         rm[...] = (1.0 - factor) * rm + factor * mean
         rv[...] = (1.0 - factor) * rv + factor * unbiased
 
-    def backward(self, dy):
+    def backward(self, dy, out=None):
+        """Fill ``weight.grad``, ``bias.grad``; return ``dx`` (written into ``out`` if given,
+        which may be ``dy`` itself when the caller no longer needs it)."""
         cache, dy = self._take(dy)
         if isinstance(cache, BatchNormTrainCache):
-            dx, dgamma, dbeta = batchnorm2d_train_backward(dy, cache)
+            dx, dgamma, dbeta = batchnorm2d_train_backward(dy, cache, out)
         else:
-            dx, dgamma, dbeta = batchnorm2d_eval_backward(dy, cache)
+            dx, dgamma, dbeta = batchnorm2d_eval_backward(dy, cache, out)
         self.weight.grad = dgamma.astype(self.weight.data.dtype) if self.weight.requires_grad \
             else None
         self.bias.grad = dbeta.astype(self.bias.data.dtype) if self.bias.requires_grad else None
