@@ -414,6 +414,49 @@ def peak_memories(names):
     return out
 
 
+def single_core_cpu(repeats):
+    """Per workload, the CPU time of one call with ONE thread for both libraries, read from the
+    calling thread's own clock (``time.thread_time``): what the work costs a core, independent of
+    how many other processes share the machine (wall-clock ratios on a loaded machine swing
+    by 3x between runs). With both libraries parallelising well, the 2-thread wall time on an
+    idle machine is about half of it."""
+    import numba
+    limiter = optional("threadpoolctl")
+    ctx = limiter.threadpool_limits(1) if limiter is not None else None
+    numba.set_num_threads(1)
+    if torch is not None:
+        torch.set_num_threads(1)
+    out = {}
+    try:
+        for name in ("resnet20 train step b128", "resnet20 inference b128",
+                     "resnet50 inference b1 224"):
+            big = 1 if name.startswith("resnet50") else 128
+            for impl in ("cvcore", "torch") if torch is not None else ("cvcore",):
+                fn = _workload(impl, name, big)
+                grad = torch.enable_grad() if "train" in name else torch.no_grad()
+                with grad:
+                    fn()
+                    times = []
+                    for _ in range(repeats):
+                        t0 = time.thread_time()
+                        fn()
+                        times.append(time.thread_time() - t0)
+                out[(name, impl)] = min(times)
+    finally:
+        numba.set_num_threads(THREADS)
+        if torch is not None:
+            torch.set_num_threads(THREADS)
+        if ctx is not None:
+            ctx.restore_original_limits()
+    print(f"\n{'one thread, CPU time (min of ' + str(repeats) + ')':<40} {'cvcore ms':>10} "
+          f"{'torch ms':>10} {'ratio':>7}")
+    for name in dict.fromkeys(k[0] for k in out):
+        cv, ref = out[(name, "cvcore")], out.get((name, "torch"))
+        ref_s = f"{ref * 1e3:10.1f} {ref / cv:7.2f}" if ref is not None else "       n/a"
+        print(f"{name:<40} {cv * 1e3:10.1f} {ref_s}")
+    return out
+
+
 COLD_SNIPPET = """
 import time, numpy as np
 t0 = time.perf_counter()
@@ -447,6 +490,8 @@ def main(argv=None):
     parser.add_argument("--shapes-only", action="store_true")
     parser.add_argument("--models-only", action="store_true")
     parser.add_argument("--compile", action="store_true", help="measure cold compile time")
+    parser.add_argument("--cpu", action="store_true",
+                        help="also the one-thread CPU-time comparison (robust to machine load)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--memory-child", nargs=2, metavar=("IMPL", "WORKLOAD"),
                         help=argparse.SUPPRESS)
@@ -458,7 +503,9 @@ def main(argv=None):
         torch.set_num_threads(THREADS)
     print(machine_line())
     print(f"threads: torch {torch.get_num_threads() if torch else 'n/a'}, "
-          f"numba {__import__('numba').get_num_threads()}; the ratio is torch ms / cvcore ms")
+          f"numba {__import__('numba').get_num_threads()}; the ratio is torch ms / cvcore ms; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} (kernels/__init__.py sets "
+          f"PASSIVE for Numba unless set; torch, imported first, keeps its default)")
     peak = matmul_peak()
     print(f"float32 matmul peak (numpy 2048^3): {peak:.0f} GFLOP/s")
     if not args.models_only:
@@ -471,6 +518,8 @@ def main(argv=None):
         results = run_rows(rows)
         memory = peak_memories([name for name, _ in results])
         print_model_table(results, info, peak, memory)
+    if args.cpu:
+        single_core_cpu(max(3, args.repeats // 2))
     if args.compile:
         for label, t in compile_times().items():
             print(f"first ResNet-20 train step + eval (batch 2) in a new process, {label}: "

@@ -351,6 +351,21 @@ def test_gradcheck_float64(xs, ws, s, p, d, bias):
     _gradcheck(xs, ws, s, p, d, bias, seed=sum(xs) + sum(ws))
 
 
+@pytest.mark.parametrize("stride,padding,dilation", [(1, 1, 1), (2, 1, 1), (1, 2, 2)])
+def test_layer_passes_cvcore_gradcheck(stride, padding, dilation, rng):
+    # the project's float64 central-difference check, on the layer (x, weight, bias) and on
+    # the functional pair
+    gc = pytest.importorskip("cvcore.nn.gradcheck")
+    layer = Conv2d(2, 3, 3, stride=stride, padding=padding, dilation=dilation, rng=rng)
+    x = rng.standard_normal((2, 2, 6, 5))
+    assert gc.gradcheck(layer, x, atol=1e-6, rtol=1e-4).ok
+    w = rng.standard_normal((3, 2, 3, 3))
+    b = rng.standard_normal(3)
+    result = gc.gradcheck(lambda x, w, b: conv2d_forward(x, w, b, stride, padding, dilation),
+                          (x, w, b), backward=conv2d_backward, atol=1e-6, rtol=1e-4)
+    assert result.ok
+
+
 def test_forward_is_deterministic_and_leaves_inputs_alone(rng):
     x, w, b = random_case(rng, (3, 4, 9, 9), (5, 4, 3, 3), True)
     x0, w0, b0 = x.copy(), w.copy(), b.copy()
