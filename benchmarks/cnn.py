@@ -414,6 +414,54 @@ def peak_memories(names):
     return out
 
 
+def _single_core_shapes(repeats):
+    """One-thread GFLOP/s per convolution shape (forward; backward = dx + dW), thread CPU time.
+    ResNet-20 shapes at batch 32 (the per-image cost is the same as at 128)."""
+    from cvcore.nn.conv import conv2d_backward, conv2d_forward
+    F = torch.nn.functional if torch is not None else None
+
+    def best(fn):
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.thread_time()
+            fn()
+            times.append(time.thread_time() - t0)
+        return min(times)
+
+    lines = []
+    rng = np.random.default_rng(0)
+    for label, N, C, K, H, k, s, p in RESNET20_SHAPES + RESNET50_SHAPES:
+        N = min(N, 32)
+        x = rng.standard_normal((N, C, H, H)).astype(np.float32)
+        w = rng.standard_normal((K, C, k, k)).astype(np.float32)
+        y, cache = conv2d_forward(x, w, None, s, p)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        f = conv_flops(N, C, K, H, k, s, p)
+        cv_f = best(lambda: conv2d_forward(x, w, None, s, p))
+        cv_b = best(lambda: conv2d_backward(dy, cache))
+        ref = "      n/a       n/a"
+        if F is not None:
+            xt, wt, dyt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(dy)
+            xg, wg = xt.clone().requires_grad_(), wt.clone().requires_grad_()
+
+            def t_fwd():
+                with torch.no_grad():
+                    F.conv2d(xt, wt, None, s, p)
+
+            def t_both():
+                xg.grad = wg.grad = None
+                F.conv2d(xg, wg, None, s, p).backward(dyt)
+
+            t_f = best(t_fwd)
+            t_b = max(best(t_both) - t_f, 1e-9)
+            ref = f"{f / t_f / 1e9:9.0f} {2 * f / t_b / 1e9:17.0f}"
+        name = label.replace("r20", f"r20 b{N}") if N > 1 else label
+        lines.append(f"{name:<34} {f / cv_f / 1e9:7.0f} {ref[:9]} {2 * f / cv_b / 1e9:7.0f} "
+                     f"{ref[9:].strip():>9}")
+    return lines
+
+
 def single_core_cpu(repeats):
     """Per workload, the CPU time of one call with ONE thread for both libraries, read from the
     calling thread's own clock (``time.thread_time``): what the work costs a core, independent of
@@ -428,6 +476,7 @@ def single_core_cpu(repeats):
         torch.set_num_threads(1)
     out = {}
     try:
+        shape_lines = _single_core_shapes(repeats)
         for name in ("resnet20 train step b128", "resnet20 inference b128",
                      "resnet50 inference b1 224"):
             big = 1 if name.startswith("resnet50") else 128
@@ -448,6 +497,10 @@ def single_core_cpu(repeats):
             torch.set_num_threads(THREADS)
         if ctx is not None:
             ctx.restore_original_limits()
+    print(f"\n{'one thread, GFLOP/s per core':<34} {'cv fwd':>7} {'torch fwd':>9} "
+          f"{'cv bwd':>7} {'torch bwd':>9}")
+    for line in shape_lines:
+        print(line)
     print(f"\n{'one thread, CPU time (min of ' + str(repeats) + ')':<40} {'cvcore ms':>10} "
           f"{'torch ms':>10} {'ratio':>7}")
     for name in dict.fromkeys(k[0] for k in out):
