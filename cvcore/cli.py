@@ -184,7 +184,7 @@ def cmd_train(args):
         if args.resume:
             raise CommandError("--resume applies to the CNN models only")
         model = train_hog_model(args.model, data.x_train, data.y_train, data.class_names,
-                                C=args.C, seed=args.seed, log=log)
+                                C=args.C, log=log)
     model.save(model_path(out))
     metrics, proba = _evaluate(model, data)
     files = _write_report(model, metrics, proba, data, out)

@@ -4,7 +4,25 @@ import pytest
 
 from cvcore.classify import (KNeighborsClassifier, LinearSVM, SoftmaxRegression,
                              load_classifier)
-from kernels.reference.linear import svm_dual_cd_binary
+
+
+def svm_dual_cd_binary(X, y, C, bias=1.0, epochs=200, rng=None):
+    """A second, independent solver of the same SVM problem, written to be read: dual coordinate
+    descent for the L2-loss linear SVM (Hsieh et al. 2008, algorithm 1). Returns w of length
+    D + 1 (last entry: the bias weight)."""
+    rng = np.random.default_rng(0) if rng is None else rng
+    Xb = np.hstack([X.astype(np.float64), np.full((len(X), 1), bias)])
+    diag = 0.5 / C                                    # D_ii for the squared hinge loss
+    Qii = (Xb * Xb).sum(axis=1) + diag
+    alpha = np.zeros(len(X))
+    w = np.zeros(Xb.shape[1])
+    for _ in range(epochs):
+        for i in rng.permutation(len(X)):
+            g = y[i] * (w @ Xb[i]) - 1.0 + diag * alpha[i]   # gradient of the dual in alpha_i
+            new = max(alpha[i] - g / Qii[i], 0.0)             # Newton step, projected on >= 0
+            w += (new - alpha[i]) * y[i] * Xb[i]
+            alpha[i] = new
+    return w
 
 
 def _blobs(rng, n=600, d=12, k=4, noise=2.0):
@@ -25,9 +43,9 @@ def test_separable_toy_problem_is_solved():
         assert p.shape == (4, 2) and np.allclose(p.sum(axis=1), 1)
 
 
-def test_svm_kernel_matches_readable_twin(rng):
+def test_svm_newton_matches_dual_coordinate_descent(rng):
     X, y = _blobs(rng, n=80, d=4, k=2)
-    svm = LinearSVM(C=0.3, tol=1e-7, max_epochs=5000).fit(X, y)
+    svm = LinearSVM(C=0.3, tol=1e-7).fit(X, y)
     w = svm_dual_cd_binary(X, np.where(y == 1, 1.0, -1.0), C=0.3, epochs=1500)
     np.testing.assert_allclose(svm.coef_[0], w[:-1], atol=1e-4)
     np.testing.assert_allclose(svm.intercept_[0], w[-1], atol=1e-4)
@@ -36,10 +54,11 @@ def test_svm_kernel_matches_readable_twin(rng):
 def test_svm_equals_sklearn_linearsvc(rng):
     sklearn_svm = pytest.importorskip("sklearn.svm")
     X, y = _blobs(rng)
-    ours = LinearSVM(C=0.5, tol=1e-6, max_epochs=5000).fit(X, y)
+    ours = LinearSVM(C=0.5, tol=1e-6).fit(X, y)
     ref = sklearn_svm.LinearSVC(C=0.5, tol=1e-8, max_iter=200000).fit(X, y)
-    np.testing.assert_allclose(ours.coef_, ref.coef_, atol=1e-4)
-    np.testing.assert_allclose(ours.intercept_, ref.intercept_, atol=1e-4)
+    # Same optimum; ours computes scores in float32 (the working precision), liblinear in float64.
+    np.testing.assert_allclose(ours.coef_, ref.coef_, atol=5e-4)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, atol=5e-4)
     assert np.mean(ours.predict(X) == ref.predict(X)) > 0.995
 
 
@@ -73,13 +92,13 @@ def test_binary_svm_scores_are_symmetric(rng):
 
 def test_fit_is_deterministic_and_state_round_trips(rng):
     X, y = _blobs(rng)
-    for clf in (LinearSVM(seed=3), SoftmaxRegression(), KNeighborsClassifier(k=3)):
+    for clf in (LinearSVM(C=0.2), SoftmaxRegression(), KNeighborsClassifier(k=3)):
         a = clf.fit(X, y)
         state = dict(a.state())
         b = load_classifier(state)
         np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
-    a = LinearSVM(seed=3).fit(X, y).coef_
-    np.testing.assert_array_equal(a, LinearSVM(seed=3).fit(X, y).coef_)
+    a = LinearSVM().fit(X, y).coef_
+    np.testing.assert_array_equal(a, LinearSVM().fit(X, y).coef_)
 
 
 @pytest.mark.parametrize("make", [LinearSVM, SoftmaxRegression, KNeighborsClassifier])

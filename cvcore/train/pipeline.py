@@ -173,8 +173,7 @@ def _mode_and_size(x_train):
 
 
 def train_hog_model(kind, x_train, y_train, class_names, hog: HOGParams | None = None,
-                    C: float = 0.1, alpha: float = 1e-4, k: int = 5, seed: int = 0,
-                    log=print) -> TrainedModel:
+                    C: float = 0.1, alpha: float = 1e-4, k: int = 5, log=print) -> TrainedModel:
     """Fit a HOG + classifier model on uint8 images (N, H, W[, 3])."""
     from cvcore.classify import KNeighborsClassifier, LinearSVM, SoftmaxRegression
     mode, size = _mode_and_size(x_train)
@@ -193,14 +192,14 @@ def train_hog_model(kind, x_train, y_train, class_names, hog: HOGParams | None =
     log(f"HOG features {feats.shape} in {time.perf_counter() - t0:.1f} s")
     t0 = time.perf_counter()
     if kind == "hog-svm":
-        clf = LinearSVM(C=C, seed=seed)
+        clf = LinearSVM(C=C)
     elif kind == "hog-linear":
         clf = SoftmaxRegression(alpha=alpha)
     else:
         clf = KNeighborsClassifier(k=k)
     clf.fit(feats, y_train)
     model.arrays["classifier"] = clf.state()
-    model.params["classifier"] = {"C": C, "alpha": alpha, "k": k, "seed": seed}
+    model.params["classifier"] = {"C": C, "alpha": alpha, "k": k}
     model._clf = clf
     log(f"{type(clf).__name__} fitted in {time.perf_counter() - t0:.1f} s")
     return model
