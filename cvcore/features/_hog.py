@@ -29,11 +29,11 @@ scikit-image 0.26 ``skimage/feature/_hog.py``; OpenCV 4 ``modules/objdetect/src/
 """
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
 
+from cvcore._threads import threads_for
 from cvcore._validate import check_array, check_choice, check_finite, check_int, check_pair
 
 __all__ = ["hog", "hog_batch", "HOGDescriptor", "BLOCK_NORMS"]
@@ -53,21 +53,6 @@ _PARALLEL_MIN_PIXELS = 1 << 17
 def _kernels():
     from kernels import hog as k   # imported on first use: keeps `import cvcore` free of Numba
     return k
-
-
-@contextlib.contextmanager
-def _threads_for(n_pixels):
-    """Run the enclosed kernels on one thread when the work is small, else on all threads."""
-    if n_pixels >= _PARALLEL_MIN_PIXELS:
-        yield
-        return
-    import numba
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
 
 
 # --- scikit-image variant -------------------------------------------------------------------
@@ -312,7 +297,7 @@ def hog(image, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3, 3),
     _check_fits(arr.shape[:2], cell, block)
     arr = _convert(arr, dtype, transform_sqrt)
 
-    with _threads_for(arr.shape[0] * arr.shape[1]):
+    with threads_for(arr.shape[0] * arr.shape[1] >= _PARALLEL_MIN_PIXELS):
         hist = _cell_histograms(arr[None], orientations, cell)
         blocks = _normalize_blocks(hist, block, block_norm, dtype)[0]
     if feature_vector:
@@ -377,7 +362,7 @@ def hog_batch(images, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3
     D = (ncr - block[0] + 1) * (ncc - block[1] + 1) * block[0] * block[1] * orientations
     out = np.empty((N, D), dtype=dtype)
     chunk = max(1, _BATCH_CHUNK_PIXELS // (H * W))
-    with _threads_for(N * H * W):
+    with threads_for(N * H * W >= _PARALLEL_MIN_PIXELS):
         for start in range(0, N, chunk):
             part = _convert(arr[start:start + chunk], compute, transform_sqrt)
             hist = _cell_histograms(part, orientations, cell)
@@ -577,7 +562,7 @@ class HOGDescriptor:
                              f"block of {bw}x{bh}")
         P = (Hp - bh) // stride[1] + 1
         Q = (Wp - bw) // stride[0] + 1
-        with _threads_for(Hp * Wp):
+        with threads_for(Hp * Wp >= _PARALLEL_MIN_PIXELS):
             return self._block_grid(img, pad, stride, P, Q)
 
     def _border_maps(self, H, W, pad):
@@ -644,7 +629,7 @@ class HOGDescriptor:
         # block grid (cache stride) covering every block of every window
         P = ((nwy - 1) * stride[1] + wh - bh) // cache[1] + 1
         Q = ((nwx - 1) * stride[0] + ww - bw) // cache[0] + 1
-        with _threads_for(Hp * Wp):
+        with threads_for(Hp * Wp >= _PARALLEL_MIN_PIXELS):
             blocks = self._block_grid(img, pad, cache, P, Q)
         key = (nwy, nwx, stride, cache, Q)
         if key not in self._gathers:

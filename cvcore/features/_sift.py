@@ -39,12 +39,12 @@ removes by resampling differently). Compare positions with OpenCV's after adding
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
+from cvcore._threads import threads_for
 from cvcore._validate import (check_array, check_finite, check_int, check_nonnegative,
                               check_positive)
 
@@ -61,7 +61,7 @@ DESC_SCALE_FACTOR = 3.0     # OpenCV SIFT_DESCR_SCL_FCTR: each of the 4x4 cells 
 DESC_CLIP = 0.2             # Lowe 2004, sec. 6.1: clip normalised entries at 0.2
 GAUSS_TRUNCATE = 4.0        # OpenCV GaussianBlur on float images: ksize = round(8 sigma + 1) | 1
 DOUBLED_OFFSET = -0.25      # doubled-image pixel X is input position X / 2 - 0.25 (half-pixel)
-PARALLEL_MIN_PIXELS = 1 << 17   # octaves smaller than this run on one thread (see _threads_for)
+PARALLEL_MIN_PIXELS = 1 << 17   # octaves smaller than this run on one thread (see threads_for)
 PARALLEL_MIN_KEYPOINTS = 64     # fewer keypoints than this in an octave: described on one thread
 _LUMA = (0.299, 0.587, 0.114)   # ITU-R BT.601 weights, as OpenCV's RGB->grey
 
@@ -180,23 +180,6 @@ class ScaleSpace(NamedTuple):
 def _kernels():
     from kernels import sift as ks   # imported on first use: keeps `import cvcore` quick
     return ks
-
-
-@contextmanager
-def _threads_for(parallel: bool):
-    """Run the enclosed kernels on one thread unless ``parallel``. Small octaves (fewer than
-    ``PARALLEL_MIN_PIXELS`` pixels) and small batches of keypoints take less time than waking
-    and joining the thread team, most of all on a machine whose cores are busy."""
-    if parallel:
-        yield
-        return
-    import numba
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
 
 
 def gaussian_kernel(sigma: float) -> np.ndarray:
@@ -337,7 +320,7 @@ def gaussian_scale_space(image, n_scales: int = N_SCALES, sigma: float = SIGMA,
         levels = np.empty((n_scales + 3,) + first.shape, np.float32)
         levels[0] = first
         tmp = np.empty(first.shape, np.float32)
-        with _threads_for(first.size >= PARALLEL_MIN_PIXELS):
+        with threads_for(first.size >= PARALLEL_MIN_PIXELS):
             for i in range(1, n_scales + 3):
                 ks.gaussian_blur_reflect101(levels[i - 1], kernels[i - 1], tmp, levels[i])
         gauss.append(levels)
@@ -501,7 +484,7 @@ def detect_keypoints(scale_space: ScaleSpace, dogs=None,
     parts = []
     ks = _kernels()
     for o, levels in enumerate(scale_space.gauss):
-        with _threads_for(levels[0].size >= PARALLEL_MIN_PIXELS):
+        with threads_for(levels[0].size >= PARALLEL_MIN_PIXELS):
             if dogs is not None:
                 dog = dogs[o]
             else:   # one octave at a time: the whole DoG pyramid is never held at once
@@ -602,7 +585,7 @@ def describe_keypoints(scale_space: ScaleSpace, keypoints: Keypoints, root_sift:
         ang = np.ascontiguousarray(keypoints.angle[sel], np.float64)
         lev = np.ascontiguousarray(layer[sel], np.int64)
         block = np.zeros((sel.size, ks.DESC_LENGTH), np.float32)
-        with _threads_for(sel.size >= PARALLEL_MIN_KEYPOINTS):
+        with threads_for(sel.size >= PARALLEL_MIN_KEYPOINTS):
             ks.sift_descriptors(scale_space.gauss[o], px, py, lev, ang, scale,
                                 DESC_SCALE_FACTOR, DESC_CLIP, bool(root_sift), block)
         out[sel] = block
