@@ -12,8 +12,9 @@ Tables:
    224x224): forward, and forward + backward (dx and dW), cvcore vs ``torch.nn.functional.conv2d``
    + autograd; the warm times, the ratio (torch time / cvcore time: above 1 means cvcore is
    faster) and the achieved GFLOP/s.
-2. Whole models (``cvcore.nn.resnet20`` / ``resnet50`` against the same network built here in
-   PyTorch with the same weights copied in through the state dict; there is no torchvision):
+2. Whole models (``cvcore.nn.resnet20`` / ``resnet50`` against the same network built in
+   PyTorch by ``benchmarks/torch_models.py``, with the same weights copied in through the state
+   dict; there is no torchvision):
    ResNet-20 training step (forward, cross-entropy, backward, SGD with momentum and weight decay)
    at batch 128; ResNet-20 inference at batch 128; ResNet-50 inference at batch 1 on 224x224.
    Time, images/s, GFLOP/s, peak resident memory growth, first call.
@@ -36,6 +37,8 @@ import numpy as np
 from benchmarks.common import Row, machine_line, optional, print_table, run_rows, time_fn
 
 torch = optional("torch")
+if torch is not None:
+    from benchmarks.torch_models import copy_into_torch, torch_resnet
 THREADS = os.cpu_count() or 1
 
 # (label, N, C, K, H, kernel, stride, padding): every distinct convolution of ResNet-20 at
@@ -123,103 +126,6 @@ def print_gflops(results, flops):
 
 # -- whole models ------------------------------------------------------------------------------
 
-def build_torch_resnet(kind, num_classes):
-    """The torchvision layout written out in PyTorch (names match cvcore and torchvision)."""
-    nn = torch.nn
-
-    def conv3x3(i, o, s=1):
-        return nn.Conv2d(i, o, 3, s, 1, bias=False)
-
-    def conv1x1(i, o, s=1):
-        return nn.Conv2d(i, o, 1, s, 0, bias=False)
-
-    class BasicBlock(nn.Module):
-        expansion = 1
-
-        def __init__(self, inplanes, planes, stride=1, downsample=None):
-            super().__init__()
-            self.conv1 = conv3x3(inplanes, planes, stride)
-            self.bn1 = nn.BatchNorm2d(planes)
-            self.relu = nn.ReLU(inplace=True)
-            self.conv2 = conv3x3(planes, planes)
-            self.bn2 = nn.BatchNorm2d(planes)
-            self.downsample = downsample
-
-        def forward(self, x):
-            idt = x if self.downsample is None else self.downsample(x)
-            out = self.relu(self.bn1(self.conv1(x)))
-            return self.relu(self.bn2(self.conv2(out)) + idt)
-
-    class Bottleneck(nn.Module):
-        expansion = 4
-
-        def __init__(self, inplanes, planes, stride=1, downsample=None):
-            super().__init__()
-            self.conv1 = conv1x1(inplanes, planes)
-            self.bn1 = nn.BatchNorm2d(planes)
-            self.conv2 = conv3x3(planes, planes, stride)
-            self.bn2 = nn.BatchNorm2d(planes)
-            self.conv3 = conv1x1(planes, planes * 4)
-            self.bn3 = nn.BatchNorm2d(planes * 4)
-            self.relu = nn.ReLU(inplace=True)
-            self.downsample = downsample
-
-        def forward(self, x):
-            idt = x if self.downsample is None else self.downsample(x)
-            out = self.relu(self.bn1(self.conv1(x)))
-            out = self.relu(self.bn2(self.conv2(out)))
-            return self.relu(self.bn3(self.conv3(out)) + idt)
-
-    class ResNet(nn.Module):
-        def __init__(self, block, layers, widths, imagenet):
-            super().__init__()
-            self.imagenet = imagenet
-            self.inplanes = widths[0]
-            if imagenet:
-                self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-            else:
-                self.conv1 = conv3x3(3, widths[0])
-            self.bn1 = nn.BatchNorm2d(widths[0])
-            self.relu = nn.ReLU(inplace=True)
-            if imagenet:
-                self.maxpool = nn.MaxPool2d(3, 2, 1)
-            for i, (planes, n) in enumerate(zip(widths, layers)):
-                setattr(self, f"layer{i + 1}", self._make_layer(block, planes, n, 1 if i == 0 else 2))
-            self.nstages = len(layers)
-            self.avgpool = nn.AdaptiveAvgPool2d(1)
-            self.fc = nn.Linear(widths[-1] * block.expansion, num_classes)
-
-        def _make_layer(self, block, planes, n, stride):
-            down = None
-            if stride != 1 or self.inplanes != planes * block.expansion:
-                down = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
-                                     nn.BatchNorm2d(planes * block.expansion))
-            blocks = [block(self.inplanes, planes, stride, down)]
-            self.inplanes = planes * block.expansion
-            blocks += [block(self.inplanes, planes) for _ in range(1, n)]
-            return nn.Sequential(*blocks)
-
-        def forward(self, x):
-            x = self.relu(self.bn1(self.conv1(x)))
-            if self.imagenet:
-                x = self.maxpool(x)
-            for i in range(self.nstages):
-                x = getattr(self, f"layer{i + 1}")(x)
-            return self.fc(torch.flatten(self.avgpool(x), 1))
-
-    if kind == "resnet20":
-        return ResNet(BasicBlock, [3, 3, 3], (16, 32, 64), imagenet=False)
-    return ResNet(Bottleneck, [3, 4, 6, 3], (64, 128, 256, 512), imagenet=True)
-
-
-def copy_weights(cv_model, t_model):
-    state = {k: torch.from_numpy(np.array(v)) for k, v in cv_model.state_dict().items()}
-    missing, unexpected = t_model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise RuntimeError(f"state dicts differ: missing {missing}, unexpected {unexpected}")
-
-
 def model_forward_flops(model, shape):
     """2 x multiply-adds of every Conv2d and Linear in one forward of a batch of ``shape``."""
     from cvcore.nn.conv import Conv2d, conv2d_output_shape
@@ -268,8 +174,8 @@ def model_rows(repeats):
 
     refs = {"torch": None}
     if torch is not None:
-        tm = build_torch_resnet("resnet20", 10)
-        copy_weights(m, tm)
+        tm = torch_resnet("resnet20", 10)
+        copy_into_torch(m, tm)
         topt = torch.optim.SGD(tm.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
         tx, ty = torch.from_numpy(x20), torch.from_numpy(y20)
         tcrit = torch.nn.CrossEntropyLoss()
@@ -289,8 +195,8 @@ def model_rows(repeats):
     mi = cnn.resnet20(rng=1).eval()
     refs = {"torch": None}
     if torch is not None:
-        tmi = build_torch_resnet("resnet20", 10).eval()
-        copy_weights(mi, tmi)
+        tmi = torch_resnet("resnet20", 10).eval()
+        copy_into_torch(mi, tmi)
         tx = torch.from_numpy(x20)
 
         def t_inf():
@@ -307,8 +213,8 @@ def model_rows(repeats):
     f50 = model_forward_flops(m50, x50.shape)
     refs = {"torch": None}
     if torch is not None:
-        t50 = build_torch_resnet("resnet50", 1000).eval()
-        copy_weights(m50, t50)
+        t50 = torch_resnet("resnet50", 1000).eval()
+        copy_into_torch(m50, t50)
         tx50 = torch.from_numpy(x50)
 
         def t_inf50():
@@ -352,8 +258,8 @@ def _workload(impl, name, n):
         m = cnn.resnet50(rng=2).eval()
         if impl == "cvcore":
             return lambda: m(x)
-        t = build_torch_resnet("resnet50", 1000).eval()
-        copy_weights(m, t)
+        t = torch_resnet("resnet50", 1000).eval()
+        copy_into_torch(m, t)
         tx = torch.from_numpy(x)
         return lambda: t(tx)
     x = rng.standard_normal((n, 3, 32, 32)).astype(np.float32)
@@ -372,8 +278,8 @@ def _workload(impl, name, n):
                 opt.step()
             return step
         return lambda: m(x)
-    t = build_torch_resnet("resnet20", 10)
-    copy_weights(m, t)
+    t = torch_resnet("resnet20", 10)
+    copy_into_torch(m, t)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
     if not m.training:
         t.eval()

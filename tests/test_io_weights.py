@@ -422,10 +422,9 @@ def test_corrupt_and_foreign_pth_files(tmp_path):
 def test_torch_resnet20_pth_loads_into_cvcore_resnet20_with_same_logits(tmp_path):
     torch = pytest.importorskip("torch")
     from cvcore.nn.models import resnet20
-    from tests.test_nn_models import _torch_resnet_classes     # H5b's hand-built torch ResNets
-    TBasicBlock, _, TResNet = _torch_resnet_classes(torch.nn)
+    from benchmarks.torch_models import torch_resnet     # hand-built, no torchvision
     torch.manual_seed(0)
-    net = TResNet(TBasicBlock, [3, 3, 3], num_classes=10, in_channels=3, stem="cifar")
+    net = torch_resnet("resnet20", num_classes=10, in_channels=3)
     with torch.no_grad():                       # non-trivial BN affine params and running stats
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):

@@ -85,96 +85,12 @@ def test_initialisation_is_torchvisions():
 # ------------------------------------------------------------------------------------------------
 # agreement with PyTorch: the same networks built by hand from torch.nn (no torchvision)
 # ------------------------------------------------------------------------------------------------
-def _torch_resnet_classes(tnn):
-    class TBasicBlock(tnn.Module):
-        expansion = 1
-
-        def __init__(self, inplanes, planes, stride=1, downsample=None):
-            super().__init__()
-            self.conv1 = tnn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-            self.bn1 = tnn.BatchNorm2d(planes)
-            self.relu = tnn.ReLU(inplace=True)
-            self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-            self.bn2 = tnn.BatchNorm2d(planes)
-            self.downsample = downsample
-
-        def forward(self, x):
-            out = self.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            identity = x if self.downsample is None else self.downsample(x)
-            return self.relu(out + identity)
-
-    class TBottleneck(tnn.Module):
-        expansion = 4
-
-        def __init__(self, inplanes, planes, stride=1, downsample=None):
-            super().__init__()
-            self.conv1 = tnn.Conv2d(inplanes, planes, 1, bias=False)
-            self.bn1 = tnn.BatchNorm2d(planes)
-            self.conv2 = tnn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-            self.bn2 = tnn.BatchNorm2d(planes)
-            self.conv3 = tnn.Conv2d(planes, planes * 4, 1, bias=False)
-            self.bn3 = tnn.BatchNorm2d(planes * 4)
-            self.relu = tnn.ReLU(inplace=True)
-            self.downsample = downsample
-
-        def forward(self, x):
-            out = self.relu(self.bn1(self.conv1(x)))
-            out = self.relu(self.bn2(self.conv2(out)))
-            out = self.bn3(self.conv3(out))
-            identity = x if self.downsample is None else self.downsample(x)
-            return self.relu(out + identity)
-
-    class TResNet(tnn.Module):
-        def __init__(self, block, layers, num_classes, in_channels, stem):
-            super().__init__()
-            widths = (64, 128, 256, 512) if stem == "imagenet" else (16, 32, 64)
-            self.inplanes = widths[0]
-            self.stem = stem
-            if stem == "imagenet":
-                self.conv1 = tnn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
-            else:
-                self.conv1 = tnn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
-            self.bn1 = tnn.BatchNorm2d(widths[0])
-            self.relu = tnn.ReLU(inplace=True)
-            if stem == "imagenet":
-                self.maxpool = tnn.MaxPool2d(3, 2, 1)
-            self.stages = len(layers)
-            for i, (planes, n) in enumerate(zip(widths, layers)):
-                setattr(self, f"layer{i + 1}", self._make_layer(block, planes, n,
-                                                                1 if i == 0 else 2))
-            self.avgpool = tnn.AdaptiveAvgPool2d((1, 1))
-            self.fc = tnn.Linear(widths[-1] * block.expansion, num_classes)
-
-        def _make_layer(self, block, planes, n, stride):
-            downsample = None
-            if stride != 1 or self.inplanes != planes * block.expansion:
-                downsample = tnn.Sequential(
-                    tnn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
-                    tnn.BatchNorm2d(planes * block.expansion))
-            out = [block(self.inplanes, planes, stride, downsample)]
-            self.inplanes = planes * block.expansion
-            out += [block(self.inplanes, planes) for _ in range(1, n)]
-            return tnn.Sequential(*out)
-
-        def forward(self, x):
-            x = self.relu(self.bn1(self.conv1(x)))
-            if self.stem == "imagenet":
-                x = self.maxpool(x)
-            for i in range(self.stages):
-                x = getattr(self, f"layer{i + 1}")(x)
-            return self.fc(torch_flatten(self.avgpool(x)))
-
-    def torch_flatten(x):
-        return x.reshape(x.shape[0], -1)
-
-    return TBasicBlock, TBottleneck, TResNet
-
-
 @pytest.fixture(scope="module")
 def torch_models():
+    """torch and the PyTorch twins of cvcore's ResNets (benchmarks/torch_models.py)."""
     torch = pytest.importorskip("torch")
-    return (torch,) + _torch_resnet_classes(torch.nn)
+    from benchmarks import torch_models
+    return torch, torch_models
 
 
 def _randomise_bn(model, rng, last_bn_weight=None):
@@ -190,12 +106,11 @@ def _randomise_bn(model, rng, last_bn_weight=None):
                 m.weight.data[...] *= last_bn_weight
 
 
-def _compare_with_torch(torch, model, tmodel, x, y):
+def _compare_with_torch(torch_models, model, tmodel, x, y):
     """One training step's numbers (logits, loss, dx, every gradient, running statistics) and
     eval-mode logits."""
-    missing = tmodel.load_state_dict({k: torch.from_numpy(np.array(v))
-                                      for k, v in model.state_dict().items()}, strict=True)
-    assert not missing.missing_keys and not missing.unexpected_keys
+    torch, tm = torch_models
+    tm.copy_into_torch(model, tmodel)                # strict: raises on any missing/extra key
     model.train()
     tmodel.train()
     criterion = nn.CrossEntropyLoss()
@@ -227,13 +142,13 @@ def _compare_with_torch(torch, model, tmodel, x, y):
 
 
 def test_resnet20_matches_torch(torch_models, rng):
-    torch, TBasic, _, TResNet = torch_models
+    torch, tm = torch_models
     torch.manual_seed(0)
     model = resnet20(num_classes=10, rng=3)
     _randomise_bn(model, rng)
     x = rng.standard_normal((8, 3, 32, 32)).astype(np.float32)
     y = rng.integers(0, 10, 8)
-    _compare_with_torch(torch, model, TResNet(TBasic, [3, 3, 3], 10, 3, "cifar"), x, y)
+    _compare_with_torch(torch_models, model, tm.torch_resnet("resnet20", 10, 3), x, y)
 
 
 def test_resnet50_matches_torch(torch_models, rng):
@@ -241,20 +156,19 @@ def test_resnet50_matches_torch(torch_models, rng):
     are small: with every BN weight near 1 this 50-layer float32 problem is ill-conditioned (its
     gradients reach ~100 and PyTorch's own float32 gradients differ from its float64 ones by 2%,
     far outside 1e-4); the float64 test below covers that initialisation exactly."""
-    torch, _, TBottle, TResNet = torch_models
+    _, tm = torch_models
     model = resnet50(num_classes=10, rng=4)
     _randomise_bn(model, rng, last_bn_weight=0.2)
     x = rng.standard_normal((4, 3, 64, 64)).astype(np.float32)
     y = rng.integers(0, 10, 4)
-    _compare_with_torch(torch, model, TResNet(TBottle, [3, 4, 6, 3], 10, 3, "imagenet"), x, y)
+    _compare_with_torch(torch_models, model, tm.torch_resnet("resnet50", 10, 3), x, y)
 
 
 def test_resnet50_matches_torch_in_float64_at_init(torch_models, rng):
-    torch, _, TBottle, TResNet = torch_models
+    torch, tm = torch_models
     model = resnet50(num_classes=10, rng=0)
-    tmodel = TResNet(TBottle, [3, 4, 6, 3], 10, 3, "imagenet").double()
-    tmodel.load_state_dict({k: torch.from_numpy(np.array(v))
-                            for k, v in model.state_dict().items()})
+    tmodel = tm.torch_resnet("resnet50", 10, 3).double()
+    tm.copy_into_torch(model, tmodel)                # float32 values, cast to the double model
     for p in model.parameters():
         p.data = p.data.astype(np.float64)
     x = rng.standard_normal((2, 3, 64, 64))
