@@ -152,78 +152,22 @@ def model_forward_flops(model, shape):
     return (total + 2.0 * fc.size) * shape[0]
 
 
+# workload name -> batch size (ResNet-20 on 3x32x32 inputs, ResNet-50 on 3x224x224)
+MODEL_WORKLOADS = {"resnet20 train step b128": 128, "resnet20 inference b128": 128,
+                   "resnet50 inference b1 224": 1}
+
+
 def model_rows(repeats):
     import cvcore.nn as cnn
-    rng = np.random.default_rng(0)
     rows, info = [], {}
-
-    # ResNet-20 training step, batch 128
-    x20 = rng.standard_normal((128, 3, 32, 32)).astype(np.float32)
-    y20 = rng.integers(0, 10, 128)
-    m = cnn.resnet20(rng=0)
-    crit = cnn.CrossEntropyLoss()
-    opt = cnn.SGD(m.named_parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    f20 = model_forward_flops(m, x20.shape)
-
-    def cv_step():
-        m.train()
-        loss = crit(m(x20), y20)
-        m.backward(crit.backward())
-        opt.step()
-        return loss
-
-    refs = {"torch": None}
-    if torch is not None:
-        tm = torch_resnet("resnet20", 10)
-        copy_into_torch(m, tm)
-        topt = torch.optim.SGD(tm.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-        tx, ty = torch.from_numpy(x20), torch.from_numpy(y20)
-        tcrit = torch.nn.CrossEntropyLoss()
-
-        def t_step():
-            tm.train()
-            topt.zero_grad(set_to_none=True)
-            loss = tcrit(tm(tx), ty)
-            loss.backward()
-            topt.step()
-
-        refs = {"torch": t_step}
-    rows.append(Row("resnet20 train step b128", cv_step, refs, repeats=repeats))
-    info["resnet20 train step b128"] = (128, 3 * f20)
-
-    # ResNet-20 inference, batch 128
-    mi = cnn.resnet20(rng=1).eval()
-    refs = {"torch": None}
-    if torch is not None:
-        tmi = torch_resnet("resnet20", 10).eval()
-        copy_into_torch(mi, tmi)
-        tx = torch.from_numpy(x20)
-
-        def t_inf():
-            with torch.no_grad():
-                tmi(tx)
-
-        refs = {"torch": t_inf}
-    rows.append(Row("resnet20 inference b128", lambda: mi(x20), refs, repeats=repeats))
-    info["resnet20 inference b128"] = (128, f20)
-
-    # ResNet-50 inference, batch 1, 224x224
-    x50 = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
-    m50 = cnn.resnet50(rng=2).eval()
-    f50 = model_forward_flops(m50, x50.shape)
-    refs = {"torch": None}
-    if torch is not None:
-        t50 = torch_resnet("resnet50", 1000).eval()
-        copy_into_torch(m50, t50)
-        tx50 = torch.from_numpy(x50)
-
-        def t_inf50():
-            with torch.no_grad():
-                t50(tx50)
-
-        refs = {"torch": t_inf50}
-    rows.append(Row("resnet50 inference b1 224", lambda: m50(x50), refs, repeats=repeats))
-    info["resnet50 inference b1 224"] = (1, f50)
+    for name, n in MODEL_WORKLOADS.items():
+        r50 = name.startswith("resnet50")
+        size = 224 if r50 else 32
+        flops = model_forward_flops(cnn.resnet50() if r50 else cnn.resnet20(), (n, 3, size, size))
+        # a training step counts as 3 forwards (forward, input gradient, weight gradient)
+        info[name] = (n, (3 if "train" in name else 1) * flops)
+        refs = {"torch": _workload("torch", name, n) if torch is not None else None}
+        rows.append(Row(name, _workload("cvcore", name, n), refs, repeats=repeats))
     return rows, info
 
 
@@ -247,9 +191,20 @@ def print_model_table(results, info, peak, memory):
                   f"{gf:6.1f} {100 * gf / peak:5.0f}% {mem_s} {t.first * 1e3:8.1f}")
 
 
+def _torch_inference(t, tx):
+    t.eval()
+
+    def infer():
+        with torch.no_grad():
+            return t(tx)
+    return infer
+
+
 def _workload(impl, name, n):
-    """A zero-argument callable running workload ``name`` at batch ``n`` (and, for ResNet-50,
-    input size 224 when n > 0, else 32: a small warm-up that compiles every kernel)."""
+    """A zero-argument callable running workload ``name`` (a key of :data:`MODEL_WORKLOADS`) at
+    batch ``n`` (and, for ResNet-50, input size 224 when n > 0, else 32: a small warm-up that
+    compiles every kernel). Inference runs PyTorch under ``no_grad``; a training step is
+    forward, cross-entropy, backward and SGD with momentum and weight decay."""
     import cvcore.nn as cnn
     rng = np.random.default_rng(0)
     if name == "resnet50 inference b1 224":
@@ -258,10 +213,9 @@ def _workload(impl, name, n):
         m = cnn.resnet50(rng=2).eval()
         if impl == "cvcore":
             return lambda: m(x)
-        t = torch_resnet("resnet50", 1000).eval()
+        t = torch_resnet("resnet50", 1000)
         copy_into_torch(m, t)
-        tx = torch.from_numpy(x)
-        return lambda: t(tx)
+        return _torch_inference(t, torch.from_numpy(x))
     x = rng.standard_normal((n, 3, 32, 32)).astype(np.float32)
     y = rng.integers(0, 10, n)
     m = cnn.resnet20(rng=0)
@@ -282,8 +236,7 @@ def _workload(impl, name, n):
     copy_into_torch(m, t)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
     if not m.training:
-        t.eval()
-        return lambda: t(tx)
+        return _torch_inference(t, tx)
     topt = torch.optim.SGD(t.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     tcrit = torch.nn.CrossEntropyLoss()
 
@@ -300,9 +253,7 @@ def memory_child(impl, name):
     from benchmarks.common import peak_memory
     if torch is not None:
         torch.set_num_threads(THREADS)
-    big = 1 if name.startswith("resnet50") else 128
-    if impl == "torch":
-        torch.set_grad_enabled("train" in name)
+    big = MODEL_WORKLOADS[name]
     _workload(impl, name, 0 if big == 1 else 2)()
     fn = _workload(impl, name, big)
     print(peak_memory(fn))
@@ -383,19 +334,15 @@ def single_core_cpu(repeats):
     out = {}
     try:
         shape_lines = _single_core_shapes(repeats)
-        for name in ("resnet20 train step b128", "resnet20 inference b128",
-                     "resnet50 inference b1 224"):
-            big = 1 if name.startswith("resnet50") else 128
+        for name, big in MODEL_WORKLOADS.items():
             for impl in ("cvcore", "torch") if torch is not None else ("cvcore",):
                 fn = _workload(impl, name, big)
-                grad = torch.enable_grad() if "train" in name else torch.no_grad()
-                with grad:
+                fn()
+                times = []
+                for _ in range(repeats):
+                    t0 = time.thread_time()
                     fn()
-                    times = []
-                    for _ in range(repeats):
-                        t0 = time.thread_time()
-                        fn()
-                        times.append(time.thread_time() - t0)
+                    times.append(time.thread_time() - t0)
                 out[(name, impl)] = min(times)
     finally:
         numba.set_num_threads(THREADS)
