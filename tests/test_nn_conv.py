@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from cvcore.nn.conv import (Conv2d, Conv2dCache, conv2d_backward, conv2d_forward,
                             conv2d_output_shape)
+from cvcore.nn.gradcheck import gradcheck
 from kernels import nn_conv as fast
 from kernels.reference import nn_conv as ref
 
@@ -306,37 +307,13 @@ def test_col2im_is_the_adjoint_of_im2col(C, H, W, kh, kw, sh, sw, ph, pw, dh, dw
                         abs_tol=1e-9)
 
 
-def numeric_grad(f, a, eps=1e-6):
-    """Central differences of the scalar function f() with respect to array a (in place)."""
-    g = np.zeros_like(a)
-    it = np.nditer(a, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = a[i]
-        a[i] = old + eps
-        fp = f()
-        a[i] = old - eps
-        fm = f()
-        a[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
-
-
 def _gradcheck(xs, ws, s, p, d, bias, seed):
     r = np.random.default_rng(seed)
     x, w, b = random_case(r, xs, ws, bias, np.float64)
-    y, cache = conv2d_forward(x, w, b, s, p, d)
-    assert y.dtype == np.float64
-    dy = r.standard_normal(y.shape)          # L = sum(dy * y), so dL/dy = dy
-
-    def loss():
-        return float((conv2d_forward(x, w, b, s, p, d)[0] * dy).sum())
-
-    dx, dw, db = conv2d_backward(dy, cache)
-    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(dw, numeric_grad(loss, w), rtol=1e-6, atol=1e-7)
-    if bias:
-        np.testing.assert_allclose(db, numeric_grad(loss, b), rtol=1e-6, atol=1e-7)
+    assert conv2d_forward(x, w, b, s, p, d)[0].dtype == np.float64
+    result = gradcheck(lambda x, w, b: conv2d_forward(x, w, b, s, p, d), (x, w, b),
+                       backward=conv2d_backward, seed=seed, atol=1e-7, rtol=1e-6)
+    assert result.checked == x.size + w.size + (b.size if bias else 0)   # every entry
 
 
 @pytest.mark.parametrize("xs,ws,s,p,d,bias", [
@@ -355,14 +332,13 @@ def test_gradcheck_float64(xs, ws, s, p, d, bias):
 def test_layer_passes_cvcore_gradcheck(stride, padding, dilation, rng):
     # the project's float64 central-difference check, on the layer (x, weight, bias) and on
     # the functional pair
-    gc = pytest.importorskip("cvcore.nn.gradcheck")
     layer = Conv2d(2, 3, 3, stride=stride, padding=padding, dilation=dilation, rng=rng)
     x = rng.standard_normal((2, 2, 6, 5))
-    assert gc.gradcheck(layer, x, atol=1e-6, rtol=1e-4).ok
+    assert gradcheck(layer, x, atol=1e-6, rtol=1e-4).ok
     w = rng.standard_normal((3, 2, 3, 3))
     b = rng.standard_normal(3)
-    result = gc.gradcheck(lambda x, w, b: conv2d_forward(x, w, b, stride, padding, dilation),
-                          (x, w, b), backward=conv2d_backward, atol=1e-6, rtol=1e-4)
+    result = gradcheck(lambda x, w, b: conv2d_forward(x, w, b, stride, padding, dilation),
+                       (x, w, b), backward=conv2d_backward, atol=1e-6, rtol=1e-4)
     assert result.ok
 
 
