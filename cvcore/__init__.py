@@ -2,7 +2,7 @@
 
 The pipeline, in the order data flows through it::
 
-    io -> preprocess -> features / nn -> classify / detect / match -> train / serve
+    io -> preprocess -> features / nn -> classify / match -> train
 
 Everything a user touches lives in this package; the Numba kernels it calls live in the sibling
 package :mod:`kernels`. Submodules are imported on first use, so ``import cvcore`` is quick.
@@ -14,6 +14,5 @@ __version__ = "0.1.0"
 __getattr__, __dir__, __all__ = attach(
     __name__,
     {"io.images": ["imread", "imwrite", "to_float", "to_uint8"]},
-    submodules=("io", "preprocess", "augment", "features", "match", "detect", "classify", "nn",
-                "train", "serve"),
+    submodules=("io", "preprocess", "augment", "features", "match", "classify", "nn", "train"),
 )

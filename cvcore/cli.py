@@ -30,7 +30,8 @@ def _add_data(p, required=False):
                         "or one folder of classes split by --test-fraction "
                         f"(default: {DEFAULT_DATA})")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                   help="image folders: resize every image to H x W (default: 32 32)")
+                   help="image folders: resize every image to H x W (default: as stored; "
+                        "needed when the images differ in size)")
     p.add_argument("--gray", action="store_true", help="image folders: load as grey")
     p.add_argument("--test-fraction", type=float, default=0.2,
                    help="image folders without train/test subfolders: held-out share per class")
