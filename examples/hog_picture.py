@@ -11,13 +11,13 @@ horizontal line.
 """
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from cvcore.features import hog
+from cvcore.io.atomic import atomic_write
 
 DEFAULT_IMAGE = (Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
                  / "test-images" / "roofs1.jpg")
@@ -37,20 +37,6 @@ def hog_figure(photo: Image.Image, cell: int, orientations: int) -> Image.Image:
     return Image.fromarray(np.hstack([left, gap, right])).convert("RGB")
 
 
-def save_atomically(image: Image.Image, path: Path) -> None:
-    """Write to a temporary file in the same folder, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Write a photo and its HOG picture side by side")
     parser.add_argument("image", nargs="?", type=Path, default=DEFAULT_IMAGE)
@@ -67,7 +53,8 @@ def main(argv=None):
         out = args.image.with_name(args.image.stem + "_hog.png")
         if not os.access(out.parent, os.W_OK):
             out = Path.cwd() / out.name
-    save_atomically(figure, out)
+    with atomic_write(out) as f:                  # temp file, fsync, os.replace
+        figure.save(f, format="PNG")
     print(f"wrote {out} ({figure.width}x{figure.height}): photo | HOG, "
           f"{args.cell}x{args.cell} cells, {args.orientations} bins")
 
