@@ -110,20 +110,9 @@ def _stderr(msg):
 
 def _write_report(model, metrics, proba, data, out_dir) -> list[str]:
     """Metrics as JSON and text, and the figures; returns the file names written."""
-    from cvcore.io.atomic import atomic_write
-    from cvcore.train.metrics import format_report
-    from cvcore.train.report import plot_confident_mistakes, plot_confusion_matrix
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / "metrics.json", "w") as f:
-        json.dump(metrics, f, indent=1)
-    with atomic_write(out / "report.txt", "w") as f:
-        f.write(f"model {model.kind} on {data.name}\n\n{format_report(metrics)}\n")
-    plot_confusion_matrix(metrics["confusion_matrix"], model.class_names,
-                          out / "confusion.png", f"{model.kind}: confusion matrix")
-    plot_confident_mistakes(data.x_test, data.y_test, proba, model.class_names,
-                            out / "mistakes.png")
-    return ["metrics.json", "report.txt", "confusion.png", "mistakes.png"]
+    from cvcore.train.report import write_evaluation
+    return write_evaluation(out_dir, metrics, proba, data.x_test, data.y_test, model.class_names,
+                            model.kind, header=f"model {model.kind} on {data.name}")
 
 
 def _evaluate(model, data):

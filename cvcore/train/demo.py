@@ -34,6 +34,7 @@ def pipeline_figure(path) -> dict:
     from cvcore.features import canny, corner_peaks, harris, hog
     from cvcore.io.images import imread
     from cvcore.preprocess import gaussian, rgb2gray, sobel
+    from cvcore.train.report import save_figure
     photo = importlib.resources.files("cvcore") / "data" / "roofs1.jpg"
     rgb = imread(str(photo), mode="rgb")
     gray = rgb2gray(rgb)
@@ -62,11 +63,7 @@ def pipeline_figure(path) -> dict:
         ax.set_title(title, fontsize=10)
         ax.axis("off")
     fig.suptitle("roofs1.jpg through cvcore's preprocessing and feature stages")
-    import io
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    with atomic_write(path) as f:
-        f.write(buf.getvalue())
+    save_figure(fig, path, dpi=90)
     return {"edge_pixels": int(edges.sum()), "corners": int(len(corners))}
 
 
@@ -74,9 +71,9 @@ def run_demo(out_dir="cvcore-demo", epochs: int = 2, quick: bool = False) -> dic
     """Train and compare the models on the embedded data set; returns the summary dict."""
     from cvcore.io.datasets import load_embedded
     from cvcore.train.loop import TrainConfig
-    from cvcore.train.metrics import evaluate, format_report
+    from cvcore.train.metrics import evaluate
     from cvcore.train.pipeline import model_path, train_cnn_model, train_hog_model
-    from cvcore.train.report import plot_confident_mistakes, plot_confusion_matrix
+    from cvcore.train.report import write_evaluation
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -99,14 +96,7 @@ def run_demo(out_dir="cvcore-demo", epochs: int = 2, quick: bool = False) -> dic
         metrics["seconds_train"] = seconds_train
         folder = out / name
         model.save(model_path(folder))
-        with atomic_write(folder / "metrics.json", "w") as f:
-            json.dump(metrics, f, indent=1)
-        with atomic_write(folder / "report.txt", "w") as f:
-            f.write(format_report(metrics) + "\n")
-        plot_confusion_matrix(metrics["confusion_matrix"], data.class_names,
-                              folder / "confusion.png", f"{name}: confusion matrix")
-        plot_confident_mistakes(data.x_test, data.y_test, proba, data.class_names,
-                                folder / "mistakes.png")
+        write_evaluation(folder, metrics, proba, data.x_test, data.y_test, data.class_names, name)
         results[name] = metrics
         _log(f"    {name}: test accuracy {metrics['accuracy']:.4f} "
              f"(trained in {seconds_train:.1f} s)")

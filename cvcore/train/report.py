@@ -1,6 +1,8 @@
-"""Report figures: confusion matrix, training curves, the most confidently wrong images.
+"""Report figures: confusion matrix, training curves, the most confidently wrong images; and
+:func:`write_evaluation`, the files of one model's test evaluation (used by ``cvcore train``,
+``cvcore eval`` and the demo).
 
-Each function draws with matplotlib's non-interactive Agg canvas and writes a PNG atomically.
+Each figure is drawn with matplotlib's non-interactive Agg canvas and written as a PNG atomically.
 """
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import numpy as np
 
 from cvcore.io.atomic import atomic_write
 
-__all__ = ["plot_confusion_matrix", "plot_curves", "plot_confident_mistakes"]
+__all__ = ["plot_confusion_matrix", "plot_curves", "plot_confident_mistakes", "save_figure",
+           "write_evaluation"]
 
 
 def _figure(*args, **kwargs):
@@ -18,11 +21,36 @@ def _figure(*args, **kwargs):
     return Figure(*args, **kwargs)
 
 
-def _save(fig, path) -> None:
+def save_figure(fig, path, dpi: int = 110) -> None:
+    """Render ``fig`` to PNG in memory, then write it to ``path`` atomically."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     with atomic_write(path) as f:
         f.write(buf.getvalue())
+
+
+def write_evaluation(out_dir, metrics, proba, x_test, y_test, class_names, name: str,
+                     header: str = "") -> list[str]:
+    """Write one model's test evaluation into ``out_dir``; returns the file names written.
+
+    ``metrics.json`` (:func:`cvcore.train.metrics.evaluate`'s dict), ``report.txt`` (``header``,
+    then :func:`cvcore.train.metrics.format_report`), ``confusion.png`` and ``mistakes.png``
+    (``proba``: (N, n_classes) predicted probabilities of ``x_test``), each written atomically.
+    """
+    import json
+    from pathlib import Path
+
+    from cvcore.train.metrics import format_report
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "metrics.json", "w") as f:
+        json.dump(metrics, f, indent=1)
+    with atomic_write(out / "report.txt", "w") as f:
+        f.write((f"{header}\n\n" if header else "") + format_report(metrics) + "\n")
+    plot_confusion_matrix(metrics["confusion_matrix"], class_names, out / "confusion.png",
+                          f"{name}: confusion matrix")
+    plot_confident_mistakes(x_test, y_test, proba, class_names, out / "mistakes.png")
+    return ["metrics.json", "report.txt", "confusion.png", "mistakes.png"]
 
 
 def plot_confusion_matrix(cm, class_names, path, title: str = "Confusion matrix") -> None:
@@ -42,7 +70,7 @@ def plot_confusion_matrix(cm, class_names, path, title: str = "Confusion matrix"
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_curves(rows, path, title: str = "Training curves") -> None:
@@ -61,7 +89,7 @@ def plot_curves(rows, path, title: str = "Training curves") -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_confident_mistakes(images, y_true, proba, class_names, path, n: int = 16) -> int:
@@ -86,5 +114,5 @@ def plot_confident_mistakes(images, y_true, proba, class_names, path, n: int = 1
     if not len(order):
         fig.add_subplot().text(0.5, 0.5, "no mistakes", ha="center", va="center")
     fig.suptitle("Most confidently wrong")
-    _save(fig, path)
+    save_figure(fig, path)
     return len(order)
