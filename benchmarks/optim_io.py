@@ -6,10 +6,10 @@ against torch.save/torch.load and the safetensors package, in one run.
 Inputs: the parameter shapes of a CIFAR ResNet-20 (0.27 M parameters) and of an ImageNet
 ResNet-50 (25.6 M), random float32 values and gradients, identical for cvcore and PyTorch.
 Optimiser rows time one ``step()`` (after the state is created); torch runs with its CPU default
-(single-tensor loop) and with ``foreach=True``, on one thread by default, as cvcore's NumPy code. Weight rows save or load the ResNet-50 state dict
-(~98 MiB) in a temporary folder: cvcore ``save_safetensors`` / ``load_safetensors`` / ``save_npz``
-/ ``load_npz`` / ``load_torch`` (no torch) against ``torch.save`` / ``torch.load(weights_only=True)``
-and ``safetensors.numpy``.
+(single-tensor loop) and with ``foreach=True``, on one thread by default, as cvcore's NumPy code.
+Weight rows save or load the ResNet-50 state dict (~98 MiB) in a temporary folder: cvcore
+``save_safetensors`` / ``load_safetensors`` / ``save_npz`` / ``load_npz`` / ``load_torch`` (no
+torch) against ``torch.save`` / ``torch.load(weights_only=True)`` and ``safetensors.numpy``.
 """
 from __future__ import annotations
 
@@ -25,42 +25,12 @@ from cvcore.nn.module import Parameter
 from cvcore.nn.optim import SGD, Adam
 
 
-def _bn(name, c):
-    return [(f"{name}.weight", (c,)), (f"{name}.bias", (c,))]
-
-
-def cifar_resnet_shapes(n=3, num_classes=10):
-    """Parameter shapes of a CIFAR ResNet-(6n+2) with projection shortcuts (He et al. 2016)."""
-    shapes = [("conv1.weight", (16, 3, 3, 3))] + _bn("bn1", 16)
-    inplanes = 16
-    for s, planes in enumerate((16, 32, 64)):
-        for b in range(n):
-            p = f"layer{s + 1}.{b}"
-            shapes += [(f"{p}.conv1.weight", (planes, inplanes, 3, 3))] + _bn(f"{p}.bn1", planes)
-            shapes += [(f"{p}.conv2.weight", (planes, planes, 3, 3))] + _bn(f"{p}.bn2", planes)
-            if inplanes != planes:
-                shapes += [(f"{p}.downsample.0.weight", (planes, inplanes, 1, 1))]
-                shapes += _bn(f"{p}.downsample.1", planes)
-            inplanes = planes
-    return shapes + [("fc.weight", (num_classes, 64)), ("fc.bias", (num_classes,))]
-
-
-def resnet50_shapes(num_classes=1000):
-    """Parameter shapes of torchvision's resnet50."""
-    shapes = [("conv1.weight", (64, 3, 7, 7))] + _bn("bn1", 64)
-    inplanes = 64
-    for s, (planes, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3))):
-        for b in range(blocks):
-            p = f"layer{s + 1}.{b}"
-            shapes += [(f"{p}.conv1.weight", (planes, inplanes, 1, 1))] + _bn(f"{p}.bn1", planes)
-            shapes += [(f"{p}.conv2.weight", (planes, planes, 3, 3))] + _bn(f"{p}.bn2", planes)
-            shapes += [(f"{p}.conv3.weight", (4 * planes, planes, 1, 1))]
-            shapes += _bn(f"{p}.bn3", 4 * planes)
-            if b == 0:
-                shapes += [(f"{p}.downsample.0.weight", (4 * planes, inplanes, 1, 1))]
-                shapes += _bn(f"{p}.downsample.1", 4 * planes)
-            inplanes = 4 * planes
-    return shapes + [("fc.weight", (num_classes, 2048)), ("fc.bias", (num_classes,))]
+def parameter_shapes(arch: str, num_classes: int):
+    """``(name, shape)`` of every parameter of cvcore's ``arch`` (``"resnet20"``: CIFAR, projection
+    shortcuts, He et al. 2016; ``"resnet50"``: torchvision's layout), in torchvision's order."""
+    from cvcore import nn
+    model = getattr(nn, arch)(num_classes=num_classes, rng=0)
+    return [(name, p.data.shape) for name, p in model.named_parameters()]
 
 
 def optimiser_rows(label, shapes, torch):
@@ -136,11 +106,12 @@ def main(argv=None):
         # cvcore's optimiser and file code is single-threaded NumPy: give torch the same count.
         torch.set_num_threads(args.threads)
     print(machine_line() + (f"; torch {torch.__version__}" if torch is not None else ""))
-    rows = optimiser_rows("resnet20", cifar_resnet_shapes(), torch)
+    rows = optimiser_rows("resnet20", parameter_shapes("resnet20", 10), torch)
     with tempfile.TemporaryDirectory() as folder:
         if not args.skip_resnet50:
-            rows += optimiser_rows("resnet50", resnet50_shapes(), torch)
-            rows += weight_rows(resnet50_shapes(), Path(folder), torch, st)
+            r50 = parameter_shapes("resnet50", 1000)
+            rows += optimiser_rows("resnet50", r50, torch)
+            rows += weight_rows(r50, Path(folder), torch, st)
         print_table(run_rows(rows))
 
 
