@@ -78,3 +78,18 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
             raise RuntimeError("disk full")
     assert target.read_bytes() == b"old"
     assert list(tmp_path.iterdir()) == [target], "temporary file left behind"
+
+
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    import os
+    umask = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "new.bin") as f:
+            f.write(b"x")
+        assert (tmp_path / "new.bin").stat().st_mode & 0o777 == 0o644
+        os.chmod(tmp_path / "new.bin", 0o600)
+        with atomic_write(tmp_path / "new.bin") as f:
+            f.write(b"y")
+        assert (tmp_path / "new.bin").stat().st_mode & 0o777 == 0o600   # kept on replace
+    finally:
+        os.umask(umask)

@@ -34,6 +34,9 @@ def atomic_write(path, mode: str = "wb"):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file as 0600; give it the mode a plain open() would (0666 less
+        # the umask), or the mode of the file it replaces.
+        os.chmod(tmp, _mode_for(path))
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -43,3 +46,12 @@ def atomic_write(path, mode: str = "wb"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
