@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true", help="CNN: no flips or padded crops")
     p.add_argument("--resume", action="store_true",
                    help="CNN: continue the stopped run in --out from its last checkpoint")
-    p.add_argument("--C", type=float, default=0.1, help="hog-svm: inverse regularisation")
+    p.add_argument("--C", type=float, default=0.003,
+                   help="hog-svm: inverse regularisation (default 0.003)")
     p.add_argument("--json", action="store_true",
                    help="end with one JSON line of the test metrics, for scripts")
     p.set_defaults(func=cmd_train)
