@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train and compare HOG+linear and a small ResNet on the "
                                     "embedded data set; writes a report")
     p.add_argument("--out", default="cvcore-demo", help="folder for weights and the report")
-    p.add_argument("--epochs", type=int, default=2, help="ResNet epochs (default 2)")
+    p.add_argument("--epochs", type=int, default=5, help="ResNet epochs (default 5)")
     p.add_argument("--quick", action="store_true",
                    help="a smaller run (600 images, 1 epoch) to check the installation")
     p.set_defaults(func=cmd_demo)

@@ -67,7 +67,7 @@ def pipeline_figure(path) -> dict:
     return {"edge_pixels": int(edges.sum()), "corners": int(len(corners))}
 
 
-def run_demo(out_dir="cvcore-demo", epochs: int = 2, quick: bool = False) -> dict:
+def run_demo(out_dir="cvcore-demo", epochs: int = 5, quick: bool = False) -> dict:
     """Train and compare the models on the embedded data set; returns the summary dict."""
     from cvcore.io.datasets import load_embedded
     from cvcore.train.loop import TrainConfig
