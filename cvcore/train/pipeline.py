@@ -26,7 +26,7 @@ import numpy as np
 
 from cvcore.train.checkpoint import load_state, save_state
 
-__all__ = ["HOG_MODELS", "CNN_MODELS", "MODELS", "HOGParams", "TrainedModel", "train_model",
+__all__ = ["HOG_MODELS", "CNN_MODELS", "MODELS", "HOGParams", "TrainedModel",
            "load_model", "prepare_images"]
 
 HOG_MODELS = ("hog-svm", "hog-linear", "hog-knn")
@@ -253,20 +253,6 @@ def _standard_augment(size, mean, std):
     def augment(x, seed):
         return ((pipeline(x * std + mean, seed=seed) - mean) / std).astype(np.float32)
     return augment
-
-
-def train_model(kind, data, out_dir=None, config=None, resume=False, progress=True, log=print,
-                **hog_kwargs):
-    """Train ``kind`` on a :class:`cvcore.io.datasets.Dataset`; returns (model, history)."""
-    if kind not in MODELS:
-        raise ValueError(f"unknown model {kind!r}; choose one of {', '.join(MODELS)}")
-    if kind in HOG_MODELS:
-        return train_hog_model(kind, data.x_train, data.y_train, data.class_names, log=log,
-                               **hog_kwargs), []
-    from cvcore.train.loop import TrainConfig
-    return train_cnn_model(kind, data.x_train, data.y_train, data.x_test, data.y_test,
-                           data.class_names, config or TrainConfig(), out_dir=out_dir,
-                           resume=resume, progress=progress)
 
 
 def model_path(out_dir) -> Path:
