@@ -135,3 +135,21 @@ def test_demo_quick_writes_its_report(tmp_path):
     result = run_cli("eval", out / "resnet20" / "model.npz", "--json")
     assert result.returncode == 0, result.stderr
     assert 0.0 <= json.loads(result.stdout)["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("kind", ["hog-svm", "hog-linear", "hog-knn"])
+def test_hog_models_round_trip_through_model_npz(kind, tmp_path):
+    """Each HOG model predicts the same probabilities after save and load, on images of another
+    size (resized by the model) as well as its own."""
+    from cvcore.io.datasets import load_embedded
+    from cvcore.train.pipeline import load_model, train_hog_model
+    data = load_embedded()
+    x, y = data.x_train[:400], data.y_train[:400]
+    model = train_hog_model(kind, x, y, data.class_names, log=lambda m: None)
+    model.save(tmp_path / "model.npz")
+    again = load_model(tmp_path / "model.npz")
+    test = data.x_test[:50]
+    np.testing.assert_array_equal(model.predict_proba(test), again.predict_proba(test))
+    assert np.mean(again.predict_proba(test).argmax(1) == data.y_test[:50]) > 0.4
+    big = [np.kron(im, np.ones((2, 2), np.uint8)) for im in test[:3]]     # 56x56 images
+    assert again.predict_proba(big).shape == (3, 10)
