@@ -200,10 +200,19 @@ def _torch_inference(t, tx):
     return infer
 
 
+def _cvcore_inference(m, x):
+    import cvcore.nn as cnn
+
+    def infer():
+        with cnn.no_grad():            # as torch.no_grad: keep no caches for a backward pass
+            return m(x)
+    return infer
+
+
 def _workload(impl, name, n):
     """A zero-argument callable running workload ``name`` (a key of :data:`MODEL_WORKLOADS`) at
     batch ``n`` (and, for ResNet-50, input size 224 when n > 0, else 32: a small warm-up that
-    compiles every kernel). Inference runs PyTorch under ``no_grad``; a training step is
+    compiles every kernel). Inference runs both under ``no_grad``; a training step is
     forward, cross-entropy, backward and SGD with momentum and weight decay."""
     import cvcore.nn as cnn
     rng = np.random.default_rng(0)
@@ -212,7 +221,7 @@ def _workload(impl, name, n):
         x = rng.standard_normal((1, 3, size, size)).astype(np.float32)
         m = cnn.resnet50(rng=2).eval()
         if impl == "cvcore":
-            return lambda: m(x)
+            return _cvcore_inference(m, x)
         t = torch_resnet("resnet50", 1000)
         copy_into_torch(m, t)
         return _torch_inference(t, torch.from_numpy(x))
@@ -231,7 +240,7 @@ def _workload(impl, name, n):
                 m.backward(crit.backward())
                 opt.step()
             return step
-        return lambda: m(x)
+        return _cvcore_inference(m, x)
     t = torch_resnet("resnet20", 10)
     copy_into_torch(m, t)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)

@@ -426,10 +426,20 @@ def test_layer_backward_fills_grads_and_respects_freezing(rng):
     np.testing.assert_array_equal(dx3, dx_ref)
 
 
-def test_eval_mode_keeps_no_cache():
-    layer = Conv2d(1, 1, 3, rng=0).eval()
-    y = layer(np.ones((1, 1, 4, 4), np.float32))
-    with pytest.raises(RuntimeError, match="without a forward pass"):
+def test_eval_mode_backward_and_no_grad_keeps_no_cache():
+    from cvcore.nn import no_grad
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    layer = Conv2d(1, 1, 3, rng=0)
+    y = layer(x)
+    dx_train = layer.backward(np.ones_like(y))
+    layer.eval()                                   # a convolution is the same in both modes
+    np.testing.assert_array_equal(layer(x), y)
+    np.testing.assert_array_equal(layer.backward(np.ones_like(y)), dx_train)
+    layer(x)
+    with no_grad():                                # inference: nothing kept, older cache dropped
+        layer(x)
+    assert layer._cache is None
+    with pytest.raises(RuntimeError, match="without a forward pass outside cvcore.nn.no_grad"):
         layer.backward(np.ones_like(y))
 
 

@@ -189,8 +189,9 @@ class TestHandWorked:
         assert abs((y == 0).mean() - 0.25) < 0.02
         dy = np.full_like(x, 2.0)
         np.testing.assert_array_equal(drop.backward(dy), 2.0 * y)   # same mask and scaling
-        drop.eval()
+        drop.eval()                                   # identity, and so is its backward
         assert np.array_equal(drop(x), x)
+        np.testing.assert_array_equal(drop.backward(dy), dy)
         assert not L.Dropout(1.0, rng=0)(x).any()
 
     def test_dropout_is_seeded(self):
@@ -570,13 +571,18 @@ class TestErrors:
         with pytest.raises(ValueError, match="Linear.*expected 4 input features"):
             L.Linear(4, 2)(np.zeros((2, 5), dtype=np.float32))
 
-    def test_backward_needs_a_training_forward(self):
+    def test_backward_needs_a_forward_outside_no_grad(self):
+        from cvcore.nn import no_grad
         bn = L.BatchNorm2d(2)
-        with pytest.raises(RuntimeError, match="BatchNorm2d.*forward pass in training mode"):
+        with pytest.raises(RuntimeError, match="BatchNorm2d.*needs a forward pass first"):
             bn.backward(np.zeros((1, 2, 2, 2), dtype=np.float32))
         bn.eval()
         bn(np.ones((1, 2, 2, 2), dtype=np.float32))
-        with pytest.raises(RuntimeError, match="training mode"):
+        bn.backward(np.zeros((1, 2, 2, 2), dtype=np.float32))        # eval mode: allowed
+        bn(np.ones((1, 2, 2, 2), dtype=np.float32))
+        with no_grad():
+            bn(np.ones((1, 2, 2, 2), dtype=np.float32))              # drops the cache above
+        with pytest.raises(RuntimeError, match="outside cvcore.nn.no_grad"):
             bn.backward(np.zeros((1, 2, 2, 2), dtype=np.float32))
         bn.train()
         bn(np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2))

@@ -35,7 +35,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from cvcore._validate import check_array, check_finite, check_int, check_pair
-from cvcore.nn.module import Module, Parameter
+from cvcore.nn.module import Module, Parameter, is_grad_enabled
 
 __all__ = ["Conv2d", "Conv2dCache", "conv2d_forward", "conv2d_backward", "conv2d_output_shape"]
 
@@ -319,7 +319,8 @@ class Conv2d(Module):
 
     Notes
     -----
-    ``forward`` caches its input in training mode (nothing in eval mode); ``backward`` fills
+    ``forward`` caches its input (in both modes; nothing inside :func:`cvcore.nn.no_grad`, which
+    also drops an older cache); ``backward`` fills
     ``weight.grad`` and ``bias.grad`` (``None`` for frozen parameters) and returns ``dx``.
     The layer computes in its weight's dtype (float32; float64 if the weight data has been
     replaced by a float64 array, as gradient checks do).
@@ -354,14 +355,14 @@ class Conv2d(Module):
         b = None if self.bias is None else self.bias.data
         y, cache = conv2d_forward(x, self.weight.data, b, self.stride, self.padding,
                                   self.dilation, name=self._name())
-        self._cache = cache if self.training else None
+        self._cache = cache if is_grad_enabled() else None
         return y
 
     def backward(self, dy):
         """Fill ``weight.grad`` / ``bias.grad`` and return ``dx`` (N, C, H, W)."""
         if self._cache is None:
-            raise RuntimeError(f"{self._name()}: backward called without a forward pass in "
-                               f"training mode")
+            raise RuntimeError(f"{self._name()}: backward called without a forward pass "
+                               f"outside cvcore.nn.no_grad() (each forward allows one backward)")
         need_dw = self.weight.requires_grad or (self.bias is not None
                                                 and self.bias.requires_grad)
         dx, dw, db = conv2d_backward(dy, self._cache, need_dx=True, need_dw=need_dw)

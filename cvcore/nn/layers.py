@@ -16,10 +16,10 @@ Conventions
   same kernels in float64, and a layer computes in float64 when its input *or* its parameters are
   float64. Integer, bool and float16 inputs are converted to float32.
 * Module caches follow the module contract (:mod:`cvcore.nn.module`): a module keeps what backward
-  needs only in training mode (``model.train()``); in eval mode the forward pass keeps nothing, so
-  inference holds no activations, and ``backward`` raises. The functional pairs work in both modes
-  (``batchnorm2d_eval_forward`` / ``batchnorm2d_eval_backward`` differentiate inference-mode batch
-  norm).
+  needs in both training and eval mode, unless the forward runs inside ``cvcore.nn.no_grad()``
+  (inference: nothing kept, ``backward`` raises). In eval mode :class:`BatchNorm2d` runs
+  ``batchnorm2d_eval_forward`` / ``batchnorm2d_eval_backward`` (running statistics, left
+  unchanged) and :class:`Dropout` is the identity, backward too.
 * ``backward`` consumes the cache (one forward, one backward) and *overwrites* ``.grad``.
 * Input checks (dimensions, dtype, channel count, spatial size, NaN) run before any kernel, with a
   message naming the layer. Inside a container (:class:`Sequential`, the residual blocks, the
@@ -36,7 +36,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from cvcore._validate import check_array, check_int, check_pair
-from cvcore.nn.module import Module, Parameter
+from cvcore.nn.module import Module, Parameter, is_grad_enabled
 
 __all__ = [
     "ReLU", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "Dropout",
@@ -177,23 +177,25 @@ def _as_rng(rng) -> np.random.Generator:
 
 
 class _CachingModule(Module):
-    """A module that keeps one cache between forward (training mode) and backward."""
+    """A module that keeps one cache between forward and backward (in either mode; none inside
+    :func:`cvcore.nn.no_grad`)."""
 
     def __init__(self):
         super().__init__()
         object.__setattr__(self, "_cache", None)
 
     def _keep(self, cache, y) -> None:
-        """Keep ``cache`` and the output's shape and dtype (training mode only)."""
-        kept = (cache, y.shape, y.dtype) if self.training else None
+        """Keep ``cache`` and the output's shape and dtype, unless gradients are off
+        (:func:`cvcore.nn.no_grad`), in which case any older cache is dropped too."""
+        kept = (cache, y.shape, y.dtype) if is_grad_enabled() else None
         object.__setattr__(self, "_cache", kept)
 
     def _take(self, dy):
         """Return ``(cache, dy)`` with ``dy`` checked against the forward output; drop the cache."""
         kept = self._cache
         if kept is None:
-            raise RuntimeError(f"{self._label()}: backward needs a forward pass in training mode "
-                               f"first (call .train(); each forward allows one backward)")
+            raise RuntimeError(f"{self._label()}: backward needs a forward pass first, outside "
+                               f"cvcore.nn.no_grad() (each forward allows one backward)")
         cache, shape, dtype = kept
         dy = _as_grad(dy, f"{self._label()} dy", shape, dtype)
         object.__setattr__(self, "_cache", None)
@@ -935,14 +937,16 @@ class Dropout(_CachingModule):
     def forward(self, x):
         x = _as_input(x, f"{self._label()} input", check_nan=top_level())
         if not self.training:
+            self._keep(None, x)             # identity: backward needs only the shape
             return x
         y, cache = dropout_forward(x, self.p, self.rng)
         self._keep(cache, y)
         return y
 
     def backward(self, dy):
+        """``dy`` times the forward pass's mask and scale; ``dy`` itself after an eval forward."""
         cache, dy = self._take(dy)
-        return dropout_backward(dy, cache)
+        return dy if cache is None else dropout_backward(dy, cache)
 
 
 class FlattenCache(NamedTuple):

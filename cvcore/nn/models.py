@@ -64,8 +64,8 @@ class ResNet(_CachingModule):
     Notes
     -----
     ``model(x)`` with ``x`` (N, in_channels, H, W) returns logits (N, num_classes);
-    ``model.backward(dlogits)`` (after a training-mode forward) fills every ``.grad`` and returns
-    ``dx``. Errors name the layer by its dotted path (``"layer2.0.conv1: ..."``).
+    ``model.backward(dlogits)`` (after a forward in either mode, outside
+    :func:`cvcore.nn.no_grad`) fills every ``.grad`` and returns ``dx``. Errors name the layer by its dotted path (``"layer2.0.conv1: ..."``).
     """
 
     def __init__(self, block, layers, num_classes=1000, in_channels=3, stem="imagenet",

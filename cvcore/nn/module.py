@@ -8,20 +8,61 @@ PyTorch builds them, so ``model.layer1[0].conv2.weight`` is ``"layer1.0.conv2.we
 
 The forward/backward contract::
 
-    logits = model(x)              # forward; caches what backward needs (in training mode)
+    logits = model(x)              # forward; caches what backward needs
     dx = model.backward(dlogits)   # fills .grad of every parameter that requires it; returns dx
 
 ``backward`` *overwrites* ``.grad`` (it does not accumulate as PyTorch does): one forward, one
 backward, one optimiser step. Frozen parameters (``requires_grad=False``) get ``grad = None``.
+
+Backward works in both modes. The mode (:meth:`Module.train` / :meth:`Module.eval`) chooses *what*
+is computed, as in PyTorch: BatchNorm2d normalises by batch statistics and updates its running
+averages in training mode, by the running averages (left unchanged) in eval mode, and its backward
+differentiates whichever it used; Dropout is the identity in eval mode, backward too. Every other
+layer is the same in both modes. Eval-mode backward serves fine-tuning with frozen BatchNorm
+statistics and gradient (saliency) maps.
+
+Whether the forward pass keeps the caches backward needs is a separate switch, the *gradient
+mode* (``torch.no_grad``'s analogue): on by default; inside ``with no_grad():`` every forward
+keeps nothing (and drops a cache left by an earlier forward), so inference holds no activations
+and a following ``backward`` raises. Inference paths (:func:`cvcore.train.loop.predict_batches`,
+and through it the trained pipelines' predictions) run under :func:`no_grad`. The mode is
+per thread, like PyTorch's, so a server thread predicting does not switch off another thread's
+training.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections import OrderedDict
 from typing import Iterator
 
 import numpy as np
 
-__all__ = ["Parameter", "Module"]
+__all__ = ["Parameter", "Module", "no_grad", "is_grad_enabled"]
+
+_grad_mode = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """Whether forward passes in this thread keep what backward needs (``True`` by default)."""
+    return getattr(_grad_mode, "enabled", True)
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Run forward passes without keeping caches (inference): ``with nn.no_grad(): model(x)``.
+
+    Inside the block every module's forward keeps nothing for backward, in either mode, so
+    memory stays that of one layer's output at a time; a ``backward`` after such a forward raises
+    ``RuntimeError``. Blocks nest; the previous mode is restored on exit, also on an exception.
+    Works as a decorator too (``@nn.no_grad()``).
+    """
+    previous = is_grad_enabled()
+    _grad_mode.enabled = False
+    try:
+        yield
+    finally:
+        _grad_mode.enabled = previous
 
 
 class Parameter:

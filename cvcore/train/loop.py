@@ -26,6 +26,7 @@ import numpy as np
 
 from cvcore._validate import check_array, check_choice, check_finite, check_int, check_positive
 from cvcore.io.atomic import atomic_write
+from cvcore.nn.module import no_grad
 from cvcore.train.checkpoint import load_state, save_state
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "predict_batches"]
@@ -96,11 +97,17 @@ class _Progress:
 
 
 def predict_batches(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Logits of ``model`` in eval mode for ``x`` (N, C, H, W), batch by batch."""
+    """Logits of ``model`` in eval mode for ``x`` (N, C, H, W), batch by batch.
+
+    Runs under :func:`cvcore.nn.no_grad`: no layer keeps activations for a backward pass, so
+    memory is that of one batch's forward pass, not of every layer's cache.
+    """
     was_training = model.training
     model.eval()
     try:
-        return np.concatenate([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        with no_grad():
+            return np.concatenate([model(x[i:i + batch_size])
+                                   for i in range(0, len(x), batch_size)])
     finally:
         model.train(was_training)
 
