@@ -2,10 +2,10 @@
 
 Shapes are those of a ResNet-20 training step at batch 128 (3x32x32 images: 16x32x32, 32x16x16
 and 64x8x8 activations) and of the ResNet-50 stem at batch 1 (64x112x112 into the max pool).
-Each row is forward + backward (training mode) unless it says "eval"; PyTorch runs through
-autograd with the same thread count. The point: batch norm, ReLU, pooling, the residual sum and
-the loss must not be what makes a cvcore training step slower than PyTorch's (the convolutions
-are measured in ``benchmarks/cnn.py``).
+Each row is forward + backward (training mode) unless it says "eval" (a forward under
+``no_grad`` on both sides); PyTorch runs through autograd with the same thread count. The
+point: batch norm, ReLU, pooling, the residual sum and the loss must not be what makes a cvcore
+training step slower than PyTorch's (the convolutions are measured in ``benchmarks/cnn.py``).
 
 Run: ``OMP_WAIT_POLICY=PASSIVE python -m benchmarks.nn_layers [--threads 2]``
 """
@@ -57,6 +57,12 @@ def rows(threads: int):
                 tmod(xt)
         return run
 
+    def cv_eval(mod, x):
+        def run():
+            with nn.no_grad():          # inference, as torch.no_grad: no cache for backward
+                mod(x)
+        return run
+
     for C, S in ((16, 32), (32, 16), (64, 8)):
         x = rng.standard_normal((128, C, S, S)).astype(np.float32)
         dy = rng.standard_normal(x.shape).astype(np.float32)
@@ -67,11 +73,11 @@ def rows(threads: int):
     out.append(Row("ReLU 128x16x32x32", _pair(nn.ReLU(), x, dy),
                    {"torch": torch_fb(torch.nn.ReLU() if torch else None, x, dy)}))
     bn_eval = nn.BatchNorm2d(16).eval()
-    out.append(Row("BatchNorm2d eval 128x16x32x32", lambda: bn_eval(x),
+    out.append(Row("BatchNorm2d eval 128x16x32x32", cv_eval(bn_eval, x),
                    {"torch": torch_eval(torch.nn.BatchNorm2d(16).eval() if torch else None, x)}))
     xs = rng.standard_normal((1, 64, 112, 112)).astype(np.float32)
     pool = nn.MaxPool2d(3, 2, 1).eval()
-    out.append(Row("MaxPool2d 3/2/1 eval 1x64x112x112", lambda: pool(xs),
+    out.append(Row("MaxPool2d 3/2/1 eval 1x64x112x112", cv_eval(pool, xs),
                    {"torch": torch_eval(torch.nn.MaxPool2d(3, 2, 1) if torch else None, xs)}))
     xp = rng.standard_normal((128, 16, 32, 32)).astype(np.float32)
     dyp = rng.standard_normal((128, 16, 16, 16)).astype(np.float32)
