@@ -79,6 +79,12 @@ def as_float_image(image, name: str = "image", ndim=(2, 3), finite: bool = True)
     arr = check_array(image, name, ndim=ndim, dtypes="buif")
     if finite:
         check_finite(arr, name)
+    if arr.dtype == np.float64 and arr.size:
+        # A finite float64 beyond float32's range would become infinity in the cast.
+        big = float(np.abs(arr).max())
+        if big > float(np.finfo(np.float32).max):
+            raise ValueError(f"{name} has values up to {big:.3g}, beyond float32's range "
+                             f"(about 3.4e38), cvcore's working precision")
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 

@@ -123,3 +123,9 @@ class TestModule:
         assert m.layer1.training
         m.conv1.requires_grad_(False)
         assert not m.conv1.weight.requires_grad and m.layer1.weight.requires_grad
+
+
+def test_float64_beyond_float32_range_is_named():
+    """Regression: a finite float64 of 1e300 used to become inf in the float32 cast silently."""
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        v.as_float_image(np.array([[1.0, -1e300]]))
