@@ -121,14 +121,19 @@ class TrainedModel:
     # -- inputs -------------------------------------------------------------------------------
     def features(self, images) -> np.ndarray:
         """Standardised HOG features (N, D) of uint8 images at the model's size (HOG models)."""
+        mean, std = self.arrays["feature_mean"], self.arrays["feature_std"]
+        return (self.hog_features(images) - mean) / std
+
+    def hog_features(self, images) -> np.ndarray:
+        """The HOG features (N, D) of every cell size, concatenated, before standardisation."""
         from cvcore.features import hog_batch
         hp = self.params["hog"]
         x = np.asarray(images, dtype=np.float32) / 255.0
-        f = np.hstack([hog_batch(x, orientations=hp["orientations"], pixels_per_cell=tuple(cell),
-                                 cells_per_block=tuple(hp["cells_per_block"]),
-                                 block_norm=hp["block_norm"], transform_sqrt=hp["transform_sqrt"])
-                       for cell in hp["cell_sizes"]])
-        return (f - self.arrays["feature_mean"]) / self.arrays["feature_std"]
+        return np.hstack([
+            hog_batch(x, orientations=hp["orientations"], pixels_per_cell=tuple(cell),
+                      cells_per_block=tuple(hp["cells_per_block"]), block_norm=hp["block_norm"],
+                      transform_sqrt=hp["transform_sqrt"])
+            for cell in hp["cell_sizes"]])
 
     def network_input(self, images) -> np.ndarray:
         """Normalised float32 NCHW batch from uint8 images at the model's size (CNN models)."""
@@ -191,8 +196,7 @@ def train_hog_model(kind, x_train, y_train, class_names, hog: HOGParams | None =
     hog = hog or HOGParams()
     model = TrainedModel(kind, list(class_names), size, mode, {"hog": hog.as_dict()})
     t0 = time.perf_counter()
-    model.arrays = {"feature_mean": np.zeros(1, np.float32), "feature_std": np.ones(1, np.float32)}
-    feats = model.features(x_train)
+    feats = model.hog_features(x_train)
     mean = feats.mean(axis=0)
     std = feats.std(axis=0) + 1e-6
     model.arrays = {"feature_mean": mean.astype(np.float32), "feature_std": std.astype(np.float32)}
