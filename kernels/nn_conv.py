@@ -1,323 +1,328 @@
-"""Numba kernels for 2-D convolution in NCHW: blocked im2col + matrix product, one thread pool.
+"""Numba kernels for 2-D convolution in NCHW: implicit GEMM on a "strip", register-blocked.
 
-The readable twin is :mod:`kernels.reference.nn_conv`; the conventions (PyTorch's
-cross-correlation, output size, column order ``(c*kh + i)*kw + j``) are documented there.
-The caller (:mod:`cvcore.nn.conv`) validates every argument and allocates the outputs.
+The readable twin is :mod:`kernels.reference.nn_conv` (im2col + one matrix product); the
+conventions (PyTorch's cross-correlation, output size, tap order ``r = (c*kh + i)*kw + j``) are
+documented there. The caller (:mod:`cvcore.nn.conv`) validates every argument, allocates the
+outputs and prepares the weight layouts.
 
-Design (measured with ``python -m benchmarks.cnn``, see benchmarks/README.md):
+The strip
+---------
+im2col writes every output pixel's ``C*kh*kw`` input values as one column and multiplies the
+column matrix by the weights. Here the column matrix is never built. Each input channel of all
+``N`` images is laid out as ONE long vector, the **strip**: image after image, row after row,
+with just enough zeros between rows and between images to serve as the zero padding
+(:func:`strip_geometry`). Output pixel ``(n, oh, ow)`` becomes *position*
+``q = n*pitch + oh*Wg + ow`` on a grid of ``Wg`` columns, and its tap ``r = (c, i, j)`` reads
+``strip[offs[r] + q]`` for a constant offset ``offs[r]``: row ``r`` of the column matrix is a
+*window* of the strip. The convolution is then the matrix product
 
-* The work is cut into **items** of one image x a block of output rows. Each thread ("lane")
-  takes every ``nlanes``-th item, builds that block's column matrix in a small buffer of its own
-  (sized to stay in the L2 cache), multiplies it by the weights with ``np.dot`` (BLAS, called
-  single-threaded from inside the parallel loop) and copies the result into the NCHW output.
-  Running im2col and the product inside ONE parallel loop keeps a single thread pool busy: the
-  alternative, a parallel Numba im2col followed by a multi-threaded NumPy product, alternates two
-  pools whose idle threads spin, and on a loaded 2-core machine measured 10-50x slower.
-* **Padded-width layout for stride 1**: the output block is computed on a grid of ``rows x Wp``
-  points (``Wp = W + 2*pw``); the last ``Wp - Wo`` columns of every row are junk and are not
-  copied out. Then the row of tap ``(i, j)`` of the column matrix is ONE contiguous run of the
-  flattened zero-padded input, ``plane[i*dh*Wp + j*dw : ... + rows*Wp]``, so im2col is ``kh*kw``
-  block copies per channel instead of ``kh*kw*rows`` short row copies (cost: ``Wp/Wo - 1`` extra
-  product work, 6 % at 32x32, 25 % at 8x8). Any other stride uses the general layout
-  (``Ho x Wo`` grid, element-wise gathers).
-* Backward: items are whole images (``dx`` of one image is written by one lane, so the halo
-  rows shared by neighbouring row blocks never race); ``dW`` is accumulated per lane and summed
-  by the caller.
+    Y[k, q] = sum_r W[r, k] * strip[offs[r] + q]
 
-Loops run over 1-D views (``dst = cols[row]``), which LLVM vectorises; indexing the 3-D arrays in
-the innermost loop measured 5-9x slower.
+which :func:`kernels.simd.fma_tile` computes tile by tile (8 output channels x 48 positions in
+24 vector registers on AVX-512), reading the input straight from the strip. Positions that are
+not output pixels (the gap columns and rows) are computed and dropped: 6 % extra work at 32x32,
+13 % at 16x16, 23 % at 8x8.
+
+Strided convolutions use a **phase strip** (:func:`fill_phase_strip`): the zero-padded input is
+split into its ``sh*sw`` phases (every ``sh``-th row from row ``a``, every ``sw``-th column from
+column ``b``); a stride-``s`` convolution reads each phase with stride 1, so tap ``(c, i, j)`` is
+again one window, of phase ``(i*dh % sh, j*dw % sw)`` of channel ``c``.
+
+Backward (:mod:`cvcore.nn.conv` drives it):
+
+* the weight gradient ``dW[k, r] = sum_q dY[k, q] * strip[offs[r] + q]`` is a block of dot
+  products of windows (:func:`conv2d_weight_grad`, micro-kernel :func:`kernels.simd.dot_tile`),
+  with ``dY`` laid out on the same positions (zero on the dropped ones);
+* the input gradient is itself a stride-1 convolution of ``dy`` (flipped kernel, complementary
+  padding; for strided convolutions one output channel per input channel and phase, put back
+  in place by :func:`phases_to_image`), so it runs through :func:`conv2d_forward` too.
+
+Every kernel splits its work over the lanes of one Numba parallel loop; nothing calls BLAS.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-
-@njit(cache=True, inline="always")
-def _valid_range(out_len, in_len, offset, stride):
-    """Output indices ``o`` in ``[lo, hi)`` with ``0 <= o*stride + offset < in_len``."""
-    lo = 0
-    if offset < 0:
-        lo = (-offset + stride - 1) // stride          # smallest o with o*stride + offset >= 0
-    if in_len - offset <= 0:
-        hi = 0
-    else:                                              # smallest o with o*stride + offset >= in_len
-        hi = min(out_len, (in_len - offset + stride - 1) // stride)
-    if hi < lo:
-        hi = lo
-    return lo, hi
+from kernels import simd
 
 
-# -- stride 1: padded-width layout -------------------------------------------------------------
+# -- strip layouts -----------------------------------------------------------------------------
 
 @njit(cache=True)
-def im2col_rows_s1(x, n, oh0, oh1, kh, kw, ph, pw, dh, dw, plane, cols):
-    """Column matrix of output rows ``oh0 .. oh1-1`` of image ``n``, stride 1, padded width.
+def strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span):
+    """Layout of the stride-1 strip.
+
+    Channel ``c`` of the strip holds image ``n``'s row ``h`` at ``c*Ls + m0 + n*pitch + h*Wg``
+    (``W`` values, then ``Wg - W`` zeros), and zero rows after each image up to ``pitch``.
+    Output pixel ``(n, oh, ow)`` is position ``q = n*pitch + oh*Wg + ow``; its tap ``(i, j)``
+    reads element ``c*Ls + m0 + q + (i*dh - ph)*Wg + (j*dw - pw)``, and a tap that falls outside
+    the image lands on a zero: the zero padding. The gaps are as narrow as that allows:
+    ``Wg - W = max(pw, Wo - W, 0)`` columns (the gap after a row is also the left padding of
+    the next) and ``max(ph, Ho - H, 0)`` rows between images. Negative ``ph, pw`` (a crop: the
+    input gradient of a convolution whose padding exceeds its kernel's reach) need no gap.
 
     Parameters
     ----------
-    x : ndarray, shape (N, C, H, W), C-contiguous
-    n, oh0, oh1 : int
-    kh, kw, ph, pw, dh, dw : int
-        Kernel size, zero padding, dilation.
-    plane : ndarray, shape (>= (oh1 - oh0 + dh*(kh-1))*Wp + dw*(kw-1),), scratch
-    cols : ndarray, shape (C*kh*kw, (oh1-oh0)*Wp), C-contiguous, written
-        ``cols[(c*kh+i)*kw+j, t] = xpad_flat[n, c, (oh0 + i*dh)*Wp + j*dw + t]`` with
-        ``Wp = W + 2*pw``; columns with ``t % Wp >= Wo`` are junk (finite).
+    span : int
+        Positions are rounded up to a multiple of this (the caller's tile or block).
+
+    Returns
+    -------
+    Wg, pitch, m0 : int
+        Grid width, positions per image, leading margin.
+    P : int
+        Number of positions, ``N*pitch`` rounded up to a multiple of ``span``.
+    Ls : int
+        Length of one channel of the strip: every tap of every position is inside it.
     """
-    C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    Wp = W + 2 * pw
-    T = (oh1 - oh0) * Wp
-    rows_in = oh1 - oh0 + dh * (kh - 1)          # padded input rows the block reads
-    used = rows_in * Wp + dw * (kw - 1)          # the last junk columns read this far
-    for c in range(C):
-        plane[:used] = 0
-        for r in range(rows_in):
-            ih = oh0 + r - ph
-            if ih >= 0 and ih < H:
-                plane[r * Wp + pw:r * Wp + pw + W] = x[n, c, ih]
-        for i in range(kh):
-            for j in range(kw):
-                off = i * dh * Wp + j * dw
-                cols[(c * kh + i) * kw + j, :] = plane[off:off + T]
-
-
-@njit(cache=True)
-def col2im_rows_s1(dcols, oh0, oh1, kh, kw, dh, dw, Wp, L, dxpad):
-    """Adjoint of :func:`im2col_rows_s1` into the flat zero-padded planes ``dxpad``.
-
-    ``dxpad[c*L + p]`` is padded pixel ``p`` of channel ``c`` (``L >= Hp*Wp + dw*(kw-1)``).
-    The junk columns of ``dcols`` must be zero; they land in the padding.
-    """
-    T = (oh1 - oh0) * Wp
-    C = dcols.shape[0] // (kh * kw)
-    for c in range(C):
-        for i in range(kh):
-            for j in range(kw):
-                base = c * L + (oh0 + i * dh) * Wp + j * dw
-                src = dcols[(c * kh + i) * kw + j]
-                dst = dxpad[base:base + T]
-                for t in range(T):
-                    dst[t] += src[t]
+    Wg = W + max(pw, Wo - W, 0)
+    pitch = (H + max(ph, Ho - H, 0)) * Wg
+    m0 = max(0, ph * Wg + pw)
+    P = (N * pitch + span - 1) // span * span
+    reach = max(0, (dh * (kh - 1) - ph) * Wg + dw * (kw - 1) - pw)
+    return Wg, pitch, m0, P, m0 + P + reach
 
 
 @njit(cache=True, parallel=True)
-def conv2d_s1_forward(x, w_mat, kh, kw, ph, pw, dh, dw, block_rows, k_blocks, nlanes, y):
-    """``y = conv(x, w)``, stride 1 (no bias); items = (image, block of rows, block of channels).
+def fill_strip(x, Wg, pitch, m0, Ls, xs):
+    """Write ``x`` (N, C, H, W) into the strip ``xs`` (C*Ls,) of :func:`strip_geometry`,
+    zeros everywhere else."""
+    N, C, H, W = x.shape
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc - n * C
+        base = c * Ls + m0 + n * pitch
+        if n == 0:
+            xs[c * Ls:base] = 0                       # leading margin
+        for h in range(H):
+            row = base + h * Wg
+            xs[row:row + W] = x[n, c, h]
+            xs[row + W:row + Wg] = 0
+        end = base + pitch if n < N - 1 else (c + 1) * Ls
+        xs[base + H * Wg:end] = 0                     # gap rows; after the last image the tail
 
-    Parameters
-    ----------
-    x : ndarray, shape (N, C, H, W), C-contiguous
-    w_mat : ndarray, shape (K, C*kh*kw), C-contiguous
-    kh, kw, ph, pw, dh, dw : int
-    block_rows : int
-        Output rows per item.
-    k_blocks : int
-        Output channels are split into this many blocks (> 1 only for few images and large
-        weight matrices, where re-reading the weights for every row block would cost more).
-    nlanes : int
-        Parallel lanes (threads).
-    y : ndarray, shape (N, K, Ho, Wo), C-contiguous, written
+
+@njit(cache=True)
+def tap_offsets(C, kh, kw, ph, pw, dh, dw, Wg, m0, Ls, count):
+    """Stride-1 strip offsets ``offs[(c*kh + i)*kw + j] = c*Ls + m0 + (i*dh - ph)*Wg +
+    (j*dw - pw)``; entries from ``C*kh*kw`` up to ``count`` repeat the first one (they pad the
+    taps to whole micro-kernel tiles; their results are dropped)."""
+    offs = np.empty(count, dtype=np.int64)
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                offs[(c * kh + i) * kw + j] = c * Ls + m0 + (i * dh - ph) * Wg + (j * dw - pw)
+    offs[C * kh * kw:] = offs[0]
+    return offs
+
+
+@njit(cache=True)
+def phase_geometry(N, H, W, kh, kw, sh, sw, ph, pw, dh, dw, span):
+    """Layout of the phase strip of a stride-``(sh, sw)`` convolution.
+
+    Phase ``(a, b)`` of channel ``c`` is the plane ``xpad[n, c, a::sh, b::sw]`` of the
+    zero-padded input, ``Hq x Wq`` with ``Hq = ceil((H + 2*ph) / sh)`` (``Wq`` likewise); it is
+    strip channel ``(c*sh + a)*sw + b``, image ``n`` at ``n*pitch``, ``pitch = Hq*Wq``, and the
+    padding is stored in it. Output pixel ``(n, oh, ow)`` is position ``q = n*pitch + oh*Wq +
+    ow``; tap ``(i, j)`` reads phase ``(i*dh % sh, j*dw % sw)`` at ``q + (i*dh // sh)*Wq +
+    j*dw // sw``.
+
+    Returns ``Wq, pitch, P, Ls`` as :func:`strip_geometry` (no leading margin).
     """
-    N, W = x.shape[0], x.shape[3]
-    K, R = w_mat.shape
-    Ho, Wo = y.shape[2], y.shape[3]
-    Wp = W + 2 * pw
-    nblk = (Ho + block_rows - 1) // block_rows
-    kb_len = (K + k_blocks - 1) // k_blocks
-    items = N * nblk * k_blocks
-    for lane in prange(nlanes):
-        plane = np.empty((block_rows + dh * (kh - 1)) * Wp + dw * (kw - 1), dtype=x.dtype)
-        colbuf = np.empty(R * block_rows * Wp, dtype=x.dtype)
-        ybuf = np.empty(kb_len * block_rows * Wp, dtype=x.dtype)
-        for item in range(lane, items, nlanes):
-            kb = item % k_blocks
-            n = item // (nblk * k_blocks)
-            oh0 = (item // k_blocks - n * nblk) * block_rows
-            oh1 = min(Ho, oh0 + block_rows)
-            k0 = kb * kb_len
-            k1 = min(K, k0 + kb_len)
-            T = (oh1 - oh0) * Wp
-            cols = colbuf[:R * T].reshape(R, T)
-            yp = ybuf[:(k1 - k0) * T].reshape(k1 - k0, T)
-            im2col_rows_s1(x, n, oh0, oh1, kh, kw, ph, pw, dh, dw, plane, cols)
-            np.dot(w_mat[k0:k1], cols, yp)
-            for k in range(k0, k1):
-                src = yp[k - k0]
-                for r in range(oh1 - oh0):
-                    y[n, k, oh0 + r, :] = src[r * Wp:r * Wp + Wo]
+    Hq = (H + 2 * ph + sh - 1) // sh
+    Wq = (W + 2 * pw + sw - 1) // sw
+    pitch = Hq * Wq
+    P = (N * pitch + span - 1) // span * span
+    reach = (dh * (kh - 1) // sh) * Wq + dw * (kw - 1) // sw
+    return Wq, pitch, P, P + reach
 
 
 @njit(cache=True, parallel=True)
-def conv2d_s1_backward(x, w_mat, dy, kh, kw, ph, pw, dh, dw, block_rows, nlanes, need_dx,
-                       need_dw, dx, dw_lanes):
-    """Gradients of :func:`conv2d_s1_forward`; items = whole images.
+def fill_phase_strip(x, sh, sw, ph, pw, Wq, pitch, Ls, xs):
+    """Write the phases of ``x`` (N, C, H, W) zero-padded by ``ph, pw`` into ``xs``
+    (C*sh*sw*Ls,), laid out as in :func:`phase_geometry`; zeros everywhere else."""
+    N, C, H, W = x.shape
+    Hq = pitch // Wq
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc - n * C
+        for a in range(sh):
+            for b in range(sw):
+                chan = (c * sh + a) * sw + b
+                base = chan * Ls + n * pitch
+                for u in range(Hq):
+                    row = xs[base + u * Wq:base + (u + 1) * Wq]
+                    h = u * sh + a - ph
+                    if h < 0 or h >= H:
+                        row[:] = 0
+                        continue
+                    src = x[n, c, h]
+                    for v in range(Wq):
+                        col = v * sw + b - pw
+                        row[v] = src[col] if (col >= 0 and col < W) else 0
+                if n == N - 1:
+                    xs[base + pitch:(chan + 1) * Ls] = 0
 
-    Parameters
-    ----------
-    x, w_mat, kh, kw, ph, pw, dh, dw, block_rows, nlanes
-        As for :func:`conv2d_s1_forward`.
-    dy : ndarray, shape (N, K, Ho, Wo), C-contiguous
-    need_dx, need_dw : bool
-    dx : ndarray, shape (N, C, H, W), C-contiguous, written when ``need_dx``
-    dw_lanes : ndarray, shape (nlanes, K, C*kh*kw), zero on entry
-        Lane ``l`` adds its images' ``dY @ cols^T``; the caller sums over lanes.
+
+@njit(cache=True)
+def phase_tap_offsets(C, kh, kw, sh, sw, dh, dw, Wq, Ls, count):
+    """Phase-strip offsets of tap ``(c, i, j)``: channel ``(c*sh + i*dh % sh)*sw + j*dw % sw``,
+    shifted by ``(i*dh // sh)*Wq + j*dw // sw``; padded to ``count`` as :func:`tap_offsets`."""
+    offs = np.empty(count, dtype=np.int64)
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                chan = (c * sh + (i * dh) % sh) * sw + (j * dw) % sw
+                offs[(c * kh + i) * kw + j] = chan * Ls + (i * dh // sh) * Wq + (j * dw) // sw
+    offs[C * kh * kw:] = offs[0]
+    return offs
+
+
+@njit(cache=True)
+def make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count):
+    """The strip of ``x`` for this convolution (stride 1: :func:`fill_strip`; otherwise the
+    phase strip) and its tap offsets (padded to ``count``).
+
+    Returns ``xs, offs, Wg, pitch, P``.
     """
     N, C, H, W = x.shape
-    K, R = w_mat.shape
-    Ho, Wo = dy.shape[2], dy.shape[3]
-    Wp = W + 2 * pw
-    Hp = H + 2 * ph
-    L = Hp * Wp + dw * (kw - 1)
-    nblk = (Ho + block_rows - 1) // block_rows
-    w_t = w_mat.T
-    for lane in prange(nlanes):
-        plane = np.empty((block_rows + dh * (kh - 1)) * Wp + dw * (kw - 1), dtype=x.dtype)
-        colbuf = np.empty(R * block_rows * Wp, dtype=x.dtype)
-        dybuf = np.empty(K * block_rows * Wp, dtype=x.dtype)
-        part = np.empty((K, R), dtype=x.dtype)
-        dxpad = np.empty(C * L, dtype=x.dtype)
-        for n in range(lane, N, nlanes):
-            if need_dx:
-                dxpad[:] = 0
-            for blk in range(nblk):
-                oh0 = blk * block_rows
-                oh1 = min(Ho, oh0 + block_rows)
-                T = (oh1 - oh0) * Wp
-                cols = colbuf[:R * T].reshape(R, T)
-                dyp = dybuf[:K * T].reshape(K, T)
-                for k in range(K):                     # dY on the padded-width grid, junk = 0
-                    dst = dyp[k]
-                    for r in range(oh1 - oh0):
-                        dst[r * Wp:r * Wp + Wo] = dy[n, k, oh0 + r]
-                        dst[r * Wp + Wo:(r + 1) * Wp] = 0
-                if need_dw:
-                    im2col_rows_s1(x, n, oh0, oh1, kh, kw, ph, pw, dh, dw, plane, cols)
-                    np.dot(dyp, cols.T, part)
-                    dw_lanes[lane] += part
-                if need_dx:
-                    np.dot(w_t, dyp, cols)             # dcols, zero on the junk columns
-                    col2im_rows_s1(cols, oh0, oh1, kh, kw, dh, dw, Wp, L, dxpad)
-            if need_dx:
-                for c in range(C):
-                    for ih in range(H):
-                        start = c * L + (ih + ph) * Wp + pw
-                        dx[n, c, ih, :] = dxpad[start:start + W]
+    if sh == 1 and sw == 1:
+        Wg, pitch, m0, P, Ls = strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span)
+        xs = np.empty(C * Ls, dtype=x.dtype)
+        fill_strip(x, Wg, pitch, m0, Ls, xs)
+        offs = tap_offsets(C, kh, kw, ph, pw, dh, dw, Wg, m0, Ls, count)
+    else:
+        Wg, pitch, P, Ls = phase_geometry(N, H, W, kh, kw, sh, sw, ph, pw, dh, dw, span)
+        xs = np.empty(C * sh * sw * Ls, dtype=x.dtype)
+        fill_phase_strip(x, sh, sw, ph, pw, Wg, pitch, Ls, xs)
+        offs = phase_tap_offsets(C, kh, kw, sh, sw, dh, dw, Wg, Ls, count)
+    return xs, offs, Wg, pitch, P
 
 
-# -- any stride: general layout ----------------------------------------------------------------
+# -- forward -----------------------------------------------------------------------------------
 
-@njit(cache=True)
-def im2col_rows(x, n, oh0, oh1, kh, kw, sh, sw, ph, pw, dh, dw, Wo, cols):
-    """Column matrix of output rows ``oh0 .. oh1-1`` of image ``n`` (general layout).
+@njit(cache=True, parallel=True)
+def conv2d_forward(x, wt, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, y):
+    """``y = conv(x, w)`` (no bias) as an implicit GEMM on the strip of ``x``.
 
-    ``cols[(c*kh+i)*kw+j, (oh-oh0)*Wo + ow] = xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]``,
-    out-of-image taps written as zeros. ``cols`` has shape (C*kh*kw, (oh1-oh0)*Wo).
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W), C-contiguous
+    wt : ndarray, shape (C*kh*kw, Kp), C-contiguous
+        ``wt[(c*kh + i)*kw + j, k] = w[k, c, i, j]``, zero in the columns ``K <= k < Kp``
+        (``Kp`` a multiple of ``simd.KB``).
+    kh, kw, sh, sw, ph, pw, dh, dw : int
+        Kernel size, stride, zero padding (negative: a crop; stride 1 only), dilation.
+    kgroups : int
+        Work items are (tile of ``simd.TB`` positions, group of output channels); more than
+        one group only when there are too few tiles to keep every lane busy.
+    y : ndarray, shape (N, K, Ho, Wo), C-contiguous, written
     """
-    C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    Ho_full = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    for c in range(C):
-        for i in range(kh):
-            oh_lo, oh_hi = _valid_range(Ho_full, H, i * dh - ph, sh)
-            for j in range(kw):
-                dst = cols[(c * kh + i) * kw + j]
-                iw0 = j * dw - pw
-                ow_lo, ow_hi = _valid_range(Wo, W, iw0, sw)
-                for oh in range(oh0, oh1):
-                    seg = dst[(oh - oh0) * Wo:(oh - oh0 + 1) * Wo]
-                    if oh < oh_lo or oh >= oh_hi:
-                        seg[:] = 0
-                        continue
-                    src = x[n, c, oh * sh + i * dh - ph]
-                    seg[:ow_lo] = 0
-                    for ow in range(ow_lo, ow_hi):
-                        seg[ow] = src[ow * sw + iw0]
-                    seg[ow_hi:] = 0
+    N = x.shape[0]
+    K, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
+    KB, TB = simd.KB, simd.TB
+    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, TB,
+                                        x.shape[1] * kh * kw)
+    rows = pitch // Wg
+    nkb = wt.shape[1] // KB
+    per_group = (nkb + kgroups - 1) // kgroups
+    yf = y.reshape(N * K * Ho * Wo)
+    plane = Ho * Wo
+    for item in prange((P // TB) * kgroups):
+        q0 = (item // kgroups) * TB
+        g = item - (item // kgroups) * kgroups
+        acc = np.empty((KB, TB), dtype=x.dtype)
+        # the tile's output pixels as runs along grid rows: (first position, length, index in y)
+        runs = np.empty((TB, 3), dtype=np.int64)
+        nruns = 0
+        n = q0 // pitch
+        oh = (q0 - n * pitch) // Wg
+        ow = q0 - n * pitch - oh * Wg
+        t = 0
+        while t < TB:
+            step = min(Wg - ow, TB - t)
+            if n < N and oh < Ho and ow < Wo:
+                runs[nruns, 0] = t
+                runs[nruns, 1] = min(step, Wo - ow)
+                runs[nruns, 2] = (n * K * Ho + oh) * Wo + ow
+                nruns += 1
+            t += step
+            ow += step
+            if ow == Wg:
+                ow = 0
+                oh += 1
+                if oh == rows:
+                    oh = 0
+                    n += 1
+        if nruns == 0:
+            continue
+        for kb in range(g * per_group, min(nkb, (g + 1) * per_group)):
+            simd.fma_tile(xs, q0, wt, kb * KB, offs, acc)
+            for k in range(min(KB, K - kb * KB)):
+                base = (kb * KB + k) * plane
+                for s in range(nruns):
+                    t0, length, d = runs[s, 0], runs[s, 1], base + runs[s, 2]
+                    yf[d:d + length] = acc[k, t0:t0 + length]
 
 
-@njit(cache=True)
-def col2im_rows(dcols, n, oh0, oh1, kh, kw, sh, sw, ph, pw, dh, dw, Wo, dx):
-    """Adjoint of :func:`im2col_rows`: add ``dcols`` into ``dx[n]`` (not zeroed here)."""
-    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
-    Ho_full = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    for c in range(C):
-        for i in range(kh):
-            oh_lo, oh_hi = _valid_range(Ho_full, H, i * dh - ph, sh)
-            for j in range(kw):
-                src = dcols[(c * kh + i) * kw + j]
-                iw0 = j * dw - pw
-                ow_lo, ow_hi = _valid_range(Wo, W, iw0, sw)
-                for oh in range(max(oh0, oh_lo), min(oh1, oh_hi)):
-                    dst = dx[n, c, oh * sh + i * dh - ph]
-                    seg = src[(oh - oh0) * Wo:(oh - oh0 + 1) * Wo]
-                    for ow in range(ow_lo, ow_hi):
-                        dst[ow * sw + iw0] += seg[ow]
+# -- backward ----------------------------------------------------------------------------------
+
+@njit(cache=True, parallel=True)
+def conv2d_weight_grad(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, block, nlanes, dw_lanes):
+    """``dW[k, (c*kh + i)*kw + j] = sum_{n, oh, ow} dy[n, k, oh, ow] *
+    xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]``: dot products of strip windows.
+
+    ``dy`` is laid out on the same positions as the output pixels (zero on the dropped ones);
+    lane ``l`` takes every ``nlanes``-th block of ``block`` positions (a multiple of the vector
+    length) and adds its sums into ``dw_lanes[l]`` (shape (K, C*kh*kw), zero on entry); the
+    caller adds up the lanes.
+    """
+    K, Ho, Wo = dy.shape[1], dy.shape[2], dy.shape[3]
+    R = x.shape[1] * kh * kw
+    DA, DB = simd.DA, simd.DB
+    VL = simd.VECTOR_BYTES // x.itemsize
+    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, block,
+                                        (R + DB - 1) // DB * DB)
+    dys = np.empty(K * P, dtype=x.dtype)
+    fill_strip(dy, Wg, pitch, 0, P, dys)
+    for lane in prange(nlanes):
+        acc = np.empty((DA, DB, VL), dtype=x.dtype)
+        aoffs = np.empty(DA, dtype=np.int64)
+        part = dw_lanes[lane]
+        for blk in range(lane, P // block, nlanes):
+            t0 = blk * block
+            for k0 in range(0, K, DA):
+                for i in range(DA):
+                    aoffs[i] = min(k0 + i, K - 1) * P
+                for r0 in range(0, R, DB):
+                    acc[:] = 0
+                    simd.dot_tile(dys, aoffs, xs, offs[r0:r0 + DB], t0, t0 + block, acc)
+                    for i in range(min(DA, K - k0)):
+                        for j in range(min(DB, R - r0)):
+                            part[k0 + i, r0 + j] += acc[i, j].sum()
 
 
 @njit(cache=True, parallel=True)
-def conv2d_forward_general(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, block_rows, k_blocks,
-                           nlanes, y):
-    """``y = conv(x, w)`` for any stride (no bias); items as in :func:`conv2d_s1_forward`.
+def phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx):
+    """Interleave phase planes back into an image: ``dx[n, c, h, w] = dphase[n, c*nph + p, u, v]``
+    where ``h + ph = u*sh + a``, ``w + pw = v*sw + b`` and ``p = phase_index[a, b]``; zero where
+    the phase is unused (``p < 0``) or ``(u, v)`` is outside the plane.
 
-    Arguments as for :func:`conv2d_s1_forward`, plus the stride ``sh, sw``.
+    ``dphase`` (N, C*nph, Hq, Wq) holds the gradient of the zero-padded input's phases.
     """
-    N = x.shape[0]
-    K, R = w_mat.shape
-    Ho, Wo = y.shape[2], y.shape[3]
-    nblk = (Ho + block_rows - 1) // block_rows
-    kb_len = (K + k_blocks - 1) // k_blocks
-    items = N * nblk * k_blocks
-    for lane in prange(nlanes):
-        colbuf = np.empty(R * block_rows * Wo, dtype=x.dtype)
-        ybuf = np.empty(kb_len * block_rows * Wo, dtype=x.dtype)
-        for item in range(lane, items, nlanes):
-            kb = item % k_blocks
-            n = item // (nblk * k_blocks)
-            oh0 = (item // k_blocks - n * nblk) * block_rows
-            oh1 = min(Ho, oh0 + block_rows)
-            k0 = kb * kb_len
-            k1 = min(K, k0 + kb_len)
-            T = (oh1 - oh0) * Wo
-            cols = colbuf[:R * T].reshape(R, T)
-            yp = ybuf[:(k1 - k0) * T].reshape(k1 - k0, T)
-            im2col_rows(x, n, oh0, oh1, kh, kw, sh, sw, ph, pw, dh, dw, Wo, cols)
-            np.dot(w_mat[k0:k1], cols, yp)
-            for k in range(k0, k1):
-                y[n, k].reshape(Ho * Wo)[oh0 * Wo:oh1 * Wo] = yp[k - k0]
-
-
-@njit(cache=True, parallel=True)
-def conv2d_backward_general(x, w_mat, dy, kh, kw, sh, sw, ph, pw, dh, dw, block_rows, nlanes,
-                            need_dx, need_dw, dx, dw_lanes):
-    """Gradients of :func:`conv2d_forward_general`; items = whole images.
-
-    Arguments as for :func:`conv2d_s1_backward`, plus the stride ``sh, sw``.
-    """
-    N = x.shape[0]
-    K, R = w_mat.shape
-    Ho, Wo = dy.shape[2], dy.shape[3]
-    nblk = (Ho + block_rows - 1) // block_rows
-    w_t = w_mat.T
-    for lane in prange(nlanes):
-        colbuf = np.empty(R * block_rows * Wo, dtype=x.dtype)
-        dybuf = np.empty(K * block_rows * Wo, dtype=x.dtype)
-        part = np.empty((K, R), dtype=x.dtype)
-        for n in range(lane, N, nlanes):
-            if need_dx:
-                dx[n] = 0
-            for blk in range(nblk):
-                oh0 = blk * block_rows
-                oh1 = min(Ho, oh0 + block_rows)
-                T = (oh1 - oh0) * Wo
-                cols = colbuf[:R * T].reshape(R, T)
-                dyc = dybuf[:K * T].reshape(K, T)
-                for k in range(K):
-                    dyc[k, :] = dy[n, k].reshape(Ho * Wo)[oh0 * Wo:oh1 * Wo]
-                if need_dw:
-                    im2col_rows(x, n, oh0, oh1, kh, kw, sh, sw, ph, pw, dh, dw, Wo, cols)
-                    np.dot(dyc, cols.T, part)
-                    dw_lanes[lane] += part
-                if need_dx:
-                    np.dot(w_t, dyc, cols)
-                    col2im_rows(cols, n, oh0, oh1, kh, kw, sh, sw, ph, pw, dh, dw, Wo, dx)
-
+    N, C, H, W = dx.shape
+    nph = dphase.shape[1] // C
+    Hq, Wq = dphase.shape[2], dphase.shape[3]
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc - n * C
+        for h in range(H):
+            u, a = (h + ph) // sh, (h + ph) % sh
+            for w in range(W):
+                v, b = (w + pw) // sw, (w + pw) % sw
+                p = phase_index[a, b]
+                if p >= 0 and u < Hq and v < Wq:
+                    dx[n, c, h, w] = dphase[n, c * nph + p, u, v]
+                else:
+                    dx[n, c, h, w] = 0

@@ -2,7 +2,7 @@
 
 Three kinds: hand-worked toy cases, agreement with the readable twin and with
 ``torch.nn.functional.conv2d`` (forward and every gradient), and properties (adjointness of
-im2col/col2im, output shapes, float64 central-difference gradient checks).
+strip windows = im2col columns, output shapes, float64 central-difference gradient checks).
 """
 import math
 
@@ -38,6 +38,10 @@ CASES = [
     ((1, 1, 1, 1), (1, 1, 1, 1), 1, 0, 1, True),
     ((2, 3, 4, 11), (2, 3, 1, 7), (1, 3), (0, 3), 1, True),
     ((3, 16, 9, 9), (8, 16, 3, 3), 2, 1, 1, False),    # ResNet downsampling conv, odd size
+    ((2, 3, 6, 5), (17, 3, 3, 3), 1, 3, 1, True),      # padding beyond the kernel's reach
+    ((1, 40, 3, 3), (70, 40, 3, 3), 1, 1, 1, False),   # one small image, many channels
+    ((2, 7, 12, 11), (9, 7, 7, 7), 2, 3, 1, True),     # ResNet-50-style stem, odd size
+    ((2, 3, 9, 9), (4, 3, 3, 3), 3, 0, 1, True),       # stride = kernel: phases, no overlap
 ]
 
 
@@ -104,92 +108,113 @@ def test_toy_backward_of_sum():
 
 @pytest.mark.parametrize("xs,ws,s,p,d,bias", CASES)
 def test_fast_matches_reference(xs, ws, s, p, d, bias, rng):
+    # float32 kernels against the twin in float64: the sums run over up to C*kh*kw = 343 terms
+    # of unit variance, so float32 rounding reaches ~1e-5 in absolute terms
     x, w, b = random_case(rng, xs, ws, bias)
     y, cache = conv2d_forward(x, w, b, s, p, d)
-    y_ref, cols = ref.conv2d_forward(x, w, b, pair(s), pair(p), pair(d))
-    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    f64 = (lambda a: None if a is None else a.astype(np.float64))
+    y_ref, cols = ref.conv2d_forward(f64(x), f64(w), f64(b), pair(s), pair(p), pair(d))
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=5e-5)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dx, dw, db = conv2d_backward(dy, cache)
-    dx_r, dw_r, db_r = ref.conv2d_backward(dy, x.shape, w, cols, bias, pair(s), pair(p), pair(d))
-    np.testing.assert_allclose(dx, dx_r, rtol=1e-5, atol=1e-5)
+    dx_r, dw_r, db_r = ref.conv2d_backward(f64(dy), x.shape, f64(w), cols, bias, pair(s),
+                                           pair(p), pair(d))
+    np.testing.assert_allclose(dx, dx_r, rtol=1e-5, atol=5e-5)
     np.testing.assert_allclose(dw, dw_r, rtol=1e-5, atol=1e-4)
     assert (db is None) == (db_r is None)
     if bias:
         np.testing.assert_allclose(db, db_r, rtol=1e-5, atol=1e-4)
 
 
-def _s1_geometry(xs, ws, p, d):
-    (ph, pw), (dh, dw) = pair(p), pair(d)
-    H, W = xs[2:]
-    kh, kw = ws[2:]
-    Ho, Wo, Wp = H + 2 * ph - dh * (kh - 1), W + 2 * pw - dw * (kw - 1), W + 2 * pw
-    return ph, pw, dh, dw, Ho, Wo, Wp
+def _out_size(H, k, s, p, d):
+    return (H + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-@pytest.mark.parametrize("xs,ws,s,p,d,bias", CASES[:8])
-def test_im2col_rows_kernels_match_reference(xs, ws, s, p, d, bias, rng):
-    # the general-layout helpers, on a block of output rows of the last image
-    x = rng.standard_normal(xs).astype(np.float32)
-    kh, kw = ws[2:]
+def _check_strip(x, kh, kw, s, p, d, span=48):
+    """Every window of the strip, at every output pixel's position, is that pixel's im2col
+    column (the reference's); returns the positions' grid for further checks."""
+    N, C, H, W = x.shape
     (sh, sw), (ph, pw), (dh, dw) = pair(s), pair(p), pair(d)
-    cols_ref = ref.im2col(x, kh, kw, pair(s), pair(p), pair(d))
-    N, R = xs[0], cols_ref.shape[1]
-    Ho = (xs[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    Wo = cols_ref.shape[2] // Ho
-    oh0, oh1 = (1, Ho) if Ho > 1 else (0, 1)
-    cols = np.full((R, (oh1 - oh0) * Wo), np.nan, np.float32)      # every entry must be written
-    fast.im2col_rows(x, N - 1, oh0, oh1, kh, kw, sh, sw, ph, pw, dh, dw, Wo, cols)
-    np.testing.assert_array_equal(cols, cols_ref[N - 1][:, oh0 * Wo:oh1 * Wo])
-    # col2im over all rows in two blocks equals the reference adjoint
-    dcols = rng.standard_normal(cols_ref.shape).astype(np.float32)
-    dx = np.zeros(xs, np.float32)
-    for n in range(N):
-        for a, b in ((0, oh0), (oh0, Ho)):
-            block = np.ascontiguousarray(dcols[n][:, a * Wo:b * Wo])
-            fast.col2im_rows(block, n, a, b, kh, kw, sh, sw, ph, pw, dh, dw, Wo, dx)
-    dx_ref = ref.col2im(dcols, xs, kh, kw, pair(s), pair(p), pair(d))
-    np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
+    Ho, Wo = _out_size(H, kh, sh, ph, dh), _out_size(W, kw, sw, pw, dw)
+    R = C * kh * kw
+    xs, offs, Wg, pitch, P = fast.make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span,
+                                             R + 5)
+    assert P % span == 0 and P >= N * pitch and Wg >= Wo and pitch >= Ho * Wg
+    assert (offs[R:] == offs[0]).all()
+    cols = ref.im2col(x, kh, kw, (sh, sw), (ph, pw), (dh, dw))       # (N, R, Ho*Wo)
+    n, oh, ow = np.meshgrid(np.arange(N), np.arange(Ho), np.arange(Wo), indexing="ij")
+    q = (n * pitch + oh * Wg + ow).reshape(N, Ho * Wo)
+    windows = xs[offs[:R, None, None] + q[None]]                     # (R, N, Ho*Wo)
+    np.testing.assert_array_equal(windows.transpose(1, 0, 2), cols)
+    # every tap of every position (junk ones too) is inside the strip: no read out of bounds
+    assert offs[:R].min() >= 0 and offs[:R].max() + P <= xs.size
+    return xs
 
 
-@pytest.mark.parametrize("xs,ws,s,p,d,bias", [c for c in CASES if pair(c[2]) == (1, 1)])
-def test_im2col_rows_s1_kernels_match_reference(xs, ws, s, p, d, bias, rng):
-    # the padded-width helpers: dropping the junk columns gives the reference column matrix
+@pytest.mark.parametrize("xs,ws,s,p,d,bias", CASES)
+def test_strip_windows_are_the_im2col_rows(xs, ws, s, p, d, bias, rng):
     x = rng.standard_normal(xs).astype(np.float32)
-    kh, kw = ws[2:]
-    ph, pw, dh, dw, Ho, Wo, Wp = _s1_geometry(xs, ws, p, d)
-    cols_ref = ref.im2col(x, kh, kw, (1, 1), pair(p), pair(d))
-    R = cols_ref.shape[1]
-    N = xs[0]
-    plane = np.full((Ho + dh * (kh - 1)) * Wp + dw * (kw - 1), np.nan, np.float32)
-    cols = np.full((R, Ho * Wp), np.nan, np.float32)
-    fast.im2col_rows_s1(x, N - 1, 0, Ho, kh, kw, ph, pw, dh, dw, plane, cols)
-    got = cols.reshape(R, Ho, Wp)[:, :, :Wo].reshape(R, Ho * Wo)
-    np.testing.assert_array_equal(got, cols_ref[N - 1])
-    assert np.isfinite(cols).all()                      # the junk columns too
-    # adjoint into the flat padded planes, junk columns zero
-    L = (xs[2] + 2 * ph) * Wp + dw * (kw - 1)
-    dcols = rng.standard_normal((R, Ho, Wo)).astype(np.float32)
-    dcols_p = np.zeros((R, Ho, Wp), np.float32)
-    dcols_p[:, :, :Wo] = dcols
-    dxpad = np.zeros(xs[1] * L, np.float32)
-    fast.col2im_rows_s1(dcols_p.reshape(R, Ho * Wp), 0, Ho, kh, kw, dh, dw, Wp, L, dxpad)
-    planes = dxpad.reshape(xs[1], L)[:, :(xs[2] + 2 * ph) * Wp].reshape(xs[1], -1, Wp)
-    dx = planes[:, ph:ph + xs[2], pw:pw + xs[3]]
-    dx_ref = ref.col2im(dcols.reshape(1, R, Ho * Wo), (1,) + xs[1:], kh, kw, (1, 1), pair(p),
-                        pair(d))[0]
-    np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
+    _check_strip(x, *ws[2:], s, p, d)
+
+
+@given(N=st.integers(1, 3), C=st.integers(1, 3), H=st.integers(1, 9), W=st.integers(1, 9),
+       kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       ph=st.integers(0, 4), pw=st.integers(0, 4), dh=st.integers(1, 3), dw=st.integers(1, 3),
+       span=st.sampled_from([1, 16, 48]), seed=st.integers(0, 2**16))
+@settings(max_examples=150, deadline=None)
+def test_strip_windows_property(N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, span, seed):
+    # any geometry, including padding wider than the kernel (its input gradient crops) and
+    # strides larger than the kernel
+    if H + 2 * ph < dh * (kh - 1) + 1 or W + 2 * pw < dw * (kw - 1) + 1:
+        return
+    x = np.random.default_rng(seed).standard_normal((N, C, H, W))
+    _check_strip(x, kh, kw, (sh, sw), (ph, pw), (dh, dw), span)
+
+
+@pytest.mark.parametrize("ph,pw", [(-1, 0), (0, -2), (-2, -1)])
+def test_strip_with_negative_padding_is_a_crop(ph, pw, rng):
+    # the input gradient of a convolution whose padding exceeds the kernel's reach runs as a
+    # stride-1 convolution with negative padding: the output is the valid convolution of the
+    # cropped input
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    Ho, Wo = 9 + 2 * ph - 2, 8 + 2 * pw - 2
+    y = np.full((2, 5, Ho, Wo), np.nan, np.float32)
+    from cvcore.nn.conv import _tap_major
+    fast.conv2d_forward(x, _tap_major(w.reshape(5, -1)), 3, 3, 1, 1, ph, pw, 1, 1, 1, y)
+    cropped = x[:, :, -ph:9 + ph, -pw:8 + pw]
+    np.testing.assert_allclose(y, ref.conv2d_forward(cropped, w, None, (1, 1), (0, 0),
+                                                     (1, 1))[0], rtol=1e-5, atol=1e-5)
+
+
+def test_phases_to_image(rng):
+    # phase (a, b) of the padded gradient at (u, v) lands on pixel (u*sh + a - ph, v*sw + b - pw)
+    N, C, H, W, sh, sw, ph, pw = 2, 3, 7, 6, 2, 3, 1, 2
+    Hq, Wq = -(-(H + 2 * ph) // sh), -(-(W + 2 * pw) // sw)
+    phase_index = np.array([[0, -1, 1], [2, 3, -1]], np.int64)          # two phases unused
+    dphase = rng.standard_normal((N, C * 4, Hq, Wq)).astype(np.float32)
+    dx = np.full((N, C, H, W), np.nan, np.float32)
+    fast.phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx)
+    full = np.zeros((N, C, Hq * sh, Wq * sw), np.float32)                # the padded gradient
+    for a in range(sh):
+        for b in range(sw):
+            if phase_index[a, b] >= 0:
+                full[:, :, a::sh, b::sw] = dphase[:, phase_index[a, b]::4]
+    np.testing.assert_array_equal(dx, full[:, :, ph:ph + H, pw:pw + W])
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_row_blocks_do_not_change_the_result(stride, rng, monkeypatch):
-    # tiny blocks (one output row per work item) give the same numbers as the default blocks
+def test_work_splits_do_not_change_the_result(stride, rng, monkeypatch):
+    # channel groups in the forward (and in dx), position blocks of one vector in the weight
+    # gradient, odd lane counts: the same numbers as the default split
     import cvcore.nn.conv as conv_module
-    x, w, b = random_case(rng, (5, 4, 10, 9), (5, 4, 3, 3), True)
+    x, w, b = random_case(rng, (3, 5, 10, 9), (19, 5, 3, 3), True)
     y, cache = conv2d_forward(x, w, b, stride, 1)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dx, dw, db = conv2d_backward(dy, cache)
     monkeypatch.setattr(conv_module, "BLOCK_BYTES", 1)
-    assert conv_module._block_rows(5, y.shape[2], 1000, 2) == 1
+    monkeypatch.setattr(conv_module, "_channel_groups", lambda N, Ho, Wo, K, lanes: 3)
+    monkeypatch.setattr(conv_module, "_lanes", lambda: 3)
     y1, cache1 = conv2d_forward(x, w, b, stride, 1)
     dx1, dw1, db1 = conv2d_backward(dy, cache1)
     np.testing.assert_allclose(y1, y, rtol=1e-6, atol=1e-6)
@@ -198,27 +223,18 @@ def test_row_blocks_do_not_change_the_result(stride, rng, monkeypatch):
     np.testing.assert_array_equal(db1, db)
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_channel_blocks_do_not_change_the_result(stride, rng, monkeypatch):
-    # one image, weights "larger than the cache": the lanes split the 7 output channels (4 + 3)
-    import cvcore.nn.conv as conv_module
-    x, w, b = random_case(rng, (1, 4, 9, 8), (7, 4, 3, 3), True)
-    y, _ = conv2d_forward(x, w, b, stride, 1)
-    monkeypatch.setattr(conv_module, "BLOCK_BYTES", 1)
-    assert conv_module._forward_blocks(1, 7, 5, 100, w.nbytes, 2) == (5, 2)
-    monkeypatch.setattr(conv_module, "_lanes", lambda: 2)
-    y1, _ = conv2d_forward(x, w, b, stride, 1)
-    np.testing.assert_allclose(y1, y, rtol=1e-6, atol=1e-6)
+def test_channel_groups_and_blocks():
+    from kernels import simd
 
-
-def test_block_rows_gives_every_lane_work():
-    from cvcore.nn.conv import BLOCK_BYTES, _block_rows
-    # a batch of one image is split into at least one block per lane
-    assert _block_rows(1, 56, 1000, 2) <= 28
-    # large rows: one row per block, never zero
-    assert _block_rows(128, 8, 10 * BLOCK_BYTES, 2) == 1
-    # small rows and many images: the whole image in one block
-    assert _block_rows(128, 8, 100, 2) == 8
+    from cvcore.nn.conv import _channel_groups, _weight_grad_block
+    # many tiles: one group; one 7x7 image, 512 channels: groups for every lane
+    assert _channel_groups(128, 32, 32, 16, 2) == 1
+    assert _channel_groups(1, 7, 7, 512, 2) > 1
+    assert _channel_groups(1, 7, 7, 8, 2) == 1                  # never more than channel blocks
+    vl = simd.VECTOR_BYTES // 4
+    block = _weight_grad_block(128, 32, 32, 32, 4, 2)
+    assert block % vl == 0 and block >= vl
+    assert _weight_grad_block(1, 1, 1, 10**6, 4, 2) == vl      # never below one vector
 
 
 # -- agreement with PyTorch --------------------------------------------------------------------
@@ -284,29 +300,6 @@ def test_output_shape_matches_torch(H, W, k, s, p, d):
 
 # -- properties --------------------------------------------------------------------------------
 
-@given(C=st.integers(1, 3), H=st.integers(3, 9), W=st.integers(3, 9),
-       kh=st.integers(1, 3), kw=st.integers(1, 3), sh=st.integers(1, 3), sw=st.integers(1, 3),
-       ph=st.integers(0, 2), pw=st.integers(0, 2), dh=st.integers(1, 2), dw=st.integers(1, 2),
-       seed=st.integers(0, 2**16))
-@settings(max_examples=60, deadline=None)
-def test_col2im_is_the_adjoint_of_im2col(C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, seed):
-    # <im2col(x), c> == <x, col2im(c)> for all x, c: col2im is the transpose of the linear
-    # map im2col, which is what makes the backward pass the true gradient (general layout).
-    Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    if Ho < 1 or Wo < 1:
-        return
-    r = np.random.default_rng(seed)
-    x = r.standard_normal((1, C, H, W))
-    c = r.standard_normal((C * kh * kw, Ho * Wo))
-    cols = np.empty_like(c)
-    fast.im2col_rows(x, 0, 0, Ho, kh, kw, sh, sw, ph, pw, dh, dw, Wo, cols)
-    dx = np.zeros_like(x)
-    fast.col2im_rows(c, 0, 0, Ho, kh, kw, sh, sw, ph, pw, dh, dw, Wo, dx)
-    assert math.isclose(float((cols * c).sum()), float((x * dx).sum()), rel_tol=1e-9,
-                        abs_tol=1e-9)
-
-
 def _gradcheck(xs, ws, s, p, d, bias, seed):
     r = np.random.default_rng(seed)
     x, w, b = random_case(r, xs, ws, bias, np.float64)
@@ -319,12 +312,13 @@ def _gradcheck(xs, ws, s, p, d, bias, seed):
 @pytest.mark.parametrize("xs,ws,s,p,d,bias", [
     ((2, 2, 5, 4), (3, 2, 3, 3), 1, 1, 1, True),
     ((1, 2, 6, 7), (2, 2, 3, 2), (2, 1), (1, 0), (1, 2), False),
-    ((2, 3, 4, 4), (2, 3, 1, 1), 1, 0, 1, True),              # 1x1 fast path
+    ((2, 3, 4, 4), (2, 3, 1, 1), 1, 0, 1, True),
+    ((1, 2, 5, 5), (3, 2, 3, 3), 1, 3, 1, True),              # padding beyond the kernel
     ((1, 2, 5, 5), (2, 2, 2, 2), 2, 1, 2, True),
 ])
 def test_gradcheck_float64(xs, ws, s, p, d, bias):
-    # The float64 path runs through the same Numba kernels (im2col_chunk, col2im_chunk) and the
-    # same matrix products as float32, so this checks the fast code's backward, not a twin.
+    # The float64 path runs through the same Numba kernels and micro-kernels as float32, so
+    # this checks the fast code's backward, not a twin.
     _gradcheck(xs, ws, s, p, d, bias, seed=sum(xs) + sum(ws))
 
 

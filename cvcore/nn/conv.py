@@ -7,20 +7,21 @@ NCHW layout, zero padding, no groups::
 
     Ho = floor((H + 2*ph - dh*(kh - 1) - 1) / sh) + 1        (Wo likewise)
 
-The algorithm is im2col + GEMM (Chellapilla et al. 2006, sec. 2), done in blocks:
+Mathematically this is im2col + GEMM (Chellapilla et al. 2006, sec. 2): every output pixel's
+``C*kh*kw`` input values form a column, and ``Y = W (K, C*kh*kw) @ cols``. The kernels compute
+exactly that product without building ``cols`` (:mod:`kernels.nn_conv`):
 
-1. The work is cut into items of one image x a block of output rows, sized so that the block's
-   column matrix (``C*kh*kw`` rows, one column per output pixel) stays in a core's L2 cache.
-2. Each thread builds an item's column matrix (for stride 1 in the "padded-width" layout, where
-   every row is one contiguous copy of the zero-padded input), multiplies it by the weight matrix
-   ``W (K, C*kh*kw)`` with BLAS, and copies the product into the NCHW output.
-   All of this runs inside one Numba parallel loop, BLAS single-threaded (see
-   :mod:`kernels.nn_conv` for why).
-3. Backward: ``dW = sum_n dY_n @ cols_n^T``, ``dcols = W^T @ dY_n`` and ``col2im`` (the adjoint
-   of im2col) for ``dx``; ``db`` sums ``dY`` over ``n, oh, ow``. The column matrices are rebuilt
-   in the backward pass from the cached input rather than kept: they are ``kh*kw`` times larger
-   than the input, and keeping them for every layer of a network costs more memory than
-   rebuilding them costs time.
+1. The input is laid out as a *strip*: each channel of all the images as one long vector with
+   zero gaps that serve as the padding (for a strided convolution, the input's phases). Then
+   row ``(c, i, j)`` of the column matrix is a window of the strip at a fixed offset, and
+   the product reads the windows directly ("implicit GEMM").
+2. The product runs in register-blocked tiles (8 output channels x 48 pixels on AVX-512, all
+   24 accumulators in vector registers: :mod:`kernels.simd`), the tiles spread over the threads
+   of one Numba parallel loop. No BLAS.
+3. Backward: ``dW = dY @ cols^T`` is a block of dot products of strip windows; ``dx`` is itself
+   a stride-1 convolution of ``dY`` (flipped kernel; for a strided convolution one per phase of
+   the input), run by the same forward kernel; ``db`` sums ``dY`` over ``n, oh, ow``. Nothing
+   but the input is cached between the passes.
 
 The readable twin of all of this is :mod:`kernels.reference.nn_conv`.
 
@@ -43,9 +44,9 @@ __all__ = ["Conv2d", "Conv2dCache", "conv2d_forward", "conv2d_backward", "conv2d
 # U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the bias is drawn from the same bound.
 KAIMING_A = math.sqrt(5.0)
 
-# Bytes of column matrix per work item (one image x a block of output rows): small enough to stay
-# in a core's L2 cache (1 MiB on Zen 4) between im2col and the product, large enough to keep the
-# product efficient. Measured with ``python -m benchmarks.cnn`` (see benchmarks/README.md).
+# Bytes of x and dy strip rows per block of positions in the weight gradient: the block is read
+# once per tile of (output channel, tap) pairs, so it should stay in a core's L2 cache (1 MiB on
+# Zen 4/5). Measured with ``python -m benchmarks.cnn`` (see benchmarks/README.md).
 BLOCK_BYTES = 512 * 2**10
 
 
@@ -91,78 +92,79 @@ def _compute_dtype(*arrays):
     return np.float32
 
 
-def _block_rows(N, Ho, row_bytes, nlanes):
-    """Output rows per work item: the item's column matrix takes about BLOCK_BYTES; with fewer
-    images than lanes, rows are split further so every lane has work."""
-    rows = int(max(1, min(Ho, BLOCK_BYTES // max(1, row_bytes))))
-    nblk = -(-Ho // rows)
-    if N * nblk < nlanes:
-        nblk = min(Ho, -(-nlanes // N))
-    return -(-Ho // nblk)
+def _tap_major(w_mat):
+    """``(R, Kp)``: the transpose of a ``(K, R)`` weight matrix, zero columns up to a multiple of
+    the micro-kernel's channel block (the layout :func:`kernels.nn_conv.conv2d_forward` reads:
+    the weights of one tap for a block of output channels are adjacent)."""
+    from kernels import simd
+    K, R = w_mat.shape
+    wt = np.zeros((R, -(-K // simd.KB) * simd.KB), dtype=w_mat.dtype)
+    wt[:, :K] = w_mat.T
+    return wt
 
 
-def _forward_blocks(N, K, Ho, row_bytes, weight_bytes, nlanes):
-    """``(block_rows, k_blocks)`` of the forward pass.
+def _channel_groups(N, Ho, Wo, K, nlanes):
+    """Output-channel groups of the forward: 1 unless there are too few position tiles to give
+    every lane about four work items (one image with small planes: ResNet-50's last stages at
+    batch 1)."""
+    from kernels import simd
+    tiles = -(-N * Ho * Wo // simd.TB)
+    return int(max(1, min(-(-K // simd.KB), -(-4 * nlanes // tiles))))
 
-    Every row block multiplies the whole weight matrix, so when the weights outgrow the cache
-    (deep layers: 2.4-9.4 MB in ResNet-50's last stages) and there are fewer images than lanes,
-    an item takes the whole image and the lanes split the output channels instead; otherwise
-    :func:`_block_rows` and one channel block.
+
+def _weight_grad_block(N, Ho, Wo, rows, itemsize, nlanes):
+    """Positions per block of the weight gradient: the block's ``rows = C + K`` strip rows of
+    ``x`` and ``dy`` take about BLOCK_BYTES, and there is a block for every lane."""
+    from kernels import simd
+    vl = simd.VECTOR_BYTES // itemsize
+    block = min(BLOCK_BYTES // (rows * itemsize), -(-N * Ho * Wo // nlanes))
+    return int(max(vl, block // vl * vl))
+
+
+def _input_grad(dy, cache, lanes):
+    """``dx`` of a convolution: itself a convolution of ``dy``, run by the forward kernel.
+
+    Stride 1: ``dx = conv(dy, w')`` with ``w'[c, k, i, j] = w[k, c, kh-1-i, kw-1-j]`` (the
+    kernel flipped, input and output channels swapped) and padding ``d*(k-1) - p`` (negative: a
+    crop). Stride ``s``: every phase ``(a, b)`` of the zero-padded input's gradient
+    (``dxpad[a::sh, b::sw]``) is a stride-1 convolution of ``dy`` with the taps of that phase
+    (those with ``i*dh % sh == a``, ``j*dw % sw == b``), flipped; all used phases come out of one
+    call as ``C * phases`` output channels, and :func:`kernels.nn_conv.phases_to_image` puts
+    them back in place. (Taps a phase lacks are zero weights: 16 taps instead of 9 for a 3x3
+    kernel with stride 2.)
     """
-    if N < nlanes and weight_bytes > BLOCK_BYTES:
-        return Ho, min(K, -(-nlanes // N))
-    return _block_rows(N, Ho, row_bytes, nlanes), 1
-
-
-class _SingleThreadedBlas:
-    """Context manager: the BLAS that Numba's ``np.dot`` calls (SciPy's OpenBLAS) runs
-    single-threaded inside, as it is called from every lane of a parallel loop; the previous
-    thread count is restored on exit. NumPy's own BLAS is a different library and is untouched.
-    Where SciPy's OpenBLAS cannot be found (other platforms or builds) this does nothing.
-    """
-    _lib = None
-    _looked = False
-
-    @classmethod
-    def _find(cls):
-        if cls._looked:
-            return cls._lib
-        cls._looked = True
-        try:
-            import ctypes
-
-            import scipy.linalg.cython_blas  # noqa: F401  (loads the library Numba uses)
-            with open("/proc/self/maps") as maps:
-                paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
-            for path in sorted(paths):
-                if "scipy" not in path or "numpy" in path:
-                    continue
-                lib = ctypes.CDLL(path)
-                for prefix in ("scipy_openblas", "openblas"):
-                    get = getattr(lib, f"{prefix}_get_num_threads", None)
-                    put = getattr(lib, f"{prefix}_set_num_threads", None)
-                    if get is not None and put is not None:
-                        get.restype = ctypes.c_int
-                        put.argtypes = [ctypes.c_int]
-                        cls._lib = (get, put)
-                        return cls._lib
-        except (OSError, ImportError):
-            pass
-        return None
-
-    def __enter__(self):
-        lib = self._find()
-        self._previous = None
-        if lib is not None:
-            self._previous = lib[0]()
-            if self._previous != 1:
-                lib[1](1)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None and self._previous != 1:
-            self._lib[1](self._previous)
-        return False
+    x, w = cache.x, cache.w
+    N, C, H, W = x.shape
+    K, _, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = cache.stride, cache.padding, cache.dilation
+    nk = _kernels()
+    dx = np.empty_like(x)
+    if (sh, sw) == (1, 1):
+        flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, K * kh * kw)
+        nk.conv2d_forward(dy, _tap_major(flipped), kh, kw, 1, 1, dh * (kh - 1) - ph,
+                          dw * (kw - 1) - pw, dh, dw, _channel_groups(N, H, W, C, lanes), dx)
+        return dx
+    qh, a = np.divmod(np.arange(kh) * dh, sh)       # tap row i: phase row a[i], shift qh[i]
+    qw, b = np.divmod(np.arange(kw) * dw, sw)
+    QH, QW = int(qh.max()) + 1, int(qw.max()) + 1
+    phase_index = np.full((sh, sw), -1, dtype=np.int64)
+    used = sorted({(int(ai), int(bj)) for ai in a for bj in b})
+    for p, (ai, bj) in enumerate(used):
+        phase_index[ai, bj] = p
+    nph = len(used)
+    # wp[k, c*nph + phase(i, j), QH-1-qh[i], QW-1-qw[j]] = w[k, c, i, j]
+    wp = np.zeros((K, C * nph, QH, QW), dtype=x.dtype)
+    ii, jj = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
+    tap_phase = phase_index[a[ii], b[jj]]
+    for c in range(C):
+        wp[:, c * nph + tap_phase, QH - 1 - qh[ii], QW - 1 - qw[jj]] = w[:, c, ii, jj]
+    Ho, Wo = dy.shape[2], dy.shape[3]
+    dphase = np.empty((N, C * nph, Ho + QH - 1, Wo + QW - 1), dtype=x.dtype)
+    wt = _tap_major(wp.transpose(1, 0, 2, 3).reshape(C * nph, K * QH * QW))
+    nk.conv2d_forward(dy, wt, QH, QW, 1, 1, QH - 1, QW - 1, 1, 1,
+                      _channel_groups(N, Ho + QH - 1, Wo + QW - 1, C * nph, lanes), dphase)
+    nk.phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx)
+    return dx
 
 
 def _lanes():
@@ -223,18 +225,9 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, name="conv2d")
 
     _, _, Ho, Wo = conv2d_output_shape(x.shape, w.shape, stride, padding, dilation)
     y = np.empty((N, K, Ho, Wo), dtype=dtype)
-    w_mat = w.reshape(K, C * kh * kw)
-    nk = _kernels()
     lanes = _lanes()
-    with _SingleThreadedBlas():
-        if stride == (1, 1):        # includes the 1x1 convolutions (no junk columns then)
-            Wp = W + 2 * padding[1]
-            rows, kb = _forward_blocks(N, K, Ho, C * kh * kw * Wp * x.itemsize, w.nbytes, lanes)
-            nk.conv2d_s1_forward(x, w_mat, kh, kw, *padding, *dilation, rows, kb, lanes, y)
-        else:
-            rows, kb = _forward_blocks(N, K, Ho, C * kh * kw * Wo * x.itemsize, w.nbytes, lanes)
-            nk.conv2d_forward_general(x, w_mat, kh, kw, *stride, *padding, *dilation, rows,
-                                      kb, lanes, y)
+    _kernels().conv2d_forward(x, _tap_major(w.reshape(K, C * kh * kw)), kh, kw, *stride,
+                              *padding, *dilation, _channel_groups(N, Ho, Wo, K, lanes), y)
     if b is not None:
         y.reshape(N, K, Ho * Wo)[...] += b[:, None]
     return y, Conv2dCache(x, w, b is not None, stride, padding, dilation)
@@ -274,28 +267,17 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True):
                          f"{(N, K, Ho, Wo)}")
     dtype = x.dtype
     dy = np.ascontiguousarray(dy, dtype=dtype)
-    rows = C * kh * kw
-    w_mat = w.reshape(K, rows)
     db = dy.sum(axis=(0, 2, 3)) if (cache.has_bias and need_dw) else None
-    dx = np.empty((N, C, H, W), dtype=dtype) if need_dx else None
-    nk = _kernels()
     lanes = _lanes()
-    dw_lanes = np.zeros((lanes if need_dw else 1, K, rows), dtype=dtype)
-    if dx is None:
-        dx = np.empty((1, 1, 1, 1), dtype=dtype)            # placeholder, not written
-    with _SingleThreadedBlas():
-        if cache.stride == (1, 1):
-            Wp = W + 2 * cache.padding[1]
-            brows = _block_rows(N, Ho, rows * Wp * x.itemsize, lanes)
-            nk.conv2d_s1_backward(x, w_mat, dy, kh, kw, *cache.padding, *cache.dilation, brows,
-                                  lanes, need_dx, need_dw, dx, dw_lanes)
-        else:
-            brows = _block_rows(N, Ho, rows * Wo * x.itemsize, lanes)
-            nk.conv2d_backward_general(x, w_mat, dy, kh, kw, *cache.stride, *cache.padding,
-                                       *cache.dilation, brows, lanes, need_dx, need_dw, dx,
-                                       dw_lanes)
+    dx = _input_grad(dy, cache, lanes) if need_dx else None
+    if need_dw:
+        dw_lanes = np.zeros((lanes, K, C * kh * kw), dtype=dtype)
+        _kernels().conv2d_weight_grad(x, dy, kh, kw, *cache.stride, *cache.padding,
+                                      *cache.dilation,
+                                      _weight_grad_block(N, Ho, Wo, C + K, x.itemsize, lanes),
+                                      lanes, dw_lanes)
     dw = dw_lanes.sum(axis=0).reshape(w.shape) if need_dw else None
-    return (dx if need_dx else None), dw, db
+    return dx, dw, db
 
 
 class Conv2d(Module):

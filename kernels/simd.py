@@ -1,0 +1,230 @@
+"""Register-blocked SIMD micro-kernels for Numba, written as LLVM intrinsics.
+
+Why this module exists
+----------------------
+A convolution or matrix product runs at the machine's peak only when a block of outputs stays in
+vector *registers* for the whole reduction: every step loads a few input vectors and feeds them
+to many fused multiply-adds (FMAs), and nothing goes back to memory until the block is done.
+Written as plain Numba loops over a scratch array (``acc[k, t] += w * x[t]``), LLVM usually
+vectorises the innermost loop but keeps ``acc`` in memory, since it cannot prove that ``acc``
+does not overlap the inputs: every FMA then costs a load and a store (measured: 5-25 GFLOP/s).
+Whether it does better depends on the tile shape and on the LLVM version (a 8x48 tile happened
+to reach 95 GFLOP/s, an 8x32 one 3.6). These intrinsics instead emit the loop directly as LLVM
+IR with one ``<VL x float>`` SSA value per accumulator, so the register blocking is explicit and
+does not depend on the optimiser's mood.
+
+The two micro-kernels (``T`` is float32 or float64; all pointers are plain array data):
+
+* :func:`fma_tile` — one output tile of a matrix product whose right-hand rows are windows of one
+  long vector::
+
+      acc[k, t] = sum_r  w[r, k0 + k] * x[q0 + offs[r] + t]        k < KB, t < TB
+
+  This is convolution as "implicit GEMM": with ``x`` the zero-padded input laid out as a strip
+  and ``offs[r]`` the strip offset of tap ``r = (c, i, j)``, row ``r`` of the im2col matrix is the
+  window ``x[offs[r] : offs[r] + T]``, so no column matrix is ever built. Per reduction step it
+  loads ``TB / VL`` vectors of ``x`` and ``KB`` broadcast weights and does ``KB * TB / VL`` FMAs.
+
+* :func:`dot_tile` — a block of dot products of windows, for the weight gradient::
+
+      acc[i, j, :] += sum over steps s of  a[aoffs[i] + t0 + s*VL : +VL] * b[boffs[j] + t0 + s*VL : +VL]
+
+  over ``t`` in ``[t0, t1)`` (``t1 - t0`` a multiple of ``VL``); the ``VL`` lanes of each
+  accumulator are left for the caller to add up (one horizontal sum per long reduction).
+
+Neither checks bounds: the callers in :mod:`kernels.nn_conv` size every array so that each
+window is inside it.
+
+Numba's on-disk cache keys a kernel on its own source file only: after editing this module,
+delete ``kernels/__pycache__`` so that the kernels using it are compiled again.
+
+The tile shapes are chosen for the host at import time: with AVX-512 (32 vector registers of
+64 bytes) ``KB x TB = 8 x 48`` (24 accumulators + 3 input vectors + broadcasts), otherwise
+(16 registers of 32 bytes, AVX2) ``4 x 24``. The readable definition of both operations is the
+one-line NumPy expression in each docstring, and the tests compare the kernels against it.
+"""
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+def _host_has_avx512():
+    try:
+        return llvm.get_host_cpu_features().get("avx512f", False)
+    except Exception:  # pragma: no cover - platforms without feature detection
+        return False
+
+
+AVX512 = _host_has_avx512()
+VECTOR_BYTES = 64 if AVX512 else 32
+# fma_tile: KB output channels x TB positions (elements, the same for float32 and float64;
+# float64 tiles use twice the registers and may spill: they only serve gradient checks)
+KB = 8 if AVX512 else 4
+TB = 48 if AVX512 else 24
+# dot_tile: DA x DB accumulators of one vector each
+DA = 4
+DB = 6 if AVX512 else 3
+
+
+def _lanes(fty):
+    return VECTOR_BYTES // (4 if fty == ir.FloatType() else 8)
+
+
+def _splat(builder, value, vty):
+    undef = ir.Constant(vty, ir.Undefined)
+    one = builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
+    mask = ir.Constant(ir.VectorType(ir.IntType(32), vty.count), [0] * vty.count)
+    return builder.shuffle_vector(one, undef, mask)
+
+
+def _load_vec(builder, base, index, vty, itemsize):
+    ptr = builder.bitcast(cgutils.gep(builder, base, index), vty.as_pointer())
+    return builder.load(ptr, align=itemsize)
+
+
+def _store_vec(builder, value, base, index, vty, itemsize):
+    ptr = builder.bitcast(cgutils.gep(builder, base, index), vty.as_pointer())
+    builder.store(value, ptr, align=itemsize)
+
+
+def _fmuladd(builder, vty):
+    fnty = ir.FunctionType(vty, [vty, vty, vty])
+    return cgutils.get_or_insert_function(builder.module, fnty,
+                                          f"llvm.fmuladd.v{vty.count}{vty.element.intrinsic_name}")
+
+
+def _unpack(context, builder, signature, args):
+    """The arguments of an intrinsic's codegen: array structs (``.data``, ``.shape``) for the
+    arrays, LLVM values for the rest; and the vector type of the float dtype, its item size and
+    its lane count."""
+    values = [context.make_array(ty)(context, builder, v) if isinstance(ty, types.Array) else v
+              for ty, v in zip(signature.args, args)]
+    fty = context.get_value_type(signature.args[0].dtype)
+    vl = _lanes(fty)
+    return values, ir.VectorType(fty, vl), context.get_abi_sizeof(fty), vl
+
+
+def _is_c_array(ty, ndim):
+    return isinstance(ty, types.Array) and ty.ndim == ndim and ty.layout == "C" \
+        and ty.dtype in (types.float32, types.float64)
+
+
+def _is_offsets(ty):
+    return isinstance(ty, types.Array) and ty.ndim == 1 and ty.layout == "C" \
+        and ty.dtype == types.int64
+
+
+@intrinsic
+def fma_tile(typingctx, x, q0, w, k0, offs, acc):
+    """``acc[k, t] = sum_r w[r, k0 + k] * x[q0 + offs[r] + t]`` for ``k < KB, t < TB``.
+
+    Parameters (all C-contiguous, one float dtype; nothing is bounds-checked)
+    ----------
+    x : 1-D array
+    q0 : int
+    w : 2-D array (R, ldw), ``k0 + KB <= ldw``
+    k0 : int
+    offs : 1-D int64 array (R,)
+    acc : 2-D array (KB, TB), written
+    """
+    if not (_is_c_array(x, 1) and _is_c_array(w, 2) and _is_c_array(acc, 2)
+            and x.dtype == w.dtype == acc.dtype and _is_offsets(offs)):
+        return None
+    sig = types.void(x, types.int64, w, types.int64, offs, acc)
+
+    def codegen(context, builder, signature, args):
+        (xs, q0v, ws, k0v, os_, ac), vty, itemsize, vl = _unpack(context, builder, signature,
+                                                                 args)
+        nv = TB // vl
+        i64 = ir.IntType(64)
+        fmuladd = _fmuladd(builder, vty)
+        R = builder.extract_value(os_.shape, 0)
+        ldw = builder.extract_value(ws.shape, 1)
+        zero = ir.Constant(vty, [0.0] * vl)
+        slots = [cgutils.alloca_once_value(builder, zero) for _ in range(KB * nv)]
+        for s in slots:                       # alloca_once_value stores in the entry block only
+            builder.store(zero, s)
+        with cgutils.for_range(builder, R) as loop:
+            r = loop.index
+            start = builder.add(q0v, builder.load(cgutils.gep(builder, os_.data, r)))
+            xv = [_load_vec(builder, xs.data, builder.add(start, ir.Constant(i64, v * vl)),
+                            vty, itemsize) for v in range(nv)]
+            wrow = builder.add(builder.mul(r, ldw), k0v)
+            for k in range(KB):
+                wk = builder.load(cgutils.gep(builder, ws.data,
+                                              builder.add(wrow, ir.Constant(i64, k))))
+                wv = _splat(builder, wk, vty)
+                for v in range(nv):
+                    slot = slots[k * nv + v]
+                    builder.store(builder.call(fmuladd, [wv, xv[v], builder.load(slot)]), slot)
+        for k in range(KB):
+            for v in range(nv):
+                _store_vec(builder, builder.load(slots[k * nv + v]), ac.data,
+                           ir.Constant(i64, k * TB + v * vl), vty, itemsize)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def dot_tile(typingctx, a, aoffs, b, boffs, t0, t1, acc):
+    """``acc[i, j, :] += lane sums of a[aoffs[i] + t] * b[boffs[j] + t]`` over ``t0 <= t < t1``.
+
+    Parameters (C-contiguous, one float dtype; nothing is bounds-checked)
+    ----------
+    a, b : 1-D arrays
+    aoffs : 1-D int64 array (DA,); boffs : 1-D int64 array (DB,)
+    t0, t1 : int, ``t1 - t0`` a multiple of the vector length ``VL`` (:func:`vector_lanes`)
+    acc : 3-D array (DA, DB, VL), added to
+    """
+    if not (_is_c_array(a, 1) and _is_c_array(b, 1) and _is_c_array(acc, 3)
+            and a.dtype == b.dtype == acc.dtype
+            and _is_offsets(aoffs) and _is_offsets(boffs)):
+        return None
+    sig = types.void(a, aoffs, b, boffs, types.int64, types.int64, acc)
+
+    def codegen(context, builder, signature, args):
+        (A, AO, B, BO, t0v, t1v, C), vty, itemsize, vl = _unpack(context, builder, signature,
+                                                                  args)
+        i64 = ir.IntType(64)
+        fmuladd = _fmuladd(builder, vty)
+        abase = [builder.load(cgutils.gep(builder, AO.data, ir.Constant(i64, i)))
+                 for i in range(DA)]
+        bbase = [builder.load(cgutils.gep(builder, BO.data, ir.Constant(i64, j)))
+                 for j in range(DB)]
+        slots = []
+        for i in range(DA):
+            for j in range(DB):
+                slot = cgutils.alloca_once(builder, vty)
+                builder.store(_load_vec(builder, C.data, ir.Constant(i64, (i * DB + j) * vl),
+                                        vty, itemsize), slot)
+                slots.append(slot)
+        steps = builder.sdiv(builder.sub(t1v, t0v), ir.Constant(i64, vl))
+        with cgutils.for_range(builder, steps) as loop:
+            t = builder.add(t0v, builder.mul(loop.index, ir.Constant(i64, vl)))
+            av = [_load_vec(builder, A.data, builder.add(abase[i], t), vty, itemsize)
+                  for i in range(DA)]
+            bv = [_load_vec(builder, B.data, builder.add(bbase[j], t), vty, itemsize)
+                  for j in range(DB)]
+            for i in range(DA):
+                for j in range(DB):
+                    slot = slots[i * DB + j]
+                    builder.store(builder.call(fmuladd, [av[i], bv[j], builder.load(slot)]),
+                                  slot)
+        for i in range(DA):
+            for j in range(DB):
+                _store_vec(builder, builder.load(slots[i * DB + j]), C.data,
+                           ir.Constant(i64, (i * DB + j) * vl), vty, itemsize)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def vector_lanes(dtype):
+    """Elements of ``dtype`` per vector register on this host (the ``VL`` of :func:`dot_tile`)."""
+    import numpy as np
+    return VECTOR_BYTES // np.dtype(dtype).itemsize

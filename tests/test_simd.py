@@ -1,0 +1,65 @@
+"""The register-blocked micro-kernels of kernels.simd against their NumPy definitions."""
+import numpy as np
+import pytest
+from numba import njit
+
+from kernels import simd
+
+
+@njit(cache=True)
+def _fma_tile(x, q0, w, k0, offs, acc):
+    simd.fma_tile(x, q0, w, k0, offs, acc)
+
+
+@njit(cache=True)
+def _dot_tile(a, aoffs, b, boffs, t0, t1, acc):
+    simd.dot_tile(a, aoffs, b, boffs, t0, t1, acc)
+
+
+def test_tile_shapes_fit_the_registers():
+    # accumulators + the vectors loaded per step stay within the register file
+    registers = 32 if simd.AVX512 else 16
+    lanes = simd.VECTOR_BYTES // 4
+    assert simd.TB % lanes == 0 and simd.TB % (simd.VECTOR_BYTES // 8) == 0
+    assert simd.KB * simd.TB // lanes + simd.TB // lanes + 1 <= registers
+    assert simd.DA * simd.DB + simd.DA + 1 <= registers
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("R", [1, 5, 64])
+def test_fma_tile_matches_numpy(dtype, R, rng):
+    KB, TB = simd.KB, simd.TB
+    x = rng.standard_normal(400).astype(dtype)
+    w = rng.standard_normal((R, KB + 5)).astype(dtype)
+    offs = rng.integers(0, 400 - TB - 7, R).astype(np.int64)
+    acc = np.full((KB, TB), np.nan, dtype)
+    _fma_tile(x, 7, w, 3, offs, acc)
+    windows = x[7 + offs[:, None] + np.arange(TB)]                     # (R, TB)
+    expected = w[:, 3:3 + KB].astype(np.float64).T @ windows.astype(np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(acc, expected, rtol=tol, atol=tol * np.sqrt(R))
+
+
+def test_fma_tile_with_no_taps_is_zero():
+    acc = np.full((simd.KB, simd.TB), np.nan, np.float32)
+    _fma_tile(np.ones(100, np.float32), 0, np.ones((0, simd.KB), np.float32), 0,
+              np.zeros(0, np.int64), acc)
+    assert (acc == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("steps", [0, 1, 13])
+def test_dot_tile_matches_numpy(dtype, steps, rng):
+    DA, DB = simd.DA, simd.DB
+    vl = simd.vector_lanes(dtype)
+    a = rng.standard_normal(500).astype(dtype)
+    b = rng.standard_normal(600).astype(dtype)
+    aoffs = rng.integers(0, 200, DA).astype(np.int64)
+    boffs = rng.integers(0, 300, DB).astype(np.int64)
+    acc = np.full((DA, DB, vl), 0.5, dtype)                       # added to, not overwritten
+    t0, t1 = 3, 3 + steps * vl
+    _dot_tile(a, aoffs, b, boffs, t0, t1, acc)
+    A = a[aoffs[:, None] + np.arange(t0, t1)].astype(np.float64)
+    B = b[boffs[:, None] + np.arange(t0, t1)].astype(np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(acc.sum(axis=2) - 0.5 * vl, A @ B.T, rtol=tol, atol=tol * 10)
