@@ -18,19 +18,29 @@ The two micro-kernels (``T`` is float32 or float64; all pointers are plain array
 * :func:`fma_tile` — one output tile of a matrix product whose right-hand rows are windows of one
   long vector::
 
-      acc[k, t] = sum_r  w[r, k0 + k] * x[q0 + offs[r] + t]        k < KB, t < TB
+      acc[k, t] = sum_r  w[wrows[k] + r] * x[q0 + offs[r] + t]        k < KB, t < TB
 
-  This is convolution as "implicit GEMM": with ``x`` the zero-padded input laid out as a strip
-  and ``offs[r]`` the strip offset of tap ``r = (c, i, j)``, row ``r`` of the im2col matrix is the
-  window ``x[offs[r] : offs[r] + T]``, so no column matrix is ever built. Per reduction step it
-  loads ``TB / VL`` vectors of ``x`` and ``KB`` broadcast weights and does ``KB * TB / VL`` FMAs.
+  This is convolution as "implicit GEMM": ``w`` holds the weight matrix ``(K, C*kh*kw)`` row
+  after row (``wrows[k]`` is where output channel ``k``'s row starts: the weights are used as
+  they are stored), ``x`` the zero-padded input laid out as a strip, and ``offs[r]`` the strip
+  offset of tap ``r = (c, i, j)``, so that row ``r`` of the im2col matrix is the window
+  ``x[offs[r] : offs[r] + T]`` and no column matrix is ever built. Per reduction step it loads
+  ``TB / VL`` vectors of ``x`` and ``KB`` broadcast weights (from ``KB`` sequential streams) and
+  does ``KB * TB / VL`` FMAs.
 
 * :func:`dot_tile` — a block of dot products of windows, for the weight gradient::
 
-      acc[i, j, :] += sum over steps s of  a[aoffs[i] + t0 + s*VL : +VL] * b[boffs[j] + t0 + s*VL : +VL]
+      acc[i, j, :] = sum over steps s of  a[aoffs[i] + t0 + s*VL : +VL] * b[boffs[j] + t0 + s*VL : +VL]
 
   over ``t`` in ``[t0, t1)`` (``t1 - t0`` a multiple of ``VL``); the ``VL`` lanes of each
   accumulator are left for the caller to add up (one horizontal sum per long reduction).
+
+Both write their whole output (``acc``) and read nothing else from it. Numba does not know what
+an intrinsic reads or writes: inside a ``prange`` body keep the code around a call to plain
+loops over ``acc`` (no ``acc[:] = 0`` or ``acc.sum()``, which Numba's parallel passes turn into
+loops of their own and may reorder around the call: seen with an earlier ``dot_tile`` that
+added into ``acc``, where ``acc = np.zeros(...)`` before the call gave wrong sums inside a
+``prange`` body and right ones outside).
 
 Neither checks bounds: the callers in :mod:`kernels.nn_conv` size every array so that each
 window is inside it.
@@ -119,44 +129,42 @@ def _is_offsets(ty):
 
 
 @intrinsic
-def fma_tile(typingctx, x, q0, w, k0, offs, acc):
-    """``acc[k, t] = sum_r w[r, k0 + k] * x[q0 + offs[r] + t]`` for ``k < KB, t < TB``.
+def fma_tile(typingctx, x, q0, w, wrows, offs, acc):
+    """``acc[k, t] = sum_r w[wrows[k] + r] * x[q0 + offs[r] + t]`` for ``k < KB, t < TB``.
 
     Parameters (all C-contiguous, one float dtype; nothing is bounds-checked)
     ----------
-    x : 1-D array
+    x, w : 1-D arrays
     q0 : int
-    w : 2-D array (R, ldw), ``k0 + KB <= ldw``
-    k0 : int
+    wrows : 1-D int64 array (KB,)
     offs : 1-D int64 array (R,)
     acc : 2-D array (KB, TB), written
     """
-    if not (_is_c_array(x, 1) and _is_c_array(w, 2) and _is_c_array(acc, 2)
-            and x.dtype == w.dtype == acc.dtype and _is_offsets(offs)):
+    if not (_is_c_array(x, 1) and _is_c_array(w, 1) and _is_c_array(acc, 2)
+            and x.dtype == w.dtype == acc.dtype and _is_offsets(wrows) and _is_offsets(offs)):
         return None
-    sig = types.void(x, types.int64, w, types.int64, offs, acc)
+    sig = types.void(x, types.int64, w, wrows, offs, acc)
 
     def codegen(context, builder, signature, args):
-        (xs, q0v, ws, k0v, os_, ac), vty, itemsize, vl = _unpack(context, builder, signature,
-                                                                 args)
+        (xs, q0v, ws, wr, os_, ac), vty, itemsize, vl = _unpack(context, builder, signature,
+                                                                args)
         nv = TB // vl
         i64 = ir.IntType(64)
         fmuladd = _fmuladd(builder, vty)
         R = builder.extract_value(os_.shape, 0)
-        ldw = builder.extract_value(ws.shape, 1)
+        rows = [builder.load(cgutils.gep(builder, wr.data, ir.Constant(i64, k)))
+                for k in range(KB)]
         zero = ir.Constant(vty, [0.0] * vl)
-        slots = [cgutils.alloca_once_value(builder, zero) for _ in range(KB * nv)]
-        for s in slots:                       # alloca_once_value stores in the entry block only
+        slots = [cgutils.alloca_once(builder, vty) for _ in range(KB * nv)]
+        for s in slots:
             builder.store(zero, s)
         with cgutils.for_range(builder, R) as loop:
             r = loop.index
             start = builder.add(q0v, builder.load(cgutils.gep(builder, os_.data, r)))
             xv = [_load_vec(builder, xs.data, builder.add(start, ir.Constant(i64, v * vl)),
                             vty, itemsize) for v in range(nv)]
-            wrow = builder.add(builder.mul(r, ldw), k0v)
             for k in range(KB):
-                wk = builder.load(cgutils.gep(builder, ws.data,
-                                              builder.add(wrow, ir.Constant(i64, k))))
+                wk = builder.load(cgutils.gep(builder, ws.data, builder.add(rows[k], r)))
                 wv = _splat(builder, wk, vty)
                 for v in range(nv):
                     slot = slots[k * nv + v]
@@ -172,14 +180,14 @@ def fma_tile(typingctx, x, q0, w, k0, offs, acc):
 
 @intrinsic
 def dot_tile(typingctx, a, aoffs, b, boffs, t0, t1, acc):
-    """``acc[i, j, :] += lane sums of a[aoffs[i] + t] * b[boffs[j] + t]`` over ``t0 <= t < t1``.
+    """``acc[i, j, :] =`` lane sums of ``a[aoffs[i] + t] * b[boffs[j] + t]`` over ``t0 <= t < t1``.
 
     Parameters (C-contiguous, one float dtype; nothing is bounds-checked)
     ----------
     a, b : 1-D arrays
     aoffs : 1-D int64 array (DA,); boffs : 1-D int64 array (DB,)
     t0, t1 : int, ``t1 - t0`` a multiple of the vector length ``VL`` (:func:`vector_lanes`)
-    acc : 3-D array (DA, DB, VL), added to
+    acc : 3-D array (DA, DB, VL), written
     """
     if not (_is_c_array(a, 1) and _is_c_array(b, 1) and _is_c_array(acc, 3)
             and a.dtype == b.dtype == acc.dtype
@@ -196,13 +204,10 @@ def dot_tile(typingctx, a, aoffs, b, boffs, t0, t1, acc):
                  for i in range(DA)]
         bbase = [builder.load(cgutils.gep(builder, BO.data, ir.Constant(i64, j)))
                  for j in range(DB)]
-        slots = []
-        for i in range(DA):
-            for j in range(DB):
-                slot = cgutils.alloca_once(builder, vty)
-                builder.store(_load_vec(builder, C.data, ir.Constant(i64, (i * DB + j) * vl),
-                                        vty, itemsize), slot)
-                slots.append(slot)
+        zero = ir.Constant(vty, [0.0] * vl)
+        slots = [cgutils.alloca_once(builder, vty) for _ in range(DA * DB)]
+        for slot in slots:
+            builder.store(zero, slot)
         steps = builder.sdiv(builder.sub(t1v, t0v), ir.Constant(i64, vl))
         with cgutils.for_range(builder, steps) as loop:
             t = builder.add(t0v, builder.mul(loop.index, ir.Constant(i64, vl)))

@@ -7,8 +7,8 @@ from kernels import simd
 
 
 @njit(cache=True)
-def _fma_tile(x, q0, w, k0, offs, acc):
-    simd.fma_tile(x, q0, w, k0, offs, acc)
+def _fma_tile(x, q0, w, wrows, offs, acc):
+    simd.fma_tile(x, q0, w, wrows, offs, acc)
 
 
 @njit(cache=True)
@@ -30,19 +30,20 @@ def test_tile_shapes_fit_the_registers():
 def test_fma_tile_matches_numpy(dtype, R, rng):
     KB, TB = simd.KB, simd.TB
     x = rng.standard_normal(400).astype(dtype)
-    w = rng.standard_normal((R, KB + 5)).astype(dtype)
+    w = rng.standard_normal((KB + 5, R)).astype(dtype)
+    rows = rng.permutation(KB + 5)[:KB]                     # any rows, in any order
     offs = rng.integers(0, 400 - TB - 7, R).astype(np.int64)
     acc = np.full((KB, TB), np.nan, dtype)
-    _fma_tile(x, 7, w, 3, offs, acc)
+    _fma_tile(x, 7, w.reshape(-1), (rows * R).astype(np.int64), offs, acc)
     windows = x[7 + offs[:, None] + np.arange(TB)]                     # (R, TB)
-    expected = w[:, 3:3 + KB].astype(np.float64).T @ windows.astype(np.float64)
+    expected = w[rows].astype(np.float64) @ windows.astype(np.float64)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(acc, expected, rtol=tol, atol=tol * np.sqrt(R))
 
 
 def test_fma_tile_with_no_taps_is_zero():
     acc = np.full((simd.KB, simd.TB), np.nan, np.float32)
-    _fma_tile(np.ones(100, np.float32), 0, np.ones((0, simd.KB), np.float32), 0,
+    _fma_tile(np.ones(100, np.float32), 0, np.ones(1, np.float32), np.zeros(simd.KB, np.int64),
               np.zeros(0, np.int64), acc)
     assert (acc == 0).all()
 
@@ -56,10 +57,25 @@ def test_dot_tile_matches_numpy(dtype, steps, rng):
     b = rng.standard_normal(600).astype(dtype)
     aoffs = rng.integers(0, 200, DA).astype(np.int64)
     boffs = rng.integers(0, 300, DB).astype(np.int64)
-    acc = np.full((DA, DB, vl), 0.5, dtype)                       # added to, not overwritten
+    acc = np.full((DA, DB, vl), np.nan, dtype)                     # overwritten
     t0, t1 = 3, 3 + steps * vl
     _dot_tile(a, aoffs, b, boffs, t0, t1, acc)
     A = a[aoffs[:, None] + np.arange(t0, t1)].astype(np.float64)
     B = b[boffs[:, None] + np.arange(t0, t1)].astype(np.float64)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(acc.sum(axis=2) - 0.5 * vl, A @ B.T, rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(acc.sum(axis=2), A @ B.T, rtol=tol, atol=tol * 10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("M,T,N", [(1, 1, 1), (3, 5, 4), (7, 33, 13), (1, 2048, 1000),
+                                   (128, 64, 10), (5, 0, 3), (0, 4, 2)])
+def test_linear_matmul_matches_numpy(dtype, M, T, N, rng):
+    # the Linear layer's products (a @ b.T on dot_tile), every tile-edge case
+    from cvcore.nn.layers import _matmul_nt
+    a = rng.standard_normal((M, T)).astype(dtype)
+    b = rng.standard_normal((N, T)).astype(dtype)
+    out = _matmul_nt(a, b)
+    assert out.shape == (M, N) and out.dtype == dtype
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b.T.astype(np.float64), rtol=tol,
+                               atol=tol * np.sqrt(max(T, 1)))

@@ -92,17 +92,6 @@ def _compute_dtype(*arrays):
     return np.float32
 
 
-def _tap_major(w_mat):
-    """``(R, Kp)``: the transpose of a ``(K, R)`` weight matrix, zero columns up to a multiple of
-    the micro-kernel's channel block (the layout :func:`kernels.nn_conv.conv2d_forward` reads:
-    the weights of one tap for a block of output channels are adjacent)."""
-    from kernels import simd
-    K, R = w_mat.shape
-    wt = np.zeros((R, -(-K // simd.KB) * simd.KB), dtype=w_mat.dtype)
-    wt[:, :K] = w_mat.T
-    return wt
-
-
 def _channel_groups(N, Ho, Wo, K, nlanes):
     """Output-channel groups of the forward: 1 unless there are too few position tiles to give
     every lane about four work items (one image with small planes: ResNet-50's last stages at
@@ -140,9 +129,10 @@ def _input_grad(dy, cache, lanes):
     nk = _kernels()
     dx = np.empty_like(x)
     if (sh, sw) == (1, 1):
-        flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, K * kh * kw)
-        nk.conv2d_forward(dy, _tap_major(flipped), kh, kw, 1, 1, dh * (kh - 1) - ph,
-                          dw * (kw - 1) - pw, dh, dw, _channel_groups(N, H, W, C, lanes), dx)
+        flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        nk.conv2d_forward(dy, flipped.reshape(C, K * kh * kw), kh, kw, 1, 1, dh * (kh - 1) - ph,
+                          dw * (kw - 1) - pw, dh, dw, _channel_groups(N, H, W, C, lanes), lanes,
+                          dx)
         return dx
     qh, a = np.divmod(np.arange(kh) * dh, sh)       # tap row i: phase row a[i], shift qh[i]
     qw, b = np.divmod(np.arange(kw) * dw, sw)
@@ -160,9 +150,10 @@ def _input_grad(dy, cache, lanes):
         wp[:, c * nph + tap_phase, QH - 1 - qh[ii], QW - 1 - qw[jj]] = w[:, c, ii, jj]
     Ho, Wo = dy.shape[2], dy.shape[3]
     dphase = np.empty((N, C * nph, Ho + QH - 1, Wo + QW - 1), dtype=x.dtype)
-    wt = _tap_major(wp.transpose(1, 0, 2, 3).reshape(C * nph, K * QH * QW))
+    wt = np.ascontiguousarray(wp.transpose(1, 0, 2, 3)).reshape(C * nph, K * QH * QW)
     nk.conv2d_forward(dy, wt, QH, QW, 1, 1, QH - 1, QW - 1, 1, 1,
-                      _channel_groups(N, Ho + QH - 1, Wo + QW - 1, C * nph, lanes), dphase)
+                      _channel_groups(N, Ho + QH - 1, Wo + QW - 1, C * nph, lanes), lanes,
+                      dphase)
     nk.phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx)
     return dx
 
@@ -226,8 +217,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, name="conv2d")
     _, _, Ho, Wo = conv2d_output_shape(x.shape, w.shape, stride, padding, dilation)
     y = np.empty((N, K, Ho, Wo), dtype=dtype)
     lanes = _lanes()
-    _kernels().conv2d_forward(x, _tap_major(w.reshape(K, C * kh * kw)), kh, kw, *stride,
-                              *padding, *dilation, _channel_groups(N, Ho, Wo, K, lanes), y)
+    _kernels().conv2d_forward(x, w.reshape(K, C * kh * kw), kh, kw, *stride,
+                              *padding, *dilation, _channel_groups(N, Ho, Wo, K, lanes), lanes, y)
     if b is not None:
         y.reshape(N, K, Ho * Wo)[...] += b[:, None]
     return y, Conv2dCache(x, w, b is not None, stride, padding, dilation)

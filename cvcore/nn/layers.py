@@ -790,6 +790,17 @@ class LinearCache(NamedTuple):
     input_shape: tuple     # the original (*, in_features) shape
 
 
+def _matmul_nt(a, b):
+    """``a @ b.T`` on Numba's thread pool (:func:`kernels.nn_linear.matmul_nt`, which says why
+    not BLAS)."""
+    out = np.empty((a.shape[0], b.shape[0]), dtype=a.dtype)
+    if a.shape[1] == 0:
+        out[...] = 0
+    elif out.size:
+        _kernels("nn_linear").matmul_nt(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
+    return out
+
+
 def linear_forward(x, w, b=None):
     """Affine map ``y = x W^T + b`` (PyTorch's ``F.linear``) over the last axis.
 
@@ -803,8 +814,8 @@ def linear_forward(x, w, b=None):
     -------
     y : ndarray (*, out_features); cache : LinearCache
     """
-    x2 = x.reshape(-1, x.shape[-1])
-    y = x2 @ w.T
+    x2 = np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
+    y = _matmul_nt(x2, w)
     if b is not None:
         y += b
     return y.reshape(x.shape[:-1] + (w.shape[0],)), LinearCache(x2, w, b is not None, x.shape)
@@ -818,9 +829,9 @@ def linear_backward(dy, cache: LinearCache, need_dw: bool = True):
     -------
     dx : ndarray (*, in_features); dw : ndarray (out, in) or None; db : ndarray (out,) or None
     """
-    dy2 = dy.reshape(-1, cache.w.shape[0])
-    dx = (dy2 @ cache.w).reshape(cache.input_shape)
-    dw = dy2.T @ cache.x if need_dw else None
+    dy2 = np.ascontiguousarray(dy.reshape(-1, cache.w.shape[0]), dtype=cache.w.dtype)
+    dx = _matmul_nt(dy2, cache.w.T).reshape(cache.input_shape)
+    dw = _matmul_nt(dy2.T, cache.x.T) if need_dw else None
     db = dy2.sum(axis=0) if (cache.has_bias and need_dw) else None
     return dx, dw, db
 
