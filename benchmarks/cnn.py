@@ -37,6 +37,8 @@ import numpy as np
 from benchmarks.common import Row, machine_line, optional, print_table, run_rows, time_fn
 
 torch = optional("torch")
+import kernels  # noqa: E402,F401  (cvcore's OpenMP spin default, printed below)
+
 if torch is not None:
     from benchmarks.torch_models import copy_into_torch, torch_resnet
 THREADS = os.cpu_count() or 1
@@ -419,8 +421,9 @@ def main(argv=None):
     print(machine_line())
     print(f"threads: torch {torch.get_num_threads() if torch else 'n/a'}, "
           f"numba {__import__('numba').get_num_threads()}; the ratio is torch ms / cvcore ms; "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} (kernels/__init__.py sets "
-          f"PASSIVE for Numba unless set; torch, imported first, keeps its default)")
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+          f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')} (kernels/__init__.py sets a short "
+          f"spin for Numba unless set; torch, imported first, keeps its default)")
     peak = matmul_peak()
     print(f"float32 matmul peak (numpy 2048^3): {peak:.0f} GFLOP/s")
     if not args.models_only:

@@ -1,7 +1,8 @@
 """Readable NumPy twin of :mod:`kernels.nn_conv`: 2-D convolution as im2col + one matrix product.
 
-This is the version to read first. The fast kernels compute exactly the same sums, but build the
-column matrix in parallel, a few images at a time, and skip the explicit padding copy.
+This is the version to read first. The fast kernels compute exactly the same sums but never
+build the column matrix: each of its rows is a window of the input laid out as a zero-gapped
+"strip", read in place by a register-blocked micro-kernel (:mod:`kernels.nn_conv`).
 
 The convention is PyTorch's ``torch.nn.functional.conv2d`` (a cross-correlation, no kernel flip)::
 
