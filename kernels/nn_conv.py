@@ -343,15 +343,29 @@ def phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx):
     N, C, H, W = dx.shape
     nph = dphase.shape[1] // C
     Hq, Wq = dphase.shape[2], dphase.shape[3]
+    # does every pixel get a value from some phase? if not, zero the image first
+    covered = Hq * sh >= H + ph and Wq * sw >= W + pw
+    for a in range(sh):
+        for b in range(sw):
+            covered = covered and phase_index[a, b] >= 0
     for nc in prange(N * C):
         n = nc // C
         c = nc - n * C
-        for h in range(H):
-            u, a = (h + ph) // sh, (h + ph) % sh
-            for w in range(W):
-                v, b = (w + pw) // sw, (w + pw) % sw
+        if not covered:
+            dx[n, c] = 0
+        for a in range(sh):
+            for b in range(sw):
                 p = phase_index[a, b]
-                if p >= 0 and u < Hq and v < Wq:
-                    dx[n, c, h, w] = dphase[n, c * nph + p, u, v]
-                else:
-                    dx[n, c, h, w] = 0
+                if p < 0:
+                    continue
+                src = dphase[n, c * nph + p]
+                # pixels of this phase: h = u*sh + a - ph in [0, H), w = v*sw + b - pw in [0, W)
+                u0 = max(0, (ph - a + sh - 1) // sh)
+                u1 = min(Hq, (H - 1 + ph - a) // sh + 1)
+                v0 = max(0, (pw - b + sw - 1) // sw)
+                v1 = min(Wq, (W - 1 + pw - b) // sw + 1)
+                for u in range(u0, u1):
+                    row = dx[n, c, u * sh + a - ph]
+                    srow = src[u]
+                    for v in range(v0, v1):           # unsigned index: no wraparound check
+                        row[np.uint64(v * sw + b - pw)] = srow[v]

@@ -42,6 +42,7 @@ CASES = [
     ((1, 40, 3, 3), (70, 40, 3, 3), 1, 1, 1, False),   # one small image, many channels
     ((2, 7, 12, 11), (9, 7, 7, 7), 2, 3, 1, True),     # ResNet-50-style stem, odd size
     ((2, 3, 9, 9), (4, 3, 3, 3), 3, 0, 1, True),       # stride = kernel: phases, no overlap
+    ((2, 3, 7, 8), (4, 3, 2, 2), 3, 0, 1, True),       # stride > kernel: pixels no tap reads
 ]
 
 
