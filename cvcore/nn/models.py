@@ -154,7 +154,7 @@ class ResNet(_CachingModule):
         dtype = self.conv1.weight.data.dtype
         x = np.ascontiguousarray(x, dtype=dtype)       # compute in the parameters' precision
         with NESTED:
-            x = call_child("conv1", self.conv1.forward, x)
+            x = call_child("conv1", self.conv1.forward, x, True)      # checks NaN, once
             stem = x = call_child("bn1", self.bn1.forward_relu, x)
             for name in self._body():
                 x = call_child(name, getattr(self, name).forward, x)
