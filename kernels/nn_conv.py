@@ -32,7 +32,9 @@ Backward (:mod:`cvcore.nn.conv` drives it):
 
 * the weight gradient ``dW[k, r] = sum_q dY[k, q] * strip[offs[r] + q]`` is a block of dot
   products of windows (:func:`conv2d_weight_grad`, micro-kernel :func:`kernels.simd.dot_tile`),
-  with ``dY`` laid out on the same positions (zero on the dropped ones);
+  with ``dY`` laid out on the same positions (zero on the dropped ones); for few positions
+  (small planes, one image) the dot products are too short for that, and
+  :func:`conv2d_weight_grad_cols` builds the (then small) transposed column matrix instead;
 * the input gradient is itself a stride-1 convolution of ``dy`` (flipped kernel, complementary
   padding; for strided convolutions one output channel per input channel and phase, put back
   in place by :func:`phases_to_image`), so it runs through :func:`conv2d_forward` too.
@@ -330,6 +332,46 @@ def conv2d_weight_grad(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, block, nlanes, dw_
                             for v in range(VL):
                                 total += acc[i, j, v]
                             part[k0 + i, r0 + j] = total
+
+
+@njit(cache=True, parallel=True)
+def conv2d_weight_grad_cols(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, nlanes, dw_out):
+    """The weight gradient of :func:`conv2d_weight_grad` for few positions (small planes, one
+    image): with a short reduction the horizontal sums of ``dot_tile`` would dominate, so here
+    the transposed column matrix ``colT[q, r] = strip[offs[r] + q]`` is built explicitly
+    (positions x taps, small by assumption) and every tile of ``dW[k0:k0+KB, r0:r0+TB]`` is one
+    :func:`kernels.simd.fma_tile` over the positions, vectorised along the taps.
+
+    ``dw_out`` (K, C*kh*kw) is written.
+    """
+    K, Ho, Wo = dy.shape[1], dy.shape[2], dy.shape[3]
+    R = x.shape[1] * kh * kw
+    KB, TB = simd.KB, simd.TB
+    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, 1, R)
+    dys = np.empty(K * P, dtype=x.dtype)
+    fill_strip(dy, Wg, pitch, 0, P, dys)
+    Rp = (R + TB - 1) // TB * TB
+    colT = np.empty(P * Rp, dtype=x.dtype)
+    for q in prange(P):
+        row = colT[q * Rp:(q + 1) * Rp]
+        for r in range(R):
+            row[r] = xs[offs[r] + q]
+        row[R:] = 0
+    qoffs = np.arange(P) * Rp
+    ntb = Rp // TB
+    nitems = ((K + KB - 1) // KB) * ntb
+    for lane in prange(nlanes):
+        acc = np.empty((KB, TB), dtype=x.dtype)
+        wrows = np.empty(KB, dtype=np.int64)
+        for item in range(lane * nitems // nlanes, (lane + 1) * nitems // nlanes):
+            k0 = (item // ntb) * KB
+            r0 = (item - (item // ntb) * ntb) * TB
+            for k in range(KB):                      # past the last channel: repeat it
+                wrows[k] = min(k0 + k, K - 1) * P
+            simd.fma_tile(colT, r0, dys, wrows, qoffs, acc)
+            for k in range(min(KB, K - k0)):         # plain loops around the intrinsic
+                for t in range(min(TB, R - r0)):
+                    dw_out[k0 + k, r0 + t] = acc[k, t]
 
 
 @njit(cache=True, parallel=True)

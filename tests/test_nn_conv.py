@@ -107,10 +107,14 @@ def test_toy_backward_of_sum():
 
 # -- agreement with the readable twin ----------------------------------------------------------
 
+@pytest.mark.parametrize("weight_grad", ["columns", "windows"])
 @pytest.mark.parametrize("xs,ws,s,p,d,bias", CASES)
-def test_fast_matches_reference(xs, ws, s, p, d, bias, rng):
+def test_fast_matches_reference(xs, ws, s, p, d, bias, weight_grad, rng, monkeypatch):
     # float32 kernels against the twin in float64: the sums run over up to C*kh*kw = 343 terms
-    # of unit variance, so float32 rounding reaches ~1e-5 in absolute terms
+    # of unit variance, so float32 rounding reaches ~1e-5 in absolute terms. Both weight-gradient
+    # kernels (explicit columns for few positions, window dot products otherwise).
+    import cvcore.nn.conv as conv_module
+    monkeypatch.setattr(conv_module, "COLS_MAX_POSITIONS", 10**9 if weight_grad == "columns" else 0)
     x, w, b = random_case(rng, xs, ws, bias)
     y, cache = conv2d_forward(x, w, b, s, p, d)
     f64 = (lambda a: None if a is None else a.astype(np.float64))

@@ -50,6 +50,12 @@ KAIMING_A = math.sqrt(5.0)
 # Zen 4/5). Measured with ``python -m benchmarks.cnn`` (see benchmarks/README.md).
 BLOCK_BYTES = 512 * 2**10
 
+# Output pixels (all images) up to which the weight gradient builds the transposed column matrix
+# (positions x C*kh*kw, at most 2048 x 4608 floats = 36 MiB in ResNet-50) instead of taking dot
+# products of strip windows: measured crossover ~3000 (``kernels.nn_conv.conv2d_weight_grad_cols``;
+# at 49-784 positions 2-25x faster, at 8192 5x slower).
+COLS_MAX_POSITIONS = 2048
+
 
 class Conv2dCache(NamedTuple):
     """What :func:`conv2d_backward` needs from :func:`conv2d_forward`.
@@ -267,13 +273,19 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True):
     db = dy.sum(axis=(0, 2, 3)) if (cache.has_bias and need_dw) else None
     lanes = _lanes()
     dx = _input_grad(dy, cache, lanes) if need_dx else None
+    dw = None
     if need_dw:
-        dw_lanes = np.zeros((lanes, K, C * kh * kw), dtype=dtype)
-        _kernels().conv2d_weight_grad(x, dy, kh, kw, *cache.stride, *cache.padding,
-                                      *cache.dilation,
-                                      _weight_grad_block(N, Ho, Wo, C + K, x.itemsize, lanes),
-                                      lanes, dw_lanes)
-    dw = dw_lanes.sum(axis=0).reshape(w.shape) if need_dw else None
+        geometry = (kh, kw, *cache.stride, *cache.padding, *cache.dilation)
+        if N * Ho * Wo <= COLS_MAX_POSITIONS:            # few positions: explicit columns
+            dw = np.empty((K, C * kh * kw), dtype=dtype)
+            _kernels().conv2d_weight_grad_cols(x, dy, *geometry, lanes, dw)
+        else:
+            dw_lanes = np.zeros((lanes, K, C * kh * kw), dtype=dtype)
+            _kernels().conv2d_weight_grad(x, dy, *geometry,
+                                          _weight_grad_block(N, Ho, Wo, C + K, x.itemsize,
+                                                             lanes), lanes, dw_lanes)
+            dw = dw_lanes.sum(axis=0)
+        dw = dw.reshape(w.shape)
     return dx, dw, db
 
 
