@@ -290,13 +290,14 @@ def standardize(image, per_channel: bool = False) -> np.ndarray:
         raise ValueError(f"per_channel=True needs an (H, W, C) image, got shape {arr.shape}")
     values = arr.astype(np.float64)
     axes = (0, 1) if per_channel else None
-    centred = values - values.mean(axis=axes, keepdims=True)
-    # Divide by the largest deviation before squaring, so that tiny (1e-200) or huge (1e200)
-    # values neither underflow nor overflow. A constant group can still get deviations of ~1e-17
-    # from rounding in the mean: it is recognised by its range, not its deviation.
+    # Divide by the largest magnitude first, so that tiny (1e-200, subnormal) or huge (1e200)
+    # values neither underflow nor overflow in the mean and the squares; then centre. A constant
+    # group can still get deviations of ~1e-17 from rounding in the mean: it is recognised by its
+    # range, not its deviation.
     constant = values.max(axis=axes, keepdims=True) == values.min(axis=axes, keepdims=True)
-    scale = np.abs(centred).max(axis=axes, keepdims=True)
-    scaled = centred / np.where(constant, 1.0, scale)
-    std = scaled.std(axis=axes, keepdims=True)
-    out = np.where(constant, 0.0, scaled / np.where(constant, 1.0, std))
+    scale = np.abs(values).max(axis=axes, keepdims=True)
+    scaled = values / np.where(constant, 1.0, scale)
+    centred = scaled - scaled.mean(axis=axes, keepdims=True)
+    std = centred.std(axis=axes, keepdims=True)
+    out = np.where(constant, 0.0, centred / np.where(constant, 1.0, std))
     return out.astype(np.float32)
