@@ -220,8 +220,11 @@ def make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count):
 # -- forward -----------------------------------------------------------------------------------
 
 @njit(cache=True, parallel=True)
-def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, y):
-    """``y = conv(x, w)`` (no bias) as an implicit GEMM on the strip of ``x``.
+def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, scale, shift, relu,
+                   res, y):
+    """``y = epilogue(conv(x, w))`` as an implicit GEMM on the strip of ``x``, where the epilogue
+    applied to each output on its way out is ``v * scale[k] + shift[k] (+ res) (then max(., 0))``:
+    a bias, or an inference-mode batch norm, a residual sum and a ReLU at no extra pass.
 
     Parameters
     ----------
@@ -235,6 +238,9 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, y)
         one group only when there are too few tiles to keep every lane busy.
     nlanes : int
         Parallel lanes (threads); lane ``l`` takes the ``l``-th contiguous share of the items.
+    scale, shift : ndarray, shape (K,), the dtype of ``x``
+    relu : bool
+    res : ndarray, shape (N, K, Ho, Wo), C-contiguous, added before the ReLU; or an empty array
     y : ndarray, shape (N, K, Ho, Wo), C-contiguous, written
     """
     N = x.shape[0]
@@ -248,6 +254,8 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, y)
     nkb = (K + KB - 1) // KB
     per_group = (nkb + kgroups - 1) // kgroups
     yf = y.reshape(N * K * Ho * Wo)
+    has_res = res.size > 0
+    resf = res.reshape(res.size)
     plane = Ho * Wo
     nitems = (P // TB) * kgroups
     for lane in prange(nlanes):
@@ -287,12 +295,22 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, y)
                 simd.fma_tile(xs, q0, wflat, wrows, offs, acc)
                 for k in range(min(KB, K - kb * KB)):
                     base = (kb * KB + k) * plane
+                    a, c = scale[kb * KB + k], shift[kb * KB + k]
                     for s in range(nruns):             # plain loops around the intrinsic:
                         t0, length = runs[s, 0], runs[s, 1]  # see kernels.simd
-                        dst = yf[base + runs[s, 2]:base + runs[s, 2] + length]
+                        d = base + runs[s, 2]
+                        dst = yf[d:d + length]
                         src = acc[k, t0:t0 + length]
-                        for t in range(length):
-                            dst[t] = src[t]
+                        if has_res:
+                            add = resf[d:d + length]
+                            for t in range(length):
+                                dst[t] = src[t] * a + c + add[t]
+                        else:
+                            for t in range(length):
+                                dst[t] = src[t] * a + c
+                        if relu:
+                            for t in range(length):
+                                dst[t] = max(dst[t], 0)
 
 
 # -- backward ----------------------------------------------------------------------------------

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from cvcore.nn.conv import Conv2d
+from cvcore.nn.conv import Conv2d, conv2d_output_shape
 from cvcore.nn.layers import (NESTED, BatchNorm2d, ReLU, Sequential, _as_input, _CachingModule,
                               _kernels, call_child, top_level)
+from cvcore.nn.module import is_grad_enabled
 
 __all__ = ["BasicBlock", "Bottleneck", "conv1x1", "conv3x3"]
 
@@ -62,6 +63,8 @@ class _ResidualBlock(_CachingModule):
     def forward(self, x):
         if top_level():
             x = _as_input(x, f"{self._label()} input", ndim=4, check_nan=True)
+        if _inference(*(getattr(self, bn) for _, bn in self._stages)):
+            return self._forward_inference(x)
         relu_outputs = []
         with NESTED:
             out = x
@@ -79,13 +82,38 @@ class _ResidualBlock(_CachingModule):
             else:
                 identity = x
         if identity.shape != out.shape:
-            raise ValueError(f"{self._label()}: the residual branch gives shape {out.shape} but "
-                             f"the shortcut gives {identity.shape}; a block that changes stride "
-                             f"or channels needs a downsample projection")
+            raise ValueError(self._shape_error(out.shape, identity.shape))
         identity = np.ascontiguousarray(identity, dtype=out.dtype)
         _kernels("nn_act").add_relu_forward(out.reshape(-1), identity.reshape(-1), out.reshape(-1))
         self._keep((tuple(relu_outputs), out), out)
         return out
+
+    def _forward_inference(self, x):
+        """The forward under :func:`cvcore.nn.no_grad` in eval mode: every conv + BN (+ ReLU),
+        and the last one with the residual sum, in the convolution's own output pass
+        (:meth:`Conv2d.forward_bn`)."""
+        with NESTED:
+            identity = x if self.downsample is None else \
+                call_child("downsample", _projection_inference(self.downsample), x)
+            out = x
+            last = len(self._stages) - 1
+            for k, (conv_name, bn_name) in enumerate(self._stages):
+                conv = getattr(self, conv_name)
+                if k == last:
+                    shape = (out.shape[0], conv.out_channels) + conv2d_output_shape(
+                        out.shape, conv.weight.data.shape, conv.stride, conv.padding,
+                        conv.dilation)[2:]
+                    if identity.shape != shape:
+                        raise ValueError(self._shape_error(shape, identity.shape))
+                out = call_child(conv_name, conv.forward_bn, out, getattr(self, bn_name), True,
+                                 identity if k == last else None)
+        self._keep(None, out)
+        return out
+
+    def _shape_error(self, out_shape, identity_shape):
+        return (f"{self._label()}: the residual branch gives shape {out_shape} but the shortcut "
+                f"gives {identity_shape}; a block that changes stride or channels needs a "
+                f"downsample projection")
 
     def backward(self, dy):
         (relu_outputs, out), dy = self._take(dy)
@@ -187,3 +215,24 @@ def _shortcut(downsample, inplanes, outplanes, stride, rng):
             return None
         return Sequential(conv1x1(inplanes, outplanes, stride, rng=rng), BatchNorm2d(outplanes))
     return downsample
+
+
+def _inference(*bns):
+    """True when a forward can fold these batch norms into the convolutions: gradients off
+    (:func:`cvcore.nn.no_grad`) and every batch norm in eval mode."""
+    return not is_grad_enabled() and not any(bn.training for bn in bns)
+
+
+def _projection_inference(downsample):
+    """The shortcut's forward for inference: a ``Sequential(Conv2d, BatchNorm2d)`` projection as
+    one fused pass, anything else as it is."""
+    named = list(downsample._modules.items()) if isinstance(downsample, Sequential) else []
+    if len(named) == 2 and isinstance(named[0][1], Conv2d) \
+            and isinstance(named[1][1], BatchNorm2d) and _inference(named[1][1]):
+        (conv_name, conv), (_, bn) = named
+
+        def forward(x):
+            with NESTED:
+                return call_child(conv_name, conv.forward_bn, x, bn)
+        return forward
+    return downsample.forward

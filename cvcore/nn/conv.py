@@ -117,7 +117,7 @@ def _weight_grad_block(N, Ho, Wo, rows, itemsize, nlanes):
     return int(max(vl, block // vl * vl))
 
 
-def _input_grad(dy, cache, lanes):
+def _input_grad(dy, cache):
     """``dx`` of a convolution: itself a convolution of ``dy``, run by the forward kernel.
 
     Stride 1: ``dx = conv(dy, w')`` with ``w'[c, k, i, j] = w[k, c, kh-1-i, kw-1-j]`` (the
@@ -133,14 +133,10 @@ def _input_grad(dy, cache, lanes):
     N, C, H, W = x.shape
     K, _, kh, kw = w.shape
     (sh, sw), (ph, pw), (dh, dw) = cache.stride, cache.padding, cache.dilation
-    nk = _kernels()
-    dx = np.empty_like(x)
     if (sh, sw) == (1, 1):
         flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        nk.conv2d_forward(dy, flipped.reshape(C, K * kh * kw), kh, kw, 1, 1, dh * (kh - 1) - ph,
-                          dw * (kw - 1) - pw, dh, dw, _channel_groups(N, H, W, C, lanes), lanes,
-                          dx)
-        return dx
+        return _run_forward(dy, flipped, *_identity_epilogue(C, x.dtype), (1, 1),
+                            (dh * (kh - 1) - ph, dw * (kw - 1) - pw), (dh, dw))
     qh, a = np.divmod(np.arange(kh) * dh, sh)       # tap row i: phase row a[i], shift qh[i]
     qw, b = np.divmod(np.arange(kw) * dw, sw)
     QH, QW = int(qh.max()) + 1, int(qw.max()) + 1
@@ -155,14 +151,17 @@ def _input_grad(dy, cache, lanes):
     tap_phase = phase_index[a[ii], b[jj]]
     for c in range(C):
         wp[:, c * nph + tap_phase, QH - 1 - qh[ii], QW - 1 - qw[jj]] = w[:, c, ii, jj]
-    Ho, Wo = dy.shape[2], dy.shape[3]
-    dphase = np.empty((N, C * nph, Ho + QH - 1, Wo + QW - 1), dtype=x.dtype)
-    wt = np.ascontiguousarray(wp.transpose(1, 0, 2, 3)).reshape(C * nph, K * QH * QW)
-    nk.conv2d_forward(dy, wt, QH, QW, 1, 1, QH - 1, QW - 1, 1, 1,
-                      _channel_groups(N, Ho + QH - 1, Wo + QW - 1, C * nph, lanes), lanes,
-                      dphase)
-    nk.phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx)
+    dphase = _run_forward(dy, np.ascontiguousarray(wp.transpose(1, 0, 2, 3)),
+                          *_identity_epilogue(C * nph, x.dtype), (1, 1), (QH - 1, QW - 1),
+                          (1, 1))
+    dx = np.empty_like(x)
+    _kernels().phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx)
     return dx
+
+
+def _identity_epilogue(K, dtype):
+    """``scale, shift, relu, residual`` of a plain convolution: ``y = conv``."""
+    return np.ones(K, dtype=dtype), np.zeros(K, dtype=dtype), False, None
 
 
 def _lanes():
@@ -200,6 +199,18 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, name="conv2d",
         Wrong number of dimensions, channel mismatch, an input (padded) smaller than the
         (dilated) kernel, or NaN/infinity in ``x``; the message names the layer.
     """
+    x, w, b, stride, padding, dilation = _prepare(x, w, b, stride, padding, dilation, name,
+                                                  check_input)
+    scale, shift, relu, residual = _identity_epilogue(w.shape[0], x.dtype)
+    if b is not None:
+        shift = b
+    y = _run_forward(x, w, scale, shift, relu, residual, stride, padding, dilation)
+    return y, Conv2dCache(x, w, b is not None, stride, padding, dilation)
+
+
+def _prepare(x, w, b, stride, padding, dilation, name, check_input):
+    """The argument checks of :func:`conv2d_forward`; returns contiguous arrays of the compute
+    dtype and the geometry as pairs."""
     stride, padding, dilation = _geometry(stride, padding, dilation)
     x = check_array(x, f"{name} input", ndim=4, dtypes="buif")
     w = check_array(w, f"{name} weight", ndim=4, dtypes="buif")
@@ -225,15 +236,24 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, name="conv2d",
     w = np.ascontiguousarray(w, dtype=dtype)
     if b is not None:
         b = np.asarray(b, dtype=dtype)
+    return x, w, b, stride, padding, dilation
 
-    _, _, Ho, Wo = conv2d_output_shape(x.shape, w.shape, stride, padding, dilation)
-    y = np.empty((N, K, Ho, Wo), dtype=dtype)
+
+def _run_forward(x, w, scale, shift, relu, residual, stride, padding, dilation):
+    """The forward kernel on validated, contiguous arrays of one dtype, with its epilogue
+    ``y = conv * scale + shift (+ residual) (then ReLU)`` per output channel."""
+    N, C, H, W = x.shape
+    K, _, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation      # padding < 0: a crop
+    Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    y = np.empty((N, K, Ho, Wo), dtype=x.dtype)
+    res = np.empty((0, 0, 0, 0), dtype=x.dtype) if residual is None else residual
     lanes = _lanes()
-    _kernels().conv2d_forward(x, w.reshape(K, C * kh * kw), kh, kw, *stride,
-                              *padding, *dilation, _channel_groups(N, Ho, Wo, K, lanes), lanes, y)
-    if b is not None:
-        y.reshape(N, K, Ho * Wo)[...] += b[:, None]
-    return y, Conv2dCache(x, w, b is not None, stride, padding, dilation)
+    _kernels().conv2d_forward(x, w.reshape(K, C * kh * kw), kh, kw, *stride, *padding, *dilation,
+                              _channel_groups(N, Ho, Wo, K, lanes), lanes, scale, shift, relu,
+                              res, y)
+    return y
 
 
 def conv2d_backward(dy, cache, need_dx=True, need_dw=True):
@@ -272,7 +292,7 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True):
     dy = np.ascontiguousarray(dy, dtype=dtype)
     db = dy.sum(axis=(0, 2, 3)) if (cache.has_bias and need_dw) else None
     lanes = _lanes()
-    dx = _input_grad(dy, cache, lanes) if need_dx else None
+    dx = _input_grad(dy, cache) if need_dx else None
     dw = None
     if need_dw:
         geometry = (kh, kw, *cache.stride, *cache.padding, *cache.dilation)
@@ -354,6 +374,44 @@ class Conv2d(Module):
                                   self.dilation, name=self._name(), check_input=check_input)
         self._cache = cache if is_grad_enabled() else None
         return y
+
+    def forward_bn(self, x, bn, relu=False, residual=None, check_input=None):
+        """Inference shortcut: ``bn(conv(x)) (+ residual) (then ReLU)`` in the convolution's
+        own output pass, ``bn`` in eval mode (its running statistics folded into a per-channel
+        scale and shift: ``gamma / sqrt(var + eps)``, ``beta - mean * scale``).
+
+        For networks under :func:`cvcore.nn.no_grad` (nothing is cached, so there is no
+        backward); the result equals ``bn.forward(self.forward(x))`` and the rest up to float32
+        rounding. ``residual`` must have the output's shape; ``check_input`` as in
+        :meth:`forward`.
+        """
+        if is_grad_enabled() or bn.training:
+            raise RuntimeError(f"{self._name()}: forward_bn is for inference: batch norm in eval "
+                               f"mode and gradients off (cvcore.nn.no_grad())")
+        K = self.out_channels
+        if bn.num_features != K:
+            raise ValueError(f"{bn._label()}: expected {bn.num_features} channels, got {K} "
+                             f"from {self._name()}")
+        x, w, _, stride, padding, dilation = _prepare(x, self.weight.data, None, self.stride,
+                                                      self.padding, self.dilation, self._name(),
+                                                      top_level() if check_input is None
+                                                      else check_input)
+        dtype = x.dtype
+        invstd = 1.0 / np.sqrt(np.asarray(bn.running_var, dtype=np.float64) + bn.eps)
+        scale = np.asarray(bn.weight.data, dtype=np.float64) * invstd
+        shift = np.asarray(bn.bias.data, dtype=np.float64) - np.asarray(bn.running_mean) * scale
+        if self.bias is not None:
+            shift = shift + np.asarray(self.bias.data, dtype=np.float64) * scale
+        if residual is not None:
+            shape = conv2d_output_shape(x.shape, w.shape, stride, padding, dilation)
+            if residual.shape != shape:
+                raise ValueError(f"{self._name()}: the residual has shape {residual.shape}, the "
+                                 f"output {shape}")
+            residual = np.ascontiguousarray(residual, dtype=dtype)
+        self._cache = None
+        bn._keep(None, x)                      # under no_grad: drops any older cache, as forward
+        return _run_forward(x, w, scale.astype(dtype), shift.astype(dtype), bool(relu),
+                            residual, stride, padding, dilation)
 
     def backward(self, dy):
         """Fill ``weight.grad`` / ``bias.grad`` and return ``dx`` (N, C, H, W)."""
