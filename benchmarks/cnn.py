@@ -134,12 +134,12 @@ def model_forward_flops(model, shape):
     total = 0.0
     originals = {}
 
-    def counting(self, x, _orig=Conv2d.forward):
+    def counting(self, x, *args, _orig=Conv2d.forward):
         nonlocal total
         N, K, Ho, Wo = conv2d_output_shape(x.shape, self.weight.shape, self.stride,
                                            self.padding, self.dilation)
         total += 2.0 * N * K * Ho * Wo * self.weight.data[0].size
-        return _orig(self, x)
+        return _orig(self, x, *args)
 
     originals["conv"] = Conv2d.forward
     Conv2d.forward = counting

@@ -369,8 +369,8 @@ def test_no_grad_keeps_no_cache(rng, mode):
     lambda: Bottleneck(8, 3, stride=2, downsample=True, rng=4),
     lambda: BasicBlock(5, 5, rng=5)])
 def test_inference_path_equals_eval_forward(build, rng):
-    # under no_grad in eval mode every conv + BN (+ ReLU, + residual) runs as one pass with the
-    # BN folded into a per-channel scale and shift; same numbers as the layer-by-layer forward
+    # under no_grad in eval mode every conv + BN (+ ReLU) runs as one pass with the BN folded
+    # into a per-channel scale and shift; same numbers as the layer-by-layer forward
     model = build().eval()
     _randomise_bn(model, rng)
     x = rng.standard_normal((3, model.conv1.in_channels, 32, 32)).astype(np.float32)
@@ -391,16 +391,14 @@ def test_inference_path_errors(rng):
             conv.forward_bn(x, nn.BatchNorm2d(4))       # batch norm in training mode
         with pytest.raises(ValueError, match=r"BatchNorm2d\(5\): expected 5 channels, got 4"):
             conv.forward_bn(x, nn.BatchNorm2d(5).eval())
-        with pytest.raises(ValueError, match="residual has shape"):
-            conv.forward_bn(x, bn, residual=np.zeros((1, 4, 4, 5), np.float32))
         bad = x.copy()
         bad[0, 0, 0, 0] = np.nan
         with pytest.raises(ValueError, match=r"^conv1: .*NaN"):
             resnet20().eval()(bad)
         with pytest.raises(ValueError, match="needs a downsample projection"):
             BasicBlock(3, 3, stride=2).eval()(x)
-        y = conv.forward_bn(x, bn, relu=True, residual=np.ones((1, 4, 5, 5), np.float32))
-    ref = np.maximum(bn(conv(x)) + 1, 0)
+        y = conv.forward_bn(x, bn, relu=True)
+    ref = np.maximum(bn(conv(x)), 0)
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
 
 

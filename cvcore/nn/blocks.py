@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cvcore.nn.conv import Conv2d, conv2d_output_shape
+from cvcore.nn.conv import Conv2d
 from cvcore.nn.layers import (NESTED, BatchNorm2d, ReLU, Sequential, _as_input, _CachingModule,
                               _kernels, call_child, top_level)
 from cvcore.nn.module import is_grad_enabled
@@ -89,24 +89,20 @@ class _ResidualBlock(_CachingModule):
         return out
 
     def _forward_inference(self, x):
-        """The forward under :func:`cvcore.nn.no_grad` in eval mode: every conv + BN (+ ReLU),
-        and the last one with the residual sum, in the convolution's own output pass
-        (:meth:`Conv2d.forward_bn`)."""
+        """The forward under :func:`cvcore.nn.no_grad` in eval mode: every conv + BN (+ ReLU) in
+        the convolution's own output pass (:meth:`Conv2d.forward_bn`), then the residual sum."""
         with NESTED:
-            identity = x if self.downsample is None else \
-                call_child("downsample", _projection_inference(self.downsample), x)
             out = x
             last = len(self._stages) - 1
             for k, (conv_name, bn_name) in enumerate(self._stages):
-                conv = getattr(self, conv_name)
-                if k == last:
-                    shape = (out.shape[0], conv.out_channels) + conv2d_output_shape(
-                        out.shape, conv.weight.data.shape, conv.stride, conv.padding,
-                        conv.dilation)[2:]
-                    if identity.shape != shape:
-                        raise ValueError(self._shape_error(shape, identity.shape))
-                out = call_child(conv_name, conv.forward_bn, out, getattr(self, bn_name), True,
-                                 identity if k == last else None)
+                out = call_child(conv_name, getattr(self, conv_name).forward_bn, out,
+                                 getattr(self, bn_name), k < last)
+            identity = x if self.downsample is None else \
+                call_child("downsample", _projection_inference(self.downsample), x)
+        if identity.shape != out.shape:
+            raise ValueError(self._shape_error(out.shape, identity.shape))
+        identity = np.ascontiguousarray(identity, dtype=out.dtype)
+        _kernels("nn_act").add_relu_forward(out.reshape(-1), identity.reshape(-1), out.reshape(-1))
         self._keep(None, out)
         return out
 

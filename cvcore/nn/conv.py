@@ -160,8 +160,8 @@ def _input_grad(dy, cache):
 
 
 def _identity_epilogue(K, dtype):
-    """``scale, shift, relu, residual`` of a plain convolution: ``y = conv``."""
-    return np.ones(K, dtype=dtype), np.zeros(K, dtype=dtype), False, None
+    """``scale, shift, relu`` of a plain convolution: ``y = conv``."""
+    return np.ones(K, dtype=dtype), np.zeros(K, dtype=dtype), False
 
 
 def _lanes():
@@ -201,10 +201,10 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, name="conv2d",
     """
     x, w, b, stride, padding, dilation = _prepare(x, w, b, stride, padding, dilation, name,
                                                   check_input)
-    scale, shift, relu, residual = _identity_epilogue(w.shape[0], x.dtype)
+    scale, shift, relu = _identity_epilogue(w.shape[0], x.dtype)
     if b is not None:
         shift = b
-    y = _run_forward(x, w, scale, shift, relu, residual, stride, padding, dilation)
+    y = _run_forward(x, w, scale, shift, relu, stride, padding, dilation)
     return y, Conv2dCache(x, w, b is not None, stride, padding, dilation)
 
 
@@ -239,20 +239,18 @@ def _prepare(x, w, b, stride, padding, dilation, name, check_input):
     return x, w, b, stride, padding, dilation
 
 
-def _run_forward(x, w, scale, shift, relu, residual, stride, padding, dilation):
+def _run_forward(x, w, scale, shift, relu, stride, padding, dilation):
     """The forward kernel on validated, contiguous arrays of one dtype, with its epilogue
-    ``y = conv * scale + shift (+ residual) (then ReLU)`` per output channel."""
+    ``y = conv * scale + shift (then ReLU)`` per output channel."""
     N, C, H, W = x.shape
     K, _, kh, kw = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation      # padding < 0: a crop
     Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     y = np.empty((N, K, Ho, Wo), dtype=x.dtype)
-    res = np.empty((0, 0, 0, 0), dtype=x.dtype) if residual is None else residual
     lanes = _lanes()
     _kernels().conv2d_forward(x, w.reshape(K, C * kh * kw), kh, kw, *stride, *padding, *dilation,
-                              _channel_groups(N, Ho, Wo, K, lanes), lanes, scale, shift, relu,
-                              res, y)
+                              _channel_groups(N, Ho, Wo, K, lanes), lanes, scale, shift, relu, y)
     return y
 
 
@@ -375,15 +373,14 @@ class Conv2d(Module):
         self._cache = cache if is_grad_enabled() else None
         return y
 
-    def forward_bn(self, x, bn, relu=False, residual=None, check_input=None):
-        """Inference shortcut: ``bn(conv(x)) (+ residual) (then ReLU)`` in the convolution's
-        own output pass, ``bn`` in eval mode (its running statistics folded into a per-channel
-        scale and shift: ``gamma / sqrt(var + eps)``, ``beta - mean * scale``).
+    def forward_bn(self, x, bn, relu=False, check_input=None):
+        """Inference shortcut: ``bn(conv(x))`` (then ReLU) in the convolution's own output pass,
+        ``bn`` in eval mode (its running statistics folded into a per-channel scale and shift:
+        ``gamma / sqrt(var + eps)``, ``beta - mean * scale``).
 
         For networks under :func:`cvcore.nn.no_grad` (nothing is cached, so there is no
-        backward); the result equals ``bn.forward(self.forward(x))`` and the rest up to float32
-        rounding. ``residual`` must have the output's shape; ``check_input`` as in
-        :meth:`forward`.
+        backward); the result equals ``bn.forward(self.forward(x))`` up to float32 rounding.
+        ``check_input`` as in :meth:`forward`.
         """
         if is_grad_enabled() or bn.training:
             raise RuntimeError(f"{self._name()}: forward_bn is for inference: batch norm in eval "
@@ -396,22 +393,15 @@ class Conv2d(Module):
                                                       self.padding, self.dilation, self._name(),
                                                       top_level() if check_input is None
                                                       else check_input)
-        dtype = x.dtype
         invstd = 1.0 / np.sqrt(np.asarray(bn.running_var, dtype=np.float64) + bn.eps)
         scale = np.asarray(bn.weight.data, dtype=np.float64) * invstd
         shift = np.asarray(bn.bias.data, dtype=np.float64) - np.asarray(bn.running_mean) * scale
         if self.bias is not None:
             shift = shift + np.asarray(self.bias.data, dtype=np.float64) * scale
-        if residual is not None:
-            shape = conv2d_output_shape(x.shape, w.shape, stride, padding, dilation)
-            if residual.shape != shape:
-                raise ValueError(f"{self._name()}: the residual has shape {residual.shape}, the "
-                                 f"output {shape}")
-            residual = np.ascontiguousarray(residual, dtype=dtype)
         self._cache = None
         bn._keep(None, x)                      # under no_grad: drops any older cache, as forward
-        return _run_forward(x, w, scale.astype(dtype), shift.astype(dtype), bool(relu),
-                            residual, stride, padding, dilation)
+        return _run_forward(x, w, scale.astype(x.dtype), shift.astype(x.dtype), bool(relu),
+                            stride, padding, dilation)
 
     def backward(self, dy):
         """Fill ``weight.grad`` / ``bias.grad`` and return ``dx`` (N, C, H, W)."""

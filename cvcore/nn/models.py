@@ -155,8 +155,7 @@ class ResNet(_CachingModule):
         x = np.ascontiguousarray(x, dtype=dtype)       # compute in the parameters' precision
         with NESTED:
             if _inference(self.bn1):          # no_grad + eval: BN and ReLU in the conv's pass
-                stem = x = call_child("conv1", self.conv1.forward_bn, x, self.bn1, True, None,
-                                      True)
+                stem = x = call_child("conv1", self.conv1.forward_bn, x, self.bn1, True, True)
             else:
                 x = call_child("conv1", self.conv1.forward, x, True)      # checks NaN, once
                 stem = x = call_child("bn1", self.bn1.forward_relu, x)
