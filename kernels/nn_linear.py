@@ -1,9 +1,17 @@
-"""Numba kernel for the fully connected layer's matrix products, on :func:`kernels.simd.dot_tile`.
+"""Numba kernels for the fully connected layer's matrix products, on :mod:`kernels.simd`.
 
-``Linear`` needs ``x W^T`` (forward), ``dy W`` and ``dy^T x`` (backward). All three are
-``A B^T`` for suitable (transposed) operands: every output is the dot product of a row of ``A``
-and a row of ``B``, which :func:`matmul_nt` computes in tiles of ``simd.DA x simd.DB`` dot
-products held in vector registers. The readable definition is ``a @ b.T``.
+``Linear`` needs ``x W^T`` (forward), ``dy W`` and ``dy^T x`` (backward); all three are
+``A B^T`` for suitable (transposed) operands, computed by :func:`matmul_nt` (the readable
+definition is ``a @ b.T``) in one of two ways:
+
+* a register-blocked GEMM (:func:`kernels.simd.fma_tile`): tiles of ``simd.KB`` rows x
+  ``simd.TB`` columns of the output held in vector registers, each the sum over ``t`` of a
+  broadcast element of one operand times a row of the other one, transposed. The smaller
+  operand is the one transposed (:func:`transpose`); the output comes out transposed when that
+  operand is ``a``;
+* for a matrix-vector-like product (fewer than 16 rows of ``a`` or of ``b``), where a 48-wide tile
+  would be mostly empty: blocks of dot products of rows (:func:`kernels.simd.dot_tile`), no
+  transposes.
 
 Why not NumPy's ``@`` (OpenBLAS)? Everything else in :mod:`cvcore.nn` runs on Numba's thread
 pool. OpenBLAS has a pool of its own whose threads keep spinning for a while after each call;
@@ -18,17 +26,58 @@ from numba import njit, prange
 
 from kernels import simd
 
+SMALL = 16          # below this many rows on either side: dot products (matrix-vector-like)
+
 
 @njit(cache=True, parallel=True)
-def matmul_nt(a, b, out):
-    """``out = a @ b.T``.
+def transpose(src, cols_padded):
+    """``src.T`` (C, R) as a flat array of ``C`` rows of ``cols_padded >= R`` values, zero
+    padded; in 32 x 32 blocks, so that reads and writes both stay in cache lines."""
+    R, C = src.shape
+    dst = np.empty(C * cols_padded, dtype=src.dtype)
+    for cb in prange((C + 31) // 32):
+        for c in range(cb * 32, min(C, cb * 32 + 32)):
+            dst[c * cols_padded + R:(c + 1) * cols_padded] = 0
+        for r0 in range(0, R, 32):
+            for c in range(cb * 32, min(C, cb * 32 + 32)):
+                row = dst[c * cols_padded:]
+                for r in range(r0, min(R, r0 + 32)):
+                    row[r] = src[r, c]
+    return dst
 
-    Parameters
-    ----------
-    a : ndarray, shape (M, T), C-contiguous
-    b : ndarray, shape (N, T), C-contiguous, the same float dtype
-    out : ndarray, shape (M, N), written
-    """
+
+@njit(cache=True, parallel=True)
+def _gemm(a, bt, Np, nlanes, out, out_transposed):
+    """``a (M, T) @ bt`` where ``bt`` holds ``T`` rows of ``Np`` (a multiple of ``simd.TB``)
+    columns; the ``(M, N)`` product (``N = out.shape[1]``, or ``out.shape[0]`` if
+    ``out_transposed``) written to ``out`` or to ``out.T``."""
+    M, T = a.shape
+    N = out.shape[0] if out_transposed else out.shape[1]
+    KB, TB = simd.KB, simd.TB
+    aflat = a.reshape(M * T)
+    offs = np.arange(T) * Np                      # reduction step t reads row t of bt
+    nib = (M + KB - 1) // KB
+    nitems = nib * (Np // TB)                     # (column tile, row block), column tile outer,
+    for lane in prange(nlanes):                   # so a lane reuses its panel of bt from cache
+        acc = np.empty((KB, TB), dtype=a.dtype)
+        rows = np.empty(KB, dtype=np.int64)
+        for item in range(lane * nitems // nlanes, (lane + 1) * nitems // nlanes):
+            j0 = (item // nib) * TB
+            i0 = (item - (item // nib) * nib) * KB
+            for i in range(KB):                   # past the last row: repeat it, drop it
+                rows[i] = min(i0 + i, M - 1) * T
+            simd.fma_tile(bt, j0, aflat, rows, offs, acc)
+            for i in range(min(KB, M - i0)):      # plain loops around the intrinsic
+                for j in range(min(TB, N - j0)):
+                    if out_transposed:
+                        out[j0 + j, i0 + i] = acc[i, j]
+                    else:
+                        out[i0 + i, j0 + j] = acc[i, j]
+
+
+@njit(cache=True, parallel=True)
+def _dots(a, b, out):
+    """``out = a @ b.T`` as blocks of row dot products (for few rows on one side)."""
     M, T = a.shape
     N = b.shape[0]
     DA, DB = simd.DA, simd.DB
@@ -46,15 +95,36 @@ def matmul_nt(a, b, out):
         j0 = (item - (item // nb) * nb) * DB
         aoffs = np.empty(DA, dtype=np.int64)
         boffs = np.empty(DB, dtype=np.int64)
-        for i in range(DA):                       # past the last row: repeat it, drop the result
+        for i in range(DA):                       # past the last row: repeat it, drop it
             aoffs[i] = min(i0 + i, M - 1) * Tp
         for j in range(DB):
             boffs[j] = min(j0 + j, N - 1) * Tp
         acc = np.empty((DA, DB, VL), dtype=a.dtype)
         simd.dot_tile(ap, aoffs, bp, boffs, 0, Tp, acc)
-        for i in range(min(DA, M - i0)):             # plain loops around the intrinsic: see
-            for j in range(min(DB, N - j0)):         # kernels.simd
+        for i in range(min(DA, M - i0)):          # plain loops around the intrinsic
+            for j in range(min(DB, N - j0)):
                 total = acc[i, j, 0]
-                for lane in range(1, VL):
-                    total += acc[i, j, lane]
+                for v in range(1, VL):
+                    total += acc[i, j, v]
                 out[i0 + i, j0 + j] = total
+
+
+def matmul_nt(a, b, nlanes, out):
+    """``out = a @ b.T`` (a Python dispatcher over the kernels above).
+
+    Parameters
+    ----------
+    a : ndarray, shape (M, T), C-contiguous; b : ndarray, shape (N, T), C-contiguous, same dtype
+    nlanes : int
+    out : ndarray, shape (M, N), C-contiguous, written
+    """
+    M, N = a.shape[0], b.shape[0]
+    TB = simd.TB
+    if min(M, N) < SMALL:
+        _dots(a, b, out)
+    elif N <= M:                                   # transpose b, the smaller one
+        Np = -(-N // TB) * TB
+        _gemm(a, transpose(b, Np), Np, nlanes, out, False)
+    else:                                          # out.T = b @ a.T: transpose a
+        Mp = -(-M // TB) * TB
+        _gemm(b, transpose(a, Mp), Mp, nlanes, out, True)

@@ -68,9 +68,11 @@ def test_dot_tile_matches_numpy(dtype, steps, rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("M,T,N", [(1, 1, 1), (3, 5, 4), (7, 33, 13), (1, 2048, 1000),
-                                   (128, 64, 10), (5, 0, 3), (0, 4, 2)])
+                                   (128, 64, 10), (5, 0, 3), (0, 4, 2), (40, 70, 100),
+                                   (100, 70, 40), (17, 3, 16), (50, 50, 50)])
 def test_linear_matmul_matches_numpy(dtype, M, T, N, rng):
-    # the Linear layer's products (a @ b.T on dot_tile), every tile-edge case
+    # the Linear layer's products (a @ b.T): dot products below 16 rows, else the GEMM with
+    # either operand transposed; every tile-edge case
     from cvcore.nn.layers import _matmul_nt
     a = rng.standard_normal((M, T)).astype(dtype)
     b = rng.standard_normal((N, T)).astype(dtype)

@@ -797,7 +797,9 @@ def _matmul_nt(a, b):
     if a.shape[1] == 0:
         out[...] = 0
     elif out.size:
-        _kernels("nn_linear").matmul_nt(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
+        import numba
+        _kernels("nn_linear").matmul_nt(np.ascontiguousarray(a), np.ascontiguousarray(b),
+                                        numba.get_num_threads(), out)
     return out
 
 
