@@ -18,7 +18,9 @@ exactly that product without building ``cols`` (:mod:`kernels.nn_conv`):
 2. The product runs in register-blocked tiles (8 output channels x 48 pixels on AVX-512, all
    24 accumulators in vector registers: :mod:`kernels.simd`), the tiles spread over the threads
    of one Numba parallel loop. No BLAS.
-3. Backward: ``dW = dY @ cols^T`` is a block of dot products of strip windows; ``dx`` is itself
+3. The output leaves the registers through an epilogue ``y = v * scale + shift`` (then ReLU):
+   the bias, or, for inference, a following batch norm folded in (:meth:`Conv2d.forward_bn`).
+4. Backward: ``dW = dY @ cols^T`` is a block of dot products of strip windows; ``dx`` is itself
    a stride-1 convolution of ``dY`` (flipped kernel; for a strided convolution one per phase of
    the input), run by the same forward kernel; ``db`` sums ``dY`` over ``n, oh, ow``. Nothing
    but the input is cached between the passes.
