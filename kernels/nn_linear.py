@@ -1,17 +1,17 @@
 """Numba kernels for the fully connected layer's matrix products, on :mod:`kernels.simd`.
 
 ``Linear`` needs ``x W^T`` (forward), ``dy W`` and ``dy^T x`` (backward); all three are
-``A B^T`` for suitable (transposed) operands, computed by :func:`matmul_nt` (the readable
-definition is ``a @ b.T``) in one of two ways:
+``A B^T`` for suitable (transposed) operands (the readable definition is ``a @ b.T``),
+computed in one of two ways, chosen by :func:`cvcore.nn.layers.linear_forward`'s helper:
 
 * a register-blocked GEMM (:func:`kernels.simd.fma_tile`): tiles of ``simd.KB`` rows x
   ``simd.TB`` columns of the output held in vector registers, each the sum over ``t`` of a
   broadcast element of one operand times a row of the other one, transposed. The smaller
   operand is the one transposed (:func:`transpose`); the output comes out transposed when that
   operand is ``a``;
-* for a matrix-vector-like product (fewer than 16 rows of ``a`` or of ``b``), where a 48-wide tile
-  would be mostly empty: blocks of dot products of rows (:func:`kernels.simd.dot_tile`), no
-  transposes.
+* for a matrix-vector-like product (fewer than ``SMALL`` rows of ``a`` or of ``b``), where a
+  48-wide tile would be mostly empty: blocks of dot products of rows (:func:`dots`, on
+  :func:`kernels.simd.dot_tile`), no transposes.
 
 Why not NumPy's ``@`` (OpenBLAS)? Everything else in :mod:`cvcore.nn` runs on Numba's thread
 pool. OpenBLAS has a pool of its own whose threads keep spinning for a while after each call;
@@ -26,7 +26,7 @@ from numba import njit, prange
 
 from kernels import simd
 
-SMALL = 16          # below this many rows on either side: dot products (matrix-vector-like)
+SMALL = 16          # below this many rows on either side: dots (matrix-vector-like)
 
 
 @njit(cache=True, parallel=True)
@@ -47,8 +47,9 @@ def transpose(src, cols_padded):
 
 
 @njit(cache=True, parallel=True)
-def _gemm(a, bt, Np, nlanes, out, out_transposed):
-    """``a (M, T) @ bt`` where ``bt`` holds ``T`` rows of ``Np`` (a multiple of ``simd.TB``)
+def gemm(a, bt, Np, nlanes, out, out_transposed):
+    """Register-blocked GEMM: ``a (M, T) @ bt`` where ``bt`` holds ``T`` rows of ``Np`` (a
+    multiple of ``simd.TB``)
     columns; the ``(M, N)`` product (``N = out.shape[1]``, or ``out.shape[0]`` if
     ``out_transposed``) written to ``out`` or to ``out.T``."""
     M, T = a.shape
@@ -76,7 +77,7 @@ def _gemm(a, bt, Np, nlanes, out, out_transposed):
 
 
 @njit(cache=True, parallel=True)
-def _dots(a, b, out):
+def dots(a, b, out):
     """``out = a @ b.T`` as blocks of row dot products (for few rows on one side)."""
     M, T = a.shape
     N = b.shape[0]
@@ -107,24 +108,3 @@ def _dots(a, b, out):
                 for v in range(1, VL):
                     total += acc[i, j, v]
                 out[i0 + i, j0 + j] = total
-
-
-def matmul_nt(a, b, nlanes, out):
-    """``out = a @ b.T`` (a Python dispatcher over the kernels above).
-
-    Parameters
-    ----------
-    a : ndarray, shape (M, T), C-contiguous; b : ndarray, shape (N, T), C-contiguous, same dtype
-    nlanes : int
-    out : ndarray, shape (M, N), C-contiguous, written
-    """
-    M, N = a.shape[0], b.shape[0]
-    TB = simd.TB
-    if min(M, N) < SMALL:
-        _dots(a, b, out)
-    elif N <= M:                                   # transpose b, the smaller one
-        Np = -(-N // TB) * TB
-        _gemm(a, transpose(b, Np), Np, nlanes, out, False)
-    else:                                          # out.T = b @ a.T: transpose a
-        Mp = -(-M // TB) * TB
-        _gemm(b, transpose(a, Mp), Mp, nlanes, out, True)

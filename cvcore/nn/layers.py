@@ -791,15 +791,23 @@ class LinearCache(NamedTuple):
 
 
 def _matmul_nt(a, b):
-    """``a @ b.T`` on Numba's thread pool (:func:`kernels.nn_linear.matmul_nt`, which says why
-    not BLAS)."""
-    out = np.empty((a.shape[0], b.shape[0]), dtype=a.dtype)
-    if a.shape[1] == 0:
-        out[...] = 0
-    elif out.size:
-        import numba
-        _kernels("nn_linear").matmul_nt(np.ascontiguousarray(a), np.ascontiguousarray(b),
-                                        numba.get_num_threads(), out)
+    """``a @ b.T`` on Numba's thread pool (:mod:`kernels.nn_linear`, which says why not BLAS):
+    dot products when either side has few rows, else a GEMM with the smaller operand
+    transposed (the output transposed with it)."""
+    import numba
+    nk = _kernels("nn_linear")
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    (M, T), N = a.shape, b.shape[0]
+    out = np.zeros((M, N), dtype=a.dtype)
+    if out.size == 0 or T == 0:
+        return out
+    if min(M, N) < nk.SMALL:
+        nk.dots(a, b, out)
+    else:
+        TB = _kernels("simd").TB
+        small, big, transposed = (b, a, False) if N <= M else (a, b, True)
+        width = -(-small.shape[0] // TB) * TB
+        nk.gemm(big, nk.transpose(small, width), width, numba.get_num_threads(), out, transposed)
     return out
 
 
