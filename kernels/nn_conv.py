@@ -192,17 +192,29 @@ def phase_tap_offsets(C, kh, kw, sh, sw, dh, dw, Wq, Ls, count):
     return offs
 
 
+@njit(cache=True, inline="always")
+def scratch(ws, start, n):
+    """``ws[start:start + n]`` when the caller's workspace is that long, else a new array: the
+    kernels take their large temporaries from a buffer the caller keeps between calls (a fresh
+    multi-megabyte allocation costs a page fault per 4 KiB: measured 20 % of a ResNet-20
+    inference), and report the length they needed so that the caller can grow it."""
+    if ws.size >= start + n:
+        return ws[start:start + n]
+    return np.empty(n, dtype=ws.dtype)
+
+
 @njit(cache=True)
-def make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count):
+def make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count, ws):
     """The strip of ``x`` for this convolution (stride 1: :func:`fill_strip`; otherwise the
-    phase strip) and its tap offsets (padded to ``count``).
+    phase strip), in ``ws`` if it is long enough (:func:`scratch`), and its tap offsets
+    (padded to ``count``).
 
     Returns ``xs, offs, Wg, pitch, P``.
     """
     N, C, H, W = x.shape
     if sh == 1 and sw == 1:
         Wg, pitch, m0, P, Ls = strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span)
-        xs = np.empty(C * Ls, dtype=x.dtype)
+        xs = scratch(ws, 0, C * Ls)
         fill_strip(x, Wg, pitch, m0, Ls, xs)
         offs = tap_offsets(C, kh, kw, ph, pw, dh, dw, Wg, m0, Ls, count)
     else:
@@ -211,7 +223,7 @@ def make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count):
         for i in range(kh):
             for j in range(kw):
                 used[(i * dh) % sh, (j * dw) % sw] = True
-        xs = np.empty(C * sh * sw * Ls, dtype=x.dtype)
+        xs = scratch(ws, 0, C * sh * sw * Ls)
         fill_phase_strip(x, sh, sw, ph, pw, Wg, pitch, Ls, used, xs)
         offs = phase_tap_offsets(C, kh, kw, sh, sw, dh, dw, Wg, Ls, count)
     return xs, offs, Wg, pitch, P
@@ -221,7 +233,7 @@ def make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count):
 
 @njit(cache=True, parallel=True)
 def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, scale, shift, relu,
-                   y):
+                   ws, y):
     """``y = epilogue(conv(x, w))`` as an implicit GEMM on the strip of ``x``, where the epilogue
     applied to each output on its way out is ``v * scale[k] + shift[k]`` (then ``max(., 0)``): a
     bias, or an inference-mode batch norm and a ReLU, at no extra pass over the output. (A
@@ -242,13 +254,20 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, sc
         Parallel lanes (threads); lane ``l`` takes the ``l``-th contiguous share of the items.
     scale, shift : ndarray, shape (K,), the dtype of ``x``
     relu : bool
+    ws : ndarray, 1-D, the dtype of ``x``
+        Workspace for the strip (:func:`scratch`).
     y : ndarray, shape (N, K, Ho, Wo), C-contiguous, written
+
+    Returns
+    -------
+    int
+        The workspace length this call needed.
     """
     N = x.shape[0]
     K, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
     KB, TB = simd.KB, simd.TB
     xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, TB,
-                                        x.shape[1] * kh * kw)
+                                        x.shape[1] * kh * kw, ws)
     rows = pitch // Wg
     R = w_mat.shape[1]
     wflat = w_mat.reshape(K * R)
@@ -312,27 +331,29 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, sc
                         src = row[t0:t0 + length]
                         for t in range(length):
                             dst[t] = src[t]
+    return xs.size
 
 
 # -- backward ----------------------------------------------------------------------------------
 
 @njit(cache=True, parallel=True)
-def conv2d_weight_grad(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, block, nlanes, dw_lanes):
+def conv2d_weight_grad(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, block, nlanes, ws, dw_lanes):
     """``dW[k, (c*kh + i)*kw + j] = sum_{n, oh, ow} dy[n, k, oh, ow] *
     xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]``: dot products of strip windows.
 
     ``dy`` is laid out on the same positions as the output pixels (zero on the dropped ones);
     lane ``l`` takes every ``nlanes``-th block of ``block`` positions (a multiple of the vector
     length) and adds its sums into ``dw_lanes[l]`` (shape (K, C*kh*kw), zero on entry); the
-    caller adds up the lanes.
+    caller adds up the lanes. ``ws``: workspace for both strips (:func:`scratch`); returns the
+    length needed.
     """
     K, Ho, Wo = dy.shape[1], dy.shape[2], dy.shape[3]
     R = x.shape[1] * kh * kw
     DA, DB = simd.DA, simd.DB
     VL = simd.VECTOR_BYTES // x.itemsize
     xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, block,
-                                        (R + DB - 1) // DB * DB)
-    dys = np.empty(K * P, dtype=x.dtype)
+                                        (R + DB - 1) // DB * DB, ws)
+    dys = scratch(ws, xs.size, K * P)
     fill_strip(dy, Wg, pitch, 0, P, dys)
     for lane in prange(nlanes):
         acc = np.empty((DA, DB, VL), dtype=x.dtype)
@@ -351,26 +372,27 @@ def conv2d_weight_grad(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, block, nlanes, dw_
                             for v in range(VL):
                                 total += acc[i, j, v]
                             part[k0 + i, r0 + j] = total
+    return xs.size + dys.size
 
 
 @njit(cache=True, parallel=True)
-def conv2d_weight_grad_cols(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, nlanes, dw_out):
+def conv2d_weight_grad_cols(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, nlanes, ws, dw_out):
     """The weight gradient of :func:`conv2d_weight_grad` for few positions (small planes, one
     image): with a short reduction the horizontal sums of ``dot_tile`` would dominate, so here
     the transposed column matrix ``colT[q, r] = strip[offs[r] + q]`` is built explicitly
     (positions x taps, small by assumption) and every tile of ``dW[k0:k0+KB, r0:r0+TB]`` is one
     :func:`kernels.simd.fma_tile` over the positions, vectorised along the taps.
 
-    ``dw_out`` (K, C*kh*kw) is written.
+    ``dw_out`` (K, C*kh*kw) is written; ``ws`` as in :func:`conv2d_weight_grad`.
     """
     K, Ho, Wo = dy.shape[1], dy.shape[2], dy.shape[3]
     R = x.shape[1] * kh * kw
     KB, TB = simd.KB, simd.TB
-    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, 1, R)
-    dys = np.empty(K * P, dtype=x.dtype)
+    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, 1, R, ws)
+    dys = scratch(ws, xs.size, K * P)
     fill_strip(dy, Wg, pitch, 0, P, dys)
     Rp = (R + TB - 1) // TB * TB
-    colT = np.empty(P * Rp, dtype=x.dtype)
+    colT = scratch(ws, xs.size + dys.size, P * Rp)
     for q in prange(P):
         row = colT[q * Rp:(q + 1) * Rp]
         for r in range(R):
@@ -391,6 +413,7 @@ def conv2d_weight_grad_cols(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, nlanes, dw_ou
             for k in range(min(KB, K - k0)):         # plain loops around the intrinsic
                 for t in range(min(TB, R - r0)):
                     dw_out[k0 + k, r0 + t] = acc[k, t]
+    return xs.size + dys.size + colT.size
 
 
 @njit(cache=True, parallel=True)

@@ -143,7 +143,7 @@ def _check_strip(x, kh, kw, s, p, d, span=48):
     Ho, Wo = _out_size(H, kh, sh, ph, dh), _out_size(W, kw, sw, pw, dw)
     R = C * kh * kw
     xs, offs, Wg, pitch, P = fast.make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span,
-                                             R + 5)
+                                             R + 5, np.empty(0, x.dtype))
     assert P % span == 0 and P >= N * pitch and Wg >= Wo and pitch >= Ho * Wg
     assert (offs[R:] == offs[0]).all()
     cols = ref.im2col(x, kh, kw, (sh, sw), (ph, pw), (dh, dw))       # (N, R, Ho*Wo)
@@ -185,8 +185,10 @@ def test_strip_with_negative_padding_is_a_crop(ph, pw, rng):
     w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
     Ho, Wo = 9 + 2 * ph - 2, 8 + 2 * pw - 2
     y = np.full((2, 5, Ho, Wo), np.nan, np.float32)
-    fast.conv2d_forward(x, w.reshape(5, -1), 3, 3, 1, 1, ph, pw, 1, 1, 1, 2, np.ones(5, np.float32),
-                        np.zeros(5, np.float32), False, y)
+    need = fast.conv2d_forward(x, w.reshape(5, -1), 3, 3, 1, 1, ph, pw, 1, 1, 1, 2,
+                               np.ones(5, np.float32), np.zeros(5, np.float32), False,
+                               np.empty(0, np.float32), y)
+    assert need > 0
     cropped = x[:, :, -ph:9 + ph, -pw:8 + pw]
     np.testing.assert_allclose(y, ref.conv2d_forward(cropped, w, None, (1, 1), (0, 0),
                                                      (1, 1))[0], rtol=1e-5, atol=1e-5)
@@ -513,3 +515,28 @@ def test_error_backward_with_wrong_dy_shape():
     assert isinstance(cache, Conv2dCache)
     with pytest.raises(ValueError, match=r"dy has shape \(1, 2, 3, 3\).*\(1, 2, 2, 2\)"):
         conv2d_backward(np.zeros((1, 2, 3, 3), np.float32), cache)
+
+
+@pytest.mark.parametrize("xs,ws,s,p,d,bias", CASES[:8] + CASES[-3:])
+def test_reused_workspace_is_fully_rewritten(xs, ws, s, p, d, bias, rng):
+    # the kernels take their strips from a per-thread workspace kept between calls: whatever a
+    # previous call left in it (here: NaN everywhere) must not reach the results
+    import cvcore.nn.conv as conv_module
+    x, w, b = random_case(rng, xs, ws, bias)
+    conv_module.release_workspace()
+    y0, cache = conv2d_forward(x, w, b, s, p, d)            # no workspace yet: own allocations
+    dy = rng.standard_normal(y0.shape).astype(np.float32)
+    dx0, dw0, _ = conv2d_backward(dy, cache)
+    space = conv_module._workspace(np.float32)
+    assert space._wanted > 0
+    conv2d_forward(x, w, b, s, p, d)                        # grows the buffer ...
+    space.array[:] = np.nan                                 # ... which then holds garbage
+    y1, cache1 = conv2d_forward(x, w, b, s, p, d)
+    space.array[:] = np.nan
+    dx1, dw1, _ = conv2d_backward(dy, cache1)
+    assert space.array.size >= space._wanted
+    np.testing.assert_array_equal(y1, y0)
+    np.testing.assert_array_equal(dx1, dx0)
+    np.testing.assert_array_equal(dw1, dw0)
+    conv_module.release_workspace()
+    assert conv_module._workspace(np.float32).array.size == 0

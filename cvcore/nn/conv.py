@@ -33,6 +33,7 @@ same kernels in float64. Other numeric inputs (integers, bool, float16) are conv
 from __future__ import annotations
 
 import math
+import threading
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -166,6 +167,54 @@ def _identity_epilogue(K, dtype):
     return np.ones(K, dtype=dtype), np.zeros(K, dtype=dtype), False
 
 
+class _Workspace:
+    """A thread's scratch buffer for the kernels' strips (:func:`kernels.nn_conv.scratch`),
+    kept between calls and grown to the longest length a call reported needing. Re-entrant
+    use (a convolution inside another's call on the same thread cannot happen, but a buffer is
+    never handed out twice) gets an empty array, and the kernel allocates its own."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.array = np.empty(0, dtype=dtype)
+        self.busy = False
+        self._wanted = 0
+
+    def __enter__(self):
+        if self.busy:
+            return _Workspace(self.dtype).__enter__()
+        self.busy = True
+        if self._wanted > self.array.size:
+            self.array = np.empty(self._wanted, dtype=self.dtype)
+        return self
+
+    def need(self, length):
+        self._wanted = max(self._wanted, int(length))
+
+    def __exit__(self, *exc):
+        self.busy = False
+        return False
+
+
+_WORKSPACES = threading.local()
+
+
+def _workspace(dtype):
+    """This thread's :class:`_Workspace` for ``dtype``."""
+    table = getattr(_WORKSPACES, "table", None)
+    if table is None:
+        table = _WORKSPACES.table = {}
+    key = np.dtype(dtype).str
+    if key not in table:
+        table[key] = _Workspace(np.dtype(dtype))
+    return table[key]
+
+
+def release_workspace():
+    """Free this thread's convolution workspaces (they hold the largest strip seen so far:
+    about one layer input; for a long-lived process that is done with a large network)."""
+    _WORKSPACES.table = {}
+
+
 def _lanes():
     import numba
     return numba.get_num_threads()
@@ -251,8 +300,11 @@ def _run_forward(x, w, scale, shift, relu, stride, padding, dilation):
     Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     y = np.empty((N, K, Ho, Wo), dtype=x.dtype)
     lanes = _lanes()
-    _kernels().conv2d_forward(x, w.reshape(K, C * kh * kw), kh, kw, *stride, *padding, *dilation,
-                              _channel_groups(N, Ho, Wo, K, lanes), lanes, scale, shift, relu, y)
+    with _workspace(x.dtype) as ws:
+        ws.need(_kernels().conv2d_forward(x, w.reshape(K, C * kh * kw), kh, kw, *stride,
+                                          *padding, *dilation,
+                                          _channel_groups(N, Ho, Wo, K, lanes), lanes, scale,
+                                          shift, relu, ws.array, y))
     return y
 
 
@@ -296,15 +348,17 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True):
     dw = None
     if need_dw:
         geometry = (kh, kw, *cache.stride, *cache.padding, *cache.dilation)
-        if N * Ho * Wo <= COLS_MAX_POSITIONS:            # few positions: explicit columns
-            dw = np.empty((K, C * kh * kw), dtype=dtype)
-            _kernels().conv2d_weight_grad_cols(x, dy, *geometry, lanes, dw)
-        else:
-            dw_lanes = np.zeros((lanes, K, C * kh * kw), dtype=dtype)
-            _kernels().conv2d_weight_grad(x, dy, *geometry,
-                                          _weight_grad_block(N, Ho, Wo, C + K, x.itemsize,
-                                                             lanes), lanes, dw_lanes)
-            dw = dw_lanes.sum(axis=0)
+        with _workspace(dtype) as ws:
+            if N * Ho * Wo <= COLS_MAX_POSITIONS:        # few positions: explicit columns
+                dw = np.empty((K, C * kh * kw), dtype=dtype)
+                ws.need(_kernels().conv2d_weight_grad_cols(x, dy, *geometry, lanes, ws.array,
+                                                           dw))
+            else:
+                dw_lanes = np.zeros((lanes, K, C * kh * kw), dtype=dtype)
+                ws.need(_kernels().conv2d_weight_grad(
+                    x, dy, *geometry, _weight_grad_block(N, Ho, Wo, C + K, x.itemsize, lanes),
+                    lanes, ws.array, dw_lanes))
+                dw = dw_lanes.sum(axis=0)
         dw = dw.reshape(w.shape)
     return dx, dw, db
 
