@@ -3,7 +3,7 @@
 The readable twin is :mod:`kernels.reference.nn_conv` (im2col + one matrix product); the
 conventions (PyTorch's cross-correlation, output size, tap order ``r = (c*kh + i)*kw + j``) are
 documented there. The caller (:mod:`cvcore.nn.conv`) validates every argument, allocates the
-outputs and prepares the weight layouts.
+outputs and workspaces, and prepares the flipped weights of the input gradient.
 
 The strip
 ---------
@@ -21,7 +21,7 @@ with just enough zeros between rows and between images to serve as the zero padd
 which :func:`kernels.simd.fma_tile` computes tile by tile (8 output channels x 48 positions in
 24 vector registers on AVX-512), reading the input straight from the strip. Positions that are
 not output pixels (the gap columns and rows) are computed and dropped: 6 % extra work at 32x32,
-13 % at 16x16, 23 % at 8x8.
+13 % at 16x16, 27 % at 8x8 (3x3 kernel, padding 1).
 
 Strided convolutions use a **phase strip** (:func:`fill_phase_strip`): the zero-padded input is
 split into its ``sh*sw`` phases (every ``sh``-th row from row ``a``, every ``sw``-th column from

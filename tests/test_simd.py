@@ -81,3 +81,44 @@ def test_linear_matmul_matches_numpy(dtype, M, T, N, rng):
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out, a.astype(np.float64) @ b.T.astype(np.float64), rtol=tol,
                                atol=tol * np.sqrt(max(T, 1)))
+
+
+def test_avx2_tile_shapes_compute_the_same(tmp_path):
+    # Machines without AVX-512 get 32-byte vectors and smaller tiles (KB=4, TB=24, DB=3). Check
+    # that configuration's code on this machine: a fresh process sets the module constants
+    # before anything is compiled and runs uncached wrappers (the cached kernels of kernels/
+    # belong to this machine's configuration and are not touched).
+    import subprocess
+    import sys
+    script = tmp_path / "avx2.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from numba import njit\n"
+        "from kernels import simd\n"
+        "simd.AVX512, simd.VECTOR_BYTES, simd.KB, simd.TB, simd.DA, simd.DB = False, 32, 4, 24, 4, 3\n"
+        "@njit\n"
+        "def fma(x, q0, w, rows, offs, acc):\n"
+        "    simd.fma_tile(x, q0, w, rows, offs, acc)\n"
+        "@njit\n"
+        "def dot(a, ao, b, bo, t0, t1, acc):\n"
+        "    simd.dot_tile(a, ao, b, bo, t0, t1, acc)\n"
+        "rng = np.random.default_rng(0)\n"
+        "for dt in (np.float32, np.float64):\n"
+        "    x = rng.standard_normal(300).astype(dt); w = rng.standard_normal((6, 9)).astype(dt)\n"
+        "    rows = np.array([0, 9, 27, 45], np.int64); offs = rng.integers(0, 250, 9)\n"
+        "    acc = np.full((4, 24), np.nan, dt)\n"
+        "    fma(x, 3, w.reshape(-1), rows, offs, acc)\n"
+        "    ref = w[[0, 1, 3, 5]].astype(float) @ x[3 + offs[:, None] + np.arange(24)]\n"
+        "    assert np.allclose(acc, ref, rtol=1e-5, atol=1e-5), 'fma_tile'\n"
+        "    vl = 32 // np.dtype(dt).itemsize\n"
+        "    ao = np.array([0, 5, 9, 20], np.int64); bo = np.array([1, 7, 30], np.int64)\n"
+        "    acc3 = np.full((4, 3, vl), np.nan, dt)\n"
+        "    dot(x, ao, x, bo, 2, 2 + 7 * vl, acc3)\n"
+        "    A = x[ao[:, None] + np.arange(2, 2 + 7 * vl)]; B = x[bo[:, None] + np.arange(2, 2 + 7 * vl)]\n"
+        "    assert np.allclose(acc3.sum(-1), A @ B.T, rtol=1e-5, atol=1e-5), 'dot_tile'\n"
+        "print('ok')\n")
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         cwd=root, env={**os.environ, "PYTHONPATH": root}, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
