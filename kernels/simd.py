@@ -30,9 +30,9 @@ The two micro-kernels (``T`` is float32 or float64; all pointers are plain array
 
 * :func:`dot_tile` — a block of dot products of windows, for the weight gradient::
 
-      acc[i, j, :] = sum over steps s of  a[aoffs[i] + t0 + s*VL : +VL] * b[boffs[j] + t0 + s*VL : +VL]
+      acc[i, j, :] = sum over s of  a[aoffs[i] + t0 + s*VL : +VL] * b[boffs[j] + t0 + s*VL : +VL]
 
-  over ``t`` in ``[t0, t1)`` (``t1 - t0`` a multiple of ``VL``); the ``VL`` lanes of each
+  over the vectors ``s`` of ``[t0, t1)`` (``t1 - t0`` a multiple of ``VL``); the ``VL`` lanes of each
   accumulator are left for the caller to add up (one horizontal sum per long reduction).
 
 Both write their whole output (``acc``) and read nothing else from it. Numba does not know what
@@ -42,8 +42,8 @@ loops of their own and may reorder around the call: seen with an earlier ``dot_t
 added into ``acc``, where ``acc = np.zeros(...)`` before the call gave wrong sums inside a
 ``prange`` body and right ones outside).
 
-Neither checks bounds: the callers in :mod:`kernels.nn_conv` size every array so that each
-window is inside it.
+Neither checks bounds: the callers in :mod:`kernels.nn_conv` and :mod:`kernels.nn_linear` size
+every array so that each window is inside it.
 
 Numba's on-disk cache keys a kernel on its own source file only: after editing this module,
 delete ``kernels/__pycache__`` so that the kernels using it are compiled again.
