@@ -32,8 +32,8 @@ The two micro-kernels (``T`` is float32 or float64; all pointers are plain array
 
       acc[i, j, :] = sum over s of  a[aoffs[i] + t0 + s*VL : +VL] * b[boffs[j] + t0 + s*VL : +VL]
 
-  over the vectors ``s`` of ``[t0, t1)`` (``t1 - t0`` a multiple of ``VL``); the ``VL`` lanes of each
-  accumulator are left for the caller to add up (one horizontal sum per long reduction).
+  over the vectors ``s`` of ``[t0, t1)`` (``t1 - t0`` a multiple of ``VL``); the ``VL`` lanes of
+  each accumulator are left for the caller to add up (one horizontal sum per long reduction).
 
 Both write their whole output (``acc``) and read nothing else from it. Numba does not know what
 an intrinsic reads or writes: inside a ``prange`` body keep the code around a call to plain
