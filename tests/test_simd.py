@@ -95,7 +95,8 @@ def test_avx2_tile_shapes_compute_the_same(tmp_path):
         "import numpy as np\n"
         "from numba import njit\n"
         "from kernels import simd\n"
-        "simd.AVX512, simd.VECTOR_BYTES, simd.KB, simd.TB, simd.DA, simd.DB = False, 32, 4, 24, 4, 3\n"
+        "simd.AVX512, simd.VECTOR_BYTES = False, 32\n"
+        "simd.KB, simd.TB, simd.DA, simd.DB = 4, 24, 4, 3\n"
         "@njit\n"
         "def fma(x, q0, w, rows, offs, acc):\n"
         "    simd.fma_tile(x, q0, w, rows, offs, acc)\n"
@@ -114,7 +115,8 @@ def test_avx2_tile_shapes_compute_the_same(tmp_path):
         "    ao = np.array([0, 5, 9, 20], np.int64); bo = np.array([1, 7, 30], np.int64)\n"
         "    acc3 = np.full((4, 3, vl), np.nan, dt)\n"
         "    dot(x, ao, x, bo, 2, 2 + 7 * vl, acc3)\n"
-        "    A = x[ao[:, None] + np.arange(2, 2 + 7 * vl)]; B = x[bo[:, None] + np.arange(2, 2 + 7 * vl)]\n"
+        "    t = np.arange(2, 2 + 7 * vl)\n"
+        "    A = x[ao[:, None] + t]; B = x[bo[:, None] + t]\n"
         "    assert np.allclose(acc3.sum(-1), A @ B.T, rtol=1e-5, atol=1e-5), 'dot_tile'\n"
         "print('ok')\n")
     import os
