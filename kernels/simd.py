@@ -101,6 +101,16 @@ def _store_vec(builder, value, base, index, vty, itemsize):
     builder.store(value, ptr, align=itemsize)
 
 
+def _zero_slots(builder, vty, count):
+    """``count`` vector accumulators set to zero: stack slots (in the entry block) that LLVM's
+    mem2reg turns into registers, since nothing but these loads and stores touches them."""
+    zero = ir.Constant(vty, [0.0] * vty.count)
+    slots = [cgutils.alloca_once(builder, vty) for _ in range(count)]
+    for slot in slots:
+        builder.store(zero, slot)
+    return slots
+
+
 def _fmuladd(builder, vty):
     fnty = ir.FunctionType(vty, [vty, vty, vty])
     return cgutils.get_or_insert_function(builder.module, fnty,
@@ -154,10 +164,7 @@ def fma_tile(typingctx, x, q0, w, wrows, offs, acc):
         R = builder.extract_value(os_.shape, 0)
         rows = [builder.load(cgutils.gep(builder, wr.data, ir.Constant(i64, k)))
                 for k in range(KB)]
-        zero = ir.Constant(vty, [0.0] * vl)
-        slots = [cgutils.alloca_once(builder, vty) for _ in range(KB * nv)]
-        for s in slots:
-            builder.store(zero, s)
+        slots = _zero_slots(builder, vty, KB * nv)
         with cgutils.for_range(builder, R) as loop:
             r = loop.index
             start = builder.add(q0v, builder.load(cgutils.gep(builder, os_.data, r)))
@@ -204,10 +211,7 @@ def dot_tile(typingctx, a, aoffs, b, boffs, t0, t1, acc):
                  for i in range(DA)]
         bbase = [builder.load(cgutils.gep(builder, BO.data, ir.Constant(i64, j)))
                  for j in range(DB)]
-        zero = ir.Constant(vty, [0.0] * vl)
-        slots = [cgutils.alloca_once(builder, vty) for _ in range(DA * DB)]
-        for slot in slots:
-            builder.store(zero, slot)
+        slots = _zero_slots(builder, vty, DA * DB)
         steps = builder.sdiv(builder.sub(t1v, t0v), ir.Constant(i64, vl))
         with cgutils.for_range(builder, steps) as loop:
             t = builder.add(t0v, builder.mul(loop.index, ir.Constant(i64, vl)))

@@ -124,3 +124,12 @@ def test_avx2_tile_shapes_compute_the_same(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          cwd=root, env={**os.environ, "PYTHONPATH": root}, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_linear_matmul_mixed_dtypes_compute_in_float64(rng):
+    from cvcore.nn.layers import _matmul_nt
+    a = rng.standard_normal((20, 9)).astype(np.float32)
+    b = rng.standard_normal((30, 9))
+    out = _matmul_nt(a, b)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b.T, rtol=1e-12, atol=1e-12)

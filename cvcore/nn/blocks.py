@@ -81,10 +81,7 @@ class _ResidualBlock(_CachingModule):
                 identity = call_child("downsample", self.downsample.forward, x)
             else:
                 identity = x
-        if identity.shape != out.shape:
-            raise ValueError(self._shape_error(out.shape, identity.shape))
-        identity = np.ascontiguousarray(identity, dtype=out.dtype)
-        _kernels("nn_act").add_relu_forward(out.reshape(-1), identity.reshape(-1), out.reshape(-1))
+        self._add_shortcut(out, identity)
         self._keep((tuple(relu_outputs), out), out)
         return out
 
@@ -99,17 +96,18 @@ class _ResidualBlock(_CachingModule):
                                  getattr(self, bn_name), k < last)
             identity = x if self.downsample is None else \
                 call_child("downsample", _projection_inference(self.downsample), x)
-        if identity.shape != out.shape:
-            raise ValueError(self._shape_error(out.shape, identity.shape))
-        identity = np.ascontiguousarray(identity, dtype=out.dtype)
-        _kernels("nn_act").add_relu_forward(out.reshape(-1), identity.reshape(-1), out.reshape(-1))
+        self._add_shortcut(out, identity)
         self._keep(None, out)
         return out
 
-    def _shape_error(self, out_shape, identity_shape):
-        return (f"{self._label()}: the residual branch gives shape {out_shape} but the shortcut "
-                f"gives {identity_shape}; a block that changes stride or channels needs a "
-                f"downsample projection")
+    def _add_shortcut(self, out, identity):
+        """``out = relu(out + identity)`` in place, after checking the shapes agree."""
+        if identity.shape != out.shape:
+            raise ValueError(f"{self._label()}: the residual branch gives shape {out.shape} but "
+                             f"the shortcut gives {identity.shape}; a block that changes stride "
+                             f"or channels needs a downsample projection")
+        identity = np.ascontiguousarray(identity, dtype=out.dtype)
+        _kernels("nn_act").add_relu_forward(out.reshape(-1), identity.reshape(-1), out.reshape(-1))
 
     def backward(self, dy):
         (relu_outputs, out), dy = self._take(dy)

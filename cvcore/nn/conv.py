@@ -169,30 +169,21 @@ def _identity_epilogue(K, dtype):
 
 class _Workspace:
     """A thread's scratch buffer for the kernels' strips (:func:`kernels.nn_conv.scratch`),
-    kept between calls and grown to the longest length a call reported needing. Re-entrant
-    use (a convolution inside another's call on the same thread cannot happen, but a buffer is
-    never handed out twice) gets an empty array, and the kernel allocates its own."""
+    kept between calls and grown to the longest length a call reported needing (kernels given
+    a buffer too short allocate their own, and say how long it should have been)."""
 
     def __init__(self, dtype):
-        self.dtype = dtype
         self.array = np.empty(0, dtype=dtype)
-        self.busy = False
         self._wanted = 0
 
-    def __enter__(self):
-        if self.busy:
-            return _Workspace(self.dtype).__enter__()
-        self.busy = True
+    def buffer(self):
+        """The buffer, first grown to the longest length a call has needed."""
         if self._wanted > self.array.size:
-            self.array = np.empty(self._wanted, dtype=self.dtype)
-        return self
+            self.array = np.empty(self._wanted, dtype=self.array.dtype)
+        return self.array
 
     def need(self, length):
         self._wanted = max(self._wanted, int(length))
-
-    def __exit__(self, *exc):
-        self.busy = False
-        return False
 
 
 _WORKSPACES = threading.local()
@@ -300,11 +291,10 @@ def _run_forward(x, w, scale, shift, relu, stride, padding, dilation):
     Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     y = np.empty((N, K, Ho, Wo), dtype=x.dtype)
     lanes = _lanes()
-    with _workspace(x.dtype) as ws:
-        ws.need(_kernels().conv2d_forward(x, w.reshape(K, C * kh * kw), kh, kw, *stride,
-                                          *padding, *dilation,
-                                          _channel_groups(N, Ho, Wo, K, lanes), lanes, scale,
-                                          shift, relu, ws.array, y))
+    ws = _workspace(x.dtype)
+    ws.need(_kernels().conv2d_forward(x, w.reshape(K, C * kh * kw), kh, kw, *stride, *padding,
+                                      *dilation, _channel_groups(N, Ho, Wo, K, lanes), lanes,
+                                      scale, shift, relu, ws.buffer(), y))
     return y
 
 
@@ -348,17 +338,16 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True):
     dw = None
     if need_dw:
         geometry = (kh, kw, *cache.stride, *cache.padding, *cache.dilation)
-        with _workspace(dtype) as ws:
-            if N * Ho * Wo <= COLS_MAX_POSITIONS:        # few positions: explicit columns
-                dw = np.empty((K, C * kh * kw), dtype=dtype)
-                ws.need(_kernels().conv2d_weight_grad_cols(x, dy, *geometry, lanes, ws.array,
-                                                           dw))
-            else:
-                dw_lanes = np.zeros((lanes, K, C * kh * kw), dtype=dtype)
-                ws.need(_kernels().conv2d_weight_grad(
-                    x, dy, *geometry, _weight_grad_block(N, Ho, Wo, C + K, x.itemsize, lanes),
-                    lanes, ws.array, dw_lanes))
-                dw = dw_lanes.sum(axis=0)
+        ws = _workspace(dtype)
+        if N * Ho * Wo <= COLS_MAX_POSITIONS:            # few positions: explicit columns
+            dw = np.empty((K, C * kh * kw), dtype=dtype)
+            ws.need(_kernels().conv2d_weight_grad_cols(x, dy, *geometry, lanes, ws.buffer(), dw))
+        else:
+            dw_lanes = np.zeros((lanes, K, C * kh * kw), dtype=dtype)
+            ws.need(_kernels().conv2d_weight_grad(
+                x, dy, *geometry, _weight_grad_block(N, Ho, Wo, C + K, x.itemsize, lanes),
+                lanes, ws.buffer(), dw_lanes))
+            dw = dw_lanes.sum(axis=0)
         dw = dw.reshape(w.shape)
     return dx, dw, db
 

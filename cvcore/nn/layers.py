@@ -796,7 +796,8 @@ def _matmul_nt(a, b):
     transposed (the output transposed with it)."""
     import numba
     nk = _kernels("nn_linear")
-    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    dtype = np.float64 if np.float64 in (a.dtype, b.dtype) else np.float32
+    a, b = np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(b, dtype=dtype)
     (M, T), N = a.shape, b.shape[0]
     out = np.zeros((M, N), dtype=a.dtype)
     if out.size == 0 or T == 0:
