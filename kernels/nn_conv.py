@@ -232,13 +232,9 @@ def make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count, ws):
 # -- forward -----------------------------------------------------------------------------------
 
 @njit(cache=True, parallel=True)
-def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, scale, shift, relu,
-                   ws, y):
-    """``y = epilogue(conv(x, w))`` as an implicit GEMM on the strip of ``x``, where the epilogue
-    applied to each output on its way out is ``v * scale[k] + shift[k]`` (then ``max(., 0)``): a
-    bias, or an inference-mode batch norm and a ReLU, at no extra pass over the output. (A
-    residual sum here measured slower than a pass of its own: the output's channel planes are
-    written a tile at a time, and reading a residual in that order defeats the prefetchers.)
+def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws, y):
+    """``y = conv(x, w) + bias`` as an implicit GEMM on the strip of ``x``; the bias is added as
+    each tile leaves the registers.
 
     Parameters
     ----------
@@ -252,8 +248,7 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, sc
         one group only when there are too few tiles to keep every lane busy.
     nlanes : int
         Parallel lanes (threads); lane ``l`` takes the ``l``-th contiguous share of the items.
-    scale, shift : ndarray, shape (K,), the dtype of ``x``
-    relu : bool
+    bias : ndarray, shape (K,), the dtype of ``x`` (zeros for none)
     ws : ndarray, 1-D, the dtype of ``x``
         Workspace for the strip (:func:`scratch`).
     y : ndarray, shape (N, K, Ho, Wo), C-contiguous, written
@@ -274,9 +269,9 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, sc
     nkb = (K + KB - 1) // KB
     per_group = (nkb + kgroups - 1) // kgroups
     yf = y.reshape(N * K * Ho * Wo)
-    affine = False                             # an epilogue other than y = conv?
+    has_bias = False
     for k in range(K):
-        affine = affine or scale[k] != 1 or shift[k] != 0
+        has_bias = has_bias or bias[k] != 0
     plane = Ho * Wo
     nitems = (P // TB) * kgroups
     for lane in prange(nlanes):
@@ -284,7 +279,6 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, sc
         acc = np.empty((KB, TB), dtype=x.dtype)
         wrows = np.empty(KB, dtype=np.int64)
         runs = np.empty((TB, 3), dtype=np.int64)
-        zero = np.zeros(1, dtype=x.dtype)[0]
         for item in range(lane * nitems // nlanes, (lane + 1) * nitems // nlanes):
             q0 = (item // kgroups) * TB
             g = item - (item // kgroups) * kgroups
@@ -318,13 +312,10 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, sc
                 for k in range(min(KB, K - kb * KB)):
                     base = (kb * KB + k) * plane
                     row = acc[k]                       # plain loops around the intrinsic:
-                    if affine:                         # see kernels.simd
-                        a, c = scale[kb * KB + k], shift[kb * KB + k]
+                    if has_bias:                       # see kernels.simd
+                        c = bias[kb * KB + k]
                         for t in range(TB):
-                            row[t] = row[t] * a + c
-                    if relu:
-                        for t in range(TB):
-                            row[t] = row[t] if row[t] > zero else zero
+                            row[t] += c
                     for s in range(nruns):
                         t0, length = runs[s, 0], runs[s, 1]
                         dst = yf[base + runs[s, 2]:base + runs[s, 2] + length]

@@ -186,8 +186,7 @@ def test_strip_with_negative_padding_is_a_crop(ph, pw, rng):
     Ho, Wo = 9 + 2 * ph - 2, 8 + 2 * pw - 2
     y = np.full((2, 5, Ho, Wo), np.nan, np.float32)
     need = fast.conv2d_forward(x, w.reshape(5, -1), 3, 3, 1, 1, ph, pw, 1, 1, 1, 2,
-                               np.ones(5, np.float32), np.zeros(5, np.float32), False,
-                               np.empty(0, np.float32), y)
+                               np.zeros(5, np.float32), np.empty(0, np.float32), y)
     assert need > 0
     cropped = x[:, :, -ph:9 + ph, -pw:8 + pw]
     np.testing.assert_allclose(y, ref.conv2d_forward(cropped, w, None, (1, 1), (0, 0),

@@ -25,7 +25,6 @@ import numpy as np
 from cvcore.nn.conv import Conv2d
 from cvcore.nn.layers import (NESTED, BatchNorm2d, ReLU, Sequential, _as_input, _CachingModule,
                               _kernels, call_child, top_level)
-from cvcore.nn.module import is_grad_enabled
 
 __all__ = ["BasicBlock", "Bottleneck", "conv1x1", "conv3x3"]
 
@@ -63,8 +62,6 @@ class _ResidualBlock(_CachingModule):
     def forward(self, x):
         if top_level():
             x = _as_input(x, f"{self._label()} input", ndim=4, check_nan=True)
-        if _inference(*(getattr(self, bn) for _, bn in self._stages)):
-            return self._forward_inference(x)
         relu_outputs = []
         with NESTED:
             out = x
@@ -83,21 +80,6 @@ class _ResidualBlock(_CachingModule):
                 identity = x
         self._add_shortcut(out, identity)
         self._keep((tuple(relu_outputs), out), out)
-        return out
-
-    def _forward_inference(self, x):
-        """The forward under :func:`cvcore.nn.no_grad` in eval mode: every conv + BN (+ ReLU) in
-        the convolution's own output pass (:meth:`Conv2d.forward_bn`), then the residual sum."""
-        with NESTED:
-            out = x
-            last = len(self._stages) - 1
-            for k, (conv_name, bn_name) in enumerate(self._stages):
-                out = call_child(conv_name, getattr(self, conv_name).forward_bn, out,
-                                 getattr(self, bn_name), k < last)
-            identity = x if self.downsample is None else \
-                call_child("downsample", _projection_inference(self.downsample), x)
-        self._add_shortcut(out, identity)
-        self._keep(None, out)
         return out
 
     def _add_shortcut(self, out, identity):
@@ -210,23 +192,3 @@ def _shortcut(downsample, inplanes, outplanes, stride, rng):
         return Sequential(conv1x1(inplanes, outplanes, stride, rng=rng), BatchNorm2d(outplanes))
     return downsample
 
-
-def _inference(*bns):
-    """True when a forward can fold these batch norms into the convolutions: gradients off
-    (:func:`cvcore.nn.no_grad`) and every batch norm in eval mode."""
-    return not is_grad_enabled() and not any(bn.training for bn in bns)
-
-
-def _projection_inference(downsample):
-    """The shortcut's forward for inference: a ``Sequential(Conv2d, BatchNorm2d)`` projection as
-    one fused pass, anything else as it is."""
-    named = list(downsample._modules.items()) if isinstance(downsample, Sequential) else []
-    if len(named) == 2 and isinstance(named[0][1], Conv2d) \
-            and isinstance(named[1][1], BatchNorm2d) and _inference(named[1][1]):
-        (conv_name, conv), (_, bn) = named
-
-        def forward(x):
-            with NESTED:
-                return call_child(conv_name, conv.forward_bn, x, bn)
-        return forward
-    return downsample.forward

@@ -18,8 +18,7 @@ exactly that product without building ``cols`` (:mod:`kernels.nn_conv`):
 2. The product runs in register-blocked tiles (8 output channels x 48 pixels on AVX-512, all
    24 accumulators in vector registers: :mod:`kernels.simd`), the tiles spread over the threads
    of one Numba parallel loop. No BLAS.
-3. The output leaves the registers through an epilogue ``y = v * scale + shift`` (then ReLU):
-   the bias, or, for inference, a following batch norm folded in (:meth:`Conv2d.forward_bn`).
+3. The bias is added as the output leaves the registers (no extra pass).
 4. Backward: ``dW = dY @ cols^T`` is a block of dot products of strip windows; ``dx`` is itself
    a stride-1 convolution of ``dY`` (flipped kernel; for a strided convolution one per phase of
    the input), run by the same forward kernel; ``db`` sums ``dY`` over ``n, oh, ow``. Nothing
@@ -138,7 +137,7 @@ def _input_grad(dy, cache):
     (sh, sw), (ph, pw), (dh, dw) = cache.stride, cache.padding, cache.dilation
     if (sh, sw) == (1, 1):
         flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        return _run_forward(dy, flipped, *_identity_epilogue(C, x.dtype), (1, 1),
+        return _run_forward(dy, flipped, np.zeros(C, dtype=x.dtype), (1, 1),
                             (dh * (kh - 1) - ph, dw * (kw - 1) - pw), (dh, dw))
     qh, a = np.divmod(np.arange(kh) * dh, sh)       # tap row i: phase row a[i], shift qh[i]
     qw, b = np.divmod(np.arange(kw) * dw, sw)
@@ -155,16 +154,11 @@ def _input_grad(dy, cache):
     for c in range(C):
         wp[:, c * nph + tap_phase, QH - 1 - qh[ii], QW - 1 - qw[jj]] = w[:, c, ii, jj]
     dphase = _run_forward(dy, np.ascontiguousarray(wp.transpose(1, 0, 2, 3)),
-                          *_identity_epilogue(C * nph, x.dtype), (1, 1), (QH - 1, QW - 1),
+                          np.zeros(C * nph, dtype=x.dtype), (1, 1), (QH - 1, QW - 1),
                           (1, 1))
     dx = np.empty_like(x)
     _kernels().phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx)
     return dx
-
-
-def _identity_epilogue(K, dtype):
-    """``scale, shift, relu`` of a plain convolution: ``y = conv``."""
-    return np.ones(K, dtype=dtype), np.zeros(K, dtype=dtype), False
 
 
 class _Workspace:
@@ -243,10 +237,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, name="conv2d",
     """
     x, w, b, stride, padding, dilation = _prepare(x, w, b, stride, padding, dilation, name,
                                                   check_input)
-    scale, shift, relu = _identity_epilogue(w.shape[0], x.dtype)
-    if b is not None:
-        shift = b
-    y = _run_forward(x, w, scale, shift, relu, stride, padding, dilation)
+    y = _run_forward(x, w, np.zeros(w.shape[0], dtype=x.dtype) if b is None else b, stride,
+                     padding, dilation)
     return y, Conv2dCache(x, w, b is not None, stride, padding, dilation)
 
 
@@ -281,9 +273,9 @@ def _prepare(x, w, b, stride, padding, dilation, name, check_input):
     return x, w, b, stride, padding, dilation
 
 
-def _run_forward(x, w, scale, shift, relu, stride, padding, dilation):
-    """The forward kernel on validated, contiguous arrays of one dtype, with its epilogue
-    ``y = conv * scale + shift (then ReLU)`` per output channel."""
+def _run_forward(x, w, bias, stride, padding, dilation):
+    """The forward kernel on validated, contiguous arrays of one dtype (``bias``: (K,), zeros
+    for none); ``padding`` may be negative (a crop, for input gradients)."""
     N, C, H, W = x.shape
     K, _, kh, kw = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation      # padding < 0: a crop
@@ -294,7 +286,7 @@ def _run_forward(x, w, scale, shift, relu, stride, padding, dilation):
     ws = _workspace(x.dtype)
     ws.need(_kernels().conv2d_forward(x, w.reshape(K, C * kh * kw), kh, kw, *stride, *padding,
                                       *dilation, _channel_groups(N, Ho, Wo, K, lanes), lanes,
-                                      scale, shift, relu, ws.buffer(), y))
+                                      bias, ws.buffer(), y))
     return y
 
 
@@ -417,36 +409,6 @@ class Conv2d(Module):
                                   self.dilation, name=self._name(), check_input=check_input)
         self._cache = cache if is_grad_enabled() else None
         return y
-
-    def forward_bn(self, x, bn, relu=False, check_input=None):
-        """Inference shortcut: ``bn(conv(x))`` (then ReLU) in the convolution's own output pass,
-        ``bn`` in eval mode (its running statistics folded into a per-channel scale and shift:
-        ``gamma / sqrt(var + eps)``, ``beta - mean * scale``).
-
-        For networks under :func:`cvcore.nn.no_grad` (nothing is cached, so there is no
-        backward); the result equals ``bn.forward(self.forward(x))`` up to float32 rounding.
-        ``check_input`` as in :meth:`forward`.
-        """
-        if is_grad_enabled() or bn.training:
-            raise RuntimeError(f"{self._name()}: forward_bn is for inference: batch norm in eval "
-                               f"mode and gradients off (cvcore.nn.no_grad())")
-        K = self.out_channels
-        if bn.num_features != K:
-            raise ValueError(f"{bn._label()}: expected {bn.num_features} channels, got {K} "
-                             f"from {self._name()}")
-        x, w, _, stride, padding, dilation = _prepare(x, self.weight.data, None, self.stride,
-                                                      self.padding, self.dilation, self._name(),
-                                                      top_level() if check_input is None
-                                                      else check_input)
-        invstd = 1.0 / np.sqrt(np.asarray(bn.running_var, dtype=np.float64) + bn.eps)
-        scale = np.asarray(bn.weight.data, dtype=np.float64) * invstd
-        shift = np.asarray(bn.bias.data, dtype=np.float64) - np.asarray(bn.running_mean) * scale
-        if self.bias is not None:
-            shift = shift + np.asarray(self.bias.data, dtype=np.float64) * scale
-        self._cache = None
-        bn._keep(None, x)                      # under no_grad: drops any older cache, as forward
-        return _run_forward(x, w, scale.astype(x.dtype), shift.astype(x.dtype), bool(relu),
-                            stride, padding, dilation)
 
     def backward(self, dy):
         """Fill ``weight.grad`` / ``bias.grad`` and return ``dx`` (N, C, H, W)."""

@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from cvcore._validate import check_int
-from cvcore.nn.blocks import BasicBlock, Bottleneck, _inference, conv1x1
+from cvcore.nn.blocks import BasicBlock, Bottleneck, conv1x1
 from cvcore.nn.conv import Conv2d
 from cvcore.nn.layers import (NESTED, AdaptiveAvgPool2d, BatchNorm2d, Linear, MaxPool2d, ReLU,
                               Sequential, _as_input, _CachingModule, _kernels, call_child)
@@ -154,11 +154,8 @@ class ResNet(_CachingModule):
         dtype = self.conv1.weight.data.dtype
         x = np.ascontiguousarray(x, dtype=dtype)       # compute in the parameters' precision
         with NESTED:
-            if _inference(self.bn1):          # no_grad + eval: BN and ReLU in the conv's pass
-                stem = x = call_child("conv1", self.conv1.forward_bn, x, self.bn1, True, True)
-            else:
-                x = call_child("conv1", self.conv1.forward, x, True)      # checks NaN, once
-                stem = x = call_child("bn1", self.bn1.forward_relu, x)
+            x = call_child("conv1", self.conv1.forward, x, True)      # checks NaN, once
+            stem = x = call_child("bn1", self.bn1.forward_relu, x)
             for name in self._body():
                 x = call_child(name, getattr(self, name).forward, x)
             pooled_shape = x.shape
