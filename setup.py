@@ -24,6 +24,10 @@ setup(
         # installed by hand (`pip install torch==2.13.0`): a loose requirement here could pull a
         # CUDA build of several gigabytes.
         "bench": ["opencv-python-headless>=4.8,<5", "scikit-image>=0.22", "scikit-learn>=1.3"],
+        # `cvcore serve`: the HTTP API and web page (Starlette/FastAPI on uvicorn).
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
+        # `cvcore predict/features --scheduler processes:N|tcp://...`: Dask's distributed scheduler.
+        "batch": ["dask[distributed]>=2024.1"],
     },
     entry_points={"console_scripts": ["cvcore = cvcore.cli:main"]},
 )
