@@ -9,6 +9,8 @@ __getattr__, __dir__, __all__ = attach(
         "boxes": ["box_iou", "box_area", "nms", "group_rectangles", "rects_to_boxes",
                   "boxes_to_rects"],
         "metrics": ["coco_evaluate", "voc_evaluate", "voc_ap", "DetectionResult"],
+        "pyramid": ["resize_exact", "pyramid_scales", "image_pyramid"],
+        "hog_detector": ["HOGDetector"],
         "annotations": ["ImageAnnotation", "read_annotations", "read_voc", "read_coco",
                         "read_imglab", "read_csv"],
     },
