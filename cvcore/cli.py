@@ -48,6 +48,7 @@ def _add_trust(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cvcore.batch import command as batch_command
     from cvcore.train.pipeline import MODELS
     parser = argparse.ArgumentParser(
         prog="cvcore", description="Classical computer vision and image recognition on the CPU.")
@@ -87,12 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top-k classes of images from saved weights")
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="+", help="image files, or folders (with --out)")
     p.add_argument("--weights", required=True, help="a model.npz written by `cvcore train`")
     p.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
     _add_trust(p)
     p.add_argument("--json", action="store_true", help="print one JSON line per image")
+    batch_command.add_predict_options(p)
     p.set_defaults(func=cmd_predict)
+    batch_command.add_parser(sub)
 
     p = sub.add_parser("check", help="report on a data set: balance, duplicates, corrupt files")
     p.add_argument("data", help="a data set name or folder (as --data of train)")
@@ -225,27 +228,28 @@ def cmd_eval(args):
 
 
 def cmd_predict(args):
-    from cvcore.io.images import imread
-    from cvcore.train.pipeline import load_model
-    import numpy as np
+    from cvcore.batch.command import run_predict, wants_batch
+    from cvcore.io.datasets import decode_image
     from cvcore.train.metrics import UNKNOWN, check_min_confidence, reject
+    from cvcore.train.pipeline import load_model, top_classes
     threshold = 0.0 if args.min_confidence is None else check_min_confidence(args.min_confidence)
+    if wants_batch(args):
+        if args.tta or args.min_confidence is not None:
+            raise CommandError("--tta and --min-confidence apply to predicting image files, "
+                               "not to batch jobs over folders or with --out")
+        return run_predict(args)
     model = load_model(args.weights)
-    images = [imread(p, mode=model.mode) for p in args.images]
-    images = [np.clip(np.round(im * 255) if im.dtype.kind == "f" else im, 0, 255)
-              .astype(np.uint8) if im.dtype != np.uint8 else im for im in images]
+    images = [decode_image(p, model.mode) for p in args.images]
     proba = model.predict_proba(images, tta=args.tta)
     labels = reject(proba, threshold)
-    k = max(1, min(args.top, proba.shape[1]))
-    for path, p, label in zip(args.images, proba, labels):
-        top = np.argsort(-p, kind="stable")[:k]
+    tops = top_classes(proba, model.class_names, args.top)
+    for path, top, p, label in zip(args.images, tops, proba, labels):
         name = "unknown" if label == UNKNOWN else model.class_names[label]
         if args.json:
             print(json.dumps({"image": path, "label": name, "confidence": float(p.max()),
-                              "top": [{"class": model.class_names[i],
-                                       "probability": float(p[i])} for i in top]}))
+                              "top": top}))
         else:
-            shown = ", ".join(f"{model.class_names[i]} {p[i]:.3f}" for i in top)
+            shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in top)
             print(f"{path}: " + (f"unknown (below {threshold:g}: {shown})"
                                  if label == UNKNOWN else shown))
 
