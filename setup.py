@@ -25,7 +25,7 @@ setup(
         # CUDA build of several gigabytes.
         # mahotas: a SURF (dlib's port) to compare with; no PyPI OpenCV build includes SURF.
         "bench": ["opencv-python-headless>=4.8,<5", "scikit-image>=0.22", "scikit-learn>=1.3",
-                  "mahotas>=1.4"],
+                  "pycocotools>=2.0.7", "dlib-bin>=19.24", "mahotas>=1.4"],
         # `cvcore serve`: the HTTP API and web page (Starlette/FastAPI on uvicorn).
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
         # `cvcore predict/features --scheduler processes:N|tcp://...`: Dask's distributed scheduler.

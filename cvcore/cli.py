@@ -39,6 +39,7 @@ def _add_data(p, required=False):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cvcore.batch import command as batch_command
     from cvcore.train.pipeline import MODELS
     parser = argparse.ArgumentParser(
         prog="cvcore", description="Classical computer vision and image recognition on the CPU.")
@@ -61,8 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true", help="CNN: no flips or padded crops")
     p.add_argument("--resume", action="store_true",
                    help="CNN: continue the stopped run in --out from its last checkpoint")
-    p.add_argument("--C", type=float, default=0.003,
-                   help="hog-svm: inverse regularisation (default 0.003)")
+    p.add_argument("--C", type=float, default=None,
+                   help="hog-svm: inverse regularisation (default 0.003); hog-detector: its "
+                        "SVM's (default 0.1)")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="hog-detector: rounds of hard-negative mining (default 2)")
     p.add_argument("--json", action="store_true",
                    help="end with one JSON line of the test metrics, for scripts")
     p.set_defaults(func=cmd_train)
@@ -75,16 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top-k classes of images from saved weights")
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="+", help="image files, or folders (with --out)")
     p.add_argument("--weights", required=True, help="a model.npz written by `cvcore train`")
     p.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
     p.add_argument("--json", action="store_true", help="print one JSON line per image")
+    batch_command.add_predict_options(p)
     p.set_defaults(func=cmd_predict)
+    batch_command.add_parser(sub)
 
     p = sub.add_parser("check", help="report on a data set: balance, duplicates, corrupt files")
     p.add_argument("data", help="a data set name or folder (as --data of train)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_check)
+
+    from cvcore.train.detection import add_parser as add_detect_parser
+    add_detect_parser(sub)
 
     p = sub.add_parser("demo", help="train and compare HOG+linear and a small ResNet on the "
                                     "embedded data set; writes a report")
@@ -154,10 +163,13 @@ def _split_val(data, fraction, seed):
 
 def cmd_train(args):
     from cvcore.train.loop import TrainConfig
-    from cvcore.train.pipeline import (CNN_MODELS, MODELS, model_path, train_cnn_model,
-                                       train_hog_model)
+    from cvcore.train.pipeline import (CNN_MODELS, DETECTOR_MODELS, MODELS, model_path,
+                                       train_cnn_model, train_hog_model)
     if args.model not in MODELS:
         raise CommandError(f"unknown model {args.model!r}; choose one of {', '.join(MODELS)}")
+    if args.model in DETECTOR_MODELS:
+        from cvcore.train.detection import train
+        return train(args)
     t0 = time.perf_counter()
     data = _load_data(args)
     log = _stderr
@@ -175,7 +187,7 @@ def cmd_train(args):
         if args.resume:
             raise CommandError("--resume applies to the CNN models only")
         model = train_hog_model(args.model, data.x_train, data.y_train, data.class_names,
-                                C=args.C, log=log)
+                                C=0.003 if args.C is None else args.C, log=log)
     model.save(model_path(out))
     metrics, proba = _evaluate(model, data)
     files = _write_report(model, metrics, proba, data, out)
@@ -188,9 +200,12 @@ def cmd_train(args):
 
 def cmd_eval(args):
     from cvcore.train.metrics import format_report
-    from cvcore.train.pipeline import load_model
+    from cvcore.train.pipeline import DETECTOR_MODELS, load_model
     t0 = time.perf_counter()
     model = load_model(args.weights)
+    if model.kind in DETECTOR_MODELS:
+        from cvcore.train.detection import evaluate
+        return evaluate(args, model)
     data = _load_data(args)
     if len(data.class_names) != len(model.class_names):
         raise CommandError(f"{args.weights} predicts {len(model.class_names)} classes but "
@@ -206,22 +221,19 @@ def cmd_eval(args):
 
 
 def cmd_predict(args):
-    from cvcore.io.images import imread
-    from cvcore.train.pipeline import load_model
-    import numpy as np
+    from cvcore.batch.command import run_predict, wants_batch
+    from cvcore.io.datasets import decode_image
+    from cvcore.train.pipeline import load_model, top_classes
+    if wants_batch(args):
+        return run_predict(args)
     model = load_model(args.weights)
-    images = [imread(p, mode=model.mode) for p in args.images]
-    images = [np.clip(np.round(im * 255) if im.dtype.kind == "f" else im, 0, 255)
-              .astype(np.uint8) if im.dtype != np.uint8 else im for im in images]
-    proba = model.predict_proba(images)
-    k = max(1, min(args.top, proba.shape[1]))
-    for path, p in zip(args.images, proba):
-        top = np.argsort(-p, kind="stable")[:k]
+    images = [decode_image(p, model.mode) for p in args.images]
+    tops = top_classes(model.predict_proba(images), model.class_names, args.top)
+    for path, top in zip(args.images, tops):
         if args.json:
-            print(json.dumps({"image": path, "top": [{"class": model.class_names[i],
-                                                      "probability": float(p[i])} for i in top]}))
+            print(json.dumps({"image": path, "top": top}))
         else:
-            print(f"{path}: " + ", ".join(f"{model.class_names[i]} {p[i]:.3f}" for i in top))
+            print(f"{path}: " + ", ".join(f"{t['class']} {t['probability']:.3f}" for t in top))
 
 
 def cmd_check(args):

@@ -53,6 +53,7 @@ __all__ = [
     "check",
     "CheckReport",
     "to_nchw",
+    "decode_image",
     "DATASET_NAMES",
     "EMBEDDED_NAME",
 ]
@@ -574,10 +575,12 @@ def _list_images(folder: Path) -> list[Path]:
                   and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def _decode(path: Path, mode: str, size) -> np.ndarray:
+def decode_image(path, mode: str, size=None) -> np.ndarray:
     """Decode one image file to uint8 ``(H, W)`` (gray) or ``(H, W, 3)`` (rgb), resized to
     ``size = (H, W)`` if given. Raises ``ValueError`` naming the file if it cannot be decoded.
 
+    This is how every image file reaches a model: training on an image folder, ``cvcore
+    predict`` on one file, and the batch jobs of :mod:`cvcore.batch` on folders of millions.
     Reading is :func:`cvcore.io.imread` (EXIF orientation applied, content checked against the
     extension, BT.601 grey); 16-bit and float files are brought to 8 bits by
     :func:`cvcore.io.to_uint8`."""
@@ -673,7 +676,7 @@ class ImageFolder:
         i %= len(self)
         if i in self._cache:
             return self._cache[i]
-        image = _decode(self.samples[i][0], self.mode, self.size)
+        image = decode_image(self.samples[i][0], self.mode, self.size)
         if self.cache:
             self._cache[i] = image
         return image

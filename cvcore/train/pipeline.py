@@ -15,6 +15,10 @@ Models
 ``resnet20``, ``resnet32``, ``resnet56``
     CIFAR-style residual networks (He et al. 2016, sec. 4.2) trained by :class:`Trainer` with
     SGD (Nesterov momentum), a one-cycle schedule, random horizontal flips and padded crops.
+``hog-detector``
+    A sliding-window object detector (HOG + linear SVM with hard-negative mining,
+    :func:`cvcore.detect.train_hog_detector`) trained on annotated photos; it finds boxes
+    (:meth:`TrainedModel.detector`) instead of predicting classes.
 """
 from __future__ import annotations
 
@@ -26,12 +30,13 @@ import numpy as np
 
 from cvcore.train.checkpoint import load_state, save_state
 
-__all__ = ["HOG_MODELS", "CNN_MODELS", "MODELS", "HOGParams", "TrainedModel",
-           "load_model", "prepare_images"]
+__all__ = ["HOG_MODELS", "CNN_MODELS", "DETECTOR_MODELS", "MODELS", "HOGParams", "TrainedModel",
+           "load_model", "prepare_images", "top_classes"]
 
 HOG_MODELS = ("hog-svm", "hog-linear", "hog-knn")
 CNN_MODELS = ("resnet20", "resnet32", "resnet56")
-MODELS = HOG_MODELS + CNN_MODELS
+DETECTOR_MODELS = ("hog-detector",)
+MODELS = HOG_MODELS + CNN_MODELS + DETECTOR_MODELS
 MODEL_FORMAT = "cvcore-model-1"
 
 
@@ -143,9 +148,22 @@ class TrainedModel:
         std = self.arrays["std"].reshape(1, -1, 1, 1)
         return ((x - mean) / std).astype(np.float32)
 
+    def detector(self):
+        """The :class:`cvcore.detect.ObjectDetector` of a ``hog-detector`` model."""
+        if self.kind not in DETECTOR_MODELS:
+            raise ValueError(f"a {self.kind} model classifies images; it has no detector")
+        if self._clf is None:
+            from cvcore.detect.training import ObjectDetector
+            self._clf = ObjectDetector.from_state(self.params["detector"],
+                                                  self.arrays["detector"])
+        return self._clf
+
     # -- predicting ---------------------------------------------------------------------------
     def predict_proba(self, images, batch_size: int = 500) -> np.ndarray:
         """Class probabilities (N, n_classes) of raw uint8 images (see :func:`prepare_images`)."""
+        if self.kind in DETECTOR_MODELS:
+            raise ValueError(f"a {self.kind} model finds boxes, it does not classify images: "
+                             "use `cvcore detect` / TrainedModel.detector()")
         images = prepare_images(images, self.size, self.mode)
         if self.kind in HOG_MODELS:
             return self._classifier().predict_proba(self.features(images))
@@ -153,6 +171,20 @@ class TrainedModel:
         from cvcore.train.loop import predict_batches
         logits = predict_batches(self._network(), self.network_input(images), batch_size)
         return softmax(logits.astype(np.float64))
+
+    def embed(self, images, batch_size: int = 500) -> np.ndarray:
+        """Penultimate-layer embeddings (N, C) float32 of raw uint8 images (CNN models): the
+        network's globally pooled features (:meth:`cvcore.nn.ResNet.embed`), in eval mode under
+        :func:`cvcore.nn.no_grad`, ``batch_size`` images at a time."""
+        from cvcore.nn import no_grad
+        if self.kind not in CNN_MODELS:
+            raise ValueError(f"a {self.kind} model has no network to embed images with; use a "
+                             f"CNN model ({', '.join(CNN_MODELS)})")
+        x = self.network_input(prepare_images(images, self.size, self.mode))
+        net = self._network()
+        with no_grad():
+            return np.concatenate([net.embed(x[i:i + batch_size]).astype(np.float32)
+                                   for i in range(0, len(x), batch_size)])
 
     def evaluate(self, images, labels) -> dict:
         """:func:`cvcore.train.metrics.evaluate` on ``(images, labels)``, plus ``seconds``."""
@@ -179,6 +211,23 @@ def load_model(path) -> TrainedModel:
         raise ValueError(f"{path}: unknown model kind {state['kind']!r}")
     return TrainedModel(state["kind"], state["class_names"], tuple(state["size"]), state["mode"],
                         state["params"], state["arrays"])
+
+
+def top_classes(proba, class_names, k: int) -> list[list[dict]]:
+    """The ``k`` most probable classes of each row of ``proba`` (N, n_classes), most probable
+    first, ties in class order: ``[[{"class": name, "probability": p}, ...], ...]``.
+
+    ``k`` is clipped to ``1..n_classes``. This is the row format of ``cvcore predict --json``
+    and of the batch job's output (:func:`cvcore.batch.predict_folder`).
+
+    >>> top_classes(np.array([[0.2, 0.5, 0.3]]), ["a", "b", "c"], 2)
+    [[{'class': 'b', 'probability': 0.5}, {'class': 'c', 'probability': 0.3}]]
+    """
+    proba = np.asarray(proba)
+    k = max(1, min(int(k), proba.shape[1]))
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    return [[{"class": class_names[i], "probability": float(p[i])} for i in top]
+            for p, top in zip(proba, order)]
 
 
 def _mode_and_size(x_train):
@@ -214,6 +263,21 @@ def train_hog_model(kind, x_train, y_train, class_names, hog: HOGParams | None =
     model.params["classifier"] = {"C": C, "alpha": alpha, "k": k}
     model._clf = clf
     log(f"{type(clf).__name__} fitted in {time.perf_counter() - t0:.1f} s")
+    return model
+
+
+def train_detector_model(annotations, C: float = 0.1, rounds: int = 2, seed: int = 0,
+                         log=print) -> TrainedModel:
+    """Train a ``hog-detector`` on annotated photos (:func:`cvcore.detect.train_hog_detector`)."""
+    from cvcore.detect.training import train_hog_detector
+    detector = train_hog_detector(annotations, C=C, rounds=rounds, seed=seed, log=log)
+    params, arrays = detector.state()
+    labels = sorted({lab for a in annotations for lab in a.labels}) or ["object"]
+    ww, wh = detector.window_size
+    model = TrainedModel("hog-detector", labels, (wh, ww), "gray",
+                         {"detector": params, "train": {"C": C, "rounds": rounds, "seed": seed}},
+                         {"detector": arrays})
+    model._clf = detector
     return model
 
 
