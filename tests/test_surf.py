@@ -260,3 +260,27 @@ def test_keypoints_agree_with_mahotas_surf():
     d = np.linalg.norm(xy_theirs[:, None, :] - kp.xy[None, :, :], axis=2)
     assert len(theirs) >= 50
     assert (d.min(axis=1) <= 2.0).mean() >= 0.7
+
+
+def test_cvcore_features_kind_surf(tmp_path):
+    from PIL import Image
+
+    from cvcore.cli import main
+    from cvcore.io.datasets import decode_image
+    from tests.conftest import dataset_path
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("box.pgm", "roofs1.jpg"):
+        image = Image.open(dataset_path("test-images", name)).convert("L")
+        image.thumbnail((160, 160))
+        image.save(folder / (name.split(".")[0] + ".png"))
+    out = tmp_path / "surf"
+    assert main(["features", str(folder), "--kind", "surf", "--out", str(out),
+                 "--max-keypoints", "40"]) == 0
+    index = [__import__("json").loads(line) for line in (out / "index.jsonl").open()]
+    with np.load(out / index[0]["shard"]) as z:
+        offsets, desc = z["offsets"], z["descriptors"]
+    for r, row in enumerate(index):
+        kp, d = surf(decode_image(row["image"], "gray"), n_features=40)
+        assert row["keypoints"] == len(kp) == offsets[r + 1] - offsets[r] > 10
+        np.testing.assert_array_equal(desc[offsets[r]:offsets[r + 1]], d)
