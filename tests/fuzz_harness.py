@@ -137,7 +137,7 @@ class WorkerPool:
         self._workers[i] = self._spawn()
         self.respawns += 1
 
-    def run(self, target, args=(), kwargs=None, tame=False, worker: int = 0):
+    def run(self, target, args=(), kwargs=None, tame=False, worker: int = 0, _retry=False):
         """Run one case in worker ``worker``; return ``(status, detail)``."""
         proc, conn = self._workers[worker]
         try:
@@ -157,6 +157,17 @@ class WorkerPool:
             self._replace(worker)
             return "crash", f"worker died with exit code {code} (negative: signal {-code})"
         self._replace(worker)
+        if not _retry:
+            # A first call of a kernel compiles it (Numba), which on a loaded machine can take
+            # longer than the limit: a hang must hang again, given four times as long.
+            saved, self.timeout = self.timeout, 4 * self.timeout
+            try:
+                status, detail = self.run(target, args, kwargs, tame, worker, _retry=True)
+            finally:
+                self.timeout = saved
+            return status, (detail if status != "hang" else
+                            f"no answer within {saved:.0f} s, nor within {4 * saved:.0f} s "
+                            f"in a fresh worker")
         return "hang", f"no answer within {self.timeout:.0f} s"
 
     def close(self):

@@ -273,3 +273,15 @@ def test_temporaries_of_a_killed_atomic_write_are_removed_by_the_next_write(tmp_
     assert not dead.exists() and live.exists()
     assert (tmp_path / "model.npz").read_bytes() == b"ok"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "model.npz"])
+
+
+def test_apply_homography_checks_its_matrix():
+    # Found by the fuzzing harness: a singular H (all zeros) mapped every point to NaN, and a
+    # 2x2 "H" raised IndexError.
+    from cvcore.match import apply_homography
+    pts = np.array([[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(ValueError, match="singular"):
+        apply_homography(np.zeros((3, 3)), pts)
+    with pytest.raises(ValueError, match="3x3"):
+        apply_homography(np.eye(2), pts)
+    np.testing.assert_allclose(apply_homography(np.eye(3), pts), pts)
