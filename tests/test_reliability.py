@@ -285,3 +285,19 @@ def test_apply_homography_checks_its_matrix():
     with pytest.raises(ValueError, match="3x3"):
         apply_homography(np.eye(2), pts)
     np.testing.assert_allclose(apply_homography(np.eye(3), pts), pts)
+
+
+def test_resuming_with_a_different_model_is_one_clear_error(tmp_path):
+    # Before: a KeyError from load_state_dict, a traceback from the command.
+    from cvcore import nn
+    from cvcore.train.loop import TrainConfig, Trainer
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 1, 8, 8)).astype(np.float32)
+    y = np.arange(8) % 2
+    config = TrainConfig(epochs=1, batch_size=4, lr=0.01, seed=0)
+    Trainer(nn.resnet20(num_classes=2, in_channels=1), config, out_dir=tmp_path,
+            progress=False).fit(x, y)
+    other = Trainer(nn.resnet20(num_classes=3, in_channels=1), config, out_dir=tmp_path,
+                    progress=False)
+    with pytest.raises(ValueError, match="different model"):
+        other.fit(x, y, resume=True)
