@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="a smaller run (600 images, 1 epoch) to check the installation")
     p.set_defaults(func=cmd_demo)
+
+    from cvcore.serve.command import add_parser as add_serve
+    add_serve(sub)
     return parser
 
 
@@ -206,13 +209,10 @@ def cmd_eval(args):
 
 
 def cmd_predict(args):
-    from cvcore.io.images import imread
-    from cvcore.train.pipeline import load_model
+    from cvcore.train.pipeline import load_model, read_image
     import numpy as np
     model = load_model(args.weights)
-    images = [imread(p, mode=model.mode) for p in args.images]
-    images = [np.clip(np.round(im * 255) if im.dtype.kind == "f" else im, 0, 255)
-              .astype(np.uint8) if im.dtype != np.uint8 else im for im in images]
+    images = [read_image(p, model.mode) for p in args.images]
     proba = model.predict_proba(images)
     k = max(1, min(args.top, proba.shape[1]))
     for path, p in zip(args.images, proba):

@@ -149,6 +149,25 @@ class ResNet(_CachingModule):
         The stem's ``relu(bn1(conv1(x)))`` runs the ReLU inside batch norm's output pass
         (:meth:`BatchNorm2d.forward_relu`); ``self.relu`` is kept for torchvision's layout.
         """
+        stem, x = self._trunk(x, self._body())
+        with NESTED:
+            pooled_shape = x.shape
+            logits = call_child("fc", self.fc.forward, x.reshape(x.shape[0], -1))
+        self._keep((stem, pooled_shape), logits)
+        return logits
+
+    def features(self, x):
+        """Activations of the last stage (N, C, h, w), the input of the global average pool,
+        for images ``x`` (N, in_channels, H, W): the maps Grad-CAM weighs (Selvaraju et al.
+        2017, eq. 1-2), with ``avgpool`` and ``fc`` the head whose backward gives their weights.
+
+        Meant for inference under :func:`cvcore.nn.no_grad` (it keeps no cache of its own, so
+        :meth:`backward` does not follow it).
+        """
+        return self._trunk(x, self._body()[:-1])[1]
+
+    def _trunk(self, x, body):
+        """Stem, then the children named in ``body``; returns (stem output, last output)."""
         # conv1 checks the channel count, the spatial size and NaN, naming itself
         x = _as_input(x, "ResNet input", ndim=4, check_nan=False)
         dtype = self.conv1.weight.data.dtype
@@ -156,12 +175,9 @@ class ResNet(_CachingModule):
         with NESTED:
             x = call_child("conv1", self.conv1.forward, x, True)      # checks NaN, once
             stem = x = call_child("bn1", self.bn1.forward_relu, x)
-            for name in self._body():
+            for name in body:
                 x = call_child(name, getattr(self, name).forward, x)
-            pooled_shape = x.shape
-            logits = call_child("fc", self.fc.forward, x.reshape(x.shape[0], -1))
-        self._keep((stem, pooled_shape), logits)
-        return logits
+        return stem, x
 
     def backward(self, dlogits):
         """Fill ``.grad`` of every parameter that requires it; return ``dx`` (N, C, H, W)."""

@@ -27,7 +27,7 @@ import numpy as np
 from cvcore.train.checkpoint import load_state, save_state
 
 __all__ = ["HOG_MODELS", "CNN_MODELS", "MODELS", "HOGParams", "TrainedModel",
-           "load_model", "prepare_images"]
+           "load_model", "prepare_images", "read_image"]
 
 HOG_MODELS = ("hog-svm", "hog-linear", "hog-knn")
 CNN_MODELS = ("resnet20", "resnet32", "resnet56")
@@ -87,6 +87,28 @@ def prepare_images(images, size, mode: str) -> np.ndarray:
             img = np.clip(np.round(img), 0, 255).astype(np.uint8)
         out.append(img)
     return np.stack(out)
+
+
+def read_image(source, mode: str, max_pixels: int | None = None) -> np.ndarray:
+    """Read one image the way every prediction path does (``cvcore predict``, ``cvcore serve``).
+
+    ``source`` is a file path, or the bytes of an image file (decoded by
+    :func:`cvcore.io.imdecode`, which refuses non-images, truncated data and decompression
+    bombs, with ``max_pixels`` as an extra bound). The image is read in the model's colour
+    ``mode`` ("gray" or "rgb") and brought to ``uint8``: float images (0..1) are scaled by 255
+    and rounded, other integer types are clipped to 0..255. The result goes to
+    :meth:`TrainedModel.predict_proba`, which resizes it.
+    """
+    from cvcore.io.images import imdecode, imread
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        image = imdecode(source, mode=mode, max_pixels=max_pixels, name="upload")
+    else:
+        image = imread(source, mode=mode)
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype.kind == "f":
+        image = np.round(image * 255)
+    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 @dataclass
