@@ -412,8 +412,10 @@ def test_corrupt_and_foreign_pth_files(tmp_path):
     with pytest.raises(ValueError, match="storage m/data/1 is missing"):
         load_torch(tmp_path / "gone.pth")
     torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
-    with pytest.raises(ValueError, match="legacy"):
-        load_torch(tmp_path / "legacy.pth")
+    legacy = (tmp_path / "legacy.pth").read_bytes()
+    (tmp_path / "legacy_cut.pth").write_bytes(legacy[:-50])
+    with pytest.raises(ValueError, match="truncated"):
+        load_torch(tmp_path / "legacy_cut.pth")
     save_npz(tmp_path / "not_torch.pth", {"a": np.ones(2)})
     with pytest.raises(ValueError, match="not a PyTorch file"):
         load_torch(tmp_path / "not_torch.pth")
@@ -512,3 +514,66 @@ def test_zero_stride_tensors_expand_but_not_without_limit(tmp_path):
                                   np.full((3, 4), 2.5, dtype=np.float32))
     with pytest.raises(ValueError, match="would expand a storage of 1 elements"):
         load_torch(pth("bomb.pth", (2 ** 20, 2 ** 20), (0, 0)))       # 4 TiB from 4 bytes
+
+
+# -- PyTorch's legacy (pre-1.6, non-zip) format --------------------------------------------------
+def test_legacy_pth_loads_like_torch_including_views_dtypes_and_cuda_locations(tmp_path):
+    torch = pytest.importorskip("torch")
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    state = OrderedDict([
+        ("base", base), ("slice", base[1:, ::2]), ("t", base.t()),
+        ("f64", torch.randn(3, dtype=torch.float64)), ("i64", torch.tensor([5, -6])),
+        ("bf16", torch.tensor([1.0, -2.5], dtype=torch.bfloat16)), ("empty", torch.zeros(0, 3)),
+    ])
+    state.update(_torch_model(torch).state_dict())
+    torch.save(state, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    raw = (tmp_path / "old.pth").read_bytes()
+    assert not zipfile.is_zipfile(tmp_path / "old.pth")
+    # the same file as if saved from a GPU: every storage's location string becomes "cuda:0"
+    cpu = b"X" + struct.pack("<I", 3) + b"cpu"
+    assert cpu in raw
+    (tmp_path / "gpu.pth").write_bytes(raw.replace(cpu, b"X" + struct.pack("<I", 6) + b"cuda:0"))
+    for name in ("old.pth", "gpu.pth"):
+        out = load_torch(tmp_path / name)
+        assert list(out) == list(state)
+        for key, tensor in state.items():
+            want = tensor.float().numpy() if tensor.dtype == torch.bfloat16 else tensor.numpy()
+            np.testing.assert_array_equal(out[key], want, err_msg=key)
+            assert out[key].dtype == want.dtype and out[key].shape == want.shape, key
+
+
+def test_legacy_pth_refuses_everything_but_tensors(tmp_path):
+    torch = pytest.importorskip("torch")
+    marker = tmp_path / "PWNED"
+    torch.save({"w": torch.ones(2), "evil": _Payload(marker)}, tmp_path / "evil.pth",
+               _use_new_zipfile_serialization=False)
+    with pytest.raises(UnsafePickleError, match=r"refusing to unpickle (posix|os|nt)\.system"):
+        load_torch(tmp_path / "evil.pth")
+    torch.save(_torch_model(torch), tmp_path / "model.pth", _use_new_zipfile_serialization=False)
+    with pytest.raises(UnsafePickleError, match=r"refusing to unpickle torch\.nn\.modules\."):
+        load_torch(tmp_path / "model.pth")
+    torch.save({"w": torch.ones(2), "epoch": 3}, tmp_path / "ckpt.pth",
+               _use_new_zipfile_serialization=False)
+    with pytest.raises(ValueError, match="entry 'epoch' is a int, not a tensor"):
+        load_torch(tmp_path / "ckpt.pth")
+    # a hostile header: the magic-number pickle itself calls os.system
+    (tmp_path / "head.pth").write_bytes(pickle.dumps(_Payload(marker), protocol=2))
+    with pytest.raises(UnsafePickleError, match="system"):
+        load_torch(tmp_path / "head.pth")
+    (tmp_path / "plain.pth").write_bytes(pickle.dumps({"a": 1}, protocol=2))
+    with pytest.raises(ValueError, match="magic number"):
+        load_torch(tmp_path / "plain.pth")
+    assert not marker.exists()
+
+
+def test_published_legacy_cuda_files_load_as_torch_loads_them():
+    torch = pytest.importorskip("torch")
+    models = ROOT.parent / "shared" / "models"
+    if not models.exists():
+        pytest.skip(f"shared models not found: {models}")
+    for name in ("trades_model_mnist_smallcnn.pt", "wongkolter_mnist.pth"):
+        ours = load_torch(models / name)
+        ref = torch.load(models / name, map_location="cpu", weights_only=False)
+        assert list(ours) == list(ref)
+        for key, tensor in ref.items():
+            np.testing.assert_array_equal(ours[key], tensor.numpy(), err_msg=key)

@@ -26,7 +26,8 @@ httpx = pytest.importorskip("httpx", reason="the server tests' client is httpx (
 from cvcore.serve.batching import Batcher, Overloaded, Timeout  # noqa: E402
 from cvcore.serve.explain import cell_map, explain, grad_cam, hog_contributions  # noqa: E402
 from cvcore.serve.metrics import Registry  # noqa: E402
-from cvcore.train.pipeline import TrainedModel, read_image  # noqa: E402
+from cvcore.io.datasets import decode_image  # noqa: E402
+from cvcore.train.pipeline import TrainedModel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "cvcore" / "data" / "roofs1.jpg"
@@ -303,17 +304,17 @@ def test_grad_cam_equals_the_class_activation_map():
                                _resnet_model(seed=3).predict_proba(image[None]), rtol=1e-5)
 
 
-def test_read_image_bytes_equals_file(tmp_path):
+def test_decode_image_of_bytes_equals_file():
     data = PHOTO.read_bytes()
     for mode in ("gray", "rgb"):
-        np.testing.assert_array_equal(read_image(data, mode), read_image(PHOTO, mode))
+        np.testing.assert_array_equal(decode_image(data, mode), decode_image(PHOTO, mode))
     from cvcore.io.images import NotAnImageError
-    with pytest.raises(NotAnImageError, match="upload: not a PNG"):
-        read_image(b"plain text", "gray")
+    with pytest.raises(NotAnImageError, match="upload: cannot decode image .not a PNG"):
+        decode_image(b"plain text", "gray")
     with pytest.raises(ValueError, match="decompression bomb"):
-        read_image(_png(3000, 3000), "gray", max_pixels=MAX_PIXELS)
+        decode_image(_png(3000, 3000), "gray", max_pixels=MAX_PIXELS)
     with pytest.raises(ValueError, match="truncated or corrupt"):
-        read_image(data[:300], "gray")
+        decode_image(data[:300], "gray")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -149,6 +149,8 @@ def imread(path, mode: str | None = None) -> np.ndarray:
         raise FileNotFoundError(f"no such image file: {path}")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path} is a directory, not an image file")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path}: empty file (0 bytes), not an image")
     return _decode(path, path, _format_for(path, "read"), mode, None)
 
 
@@ -210,12 +212,12 @@ def _decode(source, name: str, expected: str | None, mode: str | None,
                                   f"or unsupported format, or a corrupt header)") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ValueError(f"{name}: refused as a possible decompression bomb: {exc}") from None
+        except PermissionError:
+            raise
         except (OSError, SyntaxError, EOFError, ValueError, IndexError, KeyError, TypeError,
                 struct.error, zlib.error) as exc:
-            if isinstance(exc, OSError) and isinstance(source, str) and exc.filename:
-                raise                    # the file itself could not be read (permissions, I/O)
-            # a header that ends early or is broken ("Truncated File Read" from the JPEG parser)
-            raise ValueError(f"{name}: truncated or corrupt image header: {exc}") from None
+            # the header itself is cut short or broken (Pillow: "Truncated File Read", ...)
+            raise ValueError(f"{name}: truncated or corrupt image header: {exc}") from exc
         with im:
             found = _SAME_FORMAT.get(im.format, im.format)
             if expected is not None and found != expected:

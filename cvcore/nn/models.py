@@ -149,12 +149,19 @@ class ResNet(_CachingModule):
         The stem's ``relu(bn1(conv1(x)))`` runs the ReLU inside batch norm's output pass
         (:meth:`BatchNorm2d.forward_relu`); ``self.relu`` is kept for torchvision's layout.
         """
-        stem, x = self._trunk(x, self._body())
+        stem, pooled = self._trunk(x)
         with NESTED:
-            pooled_shape = x.shape
-            logits = call_child("fc", self.fc.forward, x.reshape(x.shape[0], -1))
-        self._keep((stem, pooled_shape), logits)
+            logits = call_child("fc", self.fc.forward, pooled.reshape(pooled.shape[0], -1))
+        self._keep((stem, pooled.shape), logits)
         return logits
+
+    def embed(self, x):
+        """The penultimate layer: globally average-pooled features (N, C) of images ``x``
+        (N, in_channels, H, W), the input of ``fc`` (C = 64 for the CIFAR networks, 512 for
+        ResNet-18, 2048 for ResNet-50). Run it in eval mode under :func:`cvcore.nn.no_grad`
+        for inference, as :meth:`forward`."""
+        _, pooled = self._trunk(x)
+        return pooled.reshape(pooled.shape[0], -1)
 
     def features(self, x):
         """Activations of the last stage (N, C, h, w), the input of the global average pool,
@@ -166,8 +173,11 @@ class ResNet(_CachingModule):
         """
         return self._trunk(x, self._body()[:-1])[1]
 
-    def _trunk(self, x, body):
-        """Stem, then the children named in ``body``; returns (stem output, last output)."""
+    def _trunk(self, x, body=None):
+        """``(stem, out)``: the stem's ReLU output (kept for the backward pass) and the output
+        of the last child named in ``body`` (default: every child up to the global average
+        pool, whose output is (N, C, 1, 1))."""
+        body = self._body() if body is None else body
         # conv1 checks the channel count, the spatial size and NaN, naming itself
         x = _as_input(x, "ResNet input", ndim=4, check_nan=False)
         dtype = self.conv1.weight.data.dtype

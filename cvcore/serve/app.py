@@ -14,9 +14,8 @@ Routes
 ``GET /docs``, ``GET /openapi.json``       OpenAPI documentation (FastAPI's)
 
 Request path of a prediction: the body is read with a size bound (413 past it), the image is
-decoded and resized to the model's input in a decoding thread (:func:`cvcore.train.pipeline.
-read_image`, the function ``cvcore predict`` uses, then :func:`~cvcore.train.pipeline.
-prepare_images`), then queued for the model's :class:`~cvcore.serve.batching.Batcher`, whose
+decoded and resized to the model's input in a decoding thread (:func:`cvcore.io.datasets.
+decode_image`, the function ``cvcore predict`` uses on files), then queued for the model's :class:`~cvcore.serve.batching.Batcher`, whose
 batches run :meth:`TrainedModel.predict_proba` on the one serving thread. The event loop only
 moves bytes and futures.
 
@@ -240,11 +239,13 @@ class Server:
         """Bytes -> uint8 image at the model's input (or as read, if resizing must wait for
         the worker thread); ApiError 400/415 for anything that is not a good image."""
         import anyio
-        from cvcore.train.pipeline import prepare_images, read_image
+        from cvcore.io.datasets import decode_image
+        from cvcore.train.pipeline import prepare_images
         model = served.model
 
         def work():
-            image = read_image(data, model.mode, max_pixels=self.config.max_pixels)
+            # as `cvcore predict`: decode_image, then predict_proba's own prepare_images
+            image = decode_image(data, model.mode, max_pixels=self.config.max_pixels)
             if self._prepare_in_decoder:
                 image = prepare_images([image], model.size, model.mode)[0]
             return image
