@@ -30,8 +30,9 @@ setup(
         # `cvcore serve`: the HTTP API and web page (Starlette/FastAPI on uvicorn).
         # (httpx: the client of the serve tests and of benchmarks.serve's load generator)
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "httpx>=0.25"],
-        # `cvcore predict/features --scheduler processes:N|tcp://...`: Dask's distributed scheduler.
-        "batch": ["dask[distributed]>=2024.1"],
+        # `cvcore predict/features --scheduler processes:N|tcp://...`: Dask's distributed scheduler;
+        # `cvcore predict --out F.parquet`: pyarrow.
+        "batch": ["dask[distributed]>=2024.1", "pyarrow>=14"],
     },
     entry_points={"console_scripts": ["cvcore = cvcore.cli:main"]},
 )
