@@ -28,8 +28,9 @@ setup(
                   "pycocotools>=2.0.7", "dlib-bin>=19.24", "mahotas>=1.4"],
         # `cvcore serve`: the HTTP API and web page (Starlette/FastAPI on uvicorn).
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
-        # `cvcore predict/features --scheduler processes:N|tcp://...`: Dask's distributed scheduler.
-        "batch": ["dask[distributed]>=2024.1"],
+        # `cvcore predict/features --scheduler processes:N|tcp://...`: Dask's distributed scheduler;
+        # `cvcore predict --out F.parquet`: pyarrow.
+        "batch": ["dask[distributed]>=2024.1", "pyarrow>=14"],
     },
     entry_points={"console_scripts": ["cvcore = cvcore.cli:main"]},
 )
