@@ -62,8 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true", help="CNN: no flips or padded crops")
     p.add_argument("--resume", action="store_true",
                    help="CNN: continue the stopped run in --out from its last checkpoint")
-    p.add_argument("--C", type=float, default=0.003,
-                   help="hog-svm: inverse regularisation (default 0.003)")
+    p.add_argument("--C", type=float, default=None,
+                   help="hog-svm: inverse regularisation (default 0.003); hog-detector: its "
+                        "SVM's (default 0.1)")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="hog-detector: rounds of hard-negative mining (default 2)")
     p.add_argument("--json", action="store_true",
                    help="end with one JSON line of the test metrics, for scripts")
     p.set_defaults(func=cmd_train)
@@ -88,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="a data set name or folder (as --data of train)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_check)
+
+    from cvcore.train.detection import add_parser as add_detect_parser
+    add_detect_parser(sub)
 
     p = sub.add_parser("demo", help="train and compare HOG+linear and a small ResNet on the "
                                     "embedded data set; writes a report")
@@ -157,10 +163,13 @@ def _split_val(data, fraction, seed):
 
 def cmd_train(args):
     from cvcore.train.loop import TrainConfig
-    from cvcore.train.pipeline import (CNN_MODELS, MODELS, model_path, train_cnn_model,
-                                       train_hog_model)
+    from cvcore.train.pipeline import (CNN_MODELS, DETECTOR_MODELS, MODELS, model_path,
+                                       train_cnn_model, train_hog_model)
     if args.model not in MODELS:
         raise CommandError(f"unknown model {args.model!r}; choose one of {', '.join(MODELS)}")
+    if args.model in DETECTOR_MODELS:
+        from cvcore.train.detection import train
+        return train(args)
     t0 = time.perf_counter()
     data = _load_data(args)
     log = _stderr
@@ -178,7 +187,7 @@ def cmd_train(args):
         if args.resume:
             raise CommandError("--resume applies to the CNN models only")
         model = train_hog_model(args.model, data.x_train, data.y_train, data.class_names,
-                                C=args.C, log=log)
+                                C=0.003 if args.C is None else args.C, log=log)
     model.save(model_path(out))
     metrics, proba = _evaluate(model, data)
     files = _write_report(model, metrics, proba, data, out)
@@ -191,9 +200,12 @@ def cmd_train(args):
 
 def cmd_eval(args):
     from cvcore.train.metrics import format_report
-    from cvcore.train.pipeline import load_model
+    from cvcore.train.pipeline import DETECTOR_MODELS, load_model
     t0 = time.perf_counter()
     model = load_model(args.weights)
+    if model.kind in DETECTOR_MODELS:
+        from cvcore.train.detection import evaluate
+        return evaluate(args, model)
     data = _load_data(args)
     if len(data.class_names) != len(model.class_names):
         raise CommandError(f"{args.weights} predicts {len(model.class_names)} classes but "

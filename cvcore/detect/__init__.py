@@ -11,6 +11,8 @@ __getattr__, __dir__, __all__ = attach(
         "metrics": ["coco_evaluate", "voc_evaluate", "voc_ap", "DetectionResult"],
         "pyramid": ["resize_exact", "pyramid_scales", "image_pyramid"],
         "hog_detector": ["HOGDetector"],
+        "training": ["ObjectDetector", "train_hog_detector", "load_annotated_images"],
+        "draw": ["draw_boxes"],
         "annotations": ["ImageAnnotation", "read_annotations", "read_voc", "read_coco",
                         "read_imglab", "read_csv"],
     },

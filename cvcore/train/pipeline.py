@@ -15,6 +15,10 @@ Models
 ``resnet20``, ``resnet32``, ``resnet56``
     CIFAR-style residual networks (He et al. 2016, sec. 4.2) trained by :class:`Trainer` with
     SGD (Nesterov momentum), a one-cycle schedule, random horizontal flips and padded crops.
+``hog-detector``
+    A sliding-window object detector (HOG + linear SVM with hard-negative mining,
+    :func:`cvcore.detect.train_hog_detector`) trained on annotated photos; it finds boxes
+    (:meth:`TrainedModel.detector`) instead of predicting classes.
 """
 from __future__ import annotations
 
@@ -26,12 +30,13 @@ import numpy as np
 
 from cvcore.train.checkpoint import load_state, save_state
 
-__all__ = ["HOG_MODELS", "CNN_MODELS", "MODELS", "HOGParams", "TrainedModel",
+__all__ = ["HOG_MODELS", "CNN_MODELS", "DETECTOR_MODELS", "MODELS", "HOGParams", "TrainedModel",
            "load_model", "prepare_images", "top_classes"]
 
 HOG_MODELS = ("hog-svm", "hog-linear", "hog-knn")
 CNN_MODELS = ("resnet20", "resnet32", "resnet56")
-MODELS = HOG_MODELS + CNN_MODELS
+DETECTOR_MODELS = ("hog-detector",)
+MODELS = HOG_MODELS + CNN_MODELS + DETECTOR_MODELS
 MODEL_FORMAT = "cvcore-model-1"
 
 
@@ -143,9 +148,22 @@ class TrainedModel:
         std = self.arrays["std"].reshape(1, -1, 1, 1)
         return ((x - mean) / std).astype(np.float32)
 
+    def detector(self):
+        """The :class:`cvcore.detect.ObjectDetector` of a ``hog-detector`` model."""
+        if self.kind not in DETECTOR_MODELS:
+            raise ValueError(f"a {self.kind} model classifies images; it has no detector")
+        if self._clf is None:
+            from cvcore.detect.training import ObjectDetector
+            self._clf = ObjectDetector.from_state(self.params["detector"],
+                                                  self.arrays["detector"])
+        return self._clf
+
     # -- predicting ---------------------------------------------------------------------------
     def predict_proba(self, images, batch_size: int = 500) -> np.ndarray:
         """Class probabilities (N, n_classes) of raw uint8 images (see :func:`prepare_images`)."""
+        if self.kind in DETECTOR_MODELS:
+            raise ValueError(f"a {self.kind} model finds boxes, it does not classify images: "
+                             "use `cvcore detect` / TrainedModel.detector()")
         images = prepare_images(images, self.size, self.mode)
         if self.kind in HOG_MODELS:
             return self._classifier().predict_proba(self.features(images))
@@ -245,6 +263,21 @@ def train_hog_model(kind, x_train, y_train, class_names, hog: HOGParams | None =
     model.params["classifier"] = {"C": C, "alpha": alpha, "k": k}
     model._clf = clf
     log(f"{type(clf).__name__} fitted in {time.perf_counter() - t0:.1f} s")
+    return model
+
+
+def train_detector_model(annotations, C: float = 0.1, rounds: int = 2, seed: int = 0,
+                         log=print) -> TrainedModel:
+    """Train a ``hog-detector`` on annotated photos (:func:`cvcore.detect.train_hog_detector`)."""
+    from cvcore.detect.training import train_hog_detector
+    detector = train_hog_detector(annotations, C=C, rounds=rounds, seed=seed, log=log)
+    params, arrays = detector.state()
+    labels = sorted({lab for a in annotations for lab in a.labels}) or ["object"]
+    ww, wh = detector.window_size
+    model = TrainedModel("hog-detector", labels, (wh, ww), "gray",
+                         {"detector": params, "train": {"C": C, "rounds": rounds, "seed": seed}},
+                         {"detector": arrays})
+    model._clf = detector
     return model
 
 
