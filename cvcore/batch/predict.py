@@ -124,7 +124,7 @@ def predict_folder(inputs, weights, out, *, top: int = 3, scheduler="local",
         Counts (files, error rows, skipped non-image files), time, where it ran.
     """
     from cvcore.io.download import sha256_file
-    from cvcore.train.pipeline import load_model
+    from cvcore.train.pipeline import CNN_MODELS, HOG_MODELS, load_model
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     output_format(out)
@@ -132,6 +132,9 @@ def predict_folder(inputs, weights, out, *, top: int = 3, scheduler="local",
         raise ValueError(f"top must be an integer >= 1, got {top!r}")
     weights = os.path.abspath(os.fspath(weights))
     model = load_model(weights)                 # refuse a bad model before walking anything
+    if model.kind not in HOG_MODELS + CNN_MODELS:
+        raise ValueError(f"{weights} is a {model.kind} model, which does not classify images; "
+                         f"predict takes {', '.join(HOG_MODELS + CNN_MODELS)}")
     digest = sha256_file(weights)
     k = min(int(top), len(model.class_names))
     job = FolderJob(parts_dir_for(out), {"job": "predict", "weights_sha256": digest, "top": k},
