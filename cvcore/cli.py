@@ -38,6 +38,15 @@ def _add_data(p, required=False):
     p.add_argument("--seed", type=int, default=0, help="seed of splits, initialisation, order")
 
 
+def _add_trust(p):
+    p.add_argument("--tta", action="store_true",
+                   help="CNN: average the probabilities over the flips and crops the model was "
+                        "trained with (test-time augmentation; 10 forward passes per image)")
+    p.add_argument("--min-confidence", type=float, default=None, metavar="P",
+                   help="reject option: a prediction whose probability is below P (in [0, 1]) "
+                        "becomes 'unknown'")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cvcore.batch import command as batch_command
     from cvcore.train.pipeline import MODELS
@@ -57,8 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", default="onecycle",
                    help="CNN: onecycle, cosine, step or constant")
     p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="CNN: share of the training set held back for validation each epoch "
-                        "and best-model keeping; 0 trains on all of it (default 0.1)")
+                   help="CNN: share of the training set held back for validation each epoch, "
+                        "best-model keeping and the calibration temperature; hog-svm and "
+                        "hog-linear: the share on which the temperature is fitted before the "
+                        "model is refitted on all images; 0: no calibration (default 0.1)")
     p.add_argument("--no-augment", action="store_true", help="CNN: no flips or padded crops")
     p.add_argument("--resume", action="store_true",
                    help="CNN: continue the stopped run in --out from its last checkpoint")
@@ -75,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("weights", help="a model.npz written by `cvcore train`")
     _add_data(p)
     p.add_argument("--out", default=None, help="also write the report and figures here")
+    _add_trust(p)
     p.add_argument("--json", action="store_true", help="end with one JSON line of the metrics")
     from cvcore.train.robustness import add_eval_arguments, add_parser as add_attack_parser
     add_eval_arguments(p)
@@ -85,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files, or folders (with --out)")
     p.add_argument("--weights", required=True, help="a model.npz written by `cvcore train`")
     p.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
+    _add_trust(p)
     p.add_argument("--json", action="store_true", help="print one JSON line per image")
     batch_command.add_predict_options(p)
     p.set_defaults(func=cmd_predict)
@@ -105,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="a smaller run (600 images, 1 epoch) to check the installation")
     p.set_defaults(func=cmd_demo)
+
+    from cvcore.serve.command import add_parser as add_serve
+    add_serve(sub)
     return parser
 
 
@@ -121,20 +137,17 @@ def _stderr(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def _write_report(model, metrics, proba, data, out_dir) -> list[str]:
+def _write_report(model, metrics, proba, data, out_dir, proba_uncalibrated=None) -> list[str]:
     """Metrics as JSON and text, and the figures; returns the file names written."""
     from cvcore.train.report import write_evaluation
     return write_evaluation(out_dir, metrics, proba, data.x_test, data.y_test, model.class_names,
-                            model.kind, header=f"model {model.kind} on {data.name}")
+                            model.kind, header=f"model {model.kind} on {data.name}",
+                            proba_uncalibrated=proba_uncalibrated)
 
 
-def _evaluate(model, data):
-    from cvcore.train.metrics import evaluate
-    t0 = time.perf_counter()
-    proba = model.predict_proba(data.x_test)
-    metrics = evaluate(data.y_test, proba, model.class_names)
-    metrics["seconds"] = time.perf_counter() - t0
-    return metrics, proba
+def _evaluate(model, data, tta=False, min_confidence=None):
+    """(metrics, calibrated probabilities, uncalibrated probabilities) on the test split."""
+    return model.assess(data.x_test, data.y_test, tta=tta, min_confidence=min_confidence)
 
 
 def _json_line(metrics, seconds, extra=None):
@@ -189,11 +202,14 @@ def cmd_train(args):
     else:
         if args.resume:
             raise CommandError("--resume applies to the CNN models only")
+        if not 0 <= args.val_fraction < 1:
+            raise CommandError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
         model = train_hog_model(args.model, data.x_train, data.y_train, data.class_names,
-                                C=0.003 if args.C is None else args.C, log=log)
+                                C=0.003 if args.C is None else args.C, log=log,
+                                calibration_fraction=args.val_fraction, seed=args.seed)
     model.save(model_path(out))
-    metrics, proba = _evaluate(model, data)
-    files = _write_report(model, metrics, proba, data, out)
+    metrics, proba, raw = _evaluate(model, data)
+    files = _write_report(model, metrics, proba, data, out, raw)
     seconds = time.perf_counter() - t0
     log(f"test accuracy {metrics['accuracy']:.4f}, top-5 {metrics['top5']:.4f} "
         f"({seconds:.1f} s); wrote {model_path(out)} and {', '.join(files)} in {out}")
@@ -203,7 +219,10 @@ def cmd_train(args):
 
 def cmd_eval(args):
     from cvcore.train.metrics import format_report
+    from cvcore.train.metrics import check_min_confidence
     from cvcore.train.pipeline import DETECTOR_MODELS, load_model
+    if args.min_confidence is not None:
+        check_min_confidence(args.min_confidence)
     t0 = time.perf_counter()
     model = load_model(args.weights)
     if model.kind in DETECTOR_MODELS:
@@ -213,10 +232,12 @@ def cmd_eval(args):
     if len(data.class_names) != len(model.class_names):
         raise CommandError(f"{args.weights} predicts {len(model.class_names)} classes but "
                            f"{data.name} has {len(data.class_names)}")
-    metrics, proba = _evaluate(model, data)
+    metrics, proba, raw = _evaluate(model, data, args.tta, args.min_confidence)
     if args.out:
-        _write_report(model, metrics, proba, data, args.out)
-    extra = {"model": model.kind, "data": data.name}
+        _write_report(model, metrics, proba, data, args.out, raw)
+    extra = {"model": model.kind, "data": data.name,
+             **{k: metrics[k] for k in ("ece", "adaptive_ece", "calibration", "selective", "tta")
+                if k in metrics}}
     if args.attack:
         from cvcore.train.robustness import run_eval_attack
         extra.update(run_eval_attack(args, model, data, args.out))
@@ -230,17 +251,28 @@ def cmd_eval(args):
 def cmd_predict(args):
     from cvcore.batch.command import run_predict, wants_batch
     from cvcore.io.datasets import decode_image
+    from cvcore.train.metrics import UNKNOWN, check_min_confidence, reject
     from cvcore.train.pipeline import load_model, top_classes
+    threshold = 0.0 if args.min_confidence is None else check_min_confidence(args.min_confidence)
     if wants_batch(args):
+        if args.tta or args.min_confidence is not None:
+            raise CommandError("--tta and --min-confidence apply to predicting image files, "
+                               "not to batch jobs over folders or with --out")
         return run_predict(args)
     model = load_model(args.weights)
     images = [decode_image(p, model.mode) for p in args.images]
-    tops = top_classes(model.predict_proba(images), model.class_names, args.top)
-    for path, top in zip(args.images, tops):
+    proba = model.predict_proba(images, tta=args.tta)
+    labels = reject(proba, threshold)
+    tops = top_classes(proba, model.class_names, args.top)
+    for path, top, p, label in zip(args.images, tops, proba, labels):
+        name = "unknown" if label == UNKNOWN else model.class_names[label]
         if args.json:
-            print(json.dumps({"image": path, "top": top}))
+            print(json.dumps({"image": path, "label": name, "confidence": float(p.max()),
+                              "top": top}))
         else:
-            print(f"{path}: " + ", ".join(f"{t['class']} {t['probability']:.3f}" for t in top))
+            shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in top)
+            print(f"{path}: " + (f"unknown (below {threshold:g}: {shown})"
+                                 if label == UNKNOWN else shown))
 
 
 def cmd_check(args):
