@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="a smaller run (600 images, 1 epoch) to check the installation")
     p.set_defaults(func=cmd_demo)
+
+    from cvcore.serve.command import add_parser as add_serve
+    add_serve(sub)
     return parser
 
 

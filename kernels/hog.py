@@ -68,7 +68,7 @@ ATAN_P5_64, ATAN_P7_64 = 0.1555786518463281 * RAD2DEG, -0.04432655554792128 * RA
 ANGLE_MARGIN = 0.05
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _bin_of(theta, edges):
     """Bin ``b`` with ``edges[b] <= theta < edges[b + 1]``, or -1 when ``theta >= edges[-1]``."""
     B = edges.shape[0] - 1
@@ -82,7 +82,7 @@ def _bin_of(theta, edges):
     return b
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _row_gradients(image, n, r, ch, width, g_row, g_col):
     """Centred differences of row ``r``, channel ``ch``, columns ``[0, width)``; 0 on borders."""
     H, W = image.shape[1], image.shape[2]
@@ -101,7 +101,7 @@ def _row_gradients(image, n, r, ch, width, g_row, g_col):
         g_col[W - 1] = 0
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, error_model="numpy", nogil=True)
 def skimage_cell_sums(image, cell_rows, cell_cols, edges, sums,
                       defer_gr, defer_gc, defer_cell, defer_count):
     """Gradients and hard-binned orientation sums of every cell, as scikit-image.
@@ -230,7 +230,7 @@ def skimage_cell_sums(image, cell_rows, cell_cols, edges, sums,
             defer_count[t] = deferred
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def gather_deferred(defer_gr, defer_gc, defer_cell, defer_count, g_row, g_col, row, cell):
     """Pack the deferred pixels of :func:`skimage_cell_sums` into flat arrays, in order."""
     k = 0
@@ -243,7 +243,7 @@ def gather_deferred(defer_gr, defer_gc, defer_cell, defer_count, g_row, g_col, r
             k += 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def add_deferred(sums, row, cell, bins, g_row, g_col):
     """Add the magnitudes of the deferred pixels to ``sums`` (bins < 0: in no bin)."""
     ncr = sums.shape[1]
@@ -257,7 +257,7 @@ def add_deferred(sums, row, cell, bins, g_row, g_col):
         sums[n, i, cell[k], b] = np.float32(np.float64(sums[n, i, cell[k], b]) + m)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _sum_abs(v):
     """Sum of ``|v|`` with four running partial sums (independent chains run in parallel)."""
     s0 = s1 = s2 = s3 = 0.0
@@ -272,7 +272,7 @@ def _sum_abs(v):
     return (s0 + s1) + (s2 + s3)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _sum_squares(v):
     """Sum of ``v ** 2`` with four running partial sums."""
     s0 = s1 = s2 = s3 = 0.0
@@ -287,7 +287,7 @@ def _sum_squares(v):
     return (s0 + s1) + (s2 + s3)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _normalize_block(block, norm, eps):
     """Normalise one flattened block in place with the scikit-image formulas (float64).
 
@@ -312,7 +312,7 @@ def _normalize_block(block, norm, eps):
                 block[k] = block[k] / s
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, error_model="numpy", nogil=True)
 def skimage_normalize_blocks(hist, block_rows, block_cols, norm, out):
     """Normalise every block of ``block_rows x block_cols`` cells (cell stride 1).
 
@@ -367,7 +367,7 @@ OPENCV_HIST_EPS = np.float32(0.1)                       # hog.cpp: 1/(sqrt(sum) 
 OPENCV_RENORM_EPS = np.float32(1e-3)                    # hog.cpp: 1/(sqrt(sum) + 1e-3)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lookup_u8(image, table):
     """``table[image]`` for a uint8 image (OpenCV's gamma look-up table), as float32."""
     out = np.empty(image.shape, np.float32)
@@ -378,7 +378,7 @@ def lookup_u8(image, table):
     return out
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, error_model="numpy", nogil=True)
 def opencv_gradients(image, ymap, xmap, simd_cols, angle_scale, nbins):
     """OpenCV's ``computeGradient``: magnitude split between two orientation bins per pixel.
 
@@ -483,7 +483,7 @@ def opencv_gradients(image, ymap, xmap, simd_cols, angle_scale, nbins):
     return votes, bins
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, error_model="numpy", nogil=True)
 def opencv_block_histograms(votes, bins, row_step, col_step, weight_y, weight_x, clip, out):
     """Trilinear block histograms with OpenCV's L2-Hys, at a grid of block positions.
 
