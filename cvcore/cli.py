@@ -88,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="also write the report and figures here")
     _add_trust(p)
     p.add_argument("--json", action="store_true", help="end with one JSON line of the metrics")
+    from cvcore.train.robustness import add_eval_arguments, add_parser as add_attack_parser
+    add_eval_arguments(p)
     p.set_defaults(func=cmd_eval)
+    add_attack_parser(sub)
 
     p = sub.add_parser("predict", help="top-k classes of images from saved weights")
     p.add_argument("images", nargs="+", help="image files, or folders (with --out)")
@@ -232,12 +235,15 @@ def cmd_eval(args):
     metrics, proba, raw = _evaluate(model, data, args.tta, args.min_confidence)
     if args.out:
         _write_report(model, metrics, proba, data, args.out, raw)
+    extra = {"model": model.kind, "data": data.name,
+             **{k: metrics[k] for k in ("ece", "adaptive_ece", "calibration", "selective", "tta")
+                if k in metrics}}
+    if args.attack:
+        from cvcore.train.robustness import run_eval_attack
+        extra.update(run_eval_attack(args, model, data, args.out))
     seconds = time.perf_counter() - t0
     if args.json:
-        _json_line(metrics, seconds, {"model": model.kind, "data": data.name,
-                                      **{k: metrics[k] for k in ("ece", "adaptive_ece",
-                                                                 "calibration", "selective",
-                                                                 "tta") if k in metrics}})
+        _json_line(metrics, seconds, extra)
     else:
         print(format_report(metrics))
 
