@@ -251,28 +251,22 @@ def cmd_eval(args):
 def cmd_predict(args):
     from cvcore.batch.command import run_predict, wants_batch
     from cvcore.io.datasets import decode_image
-    from cvcore.train.metrics import UNKNOWN, check_min_confidence, reject
-    from cvcore.train.pipeline import load_model, top_classes
+    from cvcore.train.metrics import check_min_confidence
+    from cvcore.train.pipeline import load_model, prediction_rows
     threshold = 0.0 if args.min_confidence is None else check_min_confidence(args.min_confidence)
     if wants_batch(args):
-        if args.tta or args.min_confidence is not None:
-            raise CommandError("--tta and --min-confidence apply to predicting image files, "
-                               "not to batch jobs over folders or with --out")
         return run_predict(args)
     model = load_model(args.weights)
     images = [decode_image(p, model.mode) for p in args.images]
     proba = model.predict_proba(images, tta=args.tta)
-    labels = reject(proba, threshold)
-    tops = top_classes(proba, model.class_names, args.top)
-    for path, top, p, label in zip(args.images, tops, proba, labels):
-        name = "unknown" if label == UNKNOWN else model.class_names[label]
+    for path, row in zip(args.images, prediction_rows(proba, model.class_names, args.top,
+                                                      threshold)):
         if args.json:
-            print(json.dumps({"image": path, "label": name, "confidence": float(p.max()),
-                              "top": top}))
+            print(json.dumps({"image": path, **row}))
         else:
-            shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in top)
+            shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top"])
             print(f"{path}: " + (f"unknown (below {threshold:g}: {shown})"
-                                 if label == UNKNOWN else shown))
+                                 if row["label"] == "unknown" else shown))
 
 
 def cmd_check(args):
