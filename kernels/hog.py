@@ -351,6 +351,164 @@ def skimage_normalize_blocks(hist, block_rows, block_cols, norm, out):
                             k += 1
 
 
+# --- scikit-image variant: backward (the gradient of the features with respect to the image) -----
+
+@njit(cache=True, error_model="numpy")
+def _block_backward(v, dout, norm, eps, dv):
+    """``dv = (d out / d v)^T dout`` for one flattened block ``v`` (float64, all entries >= 0).
+
+    With ``S = sum v + eps`` (L1; the entries are sums of magnitudes, so ``|v| = v``) or
+    ``S = sqrt(sum v^2 + eps^2)`` (L2), ``out = v / S`` has
+    ``dv = dout / S - (dout . v) / S^2`` (L1) or ``dv = dout / S - v (dout . v) / S^3`` (L2).
+    L1-sqrt: ``out = sqrt(u)``, ``du = dout / (2 sqrt(u))`` (0 where ``u = 0``, the one-sided
+    derivative there being infinite). L2-Hys: ``a = v / S1``, ``c = min(a, 0.2)``,
+    ``out = c / S2``; ``da = dc`` where ``a <= 0.2`` (the forward keeps ``a`` there), else 0.
+    """
+    K = v.size
+    if norm == NORM_L1 or norm == NORM_L1_SQRT:
+        s = 0.0
+        for k in range(K):
+            s += abs(v[k])
+        s += eps
+        if norm == NORM_L1_SQRT:
+            for k in range(K):
+                u = v[k] / s
+                dv[k] = dout[k] * 0.5 / math.sqrt(u) if u > 0.0 else 0.0
+        else:
+            for k in range(K):
+                dv[k] = dout[k]
+        dot = 0.0
+        for k in range(K):
+            dot += dv[k] * v[k]
+        for k in range(K):
+            dv[k] = dv[k] / s - dot / (s * s)
+        return
+    s1 = math.sqrt(_sum_squares(v) + eps * eps)
+    if norm == NORM_L2_HYS:
+        # dv first holds c = min(v / S1, clip), then the gradient through the second norm
+        for k in range(K):
+            a = v[k] / s1
+            dv[k] = L2HYS_CLIP if a > L2HYS_CLIP else a
+        s2 = math.sqrt(_sum_squares(dv) + eps * eps)
+        dot = 0.0
+        for k in range(K):
+            dot += dout[k] * dv[k]
+        for k in range(K):
+            da = dout[k] / s2 - dv[k] * dot / (s2 * s2 * s2)
+            dv[k] = da if v[k] / s1 <= L2HYS_CLIP else 0.0
+    else:
+        for k in range(K):
+            dv[k] = dout[k]
+    dot = 0.0
+    for k in range(K):
+        dot += dv[k] * v[k]
+    for k in range(K):
+        dv[k] = dv[k] / s1 - v[k] * dot / (s1 * s1 * s1)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def skimage_normalize_blocks_backward(hist, block_rows, block_cols, norm, dout, dhist):
+    """Backward of :func:`skimage_normalize_blocks`: accumulate into ``dhist``.
+
+    Parameters
+    ----------
+    hist : (N, n_cells_row, n_cells_col, B) float64, the cell histograms of the forward pass
+    block_rows, block_cols, norm : as the forward
+    dout : (N, n_blocks_row, n_blocks_col, block_rows, block_cols, B) float64
+    dhist : (N, n_cells_row, n_cells_col, B) float64, zeroed by the caller; every cell receives
+        the sum over the (overlapping) blocks that contain it.
+
+    Parallel over images only: the blocks of one image overlap, so they add into shared cells.
+    """
+    N, nbr, nbc = dout.shape[:3]
+    B = hist.shape[3]
+    K = block_rows * block_cols * B
+    for n in prange(N):
+        v = np.empty(K)
+        dv = np.empty(K)
+        d = np.empty(K)
+        for i in range(nbr):
+            for j in range(nbc):
+                k = 0
+                for u in range(block_rows):
+                    for w in range(block_cols):
+                        for b in range(B):
+                            v[k] = hist[n, i + u, j + w, b]
+                            d[k] = dout[n, i, j, u, w, b]
+                            k += 1
+                _block_backward(v, d, norm, SKIMAGE_EPS, dv)
+                k = 0
+                for u in range(block_rows):
+                    for w in range(block_cols):
+                        for b in range(B):
+                            dhist[n, i + u, j + w, b] += dv[k]
+                            k += 1
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def skimage_cell_sums_backward(image, cell_rows, cell_cols, edges, dhist, dimage):
+    """Backward of the gradient, magnitude and hard binning of :func:`skimage_cell_sums`.
+
+    Parameters
+    ----------
+    image : (N, H, W, C) float64, the image the histograms were computed from (after the
+        optional square root)
+    cell_rows, cell_cols : int
+    edges : (B + 1,) float64, the forward's bin edges
+    dhist : (N, n_cells_row, n_cells_col, B) float64, gradient with respect to the cell *sums*
+        (the caller folds in the division by the number of pixels per cell)
+    dimage : (N, H, W, C) float64, zeroed by the caller; receives the gradient
+
+    Notes
+    -----
+    Per pixel of a full cell, with ``(g_r, g_c)`` the dominant channel's centred differences,
+    ``m = sqrt(g_r^2 + g_c^2)`` and bin ``b(theta)``: the bin is piecewise constant in the
+    image (hard binning has no interpolation to differentiate), so
+    ``d sum_b / d g = g / m`` for the pixel's bin only (0 where ``m = 0``), and each difference
+    ``g_r = I[r + 1] - I[r - 1]`` sends ``+dg_r`` to row ``r + 1`` and ``-dg_r`` to row
+    ``r - 1`` (nothing on the border, where the forward set it to 0); likewise for columns.
+    The dominant channel is a piecewise choice too: only it receives gradient. The bin is taken
+    from the exact ``atan2``; it can differ from the forward's only for a pixel within rounding
+    of a bin edge, where the function has no derivative anyway.
+    """
+    N, H, W, C = image.shape
+    ncr, ncc, B = dhist.shape[1:]
+    for n in prange(N):
+        for r in range(ncr * cell_rows):
+            i = r // cell_rows
+            for c in range(ncc * cell_cols):
+                best_m = -1.0
+                gr = 0.0
+                gc = 0.0
+                ch = 0
+                for q in range(C):
+                    a = image[n, r + 1, c, q] - image[n, r - 1, c, q] if 0 < r < H - 1 else 0.0
+                    e = image[n, r, c + 1, q] - image[n, r, c - 1, q] if 0 < c < W - 1 else 0.0
+                    m = math.hypot(a, e) if C > 1 else 0.0
+                    if C == 1 or m > best_m:
+                        best_m = m
+                        gr = a
+                        gc = e
+                        ch = q
+                m = math.sqrt(gc * gc + gr * gr)
+                if m == 0.0:
+                    continue
+                theta = math.atan2(gr, gc) * RAD2DEG
+                theta = theta % 180.0
+                b = _bin_of(theta, edges)
+                if b < 0:
+                    continue
+                dm = dhist[n, i, c // cell_cols, b]
+                dgr = dm * gr / m
+                dgc = dm * gc / m
+                if 0 < r < H - 1:
+                    dimage[n, r + 1, c, ch] += dgr
+                    dimage[n, r - 1, c, ch] -= dgr
+                if 0 < c < W - 1:
+                    dimage[n, r, c + 1, ch] += dgc
+                    dimage[n, r, c - 1, ch] -= dgc
+
+
 # --- OpenCV variant -------------------------------------------------------------------------
 
 # Coefficients of OpenCV's fastAtan2 (core/src/mathfuncs_core.simd.hpp: atan2_p1..p7), already
