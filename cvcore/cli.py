@@ -88,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="also write the report and figures here")
     _add_trust(p)
     p.add_argument("--json", action="store_true", help="end with one JSON line of the metrics")
+    from cvcore.train.robustness import add_eval_arguments, add_parser as add_attack_parser
+    add_eval_arguments(p)
     p.set_defaults(func=cmd_eval)
+    add_attack_parser(sub)
 
     p = sub.add_parser("predict", help="top-k classes of images from saved weights")
     p.add_argument("images", nargs="+", help="image files, or folders (with --out)")
@@ -118,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="a smaller run (600 images, 1 epoch) to check the installation")
     p.set_defaults(func=cmd_demo)
+
+    from cvcore.serve.command import add_parser as add_serve
+    add_serve(sub)
     return parser
 
 
@@ -232,12 +238,15 @@ def cmd_eval(args):
     metrics, proba, raw = _evaluate(model, data, args.tta, args.min_confidence)
     if args.out:
         _write_report(model, metrics, proba, data, args.out, raw)
+    extra = {"model": model.kind, "data": data.name,
+             **{k: metrics[k] for k in ("ece", "adaptive_ece", "calibration", "selective", "tta")
+                if k in metrics}}
+    if args.attack:
+        from cvcore.train.robustness import run_eval_attack
+        extra.update(run_eval_attack(args, model, data, args.out))
     seconds = time.perf_counter() - t0
     if args.json:
-        _json_line(metrics, seconds, {"model": model.kind, "data": data.name,
-                                      **{k: metrics[k] for k in ("ece", "adaptive_ece",
-                                                                 "calibration", "selective",
-                                                                 "tta") if k in metrics}})
+        _json_line(metrics, seconds, extra)
     else:
         print(format_report(metrics))
 
@@ -245,28 +254,22 @@ def cmd_eval(args):
 def cmd_predict(args):
     from cvcore.batch.command import run_predict, wants_batch
     from cvcore.io.datasets import decode_image
-    from cvcore.train.metrics import UNKNOWN, check_min_confidence, reject
-    from cvcore.train.pipeline import load_model, top_classes
+    from cvcore.train.metrics import check_min_confidence
+    from cvcore.train.pipeline import load_model, prediction_rows
     threshold = 0.0 if args.min_confidence is None else check_min_confidence(args.min_confidence)
     if wants_batch(args):
-        if args.tta or args.min_confidence is not None:
-            raise CommandError("--tta and --min-confidence apply to predicting image files, "
-                               "not to batch jobs over folders or with --out")
         return run_predict(args)
     model = load_model(args.weights)
     images = [decode_image(p, model.mode) for p in args.images]
     proba = model.predict_proba(images, tta=args.tta)
-    labels = reject(proba, threshold)
-    tops = top_classes(proba, model.class_names, args.top)
-    for path, top, p, label in zip(args.images, tops, proba, labels):
-        name = "unknown" if label == UNKNOWN else model.class_names[label]
+    for path, row in zip(args.images, prediction_rows(proba, model.class_names, args.top,
+                                                      threshold)):
         if args.json:
-            print(json.dumps({"image": path, "label": name, "confidence": float(p.max()),
-                              "top": top}))
+            print(json.dumps({"image": path, **row}))
         else:
-            shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in top)
+            shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top"])
             print(f"{path}: " + (f"unknown (below {threshold:g}: {shown})"
-                                 if label == UNKNOWN else shown))
+                                 if row["label"] == "unknown" else shown))
 
 
 def cmd_check(args):

@@ -6,7 +6,7 @@ __getattr__, __dir__, __all__ = attach(
     {
         "edges": ["canny"],
         "corners": ["harris", "shi_tomasi", "corner_peaks"],
-        "_hog": ["hog", "hog_batch", "HOGDescriptor"],
+        "_hog": ["hog", "hog_batch", "hog_backward", "HOGDescriptor"],
         "_sift": ["sift", "Keypoints", "ScaleSpace", "gaussian_scale_space", "dog_scale_space",
                   "scale_space_extrema", "localize_keypoints", "orientation_histogram",
                   "detect_keypoints", "describe_keypoints"],

@@ -392,6 +392,21 @@ def top_classes(proba, class_names, k: int) -> list[list[dict]]:
             for p, top in zip(proba, order)]
 
 
+def prediction_rows(proba, class_names, k: int, min_confidence: float | None = None) -> list:
+    """What ``cvcore predict --json`` and the batch jobs say about each image: ``{"label": top-1
+    class, or "unknown" below min_confidence, "confidence": top-1 probability, "top": the k most
+    probable classes (:func:`top_classes`)}``.
+
+    >>> prediction_rows(np.array([[0.55, 0.45]]), ["a", "b"], 1, min_confidence=0.6)
+    [{'label': 'unknown', 'confidence': 0.55, 'top': [{'class': 'a', 'probability': 0.55}]}]
+    """
+    from cvcore.train.metrics import UNKNOWN, reject
+    labels = reject(proba, 0.0 if min_confidence is None else min_confidence)
+    return [{"label": "unknown" if label == UNKNOWN else class_names[label],
+             "confidence": float(np.max(p)), "top": top}
+            for p, label, top in zip(proba, labels, top_classes(proba, class_names, k))]
+
+
 def _mode_and_size(x_train):
     return ("gray" if x_train.ndim == 3 else "rgb"), tuple(x_train.shape[1:3])
 
