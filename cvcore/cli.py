@@ -103,9 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
     batch_command.add_parser(sub)
 
-    p = sub.add_parser("check", help="report on a data set: balance, duplicates, corrupt files")
+    p = sub.add_parser("check", help="report on a data set: balance, duplicates, corrupt files; "
+                                     "with --labels, the images whose label looks wrong")
     p.add_argument("data", help="a data set name or folder (as --data of train)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    from cvcore.train.label_command import add_options as add_label_options
+    add_label_options(p)
     p.set_defaults(func=cmd_check)
 
     from cvcore.train.detection import add_parser as add_detect_parser
@@ -271,6 +274,9 @@ def cmd_predict(args):
 
 def cmd_check(args):
     from cvcore.io.datasets import check
+    if args.labels:
+        from cvcore.train.label_command import run
+        return run(args)
     report = check(args.data)
     if args.json:
         print(json.dumps(report.to_dict()))

@@ -517,8 +517,9 @@ def create_app(sources, config: ServeConfig | None = None):
                       top_k: int | None = Query(None, ge=1, description="classes returned")):
         t0 = time.perf_counter()
         served = server.get(name)
-        (fname, data), = await uploads(request, "file", many=False)
-        image = await server.decode(served, data, fname)
+        with server.batchers[name].announce():
+            (fname, data), = await uploads(request, "file", many=False)
+            image = await server.decode(served, data, fname)
         t1 = time.perf_counter()
         proba, version, model = await server.predict(served, image)
         t2 = time.perf_counter()
@@ -535,8 +536,9 @@ def create_app(sources, config: ServeConfig | None = None):
                             top_k: int | None = Query(None, ge=1)):
         t0 = time.perf_counter()
         served = server.get(name)
-        files = await uploads(request, "files", many=True)
-        images = [await server.decode(served, data, fname) for fname, data in files]
+        with server.batchers[name].announce():
+            files = await uploads(request, "files", many=True)
+            images = [await server.decode(served, data, fname) for fname, data in files]
         results = await asyncio.gather(*[server.predict(served, im) for im in images])
         k = check_top_k(top_k, served)
         return {"model": name, "results": [

@@ -433,7 +433,6 @@ def train_hog_model(kind, x_train, y_train, class_names, hog: HOGParams | None =
         model = train_hog_model(kind, x_train, y_train, class_names, hog, C, alpha, k, log)
         model.params["calibration"] = dict(calibration, refit=True)
         return model
-    from cvcore.classify import KNeighborsClassifier, LinearSVM, SoftmaxRegression
     mode, size = _mode_and_size(x_train)
     if mode != "gray":
         x_train = prepare_images(list(x_train), size, "gray")
@@ -442,19 +441,10 @@ def train_hog_model(kind, x_train, y_train, class_names, hog: HOGParams | None =
     model = TrainedModel(kind, list(class_names), size, mode, {"hog": hog.as_dict()})
     t0 = time.perf_counter()
     feats = model.hog_features(x_train)
-    mean = feats.mean(axis=0)
-    std = feats.std(axis=0) + 1e-6
-    model.arrays = {"feature_mean": mean.astype(np.float32), "feature_std": std.astype(np.float32)}
-    feats = ((feats - mean) / std).astype(np.float32)
     log(f"HOG features {feats.shape} in {time.perf_counter() - t0:.1f} s")
     t0 = time.perf_counter()
-    if kind == "hog-svm":
-        clf = LinearSVM(C=C)
-    elif kind == "hog-linear":
-        clf = SoftmaxRegression(alpha=alpha)
-    else:
-        clf = KNeighborsClassifier(k=k)
-    clf.fit(feats, y_train)
+    clf, mean, std = train_hog_classifier(kind, feats, y_train, C, alpha, k)
+    model.arrays = {"feature_mean": mean, "feature_std": std}
     model.arrays["classifier"] = clf.state()
     model.params["classifier"] = {"C": C, "alpha": alpha, "k": k}
     model._clf = clf
@@ -475,6 +465,26 @@ def train_detector_model(annotations, C: float = 0.1, rounds: int = 2, seed: int
                          {"detector": arrays})
     model._clf = detector
     return model
+
+
+def train_hog_classifier(kind, feats, y, C: float = 0.003, alpha: float = 1e-4, k: int = 5):
+    """Standardise HOG features (N, D) per dimension and fit the classifier of a HOG model kind.
+
+    Returns ``(classifier, mean, std)``, the last two float32 (D,): a model's features are
+    ``(hog - mean) / std``.
+    """
+    from cvcore.classify import KNeighborsClassifier, LinearSVM, SoftmaxRegression
+    mean = feats.mean(axis=0)
+    std = feats.std(axis=0) + 1e-6
+    x = ((feats - mean) / std).astype(np.float32)
+    if kind == "hog-svm":
+        clf = LinearSVM(C=C)
+    elif kind == "hog-linear":
+        clf = SoftmaxRegression(alpha=alpha)
+    else:
+        clf = KNeighborsClassifier(k=k)
+    clf.fit(x, y)
+    return clf, mean.astype(np.float32), std.astype(np.float32)
 
 
 def train_cnn_model(kind, x_train, y_train, x_val, y_val, class_names, config, out_dir=None,
