@@ -301,3 +301,17 @@ def test_resuming_with_a_different_model_is_one_clear_error(tmp_path):
                     progress=False)
     with pytest.raises(ValueError, match="different model"):
         other.fit(x, y, resume=True)
+
+
+def test_sift_refuses_finite_intensities_that_overflow_its_gradients():
+    # Found by the fuzzing harness (features.describe_at): a float32 image holding 3.3e38 is
+    # finite, but its gradients overflow to inf, the descriptor's directions become NaN, and
+    # int(NaN) in the kernel gave a ZeroDivisionError/SystemError (an arbitrary bin index in
+    # general: a write outside the histogram).
+    from cvcore.features import Keypoints, orientation_histogram, sift
+    img = np.random.default_rng(0).random((23, 27)).astype(np.float32)
+    img[5, 5] = 3.3e38
+    with pytest.raises(ValueError, match="intensities in 0..1"):
+        sift(img, keypoints=Keypoints.from_xy([[10.0, 10.0]], [25.0]))
+    with pytest.raises(ValueError, match="intensities in 0..1"):
+        orientation_histogram(img, 5, 5, 2.0)
