@@ -631,3 +631,20 @@ def test_serving_path_kernels_release_the_gil():
         assert dispatchers, name
         for d in dispatchers:
             assert d.targetoptions.get("nogil") is True, f"kernels.{name}.{d.__name__}"
+
+
+def test_predict_with_test_time_augmentation(server, models_dir):
+    """`?tta=true` answers the mean over the training flips and crops, as predict_proba(tta=True)
+    computes it; a HOG model, trained without augmentation, gets a 422."""
+    from cvcore.train.pipeline import load_model
+    data = PHOTO.read_bytes()
+    answer = httpx.post(f"{server.url}/v1/models/resnet/predict?tta=true&top_k=10",
+                        files={"file": ("a.jpg", data)}).json()
+    assert answer["tta"] is True
+    model = load_model(models_dir / "resnet.npz")
+    expected = model.predict_proba([decode_image(data, model.mode)], tta=True)[0]
+    got = {p["index"]: p["probability"] for p in answer["predictions"]}
+    np.testing.assert_allclose([got[i] for i in range(10)], expected, rtol=1e-5)
+    bad = httpx.post(f"{server.url}/v1/models/hogsvm/predict?tta=true",
+                     files={"file": ("a.jpg", data)})
+    assert bad.status_code == 422 and "unaugmented" in bad.text
