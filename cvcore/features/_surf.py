@@ -473,7 +473,7 @@ def surf(image, threshold: float = THRESHOLD, n_features: int | None = None,
     image : ndarray (H, W) or (H, W, 3)
         uint8 (divided by 255), uint16 (by 65535) or float in [0, 1]; RGB to grey (BT.601).
     threshold : float
-        Keep maxima with ``det(H_approx) > threshold`` (default 0.0004, for intensities in [0, 1]).
+        Keep maxima with ``det(H_approx) > threshold`` (default 0.001, for intensities in [0, 1]).
     n_features : int, optional
         Keep only the ``n_features`` keypoints of highest response.
     n_octaves, n_layers : int
