@@ -105,9 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
     batch_command.add_parser(sub)
 
-    p = sub.add_parser("check", help="report on a data set: balance, duplicates, corrupt files")
+    p = sub.add_parser("check", help="report on a data set: balance, duplicates, corrupt files; "
+                                     "with --labels, the images whose label looks wrong")
     p.add_argument("data", help="a data set name or folder (as --data of train)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    from cvcore.train.label_command import add_options as add_label_options
+    add_label_options(p)
     p.set_defaults(func=cmd_check)
 
     from cvcore.train.detection import add_parser as add_detect_parser
@@ -210,9 +213,10 @@ def cmd_train(args):
         model = train_hog_model(args.model, data.x_train, data.y_train, data.class_names,
                                 C=0.003 if args.C is None else args.C, log=log,
                                 calibration_fraction=args.val_fraction, seed=args.seed)
-    model.save(model_path(out))
+    # model.npz last: a run that fails (evaluation, report) leaves no new model behind.
     metrics, proba, raw = _evaluate(model, data)
     files = _write_report(model, metrics, proba, data, out, raw)
+    model.save(model_path(out))
     seconds = time.perf_counter() - t0
     log(f"test accuracy {metrics['accuracy']:.4f}, top-5 {metrics['top5']:.4f} "
         f"({seconds:.1f} s); wrote {model_path(out)} and {', '.join(files)} in {out}")
@@ -254,32 +258,29 @@ def cmd_eval(args):
 def cmd_predict(args):
     from cvcore.batch.command import run_predict, wants_batch
     from cvcore.io.datasets import decode_image
-    from cvcore.train.metrics import UNKNOWN, check_min_confidence, reject
-    from cvcore.train.pipeline import load_model, top_classes
+    from cvcore.train.metrics import check_min_confidence
+    from cvcore.train.pipeline import load_model, prediction_rows
     threshold = 0.0 if args.min_confidence is None else check_min_confidence(args.min_confidence)
     if wants_batch(args):
-        if args.tta or args.min_confidence is not None:
-            raise CommandError("--tta and --min-confidence apply to predicting image files, "
-                               "not to batch jobs over folders or with --out")
         return run_predict(args)
     model = load_model(args.weights)
     images = [decode_image(p, model.mode) for p in args.images]
     proba = model.predict_proba(images, tta=args.tta)
-    labels = reject(proba, threshold)
-    tops = top_classes(proba, model.class_names, args.top)
-    for path, top, p, label in zip(args.images, tops, proba, labels):
-        name = "unknown" if label == UNKNOWN else model.class_names[label]
+    for path, row in zip(args.images, prediction_rows(proba, model.class_names, args.top,
+                                                      threshold)):
         if args.json:
-            print(json.dumps({"image": path, "label": name, "confidence": float(p.max()),
-                              "top": top}))
+            print(json.dumps({"image": path, **row}))
         else:
-            shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in top)
+            shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top"])
             print(f"{path}: " + (f"unknown (below {threshold:g}: {shown})"
-                                 if label == UNKNOWN else shown))
+                                 if row["label"] == "unknown" else shown))
 
 
 def cmd_check(args):
     from cvcore.io.datasets import check
+    if args.labels:
+        from cvcore.train.label_command import run
+        return run(args)
     report = check(args.data)
     if args.json:
         print(json.dumps(report.to_dict()))
@@ -290,6 +291,13 @@ def cmd_check(args):
 def cmd_demo(args):
     from cvcore.train.demo import run_demo
     run_demo(args.out, epochs=args.epochs, quick=args.quick)
+
+
+def _one_line(exc) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        text = f"out of memory ({text})"
+    return " ".join(text.split())
 
 
 def main(argv=None) -> int:
@@ -304,12 +312,19 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         _stderr("cvcore: stopped; a CNN run continues from its last checkpoint with --resume")
         return 130
-    except (CommandError, TrainingDiverged, ValueError, OSError) as exc:
-        # Input problems (paths, formats, values) are the user's to fix: one line. A bug in
-        # cvcore (any other exception) keeps its traceback, as does everything with CVCORE_DEBUG.
+    except (CommandError, TrainingDiverged, ValueError, TypeError, OSError, MemoryError) as exc:
+        # Input problems (paths, formats, values) are the user's to fix: one line. With
+        # CVCORE_DEBUG set, every error keeps its traceback.
         if os.environ.get("CVCORE_DEBUG"):
             raise
-        _stderr(f"cvcore: error: {exc}")
+        _stderr(f"cvcore: error: {_one_line(exc)}")
+        return 2
+    except Exception as exc:
+        # Anything else is a bug in cvcore, but the command still keeps its promise of one line.
+        if os.environ.get("CVCORE_DEBUG"):
+            raise
+        _stderr(f"cvcore: error: internal error ({type(exc).__name__}: {_one_line(exc)}); "
+                f"CVCORE_DEBUG=1 shows the traceback")
         return 2
     return 0
 
