@@ -412,8 +412,10 @@ def test_corrupt_and_foreign_pth_files(tmp_path):
     with pytest.raises(ValueError, match="storage m/data/1 is missing"):
         load_torch(tmp_path / "gone.pth")
     torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
-    with pytest.raises(ValueError, match="legacy"):
-        load_torch(tmp_path / "legacy.pth")
+    legacy = (tmp_path / "legacy.pth").read_bytes()
+    (tmp_path / "legacy_cut.pth").write_bytes(legacy[:-5])
+    with pytest.raises(ValueError, match="truncated"):
+        load_torch(tmp_path / "legacy_cut.pth")
     save_npz(tmp_path / "not_torch.pth", {"a": np.ones(2)})
     with pytest.raises(ValueError, match="not a PyTorch file"):
         load_torch(tmp_path / "not_torch.pth")
@@ -512,3 +514,32 @@ def test_zero_stride_tensors_expand_but_not_without_limit(tmp_path):
                                   np.full((3, 4), 2.5, dtype=np.float32))
     with pytest.raises(ValueError, match="would expand a storage of 1 elements"):
         load_torch(pth("bomb.pth", (2 ** 20, 2 ** 20), (0, 0)))       # 4 TiB from 4 bytes
+
+
+def test_legacy_format_reads_as_torch_load(tmp_path):
+    """The pre-1.6 format (one stream: header pickles, the dict, then the raw storages), e.g.
+    EfficientNet-PyTorch's weights: same names, values and dtypes as ``torch.load``, including a
+    tensor that views part of a shared storage and a non-contiguous one."""
+    torch = pytest.importorskip("torch")
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    state = OrderedDict([("w", torch.randn(3, 2, dtype=torch.float64)), ("row", base[1]),
+                         ("t", base.t()), ("n", torch.tensor(7)),
+                         ("h", torch.ones(5, dtype=torch.float16))])
+    torch.save(state, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    got = load_torch(tmp_path / "old.pth")
+    assert list(got) == list(state)
+    for k, v in state.items():
+        np.testing.assert_array_equal(got[k], v.numpy())
+        assert got[k].dtype == v.numpy().dtype
+
+
+def test_legacy_format_refuses_code(tmp_path):
+    torch = pytest.importorskip("torch")
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo owned",))
+    torch.save({"x": torch.ones(2), "e": Evil()}, tmp_path / "evil.pth",
+               _use_new_zipfile_serialization=False)
+    with pytest.raises(UnsafePickleError, match="system"):
+        load_torch(tmp_path / "evil.pth")

@@ -554,13 +554,125 @@ def _read_member(zf: zipfile.ZipFile, raw, info: zipfile.ZipInfo, dtype: np.dtyp
     return out
 
 
+# The legacy format's header (torch/serialization.py, ``_legacy_save``): the pickled magic number
+# and protocol version that start every pre-1.6 file.
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL = 1001
+
+
+class _LegacyStorage(_Storage):
+    """A storage of a legacy file, its data still to be read."""
+
+    __slots__ = ("storage_type", "numel")
+
+
+class _DeferredTensor(_Tensor):
+    """A tensor of a legacy file: its rebuild arguments, until its storage is read."""
+
+    __slots__ = ("deferred",)
+
+
+class _LegacyUnpickler(_StateDictUnpickler):
+    """The same restricted unpickler for the legacy format, whose storages come *after* the
+    pickle: ``persistent_load`` hands out empty storages, tensors are rebuilt once the data is
+    read (:meth:`resolve`)."""
+
+    def __init__(self, file, path: Path, byteorder: str):
+        super().__init__(file, path, None, None, "", byteorder)
+        self.order: list[str] = []
+
+    def persistent_load(self, pid):
+        # ('storage', storage type, key, location, numel, view metadata)
+        if (not isinstance(pid, tuple) or len(pid) != 6 or pid[0] != "storage"
+                or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], str)
+                or not isinstance(pid[4], int) or pid[4] < 0):
+            raise UnsafePickleError(f"{self._path}: unexpected persistent id {pid!r}")
+        _, storage_type, key, _location, numel, view = pid
+        if view is not None:
+            raise ValueError(f"{self._path}: storage views (legacy torch < 0.4 files) are not "
+                             f"supported")
+        if key not in self._storages:
+            storage = _LegacyStorage(None)
+            storage.storage_type, storage.numel = storage_type, numel
+            self._storages[key] = storage
+        return self._storages[key]
+
+    def _rebuild_tensor(self, storage, storage_offset, size, stride):
+        if not isinstance(storage, _Storage):
+            raise UnsafePickleError(f"{self._path}: tensor built from {type(storage).__name__}, "
+                                    f"not a storage")
+        tensor = _DeferredTensor(None)
+        tensor.deferred = (storage, storage_offset, size, stride)
+        return tensor
+
+    def read_storages(self, f, keys) -> None:
+        """Read each storage: an int64 element count, then the elements (``_legacy_save``)."""
+        if not isinstance(keys, list) or sorted(keys) != sorted(self._storages):
+            raise ValueError(f"{self._path} is corrupt: the storage list does not match the "
+                             f"pickle's storages")
+        end = "<" if self._byteorder == "little" else ">"
+        for key in keys:
+            storage = self._storages[key]
+            head = _read_exact(f, 8)
+            if len(head) != 8 or struct.unpack(end + "q", head)[0] != storage.numel:
+                raise ValueError(f"{self._path} is corrupt or truncated at storage {key}")
+            dtype = storage.storage_type.dtype.newbyteorder(end)
+            data = np.empty(storage.numel, dtype=dtype)
+            _readinto(f, data, self._path, f"storage {key}")
+            if storage.storage_type.name == "BFloat16Storage":
+                data = (data.astype(np.uint32) << 16).view(np.float32)
+            storage.array = data.astype(data.dtype.newbyteorder("="), copy=False)
+
+    def resolve(self, result):
+        """Build every deferred tensor of the dict ``result`` from the storages now read."""
+        if isinstance(result, dict):
+            for value in result.values():
+                if isinstance(value, _DeferredTensor) and value.array is None:
+                    value.array = _StateDictUnpickler._rebuild_tensor(self, *value.deferred).array
+        return result
+
+
+def _load_legacy(path: Path):
+    """A ``torch.save`` file in the pre-1.6 format (torch/serialization.py, ``_legacy_save``):
+    five pickles and raw data in one stream -- the magic number, the protocol version, a dict
+    of system information (byte order, type sizes), the object itself (storages as persistent
+    ids), the list of storage keys; then each storage as an int64 count and its elements.
+    Read with the same restricted unpickler as the zip format."""
+    try:
+        with open(path, "rb", buffering=0) as raw:
+            import io
+            f = io.BufferedReader(raw)
+            plain = _LegacyUnpickler(f, path, "little")
+            if plain.load() != LEGACY_MAGIC:
+                raise ValueError(f"{path} is not a PyTorch file (a pickle without torch's magic "
+                                 f"number)")
+            if plain.load() != LEGACY_PROTOCOL:
+                raise ValueError(f"{path}: unknown legacy PyTorch protocol version")
+            info = plain.load()
+            if not isinstance(info, dict):
+                raise ValueError(f"{path} is corrupt: no system information after the header")
+            byteorder = "little" if info.get("little_endian", True) else "big"
+            unpickler = _LegacyUnpickler(f, path, byteorder)
+            result = unpickler.load()
+            keys = unpickler.load()
+            unpickler.read_storages(f, keys)
+            return unpickler.resolve(result)
+    except UnsafePickleError:
+        raise
+    except (EOFError, pickle.UnpicklingError, struct.error) as exc:
+        raise ValueError(f"{path} is a corrupt or truncated PyTorch file: {exc}") from None
+    except (TypeError, AttributeError, IndexError, KeyError, RecursionError) as exc:
+        raise ValueError(f"{path} is not a plain PyTorch state dict: {exc}") from None
+
+
 def load_torch(path) -> "OrderedDict[str, np.ndarray]":
     """Read a PyTorch state-dict file (``torch.save(model.state_dict(), path)``) without torch.
 
     Parameters
     ----------
     path : str or Path
-        A ``.pt``/``.pth`` in PyTorch's zip format (the default since PyTorch 1.6).
+        A ``.pt``/``.pth`` in PyTorch's zip format (the default since PyTorch 1.6), or in the
+        legacy format before it (:func:`_load_legacy`; e.g. EfficientNet-PyTorch's weights).
 
     Returns
     -------
@@ -574,16 +686,15 @@ def load_torch(path) -> "OrderedDict[str, np.ndarray]":
         The pickle names any global other than those a state dict needs (the global and the file
         are named); nothing from the file has been called.
     ValueError
-        Not a PyTorch zip file (legacy pre-1.6 files, TorchScript archives and other files are
-        named as such), a corrupt or truncated file, or a pickle that is not a dict of tensors.
+        Not a PyTorch file (TorchScript archives and other files are named as such), a corrupt or truncated file, or a pickle that is not a dict of tensors.
     """
     path = _check_readable(path)
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as f:
             head = f.read(2)
         if head[:1] == b"\x80":
-            raise ValueError(f"{path} is in PyTorch's legacy (pre-1.6, non-zip) format, which is "
-                             f"not supported; re-save it with a recent torch.save")
+            result = _load_legacy(path)
+            return _as_state_dict(result, path)
         raise ValueError(f"{path} is not a PyTorch .pt/.pth file (not a zip archive; truncated "
                          f"or another format)")
     try:
@@ -617,6 +728,11 @@ def load_torch(path) -> "OrderedDict[str, np.ndarray]":
     except (TypeError, AttributeError, IndexError, KeyError, RecursionError) as exc:
         # e.g. a pickle calling a storage type, or building an attribute on a plain list
         raise ValueError(f"{path} is not a plain PyTorch state dict: {exc}") from None
+    return _as_state_dict(result, path)
+
+
+def _as_state_dict(result, path) -> "OrderedDict[str, np.ndarray]":
+    """The unpickled object as an ordered dict of arrays, or a ValueError saying what it is."""
     if not isinstance(result, dict):
         raise ValueError(f"{path} holds a {type(result).__name__}, not a state dict")
     out = OrderedDict()
