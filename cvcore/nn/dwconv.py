@@ -123,12 +123,11 @@ def grouped_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups
     w = check_array(w, f"{name} weight", ndim=4, dtypes="buif")
     N, C, H, W = x.shape
     K, Cg, kh, kw = w.shape
-    if C % groups or K % groups:
-        raise ValueError(f"{name}: groups={groups} must divide the input channels ({C}) and the "
-                         f"output channels ({K})")
-    if Cg != C // groups:
+    if Cg * groups != C:
         raise ValueError(f"{name}: expected {Cg * groups} input channels ({groups} groups of "
                          f"{Cg}), got {C} (input shape {x.shape})")
+    if K % groups:
+        raise ValueError(f"{name}: groups={groups} must divide the output channels ({K})")
     if b is not None:
         b = check_array(b, f"{name} bias", ndim=1, dtypes="buif")
         if b.shape[0] != K:
