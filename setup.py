@@ -23,7 +23,8 @@ setup(
         # References for the benchmarks and the agreement tests. torch is a reference too but is
         # installed by hand (`pip install torch==2.13.0`): a loose requirement here could pull a
         # CUDA build of several gigabytes.
-        "bench": ["opencv-python-headless>=4.8,<5", "scikit-image>=0.22", "scikit-learn>=1.3"],
+        "bench": ["opencv-python-headless>=4.8,<5", "scikit-image>=0.22", "scikit-learn>=1.3",
+                  "pycocotools>=2.0.7", "dlib-bin>=19.24"],
         # `cvcore serve`: the HTTP API and web page (Starlette/FastAPI on uvicorn).
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
         # `cvcore predict/features --scheduler processes:N|tcp://...`: Dask's distributed scheduler.

@@ -19,6 +19,12 @@ __all__ = [
     "check_nonnegative",
     "check_int",
     "check_pair",
+    "check_float32_scalar",
+    "check_float_array",
+    "check_cache",
+    "check_grad",
+    "check_limit",
+    "FLOAT32_MAX",
 ]
 
 
@@ -139,3 +145,61 @@ def check_pair(value, name: str, minimum: int | None = 1) -> tuple[int, int]:
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be an integer or a pair of integers, got {value!r}") from None
     return check_int(a, name, minimum), check_int(b, name, minimum)
+
+
+# -- shared by the functional layer pairs, the feature stages and the command ------------------
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)   # about 3.4e38
+
+
+def check_float32_scalar(value, name: str) -> float:
+    """Return ``value`` as a float, raising unless it is finite *and* within float32's range.
+
+    A float64 such as ``1e300`` is finite but turns into infinity when a kernel uses it in
+    float32 (cvcore's working precision), so fill values, gains and offsets are checked here.
+    """
+    value = _check_real(value, name)
+    if abs(value) > FLOAT32_MAX:
+        raise ValueError(f"{name} = {value:.3g} is beyond float32's range (about 3.4e38), "
+                         f"cvcore's working precision")
+    return value
+
+
+def check_float_array(a, name: str, ndim=None, allow_empty: bool = True) -> np.ndarray:
+    """Check a numeric array and return it C-contiguous as float32, or float64 if it is float64.
+
+    The form the functional layer pairs of :mod:`cvcore.nn` compute in (integer, bool and
+    float16 inputs become float32). Shape and kind only: no scan of the values, so the cost does
+    not grow with the array.
+    """
+    arr = check_array(a, name, ndim=ndim, dtypes="buif", allow_empty=allow_empty)
+    dtype = np.float64 if arr.dtype == np.float64 else np.float32
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def check_cache(cache, cls, name: str):
+    """Raise ``TypeError`` unless ``cache`` is the NamedTuple ``cls`` a forward pass returned."""
+    if not isinstance(cache, cls):
+        raise TypeError(f"{name}: cache must be the {cls.__name__} returned by the forward pass, "
+                        f"got {type(cache).__name__}")
+    return cache
+
+
+def check_grad(dy, name: str, shape, dtype) -> np.ndarray:
+    """Check an output gradient against the forward output's ``shape``; return it C-contiguous
+    in ``dtype`` (the compute dtype of the forward pass).
+
+    A gradient longer or shorter than the forward output would make a kernel read or write
+    past the end of the cached arrays, so the shape must match exactly.
+    """
+    dy = check_array(dy, name, dtypes="buif", allow_empty=True)
+    if dy.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {dy.shape}; the forward output had {tuple(shape)}")
+    return np.ascontiguousarray(dy, dtype=dtype)
+
+
+def check_limit(value: int, limit: int, what: str, reason: str) -> int:
+    """Refuse a size that would exhaust memory or time: ``ValueError`` naming the limit and why."""
+    if value > limit:
+        raise ValueError(f"{what} is {value}, above the limit of {limit}: {reason}")
+    return value

@@ -45,8 +45,8 @@ from typing import NamedTuple
 import numpy as np
 
 from cvcore._threads import threads_for
-from cvcore._validate import (check_array, check_finite, check_int, check_nonnegative,
-                              check_positive)
+from cvcore._validate import (check_array, check_finite, check_int, check_limit,
+                              check_nonnegative, check_positive)
 
 SIGMA = 1.6                 # Lowe 2004, sec. 3.3: blur of the first level of each octave
 N_SCALES = 3                # Lowe 2004, sec. 3.2: intervals per octave (best repeatability)
@@ -59,6 +59,12 @@ ORI_RADIUS_FACTOR = 3.0 * ORI_SIGMA_FACTOR   # window radius: 3 window sigmas
 ORI_PEAK_RATIO = 0.8        # Lowe 2004, sec. 5: peaks within 80% of the highest make keypoints
 DESC_SCALE_FACTOR = 3.0     # OpenCV SIFT_DESCR_SCL_FCTR: each of the 4x4 cells is 3 sigma wide
 DESC_CLIP = 0.2             # Lowe 2004, sec. 6.1: clip normalised entries at 0.2
+# Longest Gaussian kernel built (taps): sigma up to ~8000 pixels. A longer kernel is wider than
+# any image cvcore can hold in memory, and building it would only cost time and memory.
+MAX_KERNEL_TAPS = 65537
+# Keypoint coordinates beyond this (pixels) cannot be on an image: float32 holds every integer
+# up to 2^24, and the kernels round positions to int.
+MAX_COORDINATE = float(2 ** 24)
 GAUSS_TRUNCATE = 4.0        # OpenCV GaussianBlur on float images: ksize = round(8 sigma + 1) | 1
 DOUBLED_OFFSET = -0.25      # doubled-image pixel X is input position X / 2 - 0.25 (half-pixel)
 PARALLEL_MIN_PIXELS = 1 << 17   # octaves smaller than this run on one thread (see threads_for)
@@ -192,9 +198,13 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
     """
     sigma = check_positive(sigma, "sigma")
     ksize = int(round(sigma * GAUSS_TRUNCATE * 2 + 1)) | 1
+    check_limit(ksize, MAX_KERNEL_TAPS, f"the Gaussian kernel of sigma={sigma:.4g} (taps)",
+                "such a blur is wider than any image that fits in memory")
     r = (ksize - 1) // 2
     t = np.arange(-r, r + 1, dtype=np.float64)
-    k = np.exp(-t * t / (2.0 * sigma * sigma))
+    # (t / sigma)^2 rather than t^2 / sigma^2: a tiny sigma squares to 0 (1e-200^2), which made
+    # 0 / 0 = NaN at the centre tap; this way the centre is exp(0) = 1 and the rest exp(-inf) = 0.
+    k = np.exp(-0.5 * (t / sigma) ** 2)
     return (k / k.sum()).astype(np.float32)
 
 
@@ -251,6 +261,7 @@ def base_image(image, sigma: float = SIGMA, double_image: bool = True) -> np.nda
     ndarray (2H, 2W) or (H, W) float32
     """
     gray = _as_gray(image)
+    sigma = check_positive(sigma, "sigma")
     ks = _kernels()
     factor = 2.0 if double_image else 1.0
     if double_image:
@@ -335,7 +346,7 @@ def dog_scale_space(scale_space: ScaleSpace) -> list:
     """
     ks = _kernels()
     dogs = []
-    for levels in scale_space.gauss:
+    for levels in check_scale_space(scale_space).gauss:
         dog = np.empty((levels.shape[0] - 1,) + levels.shape[1:], np.float32)
         ks.difference_of_gaussians(levels, dog)
         dogs.append(dog)
@@ -358,10 +369,16 @@ def scale_space_extrema(dog: np.ndarray, threshold: float, border: int = BORDER)
     ndarray (K, 3) int32
         ``(level, row, col)`` of each extremum, in level-then-row-major order.
     """
-    dog = check_array(dog, "dog", ndim=3, dtypes="f")
+    dog = check_array(dog, "dog", ndim=3, dtypes="f", allow_empty=True)
+    check_finite(dog, "dog")
     dog = np.ascontiguousarray(dog, dtype=np.float32)
     threshold = check_nonnegative(threshold, "threshold")
     border = check_int(border, "border", minimum=1)
+    return _extrema(dog, threshold, border)
+
+
+def _extrema(dog, threshold, border):
+    """:func:`scale_space_extrema` on checked arguments."""
     L, H, W = dog.shape
     if L < 3 or H <= 2 * border or W <= 2 * border:
         return np.zeros((0, 3), np.int32)
@@ -397,6 +414,8 @@ def _check_octave(dog, gauss, extrema, border):
     """Validate one octave's DoG, Gaussian levels and extrema before a kernel indexes them."""
     dog = check_array(dog, "dog", ndim=3, dtypes="f")
     gauss = check_array(gauss, "gauss", ndim=3, dtypes="f")
+    check_finite(dog, "dog")
+    check_finite(gauss, "gauss")
     if gauss.shape != (dog.shape[0] + 1,) + dog.shape[1:]:
         raise ValueError(f"gauss must have shape (L + 1, H, W) for dog {dog.shape}, "
                          f"got {gauss.shape}")
@@ -435,12 +454,23 @@ def localize_keypoints(dog: np.ndarray, gauss: np.ndarray, extrema: np.ndarray,
     -------
     Localized
     """
-    ks = _kernels()
+    border = check_int(border, "border", minimum=1)
     dog, gauss, ext = _check_octave(dog, gauss, extrema, border)
     n_scales = check_int(n_scales, "n_scales", minimum=1)
     if dog.shape[0] != n_scales + 2:
         raise ValueError(f"dog has {dog.shape[0]} levels; n_scales={n_scales} needs "
                          f"{n_scales + 2}")
+    sigma = check_positive(sigma, "sigma")
+    contrast_threshold = check_nonnegative(contrast_threshold, "contrast_threshold")
+    edge_threshold = check_positive(edge_threshold, "edge_threshold")
+    return _localize(dog, gauss, ext, n_scales, sigma, contrast_threshold, edge_threshold,
+                     upright, border)
+
+
+def _localize(dog, gauss, ext, n_scales, sigma, contrast_threshold, edge_threshold, upright,
+              border=BORDER):
+    """:func:`localize_keypoints` on checked arguments."""
+    ks = _kernels()
     K = ext.shape[0]
     out = np.zeros((K, 8), np.float64)
     angles = np.zeros((K, ks.MAX_PEAKS), np.float64)
@@ -463,8 +493,19 @@ def orientation_histogram(image: np.ndarray, x: int, y: int, scale: float) -> np
     keypoint of sigma ``scale`` (in that level's pixels): the histogram :func:`localize_keypoints`
     takes its peaks from (Lowe 2004, sec. 5). Bin ``b`` covers angles around ``10 b`` degrees."""
     ks = _kernels()
-    image = np.ascontiguousarray(check_array(image, "image", ndim=2, dtypes="f"), np.float32)
+    image = check_array(image, "image", ndim=2, dtypes="f")
+    # A NaN gradient has no direction: its bin index would be garbage and the vote would be
+    # written outside the histogram (a segmentation fault before this check).
+    check_finite(image, "image")
+    image = np.ascontiguousarray(image, np.float32)
+    H, W = image.shape
+    x, y = check_int(x, "x"), check_int(y, "y")
+    if not (0 <= x < W and 0 <= y < H):
+        raise ValueError(f"(x, y) = ({x}, {y}) is outside the {H}x{W} image")
     scale = check_positive(scale, "scale")
+    check_limit(int(round(ORI_RADIUS_FACTOR * scale)), int(math.hypot(H, W)) + 1,
+                f"the orientation window radius of scale={scale:.4g}",
+                "a window wider than the image's diagonal adds nothing and costs memory")
     hist = np.zeros(ks.ORI_HIST_BINS, np.float64)
     ks.orientation_histogram(image, int(y), int(x), int(round(ORI_RADIUS_FACTOR * scale)),
                              ORI_SIGMA_FACTOR * scale, hist)
@@ -479,6 +520,92 @@ def detect_keypoints(scale_space: ScaleSpace, dogs=None,
     Exact duplicates (same position, size and angle, reached from two starting samples) are
     dropped, as OpenCV does. Order: by response, highest first, ties by x, y, size, angle.
     """
+    scale_space = check_scale_space(scale_space)
+    contrast_threshold = check_nonnegative(contrast_threshold, "contrast_threshold")
+    edge_threshold = check_positive(edge_threshold, "edge_threshold")
+    if dogs is not None:
+        if not isinstance(dogs, (list, tuple)) or len(dogs) != len(scale_space.gauss):
+            raise TypeError(f"dogs must be the list dog_scale_space returns, one array per "
+                            f"octave ({len(scale_space.gauss)})")
+        dogs = list(dogs)
+        for o, (dog, levels) in enumerate(zip(dogs, scale_space.gauss)):
+            dog = check_array(dog, f"dogs[{o}]", ndim=3, dtypes="f")
+            if dog.shape != (levels.shape[0] - 1,) + levels.shape[1:]:
+                raise ValueError(f"dogs[{o}] has shape {dog.shape}; octave {o} of the scale "
+                                 f"space needs {(levels.shape[0] - 1,) + levels.shape[1:]}")
+            check_finite(dog, f"dogs[{o}]")
+            dogs[o] = np.ascontiguousarray(dog, np.float32)
+    return _detect(scale_space, dogs, contrast_threshold, edge_threshold, bool(upright))
+
+
+def check_scale_space(scale_space) -> ScaleSpace:
+    """Check a :class:`ScaleSpace` (built by :func:`gaussian_scale_space`, or by hand) before
+    the kernels index it: per octave a finite C-contiguous float32 (n_scales + 3, H, W) array,
+    each octave half the previous one's size, and valid scalars."""
+    if not isinstance(scale_space, ScaleSpace):
+        raise TypeError(f"scale_space must be a ScaleSpace (see gaussian_scale_space), got "
+                        f"{type(scale_space).__name__}")
+    S = check_int(scale_space.n_scales, "scale_space.n_scales", minimum=1)
+    check_positive(scale_space.sigma, "scale_space.sigma")
+    first = check_int(scale_space.first_octave, "scale_space.first_octave")
+    if first not in (-1, 0):
+        raise ValueError(f"scale_space.first_octave must be -1 or 0, got {first}")
+    offset = float(scale_space.offset)
+    if not math.isfinite(offset):
+        raise ValueError("scale_space.offset must be finite")
+    gauss = scale_space.gauss
+    if not isinstance(gauss, (list, tuple)) or len(gauss) == 0:
+        raise TypeError("scale_space.gauss must be a non-empty list of arrays, one per octave")
+    prev = None
+    for o, levels in enumerate(gauss):
+        name = f"scale_space.gauss[{o}]"
+        if not isinstance(levels, np.ndarray) or levels.dtype != np.float32 or levels.ndim != 3 \
+                or not levels.flags.c_contiguous:
+            raise TypeError(f"{name} must be a C-contiguous float32 (n_scales + 3, H, W) array")
+        if levels.shape[0] != S + 3 or levels.shape[1] < 1 or levels.shape[2] < 1:
+            raise ValueError(f"{name} has shape {levels.shape}; n_scales={S} needs "
+                             f"({S + 3}, H, W) with H, W >= 1")
+        if prev is not None and levels.shape[1:] != (prev[0] // 2, prev[1] // 2):
+            raise ValueError(f"{name} has shape {levels.shape}: each octave must be half the "
+                             f"previous one {prev}")
+        check_finite(levels, name)
+        prev = levels.shape[1:]
+    return ScaleSpace(list(gauss), first, S, float(scale_space.sigma), offset)
+
+
+def _check_keypoints(keypoints) -> Keypoints:
+    """Check caller-given :class:`Keypoints`: equal lengths, finite positions within
+    ``MAX_COORDINATE``, positive finite sizes within it, finite angles."""
+    if not isinstance(keypoints, Keypoints):
+        raise TypeError(f"keypoints must be a Keypoints, got {type(keypoints).__name__}")
+    xy = check_array(keypoints.xy, "keypoints.xy", ndim=2, dtypes="uif", allow_empty=True)
+    if xy.shape[1] != 2:
+        raise ValueError(f"keypoints.xy must have shape (K, 2), got {xy.shape}")
+    K = xy.shape[0]
+    fields = {}
+    for name in ("size", "angle", "response", "octave", "layer"):
+        a = check_array(getattr(keypoints, name), f"keypoints.{name}", ndim=1, dtypes="uif",
+                        allow_empty=True)
+        if a.shape != (K,):
+            raise ValueError(f"keypoints.{name} has {a.shape[0]} entries for {K} keypoints")
+        fields[name] = a
+    for name, a in (("xy", xy), ("size", fields["size"]), ("angle", fields["angle"])):
+        check_finite(a, f"keypoints.{name}")
+        if K and np.abs(a).max() > MAX_COORDINATE:
+            raise ValueError(f"keypoints.{name} holds values beyond {MAX_COORDINATE:.0f}, "
+                             f"farther than any image cvcore can hold")
+    if np.any(fields["size"] <= 0):
+        raise ValueError("keypoints.size must be positive")
+    return Keypoints(np.ascontiguousarray(xy, np.float32),
+                     np.ascontiguousarray(fields["size"], np.float32),
+                     np.ascontiguousarray(fields["angle"], np.float32),
+                     np.ascontiguousarray(fields["response"], np.float32),
+                     np.ascontiguousarray(fields["octave"], np.int32),
+                     np.ascontiguousarray(fields["layer"], np.int32))
+
+
+def _detect(scale_space, dogs, contrast_threshold, edge_threshold, upright) -> Keypoints:
+    """:func:`detect_keypoints` on checked arguments."""
     S = scale_space.n_scales
     threshold = 0.5 * contrast_threshold / S
     parts = []
@@ -490,9 +617,9 @@ def detect_keypoints(scale_space: ScaleSpace, dogs=None,
             else:   # one octave at a time: the whole DoG pyramid is never held at once
                 dog = np.empty((levels.shape[0] - 1,) + levels.shape[1:], np.float32)
                 ks.difference_of_gaussians(levels, dog)
-            ext = scale_space_extrema(dog, threshold)
-            loc = localize_keypoints(dog, levels, ext, S, scale_space.sigma, contrast_threshold,
-                                     edge_threshold, upright)
+            ext = _extrema(dog, threshold, BORDER)
+            loc = _localize(dog, levels, ext, S, scale_space.sigma, contrast_threshold,
+                            edge_threshold, upright)
         octave = o + scale_space.first_octave
         f = 2.0 ** octave
         xy = np.stack([loc.x * f, loc.y * f], axis=1) + scale_space.offset
@@ -553,17 +680,17 @@ def describe_keypoints(scale_space: ScaleSpace, keypoints: Keypoints, root_sift:
     -------
     ndarray (K, 128) float32, order ``[row cell][col cell][orientation bin]``.
     """
+    return _describe(check_scale_space(scale_space), _check_keypoints(keypoints),
+                     bool(root_sift))
+
+
+def _describe(scale_space, keypoints, root_sift) -> np.ndarray:
+    """:func:`describe_keypoints` on checked arguments."""
     ks = _kernels()
-    if not isinstance(keypoints, Keypoints):
-        raise TypeError(f"keypoints must be a Keypoints, got {type(keypoints).__name__}")
     K = len(keypoints)
     out = np.zeros((K, ks.DESC_LENGTH), np.float32)
     if K == 0:
         return out
-    for name in ("xy", "size", "angle"):
-        check_finite(np.asarray(getattr(keypoints, name)), f"keypoints.{name}")
-    if np.any(keypoints.size <= 0):
-        raise ValueError("keypoints.size must be positive")
     first = scale_space.first_octave
     n_oct = len(scale_space.gauss)
     S = scale_space.n_scales
@@ -645,11 +772,13 @@ def sift(image, n_features: int | None = None, n_scales: int = N_SCALES, sigma: 
     if keypoints is not None and not isinstance(keypoints, Keypoints):
         raise TypeError("keypoints must be a cvcore.features.Keypoints "
                         f"(see Keypoints.from_xy), got {type(keypoints).__name__}")
+    if keypoints is not None:
+        keypoints = _check_keypoints(keypoints)
     space = gaussian_scale_space(image, n_scales, sigma, bool(double_image))
     if keypoints is None:
-        keypoints = detect_keypoints(space, None, contrast_threshold, edge_threshold, bool(upright))
+        keypoints = _detect(space, None, contrast_threshold, edge_threshold, bool(upright))
         if n_features is not None:
             keypoints = keypoints[:n_features]
     elif n_features is not None:
         keypoints = keypoints[:n_features]
-    return keypoints, describe_keypoints(space, keypoints, bool(root_sift))
+    return keypoints, _describe(space, keypoints, bool(root_sift))

@@ -37,7 +37,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from cvcore._validate import check_array, check_finite, check_int, check_pair
+from cvcore._validate import check_array, check_cache, check_finite, check_int, check_pair
 from cvcore.nn.layers import top_level
 from cvcore.nn.module import Module, Parameter, is_grad_enabled
 
@@ -313,12 +313,12 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True):
     dw : ndarray, shape (K, C, kh, kw), or None when not needed
     db : ndarray, shape (K,), or None when the forward had no bias (or ``need_dw`` is false)
     """
-    x, w = cache.x, cache.w
+    x, w = _check_cache(cache)
     N, C, H, W = x.shape
     K, _, kh, kw = w.shape
     _, _, Ho, Wo = conv2d_output_shape(x.shape, w.shape, cache.stride, cache.padding,
                                        cache.dilation)
-    dy = check_array(dy, "conv2d output gradient dy", ndim=4, dtypes="f")
+    dy = check_array(dy, "conv2d output gradient dy", ndim=4, dtypes="f", allow_empty=True)
     if dy.shape != (N, K, Ho, Wo):
         raise ValueError(f"conv2d backward: dy has shape {dy.shape}, the forward output had "
                          f"{(N, K, Ho, Wo)}")
@@ -342,6 +342,28 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True):
             dw = dw_lanes.sum(axis=0)
         dw = dw.reshape(w.shape)
     return dx, dw, db
+
+
+def _check_cache(cache):
+    """The cache's ``x`` and ``w``, checked: the NamedTuple :func:`conv2d_forward` returns, with
+    C-contiguous arrays of one float dtype whose channels agree and a valid geometry (the
+    backward kernels index them without bounds checks)."""
+    check_cache(cache, Conv2dCache, "conv2d_backward")
+    x, w = cache.x, cache.w
+    for a, what in ((x, "x"), (w, "w")):
+        if not isinstance(a, np.ndarray) or a.ndim != 4 or not a.flags.c_contiguous or \
+                a.dtype not in (np.float32, np.float64):
+            raise TypeError(f"conv2d_backward: cache.{what} must be a C-contiguous 4-d float32/"
+                            f"float64 array from the forward pass")
+    if x.dtype != w.dtype or x.shape[1] != w.shape[1]:
+        raise ValueError(f"conv2d_backward: cache.x {x.dtype} {x.shape} and cache.w {w.dtype} "
+                         f"{w.shape} do not belong to one forward pass")
+    stride, padding, dilation = _geometry(cache.stride, cache.padding, cache.dilation)
+    for size, k, p, d in ((x.shape[2], w.shape[2], padding[0], dilation[0]),
+                          (x.shape[3], w.shape[3], padding[1], dilation[1])):
+        if size + 2 * p < d * (k - 1) + 1:
+            raise ValueError("conv2d_backward: the cached input is smaller than the kernel")
+    return x, w
 
 
 class Conv2d(Module):

@@ -35,7 +35,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from cvcore._validate import check_array, check_int, check_pair
+from cvcore._validate import (_check_real, check_array, check_cache, check_float_array,
+                              check_grad, check_int, check_pair, check_positive)
 from cvcore.nn.module import Module, Parameter, is_grad_enabled
 
 __all__ = [
@@ -176,6 +177,31 @@ def _as_rng(rng) -> np.random.Generator:
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
+def _cached(a, name: str, ndim=None) -> np.ndarray:
+    """An array held in a cache: a C-contiguous float32/float64 ndarray (of ``ndim`` axes), as
+    the forward pass made it. A cache built by hand with anything else is refused, because the
+    backward kernels index it without bounds checks."""
+    if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64) \
+            or not a.flags.c_contiguous or (ndim is not None and a.ndim != ndim):
+        what = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+        raise TypeError(f"{name} must be a C-contiguous float32/float64 "
+                        f"{'' if ndim is None else f'{ndim}-d '}array from the forward pass, "
+                        f"got {what}")
+    return a
+
+
+def _shape4(shape, name: str) -> tuple:
+    """A cached ``(N, C, H, W)`` input shape, checked."""
+    if not isinstance(shape, tuple) or len(shape) != 4 or \
+            not all(isinstance(v, (int, np.integer)) and v >= 0 for v in shape):
+        raise TypeError(f"{name} must be a (N, C, H, W) tuple of sizes, got {shape!r}")
+    return tuple(int(v) for v in shape)
+
+
+def _eps(eps) -> float:
+    return check_positive(eps, "eps")
+
+
 class _CachingModule(Module):
     """A module that keeps one cache between forward and backward (in either mode; none inside
     :func:`cvcore.nn.no_grad`)."""
@@ -226,15 +252,23 @@ def relu_forward(x: np.ndarray, inplace: bool = False):
     y : ndarray, same shape and dtype as ``x``
     cache : ReLUCache
     """
+    x_in = x
+    x = check_float_array(x, "relu_forward x")
+    inplace = bool(inplace) and x is x_in and x.flags.writeable
     y = x if inplace else np.empty_like(x)
     _kernels("nn_act").relu_forward(x.reshape(-1), y.reshape(-1))
     return y, ReLUCache(y)
 
 
 def relu_backward(dy: np.ndarray, cache: ReLUCache) -> np.ndarray:
-    """``dx = dy * (y > 0)``; the subgradient at 0 is 0, as in PyTorch."""
-    dx = np.empty_like(cache.y)
-    _kernels("nn_act").relu_backward(dy.reshape(-1), cache.y.reshape(-1), dx.reshape(-1))
+    """``dx = dy * (y > 0)``; the subgradient at 0 is 0, as in PyTorch.
+
+    ``dy`` must have the shape of the forward output (``cache.y``); it is cast to its dtype.
+    """
+    y = _cached(check_cache(cache, ReLUCache, "relu_backward").y, "relu_backward cache.y")
+    dy = check_grad(dy, "relu_backward dy", y.shape, y.dtype)
+    dx = np.empty_like(y)
+    _kernels("nn_act").relu_backward(dy.reshape(-1), y.reshape(-1), dx.reshape(-1))
     return dx
 
 
@@ -319,7 +353,12 @@ def batchnorm2d_train_forward(x, gamma, beta, eps: float = BN_EPS, fuse_relu: bo
     y : ndarray (N, C, H, W)
     cache : BatchNormTrainCache (its ``mean`` and biased ``var`` feed the running averages)
     """
-    C = x.shape[1]
+    x, gamma, beta = _bn_arrays(x, gamma, beta, "batchnorm2d_train_forward")
+    eps = _eps(eps)
+    N, C, H, W = x.shape
+    if N * H * W < 1:
+        raise ValueError(f"batchnorm2d_train_forward: x of shape {x.shape} has no values per "
+                         f"channel to take statistics of")
     nk = _kernels("nn_norm")
     mean = np.empty(C)
     var = np.empty(C)
@@ -328,6 +367,35 @@ def batchnorm2d_train_forward(x, gamma, beta, eps: float = BN_EPS, fuse_relu: bo
     y = np.empty_like(x)
     _normalize(x, mean, invstd, gamma, beta, y, fuse_relu)
     return y, BatchNormTrainCache(x, gamma, mean, var, invstd)
+
+
+def _bn_arrays(x, gamma, beta, name):
+    """Check ``x`` (N, C, H, W) and ``gamma``, ``beta`` (C,); return all three C-contiguous in
+    the compute dtype (float64 if any of them is, else float32)."""
+    x = check_array(x, f"{name} x", ndim=4, dtypes="buif", allow_empty=True)
+    gamma = check_array(gamma, f"{name} gamma", ndim=1, dtypes="buif", allow_empty=True)
+    beta = check_array(beta, f"{name} beta", ndim=1, dtypes="buif", allow_empty=True)
+    C = x.shape[1]
+    for arr, what in ((gamma, "gamma"), (beta, "beta")):
+        if arr.shape != (C,):
+            raise ValueError(f"{name}: {what} has shape {arr.shape}; x has {C} channels "
+                             f"(shape {x.shape})")
+    dtype = _compute_dtype(x, gamma, beta)
+    return (np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(gamma, dtype=dtype),
+            np.ascontiguousarray(beta, dtype=dtype))
+
+
+def _bn_cache(cache, cls, name):
+    """The arrays of a batch-norm cache, checked against each other."""
+    check_cache(cache, cls, name)
+    x = _cached(cache.x, f"{name} cache.x", ndim=4)
+    C = x.shape[1]
+    for field in ("gamma", "mean", "invstd"):
+        a = getattr(cache, field)
+        if not isinstance(a, np.ndarray) or a.shape != (C,) or a.dtype.kind != "f":
+            raise TypeError(f"{name}: cache.{field} must be a float array of shape ({C},), got "
+                            f"{getattr(a, 'shape', type(a).__name__)}")
+    return x
 
 
 def _normalize(x, mean, invstd, gamma, beta, y, fuse_relu=False):
@@ -379,7 +447,8 @@ def batchnorm2d_train_backward(dy, cache: BatchNormTrainCache, out=None):
     -------
     dx : ndarray (N, C, H, W); dgamma, dbeta : ndarray (C,), the compute dtype
     """
-    x = cache.x
+    x = _bn_cache(cache, BatchNormTrainCache, "batchnorm2d_train_backward")
+    dy = check_grad(dy, "batchnorm2d_train_backward dy", x.shape, x.dtype)
     N, C, H, W = x.shape
     M = N * H * W
     dgamma, dbeta = _grad_sums(dy, x, cache.mean, cache.invstd)
@@ -411,8 +480,21 @@ def batchnorm2d_eval_forward(x, gamma, beta, running_mean, running_var, eps: flo
     -------
     y : ndarray (N, C, H, W); cache : BatchNormEvalCache
     """
-    mean = np.asarray(running_mean, dtype=np.float64)
-    invstd = 1.0 / np.sqrt(np.asarray(running_var, dtype=np.float64) + eps)
+    name = "batchnorm2d_eval_forward"
+    x, gamma, beta = _bn_arrays(x, gamma, beta, name)
+    eps = _eps(eps)
+    C = x.shape[1]
+    stats = []
+    for arr, what in ((running_mean, "running_mean"), (running_var, "running_var")):
+        arr = check_array(arr, f"{name} {what}", ndim=1, dtypes="buif", allow_empty=True)
+        if arr.shape != (C,):
+            raise ValueError(f"{name}: {what} has shape {arr.shape}; x has {C} channels")
+        stats.append(np.asarray(arr, dtype=np.float64))
+    mean, var = stats
+    if not (var + eps > 0).all() or not np.isfinite(mean).all() or not np.isfinite(var).all():
+        raise ValueError(f"{name}: running_mean and running_var must be finite and "
+                         f"running_var + eps positive (a variance)")
+    invstd = 1.0 / np.sqrt(var + eps)
     y = np.empty_like(x)
     _normalize(x, mean, invstd, gamma, beta, y, fuse_relu)
     return y, BatchNormEvalCache(x, gamma, mean, invstd)
@@ -427,7 +509,8 @@ def batchnorm2d_eval_backward(dy, cache: BatchNormEvalCache, out=None):
     -------
     dx : ndarray (N, C, H, W); dgamma, dbeta : ndarray (C,), the compute dtype
     """
-    x = cache.x
+    x = _bn_cache(cache, BatchNormEvalCache, "batchnorm2d_eval_backward")
+    dy = check_grad(dy, "batchnorm2d_eval_backward dy", x.shape, x.dtype)
     t = x.dtype
     dgamma, dbeta = _grad_sums(dy, x, cache.mean, cache.invstd)
     dx = _grad_out(out, x)
@@ -602,6 +685,7 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, name="
     -------
     y : ndarray (N, C, OH, OW); cache : MaxPoolCache
     """
+    x = check_float_array(x, f"{name} x", ndim=4)
     kernel, stride, padding, dilation = _pool_geometry(kernel_size, stride, padding, dilation)
     N, C, OH, OW = _pool_output_shape(x.shape, kernel, stride, padding, dilation, name)
     H, W = x.shape[2:]
@@ -615,7 +699,29 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, dilation=1, name="
 
 
 def maxpool2d_backward(dy, cache: MaxPoolCache):
-    """Each output gradient goes to the input pixel that was the window's maximum."""
+    """Each output gradient goes to the input pixel that was the window's maximum.
+
+    ``dy`` must have the forward output's shape (``cache.argmax.shape``); the cached indices
+    are checked to lie inside the input plane.
+    """
+    name = "maxpool2d_backward"
+    check_cache(cache, MaxPoolCache, name)
+    N, C, H, W = _shape4(cache.input_shape, f"{name} cache.input_shape")
+    argmax = cache.argmax
+    if not isinstance(argmax, np.ndarray) or argmax.dtype != np.int32 or argmax.ndim != 4 \
+            or argmax.shape[:2] != (N, C) or not argmax.flags.c_contiguous:
+        raise TypeError(f"{name}: cache.argmax must be a C-contiguous int32 array of shape "
+                        f"({N}, {C}, OH, OW)")
+    if argmax.size and (int(argmax.min()) < 0 or int(argmax.max()) >= H * W):
+        raise ValueError(f"{name}: cache.argmax holds indices outside the {H}x{W} input plane")
+    dy = np.asarray(dy)
+    dtype = np.float64 if getattr(dy, "dtype", None) == np.float64 else np.float32
+    dy = check_grad(dy, f"{name} dy", argmax.shape, dtype)
+    return _maxpool2d_backward(dy, cache)
+
+
+def _maxpool2d_backward(dy, cache: MaxPoolCache):
+    """:func:`maxpool2d_backward` on a checked ``dy`` and a cache the forward made."""
     N, C, H, W = cache.input_shape
     OH, OW = cache.argmax.shape[2:]
     dx = np.empty(cache.input_shape, dtype=dy.dtype)
@@ -644,6 +750,7 @@ def avgpool2d_forward(x, kernel_size, stride=None, padding=0, count_include_pad=
     -------
     y : ndarray (N, C, OH, OW); cache : AvgPoolCache
     """
+    x = check_float_array(x, f"{name} x", ndim=4)
     kernel, stride, padding, _ = _pool_geometry(kernel_size, stride, padding)
     N, C, OH, OW = _pool_output_shape(x.shape, kernel, stride, padding, (1, 1), name)
     H, W = x.shape[2:]
@@ -655,10 +762,20 @@ def avgpool2d_forward(x, kernel_size, stride=None, padding=0, count_include_pad=
 
 
 def avgpool2d_backward(dy, cache: AvgPoolCache):
-    """Each output gradient is spread evenly (``1 / divisor``) over its window's real pixels."""
-    N, C, H, W = cache.input_shape
+    """Each output gradient is spread evenly (``1 / divisor``) over its window's real pixels.
+
+    ``dy`` must have the forward output's shape (recomputed from the cached geometry).
+    """
+    name = "avgpool2d_backward"
+    check_cache(cache, AvgPoolCache, name)
+    shape = _shape4(cache.input_shape, f"{name} cache.input_shape")
+    kernel, stride, padding, _ = _pool_geometry(cache.kernel, cache.stride, cache.padding)
+    out_shape = _pool_output_shape(shape, kernel, stride, padding, (1, 1), name)
+    dtype = np.float64 if getattr(dy, "dtype", None) == np.float64 else np.float32
+    dy = check_grad(dy, f"{name} dy", out_shape, dtype)
+    N, C, H, W = shape
     OH, OW = dy.shape[2:]
-    dx = np.empty(cache.input_shape, dtype=dy.dtype)
+    dx = np.empty(shape, dtype=dy.dtype)
     (kh, kw), (sh, sw), (ph, pw) = cache.kernel, cache.stride, cache.padding
     _kernels("nn_pool").avgpool2d_backward(dy.reshape(N * C, OH, OW), kh, kw, sh, sw, ph, pw,
                                            cache.count_include_pad, dx.reshape(N * C, H, W))
@@ -678,8 +795,12 @@ def adaptive_avgpool2d_forward(x, output_size=1):
     -------
     y : ndarray (N, C, OH, OW); cache : AdaptivePoolCache
     """
+    x = check_float_array(x, "adaptive_avgpool2d_forward x", ndim=4)
     OH, OW = check_pair(output_size, "output_size", 1)
     N, C, H, W = x.shape
+    if H < 1 or W < 1:
+        raise ValueError(f"adaptive_avgpool2d_forward: x of shape {x.shape} has no pixels to "
+                         f"average")
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
     _kernels("nn_pool").adaptive_avgpool2d_forward(x.reshape(N * C, H, W),
                                                    y.reshape(N * C, OH, OW))
@@ -687,8 +808,16 @@ def adaptive_avgpool2d_forward(x, output_size=1):
 
 
 def adaptive_avgpool2d_backward(dy, cache: AdaptivePoolCache):
-    """Each output gradient is spread evenly over its bin."""
-    N, C, H, W = cache.input_shape
+    """Each output gradient is spread evenly over its bin (``dy``: (N, C, OH, OW), the forward
+    output's shape)."""
+    name = "adaptive_avgpool2d_backward"
+    check_cache(cache, AdaptivePoolCache, name)
+    N, C, H, W = _shape4(cache.input_shape, f"{name} cache.input_shape")
+    dy = check_array(dy, f"{name} dy", ndim=4, dtypes="buif", allow_empty=True)
+    if dy.shape[:2] != (N, C) or dy.shape[2] < 1 or dy.shape[3] < 1 or H < 1 or W < 1:
+        raise ValueError(f"{name}: dy has shape {dy.shape}; the forward input had "
+                         f"{(N, C, H, W)}, so dy must be ({N}, {C}, OH, OW) with OH, OW >= 1")
+    dy = np.ascontiguousarray(dy, dtype=np.float64 if dy.dtype == np.float64 else np.float32)
     OH, OW = dy.shape[2:]
     dx = np.empty(cache.input_shape, dtype=dy.dtype)
     _kernels("nn_pool").adaptive_avgpool2d_backward(dy.reshape(N * C, OH, OW),
@@ -725,7 +854,7 @@ class MaxPool2d(_CachingModule):
 
     def backward(self, dy):
         cache, dy = self._take(dy)
-        return maxpool2d_backward(dy, cache)
+        return _maxpool2d_backward(dy, cache)
 
 
 class AvgPool2d(_CachingModule):
@@ -833,6 +962,19 @@ def linear_forward(x, w, b=None):
     -------
     y : ndarray (*, out_features); cache : LinearCache
     """
+    x = check_array(x, "linear_forward x", dtypes="buif", allow_empty=True)
+    w = check_array(w, "linear_forward w", ndim=2, dtypes="buif", allow_empty=True)
+    if x.ndim < 1 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"linear_forward: x has shape {x.shape} but w has shape {w.shape}: "
+                         f"the last axis of x must have w.shape[1] = {w.shape[1]} features")
+    if b is not None:
+        b = check_array(b, "linear_forward b", ndim=1, dtypes="buif", allow_empty=True)
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"linear_forward: b has shape {b.shape} for {w.shape[0]} outputs")
+    dtype = _compute_dtype(x, w, b)
+    x = np.asarray(x, dtype=dtype)
+    w = np.ascontiguousarray(w, dtype=dtype)
+    b = None if b is None else np.asarray(b, dtype=dtype)
     x2 = np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
     y = _matmul_nt(x2, w)
     if b is not None:
@@ -848,7 +990,17 @@ def linear_backward(dy, cache: LinearCache, need_dw: bool = True):
     -------
     dx : ndarray (*, in_features); dw : ndarray (out, in) or None; db : ndarray (out,) or None
     """
-    dy2 = np.ascontiguousarray(dy.reshape(-1, cache.w.shape[0]), dtype=cache.w.dtype)
+    name = "linear_backward"
+    check_cache(cache, LinearCache, name)
+    w = _cached(cache.w, f"{name} cache.w", ndim=2)
+    x = _cached(cache.x, f"{name} cache.x", ndim=2)
+    in_shape = cache.input_shape
+    if not isinstance(in_shape, tuple) or len(in_shape) < 1 or x.shape[1] != w.shape[1] or \
+            in_shape[-1] != w.shape[1] or int(np.prod(in_shape[:-1])) != x.shape[0]:
+        raise ValueError(f"{name}: cache is inconsistent (x {x.shape}, w {w.shape}, input "
+                         f"shape {in_shape!r})")
+    dy = check_grad(dy, f"{name} dy", tuple(in_shape[:-1]) + (w.shape[0],), w.dtype)
+    dy2 = dy.reshape(-1, w.shape[0])
     dx = _matmul_nt(dy2, cache.w.T).reshape(cache.input_shape)
     dw = _matmul_nt(dy2.T, cache.x.T) if need_dw else None
     db = dy2.sum(axis=0) if (cache.has_bias and need_dw) else None
@@ -931,6 +1083,12 @@ def dropout_forward(x, p: float, rng: np.random.Generator):
     -------
     y : ndarray, like ``x``; cache : DropoutCache
     """
+    x = check_float_array(x, "dropout_forward x")
+    p = _check_real(p, "p")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability p must be in [0, 1], got {p}")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     keep = rng.random(x.shape) >= p
     scale = 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
     mask = keep.astype(x.dtype) * x.dtype.type(scale)
@@ -939,7 +1097,9 @@ def dropout_forward(x, p: float, rng: np.random.Generator):
 
 def dropout_backward(dy, cache: DropoutCache):
     """``dx = dy * mask`` (the same zeros and scaling as the forward pass)."""
-    return dy * cache.mask
+    mask = _cached(check_cache(cache, DropoutCache, "dropout_backward").mask,
+                   "dropout_backward cache.mask")
+    return check_grad(dy, "dropout_backward dy", mask.shape, mask.dtype) * mask
 
 
 class Dropout(_CachingModule):
@@ -985,6 +1145,9 @@ class FlattenCache(NamedTuple):
 
 def flatten_forward(x, start_dim: int = 1, end_dim: int = -1):
     """Merge axes ``start_dim .. end_dim`` into one (a view for contiguous input)."""
+    x = check_array(x, "flatten_forward x", dtypes="buif", allow_empty=True)
+    start_dim = check_int(start_dim, "start_dim")
+    end_dim = check_int(end_dim, "end_dim")
     nd = x.ndim
     s = start_dim + nd if start_dim < 0 else start_dim
     e = end_dim + nd if end_dim < 0 else end_dim
@@ -996,8 +1159,13 @@ def flatten_forward(x, start_dim: int = 1, end_dim: int = -1):
 
 
 def flatten_backward(dy, cache: FlattenCache):
-    """Reshape the gradient back to the input's shape."""
-    return dy.reshape(cache.input_shape)
+    """Reshape the gradient back to the input's shape (``dy`` must hold as many values)."""
+    shape = check_cache(cache, FlattenCache, "flatten_backward").input_shape
+    dy = check_array(dy, "flatten_backward dy", dtypes="buif", allow_empty=True)
+    if not isinstance(shape, tuple) or dy.size != int(np.prod(shape)):
+        raise ValueError(f"flatten_backward: dy has shape {dy.shape}, which does not hold the "
+                         f"forward input's shape {shape!r}")
+    return dy.reshape(shape)
 
 
 class Flatten(_CachingModule):

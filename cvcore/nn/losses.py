@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cvcore._validate import check_array
+from cvcore._validate import _check_real, check_array, check_cache
 from cvcore.nn.layers import check_finite_fast
 from cvcore.nn.module import Module
 
@@ -60,23 +60,36 @@ def cross_entropy_forward(logits, target, label_smoothing: float = 0.0):
     loss : float
     cache : CrossEntropyCache
     """
-    z = logits - logits.max(axis=1, keepdims=True)           # shift for a stable exp
+    logits = check_array(logits, "cross_entropy_forward logits", ndim=2, dtypes="buif")
+    dtype = np.float64 if logits.dtype == np.float64 else np.float32
+    N, K = logits.shape
+    target = _check_target(target, N, K, "cross_entropy_forward target")
+    eps = _check_real(label_smoothing, "label_smoothing")
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    # In float64: the shift by the row maximum cannot overflow there (float32 logits of
+    # +-3e38 differ by more than float32 can hold), and (N, K) is small.
+    logits64 = logits.astype(np.float64)
+    z = logits64 - logits64.max(axis=1, keepdims=True)       # shift for a stable exp
     log_norm = np.log(np.exp(z).sum(axis=1, keepdims=True))
     log_p = z - log_norm
-    N, K = logits.shape
     nll = -log_p[np.arange(N), target]
-    eps = float(label_smoothing)
     per_sample = (1.0 - eps) * nll.astype(np.float64)
     if eps > 0:
         per_sample += eps / K * (-log_p.astype(np.float64)).sum(axis=1)
     loss = float(per_sample.mean())
-    return loss, CrossEntropyCache(np.exp(log_p), target, eps)
+    return loss, CrossEntropyCache(np.exp(log_p).astype(dtype), target, eps)
 
 
 def cross_entropy_backward(dloss, cache: CrossEntropyCache):
     """Gradient of the mean cross-entropy: ``dlogits = dloss * (softmax(z) - q) / N``."""
-    probs, target, eps = cache
+    probs, target, eps = check_cache(cache, CrossEntropyCache, "cross_entropy_backward")
+    if not isinstance(probs, np.ndarray) or probs.ndim != 2 or probs.dtype.kind != "f":
+        raise TypeError("cross_entropy_backward: cache.probs must be the (N, K) float array of "
+                        "the forward pass")
     N, K = probs.shape
+    _check_target(target, N, K, "cross_entropy_backward cache.target")
+    dloss = _check_real(dloss, "dloss")
     q = np.full_like(probs, eps / K)
     q[np.arange(N), target] += 1.0 - eps
     return (probs - q) * probs.dtype.type(float(dloss) / N)

@@ -1,5 +1,5 @@
 """Preprocessing: colour, intensity adjustment, geometry (resize, warps) and linear/non-linear
-filters (correlation, convolution, Gaussian, derivative filters, median)."""
+filters (correlation, convolution, Gaussian, derivative filters, median), integral images."""
 from cvcore._lazy import attach
 
 __getattr__, __dir__, __all__ = attach(
@@ -11,5 +11,6 @@ __getattr__, __dir__, __all__ = attach(
         "geometry": ["resize", "warp_affine", "warp_perspective"],
         "filters": ["correlate", "convolve", "gaussian", "sobel", "scharr", "prewitt", "laplace",
                     "median"],
+        "integral": ["integral_image", "squared_integral_image", "box_sum"],
     },
 )

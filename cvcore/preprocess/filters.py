@@ -29,7 +29,8 @@ import numbers
 import numpy as np
 
 from cvcore._validate import (_check_real, as_float_image, check_array, check_choice,
-                              check_finite, check_pair, check_positive)
+                              check_finite, check_float32_scalar, check_limit, check_pair,
+                              check_positive)
 
 __all__ = ["correlate", "convolve", "gaussian", "sobel", "scharr", "prewitt", "laplace",
            "median"]
@@ -47,6 +48,15 @@ SCIPY_ZERO_TAP = np.finfo(np.float64).eps
 
 # Gaussian: radius = int(truncate * sigma + 0.5) taps each side (scipy.ndimage.gaussian_filter).
 DEFAULT_TRUNCATE = 4.0
+# Longest Gaussian radius built (taps each side; sigma up to ~8000 at truncate 4): a wider blur
+# than any image that fits in memory, whose kernel would only cost time and memory.
+MAX_GAUSSIAN_RADIUS = 32768
+
+# Largest median window (values): the selection network costs about n log2(n)^2 / 4
+# compare-exchanges per pixel (~6900 at 21x21 = 441, ~25 000 at 33x33), and building it is
+# Python work that grows alike, so a 2000x2000 window never returned. Wider medians: shrink
+# the image first, or use scipy.ndimage.median_filter.
+MAX_MEDIAN_WINDOW = 1089
 
 # 1-D derivative and smoothing taps of the gradient filters (correlation order):
 DERIVATIVE = (-1.0, 0.0, 1.0)        # central difference, scipy.ndimage.sobel / prewitt
@@ -77,7 +87,7 @@ def _mode(mode):
 
 
 def _cval(cval):
-    return _check_real(cval, "cval")
+    return check_float32_scalar(cval, "cval")   # 1e300 would become inf in the float32 kernels
 
 
 def _kernel(kernel):
@@ -251,8 +261,13 @@ def gaussian_kernel1d(sigma, truncate=DEFAULT_TRUNCATE):
               \\quad x = -r..r, \\; r = \\lfloor truncate \\cdot \\sigma + 0.5 \\rfloor
     """
     radius = int(truncate * sigma + 0.5)
+    check_limit(radius, MAX_GAUSSIAN_RADIUS,
+                f"the Gaussian radius int(truncate * sigma + 0.5) for sigma={sigma:.4g}",
+                "such a blur is wider than any image that fits in memory")
     x = np.arange(-radius, radius + 1, dtype=np.float64)
-    g = np.exp(-0.5 * x * x / (sigma * sigma))
+    # (x / sigma)^2, not x^2 / sigma^2: a tiny positive sigma squares to 0 (1e-200^2), and the
+    # centre tap became 0 / 0 = NaN, making the whole image NaN; this way it is exp(0) = 1.
+    g = np.exp(-0.5 * (x / sigma) ** 2)
     return g / g.sum()
 
 
@@ -423,6 +438,9 @@ def median(image, size=3, mode="reflect", cval=0.0):
     from kernels.filters import median3x3, rank_network
     img = _image(image)
     kh, kw = check_pair(size, "size", minimum=1)
+    check_limit(kh * kw, MAX_MEDIAN_WINDOW, f"the median window {kh}x{kw} (values)",
+                "the sorting network per pixel grows as n log^2 n (use a smaller window, a "
+                "smaller image or scipy.ndimage.median_filter)")
     m, cval = _mode(mode), _cval(cval)
     n = kh * kw
     rank = n // 2

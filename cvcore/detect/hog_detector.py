@@ -1,0 +1,252 @@
+"""Sliding-window HOG detectors: a linear model over OpenCV-style HOG, at every pyramid level.
+
+Stages (Dalal & Triggs 2005, sec. 3 and 5; OpenCV ``HOGDescriptor::detectMultiScale``)
+    1. pyramid: the image at scales ``1, s, s^2, ...`` while the window fits
+       (:func:`cvcore.detect.pyramid.pyramid_scales`, OpenCV's bit-exact bilinear resize);
+    2. per level, every block histogram once, on a grid of step ``gcd(win_stride, block_stride)``
+       (:meth:`cvcore.features.HOGDescriptor.compute_block_grid`);
+    3. the score of every window is the correlation of that block map with the weight template,
+       plus the bias (:func:`kernels.detect.score_windows`), never a HOG per window;
+    4. windows scoring ``>= hit_threshold`` become boxes in image coordinates
+       (``x = round(x_level * scale)``, size ``round(window * scale)``);
+    5. overlapping boxes are merged: OpenCV's :func:`~cvcore.detect.group_rectangles` in
+       :meth:`HOGDetector.detect_multiscale`, or greedy :func:`~cvcore.detect.nms`.
+
+With OpenCV's default people detector (Dalal & Triggs' 64x128 INRIA person model; its
+coefficients are read from an installed OpenCV, see :meth:`HOGDetector.opencv_people`)
+:meth:`HOGDetector.detect_multiscale` returns the boxes of ``cv2.HOGDescriptor.detectMultiScale``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cvcore._validate import check_array, check_finite, check_int, check_pair
+from cvcore.detect.boxes import GROUP_EPS, group_rectangles, nms, rects_to_boxes
+from cvcore.detect.pyramid import check_uint8_image, image_pyramid, MAX_LEVELS
+from cvcore.features._hog import HOGDescriptor
+
+__all__ = ["HOGDetector", "DEFAULT_SCALE", "DEFAULT_GROUP_THRESHOLD"]
+
+#: ``cv2.HOGDescriptor.detectMultiScale`` defaults: pyramid step and ``finalThreshold``.
+DEFAULT_SCALE = 1.05
+DEFAULT_GROUP_THRESHOLD = 2
+
+
+def _kernels():
+    from kernels import detect as k
+    return k
+
+
+def clip_rects(rects, scores, width, height):
+    """Intersect ``(x, y, w, h)`` rectangles with the image; drop those left empty."""
+    x1 = np.maximum(rects[:, 0], 0)
+    y1 = np.maximum(rects[:, 1], 0)
+    x2 = np.minimum(rects[:, 0] + rects[:, 2], width)
+    y2 = np.minimum(rects[:, 1] + rects[:, 3], height)
+    keep = (x2 > x1) & (y2 > y1)
+    out = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)[keep].reshape(-1, 4)
+    return out.astype(np.int64), scores[keep]
+
+
+class HOGDetector:
+    """A linear window classifier on :class:`~cvcore.features.HOGDescriptor` features.
+
+    Parameters
+    ----------
+    descriptor : HOGDescriptor
+        Window, block and cell geometry (OpenCV's variant of HOG).
+    weights : (D,) float
+        One weight per descriptor element, in OpenCV's descriptor order, ``D =
+        descriptor.descriptor_size``.
+    bias : float
+        Added to every window's score (OpenCV's ``rho``, the last element of an SVM detector
+        vector of length ``D + 1``).
+
+    A window's score is ``bias + weights . hog(window)``; positive means "object".
+    """
+
+    def __init__(self, descriptor: HOGDescriptor, weights, bias: float = 0.0):
+        if not isinstance(descriptor, HOGDescriptor):
+            raise TypeError(f"descriptor must be a HOGDescriptor, got {type(descriptor).__name__}")
+        w = check_array(weights, "weights", ndim=1, dtypes="uif")
+        check_finite(w, "weights")
+        if w.shape[0] != descriptor.descriptor_size:
+            raise ValueError(f"weights has {w.shape[0]} values; the descriptor has "
+                             f"{descriptor.descriptor_size}")
+        bias = float(bias)
+        if not math.isfinite(bias):
+            raise ValueError(f"bias must be finite, got {bias}")
+        self.descriptor = descriptor
+        self.weights = w.astype(np.float32)
+        self.bias = bias
+        nbx, nby = descriptor.blocks_per_window
+        # the template: (blocks across, blocks down, block histogram), OpenCV's block order
+        self._template = np.ascontiguousarray(
+            self.weights.reshape(nbx, nby, descriptor.block_histogram_size))
+
+    @classmethod
+    def from_opencv(cls, coefficients, descriptor: HOGDescriptor | None = None):
+        """From an OpenCV SVM detector vector (``D`` weights, optionally followed by ``rho``)."""
+        descriptor = descriptor or HOGDescriptor()
+        c = check_array(coefficients, "coefficients", dtypes="f").reshape(-1)
+        D = descriptor.descriptor_size
+        if c.shape[0] not in (D, D + 1):
+            raise ValueError(f"an OpenCV detector for this descriptor has {D} or {D + 1} "
+                             f"coefficients, got {c.shape[0]}")
+        return cls(descriptor, c[:D], float(c[D]) if c.shape[0] > D else 0.0)
+
+    @classmethod
+    def opencv_people(cls, path=None):
+        """OpenCV's default 64x128 people detector (``getDefaultPeopleDetector``).
+
+        The coefficients are not shipped with cvcore: they are read from the installed
+        ``cv2`` or, with ``path``, from a text or ``.npy`` file holding the 3781 numbers.
+        """
+        if path is not None:
+            from pathlib import Path
+            p = Path(path)
+            if not p.is_file():
+                raise ValueError(f"people detector file {p} does not exist")
+            c = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, dtype=np.float32)
+        else:
+            try:
+                import cv2
+            except ImportError:
+                raise ValueError("OpenCV's people detector needs opencv-python installed, or "
+                                 "a file of its coefficients (path=)") from None
+            c = np.asarray(cv2.HOGDescriptor_getDefaultPeopleDetector(), np.float32)
+        return cls.from_opencv(c.reshape(-1), HOGDescriptor())
+
+    # -- one level ------------------------------------------------------------------------------
+    def _strides(self, win_stride, padding):
+        d = self.descriptor
+        stride = d.cell_size if win_stride is None else check_pair(win_stride, "win_stride")
+        pad = (0, 0) if padding is None else check_pair(padding, "padding", minimum=0)
+        cache = (math.gcd(stride[0], d.block_stride[0]), math.gcd(stride[1], d.block_stride[1]))
+        pad = tuple(-(-pad[a] // cache[a]) * cache[a] for a in range(2))   # OpenCV's alignSize
+        return stride, pad, cache
+
+    def score_map(self, image, win_stride=None, padding=None):
+        """Scores of every window of one image (one pyramid level).
+
+        Parameters
+        ----------
+        image : (H, W) or (H, W, 3) uint8
+        win_stride : (int, int) or None
+            Window step ``(x, y)``; None is ``cell_size`` (OpenCV's default).
+        padding : (int, int) or None
+            ``(pad_x, pad_y)`` of reflected border on every side, rounded up to the block grid.
+
+        Returns
+        -------
+        scores : (n_windows_y, n_windows_x) float64
+        origin : (int, int)
+            ``(x, y)`` of window ``(0, 0)``'s top-left corner: ``(-pad_x, -pad_y)``; window
+            ``(i, j)`` starts at ``origin + (j * stride_x, i * stride_y)``.
+        """
+        stride, pad, cache = self._strides(win_stride, padding)
+        img = check_uint8_image(image)
+        return self._score_map(img, stride, pad, cache), (-pad[0], -pad[1])
+
+    def _score_map(self, img, stride, pad, cache):
+        d = self.descriptor
+        H, W = img.shape[:2]
+        ww, wh = d.win_size
+        Hp, Wp = H + 2 * pad[1], W + 2 * pad[0]
+        if Hp < wh or Wp < ww:
+            raise ValueError(f"the {ww}x{wh} window (width x height) is larger than the "
+                             f"{W}x{H} image plus padding {pad}")
+        grid = d.compute_block_grid(img if img.shape[2] == 3 else img[:, :, 0], pad, cache)
+        scores = np.empty(((Hp - wh) // stride[1] + 1, (Wp - ww) // stride[0] + 1))
+        _kernels().score_windows(grid, self._template, self.bias, stride[1] // cache[1],
+                                 stride[0] // cache[0], d.block_stride[1] // cache[1],
+                                 d.block_stride[0] // cache[0], scores)
+        return scores
+
+    # -- all levels -----------------------------------------------------------------------------
+    def candidates(self, image, hit_threshold: float = 0.0, win_stride=None, padding=None,
+                   scale: float = DEFAULT_SCALE, max_levels: int = MAX_LEVELS):
+        """Every window of every pyramid level scoring ``>= hit_threshold``, before merging.
+
+        Returns
+        -------
+        rects : (N, 4) int64 ``(x, y, w, h)`` in image coordinates
+        scores : (N,) float64
+
+        Raises
+        ------
+        ValueError
+            The window is larger than the image, ``scale <= 1``, a wrong image.
+        TypeError
+            The image is not uint8.
+        """
+        img = check_uint8_image(image)
+        if img.shape[2] not in (1, 3):
+            raise ValueError(f"image must be grey or 3-channel colour, got shape {img.shape}")
+        hit_threshold = float(hit_threshold)
+        stride, pad, cache = self._strides(win_stride, padding)
+        ww, wh = self.descriptor.win_size
+        rects, scores = [], []
+        for level_scale, level in image_pyramid(img, (ww, wh), scale, max_levels):
+            s = self._score_map(level, stride, pad, cache)
+            wy, wx = np.nonzero(s >= hit_threshold)
+            if wy.size == 0:
+                continue
+            # hog.cpp HOGInvoker: Rect(cvRound(pt.x * scale), cvRound(pt.y * scale), cvRound(win
+            # * scale)), pt the window's corner in the level (padding subtracted)
+            x = np.rint((wx * stride[0] - pad[0]) * level_scale)
+            y = np.rint((wy * stride[1] - pad[1]) * level_scale)
+            size = (round(ww * level_scale), round(wh * level_scale))
+            r = np.empty((wy.size, 4), np.int64)
+            r[:, 0], r[:, 1], r[:, 2], r[:, 3] = x, y, size[0], size[1]
+            rects.append(r)
+            scores.append(s[wy, wx])
+        if not rects:
+            return np.zeros((0, 4), np.int64), np.zeros(0)
+        return np.concatenate(rects), np.concatenate(scores)
+
+    def detect_multiscale(self, image, hit_threshold: float = 0.0, win_stride=None,
+                          padding=None, scale: float = DEFAULT_SCALE,
+                          group_threshold: int = DEFAULT_GROUP_THRESHOLD,
+                          max_levels: int = MAX_LEVELS):
+        """OpenCV's ``HOGDescriptor.detectMultiScale``: candidates merged by grouping.
+
+        Parameters are OpenCV's (``hitThreshold``, ``winStride``, ``padding``, ``scale``,
+        ``finalThreshold`` -> ``group_threshold``); the candidates of :meth:`candidates` are
+        merged with :func:`~cvcore.detect.group_rectangles` (``eps = 0.2``, each group's best
+        score), keeping groups of more than ``group_threshold`` windows (0: no merging), then
+        cut to the image (OpenCV's ``clipObjects``; rectangles left empty are dropped).
+
+        Returns
+        -------
+        rects : (K, 4) int64 ``(x, y, w, h)``; empty when nothing is found
+        scores : (K,) float64
+        """
+        group_threshold = check_int(group_threshold, "group_threshold", minimum=0)
+        rects, scores = self.candidates(image, hit_threshold, win_stride, padding, scale,
+                                        max_levels)
+        rects, scores = group_rectangles(rects, group_threshold, GROUP_EPS, scores=scores)
+        H, W = np.shape(image)[:2]
+        return clip_rects(rects, scores, W, H)
+
+    def detect(self, image, hit_threshold: float = 0.0, win_stride=None, padding=None,
+               scale: float = DEFAULT_SCALE, iou_threshold: float = 0.3,
+               max_levels: int = MAX_LEVELS):
+        """Candidates merged by greedy non-maximum suppression (Dalal 2006, ch. 5).
+
+        Returns
+        -------
+        boxes : (K, 4) float64 ``(x1, y1, x2, y2)``, by decreasing score; empty when nothing
+            is found
+        scores : (K,) float64
+        """
+        rects, scores = self.candidates(image, hit_threshold, win_stride, padding, scale,
+                                        max_levels)
+        boxes = rects_to_boxes(rects)
+        keep = nms(boxes, scores, iou_threshold)
+        return boxes[keep], scores[keep]
+
+    def __repr__(self):
+        return f"HOGDetector({self.descriptor!r}, bias={self.bias:.4g})"

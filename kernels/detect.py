@@ -1,0 +1,213 @@
+"""Object-detection kernels: non-maximum suppression, rectangle grouping, OpenCV's bit-exact
+bilinear resize of the image pyramid, window scoring over a block-feature map, and the
+Viola-Jones cascade on integral images.
+
+The API, validation and defaults are in :mod:`cvcore.detect`; the readable NumPy twins of these
+kernels are in ``tests/test_detect.py`` (``reference_*``). Nothing here validates its input.
+
+Conventions
+-----------
+* Boxes are ``(x1, y1, x2, y2)`` float64 in continuous pixel coordinates (the box of pixel
+  ``(r, c)`` is ``(c, r, c + 1, r + 1)``), as torchvision; areas are ``(x2 - x1) * (y2 - y1)``.
+* OpenCV rectangles are ``(x, y, width, height)`` int64.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+
+# --- boxes ----------------------------------------------------------------------------------
+
+@njit(cache=True)
+def nms_sorted(boxes, order, iou_threshold, keep):
+    """Greedy non-maximum suppression, torchvision's rule (``ops.nms``, ``nms_kernel.cpp``).
+
+    Visiting the boxes in ``order`` (scores descending), a box is kept unless its IoU with an
+    already kept box is strictly greater than ``iou_threshold``.
+
+    Parameters
+    ----------
+    boxes : (N, 4) float64, ``(x1, y1, x2, y2)``
+    order : (N,) int64, the visiting order (a stable descending sort of the scores)
+    iou_threshold : float
+    keep : (N,) int64, receives the kept indices in visiting order
+
+    Returns
+    -------
+    int, the number of kept boxes (the first entries of ``keep``).
+    """
+    n = order.shape[0]
+    suppressed = np.zeros(boxes.shape[0], np.bool_)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    count = 0
+    for a in range(n):
+        i = order[a]
+        if suppressed[i]:
+            continue
+        keep[count] = i
+        count += 1
+        x1, y1, x2, y2 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
+        for b in range(a + 1, n):
+            j = order[b]
+            if suppressed[j]:
+                continue
+            w = min(x2, boxes[j, 2]) - max(x1, boxes[j, 0])
+            h = min(y2, boxes[j, 3]) - max(y1, boxes[j, 1])
+            inter = max(w, 0.0) * max(h, 0.0)
+            iou = inter / (areas[i] + areas[j] - inter)
+            if iou > iou_threshold:
+                suppressed[j] = True
+    return count
+
+
+@njit(cache=True)
+def _similar(r, a, b, eps):
+    """OpenCV's ``SimilarRects``: every side within ``eps * mean(min w, min h)`` (as double)."""
+    delta = eps * (min(r[a, 2], r[b, 2]) + min(r[a, 3], r[b, 3])) * 0.5
+    return (abs(r[a, 0] - r[b, 0]) <= delta and abs(r[a, 1] - r[b, 1]) <= delta
+            and abs(r[a, 0] + r[a, 2] - r[b, 0] - r[b, 2]) <= delta
+            and abs(r[a, 1] + r[a, 3] - r[b, 1] - r[b, 3]) <= delta)
+
+
+@njit(cache=True)
+def _find(parent, i):
+    root = i
+    while parent[root] >= 0:
+        root = parent[root]
+    while parent[i] >= 0:           # path compression
+        nxt = parent[i]
+        parent[i] = root
+        i = nxt
+    return root
+
+
+@njit(cache=True)
+def partition_rects(rects, eps, labels):
+    """OpenCV's ``cv::partition`` with ``SimilarRects(eps)``: connected components of the
+    "similar" relation, labelled in the order of their first member.
+
+    Parameters
+    ----------
+    rects : (N, 4) int64 ``(x, y, w, h)``
+    eps : float
+    labels : (N,) int64, receives each rectangle's class
+
+    Returns
+    -------
+    int, the number of classes.
+    """
+    n = rects.shape[0]
+    parent = -np.ones(n, np.int64)
+    for i in range(n):
+        for j in range(i + 1, n):
+            if _similar(rects, i, j, eps):
+                ri = _find(parent, i)
+                rj = _find(parent, j)
+                if ri != rj:
+                    parent[max(ri, rj)] = min(ri, rj)
+    # classes numbered by the first index that belongs to each (cv::partition's final pass)
+    cls = -np.ones(n, np.int64)
+    count = 0
+    for i in range(n):
+        root = _find(parent, i)
+        if cls[root] < 0:
+            cls[root] = count
+            count += 1
+        labels[i] = cls[root]
+    return count
+
+
+# --- image pyramid: OpenCV's bit-exact bilinear resize (INTER_LINEAR_EXACT) of uint8 images ---
+
+# imgproc/src/fixedpoint.inl.hpp: ufixedpoint16 carries 8 fraction bits; the product of two
+# carries 16, rounded back to an integer by adding half and shifting.
+FIXED_ONE = 256
+FIXED_SHIFT2 = 16
+FIXED_HALF2 = 1 << 15
+
+
+@njit(cache=True, parallel=True)
+def resize_linear_exact(src, xofs, xcoef, yofs, ycoef, dst):
+    """Bilinear resize in 8.8 fixed point, as ``cv2.resize(..., INTER_LINEAR_EXACT)`` on uint8.
+
+    Output pixel ``(y, x)`` blends source columns ``xofs[x], xofs[x] + 1`` with integer weights
+    ``256 - xcoef[x], xcoef[x]`` along each of the rows ``yofs[y], yofs[y] + 1`` (exact, 8
+    fraction bits), then blends the two rows with ``256 - ycoef[y], ycoef[y]`` and rounds:
+    ``(sum + 2^15) >> 16``. Where the sample point falls outside the source, the caller passes
+    a weight of 0 for the second tap and an in-range offset (edge replication).
+
+    Parameters
+    ----------
+    src : (H, W, C) uint8
+    xofs, xcoef : (W_out,) int64
+    yofs, ycoef : (H_out,) int64
+    dst : (H_out, W_out, C) uint8, receives the result
+    """
+    H, W, C = src.shape
+    Ho, Wo = dst.shape[0], dst.shape[1]
+    for y in prange(Ho):
+        r0 = yofs[y]
+        r1 = min(r0 + 1, H - 1)
+        cy1 = ycoef[y]
+        cy0 = FIXED_ONE - cy1
+        for x in range(Wo):
+            c0 = xofs[x]
+            c1 = min(c0 + 1, W - 1)
+            cx1 = xcoef[x]
+            cx0 = FIXED_ONE - cx1
+            for ch in range(C):
+                top = cx0 * np.int64(src[r0, c0, ch]) + cx1 * np.int64(src[r0, c1, ch])
+                bottom = cx0 * np.int64(src[r1, c0, ch]) + cx1 * np.int64(src[r1, c1, ch])
+                dst[y, x, ch] = (cy0 * top + cy1 * bottom + FIXED_HALF2) >> FIXED_SHIFT2
+
+
+# --- sliding windows: scores as a correlation of the block map with the weight template -----
+
+@njit(cache=True, parallel=True)
+def score_windows(grid, weights, bias, win_step_y, win_step_x, block_step_y, block_step_x,
+                  scores):
+    """Linear scores of every window: the block-feature map correlated with the template.
+
+    ``scores[wy, wx] = bias + sum_{bx, by} <grid[wy * win_step_y + by * block_step_y,
+    wx * win_step_x + bx * block_step_x], weights[bx, by]>``
+
+    The sum follows ``HOGDescriptor::detect`` (hog.cpp) exactly, so that windows scoring near
+    the threshold fall on the same side as OpenCV's: blocks in OpenCV's order (``bx`` outer,
+    ``by`` inner), each block's dot product in four float32 lanes (lane ``l`` takes the
+    elements ``k = l mod 4``), the lanes added pairwise in float32, ``(l0 + l1) + (l2 + l3)`` in
+    float64, then added to the float64 total; elements past the last multiple of 4 one by one.
+
+    Parameters
+    ----------
+    grid : (P, Q, L) float32, block histograms on a grid (see HOGDescriptor.compute_block_grid)
+    weights : (n_blocks_x, n_blocks_y, L) float32
+    bias : float
+    win_step_y, win_step_x : int, window step in grid cells
+    block_step_y, block_step_x : int, step between a window's blocks in grid cells
+    scores : (n_windows_y, n_windows_x) float64, receives the scores
+    """
+    nwy, nwx = scores.shape
+    nbx, nby, L = weights.shape
+    L4 = L - L % 4
+    for wy in prange(nwy):
+        for wx in range(nwx):
+            s = bias
+            for bx in range(nbx):
+                q = wx * win_step_x + bx * block_step_x
+                for by in range(nby):
+                    p = wy * win_step_y + by * block_step_y
+                    if L4 > 0:
+                        l0 = weights[bx, by, 0] * grid[p, q, 0]
+                        l1 = weights[bx, by, 1] * grid[p, q, 1]
+                        l2 = weights[bx, by, 2] * grid[p, q, 2]
+                        l3 = weights[bx, by, 3] * grid[p, q, 3]
+                        for k in range(4, L4, 4):
+                            l0 += grid[p, q, k] * weights[bx, by, k]
+                            l1 += grid[p, q, k + 1] * weights[bx, by, k + 1]
+                            l2 += grid[p, q, k + 2] * weights[bx, by, k + 2]
+                            l3 += grid[p, q, k + 3] * weights[bx, by, k + 3]
+                        s += np.float64(l0 + l1) + np.float64(l2 + l3)
+                    for k in range(L4, L):
+                        s += np.float64(grid[p, q, k] * weights[bx, by, k])
+            scores[wy, wx] = s
