@@ -177,3 +177,17 @@ def test_relu6_matches_torch(rng):
     dy = rng.standard_normal(x.shape).astype(np.float32)
     ty.backward(torch.tensor(dy))
     np.testing.assert_array_equal(layer.backward(dy), tx.grad.numpy())
+
+
+def test_backward_refuses_a_foreign_cache_or_wrong_dy(rng):
+    x, w, _ = _case(rng, (1, 4, 5, 5), 4, (3, 3), 4, False)
+    y, cache = grouped_conv2d_forward(x, w, None, 1, 1, 1, 4)
+    with pytest.raises(TypeError, match="GroupedConv2dCache"):
+        grouped_conv2d_backward(y, tuple(cache))
+    with pytest.raises(ValueError, match="shape"):
+        grouped_conv2d_backward(y[:, :, :4], cache)
+    with pytest.raises(ValueError, match="one forward pass"):
+        grouped_conv2d_backward(y, cache._replace(groups=2))
+    _, rcache = relu6_forward(np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        relu6_backward(np.ones(5, np.float32), rcache)

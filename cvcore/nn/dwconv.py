@@ -27,11 +27,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cvcore._validate import check_array, check_finite, check_int, check_pair
+from cvcore._validate import (check_array, check_cache, check_finite, check_grad, check_int,
+                              check_pair)
 from cvcore.nn.layers import _as_input, _CachingModule, _kernels, top_level
 
 __all__ = ["grouped_conv2d_forward", "grouped_conv2d_backward", "GroupedConv2dCache",
-           "same_padding", "ReLU6", "relu6_forward", "relu6_backward", "RELU6_CAP"]
+           "same_padding", "ReLU6", "ReLU6Cache", "relu6_forward", "relu6_backward", "RELU6_CAP"]
 
 RELU6_CAP = 6.0          # ReLU6 = min(max(x, 0), 6) (Krizhevsky 2010; Howard et al. 2017)
 
@@ -174,6 +175,35 @@ def _padded(x, padding):
     return np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))), (0, 0)
 
 
+def _check_cache(cache):
+    """The cache's ``x`` and ``w``, checked to be what :func:`grouped_conv2d_forward` made (the
+    kernels index them without bounds checks)."""
+    check_cache(cache, GroupedConv2dCache, "grouped_conv2d_backward")
+    x, w = cache.x, cache.w
+    for a, what in ((x, "x"), (w, "w")):
+        if not isinstance(a, np.ndarray) or a.ndim != 4 or not a.flags.c_contiguous or \
+                a.dtype not in (np.float32, np.float64):
+            raise TypeError(f"grouped_conv2d_backward: cache.{what} must be a C-contiguous 4-d "
+                            f"float32/float64 array from the forward pass")
+    groups = check_int(cache.groups, "cache.groups", 1)
+    if x.dtype != w.dtype or w.shape[1] * groups != x.shape[1] or w.shape[0] % groups:
+        raise ValueError(f"grouped_conv2d_backward: cache.x {x.dtype} {x.shape} and cache.w "
+                         f"{w.dtype} {w.shape} do not belong to one forward pass with "
+                         f"groups={groups}")
+    padding = _padding4(cache.padding, "cache")
+    stride = check_pair(cache.stride, "cache.stride", 1)
+    dilation = check_pair(cache.dilation, "cache.dilation", 1)
+    for size, k, before, after, d in ((x.shape[2], w.shape[2], padding[0], padding[1],
+                                       dilation[0]),
+                                      (x.shape[3], w.shape[3], padding[2], padding[3],
+                                       dilation[1])):
+        if size + before + after < d * (k - 1) + 1:
+            raise ValueError("grouped_conv2d_backward: the cached input is smaller than the "
+                             "kernel")
+    del stride
+    return x, w
+
+
 def grouped_conv2d_backward(dy, cache, need_dx=True, need_dw=True):
     """Gradients of :func:`grouped_conv2d_forward`.
 
@@ -186,17 +216,13 @@ def grouped_conv2d_backward(dy, cache, need_dx=True, need_dw=True):
     dx : ndarray (N, C, H, W) or None; dw : ndarray (K, C // groups, kh, kw) or None;
     db : ndarray (K,) or None (no bias, or ``need_dw`` false)
     """
-    x, w = cache.x, cache.w
+    x, w = _check_cache(cache)
     N, C, H, W = x.shape
     K, _, kh, kw = w.shape
     pt, pb, pl, pr = cache.padding
     Ho = _output_size(H, pt, pb, kh, cache.stride[0], cache.dilation[0])
     Wo = _output_size(W, pl, pr, kw, cache.stride[1], cache.dilation[1])
-    dy = check_array(dy, "grouped conv2d output gradient dy", ndim=4, dtypes="f")
-    if dy.shape != (N, K, Ho, Wo):
-        raise ValueError(f"grouped conv2d backward: dy has shape {dy.shape}, the forward output "
-                         f"had {(N, K, Ho, Wo)}")
-    dy = np.ascontiguousarray(dy, dtype=x.dtype)
+    dy = check_grad(dy, "grouped_conv2d_backward dy", (N, K, Ho, Wo), x.dtype)
     db = dy.sum(axis=(0, 2, 3)) if (cache.has_bias and need_dw) else None
     if _is_depthwise(C, w, cache.groups):
         nk = _kernels("nn_dwconv")
@@ -258,9 +284,15 @@ def relu6_forward(x, inplace=False):
 def relu6_backward(dy, cache):
     """``dx = dy`` where ``0 < x < 6`` (read off the output: ``0 < y < 6``), else 0; at the two
     corners the gradient is 0, as PyTorch's ``hardtanh_backward``."""
-    dx = np.empty_like(cache.y)
-    _kernels("nn_act").relu6_backward(np.ascontiguousarray(dy, dtype=cache.y.dtype).reshape(-1),
-                                      cache.y.reshape(-1), dx.reshape(-1))
+    check_cache(cache, ReLU6Cache, "relu6_backward")
+    y = cache.y
+    if not isinstance(y, np.ndarray) or y.dtype not in (np.float32, np.float64) or \
+            not y.flags.c_contiguous:
+        raise TypeError("relu6_backward: cache.y must be the C-contiguous float output of "
+                        "relu6_forward")
+    dy = check_grad(dy, "relu6_backward dy", y.shape, y.dtype)
+    dx = np.empty_like(y)
+    _kernels("nn_act").relu6_backward(dy.reshape(-1), y.reshape(-1), dx.reshape(-1))
     return dx
 
 
