@@ -39,6 +39,7 @@ def _add_data(p, required=False):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cvcore.batch import command as batch_command
     from cvcore.train.pipeline import MODELS
     parser = argparse.ArgumentParser(
         prog="cvcore", description="Classical computer vision and image recognition on the CPU.")
@@ -75,11 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top-k classes of images from saved weights")
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="+", help="image files, or folders (with --out)")
     p.add_argument("--weights", required=True, help="a model.npz written by `cvcore train`")
     p.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
     p.add_argument("--json", action="store_true", help="print one JSON line per image")
+    batch_command.add_predict_options(p)
     p.set_defaults(func=cmd_predict)
+    batch_command.add_parser(sub)
 
     p = sub.add_parser("check", help="report on a data set: balance, duplicates, corrupt files")
     p.add_argument("data", help="a data set name or folder (as --data of train)")
@@ -206,22 +209,19 @@ def cmd_eval(args):
 
 
 def cmd_predict(args):
-    from cvcore.io.images import imread
-    from cvcore.train.pipeline import load_model
-    import numpy as np
+    from cvcore.batch.command import run_predict, wants_batch
+    from cvcore.io.datasets import decode_image
+    from cvcore.train.pipeline import load_model, top_classes
+    if wants_batch(args):
+        return run_predict(args)
     model = load_model(args.weights)
-    images = [imread(p, mode=model.mode) for p in args.images]
-    images = [np.clip(np.round(im * 255) if im.dtype.kind == "f" else im, 0, 255)
-              .astype(np.uint8) if im.dtype != np.uint8 else im for im in images]
-    proba = model.predict_proba(images)
-    k = max(1, min(args.top, proba.shape[1]))
-    for path, p in zip(args.images, proba):
-        top = np.argsort(-p, kind="stable")[:k]
+    images = [decode_image(p, model.mode) for p in args.images]
+    tops = top_classes(model.predict_proba(images), model.class_names, args.top)
+    for path, top in zip(args.images, tops):
         if args.json:
-            print(json.dumps({"image": path, "top": [{"class": model.class_names[i],
-                                                      "probability": float(p[i])} for i in top]}))
+            print(json.dumps({"image": path, "top": top}))
         else:
-            print(f"{path}: " + ", ".join(f"{model.class_names[i]} {p[i]:.3f}" for i in top))
+            print(f"{path}: " + ", ".join(f"{t['class']} {t['probability']:.3f}" for t in top))
 
 
 def cmd_check(args):

@@ -11,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("CVCORE_DATASETS", ROOT.parent / "shared" / "datasets"))
+MODELS = Path(os.environ.get("CVCORE_MODELS", ROOT.parent / "shared" / "models"))
 
 
 def dataset_path(*parts) -> Path:
@@ -18,6 +19,14 @@ def dataset_path(*parts) -> Path:
     path = DATASETS.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"shared data set not found: {path} (set CVCORE_DATASETS)")
+    return path
+
+
+def shared_model_path(name: str) -> Path:
+    """Path of a published model in ``../shared/models`` (or ``$CVCORE_MODELS``), or skip."""
+    path = MODELS / name
+    if not path.exists():
+        pytest.skip(f"shared model not found: {path} (set CVCORE_MODELS)")
     return path
 
 

@@ -413,7 +413,7 @@ def test_corrupt_and_foreign_pth_files(tmp_path):
         load_torch(tmp_path / "gone.pth")
     torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
     legacy = (tmp_path / "legacy.pth").read_bytes()
-    (tmp_path / "legacy_cut.pth").write_bytes(legacy[:-5])
+    (tmp_path / "legacy_cut.pth").write_bytes(legacy[:-50])
     with pytest.raises(ValueError, match="truncated"):
         load_torch(tmp_path / "legacy_cut.pth")
     save_npz(tmp_path / "not_torch.pth", {"a": np.ones(2)})
@@ -516,30 +516,64 @@ def test_zero_stride_tensors_expand_but_not_without_limit(tmp_path):
         load_torch(pth("bomb.pth", (2 ** 20, 2 ** 20), (0, 0)))       # 4 TiB from 4 bytes
 
 
-def test_legacy_format_reads_as_torch_load(tmp_path):
-    """The pre-1.6 format (one stream: header pickles, the dict, then the raw storages), e.g.
-    EfficientNet-PyTorch's weights: same names, values and dtypes as ``torch.load``, including a
-    tensor that views part of a shared storage and a non-contiguous one."""
+# -- PyTorch's legacy (pre-1.6, non-zip) format --------------------------------------------------
+def test_legacy_pth_loads_like_torch_including_views_dtypes_and_cuda_locations(tmp_path):
     torch = pytest.importorskip("torch")
     base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
-    state = OrderedDict([("w", torch.randn(3, 2, dtype=torch.float64)), ("row", base[1]),
-                         ("t", base.t()), ("n", torch.tensor(7)),
-                         ("h", torch.ones(5, dtype=torch.float16))])
+    state = OrderedDict([
+        ("base", base), ("slice", base[1:, ::2]), ("t", base.t()),
+        ("f64", torch.randn(3, dtype=torch.float64)), ("i64", torch.tensor([5, -6])),
+        ("bf16", torch.tensor([1.0, -2.5], dtype=torch.bfloat16)), ("empty", torch.zeros(0, 3)),
+    ])
+    state.update(_torch_model(torch).state_dict())
     torch.save(state, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
-    got = load_torch(tmp_path / "old.pth")
-    assert list(got) == list(state)
-    for k, v in state.items():
-        np.testing.assert_array_equal(got[k], v.numpy())
-        assert got[k].dtype == v.numpy().dtype
+    raw = (tmp_path / "old.pth").read_bytes()
+    assert not zipfile.is_zipfile(tmp_path / "old.pth")
+    # the same file as if saved from a GPU: every storage's location string becomes "cuda:0"
+    cpu = b"X" + struct.pack("<I", 3) + b"cpu"
+    assert cpu in raw
+    (tmp_path / "gpu.pth").write_bytes(raw.replace(cpu, b"X" + struct.pack("<I", 6) + b"cuda:0"))
+    for name in ("old.pth", "gpu.pth"):
+        out = load_torch(tmp_path / name)
+        assert list(out) == list(state)
+        for key, tensor in state.items():
+            want = tensor.float().numpy() if tensor.dtype == torch.bfloat16 else tensor.numpy()
+            np.testing.assert_array_equal(out[key], want, err_msg=key)
+            assert out[key].dtype == want.dtype and out[key].shape == want.shape, key
 
 
-def test_legacy_format_refuses_code(tmp_path):
+def test_legacy_pth_refuses_everything_but_tensors(tmp_path):
     torch = pytest.importorskip("torch")
-
-    class Evil:
-        def __reduce__(self):
-            return (os.system, ("echo owned",))
-    torch.save({"x": torch.ones(2), "e": Evil()}, tmp_path / "evil.pth",
+    marker = tmp_path / "PWNED"
+    torch.save({"w": torch.ones(2), "evil": _Payload(marker)}, tmp_path / "evil.pth",
                _use_new_zipfile_serialization=False)
-    with pytest.raises(UnsafePickleError, match="system"):
+    with pytest.raises(UnsafePickleError, match=r"refusing to unpickle (posix|os|nt)\.system"):
         load_torch(tmp_path / "evil.pth")
+    torch.save(_torch_model(torch), tmp_path / "model.pth", _use_new_zipfile_serialization=False)
+    with pytest.raises(UnsafePickleError, match=r"refusing to unpickle torch\.nn\.modules\."):
+        load_torch(tmp_path / "model.pth")
+    torch.save({"w": torch.ones(2), "epoch": 3}, tmp_path / "ckpt.pth",
+               _use_new_zipfile_serialization=False)
+    with pytest.raises(ValueError, match="entry 'epoch' is a int, not a tensor"):
+        load_torch(tmp_path / "ckpt.pth")
+    # a hostile header: the magic-number pickle itself calls os.system
+    (tmp_path / "head.pth").write_bytes(pickle.dumps(_Payload(marker), protocol=2))
+    with pytest.raises(UnsafePickleError, match="system"):
+        load_torch(tmp_path / "head.pth")
+    (tmp_path / "plain.pth").write_bytes(pickle.dumps({"a": 1}, protocol=2))
+    with pytest.raises(ValueError, match="magic number"):
+        load_torch(tmp_path / "plain.pth")
+    assert not marker.exists()
+
+
+def test_published_legacy_cuda_files_load_as_torch_loads_them():
+    torch = pytest.importorskip("torch")
+    models = ROOT.parent / "shared" / "models"
+    if not models.exists():
+        pytest.skip(f"shared models not found: {models}")
+    for name in ("trades_model_mnist_smallcnn.pt", "wongkolter_mnist.pth"):
+        ours = load_torch(models / name)
+        ref = torch.load(models / name, map_location="cpu", weights_only=False)
+        assert list(ours) == list(ref)
+        for key, tensor in ref.items():
+            np.testing.assert_array_equal(ours[key], tensor.numpy(), err_msg=key)

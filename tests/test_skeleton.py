@@ -56,7 +56,7 @@ class TestValidate:
 
 
 PACKAGES = ["cvcore", "cvcore.io", "cvcore.preprocess", "cvcore.features", "cvcore.nn",
-            "cvcore.match", "cvcore.classify", "cvcore.train"]
+            "cvcore.match", "cvcore.classify", "cvcore.train", "cvcore.adversarial"]
 
 
 @pytest.mark.parametrize("package", PACKAGES)

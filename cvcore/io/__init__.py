@@ -9,7 +9,8 @@ __getattr__, __dir__, __all__ = attach(
         "weights": ["save_npz", "load_npz", "save_safetensors", "load_safetensors", "load_torch",
                     "save_weights", "load_weights", "UnsafePickleError"],
         "datasets": ["Dataset", "load_idx", "load_mnist", "load_embedded", "load_dataset",
-                     "ImageFolder", "load_image_folder", "to_nchw", "check", "CheckReport"],
+                     "ImageFolder", "load_image_folder", "to_nchw", "check", "CheckReport",
+                     "decode_image"],
         "download": ["download", "DownloadError", "default_cache_dir", "sha256_file"],
     },
 )

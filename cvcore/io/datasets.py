@@ -53,6 +53,7 @@ __all__ = [
     "check",
     "CheckReport",
     "to_nchw",
+    "decode_image",
     "DATASET_NAMES",
     "EMBEDDED_NAME",
 ]
@@ -578,12 +579,14 @@ def _list_images(folder: Path) -> list[Path]:
                   and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def _decode(path: Path, mode: str, size, crop_fraction=None) -> np.ndarray:
+def decode_image(path, mode: str, size=None, crop_fraction=None) -> np.ndarray:
     """Decode one image file to uint8 ``(H, W)`` (gray) or ``(H, W, 3)`` (rgb), resized to
     ``size = (H, W)`` if given (with ``crop_fraction``: the aspect ratio kept and the centre cut
     out, :func:`cvcore.preprocess.resize_center_crop`). Raises ``ValueError`` naming the file if
     it cannot be decoded.
 
+    This is how every image file reaches a model: training on an image folder, ``cvcore
+    predict`` on one file, and the batch jobs of :mod:`cvcore.batch` on folders of millions.
     Reading is :func:`cvcore.io.imread` (EXIF orientation applied, content checked against the
     extension, BT.601 grey); 16-bit and float files are brought to 8 bits by
     :func:`cvcore.io.to_uint8`."""
@@ -689,7 +692,7 @@ class ImageFolder:
         i %= len(self)
         if i in self._cache:
             return self._cache[i]
-        image = _decode(self.samples[i][0], self.mode, self.size, self.crop_fraction)
+        image = decode_image(self.samples[i][0], self.mode, self.size, self.crop_fraction)
         if self.cache:
             self._cache[i] = image
         return image

@@ -147,6 +147,8 @@ def imread(path, mode: str | None = None) -> np.ndarray:
         raise FileNotFoundError(f"no such image file: {path}")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path} is a directory, not an image file")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path}: empty file (0 bytes), not an image")
     expected = _format_for(path, "read")
 
     with warnings.catch_warnings():
@@ -160,6 +162,11 @@ def imread(path, mode: str | None = None) -> np.ndarray:
                              f"unsupported format, or a corrupt header)") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ValueError(f"{path}: refused as a possible decompression bomb: {exc}") from None
+        except PermissionError:
+            raise
+        except (OSError, SyntaxError, EOFError, ValueError, struct.error) as exc:
+            # the header itself is cut short or broken (Pillow: "Truncated File Read", ...)
+            raise ValueError(f"{path}: truncated or corrupt image header: {exc}") from exc
         with im:
             found = _SAME_FORMAT.get(im.format, im.format)
             if expected is not None and found != expected:

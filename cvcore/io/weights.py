@@ -23,6 +23,15 @@ Three formats, none of which can run code when read:
     ``_rebuild_parameter``), and the storage type names such as ``torch.FloatStorage`` -- each
     mapped to a small function here that builds NumPy arrays. Any other global (``os.system``, a
     model class, ``builtins.eval``...) is refused before it is looked up, naming it and the file.
+``.pt`` / ``.pth`` in PyTorch's legacy format (read only)
+    What ``torch.save`` wrote before PyTorch 1.6 (and with ``_use_new_zipfile_serialization=
+    False``): five pickles and raw bytes back to back (``torch/serialization.py``, ``_save`` and
+    ``_legacy_load``) -- the magic number ``0x1950a86a20f9469cfc6c``, the protocol version 1001,
+    a dict of system information (byte order), the state dict itself (storages as persistent ids
+    ``("storage", type, key, location, numel, view)``), the list of storage keys, then for each
+    key in that order an int64 element count followed by the storage's bytes. The state dict is
+    read by the same restricted unpickler; the four other pickles may name no global at all.
+    Storages saved from a GPU (``location`` ``"cuda:0"``) are read to the CPU like any other.
 
 Every writer is atomic (:func:`cvcore.io.atomic.atomic_write`): a failed or interrupted save
 leaves the previous file intact and no partial file behind.
@@ -554,115 +563,181 @@ def _read_member(zf: zipfile.ZipFile, raw, info: zipfile.ZipInfo, dtype: np.dtyp
     return out
 
 
-# The legacy format's header (torch/serialization.py, ``_legacy_save``): the pickled magic number
-# and protocol version that start every pre-1.6 file.
-LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-LEGACY_PROTOCOL = 1001
+# -- PyTorch's legacy (pre-1.6) format ---------------------------------------------------------
+#: ``torch.serialization.MAGIC_NUMBER`` and ``PROTOCOL_VERSION``: the first two pickles of a
+#: legacy file.
+TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+TORCH_LEGACY_PROTOCOL = 1001
 
 
-class _LegacyStorage(_Storage):
-    """A storage of a legacy file, its data still to be read."""
+class _NoGlobalsUnpickler(pickle.Unpickler):
+    """For the legacy file's small pickles (numbers, a dict of strings, a list of keys): any
+    global or persistent id is refused."""
 
-    __slots__ = ("storage_type", "numel")
+    def __init__(self, file, path):
+        super().__init__(file)
+        self._path = path
+
+    def find_class(self, module, name):
+        raise UnsafePickleError(f"refusing to unpickle {module}.{name} from {self._path}: the "
+                                f"header of a legacy PyTorch file holds only plain values")
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"{self._path}: unexpected persistent id {pid!r} in the header")
 
 
-class _DeferredTensor(_Tensor):
-    """A tensor of a legacy file: its rebuild arguments, until its storage is read."""
+class _PendingTensor:
+    """A tensor of a legacy file whose storage bytes come after the pickle: kept as its geometry
+    until the storages have been read."""
 
-    __slots__ = ("deferred",)
+    __slots__ = ("storage", "offset", "size", "stride")
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("tensor state (BUILD) is not allowed in a state-dict file")
+
+    def __reduce__(self):
+        raise TypeError("_PendingTensor is not picklable")
 
 
-class _LegacyUnpickler(_StateDictUnpickler):
-    """The same restricted unpickler for the legacy format, whose storages come *after* the
-    pickle: ``persistent_load`` hands out empty storages, tensors are rebuilt once the data is
-    read (:meth:`resolve`)."""
+class _LegacyStateDictUnpickler(_StateDictUnpickler):
+    """The state-dict pickle of a legacy file: the same globals; storages are placeholders
+    (their bytes follow the pickle) and tensors wait for them (:class:`_PendingTensor`)."""
 
     def __init__(self, file, path: Path, byteorder: str):
         super().__init__(file, path, None, None, "", byteorder)
-        self.order: list[str] = []
+        self.pending: dict[str, tuple] = {}      # key -> (storage, dtype, numel)
 
     def persistent_load(self, pid):
-        # ('storage', storage type, key, location, numel, view metadata)
         if (not isinstance(pid, tuple) or len(pid) != 6 or pid[0] != "storage"
                 or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], str)
-                or not isinstance(pid[4], int) or pid[4] < 0):
+                or not isinstance(pid[3], str) or not isinstance(pid[4], int) or pid[4] < 0):
             raise UnsafePickleError(f"{self._path}: unexpected persistent id {pid!r}")
         _, storage_type, key, _location, numel, view = pid
         if view is not None:
-            raise ValueError(f"{self._path}: storage views (legacy torch < 0.4 files) are not "
-                             f"supported")
-        if key not in self._storages:
-            storage = _LegacyStorage(None)
-            storage.storage_type, storage.numel = storage_type, numel
-            self._storages[key] = storage
-        return self._storages[key]
+            raise ValueError(f"{self._path}: storage {key} is a view of another storage "
+                             f"(view metadata {view!r}), which this loader does not read")
+        if key in self.pending:
+            storage, _, known, _ = self.pending[key]
+            if known != numel:
+                raise ValueError(f"{self._path} is corrupt: storage {key} is given {known} and "
+                                 f"{numel} elements")
+            return storage
+        storage = _Storage(None)
+        dtype = storage_type.dtype.newbyteorder("<" if self._byteorder == "little" else ">")
+        self.pending[key] = (storage, dtype, numel, storage_type.name)
+        return storage
 
     def _rebuild_tensor(self, storage, storage_offset, size, stride):
         if not isinstance(storage, _Storage):
             raise UnsafePickleError(f"{self._path}: tensor built from {type(storage).__name__}, "
                                     f"not a storage")
-        tensor = _DeferredTensor(None)
-        tensor.deferred = (storage, storage_offset, size, stride)
-        return tensor
+        return _PendingTensor(storage, storage_offset, size, stride)
 
-    def read_storages(self, f, keys) -> None:
-        """Read each storage: an int64 element count, then the elements (``_legacy_save``)."""
-        if not isinstance(keys, list) or sorted(keys) != sorted(self._storages):
-            raise ValueError(f"{self._path} is corrupt: the storage list does not match the "
-                             f"pickle's storages")
-        end = "<" if self._byteorder == "little" else ">"
+    def _rebuild_parameter(self, data, requires_grad, backward_hooks):
+        if not isinstance(data, _PendingTensor):
+            raise UnsafePickleError(f"{self._path}: parameter built from "
+                                    f"{type(data).__name__}, not a tensor")
+        return data
+
+    def read_storages(self, f, file_size: int) -> None:
+        """Read the key list and every storage's bytes that follow the state-dict pickle."""
+        keys = _NoGlobalsUnpickler(f, self._path).load()
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise ValueError(f"{self._path} is corrupt: the storage key list is "
+                             f"{type(keys).__name__}, not a list of strings")
+        if sorted(keys) != sorted(self.pending):
+            raise ValueError(f"{self._path} is corrupt: the storage keys after the pickle "
+                             f"{sorted(keys)} differ from those the tensors use "
+                             f"{sorted(self.pending)}")
+        count = np.dtype("<i8" if self._byteorder == "little" else ">i8")
         for key in keys:
-            storage = self._storages[key]
+            storage, dtype, numel, type_name = self.pending[key]
             head = _read_exact(f, 8)
-            if len(head) != 8 or struct.unpack(end + "q", head)[0] != storage.numel:
-                raise ValueError(f"{self._path} is corrupt or truncated at storage {key}")
-            dtype = storage.storage_type.dtype.newbyteorder(end)
-            data = np.empty(storage.numel, dtype=dtype)
+            if len(head) != 8:
+                raise ValueError(f"{self._path} is truncated: storage {key}'s length is cut off")
+            stored = int(np.frombuffer(head, dtype=count)[0])
+            if stored != numel:
+                raise ValueError(f"{self._path} is corrupt: storage {key} has {stored} elements "
+                                 f"on disk, {numel} in the pickle")
+            if f.tell() + numel * dtype.itemsize > file_size:
+                raise ValueError(f"{self._path} is truncated: storage {key} needs "
+                                 f"{numel * dtype.itemsize} bytes, "
+                                 f"{file_size - f.tell()} remain")
+            data = np.empty(numel, dtype=dtype)
             _readinto(f, data, self._path, f"storage {key}")
-            if storage.storage_type.name == "BFloat16Storage":
+            if type_name == "BFloat16Storage":
                 data = (data.astype(np.uint32) << 16).view(np.float32)
             storage.array = data.astype(data.dtype.newbyteorder("="), copy=False)
 
-    def resolve(self, result):
-        """Build every deferred tensor of the dict ``result`` from the storages now read."""
-        if isinstance(result, dict):
-            for value in result.values():
-                if isinstance(value, _DeferredTensor) and value.array is None:
-                    value.array = _StateDictUnpickler._rebuild_tensor(self, *value.deferred).array
-        return result
+    def finish(self, result):
+        """Replace every pending tensor of the unpickled dict by its array (as :class:`_Tensor`)."""
+        if not isinstance(result, dict):
+            return result
+        return OrderedDict(
+            (name, _StateDictUnpickler._rebuild_tensor(self, v.storage, v.offset, v.size,
+                                                       v.stride)
+             if isinstance(v, _PendingTensor) else v)
+            for name, v in result.items())
 
 
-def _load_legacy(path: Path):
-    """A ``torch.save`` file in the pre-1.6 format (torch/serialization.py, ``_legacy_save``):
-    five pickles and raw data in one stream -- the magic number, the protocol version, a dict
-    of system information (byte order, type sizes), the object itself (storages as persistent
-    ids), the list of storage keys; then each storage as an int64 count and its elements.
-    Read with the same restricted unpickler as the zip format."""
-    try:
-        with open(path, "rb", buffering=0) as raw:
-            import io
-            f = io.BufferedReader(raw)
-            plain = _LegacyUnpickler(f, path, "little")
-            if plain.load() != LEGACY_MAGIC:
-                raise ValueError(f"{path} is not a PyTorch file (a pickle without torch's magic "
-                                 f"number)")
-            if plain.load() != LEGACY_PROTOCOL:
-                raise ValueError(f"{path}: unknown legacy PyTorch protocol version")
-            info = plain.load()
-            if not isinstance(info, dict):
-                raise ValueError(f"{path} is corrupt: no system information after the header")
-            byteorder = "little" if info.get("little_endian", True) else "big"
-            unpickler = _LegacyUnpickler(f, path, byteorder)
-            result = unpickler.load()
-            keys = unpickler.load()
-            unpickler.read_storages(f, keys)
-            return unpickler.resolve(result)
-    except UnsafePickleError:
-        raise
-    except (EOFError, pickle.UnpicklingError, struct.error) as exc:
-        raise ValueError(f"{path} is a corrupt or truncated PyTorch file: {exc}") from None
-    except (TypeError, AttributeError, IndexError, KeyError, RecursionError) as exc:
-        raise ValueError(f"{path} is not a plain PyTorch state dict: {exc}") from None
+def _load_torch_legacy(path: Path):
+    """The pickled object of a legacy ``torch.save`` file, tensors as :class:`_Tensor`."""
+    size = path.stat().st_size
+    with open(path, "rb", buffering=0) as raw:
+        f = _Unbuffered(raw)
+        magic = _NoGlobalsUnpickler(f, path).load()
+        if magic != TORCH_LEGACY_MAGIC:
+            raise ValueError(f"{path} is not a PyTorch file (a pickle, but without the magic "
+                             f"number of torch.save's legacy format)")
+        protocol = _NoGlobalsUnpickler(f, path).load()
+        if protocol != TORCH_LEGACY_PROTOCOL:
+            raise ValueError(f"{path}: legacy PyTorch protocol {protocol!r}, expected "
+                             f"{TORCH_LEGACY_PROTOCOL}")
+        info = _NoGlobalsUnpickler(f, path).load()
+        if not isinstance(info, dict):
+            raise ValueError(f"{path} is corrupt: its system information is not a dict")
+        byteorder = "little" if info.get("little_endian", True) else "big"
+        unpickler = _LegacyStateDictUnpickler(f, path, byteorder)
+        result = unpickler.load()
+        unpickler.read_storages(f, size)
+        return unpickler.finish(result)
+
+
+class _Unbuffered:
+    """A raw file with ``read``/``readline``/``readinto``/``tell`` for pickle, without read-ahead:
+    the storages start right where the pickle ends, so no byte may be consumed beyond it.
+
+    (pickle's C unpickler reads from a file with ``peek`` in large chunks only when the file
+    offers ``peek``; a raw ``FileIO`` has none, so the position after ``load`` is exact.)
+    """
+
+    def __init__(self, raw):
+        self._raw = raw
+
+    def read(self, n=-1):
+        if n is None or n < 0:
+            return self._raw.read()
+        return _read_exact(self._raw, n)
+
+    def readline(self):
+        chunks = []
+        while True:
+            c = self._raw.read(1)
+            if not c:
+                break
+            chunks.append(c)
+            if c == b"\n":
+                break
+        return b"".join(chunks)
+
+    def readinto(self, buffer):
+        return self._raw.readinto(buffer)
+
+    def tell(self):
+        return self._raw.tell()
 
 
 def load_torch(path) -> "OrderedDict[str, np.ndarray]":
@@ -671,8 +746,9 @@ def load_torch(path) -> "OrderedDict[str, np.ndarray]":
     Parameters
     ----------
     path : str or Path
-        A ``.pt``/``.pth`` in PyTorch's zip format (the default since PyTorch 1.6), or in the
-        legacy format before it (:func:`_load_legacy`; e.g. EfficientNet-PyTorch's weights).
+        A ``.pt``/``.pth`` in PyTorch's zip format (the default since PyTorch 1.6) or in its
+        legacy format (before 1.6; see the module notes). Tensors saved from a GPU are read to
+        the CPU.
 
     Returns
     -------
@@ -686,37 +762,23 @@ def load_torch(path) -> "OrderedDict[str, np.ndarray]":
         The pickle names any global other than those a state dict needs (the global and the file
         are named); nothing from the file has been called.
     ValueError
-        Not a PyTorch file (TorchScript archives and other files are named as such), a corrupt or truncated file, or a pickle that is not a dict of tensors.
+        Not a PyTorch file (TorchScript archives and other files are named as such), a corrupt
+        or truncated file, or a pickle that is not a dict of tensors.
     """
     path = _check_readable(path)
+    legacy = False
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as f:
             head = f.read(2)
-        if head[:1] == b"\x80":
-            result = _load_legacy(path)
-            return _as_state_dict(result, path)
-        raise ValueError(f"{path} is not a PyTorch .pt/.pth file (not a zip archive; truncated "
-                         f"or another format)")
+        if head[:1] != b"\x80":
+            raise ValueError(f"{path} is not a PyTorch .pt/.pth file (not a zip archive or a "
+                             f"legacy torch.save pickle; truncated or another format)")
+        legacy = True
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
-            if len(pickles) != 1:
-                if any(n.endswith("/constants.pkl") for n in names):
-                    raise ValueError(f"{path} is a TorchScript archive (torch.jit.save), not a "
-                                     f"state dict")
-                raise ValueError(f"{path} is a zip but not a PyTorch file (no single "
-                                 f"<name>/data.pkl member)")
-            prefix = pickles[0][: -len("data.pkl")]
-            byteorder = "little"
-            if prefix + "byteorder" in names:
-                byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace").strip()
-                if byteorder not in ("little", "big"):
-                    raise ValueError(f"{path}: unknown byteorder {byteorder!r}")
-            # storages are read through a second, unbuffered handle (see _readinto)
-            with zf.open(pickles[0]) as f, open(path, "rb", buffering=0) as raw:
-                unpickler = _StateDictUnpickler(f, path, zf, raw, prefix, byteorder)
-                result = unpickler.load()
+        if legacy:
+            result = _load_torch_legacy(path)
+        else:
+            result = _load_torch_zip(path)
     except UnsafePickleError:
         raise
     except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, struct.error) as exc:
@@ -728,11 +790,6 @@ def load_torch(path) -> "OrderedDict[str, np.ndarray]":
     except (TypeError, AttributeError, IndexError, KeyError, RecursionError) as exc:
         # e.g. a pickle calling a storage type, or building an attribute on a plain list
         raise ValueError(f"{path} is not a plain PyTorch state dict: {exc}") from None
-    return _as_state_dict(result, path)
-
-
-def _as_state_dict(result, path) -> "OrderedDict[str, np.ndarray]":
-    """The unpickled object as an ordered dict of arrays, or a ValueError saying what it is."""
     if not isinstance(result, dict):
         raise ValueError(f"{path} holds a {type(result).__name__}, not a state dict")
     out = OrderedDict()
@@ -742,6 +799,28 @@ def _as_state_dict(result, path) -> "OrderedDict[str, np.ndarray]":
                              f"(this loader reads plain state dicts only)")
         out[str(name)] = value.array
     return out
+
+
+def _load_torch_zip(path: Path):
+    """The pickled object of a zip-format ``torch.save`` file, tensors as :class:`_Tensor`."""
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pickles) != 1:
+            if any(n.endswith("/constants.pkl") for n in names):
+                raise ValueError(f"{path} is a TorchScript archive (torch.jit.save), not a "
+                                 f"state dict")
+            raise ValueError(f"{path} is a zip but not a PyTorch file (no single "
+                             f"<name>/data.pkl member)")
+        prefix = pickles[0][: -len("data.pkl")]
+        byteorder = "little"
+        if prefix + "byteorder" in names:
+            byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace").strip()
+            if byteorder not in ("little", "big"):
+                raise ValueError(f"{path}: unknown byteorder {byteorder!r}")
+        # storages are read through a second, unbuffered handle (see _readinto)
+        with zf.open(pickles[0]) as f, open(path, "rb", buffering=0) as raw:
+            return _StateDictUnpickler(f, path, zf, raw, prefix, byteorder).load()
 
 
 # -- by extension -------------------------------------------------------------------------------

@@ -149,6 +149,23 @@ class ResNet(_CachingModule):
         The stem's ``relu(bn1(conv1(x)))`` runs the ReLU inside batch norm's output pass
         (:meth:`BatchNorm2d.forward_relu`); ``self.relu`` is kept for torchvision's layout.
         """
+        stem, pooled = self._trunk(x)
+        with NESTED:
+            logits = call_child("fc", self.fc.forward, pooled.reshape(pooled.shape[0], -1))
+        self._keep((stem, pooled.shape), logits)
+        return logits
+
+    def embed(self, x):
+        """The penultimate layer: globally average-pooled features (N, C) of images ``x``
+        (N, in_channels, H, W), the input of ``fc`` (C = 64 for the CIFAR networks, 512 for
+        ResNet-18, 2048 for ResNet-50). Run it in eval mode under :func:`cvcore.nn.no_grad`
+        for inference, as :meth:`forward`."""
+        _, pooled = self._trunk(x)
+        return pooled.reshape(pooled.shape[0], -1)
+
+    def _trunk(self, x):
+        """``(stem, pooled)``: the stem's ReLU output (kept for the backward pass) and the
+        global average pool's output (N, C, 1, 1)."""
         # conv1 checks the channel count, the spatial size and NaN, naming itself
         x = _as_input(x, "ResNet input", ndim=4, check_nan=False)
         dtype = self.conv1.weight.data.dtype
@@ -158,10 +175,7 @@ class ResNet(_CachingModule):
             stem = x = call_child("bn1", self.bn1.forward_relu, x)
             for name in self._body():
                 x = call_child(name, getattr(self, name).forward, x)
-            pooled_shape = x.shape
-            logits = call_child("fc", self.fc.forward, x.reshape(x.shape[0], -1))
-        self._keep((stem, pooled_shape), logits)
-        return logits
+        return stem, x
 
     def backward(self, dlogits):
         """Fill ``.grad`` of every parameter that requires it; return ``dx`` (N, C, H, W)."""

@@ -27,7 +27,7 @@ import numpy as np
 from cvcore.train.checkpoint import load_state, save_state
 
 __all__ = ["HOG_MODELS", "CNN_MODELS", "MODELS", "HOGParams", "TrainedModel",
-           "load_model", "prepare_images"]
+           "load_model", "prepare_images", "top_classes"]
 
 HOG_MODELS = ("hog-svm", "hog-linear", "hog-knn")
 CNN_MODELS = ("resnet20", "resnet32", "resnet56")
@@ -154,6 +154,20 @@ class TrainedModel:
         logits = predict_batches(self._network(), self.network_input(images), batch_size)
         return softmax(logits.astype(np.float64))
 
+    def embed(self, images, batch_size: int = 500) -> np.ndarray:
+        """Penultimate-layer embeddings (N, C) float32 of raw uint8 images (CNN models): the
+        network's globally pooled features (:meth:`cvcore.nn.ResNet.embed`), in eval mode under
+        :func:`cvcore.nn.no_grad`, ``batch_size`` images at a time."""
+        from cvcore.nn import no_grad
+        if self.kind not in CNN_MODELS:
+            raise ValueError(f"a {self.kind} model has no network to embed images with; use a "
+                             f"CNN model ({', '.join(CNN_MODELS)})")
+        x = self.network_input(prepare_images(images, self.size, self.mode))
+        net = self._network()
+        with no_grad():
+            return np.concatenate([net.embed(x[i:i + batch_size]).astype(np.float32)
+                                   for i in range(0, len(x), batch_size)])
+
     def evaluate(self, images, labels) -> dict:
         """:func:`cvcore.train.metrics.evaluate` on ``(images, labels)``, plus ``seconds``."""
         from cvcore.train.metrics import evaluate
@@ -179,6 +193,23 @@ def load_model(path) -> TrainedModel:
         raise ValueError(f"{path}: unknown model kind {state['kind']!r}")
     return TrainedModel(state["kind"], state["class_names"], tuple(state["size"]), state["mode"],
                         state["params"], state["arrays"])
+
+
+def top_classes(proba, class_names, k: int) -> list[list[dict]]:
+    """The ``k`` most probable classes of each row of ``proba`` (N, n_classes), most probable
+    first, ties in class order: ``[[{"class": name, "probability": p}, ...], ...]``.
+
+    ``k`` is clipped to ``1..n_classes``. This is the row format of ``cvcore predict --json``
+    and of the batch job's output (:func:`cvcore.batch.predict_folder`).
+
+    >>> top_classes(np.array([[0.2, 0.5, 0.3]]), ["a", "b", "c"], 2)
+    [[{'class': 'b', 'probability': 0.5}, {'class': 'c', 'probability': 0.3}]]
+    """
+    proba = np.asarray(proba)
+    k = max(1, min(int(k), proba.shape[1]))
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    return [[{"class": class_names[i], "probability": float(p[i])} for i in top]
+            for p, top in zip(proba, order)]
 
 
 def _mode_and_size(x_train):
