@@ -201,7 +201,7 @@ class EfficientNet(_CachingModule):
     Notes
     -----
     ``model(x)``: logits (N, num_classes) of x (N, in_channels, H, W); ``model.backward(dlogits)``
-    fills the gradients and returns ``dx``; :meth:`features` gives the pooled 1280-vectors.
+    fills the gradients and returns ``dx``; :meth:`embed` gives the pooled 1280-vectors.
     """
 
     def __init__(self, blocks=LITE0_BLOCKS, num_classes=1000, in_channels=3,
@@ -259,9 +259,10 @@ class EfficientNet(_CachingModule):
         x = call_child("_avg_pooling", self._avg_pooling.forward, x)
         return x.reshape(x.shape[0], -1), (stem, head)
 
-    def features(self, x):
+    def embed(self, x):
         """Pooled penultimate features (N, 1280) of images ``x`` (N, C, H, W): the input of
-        ``_fc``. Run it under :func:`cvcore.nn.no_grad` in eval mode to extract features."""
+        ``_fc`` (as :meth:`cvcore.nn.ResNet.embed`). Run it under :func:`cvcore.nn.no_grad` in
+        eval mode to extract features."""
         with NESTED:
             feats, _ = self._trunk(x)
         return feats

@@ -30,7 +30,9 @@ __all__ = ["HOG_MODELS", "CNN_MODELS", "MODELS", "HOGParams", "TrainedModel",
            "load_model", "prepare_images", "top_classes"]
 
 HOG_MODELS = ("hog-svm", "hog-linear", "hog-knn")
-CNN_MODELS = ("resnet20", "resnet32", "resnet56")
+# the ImageNet-size networks that start from pretrained weights (cvcore.train.transfer)
+TRANSFER_MODELS = ("efficientnet-lite0", "resnet18", "resnet50")
+CNN_MODELS = ("resnet20", "resnet32", "resnet56") + TRANSFER_MODELS
 MODELS = HOG_MODELS + CNN_MODELS
 MODEL_FORMAT = "cvcore-model-1"
 
@@ -58,12 +60,14 @@ class HOGParams:
                 "block_norm": self.block_norm, "transform_sqrt": self.transform_sqrt}
 
 
-def prepare_images(images, size, mode: str) -> np.ndarray:
+def prepare_images(images, size, mode: str, crop_fraction=None) -> np.ndarray:
     """Bring raw images to a model's input: colour mode, then size, as uint8 (N, H, W[, 3]).
 
     ``images`` is a uint8 array (N, H, W[, 3]) already at ``size``, or a list of uint8 images of
     any size (as :func:`cvcore.imread` returns them), which are converted and resized (area
-    interpolation when shrinking, bilinear when enlarging).
+    interpolation when shrinking, bilinear when enlarging); with ``crop_fraction`` (the
+    pretrained models' view) the aspect ratio is kept and the centre cut out
+    (:func:`cvcore.preprocess.resize_center_crop`).
     """
     from cvcore.preprocess import gray2rgb, resize, rgb2gray
     if isinstance(images, np.ndarray) and images.dtype == np.uint8 and \
@@ -80,7 +84,11 @@ def prepare_images(images, size, mode: str) -> np.ndarray:
             img = np.round(rgb2gray(img.astype(np.float32) / 255) * 255).astype(np.uint8)
         elif mode == "rgb" and img.ndim == 2:
             img = gray2rgb(img)
-        if img.shape[:2] != tuple(size):
+        if img.shape[:2] != tuple(size) and crop_fraction is not None:
+            from cvcore.preprocess.geometry import resize_center_crop
+            img = np.clip(np.round(resize_center_crop(img, tuple(size), crop_fraction)), 0,
+                          255).astype(np.uint8)
+        elif img.shape[:2] != tuple(size):
             shrink = img.shape[0] > size[0] or img.shape[1] > size[1]
             img = resize(img.astype(np.float32), tuple(size),
                          interpolation="area" if shrink else "bilinear")
@@ -111,14 +119,19 @@ class TrainedModel:
     def _network(self):
         if self._net is None:
             from cvcore import nn
-            net = getattr(nn, self.kind)(num_classes=len(self.class_names),
-                                         in_channels=1 if self.mode == "gray" else 3)
+            net = getattr(nn, self.kind.replace("-", "_"))(
+                num_classes=len(self.class_names), in_channels=1 if self.mode == "gray" else 3)
             net.load_state_dict(self.arrays["state_dict"])
             net.eval()
             self._net = net
         return self._net
 
     # -- inputs -------------------------------------------------------------------------------
+    @property
+    def crop_fraction(self):
+        """The centre-crop fraction of the pretrained models' input view (None: plain resize)."""
+        return self.params.get("preprocess", {}).get("crop_fraction")
+
     def features(self, images) -> np.ndarray:
         """Standardised HOG features (N, D) of uint8 images at the model's size (HOG models)."""
         mean, std = self.arrays["feature_mean"], self.arrays["feature_std"]
@@ -146,7 +159,7 @@ class TrainedModel:
     # -- predicting ---------------------------------------------------------------------------
     def predict_proba(self, images, batch_size: int = 500) -> np.ndarray:
         """Class probabilities (N, n_classes) of raw uint8 images (see :func:`prepare_images`)."""
-        images = prepare_images(images, self.size, self.mode)
+        images = prepare_images(images, self.size, self.mode, self.crop_fraction)
         if self.kind in HOG_MODELS:
             return self._classifier().predict_proba(self.features(images))
         from cvcore.classify.linear import softmax
@@ -162,7 +175,7 @@ class TrainedModel:
         if self.kind not in CNN_MODELS:
             raise ValueError(f"a {self.kind} model has no network to embed images with; use a "
                              f"CNN model ({', '.join(CNN_MODELS)})")
-        x = self.network_input(prepare_images(images, self.size, self.mode))
+        x = self.network_input(prepare_images(images, self.size, self.mode, self.crop_fraction))
         net = self._network()
         with no_grad():
             return np.concatenate([net.embed(x[i:i + batch_size]).astype(np.float32)
