@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
     batch_command.add_parser(sub)
 
+    from cvcore.train import search as search_command
+    search_command.add_parser(sub, _add_data)
+
     p = sub.add_parser("check", help="report on a data set: balance, duplicates, corrupt files")
     p.add_argument("data", help="a data set name or folder (as --data of train)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

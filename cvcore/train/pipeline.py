@@ -230,8 +230,10 @@ def _mode_and_size(x_train):
 
 
 def train_hog_model(kind, x_train, y_train, class_names, hog: HOGParams | None = None,
-                    C: float = 0.003, alpha: float = 1e-4, k: int = 5, log=print) -> TrainedModel:
-    """Fit a HOG + classifier model on uint8 images (N, H, W[, 3])."""
+                    C: float = 0.003, alpha: float = 1e-4, k: int = 5, log=print,
+                    features=None) -> TrainedModel:
+    """Fit a HOG + classifier model on uint8 images (N, H, W[, 3]); ``features``: their
+    :meth:`TrainedModel.hog_features` if already computed (a model search reuses them)."""
     from cvcore.classify import KNeighborsClassifier, LinearSVM, SoftmaxRegression
     mode, size = _mode_and_size(x_train)
     if mode != "gray":
@@ -240,7 +242,7 @@ def train_hog_model(kind, x_train, y_train, class_names, hog: HOGParams | None =
     hog = hog or HOGParams()
     model = TrainedModel(kind, list(class_names), size, mode, {"hog": hog.as_dict()})
     t0 = time.perf_counter()
-    feats = model.hog_features(x_train)
+    feats = model.hog_features(x_train) if features is None else features
     mean = feats.mean(axis=0)
     std = feats.std(axis=0) + 1e-6
     model.arrays = {"feature_mean": mean.astype(np.float32), "feature_std": std.astype(np.float32)}
