@@ -84,6 +84,9 @@ class TransferConfig:
         check_positive(self.head_lr, "head_lr")
         if self.freeze == "backbone" and self.pretrained is None:
             raise ValueError("freezing the backbone needs pretrained weights (--pretrained)")
+        if self.pretrained is not None and str(self.pretrained) != "imagenet" \
+                and not Path(self.pretrained).is_file():
+            raise FileNotFoundError(f"no weights file at {self.pretrained}")
         return self
 
 
