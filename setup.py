@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["cvcore", "cvcore.*", "kernels", "kernels.*"]),
-    package_data={"cvcore": ["data/*"]},
+    package_data={"cvcore": ["data/*", "serve/static/*"]},
     install_requires=[
         "numpy>=1.24",
         "numba>=0.59",
@@ -19,16 +19,20 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        # playwright drives Debian's chromium (.ci/run installs it) in the `cvcore serve` page test
+        "test": ["pytest>=7", "hypothesis>=6", "playwright>=1.40"],
         # References for the benchmarks and the agreement tests. torch is a reference too but is
         # installed by hand (`pip install torch==2.13.0`): a loose requirement here could pull a
         # CUDA build of several gigabytes.
+        # mahotas: a SURF (dlib's port) to compare with; no PyPI OpenCV build includes SURF.
         "bench": ["opencv-python-headless>=4.8,<5", "scikit-image>=0.22", "scikit-learn>=1.3",
-                  "pycocotools>=2.0.7", "dlib-bin>=19.24"],
+                  "pycocotools>=2.0.7", "dlib-bin>=19.24", "mahotas>=1.4"],
         # `cvcore serve`: the HTTP API and web page (Starlette/FastAPI on uvicorn).
-        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
-        # `cvcore predict/features --scheduler processes:N|tcp://...`: Dask's distributed scheduler.
-        "batch": ["dask[distributed]>=2024.1"],
+        # (httpx: the client of the serve tests and of benchmarks.serve's load generator)
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "httpx>=0.25"],
+        # `cvcore predict/features --scheduler processes:N|tcp://...`: Dask's distributed scheduler;
+        # `cvcore predict --out F.parquet`: pyarrow.
+        "batch": ["dask[distributed]>=2024.1", "pyarrow>=14"],
     },
     entry_points={"console_scripts": ["cvcore = cvcore.cli:main"]},
 )

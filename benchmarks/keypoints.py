@@ -1,7 +1,11 @@
-"""SIFT keypoints: cvcore vs OpenCV on the Oxford affine sequences, for quality and speed.
+"""Keypoints: cvcore SIFT and SURF vs OpenCV SIFT on the Oxford affine sequences, quality and speed.
 
-For each sequence (graf, boat, bikes, leuven) and each pair (img1, imgK), K = 2..6, both
-detectors run on the same grey uint8 images and are scored with the same code:
+For each sequence (graf, boat, bikes, leuven) and each pair (img1, imgK), K = 2..6, every
+detector runs on the same grey uint8 images and is scored with the same code. Detectors: cvcore
+SIFT (``cvcore``), OpenCV SIFT (``opencv``), cvcore SURF with its 64-value descriptor (``surf``),
+U-SURF (``u-surf``, no orientation), and mahotas' SURF (``mahotas``, a port of dlib's, the only
+SURF installable from PyPI: OpenCV's sits in the non-free contrib module no wheel includes) with
+``max_points=4000`` and its other defaults.
 
 - repeatability: keypoints of either image inside the common area (projected by the ground-truth
   homography into the other image's frame) that have a keypoint of the other image within 3 px,
@@ -13,9 +17,10 @@ detectors run on the same grey uint8 images and are scored with the same code:
   average;
 - time per image: detect + describe, wall clock, the median over the sequence's six images.
 
-Then one speed row: detect + describe on a 640x480 photo (test-images/roofs1.jpg, 640x478) through
-``benchmarks.common`` (median of repeats, ratio = OpenCV / cvcore), with keypoint counts, and the
-same on one thread each timed as process CPU time (steadier on a busy machine).
+Then the speed rows: detect + describe on a 640x480 photo (test-images/roofs1.jpg, 640x478) through
+``benchmarks.common`` (median of repeats, ratio = reference / cvcore), with keypoint counts, and
+the same on one thread each timed as process CPU time (steadier on a busy machine): SIFT against
+OpenCV's, and SURF / U-SURF against cvcore's SIFT (the ratio is SURF's speed-up).
 
 Run from the repository root: ``python -m benchmarks.keypoints`` (``--quick`` for graf only).
 """
@@ -66,6 +71,22 @@ def cvcore_detector():
     def run(img):
         kp, desc = sift(img)
         return kp.xy.astype(np.float64), desc
+    return run
+
+
+def surf_detector(upright=False):
+    from cvcore.features import surf
+
+    def run(img):
+        kp, desc = surf(img, upright=upright)
+        return kp.xy.astype(np.float64), desc
+    return run
+
+
+def mahotas_detector(mahotas_surf):
+    def run(img):
+        points = mahotas_surf.surf(img.astype(np.float64), max_points=4000)
+        return points[:, [1, 0]].astype(np.float64), points[:, 6:].astype(np.float32)
     return run
 
 
@@ -165,8 +186,8 @@ def print_quality(results):
         s = summary[lab]
         print(f"{'all':<8} {lab:<8} {np.mean(s['rep']):8.3f} {np.mean(s['mma']):7.3f} "
               f"{np.mean(s['hom']):8.2f}")
-    if len(labels) == 2:
-        a, b = labels
+    if "cvcore" in labels and "opencv" in labels:
+        a, b = "cvcore", "opencv"
         print("\nacceptance (cvcore - OpenCV per sequence): "
               "MMA >= -0.02, hom.acc >= -0.02, repeatability >= -0.03")
         for seq, res in results.items():
@@ -176,10 +197,20 @@ def print_quality(results):
             ok = dr >= -0.03 and dm >= -0.02 and dh >= -0.02
             print(f"  {seq:<8} d_rep {dr:+.3f}  d_MMA {dm:+.3f}  d_hom {dh:+.2f}  "
                   f"{'holds' if ok else 'FAILS'}")
+    for lab in ("surf", "u-surf"):
+        if lab not in labels or "cvcore" not in labels:
+            continue
+        print(f"\n{lab} against cvcore SIFT: repeatability difference, time ratio SIFT / {lab}")
+        for seq, res in results.items():
+            dr = np.mean(res[lab]["rep"]) - np.mean(res["cvcore"]["rep"])
+            dm = np.mean(res[lab]["mma"]) - np.mean(res["cvcore"]["mma"])
+            speed = res["cvcore"]["time"] / res[lab]["time"]
+            print(f"  {seq:<8} d_rep {dr:+.3f}  d_MMA {dm:+.3f}  {speed:5.2f}x faster  "
+                  f"kp/img {res[lab]['kp']:.0f} vs {res['cvcore']['kp']:.0f}")
 
 
 def speed_row():
-    from cvcore.features import sift
+    from cvcore.features import sift, surf
     cv2 = optional("cv2")
     img = load_gray(DATA / "test-images" / "roofs1.jpg")
     kp, _ = sift(img)
@@ -189,9 +220,15 @@ def speed_row():
         det = cv2.SIFT_create()
         ref = {"cv2.SIFT": lambda: det.detectAndCompute(img, None)}
         line += f", OpenCV {len(det.detect(img, None))} keypoints"
+    kp_s, _ = surf(img)
+    line += f"; cvcore SURF {len(kp_s)} keypoints"
     print(line)
     rows = [Row("sift detect+describe 640x478", cvcore=lambda: sift(img), refs=ref or {},
-                repeats=9)]
+                repeats=9),
+            Row("surf detect+describe 640x478", cvcore=lambda: surf(img),
+                refs={"cvcore sift": lambda: sift(img)}, repeats=9),
+            Row("u-surf detect+describe 640x478", cvcore=lambda: surf(img, upright=True),
+                refs={"cvcore sift": lambda: sift(img)}, repeats=9)]
     print_table(run_rows(rows, verbose=False))
     if cv2 is not None:
         # The same work on one thread each, timed as process CPU time: a figure that other
@@ -208,6 +245,18 @@ def speed_row():
             cv2.setNumThreads(threads[1])
         print(f"one thread each, CPU time (median of 9): cvcore {1e3 * ours:.1f} ms, "
               f"OpenCV {1e3 * theirs:.1f} ms, ratio OpenCV/cvcore {theirs / ours:.2f}")
+    import numba
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        ours = _cpu_median(lambda: sift(img))
+        s64 = _cpu_median(lambda: surf(img))
+        up = _cpu_median(lambda: surf(img, upright=True))
+    finally:
+        numba.set_num_threads(before)
+    print(f"one thread, CPU time (median of 9): cvcore SIFT {1e3 * ours:.1f} ms, SURF "
+          f"{1e3 * s64:.1f} ms ({ours / s64:.2f}x faster), U-SURF {1e3 * up:.1f} ms "
+          f"({ours / up:.2f}x faster)")
 
 
 def _cpu_median(fn, repeats: int = 9) -> float:
@@ -224,6 +273,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="graf only")
     parser.add_argument("--sequences", nargs="*", default=None)
+    parser.add_argument("--sift-only", action="store_true", help="no SURF rows")
     args = parser.parse_args(argv)
     if not (DATA / "oxford-affine").exists():
         print(f"Oxford sequences not found under {DATA}; set CVCORE_DATASETS", file=sys.stderr)
@@ -235,6 +285,14 @@ def main(argv=None):
     if cv2 is not None:
         detectors["opencv"] = opencv_detector(cv2)
         print(f"OpenCV {cv2.__version__}")
+    if not args.sift_only:
+        detectors["surf"] = surf_detector()
+        detectors["u-surf"] = surf_detector(upright=True)
+        mahotas_surf = optional("mahotas.features.surf")
+        if mahotas_surf is not None:
+            import mahotas
+            detectors["mahotas"] = mahotas_detector(mahotas_surf)
+            print(f"mahotas {mahotas.__version__} (SURF)")
     seqs = args.sequences or (["graf"] if args.quick else list(SEQUENCES))
     results = {}
     for name in seqs:

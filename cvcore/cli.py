@@ -38,6 +38,15 @@ def _add_data(p, required=False):
     p.add_argument("--seed", type=int, default=0, help="seed of splits, initialisation, order")
 
 
+def _add_trust(p):
+    p.add_argument("--tta", action="store_true",
+                   help="CNN: average the probabilities over the flips and crops the model was "
+                        "trained with (test-time augmentation; 10 forward passes per image)")
+    p.add_argument("--min-confidence", type=float, default=None, metavar="P",
+                   help="reject option: a prediction whose probability is below P (in [0, 1]) "
+                        "becomes 'unknown'")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cvcore.batch import command as batch_command
     from cvcore.train import transfer as transfer_command
@@ -62,13 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", default="onecycle",
                    help="CNN: onecycle, cosine, step or constant")
     p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="CNN: share of the training set held back for validation each epoch "
-                        "and best-model keeping; 0 trains on all of it (default 0.1)")
+                   help="CNN: share of the training set held back for validation each epoch, "
+                        "best-model keeping and the calibration temperature; hog-svm and "
+                        "hog-linear: the share on which the temperature is fitted before the "
+                        "model is refitted on all images; 0: no calibration (default 0.1)")
     p.add_argument("--no-augment", action="store_true", help="CNN: no flips or padded crops")
     p.add_argument("--resume", action="store_true",
                    help="CNN: continue the stopped run in --out from its last checkpoint")
-    p.add_argument("--C", type=float, default=0.003,
-                   help="hog-svm: inverse regularisation (default 0.003)")
+    p.add_argument("--C", type=float, default=None,
+                   help="hog-svm: inverse regularisation (default 0.003); hog-detector: its "
+                        "SVM's (default 0.1)")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="hog-detector: rounds of hard-negative mining (default 2)")
     p.add_argument("--json", action="store_true",
                    help="end with one JSON line of the test metrics, for scripts")
     transfer_command.add_train_options(p)
@@ -78,13 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("weights", help="a model.npz written by `cvcore train`")
     _add_data(p)
     p.add_argument("--out", default=None, help="also write the report and figures here")
+    _add_trust(p)
     p.add_argument("--json", action="store_true", help="end with one JSON line of the metrics")
+    from cvcore.train.robustness import add_eval_arguments, add_parser as add_attack_parser
+    add_eval_arguments(p)
     p.set_defaults(func=cmd_eval)
+    add_attack_parser(sub)
 
     p = sub.add_parser("predict", help="top-k classes of images from saved weights")
     p.add_argument("images", nargs="+", help="image files, or folders (with --out)")
     p.add_argument("--weights", required=True, help="a model.npz written by `cvcore train`")
     p.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
+    _add_trust(p)
     p.add_argument("--json", action="store_true", help="print one JSON line per image")
     batch_command.add_predict_options(p)
     p.set_defaults(func=cmd_predict)
@@ -98,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_check)
 
+    from cvcore.train.detection import add_parser as add_detect_parser
+    add_detect_parser(sub)
+
     p = sub.add_parser("demo", help="train and compare HOG+linear and a small ResNet on the "
                                     "embedded data set; writes a report")
     p.add_argument("--out", default="cvcore-demo", help="folder for weights and the report")
@@ -105,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="a smaller run (600 images, 1 epoch) to check the installation")
     p.set_defaults(func=cmd_demo)
+
+    from cvcore.serve.command import add_parser as add_serve
+    add_serve(sub)
     return parser
 
 
@@ -125,20 +150,17 @@ def _stderr(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def _write_report(model, metrics, proba, data, out_dir) -> list[str]:
+def _write_report(model, metrics, proba, data, out_dir, proba_uncalibrated=None) -> list[str]:
     """Metrics as JSON and text, and the figures; returns the file names written."""
     from cvcore.train.report import write_evaluation
     return write_evaluation(out_dir, metrics, proba, data.x_test, data.y_test, model.class_names,
-                            model.kind, header=f"model {model.kind} on {data.name}")
+                            model.kind, header=f"model {model.kind} on {data.name}",
+                            proba_uncalibrated=proba_uncalibrated)
 
 
-def _evaluate(model, data):
-    from cvcore.train.metrics import evaluate
-    t0 = time.perf_counter()
-    proba = model.predict_proba(data.x_test)
-    metrics = evaluate(data.y_test, proba, model.class_names)
-    metrics["seconds"] = time.perf_counter() - t0
-    return metrics, proba
+def _evaluate(model, data, tta=False, min_confidence=None):
+    """(metrics, calibrated probabilities, uncalibrated probabilities) on the test split."""
+    return model.assess(data.x_test, data.y_test, tta=tta, min_confidence=min_confidence)
 
 
 def _json_line(metrics, seconds, extra=None):
@@ -170,11 +192,14 @@ def _split_val(data, fraction, seed):
 
 def cmd_train(args):
     from cvcore.train.loop import TrainConfig
-    from cvcore.train.pipeline import (CNN_MODELS, MODELS, model_path, train_cnn_model,
-                                       train_hog_model)
+    from cvcore.train.pipeline import (CNN_MODELS, DETECTOR_MODELS, MODELS, model_path,
+                                       train_cnn_model, train_hog_model)
     from cvcore.train.transfer import PREPROCESS, transfer_config_from_args
     if args.model not in MODELS:
         raise CommandError(f"unknown model {args.model!r}; choose one of {', '.join(MODELS)}")
+    if args.model in DETECTOR_MODELS:
+        from cvcore.train.detection import train
+        return train(args)
     t0 = time.perf_counter()
     transfer = args.model in PREPROCESS
     if transfer:
@@ -188,8 +213,9 @@ def cmd_train(args):
     out = Path(args.out)
     if transfer:
         from cvcore.train.transfer import train_transfer_model
-        config = TrainConfig(epochs=_given(args.epochs, 3), batch_size=_given(args.batch_size, 32),
-                             lr=_given(args.lr, 0.01), weight_decay=args.weight_decay,
+        config = TrainConfig(epochs=_given(args.epochs, 3),
+                             batch_size=_given(args.batch_size, 32), lr=_given(args.lr, 0.01),
+                             weight_decay=args.weight_decay,
                              schedule=args.schedule, seed=args.seed)
         xt, yt, xv, yv = _split_val(data, args.val_fraction, args.seed)
         model, history = train_transfer_model(args.model, xt, yt, xv, yv, data.class_names,
@@ -197,8 +223,9 @@ def cmd_train(args):
                                               augment=not args.no_augment, log=log)
     elif args.model in CNN_MODELS:
         config = TrainConfig(epochs=_given(args.epochs, 4),
-                             batch_size=_given(args.batch_size, 128), lr=_given(args.lr, 0.2), weight_decay=args.weight_decay,
-                             schedule=args.schedule, seed=args.seed)
+                             batch_size=_given(args.batch_size, 128), lr=_given(args.lr, 0.2),
+                             weight_decay=args.weight_decay, schedule=args.schedule,
+                             seed=args.seed)
         xt, yt, xv, yv = _split_val(data, args.val_fraction, args.seed)
         model, history = train_cnn_model(args.model, xt, yt, xv, yv, data.class_names, config,
                                          out_dir=out, resume=args.resume,
@@ -206,11 +233,14 @@ def cmd_train(args):
     else:
         if args.resume:
             raise CommandError("--resume applies to the CNN models only")
+        if not 0 <= args.val_fraction < 1:
+            raise CommandError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
         model = train_hog_model(args.model, data.x_train, data.y_train, data.class_names,
-                                C=args.C, log=log)
+                                C=0.003 if args.C is None else args.C, log=log,
+                                calibration_fraction=args.val_fraction, seed=args.seed)
     model.save(model_path(out))
-    metrics, proba = _evaluate(model, data)
-    files = _write_report(model, metrics, proba, data, out)
+    metrics, proba, raw = _evaluate(model, data)
+    files = _write_report(model, metrics, proba, data, out, raw)
     seconds = time.perf_counter() - t0
     log(f"test accuracy {metrics['accuracy']:.4f}, top-5 {metrics['top5']:.4f} "
         f"({seconds:.1f} s); wrote {model_path(out)} and {', '.join(files)} in {out}")
@@ -220,9 +250,15 @@ def cmd_train(args):
 
 def cmd_eval(args):
     from cvcore.train.metrics import format_report
-    from cvcore.train.pipeline import load_model
+    from cvcore.train.metrics import check_min_confidence
+    from cvcore.train.pipeline import DETECTOR_MODELS, load_model
+    if args.min_confidence is not None:
+        check_min_confidence(args.min_confidence)
     t0 = time.perf_counter()
     model = load_model(args.weights)
+    if model.kind in DETECTOR_MODELS:
+        from cvcore.train.detection import evaluate
+        return evaluate(args, model)
     if model.crop_fraction is not None:        # a pretrained model's view of image folders
         args.size = args.size or list(model.size)
         data = _load_data(args, model.crop_fraction, mode=model.mode)
@@ -231,12 +267,18 @@ def cmd_eval(args):
     if len(data.class_names) != len(model.class_names):
         raise CommandError(f"{args.weights} predicts {len(model.class_names)} classes but "
                            f"{data.name} has {len(data.class_names)}")
-    metrics, proba = _evaluate(model, data)
+    metrics, proba, raw = _evaluate(model, data, args.tta, args.min_confidence)
     if args.out:
-        _write_report(model, metrics, proba, data, args.out)
+        _write_report(model, metrics, proba, data, args.out, raw)
+    extra = {"model": model.kind, "data": data.name,
+             **{k: metrics[k] for k in ("ece", "adaptive_ece", "calibration", "selective", "tta")
+                if k in metrics}}
+    if args.attack:
+        from cvcore.train.robustness import run_eval_attack
+        extra.update(run_eval_attack(args, model, data, args.out))
     seconds = time.perf_counter() - t0
     if args.json:
-        _json_line(metrics, seconds, {"model": model.kind, "data": data.name})
+        _json_line(metrics, seconds, extra)
     else:
         print(format_report(metrics))
 
@@ -244,17 +286,22 @@ def cmd_eval(args):
 def cmd_predict(args):
     from cvcore.batch.command import run_predict, wants_batch
     from cvcore.io.datasets import decode_image
-    from cvcore.train.pipeline import load_model, top_classes
+    from cvcore.train.metrics import check_min_confidence
+    from cvcore.train.pipeline import load_model, prediction_rows
+    threshold = 0.0 if args.min_confidence is None else check_min_confidence(args.min_confidence)
     if wants_batch(args):
         return run_predict(args)
     model = load_model(args.weights)
     images = [decode_image(p, model.mode) for p in args.images]
-    tops = top_classes(model.predict_proba(images), model.class_names, args.top)
-    for path, top in zip(args.images, tops):
+    proba = model.predict_proba(images, tta=args.tta)
+    for path, row in zip(args.images, prediction_rows(proba, model.class_names, args.top,
+                                                      threshold)):
         if args.json:
-            print(json.dumps({"image": path, "top": top}))
+            print(json.dumps({"image": path, **row}))
         else:
-            print(f"{path}: " + ", ".join(f"{t['class']} {t['probability']:.3f}" for t in top))
+            shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top"])
+            print(f"{path}: " + (f"unknown (below {threshold:g}: {shown})"
+                                 if row["label"] == "unknown" else shown))
 
 
 def cmd_check(args):

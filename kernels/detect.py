@@ -211,3 +211,107 @@ def score_windows(grid, weights, bias, win_step_y, win_step_x, block_step_y, blo
                     for k in range(L4, L):
                         s += np.float64(grid[p, q, k] * weights[bx, by, k])
             scores[wy, wx] = s
+
+
+# --- Viola-Jones cascade on integral images ---------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _box(ii, r0, c0, r1, c1):
+    """Sum of the image over rows [r0, r1) and columns [c0, c1) from its summed-area table."""
+    return ii[r1, c1] - ii[r0, c1] - ii[r1, c0] + ii[r0, c0]
+
+
+#: OpenCV's HaarEvaluator::setWindow skips windows whose 1/std is at least this (flat windows).
+FLAT_WINDOW = 0.1
+
+
+@njit(cache=True, parallel=True)
+def cascade_scan(ii, sq, step, win_w, win_h, rects, rect_weights, node_left, node_right,
+                 node_feature, node_threshold, leaves, tree_nodes, tree_leaves, stage_first,
+                 stage_count, stage_threshold, hits):
+    """Run a boosted cascade of Haar-feature trees on every window of one pyramid level.
+
+    Follows OpenCV's ``CascadeClassifierImpl::runAt`` / ``predictOrdered`` with
+    ``HaarEvaluator`` (objdetect/src/cascadedetect.cpp) so that the same windows pass:
+
+    1. window normalisation (``setWindow``) over the window shrunk by one pixel on every side,
+       area ``A``: ``nf = A * sum(I^2) - sum(I)^2``; if ``nf <= 0`` or ``A / sqrt(nf) >= 0.1``
+       the window is skipped (not a detection, not a stage-0 rejection); else
+       ``vnf = float32(1 / sqrt(nf))``;
+    2. a feature is ``sum_k weight_k * boxsum_k`` in float32 (up to three rectangles), times
+       ``vnf`` in float32;
+    3. each tree is walked from its root (``value < threshold`` -> left) to a leaf; leaves add
+       up in float64 per stage; a stage below its threshold rejects the window;
+    4. windows are visited every ``step`` pixels; a window rejected by the first stage also
+       skips the next column (OpenCV's ``if (result == 0) x += yStep``).
+
+    Parameters
+    ----------
+    ii, sq : (H + 1, W + 1) float64, summed-area tables of the level and of its squares
+    step : int
+    win_w, win_h : int, the cascade's window
+    rects : (F, 3, 4) int64, ``(x, y, w, h)`` of each feature's rectangles (unused: zero size)
+    rect_weights : (F, 3) float32
+    node_left, node_right : (N,) int64, child index in the tree (> 0) or minus a leaf index
+    node_feature : (N,) int64
+    node_threshold : (N,) float32
+    leaves : (L,) float32
+    tree_nodes, tree_leaves : (T,) int64, offset of each tree's first node and first leaf
+    stage_first, stage_count : (S,) int64, each stage's trees
+    stage_threshold : (S,) float32, already lowered by OpenCV's 1e-5
+    hits : (ny, nx) bool, receives the windows that pass every stage, at ``(y // step, x //
+        step)``
+    """
+    ny, nx = hits.shape
+    area = np.float64((win_w - 2) * (win_h - 2))
+    for j in prange(ny):
+        y = j * step
+        i = 0
+        while i < nx:
+            x = i * step
+            hits[j, i] = False
+            s = _box(ii, y + 1, x + 1, y + win_h - 1, x + win_w - 1)
+            s2 = _box(sq, y + 1, x + 1, y + win_h - 1, x + win_w - 1)
+            nf = area * s2 - s * s
+            if nf <= 0.0:
+                i += 1
+                continue
+            nf = math.sqrt(nf)
+            vnf = np.float32(1.0 / nf)
+            if area * np.float64(vnf) >= FLAT_WINDOW:
+                i += 1
+                continue
+            passed = True
+            first_rejected = False
+            for st in range(stage_threshold.shape[0]):
+                total = 0.0
+                for t in range(stage_first[st], stage_first[st] + stage_count[st]):
+                    root = tree_nodes[t]
+                    idx = 0
+                    while True:
+                        n = root + idx
+                        f = node_feature[n]
+                        value = np.float32(0.0)
+                        for k in range(3):
+                            w = rect_weights[f, k]
+                            if w != 0.0 or k < 2:
+                                rx = x + rects[f, k, 0]
+                                ry = y + rects[f, k, 1]
+                                box = np.float32(_box(ii, ry, rx, ry + rects[f, k, 3],
+                                                      rx + rects[f, k, 2]))
+                                value = np.float32(value + np.float32(w * box))
+                        value = np.float32(value * vnf)
+                        idx = node_left[n] if value < node_threshold[n] else node_right[n]
+                        if idx <= 0:
+                            break
+                    total += np.float64(leaves[tree_leaves[t] - idx])
+                if total < np.float64(stage_threshold[st]):
+                    passed = False
+                    first_rejected = st == 0
+                    break
+            hits[j, i] = passed
+            if first_rejected and i + 1 < nx:
+                hits[j, i + 1] = False
+                i += 2
+            else:
+                i += 1

@@ -68,7 +68,7 @@ ATAN_P5_64, ATAN_P7_64 = 0.1555786518463281 * RAD2DEG, -0.04432655554792128 * RA
 ANGLE_MARGIN = 0.05
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _bin_of(theta, edges):
     """Bin ``b`` with ``edges[b] <= theta < edges[b + 1]``, or -1 when ``theta >= edges[-1]``."""
     B = edges.shape[0] - 1
@@ -82,7 +82,7 @@ def _bin_of(theta, edges):
     return b
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _row_gradients(image, n, r, ch, width, g_row, g_col):
     """Centred differences of row ``r``, channel ``ch``, columns ``[0, width)``; 0 on borders."""
     H, W = image.shape[1], image.shape[2]
@@ -101,7 +101,7 @@ def _row_gradients(image, n, r, ch, width, g_row, g_col):
         g_col[W - 1] = 0
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, error_model="numpy", nogil=True)
 def skimage_cell_sums(image, cell_rows, cell_cols, edges, sums,
                       defer_gr, defer_gc, defer_cell, defer_count):
     """Gradients and hard-binned orientation sums of every cell, as scikit-image.
@@ -230,7 +230,7 @@ def skimage_cell_sums(image, cell_rows, cell_cols, edges, sums,
             defer_count[t] = deferred
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def gather_deferred(defer_gr, defer_gc, defer_cell, defer_count, g_row, g_col, row, cell):
     """Pack the deferred pixels of :func:`skimage_cell_sums` into flat arrays, in order."""
     k = 0
@@ -243,7 +243,7 @@ def gather_deferred(defer_gr, defer_gc, defer_cell, defer_count, g_row, g_col, r
             k += 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def add_deferred(sums, row, cell, bins, g_row, g_col):
     """Add the magnitudes of the deferred pixels to ``sums`` (bins < 0: in no bin)."""
     ncr = sums.shape[1]
@@ -257,7 +257,7 @@ def add_deferred(sums, row, cell, bins, g_row, g_col):
         sums[n, i, cell[k], b] = np.float32(np.float64(sums[n, i, cell[k], b]) + m)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _sum_abs(v):
     """Sum of ``|v|`` with four running partial sums (independent chains run in parallel)."""
     s0 = s1 = s2 = s3 = 0.0
@@ -272,7 +272,7 @@ def _sum_abs(v):
     return (s0 + s1) + (s2 + s3)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _sum_squares(v):
     """Sum of ``v ** 2`` with four running partial sums."""
     s0 = s1 = s2 = s3 = 0.0
@@ -287,7 +287,7 @@ def _sum_squares(v):
     return (s0 + s1) + (s2 + s3)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _normalize_block(block, norm, eps):
     """Normalise one flattened block in place with the scikit-image formulas (float64).
 
@@ -312,7 +312,7 @@ def _normalize_block(block, norm, eps):
                 block[k] = block[k] / s
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, error_model="numpy", nogil=True)
 def skimage_normalize_blocks(hist, block_rows, block_cols, norm, out):
     """Normalise every block of ``block_rows x block_cols`` cells (cell stride 1).
 
@@ -351,6 +351,164 @@ def skimage_normalize_blocks(hist, block_rows, block_cols, norm, out):
                             k += 1
 
 
+# --- scikit-image variant: backward (the gradient of the features with respect to the image) -----
+
+@njit(cache=True, error_model="numpy")
+def _block_backward(v, dout, norm, eps, dv):
+    """``dv = (d out / d v)^T dout`` for one flattened block ``v`` (float64, all entries >= 0).
+
+    With ``S = sum v + eps`` (L1; the entries are sums of magnitudes, so ``|v| = v``) or
+    ``S = sqrt(sum v^2 + eps^2)`` (L2), ``out = v / S`` has
+    ``dv = dout / S - (dout . v) / S^2`` (L1) or ``dv = dout / S - v (dout . v) / S^3`` (L2).
+    L1-sqrt: ``out = sqrt(u)``, ``du = dout / (2 sqrt(u))`` (0 where ``u = 0``, the one-sided
+    derivative there being infinite). L2-Hys: ``a = v / S1``, ``c = min(a, 0.2)``,
+    ``out = c / S2``; ``da = dc`` where ``a <= 0.2`` (the forward keeps ``a`` there), else 0.
+    """
+    K = v.size
+    if norm == NORM_L1 or norm == NORM_L1_SQRT:
+        s = 0.0
+        for k in range(K):
+            s += abs(v[k])
+        s += eps
+        if norm == NORM_L1_SQRT:
+            for k in range(K):
+                u = v[k] / s
+                dv[k] = dout[k] * 0.5 / math.sqrt(u) if u > 0.0 else 0.0
+        else:
+            for k in range(K):
+                dv[k] = dout[k]
+        dot = 0.0
+        for k in range(K):
+            dot += dv[k] * v[k]
+        for k in range(K):
+            dv[k] = dv[k] / s - dot / (s * s)
+        return
+    s1 = math.sqrt(_sum_squares(v) + eps * eps)
+    if norm == NORM_L2_HYS:
+        # dv first holds c = min(v / S1, clip), then the gradient through the second norm
+        for k in range(K):
+            a = v[k] / s1
+            dv[k] = L2HYS_CLIP if a > L2HYS_CLIP else a
+        s2 = math.sqrt(_sum_squares(dv) + eps * eps)
+        dot = 0.0
+        for k in range(K):
+            dot += dout[k] * dv[k]
+        for k in range(K):
+            da = dout[k] / s2 - dv[k] * dot / (s2 * s2 * s2)
+            dv[k] = da if v[k] / s1 <= L2HYS_CLIP else 0.0
+    else:
+        for k in range(K):
+            dv[k] = dout[k]
+    dot = 0.0
+    for k in range(K):
+        dot += dv[k] * v[k]
+    for k in range(K):
+        dv[k] = dv[k] / s1 - v[k] * dot / (s1 * s1 * s1)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def skimage_normalize_blocks_backward(hist, block_rows, block_cols, norm, dout, dhist):
+    """Backward of :func:`skimage_normalize_blocks`: accumulate into ``dhist``.
+
+    Parameters
+    ----------
+    hist : (N, n_cells_row, n_cells_col, B) float64, the cell histograms of the forward pass
+    block_rows, block_cols, norm : as the forward
+    dout : (N, n_blocks_row, n_blocks_col, block_rows, block_cols, B) float64
+    dhist : (N, n_cells_row, n_cells_col, B) float64, zeroed by the caller; every cell receives
+        the sum over the (overlapping) blocks that contain it.
+
+    Parallel over images only: the blocks of one image overlap, so they add into shared cells.
+    """
+    N, nbr, nbc = dout.shape[:3]
+    B = hist.shape[3]
+    K = block_rows * block_cols * B
+    for n in prange(N):
+        v = np.empty(K)
+        dv = np.empty(K)
+        d = np.empty(K)
+        for i in range(nbr):
+            for j in range(nbc):
+                k = 0
+                for u in range(block_rows):
+                    for w in range(block_cols):
+                        for b in range(B):
+                            v[k] = hist[n, i + u, j + w, b]
+                            d[k] = dout[n, i, j, u, w, b]
+                            k += 1
+                _block_backward(v, d, norm, SKIMAGE_EPS, dv)
+                k = 0
+                for u in range(block_rows):
+                    for w in range(block_cols):
+                        for b in range(B):
+                            dhist[n, i + u, j + w, b] += dv[k]
+                            k += 1
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def skimage_cell_sums_backward(image, cell_rows, cell_cols, edges, dhist, dimage):
+    """Backward of the gradient, magnitude and hard binning of :func:`skimage_cell_sums`.
+
+    Parameters
+    ----------
+    image : (N, H, W, C) float64, the image the histograms were computed from (after the
+        optional square root)
+    cell_rows, cell_cols : int
+    edges : (B + 1,) float64, the forward's bin edges
+    dhist : (N, n_cells_row, n_cells_col, B) float64, gradient with respect to the cell *sums*
+        (the caller folds in the division by the number of pixels per cell)
+    dimage : (N, H, W, C) float64, zeroed by the caller; receives the gradient
+
+    Notes
+    -----
+    Per pixel of a full cell, with ``(g_r, g_c)`` the dominant channel's centred differences,
+    ``m = sqrt(g_r^2 + g_c^2)`` and bin ``b(theta)``: the bin is piecewise constant in the
+    image (hard binning has no interpolation to differentiate), so
+    ``d sum_b / d g = g / m`` for the pixel's bin only (0 where ``m = 0``), and each difference
+    ``g_r = I[r + 1] - I[r - 1]`` sends ``+dg_r`` to row ``r + 1`` and ``-dg_r`` to row
+    ``r - 1`` (nothing on the border, where the forward set it to 0); likewise for columns.
+    The dominant channel is a piecewise choice too: only it receives gradient. The bin is taken
+    from the exact ``atan2``; it can differ from the forward's only for a pixel within rounding
+    of a bin edge, where the function has no derivative anyway.
+    """
+    N, H, W, C = image.shape
+    ncr, ncc, B = dhist.shape[1:]
+    for n in prange(N):
+        for r in range(ncr * cell_rows):
+            i = r // cell_rows
+            for c in range(ncc * cell_cols):
+                best_m = -1.0
+                gr = 0.0
+                gc = 0.0
+                ch = 0
+                for q in range(C):
+                    a = image[n, r + 1, c, q] - image[n, r - 1, c, q] if 0 < r < H - 1 else 0.0
+                    e = image[n, r, c + 1, q] - image[n, r, c - 1, q] if 0 < c < W - 1 else 0.0
+                    m = math.hypot(a, e) if C > 1 else 0.0
+                    if C == 1 or m > best_m:
+                        best_m = m
+                        gr = a
+                        gc = e
+                        ch = q
+                m = math.sqrt(gc * gc + gr * gr)
+                if m == 0.0:
+                    continue
+                theta = math.atan2(gr, gc) * RAD2DEG
+                theta = theta % 180.0
+                b = _bin_of(theta, edges)
+                if b < 0:
+                    continue
+                dm = dhist[n, i, c // cell_cols, b]
+                dgr = dm * gr / m
+                dgc = dm * gc / m
+                if 0 < r < H - 1:
+                    dimage[n, r + 1, c, ch] += dgr
+                    dimage[n, r - 1, c, ch] -= dgr
+                if 0 < c < W - 1:
+                    dimage[n, r, c + 1, ch] += dgc
+                    dimage[n, r, c - 1, ch] -= dgc
+
+
 # --- OpenCV variant -------------------------------------------------------------------------
 
 # Coefficients of OpenCV's fastAtan2 (core/src/mathfuncs_core.simd.hpp: atan2_p1..p7), already
@@ -367,7 +525,7 @@ OPENCV_HIST_EPS = np.float32(0.1)                       # hog.cpp: 1/(sqrt(sum) 
 OPENCV_RENORM_EPS = np.float32(1e-3)                    # hog.cpp: 1/(sqrt(sum) + 1e-3)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lookup_u8(image, table):
     """``table[image]`` for a uint8 image (OpenCV's gamma look-up table), as float32."""
     out = np.empty(image.shape, np.float32)
@@ -378,7 +536,7 @@ def lookup_u8(image, table):
     return out
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, error_model="numpy", nogil=True)
 def opencv_gradients(image, ymap, xmap, simd_cols, angle_scale, nbins):
     """OpenCV's ``computeGradient``: magnitude split between two orientation bins per pixel.
 
@@ -483,7 +641,7 @@ def opencv_gradients(image, ymap, xmap, simd_cols, angle_scale, nbins):
     return votes, bins
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, error_model="numpy", nogil=True)
 def opencv_block_histograms(votes, bins, row_step, col_step, weight_y, weight_x, clip, out):
     """Trilinear block histograms with OpenCV's L2-Hys, at a grid of block positions.
 

@@ -18,8 +18,8 @@ Precision
 ---------
 float64 holds every integer up to 2**53 exactly. An integer-valued image (uint8, uint16, int32,
 float32 holding integers) therefore gets an exact table, and exact box sums, while its total stays
-below 2**53 (a uint8 image of 3.5e13 pixels; a uint16 image of 1.3e11). Non-integer values (a float32
-image in 0..1) are each exact in float64; their running sums round, with an error of at most about
+below 2**53 (a uint8 image of 3.5e13 pixels; a uint16 image of 1.3e11). Non-integer values (a
+float32 image in 0..1) are each exact in float64; their running sums round, with an error of at most about
 ``(H + W) * 2**-53 * ii[H, W]`` in a table entry, so a box sum read from a 4096 x 4096 table of
 values in 0..1 is off by less than 1e-8: well below what float32 (cvcore's working precision) can
 represent in the box sum itself. A float32 table would lose exactness after 2**24 = 16.7 M, i.e. a

@@ -7,7 +7,7 @@ splits them into one chunk per thread. The readable twin is ``kernels/reference/
 from numba import njit, prange
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def relu_forward(x, y):
     """``y = max(x, 0)``; ``y`` may be ``x`` itself (in-place ReLU).
 
@@ -20,7 +20,7 @@ def relu_forward(x, y):
         y[i] = v if v > 0 else 0.0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def relu_backward(dy, y, dx):
     """``dx = dy`` where the ReLU output ``y > 0``, else 0 (the subgradient at 0 is 0, as PyTorch).
 
@@ -33,7 +33,7 @@ def relu_backward(dy, y, dx):
         dx[i] = dy[i] if y[i] > 0 else 0.0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def add_relu_forward(a, b, y):
     """``y = max(a + b, 0)``: the residual sum followed by ReLU (He et al. 2016, eq. 1 and fig. 2).
 
@@ -47,7 +47,7 @@ def add_relu_forward(a, b, y):
         y[i] = v if v > 0 else 0.0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def add_inplace(a, b):
     """``a += b`` (gradients of the two branches meeting at a residual block's input).
 

@@ -51,7 +51,7 @@ from kernels import simd
 
 # -- strip layouts -----------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span):
     """Layout of the stride-1 strip.
 
@@ -86,7 +86,7 @@ def strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span):
     return Wg, pitch, m0, P, m0 + P + reach
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def fill_strip(x, Wg, pitch, m0, Ls, xs):
     """Write ``x`` (N, C, H, W) into the strip ``xs`` (C*Ls,) of :func:`strip_geometry`,
     zeros everywhere else."""
@@ -105,7 +105,7 @@ def fill_strip(x, Wg, pitch, m0, Ls, xs):
         xs[base + H * Wg:end] = 0                     # gap rows; after the last image the tail
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def tap_offsets(C, kh, kw, ph, pw, dh, dw, Wg, m0, Ls, count):
     """Stride-1 strip offsets ``offs[(c*kh + i)*kw + j] = c*Ls + m0 + (i*dh - ph)*Wg +
     (j*dw - pw)``; entries from ``C*kh*kw`` up to ``count`` repeat the first one (they pad the
@@ -119,7 +119,7 @@ def tap_offsets(C, kh, kw, ph, pw, dh, dw, Wg, m0, Ls, count):
     return offs
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def phase_geometry(N, H, W, kh, kw, sh, sw, ph, pw, dh, dw, span):
     """Layout of the phase strip of a stride-``(sh, sw)`` convolution.
 
@@ -140,7 +140,7 @@ def phase_geometry(N, H, W, kh, kw, sh, sw, ph, pw, dh, dw, span):
     return Wq, pitch, P, P + reach
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def fill_phase_strip(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs):
     """Write the phases of ``x`` (N, C, H, W) zero-padded by ``ph, pw`` into ``xs``
     (C*sh*sw*Ls,), laid out as in :func:`phase_geometry`; zeros everywhere else. Phases with
@@ -178,7 +178,7 @@ def fill_phase_strip(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs):
                     xs[base + pitch:(chan + 1) * Ls] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def phase_tap_offsets(C, kh, kw, sh, sw, dh, dw, Wq, Ls, count):
     """Phase-strip offsets of tap ``(c, i, j)``: channel ``(c*sh + i*dh % sh)*sw + j*dw % sw``,
     shifted by ``(i*dh // sh)*Wq + j*dw // sw``; padded to ``count`` as :func:`tap_offsets`."""
@@ -192,7 +192,7 @@ def phase_tap_offsets(C, kh, kw, sh, sw, dh, dw, Wq, Ls, count):
     return offs
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", nogil=True)
 def scratch(ws, start, n):
     """``ws[start:start + n]`` when the caller's workspace is that long, else a new array: the
     kernels take their large temporaries from a buffer the caller keeps between calls (a fresh
@@ -203,7 +203,7 @@ def scratch(ws, start, n):
     return np.empty(n, dtype=ws.dtype)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count, ws):
     """The strip of ``x`` for this convolution (stride 1: :func:`fill_strip`; otherwise the
     phase strip), in ``ws`` if it is long enough (:func:`scratch`), and its tap offsets
@@ -231,7 +231,7 @@ def make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count, ws):
 
 # -- forward -----------------------------------------------------------------------------------
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws, y):
     """``y = conv(x, w) + bias`` as an implicit GEMM on the strip of ``x``; the bias is added as
     each tile leaves the registers.
@@ -327,7 +327,7 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bi
 
 # -- backward ----------------------------------------------------------------------------------
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def conv2d_weight_grad(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, block, nlanes, ws, dw_lanes):
     """``dW[k, (c*kh + i)*kw + j] = sum_{n, oh, ow} dy[n, k, oh, ow] *
     xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]``: dot products of strip windows.
@@ -366,7 +366,7 @@ def conv2d_weight_grad(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, block, nlanes, ws,
     return xs.size + dys.size
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def conv2d_weight_grad_cols(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, nlanes, ws, dw_out):
     """The weight gradient of :func:`conv2d_weight_grad` for few positions (small planes, one
     image): with a short reduction the horizontal sums of ``dot_tile`` would dominate, so here
@@ -407,7 +407,7 @@ def conv2d_weight_grad_cols(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, nlanes, ws, d
     return xs.size + dys.size + colT.size
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx):
     """Interleave phase planes back into an image: ``dx[n, c, h, w] = dphase[n, c*nph + p, u, v]``
     where ``h + ph = u*sh + a``, ``w + pw = v*sw + b`` and ``p = phase_index[a, b]``; zero where

@@ -29,7 +29,7 @@ from kernels import simd
 SMALL = 16          # below this many rows on either side: dots (matrix-vector-like)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def transpose(src, cols_padded):
     """``src.T`` (C, R) as a flat array of ``C`` rows of ``cols_padded >= R`` values, zero
     padded; in 32 x 32 blocks, so that reads and writes both stay in cache lines."""
@@ -46,7 +46,7 @@ def transpose(src, cols_padded):
     return dst
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def gemm(a, bt, Np, nlanes, out, out_transposed):
     """Register-blocked GEMM: ``a (M, T) @ bt`` where ``bt`` holds ``T`` rows of ``Np`` (a
     multiple of ``simd.TB``)
@@ -76,7 +76,7 @@ def gemm(a, bt, Np, nlanes, out, out_transposed):
                         out[i0 + i, j0 + j] = acc[i, j]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def dots(a, b, out):
     """``out = a @ b.T`` as blocks of row dot products (for few rows on one side)."""
     M, T = a.shape

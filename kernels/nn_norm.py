@@ -24,7 +24,7 @@ from numba import njit, prange
 REASSOC = {"reassoc"}
 
 
-@njit(cache=True, parallel=True, fastmath=REASSOC)
+@njit(cache=True, parallel=True, fastmath=REASSOC, nogil=True)
 def batchnorm_stats(x, mean, var):
     """Per-channel mean and biased variance by two passes (mean first, then squared deviations).
 
@@ -50,7 +50,7 @@ def batchnorm_stats(x, mean, var):
         var[c] = ss / M
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def channel_affine(x, scale, shift, y):
     """``y[n, c, i] = x[n, c, i] * scale[c] + shift[c]``.
 
@@ -72,7 +72,7 @@ def channel_affine(x, scale, shift, y):
                 y[n, c, i] = x[n, c, i] * a + b
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def channel_affine_relu(x, scale, shift, y):
     """``y[n, c, i] = max(x[n, c, i] * scale[c] + shift[c], 0)``: batch norm followed by ReLU in
     one pass (the residual blocks' ``relu(bn(conv(x)))``), saving a read and a write of ``y``.
@@ -93,7 +93,7 @@ def channel_affine_relu(x, scale, shift, y):
                 y[n, c, i] = v if v > 0 else 0.0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def channel_affine_relu6(x, scale, shift, y):
     """``y[n, c, i] = min(max(x[n, c, i] * scale[c] + shift[c], 0), 6)``: batch norm followed by
     ReLU6 in one pass (the inverted-residual blocks' ``relu6(bn(conv(x)))``).
@@ -114,7 +114,7 @@ def channel_affine_relu6(x, scale, shift, y):
                 y[n, c, i] = 0.0 if v < 0 else (6.0 if v > 6 else v)
 
 
-@njit(cache=True, parallel=True, fastmath=REASSOC)
+@njit(cache=True, parallel=True, fastmath=REASSOC, nogil=True)
 def batchnorm_grad_sums(dy, x, mean, sum_dy, sum_dy_xmu):
     """``sum_dy[c] = sum(dy)`` and ``sum_dy_xmu[c] = sum(dy * (x - mean[c]))`` over batch and
     space; then ``dbeta = sum_dy`` and ``dgamma = sum_dy_xmu * invstd``.
@@ -139,7 +139,7 @@ def batchnorm_grad_sums(dy, x, mean, sum_dy, sum_dy_xmu):
         sum_dy_xmu[c] = s2
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def batchnorm_train_dx(dy, x, mean, k, slope, shift, dx):
     """Input gradient of training-mode batch norm (batch statistics depend on ``x``).
 

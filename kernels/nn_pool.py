@@ -15,7 +15,7 @@ from numba import njit, prange
 REASSOC = {"reassoc"}
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", nogil=True)
 def _taps(o, stride, pad, dil, k, size):
     """Kernel taps ``a`` in ``[lo, hi)`` whose input index ``o*stride - pad + a*dil`` lies inside
     ``[0, size)``; returns ``(start, lo, hi)`` with ``start = o*stride - pad``."""
@@ -30,7 +30,7 @@ def _taps(o, stride, pad, dil, k, size):
     return start, lo, hi
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, y, argmax):
     """Max over each window; records the flat in-plane index ``row * W + col`` of the maximum.
 
@@ -68,7 +68,7 @@ def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, y, argmax):
                 argmax[p, oi, oj] = where
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def maxpool2d_backward(dy, argmax, dx):
     """Route each output gradient to the input position that held the maximum.
 
@@ -88,7 +88,7 @@ def maxpool2d_backward(dy, argmax, dx):
                 dx[p, k // W, k % W] += dy[p, oi, oj]
 
 
-@njit(cache=True, parallel=True, fastmath=REASSOC)
+@njit(cache=True, parallel=True, fastmath=REASSOC, nogil=True)
 def avgpool2d_forward(x, kh, kw, sh, sw, ph, pw, count_include_pad, y):
     """Mean over each window.
 
@@ -124,7 +124,7 @@ def avgpool2d_forward(x, kh, kw, sh, sw, ph, pw, count_include_pad, y):
                 y[p, oi, oj] = s / count
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def avgpool2d_backward(dy, kh, kw, sh, sw, ph, pw, count_include_pad, dx):
     """Spread each output gradient evenly (``1 / divisor``) over its window's real pixels.
 
@@ -157,7 +157,7 @@ def avgpool2d_backward(dy, kh, kw, sh, sw, ph, pw, count_include_pad, dx):
                         dx[p, r, col] += g
 
 
-@njit(cache=True, parallel=True, fastmath=REASSOC)
+@njit(cache=True, parallel=True, fastmath=REASSOC, nogil=True)
 def adaptive_avgpool2d_forward(x, y):
     """Adaptive average pooling to ``y``'s spatial size (PyTorch's bin edges).
 
@@ -185,7 +185,7 @@ def adaptive_avgpool2d_forward(x, y):
                 y[p, oi, oj] = s / ((r_hi - r_lo) * (c_hi - c_lo))
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def adaptive_avgpool2d_backward(dy, dx):
     """Spread each output gradient evenly over its bin (bins as in the forward).
 

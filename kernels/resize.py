@@ -24,7 +24,7 @@ from numba import njit, prange
 AREA_MIN_FRACTION = 1e-3   # resize.cpp computeResizeAreaTab: partial overlaps below this dropped
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def nearest_table(n_in, n_out, scale, idx, w):
     """Fill ``idx`` (int64, (n_out, 1)) and ``w`` (float32, (n_out, 1)) for nearest sampling."""
     for d in range(n_out):
@@ -33,7 +33,7 @@ def nearest_table(n_in, n_out, scale, idx, w):
         w[d, 0] = 1.0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _two_taps(d, s, f, n_in, idx, w):
     """Row ``d`` of a two-tap table: ``(1 - f)`` at ``s`` and ``f`` at ``s + 1``; a left tap
     outside the image is moved onto the edge pixel with ``f = 0`` (OpenCV's clamping)."""
@@ -49,7 +49,7 @@ def _two_taps(d, s, f, n_in, idx, w):
     w[d, 1] = f
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def linear_table(n_in, n_out, scale, idx, w):
     """Two-tap centre-aligned linear table, (n_out, 2); float32 fractions as OpenCV computes."""
     for d in range(n_out):
@@ -58,7 +58,7 @@ def linear_table(n_in, n_out, scale, idx, w):
         _two_taps(d, s, f - np.float32(s), n_in, idx, w)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def area_linear_table(n_in, n_out, scale, idx, w):
     """OpenCV's ``INTER_AREA`` table for an enlarging resize, (n_out, 2)."""
     inv_scale = 1.0 / scale
@@ -72,7 +72,7 @@ def area_linear_table(n_in, n_out, scale, idx, w):
         _two_taps(d, s, f, n_in, idx, w)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def area_table(n_in, n_out, scale, idx, w):
     """Box-overlap table for shrinking (scale >= 1), (n_out, taps) with taps >= ceil(scale) + 1.
 
@@ -103,7 +103,7 @@ def area_table(n_in, n_out, scale, idx, w):
             w[d, t] = np.float32(min(min(stop - s2, 1.0), cell) / cell)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def resize_nearest(image, rows, cols, out):
     """``out[c, y, x] = image[c, rows[y], cols[x]]``: image (C, H, W), out (C, h, w), float32.
 
@@ -119,7 +119,7 @@ def resize_nearest(image, rows, cols, out):
             dst[x] = src[cols[x]]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def resize_separable(image, row_idx, row_w, col_idx, col_w, rows_needed, tmp, out):
     """Apply a column table, then a row table (float32 throughout), plane by plane.
 

@@ -183,11 +183,30 @@ def test_rows_equal_cvcore_predict_on_the_same_files(bad_folder, trained, tmp_pa
     single = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [s["image"] for s in single] == files
     for s in single:
-        batch = rows[s["image"]]["top"]
-        assert [t["class"] for t in batch] == [t["class"] for t in s["top"]]
+        row = rows[s["image"]]
+        assert list(row) == list(s) == ["image", "label", "confidence", "top"]
+        assert row["label"] == s["label"]
+        assert [t["class"] for t in row["top"]] == [t["class"] for t in s["top"]]
         # one batch of 6 here, partitions of 4 there: BLAS may round the last bit differently
-        np.testing.assert_allclose([t["probability"] for t in batch],
-                                   [t["probability"] for t in s["top"]], rtol=1e-9, atol=1e-15)
+        np.testing.assert_allclose([row["confidence"]] + [t["probability"] for t in row["top"]],
+                                   [s["confidence"]] + [t["probability"] for t in s["top"]],
+                                   rtol=1e-9, atol=1e-15)
+
+
+def test_min_confidence_labels_unsure_images_unknown(bad_folder, trained, tmp_path, capsys):
+    weights, _ = trained
+    out = tmp_path / "p.jsonl"
+    assert main(["predict", str(bad_folder), "--weights", str(weights), "--out", str(out),
+                 "--min-confidence", "0.99", "--quiet"]) == 0
+    rows = [r for r in read_jsonl(out) if "top" in r]
+    unsure = [r for r in rows if r["confidence"] < 0.99]
+    assert unsure and len(unsure) < len(rows)
+    for r in rows:
+        assert r["confidence"] == r["top"][0]["probability"]
+        assert r["label"] == ("unknown" if r["confidence"] < 0.99 else r["top"][0]["class"])
+    assert main(["predict", str(bad_folder), "--weights", str(weights), "--out", str(out),
+                 "--tta"]) == 2
+    assert "--tta needs a CNN" in capsys.readouterr().err
 
 
 def test_csv_and_parquet_hold_the_jsonl_rows(bad_folder, trained, tmp_path):
@@ -203,7 +222,8 @@ def test_csv_and_parquet_hold_the_jsonl_rows(bad_folder, trained, tmp_path):
         if "error" in r:
             assert c["error"] == r["error"] and c["class_1"] == "" and c["probability_2"] == ""
         else:
-            assert c["error"] == ""
+            assert c["error"] == "" and c["label"] == r["label"]
+            assert float(c["confidence"]) == r["confidence"]
             assert [c["class_1"], c["class_2"]] == [t["class"] for t in r["top"]]
             assert [float(c["probability_1"]), float(c["probability_2"])] == \
                 [t["probability"] for t in r["top"]]
@@ -306,7 +326,8 @@ def test_command_writes_csv_with_progress_and_summary(bad_folder, trained, tmp_p
     err = capsys.readouterr().err
     assert "predict 35/35 images 100%" in err and "images/s" in err and "ETA" in err
     assert "30 images done, 5 error rows, 1 non-image files skipped" in err
-    assert out.read_text().splitlines()[0] == "image,error,class_1,probability_1"
+    assert out.read_text().splitlines()[0] == \
+        "image,error,label,confidence,class_1,probability_1"
 
 
 # -- features ---------------------------------------------------------------------------------

@@ -424,3 +424,34 @@ def test_16_bit_rgb_png_comes_back_as_8_bit(tmp_path):
     y = imread(tmp_path / "rgb16.png")
     assert y.dtype == np.uint8
     np.testing.assert_array_equal(y, x >> 8)
+
+
+# ----------------------------------------------------------------------------- imdecode
+def test_imdecode_equals_imread(tmp_path):
+    from cvcore.io.images import imdecode
+    x = np.random.default_rng(0).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    for ext in ("png", "jpg", "bmp"):
+        imwrite(tmp_path / f"a.{ext}", x)
+        data = (tmp_path / f"a.{ext}").read_bytes()
+        for mode in (None, "gray", "rgb"):
+            np.testing.assert_array_equal(imdecode(data, mode=mode),
+                                          imread(tmp_path / f"a.{ext}", mode=mode))
+
+
+def test_imdecode_refuses_what_is_not_a_good_image(tmp_path):
+    from cvcore.io.images import NotAnImageError, imdecode
+    imwrite(tmp_path / "a.jpg", np.zeros((64, 64), np.uint8))
+    jpeg = (tmp_path / "a.jpg").read_bytes()
+    with pytest.raises(NotAnImageError, match="not a PNG, JPEG"):
+        imdecode(b"GIF89a not supported")
+    with pytest.raises(ValueError, match="empty"):
+        imdecode(b"")
+    with pytest.raises(TypeError, match="bytes"):
+        imdecode("a.jpg")
+    # Regression: a JPEG cut inside its header made Pillow's parser raise a bare
+    # OSError("Truncated File Read") from Image.open, which escaped as an OSError.
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        imdecode(jpeg[:200])
+    with pytest.raises(ValueError, match="more than the limit of 100"):
+        imdecode(jpeg, max_pixels=100)
+    assert imdecode(jpeg, max_pixels=64 * 64).shape == (64, 64)

@@ -67,7 +67,8 @@ def run_predict(args) -> None:
         raise ValueError(f"{folders[0]} is a folder: give --out FILE (.jsonl, .csv or "
                          f".parquet) to predict every image under it")
     report = _guard(lambda: predict_folder(
-        args.images, args.weights, args.out, top=args.top, scheduler=args.scheduler,
+        args.images, args.weights, args.out, top=args.top, tta=args.tta,
+        min_confidence=args.min_confidence, scheduler=args.scheduler,
         partition_size=args.partition_size, threads=args.threads, progress=not args.quiet),
         parts_dir_for(args.out))
     _finish(report, args.quiet)

@@ -8,6 +8,9 @@ Kinds (:data:`FEATURE_KINDS`, one entry each)
 ``sift``
     SIFT keypoints and descriptors (Lowe 2004; :func:`cvcore.features.sift`) of the grey image at
     its own size (or ``--size``): a variable number of keypoints each.
+``surf``
+    SURF keypoints and 64-d descriptors (Bay et al. 2008; :func:`cvcore.features.surf`), the
+    same layout as ``sift`` (the Laplacian signs are not stored).
 ``cnn``
     The penultimate-layer embedding of a CNN trained by ``cvcore train`` (``--weights``):
     :meth:`cvcore.train.pipeline.TrainedModel.embed`, one float32 row each.
@@ -100,6 +103,11 @@ def _sift(images, params, model):
     return [sift(image, n_features=params["max_keypoints"]) for image in images]
 
 
+def _surf(images, params, model):
+    from cvcore.features import surf
+    return [surf(image, n_features=params["max_keypoints"]) for image in images]
+
+
 def _cnn(images, params, model):
     return list(model.embed(images))
 
@@ -109,6 +117,8 @@ FEATURE_KINDS = {
                        "gray", "dense", _hog, dict(HOG_DEFAULTS), needs_size=True),
     "sift": FeatureKind("sift", "SIFT keypoints and 128-d descriptors of the grey image",
                         "gray", "keypoints", _sift, {"max_keypoints": None}),
+    "surf": FeatureKind("surf", "SURF keypoints and 64-d descriptors of the grey image",
+                        "gray", "keypoints", _surf, {"max_keypoints": None}),
     "cnn": FeatureKind("cnn", "penultimate-layer embedding of a CNN's --weights",
                        "model", "dense", _cnn, needs_weights=True),
 }

@@ -305,7 +305,8 @@ def _local_cluster(n_workers: int):
     from distributed import LocalCluster
     threads = max(1, (os.cpu_count() or 1) // n_workers)
     return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                        dashboard_address=None, silence_logs=logging.CRITICAL,
+                        host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                        silence_logs=logging.CRITICAL,
                         env={"NUMBA_NUM_THREADS": str(threads)})
 
 

@@ -2,7 +2,7 @@
 
 >>> # predict_folder("photos/", "run1/model.npz", "predictions.jsonl", scheduler="processes:2")
 
-Rows are those of ``cvcore predict --json`` on each file (see :mod:`cvcore.batch.writers` for
+Rows are those of ``cvcore predict --json`` on each file (path, label, confidence, top-k) (see :mod:`cvcore.batch.writers` for
 the formats); how the job is cut, run, resumed and assembled is :mod:`cvcore.batch.job`.
 """
 from __future__ import annotations
@@ -40,25 +40,27 @@ class PredictTask:
     digest: str
     top: int
     root: str
+    tta: bool = False
+    min_confidence: float | None = None
 
     def decode(self, paths) -> list:
         model, _ = cached_model(self.weights, self.digest, count=False)
         return decode_files(paths, self.root, model.mode)
 
     def compute(self, paths, decoded) -> PartitionResult:
-        from cvcore.train.pipeline import top_classes
+        from cvcore.train.pipeline import prediction_rows
         t0 = time.perf_counter()
         model, first = cached_model(self.weights, self.digest)
         good = [j for j, d in enumerate(decoded) if not isinstance(d, str)]
-        tops = dict(zip(good, map_batch(
-            lambda images: top_classes(model.predict_proba(images), model.class_names,
-                                       self.top),
+        answers = dict(zip(good, map_batch(
+            lambda images: prediction_rows(model.predict_proba(images, tta=self.tta),
+                                           model.class_names, self.top, self.min_confidence),
             [decoded[j] for j in good], "the model refused the image")))
         rows = []
         for j, path in enumerate(paths):
-            answer = tops.get(j, decoded[j])
-            key = "error" if isinstance(answer, str) else "top"
-            rows.append({"image": path, key: answer})
+            answer = answers.get(j, decoded[j])
+            rows.append({"image": path, "error": answer} if isinstance(answer, str)
+                        else {"image": path, **answer})
         return PartitionResult(rows, time.perf_counter() - t0, int(first))
 
 
@@ -86,7 +88,8 @@ def parts_dir_for(out) -> Path:
     return out.with_name(out.name + ".parts")
 
 
-def predict_folder(inputs, weights, out, *, top: int = 3, scheduler="local",
+def predict_folder(inputs, weights, out, *, top: int = 3, tta: bool = False,
+                   min_confidence: float | None = None, scheduler="local",
                    partition_size: int = DEFAULT_PARTITION_SIZE, threads: int | None = None,
                    progress=True, on_partition=None):
     """Predict the top-``top`` classes of every image file under ``inputs`` into ``out``.
@@ -104,6 +107,9 @@ def predict_folder(inputs, weights, out, *, top: int = 3, scheduler="local",
         same inputs and settings resumes from them.
     top : int
         Classes per row (clipped to the number of classes).
+    tta, min_confidence
+        As ``cvcore predict --tta --min-confidence``: test-time augmentation (CNN models), and
+        the label ``"unknown"`` where the top probability is below ``min_confidence``.
     scheduler : str or distributed.Client
         ``"local"`` (threads of this process), ``"processes:N"`` (a Dask LocalCluster of N
         processes, started and stopped here), ``"tcp://HOST:PORT"`` (a running Dask scheduler,
@@ -124,7 +130,8 @@ def predict_folder(inputs, weights, out, *, top: int = 3, scheduler="local",
         Counts (files, error rows, skipped non-image files), time, where it ran.
     """
     from cvcore.io.download import sha256_file
-    from cvcore.train.pipeline import load_model
+    from cvcore.train.metrics import check_min_confidence
+    from cvcore.train.pipeline import CNN_MODELS, HOG_MODELS, load_model
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     output_format(out)
@@ -132,11 +139,20 @@ def predict_folder(inputs, weights, out, *, top: int = 3, scheduler="local",
         raise ValueError(f"top must be an integer >= 1, got {top!r}")
     weights = os.path.abspath(os.fspath(weights))
     model = load_model(weights)                 # refuse a bad model before walking anything
+    if model.kind not in HOG_MODELS + CNN_MODELS:
+        raise ValueError(f"{weights} is a {model.kind} model, which does not classify images; "
+                         f"predict takes {', '.join(HOG_MODELS + CNN_MODELS)}")
     digest = sha256_file(weights)
+    if tta and model.kind not in CNN_MODELS:
+        raise ValueError(f"--tta needs a CNN trained with augmentation; {weights} is a "
+                         f"{model.kind} model")
+    if min_confidence is not None:
+        min_confidence = check_min_confidence(min_confidence)
     k = min(int(top), len(model.class_names))
-    job = FolderJob(parts_dir_for(out), {"job": "predict", "weights_sha256": digest, "top": k},
-                    list(inputs), partition_size)
-    task = PredictTask(weights, digest, k, os.getcwd())
+    job = FolderJob(parts_dir_for(out),
+                    {"job": "predict", "weights_sha256": digest, "top": k, "tta": bool(tta),
+                     "min_confidence": min_confidence}, list(inputs), partition_size)
+    task = PredictTask(weights, digest, k, os.getcwd(), bool(tta), min_confidence)
     if progress is True:
         progress = Progress("predict")
     return run_job(job, task, PredictStore(job, out, k), scheduler, threads=threads,

@@ -2,10 +2,12 @@
 
 One row per image file, in the job's file order:
 
-* JSON lines (``.jsonl``): ``{"image": PATH, "top": [{"class": C, "probability": P}, ...]}``
-  (exactly the lines of ``cvcore predict --json``), or ``{"image": PATH, "error": WHY}``.
-* CSV (``.csv``, RFC 4180 quoting): columns ``image, error, class_1, probability_1, ...,
-  class_k, probability_k``; a bad file has its ``error`` filled and the rest empty.
+* JSON lines (``.jsonl``): ``{"image": PATH, "label": L, "confidence": P, "top": [{"class": C,
+  "probability": P}, ...]}`` (exactly the lines of ``cvcore predict --json``; ``label`` is
+  ``"unknown"`` below ``--min-confidence``), or ``{"image": PATH, "error": WHY}``.
+* CSV (``.csv``, RFC 4180 quoting): columns ``image, error, label, confidence, class_1,
+  probability_1, ..., class_k, probability_k``; a bad file has its ``error`` filled and the rest
+  empty.
 * Parquet (``.parquet``, needs ``pyarrow``): the CSV's columns, typed (strings, float64,
   nulls where empty), one row group per partition.
 
@@ -45,10 +47,11 @@ def output_format(path) -> str:
 def csv_header(k: int) -> list[str]:
     """The CSV (and Parquet) columns for ``k`` classes per row.
 
-    >>> csv_header(2)
-    ['image', 'error', 'class_1', 'probability_1', 'class_2', 'probability_2']
+    >>> csv_header(2)  # doctest: +NORMALIZE_WHITESPACE
+    ['image', 'error', 'label', 'confidence', 'class_1', 'probability_1', 'class_2',
+     'probability_2']
     """
-    cols = ["image", "error"]
+    cols = ["image", "error", "label", "confidence"]
     for j in range(1, k + 1):
         cols += [f"class_{j}", f"probability_{j}"]
     return cols
@@ -56,7 +59,7 @@ def csv_header(k: int) -> list[str]:
 
 def row_to_flat(row: dict, k: int) -> list:
     """A row as the list of :func:`csv_header`'s columns (None where empty)."""
-    flat = [row["image"], row.get("error")]
+    flat = [row["image"], row.get("error"), row.get("label"), row.get("confidence")]
     top = row.get("top", [])
     for j in range(k):
         flat += [top[j]["class"], top[j]["probability"]] if j < len(top) else [None, None]
@@ -98,8 +101,8 @@ def _write_parquet(out, pieces, k: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
     names = csv_header(k)
-    schema = pa.schema([(n, pa.float64() if n.startswith("probability_") else pa.string())
-                        for n in names])
+    schema = pa.schema([(n, pa.float64() if n.startswith("probability_") or n == "confidence"
+                         else pa.string()) for n in names])
     with atomic_write(out, "wb") as f:
         writer = pq.ParquetWriter(f, schema)
         try:

@@ -11,5 +11,6 @@ __getattr__, __dir__, __all__ = attach(
         "linear": ["LinearSVM", "SoftmaxRegression"],
         "knn": ["KNeighborsClassifier"],
         "base": ["load_classifier"],
+        "calibration": ["fit_temperature", "temperature_scale"],
     },
 )

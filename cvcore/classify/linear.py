@@ -12,10 +12,11 @@ predict the class with the largest score. They differ in the loss that fits ``W`
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize, minimize_scalar
+from scipy.optimize import minimize
 
 from cvcore._validate import check_int, check_positive
 from cvcore.classify.base import Classifier, check_features, check_labels
+from cvcore.classify.calibration import fit_temperature
 
 __all__ = ["LinearSVM", "SoftmaxRegression", "softmax", "squared_hinge_newton"]
 
@@ -83,7 +84,7 @@ class LinearSVM(Classifier):
         self.intercept_ = (wb * self.bias).astype(np.float32)
         self.n_iter_ = np.array(n_iter)
         self.temperature_ = np.array(1.0)
-        self.temperature_ = np.array(_fit_temperature(self.decision_function(X), codes))
+        self.temperature_ = np.array(fit_temperature(self.decision_function(X), codes))
         return self
 
     def decision_function(self, X) -> np.ndarray:
@@ -220,18 +221,6 @@ def _newton_direction(X, X2, A, g, gb, two_c, bias, active):
         Pb = Zb + beta * Pb
         rz = rz_new
     return D, Db
-
-
-def _fit_temperature(scores: np.ndarray, codes: np.ndarray) -> float:
-    """The T > 0 minimising the cross-entropy of softmax(scores / T) (Guo et al. 2017, sec. 4.2)."""
-    rows = np.arange(len(codes))
-
-    def nll(log_t):
-        p = softmax(scores.astype(np.float64) / np.exp(log_t))
-        return -np.mean(np.log(p[rows, codes] + 1e-12))
-
-    res = minimize_scalar(nll, bounds=(-6.0, 6.0), method="bounded")
-    return float(np.exp(res.x))
 
 
 class SoftmaxRegression(Classifier):

@@ -6,11 +6,14 @@ from cvcore._lazy import attach
 __getattr__, __dir__, __all__ = attach(
     __name__,
     {
-        "boxes": ["box_iou", "box_area", "nms", "group_rectangles", "rects_to_boxes",
+        "boxes": ["box_iou", "box_area", "nms", "group_rectangles", "clip_rects", "rects_to_boxes",
                   "boxes_to_rects"],
         "metrics": ["coco_evaluate", "voc_evaluate", "voc_ap", "DetectionResult"],
         "pyramid": ["resize_exact", "pyramid_scales", "image_pyramid"],
         "hog_detector": ["HOGDetector"],
+        "training": ["ObjectDetector", "train_hog_detector", "load_annotated_images"],
+        "draw": ["draw_boxes"],
+        "cascade": ["HaarCascade", "opencv_cascade_path"],
         "annotations": ["ImageAnnotation", "read_annotations", "read_voc", "read_coco",
                         "read_imglab", "read_csv"],
     },

@@ -24,7 +24,8 @@ import numpy as np
 
 from cvcore._validate import check_array, check_finite, check_int
 
-__all__ = ["box_iou", "box_area", "nms", "group_rectangles", "rects_to_boxes", "boxes_to_rects"]
+__all__ = ["box_iou", "box_area", "nms", "group_rectangles", "clip_rects", "rects_to_boxes",
+           "boxes_to_rects"]
 
 #: OpenCV's grouping tolerance in ``CascadeClassifier`` and ``HOGDescriptor`` (``GROUP_EPS``).
 GROUP_EPS = 0.2
@@ -240,3 +241,18 @@ def group_rectangles(rects, group_threshold: int, eps: float = GROUP_EPS, scores
             keep.append(i)
     keep = np.asarray(keep, np.int64)
     return means[keep].reshape(-1, 4), weights[keep]
+
+
+def clip_rects(rects, scores, width, height):
+    """OpenCV's ``clipObjects``: intersect ``(x, y, w, h)`` rectangles with the
+    ``width x height`` image and drop those left empty; ``scores`` follow. Returns
+    ``(rects (K, 4) int64, scores (K,))``."""
+    rects = _check_rects(rects)
+    scores = np.asarray(scores)
+    x1 = np.maximum(rects[:, 0], 0)
+    y1 = np.maximum(rects[:, 1], 0)
+    x2 = np.minimum(rects[:, 0] + rects[:, 2], width)
+    y2 = np.minimum(rects[:, 1] + rects[:, 3], height)
+    keep = (x2 > x1) & (y2 > y1)
+    out = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)[keep].reshape(-1, 4)
+    return out.astype(np.int64), scores[keep]

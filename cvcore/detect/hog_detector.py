@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from cvcore._validate import check_array, check_finite, check_int, check_pair
-from cvcore.detect.boxes import GROUP_EPS, group_rectangles, nms, rects_to_boxes
+from cvcore.detect.boxes import GROUP_EPS, clip_rects, group_rectangles, nms, rects_to_boxes
 from cvcore.detect.pyramid import check_uint8_image, image_pyramid, MAX_LEVELS
 from cvcore.features._hog import HOGDescriptor
 
@@ -37,17 +37,6 @@ DEFAULT_GROUP_THRESHOLD = 2
 def _kernels():
     from kernels import detect as k
     return k
-
-
-def clip_rects(rects, scores, width, height):
-    """Intersect ``(x, y, w, h)`` rectangles with the image; drop those left empty."""
-    x1 = np.maximum(rects[:, 0], 0)
-    y1 = np.maximum(rects[:, 1], 0)
-    x2 = np.minimum(rects[:, 0] + rects[:, 2], width)
-    y2 = np.minimum(rects[:, 1] + rects[:, 3], height)
-    keep = (x2 > x1) & (y2 > y1)
-    out = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)[keep].reshape(-1, 4)
-    return out.astype(np.int64), scores[keep]
 
 
 class HOGDetector:

@@ -1,4 +1,4 @@
-"""Features: edges, corners, HOG, SIFT-style keypoints and descriptors."""
+"""Features: edges, corners, HOG, SIFT- and SURF-style keypoints and descriptors."""
 from cvcore._lazy import attach
 
 __getattr__, __dir__, __all__ = attach(
@@ -6,10 +6,13 @@ __getattr__, __dir__, __all__ = attach(
     {
         "edges": ["canny"],
         "corners": ["harris", "shi_tomasi", "corner_peaks"],
-        "_hog": ["hog", "hog_batch", "HOGDescriptor"],
+        "_hog": ["hog", "hog_batch", "hog_backward", "HOGDescriptor"],
         "_sift": ["sift", "Keypoints", "ScaleSpace", "gaussian_scale_space", "dog_scale_space",
                   "scale_space_extrema", "localize_keypoints", "orientation_histogram",
                   "detect_keypoints", "describe_keypoints"],
+        "_surf": ["surf", "SurfKeypoints", "HessianPyramid", "integral_gray", "fast_hessian",
+                  "hessian_maxima", "interpolate_maxima", "detect_surf", "orientation_angles",
+                  "assign_orientations", "describe_surf"],
         "draw": ["draw_keypoints", "draw_matches", "draw_outline"],
     },
 )

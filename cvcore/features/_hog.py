@@ -36,7 +36,7 @@ import numpy as np
 from cvcore._threads import threads_for
 from cvcore._validate import check_array, check_choice, check_finite, check_int, check_pair
 
-__all__ = ["hog", "hog_batch", "HOGDescriptor", "BLOCK_NORMS"]
+__all__ = ["hog", "hog_batch", "hog_backward", "HOGDescriptor", "BLOCK_NORMS"]
 
 #: Block normalisations of :func:`hog` (scikit-image's names) -> kernel code.
 BLOCK_NORMS = {"L1": 0, "L1-sqrt": 1, "L2": 2, "L2-Hys": 3}
@@ -369,6 +369,104 @@ def hog_batch(images, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3
             out[start:start + len(part)] = _normalize_blocks(hist, block, block_norm,
                                                              dtype).reshape(len(part), D)
     return out
+
+
+# --- scikit-image variant: the backward pass ------------------------------------------------
+
+#: ``d sqrt(x) / dx = 1 / (2 sqrt(x))`` is infinite at ``x = 0`` (black pixels, common in
+#: Fashion-MNIST); the backward evaluates it at ``max(x, SQRT_GRAD_FLOOR)``, half a grey level of
+#: an 8-bit image squared, so that a black pixel's gradient is large but finite.
+SQRT_GRAD_FLOOR = (0.5 / 255) ** 2
+
+
+def hog_backward(images, dfeatures, orientations=9, pixels_per_cell=(8, 8),
+                 cells_per_block=(3, 3), block_norm="L2-Hys", transform_sqrt=False,
+                 channel_axis=None):
+    """Gradient of :func:`hog` (:func:`hog_batch`) with respect to the image: the vector-Jacobian
+    product ``d/dI sum_k dfeatures_k * hog(I)_k``.
+
+    The stages of the forward pass, backwards (Dalal & Triggs 2005 for the forward):
+
+    1. block normalisation: the derivative of L1, L1-sqrt, L2 or L2-Hys of each block (the
+       L2-Hys clip passes gradient only where it did not clip); each cell collects the sum over
+       the overlapping blocks that contain it;
+    2. cell histograms: ``hist[cell, b] = sum of m over the cell's pixels in bin b / n_pixels``.
+       scikit-image's binning is hard (no interpolation between bins or cells), so the bin of a
+       pixel is piecewise constant in the image and only the magnitude
+       ``m = sqrt(g_r^2 + g_c^2)`` carries gradient: ``dg = dm * g / m`` (0 where ``m = 0``);
+    3. centred differences: ``g_r[r] = I[r + 1] - I[r - 1]`` gives ``+dg_r`` to row ``r + 1`` and
+       ``-dg_r`` to row ``r - 1`` (nothing from the border rows, where ``g_r = 0``), likewise for
+       columns; colour images: only the dominant channel of each pixel;
+    4. ``transform_sqrt``: ``dI = dJ / (2 sqrt(I))``, with ``I`` floored at
+       :data:`SQRT_GRAD_FLOOR`.
+
+    The function is differentiable except on the measure-zero set where a pixel's orientation
+    sits on a bin edge, its magnitude is 0, two colour channels tie, an L2-Hys entry equals the
+    clip, or (with ``transform_sqrt``) a pixel is 0; there the one-sided choices above are used.
+    Checked against central differences in float64 (``tests/test_hog_backward.py``), the readable
+    twin being :func:`kernels.reference.hog.skimage_hog_backward`.
+
+    Parameters
+    ----------
+    images : (H, W) or (N, H, W) array, or with ``channel_axis`` (..., H, W, C)
+        As for :func:`hog` / :func:`hog_batch` (non-negative with ``transform_sqrt``).
+    dfeatures : (D,) or (N, D) array
+        The gradient of a scalar with respect to the feature vectors.
+    orientations, pixels_per_cell, cells_per_block, block_norm, transform_sqrt, channel_axis
+        As for :func:`hog`.
+
+    Returns
+    -------
+    float64 array of ``images``' shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cvcore.features import hog, hog_backward
+    >>> img = np.random.default_rng(0).random((16, 16))
+    >>> d = np.random.default_rng(1).standard_normal(hog(img, 9, (4, 4), (2, 2)).shape)
+    >>> hog_backward(img, d, 9, (4, 4), (2, 2)).shape
+    (16, 16)
+    """
+    orientations, cell, block = _check_hog_args(orientations, pixels_per_cell, cells_per_block,
+                                                block_norm)
+    transform_sqrt = _check_bool(transform_sqrt, "transform_sqrt")
+    raw = check_array(images, "images", dtypes="buif")
+    single = raw.ndim == (2 if channel_axis is None else 3)
+    spatial = 2 if single else 3
+    arr, _ = _validate_image(raw, channel_axis, transform_sqrt, spatial, "images")
+    if single:
+        arr = arr[None]
+    N, H, W, C = arr.shape
+    _check_fits((H, W), cell, block, name="each image")
+    ncr, ncc = H // cell[0], W // cell[1]
+    nbr, nbc = ncr - block[0] + 1, ncc - block[1] + 1
+    D = nbr * nbc * block[0] * block[1] * orientations
+    d = check_array(dfeatures, "dfeatures", ndim=(1, 2), dtypes="buif")
+    want = (D,) if single else (N, D)
+    if d.shape != want:
+        raise ValueError(f"dfeatures has shape {d.shape}; the features of "
+                         f"{'one image' if single else f'{N} images'} of {H}x{W} pixels with "
+                         f"these settings have shape {want}")
+    check_finite(d, "dfeatures")
+    k = _kernels()
+    x = np.ascontiguousarray(arr, dtype=np.float64)
+    s = np.sqrt(x) if transform_sqrt else x
+    with threads_for(N * H * W >= _PARALLEL_MIN_PIXELS):
+        hist = _cell_histograms(s, orientations, cell)
+        dout = np.ascontiguousarray(d, dtype=np.float64).reshape(
+            N, nbr, nbc, block[0], block[1], orientations)
+        dhist = np.zeros_like(hist)
+        k.skimage_normalize_blocks_backward(hist, block[0], block[1], BLOCK_NORMS[block_norm],
+                                            dout, dhist)
+        dhist /= cell[0] * cell[1]
+        dx = np.zeros_like(s)
+        k.skimage_cell_sums_backward(s, cell[0], cell[1], _bin_edges(orientations), dhist, dx)
+    if transform_sqrt:
+        dx *= 0.5 / np.sqrt(np.maximum(x, SQRT_GRAD_FLOOR))
+    if single:
+        dx = dx[0]
+    return dx[..., 0] if channel_axis is None else np.moveaxis(dx, -1, channel_axis)
 
 
 # --- OpenCV variant -------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from cvcore._validate import check_array, check_choice, check_int, check_pair
-from cvcore.io.images import EXTENSION_FORMATS, imread, to_uint8
+from cvcore.io.images import EXTENSION_FORMATS, NotAnImageError, imdecode, imread, to_uint8
 
 __all__ = [
     "Dataset",
@@ -579,24 +579,36 @@ def _list_images(folder: Path) -> list[Path]:
                   and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def decode_image(path, mode: str, size=None, crop_fraction=None) -> np.ndarray:
+def decode_image(path, mode: str, size=None, max_pixels: int | None = None,
+                 crop_fraction=None) -> np.ndarray:
     """Decode one image file to uint8 ``(H, W)`` (gray) or ``(H, W, 3)`` (rgb), resized to
     ``size = (H, W)`` if given (with ``crop_fraction``: the aspect ratio kept and the centre cut
     out, :func:`cvcore.preprocess.resize_center_crop`). Raises ``ValueError`` naming the file if
     it cannot be decoded.
 
     This is how every image file reaches a model: training on an image folder, ``cvcore
-    predict`` on one file, and the batch jobs of :mod:`cvcore.batch` on folders of millions.
-    Reading is :func:`cvcore.io.imread` (EXIF orientation applied, content checked against the
-    extension, BT.601 grey); 16-bit and float files are brought to 8 bits by
-    :func:`cvcore.io.to_uint8`."""
+    predict`` on one file, the batch jobs of :mod:`cvcore.batch` on folders of millions, and
+    ``cvcore serve`` on an upload. Reading is :func:`cvcore.io.imread` (EXIF orientation
+    applied, content checked against the extension, BT.601 grey); 16-bit and float files are
+    brought to 8 bits by :func:`cvcore.io.to_uint8`.
+
+    ``path`` may also be the bytes of an image file (an upload), decoded by
+    :func:`cvcore.io.imdecode` with ``max_pixels`` as a bound on the decoded size; the data is
+    then called "upload" in messages. Data that is not an image in a supported format raises
+    :class:`cvcore.io.NotAnImageError` (a ``ValueError``), so a server can answer 415 to it and
+    400 to a truncated or corrupt image."""
+    is_data = isinstance(path, (bytes, bytearray, memoryview))
+    name = "upload" if is_data else path
     try:
-        image = to_uint8(imread(path, mode=mode))
+        image = imdecode(path, mode=mode, max_pixels=max_pixels, name="upload") if is_data \
+            else imread(path, mode=mode)
+        image = to_uint8(image)
     except (OSError, ValueError, TypeError) as exc:
         reason = str(exc)
-        prefix = f"{path}: "
+        prefix = f"{name}: "
         reason = reason[len(prefix):] if reason.startswith(prefix) else reason
-        raise ValueError(f"{path}: cannot decode image ({reason})") from None
+        kind = NotAnImageError if isinstance(exc, NotAnImageError) else ValueError
+        raise kind(f"{name}: cannot decode image ({reason})") from None
     if size is not None and crop_fraction is not None:
         from cvcore.preprocess.geometry import resize_center_crop
         image = resize_center_crop(image, size, crop_fraction)

@@ -26,7 +26,7 @@ import numpy as np
 from cvcore._validate import check_array, check_choice, check_finite
 from cvcore.io.atomic import atomic_write
 
-__all__ = ["imread", "imwrite", "to_float", "to_uint8"]
+__all__ = ["imread", "imdecode", "imwrite", "to_float", "to_uint8", "NotAnImageError"]
 
 # File extension -> the Pillow format that must be inside. Pillow calls every Netpbm flavour
 # "PPM"; "MPO" is the multi-picture JPEG some cameras write, readable as its first (JPEG) frame.
@@ -51,6 +51,10 @@ WRITE_SUPPORT = {
 }
 UINT8_MAX = 255
 UINT16_MAX = 65535
+
+
+class NotAnImageError(ValueError):
+    """The data is not an image in a supported format (a ``ValueError``; a server answers 415)."""
 
 
 def _format_for(path: str, purpose: str) -> str | None:
@@ -138,8 +142,6 @@ def imread(path, mode: str | None = None) -> np.ndarray:
         Truncation is detected only while Pillow's global ``ImageFile.LOAD_TRUNCATED_IMAGES``
         keeps its default ``False``.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     if mode is not None:
         check_choice(mode, ("gray", "rgb"), "mode")
     path = os.fspath(path)
@@ -149,42 +151,96 @@ def imread(path, mode: str | None = None) -> np.ndarray:
         raise IsADirectoryError(f"{path} is a directory, not an image file")
     if os.path.getsize(path) == 0:
         raise ValueError(f"{path}: empty file (0 bytes), not an image")
-    expected = _format_for(path, "read")
+    return _decode(path, path, _format_for(path, "read"), mode, None)
+
+
+def imdecode(data, mode: str | None = None, max_pixels: int | None = None,
+             name: str = "image data") -> np.ndarray:
+    """Decode an image held in memory (the bytes of a file) exactly as :func:`imread` reads it.
+
+    Parameters
+    ----------
+    data : bytes, bytearray or memoryview
+        The content of a PNG, JPEG, PGM/PPM/PBM/PNM, TIFF or BMP file.
+    mode : {None, "gray", "rgb"}
+        As in :func:`imread`.
+    max_pixels : int, optional
+        Refuse an image whose header claims more pixels than this (checked before the pixels are
+        decoded), on top of Pillow's ``MAX_IMAGE_PIXELS``: a server's memory bound.
+    name : str
+        What error messages call the data (e.g. an upload's file name).
+
+    Returns
+    -------
+    image : ndarray
+        As :func:`imread`.
+
+    Raises
+    ------
+    NotAnImageError
+        The data is not a supported image format (a subclass of ``ValueError``).
+    ValueError
+        Truncated or corrupt data, a decompression bomb, more than ``max_pixels`` pixels, or no
+        data at all.
+    """
+    import io
+
+    if mode is not None:
+        check_choice(mode, ("gray", "rgb"), "mode")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    if len(data) == 0:
+        raise ValueError(f"{name}: empty; no image data")
+    if max_pixels is not None and max_pixels < 1:
+        raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    return _decode(io.BytesIO(data), name, None, mode, max_pixels)
+
+
+def _decode(source, name: str, expected: str | None, mode: str | None,
+            max_pixels: int | None) -> np.ndarray:
+    """Open ``source`` (a path or a binary file object) with Pillow and return its pixels."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     with warnings.catch_warnings():
         # Pillow warns between MAX_IMAGE_PIXELS and twice that and raises above; both are refused
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             Image.init()                 # register every plugin (MPO is not preloaded)
-            im = Image.open(path, formats=[f for f in READ_FORMATS if f in Image.OPEN])
+            im = Image.open(source, formats=[f for f in READ_FORMATS if f in Image.OPEN])
         except UnidentifiedImageError:
-            raise ValueError(f"{path}: not a PNG, JPEG, PGM/PPM, TIFF or BMP image (unknown or "
-                             f"unsupported format, or a corrupt header)") from None
+            raise NotAnImageError(f"{name}: not a PNG, JPEG, PGM/PPM, TIFF or BMP image (unknown "
+                                  f"or unsupported format, or a corrupt header)") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ValueError(f"{path}: refused as a possible decompression bomb: {exc}") from None
+            raise ValueError(f"{name}: refused as a possible decompression bomb: {exc}") from None
         except PermissionError:
             raise
-        except (OSError, SyntaxError, EOFError, ValueError, struct.error) as exc:
+        except (OSError, SyntaxError, EOFError, ValueError, IndexError, KeyError, TypeError,
+                struct.error, zlib.error) as exc:
             # the header itself is cut short or broken (Pillow: "Truncated File Read", ...)
-            raise ValueError(f"{path}: truncated or corrupt image header: {exc}") from exc
+            raise ValueError(f"{name}: truncated or corrupt image header: {exc}") from exc
         with im:
             found = _SAME_FORMAT.get(im.format, im.format)
             if expected is not None and found != expected:
-                raise ValueError(f"{path}: the extension says {expected} but the file is {found}")
+                raise ValueError(f"{name}: the extension says {expected} but the file is {found}")
+            width, height = im.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ValueError(f"{name}: refused as a possible decompression bomb: "
+                                 f"{width}x{height} = {width * height} pixels is more than the "
+                                 f"limit of {max_pixels}")
             try:
                 im.load()
                 im = ImageOps.exif_transpose(im)
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-                raise ValueError(f"{path}: refused as a possible decompression bomb: {exc}") \
+                raise ValueError(f"{name}: refused as a possible decompression bomb: {exc}") \
                     from None
             except (OSError, SyntaxError, EOFError, ValueError, IndexError, KeyError,
                     TypeError, struct.error, zlib.error) as exc:
                 # Pillow reports truncation as OSError("image file is truncated") and broken
                 # chunks or headers as SyntaxError, OSError, ValueError or struct errors
-                raise ValueError(f"{path}: truncated or corrupt {found} image: {exc}") from exc
-            arr = _to_array(im, path)
+                raise ValueError(f"{name}: truncated or corrupt {found} image: {exc}") from exc
+            arr = _to_array(im, name)
     if arr.size == 0:
-        raise ValueError(f"{path}: the image has no pixels (shape {arr.shape})")
+        raise ValueError(f"{name}: the image has no pixels (shape {arr.shape})")
     if mode == "gray":
         arr = _gray(arr)
     elif mode == "rgb":

@@ -173,9 +173,21 @@ class ResNet(_CachingModule):
         _, pooled = self._trunk(x)
         return pooled.reshape(pooled.shape[0], -1)
 
-    def _trunk(self, x):
-        """``(stem, pooled)``: the stem's ReLU output (kept for the backward pass) and the
-        global average pool's output (N, C, 1, 1)."""
+    def features(self, x):
+        """Activations of the last stage (N, C, h, w), the input of the global average pool,
+        for images ``x`` (N, in_channels, H, W): the maps Grad-CAM weighs (Selvaraju et al.
+        2017, eq. 1-2), with ``avgpool`` and ``fc`` the head whose backward gives their weights.
+
+        Meant for inference under :func:`cvcore.nn.no_grad` (it keeps no cache of its own, so
+        :meth:`backward` does not follow it).
+        """
+        return self._trunk(x, self._body()[:-1])[1]
+
+    def _trunk(self, x, body=None):
+        """``(stem, out)``: the stem's ReLU output (kept for the backward pass) and the output
+        of the last child named in ``body`` (default: every child up to the global average
+        pool, whose output is (N, C, 1, 1))."""
+        body = self._body() if body is None else body
         # conv1 checks the channel count, the spatial size and NaN, naming itself
         x = _as_input(x, "ResNet input", ndim=4, check_nan=False)
         dtype = self.conv1.weight.data.dtype
@@ -183,7 +195,7 @@ class ResNet(_CachingModule):
         with NESTED:
             x = call_child("conv1", self.conv1.forward, x, True)      # checks NaN, once
             stem = x = call_child("bn1", self.bn1.forward_relu, x)
-            for name in self._body():
+            for name in body:
                 x = call_child(name, getattr(self, name).forward, x)
         return stem, x
 

@@ -13,8 +13,8 @@ Conventions
   normalisation (Viola & Jones 2001, sec. 5.6): ``var = E[x^2] - E[x]^2`` over a window.
 * A multi-channel ``(H, W, C)`` image gets one table per channel, ``(H + 1, W + 1, C)``.
 
-Kernels: :mod:`kernels.integral` (``integral_image``, and ``box_sum`` / ``box_sum_clamped`` for other
-kernels to call); readable twin: :mod:`kernels.reference.integral`.
+Kernels: :mod:`kernels.integral` (``integral_image``, and ``box_sum`` / ``box_sum_clamped`` for
+other kernels to call); readable twin: :mod:`kernels.reference.integral`.
 """
 from __future__ import annotations
 

@@ -20,6 +20,10 @@ import numpy as np
 
 from cvcore.io.atomic import atomic_write
 
+#: Share of the training set held out to fit each model's calibration temperature (and, for the
+#: ResNet, to validate each epoch): the default ``--val-fraction`` of ``cvcore train``.
+CALIBRATION_FRACTION = 0.1
+
 __all__ = ["run_demo", "pipeline_figure"]
 
 
@@ -71,8 +75,8 @@ def run_demo(out_dir="cvcore-demo", epochs: int = 5, quick: bool = False) -> dic
     """Train and compare the models on the embedded data set; returns the summary dict."""
     from cvcore.io.datasets import load_embedded
     from cvcore.train.loop import TrainConfig
-    from cvcore.train.metrics import evaluate
-    from cvcore.train.pipeline import model_path, train_cnn_model, train_hog_model
+    from cvcore.train.pipeline import (model_path, stratified_split, train_cnn_model,
+                                       train_hog_model)
     from cvcore.train.report import write_evaluation
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,14 +93,13 @@ def run_demo(out_dir="cvcore-demo", epochs: int = 5, quick: bool = False) -> dic
     results = {}
 
     def finish(name, model, seconds_train):
-        t0 = time.perf_counter()
-        proba = model.predict_proba(data.x_test)
-        metrics = evaluate(data.y_test, proba, data.class_names)
-        metrics["seconds_predict"] = time.perf_counter() - t0
+        metrics, proba, raw = model.assess(data.x_test, data.y_test)
+        metrics["seconds_predict"] = metrics.pop("seconds")
         metrics["seconds_train"] = seconds_train
         folder = out / name
         model.save(model_path(folder))
-        write_evaluation(folder, metrics, proba, data.x_test, data.y_test, data.class_names, name)
+        write_evaluation(folder, metrics, proba, data.x_test, data.y_test, data.class_names, name,
+                         proba_uncalibrated=raw)
         results[name] = metrics
         _log(f"    {name}: test accuracy {metrics['accuracy']:.4f} "
              f"(trained in {seconds_train:.1f} s)")
@@ -105,15 +108,18 @@ def run_demo(out_dir="cvcore-demo", epochs: int = 5, quick: bool = False) -> dic
         _log(f"[{step}/4] {kind}")
         t0 = time.perf_counter()
         model = train_hog_model(kind, data.x_train, data.y_train, data.class_names,
-                                log=lambda m: _log("    " + m))
+                                log=lambda m: _log("    " + m),
+                                calibration_fraction=CALIBRATION_FRACTION)
         finish(kind, model, time.perf_counter() - t0)
 
     _log(f"[4/4] resnet20, {epochs} epoch(s)")
     t0 = time.perf_counter()
     config = TrainConfig(epochs=epochs, batch_size=128, lr=0.2, seed=0)
-    model, history = train_cnn_model("resnet20", data.x_train, data.y_train, data.x_test,
-                                     data.y_test, data.class_names, config,
-                                     out_dir=out / "resnet20")
+    # A validation share of the training set, for the curves and the calibration temperature
+    keep, held = stratified_split(data.y_train, CALIBRATION_FRACTION, seed=0)
+    model, history = train_cnn_model("resnet20", data.x_train[keep], data.y_train[keep],
+                                     data.x_train[held], data.y_train[held], data.class_names,
+                                     config, out_dir=out / "resnet20")
     finish("resnet20", model, time.perf_counter() - t0)
 
     summary = {"seconds": time.perf_counter() - t_start, "pipeline": stages,
@@ -142,7 +148,10 @@ def _write_markdown(out: Path, data, summary, epochs) -> None:
                   "schedule, random flips and padded crops; training curves in "
                   "`resnet20/curves.png`.", "",
               "Each model's folder holds `model.npz` (load with `cvcore predict --weights` or "
-              "`cvcore eval`), `metrics.json`, `report.txt`, `confusion.png` and `mistakes.png`.",
+              "`cvcore eval`), `metrics.json`, `report.txt`, `confusion.png`, `mistakes.png`, "
+              "`reliability.png` (calibration before and after temperature scaling, fitted on "
+              "10% of the training set) and `coverage.png` (accuracy against coverage for "
+              "`--min-confidence`).",
               ""]
     with atomic_write(out / "report.md", "w") as f:
         f.write("\n".join(lines))

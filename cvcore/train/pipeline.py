@@ -3,8 +3,9 @@
 A trained model is one ``model.npz`` (written atomically through
 :func:`cvcore.train.checkpoint.save_state`, no pickle) holding everything needed to predict on new
 images: the model kind, class names, input size and colour mode, feature or normalisation
-parameters, and the weights. :func:`load_model` rebuilds it and :meth:`TrainedModel.predict_proba`
-takes raw ``uint8`` images of any size.
+parameters, the weights, and the calibration temperature fitted on the validation split.
+:func:`load_model` rebuilds it and :meth:`TrainedModel.predict_proba` takes raw ``uint8`` images
+of any size and returns calibrated probabilities (optionally averaged over test-time views).
 
 Models
 ------
@@ -15,6 +16,10 @@ Models
 ``resnet20``, ``resnet32``, ``resnet56``
     CIFAR-style residual networks (He et al. 2016, sec. 4.2) trained by :class:`Trainer` with
     SGD (Nesterov momentum), a one-cycle schedule, random horizontal flips and padded crops.
+``hog-detector``
+    A sliding-window object detector (HOG + linear SVM with hard-negative mining,
+    :func:`cvcore.detect.train_hog_detector`) trained on annotated photos; it finds boxes
+    (:meth:`TrainedModel.detector`) instead of predicting classes.
 """
 from __future__ import annotations
 
@@ -26,15 +31,21 @@ import numpy as np
 
 from cvcore.train.checkpoint import load_state, save_state
 
-__all__ = ["HOG_MODELS", "CNN_MODELS", "MODELS", "HOGParams", "TrainedModel",
-           "load_model", "prepare_images", "top_classes"]
+__all__ = ["HOG_MODELS", "CNN_MODELS", "DETECTOR_MODELS", "MODELS", "HOGParams", "TrainedModel",
+           "load_model", "prepare_images", "stratified_split", "top_classes"]
 
 HOG_MODELS = ("hog-svm", "hog-linear", "hog-knn")
 # the ImageNet-size networks that start from pretrained weights (cvcore.train.transfer)
 TRANSFER_MODELS = ("efficientnet-lite0", "resnet18", "resnet50")
 CNN_MODELS = ("resnet20", "resnet32", "resnet56") + TRANSFER_MODELS
-MODELS = HOG_MODELS + CNN_MODELS
+DETECTOR_MODELS = ("hog-detector",)
+MODELS = HOG_MODELS + CNN_MODELS + DETECTOR_MODELS
 MODEL_FORMAT = "cvcore-model-1"
+#: Zero padding of the training crops of the CNNs (He et al. 2016, sec. 4.2: "4 pixels are
+#: padded on each side").
+STANDARD_CROP_PADDING = 4
+#: A k-NN vote share can be 0; its log is taken from here.
+PROBABILITY_FLOOR = 1e-300
 
 
 @dataclass
@@ -156,16 +167,145 @@ class TrainedModel:
         std = self.arrays["std"].reshape(1, -1, 1, 1)
         return ((x - mean) / std).astype(np.float32)
 
+    def detector(self):
+        """The :class:`cvcore.detect.ObjectDetector` of a ``hog-detector`` model."""
+        if self.kind not in DETECTOR_MODELS:
+            raise ValueError(f"a {self.kind} model classifies images; it has no detector")
+        if self._clf is None:
+            from cvcore.detect.training import ObjectDetector
+            self._clf = ObjectDetector.from_state(self.params["detector"],
+                                                  self.arrays["detector"])
+        return self._clf
+
     # -- predicting ---------------------------------------------------------------------------
-    def predict_proba(self, images, batch_size: int = 500) -> np.ndarray:
-        """Class probabilities (N, n_classes) of raw uint8 images (see :func:`prepare_images`)."""
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature stored with the model (1.0: not calibrated)."""
+        return float((self.params.get("calibration") or {}).get("temperature", 1.0))
+
+    def _augmentation(self) -> dict:
+        """The training augmentation of a CNN: ``{"padding": int, "flip": bool}``. Files written
+        before it was recorded were all trained with the standard recipe."""
+        return self.params.get("augment", {"padding": STANDARD_CROP_PADDING, "flip": True})
+
+    def scores(self, images, batch_size: int = 500) -> np.ndarray:
+        """Uncalibrated scores (N, n_classes) float64 whose softmax is the model's probability:
+        a CNN's logits; the linear classifiers' decision scores (divided by the SVM's own
+        training-set temperature), computed in float64 so that no probability underflows; for
+        k-NN the log of the vote shares (floored at :data:`PROBABILITY_FLOOR`). Images as for
+        :meth:`predict_proba`."""
+        if self.kind in DETECTOR_MODELS:
+            raise ValueError(f"a {self.kind} model finds boxes, it does not classify images: "
+                             "use `cvcore detect` / TrainedModel.detector()")
         images = prepare_images(images, self.size, self.mode, self.crop_fraction)
         if self.kind in HOG_MODELS:
-            return self._classifier().predict_proba(self.features(images))
-        from cvcore.classify.linear import softmax
+            clf = self._classifier()
+            feats = self.features(images)
+            if self.kind == "hog-knn":
+                proba = clf.predict_proba(feats).astype(np.float64)
+                return np.log(np.maximum(proba, PROBABILITY_FLOOR))
+            scores = clf.decision_function(feats).astype(np.float64)
+            return scores / float(getattr(clf, "temperature_", 1.0))
         from cvcore.train.loop import predict_batches
-        logits = predict_batches(self._network(), self.network_input(images), batch_size)
-        return softmax(logits.astype(np.float64))
+        return predict_batches(self._network(), self.network_input(images),
+                               batch_size).astype(np.float64)
+
+    def predict_proba(self, images, batch_size: int = 500, *, calibrated: bool = True,
+                      tta: bool = False) -> np.ndarray:
+        """Class probabilities (N, n_classes) of raw uint8 images (see :func:`prepare_images`).
+
+        Parameters
+        ----------
+        calibrated : bool
+            Apply the temperature stored by :meth:`calibrate` (``softmax(scores / T)``); the
+            default, so that every caller (predict, eval, batch jobs, the server) gets
+            calibrated probabilities. False gives the model's raw probabilities.
+        tta : bool
+            CNNs: the mean of the (calibrated) probabilities over the flips and crops the model
+            was trained with (:mod:`cvcore.train.tta`), ten forward passes per image for the
+            standard recipe. The HOG models are trained without augmentation and refuse it.
+        """
+        from cvcore.classify.calibration import temperature_scale
+        if self.kind in DETECTOR_MODELS:
+            return self.scores(images)      # refuses, with the reason
+        t = self.temperature if calibrated else 1.0
+        if self.kind in HOG_MODELS:
+            if tta:
+                raise ValueError(f"test-time augmentation needs a model trained with "
+                                 f"augmentation; {self.kind} is trained on unaugmented images")
+            if t == 1.0:
+                images = prepare_images(images, self.size, self.mode, self.crop_fraction)
+                return self._classifier().predict_proba(self.features(images))
+            return temperature_scale(self.scores(images), t)
+        if not tta:
+            return temperature_scale(self.scores(images, batch_size), t)
+        return self._predict_proba_tta(images, batch_size, [t])[0]
+
+    def _predict_proba_tta(self, images, batch_size, temperatures) -> list[np.ndarray]:
+        """The mean over the test-time views of softmax(logits / t), for each t given (one pass
+        over the views serves every temperature)."""
+        from cvcore.classify.calibration import temperature_scale
+        from cvcore.train.loop import predict_batches
+        from cvcore.train.tta import tta_views
+        aug = self._augmentation()
+        if not aug["padding"] and not aug["flip"]:
+            raise ValueError("test-time augmentation needs a model trained with augmentation; "
+                             "this one was trained with --no-augment")
+        images = prepare_images(images, self.size, self.mode, self.crop_fraction)
+        mean = self.arrays["mean"].reshape(1, -1, 1, 1)
+        std = self.arrays["std"].reshape(1, -1, 1, 1)
+        net = self._network()
+        out = [[] for _ in temperatures]
+        for i in range(0, len(images), batch_size):
+            x01 = self.network_input(images[i:i + batch_size]) * std + mean
+            totals, views = [0.0] * len(temperatures), 0
+            for view in tta_views(x01, padding=aug["padding"], flip=aug["flip"]):
+                logits = predict_batches(net, ((view - mean) / std).astype(np.float32),
+                                         batch_size)
+                totals = [tot + temperature_scale(logits, t) for tot, t in zip(totals, temperatures)]
+                views += 1
+            for chunks, tot in zip(out, totals):
+                chunks.append(tot / views)
+        return [np.concatenate(chunks) for chunks in out]
+
+    def proba_pair(self, images, batch_size: int = 500, tta: bool = False):
+        """``(calibrated, uncalibrated)`` probabilities, computed from one pass of the model."""
+        from cvcore.classify.calibration import temperature_scale
+        if tta:
+            if self.kind in HOG_MODELS:
+                return self.predict_proba(images, tta=True)   # refuses, with the reason
+            return tuple(self._predict_proba_tta(images, batch_size, [self.temperature, 1.0]))
+        if self.kind in HOG_MODELS and self.temperature == 1.0:
+            proba = self.predict_proba(images, batch_size)
+            return proba, proba
+        scores = self.scores(images, batch_size)
+        return temperature_scale(scores, self.temperature), temperature_scale(scores, 1.0)
+
+    def calibrate(self, images, labels) -> dict:
+        """Fit the temperature on held-out ``(images, labels)`` and store it with the model.
+
+        Temperature scaling (Guo et al. 2017; :func:`cvcore.classify.fit_temperature`) on the
+        uncalibrated :meth:`scores`: for the CNNs their logits, for the linear HOG models their
+        decision scores (the multi-class Platt scaling of :mod:`cvcore.classify.calibration`). Returns (and keeps in
+        ``params["calibration"]``, saved in ``model.npz``) the temperature with the held-out NLL
+        and ECE before and after. k-NN vote shares have no scores to scale and are refused.
+        """
+        from cvcore.classify.calibration import fit_temperature, nll, temperature_scale
+        from cvcore.train.metrics import expected_calibration_error
+        if self.kind == "hog-knn":
+            raise ValueError("hog-knn's probabilities are vote shares, not a softmax of scores: "
+                             "temperature scaling does not apply")
+        labels = np.asarray(labels)
+        scores = self.scores(images)
+        if len(labels) != len(scores):
+            raise ValueError(f"{len(labels)} labels for {len(scores)} images")
+        t = fit_temperature(scores, labels)
+        self.params["calibration"] = {
+            "method": "temperature", "temperature": t, "n": int(len(labels)),
+            "nll_before": nll(scores, labels), "nll_after": nll(scores, labels, t),
+            "ece_before": expected_calibration_error(labels, temperature_scale(scores, 1.0)),
+            "ece_after": expected_calibration_error(labels, temperature_scale(scores, t))}
+        return dict(self.params["calibration"])
 
     def embed(self, images, batch_size: int = 500) -> np.ndarray:
         """Penultimate-layer embeddings (N, C) float32 of raw uint8 images (CNN models): the
@@ -181,14 +321,37 @@ class TrainedModel:
             return np.concatenate([net.embed(x[i:i + batch_size]).astype(np.float32)
                                    for i in range(0, len(x), batch_size)])
 
-    def evaluate(self, images, labels) -> dict:
+    def evaluate(self, images, labels, *, tta: bool = False, min_confidence=None) -> dict:
         """:func:`cvcore.train.metrics.evaluate` on ``(images, labels)``, plus ``seconds``."""
-        from cvcore.train.metrics import evaluate
+        return self.assess(images, labels, tta=tta, min_confidence=min_confidence)[0]
+
+    def assess(self, images, labels, *, tta: bool = False, min_confidence=None):
+        """Evaluate on ``(images, labels)``; returns ``(metrics, proba, proba_uncalibrated)``.
+
+        ``metrics`` is :func:`cvcore.train.metrics.evaluate`'s dict of the (calibrated,
+        optionally test-time augmented) probabilities, with ``seconds``, ``tta``, and when a
+        temperature is stored ``calibration`` (the temperature, the ECE and adaptive ECE of the
+        uncalibrated probabilities); with ``min_confidence``, ``selective`` (coverage and
+        accuracy of the kept predictions, :func:`cvcore.train.metrics.selective_accuracy`).
+        """
+        from cvcore.train.metrics import (adaptive_calibration_error, check_min_confidence,
+                                          evaluate, expected_calibration_error,
+                                          selective_accuracy)
+        if min_confidence is not None:
+            check_min_confidence(min_confidence)
         t0 = time.perf_counter()
-        proba = self.predict_proba(images)
+        proba, raw = self.proba_pair(images, tta=tta)
         out = evaluate(labels, proba, self.class_names)
         out["seconds"] = time.perf_counter() - t0
-        return out
+        out["tta"] = bool(tta)
+        if "calibration" in self.params:
+            out["calibration"] = {
+                "method": self.params["calibration"]["method"], "temperature": self.temperature,
+                "ece_uncalibrated": expected_calibration_error(labels, raw),
+                "adaptive_ece_uncalibrated": adaptive_calibration_error(labels, raw)}
+        if min_confidence is not None:
+            out["selective"] = selective_accuracy(labels, proba, min_confidence)
+        return out, proba, raw
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path) -> None:
@@ -208,6 +371,23 @@ def load_model(path) -> TrainedModel:
                         state["params"], state["arrays"])
 
 
+def stratified_split(labels, fraction: float, seed: int = 0):
+    """Indices ``(keep, held)``, each sorted: a seeded share ``fraction`` of every class held out
+    (``round(fraction * n_c)``, at least one per class of two or more images, never all)."""
+    labels = np.asarray(labels)
+    if isinstance(fraction, bool) or not 0.0 < float(fraction) < 1.0:
+        raise ValueError(f"the held-out fraction must be in (0, 1), got {fraction!r}")
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_held = int(round(fraction * len(idx)))
+        n_held = min(max(n_held, 1), len(idx) - 1) if len(idx) >= 2 else 0
+        held.append(idx[:n_held])
+        keep.append(idx[n_held:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
 def top_classes(proba, class_names, k: int) -> list[list[dict]]:
     """The ``k`` most probable classes of each row of ``proba`` (N, n_classes), most probable
     first, ties in class order: ``[[{"class": name, "probability": p}, ...], ...]``.
@@ -225,15 +405,49 @@ def top_classes(proba, class_names, k: int) -> list[list[dict]]:
             for p, top in zip(proba, order)]
 
 
+def prediction_rows(proba, class_names, k: int, min_confidence: float | None = None) -> list:
+    """What ``cvcore predict --json`` and the batch jobs say about each image: ``{"label": top-1
+    class, or "unknown" below min_confidence, "confidence": top-1 probability, "top": the k most
+    probable classes (:func:`top_classes`)}``.
+
+    >>> prediction_rows(np.array([[0.55, 0.45]]), ["a", "b"], 1, min_confidence=0.6)
+    [{'label': 'unknown', 'confidence': 0.55, 'top': [{'class': 'a', 'probability': 0.55}]}]
+    """
+    from cvcore.train.metrics import UNKNOWN, reject
+    labels = reject(proba, 0.0 if min_confidence is None else min_confidence)
+    return [{"label": "unknown" if label == UNKNOWN else class_names[label],
+             "confidence": float(np.max(p)), "top": top}
+            for p, label, top in zip(proba, labels, top_classes(proba, class_names, k))]
+
+
 def _mode_and_size(x_train):
     return ("gray" if x_train.ndim == 3 else "rgb"), tuple(x_train.shape[1:3])
 
 
 def train_hog_model(kind, x_train, y_train, class_names, hog: HOGParams | None = None,
                     C: float = 0.003, alpha: float = 1e-4, k: int = 5, log=print,
+                    calibration_fraction: float = 0.0, seed: int = 0,
                     features=None) -> TrainedModel:
     """Fit a HOG + classifier model on uint8 images (N, H, W[, 3]); ``features``: their
-    :meth:`TrainedModel.hog_features` if already computed (a model search reuses them)."""
+    :meth:`TrainedModel.hog_features` if already computed (a model search reuses them).
+
+    With ``calibration_fraction > 0`` (linear models only), the model is calibrated by
+    temperature scaling without giving up training images: a seeded, class-stratified share is
+    held out (:func:`stratified_split`), a first model is fitted on the rest and its temperature
+    fitted on the held-out share; then the model is refitted on every image and keeps that
+    temperature (the ``ensemble=False`` scheme of scikit-learn's ``CalibratedClassifierCV``).
+    The training cost doubles.
+    """
+    if calibration_fraction and kind != "hog-knn":
+        fit, held = stratified_split(y_train, calibration_fraction, seed)
+        probe = train_hog_model(kind, x_train[fit], y_train[fit], class_names, hog, C, alpha, k,
+                                log)
+        calibration = probe.calibrate(x_train[held], y_train[held])
+        log(f"temperature {calibration['temperature']:.3f} on {len(held)} held-out images: "
+            f"ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}")
+        model = train_hog_model(kind, x_train, y_train, class_names, hog, C, alpha, k, log)
+        model.params["calibration"] = dict(calibration, refit=True)
+        return model
     from cvcore.classify import KNeighborsClassifier, LinearSVM, SoftmaxRegression
     mode, size = _mode_and_size(x_train)
     if mode != "gray":
@@ -263,9 +477,28 @@ def train_hog_model(kind, x_train, y_train, class_names, hog: HOGParams | None =
     return model
 
 
+def train_detector_model(annotations, C: float = 0.1, rounds: int = 2, seed: int = 0,
+                         log=print) -> TrainedModel:
+    """Train a ``hog-detector`` on annotated photos (:func:`cvcore.detect.train_hog_detector`)."""
+    from cvcore.detect.training import train_hog_detector
+    detector = train_hog_detector(annotations, C=C, rounds=rounds, seed=seed, log=log)
+    params, arrays = detector.state()
+    labels = sorted({lab for a in annotations for lab in a.labels}) or ["object"]
+    ww, wh = detector.window_size
+    model = TrainedModel("hog-detector", labels, (wh, ww), "gray",
+                         {"detector": params, "train": {"C": C, "rounds": rounds, "seed": seed}},
+                         {"detector": arrays})
+    model._clf = detector
+    return model
+
+
 def train_cnn_model(kind, x_train, y_train, x_val, y_val, class_names, config, out_dir=None,
                     resume: bool = False, augment: bool = True, progress: bool = True):
-    """Train a residual network on uint8 images; returns (TrainedModel, history)."""
+    """Train a residual network on uint8 images; returns (TrainedModel, history).
+
+    With a validation split, the finished model is calibrated on it by temperature scaling
+    (:meth:`TrainedModel.calibrate`), so its ``predict_proba`` gives calibrated probabilities.
+    """
     from cvcore import nn
     from cvcore.io.datasets import to_nchw
     from cvcore.train.loop import Trainer
@@ -283,8 +516,12 @@ def train_cnn_model(kind, x_train, y_train, x_val, y_val, class_names, config, o
                           None if x_val is None else model.network_input(x_val), y_val,
                           resume=resume)
     model.arrays["state_dict"] = dict(net.state_dict())
+    model.params["augment"] = {"padding": STANDARD_CROP_PADDING if augment else 0,
+                               "flip": bool(augment)}
     net.eval()
     model._net = net
+    if x_val is not None and len(x_val):
+        model.calibrate(x_val, y_val)
     return model, history
 
 
@@ -296,7 +533,7 @@ def _standard_augment(size, mean, std):
     normalise), so the normalised batch is mapped back to 0..1, augmented and normalised again.
     """
     from cvcore.augment import Compose, RandomCrop, RandomHorizontalFlip
-    pipeline = Compose([RandomCrop(size, padding=4), RandomHorizontalFlip()])
+    pipeline = Compose([RandomCrop(size, padding=STANDARD_CROP_PADDING), RandomHorizontalFlip()])
     mean = mean.reshape(1, -1, 1, 1)
     std = std.reshape(1, -1, 1, 1)
 

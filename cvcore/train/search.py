@@ -281,8 +281,8 @@ def run(args):
     out = Path(args.out)
     model.save(model_path(out))
     from cvcore.cli import _evaluate
-    metrics, proba = _evaluate(model, data)
-    _write_report(model, metrics, proba, data, out)
+    metrics, proba, raw = _evaluate(model, data)
+    _write_report(model, metrics, proba, data, out, raw)
     seconds = time.perf_counter() - t0
     _stderr(f"best: candidate {best['id']} {_describe(best)}, val acc {best['val_acc']:.4f}; "
             f"test accuracy {metrics['accuracy']:.4f} ({seconds:.1f} s, {len(rows)} trials); "

@@ -109,6 +109,125 @@ def skimage_hog(image, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(
     return out
 
 
+# --- scikit-image variant, differentiated ---------------------------------------------------
+# The same function in float64 throughout (scikit-image sums the cells in a C float; a gradient
+# check by central differences needs the float64 sums), then its backward pass, stage by stage.
+
+SQRT_GRAD_FLOOR = (0.5 / 255) ** 2
+
+
+def skimage_hog_float64(image, orientations, pixels_per_cell, cells_per_block, block_norm,
+                        transform_sqrt):
+    """:func:`skimage_hog` of a grey (H, W) image with float64 cell sums (no float32 rounding)."""
+    image = np.asarray(image, dtype=np.float64)
+    if transform_sqrt:
+        image = np.sqrt(image)
+    g_row, g_col = centred_gradients(image)
+    hist = _hard_binned_cells(g_row, g_col, orientations, *pixels_per_cell)
+    return _blocks(hist, cells_per_block, block_norm)
+
+
+def _hard_binned_cells(g_row, g_col, orientations, cell_rows, cell_cols):
+    magnitude = np.hypot(g_col, g_row)
+    bins = _pixel_bins(g_row, g_col, orientations)
+    n_rows, n_cols = g_row.shape[0] // cell_rows, g_row.shape[1] // cell_cols
+    hist = np.zeros((n_rows, n_cols, orientations))
+    for r in range(n_rows * cell_rows):
+        for c in range(n_cols * cell_cols):
+            if bins[r, c] >= 0:
+                hist[r // cell_rows, c // cell_cols, bins[r, c]] += magnitude[r, c]
+    return hist / (cell_rows * cell_cols)
+
+
+def _pixel_bins(g_row, g_col, orientations):
+    theta = np.rad2deg(np.arctan2(g_row, g_col)) % 180
+    edges = bin_edges(orientations)
+    bins = np.searchsorted(edges, theta, side="right") - 1
+    bins[theta >= edges[-1]] = -1
+    return bins
+
+
+def _blocks(hist, cells_per_block, block_norm):
+    b_rows, b_cols = cells_per_block
+    out = np.zeros((hist.shape[0] - b_rows + 1, hist.shape[1] - b_cols + 1, b_rows, b_cols,
+                    hist.shape[2]))
+    for r in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            out[r, c] = normalize_block(hist[r:r + b_rows, c:c + b_cols], block_norm)
+    return out
+
+
+def normalize_block_backward(block, dout, method, eps=SKIMAGE_EPS):
+    """Gradient of :func:`normalize_block` with respect to ``block`` (entries >= 0)."""
+    v, d = block.ravel(), dout.ravel()
+
+    def through_l1(v, d):
+        s = np.sum(v) + eps
+        return d / s - np.dot(d, v) / s ** 2
+
+    def through_l2(v, d):
+        s = np.sqrt(np.sum(v ** 2) + eps ** 2)
+        return d / s - v * np.dot(d, v) / s ** 3
+
+    if method == "L1":
+        dv = through_l1(v, d)
+    elif method == "L1-sqrt":
+        u = v / (np.sum(v) + eps)
+        du = np.where(u > 0, d * 0.5 / np.sqrt(np.where(u > 0, u, 1)), 0.0)
+        dv = through_l1(v, du)
+    elif method == "L2":
+        dv = through_l2(v, d)
+    else:                                                      # L2-Hys
+        a = v / np.sqrt(np.sum(v ** 2) + eps ** 2)
+        clipped = np.minimum(a, L2HYS_CLIP)
+        da = through_l2(clipped, d) * (a <= L2HYS_CLIP)
+        dv = through_l2(v, da)
+    return dv.reshape(block.shape)
+
+
+def skimage_hog_backward(image, dfeatures, orientations, pixels_per_cell, cells_per_block,
+                         block_norm, transform_sqrt):
+    """Gradient of ``sum(dfeatures * skimage_hog_float64(image, ...))`` w.r.t. the (H, W) image.
+
+    Stages backwards: blocks -> cells (each cell collects from every block containing it) ->
+    per-pixel magnitude in its (fixed) bin, ``dm = dcell / (cell_rows * cell_cols)`` -> centred
+    differences ``dg = dm * g / m`` -> pixels ``I[r + 1] += dg_r, I[r - 1] -= dg_r`` (columns
+    likewise) -> square root ``dI = dJ / (2 sqrt(I))`` (with ``I`` floored at
+    ``SQRT_GRAD_FLOOR``).
+    """
+    image = np.asarray(image, dtype=np.float64)
+    x = np.sqrt(image) if transform_sqrt else image
+    g_row, g_col = centred_gradients(x)
+    cell_rows, cell_cols = pixels_per_cell
+    hist = _hard_binned_cells(g_row, g_col, orientations, cell_rows, cell_cols)
+    b_rows, b_cols = cells_per_block
+    dout = np.asarray(dfeatures, dtype=np.float64).reshape(
+        hist.shape[0] - b_rows + 1, hist.shape[1] - b_cols + 1, b_rows, b_cols, orientations)
+    dhist = np.zeros_like(hist)
+    for r in range(dout.shape[0]):
+        for c in range(dout.shape[1]):
+            dhist[r:r + b_rows, c:c + b_cols] += normalize_block_backward(
+                hist[r:r + b_rows, c:c + b_cols], dout[r, c], block_norm)
+    magnitude = np.hypot(g_col, g_row)
+    bins = _pixel_bins(g_row, g_col, orientations)
+    dg_row, dg_col = np.zeros_like(x), np.zeros_like(x)
+    for r in range(hist.shape[0] * cell_rows):
+        for c in range(hist.shape[1] * cell_cols):
+            if bins[r, c] < 0 or magnitude[r, c] == 0:
+                continue
+            dm = dhist[r // cell_rows, c // cell_cols, bins[r, c]] / (cell_rows * cell_cols)
+            dg_row[r, c] = dm * g_row[r, c] / magnitude[r, c]
+            dg_col[r, c] = dm * g_col[r, c] / magnitude[r, c]
+    dx = np.zeros_like(x)
+    dx[2:, :] += dg_row[1:-1, :]          # g_row[r] = x[r + 1] - x[r - 1], r = 1 .. H - 2
+    dx[:-2, :] -= dg_row[1:-1, :]
+    dx[:, 2:] += dg_col[:, 1:-1]
+    dx[:, :-2] -= dg_col[:, 1:-1]
+    if transform_sqrt:
+        dx = dx * 0.5 / np.sqrt(np.maximum(image, SQRT_GRAD_FLOOR))
+    return dx
+
+
 # --- OpenCV variant -------------------------------------------------------------------------
 
 def reflect101(i, n):

@@ -1,0 +1,339 @@
+"""``cvcore serve`` under load: images/s and latency, batching on and off, beside the offline
+ceiling and the same ResNet-20 in PyTorch behind the same web stack.
+
+    python -m benchmarks.serve                       # 400 requests per row
+    python -m benchmarks.serve --requests 1000 --images 500
+
+For a ``hog-svm`` (trained on the embedded Fashion-MNIST subset) and a ``resnet20`` (seeded
+weights, 32x32 RGB), each served by ``cvcore serve`` in its own process on a free loopback port,
+the load generator (another process: an asyncio ``httpx`` client posting raw JPEG bodies, keeping
+``c`` requests in flight) sends CIFAR-10 test JPEGs at concurrency 1, 8 and 32, with dynamic
+batching on (``--max-batch-size 32 --max-delay-ms 5``) and off (``--max-batch-size 1``).
+
+Beside them:
+
+* ``offline``: :meth:`TrainedModel.predict_proba` on the same images already decoded, in
+  batches of 32 and of 500 in this process: the ceiling a server can approach (no HTTP, no
+  decoding); and one batch-1 forward pass, the floor of a request's latency.
+* ``torch``: the same ResNet-20 weights in PyTorch (``benchmarks.torch_models``) behind the same
+  stack: FastAPI on uvicorn, the same :class:`cvcore.serve.batching.Batcher` (on and off), Pillow
+  decoding, ``torch.no_grad()`` forward on one worker thread; PyTorch's own threads as set by
+  ``torch.set_num_threads`` (default: the cores).
+
+Printed: one row per (server, batching, concurrency): images/s, p50 and p99 latency (ms), mean
+batch size (from the server's /metrics), and images/s as a share of the offline batch-32
+ceiling. The machine's load (``os.getloadavg``) is printed before and after.
+"""
+# (no `from __future__ import annotations`: FastAPI reads the torch app's annotations)
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10" / "test"
+CONCURRENCY = (1, 8, 32)
+BATCH_ON = ("--max-batch-size", "32", "--max-delay-ms", "5")
+BATCH_OFF = ("--max-batch-size", "1", "--max-delay-ms", "0")
+STARTUP_SECONDS = 300
+OFFLINE_SECONDS = 3.0      # each offline figure is timed over at least this long
+
+
+# -- the load generator (run in its own process) --------------------------------------------------
+async def _load(url, files, concurrency, n):
+    import httpx
+    bodies = [Path(f).read_bytes() for f in files]
+    latencies, errors = [], 0
+    counter = iter(range(n))
+
+    async def worker(client):
+        nonlocal errors
+        for i in counter:
+            t0 = time.perf_counter()
+            r = await client.post(url, content=bodies[i % len(bodies)],
+                                  headers={"content-type": "image/jpeg"})
+            latencies.append(time.perf_counter() - t0)
+            errors += r.status_code != 200
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        # warm the connections and the server's allocator
+        await asyncio.gather(*[client.post(url, content=bodies[0],
+                                           headers={"content-type": "image/jpeg"})
+                               for _ in range(concurrency)])
+        t0 = time.perf_counter()
+        await asyncio.gather(*[worker(client) for _ in range(concurrency)])
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "n": n, "errors": errors,
+            "p50": float(np.percentile(latencies, 50)), "p99": float(np.percentile(latencies, 99))}
+
+
+def loadgen_main(args):
+    files = Path(args.files).read_text().split("\n")
+    print(json.dumps(asyncio.run(_load(args.url, files, args.concurrency, args.requests))))
+
+
+def run_load(url, files_list, concurrency, n):
+    out = subprocess.run([sys.executable, "-m", "benchmarks.serve", "--loadgen", "--url", url,
+                          "--files", str(files_list), "--concurrency", str(concurrency),
+                          "--requests", str(n)], cwd=ROOT, check=True, capture_output=True,
+                         text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- servers --------------------------------------------------------------------------------------
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, argv, port):
+        import httpx
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{' '.join(argv)} exited with {self.proc.returncode}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{' '.join(argv)} not ready in {STARTUP_SECONDS} s")
+            time.sleep(0.25)
+
+    def mean_batch(self, model):
+        """Mean images per forward pass from the server's Prometheus metrics."""
+        import httpx
+        text = httpx.get(self.url + "/metrics").text
+        total = count = None
+        for line in text.splitlines():
+            if line.startswith(f'cvcore_batch_size_sum{{model="{model}"}}'):
+                total = float(line.split()[-1])
+            elif line.startswith(f'cvcore_batch_size_count{{model="{model}"}}'):
+                count = float(line.split()[-1])
+        return total / count if total and count else float("nan")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def cvcore_server(model_path, batching):
+    port = _free_port()
+    return Server([sys.executable, "-m", "cvcore.cli", "serve", str(model_path), "--port",
+                   str(port), "--log-level", "warning", "--reload-interval", "0",
+                   *(BATCH_ON if batching else BATCH_OFF)], port)
+
+
+def torch_server(model_path, batching):
+    port = _free_port()
+    return Server([sys.executable, "-m", "benchmarks.serve", "--torch-server", str(model_path),
+                   "--port", str(port), "--max-batch-size", "32" if batching else "1"], port)
+
+
+def torch_app(model_path, max_batch_size):
+    """FastAPI + the cvcore Batcher + a PyTorch ResNet-20 with the model file's weights."""
+    import concurrent.futures
+    import contextlib
+    import io
+
+    import torch
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+    from PIL import Image
+
+    from benchmarks.torch_models import torch_resnet
+    from cvcore.serve.batching import Batcher
+    from cvcore.serve.metrics import BATCH_BUCKETS, Registry
+    from cvcore.train.pipeline import load_model
+
+    model = load_model(model_path)
+    net = torch_resnet(model.kind, len(model.class_names), 3 if model.mode == "rgb" else 1)
+    net.load_state_dict({k: torch.from_numpy(np.array(v))
+                         for k, v in model.arrays["state_dict"].items()})
+    net.eval()
+    mean = torch.from_numpy(model.arrays["mean"]).reshape(1, -1, 1, 1)
+    std = torch.from_numpy(model.arrays["std"]).reshape(1, -1, 1, 1)
+    names = list(model.class_names)
+    H, W = model.size
+    registry = Registry()
+    hist = registry.histogram("cvcore_batch_size", "images per forward", ("model",),
+                              buckets=BATCH_BUCKETS)
+
+    def run(images):
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+        with torch.no_grad():
+            p = torch.softmax(net((x - mean) / std), dim=1).numpy()
+        return list(p)
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    batcher = Batcher(run, pool, max_batch_size=max_batch_size, max_delay=0.005,
+                      on_batch=lambda n, s: registry.update(hist.observe, "torch", value=n))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        batcher.start()
+        run([np.zeros((H, W, 3), np.uint8)] * max_batch_size)     # warm
+        yield
+        await batcher.stop()
+
+    app = FastAPI(lifespan=lifespan)
+
+    def decode(data):
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB").resize((W, H), Image.BILINEAR))
+
+    @app.get("/readyz")
+    async def ready():
+        return {"status": "ready"}
+
+    @app.get("/metrics")
+    async def metrics():
+        from fastapi.responses import PlainTextResponse
+        return PlainTextResponse(registry.render())
+
+    @app.post("/v1/models/{name}/predict")
+    async def predict(name: str, request: Request):
+        import anyio
+        image = await anyio.to_thread.run_sync(decode, await request.body())
+        p = await batcher.submit(image, timeout=60)
+        top = np.argsort(-p)[:5]
+        return JSONResponse({"predictions": [{"label": names[i], "probability": float(p[i])}
+                                             for i in top]})
+    return app
+
+
+# -- the benchmark --------------------------------------------------------------------------------
+def build_models(out: Path, images):
+    from cvcore import nn
+    from cvcore.io.datasets import load_dataset
+    from cvcore.train.pipeline import TrainedModel, train_hog_model
+    data = load_dataset("fashion-mnist-small")
+    train_hog_model("hog-svm", data.x_train, data.y_train, data.class_names,
+                    log=lambda *a: None).save(out / "hogsvm.npz")
+    x = np.stack(images).astype(np.float32) / 255
+    net = nn.resnet20(num_classes=10, in_channels=3, rng=0)
+    TrainedModel("resnet20", sorted(p.name for p in CIFAR.iterdir()), (32, 32), "rgb", {},
+                 {"mean": x.mean(axis=(0, 1, 2)).astype(np.float32),
+                  "std": x.std(axis=(0, 1, 2)).astype(np.float32),
+                  "state_dict": dict(net.state_dict())}).save(out / "resnet20.npz")
+
+
+def offline(model_path, images):
+    """images/s of predict_proba on decoded images at batch 32 and 500; one batch-1 forward."""
+    from cvcore.train.pipeline import load_model, prepare_images
+    model = load_model(model_path)
+    x = prepare_images(list(images), model.size, model.mode)
+    out = {}
+    for bs in (32, 500):
+        model.predict_proba(x[:bs])
+        done, t0 = 0, time.perf_counter()
+        while done < 3 * len(x) or time.perf_counter() - t0 < OFFLINE_SECONDS:
+            for i in range(0, len(x), bs):
+                model.predict_proba(x[i:i + bs])
+            done += len(x)
+        out[f"b{bs}"] = done / (time.perf_counter() - t0)
+    times = []
+    for i in range(50):
+        t0 = time.perf_counter()
+        model.predict_proba(x[i:i + 1])
+        times.append(time.perf_counter() - t0)
+    out["one_ms"] = 1e3 * float(np.median(times))
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=400, help="requests per row")
+    ap.add_argument("--images", type=int, default=500, help="CIFAR-10 test JPEGs used")
+    ap.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--torch-server", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
+    ap.add_argument("--files", help=argparse.SUPPRESS)
+    ap.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--max-batch-size", type=int, default=32, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.loadgen:
+        return loadgen_main(args)
+    if args.torch_server:
+        import uvicorn
+        uvicorn.run(torch_app(args.torch_server, args.max_batch_size), host="127.0.0.1",
+                    port=args.port, log_level="warning")
+        return
+    if not CIFAR.is_dir():
+        sys.exit(f"benchmarks.serve needs the CIFAR-10 JPEGs at {CIFAR}")
+    from cvcore.io.datasets import decode_image
+    files = sorted(CIFAR.glob("*/*.jpg"))[:: max(1, 10000 // args.images)][:args.images]
+    images = [decode_image(f, "rgb") for f in files]
+    have_torch = True
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        have_torch = False
+    print(f"load average before: {os.getloadavg()}; {args.requests} requests per row, "
+          f"{len(files)} CIFAR-10 JPEGs; 2 cores shared with other jobs")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        build_models(tmp, images)
+        files_list = tmp / "files.txt"
+        files_list.write_text("\n".join(map(str, files)))
+        rows = []
+        ceilings = {}
+        for name in ("hogsvm", "resnet20"):
+            ceilings[name] = offline(tmp / f"{name}.npz", images)
+            c = ceilings[name]
+            print(f"{name} offline: {c['b32']:.0f} img/s at batch 32, {c['b500']:.0f} at 500; "
+                  f"one image {c['one_ms']:.2f} ms", flush=True)
+        servers = [("cvcore", "hogsvm"), ("cvcore", "resnet20")] + \
+            ([("torch", "resnet20")] if have_torch else [])
+        for engine, name in servers:
+            for batching in (True, False):
+                start = cvcore_server if engine == "cvcore" else torch_server
+                server = start(tmp / f"{name}.npz", batching)
+                try:
+                    for c in CONCURRENCY:
+                        r = run_load(f"{server.url}/v1/models/{name}/predict", files_list, c,
+                                     args.requests)
+                        ips = r["n"] / r["seconds"]
+                        rows.append((engine, name, "on" if batching else "off", c, ips,
+                                     1e3 * r["p50"], 1e3 * r["p99"], server.mean_batch(
+                                         name if engine == "cvcore" else "torch"),
+                                     ips / ceilings[name]["b32"], r["errors"]))
+                        print("  " + _fmt(rows[-1]), flush=True)
+                finally:
+                    server.stop()
+    print()
+    print(f"{'server':<8}{'model':<10}{'batch':<7}{'c':>4}{'img/s':>9}{'p50 ms':>9}"
+          f"{'p99 ms':>9}{'mean b':>8}{'/offline':>10}{'errors':>8}")
+    for row in rows:
+        print(_fmt(row))
+    print(f"load average after: {os.getloadavg()}")
+
+
+def _fmt(row):
+    engine, name, batching, c, ips, p50, p99, mb, share, errors = row
+    return (f"{engine:<8}{name:<10}{batching:<7}{c:>4}{ips:>9.0f}{p50:>9.1f}{p99:>9.1f}"
+            f"{mb:>8.1f}{share:>10.2f}{errors:>8}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Dynamic batching: requests that arrive close together run as one forward pass.
+
+How it works (the scheme of TorchServe's ``batch_size`` / ``max_batch_delay`` and Triton's
+dynamic batcher):
+
+1. A request handler calls :meth:`Batcher.submit` with one prepared input; it waits (without
+   blocking the event loop) for its own result.
+2. One collector task per model takes the first waiting input, then keeps taking inputs until the
+   batch holds ``max_batch_size`` of them or ``max_delay`` seconds have passed since the *first*
+   one arrived, whichever comes first. Inputs that queued while the previous batch was running
+   have already waited longer than the window, so a busy server sends full batches at once and an
+   idle one adds at most ``max_delay`` to a request's latency.
+3. The batch runs in a worker thread (``run_in_executor``): the event loop keeps accepting and
+   decoding uploads meanwhile, and the Numba kernels of the forward pass release the GIL
+   (``nogil=True``). Every result goes back to the future of its request.
+
+Bounds: at most ``max_queue`` inputs wait (one more is refused with :class:`Overloaded`, which the
+server turns into 503 with ``Retry-After``), and a request that waited ``timeout`` seconds gets
+:class:`Timeout` and is dropped from the queue if it has not started.
+
+``max_batch_size=1`` (or ``max_delay=0`` under light load) turns batching off: every request is
+its own forward pass, in arrival order.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from typing import Callable
+
+__all__ = ["Batcher", "Overloaded", "Timeout"]
+
+
+class Overloaded(Exception):
+    """The queue is full: try again later (HTTP 503 with ``Retry-After``)."""
+
+
+class Timeout(Exception):
+    """A request waited longer than its timeout (HTTP 503 with ``Retry-After``)."""
+
+
+class _Entry:
+    __slots__ = ("item", "future", "arrived")
+
+    def __init__(self, item, future, arrived):
+        self.item = item
+        self.future = future
+        self.arrived = arrived
+
+
+class Batcher:
+    """Collect single inputs into batches and run ``run_batch`` on them in a worker thread.
+
+    Parameters
+    ----------
+    run_batch : callable
+        ``run_batch(items) -> results``: a list of inputs to a list of results of the same length
+        and order. Called in ``executor``'s thread, one batch at a time per batcher.
+    executor : concurrent.futures.Executor
+        Where batches run (cvcore serve uses one worker thread for all models: on a small CPU the
+        kernels' own threads already use every core).
+    max_batch_size : int
+        Largest batch (1 = no batching).
+    max_delay : float
+        Seconds the first input of a batch may wait for more to arrive.
+    max_queue : int
+        Inputs allowed to wait; :meth:`submit` raises :class:`Overloaded` past it.
+    on_batch : callable, optional
+        ``on_batch(batch_size, seconds)`` after every batch (metrics).
+    """
+
+    def __init__(self, run_batch: Callable, executor, max_batch_size: int = 32,
+                 max_delay: float = 0.005, max_queue: int = 256, on_batch=None):
+        if int(max_batch_size) < 1:
+            raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        if not max_delay >= 0:
+            raise ValueError(f"max_delay must be >= 0 seconds, got {max_delay}")
+        if int(max_queue) < 1:
+            raise ValueError(f"max_queue must be at least 1, got {max_queue}")
+        self.run_batch = run_batch
+        self.executor = executor
+        self.max_batch_size = int(max_batch_size)
+        self.max_delay = float(max_delay)
+        self.max_queue = int(max_queue)
+        self.on_batch = on_batch
+        self._queue: collections.deque = collections.deque()
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the collector task on the running event loop."""
+        if self._task is None:
+            self._wakeup = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._collect())
+
+    async def stop(self) -> None:
+        """Stop collecting; inputs still waiting get :class:`Overloaded`."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        while self._queue:
+            entry = self._queue.popleft()
+            if not entry.future.done():
+                entry.future.set_exception(Overloaded("the server is shutting down"))
+
+    @property
+    def depth(self) -> int:
+        """Inputs waiting for a batch (not counting the batch running now)."""
+        return len(self._queue)
+
+    # -- requests -----------------------------------------------------------------------------
+    async def submit(self, item, timeout: float | None = None):
+        """Queue ``item`` and return its result once its batch has run.
+
+        Raises
+        ------
+        Overloaded
+            ``max_queue`` inputs are already waiting.
+        Timeout
+            No result within ``timeout`` seconds (the input is dropped if it has not started).
+        """
+        if self._task is None:
+            raise RuntimeError("Batcher.start() must run before submit()")
+        if len(self._queue) >= self.max_queue:
+            raise Overloaded(f"{len(self._queue)} requests are already waiting "
+                             f"(the queue holds {self.max_queue})")
+        loop = asyncio.get_running_loop()
+        entry = _Entry(item, loop.create_future(), time.monotonic())
+        self._queue.append(entry)
+        self._wakeup.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(entry.future), timeout)
+        except asyncio.TimeoutError:
+            entry.future.cancel()          # the collector skips cancelled entries
+            raise Timeout(f"no result within the request timeout of {timeout:g} s") from None
+        except asyncio.CancelledError:
+            entry.future.cancel()          # the client went away
+            raise
+
+    async def _collect(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            deadline = self._queue[0].arrived + self.max_delay
+            while len(self._queue) < self.max_batch_size:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), left)
+                except asyncio.TimeoutError:
+                    break
+            batch = []
+            while self._queue and len(batch) < self.max_batch_size:
+                entry = self._queue.popleft()
+                if not entry.future.done():
+                    batch.append(entry)
+            if not batch:
+                continue
+            t0 = time.perf_counter()
+            try:
+                results = await loop.run_in_executor(self.executor, self.run_batch,
+                                                      [e.item for e in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(f"run_batch returned {len(results)} results for "
+                                       f"{len(batch)} inputs")
+            except Exception as exc:       # a bug in the model code: every waiter learns of it
+                for e in batch:
+                    if not e.future.done():
+                        e.future.set_exception(exc)
+                continue
+            if self.on_batch is not None:
+                self.on_batch(len(batch), time.perf_counter() - t0)
+            for e, r in zip(batch, results):
+                if not e.future.done():
+                    e.future.set_result(r)

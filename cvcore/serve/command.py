@@ -1,0 +1,71 @@
+"""``cvcore serve MODEL... [--host 127.0.0.1] [--port 8000]``: the HTTP API and web page."""
+from __future__ import annotations
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers):
+    """Add the ``serve`` sub-command to ``cvcore``'s sub-parsers."""
+    from cvcore.serve.app import ServeConfig
+    d = ServeConfig()
+    p = subparsers.add_parser(
+        "serve", help="serve models over HTTP: a JSON API and a web page",
+        description="Serve model.npz files (or folders of them) over HTTP with dynamic batching. "
+                    "Open http://HOST:PORT/ for the page, /docs for the API. Needs the `serve` "
+                    "extra: pip install 'cvcore[serve]'.")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="model.npz files written by `cvcore train`, or folders of them")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
+                   help=f"largest batch per forward pass; 1 turns batching off "
+                        f"(default {d.max_batch_size})")
+    p.add_argument("--max-delay-ms", type=float, default=d.max_delay_ms,
+                   help=f"how long a batch waits to fill, ms (default {d.max_delay_ms:g})")
+    p.add_argument("--max-queue", type=int, default=d.max_queue,
+                   help=f"waiting requests per model before 503 (default {d.max_queue})")
+    p.add_argument("--timeout", type=float, default=d.timeout,
+                   help=f"seconds a request may wait for its answer (default {d.timeout:g})")
+    p.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / 2 ** 20,
+                   help=f"largest request body in MiB; more gets 413 "
+                        f"(default {d.max_upload_bytes / 2 ** 20:g})")
+    p.add_argument("--max-pixels", type=int, default=d.max_pixels,
+                   help=f"largest decoded image in pixels (default {d.max_pixels})")
+    p.add_argument("--reload-interval", type=float, default=d.reload_interval,
+                   help=f"seconds between checks for a replaced model file; 0 = never "
+                        f"(default {d.reload_interval:g})")
+    p.add_argument("--log-level", default="info", help="uvicorn's log level (default info)")
+    p.set_defaults(func=run)
+    return p
+
+
+def config_from_args(args):
+    from cvcore.serve.app import ServeConfig
+    for name in ("max_batch_size", "max_queue", "max_pixels"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, "
+                             f"got {getattr(args, name)}")
+    for name in ("max_delay_ms", "reload_interval"):
+        if not getattr(args, name) >= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if not args.timeout > 0 or not args.max_upload_mb > 0:
+        raise ValueError("--timeout and --max-upload-mb must be positive")
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    return ServeConfig(max_batch_size=args.max_batch_size, max_delay_ms=args.max_delay_ms,
+                       max_queue=args.max_queue, timeout=args.timeout,
+                       max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
+                       max_pixels=args.max_pixels, reload_interval=args.reload_interval)
+
+
+def run(args) -> None:
+    """Start uvicorn with the app; returns when the server stops (Ctrl-C)."""
+    try:
+        import uvicorn
+        from cvcore.serve.app import create_app
+    except ImportError as exc:
+        raise OSError(f"cvcore serve needs the serve extra ({exc.name} is missing): "
+                      f"pip install 'cvcore[serve]'") from None
+    app = create_app(args.models, config_from_args(args))
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                timeout_graceful_shutdown=10)

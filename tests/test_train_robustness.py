@@ -1,0 +1,147 @@
+"""Attacks on trained models: HOG + linear models through the HOG backward, ResNets through
+their normalisation, `cvcore eval --attack`, `cvcore attack`, the report figures."""
+import json
+
+import numpy as np
+import pytest
+
+from cvcore.adversarial import fgsm, pgd
+from cvcore.cli import main
+from cvcore.io.datasets import load_embedded
+from cvcore.train.pipeline import TrainedModel, train_hog_model
+from cvcore.train.robustness import (attack_inputs, attack_model, evaluate_robustness,
+                                     plot_robustness_curves)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_embedded()
+
+
+@pytest.fixture(scope="module")
+def hog_models(data):
+    # a small training set: the models only need to be decent, and quick to fit
+    idx = np.random.default_rng(0).permutation(len(data.y_train))[:800]
+    return {kind: train_hog_model(kind, data.x_train[idx], data.y_train[idx], data.class_names,
+                                  log=lambda *a: None)
+            for kind in ("hog-svm", "hog-linear")}
+
+
+@pytest.mark.parametrize("kind", ["hog-svm", "hog-linear"])
+def test_hog_model_logits_are_its_predictions_and_the_gradient_is_right(data, hog_models, kind):
+    model = hog_models[kind]
+    target = attack_model(model)
+    images = data.x_test[:20]
+    x = attack_inputs(model, images)
+    z = target.logits(x)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(p / p.sum(axis=1, keepdims=True), model.predict_proba(images),
+                               rtol=1e-4, atol=1e-6)
+    y = data.y_test[:20].astype(np.int64)
+    loss, g = target.loss_gradient(x, y)
+    assert g.shape == x.shape and np.abs(g).max() > 0
+    # single pixels by central differences, where no orientation bin switches within the step
+    # (hard binning jumps there) and away from the square root's kink at 0; the cells are
+    # summed in float32, so the step is large enough to keep that rounding small
+    from kernels.reference.hog import _pixel_bins, centred_gradients
+    rng = np.random.default_rng(1)
+    h, checked = 1e-3, 0
+    for n in range(5):
+        for r, c in zip(rng.integers(1, 27, 30), rng.integers(1, 27, 30)):
+            if x[n, 0, r, c] < 0.2:
+                continue
+            moved = []
+            for sign in (1, -1):
+                xs = x.copy()
+                xs[n, 0, r, c] += sign * h
+                moved.append(xs)
+            bins = [_pixel_bins(*centred_gradients(np.sqrt(m[n, 0].astype(np.float64))), 9)
+                    for m in moved]
+            if not np.array_equal(*bins):
+                continue
+            num = (target.loss_gradient(moved[0][n:n + 1], y[n:n + 1])[0][0]
+                   - target.loss_gradient(moved[1][n:n + 1], y[n:n + 1])[0][0]) / (2 * h)
+            assert abs(num - g[n, 0, r, c]) <= 0.05 * abs(num) + 1e-3, (n, r, c, num,
+                                                                       g[n, 0, r, c])
+            checked += 1
+    assert checked >= 20
+
+
+@pytest.mark.parametrize("kind", ["hog-svm", "hog-linear"])
+def test_fgsm_and_pgd_break_hog_models_like_a_cnn(data, hog_models, kind):
+    model = hog_models[kind]
+    result = evaluate_robustness(model, data.x_test, data.y_test, [0.0, 0.01, 0.03], "pgd",
+                                 steps=5, limit=60)
+    acc = result["robust_accuracy"]
+    assert acc[0] == result["accuracy"] > 0.6
+    assert acc[0] > acc[1] >= acc[2] and acc[2] < 0.2
+    target = attack_model(model)
+    x, y = result["x"], result["y"].astype(np.int64)
+    assert np.mean(target.predict(fgsm(target, x, y, 0.03)) == y) < result["accuracy"]
+    # targeted: a PGD run can steer the HOG + linear model to another class
+    goal = (y + 1) % 10
+    steered = target.predict(pgd(target, x, goal, 0.1, steps=10, targeted=True))
+    assert np.mean(steered == goal) > 0.5
+
+
+def test_knn_and_cnn_models(data):
+    knn = train_hog_model("hog-knn", data.x_train[:200], data.y_train[:200], data.class_names,
+                          log=lambda *a: None)
+    with pytest.raises(TypeError, match="no input gradient"):
+        attack_model(knn)
+    # a ResNet: the attack works on pixels in [0, 1], the normalisation is inside the target
+    from cvcore import nn
+    net = nn.resnet20(num_classes=10, in_channels=1, rng=np.random.default_rng(0))
+    mean, std = np.array([0.3], np.float32), np.array([0.35], np.float32)
+    cnn = TrainedModel("resnet20", data.class_names, (28, 28), "gray", {},
+                       {"mean": mean, "std": std, "state_dict": dict(net.state_dict())})
+    target = attack_model(cnn)
+    images = data.x_test[:4]
+    z = target.logits(attack_inputs(cnn, images))
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(p / p.sum(axis=1, keepdims=True), cnn.predict_proba(images),
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_eval_attack_json_report_figures_and_attack_command(data, hog_models, tmp_path, capsys):
+    weights = tmp_path / "model.npz"
+    hog_models["hog-svm"].save(weights)
+    out = tmp_path / "report"
+    assert main(["eval", str(weights), "--attack", "pgd", "--eps", "0.01", "0.03", "--steps",
+                 "3", "--attack-limit", "30", "--out", str(out), "--json"]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(last) >= {"accuracy", "robust_accuracy", "eps"}
+    assert last["eps"] == [0.01, 0.03] and len(last["robust_accuracy"]) == 2
+    assert last["robust_accuracy"][1] <= last["robust_accuracy"][0] < last["accuracy"]
+    for name in ("robustness.png", "adversarial.png", "robustness.json", "report.txt"):
+        assert (out / name).stat().st_size > 0
+    assert "robustness under PGD-3" in (out / "report.txt").read_text()
+    # the attack command: writes the adversarial image, prints the change
+    from cvcore.io.images import imwrite
+    imwrite(tmp_path / "shoe.png", data.x_test[0])
+    assert main(["attack", str(tmp_path / "shoe.png"), "--weights", str(weights), "--eps",
+                 "0.1", "--steps", "10", "--json"]) == 0
+    line = json.loads(capsys.readouterr().out.strip())
+    assert line["changed"] and line["before"]["class"] != line["after"]["class"]
+    assert 0.09 < line["linf"] <= 0.1              # rounded to grey levels inside the budget
+    assert (tmp_path / "shoe-adv.png").exists()
+    # bad arguments: one line, exit 2
+    for args in (["eval", str(weights), "--attack", "fgsm", "--eps", "-0.1"],
+                 ["eval", str(weights), "--attack", "fgsm", "--eps", "nan"],
+                 ["attack", str(tmp_path / "shoe.png"), "--weights", str(weights), "--target",
+                  "Spaceship"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("cvcore: error:") and len(err.strip().splitlines()) == 1
+
+
+def test_robustness_curves_of_several_models_on_one_plot(tmp_path):
+    curves = [{"name": "a", "eps": [0, 0.1], "robust_accuracy": [0.9, 0.2], "attack": "pgd",
+               "steps": 20},
+              {"name": "b", "eps": [0, 0.1], "robust_accuracy": [0.8, 0.6], "attack": "fgsm"}]
+    plot_robustness_curves(curves, tmp_path / "curve.png")
+    from PIL import Image
+    with Image.open(tmp_path / "curve.png") as im:
+        assert im.size[0] > 300
+    with pytest.raises(ValueError, match="at least one"):
+        plot_robustness_curves([], tmp_path / "none.png")
