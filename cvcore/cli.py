@@ -146,6 +146,20 @@ def _given(value, default):
     return default if value is None else value
 
 
+#: (epochs, batch size, peak learning rate) of `cvcore train` when not given: CNNs from scratch,
+#: and the pretrained models (fine-tuning; 224x224 batches of 32 fit in memory)
+TRAIN_DEFAULTS = {"scratch": (4, 128, 0.2), "pretrained": (3, 32, 0.01)}
+
+
+def train_defaults(args, kind):
+    """``args`` with --epochs, --batch-size and --lr filled in from :data:`TRAIN_DEFAULTS`."""
+    epochs, batch, lr = TRAIN_DEFAULTS[kind]
+    args.epochs = _given(args.epochs, epochs)
+    args.batch_size = _given(args.batch_size, batch)
+    args.lr = _given(args.lr, lr)
+    return args
+
+
 def _stderr(msg):
     print(msg, file=sys.stderr, flush=True)
 
@@ -213,8 +227,8 @@ def cmd_train(args):
     out = Path(args.out)
     if transfer:
         from cvcore.train.transfer import train_transfer_model
-        config = TrainConfig(epochs=_given(args.epochs, 3),
-                             batch_size=_given(args.batch_size, 32), lr=_given(args.lr, 0.01),
+        train_defaults(args, "pretrained")
+        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay,
                              schedule=args.schedule, seed=args.seed)
         xt, yt, xv, yv = _split_val(data, args.val_fraction, args.seed)
@@ -222,8 +236,8 @@ def cmd_train(args):
                                               config, tconfig, out_dir=out, resume=args.resume,
                                               augment=not args.no_augment, log=log)
     elif args.model in CNN_MODELS:
-        config = TrainConfig(epochs=_given(args.epochs, 4),
-                             batch_size=_given(args.batch_size, 128), lr=_given(args.lr, 0.2),
+        train_defaults(args, "scratch")
+        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, schedule=args.schedule,
                              seed=args.seed)
         xt, yt, xv, yv = _split_val(data, args.val_fraction, args.seed)

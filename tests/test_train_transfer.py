@@ -126,7 +126,7 @@ def test_command_trains_predicts_and_refuses_bad_settings(tmp_path):
     out = tmp_path / "run"
     result = run_cli("train", "--model", "efficientnet-lite0", "--pretrained", "imagenet",
                      "--data", tmp_path / "data", "--size", 32, 32, "--freeze", "backbone",
-                     "--head-epochs", 3, "--out", out, "--json")
+                     "--head-epochs", 10, "--batch-size", 8, "--out", out, "--json")
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics["accuracy"] == 1.0
