@@ -25,8 +25,9 @@ setup(
         # installed by hand (`pip install torch==2.13.0`): a loose requirement here could pull a
         # CUDA build of several gigabytes.
         # mahotas: a SURF (dlib's port) to compare with; no PyPI OpenCV build includes SURF.
+        # cleanlab: confident learning's reference (label issues); needs no torch.
         "bench": ["opencv-python-headless>=4.8,<5", "scikit-image>=0.22", "scikit-learn>=1.3",
-                  "pycocotools>=2.0.7", "dlib-bin>=19.24", "mahotas>=1.4"],
+                  "pycocotools>=2.0.7", "dlib-bin>=19.24", "mahotas>=1.4", "cleanlab>=2.6"],
         # `cvcore serve`: the HTTP API and web page (Starlette/FastAPI on uvicorn).
         # (httpx: the client of the serve tests and of benchmarks.serve's load generator)
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "httpx>=0.25"],

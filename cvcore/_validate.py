@@ -7,6 +7,8 @@ value) with a message that names the argument, and returns the value in the form
 from __future__ import annotations
 
 import numbers
+import os
+import stat
 
 import numpy as np
 
@@ -25,6 +27,7 @@ __all__ = [
     "check_grad",
     "check_limit",
     "FLOAT32_MAX",
+    "check_regular_file",
 ]
 
 
@@ -203,3 +206,26 @@ def check_limit(value: int, limit: int, what: str, reason: str) -> int:
     if value > limit:
         raise ValueError(f"{what} is {value}, above the limit of {limit}: {reason}")
     return value
+
+
+def check_regular_file(path, what: str = "file") -> str:
+    """Raise unless ``path`` is a regular file, looking with ``os.stat`` only: opening a FIFO
+    (named pipe) would block until a writer appears, and a device may never end.
+
+    ``FileNotFoundError`` when nothing is there, ``IsADirectoryError`` for a folder,
+    ``ValueError`` for a pipe, socket or device. Returns the path as a string.
+    """
+    path = os.fspath(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such {what}: {path}") from None
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{path} is a directory, not a {what}")
+    if not stat.S_ISREG(mode):
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+                "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise ValueError(f"{path} is {kind}, not a {what}; cvcore reads regular files only "
+                         f"(reading it could block forever)")
+    return path

@@ -112,9 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     from cvcore.train import search as search_command
     search_command.add_parser(sub, _add_data)
 
-    p = sub.add_parser("check", help="report on a data set: balance, duplicates, corrupt files")
+    p = sub.add_parser("check", help="report on a data set: balance, duplicates, corrupt files; "
+                                     "with --labels, the images whose label looks wrong")
     p.add_argument("data", help="a data set name or folder (as --data of train)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    from cvcore.train.label_command import add_options as add_label_options
+    add_label_options(p)
     p.set_defaults(func=cmd_check)
 
     from cvcore.train.detection import add_parser as add_detect_parser
@@ -252,9 +255,10 @@ def cmd_train(args):
         model = train_hog_model(args.model, data.x_train, data.y_train, data.class_names,
                                 C=0.003 if args.C is None else args.C, log=log,
                                 calibration_fraction=args.val_fraction, seed=args.seed)
-    model.save(model_path(out))
+    # model.npz last: a run that fails (evaluation, report) leaves no new model behind.
     metrics, proba, raw = _evaluate(model, data)
     files = _write_report(model, metrics, proba, data, out, raw)
+    model.save(model_path(out))
     seconds = time.perf_counter() - t0
     log(f"test accuracy {metrics['accuracy']:.4f}, top-5 {metrics['top5']:.4f} "
         f"({seconds:.1f} s); wrote {model_path(out)} and {', '.join(files)} in {out}")
@@ -320,6 +324,9 @@ def cmd_predict(args):
 
 def cmd_check(args):
     from cvcore.io.datasets import check
+    if args.labels:
+        from cvcore.train.label_command import run
+        return run(args)
     report = check(args.data)
     if args.json:
         print(json.dumps(report.to_dict()))
@@ -330,6 +337,13 @@ def cmd_check(args):
 def cmd_demo(args):
     from cvcore.train.demo import run_demo
     run_demo(args.out, epochs=args.epochs, quick=args.quick)
+
+
+def _one_line(exc) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        text = f"out of memory ({text})"
+    return " ".join(text.split())
 
 
 def main(argv=None) -> int:
@@ -344,12 +358,19 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         _stderr("cvcore: stopped; a CNN run continues from its last checkpoint with --resume")
         return 130
-    except (CommandError, TrainingDiverged, ValueError, OSError) as exc:
-        # Input problems (paths, formats, values) are the user's to fix: one line. A bug in
-        # cvcore (any other exception) keeps its traceback, as does everything with CVCORE_DEBUG.
+    except (CommandError, TrainingDiverged, ValueError, TypeError, OSError, MemoryError) as exc:
+        # Input problems (paths, formats, values) are the user's to fix: one line. With
+        # CVCORE_DEBUG set, every error keeps its traceback.
         if os.environ.get("CVCORE_DEBUG"):
             raise
-        _stderr(f"cvcore: error: {exc}")
+        _stderr(f"cvcore: error: {_one_line(exc)}")
+        return 2
+    except Exception as exc:
+        # Anything else is a bug in cvcore, but the command still keeps its promise of one line.
+        if os.environ.get("CVCORE_DEBUG"):
+            raise
+        _stderr(f"cvcore: error: internal error ({type(exc).__name__}: {_one_line(exc)}); "
+                f"CVCORE_DEBUG=1 shows the traceback")
         return 2
     return 0
 

@@ -353,7 +353,7 @@ def skimage_normalize_blocks(hist, block_rows, block_cols, norm, out):
 
 # --- scikit-image variant: backward (the gradient of the features with respect to the image) -----
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _block_backward(v, dout, norm, eps, dv):
     """``dv = (d out / d v)^T dout`` for one flattened block ``v`` (float64, all entries >= 0).
 
@@ -406,7 +406,7 @@ def _block_backward(v, dout, norm, eps, dv):
         dv[k] = dv[k] / s1 - v[k] * dot / (s1 * s1 * s1)
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, error_model="numpy", nogil=True)
 def skimage_normalize_blocks_backward(hist, block_rows, block_cols, norm, dout, dhist):
     """Backward of :func:`skimage_normalize_blocks`: accumulate into ``dhist``.
 
@@ -445,7 +445,7 @@ def skimage_normalize_blocks_backward(hist, block_rows, block_cols, norm, dout, 
                             k += 1
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, error_model="numpy", nogil=True)
 def skimage_cell_sums_backward(image, cell_rows, cell_cols, edges, dhist, dimage):
     """Backward of the gradient, magnitude and hard binning of :func:`skimage_cell_sums`.
 

@@ -55,6 +55,7 @@ from numba import njit, prange
 from kernels.integral import box_sum, box_sum_clamped
 from kernels.sift import fast_atan2_degrees
 
+KEYPOINT_BLOCK = 16           # keypoints per parallel task (they share scratch arrays)
 MIXED_WEIGHT = 0.9            # Bay et al. 2008, eq. 4: relative weight w of Dxy (0.912 rounded)
 ORI_RADIUS = 6                # sec. 4.1: responses on a disc of radius 6s, sampled at step s
 ORI_HAAR_SIDE = 4.0           # sec. 4.1: Haar wavelets of side 4s
@@ -332,15 +333,16 @@ def _axis_taps(start, s, n, size, idx, frac):
 
 
 @njit(cache=True, nogil=True)
-def fill_grid(ii, y0, x0, s, grid):
+def fill_grid(ii, y0, x0, s, grid, idx, frac):
     """``grid[a, b] = integral_at(ii, y0 + a s, x0 + b s)`` for a square grid, with the clamping
     and the interpolation weights computed once per row and per column (the same values,
-    about twice as fast as a call per point)."""
+    about twice as fast as a call per point). ``idx`` (2, >= G) int64 and ``frac`` (2, >= G)
+    float64 are scratch."""
     G = grid.shape[0]
-    rows = np.empty(G, np.int64)
-    fy = np.empty(G)
-    cols = np.empty(G, np.int64)
-    fx = np.empty(G)
+    rows = idx[0]
+    fy = frac[0]
+    cols = idx[1]
+    fx = frac[1]
     _axis_taps(y0, s, G, ii.shape[0] - 1, rows, fy)
     _axis_taps(x0, s, G, ii.shape[1] - 1, cols, fx)
     for a in range(G):
@@ -375,7 +377,7 @@ def haar_xy(ii, y, x, h):
 
 
 @njit(cache=True, nogil=True)
-def _orientation_one(ii, x, y, s, offsets, weights, grid, bx, by):
+def _orientation_one(ii, x, y, s, offsets, weights, grid, idx, frac, bx, by):
     """Dominant orientation in degrees of a keypoint at ``(x, y)`` of scale ``s`` (sec. 4.1).
 
     The wavelets (side 4s) of the samples (step s) have their corners on one grid of step s,
@@ -386,15 +388,15 @@ def _orientation_one(ii, x, y, s, offsets, weights, grid, bx, by):
     (the same sums as testing every response against every window)."""
     G = grid.shape[0]
     R = G // 2
-    fill_grid(ii, y - R * s, x - R * s, s, grid)
+    fill_grid(ii, y - R * s, x - R * s, s, grid, idx, frac)
     n_bins = bx.shape[0]
     for b in range(n_bins):
         bx[b] = 0.0
         by[b] = 0.0
     h = int(ORI_HAAR_SIDE) // 2
     for q in range(offsets.shape[0]):
-        a = int(offsets[q, 0]) + R
-        b = int(offsets[q, 1]) + R
+        a = offsets[q, 0] + R
+        b = offsets[q, 1] + R
         right = grid[a + h, b + h] - grid[a - h, b + h] - grid[a + h, b] + grid[a - h, b]
         left = grid[a + h, b] - grid[a - h, b] - grid[a + h, b - h] + grid[a - h, b - h]
         bottom = grid[a + h, b + h] - grid[a, b + h] - grid[a + h, b - h] + grid[a, b - h]
@@ -403,7 +405,7 @@ def _orientation_one(ii, x, y, s, offsets, weights, grid, bx, by):
         dy = bottom - top
         if dx == 0.0 and dy == 0.0:
             continue
-        k = min(int(fast_atan2_degrees(dy, dx) / ORI_STEP), n_bins - 1)
+        k = min(int(fast_atan2_degrees(dy, dx) * (1.0 / ORI_STEP)), n_bins - 1)
         bx[k] += weights[q] * dx
         by[k] += weights[q] * dy
     per_window = int(ORI_WINDOW / ORI_STEP)
@@ -436,7 +438,7 @@ def _orientation_one(ii, x, y, s, offsets, weights, grid, bx, by):
 def orientation_samples():
     """Offsets ``(i, j)`` (row, col, in units of s) of the disc of radius ORI_RADIUS and their
     Gaussian weights ``exp(-(i^2 + j^2) / (2 ORI_SIGMA^2))``."""
-    offsets = np.empty((N_ORI_SAMPLES, 2))
+    offsets = np.empty((N_ORI_SAMPLES, 2), np.int64)
     weights = np.empty(N_ORI_SAMPLES)
     n = 0
     for i in range(-ORI_RADIUS, ORI_RADIUS + 1):
@@ -468,11 +470,16 @@ def orientations(ii, x, y, scale, out):
     offsets, weights = orientation_samples()
     n_bins = int(360.0 / ORI_STEP)
     G = 2 * ORI_GRID + 1
-    for q in prange(x.shape[0]):
-        bx = np.empty(n_bins)
+    K = x.shape[0]
+    for blk in prange((K + KEYPOINT_BLOCK - 1) // KEYPOINT_BLOCK):
+        bx = np.empty(n_bins)                 # scratch, shared by the block's keypoints
         by = np.empty(n_bins)
         grid = np.empty((G, G))
-        out[q] = _orientation_one(ii, x[q], y[q], scale[q], offsets, weights, grid, bx, by)
+        idx = np.empty((2, G), np.int64)
+        frac = np.empty((2, G))
+        for q in range(blk * KEYPOINT_BLOCK, min(K, (blk + 1) * KEYPOINT_BLOCK)):
+            out[q] = _orientation_one(ii, x[q], y[q], scale[q], offsets, weights, grid, idx,
+                                      frac, bx, by)
 
 
 @njit(cache=True)
@@ -499,7 +506,7 @@ def descriptor_samples():
 
 
 @njit(cache=True, nogil=True)
-def _responses_grid(ii, x, y, s, grid, dxs, dys):
+def _responses_grid(ii, x, y, s, grid, idx, frac, dxs, dys):
     """Haar responses (side 2s) on an upright square grid of ``n x n`` points ``(x + t_b s,
     y + t_a s)``, ``t = g - (n - 1) / 2`` (half-integers for even ``n``), into ``dxs, dys``
     (``n * n``, row-major). Each wavelet reaches one ``s`` either side, so all corners lie on the
@@ -507,7 +514,7 @@ def _responses_grid(ii, x, y, s, grid, dxs, dys):
     samples of an upright window, 484 reads instead of 3200)."""
     G = grid.shape[0]
     c = 0.5 * (G - 1)
-    fill_grid(ii, y - c * s, x - c * s, s, grid)
+    fill_grid(ii, y - c * s, x - c * s, s, grid, idx, frac)
     n = G - 2
     for m in range(n):
         for k in range(n):
@@ -605,22 +612,27 @@ def descriptors(ii, x, y, scale, angle, extended, out):
     D = out.shape[1]
     uv, weights, cell = descriptor_samples()
     side = DESC_CELLS * DESC_SAMPLES
-    n_turned = TURNED_GRID
-    for q in prange(x.shape[0]):
-        vec = np.empty(D)
+    n = TURNED_GRID
+    K = x.shape[0]
+    for blk in prange((K + KEYPOINT_BLOCK - 1) // KEYPOINT_BLOCK):
+        vec = np.empty(D)                     # scratch, shared by the block's keypoints
         dxs = np.empty(side * side)
         dys = np.empty(side * side)
-        if angle[q] == 0.0:
-            _responses_grid(ii, x[q], y[q], scale[q], np.empty((side + 2, side + 2)), dxs, dys)
-            co, si = 1.0, 0.0
-        else:
-            theta = math.radians(angle[q])
-            co, si = math.cos(theta), math.sin(theta)
-            gdx = np.empty(n_turned * n_turned)
-            gdy = np.empty(n_turned * n_turned)
-            _responses_grid(ii, x[q], y[q], scale[q], np.empty((n_turned + 2, n_turned + 2)),
-                            gdx, gdy)
-            _responses_turned(gdx, gdy, n_turned, co, si, uv, dxs, dys)
-        _accumulate(dxs, dys, co, si, weights, cell, extended, vec)
-        for t in range(D):
-            out[q, t] = vec[t]
+        gdx = np.empty(n * n)
+        gdy = np.empty(n * n)
+        upright_grid = np.empty((side + 2, side + 2))
+        turned_grid = np.empty((n + 2, n + 2))
+        idx = np.empty((2, n + 2), np.int64)
+        frac = np.empty((2, n + 2))
+        for q in range(blk * KEYPOINT_BLOCK, min(K, (blk + 1) * KEYPOINT_BLOCK)):
+            if angle[q] == 0.0:
+                _responses_grid(ii, x[q], y[q], scale[q], upright_grid, idx, frac, dxs, dys)
+                co, si = 1.0, 0.0
+            else:
+                theta = math.radians(angle[q])
+                co, si = math.cos(theta), math.sin(theta)
+                _responses_grid(ii, x[q], y[q], scale[q], turned_grid, idx, frac, gdx, gdy)
+                _responses_turned(gdx, gdy, n, co, si, uv, dxs, dys)
+            _accumulate(dxs, dys, co, si, weights, cell, extended, vec)
+            for t in range(D):
+                out[q, t] = vec[t]

@@ -7,6 +7,7 @@ run in a child process here: a regression shows as a dead child, not as a dead t
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import textwrap
@@ -163,3 +164,140 @@ def test_hand_built_scale_space_and_keypoints_are_checked():
     with pytest.raises(ValueError, match="beyond"):
         describe_keypoints(space, dataclasses.replace(kp, xy=np.array([[1e30, 5.0]], np.float32)))
     assert describe_keypoints(space, kp).shape == (1, 128)
+
+
+# -- model files, the command, temporary files ------------------------------------------------
+
+def _tiny_hog_model(tmp_path):
+    from cvcore.train.pipeline import train_hog_model
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (30, 28, 28), dtype=np.uint8)
+    y = np.arange(30) % 3
+    model = train_hog_model("hog-linear", x, y, ["a", "b", "c"], log=lambda *a: None)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    return path
+
+
+def _tamper(path, key, value):
+    """Rewrite one array of a model file (found by its dotted name in the state tree)."""
+    from cvcore.train.checkpoint import load_state, save_state
+    state = load_state(path)
+    node = state
+    *parents, last = key.split(".")
+    for p in parents:
+        node = node[p]
+    node[last] = value
+    save_state(path, state)
+
+
+@pytest.mark.parametrize("key,value,fragment", [
+    ("arrays.feature_std", np.ones(5, np.float32), "arrays.feature_std has shape (5,)"),
+    ("arrays.feature_mean", None, "arrays.feature_mean must be an array"),
+    ("arrays.classifier.coef_", np.ones((3, 7), np.float32), "arrays.classifier.coef_"),
+    ("arrays.classifier.classes_", np.array([0, 2, 3]), "arrays.classifier.classes_"),
+    ("class_names", ["a", "b"], "arrays.classifier.classes_"),
+])
+def test_tampered_model_file_is_refused_naming_the_array(tmp_path, key, value, fragment):
+    # Before: a model.npz with a wrong-length array loaded, and predicted nonsense (or crashed
+    # in the classifier); now load_model checks the file against its kind's schema.
+    from cvcore.train.pipeline import load_model
+    path = _tiny_hog_model(tmp_path)
+    load_model(path)                                   # the untouched file loads
+    _tamper(path, key, value)
+    with pytest.raises(ValueError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        load_model(path)
+
+
+def test_tampered_model_is_one_line_from_predict_and_eval(tmp_path, capsys):
+    from cvcore.cli import main
+    from cvcore.io import imwrite
+    path = _tiny_hog_model(tmp_path)
+    _tamper(path, "arrays.feature_std", np.ones(5, np.float32))
+    img = tmp_path / "x.png"
+    imwrite(img, np.zeros((28, 28), np.uint8))
+    for argv in (["predict", str(img), "--weights", str(path)], ["eval", str(path)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("cvcore: error:") and \
+            "arrays.feature_std" in err[0], err
+
+
+def test_a_class_with_no_readable_image_is_an_error_before_training_and_no_model_is_written(
+        tmp_path, capsys):
+    # Before: a class folder whose images were all unreadable left a label with no training
+    # image; the classifier had fewer outputs than class names, model.npz was written, and
+    # only the evaluation failed (the saved model's class names were shifted).
+    from cvcore.cli import main
+    from cvcore.io import imwrite
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(6):
+            imwrite(tmp_path / "data" / cls / f"{i}.png",
+                    rng.integers(0, 256, (16, 16), dtype=np.uint8))
+    (tmp_path / "data" / "c").mkdir()
+    for i in range(3):
+        (tmp_path / "data" / "c" / f"{i}.png").write_bytes(b"not an image")
+    out = tmp_path / "run"
+    assert main(["train", "--model", "hog-linear", "--data", str(tmp_path / "data"),
+                 "--out", str(out), "--gray"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("cvcore: error:") and "'c'" in err[-1], err
+    assert not (out / "model.npz").exists()
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path, capsys):
+    from cvcore.cli import main
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    weights = tmp_path / "w.npz"
+    os.mkfifo(weights)
+    assert main(["predict", str(fifo), "--weights", str(_tiny_hog_model(tmp_path))]) == 2
+    assert "named pipe" in capsys.readouterr().err
+    assert main(["eval", str(weights)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "named pipe" in err[0]
+
+
+def test_temporaries_of_a_killed_atomic_write_are_removed_by_the_next_write(tmp_path):
+    from cvcore.io.atomic import atomic_write
+    # A write killed before its rename leaves .<name>.<pid>.<random>.tmp; pid 2^22+1 is above
+    # Linux's default pid_max, so no live process owns it. A live writer's file stays.
+    dead = tmp_path / f".model.npz.{2 ** 22 + 1}.abc.tmp"
+    live = tmp_path / f".model.npz.{os.getppid()}.abc.tmp"
+    dead.write_bytes(b"half")
+    live.write_bytes(b"busy")
+    with atomic_write(tmp_path / "model.npz") as f:
+        f.write(b"ok")
+    assert not dead.exists() and live.exists()
+    assert (tmp_path / "model.npz").read_bytes() == b"ok"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "model.npz"])
+
+
+def test_apply_homography_checks_its_matrix():
+    # Found by the fuzzing harness: a singular H (all zeros) mapped every point to NaN, and a
+    # 2x2 "H" raised IndexError.
+    from cvcore.match import apply_homography
+    pts = np.array([[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(ValueError, match="singular"):
+        apply_homography(np.zeros((3, 3)), pts)
+    with pytest.raises(ValueError, match="3x3"):
+        apply_homography(np.eye(2), pts)
+    np.testing.assert_allclose(apply_homography(np.eye(3), pts), pts)
+
+
+def test_resuming_with_a_different_model_is_one_clear_error(tmp_path):
+    # Before: a KeyError from load_state_dict, a traceback from the command.
+    from cvcore import nn
+    from cvcore.train.loop import TrainConfig, Trainer
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 1, 8, 8)).astype(np.float32)
+    y = np.arange(8) % 2
+    config = TrainConfig(epochs=1, batch_size=4, lr=0.01, seed=0)
+    Trainer(nn.resnet20(num_classes=2, in_channels=1), config, out_dir=tmp_path,
+            progress=False).fit(x, y)
+    other = Trainer(nn.resnet20(num_classes=3, in_channels=1), config, out_dir=tmp_path,
+                    progress=False)
+    with pytest.raises(ValueError, match="different model"):
+        other.fit(x, y, resume=True)

@@ -180,11 +180,42 @@ def test_batcher_groups_concurrent_requests_and_keeps_order():
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             b = Batcher(run, pool, max_batch_size=8, max_delay=0.02, max_queue=100)
             b.start()
-            out = await asyncio.gather(*[b.submit(i) for i in range(20)])
+
+            async def one(i):
+                with b.announce():                       # as the server does while decoding
+                    await asyncio.sleep(0)
+                return await b.submit(i)
+            out = await asyncio.gather(*[one(i) for i in range(20)])
             await b.stop()
         return out
     assert asyncio.run(main()) == [2 * i for i in range(20)]
     assert max(sizes) == 8 and sum(sizes) == 20 and len(sizes) == 3     # 8 + 8 + 4
+
+
+def test_batcher_waits_only_for_announced_inputs():
+    # A lone input leaves at once (no announced input to wait for); an announced one is waited
+    # for, within the window, and joins the batch.
+    import concurrent.futures
+    sizes = []
+
+    async def main():
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            b = Batcher(lambda items: sizes.append(len(items)) or items, pool, max_batch_size=8,
+                        max_delay=10.0)
+            b.start()
+            t0 = time.monotonic()
+            assert await b.submit("alone") == "alone"
+            assert time.monotonic() - t0 < 5.0           # not the 10 s window
+
+            async def late():
+                with b.announce():
+                    await asyncio.sleep(0.2)             # "decoding"
+                return await b.submit("late")
+            out = await asyncio.gather(b.submit("early"), late())
+            await b.stop()
+        return out
+    assert asyncio.run(main()) == ["early", "late"]
+    assert sizes == [1, 2]
 
 
 def test_batcher_without_batching_runs_one_at_a_time():
@@ -587,3 +618,33 @@ def test_command_errors_are_one_line(tmp_path, capsys):
     assert "no cvcore model file found" in capsys.readouterr().err
     assert main(["serve", str(PHOTO), "--max-batch-size", "0"]) == 2
     assert "--max-batch-size must be at least 1" in capsys.readouterr().err
+
+
+def test_serving_path_kernels_release_the_gil():
+    # The forward passes run on a worker thread while the event loop and the decoding threads
+    # keep going: every kernel the serving path calls must be compiled with nogil=True.
+    import importlib
+    from numba.core.registry import CPUDispatcher
+    for name in ("hog", "resize", "nn_act", "nn_conv", "nn_linear", "nn_norm", "nn_pool"):
+        module = importlib.import_module(f"kernels.{name}")
+        dispatchers = [v for v in vars(module).values() if isinstance(v, CPUDispatcher)]
+        assert dispatchers, name
+        for d in dispatchers:
+            assert d.targetoptions.get("nogil") is True, f"kernels.{name}.{d.__name__}"
+
+
+def test_predict_with_test_time_augmentation(server, models_dir):
+    """`?tta=true` answers the mean over the training flips and crops, as predict_proba(tta=True)
+    computes it; a HOG model, trained without augmentation, gets a 422."""
+    from cvcore.train.pipeline import load_model
+    data = PHOTO.read_bytes()
+    answer = httpx.post(f"{server.url}/v1/models/resnet/predict?tta=true&top_k=10",
+                        files={"file": ("a.jpg", data)}).json()
+    assert answer["tta"] is True
+    model = load_model(models_dir / "resnet.npz")
+    expected = model.predict_proba([decode_image(data, model.mode)], tta=True)[0]
+    got = {p["index"]: p["probability"] for p in answer["predictions"]}
+    np.testing.assert_allclose([got[i] for i in range(10)], expected, rtol=1e-5)
+    bad = httpx.post(f"{server.url}/v1/models/hogsvm/predict?tta=true",
+                     files={"file": ("a.jpg", data)})
+    assert bad.status_code == 422 and "unaugmented" in bad.text

@@ -284,3 +284,15 @@ def test_cvcore_features_kind_surf(tmp_path):
         kp, d = surf(decode_image(row["image"], "gray"), n_features=40)
         assert row["keypoints"] == len(kp) == offsets[r + 1] - offsets[r] > 10
         np.testing.assert_array_equal(desc[offsets[r]:offsets[r + 1]], d)
+
+
+def test_defaults_named_in_the_docstring_are_the_real_ones():
+    import inspect
+    params = inspect.signature(surf).parameters
+    doc = surf.__doc__
+    assert params["threshold"].default == S.THRESHOLD == 0.001
+    assert "default 0.001" in doc
+    assert params["n_octaves"].default == S.N_OCTAVES == 4 and "Octaves (default 4)" in doc
+    assert params["n_layers"].default == S.N_LAYERS == 4 and "filters per octave (default 4)" in doc
+    assert params["initial_step"].default == S.INITIAL_STEP == 1 and "(default 1)" in doc
+    assert params["small_scales"].default is True and "(default\n        True)" in doc

@@ -334,6 +334,7 @@ def _run_dask(client, task, todo, on_result, label: str) -> int:
     """Submit one task per partition, at most :data:`IN_FLIGHT_PER_WORKER` per worker at a time;
     write each result as it arrives. Returns the number of workers."""
     from distributed import as_completed
+    from distributed.scheduler import KilledWorker
     workers = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
     window = IN_FLIGHT_PER_WORKER * workers
     token = uuid.uuid4().hex[:8]
@@ -355,7 +356,16 @@ def _run_dask(client, task, todo, on_result, label: str) -> int:
         submit_next()
     for future in done:
         i, paths = in_flight.pop(future.key)
-        result = future.result()            # re-raises the task's error after its retries
+        try:
+            result = future.result()        # re-raises the task's error after its retries
+        except ImportError as exc:
+            raise ValueError(f"a Dask worker cannot import what the job needs ({exc}); install "
+                             f"cvcore and its dependencies on every worker") from exc
+        except KilledWorker as exc:
+            raise ValueError(f"partition {i} ({paths[0]} .. {paths[-1]}) was running each "
+                             f"time one of {getattr(exc, 'allowed_failures', 3) + 1} workers "
+                             f"died: look for a file that exhausts a worker's memory; the "
+                             f"finished partitions are kept for a resume") from exc
         future.release()
         on_result(i, paths, result)
         submit_next()

@@ -39,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cvcore._validate import check_array, check_choice, check_int, check_pair
+from cvcore._validate import (check_array, check_choice, check_int, check_pair,
+                              check_regular_file)
 from cvcore.io.images import EXTENSION_FORMATS, NotAnImageError, imdecode, imread, to_uint8
 
 __all__ = [
@@ -116,9 +117,8 @@ DATASET_NAMES = (EMBEDDED_NAME, "fashion-mnist", "mnist")
 def _read_maybe_gzip(path: Path) -> bytes:
     """The bytes of ``path``, gunzipped if the file starts with the gzip magic number."""
     try:
+        check_regular_file(path, "IDX file")         # a FIFO or device would block the read
         raw = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no such file: {path}") from None
     except IsADirectoryError:
         raise ValueError(f"{path} is a directory, not an IDX file") from None
     if raw[:2] != GZIP_MAGIC:

@@ -23,7 +23,7 @@ import zlib
 
 import numpy as np
 
-from cvcore._validate import check_array, check_choice, check_finite
+from cvcore._validate import check_array, check_choice, check_finite, check_regular_file
 from cvcore.io.atomic import atomic_write
 
 __all__ = ["imread", "imdecode", "imwrite", "to_float", "to_uint8", "NotAnImageError"]
@@ -144,11 +144,7 @@ def imread(path, mode: str | None = None) -> np.ndarray:
     """
     if mode is not None:
         check_choice(mode, ("gray", "rgb"), "mode")
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such image file: {path}")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path} is a directory, not an image file")
+    path = check_regular_file(path, "image file")    # a FIFO or device would block the read
     if os.path.getsize(path) == 0:
         raise ValueError(f"{path}: empty file (0 bytes), not an image")
     return _decode(path, path, _format_for(path, "read"), mode, None)

@@ -26,6 +26,9 @@ from cvcore._validate import check_array, check_finite, check_int, check_positiv
 
 BLOCK = 256                 # hypotheses scored together ...
 SCORE_ELEMENTS = 1 << 21    # ... at most this many (hypothesis, point) pairs at once (memory)
+# |det H| below this times max|H|^3 (scale-free) counts as singular: float64 round-off of a
+# rank-2 matrix's determinant is about 1e-16 of that scale, so 1e-12 leaves a wide margin.
+SINGULAR_DET = 1e-12
 COLLINEAR_TOL = 1e-6        # triangle area / (squared spread of the points): below = collinear
 
 
@@ -67,8 +70,19 @@ def _apply(T, p):
 def apply_homography(H, points) -> np.ndarray:
     """Map (N, 2) points by a 3x3 homography: ``(x', y') = (h1.p, h2.p) / h3.p``, p = (x, y, 1).
     Points mapped to infinity (h3.p = 0) come out as inf."""
-    H = np.asarray(H, np.float64)
-    p = np.asarray(points, np.float64)
+    H = check_array(H, "H", ndim=2, dtypes="buif")
+    if H.shape != (3, 3):
+        raise ValueError(f"H must be a 3x3 homography, got shape {H.shape}")
+    check_finite(H, "H")
+    H = H.astype(np.float64)
+    if abs(np.linalg.det(H)) <= SINGULAR_DET * max(np.abs(H).max(), 1e-300) ** 3:
+        raise ValueError("H is singular (determinant ~0): it maps the plane onto a line or a "
+                         "point, not a homography")
+    p = check_array(points, "points", ndim=2, dtypes="buif", allow_empty=True)
+    if p.shape[1] != 2:
+        raise ValueError(f"points must have shape (N, 2), got {p.shape}")
+    check_finite(p, "points")
+    p = p.astype(np.float64)
     q = p @ H[:, :2].T + H[:, 2]
     with np.errstate(divide="ignore", invalid="ignore"):
         return q[:, :2] / q[:, 2:3]

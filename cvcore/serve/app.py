@@ -9,6 +9,7 @@ Routes
 ``GET /v1/models``                         the models: name, classes, input size, metrics
 ``GET /v1/models/{name}``                  one model
 ``POST /v1/models/{name}/predict``         one image: multipart field ``file`` or raw bytes
+                                          (``?tta=true``: test-time augmentation, CNNs)
 ``POST /v1/models/{name}/predict_batch``   several images: multipart fields ``files``
 ``POST /v1/models/{name}/explain``         the prediction and a map of why (``class`` optional)
 ``GET /docs``, ``GET /openapi.json``       OpenAPI documentation (FastAPI's)
@@ -260,6 +261,28 @@ class Server:
         except (Overloaded, Timeout) as exc:
             raise ApiError(503, "overloaded" if isinstance(exc, Overloaded) else "timeout",
                            str(exc), {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+
+    async def predict_tta(self, served: ServedModel, image) -> tuple:
+        """Test-time augmentation (:meth:`TrainedModel.predict_proba` with ``tta=True``): ten
+        forward passes of one image, run on the model thread outside the batcher, like an
+        explanation; ApiError 422 for a model trained without augmentation."""
+        from cvcore.train.pipeline import CNN_MODELS
+        model, version = served.model, served.version
+        if model.kind not in CNN_MODELS:
+            raise ApiError(422, "invalid_parameter", f"tta: a {model.kind} model is trained "
+                           f"on unaugmented images, so it has no test-time views to average")
+        loop = asyncio.get_running_loop()
+        try:
+            proba = await asyncio.wait_for(loop.run_in_executor(
+                self.executor, lambda: model.predict_proba([image], tta=True)[0]),
+                self.config.timeout)
+        except asyncio.TimeoutError:
+            raise ApiError(503, "timeout", f"no prediction within the request timeout of "
+                           f"{self.config.timeout:g} s",
+                           {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+        except ValueError as exc:                      # e.g. a model trained --no-augment
+            raise ApiError(422, "invalid_parameter", f"tta: {exc}") from None
+        return proba, version, model
 
     async def explain(self, served: ServedModel, image, class_index):
         from cvcore.serve.explain import explain
@@ -514,16 +537,23 @@ def create_app(sources, config: ServeConfig | None = None):
     @app.post("/v1/models/{name}/predict", summary="Top-k classes of one image",
               openapi_extra=image_body)
     async def predict(name: str, request: Request,
-                      top_k: int | None = Query(None, ge=1, description="classes returned")):
+                      top_k: int | None = Query(None, ge=1, description="classes returned"),
+                      tta: bool = Query(False, description="CNN models: average the "
+                                        "probabilities over the training flips and crops "
+                                        "(test-time augmentation, 10 forward passes)")):
         t0 = time.perf_counter()
         served = server.get(name)
-        (fname, data), = await uploads(request, "file", many=False)
-        image = await server.decode(served, data, fname)
+        with server.batchers[name].announce():
+            (fname, data), = await uploads(request, "file", many=False)
+            image = await server.decode(served, data, fname)
         t1 = time.perf_counter()
-        proba, version, model = await server.predict(served, image)
+        if tta:
+            proba, version, model = await server.predict_tta(served, image)
+        else:
+            proba, version, model = await server.predict(served, image)
         t2 = time.perf_counter()
         k = check_top_k(top_k, served)
-        return {"model": name, "version": version, "kind": model.kind,
+        return {"model": name, "version": version, "kind": model.kind, "tta": tta,
                 "predictions": _top(proba, model.class_names, k),
                 "time_ms": {"decode": round((t1 - t0) * 1e3, 3),
                             "queue_and_model": round((t2 - t1) * 1e3, 3),
@@ -535,8 +565,9 @@ def create_app(sources, config: ServeConfig | None = None):
                             top_k: int | None = Query(None, ge=1)):
         t0 = time.perf_counter()
         served = server.get(name)
-        files = await uploads(request, "files", many=True)
-        images = [await server.decode(served, data, fname) for fname, data in files]
+        with server.batchers[name].announce():
+            files = await uploads(request, "files", many=True)
+            images = [await server.decode(served, data, fname) for fname, data in files]
         results = await asyncio.gather(*[server.predict(served, im) for im in images])
         k = check_top_k(top_k, served)
         return {"model": name, "results": [

@@ -8,8 +8,11 @@ dynamic batcher):
 2. One collector task per model takes the first waiting input, then keeps taking inputs until the
    batch holds ``max_batch_size`` of them or ``max_delay`` seconds have passed since the *first*
    one arrived, whichever comes first. Inputs that queued while the previous batch was running
-   have already waited longer than the window, so a busy server sends full batches at once and an
-   idle one adds at most ``max_delay`` to a request's latency.
+   have already waited longer than the window, so a busy server sends full batches at once.
+   The window is only worth waiting for when more inputs are on their way: requests announce
+   themselves (:meth:`Batcher.announce`) while their upload is read and decoded, and when none is
+   announced the batch leaves at once. So a lone request pays no batching delay (its latency is
+   one forward pass plus the HTTP and decoding work), and concurrent ones share a pass.
 3. The batch runs in a worker thread (``run_in_executor``): the event loop keeps accepting and
    decoding uploads meanwhile, and the Numba kernels of the forward pass release the GIL
    (``nogil=True``). Every result goes back to the future of its request.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from typing import Callable
 
@@ -83,6 +87,7 @@ class Batcher:
         self.max_delay = float(max_delay)
         self.max_queue = int(max_queue)
         self.on_batch = on_batch
+        self.incoming = 0                  # inputs announced but not yet submitted
         self._queue: collections.deque = collections.deque()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -114,6 +119,19 @@ class Batcher:
         return len(self._queue)
 
     # -- requests -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def announce(self):
+        """``with batcher.announce(): image = await decode(...)``: one input is on its way, so
+        an open batch waits for it (within ``max_delay``) rather than leaving without it. Use
+        on the event loop's thread, around the work that precedes :meth:`submit`."""
+        self.incoming += 1
+        try:
+            yield
+        finally:
+            self.incoming -= 1
+            if self._wakeup is not None:
+                self._wakeup.set()
+
     async def submit(self, item, timeout: float | None = None):
         """Queue ``item`` and return its result once its batch has run.
 
@@ -149,7 +167,7 @@ class Batcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             deadline = self._queue[0].arrived + self.max_delay
-            while len(self._queue) < self.max_batch_size:
+            while len(self._queue) < self.max_batch_size and self.incoming > 0:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break

@@ -13,6 +13,7 @@ import zipfile
 
 import numpy as np
 
+from cvcore._validate import check_regular_file
 from cvcore.io.atomic import atomic_write
 
 __all__ = ["save_state", "load_state"]
@@ -66,8 +67,10 @@ def load_state(path) -> dict:
     ValueError
         If the file is not an npz written by :func:`save_state` (names the path and the problem).
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint file at {path}")
+    try:
+        check_regular_file(path, "checkpoint file")   # never open a FIFO or device: it blocks
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no checkpoint file at {path}") from None
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path} is not a cvcore checkpoint (not an npz/zip file)")
     try:
@@ -77,5 +80,9 @@ def load_state(path) -> dict:
             arrays = {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, EOFError, ValueError) as exc:
         raise ValueError(f"{path} is not a readable checkpoint: {exc}") from None
-    tree = json.loads(str(arrays.pop(_TREE)))
-    return _unflatten(tree, arrays)
+    try:
+        tree = json.loads(str(arrays.pop(_TREE)))
+        return _unflatten(tree, arrays)
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path} is not a readable checkpoint: its {_TREE} member is damaged "
+                         f"({type(exc).__name__}: {exc})") from None

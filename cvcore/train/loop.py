@@ -198,13 +198,18 @@ class Trainer:
         if differ:
             raise ValueError(f"cannot resume {path} with different settings "
                              f"(saved, now): {differ}")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        self.history = state["history"]
-        self.best = state["best"]
-        self.epoch = int(state["epoch"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(state["scheduler"])
+            self.history = state["history"]
+            self.best = state["best"]
+            self.epoch = int(state["epoch"])
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            # another model (--model resnet32 over a resnet20 run), other classes or channels
+            raise ValueError(f"cannot resume {path}: it holds a different model or a damaged "
+                             f"state ({type(exc).__name__}: {exc})") from None
 
     def _write_log(self) -> None:
         with atomic_write(self.out_dir / "metrics.jsonl", "w") as f:

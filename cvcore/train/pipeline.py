@@ -361,14 +361,167 @@ class TrainedModel:
 
 
 def load_model(path) -> TrainedModel:
-    """Load a ``model.npz`` written by :meth:`TrainedModel.save`."""
+    """Load a ``model.npz`` written by :meth:`TrainedModel.save`, checked against its kind's
+    schema (:data:`MODEL_SCHEMAS`): every array present with the shape and dtype the kind
+    requires and the class names matching the classifier, else one ``ValueError`` naming the
+    file and the array (a tampered file must not load and predict nonsense)."""
     state = load_state(path)
-    if state.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path} is not a cvcore model file (format {state.get('format')!r})")
-    if state["kind"] not in MODELS:
-        raise ValueError(f"{path}: unknown model kind {state['kind']!r}")
-    return TrainedModel(state["kind"], state["class_names"], tuple(state["size"]), state["mode"],
-                        state["params"], state["arrays"])
+    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
+        fmt = state.get("format") if isinstance(state, dict) else None
+        raise ValueError(f"{path} is not a cvcore model file (format {fmt!r})")
+    if state.get("kind") not in MODELS:
+        raise ValueError(f"{path}: unknown model kind {state.get('kind')!r}")
+    model = _check_common(path, state)
+    check = MODEL_SCHEMAS.get(model.kind)
+    if check is not None:
+        check(path, model)
+    return model
+
+
+class _Schema:
+    """Checks of one model file, each failure one ``ValueError`` naming the file and field."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def fail(self, name, problem):
+        raise ValueError(f"{self.path}: {name} {problem}; the file is damaged or was not "
+                         f"written by `cvcore train`")
+
+    def array(self, container, key, name, shape=None, kinds="f", finite=True,
+              positive=False) -> np.ndarray:
+        """``container[key]``: an ndarray of a dtype kind in ``kinds`` and ``shape`` (``None``
+        entries free); returns it."""
+        if not isinstance(container, dict) or key not in container:
+            self.fail(name, "is missing")
+        a = container[key]
+        if not isinstance(a, np.ndarray) or a.dtype.kind not in kinds:
+            self.fail(name, f"must be an array of kind {kinds!r}, got "
+                            f"{getattr(a, 'dtype', type(a).__name__)}")
+        if shape is not None and (a.ndim != len(shape) or any(
+                want is not None and got != want for got, want in zip(a.shape, shape))):
+            want = tuple("*" if w is None else w for w in shape)
+            self.fail(name, f"has shape {a.shape}, expected {want}")
+        if finite and a.dtype.kind == "f" and not np.isfinite(a).all():
+            self.fail(name, "holds NaN or infinity")
+        if positive and a.size and not (a > 0).all():
+            self.fail(name, "must be positive")
+        return a
+
+
+def _check_common(path, state) -> TrainedModel:
+    sc = _Schema(path)
+    names = state.get("class_names")
+    if not isinstance(names, list) or not names or \
+            not all(isinstance(n, str) for n in names):
+        sc.fail("class_names", "must be a non-empty list of strings")
+    if len(set(names)) != len(names):
+        sc.fail("class_names", "holds a name twice")
+    size = state.get("size")
+    if not isinstance(size, list) or len(size) != 2 or \
+            not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65535
+                    for v in size):
+        sc.fail("size", f"must be [height, width] of positive integers, got {size!r}")
+    if state.get("mode") not in ("gray", "rgb"):
+        sc.fail("mode", f"must be 'gray' or 'rgb', got {state.get('mode')!r}")
+    for key in ("params", "arrays"):
+        if not isinstance(state.get(key), dict):
+            sc.fail(key, "is missing")
+    calibration = state["params"].get("calibration")        # optional (older files lack it)
+    if calibration is not None:
+        t = calibration.get("temperature", 1.0) if isinstance(calibration, dict) else None
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not np.isfinite(t) \
+                or t <= 0:
+            sc.fail("params.calibration.temperature", f"must be a positive number, got {t!r}")
+    return TrainedModel(state["kind"], names, tuple(size), state["mode"], state["params"],
+                        state["arrays"])
+
+
+def _check_hog(path, model: TrainedModel) -> None:
+    """HOG + classifier: the standardisation vectors and the classifier's arrays must fit the
+    HOG length of the model's image size, and the classifier must know every class name."""
+    from cvcore.classify import load_classifier
+    sc = _Schema(path)
+    hp = model.params.get("hog")
+    try:
+        D = model.hog_features(np.zeros((1,) + tuple(model.size), np.uint8)).shape[1]
+    except (KeyError, TypeError, ValueError) as exc:
+        sc.fail("params.hog", f"does not describe HOG features of a {model.size} image ({exc})")
+    arrays = model.arrays
+    sc.array(arrays, "feature_mean", "arrays.feature_mean", (D,))
+    sc.array(arrays, "feature_std", "arrays.feature_std", (D,), positive=True)
+    clf = arrays.get("classifier")
+    if not isinstance(clf, dict):
+        sc.fail("arrays.classifier", "is missing")
+    K = len(model.class_names)
+    classes = sc.array(clf, "classes_", "arrays.classifier.classes_", (None,), kinds="iu")
+    if not np.array_equal(classes, np.arange(K)):
+        sc.fail("arrays.classifier.classes_", f"is {classes.tolist()[:12]}, but the model has "
+                                              f"{K} class names (labels 0..{K - 1})")
+    kind = str(np.asarray(clf.get("kind", "")))
+    rows = 1 if K == 2 else K
+    if kind in ("linear-svm", "softmax"):
+        if kind == "softmax":
+            rows = K
+        sc.array(clf, "coef_", "arrays.classifier.coef_", (rows, D))
+        sc.array(clf, "intercept_", "arrays.classifier.intercept_", (rows,))
+        if kind == "linear-svm":
+            sc.array(clf, "temperature_", "arrays.classifier.temperature_", (), positive=True)
+    elif kind == "knn":
+        X = sc.array(clf, "X_", "arrays.classifier.X_", (None, D))
+        y = sc.array(clf, "y_", "arrays.classifier.y_", (X.shape[0],), kinds="iu")
+        if y.size and (y.min() < 0 or y.max() >= K):
+            sc.fail("arrays.classifier.y_", f"holds labels outside 0..{K - 1}")
+    else:
+        sc.fail("arrays.classifier.kind", f"is {kind!r}, not a cvcore classifier")
+    try:
+        load_classifier(clf)
+    except (KeyError, TypeError, ValueError) as exc:
+        sc.fail("arrays.classifier", f"cannot be rebuilt ({exc})")
+
+
+def _check_cnn(path, model: TrainedModel) -> None:
+    """Residual networks: input normalisation per channel, and every tensor of the network's
+    ``state_dict`` with the shape and dtype the architecture has (the last layer's rows = the
+    class names)."""
+    from cvcore import nn
+    sc = _Schema(path)
+    C = 1 if model.mode == "gray" else 3
+    sc.array(model.arrays, "mean", "arrays.mean", (C,))
+    sc.array(model.arrays, "std", "arrays.std", (C,), positive=True)
+    sd = model.arrays.get("state_dict")
+    if not isinstance(sd, dict):
+        sc.fail("arrays.state_dict", "is missing")
+    reference = getattr(nn, model.kind)(num_classes=len(model.class_names), in_channels=C)
+    for key, want in reference.state_dict().items():
+        want = np.asarray(want)
+        got = sc.array(sd, key, f"arrays.state_dict.{key}", want.shape,
+                       kinds=want.dtype.kind)
+        del got
+    extra = sorted(set(sd) - set(reference.state_dict()))
+    if extra:
+        sc.fail(f"arrays.state_dict.{extra[0]}", f"is not a tensor of {model.kind}")
+
+
+#: kind -> check(path, model) run by :func:`load_model` after the common fields. Rooms that add
+#: a kind register its check here; fields a check does not name (optional ones such as a
+#: calibration temperature) pass through untouched.
+MODEL_SCHEMAS = {kind: _check_hog for kind in HOG_MODELS}
+MODEL_SCHEMAS.update({kind: _check_cnn for kind in CNN_MODELS})
+
+
+def check_class_coverage(y_train, class_names) -> None:
+    """Refuse training when a class has no training image: its label would have no row in the
+    classifier, and the class names would no longer line up with the outputs."""
+    counts = np.bincount(np.asarray(y_train, np.int64), minlength=len(class_names))
+    if len(counts) > len(class_names):
+        raise ValueError(f"labels go up to {len(counts) - 1} but there are only "
+                         f"{len(class_names)} class names")
+    empty = [class_names[i] for i in np.flatnonzero(counts == 0)]
+    if empty:
+        raise ValueError(f"class{'es' if len(empty) > 1 else ''} {', '.join(map(repr, empty))} "
+                         f"ha{'ve' if len(empty) > 1 else 's'} no readable training image; add "
+                         f"images or remove the folder{'s' if len(empty) > 1 else ''}")
 
 
 def stratified_split(labels, fraction: float, seed: int = 0):
@@ -438,6 +591,7 @@ def train_hog_model(kind, x_train, y_train, class_names, hog: HOGParams | None =
     temperature (the ``ensemble=False`` scheme of scikit-learn's ``CalibratedClassifierCV``).
     The training cost doubles.
     """
+    check_class_coverage(y_train, class_names)
     if calibration_fraction and kind != "hog-knn":
         fit, held = stratified_split(y_train, calibration_fraction, seed)
         probe = train_hog_model(kind, x_train[fit], y_train[fit], class_names, hog, C, alpha, k,
@@ -448,7 +602,6 @@ def train_hog_model(kind, x_train, y_train, class_names, hog: HOGParams | None =
         model = train_hog_model(kind, x_train, y_train, class_names, hog, C, alpha, k, log)
         model.params["calibration"] = dict(calibration, refit=True)
         return model
-    from cvcore.classify import KNeighborsClassifier, LinearSVM, SoftmaxRegression
     mode, size = _mode_and_size(x_train)
     if mode != "gray":
         x_train = prepare_images(list(x_train), size, "gray")
@@ -457,19 +610,10 @@ def train_hog_model(kind, x_train, y_train, class_names, hog: HOGParams | None =
     model = TrainedModel(kind, list(class_names), size, mode, {"hog": hog.as_dict()})
     t0 = time.perf_counter()
     feats = model.hog_features(x_train) if features is None else features
-    mean = feats.mean(axis=0)
-    std = feats.std(axis=0) + 1e-6
-    model.arrays = {"feature_mean": mean.astype(np.float32), "feature_std": std.astype(np.float32)}
-    feats = ((feats - mean) / std).astype(np.float32)
     log(f"HOG features {feats.shape} in {time.perf_counter() - t0:.1f} s")
     t0 = time.perf_counter()
-    if kind == "hog-svm":
-        clf = LinearSVM(C=C)
-    elif kind == "hog-linear":
-        clf = SoftmaxRegression(alpha=alpha)
-    else:
-        clf = KNeighborsClassifier(k=k)
-    clf.fit(feats, y_train)
+    clf, mean, std = train_hog_classifier(kind, feats, y_train, C, alpha, k)
+    model.arrays = {"feature_mean": mean, "feature_std": std}
     model.arrays["classifier"] = clf.state()
     model.params["classifier"] = {"C": C, "alpha": alpha, "k": k}
     model._clf = clf
@@ -492,6 +636,26 @@ def train_detector_model(annotations, C: float = 0.1, rounds: int = 2, seed: int
     return model
 
 
+def train_hog_classifier(kind, feats, y, C: float = 0.003, alpha: float = 1e-4, k: int = 5):
+    """Standardise HOG features (N, D) per dimension and fit the classifier of a HOG model kind.
+
+    Returns ``(classifier, mean, std)``, the last two float32 (D,): a model's features are
+    ``(hog - mean) / std``.
+    """
+    from cvcore.classify import KNeighborsClassifier, LinearSVM, SoftmaxRegression
+    mean = feats.mean(axis=0)
+    std = feats.std(axis=0) + 1e-6
+    x = ((feats - mean) / std).astype(np.float32)
+    if kind == "hog-svm":
+        clf = LinearSVM(C=C)
+    elif kind == "hog-linear":
+        clf = SoftmaxRegression(alpha=alpha)
+    else:
+        clf = KNeighborsClassifier(k=k)
+    clf.fit(x, y)
+    return clf, mean.astype(np.float32), std.astype(np.float32)
+
+
 def train_cnn_model(kind, x_train, y_train, x_val, y_val, class_names, config, out_dir=None,
                     resume: bool = False, augment: bool = True, progress: bool = True):
     """Train a residual network on uint8 images; returns (TrainedModel, history).
@@ -502,6 +666,7 @@ def train_cnn_model(kind, x_train, y_train, x_val, y_val, class_names, config, o
     from cvcore import nn
     from cvcore.io.datasets import to_nchw
     from cvcore.train.loop import Trainer
+    check_class_coverage(y_train, class_names)
     mode, size = _mode_and_size(x_train)
     xt = to_nchw(x_train)
     mean = xt.mean(axis=(0, 2, 3)).astype(np.float32)
