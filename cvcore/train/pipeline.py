@@ -492,7 +492,8 @@ def _check_cnn(path, model: TrainedModel) -> None:
     sd = model.arrays.get("state_dict")
     if not isinstance(sd, dict):
         sc.fail("arrays.state_dict", "is missing")
-    reference = getattr(nn, model.kind)(num_classes=len(model.class_names), in_channels=C)
+    reference = getattr(nn, model.kind.replace("-", "_"))(num_classes=len(model.class_names),
+                                                          in_channels=C)
     for key, want in reference.state_dict().items():
         want = np.asarray(want)
         got = sc.array(sd, key, f"arrays.state_dict.{key}", want.shape,
