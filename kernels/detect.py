@@ -215,18 +215,12 @@ def score_windows(grid, weights, bias, win_step_y, win_step_x, block_step_y, blo
 
 # --- Viola-Jones cascade on integral images ---------------------------------------------------
 
-@njit(cache=True, inline="always")
-def _box(ii, r0, c0, r1, c1):
-    """Sum of the image over rows [r0, r1) and columns [c0, c1) from its summed-area table."""
-    return ii[r1, c1] - ii[r0, c1] - ii[r1, c0] + ii[r0, c0]
-
-
 #: OpenCV's HaarEvaluator::setWindow skips windows whose 1/std is at least this (flat windows).
 FLAT_WINDOW = 0.1
 
 
 @njit(cache=True, parallel=True)
-def cascade_scan(ii, sq, step, win_w, win_h, rects, rect_weights, node_left, node_right,
+def cascade_scan(ii, sq, step, win_w, win_h, corners, rect_weights, node_left, node_right,
                  node_feature, node_threshold, leaves, tree_nodes, tree_leaves, stage_first,
                  stage_count, stage_threshold, hits):
     """Run a boosted cascade of Haar-feature trees on every window of one pyramid level.
@@ -238,8 +232,9 @@ def cascade_scan(ii, sq, step, win_w, win_h, rects, rect_weights, node_left, nod
        area ``A``: ``nf = A * sum(I^2) - sum(I)^2``; if ``nf <= 0`` or ``A / sqrt(nf) >= 0.1``
        the window is skipped (not a detection, not a stage-0 rejection); else
        ``vnf = float32(1 / sqrt(nf))``;
-    2. a feature is ``sum_k weight_k * boxsum_k`` in float32 (up to three rectangles), times
-       ``vnf`` in float32;
+    2. a feature is ``sum_k weight_k * boxsum_k`` in float32 (two or three rectangles; a box sum
+       is four reads of the summed-area table at precomputed offsets from the window's corner,
+       as OpenCV's ``OptFeature``), times ``vnf`` in float32;
     3. each tree is walked from its root (``value < threshold`` -> left) to a leaf; leaves add
        up in float64 per stage; a stage below its threshold rejects the window;
     4. windows are visited every ``step`` pixels; a window rejected by the first stage also
@@ -247,11 +242,14 @@ def cascade_scan(ii, sq, step, win_w, win_h, rects, rect_weights, node_left, nod
 
     Parameters
     ----------
-    ii, sq : (H + 1, W + 1) float64, summed-area tables of the level and of its squares
+    ii, sq : (H + 1, W + 1) float64, C-contiguous summed-area tables of the level and of its
+        squares
     step : int
     win_w, win_h : int, the cascade's window
-    rects : (F, 3, 4) int64, ``(x, y, w, h)`` of each feature's rectangles (unused: zero size)
-    rect_weights : (F, 3) float32
+    corners : (F, 3, 4) int64
+        Flat offsets in the table, from a window's top-left corner, of each rectangle's
+        top-left, top-right, bottom-left and bottom-right corners (``row * (W + 1) + col``).
+    rect_weights : (F, 3) float32 (0: no third rectangle)
     node_left, node_right : (N,) int64, child index in the tree (> 0) or minus a leaf index
     node_feature : (N,) int64
     node_threshold : (N,) float32
@@ -263,27 +261,36 @@ def cascade_scan(ii, sq, step, win_w, win_h, rects, rect_weights, node_left, nod
         step)``
     """
     ny, nx = hits.shape
+    stride = ii.shape[1]
+    flat = ii.ravel()
+    flat_sq = sq.ravel()
     area = np.float64((win_w - 2) * (win_h - 2))
+    # the normalisation rectangle: the window less one pixel on each side
+    n_tl = stride + 1
+    n_tr = stride + win_w - 1
+    n_bl = (win_h - 1) * stride + 1
+    n_br = (win_h - 1) * stride + win_w - 1
+    n_stages = stage_threshold.shape[0]
     for j in prange(ny):
         y = j * step
         i = 0
         while i < nx:
-            x = i * step
+            base = y * stride + i * step
             hits[j, i] = False
-            s = _box(ii, y + 1, x + 1, y + win_h - 1, x + win_w - 1)
-            s2 = _box(sq, y + 1, x + 1, y + win_h - 1, x + win_w - 1)
+            s = flat[base + n_br] - flat[base + n_tr] - flat[base + n_bl] + flat[base + n_tl]
+            s2 = (flat_sq[base + n_br] - flat_sq[base + n_tr] - flat_sq[base + n_bl]
+                  + flat_sq[base + n_tl])
             nf = area * s2 - s * s
             if nf <= 0.0:
                 i += 1
                 continue
-            nf = math.sqrt(nf)
-            vnf = np.float32(1.0 / nf)
+            vnf = np.float32(1.0 / math.sqrt(nf))
             if area * np.float64(vnf) >= FLAT_WINDOW:
                 i += 1
                 continue
             passed = True
             first_rejected = False
-            for st in range(stage_threshold.shape[0]):
+            for st in range(n_stages):
                 total = 0.0
                 for t in range(stage_first[st], stage_first[st] + stage_count[st]):
                     root = tree_nodes[t]
@@ -291,15 +298,23 @@ def cascade_scan(ii, sq, step, win_w, win_h, rects, rect_weights, node_left, nod
                     while True:
                         n = root + idx
                         f = node_feature[n]
-                        value = np.float32(0.0)
-                        for k in range(3):
-                            w = rect_weights[f, k]
-                            if w != 0.0 or k < 2:
-                                rx = x + rects[f, k, 0]
-                                ry = y + rects[f, k, 1]
-                                box = np.float32(_box(ii, ry, rx, ry + rects[f, k, 3],
-                                                      rx + rects[f, k, 2]))
-                                value = np.float32(value + np.float32(w * box))
+                        b0 = np.float32(flat[base + corners[f, 0, 3]]
+                                        - flat[base + corners[f, 0, 1]]
+                                        - flat[base + corners[f, 0, 2]]
+                                        + flat[base + corners[f, 0, 0]])
+                        b1 = np.float32(flat[base + corners[f, 1, 3]]
+                                        - flat[base + corners[f, 1, 1]]
+                                        - flat[base + corners[f, 1, 2]]
+                                        + flat[base + corners[f, 1, 0]])
+                        value = np.float32(rect_weights[f, 0] * b0) + np.float32(
+                            rect_weights[f, 1] * b1)
+                        w2 = rect_weights[f, 2]
+                        if w2 != 0.0:
+                            b2 = np.float32(flat[base + corners[f, 2, 3]]
+                                            - flat[base + corners[f, 2, 1]]
+                                            - flat[base + corners[f, 2, 2]]
+                                            + flat[base + corners[f, 2, 0]])
+                            value = np.float32(value + np.float32(w2 * b2))
                         value = np.float32(value * vnf)
                         idx = node_left[n] if value < node_threshold[n] else node_right[n]
                         if idx <= 0:

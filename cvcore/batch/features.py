@@ -37,6 +37,10 @@ What is written in ``DIR``
 
 Shards are written atomically as partitions finish; the index is assembled at the end, so a
 stopped run started again resumes (:mod:`cvcore.batch.job`).
+
+Memory: a partition's images are held decoded between decoding and extraction; ``hog`` and
+``cnn`` hold them at ``--size`` or the model's input size, the keypoint kinds without ``--size``
+at full resolution, so for folders of large photos give those a smaller ``--partition-size``.
 """
 from __future__ import annotations
 
@@ -148,8 +152,9 @@ class FeatureTask:
 
     def decode(self, paths) -> list:
         kind = FEATURE_KINDS[self.kind]
-        mode = self._model(count=False)[0].mode if kind.mode == "model" else kind.mode
-        return decode_files(paths, self.root, mode, self.size)
+        model = self._model(count=False)[0] if kind.mode == "model" else None
+        return decode_files(paths, self.root, model.mode if model else kind.mode, self.size,
+                            model=model)
 
     def compute(self, paths, decoded) -> FeatureResult:
         t0 = time.perf_counter()
