@@ -62,6 +62,21 @@ def test_filter_sizes_follow_the_paper():
     assert ks.MIXED_WEIGHT == 0.9        # eq. 4
 
 
+@pytest.mark.parametrize("small_scales", [True, False])
+def test_shared_layers_are_copied_exactly(rng, small_scales):
+    # a layer whose filter side the finer octave already has is every other sample of it: the
+    # pyramid equals computing every layer of every octave directly (steps 1, 2, 4 and 2, 4, 8)
+    ii = integral_gray(rng.random((83, 101)).astype(np.float32))
+    for initial_step in (1, 2):
+        pyr = fast_hessian(ii, n_octaves=3, initial_step=initial_step, small_scales=small_scales)
+        assert len(pyr.det) == 3
+        for det, sign, sizes, step in zip(pyr.det, pyr.sign, pyr.sizes, pyr.steps):
+            want_det, want_sign = np.empty_like(det), np.empty_like(sign)
+            ks.hessian_octave(ii, sizes, step, want_det, want_sign)
+            np.testing.assert_array_equal(det, want_det)
+            np.testing.assert_array_equal(sign, want_sign)
+
+
 # ------------------------------------------------------------------ scale
 
 
