@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true", help="CNN: no flips or padded crops")
     p.add_argument("--resume", action="store_true",
                    help="CNN: continue the stopped run in --out from its last checkpoint")
+    from cvcore.train.robustness import add_train_arguments
+    add_train_arguments(p)
     p.add_argument("--C", type=float, default=None,
                    help="hog-svm: inverse regularisation (default 0.003); hog-detector: its "
                         "SVM's (default 0.1)")
@@ -182,6 +184,7 @@ def _split_val(data, fraction, seed):
 
 def cmd_train(args):
     from cvcore.train.loop import TrainConfig
+    from cvcore.train.robustness import adversarial_config
     from cvcore.train.pipeline import (CNN_MODELS, DETECTOR_MODELS, MODELS, model_path,
                                        train_cnn_model, train_hog_model)
     if args.model not in MODELS:
@@ -197,14 +200,14 @@ def cmd_train(args):
     if args.model in CNN_MODELS:
         config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, schedule=args.schedule,
-                             seed=args.seed)
+                             seed=args.seed, **adversarial_config(args))
         xt, yt, xv, yv = _split_val(data, args.val_fraction, args.seed)
         model, history = train_cnn_model(args.model, xt, yt, xv, yv, data.class_names, config,
                                          out_dir=out, resume=args.resume,
                                          augment=not args.no_augment)
     else:
-        if args.resume:
-            raise CommandError("--resume applies to the CNN models only")
+        if args.resume or args.adversarial:
+            raise CommandError("--resume and --adversarial apply to the CNN models only")
         if not 0 <= args.val_fraction < 1:
             raise CommandError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
         model = train_hog_model(args.model, data.x_train, data.y_train, data.class_names,

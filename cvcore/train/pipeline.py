@@ -661,7 +661,8 @@ def train_cnn_model(kind, x_train, y_train, x_val, y_val, class_names, config, o
     net = getattr(nn, kind)(num_classes=len(class_names), in_channels=xt.shape[1],
                             rng=np.random.default_rng(config.seed))
     aug = _standard_augment(size, mean, std) if augment else None
-    trainer = Trainer(net, config, out_dir=out_dir, augment=aug, progress=progress)
+    trainer = Trainer(net, config, out_dir=out_dir, augment=aug, progress=progress,
+                      input_stats=(mean, std))
     history = trainer.fit(model.network_input(x_train), y_train,
                           None if x_val is None else model.network_input(x_val), y_val,
                           resume=resume)
