@@ -146,10 +146,15 @@ class Trainer:
         ``augment(x, seed) -> x`` applied to each training batch; ``seed`` is a tuple of ints.
     progress : bool
         Show the progress bar on stderr.
+    param_groups : list of (named parameters, learning-rate factor), optional
+        Parameter groups of the optimiser, each learning at ``factor * lr`` under every
+        schedule (fine-tuning: the pretrained backbone at 0.1 x the new head's rate). Default:
+        all of ``model.named_parameters()`` at ``lr``.
     """
 
     def __init__(self, model, config: TrainConfig | None = None, out_dir=None,
-                 augment: Callable | None = None, progress: bool = True, input_stats=None):
+                 augment: Callable | None = None, progress: bool = True, input_stats=None,
+                 param_groups=None):
         from cvcore import nn
         self.model = model
         self.config = (config or TrainConfig()).check()
@@ -160,7 +165,12 @@ class Trainer:
         self.input_stats = input_stats
         self.progress = progress
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.config.label_smoothing)
-        self.optimizer = nn.SGD(model.named_parameters(), lr=self.config.lr,
+        if param_groups is None:
+            groups = [{"params": list(model.named_parameters()), "lr": self.config.lr}]
+        else:
+            groups = [{"params": list(named), "lr": self.config.lr * float(factor)}
+                      for named, factor in param_groups if len(named)]
+        self.optimizer = nn.SGD(groups, lr=self.config.lr,
                                 momentum=self.config.momentum, nesterov=self.config.nesterov,
                                 weight_decay=self.config.weight_decay)
         self.history: list[dict] = []
@@ -173,7 +183,9 @@ class Trainer:
         c = self.config
         total = c.epochs * steps_per_epoch
         if c.schedule == "onecycle":
-            return nn.OneCycleLR(self.optimizer, max_lr=c.lr, total_steps=total)
+            return nn.OneCycleLR(self.optimizer, max_lr=[g["lr"] for g in
+                                                         self.optimizer.param_groups],
+                                 total_steps=total)
         if c.schedule == "cosine":
             return nn.CosineAnnealingLR(self.optimizer, T_max=total)
         if c.schedule == "step":
