@@ -164,7 +164,7 @@ def resize_linear_exact(src, xofs, xcoef, yofs, ycoef, dst):
 
 # --- sliding windows: scores as a correlation of the block map with the weight template -----
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=True)
 def score_windows(grid, weights, bias, win_step_y, win_step_x, block_step_y, block_step_x,
                   scores):
     """Linear scores of every window: the block-feature map correlated with the template.
@@ -172,11 +172,11 @@ def score_windows(grid, weights, bias, win_step_y, win_step_x, block_step_y, blo
     ``scores[wy, wx] = bias + sum_{bx, by} <grid[wy * win_step_y + by * block_step_y,
     wx * win_step_x + bx * block_step_x], weights[bx, by]>``
 
-    The sum follows ``HOGDescriptor::detect`` (hog.cpp) exactly, so that windows scoring near
-    the threshold fall on the same side as OpenCV's: blocks in OpenCV's order (``bx`` outer,
-    ``by`` inner), each block's dot product in four float32 lanes (lane ``l`` takes the
-    elements ``k = l mod 4``), the lanes added pairwise in float32, ``(l0 + l1) + (l2 + l3)`` in
-    float64, then added to the float64 total; elements past the last multiple of 4 one by one.
+    Blocks are added in OpenCV's order (``bx`` outer, ``by`` inner, as
+    ``HOGDescriptor::detect``), each block's dot product in float32 and the total in float64.
+    ``fastmath`` lets LLVM reorder the float32 dot product into SIMD lanes (OpenCV too sums it
+    in four float32 lanes); the scores differ from OpenCV's by about 1e-6, as the HOG values
+    themselves do.
 
     Parameters
     ----------
@@ -189,44 +189,30 @@ def score_windows(grid, weights, bias, win_step_y, win_step_x, block_step_y, blo
     """
     nwy, nwx = scores.shape
     nbx, nby, L = weights.shape
-    L4 = L - L % 4
     for wy in prange(nwy):
         for wx in range(nwx):
-            s = bias
+            s = np.float64(bias)
             for bx in range(nbx):
-                q = wx * win_step_x + bx * block_step_x
+                q = np.uint64(wx * win_step_x + bx * block_step_x)
                 for by in range(nby):
-                    p = wy * win_step_y + by * block_step_y
-                    if L4 > 0:
-                        l0 = weights[bx, by, 0] * grid[p, q, 0]
-                        l1 = weights[bx, by, 1] * grid[p, q, 1]
-                        l2 = weights[bx, by, 2] * grid[p, q, 2]
-                        l3 = weights[bx, by, 3] * grid[p, q, 3]
-                        for k in range(4, L4, 4):
-                            l0 += grid[p, q, k] * weights[bx, by, k]
-                            l1 += grid[p, q, k + 1] * weights[bx, by, k + 1]
-                            l2 += grid[p, q, k + 2] * weights[bx, by, k + 2]
-                            l3 += grid[p, q, k + 3] * weights[bx, by, k + 3]
-                        s += np.float64(l0 + l1) + np.float64(l2 + l3)
-                    for k in range(L4, L):
-                        s += np.float64(grid[p, q, k] * weights[bx, by, k])
+                    p = np.uint64(wy * win_step_y + by * block_step_y)
+                    v = grid[p, q]
+                    w = weights[bx, by]
+                    acc = np.float32(0.0)
+                    for k in range(L):
+                        acc += v[k] * w[k]
+                    s += np.float64(acc)
             scores[wy, wx] = s
 
 
 # --- Viola-Jones cascade on integral images ---------------------------------------------------
-
-@njit(cache=True, inline="always")
-def _box(ii, r0, c0, r1, c1):
-    """Sum of the image over rows [r0, r1) and columns [c0, c1) from its summed-area table."""
-    return ii[r1, c1] - ii[r0, c1] - ii[r1, c0] + ii[r0, c0]
-
 
 #: OpenCV's HaarEvaluator::setWindow skips windows whose 1/std is at least this (flat windows).
 FLAT_WINDOW = 0.1
 
 
 @njit(cache=True, parallel=True)
-def cascade_scan(ii, sq, step, win_w, win_h, rects, rect_weights, node_left, node_right,
+def cascade_scan(ii, sq, step, win_w, win_h, corners, rect_weights, node_left, node_right,
                  node_feature, node_threshold, leaves, tree_nodes, tree_leaves, stage_first,
                  stage_count, stage_threshold, hits):
     """Run a boosted cascade of Haar-feature trees on every window of one pyramid level.
@@ -238,20 +224,27 @@ def cascade_scan(ii, sq, step, win_w, win_h, rects, rect_weights, node_left, nod
        area ``A``: ``nf = A * sum(I^2) - sum(I)^2``; if ``nf <= 0`` or ``A / sqrt(nf) >= 0.1``
        the window is skipped (not a detection, not a stage-0 rejection); else
        ``vnf = float32(1 / sqrt(nf))``;
-    2. a feature is ``sum_k weight_k * boxsum_k`` in float32 (up to three rectangles), times
-       ``vnf`` in float32;
+    2. a feature is ``sum_k weight_k * boxsum_k`` in float32 (two or three rectangles; a box sum
+       is four reads of the summed-area table at precomputed offsets from the window's corner,
+       as OpenCV's ``OptFeature``), times ``vnf`` in float32;
     3. each tree is walked from its root (``value < threshold`` -> left) to a leaf; leaves add
        up in float64 per stage; a stage below its threshold rejects the window;
     4. windows are visited every ``step`` pixels; a window rejected by the first stage also
        skips the next column (OpenCV's ``if (result == 0) x += yStep``).
 
+    Computed indices are cast to unsigned integers: Numba then skips its negative-index
+    wrap-around test on each access (a quarter of the scan's time); they are never negative.
+
     Parameters
     ----------
-    ii, sq : (H + 1, W + 1) float64, summed-area tables of the level and of its squares
+    ii, sq : (H + 1, W + 1) float64, C-contiguous summed-area tables of the level and of its
+        squares
     step : int
     win_w, win_h : int, the cascade's window
-    rects : (F, 3, 4) int64, ``(x, y, w, h)`` of each feature's rectangles (unused: zero size)
-    rect_weights : (F, 3) float32
+    corners : (F, 3, 4) int64
+        Flat offsets in the table, from a window's top-left corner, of each rectangle's
+        top-left, top-right, bottom-left and bottom-right corners (``row * (W + 1) + col``).
+    rect_weights : (F, 3) float32 (0: no third rectangle)
     node_left, node_right : (N,) int64, child index in the tree (> 0) or minus a leaf index
     node_feature : (N,) int64
     node_threshold : (N,) float32
@@ -263,48 +256,66 @@ def cascade_scan(ii, sq, step, win_w, win_h, rects, rect_weights, node_left, nod
         step)``
     """
     ny, nx = hits.shape
+    stride = ii.shape[1]
+    flat = ii.ravel()
+    flat_sq = sq.ravel()
     area = np.float64((win_w - 2) * (win_h - 2))
+    # the normalisation rectangle: the window less one pixel on each side
+    n_tl = stride + 1
+    n_tr = stride + win_w - 1
+    n_bl = (win_h - 1) * stride + 1
+    n_br = (win_h - 1) * stride + win_w - 1
+    n_stages = stage_threshold.shape[0]
     for j in prange(ny):
         y = j * step
         i = 0
         while i < nx:
-            x = i * step
+            base = y * stride + i * step
             hits[j, i] = False
-            s = _box(ii, y + 1, x + 1, y + win_h - 1, x + win_w - 1)
-            s2 = _box(sq, y + 1, x + 1, y + win_h - 1, x + win_w - 1)
+            s = (flat[np.uint64(base + n_br)] - flat[np.uint64(base + n_tr)]
+                 - flat[np.uint64(base + n_bl)] + flat[np.uint64(base + n_tl)])
+            s2 = (flat_sq[np.uint64(base + n_br)] - flat_sq[np.uint64(base + n_tr)]
+                  - flat_sq[np.uint64(base + n_bl)] + flat_sq[np.uint64(base + n_tl)])
             nf = area * s2 - s * s
             if nf <= 0.0:
                 i += 1
                 continue
-            nf = math.sqrt(nf)
-            vnf = np.float32(1.0 / nf)
+            vnf = np.float32(1.0 / math.sqrt(nf))
             if area * np.float64(vnf) >= FLAT_WINDOW:
                 i += 1
                 continue
             passed = True
             first_rejected = False
-            for st in range(stage_threshold.shape[0]):
+            for st in range(n_stages):
                 total = 0.0
                 for t in range(stage_first[st], stage_first[st] + stage_count[st]):
                     root = tree_nodes[t]
                     idx = 0
                     while True:
-                        n = root + idx
-                        f = node_feature[n]
-                        value = np.float32(0.0)
-                        for k in range(3):
-                            w = rect_weights[f, k]
-                            if w != 0.0 or k < 2:
-                                rx = x + rects[f, k, 0]
-                                ry = y + rects[f, k, 1]
-                                box = np.float32(_box(ii, ry, rx, ry + rects[f, k, 3],
-                                                      rx + rects[f, k, 2]))
-                                value = np.float32(value + np.float32(w * box))
+                        n = np.uint64(root + idx)
+                        f = np.uint64(node_feature[n])
+                        b0 = np.float32(flat[np.uint64(base + corners[f, 0, 3])]
+                                        - flat[np.uint64(base + corners[f, 0, 1])]
+                                        - flat[np.uint64(base + corners[f, 0, 2])]
+                                        + flat[np.uint64(base + corners[f, 0, 0])])
+                        b1 = np.float32(flat[np.uint64(base + corners[f, 1, 3])]
+                                        - flat[np.uint64(base + corners[f, 1, 1])]
+                                        - flat[np.uint64(base + corners[f, 1, 2])]
+                                        + flat[np.uint64(base + corners[f, 1, 0])])
+                        value = np.float32(rect_weights[f, 0] * b0) + np.float32(
+                            rect_weights[f, 1] * b1)
+                        w2 = rect_weights[f, 2]
+                        if w2 != 0.0:
+                            b2 = np.float32(flat[np.uint64(base + corners[f, 2, 3])]
+                                            - flat[np.uint64(base + corners[f, 2, 1])]
+                                            - flat[np.uint64(base + corners[f, 2, 2])]
+                                            + flat[np.uint64(base + corners[f, 2, 0])])
+                            value = np.float32(value + np.float32(w2 * b2))
                         value = np.float32(value * vnf)
                         idx = node_left[n] if value < node_threshold[n] else node_right[n]
                         if idx <= 0:
                             break
-                    total += np.float64(leaves[tree_leaves[t] - idx])
+                    total += np.float64(leaves[np.uint64(tree_leaves[t] - idx)])
                 if total < np.float64(stage_threshold[st]):
                     passed = False
                     first_rejected = st == 0

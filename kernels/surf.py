@@ -516,14 +516,18 @@ def _responses_grid(ii, x, y, s, grid, idx, frac, dxs, dys):
     c = 0.5 * (G - 1)
     fill_grid(ii, y - c * s, x - c * s, s, grid, idx, frac)
     n = G - 2
+    # right - left = V[k + 2] - 2 V[k + 1] + V[k] with V[k] = grid[m + 2, k] - grid[m, k] (the
+    # table's column k summed over the wavelet's rows); bottom - top likewise along the rows with
+    # R[m] = grid[m, k + 2] - grid[m, k]. The same sums as four boxes each, in fewer operations.
     for m in range(n):
+        g0 = grid[m]
+        g1 = grid[m + 1]
+        g2 = grid[m + 2]
         for k in range(n):
-            right = grid[m + 2, k + 2] - grid[m, k + 2] - grid[m + 2, k + 1] + grid[m, k + 1]
-            left = grid[m + 2, k + 1] - grid[m, k + 1] - grid[m + 2, k] + grid[m, k]
-            bottom = grid[m + 2, k + 2] - grid[m + 1, k + 2] - grid[m + 2, k] + grid[m + 1, k]
-            top = grid[m + 1, k + 2] - grid[m, k + 2] - grid[m + 1, k] + grid[m, k]
-            dxs[m * n + k] = right - left
-            dys[m * n + k] = bottom - top
+            dxs[m * n + k] = ((g2[k + 2] - g0[k + 2]) - 2.0 * (g2[k + 1] - g0[k + 1])
+                              + (g2[k] - g0[k]))
+            dys[m * n + k] = ((g2[k + 2] - g2[k]) - 2.0 * (g1[k + 2] - g1[k])
+                              + (g0[k + 2] - g0[k]))
 
 
 @njit(cache=True, nogil=True)

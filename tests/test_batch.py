@@ -175,10 +175,12 @@ def test_bad_files_get_one_error_row_each_and_good_ones_are_all_predicted(bad_fo
 
 def test_rows_equal_cvcore_predict_on_the_same_files(bad_folder, trained, tmp_path, capsys):
     weights, _ = trained
+    big = bad_folder / "a" / "big colour.png"              # resized and made grey on the way
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (90, 70, 3), np.uint8)).save(big)
     out = tmp_path / "pred.jsonl"
     predict_folder([bad_folder], weights, out, top=3, partition_size=4, progress=False)
     rows = {r["image"]: r for r in read_jsonl(out)}
-    files = [p for p in rows if "top" in rows[p]][:6]
+    files = [p for p in rows if "top" in rows[p]][:6] + [str(big)]
     assert main(["predict", *files, "--weights", str(weights), "--json"]) == 0
     single = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [s["image"] for s in single] == files

@@ -354,7 +354,7 @@ def test_decode_image_of_bytes_equals_file():
 def test_models_health_and_docs(server):
     assert httpx.get(server.url + "/healthz").json()["status"] == "ok"
     assert httpx.get(server.url + "/readyz").json()["models"] == ["hogsvm", "resnet"]
-    models = {m["name"]: m for m in httpx.get(server.url + "/v1/models").json()["models"]}
+    models = {m["name"]: m for m in httpx.get(server.url + "/v1/models").json()}
     assert models["resnet"]["classes"] == CIFAR_CLASSES
     assert models["resnet"]["input_size"] == [32, 32] and models["resnet"]["kind"] == "resnet20"
     assert models["hogsvm"]["input_size"] == [28, 28] and len(models["hogsvm"]["version"]) == 16
@@ -648,3 +648,20 @@ def test_predict_with_test_time_augmentation(server, models_dir):
     bad = httpx.post(f"{server.url}/v1/models/hogsvm/predict?tta=true",
                      files={"file": ("a.jpg", data)})
     assert bad.status_code == 422 and "unaugmented" in bad.text
+
+
+def test_knn_explanation_is_the_distance_to_the_nearest_example_split_per_cell():
+    from cvcore.io.datasets import load_dataset
+    from cvcore.train.pipeline import train_hog_model
+    data = load_dataset("fashion-mnist-small")
+    model = train_hog_model("hog-knn", data.x_train[:300], data.y_train[:300], data.class_names,
+                            log=lambda *a: None)
+    image = data.x_test[1]
+    z = model.features(image[None])[0].astype(np.float64)
+    clf = model._classifier()
+    for c in (0, 4):
+        members = clf.X_[clf.y_ == c]
+        nearest = ((members - z) ** 2).sum(axis=1).min()
+        heat = hog_contributions(model, image, c)
+        assert heat.max() <= 0 and heat.sum() == pytest.approx(-nearest, rel=1e-5)
+    assert explain(model, image)["method"] == "knn-nearest-cells"

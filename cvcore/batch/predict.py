@@ -45,7 +45,7 @@ class PredictTask:
 
     def decode(self, paths) -> list:
         model, _ = cached_model(self.weights, self.digest, count=False)
-        return decode_files(paths, self.root, model.mode)
+        return decode_files(paths, self.root, model.mode, model=model)
 
     def compute(self, paths, decoded) -> PartitionResult:
         from cvcore.train.pipeline import prediction_rows

@@ -61,19 +61,26 @@ def problem_of(exc: BaseException, path: str) -> str:
     return text[len(prefix):] if text.startswith(prefix) else text
 
 
-def decode_files(paths, root: str, mode: str, size=None) -> list:
+def decode_files(paths, root: str, mode: str, size=None, model=None) -> list:
     """Decode each file with :func:`cvcore.io.datasets.decode_image` (the function ``cvcore
     predict`` and training use): a uint8 image, or a string naming why it could not be read.
 
     ``paths`` relative to ``root`` (the driver's working folder) are resolved against it, so a
     worker started elsewhere reads the same files (on a cluster: through a shared file system).
+    With a ``model``, each image is brought to the model's input at once
+    (:func:`cvcore.train.pipeline.prepare_images`, which the model would apply anyway), so a
+    partition of 12-megapixel photos holds 256 small inputs, not 256 photos.
     """
     from cvcore.io.datasets import decode_image
+    from cvcore.train.pipeline import prepare_images
     out = []
     for path in paths:
         full = os.path.join(root, path)
         try:
-            out.append(decode_image(full, mode, size))
+            image = decode_image(full, mode, size)
+            if model is not None:
+                image = prepare_images([image], model.size, model.mode)[0]
+            out.append(image)
         except (OSError, ValueError, TypeError) as exc:
             out.append(problem_of(exc, full))
         except MemoryError:

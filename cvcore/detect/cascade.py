@@ -177,6 +177,14 @@ class HaarCascade:
         self._stages = (np.array(stage_first, i64), np.array(stage_count, i64),
                         np.array(stage_threshold, np.float32))
 
+    def _corners(self, stride):
+        """Flat table offsets (F, 3, 4) of every rectangle's corners (TL, TR, BL, BR) from a
+        window's top-left corner, for a summed-area table ``stride`` columns wide."""
+        x, y, w, h = (self._rects[:, :, k] for k in range(4))
+        return np.ascontiguousarray(np.stack(
+            [y * stride + x, y * stride + x + w, (y + h) * stride + x,
+             (y + h) * stride + x + w], axis=2))
+
     @property
     def n_stages(self) -> int:
         return len(self._stages[0])
@@ -242,7 +250,8 @@ class HaarCascade:
             integral.integral_image(level, ii)
             integral.integral_image(level * level, sq)
             hits = np.empty((ny, nx), np.bool_)
-            k.cascade_scan(ii, sq, step, ww, wh, self._rects, self._weights, *self._nodes,
+            k.cascade_scan(ii, sq, step, ww, wh, self._corners(size[1] + 1), self._weights,
+                           *self._nodes,
                            self._leaves, *self._trees, *self._stages, hits)
             jy, jx = np.nonzero(hits)
             if jy.size:

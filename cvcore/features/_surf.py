@@ -242,8 +242,20 @@ def fast_hessian(ii, n_octaves: int = N_OCTAVES, n_layers: int = N_LAYERS,
         Hs, Ws = -(-H // step), -(-W // step)
         det = np.empty((len(L), Hs, Ws), np.float32)
         sign = np.empty((len(L), Hs, Ws), np.int8)
-        with threads_for(Hs * Ws * len(L) >= 1 << 15):
-            ks.hessian_octave(ii, L, step, det, sign)
+        # Octaves share filter sides (15 and 27 are in octaves 0 and 1, 27 and 51 in 1 and 2):
+        # at twice the step, such a layer is every other sample of the finer octave's, the same
+        # numbers, so it is copied rather than computed again. They are the octave's first layers.
+        first = 0
+        if dets and steps[-1] * 2 == step:
+            prev = list(sizes[-1])
+            while first < len(L) and int(L[first]) in prev:
+                k = prev.index(int(L[first]))
+                det[first] = dets[-1][k, ::2, ::2]
+                sign[first] = signs[-1][k, ::2, ::2]
+                first += 1
+        if first < len(L):
+            with threads_for(Hs * Ws * (len(L) - first) >= 1 << 15):
+                ks.hessian_octave(ii, L[first:], step, det[first:], sign[first:])
         dets.append(det)
         signs.append(sign)
         sizes.append(L)
