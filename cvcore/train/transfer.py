@@ -319,6 +319,13 @@ def train_transfer_model(kind, x_train, y_train, x_val, y_val, class_names, conf
     net.eval()
     model.arrays["state_dict"] = dict(net.state_dict())
     model._net = net
+    # what test-time augmentation replays, and the calibration temperature (as train_cnn_model)
+    # (a frozen backbone's head saw mirrored images only; fine-tuning saw padded crops too)
+    cropped = augment and transfer.freeze == "none"
+    model.params["augment"] = {"padding": max(1, size[0] // 14) if cropped else 0,
+                               "flip": bool(augment)}
+    if x_val is not None and len(x_val):
+        model.calibrate(x_val, y_val)
     return model, history
 
 
