@@ -526,15 +526,15 @@ OPENCV_RENORM_EPS = np.float32(1e-3)                    # hog.cpp: 1/(sqrt(sum) 
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def _gather_row(row, table, xmap, offset, out):
-    """``out[x, ch] = row[xmap[x + offset], ch]``, through ``table`` when it is not None.
+def _gather_row(row, table, xmap, out):
+    """``out[x, ch] = row[xmap[x], ch]``, through ``table`` when it is not None.
 
     ``table`` (256,) float32 is the gamma look-up of a uint8 ``row``; None leaves the float32
     values as they are (Numba compiles the two cases separately, without the branch).
     """
     C = out.shape[1]
     for x in range(out.shape[0]):
-        src = row[xmap[x + offset]]
+        src = row[xmap[x]]
         for ch in range(C):
             if table is None:
                 out[x, ch] = src[ch]
@@ -542,15 +542,32 @@ def _gather_row(row, table, xmap, offset, out):
                 out[x, ch] = table[src[ch]]
 
 
+@njit(cache=True, error_model="numpy", nogil=True)
+def _row_slot(key, need0, need1, need2, keys, rows, image, table, xmap):
+    """Slot of ``rows`` holding gathered source row ``key``, gathering it into a slot that
+    none of the rows ``need0..2`` uses when it is not there yet (a ring of three rows: each
+    source row is gathered once per group of consecutive output rows, not three times)."""
+    for s in range(3):
+        if keys[s] == key:
+            return s
+    for s in range(3):
+        k = keys[s]
+        if k != need0 and k != need1 and k != need2:
+            _gather_row(image[key], table, xmap, rows[s])
+            keys[s] = key
+            return s
+    return -1                                   # unreachable: three slots, three rows
+
+
 @njit(cache=True, error_model="numpy", nogil=True, inline="always")
 def _colour_derivatives(cur, prev, nxt, x):
     """``dx, dy, dx^2 + dy^2`` of the three channels at column ``x`` of the gathered rows."""
     dx0 = cur[x + 2, 0] - cur[x, 0]
-    dy0 = nxt[x, 0] - prev[x, 0]
+    dy0 = nxt[x + 1, 0] - prev[x + 1, 0]
     dx1 = cur[x + 2, 1] - cur[x, 1]
-    dy1 = nxt[x, 1] - prev[x, 1]
+    dy1 = nxt[x + 1, 1] - prev[x + 1, 1]
     dx2 = cur[x + 2, 2] - cur[x, 2]
-    dy2 = nxt[x, 2] - prev[x, 2]
+    dy2 = nxt[x + 1, 2] - prev[x + 1, 2]
     return (dx0, dy0, dx0 * dx0 + dy0 * dy0, dx1, dy1, dx1 * dx1 + dy1 * dy1,
             dx2, dy2, dx2 * dx2 + dy2 * dy2)
 
@@ -586,8 +603,8 @@ def opencv_gradients(image, table, ymap, xmap, simd_cols, angle_scale, nbins):
 
     Notes
     -----
-    Each row first gathers its three source rows (through the border maps and the look-up)
-    into contiguous float32 scratch rows, so that the derivative, channel-selection and angle
+    Each source row is gathered once (through the border maps and the look-up) into a ring of
+    three contiguous float32 scratch rows, so that the derivative, channel-selection and angle
     loops run on contiguous memory without branches (selects only) and vectorise. Rows are
     handed to the threads in contiguous groups, so the scratch rows are allocated per group.
     """
@@ -598,20 +615,20 @@ def opencv_gradients(image, table, ymap, xmap, simd_cols, angle_scale, nbins):
     bins = np.empty((2, Hp, Wp), np.int32)
     G = min(Hp, TASK_GROUPS)
     for g in prange(G):
-        prev = np.empty((Wp, C), np.float32)       # row y - 1 at the centre columns
-        nxt = np.empty((Wp, C), np.float32)        # row y + 1 at the centre columns
-        cur = np.empty((Wp + 2, C), np.float32)    # row y at columns x - 1 .. x + 1
+        rows = np.empty((3, Wp + 2, C), np.float32)   # padded columns -1 .. Wp of 3 rows
+        keys = np.full(3, -1, np.int64)                # source row held by each slot
         ddx = np.empty(Wp, np.float32)
         ddy = np.empty(Wp, np.float32)
         for y in range(g * Hp // G, (g + 1) * Hp // G):
-            # 1. derivatives of the row, on the gathered rows
-            _gather_row(image[ymap[y]], table, xmap, 1, prev)
-            _gather_row(image[ymap[y + 2]], table, xmap, 1, nxt)
-            _gather_row(image[ymap[y + 1]], table, xmap, 0, cur)
+            # 1. derivatives of the row, on the gathered rows y - 1, y, y + 1
+            k0, k1, k2 = ymap[y], ymap[y + 1], ymap[y + 2]
+            prev = rows[_row_slot(k0, k0, k1, k2, keys, rows, image, table, xmap)]
+            cur = rows[_row_slot(k1, k0, k1, k2, keys, rows, image, table, xmap)]
+            nxt = rows[_row_slot(k2, k0, k1, k2, keys, rows, image, table, xmap)]
             if C == 1:
                 for x in range(Wp):
                     ddx[x] = cur[x + 2, 0] - cur[x, 0]
-                    ddy[x] = nxt[x, 0] - prev[x, 0]
+                    ddy[x] = nxt[x + 1, 0] - prev[x + 1, 0]
             else:
                 for x in range(simd_cols):
                     # vector code: 2 if m2 > m1 else 1; then that one if max(m1, m2) > m0 else 0
