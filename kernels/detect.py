@@ -127,7 +127,21 @@ FIXED_SHIFT2 = 16
 FIXED_HALF2 = 1 << 15
 
 
-@njit(cache=True, parallel=True)
+#: Rows of the output handed to each parallel task as one contiguous group (so that the scratch
+#: rows are allocated once per group and consecutive output rows can share source rows).
+RESIZE_ROW_GROUPS = 64
+
+
+@njit(cache=True, nogil=True)
+def _resize_row(row, tap0, tap1, coef1, out):
+    """Horizontal pass of one source row: ``out[k] = (256 - coef1[k]) row[tap0[k]] + coef1[k]
+    row[tap1[k]]`` (exact integers, at most 256 * 255)."""
+    for k in range(out.shape[0]):
+        w1 = coef1[k]
+        out[k] = (np.int32(FIXED_ONE) - w1) * np.int32(row[tap0[k]]) + w1 * np.int32(row[tap1[k]])
+
+
+@njit(cache=True, parallel=True, nogil=True)
 def resize_linear_exact(src, xofs, xcoef, yofs, ycoef, dst):
     """Bilinear resize in 8.8 fixed point, as ``cv2.resize(..., INTER_LINEAR_EXACT)`` on uint8.
 
@@ -137,29 +151,57 @@ def resize_linear_exact(src, xofs, xcoef, yofs, ycoef, dst):
     ``(sum + 2^15) >> 16``. Where the sample point falls outside the source, the caller passes
     a weight of 0 for the second tap and an in-range offset (edge replication).
 
+    As OpenCV, the horizontal pass is done once per source row (into int32 rows, reused by the
+    next output row when it samples the same source rows), on rows flattened to ``W * C``
+    values, then the vertical blend runs over contiguous int32 rows. Every intermediate is an
+    exact integer (< 2^24), so the order of the two passes does not change the result.
+
     Parameters
     ----------
-    src : (H, W, C) uint8
+    src : (H, W, C) uint8, C-contiguous
     xofs, xcoef : (W_out,) int64
     yofs, ycoef : (H_out,) int64
-    dst : (H_out, W_out, C) uint8, receives the result
+    dst : (H_out, W_out, C) uint8, C-contiguous, receives the result
     """
     H, W, C = src.shape
     Ho, Wo = dst.shape[0], dst.shape[1]
-    for y in prange(Ho):
-        r0 = yofs[y]
-        r1 = min(r0 + 1, H - 1)
-        cy1 = ycoef[y]
-        cy0 = FIXED_ONE - cy1
-        for x in range(Wo):
-            c0 = xofs[x]
-            c1 = min(c0 + 1, W - 1)
-            cx1 = xcoef[x]
-            cx0 = FIXED_ONE - cx1
-            for ch in range(C):
-                top = cx0 * np.int64(src[r0, c0, ch]) + cx1 * np.int64(src[r0, c1, ch])
-                bottom = cx0 * np.int64(src[r1, c0, ch]) + cx1 * np.int64(src[r1, c1, ch])
-                dst[y, x, ch] = (cy0 * top + cy1 * bottom + FIXED_HALF2) >> FIXED_SHIFT2
+    n = Wo * C
+    tap0 = np.empty(n, np.int64)
+    tap1 = np.empty(n, np.int64)
+    coef1 = np.empty(n, np.int32)
+    for x in range(Wo):
+        c0 = xofs[x]
+        c1 = min(c0 + 1, W - 1)
+        for ch in range(C):
+            tap0[x * C + ch] = c0 * C + ch
+            tap1[x * C + ch] = c1 * C + ch
+            coef1[x * C + ch] = xcoef[x]
+    flat = src.reshape(H, W * C)
+    out = dst.reshape(Ho, n)
+    G = min(Ho, RESIZE_ROW_GROUPS)
+    for g in prange(G):
+        top = np.empty(n, np.int32)
+        bottom = np.empty(n, np.int32)
+        have0 = -1                      # source rows currently held in top / bottom
+        have1 = -1
+        for y in range(g * Ho // G, (g + 1) * Ho // G):
+            r0 = yofs[y]
+            r1 = min(r0 + 1, H - 1)
+            if r0 != have0:
+                if r0 == have1:         # slide down by one source row
+                    top, bottom = bottom, top
+                    have0, have1 = have1, have0
+                else:
+                    _resize_row(flat[r0], tap0, tap1, coef1, top)
+                    have0 = r0
+            if r1 != have1:
+                _resize_row(flat[r1], tap0, tap1, coef1, bottom)
+                have1 = r1
+            cy1 = np.int32(ycoef[y])
+            cy0 = np.int32(FIXED_ONE) - cy1
+            dst_row = out[y]
+            for k in range(n):
+                dst_row[k] = (cy0 * top[k] + cy1 * bottom[k] + FIXED_HALF2) >> FIXED_SHIFT2
 
 
 # --- sliding windows: scores as a correlation of the block map with the weight template -----
