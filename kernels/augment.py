@@ -16,7 +16,7 @@ LUMA_G = 0.587
 LUMA_B = 0.114
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def pad_crop(x, top, left, pad_top, pad_left, fill, out):
     """``out[n, c, i, j] = x[n, c, i + top[n] - pad_top, j + left[n] - pad_left]``, or ``fill``
     where that falls outside ``x``: a crop at ``(top[n], left[n])`` of ``x`` padded by
@@ -38,7 +38,7 @@ def pad_crop(x, top, left, pad_top, pad_left, fill, out):
                         out[n, c, i, j] = fill
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def hflip(x, flags, out):
     """Mirror image ``n`` left-right where ``flags[n]`` is non-zero, else copy it. ``out`` may be
     ``x``. ``flags``: uint8 ``(N,)``."""
@@ -61,7 +61,7 @@ def hflip(x, flags, out):
                         out[n, c, i, j] = x[n, c, i, j]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _clip01(v):
     if v < 0.0:
         return 0.0
@@ -70,7 +70,7 @@ def _clip01(v):
     return v
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def brightness(x, factor, out):
     """``out = clip(factor[n] * x, 0, 1)``: a blend with black. ``factor``: float32 ``(N,)``."""
     N, C, H, W = x.shape
@@ -82,7 +82,7 @@ def brightness(x, factor, out):
                     out[n, c, i, j] = _clip01(f * x[n, c, i, j])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def contrast(x, factor, out):
     """``out = clip(f x + (1 - f) m, 0, 1)`` with ``m`` the mean grey level of image ``n``
     (BT.601 luma for ``C == 3``, the channel itself for ``C == 1``): a blend with a flat image of
@@ -104,7 +104,7 @@ def contrast(x, factor, out):
                     out[n, c, i, j] = _clip01(f * x[n, c, i, j] + (1.0 - f) * mean)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def saturation(x, factor, out):
     """``out = clip(f x + (1 - f) g, 0, 1)`` with ``g`` the BT.601 grey level of each pixel: a
     blend with the grey image. ``x`` is RGB (``C == 3``). ``factor``: float32 ``(N,)``."""
@@ -122,7 +122,7 @@ def saturation(x, factor, out):
                 out[n, 2, i, j] = _clip01(f * b + grey)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def hue(x, shift, out):
     """Rotate the hue of each RGB pixel by ``shift[n]`` turns (HSV hexcone model, Smith 1978):
     RGB -> (h, s, v), ``h = (h + shift) mod 1``, back to RGB. ``x`` is RGB in 0..1 (``C == 3``).
@@ -177,7 +177,7 @@ def hue(x, shift, out):
                 out[n, 2, i, j] = b
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def affine_bilinear(x, mats, fill, out):
     """Warp each image by an affine map given as its inverse (output pixel -> input point).
 

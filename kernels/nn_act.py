@@ -59,7 +59,7 @@ def add_inplace(a, b):
         a[i] += b[i]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def relu6_forward(x, y):
     """``y = min(max(x, 0), 6)``; ``y`` may be ``x`` itself.
 
@@ -72,7 +72,7 @@ def relu6_forward(x, y):
         y[i] = 0.0 if v < 0 else (6.0 if v > 6 else v)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def relu6_backward(dy, y, dx):
     """``dx = dy`` where the ReLU6 output ``0 < y < 6``, else 0 (PyTorch's subgradient).
 

@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _column_range(W, Wo, sw, off):
     """Output columns ``ow`` (a range ``lo..hi``) whose input column ``ow*sw + off`` lies in
     ``[0, W)``."""

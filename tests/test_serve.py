@@ -625,7 +625,8 @@ def test_serving_path_kernels_release_the_gil():
     # keep going: every kernel the serving path calls must be compiled with nogil=True.
     import importlib
     from numba.core.registry import CPUDispatcher
-    for name in ("hog", "resize", "nn_act", "nn_conv", "nn_linear", "nn_norm", "nn_pool"):
+    for name in ("hog", "resize", "augment", "nn_act", "nn_conv", "nn_dwconv", "nn_linear",
+                 "nn_norm", "nn_pool"):
         module = importlib.import_module(f"kernels.{name}")
         dispatchers = [v for v in vars(module).values() if isinstance(v, CPUDispatcher)]
         assert dispatchers, name
