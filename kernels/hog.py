@@ -525,25 +525,65 @@ OPENCV_HIST_EPS = np.float32(0.1)                       # hog.cpp: 1/(sqrt(sum) 
 OPENCV_RENORM_EPS = np.float32(1e-3)                    # hog.cpp: 1/(sqrt(sum) + 1e-3)
 
 
-@njit(cache=True, nogil=True)
-def lookup_u8(image, table):
-    """``table[image]`` for a uint8 image (OpenCV's gamma look-up table), as float32."""
-    out = np.empty(image.shape, np.float32)
-    flat = image.ravel()
-    res = out.ravel()
-    for k in range(flat.size):
-        res[k] = table[flat[k]]
-    return out
+@njit(cache=True, error_model="numpy", nogil=True)
+def _gather_row(row, table, xmap, out):
+    """``out[x, ch] = row[xmap[x], ch]``, through ``table`` when it is not None.
+
+    ``table`` (256,) float32 is the gamma look-up of a uint8 ``row``; None leaves the float32
+    values as they are (Numba compiles the two cases separately, without the branch).
+    """
+    C = out.shape[1]
+    for x in range(out.shape[0]):
+        src = row[xmap[x]]
+        for ch in range(C):
+            if table is None:
+                out[x, ch] = src[ch]
+            else:
+                out[x, ch] = table[src[ch]]
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _row_slot(key, need0, need1, need2, keys, rows, image, table, xmap):
+    """Slot of ``rows`` holding gathered source row ``key``, gathering it into a slot that
+    none of the rows ``need0..2`` uses when it is not there yet (a ring of three rows: each
+    source row is gathered once per group of consecutive output rows, not three times)."""
+    for s in range(3):
+        if keys[s] == key:
+            return s
+    for s in range(3):
+        k = keys[s]
+        if k != need0 and k != need1 and k != need2:
+            _gather_row(image[key], table, xmap, rows[s])
+            keys[s] = key
+            return s
+    return -1                                   # unreachable: three slots, three rows
+
+
+@njit(cache=True, error_model="numpy", nogil=True, inline="always")
+def _colour_derivatives(cur, prev, nxt, x):
+    """``dx, dy, dx^2 + dy^2`` of the three channels at column ``x`` of the gathered rows."""
+    dx0 = cur[x + 2, 0] - cur[x, 0]
+    dy0 = nxt[x + 1, 0] - prev[x + 1, 0]
+    dx1 = cur[x + 2, 1] - cur[x, 1]
+    dy1 = nxt[x + 1, 1] - prev[x + 1, 1]
+    dx2 = cur[x + 2, 2] - cur[x, 2]
+    dy2 = nxt[x + 1, 2] - prev[x + 1, 2]
+    return (dx0, dy0, dx0 * dx0 + dy0 * dy0, dx1, dy1, dx1 * dx1 + dy1 * dy1,
+            dx2, dy2, dx2 * dx2 + dy2 * dy2)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", nogil=True)
-def opencv_gradients(image, ymap, xmap, simd_cols, angle_scale, nbins):
+def opencv_gradients(image, table, ymap, xmap, simd_cols, angle_scale, nbins):
     """OpenCV's ``computeGradient``: magnitude split between two orientation bins per pixel.
 
     Parameters
     ----------
-    image : (H, W, C) float32
-        After the gamma look-up (``sqrt`` of the 0..255 values, or the values). C is 1 or 3.
+    image : (H, W, C) uint8 or float32
+        C is 1 or 3. uint8 values go through ``table``; float32 ones are used as they are
+        (after the caller's gamma correction).
+    table : (256,) float32 or None
+        OpenCV's gamma look-up (``sqrt`` of 0..255, or the values) for a uint8 image; None for
+        a float32 one.
     ymap, xmap : (Hp + 2,), (Wp + 2,) int64
         Source row / column of padded row ``y - 1`` / column ``x - 1`` (reflect-101 borders).
     simd_cols : int
@@ -560,84 +600,88 @@ def opencv_gradients(image, ymap, xmap, simd_cols, angle_scale, nbins):
         ``Hp, Wp = len(ymap) - 2, len(xmap) - 2``.
     bins : (2, Hp, Wp) int32
         The two bins ``floor(a)`` and ``floor(a) + 1`` mod nbins (OpenCV's ``qangle``).
+
+    Notes
+    -----
+    Each source row is gathered once (through the border maps and the look-up) into a ring of
+    three contiguous float32 scratch rows, so that the derivative, channel-selection and angle
+    loops run on contiguous memory without branches (selects only) and vectorise. Rows are
+    handed to the threads in contiguous groups, so the scratch rows are allocated per group.
     """
     Hp = ymap.shape[0] - 2
     Wp = xmap.shape[0] - 2
     C = image.shape[2]
     votes = np.empty((2, Hp, Wp), np.float32)
     bins = np.empty((2, Hp, Wp), np.int32)
-    for y in prange(Hp):
-        cur = image[ymap[y + 1]]
-        prev = image[ymap[y]]
-        nxt = image[ymap[y + 2]]
+    G = min(Hp, TASK_GROUPS)
+    for g in prange(G):
+        rows = np.empty((3, Wp + 2, C), np.float32)   # padded columns -1 .. Wp of 3 rows
+        keys = np.full(3, -1, np.int64)                # source row held by each slot
         ddx = np.empty(Wp, np.float32)
         ddy = np.empty(Wp, np.float32)
-        # 1. derivatives of the row (gathers through the border maps)
-        if C == 1:
-            for x in range(Wp):
-                ddx[x] = cur[xmap[x + 2], 0] - cur[xmap[x], 0]
-                ddy[x] = nxt[xmap[x + 1], 0] - prev[xmap[x + 1], 0]
-        else:
-            for x in range(Wp):
-                xc = xmap[x + 1]
-                xl = xmap[x]
-                xr = xmap[x + 2]
-                dx0 = cur[xr, 0] - cur[xl, 0]
-                dy0 = nxt[xc, 0] - prev[xc, 0]
-                m0 = dx0 * dx0 + dy0 * dy0
-                dx1 = cur[xr, 1] - cur[xl, 1]
-                dy1 = nxt[xc, 1] - prev[xc, 1]
-                m1 = dx1 * dx1 + dy1 * dy1
-                dx2 = cur[xr, 2] - cur[xl, 2]
-                dy2 = nxt[xc, 2] - prev[xc, 2]
-                m2 = dx2 * dx2 + dy2 * dy2
-                if x < simd_cols:
+        for y in range(g * Hp // G, (g + 1) * Hp // G):
+            # 1. derivatives of the row, on the gathered rows y - 1, y, y + 1
+            k0, k1, k2 = ymap[y], ymap[y + 1], ymap[y + 2]
+            prev = rows[_row_slot(k0, k0, k1, k2, keys, rows, image, table, xmap)]
+            cur = rows[_row_slot(k1, k0, k1, k2, keys, rows, image, table, xmap)]
+            nxt = rows[_row_slot(k2, k0, k1, k2, keys, rows, image, table, xmap)]
+            if C == 1:
+                for x in range(Wp):
+                    ddx[x] = cur[x + 2, 0] - cur[x, 0]
+                    ddy[x] = nxt[x + 1, 0] - prev[x + 1, 0]
+            else:
+                for x in range(simd_cols):
                     # vector code: 2 if m2 > m1 else 1; then that one if max(m1, m2) > m0 else 0
-                    if m2 > m1:
-                        dx, dy = dx2, dy2
-                    else:
-                        dx, dy = dx1, dy1
-                    if not (max(m2, m1) > m0):
-                        dx, dy = dx0, dy0
-                else:
+                    dx0, dy0, m0, dx1, dy1, m1, dx2, dy2, m2 = _colour_derivatives(cur, prev,
+                                                                                   nxt, x)
+                    two = m2 > m1
+                    dx = dx2 if two else dx1
+                    dy = dy2 if two else dy1
+                    m = m2 if two else m1                 # max(m1, m2)
+                    zero = not (m > m0)
+                    ddx[x] = dx0 if zero else dx
+                    ddy[x] = dy0 if zero else dy
+                for x in range(simd_cols, Wp):
                     # scalar code: start from channel 2, replace only on a strictly larger one
+                    dx0, dy0, m0, dx1, dy1, m1, dx2, dy2, m2 = _colour_derivatives(cur, prev,
+                                                                                   nxt, x)
                     dx, dy, m = dx2, dy2, m2
                     if m < m1:
                         dx, dy, m = dx1, dy1, m1
                     if m < m0:
                         dx, dy = dx0, dy0
-                ddx[x] = dx
-                ddy[x] = dy
-        # 2. magnitude, angle (OpenCV's fastAtan2, written with selects so that it vectorises)
-        #    and the linear split between the two nearest bin centres
-        g0 = votes[0, y]
-        g1 = votes[1, y]
-        q0 = bins[0, y]
-        q1 = bins[1, y]
-        for x in range(Wp):
-            dx = ddx[x]
-            dy = ddy[x]
-            mag = np.float32(math.sqrt(dx * dx + dy * dy))
-            ax = abs(dx)
-            ay = abs(dy)
-            steep = ax < ay
-            c = (ax if steep else ay) / ((ay if steep else ax) + ATAN_EPS)
-            c2 = c * c
-            a = (((ATAN_P7 * c2 + ATAN_P5) * c2 + ATAN_P3) * c2 + ATAN_P1) * c
-            a = F90 - a if steep else a
-            a = F180 - a if dx < F0 else a
-            a = F360 - a if dy < F0 else a
-            a = a * DEG2RAD_F32 * angle_scale - FHALF
-            hidx = np.int32(a)                                  # truncation ...
-            hidx = hidx - np.int32(1) if a < np.float32(hidx) else hidx   # ... to floor
-            frac = a - np.float32(hidx)
-            g0[x] = mag * (F1 - frac)
-            g1[x] = mag * frac
-            hidx = hidx + nbins if hidx < 0 else hidx
-            hidx = hidx - nbins if hidx >= nbins else hidx
-            q0[x] = hidx
-            hidx = hidx + np.int32(1)
-            q1[x] = hidx if hidx < nbins else np.int32(0)
+                    ddx[x] = dx
+                    ddy[x] = dy
+            # 2. magnitude, angle (OpenCV's fastAtan2, written with selects so that it vectorises)
+            #    and the linear split between the two nearest bin centres
+            g0 = votes[0, y]
+            g1 = votes[1, y]
+            q0 = bins[0, y]
+            q1 = bins[1, y]
+            for x in range(Wp):
+                dx = ddx[x]
+                dy = ddy[x]
+                mag = np.float32(math.sqrt(dx * dx + dy * dy))
+                ax = abs(dx)
+                ay = abs(dy)
+                steep = ax < ay
+                c = (ax if steep else ay) / ((ay if steep else ax) + ATAN_EPS)
+                c2 = c * c
+                a = (((ATAN_P7 * c2 + ATAN_P5) * c2 + ATAN_P3) * c2 + ATAN_P1) * c
+                a = F90 - a if steep else a
+                a = F180 - a if dx < F0 else a
+                a = F360 - a if dy < F0 else a
+                a = a * DEG2RAD_F32 * angle_scale - FHALF
+                hidx = np.int32(a)                                  # truncation ...
+                hidx = hidx - np.int32(1) if a < np.float32(hidx) else hidx   # ... to floor
+                frac = a - np.float32(hidx)
+                g0[x] = mag * (F1 - frac)
+                g1[x] = mag * frac
+                hidx = hidx + nbins if hidx < 0 else hidx
+                hidx = hidx - nbins if hidx >= nbins else hidx
+                q0[x] = hidx
+                hidx = hidx + np.int32(1)
+                q1[x] = hidx if hidx < nbins else np.int32(0)
     return votes, bins
 
 

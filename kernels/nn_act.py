@@ -1,5 +1,5 @@
-"""Element-wise kernels of the residual network: ReLU, the residual sum and its ReLU, and a
-parallel in-place add for summing gradients of two branches.
+"""Element-wise kernels of the residual networks: ReLU, ReLU6, the residual sum and its ReLU, and
+a parallel in-place add for summing gradients of two branches.
 
 All arrays are flat (``ravel()`` of a C-contiguous array) and of one floating dtype; ``prange``
 splits them into one chunk per thread. The readable twin is ``kernels/reference/nn_act.py``.
@@ -57,3 +57,30 @@ def add_inplace(a, b):
     """
     for i in prange(a.shape[0]):
         a[i] += b[i]
+
+
+@njit(cache=True, parallel=True)
+def relu6_forward(x, y):
+    """``y = min(max(x, 0), 6)``; ``y`` may be ``x`` itself.
+
+    Parameters
+    ----------
+    x, y : (S,) float, same dtype
+    """
+    for i in prange(x.shape[0]):
+        v = x[i]
+        y[i] = 0.0 if v < 0 else (6.0 if v > 6 else v)
+
+
+@njit(cache=True, parallel=True)
+def relu6_backward(dy, y, dx):
+    """``dx = dy`` where the ReLU6 output ``0 < y < 6``, else 0 (PyTorch's subgradient).
+
+    Parameters
+    ----------
+    dy, y : (S,) float, same dtype; ``y`` is the forward output
+    dx : (S,) output (may be ``dy`` itself)
+    """
+    for i in prange(dy.shape[0]):
+        v = y[i]
+        dx[i] = dy[i] if (v > 0 and v < 6) else 0.0

@@ -93,6 +93,27 @@ def channel_affine_relu(x, scale, shift, y):
                 y[n, c, i] = v if v > 0 else 0.0
 
 
+@njit(cache=True, parallel=True, nogil=True)
+def channel_affine_relu6(x, scale, shift, y):
+    """``y[n, c, i] = min(max(x[n, c, i] * scale[c] + shift[c], 0), 6)``: batch norm followed by
+    ReLU6 in one pass (the inverted-residual blocks' ``relu6(bn(conv(x)))``).
+
+    Parameters
+    ----------
+    x : (N, C, L) float, C-contiguous
+    scale, shift : (C,) same dtype as ``x``
+    y : (N, C, L) same dtype as ``x``, output (may be ``x`` itself)
+    """
+    N, C, L = x.shape
+    for c in prange(C):
+        a = scale[c]
+        b = shift[c]
+        for n in range(N):
+            for i in range(L):
+                v = x[n, c, i] * a + b
+                y[n, c, i] = 0.0 if v < 0 else (6.0 if v > 6 else v)
+
+
 @njit(cache=True, parallel=True, fastmath=REASSOC, nogil=True)
 def batchnorm_grad_sums(dy, x, mean, sum_dy, sum_dy_xmu):
     """``sum_dy[c] = sum(dy)`` and ``sum_dy_xmu[c] = sum(dy * (x - mean[c]))`` over batch and

@@ -115,9 +115,13 @@ def test_check_reports_on_a_folder(image_folder):
 
 
 def test_parser_defaults_match_the_issue():
-    args = build_parser().parse_args(["train"])
+    from cvcore.cli import train_defaults
+    args = train_defaults(build_parser().parse_args(["train"]), "scratch")
     assert (args.epochs, args.batch_size, args.lr, args.weight_decay, args.schedule) == \
         (4, 128, 0.2, 5e-4, "onecycle")
+    args = train_defaults(build_parser().parse_args(["train", "--model", "efficientnet-lite0",
+                                                     "--epochs", "2"]), "pretrained")
+    assert (args.epochs, args.batch_size, args.lr) == (2, 32, 0.01)
 
 
 def test_demo_quick_writes_its_report(tmp_path):

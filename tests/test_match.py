@@ -8,13 +8,18 @@ from kernels.match import row_two_smallest
 
 
 # ----------------------------------------------------------------------------- matching
-def match_reference(d1, d2, ratio, cross_check):
-    """Full distance matrix, then the ratio test and the mutual check, row by row."""
+def match_reference(d1, d2, ratio, cross_check, groups=None):
+    """Full distance matrix, then the ratio test and the mutual check, row by row; rows of
+    different ``groups`` labels at infinite distance."""
     dist = np.sqrt(((d1[:, None, :].astype(np.float64) - d2[None, :, :]) ** 2).sum(axis=2))
+    if groups is not None:
+        dist[np.asarray(groups[0])[:, None] != np.asarray(groups[1])[None, :]] = np.inf
     out = []
     for i in range(len(d1)):
         order = np.argsort(dist[i], kind="stable")
         j = order[0]
+        if not np.isfinite(dist[i, j]):
+            continue
         second = dist[i, order[1]] if len(order) > 1 else np.inf
         if ratio is not None and dist[i, j] > ratio * second:
             continue
@@ -48,6 +53,41 @@ def test_matches_agree_with_reference_in_small_blocks(rng, ratio, cross):
                          rng.random((20, 16))]).astype(np.float32)
     got = match_descriptors(d1, d2, ratio=ratio, cross_check=cross, max_block_bytes=4 * 50 * 7)
     np.testing.assert_array_equal(got, match_reference(d1, d2, ratio, cross))
+
+
+@pytest.mark.parametrize("ratio,cross", [(0.8, True), (0.9, False), (None, True)])
+def test_groups_agree_with_masked_brute_force(rng, ratio, cross):
+    # labels as SURF's Laplacian sign (+-1, int8) and as three integer classes, one of which has
+    # no row in d2 (its rows of d1 must stay unmatched)
+    d1 = rng.random((61, 8)).astype(np.float32)
+    d2 = np.concatenate([d1[rng.permutation(61)[:35]] + 0.02 * rng.random((35, 8)),
+                         rng.random((25, 8))]).astype(np.float32)
+    for g1, g2 in [(rng.choice(np.int8([-1, 1]), 61), rng.choice(np.int8([-1, 1]), 60)),
+                   (rng.integers(0, 3, 61), rng.integers(0, 2, 60))]:
+        got, dist = match_descriptors(d1, d2, ratio=ratio, cross_check=cross, groups=(g1, g2),
+                                      return_distance=True, max_block_bytes=4 * 50 * 7)
+        want = match_reference(d1, d2, ratio, cross, (g1, g2))
+        np.testing.assert_array_equal(got, want)
+        assert len(want) > 10 and np.all(g1[got[:, 0]] == g2[got[:, 1]])
+        np.testing.assert_allclose(dist, np.linalg.norm(d1[got[:, 0]] - d2[got[:, 1]], axis=1),
+                                   atol=1e-3)
+    # one label everywhere is the plain matcher
+    ones1, ones2 = np.ones(61, np.int8), np.ones(60, np.int8)
+    np.testing.assert_array_equal(match_descriptors(d1, d2, groups=(ones1, ones2)),
+                                  match_descriptors(d1, d2))
+
+
+def test_groups_errors():
+    d = np.zeros((3, 4))
+    assert match_descriptors(np.zeros((0, 4)), d, groups=([], [1, 1, 1])).shape == (0, 2)
+    with pytest.raises(TypeError, match="pair"):
+        match_descriptors(d, d, groups=[1, 1, 1])
+    with pytest.raises(ValueError, match=r"groups\[1\] must have one label per descriptor row"):
+        match_descriptors(d, d, groups=([1, 1, 1], [1, 1]))
+    with pytest.raises(TypeError, match=r"groups\[0\]"):
+        match_descriptors(d, d, groups=([1.5, 1, 1], [1, 1, 1]))
+    with pytest.raises(ValueError, match=r"groups\[0\]"):
+        match_descriptors(d, d, groups=(np.ones((3, 1), int), [1, 1, 1]))
 
 
 def test_nearest_neighbours_agree_with_opencv(rng):
@@ -167,12 +207,16 @@ from hypothesis import strategies as st  # noqa: E402
 @given(n1=st.integers(1, 12), n2=st.integers(1, 12), dim=st.integers(1, 6),
        seed=st.integers(0, 2**31 - 1), cross=st.booleans())
 def test_matching_property_equals_reference(n1, n2, dim, seed, cross):
-    """Any sizes, small integer-valued descriptors (exact distances, many ties)."""
+    """Any sizes, small integer-valued descriptors (exact distances, many ties), with and
+    without labels."""
     rng = np.random.default_rng(seed)
     d1 = rng.integers(0, 4, (n1, dim)).astype(np.float32)
     d2 = rng.integers(0, 4, (n2, dim)).astype(np.float32)
     got = match_descriptors(d1, d2, ratio=0.8, cross_check=cross, max_block_bytes=4 * n2 * 3)
     np.testing.assert_array_equal(got, match_reference(d1, d2, 0.8, cross))
+    groups = (rng.integers(0, 2, n1), rng.integers(0, 2, n2))
+    got = match_descriptors(d1, d2, ratio=0.8, cross_check=cross, groups=groups)
+    np.testing.assert_array_equal(got, match_reference(d1, d2, 0.8, cross, groups))
 
 
 @settings(max_examples=15, deadline=None)

@@ -301,3 +301,40 @@ def test_resuming_with_a_different_model_is_one_clear_error(tmp_path):
                     progress=False)
     with pytest.raises(ValueError, match="different model"):
         other.fit(x, y, resume=True)
+
+
+def test_sift_refuses_finite_intensities_that_overflow_its_gradients():
+    # Found by the fuzzing harness (features.describe_at): a float32 image holding 3.3e38 is
+    # finite, but its gradients overflow to inf, the descriptor's directions become NaN, and
+    # int(NaN) in the kernel gave a ZeroDivisionError/SystemError (an arbitrary bin index in
+    # general: a write outside the histogram).
+    from cvcore.features import Keypoints, orientation_histogram, sift
+    img = np.random.default_rng(0).random((23, 27)).astype(np.float32)
+    img[5, 5] = 3.3e38
+    with pytest.raises(ValueError, match="intensities in 0..1"):
+        sift(img, keypoints=Keypoints.from_xy([[10.0, 10.0]], [25.0]))
+    with pytest.raises(ValueError, match="intensities in 0..1"):
+        orientation_histogram(img, 5, 5, 2.0)
+
+
+def test_predict_scales_16_bit_images_as_training_does(tmp_path, capsys):
+    # Before: `cvcore predict` clipped a uint16 image to 0..255 (nearly all white) while
+    # training scaled it by 255/65535; both now go through cvcore.io.datasets.decode_image.
+    import json
+
+    from cvcore.cli import main
+    from cvcore.io import imwrite
+    from cvcore.io.datasets import decode_image
+    from cvcore.train.pipeline import load_model
+    weights = _tiny_hog_model(tmp_path)
+    img16 = (np.random.default_rng(1).random((28, 28)) * 65535).astype(np.uint16)
+    imwrite(tmp_path / "x16.png", img16)
+    assert main(["predict", str(tmp_path / "x16.png"), "--weights", str(weights), "--json",
+                 "--top", "3"]) == 0
+    top = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["top"]
+    as_trained = decode_image(tmp_path / "x16.png", "gray")
+    np.testing.assert_array_equal(as_trained, np.rint(img16 / 257.0).astype(np.uint8))
+    proba = load_model(weights).predict_proba([as_trained])[0]
+    assert [t["class"] for t in top] == [["a", "b", "c"][i] for i in np.argsort(-proba,
+                                                                                 kind="stable")]
+    np.testing.assert_allclose([t["probability"] for t in top], np.sort(proba)[::-1], rtol=1e-6)

@@ -354,7 +354,7 @@ def test_decode_image_of_bytes_equals_file():
 def test_models_health_and_docs(server):
     assert httpx.get(server.url + "/healthz").json()["status"] == "ok"
     assert httpx.get(server.url + "/readyz").json()["models"] == ["hogsvm", "resnet"]
-    models = {m["name"]: m for m in httpx.get(server.url + "/v1/models").json()["models"]}
+    models = {m["name"]: m for m in httpx.get(server.url + "/v1/models").json()}
     assert models["resnet"]["classes"] == CIFAR_CLASSES
     assert models["resnet"]["input_size"] == [32, 32] and models["resnet"]["kind"] == "resnet20"
     assert models["hogsvm"]["input_size"] == [28, 28] and len(models["hogsvm"]["version"]) == 16

@@ -227,6 +227,23 @@ def test_scene_matches_object():
     assert res is not None and res.inliers.sum() >= 20
 
 
+def test_laplacian_groups_in_matching():
+    # sec. 4.3: only keypoints of equal sign are compared. On box -> scene the sign-restricted
+    # matcher pairs only equal signs, equals the brute force with cross-sign pairs removed from
+    # the candidates, and keeps at least as many RANSAC inliers.
+    from cvcore.match import ransac_homography
+    box, scene = load_test_image("box.pgm"), load_test_image("scene.pgm")
+    kp1, d1 = surf(box)
+    kp2, d2 = surf(scene)
+    assert set(np.unique(kp1.laplacian)) == {-1, 1}
+    m = match_descriptors(d1, d2, groups=(kp1.laplacian, kp2.laplacian))
+    assert np.all(kp1.laplacian[m[:, 0]] == kp2.laplacian[m[:, 1]])
+    plain = match_descriptors(d1, d2)
+    inl = [ransac_homography(kp1.xy[x[:, 0]], kp2.xy[x[:, 1]], threshold=3.0, seed=0).inliers.sum()
+           for x in (m, plain)]
+    assert inl[0] >= 20 and inl[0] >= inl[1] - 2
+
+
 def test_empty_and_flat_images():
     kp, desc = surf(np.zeros((40, 50), np.float32))
     assert len(kp) == 0 and desc.shape == (0, 64)
@@ -294,11 +311,13 @@ def test_cvcore_features_kind_surf(tmp_path):
                  "--max-keypoints", "40"]) == 0
     index = [__import__("json").loads(line) for line in (out / "index.jsonl").open()]
     with np.load(out / index[0]["shard"]) as z:
-        offsets, desc = z["offsets"], z["descriptors"]
+        offsets, desc, lap = z["offsets"], z["descriptors"], z["laplacian"]
+    assert lap.dtype == np.int8
     for r, row in enumerate(index):
         kp, d = surf(decode_image(row["image"], "gray"), n_features=40)
         assert row["keypoints"] == len(kp) == offsets[r + 1] - offsets[r] > 10
         np.testing.assert_array_equal(desc[offsets[r]:offsets[r + 1]], d)
+        np.testing.assert_array_equal(lap[offsets[r]:offsets[r + 1]], kp.laplacian)
 
 
 def test_defaults_named_in_the_docstring_are_the_real_ones():

@@ -145,3 +145,61 @@ def test_robustness_curves_of_several_models_on_one_plot(tmp_path):
         assert im.size[0] > 300
     with pytest.raises(ValueError, match="at least one"):
         plot_robustness_curves([], tmp_path / "none.png")
+
+
+# -- adversarial training -----------------------------------------------------------------------
+def _tiny_net(seed=0):
+    from cvcore import nn
+    rng = np.random.default_rng(seed)
+    return nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1, rng=rng), nn.ReLU(),
+                         nn.Conv2d(8, 16, 3, stride=2, padding=1, rng=rng), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(16 * 7 * 7, 10, rng=rng))
+
+
+def test_adversarial_training_resists_the_attack_it_trained_on_and_resumes(data, tmp_path):
+    from cvcore.adversarial import NetworkModel
+    from cvcore.io.datasets import to_nchw
+    from cvcore.train.loop import TrainConfig, Trainer
+    x, y = to_nchw(data.x_train[:1000]), data.y_train[:1000].astype(np.int64)
+    xs, ys = to_nchw(data.x_test[:300]), data.y_test[:300].astype(np.int64)
+    base = dict(epochs=2, batch_size=50, lr=0.05, schedule="constant", seed=1)
+    results = {}
+    for kind in ("none", "fgsm"):
+        cfg = TrainConfig(**base, adversarial=kind, adv_eps=0.1 if kind != "none" else 0.0)
+        net = _tiny_net()
+        Trainer(net, cfg, progress=False).fit(x, y)
+        model = NetworkModel(net)
+        results[kind] = (np.mean(model.predict(xs) == ys),
+                         np.mean(model.predict(fgsm(model, xs, ys, 0.1)) == ys), net)
+    clean_plain, robust_plain, _ = results["none"]
+    clean_adv, robust_adv, net_adv = results["fgsm"]
+    assert robust_adv > robust_plain + 0.04, results   # measured 0.35 vs 0.27
+    assert clean_adv > 0.5
+    # stopped inside epoch 2 and resumed: the same weights as the uninterrupted run
+    cfg = TrainConfig(**base, adversarial="fgsm", adv_eps=0.1)
+
+    def stop(xb, seed):
+        if tuple(seed[1:]) == (2, 3):
+            raise KeyboardInterrupt
+        return xb
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(_tiny_net(), cfg, out_dir=tmp_path, augment=stop, progress=False).fit(x, y)
+    with pytest.raises(ValueError, match="different settings"):
+        Trainer(_tiny_net(), TrainConfig(**base, adversarial="pgd", adv_eps=0.1),
+                out_dir=tmp_path, progress=False).fit(x, y, resume=True)
+    net = _tiny_net(seed=5)
+    Trainer(net, cfg, out_dir=tmp_path, progress=False).fit(x, y, resume=True)
+    for (k, a), b in zip(net.state_dict().items(), net_adv.state_dict().values()):
+        np.testing.assert_array_equal(a, b, err_msg=k)
+
+
+def test_pgd_training_config_and_bad_arguments():
+    from cvcore.train.loop import TrainConfig
+    with pytest.raises(ValueError, match="adversarial"):
+        TrainConfig(adversarial="cw").check()
+    with pytest.raises(ValueError, match="adv_eps"):
+        TrainConfig(adversarial="pgd", adv_eps=-0.1).check()
+    with pytest.raises(ValueError, match="adv_eps"):
+        TrainConfig(adversarial="fgsm", adv_eps=float("nan")).check()
+    assert main(["train", "--model", "resnet20", "--adversarial", "pgd"]) == 2
+    assert main(["train", "--model", "hog-svm", "--adversarial", "fgsm", "--eps", "0.1"]) == 2

@@ -91,11 +91,12 @@ def _has_backward(net) -> bool:
 
 
 @contextlib.contextmanager
-def _frozen_eval(net):
-    """Eval mode with every parameter frozen (no weight gradients computed); both restored."""
+def _frozen_eval(net, train_mode=False):
+    """Eval mode (or training mode) with every parameter frozen (no weight gradients
+    computed); both restored."""
     was_training = net.training
     flags = [(p, p.requires_grad) for p in net.parameters()]
-    net.eval()
+    net.train(train_mode)
     for p, _ in flags:
         p.requires_grad = False
     try:
@@ -119,6 +120,11 @@ class NetworkModel(AttackModel):
         works on ``x``, the pixels in ``[0, 1]``. Default: no normalisation.
     num_classes : int, optional
         Read from the first forward pass when not given.
+    train_mode : bool
+        Run the network in training mode instead (BatchNorm by batch statistics, updating its
+        running averages; dropout active): only for crafting examples *during* adversarial
+        training, as Madry et al.'s and Wong et al.'s code do. Attacks that evaluate a model
+        use the default, eval mode.
 
     Notes
     -----
@@ -139,7 +145,7 @@ class NetworkModel(AttackModel):
     ((2,), (2, 1, 2, 2), dtype('float32'))
     """
 
-    def __init__(self, net, mean=None, std=None, num_classes=None):
+    def __init__(self, net, mean=None, std=None, num_classes=None, train_mode=False):
         from cvcore.nn.module import Module
         if not isinstance(net, Module):
             raise TypeError(f"NetworkModel needs a cvcore.nn.Module, got {type(net).__name__}")
@@ -152,6 +158,7 @@ class NetworkModel(AttackModel):
         if self.std is not None and not (np.all(np.isfinite(self.std)) and np.all(self.std > 0)):
             raise ValueError(f"std must be positive and finite, got {std!r}")
         self.num_classes = num_classes
+        self.train_mode = bool(train_mode)
 
     def _input(self, x):
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -163,14 +170,14 @@ class NetworkModel(AttackModel):
 
     def logits(self, x):
         from cvcore.nn.module import no_grad
-        with _frozen_eval(self.net), no_grad():
+        with _frozen_eval(self.net, self.train_mode), no_grad():
             z = self.net(self._input(x))
         if self.num_classes is None:
             self.num_classes = z.shape[1]
         return z
 
     def loss_gradient(self, x, y):
-        with _frozen_eval(self.net):
+        with _frozen_eval(self.net, self.train_mode):
             z = self.net(self._input(x))
             if self.num_classes is None:
                 self.num_classes = z.shape[1]

@@ -10,7 +10,8 @@ Kinds (:data:`FEATURE_KINDS`, one entry each)
     its own size (or ``--size``): a variable number of keypoints each.
 ``surf``
     SURF keypoints and 64-d descriptors (Bay et al. 2008; :func:`cvcore.features.surf`), the
-    same layout as ``sift`` (the Laplacian signs are not stored).
+    same layout as ``sift`` plus ``laplacian``, the sign of each keypoint's Laplacian (match
+    with ``match_descriptors(..., groups=(lap1, lap2))``).
 ``cnn``
     The penultimate-layer embedding of a CNN trained by ``cvcore train`` (``--weights``):
     :meth:`cvcore.train.pipeline.TrainedModel.embed`, one float32 row each.
@@ -28,7 +29,8 @@ What is written in ``DIR``
 ``shards/part-NNNNNNN.npz`` (keypoint kinds)
     ``xy (K, 2)``, ``size``, ``angle``, ``response`` ``(K,)`` float32, ``octave (K,)`` int32,
     ``descriptors (K, D)`` float32 for the K keypoints of all the partition's images, and
-    ``offsets (n + 1,)`` int64: image ``r``'s keypoints are ``offsets[r]:offsets[r + 1]``.
+    ``offsets (n + 1,)`` int64: image ``r``'s keypoints are ``offsets[r]:offsets[r + 1]``;
+    ``surf`` adds ``laplacian (K,)`` int8 (+1 / -1, :class:`cvcore.features.SurfKeypoints`).
 ``index.jsonl``
     One line per image file in the job's order: ``{"image": PATH, "shard": "shards/...",
     "row": r}`` (keypoint kinds add ``"keypoints": K``), or ``{"image": PATH, "error": WHY}``.
@@ -212,13 +214,16 @@ class FeatureStore(PieceStore):
             kps = [kp for kp, _ in values]
             counts = np.array([len(kp) for kp in kps], np.int64)
             desc = [np.asarray(d, np.float32) for _, d in values]
+            extra = {}
+            if kps and all(getattr(kp, "laplacian", None) is not None for kp in kps):
+                extra["laplacian"] = np.concatenate([kp.laplacian for kp in kps]).astype(np.int8)
             np.savez(buffer, offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
                      xy=np.concatenate([kp.xy for kp in kps]).astype(np.float32).reshape(-1, 2),
                      size=np.concatenate([kp.size for kp in kps]).astype(np.float32),
                      angle=np.concatenate([kp.angle for kp in kps]).astype(np.float32),
                      response=np.concatenate([kp.response for kp in kps]).astype(np.float32),
                      octave=np.concatenate([kp.octave for kp in kps]).astype(np.int32),
-                     descriptors=np.concatenate(desc).reshape(-1, desc[0].shape[-1]))
+                     descriptors=np.concatenate(desc).reshape(-1, desc[0].shape[-1]), **extra)
         with atomic_write(path, "wb") as f:
             f.write(buffer.getbuffer())
         return counts

@@ -101,7 +101,7 @@ def resize_exact(image, output_shape) -> np.ndarray:
     else:
         xofs, xcoef = _axis_coefficients(W, Wo)
         yofs, ycoef = _axis_coefficients(H, Ho)
-        _kernels().resize_linear_exact(arr, xofs, xcoef, yofs, ycoef, out)
+        _kernels().resize_linear_exact(np.ascontiguousarray(arr), xofs, xcoef, yofs, ycoef, out)
     return out[:, :, 0] if np.ndim(image) == 2 else out
 
 

@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from cvcore._validate import check_int, check_positive
-from cvcore.detect.boxes import box_iou, nms, rects_to_boxes
+from cvcore.detect.boxes import box_iou, nms
 from cvcore.detect.hog_detector import HOGDetector
 from cvcore.detect.pyramid import check_uint8_image, image_pyramid, resize_exact
 from cvcore.features._hog import HOGDescriptor

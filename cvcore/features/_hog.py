@@ -622,14 +622,15 @@ class HOGDescriptor:
         if arr.ndim == 2:
             arr = arr[:, :, None]
         if arr.dtype == np.uint8:
-            return _kernels().lookup_u8(np.ascontiguousarray(arr), self._lut)
+            # looked up row by row inside the gradient kernel
+            return np.ascontiguousarray(arr), self._lut
         arr = np.ascontiguousarray(arr, dtype=np.float32)
         if self.gamma_correction:
             if arr.min() < 0:
                 raise ValueError("gamma_correction needs a non-negative image; its minimum is "
                                  f"{arr.min()}")
             arr = np.sqrt(arr)
-        return arr
+        return arr, None
 
     def compute_block_grid(self, image, padding=(0, 0), grid_stride=None):
         """Every normalised block histogram of the padded image, on a grid.
@@ -648,7 +649,7 @@ class HOGDescriptor:
             Block ``(p, q)`` has its top-left pixel at ``(q * stride_x - pad_x,
             p * stride_y - pad_y)`` of the image; ``L = block_histogram_size``.
         """
-        img = self._prepare_image(image)
+        img, table = self._prepare_image(image)
         pad = check_pair(padding, "padding", minimum=0)
         stride = self.block_stride if grid_stride is None else check_pair(grid_stride,
                                                                             "grid_stride")
@@ -661,7 +662,7 @@ class HOGDescriptor:
         P = (Hp - bh) // stride[1] + 1
         Q = (Wp - bw) // stride[0] + 1
         with threads_for(Hp * Wp >= _PARALLEL_MIN_PIXELS):
-            return self._block_grid(img, pad, stride, P, Q)
+            return self._block_grid(img, table, pad, stride, P, Q)
 
     def _border_maps(self, H, W, pad):
         key = (H, W, pad)
@@ -673,7 +674,7 @@ class HOGDescriptor:
                                _reflect101(np.arange(-1, Wp + 1) - pad[0], W))
         return self._maps[key]
 
-    def _block_grid(self, img, pad, stride, P, Q):
+    def _block_grid(self, img, table, pad, stride, P, Q):
         k = _kernels()
         H, W = img.shape[:2]
         ymap, xmap = self._border_maps(H, W, pad)
@@ -682,7 +683,7 @@ class HOGDescriptor:
         angle_scale = np.float32(self.nbins / (two_pi * math.pi))
         # OpenCV's colour code runs 4 columns at a time, then a scalar tail (different tie rule)
         simd_cols = Wp - Wp % 4
-        votes, bins = k.opencv_gradients(img, ymap, xmap, simd_cols, angle_scale,
+        votes, bins = k.opencv_gradients(img, table, ymap, xmap, simd_cols, angle_scale,
                                          np.int32(self.nbins))
         blocks = np.empty((P, Q, self.block_histogram_size), np.float32)
         k.opencv_block_histograms(votes, bins, stride[1], stride[0], *self._votes,
@@ -708,7 +709,7 @@ class HOGDescriptor:
             Windows in row-major order (x fastest) starting at ``(-pad_x, -pad_y)``; reshape to
             ``(-1, descriptor_size)`` for one row per window.
         """
-        img = self._prepare_image(image)
+        img, table = self._prepare_image(image)
         stride = self.cell_size if win_stride is None else check_pair(win_stride, "win_stride")
         pad = (0, 0) if padding is None else check_pair(padding, "padding", minimum=0)
         cache = (math.gcd(stride[0], self.block_stride[0]),
@@ -728,7 +729,7 @@ class HOGDescriptor:
         P = ((nwy - 1) * stride[1] + wh - bh) // cache[1] + 1
         Q = ((nwx - 1) * stride[0] + ww - bw) // cache[0] + 1
         with threads_for(Hp * Wp >= _PARALLEL_MIN_PIXELS):
-            blocks = self._block_grid(img, pad, cache, P, Q)
+            blocks = self._block_grid(img, table, pad, cache, P, Q)
         key = (nwy, nwx, stride, cache, Q)
         if key not in self._gathers:
             if len(self._gathers) > 64:

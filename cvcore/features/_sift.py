@@ -65,6 +65,11 @@ MAX_KERNEL_TAPS = 65537
 # Keypoint coordinates beyond this (pixels) cannot be on an image: float32 holds every integer
 # up to 2^24, and the kernels round positions to int.
 MAX_COORDINATE = float(2 ** 24)
+# Largest intensity magnitude accepted (the images are 0..1): gradients of values up to this
+# square to at most ~1e31, so the magnitudes, their sums and the DoG stay finite in float32.
+# Beyond it (a float32 image holding 3e38 is finite) they overflow to inf, the histograms get
+# NaN, and a NaN direction cast to int indexes outside the histogram.
+MAX_INTENSITY = 1e15
 GAUSS_TRUNCATE = 4.0        # OpenCV GaussianBlur on float images: ksize = round(8 sigma + 1) | 1
 DOUBLED_OFFSET = -0.25      # doubled-image pixel X is input position X / 2 - 0.25 (half-pixel)
 PARALLEL_MIN_PIXELS = 1 << 17   # octaves smaller than this run on one thread (see threads_for)
@@ -220,6 +225,16 @@ def _blur_into(src, sigma, tmp, dst):
     _kernels().gaussian_blur_reflect101(src, gaussian_kernel(sigma), tmp, dst)
 
 
+def _check_magnitude(arr, name):
+    """Raise unless every value of ``arr`` is finite and at most ``MAX_INTENSITY`` in size."""
+    check_finite(arr, name)
+    if arr.dtype.kind == "f" and arr.size and float(np.abs(arr).max()) > MAX_INTENSITY:
+        raise ValueError(f"{name} has values up to {float(np.abs(arr).max()):.3g}; SIFT takes "
+                         f"intensities in 0..1 (at most {MAX_INTENSITY:.0e}: larger ones "
+                         f"overflow float32 in the gradients)")
+    return arr
+
+
 def _as_gray(image, name="image") -> np.ndarray:
     """Validate an image and return it as a C-contiguous float32 grey image in [0, 1]."""
     arr = check_array(image, name, ndim=(2, 3), dtypes="buif")
@@ -236,7 +251,7 @@ def _as_gray(image, name="image") -> np.ndarray:
         scale = 1.0 / 65535.0
     else:
         scale = 1.0
-    check_finite(arr, name)
+    _check_magnitude(arr, name)
     if arr.ndim == 3:
         arr = arr.astype(np.float32) @ np.asarray(_LUMA, np.float32)
     out = np.ascontiguousarray(arr, dtype=np.float32)
@@ -370,7 +385,7 @@ def scale_space_extrema(dog: np.ndarray, threshold: float, border: int = BORDER)
         ``(level, row, col)`` of each extremum, in level-then-row-major order.
     """
     dog = check_array(dog, "dog", ndim=3, dtypes="f", allow_empty=True)
-    check_finite(dog, "dog")
+    _check_magnitude(dog, "dog")
     dog = np.ascontiguousarray(dog, dtype=np.float32)
     threshold = check_nonnegative(threshold, "threshold")
     border = check_int(border, "border", minimum=1)
@@ -414,8 +429,8 @@ def _check_octave(dog, gauss, extrema, border):
     """Validate one octave's DoG, Gaussian levels and extrema before a kernel indexes them."""
     dog = check_array(dog, "dog", ndim=3, dtypes="f")
     gauss = check_array(gauss, "gauss", ndim=3, dtypes="f")
-    check_finite(dog, "dog")
-    check_finite(gauss, "gauss")
+    _check_magnitude(dog, "dog")
+    _check_magnitude(gauss, "gauss")
     if gauss.shape != (dog.shape[0] + 1,) + dog.shape[1:]:
         raise ValueError(f"gauss must have shape (L + 1, H, W) for dog {dog.shape}, "
                          f"got {gauss.shape}")
@@ -496,7 +511,7 @@ def orientation_histogram(image: np.ndarray, x: int, y: int, scale: float) -> np
     image = check_array(image, "image", ndim=2, dtypes="f")
     # A NaN gradient has no direction: its bin index would be garbage and the vote would be
     # written outside the histogram (a segmentation fault before this check).
-    check_finite(image, "image")
+    _check_magnitude(image, "image")
     image = np.ascontiguousarray(image, np.float32)
     H, W = image.shape
     x, y = check_int(x, "x"), check_int(y, "y")
@@ -533,7 +548,7 @@ def detect_keypoints(scale_space: ScaleSpace, dogs=None,
             if dog.shape != (levels.shape[0] - 1,) + levels.shape[1:]:
                 raise ValueError(f"dogs[{o}] has shape {dog.shape}; octave {o} of the scale "
                                  f"space needs {(levels.shape[0] - 1,) + levels.shape[1:]}")
-            check_finite(dog, f"dogs[{o}]")
+            _check_magnitude(dog, f"dogs[{o}]")
             dogs[o] = np.ascontiguousarray(dog, np.float32)
     return _detect(scale_space, dogs, contrast_threshold, edge_threshold, bool(upright))
 
@@ -568,7 +583,7 @@ def check_scale_space(scale_space) -> ScaleSpace:
         if prev is not None and levels.shape[1:] != (prev[0] // 2, prev[1] // 2):
             raise ValueError(f"{name} has shape {levels.shape}: each octave must be half the "
                              f"previous one {prev}")
-        check_finite(levels, name)
+        _check_magnitude(levels, name)
         prev = levels.shape[1:]
     return ScaleSpace(list(gauss), first, S, float(scale_space.sigma), offset)
 

@@ -36,7 +36,8 @@ Conventions (as :mod:`cvcore.features._sift`)
 - ``octave`` 0..3 and ``layer`` 1..2: where the maximum was found.
 - ``laplacian`` (on :class:`SurfKeypoints`): the sign of ``Dxx + Dyy``, +1 for a dark blob on a
   bright background, -1 for a bright blob on a dark one. Two keypoints of different signs never
-  correspond, so a matcher may compare only equal signs (sec. 4.3).
+  correspond, so a matcher may compare only equal signs (sec. 4.3):
+  ``match_descriptors(d1, d2, groups=(kp1.laplacian, kp2.laplacian))``.
 - Descriptors are float32 with unit L2 norm, sub-regions in row-major order of the keypoint's
   frame, ``(sum dx, sum dy, sum |dx|, sum |dy|)`` each (extended: see :func:`describe_surf`).
 - Intensities as SIFT: uint8 / 255, uint16 / 65535, floats as given (expected in [0, 1], the range

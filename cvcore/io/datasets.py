@@ -400,7 +400,7 @@ def _datasets_root() -> Path | None:
 
 
 def load_dataset(name_or_path, *, root=None, verify=None, size=None, mode=None,
-                 test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+                 test_fraction: float = 0.2, seed: int = 0, crop_fraction=None) -> Dataset:
     """Load a data set by name or path: the one entry point of the command line.
 
     Parameters
@@ -431,6 +431,9 @@ def load_dataset(name_or_path, *, root=None, verify=None, size=None, mode=None,
     test_fraction, seed : float, int
         Image folders without ``train/`` and ``test/`` subfolders: the held-out fraction per
         class and the seed of the split.
+    crop_fraction : float, optional
+        Image folders with ``size``: resize keeping the aspect ratio and cut out the centre (see
+        :class:`ImageFolder`); the pretrained ImageNet models' view.
 
     Returns
     -------
@@ -451,7 +454,8 @@ def load_dataset(name_or_path, *, root=None, verify=None, size=None, mode=None,
     path = Path(key)
     if path.is_dir() and not _is_idx_folder(path):
         return load_image_folder(path, size=size, mode=mode or "rgb",
-                                 test_fraction=test_fraction, seed=seed)
+                                 test_fraction=test_fraction, seed=seed,
+                                 crop_fraction=crop_fraction)
     return _conform(_load_arrays(key, root, verify), size, mode)
 
 
@@ -575,9 +579,12 @@ def _list_images(folder: Path) -> list[Path]:
                   and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def decode_image(path, mode: str, size=None, max_pixels: int | None = None) -> np.ndarray:
+def decode_image(path, mode: str, size=None, max_pixels: int | None = None,
+                 crop_fraction=None) -> np.ndarray:
     """Decode one image file to uint8 ``(H, W)`` (gray) or ``(H, W, 3)`` (rgb), resized to
-    ``size = (H, W)`` if given. Raises ``ValueError`` naming the file if it cannot be decoded.
+    ``size = (H, W)`` if given (with ``crop_fraction``: the aspect ratio kept and the centre cut
+    out, :func:`cvcore.preprocess.resize_center_crop`). Raises ``ValueError`` naming the file if
+    it cannot be decoded.
 
     This is how every image file reaches a model: training on an image folder, ``cvcore
     predict`` on one file, the batch jobs of :mod:`cvcore.batch` on folders of millions, and
@@ -602,6 +609,11 @@ def decode_image(path, mode: str, size=None, max_pixels: int | None = None) -> n
         reason = reason[len(prefix):] if reason.startswith(prefix) else reason
         kind = NotAnImageError if isinstance(exc, NotAnImageError) else ValueError
         raise kind(f"{name}: cannot decode image ({reason})") from None
+    if size is not None and crop_fraction is not None:
+        from cvcore.preprocess.geometry import resize_center_crop
+        image = resize_center_crop(image, size, crop_fraction)
+        return np.clip(np.round(image), 0, 255).astype(np.uint8) if image.dtype != np.uint8 \
+            else image
     if size is not None and image.shape[:2] != tuple(size):
         image = _resize(image, size)
     return image
@@ -644,6 +656,9 @@ class ImageFolder:
     classes : list of str, optional
         Use these classes (in this order) instead of the sub-folders found; a listed class with
         no folder has no images. Used to give a test split the label order of its train split.
+    crop_fraction : float, optional
+        With ``size``: keep the aspect ratio, scale so that ``size`` is this share of the image,
+        and cut out the centre (ImageNet's evaluation view: 0.875 = resize 256, crop 224).
 
     Examples
     --------
@@ -651,8 +666,10 @@ class ImageFolder:
     >>> x, y, problems = folder.load()                     # doctest: +SKIP
     """
 
-    def __init__(self, root, size=None, mode: str = "rgb", cache: bool = True, classes=None):
+    def __init__(self, root, size=None, mode: str = "rgb", cache: bool = True, classes=None,
+                 crop_fraction=None):
         self.root = Path(root)
+        self.crop_fraction = None if crop_fraction is None else float(crop_fraction)
         if not self.root.is_dir():
             raise FileNotFoundError(f"no such folder: {self.root}")
         self.mode = check_choice(mode, MODES, "mode")
@@ -687,7 +704,7 @@ class ImageFolder:
         i %= len(self)
         if i in self._cache:
             return self._cache[i]
-        image = decode_image(self.samples[i][0], self.mode, self.size)
+        image = decode_image(self.samples[i][0], self.mode, self.size, self.crop_fraction)
         if self.cache:
             self._cache[i] = image
         return image
@@ -746,7 +763,7 @@ def _find_split_dirs(root: Path):
 
 
 def load_image_folder(root, size=None, mode: str = "rgb", test_fraction: float = 0.2,
-                      seed: int = 0) -> Dataset:
+                      seed: int = 0, crop_fraction=None) -> Dataset:
     """Load an image-folder data set, split into train and test.
 
     Two layouts are recognised:
@@ -767,11 +784,13 @@ def load_image_folder(root, size=None, mode: str = "rgb", test_fraction: float =
         raise FileNotFoundError(f"no such folder: {root}")
     dirs = _find_split_dirs(root)
     if dirs is not None:
-        train = ImageFolder(dirs[0], size=size, mode=mode, cache=False)
+        train = ImageFolder(dirs[0], size=size, mode=mode, cache=False,
+                            crop_fraction=crop_fraction)
         extra = sorted(set(_list_classes(dirs[1])) - set(train.classes))
         if extra:
             raise ValueError(f"{dirs[1]}: classes {extra} have no folder in {dirs[0]}")
-        test = ImageFolder(dirs[1], size=size, mode=mode, cache=False, classes=train.classes)
+        test = ImageFolder(dirs[1], size=size, mode=mode, cache=False, classes=train.classes,
+                           crop_fraction=crop_fraction)
         x_train, y_train, p_train = train.load()
         x_test, y_test, p_test = test.load()
         if x_train.shape[1:] != x_test.shape[1:]:
@@ -783,7 +802,7 @@ def load_image_folder(root, size=None, mode: str = "rgb", test_fraction: float =
     if isinstance(test_fraction, bool) or not 0.0 < float(test_fraction) < 1.0:
         raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
     seed = check_int(seed, "seed", minimum=0)
-    folder = ImageFolder(root, size=size, mode=mode, cache=False)
+    folder = ImageFolder(root, size=size, mode=mode, cache=False, crop_fraction=crop_fraction)
     train_idx, test_idx = _stratified_split(folder.targets, float(test_fraction), seed)
     x_train, y_train, p_train = folder.load(train_idx)
     if len(test_idx) == 0:

@@ -15,7 +15,8 @@ MAX_BLOCK_BYTES = 64 << 20
 
 
 def match_descriptors(d1, d2, ratio: float | None = RATIO, cross_check: bool = True,
-                      return_distance: bool = False, max_block_bytes: int = MAX_BLOCK_BYTES):
+                      return_distance: bool = False, max_block_bytes: int = MAX_BLOCK_BYTES,
+                      groups=None):
     """Match each row of ``d1`` to its nearest row of ``d2`` (Euclidean distance).
 
     A match ``(i, j)`` is kept when
@@ -24,6 +25,12 @@ def match_descriptors(d1, d2, ratio: float | None = RATIO, cross_check: bool = T
       nearest row of ``d2`` (always passes when ``d2`` has one row); ``ratio=None`` skips it;
     - cross check: ``i`` is also the nearest row of ``d1`` to ``d2[j]`` (mutual nearest
       neighbours).
+
+    With ``groups=(g1, g2)`` only rows of the same label are compared, as if the distance between
+    rows of different labels were infinite: nearest, second nearest and the cross check all stay
+    inside the label. SURF's sign of the Laplacian is such a label (Bay et al. 2008, sec. 4.3:
+    a bright blob on a dark background never matches the reverse), ``groups=(kp1.laplacian,
+    kp2.laplacian)``; it halves the distances computed and removes the cross-sign mistakes.
 
     Parameters
     ----------
@@ -36,6 +43,8 @@ def match_descriptors(d1, d2, ratio: float | None = RATIO, cross_check: bool = T
         Also return the distances of the kept matches.
     max_block_bytes : int
         Memory for one block of the distance matrix.
+    groups : (array_like (N1,), array_like (N2,)) of integers or bools, optional
+        A label per row of ``d1`` and of ``d2``; rows are compared only with rows of equal label.
 
     Returns
     -------
@@ -48,6 +57,9 @@ def match_descriptors(d1, d2, ratio: float | None = RATIO, cross_check: bool = T
     >>> a = np.array([[0., 0.], [1., 0.], [0., 1.]]); b = a[[2, 0, 1]] + 0.01
     >>> match_descriptors(a, b).tolist()
     [[0, 1], [1, 2], [2, 0]]
+    >>> g1, g2 = [1, 1, -1], [1, 1, -1]      # a[1] may not take b[2] now, a[2] only b[2]
+    >>> match_descriptors(a, b, groups=(g1, g2)).tolist()
+    [[0, 1], [2, 2]]
     """
     d1 = check_array(d1, "d1", ndim=2, dtypes="buif", allow_empty=True)
     d2 = check_array(d2, "d2", ndim=2, dtypes="buif", allow_empty=True)
@@ -61,6 +73,21 @@ def match_descriptors(d1, d2, ratio: float | None = RATIO, cross_check: bool = T
         if ratio > 1:
             raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     max_block_bytes = check_int(max_block_bytes, "max_block_bytes", minimum=1)
+    if groups is not None:
+        g1, g2 = _check_groups(groups, d1.shape[0], d2.shape[0])
+        parts = []
+        for label in np.intersect1d(g1, g2):
+            rows1 = np.flatnonzero(g1 == label)
+            rows2 = np.flatnonzero(g2 == label)
+            m, dist = match_descriptors(d1[rows1], d2[rows2], ratio, cross_check, True,
+                                        max_block_bytes)
+            parts.append((rows1[m[:, 0]], rows2[m[:, 1]], dist))
+        i = np.concatenate([p[0] for p in parts] + [np.zeros(0, np.int64)])
+        j = np.concatenate([p[1] for p in parts] + [np.zeros(0, np.int64)])
+        dist = np.concatenate([p[2] for p in parts] + [np.zeros(0, np.float32)])
+        order = np.argsort(i, kind="stable")
+        matches = np.stack([i[order], j[order]], axis=1).astype(np.int64)
+        return (matches, dist[order]) if return_distance else matches
     N1, N2 = d1.shape[0], d2.shape[0]
     if N1 == 0 or N2 == 0:
         empty = np.zeros((0, 2), np.int64)
@@ -100,3 +127,20 @@ def match_descriptors(d1, d2, ratio: float | None = RATIO, cross_check: bool = T
     if return_distance:
         return matches, np.sqrt(best[idx]).astype(np.float32)
     return matches
+
+
+def _check_groups(groups, n1, n2):
+    """``groups`` as two 1-D integer arrays of lengths ``n1`` and ``n2``."""
+    if not isinstance(groups, (tuple, list)) or len(groups) != 2:
+        raise TypeError("groups must be a pair (labels of d1's rows, labels of d2's rows), got "
+                        f"{type(groups).__name__}")
+    out = []
+    for g, n, name in ((groups[0], n1, "groups[0]"), (groups[1], n2, "groups[1]")):
+        if isinstance(g, (list, tuple)) and len(g) == 0:
+            g = np.zeros(0, np.int64)                  # np.asarray([]) would be float
+        g = check_array(g, name, ndim=1, dtypes="bui", allow_empty=True)
+        if g.shape[0] != n:
+            raise ValueError(f"{name} must have one label per descriptor row ({n}), "
+                             f"got {g.shape[0]}")
+        out.append(g.astype(np.int64))
+    return out

@@ -367,7 +367,7 @@ def _check_cache(cache):
 
 
 class Conv2d(Module):
-    """2-D convolution layer (``torch.nn.Conv2d`` without groups).
+    """2-D convolution layer (``torch.nn.Conv2d``).
 
     Parameters
     ----------
@@ -375,14 +375,19 @@ class Conv2d(Module):
     kernel_size, stride, padding, dilation : int or pair of int
     bias : bool
         Whether to learn an additive bias per output channel.
+    groups : int
+        Channel groups, as PyTorch's: ``groups`` must divide both channel counts; input group
+        ``g`` feeds output group ``g`` only. ``groups == in_channels`` is a depthwise
+        convolution (its own kernels; :mod:`cvcore.nn.dwconv`), other ``groups > 1`` run one
+        dense convolution per group.
     rng : numpy.random.Generator or int or None
         Source of the initial weights (PyTorch's default initialisation
         ``kaiming_uniform_(a=sqrt(5))``: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
-        ``fan_in = in_channels * kh * kw``).
+        ``fan_in = in_channels / groups * kh * kw``).
 
     Attributes
     ----------
-    weight : Parameter, shape (out_channels, in_channels, kh, kw)
+    weight : Parameter, shape (out_channels, in_channels // groups, kh, kw)
     bias : Parameter, shape (out_channels,), or None
 
     Notes
@@ -395,19 +400,23 @@ class Conv2d(Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 bias=True, rng=None):
+                 bias=True, rng=None, groups=1):
         super().__init__()
         self.in_channels = check_int(in_channels, "in_channels", 1)
         self.out_channels = check_int(out_channels, "out_channels", 1)
         self.kernel_size = check_pair(kernel_size, "kernel_size", 1)
         self.stride, self.padding, self.dilation = _geometry(stride, padding, dilation)
+        self.groups = check_int(groups, "groups", 1)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"groups={self.groups} must divide in_channels "
+                             f"({self.in_channels}) and out_channels ({self.out_channels})")
         rng = np.random.default_rng(rng)
         kh, kw = self.kernel_size
-        fan_in = self.in_channels * kh * kw
+        fan_in = self.in_channels // self.groups * kh * kw
         gain = math.sqrt(2.0 / (1.0 + KAIMING_A ** 2))
         bound = gain * math.sqrt(3.0 / fan_in)          # = 1/sqrt(fan_in)
-        self.weight = Parameter(rng.uniform(-bound, bound,
-                                            (self.out_channels, self.in_channels, kh, kw)))
+        self.weight = Parameter(rng.uniform(
+            -bound, bound, (self.out_channels, self.in_channels // self.groups, kh, kw)))
         if bias:
             bias_bound = 1.0 / math.sqrt(fan_in)
             self.bias = Parameter(rng.uniform(-bias_bound, bias_bound, self.out_channels))
@@ -424,11 +433,22 @@ class Conv2d(Module):
         ``check_input``: test ``x`` for NaN/infinity; by default only when the layer is called
         on its own (inside a network the network checks its input once).
         """
+        return self._convolve(x, self.padding, check_input)
+
+    def _convolve(self, x, padding, check_input):
+        """The forward pass with ``padding`` (a pair, or ``(top, bottom, left, right)`` for the
+        grouped path), keeping the cache."""
         b = None if self.bias is None else self.bias.data
         if check_input is None:
             check_input = top_level()
-        y, cache = conv2d_forward(x, self.weight.data, b, self.stride, self.padding,
-                                  self.dilation, name=self._name(), check_input=check_input)
+        if self.groups == 1 and len(padding) == 2:
+            y, cache = conv2d_forward(x, self.weight.data, b, self.stride, padding,
+                                      self.dilation, name=self._name(), check_input=check_input)
+        else:
+            from cvcore.nn.dwconv import grouped_conv2d_forward
+            y, cache = grouped_conv2d_forward(x, self.weight.data, b, self.stride, padding,
+                                              self.dilation, self.groups, name=self._name(),
+                                              check_input=check_input)
         self._cache = cache if is_grad_enabled() else None
         return y
 
@@ -439,7 +459,11 @@ class Conv2d(Module):
                                f"outside cvcore.nn.no_grad() (each forward allows one backward)")
         need_dw = self.weight.requires_grad or (self.bias is not None
                                                 and self.bias.requires_grad)
-        dx, dw, db = conv2d_backward(dy, self._cache, need_dx=True, need_dw=need_dw)
+        if isinstance(self._cache, Conv2dCache):
+            dx, dw, db = conv2d_backward(dy, self._cache, need_dx=True, need_dw=need_dw)
+        else:
+            from cvcore.nn.dwconv import grouped_conv2d_backward
+            dx, dw, db = grouped_conv2d_backward(dy, self._cache, need_dx=True, need_dw=need_dw)
         self.weight.grad = dw if self.weight.requires_grad else None
         if self.bias is not None:
             self.bias.grad = db if self.bias.requires_grad else None
@@ -453,6 +477,8 @@ class Conv2d(Module):
             s += f", padding={self.padding}"
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
         return s

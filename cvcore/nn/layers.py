@@ -342,10 +342,11 @@ def batchnorm2d_train_forward(x, gamma, beta, eps: float = BN_EPS, fuse_relu: bo
     x : ndarray (N, C, H, W), float32 or float64, C-contiguous
     gamma, beta : ndarray (C,), same dtype as ``x``
     eps : float
-    fuse_relu : bool
+    fuse_relu : bool or "relu6"
         Return ``max(y, 0)`` computed in the same pass (batch norm followed by ReLU, as in the
-        residual blocks). The backward pass is unchanged: the caller first masks ``dy`` with the
-        output (``dy * (y > 0)``), exactly as a separate ReLU would.
+        residual blocks), or ``min(max(y, 0), 6)`` for ``"relu6"`` (the inverted-residual
+        blocks). The backward pass is unchanged: the caller first masks ``dy`` with the
+        output (``dy * (y > 0)``, or ``0 < y < 6``), exactly as a separate ReLU would.
 
     Returns
     -------
@@ -399,11 +400,13 @@ def _bn_cache(cache, cls, name):
 
 def _normalize(x, mean, invstd, gamma, beta, y, fuse_relu=False):
     """``y = (x - mean) * invstd * gamma + beta`` as ``x * scale + shift`` per channel
-    (then ``max(y, 0)`` in the same pass with ``fuse_relu``)."""
+    (then ``max(y, 0)`` in the same pass with ``fuse_relu``; ``min(max(y, 0), 6)`` with
+    ``fuse_relu="relu6"``)."""
     scale = gamma * invstd
     shift = beta - mean * scale
     nk = _kernels("nn_norm")
-    kernel = nk.channel_affine_relu if fuse_relu else nk.channel_affine
+    kernel = (nk.channel_affine_relu6 if fuse_relu == "relu6" else
+              nk.channel_affine_relu if fuse_relu else nk.channel_affine)
     kernel(_bn_view(x), scale.astype(x.dtype), shift.astype(x.dtype), _bn_view(y))
 
 
@@ -577,6 +580,11 @@ class BatchNorm2d(_CachingModule):
         module keeps no mask itself, its caller does (it holds ``y``).
         """
         return self._forward(x, fuse_relu=True)
+
+    def forward_relu6(self, x):
+        """``relu6(self.forward(x))`` in one pass (the inverted-residual blocks); ``backward``
+        then expects ``dy`` already masked (``dy * (0 < y < 6)``), as :meth:`forward_relu`."""
+        return self._forward(x, fuse_relu="relu6")
 
     def _forward(self, x, fuse_relu):
         name = self._label()

@@ -138,6 +138,16 @@ class ResNet(_CachingModule):
     def _label(self):
         return "ResNet"
 
+    def train(self, mode=True):
+        """Training or eval mode; with the attribute ``freeze_bn`` set, batch norms stay in eval
+        mode (fine-tuning with the pretrained statistics, as :class:`cvcore.nn.EfficientNet`)."""
+        super().train(mode)
+        if getattr(self, "freeze_bn", False):
+            for m in self.modules():
+                if isinstance(m, BatchNorm2d):
+                    object.__setattr__(m, "training", False)
+        return self
+
     def _body(self):
         """Children after the stem's ReLU, in order."""
         return ((["maxpool"] if self.stem == "imagenet" else []) + list(self._stage_names)

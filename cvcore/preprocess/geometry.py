@@ -26,7 +26,7 @@ import numpy as np
 
 from cvcore._validate import check_array, check_choice, check_finite, check_pair, _check_real
 
-__all__ = ["resize", "warp_affine", "warp_perspective", "INTERPOLATIONS", "BORDER_MODES"]
+__all__ = ["resize", "resize_center_crop", "warp_affine", "warp_perspective", "INTERPOLATIONS", "BORDER_MODES"]
 
 INTERPOLATIONS = ("nearest", "bilinear", "area")
 WARP_INTERPOLATIONS = ("nearest", "bilinear")
@@ -227,3 +227,45 @@ def warp_perspective(image, H, output_shape=None, interpolation: str = "bilinear
     """
     Minv = _check_matrix(H, "H", (3, 3))
     return _warp(image, Minv, output_shape, interpolation, mode, cval)
+
+
+def resize_center_crop(image, output_shape, crop_fraction: float = 0.875) -> np.ndarray:
+    """The usual ImageNet evaluation view: scale the image, keeping its aspect ratio, so that
+    ``output_shape`` is ``crop_fraction`` of it, then cut out the centre ``output_shape``.
+
+    For ``(224, 224)`` and 0.875 this is torchvision's ``Resize(256)`` + ``CenterCrop(224)``
+    (the shorter side to ``round(224 / 0.875) = 256``; timm calls the fraction ``crop_pct``).
+    Shrinking uses area interpolation (antialiased), enlarging bilinear (:func:`resize`).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, C)
+    output_shape : int or (int, int)
+        ``(rows, cols)`` of the crop.
+    crop_fraction : float in (0, 1]
+        Share of the scaled image's shorter side (for a square crop) that the crop keeps.
+
+    Returns
+    -------
+    ndarray, shape (rows, cols[, C]), the dtype of :func:`resize`
+
+    Examples
+    --------
+    >>> resize_center_crop(np.zeros((300, 400), np.uint8), (224, 224)).shape
+    (224, 224)
+    """
+    rows, cols = check_pair(output_shape, "output_shape", 1)
+    crop_fraction = float(crop_fraction)
+    if not 0.0 < crop_fraction <= 1.0:
+        raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image must be (H, W) or (H, W, C), got shape {image.shape}")
+    H, W = image.shape[:2]
+    # scale so that the crop's larger extent relative to the image is crop_fraction of it
+    scale = max(rows / H, cols / W) / crop_fraction
+    h, w = max(rows, int(round(H * scale))), max(cols, int(round(W * scale)))
+    shrink = h <= H and w <= W
+    scaled = resize(image, (h, w), interpolation="area" if shrink else "bilinear")
+    top, left = (h - rows) // 2, (w - cols) // 2
+    return np.ascontiguousarray(scaled[top:top + rows, left:left + cols])

@@ -528,7 +528,7 @@ def create_app(sources, config: ServeConfig | None = None):
         if not server.ready:
             raise ApiError(503, "not_ready", "the models are still loading and warming up",
                            {"Retry-After": str(RETRY_AFTER_SECONDS)})
-        return {"models": [m.describe() for m in server.models.values()]}
+        return [m.describe() for m in server.models.values()]
 
     @app.get("/v1/models/{name}", summary="One model")
     async def get_model(name: str):

@@ -32,6 +32,9 @@ from cvcore.train.checkpoint import load_state, save_state
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "predict_batches"]
 
 SCHEDULES = {"onecycle", "cosine", "step", "constant"}
+ADVERSARIAL = ("none", "fgsm", "pgd")
+#: Fast FGSM's step, ``1.25 * eps`` (Wong, Rice & Kolter 2020, sec. 4, "alpha = 1.25 eps").
+FAST_FGSM_STEP = 1.25
 
 
 class TrainingDiverged(RuntimeError):
@@ -55,8 +58,24 @@ class TrainConfig:
     label_smoothing: float = 0.0
     seed: int = 0
     eval_batch_size: int = 500
+    #: Adversarial training: "none"; "fgsm", fast FGSM with a random start (Wong, Rice & Kolter
+    #: 2020: a uniform start in the eps-ball, one step of ``adv_step_size``, default 1.25 eps);
+    #: "pgd", PGD training (Madry et al. 2018: a random start, ``adv_steps`` steps of
+    #: ``adv_step_size``, default 2.5 eps / steps). ``adv_eps`` is the L-inf budget in pixels
+    #: in [0, 1]. Each batch is replaced by its adversarial version (crafted in training mode,
+    #: as those papers' code does), seeded by (seed, epoch, batch).
+    adversarial: str = "none"
+    adv_eps: float = 0.0
+    adv_steps: int = 7
+    adv_step_size: float | None = None
 
     def check(self) -> "TrainConfig":
+        check_choice(self.adversarial, ADVERSARIAL, "adversarial")
+        if self.adversarial != "none":
+            check_positive(self.adv_eps, "adv_eps")
+            check_int(self.adv_steps, "adv_steps", minimum=1)
+            if self.adv_step_size is not None:
+                check_positive(self.adv_step_size, "adv_step_size")
         check_int(self.epochs, "epochs", minimum=1)
         check_int(self.batch_size, "batch_size", minimum=1)
         check_int(self.eval_batch_size, "eval_batch_size", minimum=1)
@@ -127,18 +146,31 @@ class Trainer:
         ``augment(x, seed) -> x`` applied to each training batch; ``seed`` is a tuple of ints.
     progress : bool
         Show the progress bar on stderr.
+    param_groups : list of (named parameters, learning-rate factor), optional
+        Parameter groups of the optimiser, each learning at ``factor * lr`` under every
+        schedule (fine-tuning: the pretrained backbone at 0.1 x the new head's rate). Default:
+        all of ``model.named_parameters()`` at ``lr``.
     """
 
     def __init__(self, model, config: TrainConfig | None = None, out_dir=None,
-                 augment: Callable | None = None, progress: bool = True):
+                 augment: Callable | None = None, progress: bool = True, input_stats=None,
+                 param_groups=None):
         from cvcore import nn
         self.model = model
         self.config = (config or TrainConfig()).check()
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.augment = augment
+        # (mean, std) such that the network's input is (pixels - mean) / std: adversarial
+        # training perturbs the pixels, in [0, 1]
+        self.input_stats = input_stats
         self.progress = progress
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.config.label_smoothing)
-        self.optimizer = nn.SGD(model.named_parameters(), lr=self.config.lr,
+        if param_groups is None:
+            groups = [{"params": list(model.named_parameters()), "lr": self.config.lr}]
+        else:
+            groups = [{"params": list(named), "lr": self.config.lr * float(factor)}
+                      for named, factor in param_groups if len(named)]
+        self.optimizer = nn.SGD(groups, lr=self.config.lr,
                                 momentum=self.config.momentum, nesterov=self.config.nesterov,
                                 weight_decay=self.config.weight_decay)
         self.history: list[dict] = []
@@ -151,7 +183,9 @@ class Trainer:
         c = self.config
         total = c.epochs * steps_per_epoch
         if c.schedule == "onecycle":
-            return nn.OneCycleLR(self.optimizer, max_lr=c.lr, total_steps=total)
+            return nn.OneCycleLR(self.optimizer, max_lr=[g["lr"] for g in
+                                                         self.optimizer.param_groups],
+                                 total_steps=total)
         if c.schedule == "cosine":
             return nn.CosineAnnealingLR(self.optimizer, T_max=total)
         if c.schedule == "step":
@@ -183,7 +217,9 @@ class Trainer:
             raise ValueError(f"{path} is not a cvcore training checkpoint")
         saved = state["config"]
         mine = asdict(self.config)
-        differ = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
+        defaults = asdict(TrainConfig())     # settings added later: a checkpoint without them
+        differ = {k: (saved.get(k, defaults[k]), v) for k, v in mine.items()
+                  if saved.get(k, defaults[k]) != v}
         if differ:
             raise ValueError(f"cannot resume {path} with different settings "
                              f"(saved, now): {differ}")
@@ -206,6 +242,26 @@ class Trainer:
                 f.write(json.dumps(row) + "\n")
         from cvcore.train.report import plot_curves
         plot_curves(self.history, self.out_dir / "curves.png")
+
+    # -- adversarial training ---------------------------------------------------------------------
+    def _adversarial_batch(self, xb, yb, seed):
+        """The batch replaced by adversarial examples of the current model (see TrainConfig)."""
+        from cvcore.adversarial import NetworkModel, pgd
+        c = self.config
+        mean, std = self.input_stats if self.input_stats is not None else (0.0, 1.0)
+        mean = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
+        std = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
+        pixels = np.clip(xb * std + mean, 0.0, 1.0)
+        target = NetworkModel(self.model, mean, std, train_mode=True)
+        if c.adversarial == "fgsm":
+            steps = 1
+            alpha = c.adv_step_size or FAST_FGSM_STEP * c.adv_eps
+        else:
+            steps, alpha = c.adv_steps, c.adv_step_size
+        batch_seed = int(np.random.SeedSequence(list(seed)).generate_state(1)[0])
+        adv = pgd(target, pixels, yb, c.adv_eps, steps=steps, step_size=alpha,
+                  random_start=True, seed=batch_seed, batch_size=len(xb))
+        return ((adv - mean) / std).astype(np.float32)
 
     # -- the loop ---------------------------------------------------------------------------------
     def fit(self, x_train, y_train, x_val=None, y_val=None, resume: bool = False) -> list[dict]:
@@ -242,6 +298,8 @@ class Trainer:
                 xb, yb = x_train[idx], y_train[idx]
                 if self.augment is not None:
                     xb = self.augment(xb, (c.seed, epoch, b))
+                if c.adversarial != "none":
+                    xb = self._adversarial_batch(xb, yb, (c.seed, epoch, b))
                 logits = self.model(xb)
                 # Divergence shows first as non-finite logits (the loss would refuse them).
                 loss = float(self.criterion(logits, yb)) if np.isfinite(logits).all() else np.nan

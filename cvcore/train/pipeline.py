@@ -35,7 +35,9 @@ __all__ = ["HOG_MODELS", "CNN_MODELS", "DETECTOR_MODELS", "MODELS", "HOGParams",
            "load_model", "prepare_images", "stratified_split", "top_classes"]
 
 HOG_MODELS = ("hog-svm", "hog-linear", "hog-knn")
-CNN_MODELS = ("resnet20", "resnet32", "resnet56")
+# the ImageNet-size networks that start from pretrained weights (cvcore.train.transfer)
+TRANSFER_MODELS = ("efficientnet-lite0", "resnet18", "resnet50")
+CNN_MODELS = ("resnet20", "resnet32", "resnet56") + TRANSFER_MODELS
 DETECTOR_MODELS = ("hog-detector",)
 MODELS = HOG_MODELS + CNN_MODELS + DETECTOR_MODELS
 MODEL_FORMAT = "cvcore-model-1"
@@ -69,12 +71,14 @@ class HOGParams:
                 "block_norm": self.block_norm, "transform_sqrt": self.transform_sqrt}
 
 
-def prepare_images(images, size, mode: str) -> np.ndarray:
+def prepare_images(images, size, mode: str, crop_fraction=None) -> np.ndarray:
     """Bring raw images to a model's input: colour mode, then size, as uint8 (N, H, W[, 3]).
 
     ``images`` is a uint8 array (N, H, W[, 3]) already at ``size``, or a list of uint8 images of
     any size (as :func:`cvcore.imread` returns them), which are converted and resized (area
-    interpolation when shrinking, bilinear when enlarging).
+    interpolation when shrinking, bilinear when enlarging); with ``crop_fraction`` (the
+    pretrained models' view) the aspect ratio is kept and the centre cut out
+    (:func:`cvcore.preprocess.resize_center_crop`).
     """
     from cvcore.preprocess import gray2rgb, resize, rgb2gray
     if isinstance(images, np.ndarray) and images.dtype == np.uint8 and \
@@ -91,7 +95,11 @@ def prepare_images(images, size, mode: str) -> np.ndarray:
             img = np.round(rgb2gray(img.astype(np.float32) / 255) * 255).astype(np.uint8)
         elif mode == "rgb" and img.ndim == 2:
             img = gray2rgb(img)
-        if img.shape[:2] != tuple(size):
+        if img.shape[:2] != tuple(size) and crop_fraction is not None:
+            from cvcore.preprocess.geometry import resize_center_crop
+            img = np.clip(np.round(resize_center_crop(img, tuple(size), crop_fraction)), 0,
+                          255).astype(np.uint8)
+        elif img.shape[:2] != tuple(size):
             shrink = img.shape[0] > size[0] or img.shape[1] > size[1]
             img = resize(img.astype(np.float32), tuple(size),
                          interpolation="area" if shrink else "bilinear")
@@ -122,14 +130,19 @@ class TrainedModel:
     def _network(self):
         if self._net is None:
             from cvcore import nn
-            net = getattr(nn, self.kind)(num_classes=len(self.class_names),
-                                         in_channels=1 if self.mode == "gray" else 3)
+            net = getattr(nn, self.kind.replace("-", "_"))(
+                num_classes=len(self.class_names), in_channels=1 if self.mode == "gray" else 3)
             net.load_state_dict(self.arrays["state_dict"])
             net.eval()
             self._net = net
         return self._net
 
     # -- inputs -------------------------------------------------------------------------------
+    @property
+    def crop_fraction(self):
+        """The centre-crop fraction of the pretrained models' input view (None: plain resize)."""
+        return self.params.get("preprocess", {}).get("crop_fraction")
+
     def features(self, images) -> np.ndarray:
         """Standardised HOG features (N, D) of uint8 images at the model's size (HOG models)."""
         mean, std = self.arrays["feature_mean"], self.arrays["feature_std"]
@@ -184,7 +197,7 @@ class TrainedModel:
         if self.kind in DETECTOR_MODELS:
             raise ValueError(f"a {self.kind} model finds boxes, it does not classify images: "
                              "use `cvcore detect` / TrainedModel.detector()")
-        images = prepare_images(images, self.size, self.mode)
+        images = prepare_images(images, self.size, self.mode, self.crop_fraction)
         if self.kind in HOG_MODELS:
             clf = self._classifier()
             feats = self.features(images)
@@ -221,7 +234,7 @@ class TrainedModel:
                 raise ValueError(f"test-time augmentation needs a model trained with "
                                  f"augmentation; {self.kind} is trained on unaugmented images")
             if t == 1.0:
-                images = prepare_images(images, self.size, self.mode)
+                images = prepare_images(images, self.size, self.mode, self.crop_fraction)
                 return self._classifier().predict_proba(self.features(images))
             return temperature_scale(self.scores(images), t)
         if not tta:
@@ -238,7 +251,7 @@ class TrainedModel:
         if not aug["padding"] and not aug["flip"]:
             raise ValueError("test-time augmentation needs a model trained with augmentation; "
                              "this one was trained with --no-augment")
-        images = prepare_images(images, self.size, self.mode)
+        images = prepare_images(images, self.size, self.mode, self.crop_fraction)
         mean = self.arrays["mean"].reshape(1, -1, 1, 1)
         std = self.arrays["std"].reshape(1, -1, 1, 1)
         net = self._network()
@@ -302,7 +315,7 @@ class TrainedModel:
         if self.kind not in CNN_MODELS:
             raise ValueError(f"a {self.kind} model has no network to embed images with; use a "
                              f"CNN model ({', '.join(CNN_MODELS)})")
-        x = self.network_input(prepare_images(images, self.size, self.mode))
+        x = self.network_input(prepare_images(images, self.size, self.mode, self.crop_fraction))
         net = self._network()
         with no_grad():
             return np.concatenate([net.embed(x[i:i + batch_size]).astype(np.float32)
@@ -479,7 +492,8 @@ def _check_cnn(path, model: TrainedModel) -> None:
     sd = model.arrays.get("state_dict")
     if not isinstance(sd, dict):
         sc.fail("arrays.state_dict", "is missing")
-    reference = getattr(nn, model.kind)(num_classes=len(model.class_names), in_channels=C)
+    reference = getattr(nn, model.kind.replace("-", "_"))(num_classes=len(model.class_names),
+                                                          in_channels=C)
     for key, want in reference.state_dict().items():
         want = np.asarray(want)
         got = sc.array(sd, key, f"arrays.state_dict.{key}", want.shape,
@@ -566,8 +580,10 @@ def _mode_and_size(x_train):
 
 def train_hog_model(kind, x_train, y_train, class_names, hog: HOGParams | None = None,
                     C: float = 0.003, alpha: float = 1e-4, k: int = 5, log=print,
-                    calibration_fraction: float = 0.0, seed: int = 0) -> TrainedModel:
-    """Fit a HOG + classifier model on uint8 images (N, H, W[, 3]).
+                    calibration_fraction: float = 0.0, seed: int = 0,
+                    features=None) -> TrainedModel:
+    """Fit a HOG + classifier model on uint8 images (N, H, W[, 3]); ``features``: their
+    :meth:`TrainedModel.hog_features` if already computed (a model search reuses them).
 
     With ``calibration_fraction > 0`` (linear models only), the model is calibrated by
     temperature scaling without giving up training images: a seeded, class-stratified share is
@@ -594,7 +610,7 @@ def train_hog_model(kind, x_train, y_train, class_names, hog: HOGParams | None =
     hog = hog or HOGParams()
     model = TrainedModel(kind, list(class_names), size, mode, {"hog": hog.as_dict()})
     t0 = time.perf_counter()
-    feats = model.hog_features(x_train)
+    feats = model.hog_features(x_train) if features is None else features
     log(f"HOG features {feats.shape} in {time.perf_counter() - t0:.1f} s")
     t0 = time.perf_counter()
     clf, mean, std = train_hog_classifier(kind, feats, y_train, C, alpha, k)
@@ -661,7 +677,8 @@ def train_cnn_model(kind, x_train, y_train, x_val, y_val, class_names, config, o
     net = getattr(nn, kind)(num_classes=len(class_names), in_channels=xt.shape[1],
                             rng=np.random.default_rng(config.seed))
     aug = _standard_augment(size, mean, std) if augment else None
-    trainer = Trainer(net, config, out_dir=out_dir, augment=aug, progress=progress)
+    trainer = Trainer(net, config, out_dir=out_dir, augment=aug, progress=progress,
+                      input_stats=(mean, std))
     history = trainer.fit(model.network_input(x_train), y_train,
                           None if x_val is None else model.network_input(x_val), y_val,
                           resume=resume)

@@ -26,7 +26,7 @@ from cvcore.io.atomic import atomic_write
 
 __all__ = ["attack_model", "attack_inputs", "evaluate_robustness", "plot_robustness_curves",
            "plot_adversarial_examples", "write_robustness", "add_eval_arguments",
-           "add_parser", "run"]
+           "add_train_arguments", "adversarial_config", "add_parser", "run"]
 
 ATTACKS = ("pgd", "fgsm")
 #: PGD steps of ``cvcore eval --attack pgd`` unless ``--steps`` says otherwise (PGD-20: the
@@ -229,6 +229,32 @@ def run_eval_attack(args, model, data, out=None) -> dict:
     return {"attack": result["attack"], "eps": result["eps"], "steps": result["steps"],
             "attack_n": result["n"], "clean_accuracy_attacked": result["accuracy"],
             "robust_accuracy": result["robust_accuracy"]}
+
+
+def add_train_arguments(p) -> None:
+    """``cvcore train``'s adversarial-training options (CNN models)."""
+    p.add_argument("--adversarial", choices=("pgd", "fgsm"), default=None,
+                   help="CNN: adversarial training: fgsm = fast FGSM with a random start (Wong, "
+                        "Rice & Kolter 2020), pgd = PGD training (Madry et al. 2018)")
+    p.add_argument("--eps", type=float, default=None,
+                   help="adversarial training budget, L-inf, pixels in [0, 1] (e.g. 0.1)")
+    p.add_argument("--adv-steps", type=int, default=7, help="PGD training steps (default 7)")
+    p.add_argument("--adv-step-size", type=float, default=None,
+                   help="adversarial step size (default: fgsm 1.25 eps, pgd 2.5 eps / steps)")
+
+
+def adversarial_config(args) -> dict:
+    """The :class:`cvcore.train.loop.TrainConfig` fields of ``cvcore train``'s options."""
+    if args.adversarial is None:
+        if args.eps is not None:
+            raise ValueError("--eps needs --adversarial pgd or fgsm")
+        return {}
+    if args.eps is None:
+        raise ValueError(f"--adversarial {args.adversarial} needs --eps (e.g. 0.1)")
+    if not math.isfinite(args.eps) or args.eps <= 0:
+        raise ValueError(f"--eps must be a positive number, got {args.eps}")
+    return {"adversarial": args.adversarial, "adv_eps": args.eps, "adv_steps": args.adv_steps,
+            "adv_step_size": args.adv_step_size}
 
 
 def add_parser(sub) -> None:

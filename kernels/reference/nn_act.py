@@ -20,3 +20,13 @@ def add_relu_forward(a, b):
 def add_inplace(a, b):
     """``a + b`` (the kernel writes it into ``a``)."""
     return a + b
+
+
+def relu6_forward(x):
+    """``min(max(x, 0), 6)`` element-wise."""
+    return np.clip(x, 0, 6)
+
+
+def relu6_backward(dy, y):
+    """Pass ``dy`` where the forward output was strictly between 0 and 6."""
+    return np.where((y > 0) & (y < 6), dy, 0).astype(dy.dtype)

@@ -31,6 +31,11 @@ def channel_affine_relu(x, scale, shift):
     return np.maximum(channel_affine(x, scale, shift), 0)
 
 
+def channel_affine_relu6(x, scale, shift):
+    """``min(max(x * scale + shift, 0), 6)``: batch norm and the ReLU6 after it."""
+    return np.clip(channel_affine(x, scale, shift), 0, 6)
+
+
 def batchnorm_grad_sums(dy, x, mean):
     """``sum(dy)`` and ``sum(dy * (x - mean))`` per channel (float64)."""
     c = (None, slice(None), None, None)

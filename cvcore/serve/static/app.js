@@ -16,7 +16,7 @@ async function loadModels() {
   for (;;) {
     const r = await fetch("/v1/models");
     if (r.ok) {
-      state.models = (await r.json()).models;
+      state.models = await r.json();
       break;
     }
     setStatus("Warming up the models…");
