@@ -338,3 +338,14 @@ def test_predict_scales_16_bit_images_as_training_does(tmp_path, capsys):
     assert [t["class"] for t in top] == [["a", "b", "c"][i] for i in np.argsort(-proba,
                                                                                  kind="stable")]
     np.testing.assert_allclose([t["probability"] for t in top], np.sort(proba)[::-1], rtol=1e-6)
+
+
+def test_sift_refuses_an_absurd_number_of_scales_instead_of_hanging():
+    # Found by the fuzzing harness: n_scales = 2^62 built a list of 2^62 blur increments (a
+    # hang, then the kernel's OOM killer).
+    from cvcore.features import gaussian_scale_space, sift
+    img = np.zeros((34, 30), np.float32)
+    with pytest.raises(ValueError, match="above the limit"):
+        sift(img, n_scales=2 ** 62)
+    with pytest.raises(ValueError, match="above the limit"):
+        gaussian_scale_space(img, n_scales=65)

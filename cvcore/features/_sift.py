@@ -70,6 +70,10 @@ MAX_COORDINATE = float(2 ** 24)
 # Beyond it (a float32 image holding 3e38 is finite) they overflow to inf, the histograms get
 # NaN, and a NaN direction cast to int indexes outside the histogram.
 MAX_INTENSITY = 1e15
+# Most scales per octave: each is a blurred copy of the octave (n_scales + 3 levels), and Lowe's
+# repeatability peaks at 3 (2004, fig. 3); n_scales = 2^62 built a Python list of 2^62 blur
+# increments and never returned (found by the fuzzing harness).
+MAX_SCALES = 64
 GAUSS_TRUNCATE = 4.0        # OpenCV GaussianBlur on float images: ksize = round(8 sigma + 1) | 1
 DOUBLED_OFFSET = -0.25      # doubled-image pixel X is input position X / 2 - 0.25 (half-pixel)
 PARALLEL_MIN_PIXELS = 1 << 17   # octaves smaller than this run on one thread (see threads_for)
@@ -326,6 +330,8 @@ def gaussian_scale_space(image, n_scales: int = N_SCALES, sigma: float = SIGMA,
     ScaleSpace
     """
     n_scales = check_int(n_scales, "n_scales", minimum=1)
+    check_limit(n_scales, MAX_SCALES, "n_scales", "every scale is another blurred copy of each "
+                "octave (Lowe 2004 uses 3)")
     sigma = check_positive(sigma, "sigma")
     base = base_image(image, sigma, double_image)
     if n_octaves is None:
