@@ -106,3 +106,21 @@ def test_the_command_starts_and_stops_its_own_local_cluster(job, tmp_path, capsy
                  "--partition-size", "3", "--scheduler", "processes:1"]) == 0
     assert out.read_bytes() == expected.read_bytes()
     assert "on processes:1" in capsys.readouterr().err
+
+
+def test_workers_that_cannot_import_the_task_end_in_one_clear_error(client, job, tmp_path,
+                                                                     monkeypatch):
+    """A task class the workers cannot import (as on a cluster without cvcore installed)."""
+    from cvcore.batch.job import FolderJob, run_job
+    from cvcore.batch.predict import PredictStore
+    folder, _, _ = job
+    (tmp_path / "only_on_the_driver.py").write_text(
+        "class Task:\n"
+        "    def decode(self, paths):\n        return paths\n"
+        "    def compute(self, paths, decoded):\n        raise AssertionError('never runs')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))          # the driver's path, not the workers'
+    from only_on_the_driver import Task
+    parts = FolderJob(tmp_path / "parts", {"job": "x"}, [str(folder)], 30)
+    with pytest.raises(ValueError, match="cannot import only_on_the_driver .*install cvcore"):
+        run_job(parts, Task(), PredictStore(parts, tmp_path / "x.jsonl", 1), client)
+    assert (tmp_path / "parts" / "manifest.json").is_file()   # kept for a resume

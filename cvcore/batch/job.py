@@ -330,11 +330,28 @@ def _client_for(kind, value):
     return client, [client]
 
 
+def _check_workers(client, task) -> None:
+    """Refuse, in one line, a cluster whose workers cannot import cvcore or the task's module:
+    Dask would otherwise leave tasks it cannot deserialise waiting for ever."""
+    import importlib.util
+    for module in dict.fromkeys(["cvcore.batch.job", type(task).__module__]):
+        try:
+            found = client.run(importlib.util.find_spec, module)
+        except ImportError as exc:
+            found = {f"a worker ({exc})": None}
+        missing = [worker for worker, spec in found.items() if spec is None]
+        if missing:
+            raise ValueError(f"Dask worker {missing[0]} cannot import {module} "
+                             f"({len(missing)} of {len(found)} workers): install cvcore and its "
+                             f"dependencies on every worker")
+
+
 def _run_dask(client, task, todo, on_result, label: str) -> int:
     """Submit one task per partition, at most :data:`IN_FLIGHT_PER_WORKER` per worker at a time;
     write each result as it arrives. Returns the number of workers."""
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
+    _check_workers(client, task)
     workers = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
     window = IN_FLIGHT_PER_WORKER * workers
     token = uuid.uuid4().hex[:8]
