@@ -76,7 +76,7 @@ def test_load_idx_corrupt_gzip(tmp_path):
 
 
 def test_load_idx_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(FileNotFoundError, match="no such IDX file"):
         D.load_idx(tmp_path / "nope")
 
 
