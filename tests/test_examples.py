@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 GALLERY = sorted(EXAMPLES.glob("plot_*.py"))
 #: scripts in examples/ that are not gallery examples (the docs build must not run them)
-NOT_GALLERY = {"make_serve_screenshot.py"}
+NOT_GALLERY = {"_make_serve_screenshot.py"}
 TIMEOUT = 900           # seconds per script: generous for a cold Numba cache on a busy machine
 
 #: script -> [(module that must be importable, REF as printed, tolerance of the printed value)]

@@ -5,7 +5,7 @@ and save what the browser shows (the README's ``docs/serve-page.png``).
 Not part of the documentation's gallery (only ``plot_*.py`` scripts are): it needs a browser
 and a server.
 
-    python examples/make_serve_screenshot.py [--out docs/serve-page.png]
+    python examples/_make_serve_screenshot.py [--out docs/serve-page.png]
 
 Needs the serve extra, Playwright for Python and ``/usr/bin/chromium`` (never a browser download).
 """
