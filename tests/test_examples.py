@@ -29,6 +29,11 @@ TIMEOUT = 900           # seconds per script: generous for a cold Numba cache on
 
 #: script -> [(module that must be importable, REF as printed, tolerance of the printed value)]
 REFERENCES = {
+    "plot_color_adjust.py": [("skimage", "skimage", 1e-6), ("cv2", "OpenCV", 0.0)],
+    "plot_convolution.py": [("scipy", "scipy", 1e-6), ("cv2", "OpenCV", 1e-6)],
+    "plot_edges_corners.py": [("skimage", "skimage", 1e-5)],
+    # keypoint positions of the 50 strongest, in pixels
+    "plot_sift_stages.py": [("cv2", "OpenCV", 0.5)],
     "plot_scale_space.py": [("skimage", "skimage", 1e-4)],
     "plot_hog.py": [("skimage", "skimage", 1e-5)],
     # the task metric: where each pipeline puts the box's corners in the scene, in pixels
