@@ -245,7 +245,7 @@ if QUICK:
     values = values[:1]
 tried = {"default": (scores[best], WORK / "runs" / best)}
 for value in values:
-    out_dir = WORK / "runs" / f"{best}{option}={value}"
+    out_dir = WORK / "runs" / f"{best}-{option.lstrip('-')}-{value}"
     out_dir.mkdir(parents=True, exist_ok=True)
     if (WORK / "runs" / best / "features.npz").is_file():
         shutil.copy2(WORK / "runs" / best / "features.npz", out_dir / "features.npz")
@@ -276,7 +276,7 @@ show_picture(final / "confusion.png", f"{best} on final/test: accuracy {held_out
 weights = best_dir / "model.npz"
 with np.load(weights, allow_pickle=False) as archive:
     print(f"{weights.relative_to(WORK)}: {weights.stat().st_size / 1e6:.1f} MB, "
-          f"{len(archive.files)} arrays, e.g. {sorted(archive.files)[:4]}")
+          f"{len(archive.files)} arrays")
 photo = image_files(next(p for p in sorted((WORK / "data" / "final" / "test").iterdir())))[0]
 cvcore_command("predict", photo.relative_to(WORK), "--weights", weights.relative_to(WORK),
                "--top", 2)
