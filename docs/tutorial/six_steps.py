@@ -169,6 +169,12 @@ if sheet.is_file():
     show_picture(sheet, "the training photos whose label looks most doubtful")
 
 # %%
+# Read the out-of-fold accuracy before the list: confident learning is only as good as the
+# model's probabilities. When the model is barely better than a coin, as HOG + SVM is on these
+# photos (step 3), its suspects say more about the model than about the labels; ``--model``
+# chooses a stronger model for the folds.
+
+# %%
 # Step 2: preprocess and augment
 # ------------------------------
 # Photos come in every size; each model sees them resized to the size given by ``--size`` (64 x
