@@ -167,17 +167,18 @@ class Server:
             self.proc.wait()
 
 
-def cvcore_server(model_path, batching):
+def cvcore_server(model_path, batching, threads=0):
     port = _free_port()
     return Server([sys.executable, "-m", "cvcore.cli", "serve", str(model_path), "--port",
                    str(port), "--log-level", "warning", "--reload-interval", "0",
-                   *(BATCH_ON if batching else BATCH_OFF)], port)
+                   "--threads", str(threads), *(BATCH_ON if batching else BATCH_OFF)], port)
 
 
-def torch_server(model_path, batching):
+def torch_server(model_path, batching, threads=0):
     port = _free_port()
     return Server([sys.executable, "-m", "benchmarks.serve", "--torch-server", str(model_path),
-                   "--port", str(port), "--max-batch-size", "32" if batching else "1"], port)
+                   "--port", str(port), "--max-batch-size", "32" if batching else "1",
+                   "--threads", str(threads)], port)
 
 
 def torch_app(model_path, max_batch_size):
@@ -322,6 +323,9 @@ def main(argv=None):
                     help="seconds per row with wrk (default 5)")
     ap.add_argument("--requests", type=int, default=400,
                     help="requests per row with the Python client (when wrk is absent)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads of the models' kernels, offline and served, cvcore (Numba) and "
+                         "PyTorch alike; 0 = each library's default, every core")
     ap.add_argument("--python-client", action="store_true",
                     help="use the Python httpx client even if wrk is installed")
     ap.add_argument("--images", type=int, default=500, help="CIFAR-10 test JPEGs used")
@@ -337,6 +341,9 @@ def main(argv=None):
         return loadgen_main(args)
     if args.torch_server:
         import uvicorn
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
         uvicorn.run(torch_app(args.torch_server, args.max_batch_size), host="127.0.0.1",
                     port=args.port, log_level="warning")
         return
@@ -356,7 +363,8 @@ def main(argv=None):
               f"Python httpx client, {args.requests} requests per row (wrk not used: it would "
               f"leave more of the cores to the servers)")
     print(f"load average before: {os.getloadavg()}; {os.cpu_count()} cores; load generator: "
-          f"{client}; {len(files)} CIFAR-10 JPEGs")
+          f"{client}; {len(files)} CIFAR-10 JPEGs; model threads: "
+          f"{args.threads or 'each library default (every core)'}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         build_models(tmp, images)
@@ -364,6 +372,9 @@ def main(argv=None):
         files_list.write_text("\n".join(map(str, files)))
         rows = []
         ceilings = {}
+        if args.threads:
+            import numba
+            numba.set_num_threads(args.threads)
         for name in ("hogsvm", "resnet20"):
             ceilings[name] = offline(tmp / f"{name}.npz", images)
             c = ceilings[name]
@@ -375,7 +386,7 @@ def main(argv=None):
         for engine, name in servers:
             for batching in (True, False):
                 start = cvcore_server if engine == "cvcore" else torch_server
-                server = start(tmp / f"{name}.npz", batching)
+                server = start(tmp / f"{name}.npz", batching, args.threads)
                 try:
                     metric_name = name if engine == "cvcore" else "torch"
                     url = f"{server.url}/v1/models/{name}/predict"
