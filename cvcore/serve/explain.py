@@ -75,12 +75,12 @@ def grad_cam(model, image: np.ndarray, class_index: int) -> np.ndarray:
 
 
 def grad_cam_network(net, x: np.ndarray, class_index: int) -> np.ndarray:
-    """Grad-CAM (Selvaraju et al. 2017, eq. 1-2) of any :class:`cvcore.nn.ResNet` for one input.
+    """Grad-CAM (Selvaraju et al. 2017, eq. 1-2) of a ResNet or EfficientNet for one input.
 
     Parameters
     ----------
-    net : cvcore.nn.ResNet
-        Any depth and width (``features``, ``avgpool`` and ``fc`` are what is used); run in eval
+    net : cvcore.nn.ResNet or cvcore.nn.EfficientNet
+        Any depth and width (``features`` and the head, ``avgpool`` and ``fc``, are used); run in eval
         mode for the call and left in the mode it was in.
     x : ndarray (1, C, H, W) float32
         The network's input, normalised as it was trained.
