@@ -349,3 +349,31 @@ def test_sift_refuses_an_absurd_number_of_scales_instead_of_hanging():
         sift(img, n_scales=2 ** 62)
     with pytest.raises(ValueError, match="above the limit"):
         gaussian_scale_space(img, n_scales=65)
+
+
+def test_validation_split_never_holds_out_all_of_a_class(tmp_path, capsys):
+    # Before: --val-fraction 0.6 put the only image of a class into the validation split
+    # (round(0.6 * 1) = 1), and training stopped with "class 'c' has no readable training
+    # image", which was readable. The split now keeps at least one image of every class.
+    from cvcore.cli import _split_val
+    from cvcore.io import imwrite
+    y = np.array([0] * 6 + [1] * 6 + [2] + [3] * 2)
+    data = type("D", (), {"x_train": np.arange(len(y)), "y_train": y})()
+    xt, yt, xv, yv = _split_val(data, 0.9, seed=0)
+    assert set(yt.tolist()) == {0, 1, 2, 3}
+    assert np.bincount(yv, minlength=4).tolist() == [5, 5, 0, 1]
+    assert sorted(np.concatenate([xt, xv]).tolist()) == list(range(len(y)))
+    # through the command: a CNN run with a one-image class trains and writes its model
+    from cvcore.cli import main
+    rng = np.random.default_rng(0)
+    for cls, n in (("a", 4), ("b", 4), ("c", 1)):
+        for split, count in (("train", n), ("test", 1)):
+            (tmp_path / "data" / split / cls).mkdir(parents=True)
+            for i in range(count):
+                imwrite(tmp_path / "data" / split / cls / f"{i}.png",
+                        rng.integers(0, 256, (8, 8), dtype=np.uint8))
+    out = tmp_path / "run"
+    assert main(["train", "--model", "resnet20", "--data", str(tmp_path / "data"), "--gray",
+                 "--size", "8", "8", "--epochs", "1", "--batch-size", "4",
+                 "--val-fraction", "0.6", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (out / "model.npz").exists()
