@@ -377,3 +377,63 @@ def test_validation_split_never_holds_out_all_of_a_class(tmp_path, capsys):
                  "--size", "8", "8", "--epochs", "1", "--batch-size", "4",
                  "--val-fraction", "0.6", "--out", str(out)]) == 0, capsys.readouterr().err
     assert (out / "model.npz").exists()
+
+
+def _model_file(tmp_path, kind):
+    """A small, untrained model of a newer kind, saved as ``cvcore train`` saves it."""
+    from cvcore import nn
+    from cvcore.detect.hog_detector import HOGDetector
+    from cvcore.detect.training import ObjectDetector
+    from cvcore.features import HOGDescriptor
+    from cvcore.train.pipeline import TrainedModel
+    if kind == "hog-detector":
+        desc = HOGDescriptor(win_size=(48, 48), block_size=(16, 16), block_stride=(8, 8),
+                             cell_size=(8, 8), nbins=9)
+        det = ObjectDetector(HOGDetector(desc, np.zeros(desc.descriptor_size, np.float32), 0.1),
+                             (8, 8, 40, 40))
+        params, arrays = det.state()
+        model = TrainedModel(kind, ["face"], (48, 48), "gray", {"detector": params},
+                             {"detector": arrays})
+    else:
+        net = nn.efficientnet_lite0(num_classes=2, in_channels=3)
+        model = TrainedModel(kind, ["a", "b"], (32, 32), "rgb",
+                             {"preprocess": {"crop_fraction": 0.875}},
+                             {"mean": np.full(3, 0.5, np.float32),
+                              "std": np.full(3, 0.25, np.float32),
+                              "state_dict": dict(net.state_dict())})
+    path = tmp_path / "model.npz"
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("kind,key,value,fragment", [
+    ("hog-detector", "arrays.detector.weights", np.ones(5, np.float32), "arrays.detector.weights"),
+    ("hog-detector", "arrays.detector.weights", np.full(900, np.nan, np.float32),
+     "arrays.detector.weights holds NaN"),
+    ("hog-detector", "params.detector.win_size", [48, 7], "window is 7 x 48"),
+    ("hog-detector", "params.detector.scale", 0.5, "params.detector.scale"),
+    ("hog-detector", "params.detector.object_box", [1, 2], "params.detector.object_box"),
+    ("hog-detector", "size", [10, 10], "size is [10, 10]"),
+    ("efficientnet-lite0", "arrays.mean", np.ones(1, np.float32), "arrays.mean"),
+    ("efficientnet-lite0", "params.preprocess.crop_fraction", -1.0,
+     "params.preprocess.crop_fraction"),
+])
+def test_tampered_files_of_the_newer_model_kinds_are_refused_in_one_line(
+        tmp_path, capsys, kind, key, value, fragment):
+    # Before: a hog-detector file had no schema (a NaN bias or a 2-value object box loaded and
+    # failed later with a message naming neither file nor field; a wrong size loaded and ran),
+    # and an EfficientNet file's crop fraction was not checked.
+    from cvcore.cli import main
+    from cvcore.io import imwrite
+    from cvcore.train.pipeline import load_model
+    path = _model_file(tmp_path, kind)
+    load_model(path)
+    _tamper(path, key, value)
+    img = tmp_path / "x.png"
+    imwrite(img, np.zeros((64, 64, 3), np.uint8))
+    command = ["detect", str(img), "--weights", str(path), "--out", str(tmp_path / "p")] \
+        if kind == "hog-detector" else ["predict", str(img), "--weights", str(path)]
+    for argv in (command, ["eval", str(path)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("cvcore: error:") and fragment in err[0], err
