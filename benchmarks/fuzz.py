@@ -24,9 +24,11 @@ def main(argv=None) -> int:
     p.add_argument("--cases", type=int, default=200, help="cases per entry (default 200)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--only", default="", help="run the entries whose label contains this")
+    p.add_argument("--only", default="",
+                   help="run the entries whose label contains this (several: comma-separated)")
     args = p.parse_args(argv)
-    entries = [(label, e) for label, e in all_entries() if args.only in label]
+    wanted = args.only.split(",")
+    entries = [(label, e) for label, e in all_entries() if any(w in label for w in wanted)]
     pool = WorkerPool(size=args.workers)
     totals: Counter = Counter()
     findings: list = []

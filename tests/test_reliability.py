@@ -437,3 +437,60 @@ def test_tampered_files_of_the_newer_model_kinds_are_refused_in_one_line(
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("cvcore: error:") and fragment in err[0], err
+
+
+# -- found by the fuzzing harness over the rooms added later ----------------------------------
+
+def test_clip_rects_checks_scores_against_rects():
+    # Before: 2 scores for 8 rects raised IndexError (a boolean mask of the wrong length).
+    from cvcore.detect import clip_rects
+    rects = np.array([[0, 0, 5, 5], [40, 40, 5, 5]])
+    with pytest.raises(ValueError, match="one value per rect"):
+        clip_rects(rects, np.ones(3), 20, 20)
+    kept, scores = clip_rects(rects, np.array([0.5, 0.7]), 20, 20)
+    assert kept.tolist() == [[0, 0, 5, 5]] and scores.tolist() == [0.5]
+
+
+def test_draw_matches_checks_match_indices_and_mixes_rgb_with_rgba():
+    # Before: a match index past the keypoints raised IndexError, and an RGB image beside an
+    # RGBA one a NumPy broadcasting error.
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cvcore.features import draw_matches
+    xy = np.array([[1.0, 2.0], [3.0, 4.0]])
+    rgb, rgba = np.zeros((8, 8, 3), np.float32), np.ones((6, 5, 4), np.float32)
+    with pytest.raises(ValueError, match="matches must index"):
+        draw_matches(rgb, rgb, xy, xy, np.array([[0, 2]]))
+    with pytest.raises(ValueError, match="one flag per match"):
+        draw_matches(rgb, rgb, xy, xy, np.array([[0, 1]]), inliers=np.ones(3, bool))
+    ax = draw_matches(rgb, rgba, xy, xy, np.array([[0, 1], [1, 0]]))
+    assert ax.images[0].get_array().shape == (8, 13, 3)
+    plt.close("all")
+
+
+def test_hog_picture_checks_its_arguments_and_refuses_a_huge_picture():
+    # Before: no checks at all: a shape of 10^6 x 10^6 was a MemoryError, a shape smaller than
+    # the cells a reshape error naming nothing.
+    from cvcore.features._hog import hog_picture
+    cells = np.ones((2, 3, 9))
+    assert hog_picture(cells, (4, 4), (8, 12)).shape == (8, 12)
+    with pytest.raises(ValueError, match="above the limit"):
+        hog_picture(cells, (4, 4), (10 ** 6, 10 ** 6))
+    with pytest.raises(ValueError, match="smaller than the 2x3 cells"):
+        hog_picture(cells, (4, 4), (7, 12))
+    with pytest.raises(ValueError, match="NaN"):
+        hog_picture(np.full((1, 1, 9), np.nan), (4, 4), (4, 4))
+
+
+def test_hog_linear_attack_model_checks_its_hog_settings():
+    # Before: a hog_params without cell_sizes was accepted and the first attack step raised
+    # KeyError: 'cell_sizes'.
+    from cvcore.adversarial import HOGLinearModel
+    with pytest.raises(ValueError, match="cell_sizes"):
+        HOGLinearModel(np.ones((3, 4)), np.zeros(3), np.zeros(4), np.ones(4),
+                       {"orientations": 9})
+    with pytest.raises(ValueError, match="feature_std must be positive"):
+        HOGLinearModel(np.ones((3, 4)), np.zeros(3), np.zeros(4), np.zeros(4),
+                       {"orientations": 9})
