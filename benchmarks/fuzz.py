@@ -51,6 +51,8 @@ def main(argv=None) -> int:
                 print(f"{label:48s} {sum(counts.values()):6d} cases "
                       f"{time.perf_counter() - t:6.1f} s  "
                       + " ".join(f"{k}={v}" for k, v in sorted(counts.items())), flush=True)
+                for f in found:     # at once too: a run stopped early keeps its reproducers
+                    print(f"    {f}", flush=True)
 
     threads = [threading.Thread(target=drain, args=(w,)) for w in range(args.workers)]
     for th in threads:
