@@ -18,6 +18,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from kernels.hog import opencv_block_grid
+from kernels.integral import integral_image
 
 
 # --- boxes ----------------------------------------------------------------------------------
@@ -282,10 +283,49 @@ FLAT_WINDOW = 0.1
 
 
 @njit(cache=True, nogil=True)
-def _cascade_row(j, ii, sq, step, win_w, win_h, corners, rect_weights, node_left, node_right,
-                 node_feature, node_threshold, leaves, tree_nodes, tree_leaves, stage_first,
-                 stage_count, stage_threshold, hits):
-    """Row ``j`` (window top ``y = j * step``) of :func:`cascade_scan` into ``hits`` (nx,)."""
+def cascade_row(j, ii, sq, step, win_w, win_h, corners, rect_weights, node_left, node_right,
+                node_feature, node_threshold, leaves, tree_nodes, tree_leaves, stage_first,
+                stage_count, stage_threshold, hits):
+    """Run a boosted cascade of Haar-feature trees on one row of windows of a pyramid level.
+
+    Follows OpenCV's ``CascadeClassifierImpl::runAt`` / ``predictOrdered`` with
+    ``HaarEvaluator`` (objdetect/src/cascadedetect.cpp) so that the same windows pass:
+
+    1. window normalisation (``setWindow``) over the window shrunk by one pixel on every side,
+       area ``A``: ``nf = A * sum(I^2) - sum(I)^2``; if ``nf <= 0`` or ``A / sqrt(nf) >= 0.1``
+       the window is skipped (not a detection, not a stage-0 rejection); else
+       ``vnf = float32(1 / sqrt(nf))``;
+    2. a feature is ``sum_k weight_k * boxsum_k`` in float32 (two or three rectangles; a box sum
+       is four reads of the summed-area table at precomputed offsets from the window's corner,
+       as OpenCV's ``OptFeature``), times ``vnf`` in float32;
+    3. each tree is walked from its root (``value < threshold`` -> left) to a leaf; leaves add
+       up in float64 per stage; a stage below its threshold rejects the window;
+    4. windows are visited every ``step`` pixels; a window rejected by the first stage also
+       skips the next column (OpenCV's ``if (result == 0) x += yStep``).
+
+    Computed indices are cast to unsigned integers: Numba then skips its negative-index
+    wrap-around test on each access (a quarter of the scan's time); they are never negative.
+
+    Parameters
+    ----------
+    j : int, the row: windows whose top is ``y = j * step``
+    ii, sq : (H + 1, W + 1) float64, C-contiguous summed-area tables of the level and of its
+        squares
+    step : int
+    win_w, win_h : int, the cascade's window
+    corners : (F, 3, 4) int64
+        Flat offsets in the table, from a window's top-left corner, of each rectangle's
+        top-left, top-right, bottom-left and bottom-right corners (``row * (W + 1) + col``).
+    rect_weights : (F, 3) float32 (0: no third rectangle)
+    node_left, node_right : (N,) int64, child index in the tree (> 0) or minus a leaf index
+    node_feature : (N,) int64
+    node_threshold : (N,) float32
+    leaves : (L,) float32
+    tree_nodes, tree_leaves : (T,) int64, offset of each tree's first node and first leaf
+    stage_first, stage_count : (S,) int64, each stage's trees
+    stage_threshold : (S,) float32, already lowered by OpenCV's 1e-5
+    hits : (nx,) bool, receives the windows of the row that pass every stage, at ``x // step``
+    """
     nx = hits.shape[0]
     stride = ii.shape[1]
     flat = ii.ravel()
@@ -357,55 +397,6 @@ def _cascade_row(j, ii, sq, step, win_w, win_h, corners, rect_weights, node_left
         else:
             i += 1
 
-
-@njit(cache=True, parallel=True, nogil=True)
-def cascade_scan(ii, sq, step, win_w, win_h, corners, rect_weights, node_left, node_right,
-                 node_feature, node_threshold, leaves, tree_nodes, tree_leaves, stage_first,
-                 stage_count, stage_threshold, hits):
-    """Run a boosted cascade of Haar-feature trees on every window of one pyramid level.
-
-    Follows OpenCV's ``CascadeClassifierImpl::runAt`` / ``predictOrdered`` with
-    ``HaarEvaluator`` (objdetect/src/cascadedetect.cpp) so that the same windows pass:
-
-    1. window normalisation (``setWindow``) over the window shrunk by one pixel on every side,
-       area ``A``: ``nf = A * sum(I^2) - sum(I)^2``; if ``nf <= 0`` or ``A / sqrt(nf) >= 0.1``
-       the window is skipped (not a detection, not a stage-0 rejection); else
-       ``vnf = float32(1 / sqrt(nf))``;
-    2. a feature is ``sum_k weight_k * boxsum_k`` in float32 (two or three rectangles; a box sum
-       is four reads of the summed-area table at precomputed offsets from the window's corner,
-       as OpenCV's ``OptFeature``), times ``vnf`` in float32;
-    3. each tree is walked from its root (``value < threshold`` -> left) to a leaf; leaves add
-       up in float64 per stage; a stage below its threshold rejects the window;
-    4. windows are visited every ``step`` pixels; a window rejected by the first stage also
-       skips the next column (OpenCV's ``if (result == 0) x += yStep``).
-
-    Computed indices are cast to unsigned integers: Numba then skips its negative-index
-    wrap-around test on each access (a quarter of the scan's time); they are never negative.
-
-    Parameters
-    ----------
-    ii, sq : (H + 1, W + 1) float64, C-contiguous summed-area tables of the level and of its
-        squares
-    step : int
-    win_w, win_h : int, the cascade's window
-    corners : (F, 3, 4) int64
-        Flat offsets in the table, from a window's top-left corner, of each rectangle's
-        top-left, top-right, bottom-left and bottom-right corners (``row * (W + 1) + col``).
-    rect_weights : (F, 3) float32 (0: no third rectangle)
-    node_left, node_right : (N,) int64, child index in the tree (> 0) or minus a leaf index
-    node_feature : (N,) int64
-    node_threshold : (N,) float32
-    leaves : (L,) float32
-    tree_nodes, tree_leaves : (T,) int64, offset of each tree's first node and first leaf
-    stage_first, stage_count : (S,) int64, each stage's trees
-    stage_threshold : (S,) float32, already lowered by OpenCV's 1e-5
-    hits : (ny, nx) bool, receives the windows that pass every stage, at ``(y // step, x //
-        step)``
-    """
-    for j in prange(hits.shape[0]):
-        _cascade_row(j, ii, sq, step, win_w, win_h, corners, rect_weights, node_left,
-                     node_right, node_feature, node_threshold, leaves, tree_nodes, tree_leaves,
-                     stage_first, stage_count, stage_threshold, hits[j])
 
 
 # --- whole pyramids in one parallel region ----------------------------------------------------
@@ -514,3 +505,86 @@ def hog_pyramid_scores(image, table, levels, order, yofs, ycoef, xofs, xcoef, ym
             for wy in range(nwy):
                 _score_row(grid, weights, bias, wy, win_step_y, win_step_x, block_step_y,
                            block_step_x, out[wy * nwx:(wy + 1) * nwx])
+
+
+#: Columns of the level table of :func:`cascade_pyramid`.
+CASCADE_LEVEL_COLUMNS = ("height", "width", "rows", "cols", "step", "windows_y", "windows_x",
+                         "hits")
+(CL_H, CL_W, CL_ROWS, CL_COLS, CL_STEP, CL_NY, CL_NX, CL_HITS) = range(len(CASCADE_LEVEL_COLUMNS))
+
+
+@njit(cache=True, nogil=True)
+def _cascade_corners(rects, stride):
+    """Flat offsets (F, 3, 4) of each rectangle's TL, TR, BL, BR corners from a window's
+    top-left corner in a summed-area table ``stride`` columns wide; ``rects`` (F, 3, 4) int64
+    holds ``(x, y, w, h)``."""
+    F = rects.shape[0]
+    corners = np.empty((F, 3, 4), np.int64)
+    for f in range(F):
+        for k in range(3):
+            x, y, w, h = rects[f, k, 0], rects[f, k, 1], rects[f, k, 2], rects[f, k, 3]
+            corners[f, k, 0] = y * stride + x
+            corners[f, k, 1] = y * stride + x + w
+            corners[f, k, 2] = (y + h) * stride + x
+            corners[f, k, 3] = (y + h) * stride + x + w
+    return corners
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def cascade_pyramid(grey, levels, order, yofs, ycoef, xofs, xcoef, win_w, win_h, rects,
+                    rect_weights, node_left, node_right, node_feature, node_threshold, leaves,
+                    tree_nodes, tree_leaves, stage_first, stage_count, stage_threshold,
+                    n_threads, hits):
+    """The cascade on every level of a pyramid: resize, summed-area tables, scan, per level.
+
+    Level ``i`` (a row of ``levels``, columns :data:`CASCADE_LEVEL_COLUMNS`) is ``grey``
+    resized to ``height x width`` (:func:`resize_linear_exact`, coefficients
+    ``yofs/ycoef[rows : rows + height]``, ``xofs/xcoef[cols : cols + width]``), its tables of
+    the pixels and of their squares (:func:`kernels.integral.integral_image`, float64), then
+    :func:`cascade_row` with window step ``step`` over ``windows_y x windows_x`` windows into
+    ``hits[hits : hits + windows_y * windows_x]`` (row-major). Levels are taken by
+    ``n_threads`` threads in the order ``order`` (most windows first), each by one thread.
+
+    Parameters
+    ----------
+    grey : (H, W, 1) uint8, C-contiguous
+    levels : (n_levels, 8) int64
+    order : (n_levels,) int64
+    yofs, ycoef, xofs, xcoef : int64, every level's resize coefficients, concatenated
+    win_w, win_h : int, the cascade's window
+    rects : (F, 3, 4) int64, each feature's rectangles ``(x, y, w, h)`` in the window
+    rect_weights ... stage_threshold : as :func:`cascade_row`
+    n_threads : int
+    hits : (total windows,) bool, receives the windows that pass every stage
+    """
+    counter = np.zeros(1, np.int64)
+    for _ in prange(n_threads):
+        while True:
+            k = _take_next(counter)
+            if k >= order.shape[0]:
+                break
+            lv = levels[order[k]]
+            Ho, Wo = lv[CL_H], lv[CL_W]
+            level = _level_image(grey, Ho, Wo, yofs[lv[CL_ROWS]:lv[CL_ROWS] + Ho],
+                                 ycoef[lv[CL_ROWS]:lv[CL_ROWS] + Ho],
+                                 xofs[lv[CL_COLS]:lv[CL_COLS] + Wo],
+                                 xcoef[lv[CL_COLS]:lv[CL_COLS] + Wo])
+            values = np.empty((Ho, Wo))
+            for r in range(Ho):
+                for c in range(Wo):
+                    values[r, c] = level[r, c, 0]
+            ii = np.empty((Ho + 1, Wo + 1))
+            sq = np.empty((Ho + 1, Wo + 1))
+            integral_image(values, ii)
+            for r in range(Ho):
+                for c in range(Wo):
+                    values[r, c] *= values[r, c]
+            integral_image(values, sq)
+            corners = _cascade_corners(rects, Wo + 1)
+            ny, nx = lv[CL_NY], lv[CL_NX]
+            out = hits[lv[CL_HITS]:lv[CL_HITS] + ny * nx]
+            for j in range(ny):
+                cascade_row(j, ii, sq, lv[CL_STEP], win_w, win_h, corners, rect_weights,
+                             node_left, node_right, node_feature, node_threshold, leaves,
+                             tree_nodes, tree_leaves, stage_first, stage_count,
+                             stage_threshold, out[j * nx:(j + 1) * nx])
