@@ -494,3 +494,24 @@ def test_hog_linear_attack_model_checks_its_hog_settings():
     with pytest.raises(ValueError, match="feature_std must be positive"):
         HOGLinearModel(np.ones((3, 4)), np.zeros(3), np.zeros(4), np.zeros(4),
                        {"orientations": 9})
+
+
+def test_pyramid_scales_checks_its_sizes():
+    # Before: an infinite image width raised OverflowError from round(inf).
+    from cvcore.detect import pyramid_scales
+    with pytest.raises(TypeError, match="image_size"):
+        pyramid_scales((float("inf"), 100), (16, 16), 1.1)
+    with pytest.raises(ValueError, match="window_size"):
+        pyramid_scales((100, 100), (0, 16), 1.1)
+    assert pyramid_scales((32, 32), (16, 16), 2.0) == [1.0, 2.0]
+
+
+def test_l2_pgd_with_a_zero_budget_and_a_zero_gradient_returns_the_input_not_nan():
+    # Before: at eps = 0 a step of zero length was projected with 0 / 0 = NaN.
+    from cvcore import nn
+    from cvcore.adversarial import pgd
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2, rng=np.random.default_rng(0)))
+    net[1].weight.data[...] = 0                     # a zero input gradient everywhere
+    x = np.full((2, 1, 2, 2), 0.5, np.float32)
+    adv = pgd(net, x, np.array([0, 1]), 0.0, norm="l2", steps=2)
+    np.testing.assert_array_equal(adv, x)
