@@ -22,6 +22,9 @@ sys.path.insert(0, str(DOCS))  # docs/_ext
 
 import cvcore  # noqa: E402
 
+# the tutorial's working folder (its photos, runs and weights) stays inside the build folder
+os.environ.setdefault("CVCORE_TUTORIAL_DIR", str(DOCS / "_build" / "tutorial-run"))
+
 project = "cvcore"
 author = "the cvcore authors"
 copyright = "the cvcore authors"
@@ -69,6 +72,7 @@ sphinx_gallery_conf = {
     "plot_gallery": "True",
     "reset_modules": ("matplotlib",),
     "show_memory": False,
+    "capture_repr": (),          # a cell shows what it prints, not the value of its last line
     # its page of run times loads jQuery and DataTables from CDNs; the build log prints the times
     "write_computation_times": False,
 }

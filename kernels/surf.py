@@ -649,19 +649,12 @@ def _cell_add(sums, du, dv, extended):
     a0, a1, a2, a3, a4, a5, a6, a7 = sums
     if not extended:
         return a0 + du, a1 + dv, a2 + abs(du), a3 + abs(dv), a4, a5, a6, a7
-    if dv >= 0.0:
-        a0 += du
-        a1 += abs(du)
-    else:
-        a2 += du
-        a3 += abs(du)
-    if du >= 0.0:
-        a4 += dv
-        a5 += abs(dv)
-    else:
-        a6 += dv
-        a7 += abs(dv)
-    return a0, a1, a2, a3, a4, a5, a6, a7
+    # selects, not branches: the signs are random, and a mispredicted branch costs more than
+    # adding zero to the other half (x + 0.0 == x: the same sums)
+    du_up, du_down = (du, 0.0) if dv >= 0.0 else (0.0, du)
+    dv_right, dv_left = (dv, 0.0) if du >= 0.0 else (0.0, dv)
+    return (a0 + du_up, a1 + abs(du_up), a2 + du_down, a3 + abs(du_down),
+            a4 + dv_right, a5 + abs(dv_right), a6 + dv_left, a7 + abs(dv_left))
 
 
 @njit(cache=True, nogil=True, inline="always")

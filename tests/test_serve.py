@@ -691,6 +691,21 @@ def test_command_errors_are_one_line(tmp_path, capsys):
     assert "no cvcore model file found" in capsys.readouterr().err
     assert main(["serve", str(PHOTO), "--max-batch-size", "0"]) == 2
     assert "--max-batch-size must be at least 1" in capsys.readouterr().err
+    assert main(["serve", str(PHOTO), "--threads", "-1"]) == 2
+    assert "--threads must be >= 0" in capsys.readouterr().err
+
+
+def test_threads_setting_reaches_the_model_thread(models_dir):
+    """--threads N: the forward passes' kernels (on the model thread) run with N Numba threads;
+    0 leaves Numba's default."""
+    import numba
+    from cvcore.serve.app import Server, ServeConfig
+    for threads, expected in ((1, 1), (0, numba.config.NUMBA_NUM_THREADS)):
+        server = Server([models_dir / "hogsvm.npz"], ServeConfig(threads=threads))
+        try:
+            assert server.executor.submit(numba.get_num_threads).result() == expected
+        finally:
+            server.executor.shutdown()
 
 
 def test_serving_path_kernels_release_the_gil():

@@ -345,6 +345,15 @@ class EfficientNet(_CachingModule):
             feats, _ = self._trunk(x)
         return feats
 
+    def features(self, x):
+        """Activations of the last stage (N, 1280, h, w), the input of ``_avg_pooling``, for
+        images ``x`` (N, C, H, W): the maps Grad-CAM weighs (Selvaraju et al. 2017, eq. 1-2), as
+        :meth:`cvcore.nn.ResNet.features`. Meant for inference under :func:`cvcore.nn.no_grad`
+        (it keeps no cache of its own, so :meth:`backward` does not follow it)."""
+        with NESTED:
+            _, (_, head) = self._trunk(x)
+        return head
+
     def forward(self, x):
         with NESTED:
             feats, (stem, head) = self._trunk(x)

@@ -91,6 +91,11 @@ class ServeConfig:
         Classes returned by default.
     reload_interval : float
         Seconds between checks of the model files for replacement (0 = never).
+    threads : int
+        Threads of the Numba kernels of a forward pass (and of the resizing done on the event
+        loop); 0 = Numba's default, every core. On a machine shared with other busy processes
+        one thread can be much faster: a parallel kernel waits for its slowest thread, and a
+        thread that lost its core holds up the whole pass.
     """
     max_batch_size: int = 32
     max_delay_ms: float = 5.0
@@ -102,6 +107,7 @@ class ServeConfig:
     decode_threads: int = 2
     top_k: int = 5
     reload_interval: float = 1.0
+    threads: int = 0
 
 
 class ApiError(Exception):
@@ -136,7 +142,9 @@ class Server:
         self.started = time.time()
         # One worker thread runs every forward pass and explanation (in order): the kernels'
         # own threads already use every core, and a network's layers keep per-call state.
-        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cvcore-model")
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="cvcore-model", initializer=_set_threads,
+            initargs=(config.threads,))
         self.decode_slots = None
         self._watch_task = None
         self._prepare_in_decoder = _threadsafe_kernels()
@@ -161,6 +169,7 @@ class Server:
     async def start(self) -> None:
         import anyio
         loop = asyncio.get_running_loop()
+        _set_threads(self.config.threads)         # (Numba's thread count is per calling thread)
         self.decode_slots = anyio.CapacityLimiter(self.config.decode_threads)
         for served in self.models.values():
             loaded = self._loaded.pop(served.name)
@@ -560,6 +569,13 @@ class _FastLane:
             raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
+
+
+def _set_threads(threads: int) -> None:
+    """Numba's thread count for parallel kernels launched from the calling thread (0: keep)."""
+    if threads > 0:
+        import numba
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
 def _renamed(exc, name):
