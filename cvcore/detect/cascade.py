@@ -262,8 +262,9 @@ class HaarCascade:
     def _pyramid_plan(self, H, W, scale_factor, min_size, max_size):
         """Level tables of :func:`kernels.detect.cascade_pyramid` (kept per image geometry)."""
         key = (H, W, scale_factor, min_size, max_size)
-        if key in self._plans:
-            return self._plans[key]
+        plan = self._plans.get(key)          # get, not "in" then []: another thread may clear
+        if plan is not None:
+            return plan
         ww, wh = self.window
         rows, factors, yofs, ycoef, xofs, xcoef = [], [], [], [], [], []
         n_rows = n_cols = n_windows = pixels = 0
