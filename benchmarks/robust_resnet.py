@@ -54,6 +54,10 @@ EPS_TABLE = 0.1
 EPS_LARGE = (0.5, 1.0)
 PGD_STEPS = 20
 STEPS_CHECK = (1, 5, 20, 50)
+#: Legend names of the figure.
+LABELS = {"cvcore-none": "ResNet-20, normal", "cvcore-fgsm": "ResNet-20, fast FGSM",
+          "torch-fgsm": "ResNet-20, fast FGSM, PyTorch twin", "hog-svm": "HOG + SVM",
+          "wong-kolter": "Wong & Kolter (published)"}
 
 
 def _load(datasets, subset):
@@ -334,7 +338,7 @@ def plot(args):
     for path in sorted(Path(args.out).glob("eval-*.json")):
         for k, v in json.loads(path.read_text()).items():
             if not k.startswith("_") and "curve" in v:
-                curves.append({"name": k, "eps": list(EPS_CURVE), "robust_accuracy": v["curve"],
+                curves.append({"name": LABELS.get(k, k), "eps": list(EPS_CURVE), "robust_accuracy": v["curve"],
                                "attack": "pgd", "steps": PGD_STEPS})
                 n.add(v["curve_n"])
     if curves:
