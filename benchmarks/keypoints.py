@@ -141,12 +141,9 @@ def match_scores(xy1, d1, xy2, d2, H, shape, groups=None):
         if res is not None:
             h, w = shape
             corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
-            try:
-                ce = np.linalg.norm(apply_homography(res.model, corners)
-                                    - apply_homography(H, corners), axis=1).mean()
-                ok = bool(ce <= PIXEL_TOL)
-            except ValueError:      # RANSAC can return a (near-)singular model on bad matches
-                ok = False
+            ce = np.linalg.norm(apply_homography(res.model, corners)
+                                - apply_homography(H, corners), axis=1).mean()
+            ok = bool(ce <= PIXEL_TOL)
     return mma, ok, len(m)
 
 

@@ -6,9 +6,14 @@ ceiling and the same ResNet-20 in PyTorch behind the same web stack.
 
 For a ``hog-svm`` (trained on the embedded Fashion-MNIST subset) and a ``resnet20`` (seeded
 weights, 32x32 RGB), each served by ``cvcore serve`` in its own process on a free loopback port,
-the load generator (another process: an asyncio ``httpx`` client posting raw JPEG bodies, keeping
-``c`` requests in flight) sends CIFAR-10 test JPEGs at concurrency 1, 8 and 32, with dynamic
-batching on (``--max-batch-size 32 --max-delay-ms 5``) and off (``--max-batch-size 1``).
+the load generator sends CIFAR-10 test JPEGs as raw bodies, keeping ``c`` requests in flight, at
+concurrency 1, 8 and 32, with dynamic batching on (``--max-batch-size 32 --max-delay-ms 5``) and
+off (``--max-batch-size 1``). The load generator is ``wrk`` (Debian's package, with the Lua
+script ``serve_post.lua`` beside this file) for ``--seconds`` per row: written in C, it takes
+~0.02 ms of CPU per request, so on a small machine it leaves the cores to the server. Without
+``wrk`` an asyncio ``httpx`` client in another process takes its place (``--requests`` per row);
+it costs ~1 ms of CPU per request on the same cores, so it lowers every served figure (the
+output says which client ran).
 
 Beside them:
 
@@ -16,13 +21,17 @@ Beside them:
   batches of 32 and of 500 in this process: the ceiling a server can approach (no HTTP, no
   decoding); and one batch-1 forward pass, the floor of a request's latency.
 * ``torch``: the same ResNet-20 weights in PyTorch (``benchmarks.torch_models``) behind the same
-  stack: FastAPI on uvicorn, the same :class:`cvcore.serve.batching.Batcher` (on and off), Pillow
-  decoding, ``torch.no_grad()`` forward on one worker thread; PyTorch's own threads as set by
-  ``torch.set_num_threads`` (default: the cores).
+  stack: uvicorn, the same fast lane for ``POST /predict`` (:class:`cvcore.serve.app._FastLane`,
+  the same body reading and the same rule for decoding small images on the event loop), the same
+  :class:`cvcore.serve.batching.Batcher` (on and off), Pillow decoding, ``torch.no_grad()``
+  forward on one worker thread; PyTorch's own threads as set by ``torch.set_num_threads``
+  (default: the cores).
 
 Printed: one row per (server, batching, concurrency): images/s, p50 and p99 latency (ms), mean
-batch size (from the server's /metrics), and images/s as a share of the offline batch-32
-ceiling. The machine's load (``os.getloadavg``) is printed before and after.
+batch size of that row (from the server's /metrics), the server process's CPU time per request
+(ms, user + system, all its threads), and images/s as a share of the offline batch-32 ceiling.
+The machine's load (``os.getloadavg``) is printed before and after: the machine is shared, and the
+CPU time per request is the figure that moves least with the load.
 """
 # (no `from __future__ import annotations`: FastAPI reads the torch app's annotations)
 import argparse
@@ -81,11 +90,33 @@ def loadgen_main(args):
 
 
 def run_load(url, files_list, concurrency, n):
+    """The Python fallback: ``n`` requests from an httpx client in another process."""
     out = subprocess.run([sys.executable, "-m", "benchmarks.serve", "--loadgen", "--url", url,
                           "--files", str(files_list), "--concurrency", str(concurrency),
                           "--requests", str(n)], cwd=ROOT, check=True, capture_output=True,
                          text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+WRK_SCRIPT = Path(__file__).resolve().parent / "serve_post.lua"
+
+
+def run_wrk(url, files_list, concurrency, seconds):
+    """``seconds`` of ``wrk`` (one thread, ``concurrency`` connections) posting the files."""
+    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "60s",
+                          "-s", str(WRK_SCRIPT), url], env={**os.environ, "FILES": str(files_list)},
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def process_cpu_seconds(pid) -> float:
+    """User + system CPU seconds of a process (all its threads), from /proc (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- servers --------------------------------------------------------------------------------------
@@ -115,17 +146,17 @@ class Server:
                 raise RuntimeError(f"{' '.join(argv)} not ready in {STARTUP_SECONDS} s")
             time.sleep(0.25)
 
-    def mean_batch(self, model):
-        """Mean images per forward pass from the server's Prometheus metrics."""
+    def batches(self, model):
+        """(images, forward passes) so far, from the server's Prometheus metrics."""
         import httpx
         text = httpx.get(self.url + "/metrics").text
-        total = count = None
+        total = count = 0.0
         for line in text.splitlines():
             if line.startswith(f'cvcore_batch_size_sum{{model="{model}"}}'):
                 total = float(line.split()[-1])
             elif line.startswith(f'cvcore_batch_size_count{{model="{model}"}}'):
                 count = float(line.split()[-1])
-        return total / count if total and count else float("nan")
+        return total, count
 
     def stop(self):
         self.proc.terminate()
@@ -136,31 +167,35 @@ class Server:
             self.proc.wait()
 
 
-def cvcore_server(model_path, batching):
+def cvcore_server(model_path, batching, threads=0):
     port = _free_port()
     return Server([sys.executable, "-m", "cvcore.cli", "serve", str(model_path), "--port",
                    str(port), "--log-level", "warning", "--reload-interval", "0",
-                   *(BATCH_ON if batching else BATCH_OFF)], port)
+                   "--threads", str(threads), *(BATCH_ON if batching else BATCH_OFF)], port)
 
 
-def torch_server(model_path, batching):
+def torch_server(model_path, batching, threads=0):
     port = _free_port()
     return Server([sys.executable, "-m", "benchmarks.serve", "--torch-server", str(model_path),
-                   "--port", str(port), "--max-batch-size", "32" if batching else "1"], port)
+                   "--port", str(port), "--max-batch-size", "32" if batching else "1",
+                   "--threads", str(threads)], port)
 
 
 def torch_app(model_path, max_batch_size):
-    """FastAPI + the cvcore Batcher + a PyTorch ResNet-20 with the model file's weights."""
+    """The same ResNet-20 weights in PyTorch behind the same stack as ``cvcore serve``: uvicorn,
+    the fast lane for ``POST /predict``, the same body reading, decoding rule and Batcher."""
     import concurrent.futures
     import contextlib
     import io
 
+    import anyio
     import torch
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
     from PIL import Image
 
     from benchmarks.torch_models import torch_resnet
+    from cvcore.serve import app as serve_app
     from cvcore.serve.batching import Batcher
     from cvcore.serve.metrics import BATCH_BUCKETS, Registry
     from cvcore.train.pipeline import load_model
@@ -184,9 +219,36 @@ def torch_app(model_path, max_batch_size):
             p = torch.softmax(net((x - mean) / std), dim=1).numpy()
         return list(p)
 
+    def decode(data):
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB").resize((W, H), Image.BILINEAR))
+
     pool = concurrent.futures.ThreadPoolExecutor(1)
     batcher = Batcher(run, pool, max_batch_size=max_batch_size, max_delay=0.005,
                       on_batch=lambda n, s: registry.update(hist.observe, "torch", value=n))
+    decode_slots = anyio.CapacityLimiter(2)
+
+    class TorchServer:
+        """What the fast lane calls: the body, the image, the batch, the top 5 as JSON."""
+
+        async def predict_request(self, name, receive, headers, top_k=None, tta=False):
+            t0 = time.perf_counter()
+            with batcher.announce():
+                body = await serve_app.read_body(receive, headers, 10 * 2 ** 20)
+                (_, data), = await serve_app.parse_uploads(body, headers, "file", False, 1)
+                try:
+                    if serve_app._header_pixels(data) <= serve_app.INLINE_DECODE_PIXELS:
+                        image = decode(data)
+                    else:
+                        image = await anyio.to_thread.run_sync(decode, data,
+                                                               limiter=decode_slots)
+                except Exception as exc:                      # Pillow's many error types
+                    raise serve_app.ApiError(400, "bad_image", str(exc)) from None
+            p = await batcher.submit(image, timeout=60)
+            top = np.argsort(-p, kind="stable")[:top_k or 5]
+            return {"model": name, "predictions": [
+                {"label": names[i], "index": int(i), "probability": float(p[i])} for i in top],
+                "time_ms": {"total": round((time.perf_counter() - t0) * 1e3, 3)}}
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -197,27 +259,20 @@ def torch_app(model_path, max_batch_size):
 
     app = FastAPI(lifespan=lifespan)
 
-    def decode(data):
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGB").resize((W, H), Image.BILINEAR))
-
     @app.get("/readyz")
     async def ready():
         return {"status": "ready"}
 
     @app.get("/metrics")
     async def metrics():
-        from fastapi.responses import PlainTextResponse
         return PlainTextResponse(registry.render())
 
     @app.post("/v1/models/{name}/predict")
-    async def predict(name: str, request: Request):
-        import anyio
-        image = await anyio.to_thread.run_sync(decode, await request.body())
-        p = await batcher.submit(image, timeout=60)
-        top = np.argsort(-p)[:5]
-        return JSONResponse({"predictions": [{"label": names[i], "probability": float(p[i])}
-                                             for i in top]})
+    async def predict(name: str):
+        raise serve_app.ApiError(400, "unsupported", "this benchmark server takes plain requests")
+
+    route = next(r for r in app.routes if getattr(r, "path", None) == "/v1/models/{name}/predict")
+    app.add_middleware(serve_app._FastLane, server=TorchServer(), route=route)
     return app
 
 
@@ -238,19 +293,21 @@ def build_models(out: Path, images):
 
 
 def offline(model_path, images):
-    """images/s of predict_proba on decoded images at batch 32 and 500; one batch-1 forward."""
+    """images/s (and CPU ms per image, all threads) of predict_proba on decoded images at batch
+    32 and 500; the median time of one batch-1 forward."""
     from cvcore.train.pipeline import load_model, prepare_images
     model = load_model(model_path)
     x = prepare_images(list(images), model.size, model.mode)
     out = {}
     for bs in (32, 500):
         model.predict_proba(x[:bs])
-        done, t0 = 0, time.perf_counter()
+        done, t0, cpu0 = 0, time.perf_counter(), time.process_time()
         while done < 3 * len(x) or time.perf_counter() - t0 < OFFLINE_SECONDS:
             for i in range(0, len(x), bs):
                 model.predict_proba(x[i:i + bs])
             done += len(x)
         out[f"b{bs}"] = done / (time.perf_counter() - t0)
+        out[f"cpu{bs}"] = 1e3 * (time.process_time() - cpu0) / done
     times = []
     for i in range(50):
         t0 = time.perf_counter()
@@ -262,7 +319,15 @@ def offline(model_path, images):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--requests", type=int, default=400, help="requests per row")
+    ap.add_argument("--seconds", type=int, default=5,
+                    help="seconds per row with wrk (default 5)")
+    ap.add_argument("--requests", type=int, default=400,
+                    help="requests per row with the Python client (when wrk is absent)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads of the models' kernels, offline and served, cvcore (Numba) and "
+                         "PyTorch alike; 0 = each library's default, every core")
+    ap.add_argument("--python-client", action="store_true",
+                    help="use the Python httpx client even if wrk is installed")
     ap.add_argument("--images", type=int, default=500, help="CIFAR-10 test JPEGs used")
     ap.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--torch-server", default=None, help=argparse.SUPPRESS)
@@ -276,6 +341,9 @@ def main(argv=None):
         return loadgen_main(args)
     if args.torch_server:
         import uvicorn
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
         uvicorn.run(torch_app(args.torch_server, args.max_batch_size), host="127.0.0.1",
                     port=args.port, log_level="warning")
         return
@@ -289,8 +357,14 @@ def main(argv=None):
         import torch  # noqa: F401
     except ImportError:
         have_torch = False
-    print(f"load average before: {os.getloadavg()}; {args.requests} requests per row, "
-          f"{len(files)} CIFAR-10 JPEGs; 2 cores shared with other jobs")
+    import shutil
+    use_wrk = shutil.which("wrk") is not None and not args.python_client
+    client = (f"wrk, {args.seconds:g} s per row" if use_wrk else
+              f"Python httpx client, {args.requests} requests per row (wrk not used: it would "
+              f"leave more of the cores to the servers)")
+    print(f"load average before: {os.getloadavg()}; {os.cpu_count()} cores; load generator: "
+          f"{client}; {len(files)} CIFAR-10 JPEGs; model threads: "
+          f"{args.threads or 'each library default (every core)'}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         build_models(tmp, images)
@@ -298,41 +372,54 @@ def main(argv=None):
         files_list.write_text("\n".join(map(str, files)))
         rows = []
         ceilings = {}
+        if args.threads:
+            import numba
+            numba.set_num_threads(args.threads)
         for name in ("hogsvm", "resnet20"):
             ceilings[name] = offline(tmp / f"{name}.npz", images)
             c = ceilings[name]
             print(f"{name} offline: {c['b32']:.0f} img/s at batch 32, {c['b500']:.0f} at 500; "
-                  f"one image {c['one_ms']:.2f} ms", flush=True)
+                  f"one image {c['one_ms']:.2f} ms; CPU {c['cpu32']:.2f} ms per image at batch 32",
+                  flush=True)
         servers = [("cvcore", "hogsvm"), ("cvcore", "resnet20")] + \
             ([("torch", "resnet20")] if have_torch else [])
         for engine, name in servers:
             for batching in (True, False):
                 start = cvcore_server if engine == "cvcore" else torch_server
-                server = start(tmp / f"{name}.npz", batching)
+                server = start(tmp / f"{name}.npz", batching, args.threads)
                 try:
+                    metric_name = name if engine == "cvcore" else "torch"
+                    url = f"{server.url}/v1/models/{name}/predict"
                     for c in CONCURRENCY:
-                        r = run_load(f"{server.url}/v1/models/{name}/predict", files_list, c,
-                                     args.requests)
+                        if use_wrk:
+                            run_wrk(url, files_list, c, 1)               # warm the connections
+                        images0, batches0 = server.batches(metric_name)
+                        cpu0 = process_cpu_seconds(server.proc.pid)
+                        r = run_wrk(url, files_list, c, args.seconds) if use_wrk else \
+                            run_load(url, files_list, c, args.requests)
+                        cpu = process_cpu_seconds(server.proc.pid) - cpu0
+                        images1, batches1 = server.batches(metric_name)
+                        mean_b = (images1 - images0) / max(batches1 - batches0, 1)
                         ips = r["n"] / r["seconds"]
                         rows.append((engine, name, "on" if batching else "off", c, ips,
-                                     1e3 * r["p50"], 1e3 * r["p99"], server.mean_batch(
-                                         name if engine == "cvcore" else "torch"),
+                                     1e3 * r["p50"], 1e3 * r["p99"], mean_b,
+                                     1e3 * cpu / max(r["n"], 1),
                                      ips / ceilings[name]["b32"], r["errors"]))
                         print("  " + _fmt(rows[-1]), flush=True)
                 finally:
                     server.stop()
     print()
     print(f"{'server':<8}{'model':<10}{'batch':<7}{'c':>4}{'img/s':>9}{'p50 ms':>9}"
-          f"{'p99 ms':>9}{'mean b':>8}{'/offline':>10}{'errors':>8}")
+          f"{'p99 ms':>9}{'mean b':>8}{'cpu ms':>8}{'/offline':>10}{'errors':>8}")
     for row in rows:
         print(_fmt(row))
     print(f"load average after: {os.getloadavg()}")
 
 
 def _fmt(row):
-    engine, name, batching, c, ips, p50, p99, mb, share, errors = row
+    engine, name, batching, c, ips, p50, p99, mb, cpu_ms, share, errors = row
     return (f"{engine:<8}{name:<10}{batching:<7}{c:>4}{ips:>9.0f}{p50:>9.1f}{p99:>9.1f}"
-            f"{mb:>8.1f}{share:>10.2f}{errors:>8}")
+            f"{mb:>8.1f}{cpu_ms:>8.2f}{share:>10.2f}{errors:>8}")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def border_map(n, before, after, mode):
     return out
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pad_row(src, cols, cx, fill, buf):
     """``buf[c] = src[cols[c]]`` (``fill`` where ``cols[c]`` is -1): the row ``src`` extended
     by its border. The ``W`` interior cells are a plain copy starting at ``cx``."""
@@ -94,7 +94,7 @@ def _pad_row(src, cols, cx, fill, buf):
         buf[c] = fill if s < 0 else src[s]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def fill_ring(ring, image, rows, cols, cx, fill, i, first):
     """Bring the ring of extended source rows up to date for output row ``i``.
 
@@ -113,7 +113,7 @@ def fill_ring(ring, image, rows, cols, cx, fill, i, first):
             _pad_row(image[r], cols, cx, fill, ring[slot])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _taps(acc, bufs, tu, tv, tw):
     """``acc[j] += sum_t tw[t] * bufs[tu[t], tv[t] + j]`` for ``j < acc.size``.
 

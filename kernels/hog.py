@@ -572,6 +572,75 @@ def _colour_derivatives(cur, prev, nxt, x):
             dx2, dy2, dx2 * dx2 + dy2 * dy2)
 
 
+@njit(cache=True, error_model="numpy", nogil=True)
+def _gradient_row(y, image, table, ymap, xmap, simd_cols, angle_scale, nbins, ring, keys, ddx,
+                  ddy, g0, g1, q0, q1):
+    """Padded row ``y`` of :func:`opencv_gradients`: its two votes ``g0, g1`` (Wp,) float32 and
+    bins ``q0, q1`` (Wp,) int32.
+
+    ``ring`` (3, Wp + 2, C) float32 and ``keys`` (3,) int64 hold the gathered source rows between
+    calls (start with ``keys = -1``); ``ddx, ddy`` (Wp,) float32 are scratch.
+    """
+    Wp = xmap.shape[0] - 2
+    C = image.shape[2]
+    # 1. derivatives of the row, on the gathered rows y - 1, y, y + 1
+    k0, k1, k2 = ymap[y], ymap[y + 1], ymap[y + 2]
+    prev = ring[_row_slot(k0, k0, k1, k2, keys, ring, image, table, xmap)]
+    cur = ring[_row_slot(k1, k0, k1, k2, keys, ring, image, table, xmap)]
+    nxt = ring[_row_slot(k2, k0, k1, k2, keys, ring, image, table, xmap)]
+    if C == 1:
+        for x in range(Wp):
+            ddx[x] = cur[x + 2, 0] - cur[x, 0]
+            ddy[x] = nxt[x + 1, 0] - prev[x + 1, 0]
+    else:
+        for x in range(simd_cols):
+            # vector code: 2 if m2 > m1 else 1; then that one if max(m1, m2) > m0 else 0
+            dx0, dy0, m0, dx1, dy1, m1, dx2, dy2, m2 = _colour_derivatives(cur, prev, nxt, x)
+            two = m2 > m1
+            dx = dx2 if two else dx1
+            dy = dy2 if two else dy1
+            m = m2 if two else m1                 # max(m1, m2)
+            zero = not (m > m0)
+            ddx[x] = dx0 if zero else dx
+            ddy[x] = dy0 if zero else dy
+        for x in range(simd_cols, Wp):
+            # scalar code: start from channel 2, replace only on a strictly larger one
+            dx0, dy0, m0, dx1, dy1, m1, dx2, dy2, m2 = _colour_derivatives(cur, prev, nxt, x)
+            dx, dy, m = dx2, dy2, m2
+            if m < m1:
+                dx, dy, m = dx1, dy1, m1
+            if m < m0:
+                dx, dy = dx0, dy0
+            ddx[x] = dx
+            ddy[x] = dy
+    # 2. magnitude, angle (OpenCV's fastAtan2, written with selects so that it vectorises)
+    #    and the linear split between the two nearest bin centres
+    for x in range(Wp):
+        dx = ddx[x]
+        dy = ddy[x]
+        mag = np.float32(math.sqrt(dx * dx + dy * dy))
+        ax = abs(dx)
+        ay = abs(dy)
+        steep = ax < ay
+        c = (ax if steep else ay) / ((ay if steep else ax) + ATAN_EPS)
+        c2 = c * c
+        a = (((ATAN_P7 * c2 + ATAN_P5) * c2 + ATAN_P3) * c2 + ATAN_P1) * c
+        a = F90 - a if steep else a
+        a = F180 - a if dx < F0 else a
+        a = F360 - a if dy < F0 else a
+        a = a * DEG2RAD_F32 * angle_scale - FHALF
+        hidx = np.int32(a)                                  # truncation ...
+        hidx = hidx - np.int32(1) if a < np.float32(hidx) else hidx   # ... to floor
+        frac = a - np.float32(hidx)
+        g0[x] = mag * (F1 - frac)
+        g1[x] = mag * frac
+        hidx = hidx + nbins if hidx < 0 else hidx
+        hidx = hidx - nbins if hidx >= nbins else hidx
+        q0[x] = hidx
+        hidx = hidx + np.int32(1)
+        q1[x] = hidx if hidx < nbins else np.int32(0)
+
+
 @njit(cache=True, parallel=True, error_model="numpy", nogil=True)
 def opencv_gradients(image, table, ymap, xmap, simd_cols, angle_scale, nbins):
     """OpenCV's ``computeGradient``: magnitude split between two orientation bins per pixel.
@@ -607,6 +676,7 @@ def opencv_gradients(image, table, ymap, xmap, simd_cols, angle_scale, nbins):
     three contiguous float32 scratch rows, so that the derivative, channel-selection and angle
     loops run on contiguous memory without branches (selects only) and vectorise. Rows are
     handed to the threads in contiguous groups, so the scratch rows are allocated per group.
+    One row is :func:`_gradient_row`.
     """
     Hp = ymap.shape[0] - 2
     Wp = xmap.shape[0] - 2
@@ -615,74 +685,75 @@ def opencv_gradients(image, table, ymap, xmap, simd_cols, angle_scale, nbins):
     bins = np.empty((2, Hp, Wp), np.int32)
     G = min(Hp, TASK_GROUPS)
     for g in prange(G):
-        rows = np.empty((3, Wp + 2, C), np.float32)   # padded columns -1 .. Wp of 3 rows
+        ring = np.empty((3, Wp + 2, C), np.float32)   # padded columns -1 .. Wp of 3 rows
         keys = np.full(3, -1, np.int64)                # source row held by each slot
         ddx = np.empty(Wp, np.float32)
         ddy = np.empty(Wp, np.float32)
         for y in range(g * Hp // G, (g + 1) * Hp // G):
-            # 1. derivatives of the row, on the gathered rows y - 1, y, y + 1
-            k0, k1, k2 = ymap[y], ymap[y + 1], ymap[y + 2]
-            prev = rows[_row_slot(k0, k0, k1, k2, keys, rows, image, table, xmap)]
-            cur = rows[_row_slot(k1, k0, k1, k2, keys, rows, image, table, xmap)]
-            nxt = rows[_row_slot(k2, k0, k1, k2, keys, rows, image, table, xmap)]
-            if C == 1:
-                for x in range(Wp):
-                    ddx[x] = cur[x + 2, 0] - cur[x, 0]
-                    ddy[x] = nxt[x + 1, 0] - prev[x + 1, 0]
-            else:
-                for x in range(simd_cols):
-                    # vector code: 2 if m2 > m1 else 1; then that one if max(m1, m2) > m0 else 0
-                    dx0, dy0, m0, dx1, dy1, m1, dx2, dy2, m2 = _colour_derivatives(cur, prev,
-                                                                                   nxt, x)
-                    two = m2 > m1
-                    dx = dx2 if two else dx1
-                    dy = dy2 if two else dy1
-                    m = m2 if two else m1                 # max(m1, m2)
-                    zero = not (m > m0)
-                    ddx[x] = dx0 if zero else dx
-                    ddy[x] = dy0 if zero else dy
-                for x in range(simd_cols, Wp):
-                    # scalar code: start from channel 2, replace only on a strictly larger one
-                    dx0, dy0, m0, dx1, dy1, m1, dx2, dy2, m2 = _colour_derivatives(cur, prev,
-                                                                                   nxt, x)
-                    dx, dy, m = dx2, dy2, m2
-                    if m < m1:
-                        dx, dy, m = dx1, dy1, m1
-                    if m < m0:
-                        dx, dy = dx0, dy0
-                    ddx[x] = dx
-                    ddy[x] = dy
-            # 2. magnitude, angle (OpenCV's fastAtan2, written with selects so that it vectorises)
-            #    and the linear split between the two nearest bin centres
-            g0 = votes[0, y]
-            g1 = votes[1, y]
-            q0 = bins[0, y]
-            q1 = bins[1, y]
-            for x in range(Wp):
-                dx = ddx[x]
-                dy = ddy[x]
-                mag = np.float32(math.sqrt(dx * dx + dy * dy))
-                ax = abs(dx)
-                ay = abs(dy)
-                steep = ax < ay
-                c = (ax if steep else ay) / ((ay if steep else ax) + ATAN_EPS)
-                c2 = c * c
-                a = (((ATAN_P7 * c2 + ATAN_P5) * c2 + ATAN_P3) * c2 + ATAN_P1) * c
-                a = F90 - a if steep else a
-                a = F180 - a if dx < F0 else a
-                a = F360 - a if dy < F0 else a
-                a = a * DEG2RAD_F32 * angle_scale - FHALF
-                hidx = np.int32(a)                                  # truncation ...
-                hidx = hidx - np.int32(1) if a < np.float32(hidx) else hidx   # ... to floor
-                frac = a - np.float32(hidx)
-                g0[x] = mag * (F1 - frac)
-                g1[x] = mag * frac
-                hidx = hidx + nbins if hidx < 0 else hidx
-                hidx = hidx - nbins if hidx >= nbins else hidx
-                q0[x] = hidx
-                hidx = hidx + np.int32(1)
-                q1[x] = hidx if hidx < nbins else np.int32(0)
+            _gradient_row(y, image, table, ymap, xmap, simd_cols, angle_scale, nbins, ring,
+                          keys, ddx, ddy, votes[0, y], votes[1, y], bins[0, y], bins[1, y])
     return votes, bins
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _row_votes(g0, g1, q0, q1, col_step, weight_x, acc):
+    """Step 1 of :func:`opencv_block_histograms` for one row: ``acc[q, cx * nb + b] = sum_j
+    weight_x[cx, j] * vote_b(q * col_step + j)``, every block column ``q`` of ``acc`` (Q,
+    cells_x * nbins) float32 (overwritten)."""
+    Q = acc.shape[0]
+    ncx, bw = weight_x.shape
+    nb = acc.shape[1] // ncx
+    acc[:] = 0
+    for q in range(Q):
+        a = acc[q]
+        x0 = q * col_step
+        for j in range(bw):
+            a0 = g0[x0 + j]
+            a1 = g1[x0 + j]
+            b0 = q0[x0 + j]
+            b1 = q1[x0 + j]
+            for cx in range(ncx):
+                w = weight_x[cx, j]
+                if w != F0:
+                    a[cx * nb + b0] += a0 * w
+                    a[cx * nb + b1] += a1 * w
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _normalised_block(rows, top, q, weight_y, ncx, clip, h):
+    """Step 2 of :func:`opencv_block_histograms` for block column ``q`` whose first pixel row is
+    ``top``: ``h[(cx, cy, b)] = sum_i weight_y[cy, i] * rows[top + i, q, cx * nb + b]``, then
+    L2-Hys into ``h`` (L,) float32 (``ncx`` cells across). Row ``r`` of the block is read from ``rows[r % len(rows)]``
+    (a ring of the last rows, or the whole table)."""
+    R = rows.shape[0]
+    ncy, bh = weight_y.shape
+    L = h.shape[0]
+    nb = L // (ncx * ncy)
+    h[:] = 0
+    for i in range(bh):
+        src = rows[(top + i) % R, q]
+        for cy in range(ncy):
+            w = weight_y[cy, i]
+            if w != F0:
+                for cx in range(ncx):
+                    hb = (cx * ncy + cy) * nb
+                    sb = cx * nb
+                    for b in range(nb):
+                        h[hb + b] += w * src[sb + b]
+    # L2-Hys (hog.cpp, normalizeBlockHistogram)
+    s2 = F0
+    for k in range(L):
+        s2 += h[k] * h[k]
+    scale = F1 / (np.float32(math.sqrt(s2)) + OPENCV_HIST_EPS * np.float32(L))
+    s2 = F0
+    for k in range(L):
+        v = h[k] * scale
+        v = clip if v > clip else v
+        h[k] = v
+        s2 += v * v
+    scale = F1 / (np.float32(math.sqrt(s2)) + OPENCV_RENORM_EPS)
+    for k in range(L):
+        h[k] *= scale
 
 
 @njit(cache=True, parallel=True, error_model="numpy", nogil=True)
@@ -698,6 +769,7 @@ def opencv_block_histograms(votes, bins, row_step, col_step, weight_y, weight_x,
     ``hist[p, q, cx, cy, b] = sum_i gy(i) wy(cy, i) * row[p * row_step + i, q, cx, b]``
 
     (OpenCV computes ``G`` as one ``exp`` per pixel; ``gy(i) gx(j)`` differs by float32 rounding.)
+    The two steps are :func:`_row_votes` and :func:`_normalised_block`.
 
     Parameters
     ----------
@@ -718,52 +790,59 @@ def opencv_block_histograms(votes, bins, row_step, col_step, weight_y, weight_x,
     """
     P, Q, L = out.shape
     ncy, bh = weight_y.shape
-    ncx, bw = weight_x.shape
+    ncx = weight_x.shape[0]
     nb = L // (ncx * ncy)
     R = (P - 1) * row_step + bh
-    rows = np.zeros((R, Q, ncx * nb), np.float32)
+    rows = np.empty((R, Q, ncx * nb), np.float32)
     # 1. along each row: every pixel's two votes into the cells of its column
     for y in prange(R):
-        for q in range(Q):
-            acc = rows[y, q]
-            x0 = q * col_step
-            for j in range(bw):
-                a0 = votes[0, y, x0 + j]
-                a1 = votes[1, y, x0 + j]
-                b0 = bins[0, y, x0 + j]
-                b1 = bins[1, y, x0 + j]
-                for cx in range(ncx):
-                    w = weight_x[cx, j]
-                    if w != F0:
-                        acc[cx * nb + b0] += a0 * w
-                        acc[cx * nb + b1] += a1 * w
+        _row_votes(votes[0, y], votes[1, y], bins[0, y], bins[1, y], col_step, weight_x,
+                   rows[y])
     # 2. over the rows of each block, then L2-Hys (hog.cpp, normalizeBlockHistogram)
-    first_eps = OPENCV_HIST_EPS * np.float32(L)
     for t in prange(P * Q):
         p = t // Q
         q = t - p * Q
-        h = out[p, q]
-        h[:] = 0
-        for i in range(bh):
-            src = rows[p * row_step + i, q]
-            for cy in range(ncy):
-                w = weight_y[cy, i]
-                if w != F0:
-                    for cx in range(ncx):
-                        hb = (cx * ncy + cy) * nb
-                        sb = cx * nb
-                        for b in range(nb):
-                            h[hb + b] += w * src[sb + b]
-        s2 = F0
-        for k in range(L):
-            s2 += h[k] * h[k]
-        scale = F1 / (np.float32(math.sqrt(s2)) + first_eps)
-        s2 = F0
-        for k in range(L):
-            v = h[k] * scale
-            v = clip if v > clip else v
-            h[k] = v
-            s2 += v * v
-        scale = F1 / (np.float32(math.sqrt(s2)) + OPENCV_RENORM_EPS)
-        for k in range(L):
-            h[k] *= scale
+        _normalised_block(rows, p * row_step, q, weight_y, ncx, clip, out[p, q])
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def opencv_block_grid(image, table, ymap, xmap, simd_cols, angle_scale, nbins, row_step,
+                      col_step, weight_y, weight_x, clip, out):
+    """:func:`opencv_gradients` then :func:`opencv_block_histograms`, on one thread, streaming.
+
+    For callers that run many images (pyramid levels) side by side, one per thread: the padded
+    rows are taken top to bottom; each row's gradient (:func:`_gradient_row`) goes straight
+    into its row sums (:func:`_row_votes`), kept in a ring of the last ``block_h`` rows, and a
+    row of blocks is normalised as soon as its last pixel row is in. Nothing of the size of the
+    image is allocated, and the numbers are those of the two parallel kernels.
+
+    Parameters
+    ----------
+    image, table, ymap, xmap, simd_cols, angle_scale, nbins
+        As :func:`opencv_gradients`.
+    row_step, col_step, weight_y, weight_x, clip, out
+        As :func:`opencv_block_histograms`.
+    """
+    P, Q, L = out.shape
+    ncy, bh = weight_y.shape
+    ncx = weight_x.shape[0]
+    Wp = xmap.shape[0] - 2
+    C = image.shape[2]
+    ring = np.empty((3, Wp + 2, C), np.float32)
+    keys = np.full(3, -1, np.int64)
+    ddx = np.empty(Wp, np.float32)
+    ddy = np.empty(Wp, np.float32)
+    g0 = np.empty(Wp, np.float32)
+    g1 = np.empty(Wp, np.float32)
+    q0 = np.empty(Wp, np.int32)
+    q1 = np.empty(Wp, np.int32)
+    rows = np.empty((bh, Q, L // ncy), np.float32)     # ring: row y in rows[y % bh]
+    for y in range((P - 1) * row_step + bh):
+        _gradient_row(y, image, table, ymap, xmap, simd_cols, angle_scale, nbins, ring, keys,
+                      ddx, ddy, g0, g1, q0, q1)
+        _row_votes(g0, g1, q0, q1, col_step, weight_x, rows[y % bh])
+        top = y + 1 - bh
+        if top >= 0 and top % row_step == 0:
+            p = top // row_step
+            for q in range(Q):
+                _normalised_block(rows, top, q, weight_y, ncx, clip, out[p, q])

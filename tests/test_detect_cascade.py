@@ -32,7 +32,7 @@ def test_cascade_equals_opencv_on_face_photos(cv2, name):
 
 def reference_cascade_window(cascade, image, x, y):
     """One window through the cascade, written out (the readable twin of
-    kernels.detect.cascade_scan): returns 1 (object), 0 (rejected by the first stage), -1
+    kernels.detect.cascade_row): returns 1 (object), 0 (rejected by the first stage), -1
     (rejected later, or skipped as flat)."""
     W, H = cascade.window
     win = image[y:y + H, x:x + W].astype(np.float64)

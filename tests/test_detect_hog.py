@@ -123,3 +123,50 @@ def test_detector_no_detection_and_errors(people):
         det.detect_multiscale(flat.astype(np.float32))
     with pytest.raises(ValueError, match="coefficients"):
         HOGDetector.from_opencv(np.zeros(10, np.float32))
+
+
+def test_streaming_block_grid_equals_the_two_parallel_kernels(rng):
+    """kernels.hog.opencv_block_grid (one thread, rows streamed through a ring of block_h row
+    sums) gives the numbers of opencv_gradients + opencv_block_histograms, bit for bit."""
+    from kernels import hog as k
+    for trial, (d, pad, step) in enumerate([
+            (HOGDescriptor(), (8, 8), (8, 8)),
+            (HOGDescriptor(), (0, 0), (4, 4)),
+            (HOGDescriptor(win_size=(32, 24), block_size=(16, 8), block_stride=(8, 4),
+                           cell_size=(8, 4), nbins=7, signed_gradient=True), (3, 5), (8, 4)),
+            (HOGDescriptor(win_size=(48, 48), block_size=(24, 24), block_stride=(8, 8),
+                           cell_size=(8, 8)), (0, 0), (16, 8))]):
+        shape = (97, 83, 3) if trial % 2 == 0 else (70, 131, 1)
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        H, W = shape[:2]
+        ymap, xmap = d._border_maps(H, W, pad)
+        Hp, Wp = H + 2 * pad[1], W + 2 * pad[0]
+        P = (Hp - d.block_size[1]) // step[1] + 1
+        Q = (Wp - d.block_size[0]) // step[0] + 1
+        scale = np.float32(d.nbins / ((2 if d.signed_gradient else 1) * np.pi))
+        want = d._block_grid(img, d._lut, pad, step, P, Q)
+        got = np.empty_like(want)
+        k.opencv_block_grid(img, d._lut, ymap, xmap, Wp - Wp % 4, scale, np.int32(d.nbins),
+                            step[1], step[0], *d._votes, np.float32(d.l2_hys_threshold), got)
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pyramid_kernel_equals_level_by_level_scores(rng, threads):
+    """candidates() scores every level in one kernel whose threads take whole levels; the
+    scores are those of score_map on each level of image_pyramid, bit for bit and in order."""
+    import numba
+    from cvcore._threads import threads_for
+    d = HOGDescriptor(win_size=(32, 64), block_size=(16, 16), block_stride=(8, 8),
+                      cell_size=(8, 8))
+    det = HOGDetector(d, rng.normal(size=d.descriptor_size).astype(np.float32), 0.1)
+    img = rng.integers(0, 256, (300, 260, 3), dtype=np.uint8)
+    for stride, pad, scale in [(None, None, 1.05), ((4, 8), (8, 4), 1.2)]:
+        with threads_for(threads > 1):
+            if threads > numba.config.NUMBA_NUM_THREADS:
+                pytest.skip("one Numba thread only")
+            _, got = det.candidates(img, -np.inf, stride, pad, scale)
+        s, p, c = det._strides(stride, pad)
+        want = [det._score_map(level, s, p, c).ravel()
+                for _, level in image_pyramid(img, d.win_size, scale)]
+        np.testing.assert_array_equal(got, np.concatenate(want))

@@ -6,9 +6,10 @@ import pytest
 
 from cvcore import nn
 from cvcore.nn.conv import Conv2d
-from cvcore.nn.dwconv import (ReLU6, grouped_conv2d_backward, grouped_conv2d_forward,
-                              relu6_backward, relu6_forward, same_padding)
+from cvcore.nn.dwconv import (ReLU6, depthwise_conv2d_affine, grouped_conv2d_backward,
+                              grouped_conv2d_forward, relu6_backward, relu6_forward, same_padding)
 from cvcore.nn.efficientnet import Conv2dSame
+from cvcore.nn.layers import BatchNorm2d
 from cvcore.nn.gradcheck import gradcheck
 from kernels.reference import nn_dwconv as ref
 
@@ -24,6 +25,8 @@ CASES = [
     ((2, 4, 6, 6), 6, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2, True),      # 2 dense groups
     ((1, 6, 5, 8), 3, (3, 3), (2, 1), (0, 1, 1, 1), (1, 1), 3, False),     # groups, asymmetric
     ((1, 5, 4, 4), 5, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 5, True),      # 1x1 depthwise
+    ((2, 2, 11, 10), 2, (3, 3), (3, 3), (1, 2, 2, 1), (2, 2), 2, True),    # stride 3, dilated
+    ((1, 3, 9, 10), 3, (5, 5), (2, 2), (0, 0, 0, 0), (1, 1), 3, False),    # unread last rows
 ]
 
 
@@ -64,6 +67,67 @@ def test_gradcheck_float64(xs, K, k, s, p, d, g, bias, rng):
     else:
         gradcheck(lambda x, w, b: grouped_conv2d_forward(x, w, b, s, p, d, g), (x, w, b),
                   grouped_conv2d_backward, **GC)
+
+
+@pytest.mark.parametrize("xs, K, k, s, p, d, g, bias",
+                         [c for c in CASES if c[6] == c[0][1]])         # the depthwise ones
+def test_phase_layout_twin_and_fused_epilogue(xs, K, k, s, p, d, g, bias, rng):
+    """The NumPy twin of the kernels' phase planes and flat windows gives the plain tap loop's
+    result; the kernel's epilogue (affine map and clamp) matches the twin's."""
+    x, w, b = _case(rng, xs, K, k, g, bias, np.float64)
+    plain = ref.depthwise_conv2d_forward(x, w, b, s, (p[0], p[2]), d,
+                                         grouped_conv2d_forward(x, w, b, s, p, d, g)[0].shape[2:])
+    ones, shift = np.ones(K), (np.zeros(K) if b is None else b)
+    np.testing.assert_allclose(
+        ref.depthwise_conv2d_phases(x, w, ones, shift, (-np.inf, np.inf), s, (p[0], p[2]), d,
+                                    plain.shape[2:]), plain, rtol=1e-12, atol=1e-12)
+    scale, shift = rng.uniform(0.5, 2.0, K), rng.standard_normal(K)
+    y = depthwise_conv2d_affine(x, w, scale, shift, s, p, d, clamp=(-0.5, 1.0))
+    np.testing.assert_allclose(
+        y, ref.depthwise_conv2d_phases(x, w, scale, shift, (-0.5, 1.0), s, (p[0], p[2]), d,
+                                       plain.shape[2:]), rtol=1e-12, atol=1e-12)
+    assert y.min() >= -0.5 and y.max() <= 1.0
+
+
+def test_toy_fused_epilogue():
+    # 1x1 weight 1 on [[-1, 0.5], [2, 4]]: y = clip(x * 2 - 1, 0, 3) = [[0, 0], [3, 3]]
+    x = np.array([[-1.0, 0.5], [2.0, 4.0]], np.float32)[None, None]
+    y = depthwise_conv2d_affine(x, np.ones((1, 1, 1, 1), np.float32), [2.0], [-1.0],
+                                clamp=(0.0, 3.0))
+    np.testing.assert_array_equal(y[0, 0], [[0, 0], [3, 3]])
+
+
+def test_fused_batch_norm_relu6_equals_the_separate_passes(rng):
+    """Inference folds the eval-mode batch norm and ReLU6 into the depthwise kernel: the same
+    float32 values as the convolution, the batch norm and ReLU6 run one after the other (the
+    affine map is computed the same way, once per output value)."""
+    conv = Conv2dSame(6, 6, 5, stride=2, groups=6, bias=False, rng=0)
+    bn = BatchNorm2d(6, eps=1e-3).eval()
+    bn.running_mean[:] = rng.normal(0, 0.5, 6)
+    bn.running_var[:] = rng.uniform(0.5, 2.0, 6)
+    bn.weight.data[:] = rng.uniform(0.5, 3.0, 6)
+    bn.bias.data[:] = rng.normal(0, 2, 6)
+    x = rng.standard_normal((2, 6, 15, 14)).astype(np.float32) * 3
+    separate = bn.forward_relu6(conv(x))
+    fused = conv.forward_bn_clamp(x, bn, 6.0)
+    np.testing.assert_array_equal(fused, separate)
+    assert (fused == 6).any() and (fused == 0).any()          # both clamps were exercised
+    with pytest.raises(ValueError, match="depthwise"):
+        Conv2dSame(6, 6, 3, bias=False).forward_bn_clamp(x, bn, 6.0)
+
+
+def test_fused_epilogue_refuses_bad_arguments():
+    x, w = np.zeros((1, 2, 5, 5), np.float32), np.zeros((2, 1, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="depthwise weight"):
+        depthwise_conv2d_affine(x, np.zeros((2, 2, 3, 3)), np.ones(2), np.zeros(2))
+    with pytest.raises(ValueError, match="scale has shape"):
+        depthwise_conv2d_affine(x, w, np.ones(3), np.zeros(2))
+    with pytest.raises(ValueError, match="shift"):
+        depthwise_conv2d_affine(x, w, np.ones(2), np.array([0.0, np.nan]))
+    with pytest.raises(ValueError, match="clamp"):
+        depthwise_conv2d_affine(x, w, np.ones(2), np.zeros(2), clamp=(6.0, 0.0))
+    with pytest.raises(ValueError, match="smaller than the"):
+        depthwise_conv2d_affine(x[:, :, :1, :1], w, np.ones(2), np.zeros(2))
 
 
 def test_toy_depthwise_is_per_channel():

@@ -75,10 +75,20 @@ def _png(width, height, pixels: bytes | None = None) -> bytes:
             + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 
+def _jpeg(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
 def bad_uploads() -> dict:
-    """name -> (bytes, expected status, expected error code)."""
+    """name -> (bytes, expected status, expected error code). A small image is decoded on the
+    event loop and a large one in a decoding thread: both paths get truncated data."""
     jpeg = PHOTO.read_bytes()
+    small = _jpeg(np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8))
     return {
+        "truncated-small": (small[:len(small) // 2], 400, "truncated_or_corrupt"),
         "text": (b"this is not an image\n" * 20, 415, "unsupported_media_type"),
         "empty": (b"", 400, "no_image"),
         "truncated": (jpeg[:len(jpeg) // 2], 400, "truncated_or_corrupt"),
@@ -430,6 +440,69 @@ def test_other_client_errors(server):
     assert httpx.get(f"{server.url}/v1/models/hogsvm/predict").status_code == 405
 
 
+def test_fast_lane_answers_as_the_fastapi_route(server):
+    """The pure-ASGI fast lane answers plain predict requests; a query it does not read itself
+    (here an unknown parameter, which FastAPI ignores) goes to the FastAPI route. Both give the
+    same predictions and error bodies, and both are counted under the route's template."""
+    from cvcore.serve.app import _fast_query
+    assert _fast_query(b"") == (True, None) and _fast_query(b"top_k=3&tta=false") == (True, 3)
+    for query in (b"top_k=0", b"top_k=x", b"top_k=1&top_k=2", b"tta=true", b"other=1"):
+        assert _fast_query(query) == (False, None), query
+    data = PHOTO.read_bytes()
+    url = f"{server.url}/v1/models/resnet/predict"
+    before = httpx.get(server.url + "/metrics").text
+    fast = httpx.post(url + "?top_k=3", content=data).json()
+    routed = httpx.post(url + "?top_k=3&note=x", content=data).json()
+    assert fast["predictions"] == routed["predictions"] and len(fast["predictions"]) == 3
+    form = httpx.post(url, files={"file": ("a.jpg", data)}).json()
+    assert form["predictions"][:3] == fast["predictions"]
+    for query in ("", "?note=x"):                      # the same 404 from both paths
+        r = httpx.post(f"{server.url}/v1/models/nope/predict{query}", content=data)
+        assert r.status_code == 404 and r.json()["error"] == "unknown_model"
+    after = httpx.get(server.url + "/metrics").text
+
+    def count(text, status):
+        key = f'cvcore_http_requests_total{{route="/v1/models/{{name}}/predict",status="{status}"}}'
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(key))
+    assert count(after, "200") - count(before, "200") == 3
+    assert count(after, "404") - count(before, "404") == 2
+
+
+def test_header_pixels_reads_png_and_jpeg_sizes():
+    """The size sniffed from the header (to choose where to decode) equals Pillow's, for
+    baseline and progressive JPEG and PNG; anything else is inf (decoded in a thread)."""
+    from PIL import Image
+    from cvcore.serve.app import _header_pixels
+    rng = np.random.default_rng(0)
+    for h, w in ((1, 1), (17, 23), (32, 32), (300, 7)):
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        for fmt, options in (("PNG", {}), ("JPEG", {}), ("JPEG", {"progressive": True})):
+            buf = io.BytesIO()
+            Image.fromarray(pixels).save(buf, format=fmt, **options)
+            assert _header_pixels(buf.getvalue()) == h * w, (fmt, options, h, w)
+    photo = PHOTO.read_bytes()
+    with Image.open(PHOTO) as im:
+        assert _header_pixels(photo) == im.size[0] * im.size[1]
+    assert _header_pixels(_png(3000, 3000)) == 9_000_000          # the bomb: to a thread
+    for data in (b"", b"plain text", photo[:4], b"\xff\xd8\xff\xe0\x00\x01", b"BM" + photo):
+        assert _header_pixels(data) == float("inf"), data[:8]
+
+
+def test_predict_batch_with_test_time_augmentation(server, models_dir):
+    from cvcore.train.pipeline import load_model
+    data = PHOTO.read_bytes()
+    small = _jpeg(np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    files = [("files", ("a.jpg", data, "image/jpeg")), ("files", ("b.jpg", small, "image/jpeg"))]
+    answer = httpx.post(f"{server.url}/v1/models/resnet/predict_batch?tta=true&top_k=10",
+                        files=files, timeout=60).json()
+    assert answer["tta"] is True
+    model = load_model(models_dir / "resnet.npz")
+    expected = model.predict_proba([decode_image(d, model.mode) for d in (data, small)], tta=True)
+    for result, e in zip(answer["results"], expected):
+        got = {p["index"]: p["probability"] for p in result["predictions"]}
+        np.testing.assert_allclose([got[i] for i in range(10)], e, rtol=1e-5)
+
+
 def test_metrics_count_requests_and_batches(server):
     httpx.post(f"{server.url}/v1/models/hogsvm/predict", content=PHOTO.read_bytes())
     text = httpx.get(server.url + "/metrics").text
@@ -618,6 +691,21 @@ def test_command_errors_are_one_line(tmp_path, capsys):
     assert "no cvcore model file found" in capsys.readouterr().err
     assert main(["serve", str(PHOTO), "--max-batch-size", "0"]) == 2
     assert "--max-batch-size must be at least 1" in capsys.readouterr().err
+    assert main(["serve", str(PHOTO), "--threads", "-1"]) == 2
+    assert "--threads must be >= 0" in capsys.readouterr().err
+
+
+def test_threads_setting_reaches_the_model_thread(models_dir):
+    """--threads N: the forward passes' kernels (on the model thread) run with N Numba threads;
+    0 leaves Numba's default."""
+    import numba
+    from cvcore.serve.app import Server, ServeConfig
+    for threads, expected in ((1, 1), (0, numba.config.NUMBA_NUM_THREADS)):
+        server = Server([models_dir / "hogsvm.npz"], ServeConfig(threads=threads))
+        try:
+            assert server.executor.submit(numba.get_num_threads).result() == expected
+        finally:
+            server.executor.shutdown()
 
 
 def test_serving_path_kernels_release_the_gil():
@@ -639,8 +727,9 @@ def test_predict_with_test_time_augmentation(server, models_dir):
     computes it; a HOG model, trained without augmentation, gets a 422."""
     from cvcore.train.pipeline import load_model
     data = PHOTO.read_bytes()
+    # (ten forward passes, the first of them compiling: a generous timeout on a busy machine)
     answer = httpx.post(f"{server.url}/v1/models/resnet/predict?tta=true&top_k=10",
-                        files={"file": ("a.jpg", data)}).json()
+                        files={"file": ("a.jpg", data)}, timeout=60).json()
     assert answer["tta"] is True
     model = load_model(models_dir / "resnet.npz")
     expected = model.predict_proba([decode_image(data, model.mode)], tta=True)[0]

@@ -170,6 +170,24 @@ def test_orientation_and_descriptor_match_the_twin():
             assert err < (1e-5 if kp.angle[q] % 90 == 0 else 0.4)
 
 
+def test_turned_grid_reaches_every_turned_sample():
+    # the kernel's upright response grid is trimmed per angle: every turned sample of the 20 x 20
+    # window must still have its four grid neighbours on it, and the trim is exact at 0 and 45
+    uv, _, _ = ks.descriptor_samples()
+    angles = np.concatenate([np.arange(0.0, 360.0, 0.7), [44.999, 45.0, 89.9999, 90.0, 270.0]])
+    for angle in angles:
+        t = np.radians(angle)
+        co, si = np.cos(t), np.sin(t)
+        n = ks.turned_grid_size(co, si)
+        assert n % 2 == 0 and n <= ks.TURNED_GRID
+        c = 0.5 * (n - 1)
+        gx = uv[:, 0] * co - uv[:, 1] * si + c
+        gy = uv[:, 0] * si + uv[:, 1] * co + c
+        assert gx.min() >= -1e-9 and gy.min() >= -1e-9
+        assert gx.max() <= n - 1 + 1e-9 and gy.max() <= n - 1 + 1e-9
+    assert ks.turned_grid_size(1.0, 0.0) == 20 and ks.turned_grid_size(0.5 ** 0.5, 0.5 ** 0.5) == 28
+
+
 # ------------------------------------------------------------------ stages and interface
 
 

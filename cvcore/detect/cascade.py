@@ -7,8 +7,10 @@ Stages (Viola & Jones 2004; Lienhart & Maydt 2002; OpenCV ``CascadeClassifier``)
     2. the level's summed-area tables of the pixels and of their squares
        (:mod:`kernels.integral`; float64 sums of 8-bit pixels are exact);
     3. every window (step 2 pixels while ``factor < 2``, then 1) is normalised by its standard
-       deviation and runs through the stages (:func:`kernels.detect.cascade_scan`): each stage
-       adds up the leaves its trees reach and rejects the window below its threshold;
+       deviation and runs through the stages (:func:`kernels.detect.cascade_row`): each stage
+       adds up the leaves its trees reach and rejects the window below its threshold
+       (steps 1-3 of all levels run in one kernel, :func:`kernels.detect.cascade_pyramid`,
+       whose threads each take whole levels, most windows first);
     4. windows passing every stage become rectangles ``(round(x * factor), round(y * factor),
        round(window * factor))``, and OpenCV's :func:`~cvcore.detect.group_rectangles` keeps the
        clusters of more than ``min_neighbors`` of them; the result is cut to the image.
@@ -24,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cvcore._threads import threads_for
 from cvcore._validate import check_int, check_pair
 from cvcore.detect.boxes import GROUP_EPS, clip_rects, group_rectangles
-from cvcore.detect.pyramid import check_scale_factor, check_uint8_image, resize_exact
+from cvcore.detect.pyramid import axis_coefficients, check_scale_factor, check_uint8_image
 
 __all__ = ["HaarCascade", "opencv_cascade_path", "rgb_to_gray_opencv"]
 
@@ -41,6 +44,8 @@ FINE_STEP_SCALE = 2.0
 #: OpenCV's fixed-point BGR->grey weights (imgproc color.hpp: R 4899, G 9617, B 1868, >> 14).
 GRAY_WEIGHTS = (4899, 9617, 1868)
 GRAY_SHIFT = 14
+#: Below this many pixels over all levels the pyramid runs on one thread.
+PARALLEL_MIN_PIXELS = 1 << 17
 
 
 def _kernels():
@@ -112,6 +117,7 @@ class HaarCascade:
         self.window = (int(cascade.findtext("width")), int(cascade.findtext("height")))
         self._read_features(cascade, p)
         self._read_stages(cascade, p)
+        self._plans = {}      # image geometry -> the level tables of candidates()
 
     def _read_features(self, cascade, p):
         features = cascade.find("features")
@@ -177,14 +183,6 @@ class HaarCascade:
         self._stages = (np.array(stage_first, i64), np.array(stage_count, i64),
                         np.array(stage_threshold, np.float32))
 
-    def _corners(self, stride):
-        """Flat table offsets (F, 3, 4) of every rectangle's corners (TL, TR, BL, BR) from a
-        window's top-left corner, for a summed-area table ``stride`` columns wide."""
-        x, y, w, h = (self._rects[:, :, k] for k in range(4))
-        return np.ascontiguousarray(np.stack(
-            [y * stride + x, y * stride + x + w, (y + h) * stride + x,
-             (y + h) * stride + x + w], axis=2))
-
     @property
     def n_stages(self) -> int:
         return len(self._stages[0])
@@ -216,15 +214,14 @@ class HaarCascade:
 
         ``image``: uint8 grey (H, W) or RGB (H, W, 3) (converted as OpenCV does).
         """
-        from kernels import integral
         img = check_uint8_image(image)
         if img.shape[2] == 1:
-            grey = img[:, :, 0]
+            grey = img
         elif img.shape[2] in (3, 4):
-            grey = rgb_to_gray_opencv(img)
+            grey = rgb_to_gray_opencv(img)[:, :, None]
         else:
             raise ValueError(f"image must be grey or RGB, got shape {img.shape}")
-        H, W = grey.shape
+        H, W = grey.shape[:2]
         ww, wh = self.window
         if W < ww or H < wh:
             raise ValueError(f"the {ww}x{wh} cascade window (width x height) is larger than "
@@ -232,37 +229,69 @@ class HaarCascade:
         min_size = check_pair(min_size, "min_size", minimum=0)
         if max_size is not None:
             max_size = check_pair(max_size, "max_size", minimum=1)
-        found = []
+        plan = self._pyramid_plan(H, W, check_scale_factor(scale_factor), min_size, max_size)
+        hits = np.zeros(plan["n_windows"], np.bool_)
+        if plan["n_windows"] == 0:
+            return np.zeros((0, 4), np.int64)
+        import numba
         k = _kernels()
+        with threads_for(plan["pixels"] >= PARALLEL_MIN_PIXELS):
+            k.cascade_pyramid(np.ascontiguousarray(grey), plan["levels"], plan["order"],
+                              *plan["coefficients"], ww, wh, self._rects, self._weights,
+                              *self._nodes, self._leaves, *self._trees, *self._stages,
+                              numba.get_num_threads(), hits)
+        found = np.flatnonzero(hits)
+        levels = plan["levels"]
+        lv = np.searchsorted(levels[:, k.CL_HITS], found, side="right") - 1
+        local = found - levels[lv, k.CL_HITS]
+        nx = levels[lv, k.CL_NX]
+        step = levels[lv, k.CL_STEP]
+        factor = plan["factors"][lv]                     # float32, as OpenCV's
+        r = np.empty((found.size, 4), np.int64)
+        r[:, 0] = np.rint(((local % nx) * step).astype(np.float32) * factor)
+        r[:, 1] = np.rint(((local // nx) * step).astype(np.float32) * factor)
+        r[:, 2] = np.rint(np.float32(ww) * factor)
+        r[:, 3] = np.rint(np.float32(wh) * factor)
+        return r
+
+    def _pyramid_plan(self, H, W, scale_factor, min_size, max_size):
+        """Level tables of :func:`kernels.detect.cascade_pyramid` (kept per image geometry)."""
+        key = (H, W, scale_factor, min_size, max_size)
+        if key in self._plans:
+            return self._plans[key]
+        ww, wh = self.window
+        rows, factors, yofs, ycoef, xofs, xcoef = [], [], [], [], [], []
+        n_rows = n_cols = n_windows = pixels = 0
         for factor in self.scales((W, H), scale_factor, min_size, max_size):
             # cascadedetect.cpp: Size(cvRound(imgsz.width / scale), ...) in float
-            size = (int(np.rint(np.float32(H) / factor)), int(np.rint(np.float32(W) / factor)))
-            level = grey if size == (H, W) else resize_exact(grey, size)
+            Ho = int(np.rint(np.float32(H) / factor))
+            Wo = int(np.rint(np.float32(W) / factor))
             step = 1 if factor >= FINE_STEP_SCALE else 2
-            span_x = max(size[1] + 1 - ww, 0)
-            span_y = max(size[0] + 1 - wh, 0)
-            ny, nx = -(-span_y // step), -(-span_x // step)
+            ny = -(-max(Ho + 1 - wh, 0) // step)
+            nx = -(-max(Wo + 1 - ww, 0) // step)
             if ny == 0 or nx == 0:
                 continue
-            level = level.astype(np.float64)
-            ii = np.empty((size[0] + 1, size[1] + 1))
-            sq = np.empty_like(ii)
-            integral.integral_image(level, ii)
-            integral.integral_image(level * level, sq)
-            hits = np.empty((ny, nx), np.bool_)
-            k.cascade_scan(ii, sq, step, ww, wh, self._corners(size[1] + 1), self._weights,
-                           *self._nodes,
-                           self._leaves, *self._trees, *self._stages, hits)
-            jy, jx = np.nonzero(hits)
-            if jy.size:
-                f32 = np.float32(factor)
-                r = np.empty((jy.size, 4), np.int64)
-                r[:, 0] = np.rint((jx * step).astype(np.float32) * f32)
-                r[:, 1] = np.rint((jy * step).astype(np.float32) * f32)
-                r[:, 2] = int(np.rint(np.float32(ww) * f32))
-                r[:, 3] = int(np.rint(np.float32(wh) * f32))
-                found.append(r)
-        return np.concatenate(found) if found else np.zeros((0, 4), np.int64)
+            rows.append((Ho, Wo, n_rows, n_cols, step, ny, nx, n_windows))
+            factors.append(factor)
+            for ofs, coef, n_in, n_out in ((yofs, ycoef, H, Ho), (xofs, xcoef, W, Wo)):
+                o, c = axis_coefficients(n_in, n_out)
+                ofs.append(o)
+                coef.append(c)
+            n_rows, n_cols = n_rows + Ho, n_cols + Wo
+            n_windows += ny * nx
+            pixels += Ho * Wo
+        levels = np.array(rows, np.int64).reshape(-1, 8)
+        empty = np.zeros(0, np.int64)
+        cat = lambda parts: np.concatenate(parts) if parts else empty    # noqa: E731
+        plan = {"levels": levels,
+                "order": np.argsort(-(levels[:, 5] * levels[:, 6]), kind="stable"),
+                "coefficients": (cat(yofs), cat(ycoef), cat(xofs), cat(xcoef)),
+                "factors": np.array(factors, np.float32),
+                "n_windows": n_windows, "pixels": pixels}
+        if len(self._plans) > 16:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
 
     def detect_multiscale(self, image, scale_factor=DEFAULT_SCALE_FACTOR,
                           min_neighbors: int = DEFAULT_MIN_NEIGHBORS, min_size=(0, 0),

@@ -7,6 +7,8 @@ Stages (Dalal & Triggs 2005, sec. 3 and 5; OpenCV ``HOGDescriptor::detectMultiSc
        (:meth:`cvcore.features.HOGDescriptor.compute_block_grid`);
     3. the score of every window is the correlation of that block map with the weight template,
        plus the bias (:func:`kernels.detect.score_windows`), never a HOG per window;
+       :meth:`HOGDetector.candidates` runs steps 1-3 for all levels in one kernel,
+       :func:`kernels.detect.hog_pyramid_scores`, whose threads each take whole levels;
     4. windows scoring ``>= hit_threshold`` become boxes in image coordinates
        (``x = round(x_level * scale)``, size ``round(window * scale)``);
     5. overlapping boxes are merged: OpenCV's :func:`~cvcore.detect.group_rectangles` in
@@ -22,9 +24,11 @@ import math
 
 import numpy as np
 
+from cvcore._threads import threads_for
 from cvcore._validate import check_array, check_finite, check_int, check_pair
 from cvcore.detect.boxes import GROUP_EPS, clip_rects, group_rectangles, nms, rects_to_boxes
-from cvcore.detect.pyramid import check_uint8_image, image_pyramid, MAX_LEVELS
+from cvcore.detect.pyramid import (axis_coefficients, check_uint8_image, MAX_LEVELS,
+                                   pyramid_scales)
 from cvcore.features._hog import HOGDescriptor
 
 __all__ = ["HOGDetector", "DEFAULT_SCALE", "DEFAULT_GROUP_THRESHOLD"]
@@ -32,6 +36,9 @@ __all__ = ["HOGDetector", "DEFAULT_SCALE", "DEFAULT_GROUP_THRESHOLD"]
 #: ``cv2.HOGDescriptor.detectMultiScale`` defaults: pyramid step and ``finalThreshold``.
 DEFAULT_SCALE = 1.05
 DEFAULT_GROUP_THRESHOLD = 2
+#: Below this many padded pixels over all levels a pyramid runs on one thread (waking the
+#: thread team costs more than it saves).
+PARALLEL_MIN_PIXELS = 1 << 17
 
 
 def _kernels():
@@ -74,6 +81,7 @@ class HOGDetector:
         # the template: (blocks across, blocks down, block histogram), OpenCV's block order
         self._template = np.ascontiguousarray(
             self.weights.reshape(nbx, nby, descriptor.block_histogram_size))
+        self._plans = {}      # image geometry and pyramid -> the level tables of candidates()
 
     @classmethod
     def from_opencv(cls, coefficients, descriptor: HOGDescriptor | None = None):
@@ -176,25 +184,84 @@ class HOGDetector:
             raise ValueError(f"image must be grey or 3-channel colour, got shape {img.shape}")
         hit_threshold = float(hit_threshold)
         stride, pad, cache = self._strides(win_stride, padding)
-        ww, wh = self.descriptor.win_size
-        rects, scores = [], []
-        for level_scale, level in image_pyramid(img, (ww, wh), scale, max_levels):
-            s = self._score_map(level, stride, pad, cache)
-            wy, wx = np.nonzero(s >= hit_threshold)
-            if wy.size == 0:
-                continue
-            # hog.cpp HOGInvoker: Rect(cvRound(pt.x * scale), cvRound(pt.y * scale), cvRound(win
-            # * scale)), pt the window's corner in the level (padding subtracted)
-            x = np.rint((wx * stride[0] - pad[0]) * level_scale)
-            y = np.rint((wy * stride[1] - pad[1]) * level_scale)
-            size = (round(ww * level_scale), round(wh * level_scale))
-            r = np.empty((wy.size, 4), np.int64)
-            r[:, 0], r[:, 1], r[:, 2], r[:, 3] = x, y, size[0], size[1]
-            rects.append(r)
-            scores.append(s[wy, wx])
-        if not rects:
+        H, W, C = img.shape
+        plan = self._pyramid_plan(H, W, stride, pad, cache, scale, max_levels)
+        d = self.descriptor
+        scores = np.empty(plan["n_windows"])
+        import numba
+        with threads_for(plan["pixels"] >= PARALLEL_MIN_PIXELS):
+            _kernels().hog_pyramid_scores(
+                img, d._lut, plan["levels"], plan["order"], *plan["coefficients"],
+                *plan["maps"], pad[1], pad[0], np.float32(d.nbins / (
+                    (2.0 if d.signed_gradient else 1.0) * math.pi)), np.int32(d.nbins),
+                cache[1], cache[0], *d._votes, np.float32(d.l2_hys_threshold),
+                self._template, self.bias, stride[1] // cache[1], stride[0] // cache[0],
+                d.block_stride[1] // cache[1], d.block_stride[0] // cache[0],
+                numba.get_num_threads(), scores)
+        hits = np.flatnonzero(scores >= hit_threshold)
+        if hits.size == 0:
             return np.zeros((0, 4), np.int64), np.zeros(0)
-        return np.concatenate(rects), np.concatenate(scores)
+        k = _kernels()
+        levels = plan["levels"]
+        lv = np.searchsorted(levels[:, k.LV_SCORES], hits, side="right") - 1
+        local = hits - levels[lv, k.LV_SCORES]
+        nwx = levels[lv, k.LV_NWX]
+        wy, wx = local // nwx, local % nwx
+        level_scale = plan["scales"][lv]
+        # hog.cpp HOGInvoker: Rect(cvRound(pt.x * scale), cvRound(pt.y * scale), cvRound(win
+        # * scale)), pt the window's corner in the level (padding subtracted)
+        rects = np.empty((hits.size, 4), np.int64)
+        rects[:, 0] = np.rint((wx * stride[0] - pad[0]) * level_scale)
+        rects[:, 1] = np.rint((wy * stride[1] - pad[1]) * level_scale)
+        rects[:, 2] = plan["window_w"][lv]
+        rects[:, 3] = plan["window_h"][lv]
+        return rects, scores[hits]
+
+    def _pyramid_plan(self, H, W, stride, pad, cache, scale, max_levels):
+        """Level tables of :func:`kernels.detect.hog_pyramid_scores` for an ``H x W`` image
+        (kept: a video's frames share them)."""
+        key = (H, W, stride, pad, cache, scale, max_levels)
+        if key in self._plans:
+            return self._plans[key]
+        d = self.descriptor
+        ww, wh = d.win_size
+        bw, bh = d.block_size
+        scales = pyramid_scales((W, H), (ww, wh), scale, max_levels)
+        rows, yofs, ycoef, xofs, xcoef, ymaps, xmaps = [], [], [], [], [], [], []
+        starts = np.zeros(4, np.int64)                  # next free index of each concatenation
+        n_windows = pixels = 0
+        for s in scales:
+            Ho, Wo = round(H / s), round(W / s)         # cvRound, half to even
+            Hp, Wp = Ho + 2 * pad[1], Wo + 2 * pad[0]
+            nwy, nwx = (Hp - wh) // stride[1] + 1, (Wp - ww) // stride[0] + 1
+            P, Q = (Hp - bh) // cache[1] + 1, (Wp - bw) // cache[0] + 1
+            rows.append((Ho, Wo, *starts, P, Q, nwy, nwx, n_windows))
+            o, c = axis_coefficients(H, Ho)
+            yofs.append(o)
+            ycoef.append(c)
+            o, c = axis_coefficients(W, Wo)
+            xofs.append(o)
+            xcoef.append(c)
+            ymap, xmap = d._border_maps(Ho, Wo, pad)
+            ymaps.append(ymap)
+            xmaps.append(xmap)
+            starts += (Ho, Wo, Hp + 2, Wp + 2)
+            n_windows += nwy * nwx
+            pixels += Hp * Wp
+        levels = np.array(rows, np.int64).reshape(-1, 11)
+        cat = np.concatenate
+        plan = {"levels": levels,
+                "order": np.argsort(-(levels[:, 0] * levels[:, 1]), kind="stable"),
+                "coefficients": (cat(yofs), cat(ycoef), cat(xofs), cat(xcoef)),
+                "maps": (cat(ymaps), cat(xmaps)),
+                "scales": np.array(scales),
+                "window_w": np.array([round(ww * s) for s in scales], np.int64),
+                "window_h": np.array([round(wh * s) for s in scales], np.int64),
+                "n_windows": n_windows, "pixels": pixels}
+        if len(self._plans) > 16:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
 
     def detect_multiscale(self, image, hit_threshold: float = 0.0, win_stride=None,
                           padding=None, scale: float = DEFAULT_SCALE,

@@ -49,7 +49,7 @@ def check_uint8_image(image, name="image") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _axis_coefficients(n_in, n_out):
+def axis_coefficients(n_in, n_out):
     """Source offsets and 8-bit weights of OpenCV's ``interpolationLinear::getCoeffs``.
 
     ``f = (1 / (n_out / n_in)) * (i + 0.5) - 0.5`` (in double, as OpenCV's softdouble),
@@ -99,8 +99,8 @@ def resize_exact(image, output_shape) -> np.ndarray:
     if (Ho, Wo) == (H, W):
         out[...] = arr
     else:
-        xofs, xcoef = _axis_coefficients(W, Wo)
-        yofs, ycoef = _axis_coefficients(H, Ho)
+        xofs, xcoef = axis_coefficients(W, Wo)
+        yofs, ycoef = axis_coefficients(H, Ho)
         _kernels().resize_linear_exact(np.ascontiguousarray(arr), xofs, xcoef, yofs, ycoef, out)
     return out[:, :, 0] if np.ndim(image) == 2 else out
 

@@ -173,6 +173,8 @@ class Keypoints:
 class ScaleSpace(NamedTuple):
     """The Gaussian scale space of one image.
 
+    Attributes
+    ----------
     gauss : list of ndarray
         One (n_scales + 3, H_o, W_o) float32 array per octave; level ``i`` of octave ``o`` has blur
         ``sigma 2^(i / n_scales)`` in that octave's pixels.
@@ -180,7 +182,9 @@ class ScaleSpace(NamedTuple):
         -1 when the input was doubled, else 0; octave ``o`` of the list has pixels
         ``2^(o + first_octave)`` input pixels wide.
     n_scales : int
+        Scales per octave.
     sigma : float
+        Blur of the first level of each octave, in that octave's pixels.
     offset : float
         Sample ``x`` of the list's octave ``o`` lies at ``x 2^(o + first_octave) + offset`` in
         the input: -0.25 when doubled (half-pixel-centred upsampling), else 0.

@@ -12,8 +12,10 @@
   ``findHomography`` does), re-select the inliers and repeat until they stop changing.
 
 Degenerate input. Fewer pairs than a minimal sample, mismatched shapes, NaN: ``ValueError``.
-Samples with three collinear points (in either image) are skipped; when no usable sample is found
-or the best model has fewer inliers than a minimal sample, the functions return ``None``.
+Samples with three collinear points (in either image) are skipped, and so are models that are
+singular (``|det| <= SINGULAR_DET max|H|^3``, what :func:`apply_homography` refuses), from a
+sample or from a refit on the inliers; when no usable sample is found or the best model has fewer
+inliers than a minimal sample, the functions return ``None``. A returned model is never singular.
 """
 from __future__ import annotations
 
@@ -67,6 +69,13 @@ def _apply(T, p):
     return p @ T[:2, :2].T + T[:2, 2]
 
 
+def _singular(H):
+    """True where the (..., 3, 3) matrices are singular by the SINGULAR_DET test: they map the
+    plane onto a line or a point (what :func:`apply_homography` refuses)."""
+    scale = np.maximum(np.abs(H).max(axis=(-2, -1)), 1e-300)
+    return np.abs(np.linalg.det(H)) <= SINGULAR_DET * scale ** 3
+
+
 def apply_homography(H, points) -> np.ndarray:
     """Map (N, 2) points by a 3x3 homography: ``(x', y') = (h1.p, h2.p) / h3.p``, p = (x, y, 1).
     Points mapped to infinity (h3.p = 0) come out as inf."""
@@ -75,7 +84,7 @@ def apply_homography(H, points) -> np.ndarray:
         raise ValueError(f"H must be a 3x3 homography, got shape {H.shape}")
     check_finite(H, "H")
     H = H.astype(np.float64)
-    if abs(np.linalg.det(H)) <= SINGULAR_DET * max(np.abs(H).max(), 1e-300) ** 3:
+    if _singular(H):
         raise ValueError("H is singular (determinant ~0): it maps the plane onto a line or a "
                          "point, not a homography")
     p = check_array(points, "points", ndim=2, dtypes="buif", allow_empty=True)
@@ -257,6 +266,12 @@ def _ransac(src, dst, s, minimal, refit, threshold, max_trials, confidence, seed
         if idx.shape[0] == 0:
             continue
         models = _denormalise(minimal(ns[idx], nd[idx]), T1, T2)
+        # a sample can be far from collinear and still give a (numerically) singular model, one
+        # that squeezes the plane onto a point or a line, e.g. spread points matched to a tight
+        # cluster: every point of the cluster is then an "inlier". Not a homography: skipped.
+        models = models[~_singular(models)]
+        if models.shape[0] == 0:
+            continue
         inl = _errors(models, src, dst) <= threshold
         counts = inl.sum(axis=1)
         k = int(np.argmax(counts))
@@ -275,7 +290,10 @@ def _ransac(src, dst, s, minimal, refit, threshold, max_trials, confidence, seed
         # least-squares refit on the inliers (the inliers include a non-degenerate minimal
         # sample, so it is well posed); kept even when it changes the inlier count a little,
         # since it uses every inlier instead of 3 or 4 of them
-        model = refit(src[inl], dst[inl])
+        refitted = refit(src[inl], dst[inl])
+        if _singular(refitted):                # the inliers alone are degenerate: keep the last
+            break
+        model = refitted
         new_inl = _errors(model[None], src, dst)[0] <= threshold
         if new_inl.sum() < s:
             break
@@ -314,8 +332,8 @@ def ransac_homography(src, dst, threshold: float = 3.0, max_trials: int = 2000,
     Returns
     -------
     RansacResult or None
-        ``None`` when every sample was degenerate (e.g. all points collinear) or fewer than 4
-        pairs agree with the best model.
+        ``None`` when every sample was degenerate (e.g. all points collinear, or every model
+        singular) or fewer than 4 pairs agree with the best model. The model is never singular.
 
     Raises
     ------

@@ -32,6 +32,7 @@ from cvcore._validate import (check_array, check_cache, check_finite, check_grad
 from cvcore.nn.layers import _as_input, _CachingModule, _kernels, top_level
 
 __all__ = ["grouped_conv2d_forward", "grouped_conv2d_backward", "GroupedConv2dCache",
+           "depthwise_conv2d_affine",
            "same_padding", "ReLU6", "ReLU6Cache", "relu6_forward", "relu6_backward", "RELU6_CAP"]
 
 RELU6_CAP = 6.0          # ReLU6 = min(max(x, 0), 6) (Krizhevsky 2010; Howard et al. 2017)
@@ -79,6 +80,11 @@ class GroupedConv2dCache(NamedTuple):
     groups: int
 
 
+def _lanes():
+    import numba
+    return numba.get_num_threads()
+
+
 def _output_size(size, pad_before, pad_after, kernel, stride, dilation):
     return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
 
@@ -87,35 +93,9 @@ def _is_depthwise(C, w, groups):
     return groups == C and w.shape[1] == 1
 
 
-def grouped_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
-                           name="conv2d", check_input=True):
-    """Grouped (or depthwise) convolution ``y = conv(x, w, groups) + b``, PyTorch's semantics.
-
-    Parameters
-    ----------
-    x : ndarray, shape (N, C, H, W), float32 (float64 for gradient checks)
-    w : ndarray, shape (K, C // groups, kh, kw)
-    b : ndarray, shape (K,), or None
-    stride, dilation : int or pair of int
-    padding : int, pair ``(ph, pw)`` (both sides) or ``(top, bottom, left, right)``
-    groups : int, dividing both ``C`` and ``K``
-    name : str
-        Layer name used in error messages.
-    check_input : bool
-        Scan ``x`` for NaN and infinity.
-
-    Returns
-    -------
-    y : ndarray, shape (N, K, Ho, Wo),
-        ``Ho = (H + top + bottom - dh*(kh - 1) - 1) // sh + 1`` (``Wo`` likewise)
-    cache : GroupedConv2dCache
-
-    Raises
-    ------
-    ValueError
-        Channels not divisible by ``groups``, a weight of the wrong shape, an input smaller than
-        the kernel, NaN in ``x``; the message names the layer.
-    """
+def _prepare(x, w, b, stride, padding, dilation, groups, name, check_input):
+    """The argument checks of :func:`grouped_conv2d_forward`: contiguous ``x, w`` and ``bias``
+    (zeros for none) of the compute dtype, the geometry as pairs / a 4-tuple, the output size."""
     stride = check_pair(stride, f"{name} stride", 1)
     dilation = check_pair(dilation, f"{name} dilation", 1)
     padding = _padding4(padding, name)
@@ -149,10 +129,50 @@ def grouped_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups
     bias = np.zeros(K, dtype=dtype) if b is None else np.ascontiguousarray(b, dtype=dtype)
     Ho = _output_size(H, pt, pb, kh, stride[0], dilation[0])
     Wo = _output_size(W, pl, pr, kw, stride[1], dilation[1])
+    return x, w, bias, stride, padding, dilation, (Ho, Wo)
+
+
+def grouped_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
+                           name="conv2d", check_input=True):
+    """Grouped (or depthwise) convolution ``y = conv(x, w, groups) + b``, PyTorch's semantics.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W), float32 (float64 for gradient checks)
+    w : ndarray, shape (K, C // groups, kh, kw)
+    b : ndarray, shape (K,), or None
+    stride, dilation : int or pair of int
+    padding : int, pair ``(ph, pw)`` (both sides) or ``(top, bottom, left, right)``
+    groups : int, dividing both ``C`` and ``K``
+    name : str
+        Layer name used in error messages.
+    check_input : bool
+        Scan ``x`` for NaN and infinity.
+
+    Returns
+    -------
+    y : ndarray, shape (N, K, Ho, Wo),
+        ``Ho = (H + top + bottom - dh*(kh - 1) - 1) // sh + 1`` (``Wo`` likewise)
+    cache : GroupedConv2dCache
+
+    Raises
+    ------
+    ValueError
+        Channels not divisible by ``groups``, a weight of the wrong shape, an input smaller than
+        the kernel, NaN in ``x``; the message names the layer.
+    """
+    x, w, bias, stride, padding, dilation, (Ho, Wo) = _prepare(
+        x, w, b, stride, padding, dilation, groups, name, check_input)
+    N, C, H, W = x.shape
+    K, Cg, kh, kw = w.shape
+    dtype = x.dtype
+    pt, pb, pl, pr = padding
     cache = GroupedConv2dCache(x, w, b is not None, stride, padding, dilation, groups)
     if _is_depthwise(C, w, groups):
         y = np.empty((N, K, Ho, Wo), dtype=dtype)
-        _kernels("nn_dwconv").dwconv2d_forward(x, w, bias, *stride, pt, pl, *dilation, y)
+        _kernels("nn_dwconv").dwconv2d_forward(x, w, np.ones(K, dtype=dtype), bias,
+                                               np.array([-np.inf, np.inf], dtype=dtype),
+                                               *stride, pt, pl, *dilation, _lanes(), y)
         return y, cache
     from cvcore.nn.conv import _run_forward
     xp, pad2 = _padded(x, padding)
@@ -164,6 +184,61 @@ def grouped_conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups
                                                  bias[g * kg:(g + 1) * kg], stride, pad2,
                                                  dilation)
     return y, cache
+
+
+def depthwise_conv2d_affine(x, w, scale, shift, stride=1, padding=0, dilation=1, clamp=None,
+                            name="conv2d", check_input=True):
+    """Depthwise convolution with a per-channel affine map and a clamp applied as the output
+    leaves the kernel, in one pass (inference: no cache is kept)::
+
+        y[n, k] = min(max(dwconv(x, w)[n, k] * scale[k] + shift[k], lo), hi)
+
+    An eval-mode batch norm after the convolution is ``scale = gamma / sqrt(var + eps)``,
+    ``shift = beta - mean * scale`` (plus ``bias * scale`` for a convolution with a bias), and
+    ReLU6 is ``clamp = (0, 6)``: the inverted-residual block's ``relu6(bn(dwconv(x)))`` without
+    the two extra passes over the output (the fusion inference engines apply; e.g. TensorFlow
+    Lite folds batch norm into the preceding convolution).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W), float32 (float64 for tests)
+    w : ndarray, shape (C*m, 1, kh, kw)
+    scale, shift : array_like, shape (C*m,)
+    stride, padding, dilation : as :func:`grouped_conv2d_forward`
+    clamp : (float, float) or None
+        ``(lo, hi)`` with ``lo <= hi``; None for no clamp.
+    name : str
+    check_input : bool
+
+    Returns
+    -------
+    y : ndarray, shape (N, C*m, Ho, Wo), the compute dtype
+    """
+    x = check_array(x, f"{name} input", ndim=4, dtypes="buif")
+    w = check_array(w, f"{name} weight", ndim=4, dtypes="buif")
+    if w.shape[1] != 1 or w.shape[0] % max(x.shape[1], 1):
+        raise ValueError(f"{name}: a depthwise weight has shape (C*m, 1, kh, kw) for "
+                         f"C = {x.shape[1]} input channels, got {w.shape}")
+    x, w, _, stride, padding, dilation, (Ho, Wo) = _prepare(
+        x, w, None, stride, padding, dilation, x.shape[1], name, check_input)
+    K = w.shape[0]
+    coeffs = []
+    for arr, what in ((scale, "scale"), (shift, "shift")):
+        arr = check_array(arr, f"{name} {what}", ndim=1, dtypes="buif")
+        if arr.shape != (K,):
+            raise ValueError(f"{name}: {what} has shape {arr.shape}, expected ({K},)")
+        check_finite(arr, f"{name} {what}")
+        coeffs.append(np.ascontiguousarray(arr, dtype=x.dtype))
+    lo, hi = (-np.inf, np.inf) if clamp is None else clamp
+    if not (isinstance(lo, (int, float, np.number)) and isinstance(hi, (int, float, np.number))
+            and lo <= hi) or np.isnan(lo) or np.isnan(hi):
+        raise ValueError(f"{name}: clamp must be a pair (lo, hi) of numbers with lo <= hi, "
+                         f"got {clamp!r}")
+    y = np.empty((x.shape[0], K, Ho, Wo), dtype=x.dtype)
+    _kernels("nn_dwconv").dwconv2d_forward(x, w, coeffs[0], coeffs[1],
+                                           np.array([lo, hi], dtype=x.dtype), *stride,
+                                           padding[0], padding[2], *dilation, _lanes(), y)
+    return y
 
 
 def _padded(x, padding):
@@ -229,10 +304,10 @@ def grouped_conv2d_backward(dy, cache, need_dx=True, need_dw=True):
         dx = dw = None
         if need_dx:
             dx = np.empty_like(x)
-            nk.dwconv2d_input_grad(dy, w, *cache.stride, pt, pl, *cache.dilation, dx)
+            nk.dwconv2d_input_grad(dy, w, *cache.stride, pt, pl, *cache.dilation, _lanes(), dx)
         if need_dw:
             dw = np.empty_like(w)
-            nk.dwconv2d_weight_grad(x, dy, *cache.stride, pt, pl, *cache.dilation, dw)
+            nk.dwconv2d_weight_grad(x, dy, *cache.stride, pt, pl, *cache.dilation, _lanes(), dw)
         return dx, dw, db
     from cvcore.nn.conv import Conv2dCache, conv2d_backward
     xp, pad2 = _padded(x, cache.padding)

@@ -34,9 +34,10 @@ import numpy as np
 
 from cvcore._validate import check_int
 from cvcore.nn.conv import Conv2d
-from cvcore.nn.dwconv import same_padding
+from cvcore.nn.dwconv import RELU6_CAP, depthwise_conv2d_affine, same_padding
 from cvcore.nn.layers import (NESTED, AdaptiveAvgPool2d, BatchNorm2d, Dropout, Linear,
                               Sequential, _as_input, _CachingModule, _kernels, call_child)
+from cvcore.nn.module import is_grad_enabled
 
 __all__ = ["Conv2dSame", "MBConvBlock", "EfficientNet", "efficientnet_lite0", "LITE0_BLOCKS",
            "LITE_BN_EPS", "LITE_BN_MOMENTUM", "LITE_PREPROCESS", "lite0_imagenet_weights"]
@@ -87,8 +88,40 @@ class Conv2dSame(Conv2d):
         padding = (pt, pl) if (pt, pl) == (pb, pr) else (pt, pb, pl, pr)
         return self._convolve(x, padding, check_input)
 
+    def forward_bn_clamp(self, x, bn, hi):
+        """``min(max(bn(self(x)), 0), hi)`` of a depthwise layer in one kernel pass, with the
+        eval-mode batch norm ``bn`` folded into the output (:func:`_bn_eval_affine`,
+        :func:`cvcore.nn.dwconv.depthwise_conv2d_affine`). Inference only: no cache is kept,
+        so it serves under :func:`cvcore.nn.no_grad` with ``bn`` in eval mode."""
+        if self.groups != self.in_channels or self.weight.data.shape[1] != 1:
+            raise ValueError(f"{self._name()}: forward_bn_clamp is for depthwise layers")
+        x = _as_input(x, f"{self._name()} input", ndim=4, check_nan=False)
+        dtype = np.float64 if self.weight.data.dtype == np.float64 else np.float32
+        scale, shift = _bn_eval_affine(bn, dtype)
+        if self.bias is not None:
+            shift = (shift + self.bias.data * scale).astype(dtype)
+        self._cache = None
+        return depthwise_conv2d_affine(x, self.weight.data, scale, shift, self.stride,
+                                       self.padding_for(*x.shape[2:]), self.dilation,
+                                       (0.0, hi), name=self._name(), check_input=False)
+
     def extra_repr(self):
         return super().extra_repr() + ", padding='SAME'"
+
+
+def _bn_eval_affine(bn, dtype):
+    """``(scale, shift)`` of an eval-mode :class:`BatchNorm2d` as the map ``x * scale + shift``,
+    computed as :func:`cvcore.nn.layers.batchnorm2d_eval_forward` does (float64, then cast), so
+    the fused pass gives the values of the separate one."""
+    mean = np.asarray(bn.running_mean, dtype=np.float64)
+    var = np.asarray(bn.running_var, dtype=np.float64)
+    if not (var + bn.eps > 0).all() or not np.isfinite(mean).all() or \
+            not np.isfinite(var).all():
+        raise ValueError(f"{bn._label()}: running_mean and running_var must be finite and "
+                         f"running_var + eps positive (a variance)")
+    scale = np.asarray(bn.weight.data, dtype=dtype) * (1.0 / np.sqrt(var + bn.eps))
+    shift = np.asarray(bn.bias.data, dtype=dtype) - mean * scale
+    return scale.astype(dtype), shift.astype(dtype)
 
 
 def _mask_relu6(d, y):
@@ -147,8 +180,13 @@ class MBConvBlock(_CachingModule):
             if self.expand_ratio != 1:
                 h = call_child("_expand_conv", self._expand_conv.forward, h)
                 expanded = h = call_child("_bn0", self._bn0.forward_relu6, h)
-            h = call_child("_depthwise_conv", self._depthwise_conv.forward, h)
-            filtered = h = call_child("_bn1", self._bn1.forward_relu6, h)
+            if not is_grad_enabled() and not self._bn1.training:
+                # inference: batch norm and ReLU6 leave the depthwise kernel with its output
+                filtered = h = call_child("_depthwise_conv", self._depthwise_conv.forward_bn_clamp,
+                                          h, self._bn1, RELU6_CAP)
+            else:
+                h = call_child("_depthwise_conv", self._depthwise_conv.forward, h)
+                filtered = h = call_child("_bn1", self._bn1.forward_relu6, h)
             h = call_child("_project_conv", self._project_conv.forward, h)
             y = call_child("_bn2", self._bn2.forward, h)
         if self.skip:

@@ -954,13 +954,14 @@ def linear_forward(x, w, b=None):
 
     Parameters
     ----------
-    x : ndarray (*, in_features), float32 or float64
+    x : ndarray (..., in_features), float32 or float64
     w : ndarray (out_features, in_features), same dtype
     b : ndarray (out_features,) or None
 
     Returns
     -------
-    y : ndarray (*, out_features); cache : LinearCache
+    y : ndarray (..., out_features)
+    cache : LinearCache
     """
     x = check_array(x, "linear_forward x", dtypes="buif", allow_empty=True)
     w = check_array(w, "linear_forward w", ndim=2, dtypes="buif", allow_empty=True)
@@ -983,12 +984,15 @@ def linear_forward(x, w, b=None):
 
 
 def linear_backward(dy, cache: LinearCache, need_dw: bool = True):
-    """``dx = dy W``, ``dW = dy^T x``, ``db = sum_n dy`` (``None`` for a missing bias or when
-    ``need_dw`` is false).
+    """Backward of :func:`linear_forward`: ``dx = dy W``, ``dW = dy^T x``, ``db = sum_n dy``.
+
+    ``dw`` and ``db`` are ``None`` for a missing bias or when ``need_dw`` is false.
 
     Returns
     -------
-    dx : ndarray (*, in_features); dw : ndarray (out, in) or None; db : ndarray (out,) or None
+    dx : ndarray (..., in_features)
+    dw : ndarray (out_features, in_features) or None
+    db : ndarray (out_features,) or None
     """
     name = "linear_backward"
     check_cache(cache, LinearCache, name)
@@ -1144,7 +1148,7 @@ class FlattenCache(NamedTuple):
 
 
 def flatten_forward(x, start_dim: int = 1, end_dim: int = -1):
-    """Merge axes ``start_dim .. end_dim`` into one (a view for contiguous input)."""
+    """Merge axes ``start_dim`` to ``end_dim`` into one (a view for contiguous input)."""
     x = check_array(x, "flatten_forward x", dtypes="buif", allow_empty=True)
     start_dim = check_int(start_dim, "start_dim")
     end_dim = check_int(end_dim, "end_dim")
@@ -1169,7 +1173,7 @@ def flatten_backward(dy, cache: FlattenCache):
 
 
 class Flatten(_CachingModule):
-    """Flatten axes ``start_dim .. end_dim`` (``torch.nn.Flatten``; default: all but the batch)."""
+    """Flatten axes ``start_dim`` to ``end_dim`` (``torch.nn.Flatten``; default: all but batch)."""
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()

@@ -31,16 +31,21 @@ import base64
 import concurrent.futures
 import contextlib
 import io
+import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cvcore.io.datasets import decode_image
+from cvcore.io.images import NotAnImageError
 from cvcore.serve.batching import Batcher, Overloaded, Timeout
 from cvcore.serve.metrics import BATCH_BUCKETS, Registry
 from cvcore.serve.models import ServedModel, file_signature, find_model_files, warm_up
+from cvcore.train.pipeline import prepare_images
 
 __all__ = ["ServeConfig", "create_app", "STATIC_DIR"]
 
@@ -49,6 +54,12 @@ log = logging.getLogger("cvcore.serve")
 
 #: Seconds a client is told to wait after a 503 (``Retry-After``).
 RETRY_AFTER_SECONDS = 1
+#: Images of at most this many pixels (by their header) are decoded on the event loop: for them
+#: Pillow's decode (~0.15 ms for a 32x32 JPEG here) costs less than the round trip to a decoding
+#: thread and back; larger ones go to the decoding threads. 128 x 128.
+INLINE_DECODE_PIXELS = 128 * 128
+TTA_HELP = ("CNN models: average the probabilities over the training flips and crops "
+            "(test-time augmentation, 10 forward passes)")
 #: An oversized body is read and thrown away up to this many times the limit before the
 #: answer, so an ordinary client gets its 413 instead of a reset connection.
 DRAIN_FACTOR = 8
@@ -80,6 +91,11 @@ class ServeConfig:
         Classes returned by default.
     reload_interval : float
         Seconds between checks of the model files for replacement (0 = never).
+    threads : int
+        Threads of the Numba kernels of a forward pass (and of the resizing done on the event
+        loop); 0 = Numba's default, every core. On a machine shared with other busy processes
+        one thread can be much faster: a parallel kernel waits for its slowest thread, and a
+        thread that lost its core holds up the whole pass.
     """
     max_batch_size: int = 32
     max_delay_ms: float = 5.0
@@ -91,6 +107,7 @@ class ServeConfig:
     decode_threads: int = 2
     top_k: int = 5
     reload_interval: float = 1.0
+    threads: int = 0
 
 
 class ApiError(Exception):
@@ -102,7 +119,6 @@ class ApiError(Exception):
 
 
 def _error_for_image(exc: Exception) -> ApiError:
-    from cvcore.io.images import NotAnImageError
     if isinstance(exc, NotAnImageError):
         return ApiError(415, "unsupported_media_type", str(exc))
     text = str(exc)
@@ -126,7 +142,9 @@ class Server:
         self.started = time.time()
         # One worker thread runs every forward pass and explanation (in order): the kernels'
         # own threads already use every core, and a network's layers keep per-call state.
-        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cvcore-model")
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="cvcore-model", initializer=_set_threads,
+            initargs=(config.threads,))
         self.decode_slots = None
         self._watch_task = None
         self._prepare_in_decoder = _threadsafe_kernels()
@@ -151,6 +169,7 @@ class Server:
     async def start(self) -> None:
         import anyio
         loop = asyncio.get_running_loop()
+        _set_threads(self.config.threads)         # (Numba's thread count is per calling thread)
         self.decode_slots = anyio.CapacityLimiter(self.config.decode_threads)
         for served in self.models.values():
             loaded = self._loaded.pop(served.name)
@@ -238,22 +257,74 @@ class Server:
 
     async def decode(self, served: ServedModel, data: bytes, name: str = "upload"):
         """Bytes -> uint8 image at the model's input (or as read, if resizing must wait for
-        the worker thread); ApiError 400/415 for anything that is not a good image."""
-        import anyio
-        from cvcore.io.datasets import decode_image
-        from cvcore.train.pipeline import prepare_images
+        the worker thread); ApiError 400/415 for anything that is not a good image.
+
+        A small image (at most ``INLINE_DECODE_PIXELS``, by its header) is decoded right here on
+        the event loop: handing it to a thread and back costs more CPU than decoding it. A larger
+        one is decoded in a decoding thread (at most ``decode_threads`` at a time), so the event
+        loop is never held for long."""
         model = served.model
 
         def work():
             # as `cvcore predict`: decode_image, then predict_proba's own prepare_images
             image = decode_image(data, model.mode, max_pixels=self.config.max_pixels)
-            if self._prepare_in_decoder:
+            if self._prepare_in_decoder and image.shape[:2] != tuple(model.size):
                 image = prepare_images([image], model.size, model.mode)[0]
             return image
         try:
+            if _header_pixels(data) <= INLINE_DECODE_PIXELS:
+                return work()
+            import anyio
             return await anyio.to_thread.run_sync(work, limiter=self.decode_slots)
         except (ValueError, TypeError) as exc:
             raise _error_for_image(_renamed(exc, name)) from None
+
+    def top_k(self, top_k, served: ServedModel) -> int:
+        """Classes to return: the request's ``top_k`` (or the default), at most all of them."""
+        return max(1, min(top_k if top_k is not None else self.config.top_k,
+                          len(served.model.class_names)))
+
+    async def predict_request(self, name: str, receive, headers: dict, top_k=None,
+                              tta: bool = False) -> dict:
+        """``POST /v1/models/{name}/predict`` once its query is read: the JSON answer."""
+        t0 = time.perf_counter()
+        served = self.get(name)
+        with self.batchers[name].announce():
+            body = await read_body(receive, headers, self.config.max_upload_bytes)
+            (fname, data), = await parse_uploads(body, headers, "file", False,
+                                                 self.config.max_batch_files)
+            image = await self.decode(served, data, fname)
+        t1 = time.perf_counter()
+        if tta:
+            (proba, version, model), = await self.predict_tta(served, [image])
+        else:
+            proba, version, model = await self.predict(served, image)
+        t2 = time.perf_counter()
+        return {"model": name, "version": version, "kind": model.kind, "tta": tta,
+                "predictions": _top(proba, model.class_names, self.top_k(top_k, served)),
+                "time_ms": {"decode": round((t1 - t0) * 1e3, 3),
+                            "queue_and_model": round((t2 - t1) * 1e3, 3),
+                            "total": round((time.perf_counter() - t0) * 1e3, 3)}}
+
+    async def predict_batch_request(self, name: str, receive, headers: dict, top_k=None,
+                                    tta: bool = False) -> dict:
+        """``POST /v1/models/{name}/predict_batch``: the JSON answer for every file."""
+        t0 = time.perf_counter()
+        served = self.get(name)
+        with self.batchers[name].announce():
+            body = await read_body(receive, headers, self.config.max_upload_bytes)
+            files = await parse_uploads(body, headers, "files", True,
+                                        self.config.max_batch_files)
+            images = [await self.decode(served, data, fname) for fname, data in files]
+        if tta:
+            results = await self.predict_tta(served, images)
+        else:
+            results = await asyncio.gather(*[self.predict(served, im) for im in images])
+        k = self.top_k(top_k, served)
+        return {"model": name, "tta": tta, "results": [
+            {"file": fname, "version": version, "predictions": _top(p, model.class_names, k)}
+            for (fname, _), (p, version, model) in zip(files, results)],
+            "time_ms": {"total": round((time.perf_counter() - t0) * 1e3, 3)}}
 
     async def predict(self, served: ServedModel, image) -> tuple:
         try:
@@ -262,10 +333,11 @@ class Server:
             raise ApiError(503, "overloaded" if isinstance(exc, Overloaded) else "timeout",
                            str(exc), {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
 
-    async def predict_tta(self, served: ServedModel, image) -> tuple:
+    async def predict_tta(self, served: ServedModel, images) -> list:
         """Test-time augmentation (:meth:`TrainedModel.predict_proba` with ``tta=True``): ten
-        forward passes of one image, run on the model thread outside the batcher, like an
-        explanation; ApiError 422 for a model trained without augmentation."""
+        forward passes of the images, run on the model thread outside the batcher, like an
+        explanation: ``[(proba, version, model)]`` per image; ApiError 422 for a model trained
+        without augmentation."""
         from cvcore.train.pipeline import CNN_MODELS
         model, version = served.model, served.version
         if model.kind not in CNN_MODELS:
@@ -274,7 +346,7 @@ class Server:
         loop = asyncio.get_running_loop()
         try:
             proba = await asyncio.wait_for(loop.run_in_executor(
-                self.executor, lambda: model.predict_proba([image], tta=True)[0]),
+                self.executor, lambda: model.predict_proba(list(images), tta=True)),
                 self.config.timeout)
         except asyncio.TimeoutError:
             raise ApiError(503, "timeout", f"no prediction within the request timeout of "
@@ -282,7 +354,7 @@ class Server:
                            {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
         except ValueError as exc:                      # e.g. a model trained --no-augment
             raise ApiError(422, "invalid_parameter", f"tta: {exc}") from None
-        return proba, version, model
+        return [(p, version, model) for p in proba]
 
     async def explain(self, served: ServedModel, image, class_index):
         from cvcore.serve.explain import explain
@@ -297,6 +369,213 @@ class Server:
                            f"{self.config.timeout:g} s",
                            {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
         return result, version, model
+
+
+# ------------------------------------------------------------------------------------------------
+# reading request bodies (shared by the FastAPI routes and the fast lane)
+# ------------------------------------------------------------------------------------------------
+async def read_body(receive, headers: dict, limit: int) -> bytes:
+    """The whole body of an ASGI request, bounded: ApiError 413 past ``limit`` bytes.
+
+    An oversized body is still read (and thrown away) up to ``DRAIN_FACTOR`` times the limit,
+    so that an ordinary client gets its 413 instead of a connection reset mid-upload; a body
+    declared larger than that is refused before reading. ``headers`` maps lower-case header
+    names (bytes) to values (bytes), as in the ASGI scope."""
+    too_large = ApiError(413, "too_large", f"the request body is larger than the limit of "
+                         f"{limit} bytes")
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit * DRAIN_FACTOR:
+        raise too_large
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "client_disconnected", "the client went away mid-upload")
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
+        size += len(chunk)
+        if size > limit * DRAIN_FACTOR:
+            raise too_large
+        if size <= limit and chunk:
+            chunks.append(chunk)
+    if size > limit:
+        raise too_large
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def parse_uploads(body: bytes, headers: dict, field: str, many: bool,
+                        max_files: int) -> list:
+    """``[(file name, bytes)]`` from a multipart form's ``field``, or the raw body as one file
+    called "upload"; ApiError 400/413 for a form without the field, empty files, too many."""
+    ctype = headers.get(b"content-type", b"").decode("latin-1")
+    if not ctype.startswith("multipart/form-data"):
+        if not body:
+            raise ApiError(400, "no_image", "the request has no body: send the image bytes, or "
+                           "a multipart form with the field 'file'")
+        return [("upload", body)]
+    from starlette.datastructures import Headers
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    async def stream():
+        yield body
+    try:
+        form = await MultiPartParser(Headers(raw=list(headers.items())), stream(),
+                                     max_files=max_files, max_fields=max_files).parse()
+    except MultiPartException as exc:
+        raise ApiError(400, "bad_form", f"cannot read the multipart form: {exc}") from None
+    files = [f for f in form.getlist(field) if hasattr(f, "read")]
+    if not files:
+        raise ApiError(400, "no_image", f"the form has no file field {field!r} "
+                       f"(fields: {', '.join(form.keys()) or 'none'})")
+    out = []
+    for f in files:
+        out.append((f.filename or "upload", await f.read()))
+        await f.close()
+    empty = [name for name, data in out if not data]
+    if empty:
+        raise ApiError(400, "no_image", f"the uploaded file {empty[0]!r} is empty")
+    if not many and len(out) > 1:
+        raise ApiError(400, "too_many_files", f"{len(out)} files in {field!r}; this "
+                       f"route takes one (use predict_batch for several)")
+    if len(out) > max_files:
+        raise ApiError(413, "too_many_files", f"{len(out)} files; the limit is {max_files}")
+    return out
+
+
+def _headers(scope) -> dict:
+    """The ASGI scope's headers as ``{lower-case name: value}`` (bytes; the last one wins)."""
+    return dict(scope["headers"])
+
+
+def _json_bytes(content) -> bytes:
+    return json.dumps(content, ensure_ascii=False, allow_nan=False,
+                      separators=(",", ":")).encode("utf-8")
+
+
+def _json_response(content, status: int = 200, headers=None):
+    """A JSON answer encoded once by :func:`json.dumps` (the dicts here hold only str, int,
+    float, bool and lists: FastAPI's generic encoder would only walk them again)."""
+    from starlette.responses import Response
+    return Response(_json_bytes(content), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+#: JPEG start-of-frame markers (ITU-T T.81, table B.1: SOF0-3, 5-7, 9-11, 13-15), whose segment
+#: holds the image's height and width; and the markers that stand alone, without a length.
+_JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
+                       0xCF))
+_JPEG_STANDALONE = frozenset((0x01, *range(0xD0, 0xD8)))
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _header_pixels(data: bytes) -> float:
+    """Width x height read from a PNG or JPEG header without decoding it, for deciding where to
+    decode; ``inf`` for any other format or a header this cannot read (the decoding threads
+    then take it, and the decoder names any problem).
+
+    PNG: the IHDR chunk comes first, width and height at bytes 16-24 (PNG spec, sec. 11.2.2).
+    JPEG: the segments after SOI (FFD8) are walked to the first start-of-frame, which holds the
+    height and the width after one byte of precision (T.81, sec. B.2.2). Pillow reads the same
+    header for its checks, but costs ~0.1 ms doing so on a small JPEG; this costs a few us."""
+    if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big") * int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return math.inf
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return math.inf
+        marker = data[i + 1]
+        if marker == 0xFF:                              # a fill byte
+            i += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in _JPEG_SOF:
+            if i + 9 > n:
+                return math.inf
+            return int.from_bytes(data[i + 5:i + 7], "big") * \
+                int.from_bytes(data[i + 7:i + 9], "big")
+        if marker == 0xDA or length < 2:                # scan data before any frame: give up
+            return math.inf
+        i += 2 + length
+    return math.inf
+
+
+#: ``?tta=`` values FastAPI reads as false (its bool parameters); any other value of ``tta`` goes
+#: to the FastAPI route, which runs TTA or answers 422.
+_FALSE = frozenset(("0", "false", "off", "no", "f", "n"))
+
+
+def _fast_query(query_string: bytes):
+    """``(True, top_k)`` for a predict query the fast lane can answer (``tta`` absent or false;
+    ``top_k`` absent (None) or a positive integer, given once; nothing else), else
+    ``(False, None)``."""
+    from urllib.parse import parse_qsl
+    top_k, seen = None, set()
+    for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if key in seen:
+            return False, None
+        seen.add(key)
+        if key == "top_k":
+            if not (value.isascii() and value.isdigit()) or int(value) < 1:
+                return False, None
+            top_k = int(value)
+        elif key != "tta" or value.lower() not in _FALSE:
+            return False, None
+    return True, top_k
+
+
+class _FastLane:
+    """Pure-ASGI fast path for the hot route, ``POST /v1/models/{name}/predict``.
+
+    Serving tiny images, the framework's own work per request (routing over every route, the
+    middleware layers, reading the query through pydantic, encoding the answer generically) cost
+    more CPU than decoding the image and running the model. Requests that this lane can read
+    without any validation (``top_k`` absent or a positive integer, no ``tta``) are answered here
+    by the very function the FastAPI route calls (:meth:`Server.predict_request`), with the same
+    JSON, errors and metrics; everything else, including every request it cannot read, passes on
+    to FastAPI, which answers or refuses it as before. So both paths give the same answers: the
+    lane only skips work."""
+
+    def __init__(self, app, server, route):
+        self.app, self.server, self.route = app, server, route
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        parts = scope["path"].split("/")                # "", "v1", "models", name, "predict"
+        if len(parts) != 5 or parts[4] != "predict" or parts[1] != "v1" or \
+                parts[2] != "models" or not parts[3]:
+            return await self.app(scope, receive, send)
+        ours, top_k = _fast_query(scope.get("query_string", b""))
+        if not ours:
+            return await self.app(scope, receive, send)
+        scope["route"] = self.route                     # for the metrics' route label
+        scope["path_params"] = {"name": parts[3]}
+        headers = None
+        try:
+            content = await self.server.predict_request(parts[3], receive, _headers(scope),
+                                                        top_k)
+            status = 200
+        except ApiError as exc:
+            content = {"error": exc.code, "detail": exc.detail, "status": exc.status}
+            status, headers = exc.status, exc.headers
+        body = _json_bytes(content)
+        raw = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        if headers:
+            raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _set_threads(threads: int) -> None:
+    """Numba's thread count for parallel kernels launched from the calling thread (0: keep)."""
+    if threads > 0:
+        import numba
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
 def _renamed(exc, name):
@@ -381,9 +660,7 @@ def create_app(sources, config: ServeConfig | None = None):
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
     from fastapi.staticfiles import StaticFiles
-    from starlette.datastructures import Headers
     from starlette.exceptions import HTTPException as StarletteHTTPException
-    from starlette.formparsers import MultiPartException, MultiPartParser
 
     config = config or ServeConfig()
     server = Server(sources, config)
@@ -426,67 +703,6 @@ def create_app(sources, config: ServeConfig | None = None):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), exc.headers)
 
-    app.add_middleware(_MetricsMiddleware, server=server)
-
-    # -- reading bodies ---------------------------------------------------------------------
-    async def read_body(request: Request) -> bytes:
-        limit = config.max_upload_bytes
-        too_large = ApiError(413, "too_large", f"the request body is larger than the limit of "
-                             f"{limit} bytes")
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit * DRAIN_FACTOR:
-            raise too_large
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit * DRAIN_FACTOR:
-                raise too_large
-            if size <= limit:
-                chunks.append(chunk)
-        if size > limit:
-            raise too_large
-        return b"".join(chunks)
-
-    async def uploads(request: Request, field: str, many: bool) -> list:
-        """``[(file name, bytes)]`` from a multipart form's ``field`` or a raw body."""
-        body = await read_body(request)
-        ctype = request.headers.get("content-type", "")
-        if ctype.startswith("multipart/form-data"):
-            async def stream():
-                yield body
-            try:
-                form = await MultiPartParser(Headers(scope=request.scope), stream(),
-                                             max_files=config.max_batch_files,
-                                             max_fields=config.max_batch_files).parse()
-            except MultiPartException as exc:
-                raise ApiError(400, "bad_form", f"cannot read the multipart form: {exc}") \
-                    from None
-            files = [f for f in form.getlist(field) if hasattr(f, "read")]
-            if not files:
-                raise ApiError(400, "no_image", f"the form has no file field {field!r} "
-                               f"(fields: {', '.join(form.keys()) or 'none'})")
-            out = []
-            for f in files:
-                out.append((f.filename or "upload", await f.read()))
-                await f.close()
-            empty = [name for name, data in out if not data]
-            if empty:
-                raise ApiError(400, "no_image", f"the uploaded file {empty[0]!r} is empty")
-            if not many and len(out) > 1:
-                raise ApiError(400, "too_many_files", f"{len(out)} files in {field!r}; this "
-                               f"route takes one (use predict_batch for several)")
-            if len(out) > config.max_batch_files:
-                raise ApiError(413, "too_many_files", f"{len(out)} files; the limit is "
-                               f"{config.max_batch_files}")
-            return out
-        if not body:
-            raise ApiError(400, "no_image", "the request has no body: send the image bytes, or "
-                           "a multipart form with the field 'file'")
-        return [("upload", body)]
-
-    def check_top_k(top_k, served):
-        return max(1, min(top_k if top_k is not None else config.top_k,
-                          len(served.model.class_names)))
 
     image_body = {"requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
@@ -538,42 +754,18 @@ def create_app(sources, config: ServeConfig | None = None):
               openapi_extra=image_body)
     async def predict(name: str, request: Request,
                       top_k: int | None = Query(None, ge=1, description="classes returned"),
-                      tta: bool = Query(False, description="CNN models: average the "
-                                        "probabilities over the training flips and crops "
-                                        "(test-time augmentation, 10 forward passes)")):
-        t0 = time.perf_counter()
-        served = server.get(name)
-        with server.batchers[name].announce():
-            (fname, data), = await uploads(request, "file", many=False)
-            image = await server.decode(served, data, fname)
-        t1 = time.perf_counter()
-        if tta:
-            proba, version, model = await server.predict_tta(served, image)
-        else:
-            proba, version, model = await server.predict(served, image)
-        t2 = time.perf_counter()
-        k = check_top_k(top_k, served)
-        return {"model": name, "version": version, "kind": model.kind, "tta": tta,
-                "predictions": _top(proba, model.class_names, k),
-                "time_ms": {"decode": round((t1 - t0) * 1e3, 3),
-                            "queue_and_model": round((t2 - t1) * 1e3, 3),
-                            "total": round((time.perf_counter() - t0) * 1e3, 3)}}
+                      tta: bool = Query(False, description=TTA_HELP)):
+        # (the usual requests never get here: the fast lane answers them, see _FastLane)
+        return _json_response(await server.predict_request(
+            name, request.receive, _headers(request.scope), top_k, tta))
 
     @app.post("/v1/models/{name}/predict_batch", summary="Top-k classes of several images",
               openapi_extra=batch_body)
     async def predict_batch(name: str, request: Request,
-                            top_k: int | None = Query(None, ge=1)):
-        t0 = time.perf_counter()
-        served = server.get(name)
-        with server.batchers[name].announce():
-            files = await uploads(request, "files", many=True)
-            images = [await server.decode(served, data, fname) for fname, data in files]
-        results = await asyncio.gather(*[server.predict(served, im) for im in images])
-        k = check_top_k(top_k, served)
-        return {"model": name, "results": [
-            {"file": fname, "version": version, "predictions": _top(p, model.class_names, k)}
-            for (fname, _), (p, version, model) in zip(files, results)],
-            "time_ms": {"total": round((time.perf_counter() - t0) * 1e3, 3)}}
+                            top_k: int | None = Query(None, ge=1),
+                            tta: bool = Query(False, description=TTA_HELP)):
+        return _json_response(await server.predict_batch_request(
+            name, request.receive, _headers(request.scope), top_k, tta))
 
     @app.post("/v1/models/{name}/explain",
               summary="Prediction and an explanation map (Grad-CAM or HOG cell contributions)",
@@ -585,7 +777,10 @@ def create_app(sources, config: ServeConfig | None = None):
                                                                 "(default: the top class)")):
         t0 = time.perf_counter()
         served = server.get(name)
-        (fname, data), = await uploads(request, "file", many=False)
+        headers = _headers(request.scope)
+        body = await read_body(request.receive, headers, config.max_upload_bytes)
+        (fname, data), = await parse_uploads(body, headers, "file", False,
+                                             config.max_batch_files)
         image = await server.decode(served, data, fname)
         class_index = None
         names = list(served.model.class_names)
@@ -599,7 +794,7 @@ def create_app(sources, config: ServeConfig | None = None):
                                f"name of {name} nor an index below {len(names)}")
         result, version, model = await server.explain(served, image, class_index)
         heat = result["heatmap"]
-        k = check_top_k(top_k, served)
+        k = server.top_k(top_k, served)
         return {"model": name, "version": version, "kind": model.kind,
                 "predictions": _top(result["proba"], model.class_names, k),
                 "explanation": {
@@ -611,4 +806,10 @@ def create_app(sources, config: ServeConfig | None = None):
                     "png_base64": _png_base64(heat)},
                 "time_ms": {"total": round((time.perf_counter() - t0) * 1e3, 3)}}
 
+    # The fast lane sits inside the metrics middleware (added later = outside), so its answers
+    # are counted and timed like every other.
+    predict_route = next(r for r in app.routes
+                         if getattr(r, "path", None) == "/v1/models/{name}/predict")
+    app.add_middleware(_FastLane, server=server, route=predict_route)
+    app.add_middleware(_MetricsMiddleware, server=server)
     return app

@@ -65,7 +65,7 @@ def grouped_conv2d_backward(dy, x, w, stride, padding, dilation, groups):
 
 
 def depthwise_conv2d_forward(x, w, b, stride, padding, dilation, out_size):
-    """The depthwise convolution written as the loop over taps that the fast kernel runs:
+    """The depthwise convolution written as a loop over taps (each a shifted, strided view):
     ``y[:, k] = b[k] + sum_{i, j} w[k, 0, i, j] * (shifted, strided view of xpad[:, k // m])``.
 
     ``out_size = (Ho, Wo)``; ``xpad`` is padded at the bottom/right as far as that needs.
@@ -88,3 +88,44 @@ def depthwise_conv2d_forward(x, w, b, stride, padding, dilation, out_size):
     if b is not None:
         y += b[None, :, None, None]
     return y
+
+
+def depthwise_conv2d_phases(x, w, scale, shift, clamp, stride, padding, dilation, out_size):
+    """The depthwise convolution as :mod:`kernels.nn_dwconv` lays it out, in NumPy, followed by
+    the kernel's epilogue ``min(max(y * scale + shift, lo), hi)``.
+
+    1. Each input plane, zero-padded, is split into its ``sh * sw`` phases
+       ``xph[a, b] = xpad[a::sh, b::sw]``, cut or zero-extended to ``Hq x Wq`` with
+       ``Hq = Ho + ((kh-1)*dh) // sh`` and ``Wq = Wo + ((kw-1)*dw) // sw``.
+    2. Tap ``(i, j)`` reads phase ``(i*dh % sh, j*dw % sw)`` shifted by
+       ``(i*dh // sh, j*dw // sw)``; in the flattened phases that is one window at offset
+       ``off(i, j)``, and output ``(oh, ow)`` sits at flat position ``oh*Wq + ow``, so every tap
+       adds ``w[i, j] * xph_flat[off + p]`` over all ``p`` at once (the columns
+       ``Wo..Wq-1`` of each row are computed and dropped).
+
+    ``scale``, ``shift``: (K,); ``clamp``: ``(lo, hi)``; ``padding``: ``(top, left)``;
+    ``out_size``: ``(Ho, Wo)``.
+    """
+    N, C, H, W = x.shape
+    K, _, kh, kw = w.shape
+    m = K // C
+    (sh, sw), (dh, dw), (Ho, Wo), (pt, pl) = stride, dilation, out_size, padding
+    Hq, Wq = Ho + ((kh - 1) * dh) // sh, Wo + ((kw - 1) * dw) // sw
+    rows, cols = Hq * sh, Wq * sw
+    xpad = np.zeros((N, C, max(rows, pt + H), max(cols, pl + W)), dtype=x.dtype)
+    xpad[:, :, pt:pt + H, pl:pl + W] = x
+    xpad = xpad[:, :, :rows, :cols]
+    # phases[n, c, a*sw + b] = xpad[n, c, a::sh, b::sw], flattened to Hq*Wq values
+    phases = np.stack([xpad[:, :, a::sh, b::sw].reshape(N, C, Hq * Wq)
+                       for a in range(sh) for b in range(sw)], axis=2)
+    flat = np.repeat(phases.reshape(N, C, -1), m, axis=1)     # (N, K, sh*sw*Hq*Wq)
+    P = (Ho - 1) * Wq + Wo                                    # flat positions needed
+    acc = np.zeros((N, K, Ho * Wq), dtype=np.result_type(x, w))
+    for i in range(kh):
+        for j in range(kw):
+            phase = ((i * dh) % sh) * sw + (j * dw) % sw
+            off = (phase * Hq + (i * dh) // sh) * Wq + (j * dw) // sw
+            acc[:, :, :P] += w[None, :, 0, i, j, None] * flat[:, :, off:off + P]
+    y = acc.reshape(N, K, Ho, Wq)[:, :, :, :Wo]
+    y = y * scale[None, :, None, None] + shift[None, :, None, None]
+    return np.clip(y, clamp[0], clamp[1])

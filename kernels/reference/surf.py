@@ -124,7 +124,8 @@ def descriptor_direct(image, x, y, s, angle, extended=False):
 def descriptor(image, x, y, s, angle, extended=False):
     """What :mod:`kernels.surf` computes: the wavelets read on an upright 28 x 28 grid of
     half-integer multiples of s around the keypoint, and interpolated bilinearly at the turned
-    samples (at angle 0, 90, 180, 270 they fall on the grid: :func:`descriptor_direct` exactly)."""
+    samples (at angle 0, 90, 180, 270 they fall on the grid: :func:`descriptor_direct` exactly).
+    The kernel trims the grid to the points the turned samples reach (same values)."""
     t = math.radians(angle)
     co, si = math.cos(t), math.sin(t)
     n = 20 if angle == 0 else 28

@@ -2,7 +2,10 @@
 Fashion-MNIST subset, serve it, open the page in Debian's headless Chromium, upload a test image
 and save what the browser shows (the README's ``docs/serve-page.png``).
 
-    python examples/serve_screenshot.py [--out docs/serve-page.png]
+Not part of the documentation's gallery (only ``plot_*.py`` scripts are): it needs a browser
+and a server.
+
+    python examples/_make_serve_screenshot.py [--out docs/serve-page.png]
 
 Needs the serve extra, Playwright for Python and ``/usr/bin/chromium`` (never a browser download).
 """
