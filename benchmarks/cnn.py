@@ -5,6 +5,9 @@ Run from the repository root::
     python -m benchmarks.cnn                 # everything (several minutes)
     python -m benchmarks.cnn --shapes-only   # only the per-convolution-shape table
     python -m benchmarks.cnn --compile       # also the cold-cache Numba compile time
+    python -m benchmarks.cnn --efficientnet --cpu   # EfficientNet-Lite0 and depthwise only
+                                                    # (cvcore and torch take turns call by call),
+                                                    # with one-thread CPU times
 
 Tables:
 
@@ -360,6 +363,87 @@ def depthwise_rows(repeats):
     return rows, moved
 
 
+def run_interleaved(rows):
+    """Like :func:`benchmarks.common.run_rows`, but the implementations of a row take turns
+    call by call (cvcore, torch, cvcore, ...) after one warm-up call each, so that a change in
+    the machine's load during the row hits both alike; medians of ``row.repeats`` calls."""
+    import statistics
+
+    from benchmarks.common import Timing
+    results = []
+    for row in rows:
+        fns = {"cvcore": row.cvcore, **{k: f for k, f in row.refs.items() if f is not None}}
+        firsts, times = {}, {k: [] for k in fns}
+        for label, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            firsts[label] = time.perf_counter() - t0
+        for _ in range(row.repeats):
+            for label, fn in fns.items():
+                t0 = time.perf_counter()
+                fn()
+                times[label].append(time.perf_counter() - t0)
+        timings = {k: Timing(firsts[k], statistics.median(times[k]), 0) for k in fns}
+        timings.update({k: None for k, f in row.refs.items() if f is None})
+        results.append((row.name, timings))
+        print(f"  timed {row.name}", flush=True)
+    return results
+
+
+def one_thread_efficientnet(repeats):
+    """One-thread CPU time (``time.thread_time``, both libraries held to one thread) of the
+    depthwise shapes and the EfficientNet workloads, cvcore and torch taking turns; medians.
+    Robust to the machine's load in a way wall time on 2 shared cores is not."""
+    import numba
+    limiter = optional("threadpoolctl")
+    ctx = limiter.threadpool_limits(1) if limiter is not None else None
+    numba.set_num_threads(1)
+    if torch is not None:
+        torch.set_num_threads(1)
+    try:
+        rows, moved = depthwise_rows(repeats)
+        a = np.ones(2**26, np.float32)
+        b = np.empty_like(a)
+        np.copyto(b, a)
+        t0 = time.thread_time()
+        np.copyto(b, a)
+        copy_gbs = 2 * a.nbytes / (time.thread_time() - t0) / 1e9
+        del a, b
+        names = [n for n in MODEL_WORKLOADS if n.startswith("effnet")]
+        rows += [Row(n, _workload("cvcore", n, MODEL_WORKLOADS[n]),
+                     {"torch": _workload("torch", n, MODEL_WORKLOADS[n])
+                      if torch is not None else None}, repeats=repeats) for n in names]
+        print(f"\n{'one thread, CPU time (median of ' + str(repeats) + ')':<40} "
+              f"{'cvcore ms':>10} {'torch ms':>10} {'ratio':>7}   (depthwise: cvcore GB/s, % "
+              f"of a one-thread numpy copy's {copy_gbs:.1f} GB/s)")
+        for row in rows:
+            fns = [row.cvcore] + [f for f in row.refs.values() if f is not None]
+            for fn in fns:
+                fn()
+            times = [[] for _ in fns]
+            for _ in range(repeats):
+                for i, fn in enumerate(fns):
+                    t0 = time.thread_time()
+                    fn()
+                    times[i].append(time.thread_time() - t0)
+            cv = float(np.median(times[0]))
+            ref_s = "       n/a"
+            if len(fns) > 1:
+                ref = float(np.median(times[1]))
+                ref_s = f"{ref * 1e3:10.1f} {ref / cv:7.2f}"
+            bw = ""
+            if row.name in moved:
+                gbs = moved[row.name] / cv / 1e9
+                bw = f"   {gbs:5.1f} GB/s {100 * gbs / copy_gbs:4.0f} %"
+            print(f"{row.name:<40} {cv * 1e3:10.1f} {ref_s}{bw}", flush=True)
+    finally:
+        numba.set_num_threads(THREADS)
+        if torch is not None:
+            torch.set_num_threads(THREADS)
+        if ctx is not None:
+            ctx.restore_original_limits()
+
+
 def copy_bandwidth():
     """GB/s of ``np.copyto`` on 256 MiB (read + write): the reachable memory bandwidth."""
     a = np.ones(2**26, np.float32)
@@ -553,11 +637,15 @@ def main(argv=None):
     peak = matmul_peak()
     print(f"float32 matmul peak (numpy 2048^3): {peak:.0f} GFLOP/s")
     if args.efficientnet:
+        print(f"load average at the start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
         rows, moved = depthwise_rows(args.repeats)
-        print_depthwise_table(run_rows(rows), moved, copy_bandwidth())
+        print_depthwise_table(run_interleaved(rows), moved, copy_bandwidth())
         rows, info = model_rows(max(3, args.repeats // 2), prefix="effnet")
-        results = run_rows(rows)
+        results = run_interleaved(rows)
         print_model_table(results, info, peak, {})
+        if args.cpu:
+            one_thread_efficientnet(max(3, args.repeats // 2))
+        print(f"load average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
         return
     if not args.models_only:
         rows, flops = shape_rows(RESNET20_SHAPES + RESNET50_SHAPES, args.repeats)

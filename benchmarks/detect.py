@@ -1,7 +1,8 @@
 """Object detection: cvcore beside OpenCV and dlib, in one run.
 
 1. Speed on 640x480 photos (the shared test and face photos resized to 640x480), same
-   parameters on both sides, outputs checked equal before timing:
+   parameters on both sides, outputs checked equal before timing, at 2 threads and at 1 (Numba's
+   and OpenCV's thread counts set alike), cvcore and OpenCV calls interleaved, medians:
    * OpenCV's default HOG people detector (``cv2.HOGDescriptor.detectMultiScale``, defaults)
      vs :meth:`cvcore.detect.HOGDetector.detect_multiscale`;
    * ``haarcascade_frontalface_alt2`` (``cv2.CascadeClassifier.detectMultiScale``, scale 1.1,
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Row, machine_line, optional, print_table, run_rows
+from benchmarks.common import machine_line, optional
 
 DATA = Path(os.environ.get("CVCORE_DATASETS", Path(__file__).resolve().parents[2] / "shared"
                            / "datasets"))
@@ -42,7 +44,24 @@ def _photos_640x480(cv2):
     return out
 
 
-def speed_rows(cv2):
+def _interleaved(fns, repeats):
+    """Median wall time (s) of each function, the calls interleaved: every repeat calls each
+    function once, in an order that rotates, so that both sides see the same machine load."""
+    times = [[] for _ in fns]
+    for r in range(repeats):
+        for k in range(len(fns)):
+            i = (k + r) % len(fns)
+            t0 = time.perf_counter()
+            fns[i]()
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
+def speed_rows(cv2, threads=(2, 1), repeats=9):
+    """Rows ``(threads, detector, photo, cvcore s, cv2 s)``: both libraries at the same number
+    of threads (Numba's and OpenCV's), outputs checked equal first, repeats interleaved."""
+    import numba
+
     from cvcore.detect import HaarCascade, HOGDetector
     people = HOGDetector.opencv_people()
     hog = cv2.HOGDescriptor()
@@ -50,7 +69,7 @@ def speed_rows(cv2):
     name = "haarcascade_frontalface_alt2.xml"
     cascade = HaarCascade(name)
     ref_cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
-    rows = []
+    cases = []
     for photo, bgr in _photos_640x480(cv2):
         grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         want = sorted(np.asarray(hog.detectMultiScale(bgr)[0]).reshape(-1, 4).tolist())
@@ -60,14 +79,36 @@ def speed_rows(cv2):
                       .tolist())
         got = sorted(cascade.detect_multiscale(grey, 1.1, 3).tolist())
         assert got == want, (photo, got, want)
-        rows.append(Row(f"HOG people 640x480 {photo}",
-                        cvcore=lambda im=bgr: people.detect_multiscale(im),
-                        refs={"cv2": lambda im=bgr: hog.detectMultiScale(im)}, repeats=5))
-        rows.append(Row(f"Haar alt2 640x480 {photo}",
-                        cvcore=lambda im=grey: cascade.detect_multiscale(im, 1.1, 3),
-                        refs={"cv2": lambda im=grey: ref_cascade.detectMultiScale(im, 1.1, 3)},
-                        repeats=5))
+        cases.append(("HOG people", photo, lambda im=bgr: people.detect_multiscale(im),
+                      lambda im=bgr: hog.detectMultiScale(im)))
+        cases.append(("Haar alt2 (1.1, 3)", photo,
+                      lambda im=grey: cascade.detect_multiscale(im, 1.1, 3),
+                      lambda im=grey: ref_cascade.detectMultiScale(im, 1.1, 3)))
+    rows = []
+    before = (numba.get_num_threads(), cv2.getNumThreads())
+    try:
+        for n in threads:
+            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+            cv2.setNumThreads(n)
+            for detector, photo, mine, theirs in cases:
+                mine(), theirs()                                   # warm-up
+                t_mine, t_theirs = _interleaved([mine, theirs], repeats)
+                rows.append((n, detector, photo, t_mine, t_theirs))
+                print(f"  timed {detector} {photo}, {n} thread(s)", flush=True)
+    finally:
+        numba.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
     return rows
+
+
+def print_speed(rows):
+    print(f"{'threads':>7}  {'detector':<20} {'640x480 photo':<18} {'cvcore ms':>9} "
+          f"{'cv2 ms':>8} {'ratio':>6}")
+    for n, detector, photo, mine, theirs in rows:
+        print(f"{n:>7}  {detector:<20} {photo:<18} {mine * 1e3:9.1f} {theirs * 1e3:8.1f} "
+              f"{theirs / mine:6.2f}")
+    print("ratio = cv2 time / cvcore time (above 1: cvcore faster); medians of interleaved "
+          "repeats, wall clock")
 
 
 def _match(found, truth, iou=0.5):
@@ -168,17 +209,23 @@ def figure(path, detector, images, test, cv2):
     fig.savefig(path, dpi=80)
 
 
+def _load():
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="speed rows only")
+    p.add_argument("--repeats", type=int, default=9, help="timed calls per case (default 9)")
     p.add_argument("--figure", default=str(Path(__file__).with_name("detect.png")))
     args = p.parse_args(argv)
     cv2 = optional("cv2")
     if cv2 is None or not DATA.exists():
         sys.exit("benchmarks.detect needs opencv-python and the shared data sets")
     print(machine_line())
-    print(f"load average {os.getloadavg()[0]:.1f}")
-    print_table(run_rows(speed_rows(cv2)))
+    print(f"load average before: {_load()}")
+    print_speed(speed_rows(cv2, repeats=args.repeats))
+    print(f"load average after: {_load()}")
     if args.quick:
         return
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,9 +24,11 @@ def main(argv=None) -> int:
     p.add_argument("--cases", type=int, default=200, help="cases per entry (default 200)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--only", default="", help="run the entries whose label contains this")
+    p.add_argument("--only", default="",
+                   help="run the entries whose label contains this (several: comma-separated)")
     args = p.parse_args(argv)
-    entries = [(label, e) for label, e in all_entries() if args.only in label]
+    wanted = args.only.split(",")
+    entries = [(label, e) for label, e in all_entries() if any(w in label for w in wanted)]
     pool = WorkerPool(size=args.workers)
     totals: Counter = Counter()
     findings: list = []
@@ -49,6 +51,8 @@ def main(argv=None) -> int:
                 print(f"{label:48s} {sum(counts.values()):6d} cases "
                       f"{time.perf_counter() - t:6.1f} s  "
                       + " ".join(f"{k}={v}" for k, v in sorted(counts.items())), flush=True)
+                for f in found:     # at once too: a run stopped early keeps its reproducers
+                    print(f"    {f}", flush=True)
 
     threads = [threading.Thread(target=drain, args=(w,)) for w in range(args.workers)]
     for th in threads:

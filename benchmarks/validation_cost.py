@@ -5,6 +5,10 @@ each in its own process, interleaved, so that a shared machine's load hits both 
     git archive 59ee0b7 | tar -x -C /tmp/base
     python -m benchmarks.validation_cost --base /tmp/base --rounds 3
 
+or a worktree of today's tree with the checking commit reverted in the files it touched
+(``git show a6e158e -- cvcore/nn | git apply -R --3way``), so that only the checks differ;
+``--cpu`` times one thread by its CPU clock.
+
 Workloads (the figures of ``benchmarks.cnn --models-only``, ``benchmarks.hog`` and
 ``benchmarks.keypoints`` at a smaller size): ResNet-20 inference (eval, no_grad, batch 128,
 1x28x28), a ResNet-20 training step (batch 64), ``hog_batch`` of 2000 28x28 images, ``sift`` of
@@ -21,13 +25,14 @@ import subprocess
 import sys
 
 CHILD = r'''
-import json, time, numpy as np
+import json, os, time, numpy as np
 from cvcore import nn
 from cvcore.features import hog_batch, sift
+clock = time.process_time if os.environ.get("VALIDATION_COST_CPU") else time.perf_counter
 def best(fn, n):
     fn(); ts = []
     for _ in range(n):
-        t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
+        t = clock(); fn(); ts.append(clock() - t)
     return min(ts)
 rng = np.random.default_rng(0)
 out = {}
@@ -60,8 +65,11 @@ print(json.dumps(out))
 '''
 
 
-def run(tree):
+def run(tree, cpu=False):
     env = dict(os.environ, PYTHONPATH=tree)
+    if cpu:     # one thread, timed by the process's CPU clock: robust to a shared machine's load
+        env.update(VALIDATION_COST_CPU="1", NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1",
+                   OPENBLAS_NUM_THREADS="1")
     r = subprocess.run([sys.executable, "-c", CHILD], cwd=tree, env=env, capture_output=True,
                        text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -71,20 +79,59 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--base", required=True, help="tree without the checks")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--cpu", action="store_true",
+                   help="one thread, CPU time (time.process_time) instead of wall time")
     args = p.parse_args(argv)
     here = os.getcwd()
     results = {"checks": [], "base": []}
-    run(args.base), run(here)                       # warm the Numba caches of both trees
+    run(args.base, args.cpu), run(here, args.cpu)   # warm the Numba caches of both trees
     for _ in range(args.rounds):
-        results["base"].append(run(args.base))
-        results["checks"].append(run(here))
+        results["base"].append(run(args.base, args.cpu))
+        results["checks"].append(run(here, args.cpu))
     print(f"{'workload':38s} {'without':>10s} {'with checks':>12s} {'ratio':>7s}")
     for key in results["base"][0]:
         a = statistics.median(r[key] for r in results["base"])
         b = statistics.median(r[key] for r in results["checks"])
         print(f"{key:38s} {a:10.2f} {b:12.2f} {b / a:7.3f}")
-    print(f"(medians of {args.rounds} interleaved runs, each the best of its repeats; "
+    print(f"(medians of {args.rounds} interleaved runs, each the best of its repeats, "
+          f"{'one-thread CPU time' if args.cpu else 'wall time'}; "
           f"load: {os.getloadavg()[0]:.1f})")
+    if args.cpu:
+        entry_checks()
+
+
+def entry_checks():
+    """The checks at the entry of a whole workload, timed alone beside the workload in this
+    process (one thread, CPU time): what ``sift`` spends on its input check (finite, at most
+    MAX_INTENSITY: one pass over the image) and ``hog_batch`` on its checks of a batch."""
+    import time
+
+    import numpy as np
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    from cvcore.features import hog_batch, sift
+    from cvcore.features._sift import _check_magnitude
+    from cvcore.io import imread
+
+    def best(fn, n):
+        fn()
+        ts = []
+        for _ in range(n):
+            t = time.process_time()
+            fn()
+            ts.append(time.process_time() - t)
+        return min(ts)
+    photo = imread("cvcore/data/roofs1.jpg", mode="gray").astype(np.float32) / 255
+    whole = best(lambda: sift(photo), 3)
+    check = best(lambda: _check_magnitude(photo, "image"), 50)
+    print(f"sift {photo.shape}: {1e3 * whole:.1f} ms, its input check {1e6 * check:.1f} us "
+          f"({100 * check / whole:.3f} %)")
+    imgs = np.random.default_rng(0).random((2000, 28, 28), dtype=np.float32)
+    from cvcore._validate import check_array, check_finite
+    whole = best(lambda: hog_batch(imgs, pixels_per_cell=(4, 4), cells_per_block=(2, 2)), 3)
+    check = best(lambda: check_finite(check_array(imgs, "images", ndim=3, dtypes="f"),
+                                      "images"), 50)
+    print(f"hog_batch {imgs.shape}: {1e3 * whole:.1f} ms, a finiteness check of the batch "
+          f"{1e6 * check:.1f} us ({100 * check / whole:.3f} %)")
 
 
 if __name__ == "__main__":

@@ -191,7 +191,8 @@ def _json_line(metrics, seconds, extra=None):
 
 
 def _split_val(data, fraction, seed):
-    """Hold back a seeded, class-stratified share of the training set for validation."""
+    """Hold back a seeded, class-stratified share of the training set for validation; never
+    all of a class (a class of one image stays in training, not only in validation)."""
     import numpy as np
     if fraction <= 0:
         return data.x_train, data.y_train, None, None
@@ -201,7 +202,7 @@ def _split_val(data, fraction, seed):
     val = []
     for c in np.unique(data.y_train):
         idx = rng.permutation(np.flatnonzero(data.y_train == c))
-        val.append(idx[:int(round(fraction * len(idx)))])
+        val.append(idx[:min(int(round(fraction * len(idx))), len(idx) - 1)])
     val = np.sort(np.concatenate(val))
     keep = np.setdiff1d(np.arange(len(data.y_train)), val)
     return data.x_train[keep], data.y_train[keep], data.x_train[val], data.y_train[val]

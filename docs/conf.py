@@ -22,6 +22,9 @@ sys.path.insert(0, str(DOCS))  # docs/_ext
 
 import cvcore  # noqa: E402
 
+# the tutorial's working folder (its photos, runs and weights) stays inside the build folder
+os.environ.setdefault("CVCORE_TUTORIAL_DIR", str(DOCS / "_build" / "tutorial-run"))
+
 project = "cvcore"
 author = "the cvcore authors"
 copyright = "the cvcore authors"
@@ -37,7 +40,6 @@ extensions = [
 ]
 
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**/GALLERY_HEADER.rst"]
-templates_path = ["_templates"]
 default_role = "py:obj"  # `name` in a docstring links to the API entry
 nitpicky = False
 
@@ -69,6 +71,7 @@ sphinx_gallery_conf = {
     "plot_gallery": "True",
     "reset_modules": ("matplotlib",),
     "show_memory": False,
+    "capture_repr": (),          # a cell shows what it prints, not the value of its last line
     # its page of run times loads jQuery and DataTables from CDNs; the build log prints the times
     "write_computation_times": False,
 }
@@ -79,7 +82,6 @@ sphinx_gallery_conf = {
 # list are. Its fonts and icons ship inside the theme (no CDN).
 html_theme = "pydata_sphinx_theme"
 html_title = f"cvcore {release}"
-html_static_path = ["_static"]
 html_theme_options = {
     "navbar_align": "left",
     "show_toc_level": 2,

@@ -284,8 +284,8 @@ FLAT_WINDOW = 0.1
 
 @njit(cache=True, nogil=True)
 def cascade_row(j, ii, sq, step, win_w, win_h, corners, rect_weights, node_left, node_right,
-                node_feature, node_threshold, leaves, tree_nodes, tree_leaves, stage_first,
-                stage_count, stage_threshold, hits):
+                node_threshold, leaves, tree_nodes, tree_leaves, stage_first, stage_count,
+                stage_threshold, hits):
     """Run a boosted cascade of Haar-feature trees on one row of windows of a pyramid level.
 
     Follows OpenCV's ``CascadeClassifierImpl::runAt`` / ``predictOrdered`` with
@@ -313,12 +313,14 @@ def cascade_row(j, ii, sq, step, win_w, win_h, corners, rect_weights, node_left,
         squares
     step : int
     win_w, win_h : int, the cascade's window
-    corners : (F, 3, 4) int64
-        Flat offsets in the table, from a window's top-left corner, of each rectangle's
-        top-left, top-right, bottom-left and bottom-right corners (``row * (W + 1) + col``).
-    rect_weights : (F, 3) float32 (0: no third rectangle)
+    corners : (N, 3, 4) int64
+        Per tree node, the flat offsets in the table, from a window's top-left corner, of its
+        feature's rectangles' top-left, top-right, bottom-left and bottom-right corners
+        (``row * (W + 1) + col``); stored per node rather than per feature, so that a node's
+        numbers are one read away (not two: node -> feature -> offsets).
+    rect_weights : (N, 3) float32, per node, its feature's rectangle weights (0: no third
+        rectangle)
     node_left, node_right : (N,) int64, child index in the tree (> 0) or minus a leaf index
-    node_feature : (N,) int64
     node_threshold : (N,) float32
     leaves : (L,) float32
     tree_nodes, tree_leaves : (T,) int64, offset of each tree's first node and first leaf
@@ -363,23 +365,22 @@ def cascade_row(j, ii, sq, step, win_w, win_h, corners, rect_weights, node_left,
                 idx = 0
                 while True:
                     n = np.uint64(root + idx)
-                    f = np.uint64(node_feature[n])
-                    b0 = np.float32(flat[np.uint64(base + corners[f, 0, 3])]
-                                    - flat[np.uint64(base + corners[f, 0, 1])]
-                                    - flat[np.uint64(base + corners[f, 0, 2])]
-                                    + flat[np.uint64(base + corners[f, 0, 0])])
-                    b1 = np.float32(flat[np.uint64(base + corners[f, 1, 3])]
-                                    - flat[np.uint64(base + corners[f, 1, 1])]
-                                    - flat[np.uint64(base + corners[f, 1, 2])]
-                                    + flat[np.uint64(base + corners[f, 1, 0])])
-                    value = np.float32(rect_weights[f, 0] * b0) + np.float32(
-                        rect_weights[f, 1] * b1)
-                    w2 = rect_weights[f, 2]
+                    b0 = np.float32(flat[np.uint64(base + corners[n, 0, 3])]
+                                    - flat[np.uint64(base + corners[n, 0, 1])]
+                                    - flat[np.uint64(base + corners[n, 0, 2])]
+                                    + flat[np.uint64(base + corners[n, 0, 0])])
+                    b1 = np.float32(flat[np.uint64(base + corners[n, 1, 3])]
+                                    - flat[np.uint64(base + corners[n, 1, 1])]
+                                    - flat[np.uint64(base + corners[n, 1, 2])]
+                                    + flat[np.uint64(base + corners[n, 1, 0])])
+                    value = np.float32(rect_weights[n, 0] * b0) + np.float32(
+                        rect_weights[n, 1] * b1)
+                    w2 = rect_weights[n, 2]
                     if w2 != 0.0:
-                        b2 = np.float32(flat[np.uint64(base + corners[f, 2, 3])]
-                                        - flat[np.uint64(base + corners[f, 2, 1])]
-                                        - flat[np.uint64(base + corners[f, 2, 2])]
-                                        + flat[np.uint64(base + corners[f, 2, 0])])
+                        b2 = np.float32(flat[np.uint64(base + corners[n, 2, 3])]
+                                        - flat[np.uint64(base + corners[n, 2, 1])]
+                                        - flat[np.uint64(base + corners[n, 2, 2])]
+                                        + flat[np.uint64(base + corners[n, 2, 0])])
                         value = np.float32(value + np.float32(w2 * b2))
                     value = np.float32(value * vnf)
                     idx = node_left[n] if value < node_threshold[n] else node_right[n]
@@ -515,8 +516,8 @@ CASCADE_LEVEL_COLUMNS = ("height", "width", "rows", "cols", "step", "windows_y",
 
 @njit(cache=True, nogil=True)
 def _cascade_corners(rects, stride):
-    """Flat offsets (F, 3, 4) of each rectangle's TL, TR, BL, BR corners from a window's
-    top-left corner in a summed-area table ``stride`` columns wide; ``rects`` (F, 3, 4) int64
+    """Flat offsets (N, 3, 4) of each rectangle's TL, TR, BL, BR corners from a window's
+    top-left corner in a summed-area table ``stride`` columns wide; ``rects`` (N, 3, 4) int64
     holds ``(x, y, w, h)``."""
     F = rects.shape[0]
     corners = np.empty((F, 3, 4), np.int64)
@@ -532,9 +533,8 @@ def _cascade_corners(rects, stride):
 
 @njit(cache=True, parallel=True, nogil=True)
 def cascade_pyramid(grey, levels, order, yofs, ycoef, xofs, xcoef, win_w, win_h, rects,
-                    rect_weights, node_left, node_right, node_feature, node_threshold, leaves,
-                    tree_nodes, tree_leaves, stage_first, stage_count, stage_threshold,
-                    n_threads, hits):
+                    rect_weights, node_left, node_right, node_threshold, leaves, tree_nodes,
+                    tree_leaves, stage_first, stage_count, stage_threshold, n_threads, hits):
     """The cascade on every level of a pyramid: resize, summed-area tables, scan, per level.
 
     Level ``i`` (a row of ``levels``, columns :data:`CASCADE_LEVEL_COLUMNS`) is ``grey``
@@ -552,7 +552,8 @@ def cascade_pyramid(grey, levels, order, yofs, ycoef, xofs, xcoef, win_w, win_h,
     order : (n_levels,) int64
     yofs, ycoef, xofs, xcoef : int64, every level's resize coefficients, concatenated
     win_w, win_h : int, the cascade's window
-    rects : (F, 3, 4) int64, each feature's rectangles ``(x, y, w, h)`` in the window
+    rects : (N, 3, 4) int64, per tree node, its feature's rectangles ``(x, y, w, h)`` in the
+        window
     rect_weights ... stage_threshold : as :func:`cascade_row`
     n_threads : int
     hits : (total windows,) bool, receives the windows that pass every stage
@@ -585,6 +586,6 @@ def cascade_pyramid(grey, levels, order, yofs, ycoef, xofs, xcoef, win_w, win_h,
             out = hits[lv[CL_HITS]:lv[CL_HITS] + ny * nx]
             for j in range(ny):
                 cascade_row(j, ii, sq, lv[CL_STEP], win_w, win_h, corners, rect_weights,
-                             node_left, node_right, node_feature, node_threshold, leaves,
-                             tree_nodes, tree_leaves, stage_first, stage_count,
-                             stage_threshold, out[j * nx:(j + 1) * nx])
+                            node_left, node_right, node_threshold, leaves, tree_nodes,
+                            tree_leaves, stage_first, stage_count, stage_threshold,
+                            out[j * nx:(j + 1) * nx])

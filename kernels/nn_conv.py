@@ -232,9 +232,12 @@ def make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count, ws):
 # -- forward -----------------------------------------------------------------------------------
 
 @njit(cache=True, parallel=True, nogil=True)
-def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws, y):
+def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws, y,
+                   scale=None, clamp=None):
     """``y = conv(x, w) + bias`` as an implicit GEMM on the strip of ``x``; the bias is added as
-    each tile leaves the registers.
+    each tile leaves the registers. With ``scale`` and ``clamp`` (inference with an eval-mode
+    batch norm folded in, :mod:`cvcore.nn.efficientnet`) the tile leaves as
+    ``min(max(acc * scale + bias, clamp[0]), clamp[1])`` instead, in the same pass.
 
     Parameters
     ----------
@@ -252,6 +255,8 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bi
     ws : ndarray, 1-D, the dtype of ``x``
         Workspace for the strip (:func:`scratch`).
     y : ndarray, shape (N, K, Ho, Wo), C-contiguous, written
+    scale : ndarray, shape (K,), the dtype of ``x``, or None (omitted)
+    clamp : ndarray, shape (2,), the dtype of ``x``, or None (omitted); given with ``scale``
 
     Returns
     -------
@@ -312,7 +317,13 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bi
                 for k in range(min(KB, K - kb * KB)):
                     base = (kb * KB + k) * plane
                     row = acc[k]                       # plain loops around the intrinsic:
-                    if has_bias:                       # see kernels.simd
+                    if scale is not None and clamp is not None:       # see kernels.simd
+                        a, c = scale[kb * KB + k], bias[kb * KB + k]
+                        lo, hi = clamp[0], clamp[1]
+                        for t in range(TB):
+                            v = row[t] * a + c
+                            row[t] = min(max(v, lo), hi)
+                    elif has_bias:
                         c = bias[kb * KB + k]
                         for t in range(TB):
                             row[t] += c

@@ -284,6 +284,67 @@ def test_pages_render_their_figures_in_chromium(site):
                 assert not broken, f"{name}: images that did not load: {broken}"
                 if name != "index.html":
                     assert images, f"{name} shows no figure"
+            # the formulas are typeset by the site's own MathJax (no CDN)
+            page.goto((site / "api" / "generated" / "cvcore.nn.SGD.html").as_uri(),
+                      wait_until="load")
+            page.wait_for_function(
+                "document.querySelectorAll('.MathJax_CHTML, .mjx-chtml').length > 0",
+                timeout=30_000)
         finally:
             browser.close()
     assert not remote, f"pages asked the network for: {sorted(set(remote))}"
+
+
+# ------------------------------------------------------------------------------------------------
+# The tutorial: its commands run at build time (abort_on_example_error: a failing command fails
+# the build); here, the page shows what they printed, and a quick run of the script itself
+# ------------------------------------------------------------------------------------------------
+
+def test_the_tutorial_page_shows_every_step_and_its_output(site):
+    text = re.sub(r"<[^>]+>", " ", (site / "auto_tutorial" / "six_steps.html").read_text(
+        encoding="utf-8"))
+    for step in range(1, 7):
+        assert f"Step {step}:" in text
+    for command in ("$ cvcore check", "$ cvcore train", "$ cvcore eval", "$ cvcore predict",
+                    "$ cvcore serve"):
+        assert command in text, f"the tutorial page does not show {command!r}"
+    assert "test accuracy" in text and "photos/s" in text and "chosen" in text
+
+
+@pytest.mark.slow
+def test_the_tutorial_runs_on_a_few_photos(tmp_path):
+    # The same script as the page, every step, on a few photos per class (minutes: compiles and
+    # runs EfficientNet-Lite0 and starts a server). `python -m pytest -m slow tests/test_docs.py`
+    import subprocess
+    import sys
+    pytest.importorskip("httpx", reason="the tutorial's last step is a client of cvcore serve")
+    pytest.importorskip("fastapi", reason="the tutorial serves a model (the serve extra)")
+    env = dict(os.environ, CVCORE_TUTORIAL_QUICK="1", CVCORE_TUTORIAL_DIR=str(tmp_path),
+               MPLBACKEND="Agg")
+    done = subprocess.run([sys.executable, str(DOCS / "tutorial" / "six_steps.py")], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "photos/s" in done.stdout
+    assert (tmp_path / "runs" / "final" / "confusion.png").is_file()
+
+
+# ------------------------------------------------------------------------------------------------
+# The README's links to the site and its pictures made by the build
+# ------------------------------------------------------------------------------------------------
+
+def readme_site_links() -> list[str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"\]\((docs/_build/html/[^)#\s]+)", readme)
+
+
+def test_readme_links_the_site_and_shows_its_pictures():
+    links = readme_site_links()
+    assert any(link.endswith(".png") for link in links)
+    assert any(link.endswith(".html") for link in links)
+
+
+def test_readme_links_and_pictures_exist_in_the_built_site(site):
+    if site.resolve() != (DOCS / "_build" / "html").resolve():
+        pytest.skip(f"the README points into docs/_build/html; the site checked is {site}")
+    missing = [link for link in readme_site_links() if not (ROOT / link).is_file()]
+    assert not missing, "README points to what the docs build did not make: " + ", ".join(missing)

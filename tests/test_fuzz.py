@@ -16,7 +16,7 @@ import pytest
 from tests.fuzz_harness import WorkerPool, fuzz_entry
 from tests.fuzz_registry import all_entries
 
-CASES_PER_ENTRY = 6
+CASES_PER_ENTRY = 4
 ENTRIES = all_entries()
 
 

@@ -109,11 +109,21 @@ def test_fused_batch_norm_relu6_equals_the_separate_passes(rng):
     bn.bias.data[:] = rng.normal(0, 2, 6)
     x = rng.standard_normal((2, 6, 15, 14)).astype(np.float32) * 3
     separate = bn.forward_relu6(conv(x))
-    fused = conv.forward_bn_clamp(x, bn, 6.0)
+    fused = conv.forward_bn_clamp(x, bn, (0.0, 6.0))
     np.testing.assert_array_equal(fused, separate)
     assert (fused == 6).any() and (fused == 0).any()          # both clamps were exercised
-    with pytest.raises(ValueError, match="depthwise"):
-        Conv2dSame(6, 6, 3, bias=False).forward_bn_clamp(x, bn, 6.0)
+    # dense layers through the dense kernel's epilogue: a strided 3x3 with TF's asymmetric
+    # padding (the stem; bitwise as above), and the batch norm alone (no clamp); with a bias
+    # the fused shift is beta - mean*scale + bias*scale, one rounding apart
+    stem = Conv2dSame(6, 6, 3, stride=2, bias=False, rng=1)
+    np.testing.assert_array_equal(stem.forward_bn_clamp(x, bn, (0.0, 6.0)),
+                                  bn.forward_relu6(stem(x)))
+    np.testing.assert_array_equal(stem.forward_bn_clamp(x, bn), bn(stem(x)))
+    biased = Conv2dSame(6, 6, 1, bias=True, rng=2)
+    np.testing.assert_allclose(biased.forward_bn_clamp(x, bn, (0.0, 6.0)),
+                               bn.forward_relu6(biased(x)), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="groups=2"):
+        Conv2dSame(6, 6, 3, groups=2, bias=False).forward_bn_clamp(x, bn)
 
 
 def test_fused_epilogue_refuses_bad_arguments():

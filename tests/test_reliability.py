@@ -349,3 +349,169 @@ def test_sift_refuses_an_absurd_number_of_scales_instead_of_hanging():
         sift(img, n_scales=2 ** 62)
     with pytest.raises(ValueError, match="above the limit"):
         gaussian_scale_space(img, n_scales=65)
+
+
+def test_validation_split_never_holds_out_all_of_a_class(tmp_path, capsys):
+    # Before: --val-fraction 0.6 put the only image of a class into the validation split
+    # (round(0.6 * 1) = 1), and training stopped with "class 'c' has no readable training
+    # image", which was readable. The split now keeps at least one image of every class.
+    from cvcore.cli import _split_val
+    from cvcore.io import imwrite
+    y = np.array([0] * 6 + [1] * 6 + [2] + [3] * 2)
+    data = type("D", (), {"x_train": np.arange(len(y)), "y_train": y})()
+    xt, yt, xv, yv = _split_val(data, 0.9, seed=0)
+    assert set(yt.tolist()) == {0, 1, 2, 3}
+    assert np.bincount(yv, minlength=4).tolist() == [5, 5, 0, 1]
+    assert sorted(np.concatenate([xt, xv]).tolist()) == list(range(len(y)))
+    # through the command: a CNN run with a one-image class trains and writes its model
+    from cvcore.cli import main
+    rng = np.random.default_rng(0)
+    for cls, n in (("a", 4), ("b", 4), ("c", 1)):
+        for split, count in (("train", n), ("test", 1)):
+            (tmp_path / "data" / split / cls).mkdir(parents=True)
+            for i in range(count):
+                imwrite(tmp_path / "data" / split / cls / f"{i}.png",
+                        rng.integers(0, 256, (8, 8), dtype=np.uint8))
+    out = tmp_path / "run"
+    assert main(["train", "--model", "resnet20", "--data", str(tmp_path / "data"), "--gray",
+                 "--size", "8", "8", "--epochs", "1", "--batch-size", "4",
+                 "--val-fraction", "0.6", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (out / "model.npz").exists()
+
+
+def _model_file(tmp_path, kind):
+    """A small, untrained model of a newer kind, saved as ``cvcore train`` saves it."""
+    from cvcore import nn
+    from cvcore.detect.hog_detector import HOGDetector
+    from cvcore.detect.training import ObjectDetector
+    from cvcore.features import HOGDescriptor
+    from cvcore.train.pipeline import TrainedModel
+    if kind == "hog-detector":
+        desc = HOGDescriptor(win_size=(48, 48), block_size=(16, 16), block_stride=(8, 8),
+                             cell_size=(8, 8), nbins=9)
+        det = ObjectDetector(HOGDetector(desc, np.zeros(desc.descriptor_size, np.float32), 0.1),
+                             (8, 8, 40, 40))
+        params, arrays = det.state()
+        model = TrainedModel(kind, ["face"], (48, 48), "gray", {"detector": params},
+                             {"detector": arrays})
+    else:
+        net = nn.efficientnet_lite0(num_classes=2, in_channels=3)
+        model = TrainedModel(kind, ["a", "b"], (32, 32), "rgb",
+                             {"preprocess": {"crop_fraction": 0.875}},
+                             {"mean": np.full(3, 0.5, np.float32),
+                              "std": np.full(3, 0.25, np.float32),
+                              "state_dict": dict(net.state_dict())})
+    path = tmp_path / "model.npz"
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("kind,key,value,fragment", [
+    ("hog-detector", "arrays.detector.weights", np.ones(5, np.float32), "arrays.detector.weights"),
+    ("hog-detector", "arrays.detector.weights", np.full(900, np.nan, np.float32),
+     "arrays.detector.weights holds NaN"),
+    ("hog-detector", "params.detector.win_size", [48, 7], "window is 7 x 48"),
+    ("hog-detector", "params.detector.scale", 0.5, "params.detector.scale"),
+    ("hog-detector", "params.detector.object_box", [1, 2], "params.detector.object_box"),
+    ("hog-detector", "size", [10, 10], "size is [10, 10]"),
+    ("efficientnet-lite0", "arrays.mean", np.ones(1, np.float32), "arrays.mean"),
+    ("efficientnet-lite0", "params.preprocess.crop_fraction", -1.0,
+     "params.preprocess.crop_fraction"),
+])
+def test_tampered_files_of_the_newer_model_kinds_are_refused_in_one_line(
+        tmp_path, capsys, kind, key, value, fragment):
+    # Before: a hog-detector file had no schema (a NaN bias or a 2-value object box loaded and
+    # failed later with a message naming neither file nor field; a wrong size loaded and ran),
+    # and an EfficientNet file's crop fraction was not checked.
+    from cvcore.cli import main
+    from cvcore.io import imwrite
+    from cvcore.train.pipeline import load_model
+    path = _model_file(tmp_path, kind)
+    load_model(path)
+    _tamper(path, key, value)
+    img = tmp_path / "x.png"
+    imwrite(img, np.zeros((64, 64, 3), np.uint8))
+    command = ["detect", str(img), "--weights", str(path), "--out", str(tmp_path / "p")] \
+        if kind == "hog-detector" else ["predict", str(img), "--weights", str(path)]
+    for argv in (command, ["eval", str(path)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("cvcore: error:") and fragment in err[0], err
+
+
+# -- found by the fuzzing harness over the rooms added later ----------------------------------
+
+def test_clip_rects_checks_scores_against_rects():
+    # Before: 2 scores for 8 rects raised IndexError (a boolean mask of the wrong length).
+    from cvcore.detect import clip_rects
+    rects = np.array([[0, 0, 5, 5], [40, 40, 5, 5]])
+    with pytest.raises(ValueError, match="one value per rect"):
+        clip_rects(rects, np.ones(3), 20, 20)
+    kept, scores = clip_rects(rects, np.array([0.5, 0.7]), 20, 20)
+    assert kept.tolist() == [[0, 0, 5, 5]] and scores.tolist() == [0.5]
+
+
+def test_draw_matches_checks_match_indices_and_mixes_rgb_with_rgba():
+    # Before: a match index past the keypoints raised IndexError, and an RGB image beside an
+    # RGBA one a NumPy broadcasting error.
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cvcore.features import draw_matches
+    xy = np.array([[1.0, 2.0], [3.0, 4.0]])
+    rgb, rgba = np.zeros((8, 8, 3), np.float32), np.ones((6, 5, 4), np.float32)
+    with pytest.raises(ValueError, match="matches must index"):
+        draw_matches(rgb, rgb, xy, xy, np.array([[0, 2]]))
+    with pytest.raises(ValueError, match="one flag per match"):
+        draw_matches(rgb, rgb, xy, xy, np.array([[0, 1]]), inliers=np.ones(3, bool))
+    ax = draw_matches(rgb, rgba, xy, xy, np.array([[0, 1], [1, 0]]))
+    assert ax.images[0].get_array().shape == (8, 13, 3)
+    plt.close("all")
+
+
+def test_hog_picture_checks_its_arguments_and_refuses_a_huge_picture():
+    # Before: no checks at all: a shape of 10^6 x 10^6 was a MemoryError, a shape smaller than
+    # the cells a reshape error naming nothing.
+    from cvcore.features._hog import hog_picture
+    cells = np.ones((2, 3, 9))
+    assert hog_picture(cells, (4, 4), (8, 12)).shape == (8, 12)
+    with pytest.raises(ValueError, match="above the limit"):
+        hog_picture(cells, (4, 4), (10 ** 6, 10 ** 6))
+    with pytest.raises(ValueError, match="smaller than the 2x3 cells"):
+        hog_picture(cells, (4, 4), (7, 12))
+    with pytest.raises(ValueError, match="NaN"):
+        hog_picture(np.full((1, 1, 9), np.nan), (4, 4), (4, 4))
+
+
+def test_hog_linear_attack_model_checks_its_hog_settings():
+    # Before: a hog_params without cell_sizes was accepted and the first attack step raised
+    # KeyError: 'cell_sizes'.
+    from cvcore.adversarial import HOGLinearModel
+    with pytest.raises(ValueError, match="cell_sizes"):
+        HOGLinearModel(np.ones((3, 4)), np.zeros(3), np.zeros(4), np.ones(4),
+                       {"orientations": 9})
+    with pytest.raises(ValueError, match="feature_std must be positive"):
+        HOGLinearModel(np.ones((3, 4)), np.zeros(3), np.zeros(4), np.zeros(4),
+                       {"orientations": 9})
+
+
+def test_pyramid_scales_checks_its_sizes():
+    # Before: an infinite image width raised OverflowError from round(inf).
+    from cvcore.detect import pyramid_scales
+    with pytest.raises(TypeError, match="image_size"):
+        pyramid_scales((float("inf"), 100), (16, 16), 1.1)
+    with pytest.raises(ValueError, match="window_size"):
+        pyramid_scales((100, 100), (0, 16), 1.1)
+    assert pyramid_scales((32, 32), (16, 16), 2.0) == [1.0, 2.0]
+
+
+def test_l2_pgd_with_a_zero_budget_and_a_zero_gradient_returns_the_input_not_nan():
+    # Before: at eps = 0 a step of zero length was projected with 0 / 0 = NaN.
+    from cvcore import nn
+    from cvcore.adversarial import pgd
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2, rng=np.random.default_rng(0)))
+    net[1].weight.data[...] = 0                     # a zero input gradient everywhere
+    x = np.full((2, 1, 2, 2), 0.5, np.float32)
+    adv = pgd(net, x, np.array([0, 1]), 0.0, norm="l2", steps=2)
+    np.testing.assert_array_equal(adv, x)

@@ -195,8 +195,10 @@ def _pgd_batch(model, x0, y, eps, alpha, steps, norm, delta0, targeted, clip, ca
             adv = adv + alpha32 * g
             delta = adv - x0
             dn = np.linalg.norm(delta.reshape(n, -1), axis=1).astype(np.float32)
-            with np.errstate(divide="ignore"):
-                factor = np.minimum(eps32 / dn, np.float32(1))
+            # shrink onto the eps-ball only where outside it (dn > eps >= 0, so dn > 0): a zero
+            # step at eps = 0 gave 0 / 0 = NaN images before
+            with np.errstate(divide="ignore", invalid="ignore"):
+                factor = np.where(dn > eps32, eps32 / dn, np.float32(1)).astype(np.float32)
             delta = delta * factor.reshape((n,) + (1,) * (delta.ndim - 1))
         adv = _clip(x0 + delta, clip)
         if callback is not None:

@@ -225,6 +225,16 @@ class HOGLinearModel(AttackModel):
             raise ValueError(f"coef {self.coef.shape}, intercept {self.intercept.shape}, "
                              f"feature_mean {self.mean.shape} and feature_std {self.std.shape} "
                              f"do not agree")
+        for name, a in (("coef", self.coef), ("intercept", self.intercept),
+                        ("feature_mean", self.mean), ("feature_std", self.std)):
+            if not np.isfinite(a).all():
+                raise ValueError(f"{name} holds NaN or infinity")
+        if not (self.std > 0).all():
+            raise ValueError("feature_std must be positive")
+        missing = [k for k in HOG_PARAM_KEYS if k not in self.hog]
+        if missing:
+            raise ValueError(f"hog_params lacks {', '.join(missing)}; it needs "
+                             f"{', '.join(HOG_PARAM_KEYS)} (as HOGParams.as_dict())")
         self.num_classes = K
 
     @staticmethod
@@ -267,6 +277,11 @@ class HOGLinearModel(AttackModel):
             dx += hog_backward(images, dfeat[:, start:start + width], **args)
             start += width
         return loss, dx.reshape(shape).astype(np.float32)
+
+
+#: The HOG settings a :class:`HOGLinearModel` reads (the fields of ``HOGParams.as_dict()``).
+HOG_PARAM_KEYS = ("cell_sizes", "orientations", "cells_per_block", "block_norm",
+                  "transform_sqrt")
 
 
 def _hog_length(shape, args) -> int:

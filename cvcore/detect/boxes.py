@@ -249,6 +249,11 @@ def clip_rects(rects, scores, width, height):
     ``(rects (K, 4) int64, scores (K,))``."""
     rects = _check_rects(rects)
     scores = np.asarray(scores)
+    if scores.shape != (len(rects),):
+        raise ValueError(f"scores must have one value per rect ({len(rects)}), got shape "
+                         f"{scores.shape}")
+    width = check_int(width, "width", minimum=0)
+    height = check_int(height, "height", minimum=0)
     x1 = np.maximum(rects[:, 0], 0)
     y1 = np.maximum(rects[:, 1], 0)
     x2 = np.minimum(rects[:, 0] + rects[:, 2], width)

@@ -117,6 +117,10 @@ class HaarCascade:
         self.window = (int(cascade.findtext("width")), int(cascade.findtext("height")))
         self._read_features(cascade, p)
         self._read_stages(cascade, p)
+        # each tree node's feature, copied per node for the scan (one read less per node)
+        feature = self._nodes[2]
+        self._node_rects = np.ascontiguousarray(self._rects[feature])
+        self._node_weights = np.ascontiguousarray(self._weights[feature])
         self._plans = {}      # image geometry -> the level tables of candidates()
 
     def _read_features(self, cascade, p):
@@ -236,10 +240,11 @@ class HaarCascade:
         import numba
         k = _kernels()
         with threads_for(plan["pixels"] >= PARALLEL_MIN_PIXELS):
+            left, right, _, threshold = self._nodes
             k.cascade_pyramid(np.ascontiguousarray(grey), plan["levels"], plan["order"],
-                              *plan["coefficients"], ww, wh, self._rects, self._weights,
-                              *self._nodes, self._leaves, *self._trees, *self._stages,
-                              numba.get_num_threads(), hits)
+                              *plan["coefficients"], ww, wh, self._node_rects,
+                              self._node_weights, left, right, threshold, self._leaves,
+                              *self._trees, *self._stages, numba.get_num_threads(), hits)
         found = np.flatnonzero(hits)
         levels = plan["levels"]
         lv = np.searchsorted(levels[:, k.CL_HITS], found, side="right") - 1
@@ -257,8 +262,9 @@ class HaarCascade:
     def _pyramid_plan(self, H, W, scale_factor, min_size, max_size):
         """Level tables of :func:`kernels.detect.cascade_pyramid` (kept per image geometry)."""
         key = (H, W, scale_factor, min_size, max_size)
-        if key in self._plans:
-            return self._plans[key]
+        plan = self._plans.get(key)          # get, not "in" then []: another thread may clear
+        if plan is not None:
+            return plan
         ww, wh = self.window
         rows, factors, yofs, ycoef, xofs, xcoef = [], [], [], [], [], []
         n_rows = n_cols = n_windows = pixels = 0

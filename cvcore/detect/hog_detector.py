@@ -27,8 +27,8 @@ import numpy as np
 from cvcore._threads import threads_for
 from cvcore._validate import check_array, check_finite, check_int, check_pair
 from cvcore.detect.boxes import GROUP_EPS, clip_rects, group_rectangles, nms, rects_to_boxes
-from cvcore.detect.pyramid import (axis_coefficients, check_uint8_image, MAX_LEVELS,
-                                   pyramid_scales)
+from cvcore.detect.pyramid import (axis_coefficients, check_scale_factor, check_uint8_image,
+                                   MAX_LEVELS, pyramid_scales)
 from cvcore.features._hog import HOGDescriptor
 
 __all__ = ["HOGDetector", "DEFAULT_SCALE", "DEFAULT_GROUP_THRESHOLD"]
@@ -220,9 +220,11 @@ class HOGDetector:
     def _pyramid_plan(self, H, W, stride, pad, cache, scale, max_levels):
         """Level tables of :func:`kernels.detect.hog_pyramid_scores` for an ``H x W`` image
         (kept: a video's frames share them)."""
-        key = (H, W, stride, pad, cache, scale, max_levels)
-        if key in self._plans:
-            return self._plans[key]
+        key = (H, W, stride, pad, cache, check_scale_factor(scale),
+               check_int(max_levels, "max_levels", minimum=1))
+        plan = self._plans.get(key)          # get, not "in" then []: another thread may clear
+        if plan is not None:
+            return plan
         d = self.descriptor
         ww, wh = d.win_size
         bw, bh = d.block_size

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from cvcore._validate import check_array, check_int
+from cvcore._validate import check_array, check_int, check_pair
 
 __all__ = ["resize_exact", "pyramid_scales", "image_pyramid", "check_scale_factor"]
 
@@ -123,8 +123,8 @@ def pyramid_scales(image_size, window_size, scale_factor, max_levels: int = MAX_
     """
     scale_factor = check_scale_factor(scale_factor)
     max_levels = check_int(max_levels, "max_levels", minimum=1)
-    W, H = image_size
-    ww, wh = window_size
+    W, H = check_pair(image_size, "image_size")
+    ww, wh = check_pair(window_size, "window_size")
     if W < ww or H < wh:
         raise ValueError(f"the {ww}x{wh} detection window (width x height) is larger than the "
                          f"{W}x{H} image")

@@ -34,7 +34,8 @@ import math
 import numpy as np
 
 from cvcore._threads import threads_for
-from cvcore._validate import check_array, check_choice, check_finite, check_int, check_pair
+from cvcore._validate import (check_array, check_choice, check_finite, check_int, check_limit,
+                              check_pair)
 
 __all__ = ["hog", "hog_batch", "hog_backward", "HOGDescriptor", "BLOCK_NORMS"]
 
@@ -196,6 +197,12 @@ def _glyph_pixels(orientations, cell):
     return glyphs
 
 
+#: Largest picture :func:`hog_picture` draws (pixels): 2^26, a 64-megapixel photograph.
+MAX_PICTURE_PIXELS = 1 << 26
+#: Most bins :func:`hog_picture` draws per cell (one glyph each; 360 is one per degree).
+MAX_PICTURE_BINS = 360
+
+
 def hog_picture(cell_histograms, pixels_per_cell, shape):
     """Draw cell histograms as glyphs: one line per bin, at the bin centre, brightness = value.
 
@@ -212,10 +219,20 @@ def hog_picture(cell_histograms, pixels_per_cell, shape):
     edge), each glyph is perpendicular to the bin-centre gradient direction, i.e. along the
     edge direction that bin stands for.
     """
-    hist = np.asarray(cell_histograms, dtype=np.float64)
+    hist = check_array(cell_histograms, "cell_histograms", ndim=3, dtypes="buif",
+                       allow_empty=True)
+    hist = check_finite(hist.astype(np.float64), "cell_histograms")
     ncr, ncc, B = hist.shape
-    c_row, c_col = pixels_per_cell
-    picture = np.zeros(shape, dtype=np.float64)
+    c_row, c_col = check_pair(pixels_per_cell, "pixels_per_cell")
+    height, width = check_pair(shape, "shape", minimum=0)
+    if height < ncr * c_row or width < ncc * c_col:
+        raise ValueError(f"shape {(height, width)} is smaller than the {ncr}x{ncc} cells of "
+                         f"{c_row}x{c_col} pixels")
+    check_limit(height * width, MAX_PICTURE_PIXELS, "the picture's pixel count",
+                "a picture larger than a big photograph is not a picture of HOG cells")
+    check_limit(B, MAX_PICTURE_BINS, "the number of bins", "more glyphs than a cell has "
+                "angles to draw")
+    picture = np.zeros((height, width), dtype=np.float64)
     tiles = picture[:ncr * c_row, :ncc * c_col].reshape(ncr, c_row, ncc, c_col)
     for b, (rows, cols) in enumerate(_glyph_pixels(B, (c_row, c_col))):
         # every cell gets its value of bin b added on the glyph's pixels

@@ -25,6 +25,27 @@ def _show(ax, image):
     ax.set_axis_off()
 
 
+def _rgb(image, name):
+    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) as (H, W, 3) (grey repeated, alpha dropped)."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"{name} must be grey, RGB or RGBA, got shape {image.shape}")
+    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[..., :3]
+
+
+def _points(xy, name):
+    """Finite ``(K, 2)`` float64 points."""
+    xy = check_array(xy, name, dtypes="uif", allow_empty=True)
+    if xy.size == 0:
+        return np.zeros((0, 2))
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (K, 2), got {xy.shape}")
+    if not np.isfinite(xy).all():
+        raise ValueError(f"{name} holds NaN or infinity")
+    return np.asarray(xy, np.float64)
+
+
 def draw_keypoints(image, keypoints, ax=None, color="yellow", max_keypoints: int | None = 300,
                    linewidth: float = 0.8):
     """Draw keypoints as circles of their size (diameter) with a radius along their angle.
@@ -71,9 +92,9 @@ def draw_matches(image1, image2, xy1, xy2, matches, inliers=None, ax=None,
 
     image1 = check_array(image1, "image1", ndim=(2, 3), dtypes="buif")
     image2 = check_array(image2, "image2", ndim=(2, 3), dtypes="buif")
-    if image1.ndim != image2.ndim:
-        image1 = np.repeat(image1[..., None], 3, axis=2) if image1.ndim == 2 else image1
-        image2 = np.repeat(image2[..., None], 3, axis=2) if image2.ndim == 2 else image2
+    if image1.shape[2:] != image2.shape[2:]:
+        # one grey and one colour image, or RGB beside RGBA: both as RGB
+        image1, image2 = _rgb(image1, "image1"), _rgb(image2, "image2")
     h = max(image1.shape[0], image2.shape[0])
     w1 = image1.shape[1]
     canvas = np.zeros((h, w1 + image2.shape[1]) + image1.shape[2:], np.float64)
@@ -81,13 +102,22 @@ def draw_matches(image1, image2, xy1, xy2, matches, inliers=None, ax=None,
     scale2 = 255.0 if image2.dtype == np.uint8 else 1.0
     canvas[: image1.shape[0], :w1] = image1 / scale1
     canvas[: image2.shape[0], w1:] = image2 / scale2
+    xy1 = _points(xy1, "xy1")
+    xy2 = _points(xy2, "xy2")
+    matches = check_array(matches, "matches", dtypes="ui", allow_empty=True).reshape(-1, 2)
+    if matches.size and (matches.min() < 0 or matches[:, 0].max() >= len(xy1)
+                         or matches[:, 1].max() >= len(xy2)):
+        raise ValueError(f"matches must index xy1 ({len(xy1)} points) and xy2 ({len(xy2)} "
+                         f"points)")
+    if inliers is not None and np.shape(inliers) != (len(matches),):
+        raise ValueError(f"inliers must have one flag per match ({len(matches)}), got shape "
+                         f"{np.shape(inliers)}")
     ax = _axes(ax, figsize=(12, 5))
     _show(ax, np.clip(canvas, 0, 1))
-    matches = np.asarray(matches, np.int64).reshape(-1, 2)
     keep = np.arange(len(matches)) if max_matches is None else np.arange(min(len(matches),
                                                                              max_matches))
-    a = np.asarray(xy1, np.float64)[matches[keep, 0]]
-    b = np.asarray(xy2, np.float64)[matches[keep, 1]] + [w1, 0]
+    a = xy1[matches[keep, 0]]
+    b = xy2[matches[keep, 1]] + [w1, 0]
     if inliers is None:
         colors = "cyan"
     else:

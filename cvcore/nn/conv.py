@@ -273,9 +273,11 @@ def _prepare(x, w, b, stride, padding, dilation, name, check_input):
     return x, w, b, stride, padding, dilation
 
 
-def _run_forward(x, w, bias, stride, padding, dilation):
+def _run_forward(x, w, bias, stride, padding, dilation, scale=None, clamp=None):
     """The forward kernel on validated, contiguous arrays of one dtype (``bias``: (K,), zeros
-    for none); ``padding`` may be negative (a crop, for input gradients)."""
+    for none); ``padding`` may be negative (a crop, for input gradients). With ``scale`` (K,)
+    and ``clamp`` (2,) (both of the dtype of ``x``), the output is
+    ``min(max(conv(x, w) * scale + bias, clamp[0]), clamp[1])``."""
     N, C, H, W = x.shape
     K, _, kh, kw = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation      # padding < 0: a crop
@@ -284,9 +286,12 @@ def _run_forward(x, w, bias, stride, padding, dilation):
     y = np.empty((N, K, Ho, Wo), dtype=x.dtype)
     lanes = _lanes()
     ws = _workspace(x.dtype)
-    ws.need(_kernels().conv2d_forward(x, w.reshape(K, C * kh * kw), kh, kw, *stride, *padding,
-                                      *dilation, _channel_groups(N, Ho, Wo, K, lanes), lanes,
-                                      bias, ws.buffer(), y))
+    args = (x, w.reshape(K, C * kh * kw), kh, kw, *stride, *padding, *dilation,
+            _channel_groups(N, Ho, Wo, K, lanes), lanes, bias, ws.buffer(), y)
+    if scale is None:
+        ws.need(_kernels().conv2d_forward(*args))
+    else:
+        ws.need(_kernels().conv2d_forward(*args, scale, clamp))
     return y
 
 

@@ -36,7 +36,8 @@ from cvcore._validate import check_int
 from cvcore.nn.conv import Conv2d
 from cvcore.nn.dwconv import RELU6_CAP, depthwise_conv2d_affine, same_padding
 from cvcore.nn.layers import (NESTED, AdaptiveAvgPool2d, BatchNorm2d, Dropout, Linear,
-                              Sequential, _as_input, _CachingModule, _kernels, call_child)
+                              Sequential, _as_input, _CachingModule, _kernels, call_child,
+                              check_finite_fast)
 from cvcore.nn.module import is_grad_enabled
 
 __all__ = ["Conv2dSame", "MBConvBlock", "EfficientNet", "efficientnet_lite0", "LITE0_BLOCKS",
@@ -88,25 +89,49 @@ class Conv2dSame(Conv2d):
         padding = (pt, pl) if (pt, pl) == (pb, pr) else (pt, pb, pl, pr)
         return self._convolve(x, padding, check_input)
 
-    def forward_bn_clamp(self, x, bn, hi):
-        """``min(max(bn(self(x)), 0), hi)`` of a depthwise layer in one kernel pass, with the
-        eval-mode batch norm ``bn`` folded into the output (:func:`_bn_eval_affine`,
-        :func:`cvcore.nn.dwconv.depthwise_conv2d_affine`). Inference only: no cache is kept,
-        so it serves under :func:`cvcore.nn.no_grad` with ``bn`` in eval mode."""
-        if self.groups != self.in_channels or self.weight.data.shape[1] != 1:
-            raise ValueError(f"{self._name()}: forward_bn_clamp is for depthwise layers")
+    def forward_bn_clamp(self, x, bn, clamp=None):
+        """``min(max(bn(self(x)), lo), hi)`` in one kernel pass, with the eval-mode batch norm
+        ``bn`` folded into the convolution's output (:func:`_bn_eval_affine`): depthwise layers
+        through :func:`cvcore.nn.dwconv.depthwise_conv2d_affine`, dense ones through the dense
+        kernel's epilogue. ``clamp``: ``(lo, hi)``, or None for the batch norm alone.
+        Inference only: no cache is kept, so it serves under :func:`cvcore.nn.no_grad` with
+        ``bn`` in eval mode."""
+        depthwise = self.groups == self.in_channels and self.weight.data.shape[1] == 1
+        if self.groups != 1 and not depthwise:
+            raise ValueError(f"{self._name()}: forward_bn_clamp is for dense or depthwise "
+                             f"layers, not groups={self.groups}")
         x = _as_input(x, f"{self._name()} input", ndim=4, check_nan=False)
         dtype = np.float64 if self.weight.data.dtype == np.float64 else np.float32
         scale, shift = _bn_eval_affine(bn, dtype)
         if self.bias is not None:
             shift = (shift + self.bias.data * scale).astype(dtype)
+        lo, hi = (-np.inf, np.inf) if clamp is None else clamp
+        padding = self.padding_for(*x.shape[2:])
         self._cache = None
-        return depthwise_conv2d_affine(x, self.weight.data, scale, shift, self.stride,
-                                       self.padding_for(*x.shape[2:]), self.dilation,
-                                       (0.0, hi), name=self._name(), check_input=False)
+        if depthwise:
+            return depthwise_conv2d_affine(x, self.weight.data, scale, shift, self.stride,
+                                           padding, self.dilation, (lo, hi),
+                                           name=self._name(), check_input=False)
+        from cvcore.nn.conv import _prepare, _run_forward
+        from cvcore.nn.dwconv import _padded
+        x, pad2 = _padded(x, padding)
+        x, w, _, stride, pad2, dilation = _prepare(x, self.weight.data, None, self.stride, pad2,
+                                                   self.dilation, self._name(), False)
+        return _run_forward(x, w, shift.astype(x.dtype), stride, pad2, dilation,
+                            scale.astype(x.dtype), np.array([lo, hi], dtype=x.dtype))
 
     def extra_repr(self):
         return super().extra_repr() + ", padding='SAME'"
+
+
+RELU6_RANGE = (0.0, RELU6_CAP)
+
+
+def _fusable(bn):
+    """Whether a batch norm can be folded into its convolution: inference (no gradient
+    recorded) with the batch norm in eval mode (every batch norm of the network is, once one
+    is: ``eval()`` and ``freeze_bn`` set them all)."""
+    return not is_grad_enabled() and not bn.training
 
 
 def _bn_eval_affine(bn, dtype):
@@ -177,18 +202,25 @@ class MBConvBlock(_CachingModule):
         with NESTED:
             h = x
             expanded = None
-            if self.expand_ratio != 1:
-                h = call_child("_expand_conv", self._expand_conv.forward, h)
-                expanded = h = call_child("_bn0", self._bn0.forward_relu6, h)
-            if not is_grad_enabled() and not self._bn1.training:
-                # inference: batch norm and ReLU6 leave the depthwise kernel with its output
-                filtered = h = call_child("_depthwise_conv", self._depthwise_conv.forward_bn_clamp,
-                                          h, self._bn1, RELU6_CAP)
+            if _fusable(self._bn1):
+                # inference: each batch norm (and ReLU6) leaves its convolution's kernel with
+                # the output, no pass of its own
+                if self.expand_ratio != 1:
+                    h = call_child("_expand_conv", self._expand_conv.forward_bn_clamp, h,
+                                   self._bn0, RELU6_RANGE)
+                filtered = h = call_child("_depthwise_conv",
+                                          self._depthwise_conv.forward_bn_clamp, h, self._bn1,
+                                          RELU6_RANGE)
+                y = call_child("_project_conv", self._project_conv.forward_bn_clamp, h,
+                               self._bn2)
             else:
+                if self.expand_ratio != 1:
+                    h = call_child("_expand_conv", self._expand_conv.forward, h)
+                    expanded = h = call_child("_bn0", self._bn0.forward_relu6, h)
                 h = call_child("_depthwise_conv", self._depthwise_conv.forward, h)
                 filtered = h = call_child("_bn1", self._bn1.forward_relu6, h)
-            h = call_child("_project_conv", self._project_conv.forward, h)
-            y = call_child("_bn2", self._bn2.forward, h)
+                h = call_child("_project_conv", self._project_conv.forward, h)
+                y = call_child("_bn2", self._bn2.forward, h)
         if self.skip:
             _kernels("nn_act").add_inplace(y.reshape(-1),
                                            np.ascontiguousarray(x, dtype=y.dtype).reshape(-1))
@@ -288,12 +320,20 @@ class EfficientNet(_CachingModule):
     def _trunk(self, x):
         x = _as_input(x, "EfficientNet input", ndim=4, check_nan=False)
         x = np.ascontiguousarray(x, dtype=self._conv_stem.weight.data.dtype)
-        x = call_child("_conv_stem", self._conv_stem.forward, x, True)       # checks NaN
-        x = call_child("_bn0", self._bn0.forward_relu6, x)
-        stem = x
-        x = call_child("_blocks", self._blocks.forward, x)
-        x = call_child("_conv_head", self._conv_head.forward, x)
-        head = x = call_child("_bn1", self._bn1.forward_relu6, x)
+        if _fusable(self._bn0):
+            check_finite_fast(x, "EfficientNet input")
+            stem = x = call_child("_conv_stem", self._conv_stem.forward_bn_clamp, x, self._bn0,
+                                  RELU6_RANGE)
+            x = call_child("_blocks", self._blocks.forward, x)
+            head = x = call_child("_conv_head", self._conv_head.forward_bn_clamp, x, self._bn1,
+                                  RELU6_RANGE)
+        else:
+            x = call_child("_conv_stem", self._conv_stem.forward, x, True)   # checks NaN
+            x = call_child("_bn0", self._bn0.forward_relu6, x)
+            stem = x
+            x = call_child("_blocks", self._blocks.forward, x)
+            x = call_child("_conv_head", self._conv_head.forward, x)
+            head = x = call_child("_bn1", self._bn1.forward_relu6, x)
         x = call_child("_avg_pooling", self._avg_pooling.forward, x)
         return x.reshape(x.shape[0], -1), (stem, head)
 
@@ -304,6 +344,15 @@ class EfficientNet(_CachingModule):
         with NESTED:
             feats, _ = self._trunk(x)
         return feats
+
+    def features(self, x):
+        """Activations of the last stage (N, 1280, h, w), the input of ``_avg_pooling``, for
+        images ``x`` (N, C, H, W): the maps Grad-CAM weighs (Selvaraju et al. 2017, eq. 1-2), as
+        :meth:`cvcore.nn.ResNet.features`. Meant for inference under :func:`cvcore.nn.no_grad`
+        (it keeps no cache of its own, so :meth:`backward` does not follow it)."""
+        with NESTED:
+            _, (_, head) = self._trunk(x)
+        return head
 
     def forward(self, x):
         with NESTED:

@@ -80,12 +80,14 @@ def grad_cam(model, image: np.ndarray, class_index: int) -> np.ndarray:
     try:
         with nn.no_grad():
             A = net.features(x)                               # (1, K, h, w)
-        pooled = net.avgpool(A)                               # grad mode: the head keeps caches
-        logits = net.fc(pooled.reshape(1, -1))
+        # the head after the maps: torchvision's names (ResNet), EfficientNet-PyTorch's
+        avgpool, fc = (net.avgpool, net.fc) if hasattr(net, "fc") else (net._avg_pooling, net._fc)
+        pooled = avgpool(A)                                   # grad mode: the head keeps caches
+        logits = fc(pooled.reshape(1, -1))
         dlogits = np.zeros_like(logits)
         dlogits[0, class_index] = 1.0                          # d y^c / d logits
-        dpooled = net.fc.backward(dlogits).reshape(pooled.shape)
-        dA = net.avgpool.backward(dpooled)                    # d y^c / d A, (1, K, h, w)
+        dpooled = fc.backward(dlogits).reshape(pooled.shape)
+        dA = avgpool.backward(dpooled)                        # d y^c / d A, (1, K, h, w)
     finally:
         net.train(was_training)
     alpha = dA[0].mean(axis=(1, 2))                           # eq. 1

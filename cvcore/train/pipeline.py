@@ -504,11 +504,68 @@ def _check_cnn(path, model: TrainedModel) -> None:
         sc.fail(f"arrays.state_dict.{extra[0]}", f"is not a tensor of {model.kind}")
 
 
+def _check_detector(path, model: TrainedModel) -> None:
+    """HOG window detector: the window geometry, the scalars of detection, and the weights
+    with the descriptor length of that window (the model's size is the window's)."""
+    import math
+
+    from cvcore.detect.training import ObjectDetector
+    sc = _Schema(path)
+    params, arrays = model.params.get("detector"), model.arrays.get("detector")
+    if not isinstance(params, dict):
+        sc.fail("params.detector", "is missing")
+    if not isinstance(arrays, dict):
+        sc.fail("arrays.detector", "is missing")
+    for key in ("win_size", "block_size", "block_stride", "cell_size"):
+        v = params.get(key)
+        if not isinstance(v, list) or len(v) != 2 or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 65535 for n in v):
+            sc.fail(f"params.detector.{key}", f"must be [width, height] of positive integers, "
+                                              f"got {v!r}")
+    for key in ("nbins", "scale", "threshold", "bias"):
+        v = params.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            sc.fail(f"params.detector.{key}", f"must be a finite number, got {v!r}")
+    if params["scale"] <= 1:
+        sc.fail("params.detector.scale", f"must be greater than 1 (the pyramid's step), got "
+                                         f"{params['scale']!r}")
+    box = params.get("object_box")
+    if not isinstance(box, list) or len(box) != 4 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in box):
+        sc.fail("params.detector.object_box", f"must be [x1, y1, x2, y2], got {box!r}")
+    ww, wh = params["win_size"]
+    if tuple(model.size) != (wh, ww):
+        sc.fail("size", f"is {list(model.size)}, but the detector's window is {wh} x {ww}")
+    sc.array(arrays, "weights", "arrays.detector.weights", (None,))
+    try:
+        model._clf = ObjectDetector.from_state(params, arrays)
+    except (TypeError, ValueError) as exc:
+        name = "arrays.detector.weights" if "weights" in str(exc) else "params.detector"
+        sc.fail(name, f"does not make a detector ({exc})")
+
+
+def _check_preprocess(path, model: TrainedModel) -> None:
+    """The optional view of pretrained weights: a centre-crop fraction in (0, 1]."""
+    import math
+    fraction = model.params.get("preprocess", {}).get("crop_fraction")
+    if fraction is not None and (isinstance(fraction, bool) or not isinstance(
+            fraction, (int, float)) or not (math.isfinite(fraction) and 0 < fraction <= 1)):
+        _Schema(path).fail("params.preprocess.crop_fraction",
+                           f"must be a number in (0, 1], got {fraction!r}")
+
+
+def _check_cnn_file(path, model: TrainedModel) -> None:
+    _check_preprocess(path, model)
+    _check_cnn(path, model)
+
+
 #: kind -> check(path, model) run by :func:`load_model` after the common fields. Rooms that add
 #: a kind register its check here; fields a check does not name (optional ones such as a
 #: calibration temperature) pass through untouched.
 MODEL_SCHEMAS = {kind: _check_hog for kind in HOG_MODELS}
-MODEL_SCHEMAS.update({kind: _check_cnn for kind in CNN_MODELS})
+MODEL_SCHEMAS.update({kind: _check_cnn_file for kind in CNN_MODELS})
+MODEL_SCHEMAS.update({kind: _check_detector for kind in DETECTOR_MODELS})
 
 
 def check_class_coverage(y_train, class_names) -> None:
