@@ -40,7 +40,6 @@ extensions = [
 ]
 
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**/GALLERY_HEADER.rst"]
-templates_path = ["_templates"]
 default_role = "py:obj"  # `name` in a docstring links to the API entry
 nitpicky = False
 
@@ -83,7 +82,6 @@ sphinx_gallery_conf = {
 # list are. Its fonts and icons ship inside the theme (no CDN).
 html_theme = "pydata_sphinx_theme"
 html_title = f"cvcore {release}"
-html_static_path = ["_static"]
 html_theme_options = {
     "navbar_align": "left",
     "show_toc_level": 2,

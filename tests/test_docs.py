@@ -284,6 +284,12 @@ def test_pages_render_their_figures_in_chromium(site):
                 assert not broken, f"{name}: images that did not load: {broken}"
                 if name != "index.html":
                     assert images, f"{name} shows no figure"
+            # the formulas are typeset by the site's own MathJax (no CDN)
+            page.goto((site / "api" / "generated" / "cvcore.nn.SGD.html").as_uri(),
+                      wait_until="load")
+            page.wait_for_function(
+                "document.querySelectorAll('.MathJax_CHTML, .mjx-chtml').length > 0",
+                timeout=30_000)
         finally:
             browser.close()
     assert not remote, f"pages asked the network for: {sorted(set(remote))}"

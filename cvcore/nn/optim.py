@@ -254,7 +254,7 @@ class SGD(Optimizer):
 
     .. math::
 
-        g &\leftarrow g + \lambda \theta \quad (\text{weight\_decay } \lambda) \\
+        g &\leftarrow g + \lambda \theta \quad (\text{weight decay } \lambda) \\
         b &\leftarrow g \text{ on the first step, else } \mu b + (1 - \tau) g \\
         g &\leftarrow g + \mu b \text{ (Nesterov) or } b \\
         \theta &\leftarrow \theta - \gamma g
