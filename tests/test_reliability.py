@@ -515,3 +515,18 @@ def test_l2_pgd_with_a_zero_budget_and_a_zero_gradient_returns_the_input_not_nan
     x = np.full((2, 1, 2, 2), 0.5, np.float32)
     adv = pgd(net, x, np.array([0, 1]), 0.0, norm="l2", steps=2)
     np.testing.assert_array_equal(adv, x)
+
+
+def test_one_cycle_schedule_with_an_empty_phase_steps_instead_of_dividing_by_zero():
+    # Before: total_steps=2, pct_start=0.5, three phases made the warm-up phase zero steps long
+    # and the first step raised ZeroDivisionError (as PyTorch's OneCycleLR does).
+    from cvcore import nn
+    opt = nn.SGD([nn.Parameter(np.zeros(2, np.float32))], lr=0.1, momentum=0.9)
+    sched = nn.OneCycleLR(opt, max_lr=1.0, total_steps=2, pct_start=0.5, three_phase=True)
+    lrs = [sched.get_last_lr()[0]]
+    opt.step()
+    sched.step()
+    lrs.append(sched.get_last_lr()[0])
+    assert np.isfinite(lrs).all()
+    assert lrs[0] == pytest.approx(1.0 / 25)             # starts at max_lr / div_factor
+    assert lrs[1] == pytest.approx(1.0 / 25 / 1e4)       # ends at the minimum

@@ -365,8 +365,12 @@ class OneCycleLR(LRScheduler):
         for group in self.optimizer.param_groups:
             start_step = 0.0
             for i, (end_step, lr0, lr1, mom0, mom1) in enumerate(self._phases):
-                if step <= end_step or i == len(self._phases) - 1:
-                    pct = (step - start_step) / (end_step - start_step)
+                last = i == len(self._phases) - 1
+                # a phase of no length (few total_steps) is passed over: PyTorch divides by
+                # zero there (ZeroDivisionError; found by the fuzzing harness)
+                if (step <= end_step and end_step > start_step) or last:
+                    span = end_step - start_step
+                    pct = (step - start_step) / span if span > 0 else 1.0
                     lr = self._anneal(group[lr0], group[lr1], pct)
                     if self.cycle_momentum:
                         momentum = self._anneal(group[mom0], group[mom1], pct)

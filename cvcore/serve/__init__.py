@@ -18,6 +18,6 @@ __getattr__, __dir__, __all__ = attach(
     {
         "app": ["create_app", "ServeConfig"],
         "batching": ["Batcher", "Overloaded", "Timeout"],
-        "explain": ["grad_cam", "hog_contributions"],
+        "explain": ["grad_cam", "grad_cam_network", "hog_contributions"],
     },
 )

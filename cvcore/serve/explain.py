@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["explain", "grad_cam", "hog_contributions", "cell_map"]
+__all__ = ["explain", "grad_cam", "grad_cam_network", "hog_contributions", "cell_map"]
 
 
 def explain(model, image: np.ndarray, class_index: int | None = None) -> dict:
@@ -71,10 +71,37 @@ def explain(model, image: np.ndarray, class_index: int | None = None) -> dict:
 
 def grad_cam(model, image: np.ndarray, class_index: int) -> np.ndarray:
     """Grad-CAM of one uint8 image for ``class_index``: (H, W) float32 >= 0 at the input size."""
+    return grad_cam_network(model._network(), model.network_input(image[None]), class_index)
+
+
+def grad_cam_network(net, x: np.ndarray, class_index: int) -> np.ndarray:
+    """Grad-CAM (Selvaraju et al. 2017, eq. 1-2) of a ResNet or EfficientNet for one input.
+
+    Parameters
+    ----------
+    net : cvcore.nn.ResNet or cvcore.nn.EfficientNet
+        Any depth and width (``features`` and the head, ``avgpool`` and ``fc``, are used); run in eval
+        mode for the call and left in the mode it was in.
+    x : ndarray (1, C, H, W) float32
+        The network's input, normalised as it was trained.
+    class_index : int
+        The class ``c`` whose score ``y^c`` is explained.
+
+    Returns
+    -------
+    ndarray (H, W) float32 >= 0
+        ``ReLU(sum_k alpha_k^c A^k)`` with ``alpha_k^c`` the mean over the map of
+        ``d y^c / d A^k`` (the module docstring), upsampled bilinearly from the last stage's
+        (h, w) to the input's (H, W).
+    """
     from cvcore import nn
     from cvcore.preprocess import resize
-    net = model._network()
-    x = model.network_input(image[None])
+    x = np.asarray(x)
+    if x.ndim != 4 or x.shape[0] != 1:
+        raise ValueError(f"x must be one input (1, C, H, W), got shape {x.shape}")
+    class_index = int(class_index)
+    if not 0 <= class_index < net.num_classes:
+        raise ValueError(f"class index {class_index} is outside 0..{net.num_classes - 1}")
     was_training = net.training
     net.eval()
     try:
@@ -92,7 +119,7 @@ def grad_cam(model, image: np.ndarray, class_index: int) -> np.ndarray:
         net.train(was_training)
     alpha = dA[0].mean(axis=(1, 2))                           # eq. 1
     cam = np.maximum(np.tensordot(alpha, A[0], axes=1), 0.0)  # eq. 2
-    cam = resize(cam.astype(np.float32), tuple(model.size), interpolation="bilinear")
+    cam = resize(cam.astype(np.float32), tuple(x.shape[2:]), interpolation="bilinear")
     return np.maximum(cam, 0.0).astype(np.float32)
 
 
