@@ -1,7 +1,7 @@
 """The published robust networks under FGSM and PGD: cvcore beside PyTorch, in one run.
 
     python -m benchmarks.robust_models [--n 10000] [--models trades wk-mnist wk-fashion]
-                                       [--skip-torch]
+                                       [--skip-torch] [--threads T] [--sanity N]
 
 For each network of ``../shared/models`` (TRADES' MNIST SmallCNN, Wong & Kolter's MNIST and
 Fashion-MNIST networks), loaded by cvcore without torch and by torch itself, on the first ``n``
@@ -10,6 +10,17 @@ test images: clean accuracy, FGSM (one step of eps) and PGD with the settings of
 Wong & Kolter: eps 0.1, 100 steps of 0.01, no random start. PyTorch's PGD starts from the same
 noise (drawn with NumPy from the same per-image seeds and handed to both). Prints accuracies,
 the README's figures, and the time of each engine with the ratio.
+
+``--threads``: Numba's and PyTorch's thread count. On a busy machine use 1: a parallel region
+waits at its barrier for a thread the scheduler has parked, and the waiting threads spin
+(``GOMP_SPINCOUNT``), so two threads under load cost several times the CPU of one (measured:
+Wong & Kolter's network, batch 500, one gradient 0.86 s wall / 0.18 s CPU on 2 threads,
+0.14 s / 0.035 s on 1, load average 7).
+
+``--sanity N``: the gradient-masking checks of Carlini et al. 2019 on the first N test images of
+each network instead (PGD-20, random start, step 2.5 eps / 20): accuracy against eps (up to 1.0,
+where every image is reachable), against the number of steps at the model's eps, and white-box
+against the same attack transferred from the other network of the same data set.
 """
 from __future__ import annotations
 
@@ -99,6 +110,11 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=10000, help="test images (default: all)")
     parser.add_argument("--models", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--skip-torch", action="store_true")
+    parser.add_argument("--skip-cvcore", action="store_true",
+                        help="PyTorch only (its half of an earlier --skip-torch run)")
+    parser.add_argument("--threads", type=int, default=0, help="threads (default: all)")
+    parser.add_argument("--sanity", type=int, default=0, metavar="N",
+                        help="run the gradient-masking checks on N test images instead")
     parser.add_argument("--datasets", default=os.environ.get("CVCORE_DATASETS",
                                                              str(SHARED / "datasets")))
     args = parser.parse_args(argv)
@@ -106,9 +122,16 @@ def main(argv=None):
     from cvcore.adversarial.attacks import _random_start
     from cvcore.io.datasets import load_mnist
     print(machine_line())
+    if args.threads:
+        import numba
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    if args.sanity:
+        return sanity(args)
     torch = None
     if not args.skip_torch:
         import torch
+        if args.threads:
+            torch.set_num_threads(args.threads)
     for name in args.models:
         file, data, eps, steps, alpha, random, readme = SETTINGS[name]
         x, y = load_mnist(Path(args.datasets) / data, "test")
@@ -118,20 +141,67 @@ def main(argv=None):
                  if random else None)
         net, info = load_published(SHARED / "models" / file)
         t0 = time.perf_counter()
-        ours = cvcore_attacks(NetworkModel(net), x, y, eps, steps, alpha, start)
-        t_ours = time.perf_counter() - t0
-        line = (f"{name:11s} n={len(x)} eps={eps}: cvcore clean {ours[0]:.2f} FGSM {ours[1]:.2f} "
-                f"PGD-{steps} {ours[2]:.2f} ({t_ours:.0f} s)")
+        if args.skip_cvcore:
+            t_ours, line = None, f"{name:11s} n={len(x)} eps={eps}:"
+        else:
+            ours = cvcore_attacks(NetworkModel(net), x, y, eps, steps, alpha, start)
+            t_ours = time.perf_counter() - t0
+            line = (f"{name:11s} n={len(x)} eps={eps}: cvcore clean {ours[0]:.2f} "
+                    f"FGSM {ours[1]:.2f} PGD-{steps} {ours[2]:.2f} ({t_ours:.0f} s)")
         if torch is not None:
             t0 = time.perf_counter()
             ref = torch_attacks(torch, torch_net(torch, info["builder"], net.state_dict()), x, y,
                                 eps, steps, alpha, start)
             t_ref = time.perf_counter() - t0
             line += (f" | PyTorch clean {ref[0]:.2f} FGSM {ref[1]:.2f} PGD {ref[2]:.2f} "
-                     f"({t_ref:.0f} s; cvcore/PyTorch time {t_ours / t_ref:.2f})")
+                     f"({t_ref:.0f} s" + ("" if t_ours is None else
+                                          f"; cvcore/PyTorch time {t_ours / t_ref:.2f}") + ")")
         if len(x) == 10000:
             line += f" | README {readme[0]:.2f} {readme[1]:.2f} {readme[2]:.2f}"
         print(line, flush=True)
+
+
+#: Budgets of the sanity sweep, and the step counts of the step sweep.
+SANITY_EPS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+SANITY_STEPS = (1, 5, 20, 100)
+SANITY_PGD_STEPS = 20
+
+
+def sanity(args):
+    """The gradient-masking checks (see the module notes); prints one JSON line per network."""
+    import json
+    from cvcore.adversarial import NetworkModel, load_published, pgd
+    from cvcore.io.datasets import load_mnist
+    nets, data = {}, {}
+    for name in args.models:
+        file, dataset, eps, *_ = SETTINGS[name]
+        net, _ = load_published(SHARED / "models" / file)
+        nets[name] = (NetworkModel(net), dataset, eps)
+        if dataset not in data:
+            x, y = load_mnist(Path(args.datasets) / dataset, "test")
+            data[dataset] = (x[:args.sanity, None].astype(np.float32) / 255,
+                             y[:args.sanity].astype(np.int64))
+
+    def attack(model, x, y, eps, steps=SANITY_PGD_STEPS):
+        return pgd(model, x, y, eps, steps=steps, random_start=True, seed=0, batch_size=500)
+
+    def acc(model, x, y):
+        return round(100 * float(np.mean(model.predict(x) == y)), 2)
+
+    for name, (model, dataset, eps) in nets.items():
+        t0 = time.perf_counter()
+        x, y = data[dataset]
+        r = {"n": len(x), "eps": eps,
+             "by_eps": {e: acc(model, attack(model, x, y, e), y) if e else acc(model, x, y)
+                        for e in SANITY_EPS}}
+        r["white_box"] = r["by_eps"][eps]           # PGD-20 at the model's eps
+        r["by_steps"] = {s: r["white_box"] if s == SANITY_PGD_STEPS else
+                         acc(model, attack(model, x, y, eps, s), y) for s in SANITY_STEPS}
+        for other, (omodel, odata, _) in nets.items():
+            if other != name and odata == dataset:
+                r[f"transfer_from_{other}"] = acc(model, attack(omodel, x, y, eps), y)
+        r["seconds"] = round(time.perf_counter() - t0)
+        print(f"{name}: {json.dumps(r)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -203,3 +203,43 @@ def test_pgd_training_config_and_bad_arguments():
         TrainConfig(adversarial="fgsm", adv_eps=float("nan")).check()
     assert main(["train", "--model", "resnet20", "--adversarial", "pgd"]) == 2
     assert main(["train", "--model", "hog-svm", "--adversarial", "fgsm", "--eps", "0.1"]) == 2
+
+
+def test_fast_fgsm_training_batch_equals_its_pytorch_twin(data):
+    """benchmarks/robust_resnet.py compares cvcore's adversarial training with "the same recipe
+    in PyTorch" (same initialisation, batches, augmentation, random starts): on the same weights
+    in training mode, the twin's fast-FGSM batch is cvcore's, except at pixels whose gradient is
+    within float32 rounding of zero (their sign may differ). Those few pixels make the two
+    trainings drift apart afterwards, so whole runs are compared by accuracy, not weights."""
+    torch = pytest.importorskip("torch")
+    from benchmarks.robust_resnet import _stats, torch_fast_fgsm
+    from benchmarks.torch_models import copy_into_torch, torch_resnet
+    from cvcore import nn
+    from cvcore.io.datasets import to_nchw
+    from cvcore.train.loop import FAST_FGSM_STEP, TrainConfig, Trainer
+    from cvcore.train.pipeline import _standard_augment
+    torch.set_num_threads(1)
+    xt = to_nchw(data.x_train[:64])
+    mean, std = _stats(xt)
+    xt = ((xt - mean.reshape(1, -1, 1, 1)) / std.reshape(1, -1, 1, 1)).astype(np.float32)
+    y = data.y_train[:64].astype(np.int64)
+    xb = _standard_augment(data.x_train.shape[1:3], mean, std)(xt, (3, 1, 0))
+    config = TrainConfig(epochs=1, batch_size=64, seed=3, adversarial="fgsm", adv_eps=0.1)
+    net = nn.resnet20(num_classes=10, in_channels=1, rng=np.random.default_rng(3))
+    tnet = torch_resnet("resnet20", 10, 1)
+    copy_into_torch(net, tnet)
+    net.train()
+    tnet.train()
+    ours = Trainer(net, config, progress=False, input_stats=(mean, std))._adversarial_batch(
+        xb, y, (3, 1, 0))
+    theirs = torch_fast_fgsm(torch, tnet, xb, y, mean, std, 0.1, FAST_FGSM_STEP * 0.1,
+                             (3, 1, 0)).numpy()
+    pixels = ours * std.reshape(1, -1, 1, 1) + mean.reshape(1, -1, 1, 1)
+    clean = np.clip(xb * std.reshape(1, -1, 1, 1) + mean.reshape(1, -1, 1, 1), 0, 1)
+    assert np.abs(pixels - clean).max() <= 0.1 + 1e-5 and np.abs(pixels - clean).max() > 0.09
+    differ = np.abs(ours - theirs) > 1e-5
+    assert differ.mean() < 1e-3, differ.mean()
+    # the BatchNorm running statistics moved the same way in both (one training-mode forward)
+    ref = {k: v.numpy() for k, v in tnet.state_dict().items()}
+    for k, v in net.state_dict().items():
+        np.testing.assert_allclose(v, ref[k], rtol=1e-4, atol=1e-6, err_msg=k)
