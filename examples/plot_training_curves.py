@@ -43,6 +43,9 @@ for row in history:
 # Reading the curves: both losses falling means the network is still learning; a training loss
 # that keeps falling while the held-out loss rises means it has started to memorise the
 # training images (over-fitting), and more data, augmentation or weight decay are the remedies.
+# A jump of the held-out loss in the middle of the run, as here, is not over-fitting: the
+# one-cycle rate is at its peak, the weights change fast, and batch norm's running averages
+# (which evaluation uses) lag behind them; it settles as the rate decays.
 epochs = [r["epoch"] for r in history]
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
 for ax, metric, label in [(axes[0], "loss", "cross-entropy loss"), (axes[1], "acc", "accuracy")]:
