@@ -31,7 +31,7 @@ rng = np.random.default_rng(0)
 net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, rng=rng), nn.ReLU(), nn.MaxPool2d(2),
                     nn.Conv2d(16, 32, 3, padding=1, rng=rng), nn.ReLU(), nn.MaxPool2d(2),
                     nn.Flatten(), nn.Linear(32 * 7 * 7, 10, rng=rng))
-Trainer(net, TrainConfig(epochs=3, batch_size=64, lr=0.05, seed=0),
+Trainer(net, TrainConfig(epochs=3, batch_size=128, lr=0.1, seed=0),
         progress=False).fit(x_train, y_train)
 model = adv.NetworkModel(net)
 print(f"clean test accuracy {np.mean(model.predict(x_test) == y_test):.3f}")

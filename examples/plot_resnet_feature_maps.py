@@ -36,7 +36,7 @@ x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
 net = nn.ResNet(nn.BasicBlock, [1, 1, 1], num_classes=10, in_channels=1, stem="cifar",
                 widths=(8, 16, 32), rng=0)
 t0 = time.perf_counter()
-history = Trainer(net, TrainConfig(epochs=3, batch_size=64, lr=0.1, seed=0),
+history = Trainer(net, TrainConfig(epochs=4, batch_size=128, lr=0.2, seed=0),
                   progress=False).fit(x_train, y_train, x_test, y_test)
 print(f"{sum(p.data.size for p in net.parameters())} parameters, trained in "
       f"{time.perf_counter() - t0:.1f} s: test accuracy {history[-1]['val_acc']:.3f}")

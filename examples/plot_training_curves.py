@@ -19,7 +19,7 @@ from cvcore.train.loop import TrainConfig, Trainer, predict_batches
 # %%
 # The run
 # -------
-# Each epoch visits the 1500 training images once in a seeded random order, in batches of 64:
+# Each epoch visits the 1500 training images once in a seeded random order, in batches of 128:
 # forward, cross-entropy loss, backward, one SGD step. The learning rate follows the one-cycle
 # policy (Smith & Topin 2019): a warm-up to ``lr`` for 30 % of the steps, then a cosine decay
 # to almost zero. After each epoch the trainer evaluates the held-out images (here 500 test
@@ -32,7 +32,7 @@ mean, std = float(x_train.mean()), float(x_train.std())
 x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
 net = nn.ResNet(nn.BasicBlock, [1, 1, 1], num_classes=10, in_channels=1, stem="cifar",
                 widths=(8, 16, 32), rng=0)
-history = Trainer(net, TrainConfig(epochs=4, batch_size=64, lr=0.1, seed=0),
+history = Trainer(net, TrainConfig(epochs=5, batch_size=128, lr=0.2, seed=0),
                   progress=False).fit(x_train, y_train, x_test, y_test)
 for row in history:
     print(f"epoch {row['epoch']}: lr {row['lr']:.4f}  train loss {row['train_loss']:.3f} "
