@@ -29,7 +29,7 @@ import numpy as np
 
 from cvcore._validate import (check_array, check_cache, check_finite, check_grad, check_int,
                               check_pair)
-from cvcore.nn.layers import _as_input, _CachingModule, _kernels, top_level
+from cvcore.nn.layers import _Activation, _kernels
 
 __all__ = ["grouped_conv2d_forward", "grouped_conv2d_backward", "GroupedConv2dCache",
            "depthwise_conv2d_affine",
@@ -371,7 +371,7 @@ def relu6_backward(dy, cache):
     return dx
 
 
-class ReLU6(_CachingModule):
+class ReLU6(_Activation):
     """``y = min(max(x, 0), 6)`` element-wise (``torch.nn.ReLU6``).
 
     Parameters
@@ -381,21 +381,5 @@ class ReLU6(_CachingModule):
         writeable C-contiguous float32/float64 array.
     """
 
-    def __init__(self, inplace=False):
-        super().__init__()
-        self.inplace = bool(inplace)
-
-    def forward(self, x):
-        x_in = x
-        x = _as_input(x, f"{self._label()} input", check_nan=top_level())
-        inplace = self.inplace and x is x_in and x.flags.writeable
-        y, cache = relu6_forward(x, inplace=inplace)
-        self._keep(cache, y)
-        return y
-
-    def backward(self, dy):
-        cache, dy = self._take(dy)
-        return relu6_backward(dy, cache)
-
-    def extra_repr(self):
-        return "inplace=True" if self.inplace else ""
+    _forward = staticmethod(relu6_forward)
+    _backward = staticmethod(relu6_backward)

@@ -272,15 +272,9 @@ def relu_backward(dy: np.ndarray, cache: ReLUCache) -> np.ndarray:
     return dx
 
 
-class ReLU(_CachingModule):
-    """``y = max(x, 0)`` element-wise.
-
-    Parameters
-    ----------
-    inplace : bool
-        Honoured: the input array itself receives the result (as ``torch.nn.ReLU(inplace=True)``)
-        when it is already a C-contiguous float32/float64 array; otherwise a new array is made.
-    """
+class _Activation(_CachingModule):
+    """An element-wise activation module over its functional pair ``_forward(x, inplace) ->
+    (y, cache)`` and ``_backward(dy, cache) -> dx`` (ReLU, ReLU6), with torch's ``inplace``."""
 
     def __init__(self, inplace: bool = False):
         super().__init__()
@@ -290,16 +284,30 @@ class ReLU(_CachingModule):
         x_in = x
         x = _as_input(x, f"{self._label()} input", check_nan=top_level())
         inplace = self.inplace and x is x_in and x.flags.writeable
-        y, cache = relu_forward(x, inplace=inplace)
+        y, cache = self._forward(x, inplace=inplace)
         self._keep(cache, y)
         return y
 
     def backward(self, dy):
         cache, dy = self._take(dy)
-        return relu_backward(dy, cache)
+        return self._backward(dy, cache)
 
     def extra_repr(self):
         return "inplace=True" if self.inplace else ""
+
+
+class ReLU(_Activation):
+    """``y = max(x, 0)`` element-wise.
+
+    Parameters
+    ----------
+    inplace : bool
+        Honoured: the input array itself receives the result (as ``torch.nn.ReLU(inplace=True)``)
+        when it is already a C-contiguous float32/float64 array; otherwise a new array is made.
+    """
+
+    _forward = staticmethod(relu_forward)
+    _backward = staticmethod(relu_backward)
 
 
 # ------------------------------------------------------------------------------------------------
