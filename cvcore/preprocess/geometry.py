@@ -211,6 +211,7 @@ def warp_affine(image, M, output_shape=None, interpolation: str = "bilinear",
     ndarray, shape ``output_shape`` (+ channels); uint8/uint16 stay so, others float32
     """
     Minv = _check_matrix(M, "M", (2, 3))
+    Minv[2] = (0.0, 0.0, 1.0)     # the inverse of an affine map is affine: s = 1 exactly
     return _warp(image, Minv, output_shape, interpolation, mode, cval)
 
 
