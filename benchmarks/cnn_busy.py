@@ -5,6 +5,8 @@ Run from the repository root (``python -m benchmarks.cnn --busy`` runs the same)
     python -m benchmarks.cnn_busy                 # ~4 minutes on 2 idle cores
     python -m benchmarks.cnn_busy --seconds 1     # shorter: ~1 s of calls per measurement
     python -m benchmarks.cnn_busy --no-shared     # skip the shared-process pair
+    python -m benchmarks.cnn_busy --fixed         # also cvcore with the free-core rule off
+    python -m benchmarks.cnn_busy --rows 2 --loads "spin x1,torch job"   # a subset
 
 The three model rows of :mod:`benchmarks.cnn` (ResNet-20 training step at batch 128, ResNet-20
 inference at batch 128, ResNet-50 inference at batch 1 on 224x224) run in worker processes
@@ -12,8 +14,11 @@ that this script starts and keeps for the whole run:
 
 * ``cvcore``: cvcore alone (``torch`` cannot be imported there), Numba's OpenMP pool only;
 * ``torch``: PyTorch alone (its own bundled libgomp), on as many threads as there are cores;
-* ``cvcore+torch``, shared: both in one process, as :mod:`benchmarks.cnn` runs them (two OpenMP
-  runtimes in one process: Numba's omppool links the system libgomp, torch its own copy).
+* ``shared``: both in one process, as :mod:`benchmarks.cnn` runs them. Two libgomp copies are
+  mapped there (Numba's omppool links the system one, torch bundles its own), but torch loads
+  its copy globally first, so Numba's OpenMP calls bind to torch's (``LD_DEBUG=bindings``): one
+  runtime, with the wait policy torch's copy read at import (the default spin; the short spin
+  :mod:`kernels` sets comes too late for it).
 
 Each is timed idle, then under background loads that the script starts and stops itself:
 
@@ -187,13 +192,18 @@ def _load_avg():
 
 # -- the run ---------------------------------------------------------------------------------------
 
-def run(seconds, shared=True):
+def run(seconds, shared=True, rows=None, loads=None, fixed=False):
+    """Measure ``rows`` (indices into :data:`ROWS`, default all) idle and under ``loads``
+    (names in :data:`LOADS`, default all); print the tables; return the raw results."""
+    rows = list(range(len(ROWS))) if rows is None else rows
     t_start = time.perf_counter()
     print(f"load average at the start: {_load_avg()} (the rest of the machine is not "
           f"controlled)", flush=True)
     workers = [Worker("cvcore", ["cvcore"]), Worker("torch", ["torch"])]
     if shared:
         workers.append(Worker("shared", ["cvcore", "torch"]))
+    if fixed:
+        workers.append(Worker("fixed", ["cvcore"], {"CVCORE_ADAPTIVE_THREADS": "0"}))
     for w in workers:
         info = w.info
         print(f"worker {w.label:<7}: Numba {info['threading_layer']} x{info['numba_threads']}; "
@@ -201,13 +211,13 @@ def run(seconds, shared=True):
     # columns: (worker, impl)
     cols = [(w, impl) for w in workers for impl in w.impls]
     results = {}                             # (load, row, worker label, impl) -> reply
-    loads = ["idle"] + list(LOADS)
+    loads = ["idle"] + list(LOADS if loads is None else loads)
     try:
         for load_name in loads:
             load = Load(LOADS[load_name]) if load_name != "idle" else None
             try:
                 before = _load_avg()
-                for r in range(len(ROWS)):
+                for r in rows:
                     # alternate the order row by row so drift hits both frameworks alike
                     order = cols if r % 2 == 0 else cols[::-1]
                     for w, impl in order:
@@ -221,22 +231,26 @@ def run(seconds, shared=True):
     finally:
         for w in workers:
             w.close()
-    print_tables(results, workers, loads)
+    print_tables(results, workers, loads, rows)
     print(f"load average at the end: {_load_avg()}; {time.perf_counter() - t_start:.0f} s in all")
     return results
 
 
-def print_tables(results, workers, loads):
+def print_tables(results, workers, loads, rows):
     pairs = [("separate processes", "cvcore", "torch")]
     if any(w.label == "shared" for w in workers):
         pairs.append(("one process (cvcore and torch share it)", "shared", "shared"))
+    if any(w.label == "fixed" for w in workers):
+        pairs.append(("separate processes, cvcore on a fixed thread count "
+                      "(CVCORE_ADAPTIVE_THREADS=0: as before the free-core rule)", "fixed", "torch"))
     for title, cv_worker, t_worker in pairs:
         print(f"\n{title}: wall ms per call (x idle), CPU ms per call of the worker process; "
               f"last column: cvcore's slow-down / torch's (<= 1: cvcore degrades no worse)")
         print(f"{'load':<12} {'row':<15} {'cvcore ms':>16} {'cv CPU':>7} {'torch ms':>16} "
               f"{'t CPU':>7} {'torch/cv':>8} {'slow cv/t':>9}")
         for load in loads:
-            for r, name in enumerate(ROWS):
+            for r in rows:
+                name = ROWS[r]
                 cv = results[(load, r, cv_worker, "cvcore")]
                 t = results[(load, r, t_worker, "torch")]
                 cv0 = results[("idle", r, cv_worker, "cvcore")]
@@ -254,12 +268,28 @@ def main(argv=None):
                         help="time spent calling each row per measurement (at least 3 calls)")
     parser.add_argument("--no-shared", action="store_true",
                         help="skip the worker that runs cvcore and torch in one process")
+    parser.add_argument("--rows", default="0,1,2",
+                        help="which rows, by index: 0 ResNet-20 train step, 1 ResNet-20 "
+                             "inference, 2 ResNet-50 batch 1 (default all)")
+    parser.add_argument("--loads", default=",".join(LOADS),
+                        help=f"which loads, comma-separated (default all: {', '.join(LOADS)})")
+    parser.add_argument("--fixed", action="store_true",
+                        help="also a cvcore worker with the free-core rule off "
+                             "(CVCORE_ADAPTIVE_THREADS=0), to see what the rule changes")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(args.worker.split(","))
         return
-    run(args.seconds, shared=not args.no_shared)
+    rows = [int(r) for r in args.rows.split(",")]
+    loads = [name.strip() for name in args.loads.split(",") if name.strip()]
+    for r in rows:
+        if not 0 <= r < len(ROWS):
+            parser.error(f"--rows: {r} is not a row index (0-{len(ROWS) - 1})")
+    for name in loads:
+        if name not in LOADS:
+            parser.error(f"--loads: unknown load {name!r} (known: {', '.join(LOADS)})")
+    run(args.seconds, shared=not args.no_shared, rows=rows, loads=loads, fixed=args.fixed)
 
 
 if __name__ == "__main__":
