@@ -24,11 +24,16 @@ Beside them:
   stack: uvicorn, the same fast lane for ``POST /predict`` (:class:`cvcore.serve.app._FastLane`,
   the same body reading and the same rule for decoding small images on the event loop), the same
   :class:`cvcore.serve.batching.Batcher` (on and off), Pillow decoding, ``torch.no_grad()``
-  forward on one worker thread; PyTorch's own threads as set by ``torch.set_num_threads``
-  (default: the cores).
+  forward on as many model threads as ``cvcore serve`` has, each with its own copy of the
+  network and the same share of the cores for PyTorch's own threads (``torch.set_num_threads``).
 
-Printed: one row per (server, batching, concurrency): images/s, p50 and p99 latency (ms), mean
-batch size of that row (from the server's /metrics), the server process's CPU time per request
+Every server runs with ``cvcore serve``'s default threads (one model thread per core, each with
+one kernel thread, on a small machine; the ``threads`` column says model threads x kernel
+threads) unless ``--model-threads`` / ``--threads`` say otherwise; and beside them, batched,
+both ResNet-20 servers with the previous design, one model thread whose kernels use every core.
+
+Printed: one row per (server, batching, threads, concurrency): images/s, p50 and p99 latency
+(ms), mean batch size of that row (from the server's /metrics), the server process's CPU time per request
 (ms, user + system, all its threads), and images/s as a share of the offline batch-32 ceiling.
 The machine's load (``os.getloadavg``) is printed before and after: the machine is shared, and the
 CPU time per request is the figure that moves least with the load.
@@ -399,35 +404,43 @@ def main(argv=None):
             print(f"{name} offline: {c['b32']:.0f} img/s at batch 32, {c['b500']:.0f} at 500; "
                   f"one image {c['one_ms']:.2f} ms; CPU {c['cpu32']:.2f} ms per image at batch 32",
                   flush=True)
-        servers = [("cvcore", "hogsvm"), ("cvcore", "resnet20")] + \
-            ([("torch", "resnet20")] if have_torch else [])
-        for engine, name in servers:
-            for batching in (True, False):
-                start = cvcore_server if engine == "cvcore" else torch_server
-                server = start(tmp / f"{name}.npz", batching, args.threads, args.model_threads)
-                try:
-                    metric_name = name if engine == "cvcore" else "torch"
-                    url = f"{server.url}/v1/models/{name}/predict"
-                    for c in CONCURRENCY:
-                        if use_wrk:
-                            run_wrk(url, files_list, c, 1)               # warm the connections
-                        images0, batches0 = server.batches(metric_name)
-                        cpu0 = process_cpu_seconds(server.proc.pid)
-                        r = run_wrk(url, files_list, c, args.seconds) if use_wrk else \
-                            run_load(url, files_list, c, args.requests)
-                        cpu = process_cpu_seconds(server.proc.pid) - cpu0
-                        images1, batches1 = server.batches(metric_name)
-                        mean_b = (images1 - images0) / max(batches1 - batches0, 1)
-                        ips = r["n"] / r["seconds"]
-                        rows.append((engine, name, "on" if batching else "off", c, ips,
-                                     1e3 * r["p50"], 1e3 * r["p99"], mean_b,
-                                     1e3 * cpu / max(r["n"], 1),
-                                     ips / ceilings[name]["b32"], r["errors"]))
-                        print("  " + _fmt(rows[-1]), flush=True)
-                finally:
-                    server.stop()
+        from cvcore.serve.app import ServeConfig, _thread_counts
+        cores = numba_cores()
+        mt, kt = _thread_counts(ServeConfig(threads=args.threads,
+                                            model_threads=args.model_threads), True)
+        engines = ["cvcore", "torch"] if have_torch else ["cvcore"]
+        # (engine, model, batching, model threads, kernel threads per model thread)
+        servers = [("cvcore", "hogsvm", b, mt, kt) for b in (True, False)] + \
+            [(e, "resnet20", b, mt, kt) for e in engines for b in (True, False)]
+        if mt > 1 and not args.model_threads:
+            # beside them, session 4's design: one model thread with every core's kernel threads
+            servers += [(e, "resnet20", True, 1, cores) for e in engines]
+        for engine, name, batching, model_threads, threads in servers:
+            start = cvcore_server if engine == "cvcore" else torch_server
+            server = start(tmp / f"{name}.npz", batching, threads, model_threads)
+            try:
+                metric_name = name if engine == "cvcore" else "torch"
+                url = f"{server.url}/v1/models/{name}/predict"
+                for c in CONCURRENCY:
+                    if use_wrk:
+                        run_wrk(url, files_list, c, 1)               # warm the connections
+                    images0, batches0 = server.batches(metric_name)
+                    cpu0 = process_cpu_seconds(server.proc.pid)
+                    r = run_wrk(url, files_list, c, args.seconds) if use_wrk else \
+                        run_load(url, files_list, c, args.requests)
+                    cpu = process_cpu_seconds(server.proc.pid) - cpu0
+                    images1, batches1 = server.batches(metric_name)
+                    mean_b = (images1 - images0) / max(batches1 - batches0, 1)
+                    ips = r["n"] / r["seconds"]
+                    rows.append((engine, name, "on" if batching else "off",
+                                 f"{model_threads}x{threads}", c, ips, 1e3 * r["p50"],
+                                 1e3 * r["p99"], mean_b, 1e3 * cpu / max(r["n"], 1),
+                                 ips / ceilings[name]["b32"], r["errors"]))
+                    print("  " + _fmt(rows[-1]), flush=True)
+            finally:
+                server.stop()
     print()
-    print(f"{'server':<8}{'model':<10}{'batch':<7}{'c':>4}{'img/s':>9}{'p50 ms':>9}"
+    print(f"{'server':<8}{'model':<10}{'batch':<7}{'threads':<9}{'c':>3}{'img/s':>8}{'p50 ms':>9}"
           f"{'p99 ms':>9}{'mean b':>8}{'cpu ms':>8}{'/offline':>10}{'errors':>8}")
     for row in rows:
         print(_fmt(row))
@@ -435,9 +448,14 @@ def main(argv=None):
 
 
 def _fmt(row):
-    engine, name, batching, c, ips, p50, p99, mb, cpu_ms, share, errors = row
-    return (f"{engine:<8}{name:<10}{batching:<7}{c:>4}{ips:>9.0f}{p50:>9.1f}{p99:>9.1f}"
-            f"{mb:>8.1f}{cpu_ms:>8.2f}{share:>10.2f}{errors:>8}")
+    engine, name, batching, threads, c, ips, p50, p99, mb, cpu_ms, share, errors = row
+    return (f"{engine:<8}{name:<10}{batching:<7}{threads:<9}{c:>3}{ips:>8.0f}{p50:>9.1f}"
+            f"{p99:>9.1f}{mb:>8.1f}{cpu_ms:>8.2f}{share:>10.2f}{errors:>8}")
+
+
+def numba_cores() -> int:
+    import numba
+    return numba.config.NUMBA_NUM_THREADS
 
 
 if __name__ == "__main__":

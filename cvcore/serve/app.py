@@ -17,7 +17,8 @@ Routes
 Request path of a prediction: the body is read with a size bound (413 past it), the image is
 decoded and resized to the model's input in a decoding thread (:func:`cvcore.io.datasets.
 decode_image`, the function ``cvcore predict`` uses on files), then queued for the model's :class:`~cvcore.serve.batching.Batcher`, whose
-batches run :meth:`TrainedModel.predict_proba` on the one serving thread. The event loop only
+batches run :meth:`TrainedModel.predict_proba` on whichever model thread is free (see
+:class:`ServeConfig` for why there are several). The event loop only
 moves bytes and futures.
 
 Errors are JSON ``{"error": code, "detail": message, "status": status}``: 400 (no image, corrupt
@@ -105,10 +106,12 @@ class ServeConfig:
     forward pass: the event loop needs about a third of a core under load (HTTP, decoding,
     JSON). A parallel kernel splits its work evenly among its threads and waits at its end for
     the last of them, so whenever the event loop (or any other process) takes a core from one of
-    them, the whole pass waits, its other threads spinning. Measured on 2 cores (session 4, idle
-    machine): one model thread with both cores ran a batch of 16 in about twice its offline time
-    and served 44% of the offline rate. Independent threads never wait for each other: the
-    operating system gives the event loop's share to whichever is behind, and nothing spins.
+    them, the whole pass waits, its other threads spinning. On the idle 2-core machine of
+    ``benchmarks/README.md`` one model thread with both cores served ResNet-20 at 735 img/s in
+    batches of 16 (one batch per 22 ms, where offline a batch of 16 takes about 11 ms: 44% of
+    the offline rate), and burnt 6 ms of CPU per request at concurrency 1. Independent threads
+    never wait for each other: the operating system gives the event loop's share to whichever is
+    behind, and nothing spins.
     """
     max_batch_size: int = 32
     max_delay_ms: float = 5.0
@@ -142,7 +145,7 @@ def _error_for_image(exc: Exception) -> ApiError:
 
 
 class Server:
-    """State of one running server: models, batchers, the worker thread, metrics."""
+    """State of one running server: models, batchers, the model threads, metrics."""
 
     def __init__(self, sources, config: ServeConfig):
         self.config = config
@@ -247,7 +250,7 @@ class Server:
                 log.info("model %s reloaded: version %s -> %s", served.name, old,
                          served.version)
 
-    # -- the model side (worker thread) -------------------------------------------------------
+    # -- the model side (model threads) ------------------------------------------------------
     def _model_thread(self, index: int) -> None:
         """Initialiser of model thread ``index``: its Numba thread count, its model copies."""
         _set_threads(self.threads)
@@ -306,7 +309,7 @@ class Server:
 
     async def decode(self, served: ServedModel, data: bytes, name: str = "upload"):
         """Bytes -> uint8 image at the model's input (or as read, if resizing must wait for
-        the worker thread); ApiError 400/415 for anything that is not a good image.
+        a model thread); ApiError 400/415 for anything that is not a good image.
 
         A small image (at most ``INLINE_DECODE_PIXELS``, by its header) is decoded right here on
         the event loop: handing it to a thread and back costs more CPU than decoding it. A larger
@@ -384,7 +387,7 @@ class Server:
 
     async def predict_tta(self, served: ServedModel, images) -> list:
         """Test-time augmentation (:meth:`TrainedModel.predict_proba` with ``tta=True``): ten
-        forward passes of the images, run on the model thread outside the batcher, like an
+        forward passes of the images, run on the first model thread outside the batcher, like an
         explanation: ``[(proba, version, model)]`` per image; ApiError 422 for a model trained
         without augmentation."""
         from cvcore.train.pipeline import CNN_MODELS
