@@ -332,46 +332,27 @@ def _difference_rows(a, c, cols, D):
     _extend_by_one(D, cols, np.float32(0.0))
 
 
-@njit(cache=True, parallel=True, fastmath={"contract"})
-def gradient3x3(image, rows, cols, s0, s1, s2, axis, out):
-    """Derivative along ``axis`` (0: rows, 1: columns) of the 3 x 3 separable gradient filter
-    with smoothing taps ``(s0, s1, s2)`` along the other axis, one pass over the image.
+# Which outputs :func:`gradient3x3` writes.
+GRADIENT_ROWS = 0       # the derivative along rows only
+GRADIENT_COLUMNS = 1    # the derivative along columns only
+GRADIENT_BOTH = 2       # both derivatives and the magnitude
 
-    ``image``, ``out`` (H, W) float32; ``rows = border_map(H, 1, 1, mode)``,
+
+@njit(cache=True, parallel=True, fastmath={"contract"})
+def gradient3x3(image, rows, cols, s0, s1, s2, which, gr, gc, mag):
+    """The 3 x 3 separable gradient filter with smoothing taps ``(s0, s1, s2)``, one pass over
+    the image: ``gr`` the derivative along rows, ``gc`` along columns, ``mag = sqrt(gr^2 +
+    gc^2)`` computed in float64 (no square overflows; ``numpy.hypot`` rounded to float32).
+
+    ``which`` picks the outputs written: ``GRADIENT_ROWS`` (``gr``), ``GRADIENT_COLUMNS``
+    (``gc``) or ``GRADIENT_BOTH`` (all three); the others may be empty arrays. One kernel for
+    the three cases, chosen per row outside the pixel loops, compiles once instead of thrice.
+    ``image`` and the outputs are (H, W) float32; ``rows = border_map(H, 1, 1, mode)``,
     ``cols = border_map(W, 1, 1, mode)`` (-1 only for ``constant`` mode with ``cval = 0``).
     Equal to ``scipy.ndimage.sobel`` (``prewitt``; Scharr's taps) up to float32 rounding of
     the pass order. Parallel over blocks of ``ROW_BLOCK`` rows, two row buffers per block.
     """
-    H, W = out.shape
-    s0, s1, s2 = np.float32(s0), np.float32(s1), np.float32(s2)   # float32 arithmetic
-    nblocks = (H + ROW_BLOCK - 1) // ROW_BLOCK
-    for blk in prange(nblocks):
-        zero = np.zeros(W, np.float32)
-        buf = np.empty(W + 2, np.float32)
-        left = buf[0:W]
-        centre = buf[1:W + 1]
-        right = buf[2:W + 2]
-        for i in range(blk * ROW_BLOCK, min(H, (blk + 1) * ROW_BLOCK)):
-            a = _source_row(image, rows, i, zero)        # above
-            c = _source_row(image, rows, i + 2, zero)    # below
-            b = image[i]
-            dst = out[i]
-            if axis == 1:
-                _smooth_rows(a, b, c, s0, s1, s2, cols, buf)
-                for j in range(W):
-                    dst[j] = right[j] - left[j]
-            else:
-                _difference_rows(a, c, cols, buf)
-                for j in range(W):
-                    dst[j] = s0 * left[j] + s1 * centre[j] + s2 * right[j]
-
-
-@njit(cache=True, parallel=True, fastmath={"contract"})
-def gradient3x3_magnitude(image, rows, cols, s0, s1, s2, gr, gc, mag):
-    """Both derivatives of :func:`gradient3x3` and the magnitude in one pass over the image:
-    ``gr`` along rows, ``gc`` along columns, ``mag = sqrt(gr^2 + gc^2)`` computed in float64
-    (no square overflows; ``numpy.hypot`` rounded to float32). All (H, W) float32."""
-    H, W = mag.shape
+    H, W = image.shape
     s0, s1, s2 = np.float32(s0), np.float32(s1), np.float32(s2)   # float32 arithmetic
     nblocks = (H + ROW_BLOCK - 1) // ROW_BLOCK
     for blk in prange(nblocks):
@@ -384,16 +365,27 @@ def gradient3x3_magnitude(image, rows, cols, s0, s1, s2, gr, gc, mag):
             a = _source_row(image, rows, i, zero)        # above
             c = _source_row(image, rows, i + 2, zero)    # below
             b = image[i]
-            _smooth_rows(a, b, c, s0, s1, s2, cols, S)
-            _difference_rows(a, c, cols, D)
-            r_out = gr[i]
-            c_out = gc[i]
-            m_out = mag[i]
-            for j in range(W):
-                x = s0 * D_left[j] + s1 * D_centre[j] + s2 * D_right[j]
-                y = S_right[j] - S_left[j]
-                r_out[j] = x
-                c_out[j] = y
-                x64 = np.float64(x)
-                y64 = np.float64(y)
-                m_out[j] = np.sqrt(x64 * x64 + y64 * y64)
+            if which != GRADIENT_ROWS:
+                _smooth_rows(a, b, c, s0, s1, s2, cols, S)
+            if which != GRADIENT_COLUMNS:
+                _difference_rows(a, c, cols, D)
+            if which == GRADIENT_ROWS:
+                r_out = gr[i]
+                for j in range(W):
+                    r_out[j] = s0 * D_left[j] + s1 * D_centre[j] + s2 * D_right[j]
+            elif which == GRADIENT_COLUMNS:
+                c_out = gc[i]
+                for j in range(W):
+                    c_out[j] = S_right[j] - S_left[j]
+            else:
+                r_out = gr[i]
+                c_out = gc[i]
+                m_out = mag[i]
+                for j in range(W):
+                    x = s0 * D_left[j] + s1 * D_centre[j] + s2 * D_right[j]
+                    y = S_right[j] - S_left[j]
+                    r_out[j] = x
+                    c_out[j] = y
+                    x64 = np.float64(x)
+                    y64 = np.float64(y)
+                    m_out[j] = np.sqrt(x64 * x64 + y64 * y64)

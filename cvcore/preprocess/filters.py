@@ -304,6 +304,9 @@ def gaussian_plane(plane, sy, sx, truncate, mode_code, cval):
     return _separable(plane, gy, gx, gy.size // 2, gx.size // 2, mode_code, cval, cval)
 
 
+_NO_PLANE = np.empty((0, 0), np.float32)     # an output the gradient kernel does not write
+
+
 def _gradient_maps(plane, mode_code):
     """Row and column border maps of a 3 x 3 gradient filter (centre (1, 1))."""
     from kernels.conv import border_map
@@ -325,27 +328,28 @@ def gradient_plane(plane, axis, mode_code, cval, smooth=SOBEL_SMOOTH):
         if axis == 0:
             return _separable(plane, d, s, 1, 1, mode_code, cval, cval)
         return _pass(_pass(plane, d, 1, 1, mode_code, cval), s, 0, 1, mode_code, cval)
-    from kernels.filters import gradient3x3
+    from kernels.filters import GRADIENT_COLUMNS, GRADIENT_ROWS, gradient3x3
     rows, cols = _gradient_maps(plane, mode_code)
     out = np.empty(plane.shape, np.float32)
-    gradient3x3(plane, rows, cols, *(float(t) for t in smooth), int(axis), out)
+    which = GRADIENT_ROWS if axis == 0 else GRADIENT_COLUMNS
+    gradient3x3(plane, rows, cols, *(float(t) for t in smooth), which, out, out, _NO_PLANE)
     return out
 
 
 def gradient_magnitude_plane(plane, mode_code, cval, smooth=SOBEL_SMOOTH):
     """``(gr, gc, magnitude)`` of a validated (H, W) float32 plane: the derivatives along rows
     and columns (:func:`gradient_plane`) and ``hypot(gr, gc)``, all float32, in one pass of
-    :func:`kernels.filters.gradient3x3_magnitude` (no checks; for callers inside cvcore)."""
+    :func:`kernels.filters.gradient3x3` (no checks; for callers inside cvcore)."""
     if mode_code == MODES["constant"] and cval != 0.0:
         gr = gradient_plane(plane, 0, mode_code, cval, smooth)
         gc = gradient_plane(plane, 1, mode_code, cval, smooth)
         return gr, gc, np.hypot(gr, gc)
-    from kernels.filters import gradient3x3_magnitude
+    from kernels.filters import GRADIENT_BOTH, gradient3x3
     rows, cols = _gradient_maps(plane, mode_code)
     gr = np.empty(plane.shape, np.float32)
     gc = np.empty(plane.shape, np.float32)
     mag = np.empty(plane.shape, np.float32)
-    gradient3x3_magnitude(plane, rows, cols, *(float(t) for t in smooth), gr, gc, mag)
+    gradient3x3(plane, rows, cols, *(float(t) for t in smooth), GRADIENT_BOTH, gr, gc, mag)
     return gr, gc, mag
 
 
