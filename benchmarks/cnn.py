@@ -5,6 +5,8 @@ Run from the repository root::
     python -m benchmarks.cnn                 # everything (several minutes)
     python -m benchmarks.cnn --shapes-only   # only the per-convolution-shape table
     python -m benchmarks.cnn --compile       # also the cold-cache Numba compile time
+    python -m benchmarks.cnn --busy          # the model rows idle and under background loads
+                                             # (benchmarks/cnn_busy.py; ~4 minutes)
     python -m benchmarks.cnn --efficientnet --cpu   # EfficientNet-Lite0 and depthwise only
                                                     # (cvcore and torch take turns call by call),
                                                     # with one-thread CPU times
@@ -620,11 +622,19 @@ def main(argv=None):
     parser.add_argument("--cpu", action="store_true",
                         help="also the one-thread CPU-time comparison (robust to machine load)")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--busy", action="store_true",
+                        help="the model rows idle and under background loads the benchmark "
+                             "starts itself, cvcore and torch each in its own process "
+                             "(benchmarks/cnn_busy.py)")
     parser.add_argument("--memory-child", nargs=2, metavar=("IMPL", "WORKLOAD"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
         memory_child(*args.memory_child)
+        return
+    if args.busy:
+        from benchmarks import cnn_busy
+        cnn_busy.main([])
         return
     if torch is not None:
         torch.set_num_threads(THREADS)

@@ -1,5 +1,5 @@
 """Rank-filter kernels (the median filter as a pruned sorting network applied to image rows)
-and the gradient magnitude.
+and the 3 x 3 gradient filters (Sobel, Prewitt, Scharr) with their magnitude.
 
 A sorting network is a fixed list of compare-exchange pairs ``(a, b)``, ``a < b``, after which
 slot ``a`` holds ``min`` and slot ``b`` holds ``max``. For a window of ``n`` pixels, slot ``t``
@@ -122,13 +122,124 @@ def median3x3(image, rows, cols, cval, out):
                 dst[j] = max(min(p, r), min(max(p, r), q))
 
 
-@njit(cache=True, parallel=True)
-def magnitude(a, b, out):
-    """``out = sqrt(a^2 + b^2)`` elementwise for (H, W) float32 arrays, computed in float64
-    so that no square overflows (the result is ``numpy.hypot`` rounded to float32)."""
+# ----------------------------------------------------------------------------- 3x3 gradients
+#
+# The derivative filters (Sobel, Prewitt, Scharr) are 3 x 3 and separable: a derivative
+# ``[-1, 0, 1]`` along one axis and a smoothing ``[s0, s1, s2]`` along the other. For output row
+# ``i`` only three source rows matter (above ``a``, own ``b``, below ``c``), so one pass down the
+# image computes, per row, the column smoothing ``S = s0 a + s1 b + s2 c`` and the column
+# difference ``D = c - a`` into two row buffers extended by one cell on either side, then
+#
+#     d/dcolumns[i, j] = S[j + 1] - S[j - 1]
+#     d/drows[i, j]    = s0 D[j - 1] + s1 D[j] + s2 D[j + 1]
+#
+# Both act along columns first, so extending S or D by the column border map equals extending
+# the image rows first (the border of a column is the same for every row). Rows beyond the top
+# or bottom come from the row border map; -1 there (``constant`` mode) is a row of zeros: the
+# caller takes the general path for a non-zero ``cval``, where SciPy's pass order matters.
+
+
+@njit(cache=True)
+def _extend_by_one(buf, cols):
+    """Fill ``buf[0]`` and ``buf[W + 1]`` (``W = buf.size - 2``, the row sits at ``buf[1:W + 1]``)
+    from the column border map ``cols`` (``border_map(W, 1, 1, mode)``); -1 gives 0."""
+    W = buf.size - 2
+    left = cols[0]
+    right = cols[W + 1]
+    buf[0] = 0.0 if left < 0 else buf[1 + left]
+    buf[W + 1] = 0.0 if right < 0 else buf[1 + right]
+
+
+@njit(cache=True)
+def _source_row(image, rows, p, zero):
+    """Row ``p`` of the image extended by the row border map: ``image[rows[p]]``, or the row
+    of zeros ``zero`` where ``rows[p]`` is -1."""
+    r = rows[p]
+    return zero if r < 0 else image[r]
+
+
+@njit(cache=True)
+def _smooth_rows(a, b, c, s0, s1, s2, cols, S):
+    """``S[1 + j] = s0 a[j] + s1 b[j] + s2 c[j]``, extended by one cell each side."""
+    W = a.size
+    mid = S[1:W + 1]
+    for j in range(W):
+        mid[j] = s0 * a[j] + s1 * b[j] + s2 * c[j]
+    _extend_by_one(S, cols)
+
+
+@njit(cache=True)
+def _difference_rows(a, c, cols, D):
+    """``D[1 + j] = c[j] - a[j]``, extended by one cell each side."""
+    W = a.size
+    mid = D[1:W + 1]
+    for j in range(W):
+        mid[j] = c[j] - a[j]
+    _extend_by_one(D, cols)
+
+
+@njit(cache=True, parallel=True, fastmath={"contract"})
+def gradient3x3(image, rows, cols, s0, s1, s2, axis, out):
+    """Derivative along ``axis`` (0: rows, 1: columns) of the 3 x 3 separable gradient filter
+    with smoothing taps ``(s0, s1, s2)`` along the other axis, one pass over the image.
+
+    ``image``, ``out`` (H, W) float32; ``rows = border_map(H, 1, 1, mode)``,
+    ``cols = border_map(W, 1, 1, mode)`` (-1 only for ``constant`` mode with ``cval = 0``).
+    Equal to ``scipy.ndimage.sobel`` (``prewitt``; Scharr's taps) up to float32 rounding of
+    the pass order. Parallel over blocks of ``ROW_BLOCK`` rows, two row buffers per block.
+    """
     H, W = out.shape
-    for i in prange(H):
-        for j in range(W):
-            x = np.float64(a[i, j])
-            y = np.float64(b[i, j])
-            out[i, j] = np.sqrt(x * x + y * y)
+    s0, s1, s2 = np.float32(s0), np.float32(s1), np.float32(s2)   # float32 arithmetic
+    nblocks = (H + ROW_BLOCK - 1) // ROW_BLOCK
+    for blk in prange(nblocks):
+        zero = np.zeros(W, np.float32)
+        buf = np.empty(W + 2, np.float32)
+        left = buf[0:W]
+        centre = buf[1:W + 1]
+        right = buf[2:W + 2]
+        for i in range(blk * ROW_BLOCK, min(H, (blk + 1) * ROW_BLOCK)):
+            a = _source_row(image, rows, i, zero)        # above
+            c = _source_row(image, rows, i + 2, zero)    # below
+            b = image[i]
+            dst = out[i]
+            if axis == 1:
+                _smooth_rows(a, b, c, s0, s1, s2, cols, buf)
+                for j in range(W):
+                    dst[j] = right[j] - left[j]
+            else:
+                _difference_rows(a, c, cols, buf)
+                for j in range(W):
+                    dst[j] = s0 * left[j] + s1 * centre[j] + s2 * right[j]
+
+
+@njit(cache=True, parallel=True, fastmath={"contract"})
+def gradient3x3_magnitude(image, rows, cols, s0, s1, s2, gr, gc, mag):
+    """Both derivatives of :func:`gradient3x3` and the magnitude in one pass over the image:
+    ``gr`` along rows, ``gc`` along columns, ``mag = sqrt(gr^2 + gc^2)`` computed in float64
+    (no square overflows; ``numpy.hypot`` rounded to float32). All (H, W) float32."""
+    H, W = mag.shape
+    s0, s1, s2 = np.float32(s0), np.float32(s1), np.float32(s2)   # float32 arithmetic
+    nblocks = (H + ROW_BLOCK - 1) // ROW_BLOCK
+    for blk in prange(nblocks):
+        zero = np.zeros(W, np.float32)
+        S = np.empty(W + 2, np.float32)
+        D = np.empty(W + 2, np.float32)
+        S_left, S_right = S[0:W], S[2:W + 2]
+        D_left, D_centre, D_right = D[0:W], D[1:W + 1], D[2:W + 2]
+        for i in range(blk * ROW_BLOCK, min(H, (blk + 1) * ROW_BLOCK)):
+            a = _source_row(image, rows, i, zero)        # above
+            c = _source_row(image, rows, i + 2, zero)    # below
+            b = image[i]
+            _smooth_rows(a, b, c, s0, s1, s2, cols, S)
+            _difference_rows(a, c, cols, D)
+            r_out = gr[i]
+            c_out = gc[i]
+            m_out = mag[i]
+            for j in range(W):
+                x = s0 * D_left[j] + s1 * D_centre[j] + s2 * D_right[j]
+                y = S_right[j] - S_left[j]
+                r_out[j] = x
+                c_out[j] = y
+                x64 = np.float64(x)
+                y64 = np.float64(y)
+                m_out[j] = np.sqrt(x64 * x64 + y64 * y64)

@@ -73,8 +73,9 @@ LAPLACE_KERNEL = ((0.0, 1.0, 0.0),   # sum of [1, -2, 1] along each axis (scipy.
 
 def _image(image, name="image"):
     """Image as C-contiguous float32 (H, W) or (H, W, C), finite, non-empty."""
-    arr = as_float_image(image, name)
-    if not np.isfinite(arr).all():   # float64 beyond float32's range becomes inf here
+    arr = as_float_image(image, name)   # finite, and float64 within float32's range
+    wider = not isinstance(image, np.ndarray) or image.dtype.itemsize > 8
+    if wider and not np.isfinite(arr).all():   # long double beyond float32's range -> inf
         raise ValueError(f"{name} has values beyond the float32 range (|x| > 3.4e38)")
     return arr
 
@@ -303,25 +304,49 @@ def gaussian_plane(plane, sy, sx, truncate, mode_code, cval):
     return _separable(plane, gy, gx, gy.size // 2, gx.size // 2, mode_code, cval, cval)
 
 
-def _hypot(a, b):
-    from kernels.filters import magnitude
-    out = np.empty(a.shape, np.float32)
-    magnitude(a, b, out)
-    return out
+def _gradient_maps(plane, mode_code):
+    """Row and column border maps of a 3 x 3 gradient filter (centre (1, 1))."""
+    from kernels.conv import border_map
+    return (border_map(plane.shape[0], 1, 1, mode_code),
+            border_map(plane.shape[1], 1, 1, mode_code))
 
 
 def gradient_plane(plane, axis, mode_code, cval, smooth=SOBEL_SMOOTH):
     """Derivative of a validated (H, W) float32 plane along ``axis`` with the given smoothing
     taps (no checks; for callers inside cvcore). As ``scipy.ndimage.sobel``: the derivative
-    along ``axis`` first, then the smoothing along the other axis."""
-    d = np.asarray(DERIVATIVE, np.float32)
-    s = np.asarray(smooth, np.float32)
-    if axis == 0:
-        return _separable(plane, d, s, 1, 1, mode_code, cval, cval)
+    along ``axis`` first, then the smoothing along the other axis.
+
+    One pass of :func:`kernels.filters.gradient3x3`, except for ``constant`` mode with a
+    non-zero ``cval``: there SciPy's pass order changes the result (the second pass sees
+    ``cval``, not the first pass's border), so the two 1-D passes run in SciPy's order."""
     if mode_code == MODES["constant"] and cval != 0.0:
-        # Only here does the pass order change the result: run SciPy's order exactly.
+        d = np.asarray(DERIVATIVE, np.float32)
+        s = np.asarray(smooth, np.float32)
+        if axis == 0:
+            return _separable(plane, d, s, 1, 1, mode_code, cval, cval)
         return _pass(_pass(plane, d, 1, 1, mode_code, cval), s, 0, 1, mode_code, cval)
-    return _separable(plane, s, d, 1, 1, mode_code, cval, cval)
+    from kernels.filters import gradient3x3
+    rows, cols = _gradient_maps(plane, mode_code)
+    out = np.empty(plane.shape, np.float32)
+    gradient3x3(plane, rows, cols, *(float(t) for t in smooth), int(axis), out)
+    return out
+
+
+def gradient_magnitude_plane(plane, mode_code, cval, smooth=SOBEL_SMOOTH):
+    """``(gr, gc, magnitude)`` of a validated (H, W) float32 plane: the derivatives along rows
+    and columns (:func:`gradient_plane`) and ``hypot(gr, gc)``, all float32, in one pass of
+    :func:`kernels.filters.gradient3x3_magnitude` (no checks; for callers inside cvcore)."""
+    if mode_code == MODES["constant"] and cval != 0.0:
+        gr = gradient_plane(plane, 0, mode_code, cval, smooth)
+        gc = gradient_plane(plane, 1, mode_code, cval, smooth)
+        return gr, gc, np.hypot(gr, gc)
+    from kernels.filters import gradient3x3_magnitude
+    rows, cols = _gradient_maps(plane, mode_code)
+    gr = np.empty(plane.shape, np.float32)
+    gc = np.empty(plane.shape, np.float32)
+    mag = np.empty(plane.shape, np.float32)
+    gradient3x3_magnitude(plane, rows, cols, *(float(t) for t in smooth), gr, gc, mag)
+    return gr, gc, mag
 
 
 def _gradient(image, axis, mode, cval, smooth):
@@ -329,13 +354,9 @@ def _gradient(image, axis, mode, cval, smooth):
     m, cval = _mode(mode), _cval(cval)
     if axis is not None and (isinstance(axis, bool) or axis not in (0, 1)):
         raise ValueError(f"axis must be 0 (rows), 1 (columns) or None (magnitude), got {axis!r}")
-
-    def along(p, ax):
-        return gradient_plane(p, ax, m, cval, smooth)
-
     if axis is None:
-        return _per_channel(img, lambda p: _hypot(along(p, 0), along(p, 1)))
-    return _per_channel(img, lambda p: along(p, axis))
+        return _per_channel(img, lambda p: gradient_magnitude_plane(p, m, cval, smooth)[2])
+    return _per_channel(img, lambda p: gradient_plane(p, axis, m, cval, smooth))
 
 
 def sobel(image, axis=None, mode="reflect", cval=0.0):
