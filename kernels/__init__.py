@@ -23,3 +23,9 @@ import os
 # (cvcore/_threads.py, measured in benchmarks/README.md, "A busy machine").
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+
+# Numba's cache needs a writable folder: a read-only install falls back to the user-wide cache,
+# and, where that is not writable either, to a private temporary folder (kernels/_cache.py).
+from kernels._cache import ensure_cache_dir  # noqa: E402
+
+ensure_cache_dir()
