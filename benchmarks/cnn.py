@@ -5,6 +5,8 @@ Run from the repository root::
     python -m benchmarks.cnn                 # everything (several minutes)
     python -m benchmarks.cnn --shapes-only   # only the per-convolution-shape table
     python -m benchmarks.cnn --compile       # also the cold-cache Numba compile time
+    python -m benchmarks.cnn --busy          # the model rows idle and under background loads
+                                             # (benchmarks/cnn_busy.py; ~4 minutes)
     python -m benchmarks.cnn --efficientnet --cpu   # EfficientNet-Lite0 and depthwise only
                                                     # (cvcore and torch take turns call by call),
                                                     # with one-thread CPU times
@@ -611,6 +613,11 @@ def compile_times():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--busy" in argv:                  # the rest of the options are benchmarks.cnn_busy's
+        from benchmarks import cnn_busy
+        cnn_busy.main([a for a in argv if a != "--busy"])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shapes-only", action="store_true")
     parser.add_argument("--models-only", action="store_true")
@@ -620,6 +627,10 @@ def main(argv=None):
     parser.add_argument("--cpu", action="store_true",
                         help="also the one-thread CPU-time comparison (robust to machine load)")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--busy", action="store_true",
+                        help="the model rows idle and under background loads the benchmark "
+                             "starts itself, cvcore and torch each in its own process "
+                             "(benchmarks/cnn_busy.py; its options follow, e.g. --fixed)")
     parser.add_argument("--memory-child", nargs=2, metavar=("IMPL", "WORKLOAD"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

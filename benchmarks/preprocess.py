@@ -1,16 +1,25 @@
 """Preprocessing benchmark: resize (each mode), warps and equalisation on a 1024x1024 image.
 
-Run from the repository root: ``python -m benchmarks.preprocess``. cvcore and every reference run
-on the same float32 (or uint8 where the reference needs it) image in one process; the ratio is
-reference time / cvcore time (above 1: cvcore is faster). Where a reference computes a different
-variant of the operation (Pillow's BILINEAR antialiases when shrinking, scikit-image's resize
-filters first), the label says so: those ratios compare cost, not identical work.
+Run from the repository root: ``python -m benchmarks.preprocess`` (``--threads 1`` for one
+thread on both sides: Numba's and OpenCV's pools; ``--only warp`` for the rows whose name holds
+``warp``). cvcore and every reference run on the same float32 (or uint8 where the reference needs
+it) image in one process, their calls interleaved (cvcore, then each reference, repeated), so a
+change of machine load hits both alike; the ratio is reference time / cvcore time (above 1:
+cvcore is faster). Where a reference computes a different variant of the operation (Pillow's
+BILINEAR antialiases when shrinking, scikit-image's resize filters first), the label carries a
+``*``: those ratios compare cost, not identical work. The last table gives every row's ratio to
+its fastest reference that does the same work (no ``*``), the figure the speed goal is about.
 """
 from __future__ import annotations
 
+import argparse
+import os
+import statistics
+import time
+
 import numpy as np
 
-from benchmarks.common import Row, machine_line, optional, print_table, run_rows
+from benchmarks.common import Row, Timing, machine_line, optional, peak_memory, print_table
 
 SIZE = 1024
 
@@ -27,12 +36,86 @@ def _image():
     return np.ascontiguousarray(np.tile(photo, reps)[:SIZE, :SIZE], dtype=np.float32)
 
 
-def main():
+def time_interleaved(row: Row, repeats: int):
+    """Time a row's calls interleaved: one warm-up each (reported as the first call), then
+    ``repeats`` rounds of cvcore followed by every reference, each an untimed and a timed call
+    (the untimed one keeps a call from paying for the previous library's allocations: a
+    reference's 1 MB output allocated right after a 50 ms scikit-image call measured 10x its
+    steady time); medians per call.
+
+    Returns ``({label: Timing or None}, {label: median process CPU seconds})``: the CPU time is
+    the one-thread cost when the run is limited to one thread.
+    """
+    calls = {"cvcore": row.cvcore, **row.refs}
+    first, walls, cpus = {}, {k: [] for k in calls}, {k: [] for k in calls}
+    shapes = {}
+    for label, fn in calls.items():
+        if fn is not None:
+            t0 = time.perf_counter()
+            result = fn()
+            first[label] = time.perf_counter() - t0
+            shapes[label] = np.asarray(result).shape
+    wrong = {k: v for k, v in shapes.items() if v != shapes["cvcore"]}
+    if wrong:       # a reference computing something else would make its ratio meaningless
+        raise RuntimeError(f"{row.name}: output shapes differ from cvcore's "
+                           f"{shapes['cvcore']}: {wrong}")
+    for _ in range(repeats):
+        for label, fn in calls.items():
+            if fn is None:
+                continue
+            fn()                        # untimed: each library times its own steady state
+            c0, t0 = time.process_time(), time.perf_counter()   # (allocator, caches), not the
+            fn()                                                # aftermath of the previous call
+            walls[label].append(time.perf_counter() - t0)
+            cpus[label].append(time.process_time() - c0)
+    timings = {k: None if fn is None else
+               Timing(first[k], statistics.median(walls[k]), peak_memory(fn))
+               for k, fn in calls.items()}
+    return timings, {k: statistics.median(v) for k, v in cpus.items() if v}
+
+
+def fastest_table(results, cpu) -> str:
+    """Per row: cvcore against its fastest same-work reference (labels without ``*``)."""
+    lines = [f"{'benchmark':<34} {'fastest ref':<16} {'cvcore ms':>9} {'ref ms':>9} {'ratio':>7} "
+             f"{'cv cpu ms':>9} {'ref cpu ms':>10}"]
+    lines.append("-" * len(lines[0]))
+    for name, timings in results:
+        cv = timings["cvcore"]
+        same = [(k, t) for k, t in timings.items() if k != "cvcore" and t is not None
+                and "*" not in k]
+        if not same:
+            lines.append(f"{name:<34} {'n/a':<16} {cv.median * 1e3:9.3f}")
+            continue
+        label, ref = min(same, key=lambda kv: kv[1].median)
+        lines.append(f"{name:<34} {label:<16} {cv.median * 1e3:9.3f} {ref.median * 1e3:9.3f} "
+                     f"{ref.median / cv.median:7.2f} {cpu[name]['cvcore'] * 1e3:9.3f} "
+                     f"{cpu[name][label] * 1e3:10.3f}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="threads for Numba and OpenCV alike (default: every core)")
+    parser.add_argument("--only", default="",
+                        help="run only the rows whose name contains this text")
+    parser.add_argument("--repeats", type=int, default=9, help="timed rounds per row")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be >= 1")
+    import numba
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    run(args)
+
+
+def run(args):
     from cvcore.io.images import to_uint8
     from cvcore.preprocess import (equalize_adapthist, equalize_hist, resize, warp_affine,
                                    warp_perspective)
 
     cv2 = optional("cv2")
+    if cv2 is not None:
+        cv2.setNumThreads(args.threads)
     transform = optional("skimage.transform")
     exposure = optional("skimage.exposure")
     PIL_Image = optional("PIL.Image")
@@ -49,29 +132,32 @@ def main():
     def pl(fn):
         return fn if pil is not None else None
 
-    rows = []
-    for label, shape in (("shrink 1024->512", (512, 512)), ("shrink 1024->700", (700, 700)),
-                         ("grow 1024->1536", (1536, 1536))):
-        h, w = shape
-        rows.append(Row(f"resize nearest {label}", lambda s=shape: resize(img, s, "nearest"), {
+    def resize_rows(label, h, w):
+        """The rows of one output size (a function, so that each row's calls bind their own
+        size: lambdas made in a loop over sizes would all see the last one)."""
+        out = [Row(f"resize nearest {label}", lambda: resize(img, (h, w), "nearest"), {
             "cv2 NEAREST": cv(lambda: cv2.resize(img, (w, h), interpolation=cv2.INTER_NEAREST)),
             "Pillow NEAREST": pl(lambda: pil.resize((w, h), PIL_Image.Resampling.NEAREST)),
             "skimage ord0": sk(lambda: transform.resize(img, (h, w), order=0,
                                                         anti_aliasing=False)),
-        }))
-        rows.append(Row(f"resize bilinear {label}", lambda s=shape: resize(img, s, "bilinear"), {
+        }), Row(f"resize bilinear {label}", lambda: resize(img, (h, w), "bilinear"), {
             "cv2 LINEAR": cv(lambda: cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)),
             "Pillow BILIN*": pl(lambda: pil.resize((w, h), PIL_Image.Resampling.BILINEAR)),
             "skimage ord1": sk(lambda: transform.resize(img, (h, w), order=1,
                                                         anti_aliasing=False)),
-        }))
+        })]
         if h < SIZE:
-            rows.append(Row(f"resize area {label}", lambda s=shape: resize(img, s, "area"), {
+            out.append(Row(f"resize area {label}", lambda: resize(img, (h, w), "area"), {
                 "cv2 AREA": cv(lambda: cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)),
                 "Pillow BOX": pl(lambda: pil.resize((w, h), PIL_Image.Resampling.BOX)),
                 "skimage aa*": sk(lambda: transform.resize(img, (h, w), order=1,
                                                            anti_aliasing=True)),
             }))
+        return out
+
+    rows = [row for label, n in (("shrink 1024->512", 512), ("shrink 1024->700", 700),
+                                 ("grow 1024->1536", 1536))
+            for row in resize_rows(label, n, n)]
 
     angle = np.deg2rad(17.0)
     c, s = np.cos(angle), np.sin(angle)
@@ -102,10 +188,24 @@ def main():
         "cv2 equalizeHist*": cv(lambda: cv2.equalizeHist(img8)),
     }))
 
+    import numba
+    rows = [r for r in rows if args.only in r.name]
+    results, cpu = [], {}
+    for row in rows:
+        timings, cpu[row.name] = time_interleaved(row, args.repeats)
+        results.append((row.name, timings))
+        print(f"  timed {row.name}", flush=True)
     print(machine_line())
+    print(f"threads: numba {numba.get_num_threads()}, cv2 "
+          f"{cv2.getNumThreads() if cv2 is not None else 'n/a'} (Pillow and scikit-image use one); "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"input {SIZE}x{SIZE} float32 (uint8 for CLAHE and cv2.equalizeHist); "
-          f"* = the reference computes a different variant (see the module docstring)")
-    print_table(run_rows(rows))
+          f"* = the reference computes a different variant (see the module docstring); "
+          f"ratio = ref ms / cvcore ms, calls interleaved, median of {args.repeats}")
+    print_table(results)
+    print()
+    print("ratio to the fastest reference doing the same work (cpu = process CPU time per call)")
+    print(fastest_table(results, cpu))
 
 
 if __name__ == "__main__":

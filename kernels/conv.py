@@ -95,6 +95,18 @@ def _pad_row(src, cols, cx, fill, buf):
 
 
 @njit(cache=True)
+def _extend_in_place(buf, cols, cx, W, fill):
+    """Border cells of a row already sitting at ``buf[cx:cx + W]``: ``buf[c] = buf[cx + cols[c]]``
+    (``fill`` where ``cols[c]`` is -1) for the cells before and after it."""
+    for c in range(cx):
+        s = cols[c]
+        buf[c] = fill if s < 0 else buf[cx + s]
+    for c in range(cx + W, buf.size):
+        s = cols[c]
+        buf[c] = fill if s < 0 else buf[cx + s]
+
+
+@njit(cache=True)
 def fill_ring(ring, image, rows, cols, cx, fill, i, first):
     """Bring the ring of extended source rows up to date for output row ``i``.
 
@@ -117,10 +129,10 @@ def fill_ring(ring, image, rows, cols, cx, fill, i, first):
 def _taps(acc, bufs, tu, tv, tw):
     """``acc[j] += sum_t tw[t] * bufs[tu[t], tv[t] + j]`` for ``j < acc.size``.
 
-    The taps (rows ``tu``, column offsets ``tv``, weights ``tw``) are taken eight, then four,
-    then the last one to three at a time, so the output row is loaded and stored once per
-    group rather than once per tap; every operand is a view starting at index 0, so LLVM
-    vectorises each sweep.
+    The taps (rows ``tu``, column offsets ``tv``, weights ``tw``) are taken eight, then four
+    at a time, so the output row is loaded and stored once per group rather than once per
+    tap, and the last one to three one at a time (fewer loop variants: less to compile);
+    every operand is a view starting at index 0, so LLVM vectorises each sweep.
     """
     W = acc.size
     n = tw.size
@@ -149,23 +161,9 @@ def _taps(acc, bufs, tu, tv, tw):
         for j in range(W):
             acc[j] += (w0 * b0[j] + w1 * b1[j]) + (w2 * b2[j] + w3 * b3[j])
         t += 4
-    rest = n - t
-    if rest == 3:
-        b0 = bufs[tu[t], tv[t]:tv[t] + W]
-        b1 = bufs[tu[t + 1], tv[t + 1]:tv[t + 1] + W]
-        b2 = bufs[tu[t + 2], tv[t + 2]:tv[t + 2] + W]
-        w0, w1, w2 = tw[t], tw[t + 1], tw[t + 2]
-        for j in range(W):
-            acc[j] += w0 * b0[j] + w1 * b1[j] + w2 * b2[j]
-    elif rest == 2:
-        b0 = bufs[tu[t], tv[t]:tv[t] + W]
-        b1 = bufs[tu[t + 1], tv[t + 1]:tv[t + 1] + W]
-        w0, w1 = tw[t], tw[t + 1]
-        for j in range(W):
-            acc[j] += w0 * b0[j] + w1 * b1[j]
-    elif rest == 1:
-        b0 = bufs[tu[t], tv[t]:tv[t] + W]
-        w0 = tw[t]
+    for r in range(t, n):                  # the last one to three taps, one sweep each
+        b0 = bufs[tu[r], tv[r]:tv[r] + W]
+        w0 = tw[r]
         for j in range(W):
             acc[j] += w0 * b0[j]
 
@@ -216,35 +214,40 @@ def correlate_separable(image, yu, yw, xv, xw, nx, rows, cols, cx, cval, cval_se
     axis 1 (``cval_second = cval``), and the 2-D correlation with ``outer(ky, kx)`` when
     ``cval_second = cval * sum(ky)``. A 1-D pass is the case ``kx = [1]`` (``cx = 0``) or
     ``ky = [1]`` (``rows = arange(H)``). The intermediate row stays in cache; no padded or
-    intermediate image is made.
+    intermediate image is made. Parallel over blocks of ``ROW_BLOCK`` rows, with the small
+    buffers allocated once per block.
     """
     H, W = out.shape
     fill = np.float32(cval)
     fill2 = np.float32(cval_second)
     xu = np.zeros(xv.size, np.int64)
     no_shift = np.zeros(yu.size, np.int64)
-    for i in prange(H):
-        # Column pass as a "row tap" pass over the image itself: tap t reads image row
-        # rows[i + yu[t]] unshifted; taps beyond the top/bottom (cval) add a constant instead.
+    nblocks = (H + ROW_BLOCK - 1) // ROW_BLOCK
+    for b in prange(nblocks):
         src_rows = np.empty(yu.size, np.int64)
         src_w = np.empty(yu.size, np.float32)
-        m = 0
-        outside = np.float32(0.0)
-        for k in range(yu.size):
-            r = rows[i + yu[k]]
-            if r < 0:
-                outside += yw[k] * fill
-            else:
-                src_rows[m] = r
-                src_w[m] = yw[k]
-                m += 1
-        t = np.empty(W, np.float32)
-        for j in range(W):
-            t[j] = outside
-        _taps(t, image, src_rows[:m], no_shift[:m], src_w[:m])
-        buf = np.empty((1, W + nx - 1), np.float32)
-        _pad_row(t, cols, cx, fill2, buf[0])
-        acc = out[i]
-        for j in range(W):
-            acc[j] = 0.0
-        _taps(acc, buf, xu, xv, xw)
+        # The column pass writes straight into the middle of the extended row; its border
+        # cells are then copied from the row itself (or cval_second), never a padded image.
+        ext = np.empty((1, W + nx - 1), np.float32)
+        t = ext[0, cx:cx + W]
+        for i in range(b * ROW_BLOCK, min(H, (b + 1) * ROW_BLOCK)):
+            # Column pass as a "row tap" pass over the image itself: tap k reads image row
+            # rows[i + yu[k]] unshifted; taps beyond the top/bottom (cval) add a constant.
+            m = 0
+            outside = np.float32(0.0)
+            for k in range(yu.size):
+                r = rows[i + yu[k]]
+                if r < 0:
+                    outside += yw[k] * fill
+                else:
+                    src_rows[m] = r
+                    src_w[m] = yw[k]
+                    m += 1
+            for j in range(W):
+                t[j] = outside
+            _taps(t, image, src_rows[:m], no_shift[:m], src_w[:m])
+            _extend_in_place(ext[0], cols, cx, W, fill2)
+            acc = out[i]
+            for j in range(W):
+                acc[j] = 0.0
+            _taps(acc, ext, xu, xv, xw)

@@ -2,99 +2,117 @@
 
 Conventions: ``gr`` is the derivative along rows (axis 0), ``gc`` along columns (axis 1), both
 float32 (H, W); ``magnitude = hypot(gr, gc)``. ``mask`` is uint8 (H, W) and is 0 on the outer
-one-pixel frame (the caller erodes it), so every kernel here may read the 8 neighbours of any
-pixel whose mask is set without a bounds check.
+one-pixel frame (the caller erodes it). The two kernels share a uint8 (H, W) state map:
+``NONE`` (not an edge), ``WEAK`` (a local maximum between the thresholds), ``STRONG`` (a local
+maximum at or above the high threshold), ``EDGE`` (kept by the hysteresis). Only pixels inside
+the frame are ever ``WEAK`` or ``STRONG``, so the hysteresis reads the 8 neighbours of any of
+them without a bounds check.
 """
 import numpy as np
 from numba import njit, prange
 
-
-@njit(cache=True, inline="always")
-def _interp(mag, i, j, di1, dj1, di2, dj2, w):
-    """Linear interpolation between neighbour 1 (weight 1 - w) and neighbour 2 (weight w)."""
-    return mag[i + di2, j + dj2] * w + mag[i + di1, j + dj1] * (1.0 - w)
+NONE = 0
+WEAK = 1      # odd codes are the candidates the flood fill may still take
+EDGE = 2
+STRONG = 3
 
 
 @njit(cache=True, parallel=True)
-def nonmax_suppression(gr, gc, magnitude, mask, low, out):
-    """Keep ``magnitude`` where it is a local maximum along the gradient direction, else 0.
+def nonmax_suppression(gr, gc, magnitude, mask, low, high, state):
+    """Mark the local maxima of ``magnitude`` along the gradient direction in ``state``.
 
-    A pixel survives when ``mask`` is set, ``magnitude >= low`` and the magnitude is ``>=`` the
-    values interpolated at one pixel step forward and backward along the gradient. The
-    interpolation is between the axis neighbour and the diagonal neighbour on the side the
-    gradient points to, weighted by ``min(|gr|, |gc|) / max(|gr|, |gc|)`` (the tangent of
-    the angle from the nearer axis): scikit-image's ``canny`` (bilinear variant of Canny 1986,
-    sec. IV).
-    A ``low`` of 0 is raised to 1e-14 so that flat pixels (magnitude 0) never survive.
+    A pixel is a candidate when ``mask`` is set, ``magnitude >= low`` and the magnitude is
+    ``>=`` the values interpolated at one pixel step forward and backward along the gradient;
+    it is ``STRONG`` when also ``magnitude >= high``, else ``WEAK``; every other pixel is
+    ``NONE``. The interpolation is between the axis neighbour and the diagonal neighbour on
+    the side the gradient points to, weighted by ``w = min(|gr|, |gc|) / max(|gr|, |gc|)``
+    (the tangent of the angle from the nearer axis): scikit-image's ``canny`` (bilinear
+    variant of Canny 1986, sec. IV). A ``low`` of 0 is raised to 1e-14 so that flat pixels
+    (magnitude 0) never survive.
+
+    Written without branches on the direction: for each pixel the two neighbours forward
+    and backward are *selected* among the nine loaded from three rows, so LLVM vectorises
+    the loop over a row. The diagonal neighbour forward is ``(+1, +1)`` when ``gr`` and
+    ``gc`` have the same sign (both > 0 or both <= 0) and ``(-1, +1)`` otherwise; the axis
+    neighbour is the row neighbour on that side when the gradient is nearer the row axis
+    (``|gr| > |gc|``; ``>=`` for opposite signs), else the column neighbour ``(0, +1)``.
     """
     H, W = magnitude.shape
     if low == 0.0:
         low = 1e-14
-    for i in prange(H):
-        for j in range(W):
-            out[i, j] = 0.0
-            m = magnitude[i, j]
-            if mask[i, j] == 0 or not (m >= low):
-                continue
-            a = gr[i, j]
-            b = gc[i, j]
+    if H < 3 or W < 3:                     # all frame, nothing inside
+        state[:, :] = NONE
+        return
+    for j in range(W):
+        state[0, j] = NONE
+        state[H - 1, j] = NONE
+    for i in prange(1, H - 1):
+        state[i, 0] = NONE
+        state[i, W - 1] = NONE
+        n = W - 2          # interior columns 1 .. W - 2; index k below is column k + 1
+        up_l, up_c, up_r = magnitude[i - 1, 0:n], magnitude[i - 1, 1:n + 1], magnitude[i - 1, 2:n + 2]
+        m_l, m_c, m_r = magnitude[i, 0:n], magnitude[i, 1:n + 1], magnitude[i, 2:n + 2]
+        dn_l, dn_c, dn_r = magnitude[i + 1, 0:n], magnitude[i + 1, 1:n + 1], magnitude[i + 1, 2:n + 2]
+        a_row = gr[i, 1:n + 1]
+        b_row = gc[i, 1:n + 1]
+        mask_row = mask[i, 1:n + 1]
+        dst = state[i, 1:n + 1]
+        for k in range(n):
+            # All nine loads first, then only selects between registers: a load under a
+            # condition would stop LLVM from if-converting (and vectorising) the loop.
+            ul, uc, ur = up_l[k], up_c[k], up_r[k]
+            ml, m, mr = m_l[k], m_c[k], m_r[k]
+            dl, dc, dr = dn_l[k], dn_c[k], dn_r[k]
+            a = a_row[k]
+            b = b_row[k]
+            inside = mask_row[k] != 0
             aa = abs(a)
             ab = abs(b)
-            # Same signs (both > 0, or both <= 0): the gradient runs along the main diagonal
-            # (+1, +1); opposite signs: along the anti-diagonal (-1, +1).
             same = (a > 0.0) == (b > 0.0)
-            if same:
-                if aa > ab:          # nearer the row axis: neighbours (+1, 0) and (+1, +1)
-                    w = ab / aa
-                    fwd = _interp(magnitude, i, j, 1, 0, 1, 1, w)
-                    bwd = _interp(magnitude, i, j, -1, 0, -1, -1, w)
-                else:                # nearer the column axis: (0, +1) and (+1, +1)
-                    w = aa / ab
-                    fwd = _interp(magnitude, i, j, 0, 1, 1, 1, w)
-                    bwd = _interp(magnitude, i, j, 0, -1, -1, -1, w)
-            else:
-                if aa < ab:          # nearer the column axis: (0, +1) and (-1, +1)
-                    w = aa / ab
-                    fwd = _interp(magnitude, i, j, 0, 1, -1, 1, w)
-                    bwd = _interp(magnitude, i, j, 0, -1, 1, -1, w)
-                else:                # nearer the row axis: (-1, 0) and (-1, +1)
-                    w = ab / aa
-                    fwd = _interp(magnitude, i, j, -1, 0, -1, 1, w)
-                    bwd = _interp(magnitude, i, j, 1, 0, 1, -1, w)
-            if fwd <= m and bwd <= m:
-                out[i, j] = m
+            near_row_axis = (aa > ab) if same else (aa >= ab)
+            w = min(aa, ab) / max(aa, ab)       # 0 / 0 only where m = 0 < low
+            diag_fwd = dr if same else ur
+            diag_bwd = ul if same else dl
+            row_fwd = dc if same else uc
+            row_bwd = uc if same else dc
+            axis_fwd = row_fwd if near_row_axis else mr
+            axis_bwd = row_bwd if near_row_axis else ml
+            fwd = diag_fwd * w + axis_fwd * (1.0 - w)
+            bwd = diag_bwd * w + axis_bwd * (1.0 - w)
+            keep = inside & (m >= low) & (fwd <= m) & (bwd <= m)
+            dst[k] = (STRONG if m >= high else WEAK) if keep else NONE
 
 
 @njit(cache=True)
-def hysteresis(candidates, high, out):
-    """Hysteresis thresholding (Canny 1986, sec. V): keep every 8-connected group of
-    candidate pixels (``candidates > 0``) that holds at least one pixel ``>= high``.
+def hysteresis(state):
+    """Hysteresis thresholding (Canny 1986, sec. V), in place on the state map of
+    :func:`nonmax_suppression`: every 8-connected group of candidates (``WEAK``/``STRONG``)
+    that holds a ``STRONG`` pixel becomes ``EDGE``; the rest stay as they were.
 
-    Flood fill from each strong pixel with an explicit stack of (row, column) pairs;
-    ``out`` (H, W) uint8 receives 1 for kept pixels. Equal to labelling the candidates and
-    keeping the labels that contain a strong pixel. Each pixel is pushed at most once (it is
-    marked when pushed), so the stacks never hold more than H * W entries.
+    Flood fill from each strong pixel with an explicit stack of flat indices. A neighbour is
+    taken when its code is odd (a candidate not yet taken); it is pushed and marked ``EDGE``
+    without a branch (the stack top moves by 0 or 1), since whether a neighbour is a
+    candidate is a coin toss the branch predictor loses. Each pixel is pushed at most once,
+    so the stack never holds more than H * W entries. Equal to labelling the candidates and
+    keeping the labels that contain a strong pixel.
     """
-    H, W = candidates.shape
-    out[:, :] = 0
-    stack_r = np.empty(H * W, np.int32)
-    stack_c = np.empty(H * W, np.int32)
-    for i0 in range(H):
-        for j0 in range(W):
-            if out[i0, j0] or not (candidates[i0, j0] > 0.0 and candidates[i0, j0] >= high):
-                continue
-            out[i0, j0] = 1
-            stack_r[0] = i0
-            stack_c[0] = j0
-            top = 1
-            while top > 0:
-                top -= 1
-                i = stack_r[top]
-                j = stack_c[top]
-                for ii in range(max(i - 1, 0), min(i + 2, H)):
-                    for jj in range(max(j - 1, 0), min(j + 2, W)):
-                        if out[ii, jj] == 0 and candidates[ii, jj] > 0.0:
-                            out[ii, jj] = 1
-                            stack_r[top] = ii
-                            stack_c[top] = jj
-                            top += 1
+    H, W = state.shape
+    flat = state.reshape(H * W)       # a view: the caller passes a C-contiguous map
+    stack = np.empty(H * W, np.int64)
+    neighbours = np.array([-W - 1, -W, -W + 1, -1, 1, W - 1, W, W + 1], np.int64)
+    for p0 in range(H * W):
+        if flat[p0] != STRONG:
+            continue
+        flat[p0] = EDGE
+        stack[0] = p0
+        top = 1
+        while top > 0:
+            top -= 1
+            p = stack[top]
+            for d in neighbours:
+                q = p + d
+                code = flat[q]
+                take = code & 1
+                stack[top] = q
+                top += take
+                flat[q] = EDGE if take else code

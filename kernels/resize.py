@@ -26,7 +26,7 @@ AREA_MIN_FRACTION = 1e-3   # resize.cpp computeResizeAreaTab: partial overlaps b
 
 @njit(cache=True, nogil=True)
 def nearest_table(n_in, n_out, scale, idx, w):
-    """Fill ``idx`` (int64, (n_out, 1)) and ``w`` (float32, (n_out, 1)) for nearest sampling."""
+    """Fill ``idx`` (int32, (n_out, 1)) and ``w`` (float32, (n_out, 1)) for nearest sampling."""
     for d in range(n_out):
         s = int(math.floor(d * scale))
         idx[d, 0] = min(s, n_in - 1)
@@ -103,9 +103,15 @@ def area_table(n_in, n_out, scale, idx, w):
             w[d, t] = np.float32(min(min(stop - s2, 1.0), cell) / cell)
 
 
+ROW_BLOCK = 16        # output rows per parallel task at least: a task passes every input row its
+                     # output rows read, so tiny blocks would pass the rows they share twice
+ROW_BATCH = 4         # input rows passed together: one load of the column table serves four rows
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def resize_nearest(image, rows, cols, out):
-    """``out[c, y, x] = image[c, rows[y], cols[x]]``: image (C, H, W), out (C, h, w), float32.
+    """``out[c, y, x] = image[c, rows[y], cols[x]]``: image (C, H, W), out (C, h, w), float32;
+    rows (h,) and cols (w,) int32, valid indices.
 
     Channel planes (not interleaved channels) keep the inner loop a plain gather along a row.
     """
@@ -116,42 +122,194 @@ def resize_nearest(image, rows, cols, out):
         src = image[c, rows[y]]
         dst = out[c, y]
         for x in range(w):
-            dst[x] = src[cols[x]]
+            dst[x] = src[np.uint32(cols[x])]    # unsigned: no negative-index wrap to test
+
+
+@njit(cache=True, nogil=True)
+def _horizontal(src, col_idx, col_w, dst):
+    """One input row through the column table: ``dst[x] = sum_t col_w[t, x] * src[col_idx[t, x]]``.
+
+    The tables are stored tap-major, (taps, w), so each tap is one contiguous pass over ``x``;
+    indices are cast to unsigned so that Numba does not test them for negative wrap-around.
+    """
+    taps, w = col_idx.shape
+    i0, w0 = col_idx[0], col_w[0]
+    if taps == 2:               # linear tables: one fused pass
+        i1, w1 = col_idx[1], col_w[1]
+        for x in range(w):
+            dst[x] = w0[x] * src[np.uint32(i0[x])] + w1[x] * src[np.uint32(i1[x])]
+        return
+    for x in range(w):
+        dst[x] = w0[x] * src[np.uint32(i0[x])]
+    for t in range(1, taps):
+        it, wt = col_idx[t], col_w[t]
+        for x in range(w):
+            dst[x] += wt[x] * src[np.uint32(it[x])]
+
+
+@njit(cache=True, nogil=True)
+def _horizontal4(s0, s1, s2, s3, col_idx, col_w, d0, d1, d2, d3):
+    """:func:`_horizontal` for four rows at once (same arithmetic, per row): the column indices
+    and weights are loaded once for the four gathers, which halves the loads per output."""
+    taps, w = col_idx.shape
+    for t in range(taps):
+        it, wt = col_idx[t], col_w[t]
+        for x in range(w):
+            i = np.uint32(it[x])
+            a = wt[x]
+            if t == 0:
+                d0[x] = a * s0[i]
+                d1[x] = a * s1[i]
+                d2[x] = a * s2[i]
+                d3[x] = a * s3[i]
+            else:
+                d0[x] += a * s0[i]
+                d1[x] += a * s1[i]
+                d2[x] += a * s2[i]
+                d3[x] += a * s3[i]
+
+
+@njit(cache=True, nogil=True)
+def _row_blocks(h):
+    """Split ``h`` output rows into blocks for the parallel tasks: (rows per block, blocks)."""
+    block = max(ROW_BLOCK, (h + 7) // 8)
+    return block, (h + block - 1) // block
+
+
+@njit(cache=True, nogil=True)
+def _block_of_task(task, block, n_blocks, h):
+    """Channel and output rows ``y0:y1`` of parallel task ``task`` (tasks run channel-major)."""
+    y0 = (task % n_blocks) * block
+    return task // n_blocks, y0, min(y0 + block, h)
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def resize_separable(image, row_idx, row_w, col_idx, col_w, rows_needed, tmp, out):
-    """Apply a column table, then a row table (float32 throughout), plane by plane.
+def resize_separable(image, row_idx, row_w, col_idx, col_w, out):
+    """Apply a column table, then a row table (float32 throughout), as OpenCV's ``resize`` does.
 
-    image (C, H, W); tmp (C, H, w) receives the horizontal pass for the rows flagged in
-    ``rows_needed`` (bool, H: the rows the row table uses with a non-zero weight); out (C, h, w).
-    The vertical pass adds whole weighted rows of ``tmp``, a contiguous loop LLVM vectorises.
+    image (C, H, W); row_idx / row_w (h, taps) the row table, int32 / float32; col_idx / col_w
+    (taps, w) the column table, tap-major; out (C, h, w). Each parallel task takes a block of
+    output rows: it passes the input rows they read (non-zero weight; each once, four at a time)
+    through the column table into a block buffer, then makes each output row as the weighted sum
+    of its buffer rows, a contiguous loop LLVM vectorises.
     """
     C, H, W = image.shape
     h, w = out.shape[1], out.shape[2]
-    col_taps = col_idx.shape[1]
-    row_taps = row_idx.shape[1]
-    for p in prange(C * H):
-        c = p // H
-        y = p % H
-        if not rows_needed[y]:
+    taps = row_idx.shape[1]
+    block, n_blocks = _row_blocks(h)
+    for task in prange(C * n_blocks):
+        c, y0, y1 = _block_of_task(task, block, n_blocks, h)
+        # the input rows this block reads: rows lo..hi, flagged where used
+        lo, hi = H, -1
+        for y in range(y0, y1):
+            for t in range(taps):
+                if row_w[y, t] != 0.0:
+                    lo = min(lo, row_idx[y, t])
+                    hi = max(hi, row_idx[y, t])
+        used = np.zeros(hi - lo + 1, dtype=np.bool_)
+        for y in range(y0, y1):
+            for t in range(taps):
+                if row_w[y, t] != 0.0:
+                    used[row_idx[y, t] - lo] = True
+        rows = np.empty(hi - lo + 1, dtype=np.int64)
+        n = 0
+        for i in range(hi - lo + 1):
+            if used[i]:
+                rows[n] = lo + i
+                n += 1
+        buf = np.empty((hi - lo + 1, w), dtype=np.float32)
+        plane = image[c]
+        i = 0
+        while i + ROW_BATCH <= n:
+            r0, r1, r2, r3 = rows[i], rows[i + 1], rows[i + 2], rows[i + 3]
+            _horizontal4(plane[r0], plane[r1], plane[r2], plane[r3], col_idx, col_w,
+                         buf[r0 - lo], buf[r1 - lo], buf[r2 - lo], buf[r3 - lo])
+            i += ROW_BATCH
+        while i < n:
+            _horizontal(plane[rows[i]], col_idx, col_w, buf[rows[i] - lo])
+            i += 1
+        for y in range(y0, y1):
+            _vertical(buf, row_idx, row_w, y, lo, out[c, y])
+
+
+@njit(cache=True, nogil=True)
+def _vertical(plane, row_idx, row_w, y, lo, dst):
+    """``dst[:] = sum_t row_w[y, t] * plane[row_idx[y, t] - lo, :]`` over the taps of non-zero
+    weight (``plane`` holds rows from ``lo`` on; whole rows: contiguous loops LLVM vectorises)."""
+    first = True
+    for t in range(row_idx.shape[1]):
+        weight = row_w[y, t]
+        if weight == 0.0:               # unused slot of an area table (or a zero linear tap)
             continue
-        src = image[c, y]
-        dst = tmp[c, y]
-        for x in range(w):
-            acc = np.float32(0.0)
-            for t in range(col_taps):
-                acc += col_w[x, t] * src[col_idx[x, t]]
-            dst[x] = acc
+        src = plane[row_idx[y, t] - lo]
+        if first:
+            for x in range(dst.shape[0]):
+                dst[x] = weight * src[x]
+            first = False
+        else:
+            for x in range(dst.shape[0]):
+                dst[x] += weight * src[x]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def resize_separable_rows_first(image, row_idx, row_w, col_idx, col_w, out):
+    """:func:`resize_separable` with the passes the other way round, for a shrinking row count.
+
+    Each output row is first blended from its input rows (full width ``W``, vectorised), then
+    passed through the column table. The column pass gathers (it does not vectorise), and this
+    order gathers ``h * w`` times instead of ``(rows read) * w``: fewer when ``h < H``. The two
+    orders differ only by float rounding (the weights multiply in another order).
+    Arguments as in :func:`resize_separable`.
+    """
+    C, H, W = image.shape
+    h, w = out.shape[1], out.shape[2]
+    block, n_blocks = _row_blocks(h)
+    for task in prange(C * n_blocks):
+        c, y0, y1 = _block_of_task(task, block, n_blocks, h)
+        plane = image[c]
+        tmp = np.empty((ROW_BATCH, W), dtype=np.float32)
+        y = y0
+        while y + ROW_BATCH <= y1:
+            for i in range(ROW_BATCH):
+                _vertical(plane, row_idx, row_w, y + i, 0, tmp[i])
+            _horizontal4(tmp[0], tmp[1], tmp[2], tmp[3], col_idx, col_w,
+                         out[c, y], out[c, y + 1], out[c, y + 2], out[c, y + 3])
+            y += ROW_BATCH
+        while y < y1:
+            _vertical(plane, row_idx, row_w, y, 0, tmp[0])
+            _horizontal(tmp[0], col_idx, col_w, out[c, y])
+            y += 1
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def resize_area_integer(image, ky, kx, out):
+    """Block mean for integer factors ``ky`` (rows) and ``kx`` (columns): ``out[c, y, x]`` is the
+    mean of ``image[c, ky*y : ky*y + ky, kx*x : kx*x + kx]`` (OpenCV's ``resizeAreaFast``).
+
+    image (C, ky*h, kx*w), out (C, h, w), float32. Each output row sums its ``ky`` input rows into
+    a row buffer (contiguous, vectorised), then adds each run of ``kx`` neighbours.
+    """
+    C, h, w = out.shape
+    W = image.shape[2]
+    scale = np.float32(1.0 / (ky * kx))
     for p in prange(C * h):
         c = p // h
         y = p % h
+        rowsum = np.empty(W, dtype=np.float32)
+        top = image[c, y * ky]
+        for x in range(W):
+            rowsum[x] = top[x]
+        for i in range(1, ky):
+            src = image[c, y * ky + i]
+            for x in range(W):
+                rowsum[x] += src[x]
         dst = out[c, y]
-        dst[:] = 0.0
-        for t in range(row_taps):
-            weight = row_w[y, t]
-            if weight == 0.0:           # unused slot of an area table (or a zero linear tap)
-                continue
-            src = tmp[c, row_idx[y, t]]
+        if kx == 2:             # the common halving: a fixed stride LLVM vectorises
             for x in range(w):
-                dst[x] += weight * src[x]
+                dst[x] = (rowsum[2 * x] + rowsum[2 * x + 1]) * scale
+        else:
+            for x in range(w):
+                acc = np.float32(0.0)
+                for j in range(kx):
+                    acc += rowsum[x * kx + j]
+                dst[x] = acc * scale

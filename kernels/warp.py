@@ -13,6 +13,13 @@ equivalents in brackets):
 * ``MODE_WRAP``: ``c d | a b c d | a b`` (``BORDER_WRAP``)
 
 A point whose ``s`` is 0 or whose position is not finite gets ``cval`` in every mode.
+
+How the kernels are fast (the arithmetic is the twin's, operation for operation): each output row
+is done in two passes. The first computes every pixel's source position and its integer tap and
+fraction (float64 position, float32 fractions), a branch-free loop LLVM vectorises, division
+included. The second reads the pixels: where all taps are inside the image (almost every pixel of
+most warps) four plain loads and the blend, else the border rules. The positions are shared by
+the channels, and the rows are split into blocks, one parallel task each.
 Readable twin: :mod:`kernels.reference.warp`.
 """
 import math
@@ -25,117 +32,204 @@ from kernels.conv import (MODE_CONSTANT, MODE_MIRROR, MODE_NEAREST, MODE_REFLECT
                           MODE_WRAP, border_index)
 
 COORD_LIMIT = 1e9    # positions are clamped to +-this before the integer conversion
+UNDEFINED = -(1 << 30)   # tap index marking an undefined source position (beyond -COORD_LIMIT)
+ROW_BLOCK = 8        # output rows per parallel task
+TILE_COLS = 1024     # output columns per tile (measured: narrower tiles, 128-512, were slower:
+                     # the hardware prefetcher follows long runs along a source row)
 
 
-@njit(cache=True)
-def _source(Minv, x, y):
-    """Source position of output pixel (x, y); (nan, nan) where it is undefined."""
+@njit(cache=True, nogil=True, error_model="numpy")   # s = 0 divides to inf/NaN, no exception
+def _source(Minv, x, y, affine):
+    """Source position ``(u / s, v / s)`` of output pixel (x, y), clamped to +-COORD_LIMIT, and
+    whether it is defined (``s != 0`` and finite; else the position returned is (0, 0)).
+
+    ``u = Minv[0, 0] * x + Minv[0, 1] * y + Minv[0, 2]`` evaluated left to right as written
+    (``v``, ``s`` likewise). ``affine`` (``Minv[2] == (0, 0, 1)``, so ``s == 1`` exactly and
+    ``u / s == u``) skips the divisions: the same numbers, and the row loops that call this
+    (no other branch) vectorise with or without them.
+    """
     u = Minv[0, 0] * x + Minv[0, 1] * y + Minv[0, 2]
     v = Minv[1, 0] * x + Minv[1, 1] * y + Minv[1, 2]
-    s = Minv[2, 0] * x + Minv[2, 1] * y + Minv[2, 2]
-    if s == 0.0:
-        return np.nan, np.nan
-    xs = u / s
-    ys = v / s
-    if not (math.isfinite(xs) and math.isfinite(ys)):
-        return np.nan, np.nan
-    return min(max(xs, -COORD_LIMIT), COORD_LIMIT), min(max(ys, -COORD_LIMIT), COORD_LIMIT)
+    if affine:
+        xs = u
+        ys = v
+    else:
+        s = Minv[2, 0] * x + Minv[2, 1] * y + Minv[2, 2]
+        xs = u / s              # s = 0 gives an infinity or a NaN: not finite
+        ys = v / s
+    ok = math.isfinite(xs) and math.isfinite(ys)
+    xs = min(max(xs, -COORD_LIMIT), COORD_LIMIT) if ok else 0.0
+    ys = min(max(ys, -COORD_LIMIT), COORD_LIMIT) if ok else 0.0
+    return xs, ys, ok
 
 
-@njit(cache=True)
-def _nearest_row(Minv, y, H, W, mode, rows, cols):
-    """Source pixel (rows[x], cols[x]) of every pixel of output row ``y``; -1 means cval."""
-    for x in range(rows.shape[0]):
-        xs, ys = _source(Minv, x, y)
-        if math.isnan(xs):
-            rows[x] = -1
-            cols[x] = -1
-            continue
-        r = int(math.floor(ys + 0.5))
-        q = int(math.floor(xs + 0.5))
-        if not (0 <= r < H and 0 <= q < W):
-            r = border_index(r, H, mode)
-            q = border_index(q, W, mode)
-        rows[x] = r
-        cols[x] = q
+@njit(cache=True, nogil=True)
+def _is_affine(Minv):
+    """Whether the last row of the 3x3 matrix is exactly (0, 0, 1)."""
+    return Minv[2, 0] == 0.0 and Minv[2, 1] == 0.0 and Minv[2, 2] == 1.0
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True, nogil=True)
+def _nearest_taps(Minv, y, x0, n, H, W, rows, cols, inside):
+    """Source pixel ``floor(p + 0.5)`` (rounded half up) of output pixels ``(x0 + i, y)``,
+    ``i < n``: ``rows[i], cols[i]`` (UNDEFINED where the position is), ``inside[i]`` whether it
+    is in the H x W image."""
+    affine = _is_affine(Minv)
+    for i in range(n):
+        xs, ys, ok = _source(Minv, x0 + i, y, affine)
+        r = np.int32(math.floor(ys + 0.5)) if ok else np.int32(UNDEFINED)
+        q = np.int32(math.floor(xs + 0.5)) if ok else np.int32(UNDEFINED)
+        rows[i] = r
+        cols[i] = q
+        inside[i] = np.uint32(r) < np.uint32(H) and np.uint32(q) < np.uint32(W)
+
+
+@njit(cache=True, nogil=True)
+def _nearest_border(flat, r, q, H, W, mode, cval):
+    """The pixel at (r, q) of a plane stored row after row in ``flat``, through the border
+    mode; cval for an undefined position or (constant mode) outside the plane."""
+    if np.uint32(r) < np.uint32(H) and np.uint32(q) < np.uint32(W):
+        return flat[r * W + q]      # inside (a pixel of a row whose inside pixels are not a run)
+    if r == UNDEFINED or mode == MODE_CONSTANT:
+        return cval
+    r = border_index(r, H, mode)
+    q = border_index(q, W, mode)
+    if r < 0 or q < 0:
+        return cval
+    return flat[r * W + q]
+
+
+@njit(cache=True, nogil=True)
+def _bilinear_taps(Minv, y, x0, n, H, W, rows, cols, fx, fy, inside):
+    """Top-left tap ``(floor(y_s), floor(x_s))`` of output pixels ``(x0 + i, y)``, ``i < n``, in
+    ``rows[i], cols[i]`` (UNDEFINED where the position is), the fractions ``p - floor(p)`` in
+    ``fx[i], fy[i]`` (float32: the weights of the second column and row) and ``inside[i]``,
+    whether all four taps are in the H x W image."""
+    affine = _is_affine(Minv)
+    for i in range(n):
+        xs, ys, ok = _source(Minv, x0 + i, y, affine)
+        c0 = math.floor(xs)
+        r0 = math.floor(ys)
+        fx[i] = np.float32(xs - c0)
+        fy[i] = np.float32(ys - r0)
+        r = np.int32(r0) if ok else np.int32(UNDEFINED)
+        q = np.int32(c0) if ok else np.int32(UNDEFINED)
+        rows[i] = r
+        cols[i] = q
+        inside[i] = np.uint32(r) < np.uint32(H - 1) and np.uint32(q) < np.uint32(W - 1)
+
+
+@njit(cache=True, nogil=True)
+def _blend(p00, p01, p10, p11, fx, fy):
+    """Bilinear blend in float32: along the row by ``fx``, then between the rows by ``fy``."""
+    top = p00 + (p01 - p00) * fx
+    bottom = p10 + (p11 - p10) * fx
+    return top + (bottom - top) * fy
+
+
+@njit(cache=True, nogil=True)
+def _bilinear_border(flat, r0, c0, fx, fy, H, W, mode, cval):
+    """The bilinear sample at top-left tap (r0, c0) when a tap is outside the plane: each tap
+    through the border mode (constant mode: cval); cval for an undefined position."""
+    if r0 == UNDEFINED:
+        return cval
+    if mode == MODE_CONSTANT and (r0 < -1 or r0 >= H or c0 < -1 or c0 >= W):
+        return cval             # all four taps outside (most border pixels of a rotation)
+    r1 = border_index(r0 + 1, H, mode)
+    c1 = border_index(c0 + 1, W, mode)
+    r0 = border_index(r0, H, mode)
+    c0 = border_index(c0, W, mode)
+    p00 = flat[r0 * W + c0] if (r0 >= 0 and c0 >= 0) else cval
+    p01 = flat[r0 * W + c1] if (r0 >= 0 and c1 >= 0) else cval
+    p10 = flat[r1 * W + c0] if (r1 >= 0 and c0 >= 0) else cval
+    p11 = flat[r1 * W + c1] if (r1 >= 0 and c1 >= 0) else cval
+    return _blend(p00, p01, p10, p11, fx, fy)
+
+
+@njit(cache=True, nogil=True)
+def _inside_run(inside, n):
+    """``(lo, hi)`` such that ``inside[:n]`` is True exactly on ``[lo, hi)``; ``(0, 0)`` when its
+    True values are not one run (possible for a homography through infinity: the caller then
+    tests each pixel). Along an output row the source position moves on a line and the image is
+    convex, so for an affine map they are always one run."""
+    lo = 0
+    while lo < n and not inside[lo]:
+        lo += 1
+    hi = n
+    while hi > lo and not inside[hi - 1]:
+        hi -= 1
+    count = 0
+    for i in range(lo, hi):     # an integer sum: vectorised
+        count += inside[i]
+    return (lo, hi) if count == hi - lo else (0, 0)
+
+
+@njit(parallel=True, cache=True, nogil=True)
 def warp_nearest(image, Minv, mode, cval, out):
     """Nearest-neighbour warp: the source position is rounded half up, ``floor(p + 0.5)``.
 
-    image (C, H, W) float32; Minv (3, 3) float64; out (C, h, w) float32. Each output row first
-    gets its source pixels (shared by the channels), then every channel gathers them.
+    image (C, H, W) float32 C-contiguous; Minv (3, 3) float64; out (C, h, w) float32.
+    Each parallel task does ROW_BLOCK output rows, in pieces of at most TILE_COLS columns (so the
+    per-task buffers stay small); in each piece, the run of pixels whose source is inside the
+    image is a plain gather, the pixels before and after it go through the border rules.
     """
     C, H, W = image.shape
     h, w = out.shape[1], out.shape[2]
-    for y in prange(h):
-        rows = np.empty(w, dtype=np.int64)
-        cols = np.empty(w, dtype=np.int64)
-        _nearest_row(Minv, y, H, W, mode, rows, cols)
-        for c in range(C):
-            plane = image[c]
-            dst = out[c, y]
-            for x in range(w):
-                if rows[x] < 0 or cols[x] < 0:
-                    dst[x] = cval
-                else:
-                    dst[x] = plane[rows[x], cols[x]]
+    n_blocks = (h + ROW_BLOCK - 1) // ROW_BLOCK
+    for b in prange(n_blocks):
+        rows = np.empty(TILE_COLS, dtype=np.int32)
+        cols = np.empty(TILE_COLS, dtype=np.int32)
+        inside = np.empty(TILE_COLS, dtype=np.bool_)
+        for x0 in range(0, w, TILE_COLS):
+            n = min(TILE_COLS, w - x0)
+            for y in range(b * ROW_BLOCK, min((b + 1) * ROW_BLOCK, h)):
+                _nearest_taps(Minv, y, x0, n, H, W, rows, cols, inside)
+                lo, hi = _inside_run(inside, n)
+                for c in range(C):
+                    flat = image[c].reshape(H * W)
+                    dst = out[c, y]
+                    for x in range(lo, hi):
+                        k = np.uint64(rows[x]) * np.uint64(W) + np.uint64(cols[x])
+                        dst[x0 + x] = flat[k]       # unsigned index: no negative-wrap test
+                    for x in range(lo):                 # the rest: before and after the run
+                        dst[x0 + x] = _nearest_border(flat, rows[x], cols[x], H, W, mode, cval)
+                    for x in range(hi, n):
+                        dst[x0 + x] = _nearest_border(flat, rows[x], cols[x], H, W, mode, cval)
 
 
-@njit(cache=True)
-def _bilinear_row(Minv, y, H, W, mode, taps, fracs):
-    """The four taps of every pixel of output row ``y``: ``taps[x] = (r0, r1, c0, c1)`` (-1
-    means cval) and ``fracs[x] = (fx, fy)``, the weights of the second column and row."""
-    for x in range(taps.shape[0]):
-        xs, ys = _source(Minv, x, y)
-        if math.isnan(xs):
-            taps[x, 0] = taps[x, 1] = taps[x, 2] = taps[x, 3] = -1
-            fracs[x, 0] = fracs[x, 1] = 0.0
-            continue
-        x0 = math.floor(xs)
-        y0 = math.floor(ys)
-        fracs[x, 0] = xs - x0
-        fracs[x, 1] = ys - y0
-        ix = int(x0)
-        iy = int(y0)
-        if 0 <= ix and ix + 1 < W and 0 <= iy and iy + 1 < H:
-            # all four taps inside: no border logic (most pixels of most warps)
-            taps[x, 0], taps[x, 1], taps[x, 2], taps[x, 3] = iy, iy + 1, ix, ix + 1
-        else:
-            taps[x, 0] = border_index(iy, H, mode)
-            taps[x, 1] = border_index(iy + 1, H, mode)
-            taps[x, 2] = border_index(ix, W, mode)
-            taps[x, 3] = border_index(ix + 1, W, mode)
-
-
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def warp_bilinear(image, Minv, mode, cval, out):
     """Bilinear warp: the four pixels around the source position, each fetched through the border
     mode (a tap outside the image in constant mode contributes ``cval``), weighted by the
-    fractional distances. image (C, H, W) float32; Minv (3, 3) float64; out (C, h, w) float32.
-    Each output row first gets its taps and weights (shared by the channels).
+    fractional distances. image (C, H, W) float32 C-contiguous; Minv (3, 3) float64;
+    out (C, h, w) float32. Blocks, pieces and runs as in :func:`warp_nearest` (here the run is of
+    the pixels whose four taps are all inside).
     """
     C, H, W = image.shape
     h, w = out.shape[1], out.shape[2]
-    for y in prange(h):
-        taps = np.empty((w, 4), dtype=np.int64)
-        fracs = np.empty((w, 2), dtype=np.float32)
-        _bilinear_row(Minv, y, H, W, mode, taps, fracs)
-        for c in range(C):
-            plane = image[c]
-            dst = out[c, y]
-            for x in range(w):
-                r0, r1, c0, c1 = taps[x, 0], taps[x, 1], taps[x, 2], taps[x, 3]
-                fx, fy = fracs[x, 0], fracs[x, 1]
-                if r0 >= 0 and r1 >= 0 and c0 >= 0 and c1 >= 0:
-                    p00, p01 = plane[r0, c0], plane[r0, c1]
-                    p10, p11 = plane[r1, c0], plane[r1, c1]
-                else:
-                    p00 = plane[r0, c0] if (r0 >= 0 and c0 >= 0) else cval
-                    p01 = plane[r0, c1] if (r0 >= 0 and c1 >= 0) else cval
-                    p10 = plane[r1, c0] if (r1 >= 0 and c0 >= 0) else cval
-                    p11 = plane[r1, c1] if (r1 >= 0 and c1 >= 0) else cval
-                top = p00 + (p01 - p00) * fx
-                bottom = p10 + (p11 - p10) * fx
-                dst[x] = top + (bottom - top) * fy
+    n_blocks = (h + ROW_BLOCK - 1) // ROW_BLOCK
+    for b in prange(n_blocks):
+        rows = np.empty(TILE_COLS, dtype=np.int32)
+        cols = np.empty(TILE_COLS, dtype=np.int32)
+        inside = np.empty(TILE_COLS, dtype=np.bool_)
+        fx = np.empty(TILE_COLS, dtype=np.float32)
+        fy = np.empty(TILE_COLS, dtype=np.float32)
+        for x0 in range(0, w, TILE_COLS):
+            n = min(TILE_COLS, w - x0)
+            for y in range(b * ROW_BLOCK, min((b + 1) * ROW_BLOCK, h)):
+                _bilinear_taps(Minv, y, x0, n, H, W, rows, cols, fx, fy, inside)
+                lo, hi = _inside_run(inside, n)
+                for c in range(C):
+                    flat = image[c].reshape(H * W)
+                    dst = out[c, y]
+                    for x in range(lo, hi):
+                        k = np.uint64(rows[x]) * np.uint64(W) + np.uint64(cols[x])   # unsigned:
+                        dst[x0 + x] = _blend(flat[k], flat[k + np.uint64(1)],    # no wrap test
+                                             flat[k + np.uint64(W)], flat[k + np.uint64(W + 1)],
+                                             fx[x], fy[x])
+                    for x in range(lo):                 # the rest: before and after the run
+                        dst[x0 + x] = _bilinear_border(flat, rows[x], cols[x], fx[x], fy[x],
+                                                       H, W, mode, cval)
+                    for x in range(hi, n):
+                        dst[x0 + x] = _bilinear_border(flat, rows[x], cols[x], fx[x], fy[x],
+                                                       H, W, mode, cval)

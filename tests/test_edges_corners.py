@@ -72,7 +72,7 @@ def test_canny_matches_skimage_mask_uint8_random():
 
 
 def test_nonmax_kernel_matches_twin():
-    from kernels.edges import nonmax_suppression
+    from kernels.edges import NONE, STRONG, WEAK, nonmax_suppression
     rng = np.random.default_rng(1)
     for _ in range(3):
         gr = rng.standard_normal((20, 24)).astype(np.float32)
@@ -80,23 +80,38 @@ def test_nonmax_kernel_matches_twin():
         gc[3, :] = 0.0                      # exercise the axis-aligned and 45-degree cases
         gc[4, :] = gr[4, :]
         gc[5, :] = -gr[5, :]
+        gr[6, :] = 0.0
         mag = np.hypot(gr, gc).astype(np.float32)
         mask = np.zeros(mag.shape, np.uint8)
         mask[1:-1, 1:-1] = 1
-        out = np.empty_like(mag)
-        nonmax_suppression(gr, gc, mag, mask, 0.3, out)
-        want = ref.nonmax_suppression(gr, gc, mag, mask, 0.3)
-        assert (out == want.astype(np.float32)).mean() >= 0.999
+        state = np.empty(mag.shape, np.uint8)
+        nonmax_suppression(gr, gc, mag, mask, 0.3, 1.5, state)
+        want = ref.nonmax_suppression(gr, gc, mag, mask, 0.3).astype(np.float32)
+        assert set(np.unique(state)) <= {NONE, WEAK, STRONG}
+        assert ((state != NONE) == (want > 0)).mean() >= 0.999
+        assert ((state == STRONG) == (want >= 1.5)).mean() >= 0.999
+
+
+def test_nonmax_kernel_tiny_images_are_all_frame():
+    from kernels.edges import NONE, nonmax_suppression
+    for shape in [(1, 1), (2, 7), (7, 2), (1, 9)]:
+        ones = np.ones(shape, np.float32)
+        state = np.full(shape, 7, np.uint8)
+        nonmax_suppression(ones, ones, ones, np.ones(shape, np.uint8), 0.1, 0.2, state)
+        assert (state == NONE).all()
 
 
 def test_hysteresis_kernel_matches_twin():
-    from kernels.edges import hysteresis
+    from kernels.edges import EDGE, STRONG, WEAK, hysteresis
     rng = np.random.default_rng(2)
-    cand = rng.random((30, 30)).astype(np.float32)
-    cand[cand < 0.55] = 0.0
-    out = np.empty(cand.shape, np.uint8)
-    hysteresis(cand, 0.97, out)
-    np.testing.assert_array_equal(out.astype(bool), ref.hysteresis(cand, 0.97))
+    for cut, high in [(0.55, 0.97), (0.3, 0.9), (0.8, 0.99)]:
+        cand = rng.random((30, 30)).astype(np.float32)
+        cand[cand < cut] = 0.0
+        cand[[0, -1], :] = 0.0              # the kernel's precondition: no candidate on the frame
+        cand[:, [0, -1]] = 0.0
+        state = np.where(cand >= high, STRONG, np.where(cand > 0, WEAK, 0)).astype(np.uint8)
+        hysteresis(state)
+        np.testing.assert_array_equal(state == EDGE, ref.hysteresis(cand, high))
 
 
 @settings(max_examples=25, deadline=None)

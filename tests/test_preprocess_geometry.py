@@ -319,3 +319,28 @@ def test_property_area_preserves_mean_for_integer_factors(H, W, k):
     x = np.random.default_rng(H * 100 + W).random((H * k, W * k)).astype(np.float32)
     out = pp.resize(x, (H, W), "area")
     np.testing.assert_allclose(out.mean(), x.mean(), rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- fast kernels
+def test_all_finite_bits_matches_numpy(rng):
+    """The integer finiteness test of the geometry functions against np.isfinite, on every kind
+    of special value (both NaN signs, both infinities, the largest finite float, -0.0)."""
+    from kernels.finite import all_finite_bits
+    specials = [np.nan, -np.nan, np.inf, -np.inf, np.finfo(np.float32).max, -0.0, 1e-45]
+    for value in specials:
+        for size in (1, 17, 1000):
+            x = rng.random(size).astype(np.float32)
+            x[rng.integers(size)] = value
+            assert all_finite_bits(x.view(np.uint32)) == bool(np.isfinite(x).all()), (value, size)
+
+
+@pytest.mark.parametrize("shape_in, shape_out", [((64, 48), (32, 24)), ((60, 90), (20, 30)),
+                                                 ((64, 48), (32, 16)), ((50, 70), (33, 41)),
+                                                 ((30, 20), (47, 61)), ((37, 41), (37, 82))])
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+def test_resize_fast_paths_match_twin(rng, shape_in, shape_out, interpolation):
+    """Every kernel path (integer block mean, rows-first and columns-first separable passes,
+    several channels, row blocks of the parallel split) against the readable twin."""
+    x = rng.random(shape_in + (3,)).astype(np.float32)
+    expected = ref_resize.resize(x, *shape_out, interpolation)
+    np.testing.assert_allclose(pp.resize(x, shape_out, interpolation), expected, atol=1e-5)

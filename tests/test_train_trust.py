@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from cvcore.classify.calibration import fit_temperature, nll, temperature_scale
+from cvcore.classify.calibration import (LOG_T_BOUNDS, fit_temperature, nll, succession_targets,
+                                         temperature_scale)
 from cvcore.train import metrics as M
 
 
@@ -112,6 +113,29 @@ def test_temperature_minimises_nll_and_keeps_the_top_class(rng):
     assert M.expected_calibration_error(y, after) < 0.5 * M.expected_calibration_error(y, before)
 
 
+def test_temperature_stays_finite_when_every_held_out_sample_is_right(rng):
+    # Hard-target NLL has no minimum here (it falls as T -> 0): the smoothed targets give a
+    # finite T whose mean confidence is close to the rule of succession's (N + 1) / (N + 2).
+    for n in (20, 100, 1000):
+        y = rng.integers(0, 4, n)
+        z = rng.normal(size=(n, 4))
+        z[np.arange(n), y] = z.max(1) + rng.uniform(1, 6, n)
+        assert (z.argmax(1) == y).all()
+        t = fit_temperature(z, y)
+        assert np.exp(LOG_T_BOUNDS[0]) * 10 < t < np.exp(LOG_T_BOUNDS[1]) / 10
+        top = temperature_scale(z, t).max(1)
+        assert abs(top.mean() - (n + 1) / (n + 2)) < 0.05
+        # the plain NLL (Guo et al.) sharpens toward hard votes: T far below the smoothed one
+        assert fit_temperature(z, y, targets="onehot") < 0.5 * t
+
+
+def test_succession_targets_rows_are_distributions():
+    t = succession_targets(np.array([2, 0, 1, 2]), 3)
+    np.testing.assert_allclose(t.sum(1), 1.0)
+    np.testing.assert_allclose(t[[0, 1, 2, 3], [2, 0, 1, 2]], 5 / 6)
+    np.testing.assert_allclose(t[0, :2], 1 / 12)
+
+
 def test_temperature_errors():
     with pytest.raises(ValueError, match="labels must be class indices"):
         fit_temperature(np.zeros((2, 3)), [0, 3])
@@ -119,6 +143,8 @@ def test_temperature_errors():
         temperature_scale(np.zeros((2, 3)), 0.0)
     with pytest.raises(ValueError, match="NaN"):
         fit_temperature(np.array([[np.nan, 1.0]]), [0])
+    with pytest.raises(ValueError, match="targets must be"):
+        fit_temperature(np.zeros((2, 3)), [0, 1], targets="soft")
 
 
 @pytest.fixture(scope="module")

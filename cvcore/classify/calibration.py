@@ -11,9 +11,18 @@ keeps the order of the scores, so the top-1 class (and the accuracy) never chang
 model whose probabilities are a softmax of its scores, this is the multi-class form of Platt
 scaling (Platt 1999) with one shared slope and no intercept.
 
+The labels are fitted as Platt (1999, sec. 2.2) fits his sigmoid: not as hard 0/1 targets but
+smoothed by Laplace's rule of succession, so that the true class's target is
+:math:`(N + 1) / (N + 2)` for ``N`` held-out samples and the rest is shared by the other classes.
+With hard targets, a held-out set that the model classifies entirely correctly (easy on a small
+split, and always so on a linear model's separable training data) has no finite optimum: the NLL
+keeps falling as ``T -> 0`` and the probabilities become 1.0 and 1e-50. With the smoothed targets
+the optimum is finite, and having seen ``N`` right answers out of ``N`` the model is trusted about
+``(N + 1) / (N + 2)``. On thousands of samples the shift of ``T`` is negligible.
+
 The minimisation runs over :math:`\\log T` (so ``T`` stays positive and the problem is
-well-scaled) in float64, by bounded Brent search; the NLL is convex in :math:`1/T`, so it has one
-minimum.
+well-scaled) in float64, by bounded Brent search; the cross-entropy is convex in :math:`1/T`, so
+it has one minimum.
 """
 from __future__ import annotations
 
@@ -23,7 +32,7 @@ from scipy.special import log_softmax
 
 from cvcore._validate import check_array, check_finite, check_positive
 
-__all__ = ["fit_temperature", "temperature_scale", "nll", "LOG_T_BOUNDS"]
+__all__ = ["fit_temperature", "temperature_scale", "nll", "succession_targets", "LOG_T_BOUNDS"]
 
 #: Search interval of log T: T from e^-6 (0.0025) to e^6 (403), far beyond the 1-5 that Guo et
 #: al. 2017 (table 1 scale) report for networks; a minimum at a bound means the scores carry no
@@ -53,8 +62,24 @@ def nll(scores, labels, temperature: float = 1.0) -> float:
     return float(-np.mean(log_softmax(scores / t, axis=1)[np.arange(len(labels)), labels]))
 
 
-def fit_temperature(scores, labels) -> float:
-    """The temperature ``T`` minimising :func:`nll` of held-out ``labels`` (Guo et al. 2017).
+def succession_targets(labels, n_classes: int) -> np.ndarray:
+    """Soft targets (N, n_classes) float64: ``(N + 1) / (N + 2)`` on each row's label, the rest
+    ``1 / (N + 2)`` shared equally by the other classes (Platt 1999's targets for ``N`` samples).
+
+    >>> succession_targets(np.array([0, 1]), 2)
+    array([[0.75, 0.25],
+           [0.25, 0.75]])
+    """
+    n = len(labels)
+    other = 1.0 / ((n + 2) * (n_classes - 1)) if n_classes > 1 else 0.0
+    targets = np.full((n, n_classes), other)
+    targets[np.arange(n), labels] = (n + 1) / (n + 2) if n_classes > 1 else 1.0
+    return targets
+
+
+def fit_temperature(scores, labels, targets: str = "succession") -> float:
+    """The temperature ``T`` minimising the cross-entropy of ``softmax(scores / T)`` against
+    held-out ``labels`` (Guo et al. 2017), smoothed as :func:`succession_targets` says.
 
     Parameters
     ----------
@@ -62,6 +87,12 @@ def fit_temperature(scores, labels) -> float:
         Logits (or any scores whose softmax is the model's probability) of held-out samples:
         not the training samples, on which a network is over-confident.
     labels : array of int, shape (N,)
+    targets : {"succession", "onehot"}
+        ``"succession"`` (default): Platt's smoothed targets, a finite ``T`` even when every
+        sample is classified right. ``"onehot"``: Guo et al.'s plain NLL, whose minimum runs to
+        the lower bound of ``T`` on separable data (probabilities become hard 0/1 votes; the
+        linear classifiers, which fit ``T`` on their own training data, use that on purpose:
+        see :class:`cvcore.classify.LinearSVM`).
 
     Returns
     -------
@@ -80,10 +111,15 @@ def fit_temperature(scores, labels) -> float:
     2.0
     """
     scores, labels = _scores_and_labels(scores, labels)
-    rows = np.arange(len(labels))
+    if targets == "succession":
+        targets = succession_targets(labels, scores.shape[1])
+    elif targets == "onehot":
+        targets = np.eye(scores.shape[1])[labels]
+    else:
+        raise ValueError(f"targets must be 'succession' or 'onehot', got {targets!r}")
 
     def objective(log_t):
-        return -np.mean(log_softmax(scores / np.exp(log_t), axis=1)[rows, labels])
+        return -np.mean(np.sum(targets * log_softmax(scores / np.exp(log_t), axis=1), axis=1))
 
     res = minimize_scalar(objective, bounds=LOG_T_BOUNDS, method="bounded",
                           options={"xatol": LOG_T_TOL})

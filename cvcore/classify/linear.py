@@ -59,6 +59,12 @@ class LinearSVM(Classifier):
     ``predict_proba`` is a softmax of the decision scores divided by a temperature fitted on the
     training data by maximum likelihood (temperature scaling, Guo et al. 2017): an SVM's scores are
     not probabilities, and this gives calibrated-looking numbers without changing the ranking.
+    It is the plain maximum likelihood (``targets="onehot"``): on a training set the SVM separates,
+    the temperature runs to its lower bound and the probabilities become hard 0/1 votes, which is
+    what out-of-fold label checks (:mod:`cvcore.train.labels`) want from a separable fold. For
+    probabilities that mean what they say, fit the temperature on held-out data
+    (:meth:`cvcore.train.pipeline.TrainedModel.calibrate`, which ``cvcore train`` runs on its
+    validation split).
     """
 
     kind = "linear-svm"
@@ -84,7 +90,8 @@ class LinearSVM(Classifier):
         self.intercept_ = (wb * self.bias).astype(np.float32)
         self.n_iter_ = np.array(n_iter)
         self.temperature_ = np.array(1.0)
-        self.temperature_ = np.array(fit_temperature(self.decision_function(X), codes))
+        self.temperature_ = np.array(fit_temperature(self.decision_function(X), codes,
+                                                      targets="onehot"))
         return self
 
     def decision_function(self, X) -> np.ndarray:

@@ -488,6 +488,13 @@ def hog_backward(images, dfeatures, orientations=9, pixels_per_cell=(8, 8),
 
 # --- OpenCV variant -------------------------------------------------------------------------
 
+def _exact_ints(pair):
+    """``pair`` as a hashable key if it is None or a tuple of Python ints, else TypeError."""
+    if pair is None or (type(pair) is tuple and all(type(v) is int for v in pair)):
+        return pair
+    raise TypeError("not a plain key")
+
+
 def _reflect101(index, n):
     """OpenCV's BORDER_REFLECT_101 for an int array of indices (``... 2 1 | 0 1 ... n-1 | n-2``)."""
     if n == 1:
@@ -571,7 +578,12 @@ class HOGDescriptor:
         if self.gamma_correction:
             self._lut = np.sqrt(self._lut)
         self._maps = {}       # (H, W, pad) -> reflect-101 row / column maps, reused across calls
-        self._gathers = {}    # window geometry -> indices of each window's blocks in the grid
+        self._plans = {}      # (shape, win_stride, padding) -> compute's checked geometry
+        # kernel arguments that depend only on the parameters
+        self._angle_scale = np.float32(self.nbins / ((2.0 if self.signed_gradient else 1.0)
+                                                     * math.pi))
+        self._nbins32 = np.int32(self.nbins)
+        self._clip32 = np.float32(self.l2_hys_threshold)
 
     # geometry --------------------------------------------------------------------------------
     @property
@@ -678,33 +690,40 @@ class HOGDescriptor:
                              f"block of {bw}x{bh}")
         P = (Hp - bh) // stride[1] + 1
         Q = (Wp - bw) // stride[0] + 1
-        with threads_for(Hp * Wp >= _PARALLEL_MIN_PIXELS):
-            return self._block_grid(img, table, pad, stride, P, Q)
+        return self._block_grid(img, table, pad, stride, P, Q)
 
     def _border_maps(self, H, W, pad):
         key = (H, W, pad)
-        if key not in self._maps:
+        maps = self._maps.get(key)          # get, not "in" then []: another thread may clear
+        if maps is None:
             if len(self._maps) > 64:
                 self._maps.clear()
             Hp, Wp = H + 2 * pad[1], W + 2 * pad[0]
-            self._maps[key] = (_reflect101(np.arange(-1, Hp + 1) - pad[1], H),
-                               _reflect101(np.arange(-1, Wp + 1) - pad[0], W))
-        return self._maps[key]
+            maps = (_reflect101(np.arange(-1, Hp + 1) - pad[1], H),
+                    _reflect101(np.arange(-1, Wp + 1) - pad[0], W))
+            self._maps[key] = maps
+        return maps
 
     def _block_grid(self, img, table, pad, stride, P, Q):
         k = _kernels()
         H, W = img.shape[:2]
         ymap, xmap = self._border_maps(H, W, pad)
         Wp = len(xmap) - 2
-        two_pi = 2.0 if self.signed_gradient else 1.0
-        angle_scale = np.float32(self.nbins / (two_pi * math.pi))
         # OpenCV's colour code runs 4 columns at a time, then a scalar tail (different tie rule)
         simd_cols = Wp - Wp % 4
-        votes, bins = k.opencv_gradients(img, table, ymap, xmap, simd_cols, angle_scale,
-                                         np.int32(self.nbins))
-        blocks = np.empty((P, Q, self.block_histogram_size), np.float32)
-        k.opencv_block_histograms(votes, bins, stride[1], stride[0], *self._votes,
-                                  np.float32(self.l2_hys_threshold), blocks)
+        weight_y, weight_x = self._votes
+        blocks = np.empty((P, Q, weight_y.shape[0] * weight_x.shape[0] * self.nbins), np.float32)
+        if len(ymap) * Wp < _PARALLEL_MIN_PIXELS:
+            # small (one window): the one-thread kernel that streams gradient rows into the
+            # block sums, with no parallel region to start and no image-sized temporaries
+            k.opencv_block_grid(img, table, ymap, xmap, simd_cols, self._angle_scale,
+                                self._nbins32, stride[1], stride[0], weight_y, weight_x,
+                                self._clip32, blocks)
+            return blocks
+        votes, bins = k.opencv_gradients(img, table, ymap, xmap, simd_cols, self._angle_scale,
+                                         self._nbins32)
+        k.opencv_block_histograms(votes, bins, stride[1], stride[0], weight_y, weight_x,
+                                  self._clip32, blocks)
         return blocks
 
     def compute(self, image, win_stride=None, padding=None):
@@ -727,12 +746,30 @@ class HOGDescriptor:
             ``(-1, descriptor_size)`` for one row per window.
         """
         img, table = self._prepare_image(image)
+        try:
+            key = (img.shape, _exact_ints(win_stride), _exact_ints(padding))
+        except TypeError:                     # a list, an array, a float: checked, not cached
+            key = None
+        plan = self._plans.get(key) if key is not None else None
+        if plan is None:
+            plan = self._window_plan(img.shape, win_stride, padding)
+            if key is not None:
+                if len(self._plans) > 64:
+                    self._plans.clear()
+                self._plans[key] = plan
+        pad, cache, P, Q, gather = plan
+        blocks = self._block_grid(img, table, pad, cache, P, Q)
+        return blocks.reshape(P * Q, -1)[gather].reshape(-1)
+
+    def _window_plan(self, shape, win_stride, padding):
+        """Checked geometry of :meth:`compute` on an image of ``shape``: ``(pad, cache stride,
+        P, Q, gather)``, the block grid's size and the indices of each window's blocks in it."""
         stride = self.cell_size if win_stride is None else check_pair(win_stride, "win_stride")
         pad = (0, 0) if padding is None else check_pair(padding, "padding", minimum=0)
         cache = (math.gcd(stride[0], self.block_stride[0]),
                  math.gcd(stride[1], self.block_stride[1]))
         pad = tuple(-(-pad[a] // cache[a]) * cache[a] for a in range(2))
-        H, W = img.shape[:2]
+        H, W = shape[:2]
         Hp, Wp = H + 2 * pad[1], W + 2 * pad[0]
         ww, wh = self.win_size
         if Hp < wh or Wp < ww:
@@ -745,20 +782,13 @@ class HOGDescriptor:
         # block grid (cache stride) covering every block of every window
         P = ((nwy - 1) * stride[1] + wh - bh) // cache[1] + 1
         Q = ((nwx - 1) * stride[0] + ww - bw) // cache[0] + 1
-        with threads_for(Hp * Wp >= _PARALLEL_MIN_PIXELS):
-            blocks = self._block_grid(img, table, pad, cache, P, Q)
-        key = (nwy, nwx, stride, cache, Q)
-        if key not in self._gathers:
-            if len(self._gathers) > 64:
-                self._gathers.clear()
-            rows = (np.arange(nwy)[:, None] * stride[1]
-                    + np.arange(nby)[None, :] * self.block_stride[1]) // cache[1]
-            cols = (np.arange(nwx)[:, None] * stride[0]
-                    + np.arange(nbx)[None, :] * self.block_stride[0]) // cache[0]
-            # (window_y, window_x, block_x, block_y): OpenCV's order, as flat grid indices
-            self._gathers[key] = (rows[:, None, None, :] * Q + cols[None, :, :, None]).ravel()
-        L = self.block_histogram_size
-        return blocks.reshape(P * Q, L)[self._gathers[key]].reshape(-1)
+        rows = (np.arange(nwy)[:, None] * stride[1]
+                + np.arange(nby)[None, :] * self.block_stride[1]) // cache[1]
+        cols = (np.arange(nwx)[:, None] * stride[0]
+                + np.arange(nbx)[None, :] * self.block_stride[0]) // cache[0]
+        # (window_y, window_x, block_x, block_y): OpenCV's order, as flat grid indices
+        gather = (rows[:, None, None, :] * Q + cols[None, :, :, None]).ravel()
+        return pad, cache, P, Q, gather
 
     def __repr__(self):
         return (f"HOGDescriptor(win_size={self.win_size}, block_size={self.block_size}, "

@@ -72,6 +72,38 @@ def _eroded(mask):
     return out
 
 
+def _bleed(shape, mask, sigma):
+    """scikit-image's bleed-over weight ``gaussian(mask, sigma, mode='constant') + eps``: the
+    share of each smoothed pixel that came from inside the image (and the mask), float32.
+
+    Without a mask it is separable, ``outer(by, bx)``, where ``by[i]`` is the sum of the 1-D
+    Gaussian taps that land inside rows ``0..H-1`` around row ``i`` (``bx`` likewise),
+    taken from the taps' running sum instead of blurring an image of ones.
+    """
+    from cvcore.preprocess.filters import (DEFAULT_TRUNCATE, MODES, gaussian_kernel1d,
+                                           gaussian_plane)
+    eps = np.finfo(np.float32).eps
+    if mask is not None:
+        bleed = gaussian_plane(mask.astype(np.float32), sigma, sigma, DEFAULT_TRUNCATE,
+                               MODES["constant"], 0.0)
+        bleed += eps
+        return bleed
+    g = gaussian_kernel1d(sigma, DEFAULT_TRUNCATE)
+    radius = g.size // 2
+    running = np.concatenate([[0.0], np.cumsum(g)])
+
+    def inside(n):
+        # tap u (0..2r) of pixel i reads pixel i + u - r: inside for r - i <= u < r + n - i
+        i = np.arange(n)
+        first = np.clip(radius - i, 0, g.size)
+        stop = np.clip(radius + n - i, 0, g.size)
+        return (running[stop] - running[first]).astype(np.float32)
+
+    bleed = np.multiply.outer(inside(shape[0]), inside(shape[1]))
+    bleed += eps
+    return bleed
+
+
 def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
           use_quantiles=False):
     """Binary edge map by the Canny detector, as ``skimage.feature.canny`` (module docstring).
@@ -106,8 +138,9 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
     >>> int(edges.sum()), bool(edges[4, 4:12].all()), bool(edges[5:11, 5:11].any())
     (28, True, False)
     """
-    from kernels.edges import hysteresis, nonmax_suppression
-    from cvcore.preprocess.filters import DEFAULT_TRUNCATE, MODES, gaussian_plane, gradient_plane
+    from kernels.edges import EDGE, hysteresis, nonmax_suppression
+    from cvcore.preprocess.filters import (DEFAULT_TRUNCATE, MODES, gaussian_plane,
+                                           gradient_magnitude_plane)
 
     img, dtype_max = _scaled(image)
     sigma = check_positive(sigma, "sigma")
@@ -132,36 +165,31 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
         raise ValueError(f"low_threshold ({low_threshold}) must not exceed high_threshold "
                          f"({high_threshold})")
 
+    img = np.ascontiguousarray(img)
     H, W = img.shape
     if mask is None:
-        weight = np.ones((H, W), np.float32)
-        eroded = np.zeros((H, W), bool)
-        eroded[1:-1, 1:-1] = True
+        eroded = np.zeros((H, W), np.uint8)
+        eroded[1:-1, 1:-1] = 1
         masked = img
     else:
         m = check_array(mask, "mask", ndim=2, dtypes="bui")
         if m.shape != img.shape:
             raise ValueError(f"mask has shape {m.shape}, image has shape {img.shape}")
         m = m.astype(bool)
-        weight = m.astype(np.float32)
-        eroded = _eroded(m)
+        eroded = _eroded(m).astype(np.uint8)
         masked = np.where(m, img, np.float32(0.0))
 
     # Stage 1: normalised Gaussian smoothing (bleed-over compensation).
     constant, reflect = MODES["constant"], MODES["reflect"]
-    bleed = gaussian_plane(weight, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0)
-    bleed += np.finfo(np.float32).eps
-    smoothed = gaussian_plane(masked, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0) / bleed
-    # Stage 2: Sobel gradient.
-    gr = gradient_plane(smoothed, 0, reflect, 0.0)
-    gc = gradient_plane(smoothed, 1, reflect, 0.0)
-    magnitude = np.sqrt(gr * gr + gc * gc)
+    smoothed = gaussian_plane(masked, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0)
+    smoothed /= _bleed((H, W), None if mask is None else m, sigma)
+    # Stage 2: Sobel gradient and its magnitude, one pass.
+    gr, gc, magnitude = gradient_magnitude_plane(smoothed, reflect, 0.0)
     if use_quantiles:
         low, high = np.percentile(magnitude, [100.0 * low, 100.0 * high])
-    # Stage 3: non-maximum suppression with the low threshold.
-    thin = np.empty((H, W), np.float32)
-    nonmax_suppression(gr, gc, magnitude, eroded.astype(np.uint8), float(low), thin)
+    # Stage 3: non-maximum suppression with both thresholds (NONE / WEAK / STRONG).
+    state = np.empty((H, W), np.uint8)
+    nonmax_suppression(gr, gc, magnitude, eroded, float(low), float(high), state)
     # Stage 4: hysteresis.
-    out = np.empty((H, W), np.uint8)
-    hysteresis(thin, float(high), out)
-    return out.astype(bool)
+    hysteresis(state)
+    return state == EDGE

@@ -38,13 +38,19 @@ MAX_CONDITION = 1e12          # a matrix worse conditioned than this counts as s
 def _prepare(image):
     """Validate an image; return (float32 channel planes (C, H, W) C-contiguous, was 2-D, output
     dtype). The kernels work plane by plane so that their inner loops run along a row."""
+    from kernels.finite import all_finite_bits
+
     arr = check_array(image, "image", ndim=(2, 3), dtypes="buif")
-    check_finite(arr, "image")
+    if arr.dtype != np.float32:
+        check_finite(arr, "image")
     if arr.ndim == 3 and arr.shape[2] == 0:
         raise ValueError(f"image has no channels (shape {arr.shape})")
     out_dtype = arr.dtype if arr.dtype in (np.uint8, np.uint16) else np.dtype(np.float32)
     planes = arr[None] if arr.ndim == 2 else np.moveaxis(arr, 2, 0)
-    return np.ascontiguousarray(planes, dtype=np.float32), arr.ndim == 2, out_dtype
+    planes = np.ascontiguousarray(planes, dtype=np.float32)
+    if arr.dtype == np.float32 and not all_finite_bits(planes.reshape(-1).view(np.uint32)):
+        check_finite(arr, "image")      # raises, naming NaN or infinity
+    return planes, arr.ndim == 2, out_dtype
 
 
 def _finish(out, was_2d, dtype):
@@ -77,7 +83,7 @@ def _axis_table(n_in, n_out, interpolation, area_mode_linear):
         taps, fill = 2, k.area_linear_table
     else:
         taps, fill = int(math.ceil(scale)) + 1, k.area_table
-    idx = np.zeros((n_out, taps), dtype=np.int64)
+    idx = np.zeros((n_out, taps), dtype=np.int32)
     w = np.zeros((n_out, taps), dtype=np.float32)
     fill(n_in, n_out, scale, idx, w)
     return idx, w
@@ -111,7 +117,8 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
     -------
     ndarray, shape (rows, cols) or (rows, cols, C)
     """
-    from kernels.resize import resize_nearest, resize_separable
+    from kernels.resize import (resize_area_integer, resize_nearest, resize_separable,
+                                resize_separable_rows_first)
 
     check_choice(interpolation, INTERPOLATIONS, "interpolation")
     planes, was_2d, dtype = _prepare(image)
@@ -120,20 +127,25 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         raise TypeError("output_shape is required: (rows, cols)")
     rows, cols = _output_shape(output_shape, None, C)
     out = np.empty((C, rows, cols), dtype=np.float32)
+    integer_shrink = H % rows == 0 and W % cols == 0
     if interpolation == "nearest":
         row_idx, _ = _axis_table(H, rows, "nearest", False)
         col_idx, _ = _axis_table(W, cols, "nearest", False)
         resize_nearest(planes, np.ascontiguousarray(row_idx[:, 0]),
                        np.ascontiguousarray(col_idx[:, 0]), out)
+    elif integer_shrink and (interpolation == "area" or (H == 2 * rows and W == 2 * cols)):
+        # block means; halving with bilinear samples half-way between pixel pairs, which is the
+        # 2x2 block mean (OpenCV switches INTER_LINEAR to INTER_AREA there too)
+        resize_area_integer(planes, H // rows, W // cols, out)
     else:
         # OpenCV averages areas only when no axis grows (scale_x >= 1 and scale_y >= 1)
         growing = rows > H or cols > W
         row_idx, row_w = _axis_table(H, rows, interpolation, growing)
         col_idx, col_w = _axis_table(W, cols, interpolation, growing)
-        rows_needed = np.zeros(H, dtype=np.bool_)
-        rows_needed[row_idx[row_w != 0]] = True
-        tmp = np.empty((C, H, cols), dtype=np.float32)
-        resize_separable(planes, row_idx, row_w, col_idx, col_w, rows_needed, tmp, out)
+        # the column pass gathers: run it on the smaller of the input rows and the output rows
+        kernel = resize_separable_rows_first if rows < H else resize_separable
+        kernel(planes, row_idx, row_w, np.ascontiguousarray(col_idx.T),
+               np.ascontiguousarray(col_w.T), out)
     return _finish(out, was_2d, dtype)
 
 
@@ -199,6 +211,7 @@ def warp_affine(image, M, output_shape=None, interpolation: str = "bilinear",
     ndarray, shape ``output_shape`` (+ channels); uint8/uint16 stay so, others float32
     """
     Minv = _check_matrix(M, "M", (2, 3))
+    Minv[2] = (0.0, 0.0, 1.0)     # the inverse of an affine map is affine: s = 1 exactly
     return _warp(image, Minv, output_shape, interpolation, mode, cval)
 
 

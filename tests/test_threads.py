@@ -1,0 +1,142 @@
+"""cvcore._threads: network calls use no more Numba threads than there are free cores."""
+import subprocess
+import sys
+import time
+
+import numba
+import numpy as np
+import pytest
+
+from cvcore import _threads
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """A fake machine: ``machine.others`` runnable competitors on 2 cores, read fresh on every
+    call (no reuse of an old reading)."""
+    class Machine:
+        others = 0
+    m = Machine()
+    monkeypatch.setattr(_threads, "other_runnable", lambda team=1: m.others)
+    monkeypatch.setattr(_threads, "_cores", lambda: 2)
+    monkeypatch.setattr(_threads, "REFRESH_S", 0.0)
+    monkeypatch.setattr(_threads, "ADAPTIVE", True)
+    monkeypatch.setitem(_threads._reading, "others", (0, 0))
+    return m
+
+
+def test_free_cores_rule(machine):
+    machine.others = 0
+    assert _threads.usable_threads(2) == 2
+    machine.others = 1                      # one reading of a competitor: not yet believed
+    assert _threads.usable_threads(2) == 2
+    assert _threads.usable_threads(2) == 1  # two readings: one core free
+    machine.others = 5
+    assert _threads.usable_threads(2) == 1  # never fewer than one
+    assert _threads.usable_threads(2) == 1
+    machine.others = 0
+    assert _threads.usable_threads(2) == 2  # the smaller of the last two readings
+    assert _threads.usable_threads(1) == 1  # never more than asked
+
+
+def test_network_call_sets_and_restores_the_thread_count(machine):
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one Numba thread only")
+    before = numba.get_num_threads()
+    machine.others = 3
+    _threads.usable_threads(2)
+    with _threads.network_call():
+        assert numba.get_num_threads() == 1
+        assert _threads.in_network_call()
+        machine.others = 0                 # nested calls keep the outermost decision
+        with _threads.network_call():
+            assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    assert not _threads.in_network_call()
+
+
+def test_user_setting_is_the_upper_bound(machine):
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one Numba thread only")
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        machine.others = 0
+        with _threads.network_call():
+            assert numba.get_num_threads() == 1
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_module_forward_and_backward_run_on_free_cores(machine):
+    """A model's outermost forward and backward run under the rule; the layers inside see the
+    outermost decision, and the results do not depend on it."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one Numba thread only")
+    import cvcore.nn as cnn
+    from cvcore.nn.conv import Conv2d
+    seen = []
+    orig_fwd, orig_bwd = Conv2d.forward, Conv2d.backward
+
+    def fwd(self, x):
+        seen.append(("f", numba.get_num_threads()))
+        return orig_fwd(self, x)
+
+    def bwd(self, dy):
+        seen.append(("b", numba.get_num_threads()))
+        return orig_bwd(self, dy)
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    outs = []
+    for others in (0, 4):
+        machine.others = others
+        _threads.usable_threads(2)          # two readings of the same load
+        m = cnn.Sequential(Conv2d(3, 4, 3, padding=1, rng=0), cnn.ReLU(),
+                           Conv2d(4, 2, 3, padding=1, rng=1))
+        m.train()
+        Conv2d.forward, Conv2d.backward = fwd, bwd
+        try:
+            y = m(x)
+            dx = m.backward(np.ones_like(y))
+        finally:
+            Conv2d.forward, Conv2d.backward = orig_fwd, orig_bwd
+        outs.append((y, dx))
+    assert seen == [("f", 2), ("f", 2), ("b", 2), ("b", 2), ("f", 1), ("f", 1), ("b", 1), ("b", 1)]
+    np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-5, atol=1e-6)
+
+
+def test_backward_wrapper_passes_arguments_through():
+    import cvcore.nn as cnn
+    assert cnn.Sequential.backward.__wrapped__ is not None      # functools.wraps kept the name
+    assert cnn.Sequential.backward.__name__ == "backward"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_spinning_process_is_counted_and_own_threads_are_not():
+    assert _threads._own_running() >= 1     # the thread asking
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        deadline = time.monotonic() + 10
+        seen = 0
+        while time.monotonic() < deadline and not seen:
+            seen = _threads.other_runnable()
+            time.sleep(0.01)
+        assert seen >= 1
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def test_competitors_arithmetic():
+    # the caller alone on the machine
+    assert _threads.competitors(1, 1, 1) == 0
+    # the caller and its pool worker still spinning: no competitor
+    assert _threads.competitors(2, 2, 1) == 0
+    # ... and a spinning process elsewhere
+    assert _threads.competitors(3, 2, 1) == 1
+    # a second running thread of this process beyond the team (a data loader) competes
+    assert _threads.competitors(3, 3, 1) == 1
+    assert _threads.competitors(3, 3, 2) == 0
+    # the own-thread count was read after a task left: never below zero
+    assert _threads.competitors(1, 3, 1) == 0
