@@ -2,6 +2,7 @@
 scikit-image, in one run.
 
     python -m benchmarks.filters [--size 1024] [--repeats 15] [--threads N] [--clock cpu]
+                                 [--stat min]
 
 Inputs: a ``size`` x ``size`` float32 image of uniform noise in 0..1 for the filters; the real
 photograph ``river1.jpg`` (768 x 1024 grey, from ``../shared/datasets/test-images``; noise of that
@@ -21,8 +22,9 @@ the same border convention where the reference allows it (OpenCV's ``BORDER_REFL
   row's name gives the share of pixels on which cvcore and that OpenCV pipeline agree.
 * ``cv2.cornerHarris`` averages the structure tensor with a box filter instead of a Gaussian.
 
-Timing: the calls of a row are interleaved (cvcore, then each reference, repeated), so a load
-that comes and goes on a shared machine hits them alike; ``--clock cpu`` reports process CPU
+Timing: the calls of a row are interleaved (cvcore and each reference in turn, the first of
+each round rotating, so none always runs on an image another has just brought into cache), so
+a load that comes and goes on a shared machine hits them alike; ``--clock cpu`` reports process CPU
 time instead of wall time (meaningful with ``--threads 1``). The table ends with each row's
 ratio to its fastest reference, whichever it is.
 
@@ -139,10 +141,11 @@ def rows(size: int, repeats: int):
     ]
 
 
-def run_interleaved(rows, clock=time.perf_counter):
+def run_interleaved(rows, clock=time.perf_counter, stat=statistics.median):
     """Time every row with its calls interleaved: one warm-up call each (reported as the first
-    call), then ``repeats`` rounds of cvcore followed by each reference; the median per call.
-    Returns what :func:`benchmarks.common.run_rows` returns."""
+    call), then ``repeats`` rounds of cvcore and each reference (rotating who goes first);
+    ``stat`` per call (the median, or the minimum on a loaded machine). Returns what
+    :func:`benchmarks.common.run_rows` returns (the ``median`` field holds ``stat``)."""
     results = []
     for row in rows:
         calls = {"cvcore": row.cvcore}
@@ -152,12 +155,15 @@ def run_interleaved(rows, clock=time.perf_counter):
             t0 = clock()
             fn()
             first[label] = clock() - t0
-        for _ in range(row.repeats):
-            for label, fn in calls.items():
+        order = list(calls.items())
+        for r in range(row.repeats):
+            # Rotate who goes first: a call that follows another on the same image finds it
+            # in cache (a slow reference before cvcore halved cvcore's Sobel on a busy machine).
+            for label, fn in order[r % len(order):] + order[:r % len(order)]:
                 t0 = clock()
                 fn()
                 times[label].append(clock() - t0)
-        timings = {label: Timing(first[label], statistics.median(times[label]),
+        timings = {label: Timing(first[label], stat(times[label]),
                                  peak_memory(fn)) for label, fn in calls.items()}
         timings.update({label: None for label, fn in row.refs.items() if fn is None})
         results.append((row.name, timings))
@@ -190,6 +196,8 @@ def main(argv=None):
                         help="threads for both Numba and OpenCV (default: each library's own)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall time, or this process's CPU time (use with --threads 1)")
+    parser.add_argument("--stat", choices=("median", "min"), default="median",
+                        help="per-call statistic over the repeats (min: on a loaded machine)")
     args = parser.parse_args(argv)
     import numba
     if args.threads is not None:
@@ -200,11 +208,12 @@ def main(argv=None):
     print(machine_line())
     cache = os.environ.get("NUMBA_CACHE_DIR", "(default: __pycache__ beside the kernels)")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    table = run_interleaved(rows(args.size, args.repeats), clock)
+    stat = min if args.stat == "min" else statistics.median
+    table = run_interleaved(rows(args.size, args.repeats), clock, stat)
     print(f"Numba threading layer {numba.threading_layer()}, {numba.get_num_threads()} threads, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
           f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}; cache {cache}; "
-          f"clock: {args.clock}")
+          f"clock: {args.clock}, {args.stat} of {args.repeats}")
     cv2 = optional("cv2")
     if cv2 is not None:
         print(f"OpenCV {cv2.__version__}, {cv2.getNumThreads()} threads")
