@@ -23,9 +23,9 @@ PyTorch's own libgomp (loaded globally, with its default spin read at import), s
 of :mod:`kernels` does not apply there.
 
 The free cores are counted from the kernel's instantaneous count of runnable tasks
-(``/proc/loadavg``, fourth field) minus this process's own running threads (a pool thread still
-spinning after the previous region is ours, not a competitor), over the cores this process may
-run on (``os.sched_getaffinity``). A reading is kept for :data:`REFRESH_S` and the smaller count of
+(``/proc/loadavg``, fourth field) minus the calling thread and its would-be team among this
+process's running threads (a pool thread still spinning after the previous region is ours, not
+a competitor), over the cores this process may run on (``os.sched_getaffinity``). A reading is kept for :data:`REFRESH_S` and the smaller count of
 competitors of the last two readings is used, so one transient task (a kernel worker waking up)
 does not take a core away. Where ``/proc`` is absent the count is not limited.
 """
@@ -65,9 +65,12 @@ def _own_running() -> int:
     return max(count, 1)
 
 
-def other_runnable() -> int | None:
-    """Runnable tasks on the machine that are not threads of this process, right now
-    (None where ``/proc/loadavg`` cannot be read)."""
+def other_runnable(team: int = 1) -> int | None:
+    """Runnable tasks on the machine, right now, other than the calling thread and up to
+    ``team`` other running threads of this process (the thread pool's workers, which may still
+    be spinning after the previous parallel region: they are the team a call is about to use,
+    not competitors; any further running thread of this process, a data loader say, is one).
+    None where ``/proc/loadavg`` cannot be read."""
     try:
         with open("/proc/loadavg", "rb") as fh:
             running = int(fh.read().split()[3].split(b"/")[0])
@@ -75,7 +78,13 @@ def other_runnable() -> int | None:
         return None
     if running <= 1:                          # only the thread reading it
         return 0
-    return max(0, running - _own_running())
+    return competitors(running, _own_running(), team)
+
+
+def competitors(running: int, own: int, team: int) -> int:
+    """Of ``running`` runnable tasks, those that are neither the calling thread nor up to
+    ``team`` of the ``own - 1`` other running threads of this process."""
+    return max(0, running - 1 - min(max(own - 1, 0), team))
 
 
 def _cores() -> int:
@@ -97,7 +106,7 @@ def usable_threads(cap: int) -> int:
     now = time.monotonic()
     with _lock:
         if now - _reading["time"] >= REFRESH_S:
-            others = other_runnable()
+            others = other_runnable(cap - 1)
             if others is None:
                 return cap
             _reading["others"] = (_reading["others"][1], others)
