@@ -312,6 +312,7 @@ def print_tables(results, workers, loads, rows):
               f"last column: cvcore's slow-down / torch's (<= 1: cvcore degrades no worse)")
         print(f"{'load':<12} {'row':<15} {'cvcore ms':>16} {'cv CPU':>7} {'torch ms':>16} "
               f"{'t CPU':>7} {'torch/cv':>8} {'slow cv/t':>9}")
+        worst = []
         for load in loads:
             for r in rows:
                 name = ROWS[r]
@@ -324,6 +325,13 @@ def print_tables(results, workers, loads, rows):
                 print(f"{load:<12} {SHORT[name]:<15} {cv['wall'] * 1e3:8.1f} ({s_cv:4.1f}x) "
                       f"{cv['cpu'] * 1e3:7.1f} {t['wall'] * 1e3:8.1f} ({s_t:4.1f}x) "
                       f"{t['cpu'] * 1e3:7.1f} {t['wall'] / cv['wall']:8.2f} {rel}")
+                if load != "idle":
+                    worst.append((s_cv / s_t, load, SHORT[name]))
+        if worst:
+            w = max(worst)
+            held = sum(1 for x in worst if x[0] <= 1.0)
+            print(f"cvcore degraded no worse than torch in {held} of {len(worst)} (load, row) "
+                  f"pairs; worst slow-down ratio {w[0]:.2f} ({w[1]}, {w[2]})")
 
 
 def main(argv=None):
