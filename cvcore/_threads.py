@@ -87,11 +87,13 @@ def competitors(running: int, own: int, team: int) -> int:
     return max(0, running - 1 - min(max(own - 1, 0), team))
 
 
-def _cores() -> int:
+def _cores() -> tuple[int, int]:
+    """Cores this process may run on, and cores the machine has online."""
+    online = os.cpu_count() or 1
     try:
-        return len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0)), online
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        return online, online
 
 
 def usable_threads(cap: int) -> int:
@@ -99,7 +101,9 @@ def usable_threads(cap: int) -> int:
 
     A core is free when no other task wants it: free = cores of this process's affinity mask
     minus the other runnable tasks (:func:`other_runnable`; the smaller count of the last two
-    readings, each kept for :data:`REFRESH_S` seconds).
+    readings, each kept for :data:`REFRESH_S` seconds). The count is machine-wide; where the
+    process may run on only some of the online cores (a cpuset), the competitors are taken as
+    spread evenly over all of them.
     """
     if cap <= 1 or not ADAPTIVE:
         return cap
@@ -112,7 +116,10 @@ def usable_threads(cap: int) -> int:
             _reading["others"] = (_reading["others"][1], others)
             _reading["time"] = now
         others = min(_reading["others"])
-    return min(cap, max(1, _cores() - others))
+    mine, online = _cores()
+    if mine < online:
+        others = others * mine // online
+    return min(cap, max(1, mine - others))
 
 
 def in_network_call() -> bool:
