@@ -159,7 +159,8 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
     rows, cols = _output_shape(output_shape, None, C)
     out = np.empty((C, rows, cols), dtype=np.float32)
     integer_shrink = H % rows == 0 and W % cols == 0
-    block_mean = integer_shrink and (interpolation == "area" or (H == 2 * rows and W == 2 * cols))
+    block_mean = integer_shrink and (interpolation == "area" or (
+        interpolation == "bilinear" and H == 2 * rows and W == 2 * cols))
     if not block_mean:
         _check_output(planes, planes)   # the input itself: these modes skip input pixels
     if interpolation == "nearest":
