@@ -169,77 +169,94 @@ def _inside_run(inside, n):
     return (lo, hi, True) if count == hi - lo else (0, 0, False)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def warp_nearest(image, Minv, mode, cval, out):
-    """Nearest-neighbour warp: the source position is rounded half up, ``floor(p + 0.5)``.
-
-    image (C, H, W) float32 C-contiguous; Minv (3, 3) float64; out (C, h, w) float32.
-    Each parallel task does ROW_BLOCK output rows, in pieces of at most TILE_COLS columns (so the
-    per-task buffers stay small); in each piece, the run of pixels whose source is inside the
-    image is a plain gather, the pixels before and after it go through the border rules.
-    """
-    C, H, W = image.shape
-    h, w = out.shape[1], out.shape[2]
-    n_blocks = (h + ROW_BLOCK - 1) // ROW_BLOCK
-    for b in prange(n_blocks):
-        rows = np.empty(TILE_COLS, dtype=np.int32)
-        cols = np.empty(TILE_COLS, dtype=np.int32)
-        inside = np.empty(TILE_COLS, dtype=np.bool_)
-        index = np.empty(TILE_COLS, dtype=np.int64)
-        for x0 in range(0, w, TILE_COLS):
-            n = min(TILE_COLS, w - x0)
-            for y in range(b * ROW_BLOCK, min((b + 1) * ROW_BLOCK, h)):
-                _nearest_taps(Minv, y, x0, n, H, W, rows, cols, inside, index)
-                lo, hi, run = _inside_run(inside, n)
-                for c in range(C):
-                    flat = image[c].reshape(H * W)
-                    dst = out[c, y]
-                    for x in range(lo, hi):
-                        dst[x0 + x] = flat[np.uint64(index[x])]     # unsigned: no wrap test
-                    if run and mode == MODE_CONSTANT:   # every pixel off the run is outside
-                        dst[x0:x0 + lo] = cval
-                        dst[x0 + hi:x0 + n] = cval
-                        continue
-                    for x in range(lo):                 # the rest: before and after the run
-                        dst[x0 + x] = _nearest_border(flat, rows[x], cols[x], H, W, mode, cval)
-                    for x in range(hi, n):
-                        dst[x0 + x] = _nearest_border(flat, rows[x], cols[x], H, W, mode, cval)
+NEAREST = 0          # interpolation codes of :func:`warp`
+BILINEAR = 1
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def warp_bilinear(image, Minv, mode, cval, out):
-    """Bilinear warp: the four pixels around the source position, each fetched through the border
-    mode (a tap outside the image in constant mode contributes ``cval``), weighted by the
-    fractional distances. image (C, H, W) float32 C-contiguous; Minv (3, 3) float64;
-    out (C, h, w) float32. Blocks, pieces and runs as in :func:`warp_nearest` (here the run is of
-    the pixels whose four taps are all inside).
+def warp(image, Minv, interpolation, mode, cval, out):
+    """Warp channel planes by the inverse map ``Minv``: image (C, H, W) float32 C-contiguous;
+    Minv (3, 3) float64; out (C, h, w) float32; ``interpolation`` NEAREST or BILINEAR.
+
+    Each parallel task does ROW_BLOCK output rows (:func:`_rows_nearest`,
+    :func:`_rows_bilinear`). One parallel driver for both keeps the compile time of a single
+    parallel kernel (each costs seconds on a cold cache).
     """
-    C, H, W = image.shape
-    h, w = out.shape[1], out.shape[2]
+    h = out.shape[1]
     n_blocks = (h + ROW_BLOCK - 1) // ROW_BLOCK
     for b in prange(n_blocks):
-        rows = np.empty(TILE_COLS, dtype=np.int32)
-        cols = np.empty(TILE_COLS, dtype=np.int32)
-        inside = np.empty(TILE_COLS, dtype=np.bool_)
-        index = np.empty(TILE_COLS, dtype=np.int64)
-        fx = np.empty(TILE_COLS, dtype=np.float32)
-        fy = np.empty(TILE_COLS, dtype=np.float32)
-        for x0 in range(0, w, TILE_COLS):
-            n = min(TILE_COLS, w - x0)
-            for y in range(b * ROW_BLOCK, min((b + 1) * ROW_BLOCK, h)):
-                _bilinear_taps(Minv, y, x0, n, H, W, rows, cols, fx, fy, inside, index)
-                lo, hi, _ = _inside_run(inside, n)
-                for c in range(C):
-                    flat = image[c].reshape(H * W)
-                    dst = out[c, y]
-                    for x in range(lo, hi):
-                        k = np.uint64(index[x])             # unsigned: no negative-wrap test
-                        dst[x0 + x] = _blend(flat[k], flat[k + np.uint64(1)],
-                                             flat[k + np.uint64(W)], flat[k + np.uint64(W + 1)],
-                                             fx[x], fy[x])
-                    for x in range(lo):                 # the rest: before and after the run
-                        dst[x0 + x] = _bilinear_border(flat, rows[x], cols[x], fx[x], fy[x],
-                                                       H, W, mode, cval)
-                    for x in range(hi, n):
-                        dst[x0 + x] = _bilinear_border(flat, rows[x], cols[x], fx[x], fy[x],
-                                                       H, W, mode, cval)
+        y0 = b * ROW_BLOCK
+        y1 = min(y0 + ROW_BLOCK, h)
+        if interpolation == NEAREST:
+            _rows_nearest(image, Minv, y0, y1, mode, cval, out)
+        else:
+            _rows_bilinear(image, Minv, y0, y1, mode, cval, out)
+
+
+@njit(cache=True, nogil=True)
+def _rows_nearest(image, Minv, y0, y1, mode, cval, out):
+    """Nearest-neighbour warp of output rows ``y0:y1``: the source position is rounded half up,
+    ``floor(p + 0.5)``. Each row is done in pieces of at most TILE_COLS columns (so the buffers
+    stay small); in each piece, the run of pixels whose source is inside the image is a plain
+    gather, the pixels before and after it go through the border rules.
+    """
+    C, H, W = image.shape
+    w = out.shape[2]
+    rows = np.empty(TILE_COLS, dtype=np.int32)
+    cols = np.empty(TILE_COLS, dtype=np.int32)
+    inside = np.empty(TILE_COLS, dtype=np.bool_)
+    index = np.empty(TILE_COLS, dtype=np.int64)
+    for x0 in range(0, w, TILE_COLS):
+        n = min(TILE_COLS, w - x0)
+        for y in range(y0, y1):
+            _nearest_taps(Minv, y, x0, n, H, W, rows, cols, inside, index)
+            lo, hi, run = _inside_run(inside, n)
+            for c in range(C):
+                flat = image[c].reshape(H * W)
+                dst = out[c, y]
+                for x in range(lo, hi):
+                    dst[x0 + x] = flat[np.uint64(index[x])]     # unsigned: no wrap test
+                if run and mode == MODE_CONSTANT:   # every pixel off the run is outside
+                    dst[x0:x0 + lo] = cval
+                    dst[x0 + hi:x0 + n] = cval
+                    continue
+                for x in range(lo):                 # the rest: before and after the run
+                    dst[x0 + x] = _nearest_border(flat, rows[x], cols[x], H, W, mode, cval)
+                for x in range(hi, n):
+                    dst[x0 + x] = _nearest_border(flat, rows[x], cols[x], H, W, mode, cval)
+
+
+@njit(cache=True, nogil=True)
+def _rows_bilinear(image, Minv, y0, y1, mode, cval, out):
+    """Bilinear warp of output rows ``y0:y1``: the four pixels around the source position, each
+    fetched through the border mode (a tap outside the image in constant mode contributes
+    ``cval``), weighted by the fractional distances. Pieces and runs as in
+    :func:`_rows_nearest` (here the run is of the pixels whose four taps are all inside).
+    """
+    C, H, W = image.shape
+    w = out.shape[2]
+    rows = np.empty(TILE_COLS, dtype=np.int32)
+    cols = np.empty(TILE_COLS, dtype=np.int32)
+    inside = np.empty(TILE_COLS, dtype=np.bool_)
+    index = np.empty(TILE_COLS, dtype=np.int64)
+    fx = np.empty(TILE_COLS, dtype=np.float32)
+    fy = np.empty(TILE_COLS, dtype=np.float32)
+    for x0 in range(0, w, TILE_COLS):
+        n = min(TILE_COLS, w - x0)
+        for y in range(y0, y1):
+            _bilinear_taps(Minv, y, x0, n, H, W, rows, cols, fx, fy, inside, index)
+            lo, hi, _ = _inside_run(inside, n)
+            for c in range(C):
+                flat = image[c].reshape(H * W)
+                dst = out[c, y]
+                for x in range(lo, hi):
+                    k = np.uint64(index[x])             # unsigned: no negative-wrap test
+                    dst[x0 + x] = _blend(flat[k], flat[k + np.uint64(1)],
+                                         flat[k + np.uint64(W)], flat[k + np.uint64(W + 1)],
+                                         fx[x], fy[x])
+                for x in range(lo):                 # the rest: before and after the run
+                    dst[x0 + x] = _bilinear_border(flat, rows[x], cols[x], fx[x], fy[x],
+                                                   H, W, mode, cval)
+                for x in range(hi, n):
+                    dst[x0 + x] = _bilinear_border(flat, rows[x], cols[x], fx[x], fy[x],
+                                                   H, W, mode, cval)

@@ -148,8 +148,7 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
     -------
     ndarray, shape (rows, cols) or (rows, cols, C)
     """
-    from kernels.resize import (resize_area_integer, resize_nearest, resize_separable,
-                                resize_separable_rows_first)
+    from kernels import resize as k
 
     check_choice(interpolation, INTERPOLATIONS, "interpolation")
     if output_shape is None:
@@ -164,27 +163,27 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
     if not block_mean:
         _check_output(planes, planes)   # the input itself: these modes skip input pixels
     if interpolation == "nearest":
-        row_idx, _ = _axis_table(H, rows, "nearest", False)
-        col_idx, _ = _axis_table(W, cols, "nearest", False)
-        with _kernel_threads(out.size):
-            resize_nearest(planes, np.ascontiguousarray(row_idx[:, 0]),
-                           np.ascontiguousarray(col_idx[:, 0]), out)
+        kind = k.NEAREST
+        row_idx, row_w = _axis_table(H, rows, "nearest", False)
+        col_idx, col_w = _axis_table(W, cols, "nearest", False)
     elif block_mean:
         # block means; halving with bilinear samples half-way between pixel pairs, which is the
-        # 2x2 block mean (OpenCV switches INTER_LINEAR to INTER_AREA there too)
-        with _kernel_threads(out.size):
-            resize_area_integer(planes, H // rows, W // cols, out)
-        _check_output(out, planes)      # every input pixel is in one block, weight 1 / (ky kx)
+        # 2x2 block mean (OpenCV switches INTER_LINEAR to INTER_AREA there too); no tables
+        kind = k.BLOCK_MEAN
+        row_idx, row_w = np.zeros((0, 1), np.int32), np.zeros((0, 1), np.float32)
+        col_idx, col_w = row_idx, row_w
     else:
         # OpenCV averages areas only when no axis grows (scale_x >= 1 and scale_y >= 1)
         growing = rows > H or cols > W
         row_idx, row_w = _axis_table(H, rows, interpolation, growing)
         col_idx, col_w = _axis_table(W, cols, interpolation, growing)
         # the column pass gathers: run it on the smaller of the input rows and the output rows
-        kernel = resize_separable_rows_first if rows < H else resize_separable
-        with _kernel_threads(out.size):
-            kernel(planes, row_idx, row_w, np.ascontiguousarray(col_idx.T),
-                   np.ascontiguousarray(col_w.T), out)
+        kind = k.ROWS_FIRST if rows < H else k.COLUMNS_FIRST
+    with _kernel_threads(out.size):
+        k.resize_rows(planes, row_idx, row_w, np.ascontiguousarray(col_idx.T),
+                      np.ascontiguousarray(col_w.T), kind, out)
+    if block_mean:
+        _check_output(out, planes)      # every input pixel is in one block, weight 1 / (ky kx)
     return _finish(out, was_2d, dtype)
 
 
@@ -202,7 +201,6 @@ def _check_matrix(M, name, shape):
 
 def _warp(image, Minv, output_shape, interpolation, mode, cval):
     from kernels import warp as warp_kernels
-    from kernels.warp import warp_bilinear, warp_nearest
 
     check_choice(interpolation, WARP_INTERPOLATIONS, "interpolation")
     check_choice(mode, BORDER_MODES, "mode")
@@ -211,10 +209,10 @@ def _warp(image, Minv, output_shape, interpolation, mode, cval):
     C, H, W = planes.shape
     rows, cols = _output_shape(output_shape, (H, W), C)
     out = np.empty((C, rows, cols), dtype=np.float32)
-    kernel = warp_nearest if interpolation == "nearest" else warp_bilinear
+    code = warp_kernels.NEAREST if interpolation == "nearest" else warp_kernels.BILINEAR
     mode_code = getattr(warp_kernels, f"MODE_{mode.upper()}")
     with _kernel_threads(out.size):
-        kernel(planes, Minv, mode_code, np.float32(cval), out)
+        warp_kernels.warp(planes, Minv, code, mode_code, np.float32(cval), out)
     return _finish(out, was_2d, dtype)
 
 
