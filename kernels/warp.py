@@ -194,6 +194,14 @@ def warp(image, Minv, interpolation, mode, cval, out):
 
 
 @njit(cache=True, nogil=True)
+def _tap_buffers():
+    """Per-piece buffers of the row functions: tap rows, tap columns (int32), whether the taps
+    are inside, flat index of the (top-left) tap (int64); TILE_COLS each."""
+    return (np.empty(TILE_COLS, dtype=np.int32), np.empty(TILE_COLS, dtype=np.int32),
+            np.empty(TILE_COLS, dtype=np.bool_), np.empty(TILE_COLS, dtype=np.int64))
+
+
+@njit(cache=True, nogil=True)
 def _rows_nearest(image, Minv, y0, y1, mode, cval, out):
     """Nearest-neighbour warp of output rows ``y0:y1``: the source position is rounded half up,
     ``floor(p + 0.5)``. Each row is done in pieces of at most TILE_COLS columns (so the buffers
@@ -202,10 +210,7 @@ def _rows_nearest(image, Minv, y0, y1, mode, cval, out):
     """
     C, H, W = image.shape
     w = out.shape[2]
-    rows = np.empty(TILE_COLS, dtype=np.int32)
-    cols = np.empty(TILE_COLS, dtype=np.int32)
-    inside = np.empty(TILE_COLS, dtype=np.bool_)
-    index = np.empty(TILE_COLS, dtype=np.int64)
+    rows, cols, inside, index = _tap_buffers()
     for x0 in range(0, w, TILE_COLS):
         n = min(TILE_COLS, w - x0)
         for y in range(y0, y1):
@@ -235,10 +240,7 @@ def _rows_bilinear(image, Minv, y0, y1, mode, cval, out):
     """
     C, H, W = image.shape
     w = out.shape[2]
-    rows = np.empty(TILE_COLS, dtype=np.int32)
-    cols = np.empty(TILE_COLS, dtype=np.int32)
-    inside = np.empty(TILE_COLS, dtype=np.bool_)
-    index = np.empty(TILE_COLS, dtype=np.int64)
+    rows, cols, inside, index = _tap_buffers()
     fx = np.empty(TILE_COLS, dtype=np.float32)
     fy = np.empty(TILE_COLS, dtype=np.float32)
     for x0 in range(0, w, TILE_COLS):
