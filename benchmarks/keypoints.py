@@ -25,7 +25,9 @@ the same on one thread each timed as process CPU time (steadier on a busy machin
 OpenCV's, and SURF / SURF-128 / U-SURF against cvcore's SIFT, interleaved (the ratio is SURF's
 speed-up).
 
-Run from the repository root: ``python -m benchmarks.keypoints`` (``--quick`` for graf only).
+Run from the repository root: ``python -m benchmarks.keypoints`` (``--quick`` for graf only,
+``--speed-only`` for the speed rows alone). The speed table is printed at Numba's default thread
+count and at one thread, OpenCV set to the same count each time.
 """
 from __future__ import annotations
 
@@ -230,13 +232,25 @@ def speed_row():
     kp_s, _ = surf(img)
     line += f"; cvcore SURF {len(kp_s)} keypoints"
     print(line)
-    rows = [Row("sift detect+describe 640x478", cvcore=lambda: sift(img), refs=ref or {},
-                repeats=9),
-            Row("surf detect+describe 640x478", cvcore=lambda: surf(img),
-                refs={"cvcore sift": lambda: sift(img)}, repeats=9),
-            Row("u-surf detect+describe 640x478", cvcore=lambda: surf(img, upright=True),
-                refs={"cvcore sift": lambda: sift(img)}, repeats=9)]
-    print_table(run_rows(rows, verbose=False))
+    import numba
+    default = numba.get_num_threads(), (cv2.getNumThreads() if cv2 is not None else None)
+    # the table at Numba's default thread count and at one thread, OpenCV on the same count
+    for threads in sorted({default[0], 1}, reverse=True):
+        numba.set_num_threads(threads)
+        if cv2 is not None:
+            cv2.setNumThreads(threads)
+        print(f"\n== threads: {threads} (Numba and OpenCV); wall clock, ratio = reference / cvcore")
+        rows = [Row("sift detect+describe 640x478", cvcore=lambda: sift(img), refs=ref or {},
+                    repeats=9),
+                Row("surf detect+describe 640x478", cvcore=lambda: surf(img),
+                    refs={"cvcore sift": lambda: sift(img)}, repeats=9),
+                Row("u-surf detect+describe 640x478", cvcore=lambda: surf(img, upright=True),
+                    refs={"cvcore sift": lambda: sift(img)}, repeats=9)]
+        print_table(run_rows(rows, verbose=False))
+    numba.set_num_threads(default[0])
+    if cv2 is not None:
+        cv2.setNumThreads(default[1])
+    print()
     if cv2 is not None:
         # The same work on one thread each, timed as process CPU time: a figure that other
         # processes competing for the cores disturb much less than wall-clock time.
@@ -245,18 +259,16 @@ def speed_row():
         numba.set_num_threads(1)
         cv2.setNumThreads(1)
         try:
-            ours = _cpu_median(lambda: sift(img))
-            theirs = _cpu_median(lambda: det.detectAndCompute(img, None))
+            ours, theirs = _cpu_medians(lambda: sift(img), lambda: det.detectAndCompute(img, None))
         finally:
             numba.set_num_threads(threads[0])
             cv2.setNumThreads(threads[1])
-        print(f"one thread each, CPU time (median of 9): cvcore {1e3 * ours:.1f} ms, "
+        print(f"one thread each, CPU time (interleaved, median of 9): cvcore {1e3 * ours:.1f} ms, "
               f"OpenCV {1e3 * theirs:.1f} ms, ratio OpenCV/cvcore {theirs / ours:.2f}")
     import numba
     before = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        ours = _cpu_median(lambda: sift(img))
         # interleaved (SIFT, SURF, SURF-128, U-SURF) x 9: a load change hits all four alike
         fns = (lambda: sift(img), lambda: surf(img), lambda: surf(img, extended=True),
                lambda: surf(img, upright=True))
@@ -276,14 +288,18 @@ def speed_row():
           f"({ours / s128:.2f}x faster), U-SURF {1e3 * up:.1f} ms ({ours / up:.2f}x faster)")
 
 
-def _cpu_median(fn, repeats: int = 9) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.process_time()
+def _cpu_medians(*fns, repeats: int = 9):
+    """Median process CPU time of each of ``fns``, called in turn ``repeats`` times (interleaved:
+    a change of load hits them alike)."""
+    times = [[] for _ in fns]
+    for fn in fns:
         fn()
-        times.append(time.process_time() - t0)
-    return statistics.median(times)
+    for _ in range(repeats):
+        for fn, t in zip(fns, times):
+            t0 = time.process_time()
+            fn()
+            t.append(time.process_time() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def main(argv=None):
@@ -291,7 +307,14 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="graf only")
     parser.add_argument("--sequences", nargs="*", default=None)
     parser.add_argument("--sift-only", action="store_true", help="no SURF rows")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only the speed rows on the 640x480 photo (no Oxford evaluation)")
     args = parser.parse_args(argv)
+    if args.speed_only:
+        print(machine_line())
+        print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+        speed_row()
+        return 0
     if not (DATA / "oxford-affine").exists():
         print(f"Oxford sequences not found under {DATA}; set CVCORE_DATASETS", file=sys.stderr)
         return 1

@@ -129,10 +129,10 @@ def fill_ring(ring, image, rows, cols, cx, fill, i, first):
 def _taps(acc, bufs, tu, tv, tw):
     """``acc[j] += sum_t tw[t] * bufs[tu[t], tv[t] + j]`` for ``j < acc.size``.
 
-    The taps (rows ``tu``, column offsets ``tv``, weights ``tw``) are taken eight, then four,
-    then the last one to three at a time, so the output row is loaded and stored once per
-    group rather than once per tap; every operand is a view starting at index 0, so LLVM
-    vectorises each sweep.
+    The taps (rows ``tu``, column offsets ``tv``, weights ``tw``) are taken eight, then four
+    at a time, so the output row is loaded and stored once per group rather than once per
+    tap, and the last one to three one at a time (fewer loop variants: less to compile);
+    every operand is a view starting at index 0, so LLVM vectorises each sweep.
     """
     W = acc.size
     n = tw.size
@@ -161,23 +161,9 @@ def _taps(acc, bufs, tu, tv, tw):
         for j in range(W):
             acc[j] += (w0 * b0[j] + w1 * b1[j]) + (w2 * b2[j] + w3 * b3[j])
         t += 4
-    rest = n - t
-    if rest == 3:
-        b0 = bufs[tu[t], tv[t]:tv[t] + W]
-        b1 = bufs[tu[t + 1], tv[t + 1]:tv[t + 1] + W]
-        b2 = bufs[tu[t + 2], tv[t + 2]:tv[t + 2] + W]
-        w0, w1, w2 = tw[t], tw[t + 1], tw[t + 2]
-        for j in range(W):
-            acc[j] += w0 * b0[j] + w1 * b1[j] + w2 * b2[j]
-    elif rest == 2:
-        b0 = bufs[tu[t], tv[t]:tv[t] + W]
-        b1 = bufs[tu[t + 1], tv[t + 1]:tv[t + 1] + W]
-        w0, w1 = tw[t], tw[t + 1]
-        for j in range(W):
-            acc[j] += w0 * b0[j] + w1 * b1[j]
-    elif rest == 1:
-        b0 = bufs[tu[t], tv[t]:tv[t] + W]
-        w0 = tw[t]
+    for r in range(t, n):                  # the last one to three taps, one sweep each
+        b0 = bufs[tu[r], tv[r]:tv[r] + W]
+        w0 = tw[r]
         for j in range(W):
             acc[j] += w0 * b0[j]
 

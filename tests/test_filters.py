@@ -145,6 +145,60 @@ def test_selection_network_finds_rank():
             assert x[rank] == np.sort(x)[rank] or n == 1
 
 
+def test_presorted_median_network_selects_median():
+    # The 5 x 5 network assumes sorted columns; on them it must give the median, ties included.
+    steps, result = F.presorted_median_network(5)
+    assert len(steps) == 82 and sum(a + b for _, _, a, b in steps) == 140
+    rng = np.random.default_rng(5)
+    for high in [2, 6, 1000]:                     # few distinct values: many ties
+        x = rng.integers(0, high, size=(25, 4000)).astype(np.float32)
+        slots = np.full((64, x.shape[1]), np.inf, np.float32)
+        for v in range(5):
+            slots[v * 8:v * 8 + 5] = np.sort(x[v * 5:v * 5 + 5], axis=0)
+        for a, b, keep_min, keep_max in steps:
+            lo, hi = np.minimum(slots[a], slots[b]), np.maximum(slots[a], slots[b])
+            if keep_min:
+                slots[a] = lo
+            if keep_max:
+                slots[b] = hi
+        np.testing.assert_array_equal(slots[result], np.median(x, axis=0))
+
+
+def test_median5x5_kernel_is_the_generated_network():
+    # kernels.filters.median5x5 spells the network out (registers, no loop over pairs): its
+    # lines must be exactly the ones presorted_median_network(5) gives.
+    import inspect
+
+    import kernels.filters as kf
+    steps, result = F.presorted_median_network(5)
+
+    def name(slot):
+        return f"c{slot // 8}{slot % 8}"
+
+    want = []
+    for a, b, keep_min, keep_max in steps:
+        A, B = name(a), name(b)
+        if keep_min and keep_max:
+            want.append(f"{A}, {B} = min({A}, {B}), max({A}, {B})")
+        elif keep_min:
+            want.append(f"{A} = min({A}, {B})")
+        else:
+            want.append(f"{B} = max({A}, {B})")
+    lines = [ln.strip() for ln in inspect.getsource(kf.median5x5).splitlines()]
+    start = lines.index(want[0])
+    assert lines[start:start + len(want)] == want
+    assert lines[start + len(want)] == f"dst[j] = {name(result)}"
+    assert kf.MEDIAN5_RESULT == name(result)
+
+
+def test_median5x5_ties_and_wide_rows_match_scipy():
+    rng = np.random.default_rng(6)
+    image = rng.integers(0, 4, size=(37, 301)).astype(np.float32)    # ties everywhere
+    for mode in MODES:
+        np.testing.assert_array_equal(median(image, 5, mode=mode, cval=2.0),
+                                      ndi.median_filter(image, 5, mode=mode, cval=2.0))
+
+
 def test_median_by_hand():
     image = np.array([[1.0, 9.0, 2.0],
                       [8.0, 3.0, 7.0],

@@ -304,6 +304,9 @@ def gaussian_plane(plane, sy, sx, truncate, mode_code, cval):
     return _separable(plane, gy, gx, gy.size // 2, gx.size // 2, mode_code, cval, cval)
 
 
+_NO_PLANE = np.empty((0, 0), np.float32)     # an output the gradient kernel does not write
+
+
 def _gradient_maps(plane, mode_code):
     """Row and column border maps of a 3 x 3 gradient filter (centre (1, 1))."""
     from kernels.conv import border_map
@@ -325,27 +328,28 @@ def gradient_plane(plane, axis, mode_code, cval, smooth=SOBEL_SMOOTH):
         if axis == 0:
             return _separable(plane, d, s, 1, 1, mode_code, cval, cval)
         return _pass(_pass(plane, d, 1, 1, mode_code, cval), s, 0, 1, mode_code, cval)
-    from kernels.filters import gradient3x3
+    from kernels.filters import GRADIENT_COLUMNS, GRADIENT_ROWS, gradient3x3
     rows, cols = _gradient_maps(plane, mode_code)
     out = np.empty(plane.shape, np.float32)
-    gradient3x3(plane, rows, cols, *(float(t) for t in smooth), int(axis), out)
+    which = GRADIENT_ROWS if axis == 0 else GRADIENT_COLUMNS
+    gradient3x3(plane, rows, cols, *(float(t) for t in smooth), which, out, out, _NO_PLANE)
     return out
 
 
 def gradient_magnitude_plane(plane, mode_code, cval, smooth=SOBEL_SMOOTH):
     """``(gr, gc, magnitude)`` of a validated (H, W) float32 plane: the derivatives along rows
     and columns (:func:`gradient_plane`) and ``hypot(gr, gc)``, all float32, in one pass of
-    :func:`kernels.filters.gradient3x3_magnitude` (no checks; for callers inside cvcore)."""
+    :func:`kernels.filters.gradient3x3` (no checks; for callers inside cvcore)."""
     if mode_code == MODES["constant"] and cval != 0.0:
         gr = gradient_plane(plane, 0, mode_code, cval, smooth)
         gc = gradient_plane(plane, 1, mode_code, cval, smooth)
         return gr, gc, np.hypot(gr, gc)
-    from kernels.filters import gradient3x3_magnitude
+    from kernels.filters import GRADIENT_BOTH, gradient3x3
     rows, cols = _gradient_maps(plane, mode_code)
     gr = np.empty(plane.shape, np.float32)
     gc = np.empty(plane.shape, np.float32)
     mag = np.empty(plane.shape, np.float32)
-    gradient3x3_magnitude(plane, rows, cols, *(float(t) for t in smooth), gr, gc, mag)
+    gradient3x3(plane, rows, cols, *(float(t) for t in smooth), GRADIENT_BOTH, gr, gc, mag)
     return gr, gc, mag
 
 
@@ -437,6 +441,58 @@ def selection_network(n, rank):
     return np.array(kept, dtype=np.int64).reshape(-1, 2)
 
 
+def presorted_median_network(k):
+    """The median of a ``k`` x ``k`` window whose columns are already sorted, as a straight-line
+    list of min/max steps: ``[(a, b, keep_min, keep_max), ...]`` on slots ``v * 8 + t``
+    (column ``v``, rank ``t`` within the column), and the slot that ends with the median.
+
+    Built from Batcher's network on 64 slots (``k <= 8`` columns of up to 8; unused slots
+    act as +inf), pruned twice. Forwards, with the order known so far (a partial order on the
+    slots, starting from the sorted columns): a comparator whose outcome is known is dropped,
+    or, if it would surely swap, replaced by renaming the two slots. Backwards, from the
+    median's slot: only the comparators (and of those, only the min or max halves) that can
+    still reach it are kept. For 5 x 5 this leaves 82 comparators, 140 min/max, against 113
+    comparators (226 min/max) of the pruned network on unsorted values
+    (:func:`selection_network`); sorting the columns costs 9 more comparators per pixel,
+    shared by the five windows that contain a column. Used to write
+    :func:`kernels.filters.median5x5` (the test checks the kernel's lines against it).
+    """
+    size, block, rank = 64, 8, k * k // 2
+    real = [v * block + t for v in range(k) for t in range(k)]
+    le = np.eye(size, dtype=bool)                 # le[a, b]: slot a <= slot b is known
+    for v in range(k):
+        for t in range(k - 1):
+            le[v * block + t, v * block + t + 1] = True
+    pads = np.setdiff1d(np.arange(size), real)
+    le[np.ix_(real, pads)] = True                 # unused slots hold +inf
+    for m in range(size):                         # transitive closure
+        le |= le[:, m:m + 1] & le[m:m + 1, :]
+    name = list(range(size))                      # physical slot of each network position
+    kept = []
+    for a, b in batcher_pairs(size):
+        pa, pb = name[a], name[b]
+        if le[pa, pb]:
+            continue                              # already in order
+        if le[pb, pa]:
+            name[a], name[b] = pb, pa             # surely swaps: rename instead
+            continue
+        kept.append((pa, pb))
+        below_a, below_b = le[:, pa].copy(), le[:, pb].copy()
+        above_a, above_b = le[pa, :].copy(), le[pb, :].copy()
+        le[:, pa], le[pa, :] = below_a & below_b, above_a | above_b     # pa := min
+        le[:, pb], le[pb, :] = below_a | below_b, above_a & above_b     # pb := max
+        le[pa, pa] = le[pb, pb] = le[pa, pb] = True
+        le[pb, pa] = False
+    result = name[rank]
+    live, steps = {result}, []
+    for a, b in reversed(kept):
+        need_min, need_max = a in live, b in live
+        if need_min or need_max:
+            steps.append((a, b, need_min, need_max))
+            live.update((a, b))
+    return steps[::-1], result
+
+
 _NETWORKS: dict = {}
 
 
@@ -456,7 +512,7 @@ def median(image, size=3, mode="reflect", cval=0.0):
         Border handling as in :func:`correlate`.
     """
     from kernels.conv import border_map
-    from kernels.filters import median3x3, rank_network
+    from kernels.filters import median3x3, median5x5, rank_network
     img = _image(image)
     kh, kw = check_pair(size, "size", minimum=1)
     check_limit(kh * kw, MAX_MEDIAN_WINDOW, f"the median window {kh}x{kw} (values)",
@@ -465,9 +521,6 @@ def median(image, size=3, mode="reflect", cval=0.0):
     m, cval = _mode(mode), _cval(cval)
     n = kh * kw
     rank = n // 2
-    if (n, rank) not in _NETWORKS:
-        _NETWORKS[(n, rank)] = selection_network(n, rank)
-    pairs = _NETWORKS[(n, rank)]
     cy, cx = kh // 2, kw // 2
 
     def plane(p):
@@ -476,8 +529,13 @@ def median(image, size=3, mode="reflect", cval=0.0):
         out = np.empty(p.shape, np.float32)
         if (kh, kw) == (3, 3):
             median3x3(p, rows, cols, float(cval), out)   # sorted-columns identity, fewer ops
+        elif (kh, kw) == (5, 5):
+            median5x5(p, rows, cols, float(cval), out)   # sorted columns, network in registers
         else:
-            rank_network(p, kh, kw, rows, cols, cx, float(cval), pairs, rank, out)
+            if (n, rank) not in _NETWORKS:
+                _NETWORKS[(n, rank)] = selection_network(n, rank)
+            rank_network(p, kh, kw, rows, cols, cx, float(cval), _NETWORKS[(n, rank)], rank,
+                         out)
         return out
 
     return _per_channel(img, plane)
