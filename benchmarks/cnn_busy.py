@@ -260,6 +260,10 @@ def run(seconds, shared=True, rows=None, loads=None, fixed=False):
     """Measure ``rows`` (indices into :data:`ROWS`, default all) idle and under ``loads``
     (names in :data:`LOADS`, default all); print the tables; return the raw results."""
     rows = list(range(len(ROWS))) if rows is None else rows
+    import importlib.util
+    if importlib.util.find_spec("torch") is None:
+        raise SystemExit("benchmarks.cnn_busy: torch is not installed; the busy-machine table "
+                         "compares cvcore with PyTorch (pip install torch)")
     t_start = time.perf_counter()
     print(f"load average at the start: {_load_avg()} (the rest of the machine is not "
           f"controlled)", flush=True)
