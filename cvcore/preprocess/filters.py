@@ -100,13 +100,20 @@ def _kernel(kernel):
 
 
 def _per_channel(image, fn):
-    """Apply ``fn`` (2-D float32 -> 2-D float32) to a grey image or to each channel."""
-    if image.ndim == 2:
-        return fn(image)
-    out = np.empty(image.shape, np.float32)
-    for c in range(image.shape[2]):
-        out[:, :, c] = fn(np.ascontiguousarray(image[:, :, c]))
-    return out
+    """Apply ``fn`` (2-D float32 -> 2-D float32) to a grey image or to each channel.
+
+    The kernels run on no more threads than there are free cores (the rule of
+    :func:`cvcore._threads.network_call`, made for networks, holds for any parallel kernel):
+    on a busy machine a two-thread filter otherwise waits for a descheduled worker at every
+    parallel region's barrier, 10-30x its idle time (``benchmarks/README.md``)."""
+    from cvcore._threads import network_call
+    with network_call():
+        if image.ndim == 2:
+            return fn(image)
+        out = np.empty(image.shape, np.float32)
+        for c in range(image.shape[2]):
+            out[:, :, c] = fn(np.ascontiguousarray(image[:, :, c]))
+        return out
 
 
 # --------------------------------------------------------------------------- 2-D planes
