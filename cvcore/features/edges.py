@@ -76,9 +76,13 @@ def _bleed(shape, mask, sigma):
     """scikit-image's bleed-over weight ``gaussian(mask, sigma, mode='constant') + eps``: the
     share of each smoothed pixel that came from inside the image (and the mask), float32.
 
-    Without a mask it is separable, ``outer(by, bx)``, where ``by[i]`` is the sum of the 1-D
-    Gaussian taps that land inside rows ``0..H-1`` around row ``i`` (``bx`` likewise),
-    taken from the taps' running sum instead of blurring an image of ones.
+    Without a mask (a mask of ones) the value at a pixel depends only on which taps fall
+    outside the image: on its distance to each border, up to the Gaussian's radius ``r``. So
+    the image of ones is blurred at most ``(2r + 1) x (2r + 1)`` large, and its rows and columns
+    are repeated: row ``r`` (every tap inside) stands for every interior row. The numbers are
+    those of blurring the full image of ones, bit for bit (the blur sums each output's taps in
+    the same order wherever it is), so the edges stay scikit-image's exactly; a closed form
+    (the product of the 1-D tap sums) differs from them in the last bit and moves edges.
     """
     from cvcore.preprocess.filters import (DEFAULT_TRUNCATE, MODES, gaussian_kernel1d,
                                            gaussian_plane)
@@ -88,18 +92,20 @@ def _bleed(shape, mask, sigma):
                                MODES["constant"], 0.0)
         bleed += eps
         return bleed
-    g = gaussian_kernel1d(sigma, DEFAULT_TRUNCATE)
-    radius = g.size // 2
-    running = np.concatenate([[0.0], np.cumsum(g)])
+    radius = gaussian_kernel1d(sigma, DEFAULT_TRUNCATE).size // 2
 
-    def inside(n):
-        # tap u (0..2r) of pixel i reads pixel i + u - r: inside for r - i <= u < r + n - i
+    def rows(n):
+        """(size of the small image along this axis, its index for each of the n pixels)."""
+        m = min(n, 2 * radius + 1)
         i = np.arange(n)
-        first = np.clip(radius - i, 0, g.size)
-        stop = np.clip(radius + n - i, 0, g.size)
-        return (running[stop] - running[first]).astype(np.float32)
+        if n == m:
+            return m, i
+        return m, np.where(i < radius, i, np.where(i >= n - radius, i - (n - m), radius))
 
-    bleed = np.multiply.outer(inside(shape[0]), inside(shape[1]))
+    (h, iy), (w, ix) = rows(shape[0]), rows(shape[1])
+    small = gaussian_plane(np.ones((h, w), np.float32), sigma, sigma, DEFAULT_TRUNCATE,
+                           MODES["constant"], 0.0)
+    bleed = small[np.ix_(iy, ix)]
     bleed += eps
     return bleed
 
