@@ -719,6 +719,27 @@ def _row_votes(g0, g1, q0, q1, col_step, weight_x, acc):
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
+def _l2_hys(h, clip):
+    """OpenCV's L2-Hys of one block histogram ``h`` (L,) float32, in place (hog.cpp,
+    ``normalizeBlockHistogram``): ``h / (||h|| + 0.1 L)``, clipped at ``clip``, then
+    ``h / (||h|| + 1e-3)``; one reciprocal per pass."""
+    L = h.shape[0]
+    s2 = F0
+    for k in range(L):
+        s2 += h[k] * h[k]
+    scale = F1 / (np.float32(math.sqrt(s2)) + OPENCV_HIST_EPS * np.float32(L))
+    s2 = F0
+    for k in range(L):
+        v = h[k] * scale
+        v = clip if v > clip else v
+        h[k] = v
+        s2 += v * v
+    scale = F1 / (np.float32(math.sqrt(s2)) + OPENCV_RENORM_EPS)
+    for k in range(L):
+        h[k] *= scale
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
 def _normalised_block(rows, top, q, weight_y, ncx, clip, h):
     """Step 2 of :func:`opencv_block_histograms` for block column ``q`` whose first pixel row is
     ``top``: ``h[(cx, cy, b)] = sum_i weight_y[cy, i] * rows[top + i, q, cx * nb + b]``, then
@@ -739,20 +760,7 @@ def _normalised_block(rows, top, q, weight_y, ncx, clip, h):
                     sb = cx * nb
                     for b in range(nb):
                         h[hb + b] += w * src[sb + b]
-    # L2-Hys (hog.cpp, normalizeBlockHistogram)
-    s2 = F0
-    for k in range(L):
-        s2 += h[k] * h[k]
-    scale = F1 / (np.float32(math.sqrt(s2)) + OPENCV_HIST_EPS * np.float32(L))
-    s2 = F0
-    for k in range(L):
-        v = h[k] * scale
-        v = clip if v > clip else v
-        h[k] = v
-        s2 += v * v
-    scale = F1 / (np.float32(math.sqrt(s2)) + OPENCV_RENORM_EPS)
-    for k in range(L):
-        h[k] *= scale
+    _l2_hys(h, clip)
 
 
 @njit(cache=True, parallel=True, error_model="numpy", nogil=True)
@@ -804,6 +812,15 @@ def opencv_block_histograms(votes, bins, row_step, col_step, weight_y, weight_x,
         _normalised_block(rows, p * row_step, q, weight_y, ncx, clip, out[p, q])
 
 
+@njit(cache=True, error_model="numpy", nogil=True, fastmath={"reassoc", "contract"})
+def _dot(w, v, n):
+    """``sum_j w[j] v[j]`` over ``j < n``, float32, summed in any order (vectorised)."""
+    t = F0
+    for j in range(n):
+        t += w[j] * v[j]
+    return t
+
+
 @njit(cache=True, error_model="numpy", nogil=True)
 def opencv_block_grid(image, table, ymap, xmap, simd_cols, angle_scale, nbins, row_step,
                       col_step, weight_y, weight_x, clip, out):
@@ -824,7 +841,8 @@ def opencv_block_grid(image, table, ymap, xmap, simd_cols, angle_scale, nbins, r
     """
     P, Q, L = out.shape
     ncy, bh = weight_y.shape
-    ncx = weight_x.shape[0]
+    ncx, bw = weight_x.shape
+    nb = L // (ncx * ncy)
     Wp = xmap.shape[0] - 2
     C = image.shape[2]
     ring = np.empty((3, Wp + 2, C), np.float32)
@@ -835,13 +853,43 @@ def opencv_block_grid(image, table, ymap, xmap, simd_cols, angle_scale, nbins, r
     g1 = np.empty(Wp, np.float32)
     q0 = np.empty(Wp, np.int32)
     q1 = np.empty(Wp, np.int32)
-    rows = np.empty((bh, Q, L // ncy), np.float32)     # ring: row y in rows[y % bh]
+    S = (bh + row_step - 1) // row_step         # block rows one pixel row can belong to
+    cols = (Q - 1) * col_step + bw              # padded columns some block covers
+    n = cols * nb
+    dense = np.zeros(n, np.float32)             # this row's votes, dense[b * cols + x]
+    acc = np.zeros((S, ncy, n), np.float32)     # column sums of block row p in acc[p % S]
     for y in range((P - 1) * row_step + bh):
         _gradient_row(y, image, table, ymap, xmap, simd_cols, angle_scale, nbins, ring, keys,
                       ddx, ddy, g0, g1, q0, q1)
-        _row_votes(g0, g1, q0, q1, col_step, weight_x, rows[y % bh])
+        for x in range(cols):
+            dense[q0[x] * cols + x] += g0[x]
+            dense[q1[x] * cols + x] += g1[x]
+        # 1. down the columns: add the row, weighted, into every block row that holds it
+        p_lo = max(0, (y - bh + row_step) // row_step)
+        p_hi = min(P - 1, y // row_step)
+        for p in range(p_lo, p_hi + 1):
+            i = y - p * row_step
+            for cy in range(ncy):
+                w = weight_y[cy, i]
+                if w != F0:
+                    a = acc[p % S, cy]
+                    for k in range(n):
+                        a[k] += w * dense[k]
+        for x in range(cols):
+            dense[q0[x] * cols + x] = F0
+            dense[q1[x] * cols + x] = F0
+        # 2. a block row is complete: along each block's columns, then L2-Hys
         top = y + 1 - bh
         if top >= 0 and top % row_step == 0:
             p = top // row_step
+            s = p % S
             for q in range(Q):
-                _normalised_block(rows, top, q, weight_y, ncx, clip, out[p, q])
+                h = out[p, q]
+                x0 = q * col_step
+                for cx in range(ncx):
+                    for cy in range(ncy):
+                        hb = (cx * ncy + cy) * nb
+                        for b in range(nb):
+                            h[hb + b] = _dot(weight_x[cx], acc[s, cy, b * cols + x0:], bw)
+                _l2_hys(h, clip)
+            acc[s] = F0
