@@ -826,11 +826,19 @@ def opencv_block_grid(image, table, ymap, xmap, simd_cols, angle_scale, nbins, r
                       col_step, weight_y, weight_x, clip, out):
     """:func:`opencv_gradients` then :func:`opencv_block_histograms`, on one thread, streaming.
 
-    For callers that run many images (pyramid levels) side by side, one per thread: the padded
-    rows are taken top to bottom; each row's gradient (:func:`_gradient_row`) goes straight
-    into its row sums (:func:`_row_votes`), kept in a ring of the last ``block_h`` rows, and a
-    row of blocks is normalised as soon as its last pixel row is in. Nothing of the size of the
-    image is allocated, and the numbers are those of the two parallel kernels.
+    For one window and for callers that run many images (pyramid levels) side by side, one per
+    thread. The padded rows are taken top to bottom; each row's gradient
+    (:func:`_gradient_row`) is spread into one plane per orientation bin (``dense[b, x]``, two
+    non-zero votes per pixel) and added, times ``weight_y[cy, i]``, into the column sums of every
+    block row holding it (contiguous, vectorised: the sum down the rows comes first here):
+
+    ``col[p, cy, b, x] = sum_i weight_y[cy, i] * vote_b(p * row_step + i, x)``
+
+    When a block row's last pixel row is in, each block's histogram is one dot product per
+    (cell, bin) along the columns, ``hist[p, q, cx, cy, b] = sum_j weight_x[cx, j] *
+    col[p, cy, b, q * col_step + j]`` (:func:`_dot`), then L2-Hys. Nothing of the size of the
+    image is allocated. The numbers are those of the two parallel kernels up to float32
+    summation order (the order differs from OpenCV's in both).
 
     Parameters
     ----------
