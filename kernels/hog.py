@@ -900,4 +900,7 @@ def opencv_block_grid(image, table, ymap, xmap, simd_cols, angle_scale, nbins, r
                         for b in range(nb):
                             h[hb + b] = _dot(weight_x[cx], acc[s, cy, b * cols + x0:], bw)
                 _l2_hys(h, clip)
-            acc[s] = F0
+            for cy in range(ncy):
+                a = acc[s, cy]
+                for k in range(n):
+                    a[k] = F0
