@@ -242,6 +242,40 @@ def test_batcher_without_batching_runs_one_at_a_time():
     assert sizes == [1] * 5
 
 
+def test_batcher_second_executor_waits_for_a_batch_as_large_as_the_running_one():
+    # While a batch of 4 runs, a free executor does not start on 2 queued inputs (that would
+    # split a busy server's work into small batches); it starts once 4 are queued.
+    import concurrent.futures
+    import threading
+    gate, started = threading.Event(), []
+
+    def run(items):
+        started.append(list(items))
+        if items[0] == 0:
+            gate.wait(5)
+        return items
+
+    async def main():
+        pools = [concurrent.futures.ThreadPoolExecutor(1) for _ in range(2)]
+        b = Batcher(run, pools, max_batch_size=8, max_delay=0)
+        b.start()
+        first = [asyncio.ensure_future(b.submit(i)) for i in range(4)]
+        await asyncio.sleep(0.1)
+        second = [asyncio.ensure_future(b.submit(i)) for i in range(10, 12)]
+        await asyncio.sleep(0.1)
+        assert started == [[0, 1, 2, 3]] and b.depth == 2
+        second += [asyncio.ensure_future(b.submit(i)) for i in range(12, 14)]
+        assert await asyncio.gather(*second) == [10, 11, 12, 13]    # ran beside the first
+        assert not any(f.done() for f in first)
+        gate.set()
+        assert await asyncio.gather(*first) == [0, 1, 2, 3]
+        await b.stop()
+        for p in pools:
+            p.shutdown()
+    asyncio.run(main())
+    assert started == [[0, 1, 2, 3], [10, 11, 12, 13]]
+
+
 def test_batcher_queue_bound_and_timeout():
     import concurrent.futures
     import threading

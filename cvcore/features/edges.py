@@ -94,19 +94,24 @@ def _bleed(shape, mask, sigma):
         return bleed
     radius = gaussian_kernel1d(sigma, DEFAULT_TRUNCATE).size // 2
 
-    def rows(n):
-        """(size of the small image along this axis, its index for each of the n pixels)."""
+    def pieces(n):
+        """(full image span, small image span) along an axis of n pixels: the first and last
+        ``radius`` pixels map one to one, every pixel between to the small image's middle."""
         m = min(n, 2 * radius + 1)
-        i = np.arange(n)
         if n == m:
-            return m, i
-        return m, np.where(i < radius, i, np.where(i >= n - radius, i - (n - m), radius))
+            return m, [(slice(0, n), slice(0, m))]
+        return m, [(slice(0, radius), slice(0, radius)),
+                   (slice(radius, n - radius), slice(radius, radius + 1)),
+                   (slice(n - radius, n), slice(m - radius, m))]
 
-    (h, iy), (w, ix) = rows(shape[0]), rows(shape[1])
+    (h, row_pieces), (w, col_pieces) = pieces(shape[0]), pieces(shape[1])
     small = gaussian_plane(np.ones((h, w), np.float32), sigma, sigma, DEFAULT_TRUNCATE,
                            MODES["constant"], 0.0)
-    bleed = small[np.ix_(iy, ix)]
-    bleed += eps
+    small += eps
+    bleed = np.empty(shape, np.float32)
+    for rows_full, rows_small in row_pieces:       # copies and broadcasts, no fancy indexing
+        for cols_full, cols_small in col_pieces:
+            bleed[rows_full, cols_full] = small[rows_small, cols_small]
     return bleed
 
 

@@ -17,7 +17,9 @@ dynamic batcher):
    decoding uploads meanwhile, and the Numba kernels of the forward pass release the GIL
    (``nogil=True``). Every result goes back to the future of its request. Given several
    executors, the collector starts the next batch on whichever is free, so several batches can
-   run at once (one per executor).
+   run at once (one per executor); while one runs, the next starts only once the queue holds as
+   many inputs as the largest running batch (or a full batch), so that a busy server's batches
+   stay as large as with one executor instead of being split into small ones.
 
 Bounds: at most ``max_queue`` inputs wait (one more is refused with :class:`Overloaded`, which the
 server turns into 503 with ``Retry-After``), and a request that waited ``timeout`` seconds gets
@@ -98,6 +100,7 @@ class Batcher:
         self.on_batch = on_batch
         self._free = list(self.executors)  # executors not running a batch now
         self._runs: set = set()
+        self._running: list = []           # sizes of the batches running now
         self.incoming = 0                  # inputs announced but not yet submitted
         self._queue: collections.deque = collections.deque()
         self._wakeup: asyncio.Event | None = None
@@ -175,11 +178,12 @@ class Batcher:
 
     async def _collect(self) -> None:
         while True:
-            while not self._queue or not self._free:
+            while not self._queue or not self._free or not self._may_start():
                 self._wakeup.clear()
                 await self._wakeup.wait()
             deadline = self._queue[0].arrived + self.max_delay
-            while len(self._queue) < self.max_batch_size and self.incoming > 0:
+            while len(self._queue) < self.max_batch_size and self.incoming > 0 and \
+                    not self._running:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -195,9 +199,21 @@ class Batcher:
                     batch.append(entry)
             if not batch:
                 continue
+            self._running.append(len(batch))
             run = asyncio.get_running_loop().create_task(self._run(batch, self._free.pop()))
             self._runs.add(run)
             run.add_done_callback(self._runs.discard)
+
+    def _may_start(self) -> bool:
+        """Whether a free executor should start a batch of the queue now: at once when no
+        batch is running; while another runs, only once the queue holds as many inputs as the
+        largest running batch (or a full batch). Starting on whatever is queued would split a
+        busy server's work into many small batches, each paying a forward pass's fixed cost;
+        waiting for the queue to match keeps batches as large as with one executor, while
+        several of them run side by side."""
+        if not self._running:
+            return True
+        return len(self._queue) >= min(self.max_batch_size, max(self._running))
 
     async def _run(self, batch, executor) -> None:
         """Run one batch in the executor and hand every result to its request's future."""
@@ -216,6 +232,7 @@ class Batcher:
             return
         finally:
             self._free.append(executor)
+            self._running.remove(len(batch))
             self._wakeup.set()
         if self.on_batch is not None:
             self.on_batch(len(batch), time.perf_counter() - t0)
