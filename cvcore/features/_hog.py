@@ -774,7 +774,8 @@ class HOGDescriptor:
                 self._plans[key] = plan
         pad, cache, P, Q, gather = plan
         blocks = self._block_grid(img, table, pad, cache, P, Q)
-        return blocks.reshape(P * Q, -1)[gather].reshape(-1)
+        # ndarray.take: the same copy as fancy indexing, at a third of its overhead
+        return blocks.reshape(P * Q, -1).take(gather, axis=0).reshape(-1)
 
     def _window_plan(self, shape, win_stride, padding):
         """Checked geometry of :meth:`compute` on an image of ``shape``: ``(pad, cache stride,
