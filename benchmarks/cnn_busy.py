@@ -2,11 +2,12 @@
 
 Run from the repository root (``python -m benchmarks.cnn --busy`` runs the same)::
 
-    python -m benchmarks.cnn_busy                 # ~4 minutes on 2 idle cores
-    python -m benchmarks.cnn_busy --seconds 1     # shorter: ~1 s of calls per measurement
+    python -m benchmarks.cnn_busy                 # ~3-4 minutes on 2 idle cores (15 at load 9)
+    python -m benchmarks.cnn_busy --seconds 1     # shorter: ~1 s of calls per measurement (1.5)
     python -m benchmarks.cnn_busy --no-shared     # skip the shared-process pair
     python -m benchmarks.cnn_busy --fixed         # also cvcore with the free-core rule off
     python -m benchmarks.cnn_busy --rows 2 --loads "spin x1,torch job"   # a subset
+    python -m benchmarks.cnn_busy --regions       # the cost of one small parallel region
 
 The three model rows of :mod:`benchmarks.cnn` (ResNet-20 training step at batch 128, ResNet-20
 inference at batch 128, ResNet-50 inference at batch 1 on 224x224) run in worker processes
@@ -76,6 +77,69 @@ LOADS = {
     "torch job": [TORCH_JOB % (os.cpu_count() or 1)],
     "short procs": [SHORT_PROCS],
 }
+
+
+# -- the cost of one parallel region ------------------------------------------------------------
+
+REGION_VARIANTS = {                      # label -> (environment, Numba threads)
+    "2 threads, short spin (cvcore's default)": ({}, 2),
+    "2 threads, libgomp's default spin": ({"GOMP_SPINCOUNT": "300000"}, 2),
+    "2 threads, passive wait": ({"OMP_WAIT_POLICY": "PASSIVE"}, 2),
+    "1 thread": ({}, 1),
+}
+
+
+def region_child(threads):
+    """Print the wall and CPU microseconds per Numba parallel region of ~10 us of work per
+    thread (a network's typical small region), over 2000 regions."""
+    import numba
+    import numpy as np
+    from numba import njit, prange
+
+    import kernels  # noqa: F401  (the wait policy default)
+
+    @njit(parallel=True)
+    def region(x, lanes):
+        for lane in prange(lanes):
+            n = x.size // lanes
+            for i in range(lane * n, (lane + 1) * n):
+                x[i] = x[i] * np.float32(0.999) + np.float32(0.001)
+
+    numba.set_num_threads(threads)
+    x = np.ones(20000, np.float32)
+    region(x, threads)
+    count = 2000
+    c0, t0 = time.process_time(), time.perf_counter()
+    for _ in range(count):
+        region(x, threads)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(PREFIX + json.dumps({"wall": wall / count, "cpu": cpu / count}), flush=True)
+
+
+def regions(loads):
+    """The table of :func:`region_child` per wait policy and thread count, idle and under
+    ``loads``: what a descheduled team thread costs every region."""
+    print(f"one parallel region of ~10 us of work per thread: wall / CPU microseconds per "
+          f"region (load average at the start {_load_avg()})")
+    names = ["idle"] + loads
+    print(f"{'':<42}" + "".join(f"{n:>18}" for n in names))
+    table = {}
+    for name in names:
+        load = Load(LOADS[name]) if name != "idle" else None
+        try:
+            for label, (env, threads) in REGION_VARIANTS.items():
+                res = subprocess.run([sys.executable, "-m", "benchmarks.cnn_busy",
+                                      "--region-child", str(threads)], capture_output=True,
+                                     text=True, env={**os.environ, **env}, check=True)
+                line = [ln for ln in res.stdout.splitlines() if ln.startswith(PREFIX)][-1]
+                table[(label, name)] = json.loads(line[len(PREFIX):])
+        finally:
+            if load is not None:
+                load.stop()
+    for label in REGION_VARIANTS:
+        cells = "".join(f"{table[(label, n)]['wall'] * 1e6:9.0f} /{table[(label, n)]['cpu'] * 1e6:6.0f} "
+                        for n in names)
+        print(f"{label:<42}{cells}")
 
 
 # -- the worker ----------------------------------------------------------------------------------
@@ -196,6 +260,10 @@ def run(seconds, shared=True, rows=None, loads=None, fixed=False):
     """Measure ``rows`` (indices into :data:`ROWS`, default all) idle and under ``loads``
     (names in :data:`LOADS`, default all); print the tables; return the raw results."""
     rows = list(range(len(ROWS))) if rows is None else rows
+    import importlib.util
+    if importlib.util.find_spec("torch") is None:
+        raise SystemExit("benchmarks.cnn_busy: torch is not installed; the busy-machine table "
+                         "compares cvcore with PyTorch (pip install torch)")
     t_start = time.perf_counter()
     print(f"load average at the start: {_load_avg()} (the rest of the machine is not "
           f"controlled)", flush=True)
@@ -248,6 +316,7 @@ def print_tables(results, workers, loads, rows):
               f"last column: cvcore's slow-down / torch's (<= 1: cvcore degrades no worse)")
         print(f"{'load':<12} {'row':<15} {'cvcore ms':>16} {'cv CPU':>7} {'torch ms':>16} "
               f"{'t CPU':>7} {'torch/cv':>8} {'slow cv/t':>9}")
+        worst = []
         for load in loads:
             for r in rows:
                 name = ROWS[r]
@@ -260,11 +329,18 @@ def print_tables(results, workers, loads, rows):
                 print(f"{load:<12} {SHORT[name]:<15} {cv['wall'] * 1e3:8.1f} ({s_cv:4.1f}x) "
                       f"{cv['cpu'] * 1e3:7.1f} {t['wall'] * 1e3:8.1f} ({s_t:4.1f}x) "
                       f"{t['cpu'] * 1e3:7.1f} {t['wall'] / cv['wall']:8.2f} {rel}")
+                if load != "idle":
+                    worst.append((s_cv / s_t, load, SHORT[name]))
+        if worst:
+            w = max(worst)
+            held = sum(1 for x in worst if x[0] <= 1.0)
+            print(f"cvcore degraded no worse than torch in {held} of {len(worst)} (load, row) "
+                  f"pairs; worst slow-down ratio {w[0]:.2f} ({w[1]}, {w[2]})")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=2.0,
+    parser.add_argument("--seconds", type=float, default=1.5,
                         help="time spent calling each row per measurement (at least 3 calls)")
     parser.add_argument("--no-shared", action="store_true",
                         help="skip the worker that runs cvcore and torch in one process")
@@ -276,10 +352,17 @@ def main(argv=None):
     parser.add_argument("--fixed", action="store_true",
                         help="also a cvcore worker with the free-core rule off "
                              "(CVCORE_ADAPTIVE_THREADS=0), to see what the rule changes")
+    parser.add_argument("--regions", action="store_true",
+                        help="only the cost of one small parallel region per wait policy and "
+                             "thread count, idle and under the loads (~1 minute)")
+    parser.add_argument("--region-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(args.worker.split(","))
+        return
+    if args.region_child:
+        region_child(args.region_child)
         return
     rows = [int(r) for r in args.rows.split(",")]
     loads = [name.strip() for name in args.loads.split(",") if name.strip()]
@@ -289,6 +372,9 @@ def main(argv=None):
     for name in loads:
         if name not in LOADS:
             parser.error(f"--loads: unknown load {name!r} (known: {', '.join(LOADS)})")
+    if args.regions:
+        regions(loads)
+        return
     run(args.seconds, shared=not args.no_shared, rows=rows, loads=loads, fixed=args.fixed)
 
 

@@ -1,7 +1,8 @@
 """Filters, edges and corners (cvcore.preprocess / cvcore.features) against OpenCV, SciPy and
 scikit-image, in one run.
 
-    python -m benchmarks.filters [--size 1024] [--repeats 15] [--threads N]
+    python -m benchmarks.filters [--size 1024] [--repeats 15] [--threads N] [--clock cpu]
+                                 [--stat min]
 
 Inputs: a ``size`` x ``size`` float32 image of uniform noise in 0..1 for the filters; the real
 photograph ``river1.jpg`` (768 x 1024 grey, from ``../shared/datasets/test-images``; noise of that
@@ -9,9 +10,23 @@ shape when the data is absent) for Canny and Harris. Every row computes the same
 the same border convention where the reference allows it (OpenCV's ``BORDER_REFLECT`` is SciPy's
 ``reflect``); rows whose reference is a different algorithm say so in their name:
 
-* ``cv2.Canny`` works on uint8 with L1/L2 gradient thresholds of its own (no Gaussian step), so
-  its row is a speed reference only; ``skimage`` computes the same edges as cvcore.
+* Canny, two rows. On the float photograph ``skimage`` computes the same edges as cvcore and
+  ``cv2.Canny`` (bare: uint8, no Gaussian step, L1 gradient norm) is a speed reference only.
+  On the same uint8 image, cvcore (``canny(u8, 1.0, 50, 100)``: thresholds in uint8 units on
+  the Sobel magnitude of the blurred image) stands beside ``skimage`` (same algorithm, same
+  call) and beside OpenCV doing the same stages, ``GaussianBlur`` (sigma 1, 9 taps) then
+  ``Canny(..., 50, 100, L2gradient=True)``. What still differs from OpenCV: it blurs in uint8
+  (the blurred image is rounded to integers) and differentiates that with int16 Sobel; its
+  non-maximum suppression picks one of four directions instead of interpolating between two
+  neighbours; its border is ``reflect101``, cvcore's blur is zero-padded and renormalised. The
+  row's name gives the share of pixels on which cvcore and that OpenCV pipeline agree.
 * ``cv2.cornerHarris`` averages the structure tensor with a box filter instead of a Gaussian.
+
+Timing: the calls of a row are interleaved (cvcore and each reference in turn, the first of
+each round rotating, so none always runs on an image another has just brought into cache), so
+a load that comes and goes on a shared machine hits them alike; ``--clock cpu`` reports process CPU
+time instead of wall time (meaningful with ``--threads 1``). The table ends with each row's
+ratio to its fastest reference, whichever it is.
 
 First-call times: the ``cv 1st ms`` column is the first call in this process. Run the script
 twice: the first run in a fresh Numba cache compiles (set ``NUMBA_CACHE_DIR`` to an empty
@@ -22,18 +37,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import time
 from pathlib import Path
 
-# GNU OpenMP's default lets idle workers spin; on an oversubscribed machine (8 engineers on 2
-# cores) every parallel kernel call then waits 20-30 ms for descheduled workers. Passive
-# waiting is also the polite setting on a shared machine. Must be set before Numba loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# No OMP_WAIT_POLICY here: the benchmark measures the wait policy users get (kernels/__init__.py).
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from benchmarks.common import Row, machine_line, optional, print_table, run_rows  # noqa: E402
-from cvcore.features import canny, harris  # noqa: E402
-from cvcore.preprocess import correlate, gaussian, median, sobel  # noqa: E402
+from benchmarks.common import Row, Timing, machine_line, optional, peak_memory, print_table
+from cvcore.features import canny, harris
+from cvcore.preprocess import correlate, gaussian, median, sobel
 
 DATA = Path(os.environ.get("CVCORE_DATASETS",
                            Path(__file__).resolve().parents[2] / "shared" / "datasets"))
@@ -46,6 +59,20 @@ def photo():
     from PIL import Image
     with Image.open(path) as im:
         return np.asarray(im.convert("L"), np.float32) / 255.0, "river1 768x1024"
+
+
+def _cv2_canny_pipeline(cv2, u8):
+    """OpenCV doing Canny's stages on uint8: Gaussian blur (sigma 1, radius 4 as cvcore's),
+    then Sobel, L2 magnitude, non-maximum suppression and hysteresis at 50 / 100."""
+    return cv2.Canny(cv2.GaussianBlur(u8, (9, 9), 1.0), 50, 100, L2gradient=True)
+
+
+def _canny_agreement(u8, cv2):
+    """' (NN.N% = cv2)': the share of pixels where cvcore's and OpenCV's uint8 edges agree."""
+    if cv2 is None:
+        return ""
+    same = (canny(u8, 1.0, 50, 100) == (_cv2_canny_pipeline(cv2, u8) > 0)).mean()
+    return f" ({100 * same:.1f}% = cv2)"
 
 
 def rows(size: int, repeats: int):
@@ -102,11 +129,63 @@ def rows(size: int, repeats: int):
             "skimage": ref(skf, lambda: skf.canny(img)),
             "cv2.Canny u8*": ref(cv2, lambda: cv2.Canny(u8, 50, 100)),
         }),
+        Row(f"canny u8 sigma=1 50/100{_canny_agreement(u8, cv2)}",
+            lambda: canny(u8, 1.0, 50, 100), repeats=repeats, refs={
+                "skimage": ref(skf, lambda: skf.canny(u8, 1.0, 50, 100)),
+                "cv2 blur+Canny": ref(cv2, lambda: _cv2_canny_pipeline(cv2, u8)),
+            }),
         Row(f"harris sigma=1 {label}", lambda: harris(img), repeats=repeats, refs={
             "skimage": ref(skf, lambda: skf.corner_harris(img)),
             "cv2.cornerHar*": ref(cv2, lambda: cv2.cornerHarris(img, 3, 3, 0.05)),
         }),
     ]
+
+
+def run_interleaved(rows, clock=time.perf_counter, stat=statistics.median):
+    """Time every row with its calls interleaved: one warm-up call each (reported as the first
+    call), then ``repeats`` rounds of cvcore and each reference (rotating who goes first);
+    ``stat`` per call (the median, or the minimum on a loaded machine). Returns what
+    :func:`benchmarks.common.run_rows` returns (the ``median`` field holds ``stat``)."""
+    results = []
+    for row in rows:
+        calls = {"cvcore": row.cvcore}
+        calls.update({label: fn for label, fn in row.refs.items() if fn is not None})
+        first, times = {}, {label: [] for label in calls}
+        for label, fn in calls.items():
+            t0 = clock()
+            fn()
+            first[label] = clock() - t0
+        order = list(calls.items())
+        for r in range(row.repeats):
+            # Rotate who goes first: a call that follows another on the same image finds it
+            # in cache (a slow reference before cvcore halved cvcore's Sobel on a busy machine).
+            for label, fn in order[r % len(order):] + order[:r % len(order)]:
+                t0 = clock()
+                fn()
+                times[label].append(clock() - t0)
+        timings = {label: Timing(first[label], stat(times[label]),
+                                 peak_memory(fn)) for label, fn in calls.items()}
+        timings.update({label: None for label, fn in row.refs.items() if fn is None})
+        results.append((row.name, timings))
+        print(f"  timed {row.name}", flush=True)
+    return results
+
+
+def fastest_table(results):
+    """Per row: cvcore's time, the fastest reference (a * one included: another algorithm) and
+    the ratio (above 1: cvcore faster)."""
+    lines = [f"{'benchmark':<44} {'cvcore ms':>9}  {'fastest reference':<16} {'ref ms':>9} "
+             f"{'ratio':>6}"]
+    lines.append("-" * len(lines[0]))
+    for name, timings in results:
+        pool = {k: v for k, v in timings.items() if k != "cvcore" and v is not None}
+        if not pool:
+            continue
+        label = min(pool, key=lambda k: pool[k].median)
+        cv, ref = timings["cvcore"].median, pool[label].median
+        lines.append(f"{name:<44} {cv * 1e3:9.3f}  {label:<16} {ref * 1e3:9.3f} "
+                     f"{ref / cv:6.2f}")
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -115,6 +194,10 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for both Numba and OpenCV (default: each library's own)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall time, or this process's CPU time (use with --threads 1)")
+    parser.add_argument("--stat", choices=("median", "min"), default="median",
+                        help="per-call statistic over the repeats (min: on a loaded machine)")
     args = parser.parse_args(argv)
     import numba
     if args.threads is not None:
@@ -124,15 +207,21 @@ def main(argv=None):
             cv2.setNumThreads(args.threads)
     print(machine_line())
     cache = os.environ.get("NUMBA_CACHE_DIR", "(default: __pycache__ beside the kernels)")
-    table = run_rows(rows(args.size, args.repeats))
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    stat = min if args.stat == "min" else statistics.median
+    table = run_interleaved(rows(args.size, args.repeats), clock, stat)
     print(f"Numba threading layer {numba.threading_layer()}, {numba.get_num_threads()} threads, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; cache {cache}")
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+          f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}; cache {cache}; "
+          f"clock: {args.clock}, {args.stat} of {args.repeats}")
     cv2 = optional("cv2")
     if cv2 is not None:
         print(f"OpenCV {cv2.__version__}, {cv2.getNumThreads()} threads")
     print_table(table)
     print("ratio = reference ms / cvcore ms (above 1: cvcore faster). * = different algorithm, "
           "speed reference only (see the module docstring).")
+    print()
+    print(fastest_table(table))
 
 
 if __name__ == "__main__":

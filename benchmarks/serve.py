@@ -24,11 +24,16 @@ Beside them:
   stack: uvicorn, the same fast lane for ``POST /predict`` (:class:`cvcore.serve.app._FastLane`,
   the same body reading and the same rule for decoding small images on the event loop), the same
   :class:`cvcore.serve.batching.Batcher` (on and off), Pillow decoding, ``torch.no_grad()``
-  forward on one worker thread; PyTorch's own threads as set by ``torch.set_num_threads``
-  (default: the cores).
+  forward on as many model threads as ``cvcore serve`` has, each with its own copy of the
+  network and the same share of the cores for PyTorch's own threads (``torch.set_num_threads``).
 
-Printed: one row per (server, batching, concurrency): images/s, p50 and p99 latency (ms), mean
-batch size of that row (from the server's /metrics), the server process's CPU time per request
+Every server runs with ``cvcore serve``'s default threads (one model thread per core, each with
+one kernel thread, on a small machine; the ``threads`` column says model threads x kernel
+threads) unless ``--model-threads`` / ``--threads`` say otherwise; and beside them, batched,
+both ResNet-20 servers with the previous design, one model thread whose kernels use every core.
+
+Printed: one row per (server, batching, threads, concurrency): images/s, p50 and p99 latency
+(ms), mean batch size of that row (from the server's /metrics), the server process's CPU time per request
 (ms, user + system, all its threads), and images/s as a share of the offline batch-32 ceiling.
 The machine's load (``os.getloadavg``) is printed before and after: the machine is shared, and the
 CPU time per request is the figure that moves least with the load.
@@ -167,26 +172,31 @@ class Server:
             self.proc.wait()
 
 
-def cvcore_server(model_path, batching, threads=0):
+def cvcore_server(model_path, batching, threads=0, model_threads=0):
     port = _free_port()
     return Server([sys.executable, "-m", "cvcore.cli", "serve", str(model_path), "--port",
                    str(port), "--log-level", "warning", "--reload-interval", "0",
-                   "--threads", str(threads), *(BATCH_ON if batching else BATCH_OFF)], port)
+                   "--threads", str(threads), "--model-threads", str(model_threads),
+                   *(BATCH_ON if batching else BATCH_OFF)], port)
 
 
-def torch_server(model_path, batching, threads=0):
+def torch_server(model_path, batching, threads=0, model_threads=0):
     port = _free_port()
     return Server([sys.executable, "-m", "benchmarks.serve", "--torch-server", str(model_path),
                    "--port", str(port), "--max-batch-size", "32" if batching else "1",
-                   "--threads", str(threads)], port)
+                   "--threads", str(threads), "--model-threads", str(model_threads)], port)
 
 
-def torch_app(model_path, max_batch_size):
+def torch_app(model_path, max_batch_size, threads=0, model_threads=0):
     """The same ResNet-20 weights in PyTorch behind the same stack as ``cvcore serve``: uvicorn,
-    the fast lane for ``POST /predict``, the same body reading, decoding rule and Batcher."""
+    the fast lane for ``POST /predict``, the same body reading, decoding rule and Batcher, and
+    the same model threads (as many, each with its own copy of the network and the same share
+    of the cores for PyTorch's own threads)."""
     import concurrent.futures
     import contextlib
+    import copy
     import io
+    import threading
 
     import anyio
     import torch
@@ -213,18 +223,28 @@ def torch_app(model_path, max_batch_size):
     hist = registry.histogram("cvcore_batch_size", "images per forward", ("model",),
                               buckets=BATCH_BUCKETS)
 
+    from cvcore.serve.app import ServeConfig, _thread_counts
+    model_threads, threads = _thread_counts(ServeConfig(threads=threads,
+                                                        model_threads=model_threads), True)
+    own = threading.local()
+
+    def model_thread(index):
+        torch.set_num_threads(threads)
+        own.net = net if index == 0 else copy.deepcopy(net)
+
     def run(images):
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
         with torch.no_grad():
-            p = torch.softmax(net((x - mean) / std), dim=1).numpy()
+            p = torch.softmax(own.net((x - mean) / std), dim=1).numpy()
         return list(p)
 
     def decode(data):
         with Image.open(io.BytesIO(data)) as im:
             return np.asarray(im.convert("RGB").resize((W, H), Image.BILINEAR))
 
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    batcher = Batcher(run, pool, max_batch_size=max_batch_size, max_delay=0.005,
+    pools = [concurrent.futures.ThreadPoolExecutor(1, initializer=model_thread, initargs=(i,))
+             for i in range(model_threads)]
+    batcher = Batcher(run, pools, max_batch_size=max_batch_size, max_delay=0.005,
                       on_batch=lambda n, s: registry.update(hist.observe, "torch", value=n))
     decode_slots = anyio.CapacityLimiter(2)
 
@@ -252,12 +272,13 @@ def torch_app(model_path, max_batch_size):
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        for pool in pools:                                        # warm every copy
+            pool.submit(run, [np.zeros((H, W, 3), np.uint8)] * max_batch_size).result()
         batcher.start()
-        run([np.zeros((H, W, 3), np.uint8)] * max_batch_size)     # warm
         yield
         await batcher.stop()
 
-    app = FastAPI(lifespan=lifespan)
+    app = serve_app.serve_app_class()(lifespan=lifespan)
 
     @app.get("/readyz")
     async def ready():
@@ -271,8 +292,7 @@ def torch_app(model_path, max_batch_size):
     async def predict(name: str):
         raise serve_app.ApiError(400, "unsupported", "this benchmark server takes plain requests")
 
-    route = next(r for r in app.routes if getattr(r, "path", None) == "/v1/models/{name}/predict")
-    app.add_middleware(serve_app._FastLane, server=TorchServer(), route=route)
+    serve_app.install_fast_lane(app, TorchServer(), metrics=False)
     return app
 
 
@@ -323,9 +343,13 @@ def main(argv=None):
                     help="seconds per row with wrk (default 5)")
     ap.add_argument("--requests", type=int, default=400,
                     help="requests per row with the Python client (when wrk is absent)")
+    ap.add_argument("--model-threads", type=int, default=0,
+                    help="model threads of the servers, cvcore and PyTorch alike (cvcore serve "
+                         "--model-threads); 0 = their default, one per core (at most 4)")
     ap.add_argument("--threads", type=int, default=0,
-                    help="threads of the models' kernels, offline and served, cvcore (Numba) and "
-                         "PyTorch alike; 0 = each library's default, every core")
+                    help="threads of the models' kernels, cvcore (Numba) and PyTorch alike: "
+                         "offline, and in each model thread of the servers; 0 = offline every "
+                         "core, served the cores shared out among the model threads")
     ap.add_argument("--python-client", action="store_true",
                     help="use the Python httpx client even if wrk is installed")
     ap.add_argument("--images", type=int, default=500, help="CIFAR-10 test JPEGs used")
@@ -341,10 +365,8 @@ def main(argv=None):
         return loadgen_main(args)
     if args.torch_server:
         import uvicorn
-        if args.threads:
-            import torch
-            torch.set_num_threads(args.threads)
-        uvicorn.run(torch_app(args.torch_server, args.max_batch_size), host="127.0.0.1",
+        uvicorn.run(torch_app(args.torch_server, args.max_batch_size, args.threads,
+                              args.model_threads), host="127.0.0.1",
                     port=args.port, log_level="warning")
         return
     if not CIFAR.is_dir():
@@ -363,8 +385,9 @@ def main(argv=None):
               f"Python httpx client, {args.requests} requests per row (wrk not used: it would "
               f"leave more of the cores to the servers)")
     print(f"load average before: {os.getloadavg()}; {os.cpu_count()} cores; load generator: "
-          f"{client}; {len(files)} CIFAR-10 JPEGs; model threads: "
-          f"{args.threads or 'each library default (every core)'}")
+          f"{client}; {len(files)} CIFAR-10 JPEGs; kernel threads: "
+          f"{args.threads or 'offline every core, served the cores shared out'}; "
+          f"model threads per server: {args.model_threads or 'one per core (at most 4)'}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         build_models(tmp, images)
@@ -381,35 +404,43 @@ def main(argv=None):
             print(f"{name} offline: {c['b32']:.0f} img/s at batch 32, {c['b500']:.0f} at 500; "
                   f"one image {c['one_ms']:.2f} ms; CPU {c['cpu32']:.2f} ms per image at batch 32",
                   flush=True)
-        servers = [("cvcore", "hogsvm"), ("cvcore", "resnet20")] + \
-            ([("torch", "resnet20")] if have_torch else [])
-        for engine, name in servers:
-            for batching in (True, False):
-                start = cvcore_server if engine == "cvcore" else torch_server
-                server = start(tmp / f"{name}.npz", batching, args.threads)
-                try:
-                    metric_name = name if engine == "cvcore" else "torch"
-                    url = f"{server.url}/v1/models/{name}/predict"
-                    for c in CONCURRENCY:
-                        if use_wrk:
-                            run_wrk(url, files_list, c, 1)               # warm the connections
-                        images0, batches0 = server.batches(metric_name)
-                        cpu0 = process_cpu_seconds(server.proc.pid)
-                        r = run_wrk(url, files_list, c, args.seconds) if use_wrk else \
-                            run_load(url, files_list, c, args.requests)
-                        cpu = process_cpu_seconds(server.proc.pid) - cpu0
-                        images1, batches1 = server.batches(metric_name)
-                        mean_b = (images1 - images0) / max(batches1 - batches0, 1)
-                        ips = r["n"] / r["seconds"]
-                        rows.append((engine, name, "on" if batching else "off", c, ips,
-                                     1e3 * r["p50"], 1e3 * r["p99"], mean_b,
-                                     1e3 * cpu / max(r["n"], 1),
-                                     ips / ceilings[name]["b32"], r["errors"]))
-                        print("  " + _fmt(rows[-1]), flush=True)
-                finally:
-                    server.stop()
+        from cvcore.serve.app import ServeConfig, _thread_counts
+        cores = numba_cores()
+        mt, kt = _thread_counts(ServeConfig(threads=args.threads,
+                                            model_threads=args.model_threads), True)
+        engines = ["cvcore", "torch"] if have_torch else ["cvcore"]
+        # (engine, model, batching, model threads, kernel threads per model thread)
+        servers = [("cvcore", "hogsvm", b, mt, kt) for b in (True, False)] + \
+            [(e, "resnet20", b, mt, kt) for e in engines for b in (True, False)]
+        if mt > 1 and not args.model_threads:
+            # beside them, session 4's design: one model thread with every core's kernel threads
+            servers += [(e, "resnet20", True, 1, cores) for e in engines]
+        for engine, name, batching, model_threads, threads in servers:
+            start = cvcore_server if engine == "cvcore" else torch_server
+            server = start(tmp / f"{name}.npz", batching, threads, model_threads)
+            try:
+                metric_name = name if engine == "cvcore" else "torch"
+                url = f"{server.url}/v1/models/{name}/predict"
+                for c in CONCURRENCY:
+                    if use_wrk:
+                        run_wrk(url, files_list, c, 1)               # warm the connections
+                    images0, batches0 = server.batches(metric_name)
+                    cpu0 = process_cpu_seconds(server.proc.pid)
+                    r = run_wrk(url, files_list, c, args.seconds) if use_wrk else \
+                        run_load(url, files_list, c, args.requests)
+                    cpu = process_cpu_seconds(server.proc.pid) - cpu0
+                    images1, batches1 = server.batches(metric_name)
+                    mean_b = (images1 - images0) / max(batches1 - batches0, 1)
+                    ips = r["n"] / r["seconds"]
+                    rows.append((engine, name, "on" if batching else "off",
+                                 f"{model_threads}x{threads}", c, ips, 1e3 * r["p50"],
+                                 1e3 * r["p99"], mean_b, 1e3 * cpu / max(r["n"], 1),
+                                 ips / ceilings[name]["b32"], r["errors"]))
+                    print("  " + _fmt(rows[-1]), flush=True)
+            finally:
+                server.stop()
     print()
-    print(f"{'server':<8}{'model':<10}{'batch':<7}{'c':>4}{'img/s':>9}{'p50 ms':>9}"
+    print(f"{'server':<8}{'model':<10}{'batch':<7}{'threads':<9}{'c':>3}{'img/s':>8}{'p50 ms':>9}"
           f"{'p99 ms':>9}{'mean b':>8}{'cpu ms':>8}{'/offline':>10}{'errors':>8}")
     for row in rows:
         print(_fmt(row))
@@ -417,9 +448,14 @@ def main(argv=None):
 
 
 def _fmt(row):
-    engine, name, batching, c, ips, p50, p99, mb, cpu_ms, share, errors = row
-    return (f"{engine:<8}{name:<10}{batching:<7}{c:>4}{ips:>9.0f}{p50:>9.1f}{p99:>9.1f}"
-            f"{mb:>8.1f}{cpu_ms:>8.2f}{share:>10.2f}{errors:>8}")
+    engine, name, batching, threads, c, ips, p50, p99, mb, cpu_ms, share, errors = row
+    return (f"{engine:<8}{name:<10}{batching:<7}{threads:<9}{c:>3}{ips:>8.0f}{p50:>9.1f}"
+            f"{p99:>9.1f}{mb:>8.1f}{cpu_ms:>8.2f}{share:>10.2f}{errors:>8}")
+
+
+def numba_cores() -> int:
+    import numba
+    return numba.config.NUMBA_NUM_THREADS
 
 
 if __name__ == "__main__":

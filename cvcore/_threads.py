@@ -23,9 +23,9 @@ PyTorch's own libgomp (loaded globally, with its default spin read at import), s
 of :mod:`kernels` does not apply there.
 
 The free cores are counted from the kernel's instantaneous count of runnable tasks
-(``/proc/loadavg``, fourth field) minus this process's own running threads (a pool thread still
-spinning after the previous region is ours, not a competitor), over the cores this process may
-run on (``os.sched_getaffinity``). A reading is kept for :data:`REFRESH_S` and the smaller count of
+(``/proc/loadavg``, fourth field) minus the calling thread and its would-be team among this
+process's running threads (a pool thread still spinning after the previous region is ours, not
+a competitor), over the cores this process may run on (``os.sched_getaffinity``). A reading is kept for :data:`REFRESH_S` and the smaller count of
 competitors of the last two readings is used, so one transient task (a kernel worker waking up)
 does not take a core away. Where ``/proc`` is absent the count is not limited.
 """
@@ -65,9 +65,12 @@ def _own_running() -> int:
     return max(count, 1)
 
 
-def other_runnable() -> int | None:
-    """Runnable tasks on the machine that are not threads of this process, right now
-    (None where ``/proc/loadavg`` cannot be read)."""
+def other_runnable(team: int = 1) -> int | None:
+    """Runnable tasks on the machine, right now, other than the calling thread and up to
+    ``team`` other running threads of this process (the thread pool's workers, which may still
+    be spinning after the previous parallel region: they are the team a call is about to use,
+    not competitors; any further running thread of this process, a data loader say, is one).
+    None where ``/proc/loadavg`` cannot be read."""
     try:
         with open("/proc/loadavg", "rb") as fh:
             running = int(fh.read().split()[3].split(b"/")[0])
@@ -75,14 +78,22 @@ def other_runnable() -> int | None:
         return None
     if running <= 1:                          # only the thread reading it
         return 0
-    return max(0, running - _own_running())
+    return competitors(running, _own_running(), team)
 
 
-def _cores() -> int:
+def competitors(running: int, own: int, team: int) -> int:
+    """Of ``running`` runnable tasks, those that are neither the calling thread nor up to
+    ``team`` of the ``own - 1`` other running threads of this process."""
+    return max(0, running - 1 - min(max(own - 1, 0), team))
+
+
+def _cores() -> tuple[int, int]:
+    """Cores this process may run on, and cores the machine has online."""
+    online = os.cpu_count() or 1
     try:
-        return len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0)), online
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        return online, online
 
 
 def usable_threads(cap: int) -> int:
@@ -90,20 +101,25 @@ def usable_threads(cap: int) -> int:
 
     A core is free when no other task wants it: free = cores of this process's affinity mask
     minus the other runnable tasks (:func:`other_runnable`; the smaller count of the last two
-    readings, each kept for :data:`REFRESH_S` seconds).
+    readings, each kept for :data:`REFRESH_S` seconds). The count is machine-wide; where the
+    process may run on only some of the online cores (a cpuset), the competitors are taken as
+    spread evenly over all of them.
     """
     if cap <= 1 or not ADAPTIVE:
         return cap
     now = time.monotonic()
     with _lock:
         if now - _reading["time"] >= REFRESH_S:
-            others = other_runnable()
+            others = other_runnable(cap - 1)
             if others is None:
                 return cap
             _reading["others"] = (_reading["others"][1], others)
             _reading["time"] = now
         others = min(_reading["others"])
-    return min(cap, max(1, _cores() - others))
+    mine, online = _cores()
+    if mine < online:
+        others = others * mine // online
+    return min(cap, max(1, mine - others))
 
 
 def in_network_call() -> bool:

@@ -15,7 +15,12 @@ import os
 #   GOMP_SPINCOUNT=10000 (~0.2 ms):    1173 ms;  33 / 241 / 52 ms
 #   OMP_WAIT_POLICY=PASSIVE (no spin):  984 ms;  43 / 263 / 58 ms
 # A short spin is the default here; set OMP_WAIT_POLICY or GOMP_SPINCOUNT yourself to override
-# it. It must be set before Numba starts its thread pool, hence here.
+# it. It must be set before Numba starts its thread pool, hence here. It does not reach a process
+# that imported PyTorch first: torch loads its own libgomp globally, reading the environment then,
+# and Numba's OpenMP calls bind to that copy (LD_DEBUG=bindings). On a busy machine no spin
+# setting is right anyway (a descheduled team thread stalls every region); what keeps cvcore's
+# networks fast there is running them on no more threads than there are free cores
+# (cvcore/_threads.py, measured in benchmarks/README.md, "A busy machine").
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 

@@ -18,6 +18,28 @@ from kernels.conv import ROW_BLOCK, fill_ring
 TILE = 256
 
 
+# IEEE 754 single precision: the exponent field; all ones there means infinity or NaN.
+FLOAT32_EXPONENT = np.uint32(0x7F800000)
+FLOAT32_EXPONENT_LSB = np.uint32(0x00800000)
+FLOAT32_SIGN = np.uint32(0x80000000)
+
+
+@njit(cache=True)
+def all_finite(values):
+    """True when no value of the 1-D float32 array is infinite or NaN.
+
+    On the bit patterns: adding one to the exponent field carries into the sign bit exactly
+    when the field is all ones (infinity or NaN), so OR-ing ``(bits & exponent) + lsb`` over
+    the array and testing the sign bit is one integer reduction that LLVM vectorises, reading
+    the image once (``numpy.isfinite(x).all()`` writes and reads a bool image as well).
+    """
+    bits = values.view(np.uint32)
+    seen = np.uint32(0)
+    for k in range(bits.size):
+        seen |= (bits[k] & FLOAT32_EXPONENT) + FLOAT32_EXPONENT_LSB
+    return (seen & FLOAT32_SIGN) == 0
+
+
 # ----------------------------------------------------------------------------- row helpers
 
 

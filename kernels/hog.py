@@ -109,8 +109,9 @@ def skimage_cell_sums(image, cell_rows, cell_cols, edges, sums,
     Parameters
     ----------
     image : (N, H, W, C) float32 or float64
-        The differences are taken in this precision (scikit-image's ``float_dtype``); colour:
-        the channel with the largest ``hypot`` in that precision, first on ties.
+        The differences are taken in this precision (scikit-image's ``float_dtype``, or float32
+        for grey 8-bit integer images, whose differences are exact there); colour: the channel
+        with the largest ``hypot`` in that precision, first on ties.
     cell_rows, cell_cols : int
         Cell size in pixels.
     edges : (B + 1,) float64
@@ -323,19 +324,23 @@ def skimage_normalize_blocks(hist, block_rows, block_cols, norm, out):
     norm : int
         One of ``NORM_L1, NORM_L1_SQRT, NORM_L2, NORM_L2_HYS`` (one formula per block; the
         choice is a parameter so that the four norms share one compiled kernel).
-    out : (N, n_blocks_row, n_blocks_col, block_rows, block_cols, B) float32 or float64
-        Computed in float64, stored in ``out``'s precision (scikit-image's ``float_dtype``).
+    out : (N, n_blocks_row, n_blocks_col, block_rows * block_cols * B) float64
+        The blocks, each flattened in the order ``(cell_row, cell_col, bin)``: a reshape of
+        scikit-image's ``(N, n_blocks_row, n_blocks_col, block_rows, block_cols, B)``.
+        Computed and stored in float64 (the caller rounds to scikit-image's ``float_dtype``:
+        one specialisation of this kernel instead of two); each block is gathered into its
+        place in ``out`` and normalised there.
     """
     N, nbr, nbc = out.shape[:3]
     B = hist.shape[3]
     T = N * nbr                                 # tasks: one row of blocks of one image
     G = min(T, TASK_GROUPS)
     for g in prange(G):
-        block = np.empty(block_rows * block_cols * B)
         for t in range(g * T // G, (g + 1) * T // G):
             n = t // nbr
             i = t - n * nbr
             for j in range(nbc):
+                block = out[n, i, j]
                 k = 0
                 for u in range(block_rows):
                     for v in range(block_cols):
@@ -343,12 +348,6 @@ def skimage_normalize_blocks(hist, block_rows, block_cols, norm, out):
                             block[k] = hist[n, i + u, j + v, b]
                             k += 1
                 _normalize_block(block, norm, SKIMAGE_EPS)
-                k = 0
-                for u in range(block_rows):
-                    for v in range(block_cols):
-                        for b in range(B):
-                            out[n, i, j, u, v, b] = block[k]
-                            k += 1
 
 
 # --- scikit-image variant: backward (the gradient of the features with respect to the image) -----

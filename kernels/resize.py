@@ -2,7 +2,7 @@
 
 Every mode here is separable: an output column ``dx`` is a weighted sum of a few input columns,
 ``out[:, dx] = sum_t w[dx, t] * in[:, idx[dx, t]]``, and rows likewise. A table is built once per
-axis (``*_table``), then :func:`resize_separable` applies the column table to every row and the
+axis (``*_table``), then :func:`resize_rows` applies the column table to every row and the
 row table to every column. The tables reproduce OpenCV's ``cv::resize`` (``imgproc/src/resize.cpp``)
 with ``scale = 1 / (n_out / n_in)`` and pixel centres at integer coordinates:
 
@@ -108,20 +108,54 @@ ROW_BLOCK = 16        # output rows per parallel task at least: a task passes ev
 ROW_BATCH = 4         # input rows passed together: one load of the column table serves four rows
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def resize_nearest(image, rows, cols, out):
-    """``out[c, y, x] = image[c, rows[y], cols[x]]``: image (C, H, W), out (C, h, w), float32;
-    rows (h,) and cols (w,) int32, valid indices.
+NEAREST = 0           # the block functions of :func:`resize_rows` (its ``kind``)
+COLUMNS_FIRST = 1
+ROWS_FIRST = 2
+BLOCK_MEAN = 3
 
-    Channel planes (not interleaved channels) keep the inner loop a plain gather along a row.
+
+@njit(parallel=True, cache=True, nogil=True)
+def resize_rows(image, row_idx, row_w, col_idx, col_w, kind, out):
+    """Resize channel planes by separable tables, in parallel blocks of output rows.
+
+    image (C, H, W) float32; row_idx / row_w (h, taps) the row table, int32 / float32; col_idx /
+    col_w (taps, w) the column table, tap-major; out (C, h, w) float32. Each parallel task takes a
+    block of output rows of one channel and runs the block function ``kind``:
+
+    * NEAREST (:func:`_block_nearest`): one-tap tables, a plain gather;
+    * COLUMNS_FIRST (:func:`_block_columns_first`, OpenCV's order) and ROWS_FIRST
+      (:func:`_block_rows_first`): the same weighted sums, the passes in either order. The column
+      pass gathers (it does not vectorise), the row pass adds whole rows (it does): columns first
+      gathers ``(input rows read) * w`` times, fewer when the row count grows, rows first
+      ``h * w`` times, fewer when it shrinks. They differ only by float rounding;
+    * BLOCK_MEAN (:func:`_block_mean`): integer factors ``H // h`` and ``W // w``, no tables.
+
+    One parallel driver for the four keeps the compile time of a single parallel kernel (each
+    costs seconds on a cold cache; the block functions are plain, cheaper to compile).
     """
-    C, h, w = out.shape
-    for p in prange(C * h):
-        c = p // h
-        y = p % h
-        src = image[c, rows[y]]
-        dst = out[c, y]
-        for x in range(w):
+    C = image.shape[0]
+    h = out.shape[1]
+    block, n_blocks = _row_blocks(h)
+    for task in prange(C * n_blocks):
+        c, y0, y1 = _block_of_task(task, block, n_blocks, h)
+        if kind == NEAREST:
+            _block_nearest(image[c], row_idx, col_idx, y0, y1, out[c])
+        elif kind == ROWS_FIRST:
+            _block_rows_first(image[c], row_idx, row_w, col_idx, col_w, y0, y1, out[c])
+        elif kind == COLUMNS_FIRST:
+            _block_columns_first(image[c], row_idx, row_w, col_idx, col_w, y0, y1, out[c])
+        else:
+            _block_mean(image[c], y0, y1, out[c])
+
+
+@njit(cache=True, nogil=True)
+def _block_nearest(plane, row_idx, col_idx, y0, y1, out):
+    """``out[y, x] = plane[row_idx[y, 0], col_idx[0, x]]`` for rows ``y0:y1`` (valid indices)."""
+    cols = col_idx[0]
+    for y in range(y0, y1):
+        src = plane[row_idx[y, 0]]
+        dst = out[y]
+        for x in range(dst.shape[0]):
             dst[x] = src[np.uint32(cols[x])]    # unsigned: no negative-index wrap to test
 
 
@@ -152,6 +186,16 @@ def _horizontal4(s0, s1, s2, s3, col_idx, col_w, d0, d1, d2, d3):
     """:func:`_horizontal` for four rows at once (same arithmetic, per row): the column indices
     and weights are loaded once for the four gathers, which halves the loads per output."""
     taps, w = col_idx.shape
+    if taps == 2:               # linear tables: one fused pass, same sums as below
+        i0, i1, w0, w1 = col_idx[0], col_idx[1], col_w[0], col_w[1]
+        for x in range(w):
+            j, k = np.uint32(i0[x]), np.uint32(i1[x])
+            a, b = w0[x], w1[x]
+            d0[x] = a * s0[j] + b * s0[k]
+            d1[x] = a * s1[j] + b * s1[k]
+            d2[x] = a * s2[j] + b * s2[k]
+            d3[x] = a * s3[j] + b * s3[k]
+        return
     for t in range(taps):
         it, wt = col_idx[t], col_w[t]
         for x in range(w):
@@ -183,59 +227,76 @@ def _block_of_task(task, block, n_blocks, h):
     return task // n_blocks, y0, min(y0 + block, h)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def resize_separable(image, row_idx, row_w, col_idx, col_w, out):
-    """Apply a column table, then a row table (float32 throughout), as OpenCV's ``resize`` does.
-
-    image (C, H, W); row_idx / row_w (h, taps) the row table, int32 / float32; col_idx / col_w
-    (taps, w) the column table, tap-major; out (C, h, w). Each parallel task takes a block of
-    output rows: it passes the input rows they read (non-zero weight; each once, four at a time)
-    through the column table into a block buffer, then makes each output row as the weighted sum
-    of its buffer rows, a contiguous loop LLVM vectorises.
-    """
-    C, H, W = image.shape
-    h, w = out.shape[1], out.shape[2]
+@njit(cache=True, nogil=True)
+def _block_columns_first(plane, row_idx, row_w, col_idx, col_w, y0, y1, out):
+    """Output rows ``y0:y1`` of one plane (H, W) -> ``out`` (h, w): pass the input rows they read
+    (non-zero weight; each once, four at a time) through the column table into a block buffer,
+    then make each output row as the weighted sum of its buffer rows."""
+    H = plane.shape[0]
+    w = out.shape[1]
     taps = row_idx.shape[1]
-    block, n_blocks = _row_blocks(h)
-    for task in prange(C * n_blocks):
-        c, y0, y1 = _block_of_task(task, block, n_blocks, h)
-        # the input rows this block reads: rows lo..hi, flagged where used
-        lo, hi = H, -1
-        for y in range(y0, y1):
-            for t in range(taps):
-                if row_w[y, t] != 0.0:
-                    lo = min(lo, row_idx[y, t])
-                    hi = max(hi, row_idx[y, t])
-        used = np.zeros(hi - lo + 1, dtype=np.bool_)
-        for y in range(y0, y1):
-            for t in range(taps):
-                if row_w[y, t] != 0.0:
-                    used[row_idx[y, t] - lo] = True
-        rows = np.empty(hi - lo + 1, dtype=np.int64)
-        n = 0
-        for i in range(hi - lo + 1):
-            if used[i]:
-                rows[n] = lo + i
-                n += 1
-        buf = np.empty((hi - lo + 1, w), dtype=np.float32)
-        plane = image[c]
-        i = 0
-        while i + ROW_BATCH <= n:
-            r0, r1, r2, r3 = rows[i], rows[i + 1], rows[i + 2], rows[i + 3]
-            _horizontal4(plane[r0], plane[r1], plane[r2], plane[r3], col_idx, col_w,
-                         buf[r0 - lo], buf[r1 - lo], buf[r2 - lo], buf[r3 - lo])
-            i += ROW_BATCH
-        while i < n:
-            _horizontal(plane[rows[i]], col_idx, col_w, buf[rows[i] - lo])
-            i += 1
-        for y in range(y0, y1):
-            _vertical(buf, row_idx, row_w, y, lo, out[c, y])
+    # the input rows this block reads: rows lo..hi, flagged where used
+    lo, hi = H, -1
+    for y in range(y0, y1):
+        for t in range(taps):
+            if row_w[y, t] != 0.0:
+                lo = min(lo, row_idx[y, t])
+                hi = max(hi, row_idx[y, t])
+    used = np.zeros(hi - lo + 1, dtype=np.bool_)
+    for y in range(y0, y1):
+        for t in range(taps):
+            if row_w[y, t] != 0.0:
+                used[row_idx[y, t] - lo] = True
+    rows = np.empty(hi - lo + 1, dtype=np.int64)
+    n = 0
+    for i in range(hi - lo + 1):
+        if used[i]:
+            rows[n] = lo + i
+            n += 1
+    buf = np.empty((hi - lo + 1, w), dtype=np.float32)
+    i = 0
+    while i + ROW_BATCH <= n:
+        r0, r1, r2, r3 = rows[i], rows[i + 1], rows[i + 2], rows[i + 3]
+        _horizontal4(plane[r0], plane[r1], plane[r2], plane[r3], col_idx, col_w,
+                     buf[r0 - lo], buf[r1 - lo], buf[r2 - lo], buf[r3 - lo])
+        i += ROW_BATCH
+    while i < n:
+        _horizontal(plane[rows[i]], col_idx, col_w, buf[rows[i] - lo])
+        i += 1
+    for y in range(y0, y1):
+        _vertical(buf, row_idx, row_w, y, lo, out[y])
+
+
+@njit(cache=True, nogil=True)
+def _block_rows_first(plane, row_idx, row_w, col_idx, col_w, y0, y1, out):
+    """Output rows ``y0:y1`` of one plane (H, W) -> ``out`` (h, w): blend each output row from
+    its input rows (full width W, vectorised), then pass it through the column table (four
+    rows at a time)."""
+    W = plane.shape[1]
+    tmp = np.empty((ROW_BATCH, W), dtype=np.float32)
+    y = y0
+    while y + ROW_BATCH <= y1:
+        for i in range(ROW_BATCH):
+            _vertical(plane, row_idx, row_w, y + i, 0, tmp[i])
+        _horizontal4(tmp[0], tmp[1], tmp[2], tmp[3], col_idx, col_w,
+                     out[y], out[y + 1], out[y + 2], out[y + 3])
+        y += ROW_BATCH
+    while y < y1:
+        _vertical(plane, row_idx, row_w, y, 0, tmp[0])
+        _horizontal(tmp[0], col_idx, col_w, out[y])
+        y += 1
 
 
 @njit(cache=True, nogil=True)
 def _vertical(plane, row_idx, row_w, y, lo, dst):
     """``dst[:] = sum_t row_w[y, t] * plane[row_idx[y, t] - lo, :]`` over the taps of non-zero
     weight (``plane`` holds rows from ``lo`` on; whole rows: contiguous loops LLVM vectorises)."""
+    if row_idx.shape[1] == 2 and row_w[y, 0] != 0.0 and row_w[y, 1] != 0.0:
+        a, b = row_w[y, 0], row_w[y, 1]     # linear tables: one fused pass, the same sums
+        top, bottom = plane[row_idx[y, 0] - lo], plane[row_idx[y, 1] - lo]
+        for x in range(dst.shape[0]):
+            dst[x] = a * top[x] + b * bottom[x]
+        return
     first = True
     for t in range(row_idx.shape[1]):
         weight = row_w[y, t]
@@ -251,59 +312,27 @@ def _vertical(plane, row_idx, row_w, y, lo, dst):
                 dst[x] += weight * src[x]
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def resize_separable_rows_first(image, row_idx, row_w, col_idx, col_w, out):
-    """:func:`resize_separable` with the passes the other way round, for a shrinking row count.
-
-    Each output row is first blended from its input rows (full width ``W``, vectorised), then
-    passed through the column table. The column pass gathers (it does not vectorise), and this
-    order gathers ``h * w`` times instead of ``(rows read) * w``: fewer when ``h < H``. The two
-    orders differ only by float rounding (the weights multiply in another order).
-    Arguments as in :func:`resize_separable`.
+@njit(cache=True, nogil=True)
+def _block_mean(plane, y0, y1, out):
+    """Block mean for the integer factors ``ky = H // h``, ``kx = W // w``: ``out[y, x]`` is the
+    mean of ``plane[ky*y : ky*y + ky, kx*x : kx*x + kx]`` (OpenCV's ``resizeAreaFast``), rows
+    ``y0:y1``. Each output row sums its ``ky`` input rows into a row buffer (contiguous,
+    vectorised), then adds each run of ``kx`` neighbours.
     """
-    C, H, W = image.shape
-    h, w = out.shape[1], out.shape[2]
-    block, n_blocks = _row_blocks(h)
-    for task in prange(C * n_blocks):
-        c, y0, y1 = _block_of_task(task, block, n_blocks, h)
-        plane = image[c]
-        tmp = np.empty((ROW_BATCH, W), dtype=np.float32)
-        y = y0
-        while y + ROW_BATCH <= y1:
-            for i in range(ROW_BATCH):
-                _vertical(plane, row_idx, row_w, y + i, 0, tmp[i])
-            _horizontal4(tmp[0], tmp[1], tmp[2], tmp[3], col_idx, col_w,
-                         out[c, y], out[c, y + 1], out[c, y + 2], out[c, y + 3])
-            y += ROW_BATCH
-        while y < y1:
-            _vertical(plane, row_idx, row_w, y, 0, tmp[0])
-            _horizontal(tmp[0], col_idx, col_w, out[c, y])
-            y += 1
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def resize_area_integer(image, ky, kx, out):
-    """Block mean for integer factors ``ky`` (rows) and ``kx`` (columns): ``out[c, y, x]`` is the
-    mean of ``image[c, ky*y : ky*y + ky, kx*x : kx*x + kx]`` (OpenCV's ``resizeAreaFast``).
-
-    image (C, ky*h, kx*w), out (C, h, w), float32. Each output row sums its ``ky`` input rows into
-    a row buffer (contiguous, vectorised), then adds each run of ``kx`` neighbours.
-    """
-    C, h, w = out.shape
-    W = image.shape[2]
+    H, W = plane.shape
+    h, w = out.shape
+    ky, kx = H // h, W // w
     scale = np.float32(1.0 / (ky * kx))
-    for p in prange(C * h):
-        c = p // h
-        y = p % h
-        rowsum = np.empty(W, dtype=np.float32)
-        top = image[c, y * ky]
+    rowsum = np.empty(W, dtype=np.float32)
+    for y in range(y0, y1):
+        top = plane[y * ky]
         for x in range(W):
             rowsum[x] = top[x]
         for i in range(1, ky):
-            src = image[c, y * ky + i]
+            src = plane[y * ky + i]
             for x in range(W):
                 rowsum[x] += src[x]
-        dst = out[c, y]
+        dst = out[y]
         if kx == 2:             # the common halving: a fixed stride LLVM vectorises
             for x in range(w):
                 dst[x] = (rowsum[2 * x] + rowsum[2 * x + 1]) * scale

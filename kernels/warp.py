@@ -70,10 +70,10 @@ def _is_affine(Minv):
 
 
 @njit(cache=True, nogil=True)
-def _nearest_taps(Minv, y, x0, n, H, W, rows, cols, inside):
+def _nearest_taps(Minv, y, x0, n, H, W, rows, cols, inside, index):
     """Source pixel ``floor(p + 0.5)`` (rounded half up) of output pixels ``(x0 + i, y)``,
     ``i < n``: ``rows[i], cols[i]`` (UNDEFINED where the position is), ``inside[i]`` whether it
-    is in the H x W image."""
+    is in the H x W image and then ``index[i] = rows[i] * W + cols[i]`` (else 0)."""
     affine = _is_affine(Minv)
     for i in range(n):
         xs, ys, ok = _source(Minv, x0 + i, y, affine)
@@ -81,7 +81,9 @@ def _nearest_taps(Minv, y, x0, n, H, W, rows, cols, inside):
         q = np.int32(math.floor(xs + 0.5)) if ok else np.int32(UNDEFINED)
         rows[i] = r
         cols[i] = q
-        inside[i] = np.uint32(r) < np.uint32(H) and np.uint32(q) < np.uint32(W)
+        ins = np.uint32(r) < np.uint32(H) and np.uint32(q) < np.uint32(W)
+        inside[i] = ins
+        index[i] = np.int64(r) * W + q if ins else 0
 
 
 @njit(cache=True, nogil=True)
@@ -100,11 +102,12 @@ def _nearest_border(flat, r, q, H, W, mode, cval):
 
 
 @njit(cache=True, nogil=True)
-def _bilinear_taps(Minv, y, x0, n, H, W, rows, cols, fx, fy, inside):
+def _bilinear_taps(Minv, y, x0, n, H, W, rows, cols, fx, fy, inside, index):
     """Top-left tap ``(floor(y_s), floor(x_s))`` of output pixels ``(x0 + i, y)``, ``i < n``, in
     ``rows[i], cols[i]`` (UNDEFINED where the position is), the fractions ``p - floor(p)`` in
     ``fx[i], fy[i]`` (float32: the weights of the second column and row) and ``inside[i]``,
-    whether all four taps are in the H x W image."""
+    whether all four taps are in the H x W image, and then ``index[i] = rows[i] * W + cols[i]``
+    (else 0)."""
     affine = _is_affine(Minv)
     for i in range(n):
         xs, ys, ok = _source(Minv, x0 + i, y, affine)
@@ -116,7 +119,9 @@ def _bilinear_taps(Minv, y, x0, n, H, W, rows, cols, fx, fy, inside):
         q = np.int32(c0) if ok else np.int32(UNDEFINED)
         rows[i] = r
         cols[i] = q
-        inside[i] = np.uint32(r) < np.uint32(H - 1) and np.uint32(q) < np.uint32(W - 1)
+        ins = np.uint32(r) < np.uint32(H - 1) and np.uint32(q) < np.uint32(W - 1)
+        inside[i] = ins
+        index[i] = np.int64(r) * W + q if ins else 0
 
 
 @njit(cache=True, nogil=True)
@@ -148,9 +153,9 @@ def _bilinear_border(flat, r0, c0, fx, fy, H, W, mode, cval):
 
 @njit(cache=True, nogil=True)
 def _inside_run(inside, n):
-    """``(lo, hi)`` such that ``inside[:n]`` is True exactly on ``[lo, hi)``; ``(0, 0)`` when its
-    True values are not one run (possible for a homography through infinity: the caller then
-    tests each pixel). Along an output row the source position moves on a line and the image is
+    """``(lo, hi, True)`` such that ``inside[:n]`` is True exactly on ``[lo, hi)``; ``(0, 0,
+    False)`` when its True values are not one run (possible for a homography through infinity:
+    the caller then tests each pixel). Along an output row the source position moves on a line and the image is
     convex, so for an affine map they are always one run."""
     lo = 0
     while lo < n and not inside[lo]:
@@ -161,75 +166,99 @@ def _inside_run(inside, n):
     count = 0
     for i in range(lo, hi):     # an integer sum: vectorised
         count += inside[i]
-    return (lo, hi) if count == hi - lo else (0, 0)
+    return (lo, hi, True) if count == hi - lo else (0, 0, False)
+
+
+NEAREST = 0          # interpolation codes of :func:`warp`
+BILINEAR = 1
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def warp_nearest(image, Minv, mode, cval, out):
-    """Nearest-neighbour warp: the source position is rounded half up, ``floor(p + 0.5)``.
+def warp(image, Minv, interpolation, mode, cval, out):
+    """Warp channel planes by the inverse map ``Minv``: image (C, H, W) float32 C-contiguous;
+    Minv (3, 3) float64; out (C, h, w) float32; ``interpolation`` NEAREST or BILINEAR.
 
-    image (C, H, W) float32 C-contiguous; Minv (3, 3) float64; out (C, h, w) float32.
-    Each parallel task does ROW_BLOCK output rows, in pieces of at most TILE_COLS columns (so the
-    per-task buffers stay small); in each piece, the run of pixels whose source is inside the
-    image is a plain gather, the pixels before and after it go through the border rules.
+    Each parallel task does ROW_BLOCK output rows (:func:`_rows_nearest`,
+    :func:`_rows_bilinear`). One parallel driver for both keeps the compile time of a single
+    parallel kernel (each costs seconds on a cold cache).
     """
-    C, H, W = image.shape
-    h, w = out.shape[1], out.shape[2]
+    h = out.shape[1]
     n_blocks = (h + ROW_BLOCK - 1) // ROW_BLOCK
     for b in prange(n_blocks):
-        rows = np.empty(TILE_COLS, dtype=np.int32)
-        cols = np.empty(TILE_COLS, dtype=np.int32)
-        inside = np.empty(TILE_COLS, dtype=np.bool_)
-        for x0 in range(0, w, TILE_COLS):
-            n = min(TILE_COLS, w - x0)
-            for y in range(b * ROW_BLOCK, min((b + 1) * ROW_BLOCK, h)):
-                _nearest_taps(Minv, y, x0, n, H, W, rows, cols, inside)
-                lo, hi = _inside_run(inside, n)
-                for c in range(C):
-                    flat = image[c].reshape(H * W)
-                    dst = out[c, y]
-                    for x in range(lo, hi):
-                        k = np.uint64(rows[x]) * np.uint64(W) + np.uint64(cols[x])
-                        dst[x0 + x] = flat[k]       # unsigned index: no negative-wrap test
-                    for x in range(lo):                 # the rest: before and after the run
-                        dst[x0 + x] = _nearest_border(flat, rows[x], cols[x], H, W, mode, cval)
-                    for x in range(hi, n):
-                        dst[x0 + x] = _nearest_border(flat, rows[x], cols[x], H, W, mode, cval)
+        y0 = b * ROW_BLOCK
+        y1 = min(y0 + ROW_BLOCK, h)
+        if interpolation == NEAREST:
+            _rows_nearest(image, Minv, y0, y1, mode, cval, out)
+        else:
+            _rows_bilinear(image, Minv, y0, y1, mode, cval, out)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def warp_bilinear(image, Minv, mode, cval, out):
-    """Bilinear warp: the four pixels around the source position, each fetched through the border
-    mode (a tap outside the image in constant mode contributes ``cval``), weighted by the
-    fractional distances. image (C, H, W) float32 C-contiguous; Minv (3, 3) float64;
-    out (C, h, w) float32. Blocks, pieces and runs as in :func:`warp_nearest` (here the run is of
-    the pixels whose four taps are all inside).
+@njit(cache=True, nogil=True)
+def _tap_buffers():
+    """Per-piece buffers of the row functions: tap rows, tap columns (int32), whether the taps
+    are inside, flat index of the (top-left) tap (int64); TILE_COLS each."""
+    return (np.empty(TILE_COLS, dtype=np.int32), np.empty(TILE_COLS, dtype=np.int32),
+            np.empty(TILE_COLS, dtype=np.bool_), np.empty(TILE_COLS, dtype=np.int64))
+
+
+@njit(cache=True, nogil=True)
+def _rows_nearest(image, Minv, y0, y1, mode, cval, out):
+    """Nearest-neighbour warp of output rows ``y0:y1``: the source position is rounded half up,
+    ``floor(p + 0.5)``. Each row is done in pieces of at most TILE_COLS columns (so the buffers
+    stay small); in each piece, the run of pixels whose source is inside the image is a plain
+    gather, the pixels before and after it go through the border rules.
     """
     C, H, W = image.shape
-    h, w = out.shape[1], out.shape[2]
-    n_blocks = (h + ROW_BLOCK - 1) // ROW_BLOCK
-    for b in prange(n_blocks):
-        rows = np.empty(TILE_COLS, dtype=np.int32)
-        cols = np.empty(TILE_COLS, dtype=np.int32)
-        inside = np.empty(TILE_COLS, dtype=np.bool_)
-        fx = np.empty(TILE_COLS, dtype=np.float32)
-        fy = np.empty(TILE_COLS, dtype=np.float32)
-        for x0 in range(0, w, TILE_COLS):
-            n = min(TILE_COLS, w - x0)
-            for y in range(b * ROW_BLOCK, min((b + 1) * ROW_BLOCK, h)):
-                _bilinear_taps(Minv, y, x0, n, H, W, rows, cols, fx, fy, inside)
-                lo, hi = _inside_run(inside, n)
-                for c in range(C):
-                    flat = image[c].reshape(H * W)
-                    dst = out[c, y]
-                    for x in range(lo, hi):
-                        k = np.uint64(rows[x]) * np.uint64(W) + np.uint64(cols[x])   # unsigned:
-                        dst[x0 + x] = _blend(flat[k], flat[k + np.uint64(1)],    # no wrap test
-                                             flat[k + np.uint64(W)], flat[k + np.uint64(W + 1)],
-                                             fx[x], fy[x])
-                    for x in range(lo):                 # the rest: before and after the run
-                        dst[x0 + x] = _bilinear_border(flat, rows[x], cols[x], fx[x], fy[x],
-                                                       H, W, mode, cval)
-                    for x in range(hi, n):
-                        dst[x0 + x] = _bilinear_border(flat, rows[x], cols[x], fx[x], fy[x],
-                                                       H, W, mode, cval)
+    w = out.shape[2]
+    rows, cols, inside, index = _tap_buffers()
+    for x0 in range(0, w, TILE_COLS):
+        n = min(TILE_COLS, w - x0)
+        for y in range(y0, y1):
+            _nearest_taps(Minv, y, x0, n, H, W, rows, cols, inside, index)
+            lo, hi, run = _inside_run(inside, n)
+            for c in range(C):
+                flat = image[c].reshape(H * W)
+                dst = out[c, y]
+                for x in range(lo, hi):
+                    dst[x0 + x] = flat[np.uint64(index[x])]     # unsigned: no wrap test
+                if run and mode == MODE_CONSTANT:   # every pixel off the run is outside
+                    dst[x0:x0 + lo] = cval
+                    dst[x0 + hi:x0 + n] = cval
+                    continue
+                for x in range(lo):                 # the rest: before and after the run
+                    dst[x0 + x] = _nearest_border(flat, rows[x], cols[x], H, W, mode, cval)
+                for x in range(hi, n):
+                    dst[x0 + x] = _nearest_border(flat, rows[x], cols[x], H, W, mode, cval)
+
+
+@njit(cache=True, nogil=True)
+def _rows_bilinear(image, Minv, y0, y1, mode, cval, out):
+    """Bilinear warp of output rows ``y0:y1``: the four pixels around the source position, each
+    fetched through the border mode (a tap outside the image in constant mode contributes
+    ``cval``), weighted by the fractional distances. Pieces and runs as in
+    :func:`_rows_nearest` (here the run is of the pixels whose four taps are all inside).
+    """
+    C, H, W = image.shape
+    w = out.shape[2]
+    rows, cols, inside, index = _tap_buffers()
+    fx = np.empty(TILE_COLS, dtype=np.float32)
+    fy = np.empty(TILE_COLS, dtype=np.float32)
+    for x0 in range(0, w, TILE_COLS):
+        n = min(TILE_COLS, w - x0)
+        for y in range(y0, y1):
+            _bilinear_taps(Minv, y, x0, n, H, W, rows, cols, fx, fy, inside, index)
+            lo, hi, _ = _inside_run(inside, n)
+            for c in range(C):
+                flat = image[c].reshape(H * W)
+                dst = out[c, y]
+                for x in range(lo, hi):
+                    k = np.uint64(index[x])             # unsigned: no negative-wrap test
+                    dst[x0 + x] = _blend(flat[k], flat[k + np.uint64(1)],
+                                         flat[k + np.uint64(W)], flat[k + np.uint64(W + 1)],
+                                         fx[x], fy[x])
+                for x in range(lo):                 # the rest: before and after the run
+                    dst[x0 + x] = _bilinear_border(flat, rows[x], cols[x], fx[x], fy[x],
+                                                   H, W, mode, cval)
+                for x in range(hi, n):
+                    dst[x0 + x] = _bilinear_border(flat, rows[x], cols[x], fx[x], fy[x],
+                                                   H, W, mode, cval)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from cvcore import nn
-from cvcore.adversarial import NetworkModel, fgsm, pgd, robust_accuracy, transfer_accuracy
+from cvcore.adversarial import (NetworkModel, fgsm, pgd, robust_accuracy, torch_uniform_start,
+                                transfer_accuracy)
 from cvcore.adversarial.models import softmax_cross_entropy
 
 # A pixel whose input gradient is within this share of the image's largest gradient is "within
@@ -251,6 +252,59 @@ def test_pgd_l2_equals_torchattacks_from_the_same_start(rng):
         torch.from_numpy(x), torch.from_numpy(y)).numpy()
     ours = pgd(net, x, y, eps, norm="l2", steps=steps, step_size=alpha, start=start)
     np.testing.assert_allclose(ours, ref, atol=2e-5)
+
+
+# -- PyTorch's random start without PyTorch -------------------------------------------------------
+#: The first output of the Mersenne Twister MT19937 seeded with 0 (init_genrand(0)): 0x8C7F0AAC.
+MT19937_SEED0_FIRST = 2357136044
+
+
+def test_torch_uniform_start_by_hand_and_serial():
+    # first value by hand: the low 24 bits of MT19937's first output, scaled to [-eps, eps)
+    lo, hi = float(np.float32(-0.3)), float(np.float32(0.3))
+    u = (MT19937_SEED0_FIRST & 0xFFFFFF) / 2 ** 24
+    assert torch_uniform_start((1,), 0.3)[0] == np.float32(u * (hi - lo) + lo)
+    # one generator filled serially: skipping k outputs shifts the stream by k, and the shape
+    # only reshapes it (so the batch size of a batch-after-batch draw does not matter)
+    flat = torch_uniform_start((24,), 0.1, seed=5)
+    np.testing.assert_array_equal(torch_uniform_start((2, 3, 2, 2), 0.1, seed=5).ravel(), flat)
+    np.testing.assert_array_equal(torch_uniform_start((20,), 0.1, seed=5, skip=4), flat[4:])
+    assert flat.dtype == np.float32 and np.abs(flat).max() <= np.float32(0.1)
+    assert not np.array_equal(torch_uniform_start((24,), 0.1, seed=6), flat)
+    assert not torch_uniform_start((0, 3), 0.1).size
+
+
+def test_torch_uniform_start_equals_torch_and_replays_torchattacks_batch_after_batch(rng):
+    torch, torchattacks, net, tnet = _references(rng)
+    for seed, skip, eps, shape in [(0, 0, 0.3, (40, 1, 28, 28)), (1, 2, 8 / 255, (3, 3, 8, 8)),
+                                   (123, 1001, 0.1, (7,))]:
+        torch.manual_seed(seed)
+        torch.empty(skip).uniform_()
+        ref = torch.empty(shape).uniform_(-eps, eps).numpy()
+        np.testing.assert_array_equal(torch_uniform_start(shape, eps, seed, skip), ref)
+    # torchattacks' PGD called batch after batch (20, then 20, then 24) after one manual_seed
+    # equals cvcore's PGD from one draw for the whole set
+    x, y = _data(rng, 64)
+    eps, alpha, steps = 0.1, 0.02, 3
+    torch.manual_seed(0)
+    atk = torchattacks.PGD(tnet, eps=eps, alpha=alpha, steps=steps, random_start=True)
+    ref = np.concatenate([atk(torch.from_numpy(x[i:j]), torch.from_numpy(y[i:j])).numpy()
+                          for i, j in [(0, 20), (20, 40), (40, 64)]])
+    ours = pgd(net, x, y, eps, steps=steps, step_size=alpha,
+               start=torch_uniform_start(x.shape, eps, seed=0))
+    assert np.mean(ours != ref) < 1e-2         # identical but for float32 sign ties
+    assert np.mean(ours == ref) > 0.99
+
+
+@pytest.mark.parametrize("kwargs, err, text", [
+    (dict(eps=-1.0), ValueError, ">= 0"), (dict(eps=float("nan")), ValueError, "NaN"),
+    (dict(seed=2 ** 32), ValueError, "below 2\\*\\*32"), (dict(seed=-1), ValueError, "seed"),
+    (dict(skip=-2), ValueError, "skip"), (dict(shape=(2, -1)), ValueError, "shape"),
+])
+def test_torch_uniform_start_refuses_bad_arguments(kwargs, err, text):
+    args = dict(shape=(2, 3), eps=0.1) | kwargs
+    with pytest.raises(err, match=text):
+        torch_uniform_start(args.pop("shape"), args.pop("eps"), **args)
 
 
 # -- bad arguments ----------------------------------------------------------------------------------

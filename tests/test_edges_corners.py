@@ -57,6 +57,29 @@ def test_canny_matches_skimage(name):
         assert agree >= 0.99, (params, agree)
 
 
+def test_canny_bleed_weight_is_the_blur_of_ones_bit_for_bit():
+    # The maskless bleed-over weight is built from a small blurred image of ones; it must equal
+    # scikit-image's definition (the blur of the full image of ones) exactly, or edges move.
+    from cvcore.features.edges import _bleed
+    from cvcore.preprocess.filters import DEFAULT_TRUNCATE, MODES, gaussian_plane
+    for shape in [(478, 640), (5, 7), (20, 300), (33, 17), (300, 2)]:
+        for sigma in (0.5, 1.0, 1.7, 3.0, 5.0):
+            full = gaussian_plane(np.ones(shape, np.float32), sigma, sigma, DEFAULT_TRUNCATE,
+                                  MODES["constant"], 0.0) + np.finfo(np.float32).eps
+            np.testing.assert_array_equal(_bleed(shape, None, sigma), full)
+
+
+def test_canny_equals_skimage_exactly_on_the_shipped_photo():
+    skf = pytest.importorskip("skimage.feature")
+    from pathlib import Path
+
+    import cvcore
+    image = cvcore.to_float(cvcore.imread(Path(cvcore.__file__).parent / "data" / "roofs1.jpg",
+                                          mode="gray"))
+    for sigma in (1.0, 3.0):
+        np.testing.assert_array_equal(canny(image, sigma=sigma), skf.canny(image, sigma=sigma))
+
+
 def test_canny_matches_skimage_mask_uint8_random():
     skf = pytest.importorskip("skimage.feature")
     image = load_test_image("roofs2.jpg")

@@ -344,3 +344,18 @@ def test_resize_fast_paths_match_twin(rng, shape_in, shape_out, interpolation):
     x = rng.random(shape_in + (3,)).astype(np.float32)
     expected = ref_resize.resize(x, *shape_out, interpolation)
     np.testing.assert_allclose(pp.resize(x, shape_out, interpolation), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+@pytest.mark.parametrize("value, name", [(np.nan, "NaN"), (np.inf, "infinity"),
+                                         (-np.inf, "infinity")])
+def test_resize_rejects_non_finite_float32_on_every_path(interpolation, value, name):
+    """float32 input is checked after the kernel on the block-mean path (its output cannot lose
+    a non-finite input) and before it elsewhere: each path must still name the bad value."""
+    for shape_out in ((4, 6), (3, 5), (16, 24)):        # block mean, general shrink, enlarge
+        x = np.ones((8, 12), np.float32)
+        x[5, 7] = value
+        with pytest.raises(ValueError, match=name):
+            pp.resize(x, shape_out, interpolation)
+    big = np.full((8, 12), np.finfo(np.float32).max, np.float32)   # finite, overflows the sum
+    assert np.isinf(pp.resize(big, (4, 6), "area")).all()

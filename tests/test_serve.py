@@ -242,6 +242,40 @@ def test_batcher_without_batching_runs_one_at_a_time():
     assert sizes == [1] * 5
 
 
+def test_batcher_second_executor_waits_for_a_batch_as_large_as_the_running_one():
+    # While a batch of 4 runs, a free executor does not start on 2 queued inputs (that would
+    # split a busy server's work into small batches); it starts once 4 are queued.
+    import concurrent.futures
+    import threading
+    gate, started = threading.Event(), []
+
+    def run(items):
+        started.append(list(items))
+        if items[0] == 0:
+            gate.wait(5)
+        return items
+
+    async def main():
+        pools = [concurrent.futures.ThreadPoolExecutor(1) for _ in range(2)]
+        b = Batcher(run, pools, max_batch_size=8, max_delay=0)
+        b.start()
+        first = [asyncio.ensure_future(b.submit(i)) for i in range(4)]
+        await asyncio.sleep(0.1)
+        second = [asyncio.ensure_future(b.submit(i)) for i in range(10, 12)]
+        await asyncio.sleep(0.1)
+        assert started == [[0, 1, 2, 3]] and b.depth == 2
+        second += [asyncio.ensure_future(b.submit(i)) for i in range(12, 14)]
+        assert await asyncio.gather(*second) == [10, 11, 12, 13]    # ran beside the first
+        assert not any(f.done() for f in first)
+        gate.set()
+        assert await asyncio.gather(*first) == [0, 1, 2, 3]
+        await b.stop()
+        for p in pools:
+            p.shutdown()
+    asyncio.run(main())
+    assert started == [[0, 1, 2, 3], [10, 11, 12, 13]]
+
+
 def test_batcher_queue_bound_and_timeout():
     import concurrent.futures
     import threading
@@ -549,8 +583,10 @@ def test_hot_reload_without_dropping_requests(server, models_dir):
 
 
 def test_overload_answers_503_with_retry_after(models_dir):
+    # (one model thread: the forward passes, not the decoding of the large photo, must be
+    # the slower stage for a queue to build up)
     s = ServerProcess([models_dir / "resnet.npz"], "--max-queue", "2", "--max-batch-size", "1",
-                      "--reload-interval", "0")
+                      "--reload-interval", "0", "--model-threads", "1")
     try:
         data = (ROOT / "cvcore" / "data" / "roofs1.jpg").read_bytes()
 
@@ -693,19 +729,101 @@ def test_command_errors_are_one_line(tmp_path, capsys):
     assert "--max-batch-size must be at least 1" in capsys.readouterr().err
     assert main(["serve", str(PHOTO), "--threads", "-1"]) == 2
     assert "--threads must be >= 0" in capsys.readouterr().err
+    assert main(["serve", str(PHOTO), "--model-threads", "-2"]) == 2
+    assert "--model-threads must be >= 0" in capsys.readouterr().err
 
 
-def test_threads_setting_reaches_the_model_thread(models_dir):
-    """--threads N: the forward passes' kernels (on the model thread) run with N Numba threads;
-    0 leaves Numba's default."""
+def test_uvicorn_runs_on_uvloop_and_httptools():
+    """The serve extra installs uvloop and httptools, and uvicorn's automatic choice (what
+    `cvcore serve` uses) takes them: the C event loop and HTTP parser deployments run."""
+    import importlib.util
+    from uvicorn.config import Config
+    config = Config(lambda scope, receive, send: None)
+    config.load()
+    assert config.http_protocol_class.__name__ == "HttpToolsProtocol"
+    assert importlib.util.find_spec("uvloop") is not None
+
+
+def test_thread_settings_reach_the_model_threads(models_dir):
+    """--model-threads M --threads N: M model threads, each running its kernels with N Numba
+    threads; 0 and 0 give one model thread per core (at most 4) and the cores shared out."""
     import numba
-    from cvcore.serve.app import Server, ServeConfig
-    for threads, expected in ((1, 1), (0, numba.config.NUMBA_NUM_THREADS)):
-        server = Server([models_dir / "hogsvm.npz"], ServeConfig(threads=threads))
+    from cvcore.serve.app import MAX_AUTO_MODEL_THREADS, Server, ServeConfig
+    cores = numba.config.NUMBA_NUM_THREADS
+    auto = min(cores, MAX_AUTO_MODEL_THREADS)
+    for model_threads, threads, expected in ((1, 1, (1, 1)), (2, 1, (2, 1)),
+                                             (1, 0, (1, cores)),
+                                             (0, 0, (auto, max(1, cores // auto)))):
+        server = Server([models_dir / "hogsvm.npz"],
+                        ServeConfig(threads=threads, model_threads=model_threads))
         try:
-            assert server.executor.submit(numba.get_num_threads).result() == expected
+            assert len(server.executors) == expected[0]
+            seen = [ex.submit(numba.get_num_threads).result() for ex in server.executors]
+            assert seen == [expected[1]] * expected[0]
         finally:
-            server.executor.shutdown()
+            for ex in server.executors:
+                ex.shutdown()
+
+
+def test_model_threads_answer_alike_with_their_own_networks(models_dir):
+    """Two model threads run batches at once, each on its own copy of the network (the copies
+    share the weights' arrays): their answers equal predict_proba's, and a reloaded model gets
+    fresh copies."""
+    from cvcore.serve.app import Server, ServeConfig
+    from cvcore.serve.models import ServedModel
+    from cvcore.train.pipeline import load_model
+    server = Server([models_dir / "resnet.npz"], ServeConfig(model_threads=2, threads=1))
+    try:
+        served = server.models["resnet"]
+        served.install(server._loaded.pop("resnet"))
+        run = server._runner(served)
+        rng = np.random.default_rng(3)
+        images = list(rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8))
+        expected = load_model(models_dir / "resnet.npz").predict_proba(np.stack(images))
+        futures = [(i, ex.submit(run, images[i::2])) for _ in range(3)
+                   for i, ex in enumerate(server.executors)]
+        for i, f in futures:
+            np.testing.assert_allclose([p for p, _, _ in f.result()], expected[i::2],
+                                       rtol=1e-6, atol=1e-9)
+        first, second = [ex.submit(server.own, "resnet", served.model).result()
+                         for ex in server.executors]
+        assert first is served.model                     # the first thread uses the model
+        assert second is not served.model and second._net is not served.model._net
+        assert second.arrays is served.model.arrays      # ... the others a copy of its network
+        served.install(ServedModel.read(served.path))    # as a reload does
+        third = server.executors[1].submit(server.own, "resnet", served.model).result()
+        assert third is not second and third.arrays is served.model.arrays
+    finally:
+        for ex in server.executors:
+            ex.shutdown()
+
+
+def test_batcher_runs_one_batch_per_executor_at_once():
+    import concurrent.futures
+    import threading
+    running, most, lock = [0], [0], threading.Lock()
+
+    def run(items):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return [threading.current_thread().name for _ in items]
+
+    async def main():
+        pools = [concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"p{i}")
+                 for i in range(2)]
+        b = Batcher(run, pools, max_batch_size=2, max_delay=0)
+        b.start()
+        out = await asyncio.gather(*[b.submit(i) for i in range(12)])
+        await b.stop()
+        for p in pools:
+            p.shutdown()
+        return out
+    names = asyncio.run(main())
+    assert most[0] == 2 and {n.split("_")[0] for n in names} == {"p0", "p1"}
 
 
 def test_serving_path_kernels_release_the_gil():

@@ -17,8 +17,8 @@ def machine(monkeypatch):
     class Machine:
         others = 0
     m = Machine()
-    monkeypatch.setattr(_threads, "other_runnable", lambda: m.others)
-    monkeypatch.setattr(_threads, "_cores", lambda: 2)
+    monkeypatch.setattr(_threads, "other_runnable", lambda team=1: m.others)
+    monkeypatch.setattr(_threads, "_cores", lambda: (2, 2))
     monkeypatch.setattr(_threads, "REFRESH_S", 0.0)
     monkeypatch.setattr(_threads, "ADAPTIVE", True)
     monkeypatch.setitem(_threads._reading, "others", (0, 0))
@@ -126,3 +126,29 @@ def test_a_spinning_process_is_counted_and_own_threads_are_not():
     finally:
         spinner.kill()
         spinner.wait()
+
+
+def test_competitors_arithmetic():
+    # the caller alone on the machine
+    assert _threads.competitors(1, 1, 1) == 0
+    # the caller and its pool worker still spinning: no competitor
+    assert _threads.competitors(2, 2, 1) == 0
+    # ... and a spinning process elsewhere
+    assert _threads.competitors(3, 2, 1) == 1
+    # a second running thread of this process beyond the team (a data loader) competes
+    assert _threads.competitors(3, 3, 1) == 1
+    assert _threads.competitors(3, 3, 2) == 0
+    # the own-thread count was read after a task left: never below zero
+    assert _threads.competitors(1, 3, 1) == 0
+
+
+def test_competitors_are_spread_over_the_online_cores(machine, monkeypatch):
+    """A process on 4 of 64 cores: 40 runnable tasks elsewhere on the machine are taken as
+    2.5 per 4 cores (2 after rounding down), leaving 2 of its 4 cores."""
+    monkeypatch.setattr(_threads, "_cores", lambda: (4, 64))
+    machine.others = 40
+    _threads.usable_threads(4)
+    assert _threads.usable_threads(4) == 2
+    machine.others = 0
+    _threads.usable_threads(4)
+    assert _threads.usable_threads(4) == 4

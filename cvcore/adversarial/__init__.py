@@ -17,7 +17,8 @@ __getattr__, __dir__, __all__ = attach(
     __name__,
     {
         "models": ["AttackModel", "NetworkModel", "HOGLinearModel", "check_attack_model"],
-        "attacks": ["fgsm", "pgd", "robust_accuracy", "transfer_accuracy", "NORMS"],
+        "attacks": ["fgsm", "pgd", "robust_accuracy", "transfer_accuracy", "NORMS",
+                    "torch_uniform_start"],
         "zoo": ["trades_smallcnn", "wong_kolter_net", "load_published", "PUBLISHED"],
     },
 )

@@ -35,7 +35,7 @@ from cvcore._validate import check_array, check_choice, check_int
 from cvcore.adversarial.models import check_attack_model
 
 __all__ = ["fgsm", "pgd", "robust_accuracy", "transfer_accuracy", "NORMS",
-           "default_step_size"]
+           "default_step_size", "torch_uniform_start"]
 
 NORMS = ("linf", "l2")
 #: Step size ``alpha = PGD_STEP_FACTOR * eps / steps`` when none is given (Madry et al.'s
@@ -178,6 +178,59 @@ def _random_start(shape, eps, norm, seed, restart, index):
             d *= rng.uniform(0, 1) * eps / max(np.linalg.norm(d), 1e-30)
             delta[j] = d
     return delta
+
+
+#: Mask and scale of PyTorch's float uniform draw on the CPU: the low 24 bits (float32's
+#: significand) of one 32-bit Mersenne Twister output, times 2**-24 (ATen's
+#: ``uniform_real_distribution<float>``, ``aten/src/ATen/core/DistributionsHelper.h``).
+TORCH_FLOAT_BITS = 24
+
+
+def torch_uniform_start(shape, eps, seed=0, skip=0):
+    """The L-inf random start PyTorch draws on the CPU, reproduced without PyTorch.
+
+    ``torch.manual_seed(seed)`` followed by ``torch.empty(shape).uniform_(-eps, eps)`` (which is
+    what torchattacks' ``PGD`` draws: ``torch.empty_like(x).uniform_(-eps, eps)``), after
+    ``skip`` earlier 32-bit draws of the same generator. PyTorch's CPU generator is the
+    Mersenne Twister MT19937 seeded like NumPy's ``RandomState(seed)``; a float32 tensor is
+    filled serially, one 32-bit output per element, as
+    ``float32(u * (hi - lo) + lo)`` in float64 with ``u = (r & (2**24 - 1)) * 2**-24`` and the
+    bounds first rounded to float32. Because the fill is serial, drawing the starts batch
+    after batch gives the same numbers as one draw for the whole set (whatever the batch size),
+    as long as nothing else draws in between (a ``DataLoader`` draws one int64, ``skip=2``,
+    each time it is iterated; every ``Conv2d`` / ``Linear`` built draws its initial weights).
+
+    Parameters
+    ----------
+    shape : tuple of int
+    eps : float >= 0
+    seed : int >= 0
+        The ``torch.manual_seed`` value (below 2**32).
+    skip : int >= 0
+        32-bit outputs drawn from the generator since seeding, before this draw.
+
+    Returns
+    -------
+    float32 array of ``shape``, in ``[-eps, eps)``; pass it as ``pgd(..., start=...)``.
+
+    Examples
+    --------
+    >>> from cvcore.adversarial import torch_uniform_start
+    >>> torch_uniform_start((4,), 0.3, seed=0)      # torch.manual_seed(0); uniform_(-0.3, 0.3)
+    array([-0.00224605,  0.16093308, -0.24691355, -0.22078171], dtype=float32)
+    """
+    eps = _check_eps(eps)
+    seed = check_int(seed, "seed", minimum=0)
+    skip = check_int(skip, "skip", minimum=0)
+    if seed >= 2 ** 32:
+        raise ValueError(f"seed must be below 2**32 (MT19937's seed), got {seed}")
+    shape = tuple(check_int(s, "shape", minimum=0) for s in shape)
+    n = math.prod(shape)
+    raw = np.random.RandomState(seed).randint(0, 2 ** 32, size=skip + n, dtype=np.uint32)[skip:]
+    u = (raw & np.uint32((1 << TORCH_FLOAT_BITS) - 1)).astype(np.float64) \
+        * 2.0 ** -TORCH_FLOAT_BITS
+    lo, hi = float(np.float32(-eps)), float(np.float32(eps))
+    return (u * (hi - lo) + lo).astype(np.float32).reshape(shape)
 
 
 def _pgd_batch(model, x0, y, eps, alpha, steps, norm, delta0, targeted, clip, callback=None):

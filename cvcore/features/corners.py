@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cvcore._threads import network_call
 from cvcore._validate import (_check_real, check_array, check_choice, check_finite, check_int,
                               check_nonnegative, check_positive)
 
@@ -75,9 +76,10 @@ def harris(image, method="k", k=HARRIS_K, eps=1e-6, sigma=1):
     check_choice(method, ("k", "eps"), "method")
     k = check_nonnegative(k, "k")
     eps = check_positive(eps, "eps")
-    arr, arc, acc = structure_tensor(image, sigma)
-    out = np.empty(arr.shape, np.float32)
-    harris_response(arr, arc, acc, k, eps, method == "k", out)
+    with network_call():            # no more threads than free cores (cvcore._threads)
+        arr, arc, acc = structure_tensor(image, sigma)
+        out = np.empty(arr.shape, np.float32)
+        harris_response(arr, arc, acc, k, eps, method == "k", out)
     return out
 
 
@@ -85,9 +87,10 @@ def shi_tomasi(image, sigma=1):
     """Shi-Tomasi response (smaller eigenvalue of the structure tensor), as
     ``skimage.feature.corner_shi_tomasi``. Returns (H, W) float32."""
     from kernels.corners import shi_tomasi_response
-    arr, arc, acc = structure_tensor(image, sigma)
-    out = np.empty(arr.shape, np.float32)
-    shi_tomasi_response(arr, arc, acc, out)
+    with network_call():
+        arr, arc, acc = structure_tensor(image, sigma)
+        out = np.empty(arr.shape, np.float32)
+        shi_tomasi_response(arr, arc, acc, out)
     return out
 
 

@@ -76,9 +76,13 @@ def _bleed(shape, mask, sigma):
     """scikit-image's bleed-over weight ``gaussian(mask, sigma, mode='constant') + eps``: the
     share of each smoothed pixel that came from inside the image (and the mask), float32.
 
-    Without a mask it is separable, ``outer(by, bx)``, where ``by[i]`` is the sum of the 1-D
-    Gaussian taps that land inside rows ``0..H-1`` around row ``i`` (``bx`` likewise),
-    taken from the taps' running sum instead of blurring an image of ones.
+    Without a mask (a mask of ones) the value at a pixel depends only on which taps fall
+    outside the image: on its distance to each border, up to the Gaussian's radius ``r``. So
+    the image of ones is blurred at most ``(2r + 1) x (2r + 1)`` large, and its rows and columns
+    are repeated: row ``r`` (every tap inside) stands for every interior row. The numbers are
+    those of blurring the full image of ones, bit for bit (the blur sums each output's taps in
+    the same order wherever it is), so the edges stay scikit-image's exactly; a closed form
+    (the product of the 1-D tap sums) differs from them in the last bit and moves edges.
     """
     from cvcore.preprocess.filters import (DEFAULT_TRUNCATE, MODES, gaussian_kernel1d,
                                            gaussian_plane)
@@ -88,19 +92,26 @@ def _bleed(shape, mask, sigma):
                                MODES["constant"], 0.0)
         bleed += eps
         return bleed
-    g = gaussian_kernel1d(sigma, DEFAULT_TRUNCATE)
-    radius = g.size // 2
-    running = np.concatenate([[0.0], np.cumsum(g)])
+    radius = gaussian_kernel1d(sigma, DEFAULT_TRUNCATE).size // 2
 
-    def inside(n):
-        # tap u (0..2r) of pixel i reads pixel i + u - r: inside for r - i <= u < r + n - i
-        i = np.arange(n)
-        first = np.clip(radius - i, 0, g.size)
-        stop = np.clip(radius + n - i, 0, g.size)
-        return (running[stop] - running[first]).astype(np.float32)
+    def pieces(n):
+        """(full image span, small image span) along an axis of n pixels: the first and last
+        ``radius`` pixels map one to one, every pixel between to the small image's middle."""
+        m = min(n, 2 * radius + 1)
+        if n == m:
+            return m, [(slice(0, n), slice(0, m))]
+        return m, [(slice(0, radius), slice(0, radius)),
+                   (slice(radius, n - radius), slice(radius, radius + 1)),
+                   (slice(n - radius, n), slice(m - radius, m))]
 
-    bleed = np.multiply.outer(inside(shape[0]), inside(shape[1]))
-    bleed += eps
+    (h, row_pieces), (w, col_pieces) = pieces(shape[0]), pieces(shape[1])
+    small = gaussian_plane(np.ones((h, w), np.float32), sigma, sigma, DEFAULT_TRUNCATE,
+                           MODES["constant"], 0.0)
+    small += eps
+    bleed = np.empty(shape, np.float32)
+    for rows_full, rows_small in row_pieces:       # copies and broadcasts, no fancy indexing
+        for cols_full, cols_small in col_pieces:
+            bleed[rows_full, cols_full] = small[rows_small, cols_small]
     return bleed
 
 
@@ -139,6 +150,7 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
     (28, True, False)
     """
     from kernels.edges import EDGE, hysteresis, nonmax_suppression
+    from cvcore._threads import network_call
     from cvcore.preprocess.filters import (DEFAULT_TRUNCATE, MODES, gaussian_plane,
                                            gradient_magnitude_plane)
 
@@ -179,17 +191,18 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
         eroded = _eroded(m).astype(np.uint8)
         masked = np.where(m, img, np.float32(0.0))
 
-    # Stage 1: normalised Gaussian smoothing (bleed-over compensation).
-    constant, reflect = MODES["constant"], MODES["reflect"]
-    smoothed = gaussian_plane(masked, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0)
-    smoothed /= _bleed((H, W), None if mask is None else m, sigma)
-    # Stage 2: Sobel gradient and its magnitude, one pass.
-    gr, gc, magnitude = gradient_magnitude_plane(smoothed, reflect, 0.0)
-    if use_quantiles:
-        low, high = np.percentile(magnitude, [100.0 * low, 100.0 * high])
-    # Stage 3: non-maximum suppression with both thresholds (NONE / WEAK / STRONG).
-    state = np.empty((H, W), np.uint8)
-    nonmax_suppression(gr, gc, magnitude, eroded, float(low), float(high), state)
-    # Stage 4: hysteresis.
-    hysteresis(state)
-    return state == EDGE
+    with network_call():            # no more threads than free cores (cvcore._threads)
+        # Stage 1: normalised Gaussian smoothing (bleed-over compensation).
+        constant, reflect = MODES["constant"], MODES["reflect"]
+        smoothed = gaussian_plane(masked, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0)
+        smoothed /= _bleed((H, W), None if mask is None else m, sigma)
+        # Stage 2: Sobel gradient and its magnitude, one pass.
+        gr, gc, magnitude = gradient_magnitude_plane(smoothed, reflect, 0.0)
+        if use_quantiles:
+            low, high = np.percentile(magnitude, [100.0 * low, 100.0 * high])
+        # Stage 3: non-maximum suppression with both thresholds (NONE / WEAK / STRONG).
+        state = np.empty((H, W), np.uint8)
+        nonmax_suppression(gr, gc, magnitude, eroded, float(low), float(high), state)
+        # Stage 4: hysteresis.
+        hysteresis(state)
+        return state == EDGE

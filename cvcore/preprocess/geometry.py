@@ -20,10 +20,12 @@ Agreement (tested): ``resize`` equals ``cv2.resize`` with ``INTER_NEAREST``, ``I
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
 
+from cvcore._threads import network_call, threads_for
 from cvcore._validate import check_array, check_choice, check_finite, check_pair, _check_real
 
 __all__ = ["resize", "resize_center_crop", "warp_affine", "warp_perspective", "INTERPOLATIONS", "BORDER_MODES"]
@@ -35,11 +37,31 @@ MAX_OUTPUT_PIXELS = 1 << 31
 MAX_CONDITION = 1e12          # a matrix worse conditioned than this counts as singular   # refuse outputs that cannot be addressed or allocated sanely
 
 
-def _prepare(image):
-    """Validate an image; return (float32 channel planes (C, H, W) C-contiguous, was 2-D, output
-    dtype). The kernels work plane by plane so that their inner loops run along a row."""
-    from kernels.finite import all_finite_bits
+PARALLEL_MIN_PIXELS = 1 << 16   # smaller outputs run on one thread: the work (under ~0.1 ms)
+                                # is then shorter than waking and joining the thread team
 
+
+@contextlib.contextmanager
+def _kernel_threads(n_out):
+    """Threads for a kernel making ``n_out`` output values: one for small work, else no more
+    than there are free cores (:mod:`cvcore._threads`: a busy machine's descheduled thread
+    would hold up every parallel region)."""
+    if n_out < PARALLEL_MIN_PIXELS:
+        with threads_for(False):
+            yield
+    else:
+        with network_call():
+            yield
+
+
+def _prepare(image, check_input=True):
+    """Validate an image; return (float32 channel planes (C, H, W) C-contiguous, was 2-D, output
+    dtype). The kernels work plane by plane so that their inner loops run along a row.
+
+    ``check_input=False`` leaves the finiteness of float32 input to the caller, who must then
+    call :func:`_check_output`: for kernels whose every output is a positive-weight sum of its
+    inputs, each input pixel counted, a NaN or infinity in the input cannot vanish from the
+    output, and the output is smaller to scan."""
     arr = check_array(image, "image", ndim=(2, 3), dtypes="buif")
     if arr.dtype != np.float32:
         check_finite(arr, "image")
@@ -48,9 +70,18 @@ def _prepare(image):
     out_dtype = arr.dtype if arr.dtype in (np.uint8, np.uint16) else np.dtype(np.float32)
     planes = arr[None] if arr.ndim == 2 else np.moveaxis(arr, 2, 0)
     planes = np.ascontiguousarray(planes, dtype=np.float32)
-    if arr.dtype == np.float32 and not all_finite_bits(planes.reshape(-1).view(np.uint32)):
-        check_finite(arr, "image")      # raises, naming NaN or infinity
+    if check_input and arr.dtype == np.float32:
+        _check_output(planes, planes)
     return planes, arr.ndim == 2, out_dtype
+
+
+def _check_output(out, planes):
+    """Raise the input's ValueError (naming NaN or infinity) if the float32 array ``out`` holds
+    one and the input ``planes`` does too (finite input may still overflow to infinity)."""
+    from kernels.finite import all_finite_bits
+
+    if not all_finite_bits(out.reshape(-1).view(np.uint32)):
+        check_finite(planes, "image")
 
 
 def _finish(out, was_2d, dtype):
@@ -117,35 +148,42 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
     -------
     ndarray, shape (rows, cols) or (rows, cols, C)
     """
-    from kernels.resize import (resize_area_integer, resize_nearest, resize_separable,
-                                resize_separable_rows_first)
+    from kernels import resize as k
 
     check_choice(interpolation, INTERPOLATIONS, "interpolation")
-    planes, was_2d, dtype = _prepare(image)
-    C, H, W = planes.shape
     if output_shape is None:
         raise TypeError("output_shape is required: (rows, cols)")
+    planes, was_2d, dtype = _prepare(image, check_input=False)
+    C, H, W = planes.shape
     rows, cols = _output_shape(output_shape, None, C)
     out = np.empty((C, rows, cols), dtype=np.float32)
     integer_shrink = H % rows == 0 and W % cols == 0
+    block_mean = integer_shrink and (interpolation == "area" or (
+        interpolation == "bilinear" and H == 2 * rows and W == 2 * cols))
+    if not block_mean:
+        _check_output(planes, planes)   # the input itself: these modes skip input pixels
     if interpolation == "nearest":
-        row_idx, _ = _axis_table(H, rows, "nearest", False)
-        col_idx, _ = _axis_table(W, cols, "nearest", False)
-        resize_nearest(planes, np.ascontiguousarray(row_idx[:, 0]),
-                       np.ascontiguousarray(col_idx[:, 0]), out)
-    elif integer_shrink and (interpolation == "area" or (H == 2 * rows and W == 2 * cols)):
+        kind = k.NEAREST
+        row_idx, row_w = _axis_table(H, rows, "nearest", False)
+        col_idx, col_w = _axis_table(W, cols, "nearest", False)
+    elif block_mean:
         # block means; halving with bilinear samples half-way between pixel pairs, which is the
-        # 2x2 block mean (OpenCV switches INTER_LINEAR to INTER_AREA there too)
-        resize_area_integer(planes, H // rows, W // cols, out)
+        # 2x2 block mean (OpenCV switches INTER_LINEAR to INTER_AREA there too); no tables
+        kind = k.BLOCK_MEAN
+        row_idx, row_w = np.zeros((0, 1), np.int32), np.zeros((0, 1), np.float32)
+        col_idx, col_w = row_idx, row_w
     else:
         # OpenCV averages areas only when no axis grows (scale_x >= 1 and scale_y >= 1)
         growing = rows > H or cols > W
         row_idx, row_w = _axis_table(H, rows, interpolation, growing)
         col_idx, col_w = _axis_table(W, cols, interpolation, growing)
         # the column pass gathers: run it on the smaller of the input rows and the output rows
-        kernel = resize_separable_rows_first if rows < H else resize_separable
-        kernel(planes, row_idx, row_w, np.ascontiguousarray(col_idx.T),
-               np.ascontiguousarray(col_w.T), out)
+        kind = k.ROWS_FIRST if rows < H else k.COLUMNS_FIRST
+    with _kernel_threads(out.size):
+        k.resize_rows(planes, row_idx, row_w, np.ascontiguousarray(col_idx.T),
+                      np.ascontiguousarray(col_w.T), kind, out)
+    if block_mean:
+        _check_output(out, planes)      # every input pixel is in one block, weight 1 / (ky kx)
     return _finish(out, was_2d, dtype)
 
 
@@ -163,7 +201,6 @@ def _check_matrix(M, name, shape):
 
 def _warp(image, Minv, output_shape, interpolation, mode, cval):
     from kernels import warp as warp_kernels
-    from kernels.warp import warp_bilinear, warp_nearest
 
     check_choice(interpolation, WARP_INTERPOLATIONS, "interpolation")
     check_choice(mode, BORDER_MODES, "mode")
@@ -172,9 +209,10 @@ def _warp(image, Minv, output_shape, interpolation, mode, cval):
     C, H, W = planes.shape
     rows, cols = _output_shape(output_shape, (H, W), C)
     out = np.empty((C, rows, cols), dtype=np.float32)
-    kernel = warp_nearest if interpolation == "nearest" else warp_bilinear
+    code = warp_kernels.NEAREST if interpolation == "nearest" else warp_kernels.BILINEAR
     mode_code = getattr(warp_kernels, f"MODE_{mode.upper()}")
-    kernel(planes, Minv, mode_code, np.float32(cval), out)
+    with _kernel_threads(out.size):
+        warp_kernels.warp(planes, Minv, code, mode_code, np.float32(cval), out)
     return _finish(out, was_2d, dtype)
 
 

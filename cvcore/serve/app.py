@@ -17,7 +17,8 @@ Routes
 Request path of a prediction: the body is read with a size bound (413 past it), the image is
 decoded and resized to the model's input in a decoding thread (:func:`cvcore.io.datasets.
 decode_image`, the function ``cvcore predict`` uses on files), then queued for the model's :class:`~cvcore.serve.batching.Batcher`, whose
-batches run :meth:`TrainedModel.predict_proba` on the one serving thread. The event loop only
+batches run :meth:`TrainedModel.predict_proba` on whichever model thread is free (see
+:class:`ServeConfig` for why there are several). The event loop only
 moves bytes and futures.
 
 Errors are JSON ``{"error": code, "detail": message, "status": status}``: 400 (no image, corrupt
@@ -30,10 +31,12 @@ import asyncio
 import base64
 import concurrent.futures
 import contextlib
+import dataclasses
 import io
 import json
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,11 +94,24 @@ class ServeConfig:
         Classes returned by default.
     reload_interval : float
         Seconds between checks of the model files for replacement (0 = never).
+    model_threads : int
+        Threads that run forward passes, each one batch at a time with its own copy of the
+        network, so up to this many batches run at once; 0 = one per core, at most
+        ``MAX_AUTO_MODEL_THREADS`` (TorchServe's default is likewise a worker per core).
     threads : int
-        Threads of the Numba kernels of a forward pass (and of the resizing done on the event
-        loop); 0 = Numba's default, every core. On a machine shared with other busy processes
-        one thread can be much faster: a parallel kernel waits for its slowest thread, and a
-        thread that lost its core holds up the whole pass.
+        Numba threads of each model thread's kernels (and of the resizing done on the event
+        loop); 0 = the cores shared out among the model threads (one each by default).
+
+    Why several single-threaded model threads rather than one model thread with a parallel
+    forward pass: the event loop needs about a third of a core under load (HTTP, decoding,
+    JSON). A parallel kernel splits its work evenly among its threads and waits at its end for
+    the last of them, so whenever the event loop (or any other process) takes a core from one of
+    them, the whole pass waits, its other threads spinning. On the idle 2-core machine of
+    ``benchmarks/README.md`` one model thread with both cores served ResNet-20 at 735 img/s in
+    batches of 16 (one batch per 22 ms, where offline a batch of 16 takes about 11 ms: 44% of
+    the offline rate), and burnt 6 ms of CPU per request at concurrency 1. Independent threads
+    never wait for each other: the operating system gives the event loop's share to whichever is
+    behind, and nothing spins.
     """
     max_batch_size: int = 32
     max_delay_ms: float = 5.0
@@ -108,6 +124,7 @@ class ServeConfig:
     top_k: int = 5
     reload_interval: float = 1.0
     threads: int = 0
+    model_threads: int = 0
 
 
 class ApiError(Exception):
@@ -128,7 +145,7 @@ def _error_for_image(exc: Exception) -> ApiError:
 
 
 class Server:
-    """State of one running server: models, batchers, the worker thread, metrics."""
+    """State of one running server: models, batchers, the model threads, metrics."""
 
     def __init__(self, sources, config: ServeConfig):
         self.config = config
@@ -140,14 +157,18 @@ class Server:
         self.batchers: dict = {}
         self.ready = False
         self.started = time.time()
-        # One worker thread runs every forward pass and explanation (in order): the kernels'
-        # own threads already use every core, and a network's layers keep per-call state.
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix="cvcore-model", initializer=_set_threads,
-            initargs=(config.threads,))
+        # The model threads: each runs one batch at a time with its own copy of the network (a
+        # network's layers keep per-call state); the first also runs explanations, test-time
+        # augmentation and warm-ups.
+        self._prepare_in_decoder = _threadsafe_kernels()
+        self.model_threads, self.threads = _thread_counts(config, self._prepare_in_decoder)
+        self._own = threading.local()
+        self.executors = [concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix=f"cvcore-model-{i}", initializer=self._model_thread,
+            initargs=(i,)) for i in range(self.model_threads)]
+        self.executor = self.executors[0]
         self.decode_slots = None
         self._watch_task = None
-        self._prepare_in_decoder = _threadsafe_kernels()
         m = self.metrics = Registry()
         self.m_requests = m.counter("cvcore_http_requests_total",
                                     "HTTP requests by route and status", ("route", "status"))
@@ -169,14 +190,15 @@ class Server:
     async def start(self) -> None:
         import anyio
         loop = asyncio.get_running_loop()
-        _set_threads(self.config.threads)         # (Numba's thread count is per calling thread)
+        _set_threads(self.threads)                # (Numba's thread count is per calling thread)
         self.decode_slots = anyio.CapacityLimiter(self.config.decode_threads)
         for served in self.models.values():
             loaded = self._loaded.pop(served.name)
             await loop.run_in_executor(self.executor, warm_up, loaded[0],
                                        self.config.max_batch_size)
             served.install(loaded)
-            batcher = Batcher(self._runner(served), self.executor,
+            await self._warm_copies(served)
+            batcher = Batcher(self._runner(served), self.executors,
                               max_batch_size=self.config.max_batch_size,
                               max_delay=self.config.max_delay_ms / 1000.0,
                               max_queue=self.config.max_queue,
@@ -197,7 +219,8 @@ class Server:
                 await self._watch_task
         for b in self.batchers.values():
             await b.stop()
-        self.executor.shutdown(wait=True)
+        for executor in self.executors:
+            executor.shutdown(wait=True)
 
     async def _watch(self) -> None:
         """Reload a model whose file was replaced; the old one answers until the new is warm."""
@@ -227,13 +250,42 @@ class Server:
                 log.info("model %s reloaded: version %s -> %s", served.name, old,
                          served.version)
 
-    # -- the model side (worker thread) -------------------------------------------------------
+    # -- the model side (model threads) ------------------------------------------------------
+    def _model_thread(self, index: int) -> None:
+        """Initialiser of model thread ``index``: its Numba thread count, its model copies."""
+        _set_threads(self.threads)
+        self._own.index, self._own.copies = index, {}
+
+    def own(self, name: str, model):
+        """``model`` (of the served model ``name``) as the calling model thread uses it: the
+        first thread uses the model itself (as do the explanations and test-time augmentation,
+        which run there only); every other thread its own copy, which shares the weights'
+        arrays but builds its own network, so two threads never run one network's layers (which
+        keep per-call state) at once."""
+        if self._own.index == 0:
+            return model
+        pair = self._own.copies.get(name)
+        if pair is None or pair[0] is not model:        # first use, or the file was reloaded
+            pair = self._own.copies[name] = (model, dataclasses.replace(model, _net=None,
+                                                                        _clf=None))
+        return pair[1]
+
+    async def _warm_copies(self, served: ServedModel) -> None:
+        """Build every other model thread's copy of ``served``'s model now, not on the first
+        request that thread takes (the kernels are compiled already)."""
+        loop = asyncio.get_running_loop()
+        model = served.model
+        image = np.zeros(tuple(model.size) + (() if model.mode == "gray" else (3,)), np.uint8)
+        for executor in self.executors[1:]:
+            await loop.run_in_executor(executor, self._runner(served), [image])
+
     def _runner(self, served: ServedModel):
         def run(images):
             model, version = served.model, served.version       # one model for the batch
+            mine = self.own(served.name, model)
             shape = tuple(model.size) + (() if model.mode == "gray" else (3,))
             batch = np.stack(images) if all(im.shape == shape for im in images) else images
-            proba = model.predict_proba(batch)
+            proba = mine.predict_proba(batch)
             return [(p, version, model) for p in proba]
         return run
 
@@ -257,7 +309,7 @@ class Server:
 
     async def decode(self, served: ServedModel, data: bytes, name: str = "upload"):
         """Bytes -> uint8 image at the model's input (or as read, if resizing must wait for
-        the worker thread); ApiError 400/415 for anything that is not a good image.
+        a model thread); ApiError 400/415 for anything that is not a good image.
 
         A small image (at most ``INLINE_DECODE_PIXELS``, by its header) is decoded right here on
         the event loop: handing it to a thread and back costs more CPU than decoding it. A larger
@@ -335,7 +387,7 @@ class Server:
 
     async def predict_tta(self, served: ServedModel, images) -> list:
         """Test-time augmentation (:meth:`TrainedModel.predict_proba` with ``tta=True``): ten
-        forward passes of the images, run on the model thread outside the batcher, like an
+        forward passes of the images, run on the first model thread outside the batcher, like an
         explanation: ``[(proba, version, model)]`` per image; ApiError 422 for a model trained
         without augmentation."""
         from cvcore.train.pipeline import CNN_MODELS
@@ -571,11 +623,69 @@ class _FastLane:
         await send({"type": "http.response.body", "body": body})
 
 
+PREDICT_ROUTE = "/v1/models/{name}/predict"
+
+
+def serve_app_class():
+    """FastAPI with a front door: the metrics middleware and the fast lane (:class:`_FastLane`)
+    run *before* FastAPI's own middleware stack (error handling, its body limit and telemetry
+    layers, routing), which the lane's requests do not need; every other request goes through
+    that stack as usual. :func:`install_fast_lane` opens the door once the routes exist."""
+    global _SERVE_APP
+    if _SERVE_APP is None:
+        from fastapi import FastAPI
+
+        class ServeApp(FastAPI):
+            front = None
+
+            async def framework(self, scope, receive, send):
+                await FastAPI.__call__(self, scope, receive, send)
+
+            async def __call__(self, scope, receive, send):
+                await (self.front or self.framework)(scope, receive, send)
+        _SERVE_APP = ServeApp
+    return _SERVE_APP
+
+
+_SERVE_APP = None
+
+
+def install_fast_lane(app, server, metrics: bool = True) -> None:
+    """Put the fast lane for ``POST {PREDICT_ROUTE}`` (answered by ``server.predict_request``)
+    in front of ``app`` (made by :func:`serve_app_class`), and the metrics middleware in front
+    of both when ``metrics`` (it needs ``server``'s registry)."""
+    route = next(r for r in app.routes if getattr(r, "path", None) == PREDICT_ROUTE)
+    front = _FastLane(app.framework, server, route)
+    app.front = _MetricsMiddleware(front, server) if metrics else front
+
+
+#: The most model threads chosen by default: every batch also takes the GIL between its
+#: kernels, and the event loop holds it for all its work, so past a few threads one process
+#: stops scaling; run several server processes for more cores.
+MAX_AUTO_MODEL_THREADS = 4
+
+
+def _thread_counts(config, threadsafe: bool) -> tuple:
+    """``(model threads, Numba threads per model thread)`` from the config's 0 = automatic.
+    The cores are Numba's (``NUMBA_NUM_THREADS``, by default every core). With Numba's
+    ``workqueue`` threading layer, which cannot launch parallel kernels from two threads at
+    once, there is one model thread."""
+    import numba
+    cores = numba.config.NUMBA_NUM_THREADS
+    model_threads = config.model_threads or min(cores, MAX_AUTO_MODEL_THREADS)
+    if not threadsafe:
+        if model_threads > 1:
+            log.warning("Numba's threading layer is %s, which cannot run kernels on two threads "
+                        "at once: one model thread", numba.threading_layer())
+        model_threads = 1
+    threads = min(config.threads or max(1, cores // model_threads), cores)
+    return model_threads, threads
+
+
 def _set_threads(threads: int) -> None:
-    """Numba's thread count for parallel kernels launched from the calling thread (0: keep)."""
-    if threads > 0:
-        import numba
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    """Numba's thread count for parallel kernels launched from the calling thread."""
+    import numba
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
 def _renamed(exc, name):
@@ -619,7 +729,8 @@ def _png_base64(heat: np.ndarray) -> str:
 
 class _MetricsMiddleware:
     """Pure ASGI middleware: counts every request by route template and final status, and
-    times it (inside Starlette's error middleware, so an unhandled error counts as 500)."""
+    times it. It is the outermost layer of the app, so every request is counted: an error that
+    escapes the app (which then answers 500) counts as 500, the status it had not yet sent."""
 
     def __init__(self, app, server):
         self.app, self.server = app, server
@@ -670,7 +781,7 @@ def create_app(sources, config: ServeConfig | None = None):
                 await starting
             await server.stop()
 
-    app = FastAPI(title="cvcore serve", version="1",
+    app = serve_app_class()(title="cvcore serve", version="1",
                   description="Image classification with cvcore models: predictions, batching, "
                               "explanations (Grad-CAM / HOG cell contributions).",
                   lifespan=lifespan)
@@ -798,10 +909,5 @@ def create_app(sources, config: ServeConfig | None = None):
                     "png_base64": _png_base64(heat)},
                 "time_ms": {"total": round((time.perf_counter() - t0) * 1e3, 3)}}
 
-    # The fast lane sits inside the metrics middleware (added later = outside), so its answers
-    # are counted and timed like every other.
-    predict_route = next(r for r in app.routes
-                         if getattr(r, "path", None) == "/v1/models/{name}/predict")
-    app.add_middleware(_FastLane, server=server, route=predict_route)
-    app.add_middleware(_MetricsMiddleware, server=server)
+    install_fast_lane(app, server, metrics=True)
     return app

@@ -15,7 +15,11 @@ dynamic batcher):
    one forward pass plus the HTTP and decoding work), and concurrent ones share a pass.
 3. The batch runs in a worker thread (``run_in_executor``): the event loop keeps accepting and
    decoding uploads meanwhile, and the Numba kernels of the forward pass release the GIL
-   (``nogil=True``). Every result goes back to the future of its request.
+   (``nogil=True``). Every result goes back to the future of its request. Given several
+   executors, the collector starts the next batch on whichever is free, so several batches can
+   run at once (one per executor); while one runs, the next starts only once the queue holds as
+   many inputs as the largest running batch (or a full batch), so that a busy server's batches
+   stay as large as with one executor instead of being split into small ones.
 
 Bounds: at most ``max_queue`` inputs wait (one more is refused with :class:`Overloaded`, which the
 server turns into 503 with ``Retry-After``), and a request that waited ``timeout`` seconds gets
@@ -52,6 +56,11 @@ class _Entry:
         self.arrived = arrived
 
 
+def _expire(future, timeout) -> None:
+    if not future.done():
+        future.set_exception(Timeout(f"no result within the request timeout of {timeout:g} s"))
+
+
 class Batcher:
     """Collect single inputs into batches and run ``run_batch`` on them in a worker thread.
 
@@ -60,9 +69,9 @@ class Batcher:
     run_batch : callable
         ``run_batch(items) -> results``: a list of inputs to a list of results of the same length
         and order. Called in ``executor``'s thread, one batch at a time per batcher.
-    executor : concurrent.futures.Executor
-        Where batches run (cvcore serve uses one worker thread for all models: on a small CPU the
-        kernels' own threads already use every core).
+    executor : concurrent.futures.Executor, or a list of them
+        Where batches run. With a list, up to one batch runs on each executor at a time, so
+        ``len(executor)`` batches may run at once (give each executor one thread).
     max_batch_size : int
         Largest batch (1 = no batching).
     max_delay : float
@@ -82,11 +91,16 @@ class Batcher:
         if int(max_queue) < 1:
             raise ValueError(f"max_queue must be at least 1, got {max_queue}")
         self.run_batch = run_batch
-        self.executor = executor
+        self.executors = list(executor) if isinstance(executor, (list, tuple)) else [executor]
+        if not self.executors:
+            raise ValueError("Batcher needs at least one executor")
         self.max_batch_size = int(max_batch_size)
         self.max_delay = float(max_delay)
         self.max_queue = int(max_queue)
         self.on_batch = on_batch
+        self._free = list(self.executors)  # executors not running a batch now
+        self._runs: set = set()
+        self._running: list = []           # sizes of the batches running now
         self.incoming = 0                  # inputs announced but not yet submitted
         self._queue: collections.deque = collections.deque()
         self._wakeup: asyncio.Event | None = None
@@ -108,6 +122,8 @@ class Batcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if self._runs:                     # the batches already running finish and answer
+            await asyncio.gather(*self._runs, return_exceptions=True)
         while self._queue:
             entry = self._queue.popleft()
             if not entry.future.done():
@@ -148,26 +164,26 @@ class Batcher:
             raise Overloaded(f"{len(self._queue)} requests are already waiting "
                              f"(the queue holds {self.max_queue})")
         loop = asyncio.get_running_loop()
-        entry = _Entry(item, loop.create_future(), time.monotonic())
-        self._queue.append(entry)
+        future = loop.create_future()
+        self._queue.append(_Entry(item, future, time.monotonic()))
         self._wakeup.set()
+        # The timeout fails the future itself (one timer; no wrapping task per request): the
+        # collector skips done entries, and a batch that already took it drops its result.
+        timer = None if timeout is None else loop.call_later(timeout, _expire, future, timeout)
         try:
-            return await asyncio.wait_for(asyncio.shield(entry.future), timeout)
-        except asyncio.TimeoutError:
-            entry.future.cancel()          # the collector skips cancelled entries
-            raise Timeout(f"no result within the request timeout of {timeout:g} s") from None
-        except asyncio.CancelledError:
-            entry.future.cancel()          # the client went away
-            raise
+            return await future            # cancelled with it if the client goes away
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def _collect(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            while not self._queue:
+            while not self._queue or not self._free or not self._may_start():
                 self._wakeup.clear()
                 await self._wakeup.wait()
             deadline = self._queue[0].arrived + self.max_delay
-            while len(self._queue) < self.max_batch_size and self.incoming > 0:
+            while len(self._queue) < self.max_batch_size and self.incoming > 0 and \
+                    not self._running:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -183,20 +199,43 @@ class Batcher:
                     batch.append(entry)
             if not batch:
                 continue
-            t0 = time.perf_counter()
-            try:
-                results = await loop.run_in_executor(self.executor, self.run_batch,
-                                                      [e.item for e in batch])
-                if len(results) != len(batch):
-                    raise RuntimeError(f"run_batch returned {len(results)} results for "
-                                       f"{len(batch)} inputs")
-            except Exception as exc:       # a bug in the model code: every waiter learns of it
-                for e in batch:
-                    if not e.future.done():
-                        e.future.set_exception(exc)
-                continue
-            if self.on_batch is not None:
-                self.on_batch(len(batch), time.perf_counter() - t0)
-            for e, r in zip(batch, results):
+            self._running.append(len(batch))
+            run = asyncio.get_running_loop().create_task(self._run(batch, self._free.pop()))
+            self._runs.add(run)
+            run.add_done_callback(self._runs.discard)
+
+    def _may_start(self) -> bool:
+        """Whether a free executor should start a batch of the queue now: at once when no
+        batch is running; while another runs, only once the queue holds as many inputs as the
+        largest running batch (or a full batch). Starting on whatever is queued would split a
+        busy server's work into many small batches, each paying a forward pass's fixed cost;
+        waiting for the queue to match keeps batches as large as with one executor, while
+        several of them run side by side."""
+        if not self._running:
+            return True
+        return len(self._queue) >= min(self.max_batch_size, max(self._running))
+
+    async def _run(self, batch, executor) -> None:
+        """Run one batch in the executor and hand every result to its request's future."""
+        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(executor, self.run_batch,
+                                                  [e.item for e in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"run_batch returned {len(results)} results for "
+                                   f"{len(batch)} inputs")
+        except Exception as exc:           # a bug in the model code: every waiter learns of it
+            for e in batch:
                 if not e.future.done():
-                    e.future.set_result(r)
+                    e.future.set_exception(exc)
+            return
+        finally:
+            self._free.append(executor)
+            self._running.remove(len(batch))
+            self._wakeup.set()
+        if self.on_batch is not None:
+            self.on_batch(len(batch), time.perf_counter() - t0)
+        for e, r in zip(batch, results):
+            if not e.future.done():
+                e.future.set_result(r)

@@ -34,9 +34,12 @@ def add_parser(subparsers):
     p.add_argument("--reload-interval", type=float, default=d.reload_interval,
                    help=f"seconds between checks for a replaced model file; 0 = never "
                         f"(default {d.reload_interval:g})")
+    p.add_argument("--model-threads", type=int, default=d.model_threads,
+                   help="threads running forward passes, each one batch at a time with its own "
+                        "copy of the network; 0 = one per core, at most 4 (default 0)")
     p.add_argument("--threads", type=int, default=d.threads,
-                   help="threads of a forward pass's Numba kernels; 0 = every core (default 0). "
-                        "On a machine shared with other busy processes 1 can be much faster")
+                   help="Numba threads of each model thread's kernels; 0 = the cores shared out "
+                        "among the model threads (default 0)")
     p.add_argument("--log-level", default="info", help="uvicorn's log level (default info)")
     p.set_defaults(func=run)
     return p
@@ -53,15 +56,16 @@ def config_from_args(args):
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     if not args.timeout > 0 or not args.max_upload_mb > 0:
         raise ValueError("--timeout and --max-upload-mb must be positive")
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    for name in ("threads", "model_threads"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
     return ServeConfig(max_batch_size=args.max_batch_size, max_delay_ms=args.max_delay_ms,
                        max_queue=args.max_queue, timeout=args.timeout,
                        max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
                        max_pixels=args.max_pixels, reload_interval=args.reload_interval,
-                       threads=args.threads)
+                       threads=args.threads, model_threads=args.model_threads)
 
 
 def run(args) -> None:

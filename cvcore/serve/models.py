@@ -138,8 +138,11 @@ class ServedModel:
 
 def warm_up(model, max_batch_size: int) -> None:
     """Compile and run every kernel the server will call: a forward pass at batch 1 and at the
-    largest batch, and one explanation. Runs on the serving worker thread."""
+    largest batch, one explanation, and for a CNN trained with augmentation one test-time
+    augmented prediction (``?tta=true``: its flips and crops are kernels of their own, which
+    would otherwise compile during the first such request). Runs on a model thread."""
     from cvcore.serve.explain import explain
+    from cvcore.train.pipeline import CNN_MODELS
     shape = tuple(model.size) + (() if model.mode == "gray" else (3,))
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (max(1, max_batch_size),) + shape, dtype=np.uint8)
@@ -151,3 +154,8 @@ def warm_up(model, max_batch_size: int) -> None:
                          rng.integers(0, 256, (model.size[0] // 2 + 1, model.size[1] // 2 + 1),
                                       dtype=np.uint8)])
     explain(model, images[0])
+    if model.kind in CNN_MODELS:
+        try:
+            model.predict_proba(images[:1], tta=True)
+        except ValueError:
+            pass                          # trained --no-augment: the server answers tta with 422
