@@ -170,8 +170,8 @@ def path_commands(work: Path, quick: bool) -> dict:
         "predict-hog": ["predict", str(PHOTO), "--weights", str(demo / "hog-svm" / "model.npz")],
         "predict-resnet20": ["predict", str(PHOTO), "--weights",
                              str(demo / "resnet20" / "model.npz")],
-        "serve": ["serve", str(demo / "resnet20" / "model.npz"), str(demo / "hog-svm" / "model.npz"),
-                  "--port", "PORT"],
+        "serve": ["serve", str(demo / "resnet20" / "model.npz"),
+                  str(demo / "hog-svm" / "model.npz"), "--port", "PORT"],
         "detect": ["detect", str(FACES / "2008_002470.jpg"), "--weights",
                    str(work / "setup" / "faces" / "model.npz"), "--out", str(work / "detect-out")],
     }
@@ -264,7 +264,8 @@ def main(argv=None) -> None:
     for path, runs in results.items():
         for r in runs:
             c, w = r["cold"], r["warm"]
-            print(f"| {path} | {c['cpu']:.1f} ({c['wall']:.1f}) | {w['cpu']:.1f} ({w['wall']:.1f}) "
+            print(f"| {path} | {c['cpu']:.1f} ({c['wall']:.1f}) | {w['cpu']:.1f} "
+                  f"({w['wall']:.1f}) "
                   f"| {c['compile']:.1f} | {c['compile'] / c['cpu']:.0%} | {c['specs']} | "
                   f"{w['specs']} |")
     for path, runs in results.items():

@@ -374,11 +374,11 @@ def main(argv=None):
     from cvcore.io.datasets import decode_image
     files = sorted(CIFAR.glob("*/*.jpg"))[:: max(1, 10000 // args.images)][:args.images]
     images = [decode_image(f, "rgb") for f in files]
-    have_torch = True
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        have_torch = False
+    # Only whether torch is there: importing it here would load its libgomp into this process,
+    # which Numba's parallel kernels then bind to (with its long default spin), and the offline
+    # ceiling below would not be what a cvcore user measures. The torch server has its own process.
+    import importlib.util
+    have_torch = importlib.util.find_spec("torch") is not None
     import shutil
     use_wrk = shutil.which("wrk") is not None and not args.python_client
     client = (f"wrk, {args.seconds:g} s per row" if use_wrk else

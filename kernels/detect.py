@@ -441,7 +441,8 @@ def _level_image(image, Ho, Wo, yofs, ycoef, xofs, xcoef):
         return image
     level = np.empty((Ho, Wo, C), np.uint8)
     tap0, tap1, coef1 = _resize_taps(xofs, xcoef, W, C)
-    _resize_rows(image.reshape(H, W * C), tap0, tap1, coef1, yofs, ycoef, 0, Ho,
+    # np.int64(0), not 0: the int64 compile resize_linear_exact uses, not a Literal[int](0) one
+    _resize_rows(image.reshape(H, W * C), tap0, tap1, coef1, yofs, ycoef, np.int64(0), Ho,
                  level.reshape(Ho, Wo * C))
     return level
 
@@ -481,7 +482,8 @@ def hog_pyramid_scores(image, table, levels, order, yofs, ycoef, xofs, xcoef, ym
     scores : (total windows,) float64, receives the scores
     """
     L = weights.shape[2]
-    counter = np.zeros(1, np.int64)
+    counter = np.empty(1, np.int64)    # not np.zeros: in a parallel kernel that is a parallel
+    counter[0] = 0                     # loop of its own (one more gufunc to compile)
     for _ in prange(n_threads):
         while True:
             k = _take_next(counter)
@@ -558,7 +560,8 @@ def cascade_pyramid(grey, levels, order, yofs, ycoef, xofs, xcoef, win_w, win_h,
     n_threads : int
     hits : (total windows,) bool, receives the windows that pass every stage
     """
-    counter = np.zeros(1, np.int64)
+    counter = np.empty(1, np.int64)    # not np.zeros: in a parallel kernel that is a parallel
+    counter[0] = 0                     # loop of its own (one more gufunc to compile)
     for _ in prange(n_threads):
         while True:
             k = _take_next(counter)

@@ -51,7 +51,7 @@ from kernels import simd
 
 # -- strip layouts -----------------------------------------------------------------------------
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, inline="always", nogil=True)
 def strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span):
     """Layout of the stride-1 strip.
 
@@ -105,7 +105,7 @@ def fill_strip(x, Wg, pitch, m0, Ls, xs):
         xs[base + H * Wg:end] = 0                     # gap rows; after the last image the tail
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, inline="always", nogil=True)
 def tap_offsets(C, kh, kw, ph, pw, dh, dw, Wg, m0, Ls, count):
     """Stride-1 strip offsets ``offs[(c*kh + i)*kw + j] = c*Ls + m0 + (i*dh - ph)*Wg +
     (j*dw - pw)``; entries from ``C*kh*kw`` up to ``count`` repeat the first one (they pad the
@@ -119,7 +119,7 @@ def tap_offsets(C, kh, kw, ph, pw, dh, dw, Wg, m0, Ls, count):
     return offs
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, inline="always", nogil=True)
 def phase_geometry(N, H, W, kh, kw, sh, sw, ph, pw, dh, dw, span):
     """Layout of the phase strip of a stride-``(sh, sw)`` convolution.
 
@@ -178,7 +178,7 @@ def fill_phase_strip(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs):
                     xs[base + pitch:(chan + 1) * Ls] = 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, inline="always", nogil=True)
 def phase_tap_offsets(C, kh, kw, sh, sw, dh, dw, Wq, Ls, count):
     """Phase-strip offsets of tap ``(c, i, j)``: channel ``(c*sh + i*dh % sh)*sw + j*dw % sw``,
     shifted by ``(i*dh // sh)*Wq + j*dw // sw``; padded to ``count`` as :func:`tap_offsets`."""
@@ -356,7 +356,9 @@ def conv2d_weight_grad(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, block, nlanes, ws,
     xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, block,
                                         (R + DB - 1) // DB * DB, ws)
     dys = scratch(ws, xs.size, K * P)
-    fill_strip(dy, Wg, pitch, 0, P, dys)
+    # np.int64(0), not 0: a literal argument makes Numba compile the callee once more for that
+    # constant (a second ``fill_strip``, ~1 s of a cold start)
+    fill_strip(dy, Wg, pitch, np.int64(0), P, dys)
     for lane in prange(nlanes):
         acc = np.empty((DA, DB, VL), dtype=x.dtype)
         aoffs = np.empty(DA, dtype=np.int64)
@@ -390,17 +392,22 @@ def conv2d_weight_grad_cols(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, nlanes, ws, d
     K, Ho, Wo = dy.shape[1], dy.shape[2], dy.shape[3]
     R = x.shape[1] * kh * kw
     KB, TB = simd.KB, simd.TB
-    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, 1, R, ws)
+    # np.int64(1): an int64 span, not Literal[int](1) (see conv2d_weight_grad)
+    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, np.int64(1),
+                                        R, ws)
     dys = scratch(ws, xs.size, K * P)
-    fill_strip(dy, Wg, pitch, 0, P, dys)
+    fill_strip(dy, Wg, pitch, np.int64(0), P, dys)
     Rp = (R + TB - 1) // TB * TB
     colT = scratch(ws, xs.size + dys.size, P * Rp)
     for q in prange(P):
         row = colT[q * Rp:(q + 1) * Rp]
         for r in range(R):
             row[r] = xs[offs[r] + q]
-        row[R:] = 0
-    qoffs = np.arange(P) * Rp
+        for r in range(R, Rp):
+            row[r] = 0
+    qoffs = np.empty(P, dtype=np.int64)
+    for q in range(P):
+        qoffs[q] = q * Rp
     ntb = Rp // TB
     nitems = ((K + KB - 1) // KB) * ntb
     for lane in prange(nlanes):

@@ -56,7 +56,9 @@ def gemm(a, bt, Np, nlanes, out, out_transposed):
     N = out.shape[0] if out_transposed else out.shape[1]
     KB, TB = simd.KB, simd.TB
     aflat = a.reshape(M * T)
-    offs = np.arange(T) * Np                      # reduction step t reads row t of bt
+    offs = np.empty(T, dtype=np.int64)            # reduction step t reads row t of bt
+    for t in range(T):                            # (a loop: `np.arange(T) * Np` would be
+        offs[t] = t * Np                          # one more parallel region to compile)
     nib = (M + KB - 1) // KB
     nitems = nib * (Np // TB)                     # (column tile, row block), column tile outer,
     for lane in prange(nlanes):                   # so a lane reuses its panel of bt from cache
@@ -84,12 +86,15 @@ def dots(a, b, out):
     DA, DB = simd.DA, simd.DB
     VL = simd.VECTOR_BYTES // a.itemsize
     Tp = (T + VL - 1) // VL * VL                  # rows zero-padded to whole vectors
-    ap = np.zeros(M * Tp, dtype=a.dtype)
-    bp = np.zeros(N * Tp, dtype=a.dtype)
-    for i in prange(M):
-        ap[i * Tp:i * Tp + T] = a[i]
-    for j in prange(N):
-        bp[j * Tp:j * Tp + T] = b[j]
+    ap = np.empty(M * Tp, dtype=a.dtype)
+    bp = np.empty(N * Tp, dtype=a.dtype)
+    for r in prange(M + N):                       # the rows of a, then those of b: one
+        src = a[r] if r < M else b[r - M]         # parallel loop (each compiles a gufunc)
+        dst = ap[r * Tp:(r + 1) * Tp] if r < M else bp[(r - M) * Tp:(r - M + 1) * Tp]
+        for t in range(T):
+            dst[t] = src[t]
+        for t in range(T, Tp):
+            dst[t] = 0
     nb = (N + DB - 1) // DB
     for item in prange(((M + DA - 1) // DA) * nb):
         i0 = (item // nb) * DA

@@ -186,6 +186,16 @@ def _horizontal4(s0, s1, s2, s3, col_idx, col_w, d0, d1, d2, d3):
     """:func:`_horizontal` for four rows at once (same arithmetic, per row): the column indices
     and weights are loaded once for the four gathers, which halves the loads per output."""
     taps, w = col_idx.shape
+    if taps == 2:               # linear tables: one fused pass, same sums as below
+        i0, i1, w0, w1 = col_idx[0], col_idx[1], col_w[0], col_w[1]
+        for x in range(w):
+            j, k = np.uint32(i0[x]), np.uint32(i1[x])
+            a, b = w0[x], w1[x]
+            d0[x] = a * s0[j] + b * s0[k]
+            d1[x] = a * s1[j] + b * s1[k]
+            d2[x] = a * s2[j] + b * s2[k]
+            d3[x] = a * s3[j] + b * s3[k]
+        return
     for t in range(taps):
         it, wt = col_idx[t], col_w[t]
         for x in range(w):
@@ -281,6 +291,12 @@ def _block_rows_first(plane, row_idx, row_w, col_idx, col_w, y0, y1, out):
 def _vertical(plane, row_idx, row_w, y, lo, dst):
     """``dst[:] = sum_t row_w[y, t] * plane[row_idx[y, t] - lo, :]`` over the taps of non-zero
     weight (``plane`` holds rows from ``lo`` on; whole rows: contiguous loops LLVM vectorises)."""
+    if row_idx.shape[1] == 2 and row_w[y, 0] != 0.0 and row_w[y, 1] != 0.0:
+        a, b = row_w[y, 0], row_w[y, 1]     # linear tables: one fused pass, the same sums
+        top, bottom = plane[row_idx[y, 0] - lo], plane[row_idx[y, 1] - lo]
+        for x in range(dst.shape[0]):
+            dst[x] = a * top[x] + b * bottom[x]
+        return
     first = True
     for t in range(row_idx.shape[1]):
         weight = row_w[y, t]

@@ -262,6 +262,10 @@ def test_batcher_second_executor_waits_for_a_batch_as_large_as_the_running_one()
         first = [asyncio.ensure_future(b.submit(i)) for i in range(4)]
         await asyncio.sleep(0.1)
         second = [asyncio.ensure_future(b.submit(i)) for i in range(10, 12)]
+        for _ in range(100):                          # (a busy machine may be slow to start it)
+            await asyncio.sleep(0.05)
+            if started and b.depth == 2:
+                break
         await asyncio.sleep(0.1)
         assert started == [[0, 1, 2, 3]] and b.depth == 2
         second += [asyncio.ensure_future(b.submit(i)) for i in range(12, 14)]
@@ -801,13 +805,15 @@ def test_model_threads_answer_alike_with_their_own_networks(models_dir):
 def test_batcher_runs_one_batch_per_executor_at_once():
     import concurrent.futures
     import threading
-    running, most, lock = [0], [0], threading.Lock()
+    running, most, lock, both = [0], [0], threading.Lock(), threading.Event()
 
     def run(items):
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
-        time.sleep(0.05)
+            if running[0] == 2:
+                both.set()
+        both.wait(5)               # the first batch waits (a while) for a second to run beside it
         with lock:
             running[0] -= 1
         return [threading.current_thread().name for _ in items]

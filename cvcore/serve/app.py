@@ -700,15 +700,7 @@ def _threadsafe_kernels() -> bool:
     and TBB do; the fallback ``workqueue`` does not, and then resizing joins the forward pass
     on the worker thread)."""
     import numba
-    from numba import njit, prange
-
-    @njit(parallel=True)
-    def _probe(n):
-        s = 0
-        for i in prange(n):
-            s += i
-        return s
-    _probe(2)
+    numba.get_num_threads()       # starts the thread pool (compiling nothing), so that:
     return numba.threading_layer() in ("omp", "tbb")
 
 
