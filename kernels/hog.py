@@ -827,10 +827,11 @@ def opencv_block_grid(image, table, ymap, xmap, simd_cols, angle_scale, nbins, r
     """:func:`opencv_gradients` then :func:`opencv_block_histograms`, on one thread, streaming.
 
     For one window and for callers that run many images (pyramid levels) side by side, one per
-    thread. The padded rows are taken top to bottom; each row's gradient
-    (:func:`_gradient_row`) is spread into one plane per orientation bin (``dense[b, x]``, two
-    non-zero votes per pixel) and added, times ``weight_y[cy, i]``, into the column sums of every
-    block row holding it (contiguous, vectorised: the sum down the rows comes first here):
+    thread. The padded rows are taken top to bottom; each row's two votes per pixel
+    (:func:`_gradient_row`), times ``weight_y[cy, i]``, go into the column sums of every block
+    row holding the row, kept as one plane per orientation bin (``col[p, cy, b, x]``: the votes
+    of one row land at distinct addresses, so the adds do not wait on each other; the sum down
+    the rows comes first here):
 
     ``col[p, cy, b, x] = sum_i weight_y[cy, i] * vote_b(p * row_step + i, x)``
 
@@ -864,15 +865,11 @@ def opencv_block_grid(image, table, ymap, xmap, simd_cols, angle_scale, nbins, r
     S = (bh + row_step - 1) // row_step         # block rows one pixel row can belong to
     cols = (Q - 1) * col_step + bw              # padded columns some block covers
     n = cols * nb
-    dense = np.zeros(n, np.float32)             # this row's votes, dense[b * cols + x]
     acc = np.zeros((S, ncy, n), np.float32)     # column sums of block row p in acc[p % S]
     for y in range((P - 1) * row_step + bh):
         _gradient_row(y, image, table, ymap, xmap, simd_cols, angle_scale, nbins, ring, keys,
                       ddx, ddy, g0, g1, q0, q1)
-        for x in range(cols):
-            dense[q0[x] * cols + x] += g0[x]
-            dense[q1[x] * cols + x] += g1[x]
-        # 1. down the columns: add the row, weighted, into every block row that holds it
+        # 1. down the columns: the row's votes, weighted, into every block row that holds it
         p_lo = max(0, (y - bh + row_step) // row_step)
         p_hi = min(P - 1, y // row_step)
         for p in range(p_lo, p_hi + 1):
@@ -881,11 +878,9 @@ def opencv_block_grid(image, table, ymap, xmap, simd_cols, angle_scale, nbins, r
                 w = weight_y[cy, i]
                 if w != F0:
                     a = acc[p % S, cy]
-                    for k in range(n):
-                        a[k] += w * dense[k]
-        for x in range(cols):
-            dense[q0[x] * cols + x] = F0
-            dense[q1[x] * cols + x] = F0
+                    for x in range(cols):
+                        a[q0[x] * cols + x] += w * g0[x]
+                        a[q1[x] * cols + x] += w * g1[x]
         # 2. a block row is complete: along each block's columns, then L2-Hys
         top = y + 1 - bh
         if top >= 0 and top % row_step == 0:
