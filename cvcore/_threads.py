@@ -5,8 +5,11 @@ Two rules, both about not waiting for a thread that cannot run:
 * small work runs on one thread (:func:`threads_for`): waking and joining the thread team costs
   more than the work;
 * a network call runs on no more threads than there are free cores (:func:`usable_threads`,
-  applied by :func:`network_call` around every outermost :class:`cvcore.nn.Module` forward and
-  backward).
+  applied by :func:`network_call` around every outermost :class:`cvcore.nn.Module` forward, and
+  by the filters, warps, resizes and Canny/Harris around their kernels). Only where the result
+  does not depend on the number of threads: a network's backward sums weight gradients over the
+  batch in per-thread partial sums, whose last bits change with the thread count, so it keeps the
+  user's thread count and training stays reproducible (``tests/test_threads.py``).
 
 Why the second rule. Every Numba parallel region ends at an OpenMP barrier that waits for every
 thread of the team. A ResNet launches a few hundred regions per call (each convolution, batch

@@ -32,7 +32,6 @@ training.
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 from collections import OrderedDict
 from typing import Iterator
@@ -94,18 +93,6 @@ class Parameter:
 
     def __repr__(self):
         return f"Parameter(shape={self.data.shape}, requires_grad={self.requires_grad})"
-
-
-def _outermost_on_free_cores(backward):
-    """Wrap a ``backward`` method: the outermost call runs inside
-    :func:`cvcore._threads.network_call`, nested ones (children) as they are."""
-    @functools.wraps(backward)
-    def wrapper(self, *args, **kwargs):
-        if in_network_call():
-            return backward(self, *args, **kwargs)
-        with network_call():
-            return backward(self, *args, **kwargs)
-    return wrapper
 
 
 class Module:
@@ -237,14 +224,12 @@ class Module:
                 mod._set_buffer(name, np.array(value, dtype=current.dtype, copy=True))
 
     # -- calling ------------------------------------------------------------------------------
-    def __init_subclass__(cls, **kwargs):
-        # the outermost backward of a call, like the outermost forward (__call__), runs on as
-        # many threads as there are free cores (cvcore._threads.network_call)
-        super().__init_subclass__(**kwargs)
-        if "backward" in cls.__dict__:
-            cls.backward = _outermost_on_free_cores(cls.__dict__["backward"])
-
     def __call__(self, *args, **kwargs):
+        # The outermost forward runs on as many threads as there are free cores
+        # (cvcore._threads.network_call); its numbers do not depend on the thread count. A
+        # backward does not: its weight gradients are sums over the batch in per-thread partial
+        # sums, whose last bits change with the number of threads, so it runs on the threads the
+        # user set, and training stays reproducible (a resumed run equals an uninterrupted one).
         if in_network_call():
             return self.forward(*args, **kwargs)
         with network_call():
