@@ -32,6 +32,7 @@ matrix-multiply peak is printed for reference (one large ``numpy.matmul``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -39,7 +40,8 @@ import time
 
 import numpy as np
 
-from benchmarks.common import Row, machine_line, optional, print_table, run_rows, time_fn
+from benchmarks.common import (Row, machine_line, optional, print_table, run_interleaved, run_rows,
+                               time_fn)
 
 torch = optional("torch")
 import kernels  # noqa: E402,F401  (cvcore's OpenMP spin default, printed below)
@@ -365,37 +367,10 @@ def depthwise_rows(repeats):
     return rows, moved
 
 
-def run_interleaved(rows):
-    """Like :func:`benchmarks.common.run_rows`, but the implementations of a row take turns
-    call by call (cvcore, torch, cvcore, ...) after one warm-up call each, so that a change in
-    the machine's load during the row hits both alike; medians of ``row.repeats`` calls."""
-    import statistics
-
-    from benchmarks.common import Timing
-    results = []
-    for row in rows:
-        fns = {"cvcore": row.cvcore, **{k: f for k, f in row.refs.items() if f is not None}}
-        firsts, times = {}, {k: [] for k in fns}
-        for label, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            firsts[label] = time.perf_counter() - t0
-        for _ in range(row.repeats):
-            for label, fn in fns.items():
-                t0 = time.perf_counter()
-                fn()
-                times[label].append(time.perf_counter() - t0)
-        timings = {k: Timing(firsts[k], statistics.median(times[k]), 0) for k in fns}
-        timings.update({k: None for k, f in row.refs.items() if f is None})
-        results.append((row.name, timings))
-        print(f"  timed {row.name}", flush=True)
-    return results
-
-
-def one_thread_efficientnet(repeats):
-    """One-thread CPU time (``time.thread_time``, both libraries held to one thread) of the
-    depthwise shapes and the EfficientNet workloads, cvcore and torch taking turns; medians.
-    Robust to the machine's load in a way wall time on 2 shared cores is not."""
+@contextlib.contextmanager
+def one_thread():
+    """Numba, torch and every BLAS/OpenMP pool threadpoolctl knows held to one thread; back to
+    :data:`THREADS` on exit."""
     import numba
     limiter = optional("threadpoolctl")
     ctx = limiter.threadpool_limits(1) if limiter is not None else None
@@ -403,14 +378,22 @@ def one_thread_efficientnet(repeats):
     if torch is not None:
         torch.set_num_threads(1)
     try:
+        yield
+    finally:
+        numba.set_num_threads(THREADS)
+        if torch is not None:
+            torch.set_num_threads(THREADS)
+        if ctx is not None:
+            ctx.restore_original_limits()
+
+
+def one_thread_efficientnet(repeats):
+    """One-thread CPU time (``time.thread_time``, both libraries held to one thread) of the
+    depthwise shapes and the EfficientNet workloads, cvcore and torch taking turns; medians.
+    Robust to the machine's load in a way wall time on 2 shared cores is not."""
+    with one_thread():
         rows, moved = depthwise_rows(repeats)
-        a = np.ones(2**26, np.float32)
-        b = np.empty_like(a)
-        np.copyto(b, a)
-        t0 = time.thread_time()
-        np.copyto(b, a)
-        copy_gbs = 2 * a.nbytes / (time.thread_time() - t0) / 1e9
-        del a, b
+        copy_gbs = copy_bandwidth()          # np.copyto runs on one thread anyway
         names = [n for n in MODEL_WORKLOADS if n.startswith("effnet")]
         rows += [Row(n, _workload("cvcore", n, MODEL_WORKLOADS[n]),
                      {"torch": _workload("torch", n, MODEL_WORKLOADS[n])
@@ -438,12 +421,6 @@ def one_thread_efficientnet(repeats):
                 gbs = moved[row.name] / cv / 1e9
                 bw = f"   {gbs:5.1f} GB/s {100 * gbs / copy_gbs:4.0f} %"
             print(f"{row.name:<40} {cv * 1e3:10.1f} {ref_s}{bw}", flush=True)
-    finally:
-        numba.set_num_threads(THREADS)
-        if torch is not None:
-            torch.set_num_threads(THREADS)
-        if ctx is not None:
-            ctx.restore_original_limits()
 
 
 def copy_bandwidth():
@@ -546,14 +523,8 @@ def single_core_cpu(repeats):
     how many other processes share the machine (wall-clock ratios on a loaded machine swing
     by 3x between runs). With both libraries parallelising well, the 2-thread wall time on an
     idle machine is about half of it."""
-    import numba
-    limiter = optional("threadpoolctl")
-    ctx = limiter.threadpool_limits(1) if limiter is not None else None
-    numba.set_num_threads(1)
-    if torch is not None:
-        torch.set_num_threads(1)
     out = {}
-    try:
+    with one_thread():
         shape_lines = _single_core_shapes(repeats)
         for name, big in MODEL_WORKLOADS.items():
             for impl in ("cvcore", "torch") if torch is not None else ("cvcore",):
@@ -565,12 +536,6 @@ def single_core_cpu(repeats):
                     fn()
                     times.append(time.thread_time() - t0)
                 out[(name, impl)] = min(times)
-    finally:
-        numba.set_num_threads(THREADS)
-        if torch is not None:
-            torch.set_num_threads(THREADS)
-        if ctx is not None:
-            ctx.restore_original_limits()
     print(f"\n{'one thread, GFLOP/s per core':<34} {'cv fwd':>7} {'torch fwd':>9} "
           f"{'cv bwd':>7} {'torch bwd':>9}")
     for line in shape_lines:
@@ -650,9 +615,9 @@ def main(argv=None):
     if args.efficientnet:
         print(f"load average at the start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
         rows, moved = depthwise_rows(args.repeats)
-        print_depthwise_table(run_interleaved(rows), moved, copy_bandwidth())
+        print_depthwise_table(run_interleaved(rows, memory=False), moved, copy_bandwidth())
         rows, info = model_rows(max(3, args.repeats // 2), prefix="effnet")
-        results = run_interleaved(rows)
+        results = run_interleaved(rows, memory=False)
         print_model_table(results, info, peak, {})
         if args.cpu:
             one_thread_efficientnet(max(3, args.repeats // 2))

@@ -117,6 +117,38 @@ def run_rows(rows, verbose: bool = True):
     return results
 
 
+def run_interleaved(rows, clock=time.perf_counter, stat=statistics.median, memory=True):
+    """Time every row with its calls interleaved: one warm-up call each (reported as the first
+    call), then ``repeats`` rounds of cvcore and each reference (rotating who goes first);
+    ``stat`` per call (the median, or the minimum on a loaded machine); ``memory=False`` skips
+    the extra call that measures each call's peak memory (reported as 0). Returns what
+    :func:`run_rows` returns (the ``median`` field holds ``stat``); a change of the machine's load
+    during a row hits every library alike."""
+    results = []
+    for row in rows:
+        calls = {"cvcore": row.cvcore}
+        calls.update({label: fn for label, fn in row.refs.items() if fn is not None})
+        first, times = {}, {label: [] for label in calls}
+        for label, fn in calls.items():
+            t0 = clock()
+            fn()
+            first[label] = clock() - t0
+        order = list(calls.items())
+        for r in range(row.repeats):
+            # Rotate who goes first: a call that follows another on the same image finds it
+            # in cache (a slow reference before cvcore halved cvcore's Sobel on a busy machine).
+            for label, fn in order[r % len(order):] + order[:r % len(order)]:
+                t0 = clock()
+                fn()
+                times[label].append(clock() - t0)
+        timings = {label: Timing(first[label], stat(times[label]),
+                                 peak_memory(fn) if memory else 0) for label, fn in calls.items()}
+        timings.update({label: None for label, fn in row.refs.items() if fn is None})
+        results.append((row.name, timings))
+        print(f"  timed {row.name}", flush=True)
+    return results
+
+
 def _ms(t: float) -> str:
     return f"{t * 1e3:9.3f}"
 

@@ -44,7 +44,7 @@ from pathlib import Path
 # No OMP_WAIT_POLICY here: the benchmark measures the wait policy users get (kernels/__init__.py).
 import numpy as np
 
-from benchmarks.common import Row, Timing, machine_line, optional, peak_memory, print_table
+from benchmarks.common import Row, machine_line, optional, print_table, run_interleaved
 from cvcore.features import canny, harris
 from cvcore.preprocess import correlate, gaussian, median, sobel
 
@@ -139,36 +139,6 @@ def rows(size: int, repeats: int):
             "cv2.cornerHar*": ref(cv2, lambda: cv2.cornerHarris(img, 3, 3, 0.05)),
         }),
     ]
-
-
-def run_interleaved(rows, clock=time.perf_counter, stat=statistics.median):
-    """Time every row with its calls interleaved: one warm-up call each (reported as the first
-    call), then ``repeats`` rounds of cvcore and each reference (rotating who goes first);
-    ``stat`` per call (the median, or the minimum on a loaded machine). Returns what
-    :func:`benchmarks.common.run_rows` returns (the ``median`` field holds ``stat``)."""
-    results = []
-    for row in rows:
-        calls = {"cvcore": row.cvcore}
-        calls.update({label: fn for label, fn in row.refs.items() if fn is not None})
-        first, times = {}, {label: [] for label in calls}
-        for label, fn in calls.items():
-            t0 = clock()
-            fn()
-            first[label] = clock() - t0
-        order = list(calls.items())
-        for r in range(row.repeats):
-            # Rotate who goes first: a call that follows another on the same image finds it
-            # in cache (a slow reference before cvcore halved cvcore's Sobel on a busy machine).
-            for label, fn in order[r % len(order):] + order[:r % len(order)]:
-                t0 = clock()
-                fn()
-                times[label].append(clock() - t0)
-        timings = {label: Timing(first[label], stat(times[label]),
-                                 peak_memory(fn)) for label, fn in calls.items()}
-        timings.update({label: None for label, fn in row.refs.items() if fn is None})
-        results.append((row.name, timings))
-        print(f"  timed {row.name}", flush=True)
-    return results
 
 
 def fastest_table(results):
