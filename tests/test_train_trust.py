@@ -134,6 +134,12 @@ def test_succession_targets_rows_are_distributions():
     np.testing.assert_allclose(t.sum(1), 1.0)
     np.testing.assert_allclose(t[[0, 1, 2, 3], [2, 0, 1, 2]], 5 / 6)
     np.testing.assert_allclose(t[0, :2], 1 / 12)
+    with pytest.raises(ValueError, match="class indices"):
+        succession_targets(np.array([0, -1]), 3)
+    with pytest.raises(ValueError, match="n_classes"):
+        succession_targets(np.array([0]), 0)
+    with pytest.raises((TypeError, ValueError), match="labels"):
+        succession_targets(np.array([0.5]), 2)
 
 
 def test_temperature_errors():

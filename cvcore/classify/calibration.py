@@ -30,7 +30,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
-from cvcore._validate import check_array, check_finite, check_positive
+from cvcore._validate import check_array, check_finite, check_int, check_positive
 
 __all__ = ["fit_temperature", "temperature_scale", "nll", "succession_targets", "LOG_T_BOUNDS"]
 
@@ -70,6 +70,10 @@ def succession_targets(labels, n_classes: int) -> np.ndarray:
     array([[0.75, 0.25],
            [0.25, 0.75]])
     """
+    n_classes = check_int(n_classes, "n_classes", minimum=1)
+    labels = check_array(labels, "labels", ndim=1, dtypes="iu").astype(np.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"labels must be class indices in 0..{n_classes - 1}")
     n = len(labels)
     other = 1.0 / ((n + 2) * (n_classes - 1)) if n_classes > 1 else 0.0
     targets = np.full((n, n_classes), other)
