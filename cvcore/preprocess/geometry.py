@@ -20,8 +20,13 @@ Agreement (tested): ``resize`` equals ``cv2.resize`` with ``INTER_NEAREST``, ``I
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import math
+import functools
+import os
+import sys
+import threading
 
 import numpy as np
 
@@ -37,6 +42,7 @@ MAX_OUTPUT_PIXELS = 1 << 31
 MAX_CONDITION = 1e12          # a matrix worse conditioned than this counts as singular   # refuse outputs that cannot be addressed or allocated sanely
 
 
+EXPONENT_ALL_ONES = 0x7F800000   # float32 bits & 0x7fffffff at or above this: NaN or infinity
 PARALLEL_MIN_PIXELS = 1 << 16   # smaller outputs run on one thread: the work (under ~0.1 ms)
                                 # is then shorter than waking and joining the thread team
 
@@ -52,6 +58,45 @@ def _kernel_threads(n_out):
     else:
         with network_call():
             yield
+
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _band_pool():
+    """The worker threads of :func:`_in_bands` (made on first use; one per core)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=os.cpu_count() or 1, thread_name_prefix="cvcore-geometry")
+        return _pool
+
+
+def _in_bands(kernel, args, out):
+    """Run ``kernel(*args, y0, y1, out)`` on bands ``y0:y1`` of the output rows (axis 1 of
+    ``out``), one band per thread, and return the kernels' results in band order.
+
+    The threads: as many as :func:`_kernel_threads` leaves Numba (the user's
+    ``numba.set_num_threads``, fewer on a busy machine, one for small work); the calling thread
+    does the first band and pool threads the others. The kernels are plain ``nogil`` functions,
+    not ``parallel=True`` ones: a Numba parallel kernel costs 2-4 s more of compile time
+    (measured here, cold cache: the separable resize 6.5 s parallel, 2.6 s plain) and its
+    threads wait for each other at a spinning barrier, while these wait on a future.
+    """
+    import numba
+
+    h = out.shape[1]
+    with _kernel_threads(out.size):
+        n = max(1, min(numba.get_num_threads(), h))
+    if n == 1:
+        return [kernel(*args, 0, h, out)]
+    edges = [h * i // n for i in range(n + 1)]
+    pool = _band_pool()
+    futures = [pool.submit(kernel, *args, edges[i], edges[i + 1], out) for i in range(1, n)]
+    results = [kernel(*args, edges[0], edges[1], out)]
+    return results + [f.result() for f in futures]
 
 
 def _prepare(image, check_input=True):
@@ -101,23 +146,62 @@ def _output_shape(output_shape, default, channels):
     return rows, cols
 
 
-def _axis_table(n_in, n_out, interpolation, area_mode_linear):
-    """Sampling table (indices, weights) for one axis; see :mod:`kernels.resize`."""
-    from kernels import resize as k
-
+@functools.lru_cache(maxsize=64)      # a pipeline resizes to the same few sizes again and again
+def _nearest_table(n_in, n_out):
+    """Nearest table of one axis: ``idx[d] = min(floor(d * scale), n_in - 1)``, int32 (n_out,)
+    (OpenCV's ``INTER_NEAREST``, ``scale = 1 / (n_out / n_in)``)."""
     scale = 1.0 / (n_out / n_in)      # OpenCV: scale_x = 1. / inv_scale_x
-    if interpolation == "nearest":
-        taps, fill = 1, k.nearest_table
-    elif interpolation == "bilinear":
-        taps, fill = 2, k.linear_table
-    elif area_mode_linear:
-        taps, fill = 2, k.area_linear_table
-    else:
-        taps, fill = int(math.ceil(scale)) + 1, k.area_table
+    idx = np.floor(np.arange(n_out) * scale).astype(np.int64)
+    return np.minimum(idx, n_in - 1).astype(np.int32)
+
+
+def _two_tap_table(n_in, s, f):
+    """Two-tap table, tap-major (2, n_out): ``(1 - f)`` at ``s`` and ``f`` at ``s + 1``; a tap
+    outside the image moves onto the edge pixel with ``f = 0`` (OpenCV's clamping). ``s`` int64,
+    ``f`` float32 (OpenCV computes the fractions in float)."""
+    f = np.where((s < 0) | (s >= n_in - 1), np.float32(0.0), f).astype(np.float32)
+    s = np.clip(s, 0, n_in - 1)
+    idx = np.stack([s, np.minimum(s + 1, n_in - 1)]).astype(np.int32)
+    return idx, np.stack([np.float32(1.0) - f, f])
+
+
+def _linear_table(n_in, n_out):
+    """``INTER_LINEAR``: source coordinate ``(d + 0.5) * scale - 0.5`` rounded to float32, taps
+    at its floor and the next pixel."""
+    scale = 1.0 / (n_out / n_in)
+    f = ((np.arange(n_out) + 0.5) * scale - 0.5).astype(np.float32)
+    s = np.floor(f)
+    return _two_tap_table(n_in, s.astype(np.int64), f - s)
+
+
+def _area_linear_table(n_in, n_out):
+    """``INTER_AREA`` when an axis grows: ``s = floor(d * scale)``, ``f = (d + 1) - (s + 1) /
+    scale`` in float32, wrapped to [0, 1) (0 where not positive)."""
+    scale = 1.0 / (n_out / n_in)
+    d = np.arange(n_out)
+    s = np.floor(d * scale).astype(np.int64)
+    f = ((d + 1) - (s + 1) * (1.0 / scale)).astype(np.float32)
+    f = np.where(f <= 0, np.float32(0.0), f - np.floor(f)).astype(np.float32)
+    return _two_tap_table(n_in, s, f)
+
+
+@functools.lru_cache(maxsize=64)
+def _axis_table(n_in, n_out, interpolation, area_mode_linear):
+    """Sampling table of one axis, tap-major: (indices int32, weights float32), each (taps,
+    n_out); see :mod:`kernels.resize` and the twin :mod:`kernels.reference.resize`. Cached
+    (the tables depend on the sizes only; the kernels never write them)."""
+    if interpolation == "bilinear":
+        return _linear_table(n_in, n_out)
+    if area_mode_linear:
+        return _area_linear_table(n_in, n_out)
+    from kernels.resize import area_table
+
+    scale = 1.0 / (n_out / n_in)
+    taps = int(math.ceil(scale)) + 1
     idx = np.zeros((n_out, taps), dtype=np.int32)
     w = np.zeros((n_out, taps), dtype=np.float32)
-    fill(n_in, n_out, scale, idx, w)
-    return idx, w
+    area_table(n_in, n_out, scale, idx, w)
+    return np.ascontiguousarray(idx.T), np.ascontiguousarray(w.T)
 
 
 def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
@@ -158,32 +242,32 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
     rows, cols = _output_shape(output_shape, None, C)
     out = np.empty((C, rows, cols), dtype=np.float32)
     integer_shrink = H % rows == 0 and W % cols == 0
-    block_mean = integer_shrink and (interpolation == "area" or (
-        interpolation == "bilinear" and H == 2 * rows and W == 2 * cols))
-    if not block_mean:
-        _check_output(planes, planes)   # the input itself: these modes skip input pixels
-    if interpolation == "nearest":
-        kind = k.NEAREST
-        row_idx, row_w = _axis_table(H, rows, "nearest", False)
-        col_idx, col_w = _axis_table(W, cols, "nearest", False)
-    elif block_mean:
+    if integer_shrink and (interpolation == "area" or (
+            interpolation == "bilinear" and H == 2 * rows and W == 2 * cols)):
         # block means; halving with bilinear samples half-way between pixel pairs, which is the
         # 2x2 block mean (OpenCV switches INTER_LINEAR to INTER_AREA there too); no tables
-        kind = k.BLOCK_MEAN
-        row_idx, row_w = np.zeros((0, 1), np.int32), np.zeros((0, 1), np.float32)
-        col_idx, col_w = row_idx, row_w
+        _in_bands(k.resize_block_mean, (planes,), out)
+        _check_output(out, planes)      # every input pixel is in one block, weight 1 / (ky kx)
+        return _finish(out, was_2d, dtype)
+    # the other kernels scan the input rows they own for NaN and infinity as they read them
+    bits = planes.view(np.uint32)
+    if interpolation == "nearest":
+        # uint64 pairs of values for the 2x shrink (little-endian: the low half is the first)
+        paired = W % 2 == 0 and sys.byteorder == "little"
+        pairs = bits.view(np.uint64) if paired else np.empty((C, H, 0), np.uint64)
+        tops = _in_bands(k.resize_nearest, (bits, pairs, _nearest_table(H, rows),
+                                            _nearest_table(W, cols)), out.view(np.uint32))
     else:
         # OpenCV averages areas only when no axis grows (scale_x >= 1 and scale_y >= 1)
         growing = rows > H or cols > W
         row_idx, row_w = _axis_table(H, rows, interpolation, growing)
         col_idx, col_w = _axis_table(W, cols, interpolation, growing)
-        # the column pass gathers: run it on the smaller of the input rows and the output rows
-        kind = k.ROWS_FIRST if rows < H else k.COLUMNS_FIRST
-    with _kernel_threads(out.size):
-        k.resize_rows(planes, row_idx, row_w, np.ascontiguousarray(col_idx.T),
-                      np.ascontiguousarray(col_w.T), kind, out)
-    if block_mean:
-        _check_output(out, planes)      # every input pixel is in one block, weight 1 / (ky kx)
+        # the column pass gathers: run it on the smaller of the input rows and output rows
+        tops = _in_bands(k.resize_separable, (planes, bits, np.ascontiguousarray(row_idx.T),
+                                              np.ascontiguousarray(row_w.T), col_idx, col_w,
+                                              rows < H), out)
+    if max(tops) >= EXPONENT_ALL_ONES:
+        check_finite(planes, "image")
     return _finish(out, was_2d, dtype)
 
 
@@ -209,10 +293,10 @@ def _warp(image, Minv, output_shape, interpolation, mode, cval):
     C, H, W = planes.shape
     rows, cols = _output_shape(output_shape, (H, W), C)
     out = np.empty((C, rows, cols), dtype=np.float32)
-    code = warp_kernels.NEAREST if interpolation == "nearest" else warp_kernels.BILINEAR
+    kernel = (warp_kernels.warp_nearest if interpolation == "nearest" else
+              warp_kernels.warp_bilinear)
     mode_code = getattr(warp_kernels, f"MODE_{mode.upper()}")
-    with _kernel_threads(out.size):
-        warp_kernels.warp(planes, Minv, code, mode_code, np.float32(cval), out)
+    _in_bands(kernel, (planes, Minv, mode_code, np.float32(cval)), out)
     return _finish(out, was_2d, dtype)
 
 
