@@ -118,21 +118,38 @@ def resize_nearest(bits, pairs, row_idx, col_idx, y0, y1, out):
     for c in range(C):
         plane, dst_plane = bits[c], out[c]
         scanned = lo                    # rows lo:scanned checked, in reading order (cache-hot)
-        for y in range(y0, y1):
+        y = y0
+        while y < y1:
             r = row_idx[y]
-            if r >= scanned:
-                top = max(top, _scan_rows(plane, scanned, min(r + 1, hi)))
-                scanned = min(r + 1, hi)
-            src, dst = plane[r], dst_plane[y]
+            batch = 1
+            if not halving and y + BATCH <= y1 and (y == y0 or r != row_idx[y - 1]):
+                batch = BATCH               # four rows gathered together (one index load)
+            last = min(row_idx[y + batch - 1] + 1, hi)
+            if last > scanned:
+                top = max(top, _scan_rows(plane, scanned, last))
+                scanned = last
+            dst = dst_plane[y]
             if y > y0 and r == row_idx[y - 1]:
                 dst[:] = dst_plane[y - 1]           # the same input row: copy (enlarging)
             elif halving:
                 src2 = pairs[c, r]
                 for x in range(w):
                     dst[x] = np.uint32(src2[x] & LOW_HALF)
-            else:
+            elif batch == BATCH:
+                s0, s1 = plane[r], plane[row_idx[y + 1]]
+                s2, s3 = plane[row_idx[y + 2]], plane[row_idx[y + 3]]
+                d1, d2, d3 = dst_plane[y + 1], dst_plane[y + 2], dst_plane[y + 3]
                 for x in range(w):
-                    dst[x] = src[np.uint32(col_idx[x])]   # unsigned: no negative-wrap test
+                    j = np.uint32(col_idx[x])       # unsigned: no negative-wrap test
+                    dst[x] = s0[j]
+                    d1[x] = s1[j]
+                    d2[x] = s2[j]
+                    d3[x] = s3[j]
+            else:
+                src = plane[r]
+                for x in range(w):
+                    dst[x] = src[np.uint32(col_idx[x])]
+            y += batch
         top = max(top, _scan_rows(plane, scanned, hi))
     return top
 
@@ -148,19 +165,23 @@ def _owned_rows(first_y0, first_y1, y0, y1, h, H):
 
 
 @njit(cache=True, nogil=True)
-def resize_block_mean(image, y0, y1, out):
+def resize_block_mean(image, y0, y1, out, out_bits):
     """Output rows ``y0:y1`` of the block mean for the integer factors ``ky = H // h``, ``kx = W // w``: ``out[c, y, x]`` is
     the mean of ``image[c, ky*y : ky*y + ky, kx*x : kx*x + kx]`` (OpenCV's ``resizeAreaFast``).
 
-    image (C, H, W) float32, out (C, h, w) float32. The 2x2 case is one pass over two input rows
-    (``((a[2x] + b[2x]) + (a[2x+1] + b[2x+1])) / 4``); others sum the ``ky`` rows into a row
-    buffer (contiguous, vectorised), then each run of ``kx`` neighbours.
+    image (C, H, W) float32, out (C, h, w) float32 and ``out_bits`` its uint32 view. The 2x2
+    case is one pass over two input rows (``((a[2x] + b[2x]) + (a[2x+1] + b[2x+1])) / 4``);
+    others sum the ``ky`` rows into a row buffer (contiguous, vectorised), then each run of
+    ``kx`` neighbours. Returns the finiteness scan of the band's OUTPUT rows, each scanned as
+    it is written: a block mean has positive weights and counts every input pixel once, so a
+    NaN or infinity in the input cannot vanish from the output.
     """
     C, H, W = image.shape
     h, w = out.shape[1], out.shape[2]
     ky, kx = H // h, W // w
     scale = np.float32(1.0 / (ky * kx))
     rowsum = np.empty(W, dtype=np.float32)
+    top = np.uint32(0)
     for c in range(C):
         plane, dst_plane = image[c], out[c]
         for y in range(y0, y1):
@@ -169,6 +190,7 @@ def resize_block_mean(image, y0, y1, out):
                 a, b = plane[2 * y], plane[2 * y + 1]
                 for x in range(w):
                     dst[x] = ((a[2 * x] + b[2 * x]) + (a[2 * x + 1] + b[2 * x + 1])) * scale
+                top = max(top, _scan_rows(out_bits[c], y, y + 1))
                 continue
             rowsum[:] = plane[y * ky]
             for i in range(1, ky):
@@ -180,6 +202,8 @@ def resize_block_mean(image, y0, y1, out):
                 for j in range(kx):
                     acc += rowsum[x * kx + j]
                 dst[x] = acc * scale
+            top = max(top, _scan_rows(out_bits[c], y, y + 1))
+    return top
 
 
 @njit(cache=True, nogil=True)

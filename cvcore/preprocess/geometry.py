@@ -74,8 +74,8 @@ def _band_pool():
         return _pool
 
 
-def _in_bands(kernel, args, out):
-    """Run ``kernel(*args, y0, y1, out)`` on bands ``y0:y1`` of the output rows (axis 1 of
+def _in_bands(kernel, args, out, *after):
+    """Run ``kernel(*args, y0, y1, out, *after)`` on bands ``y0:y1`` of the output rows (axis 1 of
     ``out``), one band per thread, and return the kernels' results in band order.
 
     The threads: as many as :func:`_kernel_threads` leaves Numba (the user's
@@ -91,11 +91,12 @@ def _in_bands(kernel, args, out):
     with _kernel_threads(out.size):
         n = max(1, min(numba.get_num_threads(), h))
     if n == 1:
-        return [kernel(*args, 0, h, out)]
+        return [kernel(*args, 0, h, out, *after)]
     edges = [h * i // n for i in range(n + 1)]
     pool = _band_pool()
-    futures = [pool.submit(kernel, *args, edges[i], edges[i + 1], out) for i in range(1, n)]
-    results = [kernel(*args, edges[0], edges[1], out)]
+    futures = [pool.submit(kernel, *args, edges[i], edges[i + 1], out, *after)
+               for i in range(1, n)]
+    results = [kernel(*args, edges[0], edges[1], out, *after)]
     return results + [f.result() for f in futures]
 
 
@@ -103,10 +104,10 @@ def _prepare(image, check_input=True):
     """Validate an image; return (float32 channel planes (C, H, W) C-contiguous, was 2-D, output
     dtype). The kernels work plane by plane so that their inner loops run along a row.
 
-    ``check_input=False`` leaves the finiteness of float32 input to the caller, who must then
-    call :func:`_check_output`: for kernels whose every output is a positive-weight sum of its
-    inputs, each input pixel counted, a NaN or infinity in the input cannot vanish from the
-    output, and the output is smaller to scan."""
+    ``check_input=False`` leaves the finiteness of float32 input to the caller: the resize
+    kernels check it as they read the rows (:mod:`kernels.resize`), the block mean on its
+    output (its every output is a positive-weight sum of its inputs, each input pixel counted,
+    so a NaN or infinity in the input cannot vanish from the output)."""
     arr = check_array(image, "image", ndim=(2, 3), dtypes="buif")
     if arr.dtype != np.float32:
         check_finite(arr, "image")
@@ -116,17 +117,11 @@ def _prepare(image, check_input=True):
     planes = arr[None] if arr.ndim == 2 else np.moveaxis(arr, 2, 0)
     planes = np.ascontiguousarray(planes, dtype=np.float32)
     if check_input and arr.dtype == np.float32:
-        _check_output(planes, planes)
+        from kernels.finite import all_finite_bits
+
+        if not all_finite_bits(planes.reshape(-1).view(np.uint32)):
+            check_finite(planes, "image")       # raises, naming NaN or infinity
     return planes, arr.ndim == 2, out_dtype
-
-
-def _check_output(out, planes):
-    """Raise the input's ValueError (naming NaN or infinity) if the float32 array ``out`` holds
-    one and the input ``planes`` does too (finite input may still overflow to infinity)."""
-    from kernels.finite import all_finite_bits
-
-    if not all_finite_bits(out.reshape(-1).view(np.uint32)):
-        check_finite(planes, "image")
 
 
 def _finish(out, was_2d, dtype):
@@ -246,8 +241,10 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
             interpolation == "bilinear" and H == 2 * rows and W == 2 * cols)):
         # block means; halving with bilinear samples half-way between pixel pairs, which is the
         # 2x2 block mean (OpenCV switches INTER_LINEAR to INTER_AREA there too); no tables
-        _in_bands(k.resize_block_mean, (planes,), out)
-        _check_output(out, planes)      # every input pixel is in one block, weight 1 / (ky kx)
+        # every input pixel is in one block, weight 1 / (ky kx): the kernel scans the output
+        tops = _in_bands(k.resize_block_mean, (planes,), out, out.view(np.uint32))
+        if max(tops) >= EXPONENT_ALL_ONES:
+            check_finite(planes, "image")   # a finite input may still overflow to infinity
         return _finish(out, was_2d, dtype)
     # the other kernels scan the input rows they own for NaN and infinity as they read them
     bits = planes.view(np.uint32)
