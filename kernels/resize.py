@@ -26,9 +26,10 @@ Three kernels, one per kind of work, so that a program compiles only the ones it
   shrinks, the passes run the other way round (each output row blended from whole input rows,
   then gathered), which gathers fewer values.
 
-Each kernel makes a band of output rows ``y0:y1`` (the caller runs one band per thread: plain
-``nogil`` kernels, as a ``parallel=True`` one costs 2-4 s more to compile). While they read the
-input, :func:`resize_nearest` and :func:`resize_separable` also return the largest
+Each kernel makes a band of output rows ``y0:y1`` (the caller runs the bands on several threads,
+``cvcore.preprocess._bands``: plain ``nogil`` kernels, as a ``parallel=True`` one costs 2-4 s
+more to compile). While they read the input, :func:`resize_nearest` and
+:func:`resize_separable` also store (in ``top[y0]``) the largest
 ``bits & 0x7fffffff`` of the float32 input rows their band owns (the finiteness scan of
 :mod:`kernels.finite`, fused so that each row is scanned as it is read, from the cache); every
 input row is owned by exactly one band, read or not.
@@ -95,10 +96,10 @@ def _scan_rows(bits, lo, hi):
 
 
 @njit(cache=True, nogil=True)
-def resize_nearest(bits, pairs, row_idx, col_idx, y0, y1, out):
+def resize_nearest(bits, pairs, row_idx, col_idx, out, top, y0, y1):
     """Nearest resize of output rows ``y0:y1`` of channel planes: ``out[c, y, x] =
-    bits[c, row_idx[y], col_idx[x]]``; returns the finiteness scan of the input rows this band
-    owns (module docstring).
+    bits[c, row_idx[y], col_idx[x]]``; ``top[y0]`` (uint32 (h,)) receives the finiteness scan of
+    the input rows this band owns (module docstring).
 
     bits (C, H, W) uint32: the float32 planes' bits (nearest copies values, so it works on
     their bits); pairs: the same memory as uint64 (C, H, W // 2) when W is even, else (C, H, 0);
@@ -114,7 +115,7 @@ def resize_nearest(bits, pairs, row_idx, col_idx, y0, y1, out):
         if col_idx[x] != 2 * x:
             halving = False
     lo, hi = _owned_rows(row_idx[y0], row_idx[min(y1, h - 1)], y0, y1, h, H)
-    top = np.uint32(0)
+    worst = np.uint32(0)
     for c in range(C):
         plane, dst_plane = bits[c], out[c]
         scanned = lo                    # rows lo:scanned checked, in reading order (cache-hot)
@@ -126,7 +127,7 @@ def resize_nearest(bits, pairs, row_idx, col_idx, y0, y1, out):
                 batch = BATCH               # four rows gathered together (one index load)
             last = min(row_idx[y + batch - 1] + 1, hi)
             if last > scanned:
-                top = max(top, _scan_rows(plane, scanned, last))
+                worst = max(worst, _scan_rows(plane, scanned, last))
                 scanned = last
             dst = dst_plane[y]
             if y > y0 and r == row_idx[y - 1]:
@@ -150,8 +151,8 @@ def resize_nearest(bits, pairs, row_idx, col_idx, y0, y1, out):
                 for x in range(w):
                     dst[x] = src[np.uint32(col_idx[x])]
             y += batch
-        top = max(top, _scan_rows(plane, scanned, hi))
-    return top
+        worst = max(worst, _scan_rows(plane, scanned, hi))
+    top[y0] = worst
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -165,23 +166,24 @@ def _owned_rows(first_y0, first_y1, y0, y1, h, H):
 
 
 @njit(cache=True, nogil=True)
-def resize_block_mean(image, y0, y1, out, out_bits):
-    """Output rows ``y0:y1`` of the block mean for the integer factors ``ky = H // h``, ``kx = W // w``: ``out[c, y, x]`` is
-    the mean of ``image[c, ky*y : ky*y + ky, kx*x : kx*x + kx]`` (OpenCV's ``resizeAreaFast``).
+def resize_block_mean(image, out, out_bits, top, y0, y1):
+    """Output rows ``y0:y1`` of the block mean for the integer factors ``ky = H // h``,
+    ``kx = W // w``: ``out[c, y, x]`` is the mean of ``image[c, ky*y : ky*y + ky, kx*x : kx*x +
+    kx]`` (OpenCV's ``resizeAreaFast``).
 
     image (C, H, W) float32, out (C, h, w) float32 and ``out_bits`` its uint32 view. The 2x2
     case is one pass over two input rows (``((a[2x] + b[2x]) + (a[2x+1] + b[2x+1])) / 4``);
     others sum the ``ky`` rows into a row buffer (contiguous, vectorised), then each run of
-    ``kx`` neighbours. Returns the finiteness scan of the band's OUTPUT rows, each scanned as
-    it is written: a block mean has positive weights and counts every input pixel once, so a
-    NaN or infinity in the input cannot vanish from the output.
+    ``kx`` neighbours. ``top[y0]`` receives the finiteness scan of the band's OUTPUT rows, each
+    scanned as it is written: a block mean has positive weights and counts every input pixel
+    once, so a NaN or infinity in the input cannot vanish from the output.
     """
     C, H, W = image.shape
     h, w = out.shape[1], out.shape[2]
     ky, kx = H // h, W // w
     scale = np.float32(1.0 / (ky * kx))
     rowsum = np.empty(W, dtype=np.float32)
-    top = np.uint32(0)
+    worst = np.uint32(0)
     for c in range(C):
         plane, dst_plane = image[c], out[c]
         for y in range(y0, y1):
@@ -190,7 +192,7 @@ def resize_block_mean(image, y0, y1, out, out_bits):
                 a, b = plane[2 * y], plane[2 * y + 1]
                 for x in range(w):
                     dst[x] = ((a[2 * x] + b[2 * x]) + (a[2 * x + 1] + b[2 * x + 1])) * scale
-                top = max(top, _scan_rows(out_bits[c], y, y + 1))
+                worst = max(worst, _scan_rows(out_bits[c], y, y + 1))
                 continue
             rowsum[:] = plane[y * ky]
             for i in range(1, ky):
@@ -202,8 +204,8 @@ def resize_block_mean(image, y0, y1, out, out_bits):
                 for j in range(kx):
                     acc += rowsum[x * kx + j]
                 dst[x] = acc * scale
-            top = max(top, _scan_rows(out_bits[c], y, y + 1))
-    return top
+            worst = max(worst, _scan_rows(out_bits[c], y, y + 1))
+    top[y0] = worst
 
 
 @njit(cache=True, nogil=True)
@@ -291,7 +293,8 @@ def _vertical(rows, first, row_w, y, dst):
 
 
 @njit(cache=True, nogil=True)
-def resize_separable(image, bits, row_idx, row_w, col_idx, col_w, rows_first, y0, y1, out):
+def resize_separable(image, bits, row_idx, row_w, col_idx, col_w, rows_first, out, top, y0,
+                     y1):
     """Resize output rows ``y0:y1`` of channel planes by separable tables.
 
     image (C, H, W) float32 C-contiguous, ``bits`` its uint32 view; row_idx / row_w (h, taps)
@@ -306,13 +309,13 @@ def resize_separable(image, bits, row_idx, row_w, col_idx, col_w, rows_first, y0
     rows at full width, then gathered through the column table. The gathers are the slow part
     (no vector gathers): columns first gathers ``(input rows read) * w`` values, rows first
     ``h * w``, so the caller picks rows first when the row count shrinks. Rows ``y0:y1`` (a
-    band, :func:`resize_nearest`); returns the band's finiteness scan.
+    band; ``top[y0]`` receives its finiteness scan, as in :func:`resize_nearest`).
     """
     C, H, W = image.shape
     h, w = out.shape[1], out.shape[2]
     taps = row_idx.shape[1]
     lo, hi = _owned_rows(row_idx[y0, 0], row_idx[min(y1, h - 1), 0], y0, y1, h, H)
-    top = np.uint32(0)
+    worst = np.uint32(0)
     # columns first: a chunk of CHUNK output rows reads at most this many input rows (its first
     # tap moves by at most ceil(H / h) rows per output row)
     span = 0 if rows_first else (CHUNK - 1) * ((H + h - 1) // h) + taps + 1
@@ -328,7 +331,7 @@ def resize_separable(image, bits, row_idx, row_w, col_idx, col_w, rows_first, y0
                     first = row_idx[yb + i, 0]
                     last = min(first + taps, hi)
                     if last > scanned:
-                        top = max(top, _scan_rows(plane_bits, scanned, last))
+                        worst = max(worst, _scan_rows(plane_bits, scanned, last))
                         scanned = last
                     _vertical(plane[first:first + taps], 0, row_w, yb + i, tmp[i])
                 if n == BATCH:
@@ -337,7 +340,7 @@ def resize_separable(image, bits, row_idx, row_w, col_idx, col_w, rows_first, y0
                 else:
                     for i in range(n):
                         _horizontal(tmp[i], col_idx, col_w, dst_plane[yb + i])
-            top = max(top, _scan_rows(plane_bits, scanned, hi))
+            worst = max(worst, _scan_rows(plane_bits, scanned, hi))
             continue
         for yc in range(y0, y1, CHUNK):
             yc1 = min(yc + CHUNK, y1)
@@ -348,7 +351,7 @@ def resize_separable(image, bits, row_idx, row_w, col_idx, col_w, rows_first, y0
                     if row_w[y, t] != 0.0:
                         r_hi = max(r_hi, row_idx[y, t])
             if min(r_hi + 1, hi) > scanned:
-                top = max(top, _scan_rows(plane_bits, scanned, min(r_hi + 1, hi)))
+                worst = max(worst, _scan_rows(plane_bits, scanned, min(r_hi + 1, hi)))
                 scanned = min(r_hi + 1, hi)
             r = r_lo
             while r + BATCH <= r_hi + 1:
@@ -361,5 +364,5 @@ def resize_separable(image, bits, row_idx, row_w, col_idx, col_w, rows_first, y0
                 r += 1
             for y in range(yc, yc1):
                 _vertical(buf, row_idx[y, 0] - r_lo, row_w, y, dst_plane[y])
-        top = max(top, _scan_rows(plane_bits, scanned, hi))
-    return top
+        worst = max(worst, _scan_rows(plane_bits, scanned, hi))
+    top[y0] = worst

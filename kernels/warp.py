@@ -154,9 +154,9 @@ def _bilinear_border(flat, r0, c0, fx, fy, H, W, mode, cval):
 @njit(cache=True, nogil=True)
 def _inside_run(inside, n):
     """``(lo, hi, True)`` such that ``inside[:n]`` is True exactly on ``[lo, hi)``; ``(0, 0,
-    False)`` when its True values are not one run (possible for a homography through infinity:
-    the caller then tests each pixel). Along an output row the source position moves on a line and the image is
-    convex, so for an affine map they are always one run."""
+    False)`` when its True values are not one run (possible for a homography through
+    infinity: the caller then tests each pixel). Along an output row the source position moves
+    on a line and the image is convex, so for an affine map they are always one run."""
     lo = 0
     while lo < n and not inside[lo]:
         lo += 1
@@ -178,7 +178,7 @@ def _tap_buffers():
 
 
 @njit(cache=True, nogil=True)
-def warp_nearest(image, Minv, mode, cval, y0, y1, out):
+def warp_nearest(image, Minv, mode, cval, out, y0, y1):
     """Nearest-neighbour warp of output rows ``y0:y1`` of channel planes by the inverse map
     ``Minv``: image (C, H, W) float32 C-contiguous; Minv (3, 3) float64; out (C, h, w) float32;
     ``mode`` a border code, ``cval`` float32. The source position is rounded half up,
@@ -210,7 +210,7 @@ def warp_nearest(image, Minv, mode, cval, y0, y1, out):
 
 
 @njit(cache=True, nogil=True)
-def warp_bilinear(image, Minv, mode, cval, y0, y1, out):
+def warp_bilinear(image, Minv, mode, cval, out, y0, y1):
     """Bilinear warp of output rows ``y0:y1`` (arguments as :func:`warp_nearest`): the four
     pixels around the source position, each
     fetched through the border mode (a tap outside the image in constant mode contributes

@@ -30,7 +30,7 @@ import threading
 
 import numpy as np
 
-from cvcore._threads import network_call, threads_for
+from cvcore.preprocess._bands import run_bands
 from cvcore._validate import check_array, check_choice, check_finite, check_pair, _check_real
 
 __all__ = ["resize", "resize_center_crop", "warp_affine", "warp_perspective", "INTERPOLATIONS", "BORDER_MODES"]
@@ -43,63 +43,6 @@ MAX_CONDITION = 1e12          # a matrix worse conditioned than this counts as s
 
 
 EXPONENT_ALL_ONES = 0x7F800000   # float32 bits & 0x7fffffff at or above this: NaN or infinity
-PARALLEL_MIN_PIXELS = 1 << 16   # smaller outputs run on one thread: the work (under ~0.1 ms)
-                                # is then shorter than waking and joining the thread team
-
-
-@contextlib.contextmanager
-def _kernel_threads(n_out):
-    """Threads for a kernel making ``n_out`` output values: one for small work, else no more
-    than there are free cores (:mod:`cvcore._threads`: a busy machine's descheduled thread
-    would hold up every parallel region)."""
-    if n_out < PARALLEL_MIN_PIXELS:
-        with threads_for(False):
-            yield
-    else:
-        with network_call():
-            yield
-
-
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _band_pool():
-    """The worker threads of :func:`_in_bands` (made on first use; one per core)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=os.cpu_count() or 1, thread_name_prefix="cvcore-geometry")
-        return _pool
-
-
-def _in_bands(kernel, args, out, *after):
-    """Run ``kernel(*args, y0, y1, out, *after)`` on bands ``y0:y1`` of the output rows (axis 1 of
-    ``out``), one band per thread, and return the kernels' results in band order.
-
-    The threads: as many as :func:`_kernel_threads` leaves Numba (the user's
-    ``numba.set_num_threads``, fewer on a busy machine, one for small work); the calling thread
-    does the first band and pool threads the others. The kernels are plain ``nogil`` functions,
-    not ``parallel=True`` ones: a Numba parallel kernel costs 2-4 s more of compile time
-    (measured here, cold cache: the separable resize 6.5 s parallel, 2.6 s plain) and its
-    threads wait for each other at a spinning barrier, while these wait on a future.
-    """
-    import numba
-
-    h = out.shape[1]
-    with _kernel_threads(out.size):
-        n = max(1, min(numba.get_num_threads(), h))
-    if n == 1:
-        return [kernel(*args, 0, h, out, *after)]
-    edges = [h * i // n for i in range(n + 1)]
-    pool = _band_pool()
-    futures = [pool.submit(kernel, *args, edges[i], edges[i + 1], out, *after)
-               for i in range(1, n)]
-    results = [kernel(*args, edges[0], edges[1], out, *after)]
-    return results + [f.result() for f in futures]
-
-
 def _prepare(image, check_input=True):
     """Validate an image; return (float32 channel planes (C, H, W) C-contiguous, was 2-D, output
     dtype). The kernels work plane by plane so that their inner loops run along a row.
@@ -242,28 +185,30 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         # block means; halving with bilinear samples half-way between pixel pairs, which is the
         # 2x2 block mean (OpenCV switches INTER_LINEAR to INTER_AREA there too); no tables
         # every input pixel is in one block, weight 1 / (ky kx): the kernel scans the output
-        tops = _in_bands(k.resize_block_mean, (planes,), out, out.view(np.uint32))
-        if max(tops) >= EXPONENT_ALL_ONES:
+        top = np.zeros(rows, dtype=np.uint32)      # each band's scan, at its first row
+        run_bands(k.resize_block_mean, rows, cols * C, planes, out, out.view(np.uint32), top)
+        if top.max() >= EXPONENT_ALL_ONES:
             check_finite(planes, "image")   # a finite input may still overflow to infinity
         return _finish(out, was_2d, dtype)
     # the other kernels scan the input rows they own for NaN and infinity as they read them
     bits = planes.view(np.uint32)
+    top = np.zeros(rows, dtype=np.uint32)          # each band's scan, at its first row
     if interpolation == "nearest":
         # uint64 pairs of values for the 2x shrink (little-endian: the low half is the first)
         paired = W % 2 == 0 and sys.byteorder == "little"
         pairs = bits.view(np.uint64) if paired else np.empty((C, H, 0), np.uint64)
-        tops = _in_bands(k.resize_nearest, (bits, pairs, _nearest_table(H, rows),
-                                            _nearest_table(W, cols)), out.view(np.uint32))
+        run_bands(k.resize_nearest, rows, cols * C, bits, pairs, _nearest_table(H, rows),
+                  _nearest_table(W, cols), out.view(np.uint32), top)
     else:
         # OpenCV averages areas only when no axis grows (scale_x >= 1 and scale_y >= 1)
         growing = rows > H or cols > W
         row_idx, row_w = _axis_table(H, rows, interpolation, growing)
         col_idx, col_w = _axis_table(W, cols, interpolation, growing)
         # the column pass gathers: run it on the smaller of the input rows and output rows
-        tops = _in_bands(k.resize_separable, (planes, bits, np.ascontiguousarray(row_idx.T),
-                                              np.ascontiguousarray(row_w.T), col_idx, col_w,
-                                              rows < H), out)
-    if max(tops) >= EXPONENT_ALL_ONES:
+        run_bands(k.resize_separable, rows, cols * C * row_idx.shape[0], planes, bits,
+                  np.ascontiguousarray(row_idx.T), np.ascontiguousarray(row_w.T), col_idx,
+                  col_w, rows < H, out, top)
+    if top.max() >= EXPONENT_ALL_ONES:
         check_finite(planes, "image")
     return _finish(out, was_2d, dtype)
 
@@ -293,7 +238,8 @@ def _warp(image, Minv, output_shape, interpolation, mode, cval):
     kernel = (warp_kernels.warp_nearest if interpolation == "nearest" else
               warp_kernels.warp_bilinear)
     mode_code = getattr(warp_kernels, f"MODE_{mode.upper()}")
-    _in_bands(kernel, (planes, Minv, mode_code, np.float32(cval)), out)
+    run_bands(kernel, rows, cols * C * (4 if interpolation == "bilinear" else 1), planes, Minv,
+              mode_code, np.float32(cval), out)
     return _finish(out, was_2d, dtype)
 
 
