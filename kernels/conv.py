@@ -11,8 +11,10 @@ Conventions (the caller in :mod:`cvcore.preprocess.filters` guarantees them):
   No padded copy of the image is made: each output row extends only the few source rows it
   needs into a small row buffer (:func:`_pad_row`), and the taps add shifted views of those
   rows into the output row, several taps per sweep (:func:`_taps`), in contiguous loops that
-  LLVM vectorises. Rows (or blocks of rows) run in parallel (``prange``); a block keeps its
-  extended source rows in a small ring (:func:`fill_ring`, also used by the median filter).
+  LLVM vectorises. The kernels compute a band of output rows ``[r0, r1)`` and are serial
+  (``nogil``): the caller runs bands on several threads
+  (:func:`cvcore.preprocess._bands.run_bands`); a band keeps its extended source rows in a
+  small ring (:func:`fill_ring`, also used by the median filter).
   Avoiding whole-image temporaries matters: a fresh 4 MB array costs ~1-2 ms of page faults
   on first touch on the test machine, as much as the 5 x 5 correlation itself.
 
@@ -26,18 +28,13 @@ Border modes and their integer codes (SciPy ``ndimage`` names and meanings, see 
     wrap      (a b c d | a b c d | a b c d)   periodic                   MODE_WRAP     = 4
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 MODE_REFLECT = 0
 MODE_MIRROR = 1
 MODE_NEAREST = 2
 MODE_CONSTANT = 3
 MODE_WRAP = 4
-
-# Output rows per parallel task in correlate2d: enough rows that the ring of source rows is
-# reused (one new row per output row), enough blocks (32 for 1024 rows) to share the work.
-ROW_BLOCK = 32
-
 
 @njit(cache=True)
 def border_index(i, n, mode):
@@ -168,43 +165,41 @@ def _taps(acc, bufs, tu, tv, tw):
             acc[j] += w0 * b0[j]
 
 
-@njit(cache=True, parallel=True, fastmath={"contract"})
-def correlate2d(image, tu, tv, tw, kh, kw, rows, cols, cx, cval, out):
-    """General 2-D correlation, border folded into index maps (no padded image).
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def correlate2d(image, tu, tv, tw, kh, kw, rows, cols, cx, cval, out, r0, r1):
+    """General 2-D correlation of output rows ``[r0, r1)``, border folded into index maps (no
+    padded image).
 
     ``out[i, j] = sum_t tw[t] * ext[rows[i + tu[t]], cols[j + tv[t]]]``: the kernel is given
     as its non-zero taps (row ``tu``, column ``tv``, weight ``tw``) of a ``kh`` x ``kw``
     window; ``ext`` is ``image`` extended by ``cval`` at index -1,
     ``rows = border_map(H, cy, kh - 1 - cy)``, ``cols = border_map(W, cx, kw - 1 - cx)``.
 
-    Parallel over blocks of ``ROW_BLOCK`` output rows. Within a block, the ``kh`` source rows
-    of the current output row sit, extended by their border, in a ring of ``kh`` row buffers
-    (source row ``i + u`` in slot ``(i + u) % kh``), so moving down one row extends just one
-    new source row. The taps then add shifted rows of the ring into the output row, several
-    taps per sweep (:func:`_taps`). ``image``, ``out`` (H, W) float32; ``tw`` float32;
-    ``tu``, ``tv`` int64.
+    The ``kh`` source rows of the current output row sit, extended by their border, in a
+    ring of ``kh`` row buffers (source row ``i + u`` in slot ``(i + u) % kh``), so moving
+    down one row extends just one new source row. The taps then add shifted rows of the ring
+    into the output row, several taps per sweep (:func:`_taps`). ``image``, ``out`` (H, W)
+    float32; ``tw`` float32; ``tu``, ``tv`` int64. Serial: the caller runs bands of rows on
+    several threads (:func:`cvcore.preprocess._bands.run_bands`).
     """
-    H, W = out.shape
+    W = out.shape[1]
     fill = np.float32(cval)
-    nblocks = (H + ROW_BLOCK - 1) // ROW_BLOCK
-    for b in prange(nblocks):
-        i0 = b * ROW_BLOCK
-        i1 = min(H, i0 + ROW_BLOCK)
-        ring = np.empty((kh, W + kw - 1), np.float32)
-        slot_of_tap = np.empty(tu.size, np.int64)
-        for i in range(i0, i1):
-            fill_ring(ring, image, rows, cols, cx, fill, i, i == i0)
-            for t in range(tu.size):
-                slot_of_tap[t] = (i + tu[t]) % kh
-            acc = out[i]
-            for j in range(W):
-                acc[j] = 0.0
-            _taps(acc, ring, slot_of_tap, tv, tw)
+    ring = np.empty((kh, W + kw - 1), np.float32)
+    slot_of_tap = np.empty(tu.size, np.int64)
+    for i in range(r0, r1):
+        fill_ring(ring, image, rows, cols, cx, fill, i, i == r0)
+        for t in range(tu.size):
+            slot_of_tap[t] = (i + tu[t]) % kh
+        acc = out[i]
+        for j in range(W):
+            acc[j] = 0.0
+        _taps(acc, ring, slot_of_tap, tv, tw)
 
 
-@njit(cache=True, parallel=True, fastmath={"contract"})
-def correlate_separable(image, yu, yw, xv, xw, nx, rows, cols, cx, cval, cval_second, out):
-    """Axis-0 pass then axis-1 pass, fused row by row.
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def correlate_separable(image, yu, yw, xv, xw, nx, rows, cols, cx, cval, cval_second, out,
+                        r0, r1):
+    """Axis-0 pass then axis-1 pass, fused row by row, for output rows ``[r0, r1)``.
 
     The 1-D kernels are given as their non-zero taps: ``ky[yu[t]] = yw[t]`` and
     ``kx[xv[t]] = xw[t]``, ``nx = len(kx)``. For each output row ``i``:
@@ -214,40 +209,37 @@ def correlate_separable(image, yu, yw, xv, xw, nx, rows, cols, cx, cval, cval_se
     axis 1 (``cval_second = cval``), and the 2-D correlation with ``outer(ky, kx)`` when
     ``cval_second = cval * sum(ky)``. A 1-D pass is the case ``kx = [1]`` (``cx = 0``) or
     ``ky = [1]`` (``rows = arange(H)``). The intermediate row stays in cache; no padded or
-    intermediate image is made. Parallel over blocks of ``ROW_BLOCK`` rows, with the small
-    buffers allocated once per block.
+    intermediate image is made. Serial: the caller runs bands of rows on several threads.
     """
-    H, W = out.shape
+    W = out.shape[1]
     fill = np.float32(cval)
     fill2 = np.float32(cval_second)
     xu = np.zeros(xv.size, np.int64)
     no_shift = np.zeros(yu.size, np.int64)
-    nblocks = (H + ROW_BLOCK - 1) // ROW_BLOCK
-    for b in prange(nblocks):
-        src_rows = np.empty(yu.size, np.int64)
-        src_w = np.empty(yu.size, np.float32)
-        # The column pass writes straight into the middle of the extended row; its border
-        # cells are then copied from the row itself (or cval_second), never a padded image.
-        ext = np.empty((1, W + nx - 1), np.float32)
-        t = ext[0, cx:cx + W]
-        for i in range(b * ROW_BLOCK, min(H, (b + 1) * ROW_BLOCK)):
-            # Column pass as a "row tap" pass over the image itself: tap k reads image row
-            # rows[i + yu[k]] unshifted; taps beyond the top/bottom (cval) add a constant.
-            m = 0
-            outside = np.float32(0.0)
-            for k in range(yu.size):
-                r = rows[i + yu[k]]
-                if r < 0:
-                    outside += yw[k] * fill
-                else:
-                    src_rows[m] = r
-                    src_w[m] = yw[k]
-                    m += 1
-            for j in range(W):
-                t[j] = outside
-            _taps(t, image, src_rows[:m], no_shift[:m], src_w[:m])
-            _extend_in_place(ext[0], cols, cx, W, fill2)
-            acc = out[i]
-            for j in range(W):
-                acc[j] = 0.0
-            _taps(acc, ext, xu, xv, xw)
+    src_rows = np.empty(yu.size, np.int64)
+    src_w = np.empty(yu.size, np.float32)
+    # The column pass writes straight into the middle of the extended row; its border
+    # cells are then copied from the row itself (or cval_second), never a padded image.
+    ext = np.empty((1, W + nx - 1), np.float32)
+    t = ext[0, cx:cx + W]
+    for i in range(r0, r1):
+        # Column pass as a "row tap" pass over the image itself: tap k reads image row
+        # rows[i + yu[k]] unshifted; taps beyond the top/bottom (cval) add a constant.
+        m = 0
+        outside = np.float32(0.0)
+        for k in range(yu.size):
+            r = rows[i + yu[k]]
+            if r < 0:
+                outside += yw[k] * fill
+            else:
+                src_rows[m] = r
+                src_w[m] = yw[k]
+                m += 1
+        for j in range(W):
+            t[j] = outside
+        _taps(t, image, src_rows[:m], no_shift[:m], src_w[:m])
+        _extend_in_place(ext[0], cols, cx, W, fill2)
+        acc = out[i]
+        for j in range(W):
+            acc[j] = 0.0
+        _taps(acc, ext, xu, xv, xw)

@@ -9,7 +9,7 @@ the frame are ever ``WEAK`` or ``STRONG``, so the hysteresis reads the 8 neighbo
 them without a bounds check.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 NONE = 0
 WEAK = 1      # odd codes are the candidates the flood fill may still take
@@ -17,8 +17,8 @@ EDGE = 2
 STRONG = 3
 
 
-@njit(cache=True, parallel=True)
-def nonmax_suppression(gr, gc, magnitude, mask, low, high, state):
+@njit(cache=True, nogil=True, error_model="numpy")
+def nonmax_suppression(gr, gc, magnitude, mask, low, high, state, r0, r1):
     """Mark the local maxima of ``magnitude`` along the gradient direction in ``state``.
 
     A pixel is a candidate when ``mask`` is set, ``magnitude >= low`` and the magnitude is
@@ -32,7 +32,8 @@ def nonmax_suppression(gr, gc, magnitude, mask, low, high, state):
 
     Written without branches on the direction: for each pixel the two neighbours forward
     and backward are *selected* among the nine loaded from three rows, so LLVM vectorises
-    the loop over a row. The diagonal neighbour forward is ``(+1, +1)`` when ``gr`` and
+    the loop over a row. Writes rows ``[r0, r1)`` of ``state`` (serial; the caller runs bands
+    of rows on several threads). The diagonal neighbour forward is ``(+1, +1)`` when ``gr`` and
     ``gc`` have the same sign (both > 0 or both <= 0) and ``(-1, +1)`` otherwise; the axis
     neighbour is the row neighbour on that side when the gradient is nearer the row axis
     (``|gr| > |gc|``; ``>=`` for opposite signs), else the column neighbour ``(0, +1)``.
@@ -40,13 +41,11 @@ def nonmax_suppression(gr, gc, magnitude, mask, low, high, state):
     H, W = magnitude.shape
     if low == 0.0:
         low = 1e-14
-    if H < 3 or W < 3:                     # all frame, nothing inside
-        state[:, :] = NONE
-        return
-    for j in range(W):
-        state[0, j] = NONE
-        state[H - 1, j] = NONE
-    for i in prange(1, H - 1):
+    for i in range(r0, r1):
+        if i == 0 or i == H - 1 or W < 3:           # the frame: never an edge
+            for j in range(W):
+                state[i, j] = NONE
+            continue
         state[i, 0] = NONE
         state[i, W - 1] = NONE
         n = W - 2          # interior columns 1 .. W - 2; index k below is column k + 1

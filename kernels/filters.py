@@ -8,36 +8,17 @@ holds the pixel at window offset ``t``; after the network, slot ``rank`` holds t
 values, one per output pixel), every compare-exchange is an elementwise min/max over a
 contiguous row, which LLVM vectorises. The network itself is built (and pruned to the
 comparators that can affect slot ``rank``) in :mod:`cvcore.preprocess.filters`.
+
+Every kernel here computes a band of output rows ``[r0, r1)``, serially and without the GIL;
+the caller runs bands on several threads (:func:`cvcore.preprocess._bands.run_bands`).
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from kernels.conv import ROW_BLOCK, fill_ring
+from kernels.conv import fill_ring
 
 # Columns processed at once: the (n, TILE) slot buffer of a 5x5 window then fits in L1/L2.
 TILE = 256
-
-
-# IEEE 754 single precision: the exponent field; all ones there means infinity or NaN.
-FLOAT32_EXPONENT = np.uint32(0x7F800000)
-FLOAT32_EXPONENT_LSB = np.uint32(0x00800000)
-FLOAT32_SIGN = np.uint32(0x80000000)
-
-
-@njit(cache=True)
-def all_finite(values):
-    """True when no value of the 1-D float32 array is infinite or NaN.
-
-    On the bit patterns: adding one to the exponent field carries into the sign bit exactly
-    when the field is all ones (infinity or NaN), so OR-ing ``(bits & exponent) + lsb`` over
-    the array and testing the sign bit is one integer reduction that LLVM vectorises, reading
-    the image once (``numpy.isfinite(x).all()`` writes and reads a bool image as well).
-    """
-    bits = values.view(np.uint32)
-    seen = np.uint32(0)
-    for k in range(bits.size):
-        seen |= (bits[k] & FLOAT32_EXPONENT) + FLOAT32_EXPONENT_LSB
-    return (seen & FLOAT32_SIGN) == 0
 
 
 # ----------------------------------------------------------------------------- row helpers
@@ -72,8 +53,8 @@ def _extend_by_two(buf, cols, fill):
         buf[c] = fill if src < 0 else buf[2 + src]
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def rank_network(image, kh, kw, rows, cols, cx, cval, pairs, rank, out):
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
+def rank_network(image, kh, kw, rows, cols, cx, cval, pairs, rank, out, r0, r1):
     """Order statistic ``rank`` of every ``kh`` x ``kw`` window of the extended image.
 
     Parameters
@@ -91,45 +72,43 @@ def rank_network(image, kh, kw, rows, cols, cx, cval, pairs, rank, out):
     out : (H, W) float32
         Receives the result.
 
-    Parallel over blocks of rows; each block keeps its ``kh`` extended source rows in a ring
-    (:func:`kernels.conv.fill_ring`), so no padded copy of the image is made.
+    Computes output rows ``[r0, r1)`` (serial; the caller runs bands of rows on several
+    threads). The ``kh`` extended source rows sit in a ring (:func:`kernels.conv.fill_ring`),
+    so no padded copy of the image is made.
     """
-    H, W = out.shape
+    W = out.shape[1]
     n = kh * kw
     fill = np.float32(cval)
-    nblocks = (H + ROW_BLOCK - 1) // ROW_BLOCK
-    for b in prange(nblocks):
-        i0 = b * ROW_BLOCK
-        ring = np.empty((kh, W + kw - 1), np.float32)
-        buf = np.empty((n, TILE), np.float32)
-        for i in range(i0, min(H, i0 + ROW_BLOCK)):
-            fill_ring(ring, image, rows, cols, cx, fill, i, i == i0)
-            for j0 in range(0, W, TILE):
-                width = min(TILE, W - j0)
-                for u in range(kh):
-                    src = ring[(i + u) % kh]
-                    for v in range(kw):
-                        # Views that start at index 0 let LLVM vectorise the loops below.
-                        slot = buf[u * kw + v]
-                        window = src[j0 + v:j0 + v + width]
-                        for j in range(width):
-                            slot[j] = window[j]
-                for p in range(pairs.shape[0]):
-                    ra = buf[pairs[p, 0]]
-                    rb = buf[pairs[p, 1]]
+    ring = np.empty((kh, W + kw - 1), np.float32)
+    buf = np.empty((n, TILE), np.float32)
+    for i in range(r0, r1):
+        fill_ring(ring, image, rows, cols, cx, fill, i, i == r0)
+        for j0 in range(0, W, TILE):
+            width = min(TILE, W - j0)
+            for u in range(kh):
+                src = ring[(i + u) % kh]
+                for v in range(kw):
+                    # Views that start at index 0 let LLVM vectorise the loops below.
+                    slot = buf[u * kw + v]
+                    window = src[j0 + v:j0 + v + width]
                     for j in range(width):
-                        x = ra[j]
-                        y = rb[j]
-                        ra[j] = min(x, y)
-                        rb[j] = max(x, y)
-                res = buf[rank]
-                dst = out[i, j0:j0 + width]
+                        slot[j] = window[j]
+            for p in range(pairs.shape[0]):
+                ra = buf[pairs[p, 0]]
+                rb = buf[pairs[p, 1]]
                 for j in range(width):
-                    dst[j] = res[j]
+                    x = ra[j]
+                    y = rb[j]
+                    ra[j] = min(x, y)
+                    rb[j] = max(x, y)
+            res = buf[rank]
+            dst = out[i, j0:j0 + width]
+            for j in range(width):
+                dst[j] = res[j]
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def median3x3(image, rows, cols, cval, out):
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
+def median3x3(image, rows, cols, cval, out, r0, r1):
     """3 x 3 median of the extended image (border maps for a centred 3 x 3 window), by
     sorted columns.
 
@@ -139,44 +118,42 @@ def median3x3(image, rows, cols, cval, out):
     Paeth 1990, "Median finding on a 3 x 3 grid", Graphics Gems I). About 14 min/max per pixel
     instead of the 24 compare-exchanges of the pruned general network.
     """
-    H, W = out.shape
+    W = out.shape[1]
     fill = np.float32(cval)
-    nblocks = (H + ROW_BLOCK - 1) // ROW_BLOCK
-    for blk in prange(nblocks):
-        const_row = np.full(W, fill, np.float32)
-        lo = np.empty(W + 2, np.float32)
-        mid = np.empty(W + 2, np.float32)
-        hi = np.empty(W + 2, np.float32)
-        lo_in, mid_in, hi_in = lo[1:W + 1], mid[1:W + 1], hi[1:W + 1]
-        for i in range(blk * ROW_BLOCK, min(H, (blk + 1) * ROW_BLOCK)):
-            # The three source rows are read in place; only the sorted columns are extended
-            # by the column border (a column beyond the border sorts to itself).
-            a = _source_row(image, rows, i, const_row)
-            b = image[i]
-            c = _source_row(image, rows, i + 2, const_row)
-            for j in range(W):
-                x = a[j]
-                y = b[j]
-                z = c[j]
-                s = min(x, y)
-                t = max(x, y)
-                lo_in[j] = min(s, z)
-                u = max(s, z)
-                hi_in[j] = max(t, u)
-                mid_in[j] = min(t, u)
-            _extend_by_one(lo, cols, fill)
-            _extend_by_one(mid, cols, fill)
-            _extend_by_one(hi, cols, fill)
-            lo0, lo1, lo2 = lo[0:W], lo[1:W + 1], lo[2:W + 2]
-            md0, md1, md2 = mid[0:W], mid[1:W + 1], mid[2:W + 2]
-            hi0, hi1, hi2 = hi[0:W], hi[1:W + 1], hi[2:W + 2]
-            dst = out[i]
-            for j in range(W):
-                p = max(max(lo0[j], lo1[j]), lo2[j])
-                q = min(min(hi0[j], hi1[j]), hi2[j])
-                # med3(m0, m1, m2) = max(min(m0, m1), min(max(m0, m1), m2))
-                r = max(min(md0[j], md1[j]), min(max(md0[j], md1[j]), md2[j]))
-                dst[j] = max(min(p, r), min(max(p, r), q))
+    const_row = np.full(W, fill, np.float32)
+    lo = np.empty(W + 2, np.float32)
+    mid = np.empty(W + 2, np.float32)
+    hi = np.empty(W + 2, np.float32)
+    lo_in, mid_in, hi_in = lo[1:W + 1], mid[1:W + 1], hi[1:W + 1]
+    for i in range(r0, r1):
+        # The three source rows are read in place; only the sorted columns are extended
+        # by the column border (a column beyond the border sorts to itself).
+        a = _source_row(image, rows, i, const_row)
+        b = image[i]
+        c = _source_row(image, rows, i + 2, const_row)
+        for j in range(W):
+            x = a[j]
+            y = b[j]
+            z = c[j]
+            s = min(x, y)
+            t = max(x, y)
+            lo_in[j] = min(s, z)
+            u = max(s, z)
+            hi_in[j] = max(t, u)
+            mid_in[j] = min(t, u)
+        _extend_by_one(lo, cols, fill)
+        _extend_by_one(mid, cols, fill)
+        _extend_by_one(hi, cols, fill)
+        lo0, lo1, lo2 = lo[0:W], lo[1:W + 1], lo[2:W + 2]
+        md0, md1, md2 = mid[0:W], mid[1:W + 1], mid[2:W + 2]
+        hi0, hi1, hi2 = hi[0:W], hi[1:W + 1], hi[2:W + 2]
+        dst = out[i]
+        for j in range(W):
+            p = max(max(lo0[j], lo1[j]), lo2[j])
+            q = min(min(hi0[j], hi1[j]), hi2[j])
+            # med3(m0, m1, m2) = max(min(m0, m1), min(max(m0, m1), m2))
+            r = max(min(md0[j], md1[j]), min(max(md0[j], md1[j]), md2[j]))
+            dst[j] = max(min(p, r), min(max(p, r), q))
 
 
 # The median network of a 5 x 5 window with sorted columns, written out so that all 25 values
@@ -185,8 +162,8 @@ def median3x3(image, rows, cols, cval, out):
 MEDIAN5_RESULT = "c24"
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def median5x5(image, rows, cols, cval, out):
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
+def median5x5(image, rows, cols, cval, out, r0, r1):
     """5 x 5 median of the extended image (border maps for a centred 5 x 5 window).
 
     Per output row: sort the five values of every column once (Batcher's 9 comparators,
@@ -197,124 +174,122 @@ def median5x5(image, rows, cols, cval, out):
     straight-line code over registers that LLVM vectorises across the row. About 158 min/max
     per pixel in all, against 226 for the general network on unsorted values.
     """
-    H, W = out.shape
+    W = out.shape[1]
     fill = np.float32(cval)
-    nblocks = (H + ROW_BLOCK - 1) // ROW_BLOCK
-    for blk in prange(nblocks):
-        const_row = np.full(W, fill, np.float32)
-        ranks = np.empty((5, W + 4), np.float32)
-        s0, s1, s2, s3, s4 = ranks[0], ranks[1], ranks[2], ranks[3], ranks[4]
-        t0, t1, t2, t3, t4 = s0[2:W + 2], s1[2:W + 2], s2[2:W + 2], s3[2:W + 2], s4[2:W + 2]
-        for i in range(blk * ROW_BLOCK, min(H, (blk + 1) * ROW_BLOCK)):
-            r0 = _source_row(image, rows, i, const_row)
-            r1 = _source_row(image, rows, i + 1, const_row)
-            r2 = _source_row(image, rows, i + 2, const_row)
-            r3 = _source_row(image, rows, i + 3, const_row)
-            r4 = _source_row(image, rows, i + 4, const_row)
-            for j in range(W):
-                x0, x1, x2, x3, x4 = r0[j], r1[j], r2[j], r3[j], r4[j]
-                x0, x1 = min(x0, x1), max(x0, x1)
-                x2, x3 = min(x2, x3), max(x2, x3)
-                x0, x2 = min(x0, x2), max(x0, x2)
-                x1, x3 = min(x1, x3), max(x1, x3)
-                x1, x2 = min(x1, x2), max(x1, x2)
-                x0, x4 = min(x0, x4), max(x0, x4)
-                x2, x4 = min(x2, x4), max(x2, x4)
-                x1, x2 = min(x1, x2), max(x1, x2)
-                x3, x4 = min(x3, x4), max(x3, x4)
-                t0[j], t1[j], t2[j], t3[j], t4[j] = x0, x1, x2, x3, x4
-            for r in range(5):
-                _extend_by_two(ranks[r], cols, fill)
-            dst = out[i]
-            for j in range(W):
-                c00, c01, c02, c03, c04 = s0[j + 0], s1[j + 0], s2[j + 0], s3[j + 0], s4[j + 0]
-                c10, c11, c12, c13, c14 = s0[j + 1], s1[j + 1], s2[j + 1], s3[j + 1], s4[j + 1]
-                c20, c21, c22, c23, c24 = s0[j + 2], s1[j + 2], s2[j + 2], s3[j + 2], s4[j + 2]
-                c30, c31, c32, c33, c34 = s0[j + 3], s1[j + 3], s2[j + 3], s3[j + 3], s4[j + 3]
-                c40, c41, c42, c43, c44 = s0[j + 4], s1[j + 4], s2[j + 4], s3[j + 4], s4[j + 4]
-                c00, c10 = min(c00, c10), max(c00, c10)
-                c01, c11 = min(c01, c11), max(c01, c11)
-                c02, c12 = min(c02, c12), max(c02, c12)
-                c03, c13 = min(c03, c13), max(c03, c13)
-                c04, c14 = min(c04, c14), max(c04, c14)
-                c20, c30 = min(c20, c30), max(c20, c30)
-                c21, c31 = min(c21, c31), max(c21, c31)
-                c22, c32 = min(c22, c32), max(c22, c32)
-                c23, c33 = min(c23, c33), max(c23, c33)
-                c24, c34 = min(c24, c34), max(c24, c34)
-                c04, c10 = min(c04, c10), max(c04, c10)
-                c24, c30 = min(c24, c30), max(c24, c30)
-                c02, c04 = min(c02, c04), max(c02, c04)
-                c03, c11 = min(c03, c11), max(c03, c11)
-                c12, c10 = min(c12, c10), max(c12, c10)
-                c22, c24 = min(c22, c24), max(c22, c24)
-                c23, c31 = min(c23, c31), max(c23, c31)
-                c32, c30 = min(c32, c30), max(c32, c30)
-                c01, c02 = min(c01, c02), max(c01, c02)
-                c03, c04 = min(c03, c04), max(c03, c04)
-                c11, c12 = min(c11, c12), max(c11, c12)
-                c13, c10 = min(c13, c10), max(c13, c10)
-                c21, c22 = min(c21, c22), max(c21, c22)
-                c23, c24 = min(c23, c24), max(c23, c24)
-                c31, c32 = min(c31, c32), max(c31, c32)
-                c33, c30 = min(c33, c30), max(c33, c30)
-                c00, c20 = min(c00, c20), max(c00, c20)
-                c01, c21 = min(c01, c21), max(c01, c21)
-                c02, c22 = min(c02, c22), max(c02, c22)
-                c03, c23 = min(c03, c23), max(c03, c23)
-                c04, c24 = min(c04, c24), max(c04, c24)
-                c11, c31 = min(c11, c31), max(c11, c31)
-                c12, c32 = min(c12, c32), max(c12, c32)
-                c13, c33 = min(c13, c33), max(c13, c33)
-                c10, c30 = min(c10, c30), max(c10, c30)
-                c14, c34 = min(c14, c34), max(c14, c34)
-                c10, c20 = min(c10, c20), max(c10, c20)
-                c14, c21 = min(c14, c21), max(c14, c21)
-                c04, c10 = min(c04, c10), max(c04, c10)
-                c11, c14 = min(c11, c14), max(c11, c14)
-                c12, c22 = min(c12, c22), max(c12, c22)
-                c13, c23 = min(c13, c23), max(c13, c23)
-                c24, c20 = min(c24, c20), max(c24, c20)
-                c31, c21 = min(c31, c21), max(c31, c21)
-                c02, c04 = min(c02, c04), max(c02, c04)
-                c03, c11 = min(c03, c11), max(c03, c11)
-                c12, c10 = min(c12, c10), max(c12, c10)
-                c13, c14 = min(c13, c14), max(c13, c14)
-                c22, c24 = min(c22, c24), max(c22, c24)
-                c23, c31 = min(c23, c31), max(c23, c31)
-                c32, c20 = min(c32, c20), max(c32, c20)
-                c33, c21 = min(c33, c21), max(c33, c21)
-                c01, c02 = min(c01, c02), max(c01, c02)
-                c03, c04 = min(c03, c04), max(c03, c04)
-                c12 = max(c11, c12)
-                c13, c10 = min(c13, c10), max(c13, c10)
-                c14, c22 = min(c14, c22), max(c14, c22)
-                c23, c24 = min(c23, c24), max(c23, c24)
-                c31 = min(c31, c32)
-                c20 = max(c33, c20)
-                c21, c30 = min(c21, c30), max(c21, c30)
-                c40 = max(c00, c40)
-                c41 = max(c01, c41)
-                c42 = max(c02, c42)
-                c43 = max(c03, c43)
-                c44 = max(c04, c44)
-                c20 = min(c20, c40)
-                c21 = min(c21, c41)
-                c30 = min(c30, c42)
-                c34 = min(c34, c43)
-                c20 = max(c10, c20)
-                c21 = max(c14, c21)
-                c22 = min(c22, c30)
-                c23 = min(c23, c34)
-                c24 = min(c24, c44)
-                c22 = max(c12, c22)
-                c23 = max(c13, c23)
-                c24 = min(c24, c20)
-                c31 = min(c31, c21)
-                c24 = max(c22, c24)
-                c23 = min(c23, c31)
-                c24 = max(c23, c24)
-                dst[j] = c24
+    const_row = np.full(W, fill, np.float32)
+    ranks = np.empty((5, W + 4), np.float32)
+    s0, s1, s2, s3, s4 = ranks[0], ranks[1], ranks[2], ranks[3], ranks[4]
+    t0, t1, t2, t3, t4 = s0[2:W + 2], s1[2:W + 2], s2[2:W + 2], s3[2:W + 2], s4[2:W + 2]
+    for i in range(r0, r1):
+        r0 = _source_row(image, rows, i, const_row)
+        r1 = _source_row(image, rows, i + 1, const_row)
+        r2 = _source_row(image, rows, i + 2, const_row)
+        r3 = _source_row(image, rows, i + 3, const_row)
+        r4 = _source_row(image, rows, i + 4, const_row)
+        for j in range(W):
+            x0, x1, x2, x3, x4 = r0[j], r1[j], r2[j], r3[j], r4[j]
+            x0, x1 = min(x0, x1), max(x0, x1)
+            x2, x3 = min(x2, x3), max(x2, x3)
+            x0, x2 = min(x0, x2), max(x0, x2)
+            x1, x3 = min(x1, x3), max(x1, x3)
+            x1, x2 = min(x1, x2), max(x1, x2)
+            x0, x4 = min(x0, x4), max(x0, x4)
+            x2, x4 = min(x2, x4), max(x2, x4)
+            x1, x2 = min(x1, x2), max(x1, x2)
+            x3, x4 = min(x3, x4), max(x3, x4)
+            t0[j], t1[j], t2[j], t3[j], t4[j] = x0, x1, x2, x3, x4
+        for r in range(5):
+            _extend_by_two(ranks[r], cols, fill)
+        dst = out[i]
+        for j in range(W):
+            c00, c01, c02, c03, c04 = s0[j + 0], s1[j + 0], s2[j + 0], s3[j + 0], s4[j + 0]
+            c10, c11, c12, c13, c14 = s0[j + 1], s1[j + 1], s2[j + 1], s3[j + 1], s4[j + 1]
+            c20, c21, c22, c23, c24 = s0[j + 2], s1[j + 2], s2[j + 2], s3[j + 2], s4[j + 2]
+            c30, c31, c32, c33, c34 = s0[j + 3], s1[j + 3], s2[j + 3], s3[j + 3], s4[j + 3]
+            c40, c41, c42, c43, c44 = s0[j + 4], s1[j + 4], s2[j + 4], s3[j + 4], s4[j + 4]
+            c00, c10 = min(c00, c10), max(c00, c10)
+            c01, c11 = min(c01, c11), max(c01, c11)
+            c02, c12 = min(c02, c12), max(c02, c12)
+            c03, c13 = min(c03, c13), max(c03, c13)
+            c04, c14 = min(c04, c14), max(c04, c14)
+            c20, c30 = min(c20, c30), max(c20, c30)
+            c21, c31 = min(c21, c31), max(c21, c31)
+            c22, c32 = min(c22, c32), max(c22, c32)
+            c23, c33 = min(c23, c33), max(c23, c33)
+            c24, c34 = min(c24, c34), max(c24, c34)
+            c04, c10 = min(c04, c10), max(c04, c10)
+            c24, c30 = min(c24, c30), max(c24, c30)
+            c02, c04 = min(c02, c04), max(c02, c04)
+            c03, c11 = min(c03, c11), max(c03, c11)
+            c12, c10 = min(c12, c10), max(c12, c10)
+            c22, c24 = min(c22, c24), max(c22, c24)
+            c23, c31 = min(c23, c31), max(c23, c31)
+            c32, c30 = min(c32, c30), max(c32, c30)
+            c01, c02 = min(c01, c02), max(c01, c02)
+            c03, c04 = min(c03, c04), max(c03, c04)
+            c11, c12 = min(c11, c12), max(c11, c12)
+            c13, c10 = min(c13, c10), max(c13, c10)
+            c21, c22 = min(c21, c22), max(c21, c22)
+            c23, c24 = min(c23, c24), max(c23, c24)
+            c31, c32 = min(c31, c32), max(c31, c32)
+            c33, c30 = min(c33, c30), max(c33, c30)
+            c00, c20 = min(c00, c20), max(c00, c20)
+            c01, c21 = min(c01, c21), max(c01, c21)
+            c02, c22 = min(c02, c22), max(c02, c22)
+            c03, c23 = min(c03, c23), max(c03, c23)
+            c04, c24 = min(c04, c24), max(c04, c24)
+            c11, c31 = min(c11, c31), max(c11, c31)
+            c12, c32 = min(c12, c32), max(c12, c32)
+            c13, c33 = min(c13, c33), max(c13, c33)
+            c10, c30 = min(c10, c30), max(c10, c30)
+            c14, c34 = min(c14, c34), max(c14, c34)
+            c10, c20 = min(c10, c20), max(c10, c20)
+            c14, c21 = min(c14, c21), max(c14, c21)
+            c04, c10 = min(c04, c10), max(c04, c10)
+            c11, c14 = min(c11, c14), max(c11, c14)
+            c12, c22 = min(c12, c22), max(c12, c22)
+            c13, c23 = min(c13, c23), max(c13, c23)
+            c24, c20 = min(c24, c20), max(c24, c20)
+            c31, c21 = min(c31, c21), max(c31, c21)
+            c02, c04 = min(c02, c04), max(c02, c04)
+            c03, c11 = min(c03, c11), max(c03, c11)
+            c12, c10 = min(c12, c10), max(c12, c10)
+            c13, c14 = min(c13, c14), max(c13, c14)
+            c22, c24 = min(c22, c24), max(c22, c24)
+            c23, c31 = min(c23, c31), max(c23, c31)
+            c32, c20 = min(c32, c20), max(c32, c20)
+            c33, c21 = min(c33, c21), max(c33, c21)
+            c01, c02 = min(c01, c02), max(c01, c02)
+            c03, c04 = min(c03, c04), max(c03, c04)
+            c12 = max(c11, c12)
+            c13, c10 = min(c13, c10), max(c13, c10)
+            c14, c22 = min(c14, c22), max(c14, c22)
+            c23, c24 = min(c23, c24), max(c23, c24)
+            c31 = min(c31, c32)
+            c20 = max(c33, c20)
+            c21, c30 = min(c21, c30), max(c21, c30)
+            c40 = max(c00, c40)
+            c41 = max(c01, c41)
+            c42 = max(c02, c42)
+            c43 = max(c03, c43)
+            c44 = max(c04, c44)
+            c20 = min(c20, c40)
+            c21 = min(c21, c41)
+            c30 = min(c30, c42)
+            c34 = min(c34, c43)
+            c20 = max(c10, c20)
+            c21 = max(c14, c21)
+            c22 = min(c22, c30)
+            c23 = min(c23, c34)
+            c24 = min(c24, c44)
+            c22 = max(c12, c22)
+            c23 = max(c13, c23)
+            c24 = min(c24, c20)
+            c31 = min(c31, c21)
+            c24 = max(c22, c24)
+            c23 = min(c23, c31)
+            c24 = max(c23, c24)
+            dst[j] = c24
 
 
 # ----------------------------------------------------------------------------- 3x3 gradients
@@ -360,8 +335,8 @@ GRADIENT_COLUMNS = 1    # the derivative along columns only
 GRADIENT_BOTH = 2       # both derivatives and the magnitude
 
 
-@njit(cache=True, parallel=True, fastmath={"contract"})
-def gradient3x3(image, rows, cols, s0, s1, s2, which, gr, gc, mag):
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def gradient3x3(image, rows, cols, s0, s1, s2, which, gr, gc, mag, r0, r1):
     """The 3 x 3 separable gradient filter with smoothing taps ``(s0, s1, s2)``, one pass over
     the image: ``gr`` the derivative along rows, ``gc`` along columns, ``mag = sqrt(gr^2 +
     gc^2)`` computed in float64 (no square overflows; ``numpy.hypot`` rounded to float32).
@@ -372,42 +347,41 @@ def gradient3x3(image, rows, cols, s0, s1, s2, which, gr, gc, mag):
     ``image`` and the outputs are (H, W) float32; ``rows = border_map(H, 1, 1, mode)``,
     ``cols = border_map(W, 1, 1, mode)`` (-1 only for ``constant`` mode with ``cval = 0``).
     Equal to ``scipy.ndimage.sobel`` (``prewitt``; Scharr's taps) up to float32 rounding of
-    the pass order. Parallel over blocks of ``ROW_BLOCK`` rows, two row buffers per block.
+    the pass order. Writes rows ``[r0, r1)`` (serial; the caller runs bands of rows on
+    several threads), with two row buffers.
     """
-    H, W = image.shape
+    W = image.shape[1]
     s0, s1, s2 = np.float32(s0), np.float32(s1), np.float32(s2)   # float32 arithmetic
-    nblocks = (H + ROW_BLOCK - 1) // ROW_BLOCK
-    for blk in prange(nblocks):
-        zero = np.zeros(W, np.float32)
-        S = np.empty(W + 2, np.float32)
-        D = np.empty(W + 2, np.float32)
-        S_left, S_right = S[0:W], S[2:W + 2]
-        D_left, D_centre, D_right = D[0:W], D[1:W + 1], D[2:W + 2]
-        for i in range(blk * ROW_BLOCK, min(H, (blk + 1) * ROW_BLOCK)):
-            a = _source_row(image, rows, i, zero)        # above
-            c = _source_row(image, rows, i + 2, zero)    # below
-            b = image[i]
-            if which != GRADIENT_ROWS:
-                _smooth_rows(a, b, c, s0, s1, s2, cols, S)
-            if which != GRADIENT_COLUMNS:
-                _difference_rows(a, c, cols, D)
-            if which == GRADIENT_ROWS:
-                r_out = gr[i]
-                for j in range(W):
-                    r_out[j] = s0 * D_left[j] + s1 * D_centre[j] + s2 * D_right[j]
-            elif which == GRADIENT_COLUMNS:
-                c_out = gc[i]
-                for j in range(W):
-                    c_out[j] = S_right[j] - S_left[j]
-            else:
-                r_out = gr[i]
-                c_out = gc[i]
-                m_out = mag[i]
-                for j in range(W):
-                    x = s0 * D_left[j] + s1 * D_centre[j] + s2 * D_right[j]
-                    y = S_right[j] - S_left[j]
-                    r_out[j] = x
-                    c_out[j] = y
-                    x64 = np.float64(x)
-                    y64 = np.float64(y)
-                    m_out[j] = np.sqrt(x64 * x64 + y64 * y64)
+    zero = np.zeros(W, np.float32)
+    S = np.empty(W + 2, np.float32)
+    D = np.empty(W + 2, np.float32)
+    S_left, S_right = S[0:W], S[2:W + 2]
+    D_left, D_centre, D_right = D[0:W], D[1:W + 1], D[2:W + 2]
+    for i in range(r0, r1):
+        a = _source_row(image, rows, i, zero)        # above
+        c = _source_row(image, rows, i + 2, zero)    # below
+        b = image[i]
+        if which != GRADIENT_ROWS:
+            _smooth_rows(a, b, c, s0, s1, s2, cols, S)
+        if which != GRADIENT_COLUMNS:
+            _difference_rows(a, c, cols, D)
+        if which == GRADIENT_ROWS:
+            r_out = gr[i]
+            for j in range(W):
+                r_out[j] = s0 * D_left[j] + s1 * D_centre[j] + s2 * D_right[j]
+        elif which == GRADIENT_COLUMNS:
+            c_out = gc[i]
+            for j in range(W):
+                c_out[j] = S_right[j] - S_left[j]
+        else:
+            r_out = gr[i]
+            c_out = gc[i]
+            m_out = mag[i]
+            for j in range(W):
+                x = s0 * D_left[j] + s1 * D_centre[j] + s2 * D_right[j]
+                y = S_right[j] - S_left[j]
+                r_out[j] = x
+                c_out[j] = y
+                x64 = np.float64(x)
+                y64 = np.float64(y)
+                m_out[j] = np.sqrt(x64 * x64 + y64 * y64)

@@ -2,7 +2,13 @@
 
 ``Linear`` needs ``x W^T`` (forward), ``dy W`` and ``dy^T x`` (backward); all three are
 ``A B^T`` for suitable (transposed) operands (the readable definition is ``a @ b.T``),
-computed in one of two ways, chosen by :func:`cvcore.nn.layers.linear_forward`'s helper:
+computed in one of three ways, chosen by :func:`cvcore.nn.layers.linear_forward`'s helper:
+
+* a small product (at most ``SMALL_WORK`` multiply-adds: a classifier head such as ResNet-20's
+  64 -> 10 at batch 128, 82k): plain dot products on one thread (:func:`small_matmul_nt`). It
+  takes microseconds, and it compiles in a fraction of a second, where the two parallel
+  kernels below take about 4 s together on a cold start (each ``prange`` is a module of its
+  own to compile: ``benchmarks/README.md``, "First run");
 
 * a register-blocked GEMM (:func:`kernels.simd.fma_tile`): tiles of ``simd.KB`` rows x
   ``simd.TB`` columns of the output held in vector registers, each the sum over ``t`` of a
@@ -27,6 +33,10 @@ from numba import njit, prange
 from kernels import simd
 
 SMALL = 16          # below this many rows on either side: dots (matrix-vector-like)
+#: at most this many multiply-adds (M*N*T): one thread (:func:`small_matmul_nt`). About a
+#: millisecond of work; below ResNet-50's and EfficientNet-Lite0's heads at batch 1 (2.0M and
+#: 1.3M), which keep the parallel kernels.
+SMALL_WORK = 2**20
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -113,3 +123,26 @@ def dots(a, b, out):
                 for v in range(1, VL):
                     total += acc[i, j, v]
                 out[i0 + i, j0 + j] = total
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def small_matmul_nt(a, b, out):
+    """``out = a @ b.T`` for a small product, on one thread: ``out[i, j] = sum_t a[i, t] *
+    b[j, t]``, each a dot product of two contiguous rows, accumulated in float64 (the sum may be
+    reassociated into vector lanes, ``fastmath={"reassoc"}``: the order depends on the
+    machine's vector width, never on the thread count).
+
+    Parameters
+    ----------
+    a : (M, T) float32 or float64, C-contiguous
+    b : (N, T) same dtype, C-contiguous
+    out : (M, N) same dtype, written
+    """
+    M, T = a.shape
+    N = b.shape[0]
+    for i in range(M):
+        for j in range(N):
+            total = 0.0
+            for t in range(T):
+                total += a[i, t] * b[j, t]
+            out[i, j] = total

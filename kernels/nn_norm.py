@@ -4,8 +4,9 @@
 The readable twin is ``kernels/reference/nn_norm.py``; the API (validation, running statistics,
 modes) is :mod:`cvcore.nn.layers`. Every kernel runs one channel per parallel iteration
 (``prange`` over ``C``), reads each channel's ``N`` contiguous rows of ``L`` values and accumulates
-in float64; the element-wise passes use per-channel coefficients (``(C,)`` arrays, computed by the
-caller) in the dtype of ``x``, so a float32 pass stays float32 and vectorises. ``x``, ``dy`` and
+in float64; the element-wise passes use per-channel coefficients in the dtype of ``x`` (computed by
+the caller, or for the backward pass in the kernel, rounded to that dtype), so a float32 pass stays
+float32 and vectorises. ``x``, ``dy`` and
 the outputs share one floating dtype (float32 in normal use, float64 in gradient checks).
 The reductions are declared reassociable (``fastmath={"reassoc"}``, nothing else) so LLVM may
 split each sum into vector lanes; the inputs are finite (checked by the caller).
@@ -115,19 +116,38 @@ def channel_affine_relu6(x, scale, shift, y):
 
 
 @njit(cache=True, parallel=True, fastmath=REASSOC, nogil=True)
-def batchnorm_grad_sums(dy, x, mean, sum_dy, sum_dy_xmu):
-    """``sum_dy[c] = sum(dy)`` and ``sum_dy_xmu[c] = sum(dy * (x - mean[c]))`` over batch and
-    space; then ``dbeta = sum_dy`` and ``dgamma = sum_dy_xmu * invstd``.
+def batchnorm_backward(dy, x, mean, invstd, gamma, train, coef, dgamma, dbeta, dx):
+    """Batch norm's whole backward pass, one channel per parallel iteration: the channel's two
+    sums, then its input gradient while the channel is still in cache (one parallel loop, not
+    two: each ``prange`` is a module of its own to compile, ``benchmarks/README.md``).
+
+    Per channel ``c``, with ``M = N L``, ``m = mean[c]``, ``s = invstd[c]``:
+
+    * ``dbeta = sum(dy)``, ``dgamma = s * sum(dy * (x - m))`` (float64 sums of the float
+      products ``dy * (x - m)`` in the dtype of ``x``);
+    * ``dx = k * dy + slope * (x - m) + shift`` with ``k = gamma[c] * s`` and, in training mode
+      (the batch statistics depend on ``x``), ``slope = -k * s * dgamma / M``,
+      ``shift = -k * dbeta / M``; in eval mode (running statistics: constants)
+      ``slope = shift = 0``, so ``dx = k * dy``. The coefficients are formed in float64 and
+      rounded to the dtype of ``x`` (through ``coef``), so a float32 pass stays float32.
 
     Parameters
     ----------
-    dy, x : (N, C, L) float, C-contiguous, same dtype
-    mean : (C,) same dtype as ``x``
-    sum_dy, sum_dy_xmu : (C,) float64, outputs
+    dy, x : (N, C, L) float32 or float64, C-contiguous, same dtype
+    mean, invstd : (C,) float64
+        The statistics the forward pass normalised with (batch or running ones).
+    gamma : (C,) same dtype as ``x``
+    train : bool
+    coef : (C, 3) same dtype as ``x``, scratch
+    dgamma, dbeta : (C,) float64, outputs
+    dx : (N, C, L) same dtype as ``x``, output; may be ``dy`` itself (each element of ``dy``
+        is read before that element of ``dx`` is written)
     """
     N, C, L = x.shape
+    M = N * L
     for c in prange(C):
-        m = mean[c]
+        coef[c, 0] = mean[c]                  # the mean in the dtype of x, as the forward
+        m = coef[c, 0]
         s1 = 0.0
         s2 = 0.0
         for n in range(N):
@@ -135,30 +155,15 @@ def batchnorm_grad_sums(dy, x, mean, sum_dy, sum_dy_xmu):
                 g = dy[n, c, i]
                 s1 += g
                 s2 += g * (x[n, c, i] - m)
-        sum_dy[c] = s1
-        sum_dy_xmu[c] = s2
-
-
-@njit(cache=True, parallel=True, nogil=True)
-def batchnorm_train_dx(dy, x, mean, k, slope, shift, dx):
-    """Input gradient of training-mode batch norm (batch statistics depend on ``x``).
-
-    ``dx = gamma * invstd / M * (M * dy - dbeta - xhat * dgamma)`` is, per element,
-    ``dx = k * dy + slope * (x - mean) + shift`` with the per-channel coefficients
-    ``k = gamma * invstd``, ``slope = -k * invstd * dgamma / M``, ``shift = -k * dbeta / M``.
-
-    Parameters
-    ----------
-    dy, x : (N, C, L) float, C-contiguous, same dtype
-    mean, k, slope, shift : (C,) same dtype as ``x``
-    dx : (N, C, L) same dtype as ``x``, output (may alias ``dy``)
-    """
-    N, C, L = x.shape
-    for c in prange(C):
-        m = mean[c]
-        a = k[c]
-        b = slope[c]
-        d = shift[c]
+        s = invstd[c]
+        dg = s2 * s
+        dgamma[c] = dg
+        dbeta[c] = s1
+        k = gamma[c] * s
+        coef[c, 0] = k
+        coef[c, 1] = -k * s * dg / M if train else 0.0
+        coef[c, 2] = -k * s1 / M if train else 0.0
+        a, b, d = coef[c, 0], coef[c, 1], coef[c, 2]
         for n in range(N):
             for i in range(L):
                 dx[n, c, i] = a * dy[n, c, i] + b * (x[n, c, i] - m) + d

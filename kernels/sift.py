@@ -42,6 +42,8 @@ DESC_WIDTH = 4                # Lowe 2004, sec. 6.1: 4x4 spatial bins
 DESC_BINS = 8                 # Lowe 2004, sec. 6.1: 8 orientation bins
 DESC_LENGTH = DESC_WIDTH * DESC_WIDTH * DESC_BINS
 KEYPOINT_BLOCK = 8            # keypoints per parallel task (they share scratch buffers)
+SPREAD = 16                   # refine_and_orient: stretches of the candidate list each thread
+                              # takes a share of (balances the levels' unequal costs)
 GRID_EDGE = 1e-4              # samples this close to the descriptor grid's outer edge are skipped
 
 
@@ -205,7 +207,8 @@ def _is_extremum(dog, i, y, x, v):
 
 @njit(cache=True)
 def _extrema_row(dog, i, y, threshold, border, flags, mask):
-    """Mark the extrema of row ``y`` of level ``i``; returns how many.
+    """Mark the extrema of row ``y`` of level ``i`` in ``mask[i, y]`` (1, the rest of the row
+    0); returns how many.
 
     A first, vectorised loop keeps the samples above ``threshold`` that are also extrema of their
     four nearest neighbours in the level (x-1, x+1, y-1, y+1); only those get the full
@@ -214,6 +217,9 @@ def _extrema_row(dog, i, y, threshold, border, flags, mask):
     W = dog.shape[2]
     cur = dog[i, y]
     n = W - 2 * border
+    marks = mask[i, y]
+    for x in range(W):
+        marks[x] = 0
     mid = cur[border:]
     left = cur[border - 1:]
     right = cur[border + 1:]
@@ -231,7 +237,7 @@ def _extrema_row(dog, i, y, threshold, border, flags, mask):
         if flags[t]:
             x = border + t
             if _is_extremum(dog, i, y, x, cur[x]):
-                mask[i, y, x] = 1
+                marks[x] = 1
                 count += 1
     return count
 
@@ -241,8 +247,9 @@ def dog_extrema_mask(dog, threshold, border, mask, row_counts):
     """Mark scale-space extrema of one octave with ``|D| > threshold``.
 
     dog (L, H, W) float32; the middle levels ``1 .. L-2`` are searched, at least ``border`` pixels
-    from the edge. ``mask`` (L, H, W) uint8 (zeroed by the caller) gets 1 at each extremum,
-    ``row_counts`` (L, H) int64 the number found in each row.
+    from the edge. ``mask`` (L, H, W) uint8: each searched row is written whole, 1 at each
+    extremum and 0 elsewhere (the other rows are left as they are); ``row_counts`` (L, H) int64
+    (zeroed by the caller) gets the number found in each searched row.
     """
     L, H, W = dog.shape
     n_rows = H - 2 * border
@@ -540,9 +547,19 @@ def refine_and_orient(dog, gauss, candidates, params, out, angles):
     candidate: kept (0/1), x, y (octave pixels), level, sub-level offset, scale (sigma in octave
     pixels), response ``|D(x^)|``, number of angles; ``angles`` (K, MAX_PEAKS) float64 degrees.
     """
-    for k in prange(candidates.shape[0]):
-        _refine_one(dog, gauss, candidates[k, 0], candidates[k, 1], candidates[k, 2], params,
-                    out[k], angles[k])
+    # Candidates come level by level, and the higher levels' orientation windows are wider
+    # (radius ~ scale), so the second half of the list costs ~1.7x the first: split in two
+    # contiguous halves, one thread waited for the other. Iteration t visits candidate
+    # (t % SPREAD) * cols + t // SPREAD: any contiguous run of iterations (a thread's share)
+    # takes an equal part of each of SPREAD stretches of the list. Each candidate's result is
+    # its own, so the order changes nothing but the balance.
+    K = candidates.shape[0]
+    cols = (K + SPREAD - 1) // SPREAD
+    for t in prange(SPREAD * cols):
+        k = (t % SPREAD) * cols + t // SPREAD
+        if k < K:
+            _refine_one(dog, gauss, candidates[k, 0], candidates[k, 1], candidates[k, 2],
+                        params, out[k], angles[k])
 
 
 @njit(cache=True, fastmath=True)

@@ -108,8 +108,12 @@ def test_nonmax_kernel_matches_twin():
         mask = np.zeros(mag.shape, np.uint8)
         mask[1:-1, 1:-1] = 1
         state = np.empty(mag.shape, np.uint8)
-        nonmax_suppression(gr, gc, mag, mask, 0.3, 1.5, state)
+        nonmax_suppression(gr, gc, mag, mask, 0.3, 1.5, state, 0, 20)
         want = ref.nonmax_suppression(gr, gc, mag, mask, 0.3).astype(np.float32)
+        banded = np.full(mag.shape, 9, np.uint8)       # any split into bands: the same map
+        for r0, r1 in [(0, 1), (1, 7), (7, 19), (19, 20)]:
+            nonmax_suppression(gr, gc, mag, mask, 0.3, 1.5, banded, r0, r1)
+        np.testing.assert_array_equal(banded, state)
         assert set(np.unique(state)) <= {NONE, WEAK, STRONG}
         assert ((state != NONE) == (want > 0)).mean() >= 0.999
         assert ((state == STRONG) == (want >= 1.5)).mean() >= 0.999
@@ -120,7 +124,8 @@ def test_nonmax_kernel_tiny_images_are_all_frame():
     for shape in [(1, 1), (2, 7), (7, 2), (1, 9)]:
         ones = np.ones(shape, np.float32)
         state = np.full(shape, 7, np.uint8)
-        nonmax_suppression(ones, ones, ones, np.ones(shape, np.uint8), 0.1, 0.2, state)
+        nonmax_suppression(ones, ones, ones, np.ones(shape, np.uint8), 0.1, 0.2, state, 0,
+                           shape[0])
         assert (state == NONE).all()
 
 

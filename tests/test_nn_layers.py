@@ -49,22 +49,19 @@ class TestKernelsMatchReference:
         nn_norm.channel_affine_relu(v(x), scale, shift, v(y))
         np.testing.assert_allclose(y, ref_norm.channel_affine_relu(x, scale, shift), rtol=1e-6,
                                    atol=1e-6)
-        mean32 = mean.astype(np.float32)
-        s_dy, s_dyx = np.empty(4), np.empty(4)
-        nn_norm.batchnorm_grad_sums(v(dy), v(x), mean32, s_dy, s_dyx)
-        r_dy, r_dyx = ref_norm.batchnorm_grad_sums(dy, x, mean32)
-        np.testing.assert_allclose(s_dy, r_dy, rtol=1e-10)
-        np.testing.assert_allclose(s_dyx, r_dyx, rtol=1e-6)    # dy * (x - mean) is float32
-        dgamma, dbeta = s_dyx * invstd, s_dy
-        k = gamma * invstd
-        M = 3 * 30
-        dx = np.empty_like(x)
-        nn_norm.batchnorm_train_dx(v(dy), v(x), mean32, k.astype(np.float32),
-                                   (-k * invstd * dgamma / M).astype(np.float32),
-                                   (-k * dbeta / M).astype(np.float32), v(dx))
-        np.testing.assert_allclose(dx, ref_norm.batchnorm_train_dx(dy, x, mean, invstd, gamma,
-                                                                   dgamma, dbeta),
-                                   rtol=1e-4, atol=1e-6)
+        for train in (True, False):
+            dx, dgamma, dbeta = np.empty_like(x), np.empty(4), np.empty(4)
+            nn_norm.batchnorm_backward(v(dy), v(x), mean, invstd, gamma, train,
+                                       np.empty((4, 3), np.float32), dgamma, dbeta, v(dx))
+            rdx, rdgamma, rdbeta = ref_norm.batchnorm_backward(dy, x, mean, invstd, gamma, train)
+            np.testing.assert_allclose(dbeta, rdbeta, rtol=1e-10)
+            np.testing.assert_allclose(dgamma, rdgamma, rtol=1e-5)   # dy * (x - mean): float32
+            np.testing.assert_allclose(dx, rdx, rtol=1e-4, atol=1e-6)
+            # in place (dx written over dy), as the residual blocks call it
+            d = dy.copy()
+            nn_norm.batchnorm_backward(v(d), v(x), mean, invstd, gamma, train,
+                                       np.empty((4, 3), np.float32), dgamma, dbeta, v(d))
+            np.testing.assert_array_equal(d, dx)
 
     def test_activation_kernels(self, rng):
         a = rng.standard_normal(101).astype(np.float32)
@@ -114,9 +111,14 @@ class TestKernelsMatchReference:
         np.testing.assert_allclose(y, ref_pool.adaptive_avgpool2d_forward(x, out), rtol=1e-5,
                                    atol=1e-6)
         dy = rng.standard_normal(y.shape).astype(np.float32)
-        np.testing.assert_allclose(L.adaptive_avgpool2d_backward(dy, cache),
-                                   ref_pool.adaptive_avgpool2d_backward(dy, x.shape), rtol=1e-5,
-                                   atol=1e-6)
+        dx = L.adaptive_avgpool2d_backward(dy, cache)
+        np.testing.assert_allclose(dx, ref_pool.adaptive_avgpool2d_backward(dy, x.shape),
+                                   rtol=1e-5, atol=1e-6)
+        if out == (1, 1):     # the global pool's NumPy broadcast gives the kernel's values
+            from kernels import nn_pool
+            kdx = np.empty_like(x)
+            nn_pool.adaptive_avgpool2d_backward(dy.reshape(6, 1, 1), kdx.reshape(6, 7, 5))
+            np.testing.assert_array_equal(dx, kdx)
 
 
 # ------------------------------------------------------------------------------------------------

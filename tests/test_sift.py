@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from cvcore.features import (Keypoints, describe_keypoints, dog_scale_space,
+from cvcore.features import (Keypoints, describe_keypoints, detect_keypoints, dog_scale_space,
                              gaussian_scale_space, orientation_histogram, scale_space_extrema,
                              sift)
 from cvcore.features import _sift as S
@@ -258,6 +258,49 @@ def test_descriptors_unit_length_and_deterministic(box):
     top, dtop = sift(box, n_features=50)
     np.testing.assert_array_equal(top.xy, kp.xy[:50])
     np.testing.assert_array_equal(dtop, desc[:50])
+
+
+def test_reused_buffers_and_thread_count_change_nothing(box, rng):
+    """sift() keeps its scale space, DoG and masks between calls on a thread (S._Workspace) and
+    runs on as many threads as cores are free: neither may change a result. The stage functions,
+    which allocate afresh, are the reference; a smaller image in between leaves stale data in the
+    front of the buffers, a larger one makes them grow."""
+    import numba
+
+    def stages(img):
+        space = gaussian_scale_space(img)
+        kp = detect_keypoints(space)
+        return kp, describe_keypoints(space, kp)
+
+    small = rng.random((90, 70)).astype(np.float32)
+    large = np.pad(box, 40, mode="reflect")
+    want = {id(img): stages(img) for img in (box, small, large)}
+    before = numba.get_num_threads()
+    try:
+        for threads in sorted({1, before}):
+            numba.set_num_threads(threads)
+            for img in (box, small, box, large, box):
+                kp, desc = sift(img)
+                kp_want, desc_want = want[id(img)]
+                for name in ("xy", "size", "angle", "response", "octave", "layer"):
+                    np.testing.assert_array_equal(getattr(kp, name), getattr(kp_want, name))
+                np.testing.assert_array_equal(desc, desc_want)
+    finally:
+        numba.set_num_threads(before)
+    assert S._workspace().buffers            # the buffers were kept, so reuse was exercised
+
+
+def test_extrema_mask_rows_are_written_whole(rng):
+    """The extremum kernel writes every row it searches (1 at an extremum, 0 elsewhere): the mask
+    may come uninitialised, from a buffer holding an earlier octave's marks."""
+    dog = (rng.standard_normal((5, 20, 24)) * 0.02).astype(np.float32)
+    mask = np.ones(dog.shape, np.uint8)
+    counts = np.zeros(dog.shape[:2], np.int64)
+    ks.dog_extrema_mask(dog, np.float32(0.01), 2, mask, counts)
+    want = extrema_reference(dog, 0.01, 2)
+    searched = mask[1:-1, 2:-2]
+    assert searched.sum() == len(want) == counts.sum()
+    assert all(mask[i, y, x] == 1 for i, y, x in want)
 
 
 def test_rootsift_and_upright(box):

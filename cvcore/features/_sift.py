@@ -39,12 +39,13 @@ removes by resampling differently). Compare positions with OpenCV's after adding
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from cvcore._threads import threads_for
+from cvcore._threads import network_call, threads_for
 from cvcore._validate import (check_array, check_finite, check_int, check_limit,
                               check_nonnegative, check_positive)
 
@@ -79,6 +80,52 @@ DOUBLED_OFFSET = -0.25      # doubled-image pixel X is input position X / 2 - 0.
 PARALLEL_MIN_PIXELS = 1 << 17   # octaves smaller than this run on one thread (see threads_for)
 PARALLEL_MIN_KEYPOINTS = 64     # fewer keypoints than this in an octave: described on one thread
 _LUMA = (0.299, 0.587, 0.114)   # ITU-R BT.601 weights, as OpenCV's RGB->grey
+# Most bytes of scratch buffers sift() keeps per thread between calls (_Workspace): a 640x480
+# image needs ~70 MB; a larger image's buffers are allocated per call instead of held.
+WORKSPACE_MAX_BYTES = 1 << 28
+
+
+class _Workspace:
+    """Scratch arrays that :func:`sift` reuses from one call to the next on the same thread.
+
+    A 640x480 image's scale space, DoG octave and extremum masks are ~70 MB of memory per call.
+    glibc gives blocks that large back to the kernel when they are freed, so every call took
+    them again page by page: 3500 page faults and 27 ms of system time per call, 17% of its CPU
+    (``benchmarks/README.md``, SIFT, session 6). Held here they are faulted in once. Buffers
+    are kept while their total stays within :data:`WORKSPACE_MAX_BYTES`; beyond it they are
+    allocated per call, as before. Only :func:`sift` uses one (its scale space never leaves
+    the call); the stage functions return fresh arrays.
+    """
+
+    def __init__(self):
+        self.buffers = {}
+
+    def take(self, name, shape, dtype=np.float32) -> np.ndarray:
+        """An uninitialised C-contiguous array of ``shape``: the front of buffer ``name``."""
+        n = math.prod(shape)
+        buf = self.buffers.get(name)
+        if buf is None or buf.dtype != dtype or buf.size < n:
+            self.buffers.pop(name, None)
+            buf = np.empty(n, dtype)
+            held = sum(b.nbytes for b in self.buffers.values())
+            if held + buf.nbytes <= WORKSPACE_MAX_BYTES:
+                self.buffers[name] = buf
+        return buf[:n].reshape(shape)
+
+
+_local = threading.local()
+
+
+def _workspace() -> _Workspace:
+    ws = getattr(_local, "workspace", None)
+    if ws is None:
+        ws = _local.workspace = _Workspace()
+    return ws
+
+
+def _take(ws, name, shape, dtype=np.float32) -> np.ndarray:
+    """``ws.take(...)``, or a new array without a workspace."""
+    return np.empty(shape, dtype) if ws is None else ws.take(name, shape, dtype)
 
 
 @dataclass(frozen=True)
@@ -285,17 +332,29 @@ def base_image(image, sigma: float = SIGMA, double_image: bool = True) -> np.nda
     """
     gray = _as_gray(image)
     sigma = check_positive(sigma, "sigma")
-    ks = _kernels()
+    shape = (2 * gray.shape[0], 2 * gray.shape[1]) if double_image else gray.shape
+    out = np.empty(shape, np.float32)
+    _base_into(gray, sigma, double_image, None, out)
+    return out
+
+
+def _base_shape(image, double_image):
+    h, w = np.shape(image)[:2]
+    return (2 * h, 2 * w) if double_image else (h, w)
+
+
+def _base_into(gray, sigma, double_image, ws, out):
+    """:func:`base_image` of a checked grey float32 image into ``out``; scratch from ``ws``."""
     factor = 2.0 if double_image else 1.0
     if double_image:
-        src = np.empty((2 * gray.shape[0], 2 * gray.shape[1]), np.float32)
-        ks.upsample2x_linear(gray, src)
+        src = _take(ws, "doubled", out.shape)
+        with threads_for(out.size >= PARALLEL_MIN_PIXELS):
+            _kernels().upsample2x_linear(gray, src)
     else:
         src = gray
     sig_diff = math.sqrt(max(sigma * sigma - (INIT_SIGMA * factor) ** 2, 0.01))
-    out = np.empty_like(src)
-    _blur_into(src, sig_diff, np.empty_like(src), out)
-    return out
+    with threads_for(out.size >= PARALLEL_MIN_PIXELS):
+        _blur_into(src, sig_diff, _take(ws, "blur", out.shape), out)
 
 
 def octave_count(shape, double_image: bool = True) -> int:
@@ -337,11 +396,18 @@ def gaussian_scale_space(image, n_scales: int = N_SCALES, sigma: float = SIGMA,
     check_limit(n_scales, MAX_SCALES, "n_scales", "every scale is another blurred copy of each "
                 "octave (Lowe 2004 uses 3)")
     sigma = check_positive(sigma, "sigma")
-    base = base_image(image, sigma, double_image)
+    gray = _as_gray(image)
+    if n_octaves is not None:
+        n_octaves = check_int(n_octaves, "n_octaves", minimum=1)
+    return _scale_space(gray, np.shape(image), n_scales, sigma, double_image, n_octaves, None)
+
+
+def _scale_space(gray, input_shape, n_scales, sigma, double_image, n_octaves, ws) -> ScaleSpace:
+    """:func:`gaussian_scale_space` of a checked grey image; its arrays from ``ws`` if given."""
+    base_shape = _base_shape(gray, double_image)
     if n_octaves is None:
-        n_octaves = octave_count(np.asarray(image).shape, double_image)
-    n_octaves = check_int(n_octaves, "n_octaves", minimum=1)
-    n_octaves = min(n_octaves, int(math.floor(math.log2(min(base.shape)))) + 1)
+        n_octaves = octave_count(input_shape, double_image)
+    n_octaves = min(n_octaves, int(math.floor(math.log2(min(base_shape)))) + 1)
     k = 2.0 ** (1.0 / n_scales)
     increments = [sigma * k ** (i - 1) * math.sqrt(k * k - 1.0) for i in range(1, n_scales + 3)]
     kernels = [gaussian_kernel(s) for s in increments]
@@ -349,14 +415,17 @@ def gaussian_scale_space(image, n_scales: int = N_SCALES, sigma: float = SIGMA,
     gauss = []
     for o in range(n_octaves):
         if o == 0:
-            first = base
+            shape = base_shape
         else:
             prev = gauss[-1][n_scales]
-            first = prev[: 2 * (prev.shape[0] // 2): 2, : 2 * (prev.shape[1] // 2): 2]
-        levels = np.empty((n_scales + 3,) + first.shape, np.float32)
-        levels[0] = first
-        tmp = np.empty(first.shape, np.float32)
-        with threads_for(first.size >= PARALLEL_MIN_PIXELS):
+            shape = (prev.shape[0] // 2, prev.shape[1] // 2)
+        levels = _take(ws, f"octave{o}", (n_scales + 3,) + shape)
+        if o == 0:
+            _base_into(gray, sigma, double_image, ws, levels[0])   # the base, written in place
+        else:
+            levels[0] = prev[: 2 * shape[0]: 2, : 2 * shape[1]: 2]
+        tmp = _take(ws, "blur", shape)
+        with threads_for(levels[0].size >= PARALLEL_MIN_PIXELS):
             for i in range(1, n_scales + 3):
                 ks.gaussian_blur_reflect101(levels[i - 1], kernels[i - 1], tmp, levels[i])
         gauss.append(levels)
@@ -402,13 +471,13 @@ def scale_space_extrema(dog: np.ndarray, threshold: float, border: int = BORDER)
     return _extrema(dog, threshold, border)
 
 
-def _extrema(dog, threshold, border):
-    """:func:`scale_space_extrema` on checked arguments."""
+def _extrema(dog, threshold, border, ws=None):
+    """:func:`scale_space_extrema` on checked arguments (the mask from ``ws`` if given)."""
     L, H, W = dog.shape
     if L < 3 or H <= 2 * border or W <= 2 * border:
         return np.zeros((0, 3), np.int32)
     ks = _kernels()
-    mask = np.zeros(dog.shape, np.uint8)
+    mask = _take(ws, "mask", dog.shape, np.uint8)   # the kernel writes every row it searches
     counts = np.zeros((L, H), np.int64)
     ks.dog_extrema_mask(dog, np.float32(threshold), border, mask, counts)
     flat = counts.ravel()
@@ -629,8 +698,9 @@ def _check_keypoints(keypoints) -> Keypoints:
                      np.ascontiguousarray(fields["layer"], np.int32))
 
 
-def _detect(scale_space, dogs, contrast_threshold, edge_threshold, upright) -> Keypoints:
-    """:func:`detect_keypoints` on checked arguments."""
+def _detect(scale_space, dogs, contrast_threshold, edge_threshold, upright,
+            ws=None) -> Keypoints:
+    """:func:`detect_keypoints` on checked arguments (scratch from ``ws`` if given)."""
     S = scale_space.n_scales
     threshold = 0.5 * contrast_threshold / S
     parts = []
@@ -640,9 +710,9 @@ def _detect(scale_space, dogs, contrast_threshold, edge_threshold, upright) -> K
             if dogs is not None:
                 dog = dogs[o]
             else:   # one octave at a time: the whole DoG pyramid is never held at once
-                dog = np.empty((levels.shape[0] - 1,) + levels.shape[1:], np.float32)
+                dog = _take(ws, "dog", (levels.shape[0] - 1,) + levels.shape[1:])
                 ks.difference_of_gaussians(levels, dog)
-            ext = _extrema(dog, threshold, BORDER)
+            ext = _extrema(dog, threshold, BORDER, ws)
             loc = _localize(dog, levels, ext, S, scale_space.sigma, contrast_threshold,
                             edge_threshold, upright)
         octave = o + scale_space.first_octave
@@ -799,11 +869,17 @@ def sift(image, n_features: int | None = None, n_scales: int = N_SCALES, sigma: 
                         f"(see Keypoints.from_xy), got {type(keypoints).__name__}")
     if keypoints is not None:
         keypoints = _check_keypoints(keypoints)
-    space = gaussian_scale_space(image, n_scales, sigma, bool(double_image))
-    if keypoints is None:
-        keypoints = _detect(space, None, contrast_threshold, edge_threshold, bool(upright))
+    check_limit(n_scales, MAX_SCALES, "n_scales", "every scale is another blurred copy of each "
+                "octave (Lowe 2004 uses 3)")
+    gray = _as_gray(image)
+    ws = _workspace()
+    # No more threads than free cores (cvcore._threads): the results do not depend on the count.
+    with network_call():
+        space = _scale_space(gray, np.shape(image), n_scales, sigma, bool(double_image), None,
+                             ws)
+        if keypoints is None:
+            keypoints = _detect(space, None, contrast_threshold, edge_threshold, bool(upright),
+                                ws)
         if n_features is not None:
             keypoints = keypoints[:n_features]
-    elif n_features is not None:
-        keypoints = keypoints[:n_features]
-    return keypoints, _describe(space, keypoints, bool(root_sift))
+        return keypoints, _describe(space, keypoints, bool(root_sift))

@@ -150,7 +150,7 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
     (28, True, False)
     """
     from kernels.edges import EDGE, hysteresis, nonmax_suppression
-    from cvcore._threads import network_call
+    from cvcore.preprocess._bands import run_bands
     from cvcore.preprocess.filters import (DEFAULT_TRUNCATE, MODES, gaussian_plane,
                                            gradient_magnitude_plane)
 
@@ -191,18 +191,19 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
         eroded = _eroded(m).astype(np.uint8)
         masked = np.where(m, img, np.float32(0.0))
 
-    with network_call():            # no more threads than free cores (cvcore._threads)
-        # Stage 1: normalised Gaussian smoothing (bleed-over compensation).
-        constant, reflect = MODES["constant"], MODES["reflect"]
-        smoothed = gaussian_plane(masked, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0)
-        smoothed /= _bleed((H, W), None if mask is None else m, sigma)
-        # Stage 2: Sobel gradient and its magnitude, one pass.
-        gr, gc, magnitude = gradient_magnitude_plane(smoothed, reflect, 0.0)
-        if use_quantiles:
-            low, high = np.percentile(magnitude, [100.0 * low, 100.0 * high])
-        # Stage 3: non-maximum suppression with both thresholds (NONE / WEAK / STRONG).
-        state = np.empty((H, W), np.uint8)
-        nonmax_suppression(gr, gc, magnitude, eroded, float(low), float(high), state)
-        # Stage 4: hysteresis.
-        hysteresis(state)
-        return state == EDGE
+    # Stage 1: normalised Gaussian smoothing (bleed-over compensation). Each stage's kernel
+    # runs in bands of rows on Numba's thread count (cvcore.preprocess._bands).
+    constant, reflect = MODES["constant"], MODES["reflect"]
+    smoothed = gaussian_plane(masked, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0)
+    smoothed /= _bleed((H, W), None if mask is None else m, sigma)
+    # Stage 2: Sobel gradient and its magnitude, one pass.
+    gr, gc, magnitude = gradient_magnitude_plane(smoothed, reflect, 0.0)
+    if use_quantiles:
+        low, high = np.percentile(magnitude, [100.0 * low, 100.0 * high])
+    # Stage 3: non-maximum suppression with both thresholds (NONE / WEAK / STRONG).
+    state = np.empty((H, W), np.uint8)
+    run_bands(nonmax_suppression, H, 8 * W,
+              gr, gc, magnitude, eroded, float(low), float(high), state)
+    # Stage 4: hysteresis.
+    hysteresis(state)
+    return state == EDGE

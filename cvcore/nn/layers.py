@@ -418,14 +418,20 @@ def _normalize(x, mean, invstd, gamma, beta, y, fuse_relu=False):
     kernel(_bn_view(x), scale.astype(x.dtype), shift.astype(x.dtype), _bn_view(y))
 
 
-def _grad_sums(dy, x, mean, invstd):
-    """``(dgamma, dbeta)`` in float64: ``sum(dy * xhat)`` and ``sum(dy)`` per channel."""
+def _bn_backward(dy, x, cache, train, out):
+    """``dx, dgamma, dbeta`` of batch norm by :func:`kernels.nn_norm.batchnorm_backward` (one
+    pass per channel; ``train``: the statistics were the batch's)."""
     C = x.shape[1]
-    sum_dy = np.empty(C)
-    sum_dy_xmu = np.empty(C)
-    _kernels("nn_norm").batchnorm_grad_sums(_bn_view(dy), _bn_view(x), mean.astype(x.dtype),
-                                            sum_dy, sum_dy_xmu)
-    return sum_dy_xmu * invstd, sum_dy
+    t = x.dtype
+    dgamma = np.empty(C)
+    dbeta = np.empty(C)
+    dx = _grad_out(out, x)
+    _kernels("nn_norm").batchnorm_backward(
+        _bn_view(dy), _bn_view(x), np.ascontiguousarray(cache.mean, dtype=np.float64),
+        np.ascontiguousarray(cache.invstd, dtype=np.float64),
+        np.ascontiguousarray(cache.gamma, dtype=t), bool(train),
+        np.empty((C, 3), dtype=t), dgamma, dbeta, _bn_view(dx))
+    return dx, dgamma.astype(t), dbeta.astype(t)
 
 
 def _grad_out(out, x):
@@ -457,18 +463,7 @@ def batchnorm2d_train_backward(dy, cache: BatchNormTrainCache, out=None):
     """
     x = _bn_cache(cache, BatchNormTrainCache, "batchnorm2d_train_backward")
     dy = check_grad(dy, "batchnorm2d_train_backward dy", x.shape, x.dtype)
-    N, C, H, W = x.shape
-    M = N * H * W
-    dgamma, dbeta = _grad_sums(dy, x, cache.mean, cache.invstd)
-    k = cache.gamma * cache.invstd
-    slope = -k * cache.invstd * dgamma / M
-    shift = -k * dbeta / M
-    dx = _grad_out(out, x)
-    t = x.dtype
-    _kernels("nn_norm").batchnorm_train_dx(_bn_view(dy), _bn_view(x), cache.mean.astype(t),
-                                           k.astype(t), slope.astype(t), shift.astype(t),
-                                           _bn_view(dx))
-    return dx, dgamma.astype(t), dbeta.astype(t)
+    return _bn_backward(dy, x, cache, True, out)
 
 
 def batchnorm2d_eval_forward(x, gamma, beta, running_mean, running_var, eps: float = BN_EPS,
@@ -519,13 +514,7 @@ def batchnorm2d_eval_backward(dy, cache: BatchNormEvalCache, out=None):
     """
     x = _bn_cache(cache, BatchNormEvalCache, "batchnorm2d_eval_backward")
     dy = check_grad(dy, "batchnorm2d_eval_backward dy", x.shape, x.dtype)
-    t = x.dtype
-    dgamma, dbeta = _grad_sums(dy, x, cache.mean, cache.invstd)
-    dx = _grad_out(out, x)
-    k = cache.gamma * cache.invstd
-    _kernels("nn_norm").channel_affine(_bn_view(dy), k.astype(t), np.zeros(x.shape[1], dtype=t),
-                                       _bn_view(dx))
-    return dx, dgamma.astype(t), dbeta.astype(t)
+    return _bn_backward(dy, x, cache, False, out)
 
 
 class BatchNorm2d(_CachingModule):
@@ -828,6 +817,12 @@ def adaptive_avgpool2d_backward(dy, cache: AdaptivePoolCache):
     dy = np.ascontiguousarray(dy, dtype=np.float64 if dy.dtype == np.float64 else np.float32)
     OH, OW = dy.shape[2:]
     dx = np.empty(cache.input_shape, dtype=dy.dtype)
+    if (OH, OW) == (1, 1):
+        # the global pool (a ResNet's head): one bin, a broadcast; NumPy does it without a
+        # kernel to compile on a cold start (same values as the kernel: dy / (H W) in float64,
+        # rounded to the dtype)
+        dx[...] = (dy.astype(np.float64) / (H * W)).astype(dy.dtype)
+        return dx
     _kernels("nn_pool").adaptive_avgpool2d_backward(dy.reshape(N * C, OH, OW),
                                                     dx.reshape(N * C, H, W))
     return dx
@@ -937,8 +932,8 @@ class LinearCache(NamedTuple):
 
 def _matmul_nt(a, b):
     """``a @ b.T`` on Numba's thread pool (:mod:`kernels.nn_linear`, which says why not BLAS):
-    dot products when either side has few rows, else a GEMM with the smaller operand
-    transposed (the output transposed with it)."""
+    a small product on one thread, dot products when either side has few rows, else a GEMM
+    with the smaller operand transposed (the output transposed with it)."""
     import numba
     nk = _kernels("nn_linear")
     dtype = np.float64 if np.float64 in (a.dtype, b.dtype) else np.float32
@@ -947,7 +942,9 @@ def _matmul_nt(a, b):
     out = np.zeros((M, N), dtype=a.dtype)
     if out.size == 0 or T == 0:
         return out
-    if min(M, N) < nk.SMALL:
+    if M * N * T <= nk.SMALL_WORK:
+        nk.small_matmul_nt(a, b, out)
+    elif min(M, N) < nk.SMALL:
         nk.dots(a, b, out)
     else:
         TB = _kernels("simd").TB

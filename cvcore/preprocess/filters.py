@@ -28,9 +28,9 @@ import numbers
 
 import numpy as np
 
-from cvcore._validate import (_check_real, as_float_image, check_array, check_choice,
-                              check_finite, check_float32_scalar, check_limit, check_pair,
-                              check_positive)
+from cvcore._validate import (as_float_image, check_array, check_choice, check_finite,
+                              check_float32_scalar, check_limit, check_pair, check_positive)
+from cvcore.preprocess._bands import run_bands
 
 __all__ = ["correlate", "convolve", "gaussian", "sobel", "scharr", "prewitt", "laplace",
            "median"]
@@ -75,10 +75,11 @@ def _image(image, name="image"):
     """Image as C-contiguous float32 (H, W) or (H, W, C), finite, non-empty."""
     if isinstance(image, np.ndarray) and image.dtype == np.float32:
         # The common case, checked in one vectorised pass instead of NumPy's two (isfinite
-        # writes a bool image, all() reads it): 0.09 -> 0.04 ms at 1024 x 1024.
-        from kernels.filters import all_finite
+        # writes a bool image, all() reads it): 0.09 -> 0.04 ms at 1024 x 1024. The same
+        # kernel as the geometry functions' check: compiled once for both.
+        from kernels.finite import all_finite_bits
         arr = as_float_image(image, name, finite=False)
-        if not all_finite(arr.reshape(-1)):
+        if not all_finite_bits(arr.reshape(-1).view(np.uint32)):
             check_finite(arr, name)       # raises, naming NaN or infinity
         return arr
     arr = as_float_image(image, name)   # finite, and float64 within float32's range
@@ -110,18 +111,15 @@ def _kernel(kernel):
 def _per_channel(image, fn):
     """Apply ``fn`` (2-D float32 -> 2-D float32) to a grey image or to each channel.
 
-    The kernels run on no more threads than there are free cores (the rule of
-    :func:`cvcore._threads.network_call`, made for networks, holds for any parallel kernel):
-    on a busy machine a two-thread filter otherwise waits for a descheduled worker at every
-    parallel region's barrier, 10-30x its idle time (``benchmarks/README.md``)."""
-    from cvcore._threads import network_call
-    with network_call():
-        if image.ndim == 2:
-            return fn(image)
-        out = np.empty(image.shape, np.float32)
-        for c in range(image.shape[2]):
-            out[:, :, c] = fn(np.ascontiguousarray(image[:, :, c]))
-        return out
+    The kernels run in bands of rows on up to Numba's thread count
+    (:func:`cvcore.preprocess._bands.run_bands`: bands are taken dynamically, so on a busy
+    machine a thread that gets no core takes no band and nobody waits for it)."""
+    if image.ndim == 2:
+        return fn(image)
+    out = np.empty(image.shape, np.float32)
+    for c in range(image.shape[2]):
+        out[:, :, c] = fn(np.ascontiguousarray(image[:, :, c]))
+    return out
 
 
 # --------------------------------------------------------------------------- 2-D planes
@@ -144,7 +142,8 @@ def _correlate_general(plane, kernel, centre, mode, cval):
     rows = border_map(plane.shape[0], cy, kh - 1 - cy, mode)
     cols = border_map(plane.shape[1], cx, kw - 1 - cx, mode)
     out = np.empty(plane.shape, np.float32)
-    correlate2d(plane, tu, tv, tw, kh, kw, rows, cols, int(cx), float(cval), out)
+    run_bands(correlate2d, out.shape[0], out.shape[1] * tw.size,
+              plane, tu, tv, tw, kh, kw, rows, cols, int(cx), float(cval), out)
     return out
 
 
@@ -162,8 +161,9 @@ def _separable(plane, ky, kx, cy, cx, mode, cval, cval_second):
     rows = border_map(H, cy, len(ky) - 1 - cy, mode)
     cols = border_map(W, cx, len(kx) - 1 - cx, mode)
     out = np.empty(plane.shape, np.float32)
-    correlate_separable(plane, yu, yw, xv, xw, len(kx), rows, cols, int(cx), float(cval),
-                        float(cval_second), out)
+    run_bands(correlate_separable, H, W * (yw.size + xw.size),
+              plane, yu, yw, xv, xw, len(kx), rows, cols, int(cx), float(cval),
+              float(cval_second), out)
     return out
 
 
@@ -347,7 +347,9 @@ def gradient_plane(plane, axis, mode_code, cval, smooth=SOBEL_SMOOTH):
     rows, cols = _gradient_maps(plane, mode_code)
     out = np.empty(plane.shape, np.float32)
     which = GRADIENT_ROWS if axis == 0 else GRADIENT_COLUMNS
-    gradient3x3(plane, rows, cols, *(float(t) for t in smooth), which, out, out, _NO_PLANE)
+    s0, s1, s2 = (float(t) for t in smooth)
+    run_bands(gradient3x3, out.shape[0], out.shape[1],
+              plane, rows, cols, s0, s1, s2, which, out, out, _NO_PLANE)
     return out
 
 
@@ -364,7 +366,9 @@ def gradient_magnitude_plane(plane, mode_code, cval, smooth=SOBEL_SMOOTH):
     gr = np.empty(plane.shape, np.float32)
     gc = np.empty(plane.shape, np.float32)
     mag = np.empty(plane.shape, np.float32)
-    gradient3x3(plane, rows, cols, *(float(t) for t in smooth), GRADIENT_BOTH, gr, gc, mag)
+    s0, s1, s2 = (float(t) for t in smooth)
+    run_bands(gradient3x3, mag.shape[0], 4 * mag.shape[1],
+              plane, rows, cols, s0, s1, s2, GRADIENT_BOTH, gr, gc, mag)
     return gr, gc, mag
 
 
@@ -542,15 +546,17 @@ def median(image, size=3, mode="reflect", cval=0.0):
         rows = border_map(p.shape[0], cy, kh - 1 - cy, m)
         cols = border_map(p.shape[1], cx, kw - 1 - cx, m)
         out = np.empty(p.shape, np.float32)
-        if (kh, kw) == (3, 3):
-            median3x3(p, rows, cols, float(cval), out)   # sorted-columns identity, fewer ops
-        elif (kh, kw) == (5, 5):
-            median5x5(p, rows, cols, float(cval), out)   # sorted columns, network in registers
+        H, W = p.shape
+        if (kh, kw) == (3, 3):     # sorted-columns identity, fewer ops
+            run_bands(median3x3, H, 2 * W, p, rows, cols, float(cval), out)
+        elif (kh, kw) == (5, 5):   # sorted columns, network in registers
+            run_bands(median5x5, H, 16 * W, p, rows, cols, float(cval), out)
         else:
             if (n, rank) not in _NETWORKS:
                 _NETWORKS[(n, rank)] = selection_network(n, rank)
-            rank_network(p, kh, kw, rows, cols, cx, float(cval), _NETWORKS[(n, rank)], rank,
-                         out)
+            pairs = _NETWORKS[(n, rank)]
+            run_bands(rank_network, H, W * len(pairs),
+                      p, kh, kw, rows, cols, cx, float(cval), pairs, rank, out)
         return out
 
     return _per_channel(img, plane)

@@ -50,3 +50,17 @@ def batchnorm_train_dx(dy, x, mean, invstd, gamma, dgamma, dbeta):
     xhat = (x.astype(np.float64) - mean[c]) * invstd[c]
     dx = gamma[c] * invstd[c] / M * (M * dy - dbeta[c] - xhat * dgamma[c])
     return dx.astype(x.dtype)
+
+
+def batchnorm_backward(dy, x, mean, invstd, gamma, train=True):
+    """The whole backward pass: ``dx, dgamma, dbeta`` (the fast kernel does it in one pass per
+    channel). ``train``: the statistics were the batch's and depend on ``x``
+    (:func:`batchnorm_train_dx`); otherwise (running statistics) ``dx = gamma * invstd * dy``."""
+    c = (None, slice(None), None, None)
+    sum_dy, sum_dy_xmu = batchnorm_grad_sums(dy, x, mean)
+    dgamma, dbeta = sum_dy_xmu * invstd, sum_dy
+    if train:
+        dx = batchnorm_train_dx(dy, x, mean, invstd, gamma, dgamma, dbeta)
+    else:
+        dx = (gamma[c] * invstd[c] * dy).astype(x.dtype)
+    return dx, dgamma, dbeta
