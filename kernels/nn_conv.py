@@ -233,11 +233,21 @@ def make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count, ws):
 
 @njit(cache=True, parallel=True, nogil=True)
 def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws, y,
-                   scale=None, clamp=None):
-    """``y = conv(x, w) + bias`` as an implicit GEMM on the strip of ``x``; the bias is added as
-    each tile leaves the registers. With ``scale`` and ``clamp`` (inference with an eval-mode
-    batch norm folded in, :mod:`cvcore.nn.efficientnet`) the tile leaves as
-    ``min(max(acc * scale + bias, clamp[0]), clamp[1])`` instead, in the same pass.
+                   affine, eps, lo, hi, res):
+    """``y = conv(x, w) + bias`` as an implicit GEMM on the strip of ``x``, with an optional
+    epilogue applied as each tile leaves the registers (no extra pass over ``y``):
+
+    * ``affine`` = ``(gamma, beta, mean, var)`` of an eval-mode batch norm (Ioffe & Szegedy
+      2015), folded per output channel as :func:`cvcore.nn.layers.batchnorm2d_eval_forward`
+      folds it (in float64: ``scale = gamma / sqrt(var + eps)``, ``shift = beta - mean *
+      scale``, then cast to the dtype of ``x``): the tile leaves as ``acc * scale + shift``
+      (``bias`` is then ignored: fold it into ``beta``);
+    * ``res``: a residual added after that (``y = ... + res``; ``res`` may be ``y`` itself);
+    * ``lo, hi``: a clamp applied last, ``min(max(v, lo), hi)`` (ReLU is ``0, inf``, ReLU6
+      ``0, 6``); applied only when one of them is finite, so that a NaN stays NaN.
+
+    So a residual block's ``relu(bn2(conv2(h)) + identity)`` is one call. Every step rounds to
+    the dtype of ``x`` as the separate layers do, so the fused result equals theirs bit for bit.
 
     Parameters
     ----------
@@ -255,17 +265,42 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bi
     ws : ndarray, 1-D, the dtype of ``x``
         Workspace for the strip (:func:`scratch`).
     y : ndarray, shape (N, K, Ho, Wo), C-contiguous, written
-    scale : ndarray, shape (K,), the dtype of ``x``, or None (omitted)
-    clamp : ndarray, shape (2,), the dtype of ``x``, or None (omitted); given with ``scale``
+    affine : tuple of 4 ndarrays, each (K,) of the dtype of ``x``, or each of size 0 (none)
+    eps : float
+    lo, hi : float
+    res : ndarray, shape (N, K, Ho, Wo), C-contiguous, or of size 0 (none)
 
     Returns
     -------
     int
-        The workspace length this call needed.
+        The workspace length this call needed; -1 (and ``y`` untouched) when the batch-norm
+        statistics are not a valid variance (``var + eps <= 0``, or not finite).
     """
     N = x.shape[0]
     K, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
     KB, TB = simd.KB, simd.TB
+    # the epilogue's per-channel terms (one plain loop: no implicit parallel loop)
+    has_affine = affine[0].size > 0
+    scale = np.empty(K, dtype=x.dtype)
+    shift = np.empty(K, dtype=x.dtype)
+    has_bias = False
+    for k in range(K):
+        if has_affine:
+            var = np.float64(affine[3][k])
+            mean = np.float64(affine[2][k])
+            if not (np.isfinite(var) and np.isfinite(mean) and var + eps > 0):
+                return -1
+            s = np.float64(affine[0][k]) * (1.0 / np.sqrt(var + eps))
+            scale[k] = s
+            shift[k] = np.float64(affine[1][k]) - mean * s
+        else:
+            shift[k] = bias[k]
+            has_bias = has_bias or bias[k] != 0
+    has_res = res.size > 0
+    has_clamp = lo > -np.inf or hi < np.inf
+    clamp = np.empty(2, dtype=x.dtype)
+    clamp[0] = lo
+    clamp[1] = hi
     xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, TB,
                                         x.shape[1] * kh * kw, ws)
     rows = pitch // Wg
@@ -274,9 +309,7 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bi
     nkb = (K + KB - 1) // KB
     per_group = (nkb + kgroups - 1) // kgroups
     yf = y.reshape(N * K * Ho * Wo)
-    has_bias = False
-    for k in range(K):
-        has_bias = has_bias or bias[k] != 0
+    rf = res.reshape(res.size)
     plane = Ho * Wo
     nitems = (P // TB) * kgroups
     for lane in prange(nlanes):
@@ -317,22 +350,33 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bi
                 for k in range(min(KB, K - kb * KB)):
                     base = (kb * KB + k) * plane
                     row = acc[k]                       # plain loops around the intrinsic:
-                    if scale is not None and clamp is not None:       # see kernels.simd
-                        a, c = scale[kb * KB + k], bias[kb * KB + k]
-                        lo, hi = clamp[0], clamp[1]
+                    c = shift[kb * KB + k]             # see kernels.simd
+                    if has_affine:
+                        a = scale[kb * KB + k]
                         for t in range(TB):
-                            v = row[t] * a + c
-                            row[t] = min(max(v, lo), hi)
+                            row[t] = row[t] * a + c
                     elif has_bias:
-                        c = bias[kb * KB + k]
                         for t in range(TB):
                             row[t] += c
                     for s in range(nruns):
                         t0, length = runs[s, 0], runs[s, 1]
-                        dst = yf[base + runs[s, 2]:base + runs[s, 2] + length]
+                        at = base + runs[s, 2]
+                        dst = yf[at:at + length]
                         src = row[t0:t0 + length]
-                        for t in range(length):
-                            dst[t] = src[t]
+                        if has_res:
+                            rsrc = rf[at:at + length]
+                            if has_clamp:
+                                for t in range(length):
+                                    dst[t] = min(max(src[t] + rsrc[t], clamp[0]), clamp[1])
+                            else:
+                                for t in range(length):
+                                    dst[t] = src[t] + rsrc[t]
+                        elif has_clamp:
+                            for t in range(length):
+                                dst[t] = min(max(src[t], clamp[0]), clamp[1])
+                        else:
+                            for t in range(length):
+                                dst[t] = src[t]
     return xs.size
 
 

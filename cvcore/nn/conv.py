@@ -273,25 +273,47 @@ def _prepare(x, w, b, stride, padding, dilation, name, check_input):
     return x, w, b, stride, padding, dilation
 
 
-def _run_forward(x, w, bias, stride, padding, dilation, scale=None, clamp=None):
+_EMPTY = {}
+
+
+def _no_epilogue(dtype):
+    """``(affine, res)`` meaning "none" for :func:`kernels.nn_conv.conv2d_forward`: arrays of
+    size 0 of the right types (one compiled signature serves every call of a dtype)."""
+    key = np.dtype(dtype).str
+    if key not in _EMPTY:
+        empty = np.empty(0, dtype=dtype)
+        _EMPTY[key] = ((empty, empty, empty, empty), np.empty((0, 0, 0, 0), dtype=dtype))
+    return _EMPTY[key]
+
+
+def _run_forward(x, w, bias, stride, padding, dilation, affine=None, eps=0.0,
+                 clamp=(-math.inf, math.inf), res=None, y=None, name="conv2d"):
     """The forward kernel on validated, contiguous arrays of one dtype (``bias``: (K,), zeros
-    for none); ``padding`` may be negative (a crop, for input gradients). With ``scale`` (K,)
-    and ``clamp`` (2,) (both of the dtype of ``x``), the output is
-    ``min(max(conv(x, w) * scale + bias, clamp[0]), clamp[1])``."""
+    for none); ``padding`` may be negative (a crop, for input gradients). The epilogue of
+    :func:`kernels.nn_conv.conv2d_forward`: ``affine`` = ``(gamma, beta, mean, var)`` of an
+    eval-mode batch norm (each (K,), the dtype of ``x``) with ``eps``, then ``res`` (the
+    output's shape) added, then ``clamp = (lo, hi)``. ``y``: the output array (N, K, Ho, Wo)
+    to write, else a new one. ``name`` names the layer when the batch-norm statistics are
+    not a variance."""
     N, C, H, W = x.shape
     K, _, kh, kw = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation      # padding < 0: a crop
     Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    y = np.empty((N, K, Ho, Wo), dtype=x.dtype)
+    if y is None:
+        y = np.empty((N, K, Ho, Wo), dtype=x.dtype)
+    none_affine, none_res = _no_epilogue(x.dtype)
     lanes = _lanes()
     ws = _workspace(x.dtype)
-    args = (x, w.reshape(K, C * kh * kw), kh, kw, *stride, *padding, *dilation,
-            _channel_groups(N, Ho, Wo, K, lanes), lanes, bias, ws.buffer(), y)
-    if scale is None:
-        ws.need(_kernels().conv2d_forward(*args))
-    else:
-        ws.need(_kernels().conv2d_forward(*args, scale, clamp))
+    need = _kernels().conv2d_forward(
+        x, w.reshape(K, C * kh * kw), kh, kw, *stride, *padding, *dilation,
+        _channel_groups(N, Ho, Wo, K, lanes), lanes, bias, ws.buffer(), y,
+        none_affine if affine is None else affine, float(eps), float(clamp[0]),
+        float(clamp[1]), none_res if res is None else res)
+    if need < 0:
+        raise ValueError(f"{name}: running_mean and running_var must be finite and "
+                         f"running_var + eps positive (a variance)")
+    ws.need(need)
     return y
 
 
