@@ -635,12 +635,13 @@ def test_hot_reload_without_dropping_requests(server, models_dir):
 
 
 def test_overload_answers_503_with_retry_after(models_dir):
-    # (one model thread: the forward passes, not the decoding of the large photo, must be
-    # the slower stage for a queue to build up)
+    # (one model thread and a 32x32 JPEG, decoded on the event loop in ~0.1 ms: the forward
+    # passes, a few ms each at batch 1, must be the slower stage for a queue to build up; with
+    # the large photo, decoded in two decoding threads, a faster forward pass kept up with them)
     s = ServerProcess([models_dir / "resnet.npz"], "--max-queue", "2", "--max-batch-size", "1",
                       "--reload-interval", "0", "--model-threads", "1")
     try:
-        data = (ROOT / "cvcore" / "data" / "roofs1.jpg").read_bytes()
+        data = _jpeg(np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8))
 
         async def main():
             async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(
