@@ -356,19 +356,53 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True):
     dx = _input_grad(dy, cache) if need_dx else None
     dw = None
     if need_dw:
-        geometry = (kh, kw, *cache.stride, *cache.padding, *cache.dilation)
-        ws = _workspace(dtype)
-        if N * Ho * Wo <= COLS_MAX_POSITIONS:            # few positions: explicit columns
-            dw = np.empty((K, C * kh * kw), dtype=dtype)
-            ws.need(_kernels().conv2d_weight_grad_cols(x, dy, *geometry, lanes, ws.buffer(), dw))
-        else:
-            dw_lanes = np.zeros((lanes, K, C * kh * kw), dtype=dtype)
-            ws.need(_kernels().conv2d_weight_grad(
-                x, dy, *geometry, _weight_grad_block(N, Ho, Wo, C + K, x.itemsize, lanes),
-                lanes, ws.buffer(), dw_lanes))
-            dw = dw_lanes.sum(axis=0)
-        dw = dw.reshape(w.shape)
+        dw = _weight_grad(x, dy, K, (kh, kw, *cache.stride, *cache.padding, *cache.dilation),
+                          lanes).reshape(w.shape)
     return dx, dw, db
+
+
+def _weight_grad(x, dy, K, geometry, lanes):
+    """``dW`` (K, C*kh*kw) of a convolution: the strips of ``x`` and ``dy`` laid out here
+    (:func:`kernels.nn_conv.make_strip`, :func:`kernels.nn_conv.fill_strip`), then the dot
+    products of their windows (:func:`kernels.nn_conv.conv2d_weight_grad`), or for few
+    positions the transposed column matrix (:func:`kernels.nn_conv.conv2d_weight_grad_cols`).
+    The strips are made by separate kernel calls, not inside the weight-gradient kernels, so
+    their code is compiled once on a cold start, not once more in each caller."""
+    from kernels import simd
+    nk = _kernels()
+    N, C = x.shape[:2]
+    Ho, Wo = dy.shape[2:]
+    kh, kw = geometry[:2]
+    R = C * kh * kw
+    cols = N * Ho * Wo <= COLS_MAX_POSITIONS           # few positions: explicit columns
+    ws = _workspace(x.dtype)
+    buf = ws.buffer()
+    if cols:
+        span, count = 1, R
+    else:
+        span = _weight_grad_block(N, Ho, Wo, C + K, x.itemsize, lanes)
+        count = -(-R // simd.DB) * simd.DB
+    xs, offs, Wg, pitch, P = nk.make_strip(x, Ho, Wo, *geometry, span, count, buf)
+    dys = _scratch(buf, xs.size, K * P)
+    nk.fill_strip(dy, Wg, pitch, 0, P, dys)
+    if cols:
+        tiles = _scratch(buf, xs.size + dys.size, lanes * P * simd.TB)
+        ws.need(xs.size + dys.size + tiles.size)
+        dw = np.empty((K, R), dtype=x.dtype)
+        nk.conv2d_weight_grad_cols(xs, offs, dys, P, lanes, tiles, dw)
+        return dw
+    ws.need(xs.size + dys.size)
+    dw_lanes = np.zeros((lanes, K, R), dtype=x.dtype)
+    nk.conv2d_weight_grad(xs, offs, dys, P, span, lanes, dw_lanes)
+    return dw_lanes.sum(axis=0)
+
+
+def _scratch(buf, start, n):
+    """``buf[start:start + n]`` when the workspace is that long, else a new array (as
+    :func:`kernels.nn_conv.scratch` does inside the kernels)."""
+    if buf.size >= start + n:
+        return buf[start:start + n]
+    return np.empty(n, dtype=buf.dtype)
 
 
 def _check_cache(cache):
