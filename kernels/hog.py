@@ -68,7 +68,7 @@ ATAN_P5_64, ATAN_P7_64 = 0.1555786518463281 * RAD2DEG, -0.04432655554792128 * RA
 ANGLE_MARGIN = 0.05
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@njit(cache=True, error_model="numpy", nogil=True, inline="always")
 def _bin_of(theta, edges):
     """Bin ``b`` with ``edges[b] <= theta < edges[b + 1]``, or -1 when ``theta >= edges[-1]``."""
     B = edges.shape[0] - 1
@@ -82,7 +82,7 @@ def _bin_of(theta, edges):
     return b
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@njit(cache=True, error_model="numpy", nogil=True, inline="always")
 def _row_gradients(image, n, r, ch, width, g_row, g_col):
     """Centred differences of row ``r``, channel ``ch``, columns ``[0, width)``; 0 on borders."""
     H, W = image.shape[1], image.shape[2]
@@ -92,7 +92,8 @@ def _row_gradients(image, n, r, ch, width, g_row, g_col):
         for c in range(width):
             g_row[c] = down[c, ch] - up[c, ch]
     else:
-        g_row[:width] = 0
+        for c in range(width):
+            g_row[c] = 0
     row = image[n, r]
     for c in range(1, min(width, W - 1)):
         g_col[c] = row[c + 1, ch] - row[c - 1, ch]
@@ -101,10 +102,16 @@ def _row_gradients(image, n, r, ch, width, g_row, g_col):
         g_col[W - 1] = 0
 
 
-@njit(cache=True, parallel=True, error_model="numpy", nogil=True)
+@njit(cache=True, error_model="numpy", nogil=True)
 def skimage_cell_sums(image, cell_rows, cell_cols, edges, sums,
-                      defer_gr, defer_gc, defer_cell, defer_count):
-    """Gradients and hard-binned orientation sums of every cell, as scikit-image.
+                      defer_gr, defer_gc, defer_cell, defer_count, t0, t1):
+    """Gradients and hard-binned orientation sums of the cells of tasks ``t0 .. t1 - 1``, as
+    scikit-image; task ``t`` is the row of cells ``t % n_cells_row`` of image
+    ``t // n_cells_row``.
+
+    One thread, ``nogil``: the caller splits the tasks between threads
+    (:func:`cvcore.features._hog._split_tasks`). A ``prange`` here doubled the kernel's compile
+    time (a parallel region is a module of its own, compiled and optimised again).
 
     Parameters
     ----------
@@ -124,6 +131,8 @@ def skimage_cell_sums(image, cell_rows, cell_cols, edges, sums,
     defer_count : (N * n_cells_row,) int64
         Receive the pixels left for the caller to bin (see Notes): for cell row ``t``, the first
         ``defer_count[t]`` entries hold their gradients and cell column.
+    t0, t1 : int
+        The tasks to compute (``0, N * n_cells_row`` for all).
 
     Notes
     -----
@@ -146,89 +155,89 @@ def skimage_cell_sums(image, cell_rows, cell_cols, edges, sums,
     b45 = _bin_of(45.0, edges)
     b90 = _bin_of(90.0, edges)
     b135 = _bin_of(135.0, edges)
-    T = N * ncr                                 # tasks: one row of cells of one image
-    G = min(T, TASK_GROUPS)
-    for g in prange(G):
-        # scratch rows, allocated once per group of tasks
-        row_gr = np.empty(W, image.dtype)
-        row_gc = np.empty(W, image.dtype)
-        best_gr = np.empty(span)
-        best_gc = np.empty(span)
-        best_m = np.empty(span, image.dtype)
-        mags = np.empty(span)
-        bins = np.empty(span, np.intp)
-        for t in range(g * T // G, (g + 1) * T // G):
-            n = t // ncr
-            i = t - n * ncr
-            acc = sums[n, i]
-            acc[:] = 0
-            deferred = 0
-            for r in range(i * cell_rows, (i + 1) * cell_rows):
-                # 1. gradient of the dominant channel
-                if C == 1:
-                    _row_gradients(image, n, r, 0, span, row_gr, row_gc)
-                    for c in range(span):
-                        best_gr[c] = row_gr[c]
-                        best_gc[c] = row_gc[c]
-                else:
-                    best_m[:] = -1
-                    for ch in range(C):
-                        _row_gradients(image, n, r, ch, span, row_gr, row_gc)
-                        for c in range(span):
-                            m = math.hypot(row_gr[c], row_gc[c])
-                            if m > best_m[c]:
-                                best_m[c] = m
-                                best_gr[c] = row_gr[c]
-                                best_gc[c] = row_gc[c]
-                # 2. magnitude and a bin estimate (branch-free: vectorises); -1 marks "not sure"
+    # scratch rows, allocated once per call
+    row_gr = np.empty(W, image.dtype)
+    row_gc = np.empty(W, image.dtype)
+    best_gr = np.empty(span)
+    best_gc = np.empty(span)
+    best_m = np.empty(span, image.dtype)
+    mags = np.empty(span)
+    bins = np.empty(span, np.intp)
+    for t in range(t0, t1):
+        n = t // ncr
+        i = t - n * ncr
+        acc = sums[n, i]
+        for j in range(ncc):
+            for b in range(B):
+                acc[j, b] = 0
+        deferred = 0
+        for r in range(i * cell_rows, (i + 1) * cell_rows):
+            # 1. gradient of the dominant channel
+            if C == 1:
+                _row_gradients(image, n, r, 0, span, row_gr, row_gc)
                 for c in range(span):
-                    gr = best_gr[c]
-                    gc = best_gc[c]
-                    mags[c] = math.sqrt(gc * gc + gr * gr)
-                    ax = abs(gc)
-                    ay = abs(gr)
-                    steep = ax < ay
-                    z = (ax if steep else ay) / ((ay if steep else ax) + 1e-300)
-                    z2 = z * z
-                    a = (((ATAN_P7_64 * z2 + ATAN_P5_64) * z2 + ATAN_P3_64) * z2 + ATAN_P1_64) * z
-                    a = 90.0 - a if steep else a
-                    a = 180.0 - a if (gc < 0.0) != (gr < 0.0) else a     # fold into [0, 180]
-                    # distance to the nearest edge of the uniform grid k * 180 / B, in bins (the
-                    # float32 edges lie within 1e-5 degree of it, far inside the margin)
-                    u = a * per_degree
-                    b = int(u)
-                    frac = u - b
-                    near = (frac < margin_bins) or (frac > 1.0 - margin_bins)
-                    bins[c] = -1 if near else b
-                # 3. settle the uncertain ones and sum into the cells, in scikit-image's order
-                for j in range(ncc):
-                    cell_acc = acc[j]
-                    for c in range(j * cell_cols, (j + 1) * cell_cols):
-                        m = mags[c]
-                        if m == 0.0:
+                    best_gr[c] = row_gr[c]
+                    best_gc[c] = row_gc[c]
+            else:
+                for c in range(span):
+                    best_m[c] = -1
+                for ch in range(C):
+                    _row_gradients(image, n, r, ch, span, row_gr, row_gc)
+                    for c in range(span):
+                        m = math.hypot(row_gr[c], row_gc[c])
+                        if m > best_m[c]:
+                            best_m[c] = m
+                            best_gr[c] = row_gr[c]
+                            best_gc[c] = row_gc[c]
+            # 2. magnitude and a bin estimate (branch-free: vectorises); -1 marks "not sure"
+            for c in range(span):
+                gr = best_gr[c]
+                gc = best_gc[c]
+                mags[c] = math.sqrt(gc * gc + gr * gr)
+                ax = abs(gc)
+                ay = abs(gr)
+                steep = ax < ay
+                z = (ax if steep else ay) / ((ay if steep else ax) + 1e-300)
+                z2 = z * z
+                a = (((ATAN_P7_64 * z2 + ATAN_P5_64) * z2 + ATAN_P3_64) * z2 + ATAN_P1_64) * z
+                a = 90.0 - a if steep else a
+                a = 180.0 - a if (gc < 0.0) != (gr < 0.0) else a     # fold into [0, 180]
+                # distance to the nearest edge of the uniform grid k * 180 / B, in bins (the
+                # float32 edges lie within 1e-5 degree of it, far inside the margin)
+                u = a * per_degree
+                b = int(u)
+                frac = u - b
+                near = (frac < margin_bins) or (frac > 1.0 - margin_bins)
+                bins[c] = -1 if near else b
+            # 3. settle the uncertain ones and sum into the cells, in scikit-image's order
+            for j in range(ncc):
+                cell_acc = acc[j]
+                for c in range(j * cell_cols, (j + 1) * cell_cols):
+                    m = mags[c]
+                    if m == 0.0:
+                        continue
+                    b = bins[c]
+                    if b < 0:
+                        gr = best_gr[c]
+                        gc = best_gc[c]
+                        if gr == 0.0:
+                            b = 0                   # theta = 0 (or 180 - 180)
+                        elif gc == 0.0:
+                            b = b90
+                        elif gr == gc:
+                            b = b45
+                        elif gr == -gc:
+                            b = b135
+                        else:
+                            defer_gr[t, deferred] = gr
+                            defer_gc[t, deferred] = gc
+                            defer_cell[t, deferred] = j
+                            deferred += 1
                             continue
-                        b = bins[c]
                         if b < 0:
-                            gr = best_gr[c]
-                            gc = best_gc[c]
-                            if gr == 0.0:
-                                b = 0                   # theta = 0 (or 180 - 180)
-                            elif gc == 0.0:
-                                b = b90
-                            elif gr == gc:
-                                b = b45
-                            elif gr == -gc:
-                                b = b135
-                            else:
-                                defer_gr[t, deferred] = gr
-                                defer_gc[t, deferred] = gc
-                                defer_cell[t, deferred] = j
-                                deferred += 1
-                                continue
-                            if b < 0:
-                                continue
-                        cell_acc[b] = np.float32(np.float64(cell_acc[b]) + m)
-            defer_count[t] = deferred
+                            continue
+                    cell_acc[b] = np.float32(np.float64(cell_acc[b]) + m)
+        defer_count[t] = deferred
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -258,7 +267,7 @@ def add_deferred(sums, row, cell, bins, g_row, g_col):
         sums[n, i, cell[k], b] = np.float32(np.float64(sums[n, i, cell[k], b]) + m)
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@njit(cache=True, error_model="numpy", nogil=True, inline="always")
 def _sum_abs(v):
     """Sum of ``|v|`` with four running partial sums (independent chains run in parallel)."""
     s0 = s1 = s2 = s3 = 0.0
@@ -273,7 +282,7 @@ def _sum_abs(v):
     return (s0 + s1) + (s2 + s3)
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@njit(cache=True, error_model="numpy", nogil=True, inline="always")
 def _sum_squares(v):
     """Sum of ``v ** 2`` with four running partial sums."""
     s0 = s1 = s2 = s3 = 0.0
@@ -288,7 +297,7 @@ def _sum_squares(v):
     return (s0 + s1) + (s2 + s3)
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@njit(cache=True, error_model="numpy", nogil=True, inline="always")
 def _normalize_block(block, norm, eps):
     """Normalise one flattened block in place with the scikit-image formulas (float64).
 
@@ -313,9 +322,11 @@ def _normalize_block(block, norm, eps):
                 block[k] = block[k] / s
 
 
-@njit(cache=True, parallel=True, error_model="numpy", nogil=True)
-def skimage_normalize_blocks(hist, block_rows, block_cols, norm, out):
-    """Normalise every block of ``block_rows x block_cols`` cells (cell stride 1).
+@njit(cache=True, error_model="numpy", nogil=True)
+def skimage_normalize_blocks(hist, block_rows, block_cols, norm, out, t0, t1):
+    """Normalise the blocks of tasks ``t0 .. t1 - 1`` (``block_rows x block_cols`` cells, cell
+    stride 1); task ``t`` is the row of blocks ``t % n_blocks_row`` of image
+    ``t // n_blocks_row``. One thread, ``nogil``, like :func:`skimage_cell_sums`.
 
     Parameters
     ----------
@@ -330,24 +341,23 @@ def skimage_normalize_blocks(hist, block_rows, block_cols, norm, out):
         Computed and stored in float64 (the caller rounds to scikit-image's ``float_dtype``:
         one specialisation of this kernel instead of two); each block is gathered into its
         place in ``out`` and normalised there.
+    t0, t1 : int
+        The tasks to compute (``0, N * n_blocks_row`` for all).
     """
     N, nbr, nbc = out.shape[:3]
     B = hist.shape[3]
-    T = N * nbr                                 # tasks: one row of blocks of one image
-    G = min(T, TASK_GROUPS)
-    for g in prange(G):
-        for t in range(g * T // G, (g + 1) * T // G):
-            n = t // nbr
-            i = t - n * nbr
-            for j in range(nbc):
-                block = out[n, i, j]
-                k = 0
-                for u in range(block_rows):
-                    for v in range(block_cols):
-                        for b in range(B):
-                            block[k] = hist[n, i + u, j + v, b]
-                            k += 1
-                _normalize_block(block, norm, SKIMAGE_EPS)
+    for t in range(t0, t1):
+        n = t // nbr
+        i = t - n * nbr
+        for j in range(nbc):
+            block = out[n, i, j]
+            k = 0
+            for u in range(block_rows):
+                for v in range(block_cols):
+                    for b in range(B):
+                        block[k] = hist[n, i + u, j + v, b]
+                        k += 1
+            _normalize_block(block, norm, SKIMAGE_EPS)
 
 
 # --- scikit-image variant: backward (the gradient of the features with respect to the image) -----
