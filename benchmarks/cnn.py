@@ -5,6 +5,10 @@ Run from the repository root::
     python -m benchmarks.cnn                 # everything (several minutes)
     python -m benchmarks.cnn --shapes-only   # only the per-convolution-shape table
     python -m benchmarks.cnn --compile       # also the cold-cache Numba compile time
+    python -m benchmarks.cnn --serve-batches # ResNet-20 inference on ONE kernel thread at
+                                             # batches 1/8/16/32, CPU per image (~1 minute)
+    python -m benchmarks.cnn --inference-rows  # the ResNet-20 b128 and ResNet-50 b1 inference
+                                               # rows alone, default threads (~2 minutes)
     python -m benchmarks.cnn --busy          # the model rows idle and under background loads
                                              # (benchmarks/cnn_busy.py; ~4 minutes)
     python -m benchmarks.cnn --efficientnet --cpu   # EfficientNet-Lite0 and depthwise only
@@ -549,6 +553,81 @@ def single_core_cpu(repeats):
     return out
 
 
+SERVE_BATCHES = (1, 8, 16, 32)
+
+
+def serve_batches(repeats, batches=SERVE_BATCHES):
+    """ResNet-20 inference (32x32) as ``cvcore serve``'s model threads run it: ONE kernel thread,
+    whole batches of 1-32, the same weights (non-trivial batch-norm statistics) in cvcore and
+    torch. CPU time per image from the thread's own clock (``time.thread_time``), cvcore and
+    torch taking turns call by call (rotating who goes first), each measurement looping the
+    call for >= 20 ms; medians of ``repeats``. Prints cvcore / torch: at or below 1.0 cvcore
+    costs no more CPU per image."""
+    import cvcore.nn as cnn
+    rng = np.random.default_rng(0)
+    m = cnn.resnet20(rng=0).eval()
+    for mod in m.modules():
+        if isinstance(mod, cnn.BatchNorm2d):
+            C = mod.num_features
+            mod.weight.data[...] = rng.uniform(0.5, 1.5, C)
+            mod.bias.data[...] = rng.normal(0, 0.2, C)
+            mod.running_mean[...] = rng.normal(0, 0.2, C)
+            mod.running_var[...] = rng.uniform(0.5, 2.0, C)
+    t = None
+    if torch is not None:
+        t = torch_resnet("resnet20", 10)
+        copy_into_torch(m, t)
+        t.eval()
+    print(f"\nResNet-20 inference, one kernel thread, CPU ms per image (median of {repeats}; "
+          f"load {os.getloadavg()[0]:.1f})")
+    print(f"{'batch':>5} {'cvcore':>8} {'torch':>8} {'cv/torch':>9} {'max |diff|':>11}")
+    with one_thread():
+        for n in batches:
+            x = rng.standard_normal((n, 3, 32, 32)).astype(np.float32)
+            calls = {"cvcore": _cvcore_inference(m, x)}
+            if t is not None:
+                calls["torch"] = _torch_inference(t, torch.from_numpy(x))
+            outs = {k: np.asarray(f()) for k, f in calls.items()}      # warm-up
+            inner = {}
+            for k, f in calls.items():                                 # calls per >= 20 ms
+                t0 = time.thread_time()
+                f()
+                inner[k] = max(1, int(0.02 / max(time.thread_time() - t0, 1e-6)))
+            times = {k: [] for k in calls}
+            order = list(calls.items())
+            for r in range(repeats):
+                for k, f in order[r % len(order):] + order[:r % len(order)]:
+                    t0 = time.thread_time()
+                    for _ in range(inner[k]):
+                        f()
+                    times[k].append((time.thread_time() - t0) / inner[k] / n)
+            cv = float(np.median(times["cvcore"])) * 1e3
+            if t is None:
+                print(f"{n:5d} {cv:8.3f} {'n/a':>8}")
+                continue
+            tt = float(np.median(times["torch"])) * 1e3
+            diff = float(np.abs(outs["cvcore"] - outs["torch"]).max())
+            print(f"{n:5d} {cv:8.3f} {tt:8.3f} {cv / tt:9.2f} {diff:11.1e}", flush=True)
+
+
+def inference_rows(repeats):
+    """The two inference rows of the model table (ResNet-20 b128, ResNet-50 b1 224) on the
+    default threads, cvcore and torch interleaved: wall ms and torch / cvcore, a few minutes
+    at most (no memory children, no training row)."""
+    names = ["resnet20 inference b128", "resnet50 inference b1 224"]
+    rows = [Row(n, _workload("cvcore", n, MODEL_WORKLOADS[n]),
+                {"torch": _workload("torch", n, MODEL_WORKLOADS[n]) if torch is not None
+                 else None}, repeats=repeats) for n in names]
+    print(f"\nload average at the start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    results = run_interleaved(rows, memory=False)
+    print(f"{'model':<28} {'cvcore ms':>10} {'torch ms':>10} {'torch/cvcore':>13}")
+    for name, timings in results:
+        cv, ref = timings["cvcore"], timings.get("torch")
+        ref_s = f"{ref.median * 1e3:10.1f} {ref.median / cv.median:13.2f}" if ref else "n/a"
+        print(f"{name:<28} {cv.median * 1e3:10.1f} {ref_s}")
+    print(f"load average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+
+
 COLD_SNIPPET = """
 import time, numpy as np
 t0 = time.perf_counter()
@@ -592,6 +671,12 @@ def main(argv=None):
     parser.add_argument("--cpu", action="store_true",
                         help="also the one-thread CPU-time comparison (robust to machine load)")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--serve-batches", action="store_true",
+                        help="only ResNet-20 inference on ONE kernel thread at batches "
+                             "1/8/16/32, CPU ms per image, cvcore vs torch (about a minute)")
+    parser.add_argument("--inference-rows", action="store_true",
+                        help="only the two inference rows of the model table (ResNet-20 b128, "
+                             "ResNet-50 b1 224) on the default threads, interleaved")
     parser.add_argument("--busy", action="store_true",
                         help="the model rows idle and under background loads the benchmark "
                              "starts itself, cvcore and torch each in its own process "
@@ -604,6 +689,10 @@ def main(argv=None):
         return
     if torch is not None:
         torch.set_num_threads(THREADS)
+    if args.serve_batches:
+        print(machine_line())
+        serve_batches(max(5, args.repeats + 2))
+        return
     print(machine_line())
     print(f"threads: torch {torch.get_num_threads() if torch else 'n/a'}, "
           f"numba {__import__('numba').get_num_threads()}; the ratio is torch ms / cvcore ms; "
@@ -612,6 +701,9 @@ def main(argv=None):
           f"spin for Numba unless set; torch, imported first, keeps its default)")
     peak = matmul_peak()
     print(f"float32 matmul peak (numpy 2048^3): {peak:.0f} GFLOP/s")
+    if args.inference_rows:
+        inference_rows(max(5, args.repeats))
+        return
     if args.efficientnet:
         print(f"load average at the start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
         rows, moved = depthwise_rows(args.repeats)

@@ -2,7 +2,7 @@
 
 Run from the repository root: ``python -m benchmarks.preprocess`` (``--threads 1`` for one
 thread on both sides: Numba's and OpenCV's pools; ``--only warp`` for the rows whose name holds
-``warp``). cvcore and every reference run on the same float32 (or uint8 where the reference needs
+``warp``; ``--compile`` for the cold compile of each function instead). cvcore and every reference run on the same float32 (or uint8 where the reference needs
 it) image in one process, their calls interleaved (cvcore, then each reference, repeated), so a
 change of machine load hits both alike; the ratio is reference time / cvcore time (above 1:
 cvcore is faster). Where a reference computes a different variant of the operation (Pillow's
@@ -100,12 +100,67 @@ def main(argv=None):
     parser.add_argument("--only", default="",
                         help="run only the rows whose name contains this text")
     parser.add_argument("--repeats", type=int, default=9, help="timed rounds per row")
+    parser.add_argument("--compile", action="store_true",
+                        help="instead of the table: the cold compile (CPU seconds) of each "
+                             "geometry function's first call, in a fresh process whose Numba "
+                             "cache is empty")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be >= 1")
+    if args.compile:
+        cold_compile()
+        return
     import numba
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     run(args)
+
+
+COLD_SCRIPT = """
+import time
+import numpy as np
+from numba import njit
+from cvcore.preprocess import resize, warp_affine, warp_perspective
+
+@njit
+def _first(x):
+    return x + 1
+
+t = time.process_time()
+_first(1)
+print(f"{'Numba start-up (a 1-line function)':<34} {time.process_time() - t:6.2f}")
+img = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+M = np.array([[1.0, 0.1, 2.0], [-0.1, 1.0, 1.0]])
+calls = [
+    ("resize nearest", lambda: resize(img, (32, 32), "nearest")),
+    ("resize area 2x / bilinear 2x", lambda: resize(img, (32, 32), "area")),
+    ("resize bilinear (any size)", lambda: resize(img, (45, 45), "bilinear")),
+    ("resize area 64->45 (its table)", lambda: resize(img, (45, 45), "area")),
+    ("warp_affine bilinear", lambda: warp_affine(img, M)),
+    ("warp_affine nearest", lambda: warp_affine(img, M, interpolation="nearest")),
+    ("warp_perspective bilinear", lambda: warp_perspective(img, np.vstack([M, [1e-4, 0, 1]]))),
+]
+total = 0.0
+for name, call in calls:
+    t = time.process_time()
+    call()
+    total += time.process_time() - t
+    print(f"{name:<34} {time.process_time() - t:6.2f}")
+print(f"{'geometry total':<34} {total:6.2f}")
+"""
+
+
+def cold_compile():
+    """Print the CPU seconds of each geometry function's first call in a fresh process with an
+    empty Numba cache (what a new install waits for), in the order a pipeline meets them."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        print(f"cold compile, CPU seconds per first call (load average {os.getloadavg()[0]:.1f})",
+              flush=True)
+        subprocess.run([sys.executable, "-c", COLD_SCRIPT], env=env, check=True)
 
 
 def run(args):

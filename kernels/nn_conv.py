@@ -233,11 +233,21 @@ def make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count, ws):
 
 @njit(cache=True, parallel=True, nogil=True)
 def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws, y,
-                   scale=None, clamp=None):
-    """``y = conv(x, w) + bias`` as an implicit GEMM on the strip of ``x``; the bias is added as
-    each tile leaves the registers. With ``scale`` and ``clamp`` (inference with an eval-mode
-    batch norm folded in, :mod:`cvcore.nn.efficientnet`) the tile leaves as
-    ``min(max(acc * scale + bias, clamp[0]), clamp[1])`` instead, in the same pass.
+                   affine, eps, lo, hi, res):
+    """``y = conv(x, w) + bias`` as an implicit GEMM on the strip of ``x``, with an optional
+    epilogue applied as each tile leaves the registers (no extra pass over ``y``):
+
+    * ``affine`` = ``(gamma, beta, mean, var)`` of an eval-mode batch norm (Ioffe & Szegedy
+      2015), folded per output channel as :func:`cvcore.nn.layers.batchnorm2d_eval_forward`
+      folds it (in float64: ``scale = gamma / sqrt(var + eps)``, ``shift = beta - mean *
+      scale``, then cast to the dtype of ``x``): the tile leaves as ``acc * scale + shift``
+      (``bias`` is then ignored: fold it into ``beta``);
+    * ``res``: a residual added after that (``y = ... + res``; ``res`` may be ``y`` itself);
+    * ``lo, hi``: a clamp applied last, ``min(max(v, lo), hi)`` (ReLU is ``0, inf``, ReLU6
+      ``0, 6``); applied only when one of them is finite, so that a NaN stays NaN.
+
+    So a residual block's ``relu(bn2(conv2(h)) + identity)`` is one call. Every step rounds to
+    the dtype of ``x`` as the separate layers do, so the fused result equals theirs bit for bit.
 
     Parameters
     ----------
@@ -255,17 +265,42 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bi
     ws : ndarray, 1-D, the dtype of ``x``
         Workspace for the strip (:func:`scratch`).
     y : ndarray, shape (N, K, Ho, Wo), C-contiguous, written
-    scale : ndarray, shape (K,), the dtype of ``x``, or None (omitted)
-    clamp : ndarray, shape (2,), the dtype of ``x``, or None (omitted); given with ``scale``
+    affine : tuple of 4 ndarrays, each (K,) of the dtype of ``x``, or each of size 0 (none)
+    eps : float
+    lo, hi : float
+    res : ndarray, shape (N, K, Ho, Wo), C-contiguous, or of size 0 (none)
 
     Returns
     -------
     int
-        The workspace length this call needed.
+        The workspace length this call needed; -1 (and ``y`` untouched) when the batch-norm
+        statistics are not a valid variance (``var + eps <= 0``, or not finite).
     """
     N = x.shape[0]
     K, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
     KB, TB = simd.KB, simd.TB
+    # the epilogue's per-channel terms (one plain loop: no implicit parallel loop)
+    has_affine = affine[0].size > 0
+    scale = np.empty(K, dtype=x.dtype)
+    shift = np.empty(K, dtype=x.dtype)
+    has_bias = False
+    for k in range(K):
+        if has_affine:
+            var = np.float64(affine[3][k])
+            mean = np.float64(affine[2][k])
+            if not (np.isfinite(var) and np.isfinite(mean) and var + eps > 0):
+                return -1
+            s = np.float64(affine[0][k]) * (1.0 / np.sqrt(var + eps))
+            scale[k] = s
+            shift[k] = np.float64(affine[1][k]) - mean * s
+        else:
+            shift[k] = bias[k]
+            has_bias = has_bias or bias[k] != 0
+    has_res = res.size > 0
+    has_clamp = lo > -np.inf or hi < np.inf
+    clamp = np.empty(2, dtype=x.dtype)
+    clamp[0] = lo
+    clamp[1] = hi
     xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, TB,
                                         x.shape[1] * kh * kw, ws)
     rows = pitch // Wg
@@ -274,9 +309,7 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bi
     nkb = (K + KB - 1) // KB
     per_group = (nkb + kgroups - 1) // kgroups
     yf = y.reshape(N * K * Ho * Wo)
-    has_bias = False
-    for k in range(K):
-        has_bias = has_bias or bias[k] != 0
+    rf = res.reshape(res.size)
     plane = Ho * Wo
     nitems = (P // TB) * kgroups
     for lane in prange(nlanes):
@@ -317,50 +350,67 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bi
                 for k in range(min(KB, K - kb * KB)):
                     base = (kb * KB + k) * plane
                     row = acc[k]                       # plain loops around the intrinsic:
-                    if scale is not None and clamp is not None:       # see kernels.simd
-                        a, c = scale[kb * KB + k], bias[kb * KB + k]
-                        lo, hi = clamp[0], clamp[1]
+                    c = shift[kb * KB + k]             # see kernels.simd
+                    if has_affine:
+                        a = scale[kb * KB + k]
                         for t in range(TB):
-                            v = row[t] * a + c
-                            row[t] = min(max(v, lo), hi)
+                            row[t] = row[t] * a + c
                     elif has_bias:
-                        c = bias[kb * KB + k]
                         for t in range(TB):
                             row[t] += c
                     for s in range(nruns):
                         t0, length = runs[s, 0], runs[s, 1]
-                        dst = yf[base + runs[s, 2]:base + runs[s, 2] + length]
+                        at = base + runs[s, 2]
+                        dst = yf[at:at + length]
                         src = row[t0:t0 + length]
-                        for t in range(length):
-                            dst[t] = src[t]
+                        if has_res:
+                            rsrc = rf[at:at + length]
+                            if has_clamp:
+                                for t in range(length):
+                                    dst[t] = min(max(src[t] + rsrc[t], clamp[0]), clamp[1])
+                            else:
+                                for t in range(length):
+                                    dst[t] = src[t] + rsrc[t]
+                        elif has_clamp:
+                            for t in range(length):
+                                dst[t] = min(max(src[t], clamp[0]), clamp[1])
+                        else:
+                            for t in range(length):
+                                dst[t] = src[t]
     return xs.size
 
 
 # -- backward ----------------------------------------------------------------------------------
 
 @njit(cache=True, parallel=True, nogil=True)
-def conv2d_weight_grad(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, block, nlanes, ws, dw_lanes):
+def conv2d_weight_grad(xs, offs, dys, P, block, nlanes, dw_lanes):
     """``dW[k, (c*kh + i)*kw + j] = sum_{n, oh, ow} dy[n, k, oh, ow] *
-    xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]``: dot products of strip windows.
+    xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]``: dot products of strip windows,
+    ``dW[k, r] = sum_q dys[k*P + q] * xs[offs[r] + q]``.
 
-    ``dy`` is laid out on the same positions as the output pixels (zero on the dropped ones);
-    lane ``l`` takes every ``nlanes``-th block of ``block`` positions (a multiple of the vector
-    length) and adds its sums into ``dw_lanes[l]`` (shape (K, C*kh*kw), zero on entry); the
-    caller adds up the lanes. ``ws``: workspace for both strips (:func:`scratch`); returns the
-    length needed.
+    The caller lays out both strips first (:func:`make_strip` for ``x``, with positions rounded
+    up to a multiple of ``block`` and ``offs`` padded to a multiple of ``simd.DB``;
+    :func:`fill_strip` for ``dy``, on the same positions with a channel length of ``P``, zero on
+    the dropped positions). Calling them from Python, not from here, keeps their code out of
+    this kernel's module (a cold start compiled and optimised it once more in every caller).
+
+    Parameters
+    ----------
+    xs, dys : 1-D, one float dtype
+        The strips of ``x`` and of ``dy`` (``K`` channels of ``P``).
+    offs : 1-D int64, at least ``R`` rounded up to a multiple of ``simd.DB``
+    P, block : int
+        Positions (a multiple of ``block``, itself a multiple of the vector length).
+    nlanes : int
+        Lane ``l`` takes every ``nlanes``-th block of positions and adds its sums into
+        ``dw_lanes[l]``; the caller adds up the lanes.
+    dw_lanes : (nlanes, K, R), the dtype of ``xs``, zero on entry
     """
-    K, Ho, Wo = dy.shape[1], dy.shape[2], dy.shape[3]
-    R = x.shape[1] * kh * kw
+    K, R = dw_lanes.shape[1], dw_lanes.shape[2]
     DA, DB = simd.DA, simd.DB
-    VL = simd.VECTOR_BYTES // x.itemsize
-    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, block,
-                                        (R + DB - 1) // DB * DB, ws)
-    dys = scratch(ws, xs.size, K * P)
-    # np.int64(0), not 0: a literal argument makes Numba compile the callee once more for that
-    # constant (a second ``fill_strip``, ~1 s of a cold start)
-    fill_strip(dy, Wg, pitch, np.int64(0), P, dys)
+    VL = simd.VECTOR_BYTES // xs.itemsize
     for lane in prange(nlanes):
-        acc = np.empty((DA, DB, VL), dtype=x.dtype)
+        acc = np.empty((DA, DB, VL), dtype=xs.dtype)
         aoffs = np.empty(DA, dtype=np.int64)
         part = dw_lanes[lane]
         for blk in range(lane, P // block, nlanes):
@@ -376,53 +426,58 @@ def conv2d_weight_grad(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, block, nlanes, ws,
                             for v in range(VL):
                                 total += acc[i, j, v]
                             part[k0 + i, r0 + j] = total
-    return xs.size + dys.size
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def conv2d_weight_grad_cols(x, dy, kh, kw, sh, sw, ph, pw, dh, dw, nlanes, ws, dw_out):
+def conv2d_weight_grad_cols(xs, offs, dys, P, nlanes, tiles, dw_out):
     """The weight gradient of :func:`conv2d_weight_grad` for few positions (small planes, one
     image): with a short reduction the horizontal sums of ``dot_tile`` would dominate, so here
-    the transposed column matrix ``colT[q, r] = strip[offs[r] + q]`` is built explicitly
-    (positions x taps, small by assumption) and every tile of ``dW[k0:k0+KB, r0:r0+TB]`` is one
-    :func:`kernels.simd.fma_tile` over the positions, vectorised along the taps.
+    each tile ``dW[k0:k0+KB, r0:r0+TB]`` is one :func:`kernels.simd.fma_tile` over the
+    positions, vectorised along the taps, reading a tile of the transposed column matrix
+    ``colT[q, r0 + t] = xs[offs[r0 + t] + q]`` (``P x TB``, zero past the last tap).
 
-    ``dw_out`` (K, C*kh*kw) is written; ``ws`` as in :func:`conv2d_weight_grad`.
+    Work items are (tap tile, channel block) pairs, tap tile outer; a lane builds the column
+    tile of its current tap tile in its own part of ``tiles`` and reuses it for the channel
+    blocks that follow (so the column matrix is gathered about once, in the same parallel loop).
+
+    Parameters
+    ----------
+    xs, offs, dys, P : as :func:`conv2d_weight_grad`, with ``P`` the exact number of positions
+        (strips laid out with ``span = 1``) and ``offs`` of length ``R``
+    nlanes : int
+    tiles : 1-D, the dtype of ``xs``, at least ``nlanes * P * simd.TB`` long, scratch
+    dw_out : (K, R), written
     """
-    K, Ho, Wo = dy.shape[1], dy.shape[2], dy.shape[3]
-    R = x.shape[1] * kh * kw
+    K, R = dw_out.shape
     KB, TB = simd.KB, simd.TB
-    # np.int64(1): an int64 span, not Literal[int](1) (see conv2d_weight_grad)
-    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, np.int64(1),
-                                        R, ws)
-    dys = scratch(ws, xs.size, K * P)
-    fill_strip(dy, Wg, pitch, np.int64(0), P, dys)
-    Rp = (R + TB - 1) // TB * TB
-    colT = scratch(ws, xs.size + dys.size, P * Rp)
-    for q in prange(P):
-        row = colT[q * Rp:(q + 1) * Rp]
-        for r in range(R):
-            row[r] = xs[offs[r] + q]
-        for r in range(R, Rp):
-            row[r] = 0
-    qoffs = np.empty(P, dtype=np.int64)
-    for q in range(P):
-        qoffs[q] = q * Rp
-    ntb = Rp // TB
-    nitems = ((K + KB - 1) // KB) * ntb
+    nkb = (K + KB - 1) // KB
+    nitems = nkb * ((R + TB - 1) // TB)
     for lane in prange(nlanes):
-        acc = np.empty((KB, TB), dtype=x.dtype)
+        acc = np.empty((KB, TB), dtype=xs.dtype)
         wrows = np.empty(KB, dtype=np.int64)
+        qoffs = np.empty(P, dtype=np.int64)
+        for q in range(P):
+            qoffs[q] = q * TB
+        tile = tiles[lane * P * TB:(lane + 1) * P * TB]
+        built = -1
         for item in range(lane * nitems // nlanes, (lane + 1) * nitems // nlanes):
-            k0 = (item // ntb) * KB
-            r0 = (item - (item // ntb) * ntb) * TB
+            r0 = (item // nkb) * TB
+            k0 = (item - (item // nkb) * nkb) * KB
+            if r0 != built:                          # gather the column tile of taps r0..
+                nt = min(TB, R - r0)
+                for q in range(P):
+                    row = tile[q * TB:(q + 1) * TB]
+                    for t in range(nt):
+                        row[t] = xs[offs[r0 + t] + q]
+                    for t in range(nt, TB):
+                        row[t] = 0
+                built = r0
             for k in range(KB):                      # past the last channel: repeat it
                 wrows[k] = min(k0 + k, K - 1) * P
-            simd.fma_tile(colT, r0, dys, wrows, qoffs, acc)
+            simd.fma_tile(tile, 0, dys, wrows, qoffs, acc)
             for k in range(min(KB, K - k0)):         # plain loops around the intrinsic
                 for t in range(min(TB, R - r0)):
                     dw_out[k0 + k, r0 + t] = acc[k, t]
-    return xs.size + dys.size + colT.size
 
 
 @njit(cache=True, parallel=True, nogil=True)

@@ -19,13 +19,14 @@ is done in two passes. The first computes every pixel's source position and its 
 fraction (float64 position, float32 fractions), a branch-free loop LLVM vectorises, division
 included. The second reads the pixels: where all taps are inside the image (almost every pixel of
 most warps) four plain loads and the blend, else the border rules. The positions are shared by
-the channels, and the rows are split into blocks, one parallel task each.
+the channels. Each kernel does a band of output rows; the caller runs one band per thread
+(plain ``nogil`` kernels: a ``parallel=True`` one costs seconds more to compile).
 Readable twin: :mod:`kernels.reference.warp`.
 """
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 # one border rule for the whole toolkit, shared with the filters (-1 means cval)
 from kernels.conv import (MODE_CONSTANT, MODE_MIRROR, MODE_NEAREST, MODE_REFLECT,  # noqa: F401
@@ -33,7 +34,6 @@ from kernels.conv import (MODE_CONSTANT, MODE_MIRROR, MODE_NEAREST, MODE_REFLECT
 
 COORD_LIMIT = 1e9    # positions are clamped to +-this before the integer conversion
 UNDEFINED = -(1 << 30)   # tap index marking an undefined source position (beyond -COORD_LIMIT)
-ROW_BLOCK = 8        # output rows per parallel task
 TILE_COLS = 1024     # output columns per tile (measured: narrower tiles, 128-512, were slower:
                      # the hardware prefetcher follows long runs along a source row)
 
@@ -154,9 +154,9 @@ def _bilinear_border(flat, r0, c0, fx, fy, H, W, mode, cval):
 @njit(cache=True, nogil=True)
 def _inside_run(inside, n):
     """``(lo, hi, True)`` such that ``inside[:n]`` is True exactly on ``[lo, hi)``; ``(0, 0,
-    False)`` when its True values are not one run (possible for a homography through infinity:
-    the caller then tests each pixel). Along an output row the source position moves on a line and the image is
-    convex, so for an affine map they are always one run."""
+    False)`` when its True values are not one run (possible for a homography through
+    infinity: the caller then tests each pixel). Along an output row the source position moves
+    on a line and the image is convex, so for an affine map they are always one run."""
     lo = 0
     while lo < n and not inside[lo]:
         lo += 1
@@ -169,30 +169,6 @@ def _inside_run(inside, n):
     return (lo, hi, True) if count == hi - lo else (0, 0, False)
 
 
-NEAREST = 0          # interpolation codes of :func:`warp`
-BILINEAR = 1
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def warp(image, Minv, interpolation, mode, cval, out):
-    """Warp channel planes by the inverse map ``Minv``: image (C, H, W) float32 C-contiguous;
-    Minv (3, 3) float64; out (C, h, w) float32; ``interpolation`` NEAREST or BILINEAR.
-
-    Each parallel task does ROW_BLOCK output rows (:func:`_rows_nearest`,
-    :func:`_rows_bilinear`). One parallel driver for both keeps the compile time of a single
-    parallel kernel (each costs seconds on a cold cache).
-    """
-    h = out.shape[1]
-    n_blocks = (h + ROW_BLOCK - 1) // ROW_BLOCK
-    for b in prange(n_blocks):
-        y0 = b * ROW_BLOCK
-        y1 = min(y0 + ROW_BLOCK, h)
-        if interpolation == NEAREST:
-            _rows_nearest(image, Minv, y0, y1, mode, cval, out)
-        else:
-            _rows_bilinear(image, Minv, y0, y1, mode, cval, out)
-
-
 @njit(cache=True, nogil=True)
 def _tap_buffers():
     """Per-piece buffers of the row functions: tap rows, tap columns (int32), whether the taps
@@ -202,8 +178,10 @@ def _tap_buffers():
 
 
 @njit(cache=True, nogil=True)
-def _rows_nearest(image, Minv, y0, y1, mode, cval, out):
-    """Nearest-neighbour warp of output rows ``y0:y1``: the source position is rounded half up,
+def warp_nearest(image, Minv, mode, cval, out, y0, y1):
+    """Nearest-neighbour warp of output rows ``y0:y1`` of channel planes by the inverse map
+    ``Minv``: image (C, H, W) float32 C-contiguous; Minv (3, 3) float64; out (C, h, w) float32;
+    ``mode`` a border code, ``cval`` float32. The source position is rounded half up,
     ``floor(p + 0.5)``. Each row is done in pieces of at most TILE_COLS columns (so the buffers
     stay small); in each piece, the run of pixels whose source is inside the image is a plain
     gather, the pixels before and after it go through the border rules.
@@ -232,11 +210,12 @@ def _rows_nearest(image, Minv, y0, y1, mode, cval, out):
 
 
 @njit(cache=True, nogil=True)
-def _rows_bilinear(image, Minv, y0, y1, mode, cval, out):
-    """Bilinear warp of output rows ``y0:y1``: the four pixels around the source position, each
+def warp_bilinear(image, Minv, mode, cval, out, y0, y1):
+    """Bilinear warp of output rows ``y0:y1`` (arguments as :func:`warp_nearest`): the four
+    pixels around the source position, each
     fetched through the border mode (a tap outside the image in constant mode contributes
     ``cval``), weighted by the fractional distances. Pieces and runs as in
-    :func:`_rows_nearest` (here the run is of the pixels whose four taps are all inside).
+    :func:`warp_nearest` (here the run is of the pixels whose four taps are all inside).
     """
     C, H, W = image.shape
     w = out.shape[2]

@@ -186,7 +186,9 @@ def test_strip_with_negative_padding_is_a_crop(ph, pw, rng):
     Ho, Wo = 9 + 2 * ph - 2, 8 + 2 * pw - 2
     y = np.full((2, 5, Ho, Wo), np.nan, np.float32)
     need = fast.conv2d_forward(x, w.reshape(5, -1), 3, 3, 1, 1, ph, pw, 1, 1, 1, 2,
-                               np.zeros(5, np.float32), np.empty(0, np.float32), y)
+                               np.zeros(5, np.float32), np.empty(0, np.float32), y,
+                               (np.empty(0, np.float32),) * 4, 0.0, -np.inf, np.inf,
+                               np.empty((0, 0, 0, 0), np.float32))
     assert need > 0
     cropped = x[:, :, -ph:9 + ph, -pw:8 + pw]
     np.testing.assert_allclose(y, ref.conv2d_forward(cropped, w, None, (1, 1), (0, 0),
@@ -539,3 +541,46 @@ def test_reused_workspace_is_fully_rewritten(xs, ws, s, p, d, bias, rng):
     np.testing.assert_array_equal(dw1, dw0)
     conv_module.release_workspace()
     assert conv_module._workspace(np.float32).array.size == 0
+
+
+@pytest.mark.parametrize("stride, relu, residual", [(1, True, True), (2, False, False),
+                                                    (1, False, True), (2, True, False)])
+def test_fused_batchnorm_residual_clamp_epilogue(stride, relu, residual, rng):
+    # the inference epilogue (cvcore/nn/inference.py): against its readable twin, and bit-equal
+    # to the separate passes of the layers (batch norm, then add, then ReLU)
+    from cvcore.nn.layers import batchnorm2d_eval_forward
+    x = rng.standard_normal((3, 5, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((11, 5, 3, 3)).astype(np.float32)
+    gamma, beta = rng.uniform(0.5, 1.5, 11).astype(np.float32), rng.normal(0, 1, 11).astype(np.float32)
+    mean, var = rng.normal(0, 1, 11).astype(np.float32), rng.uniform(0.1, 2, 11).astype(np.float32)
+    conv, _ = conv2d_forward(x, w, None, stride, 1)
+    res = rng.standard_normal(conv.shape).astype(np.float32) if residual else None
+    clamp = (0.0, np.inf) if relu else (-np.inf, np.inf)
+    y = np.full(conv.shape, np.nan, np.float32)
+    need = fast.conv2d_forward(x, w.reshape(11, -1), 3, 3, stride, stride, 1, 1, 1, 1, 1, 2,
+                               np.zeros(11, np.float32), np.empty(0, np.float32), y,
+                               (gamma, beta, mean, var), 1e-5, *clamp,
+                               np.empty((0, 0, 0, 0), np.float32) if res is None else res)
+    assert need > 0
+    np.testing.assert_allclose(y, ref.conv2d_bn_forward(x, w, gamma, beta, mean, var, 1e-5,
+                                                        (stride,) * 2, (1, 1), (1, 1), res,
+                                                        clamp), rtol=1e-5, atol=1e-5)
+    separate, _ = batchnorm2d_eval_forward(conv, gamma, beta, mean, var, 1e-5)
+    if residual:
+        separate = separate + res
+    if relu:
+        separate = np.where(separate > 0, separate, np.float32(0))
+    np.testing.assert_array_equal(y, separate)
+    if residual:                                # the residual may be the output itself
+        out = res.copy()
+        fast.conv2d_forward(x, w.reshape(11, -1), 3, 3, stride, stride, 1, 1, 1, 1, 1, 2,
+                            np.zeros(11, np.float32), np.empty(0, np.float32), out,
+                            (gamma, beta, mean, var), 1e-5, *clamp, out)
+        np.testing.assert_array_equal(out, y)
+    var[4] = -1.0                               # not a variance: refused, y untouched
+    y2 = np.full(conv.shape, 7.0, np.float32)
+    assert fast.conv2d_forward(x, w.reshape(11, -1), 3, 3, stride, stride, 1, 1, 1, 1, 1, 2,
+                               np.zeros(11, np.float32), np.empty(0, np.float32), y2,
+                               (gamma, beta, mean, var), 1e-5, *clamp,
+                               np.empty((0, 0, 0, 0), np.float32)) == -1
+    assert (y2 == 7.0).all()

@@ -359,3 +359,38 @@ def test_resize_rejects_non_finite_float32_on_every_path(interpolation, value, n
             pp.resize(x, shape_out, interpolation)
     big = np.full((8, 12), np.finfo(np.float32).max, np.float32)   # finite, overflows the sum
     assert np.isinf(pp.resize(big, (4, 6), "area")).all()
+
+
+def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch):
+    """The geometry kernels each make a band of output rows, the bands run on several threads
+    (``cvcore.preprocess._bands``): in many bands every resize kind and both warps must give
+    the one-band result bit for bit, and a NaN in an input row owned by any band (read or
+    skipped by the sampling) must still be rejected."""
+    from cvcore.preprocess import _bands
+
+    x = rng.random((600, 264, 2)).astype(np.float32)    # outputs above MIN_PARALLEL_PIXELS
+    M = np.array([[0.9, 0.2, 5.0], [-0.15, 1.05, -3.0]])
+    calls = [lambda a: pp.resize(a, (300, 132), "nearest"),    # 2x: uint64 pairs
+             lambda a: pp.resize(a, (300, 132), "area"),       # block mean
+             lambda a: pp.resize(a, (422, 190), "bilinear"),   # separable, rows first
+             lambda a: pp.resize(a, (422, 190), "area"),
+             lambda a: pp.resize(a, (820, 300), "bilinear"),   # separable, columns first
+             lambda a: pp.resize(a, (820, 300), "nearest"),    # gather, repeated rows
+             lambda a: pp.warp_affine(a, M, (560, 270)),
+             lambda a: pp.warp_perspective(a, np.vstack([M, [1e-4, 2e-4, 1]]), (560, 270),
+                                           "nearest")]
+    monkeypatch.setattr(_bands, "band_threads", lambda: 1)
+    expected = [call(x) for call in calls]
+    monkeypatch.setattr(_bands, "band_threads", lambda: 3)    # 9-12 bands on 3 threads
+    calls_made = []
+    real_executor = _bands._executor
+    monkeypatch.setattr(_bands, "_executor", lambda n: calls_made.append(n) or real_executor(n))
+    for call, want in zip(calls, expected):
+        np.testing.assert_array_equal(call(x), want)
+    assert calls_made == [2] * len(calls)                     # every call was split
+    for row in (1, 301, 599):                                 # rows of the first and last bands
+        bad = x.copy()
+        bad[row, 7, 1] = np.nan
+        for call in calls[:6]:
+            with pytest.raises(ValueError, match="NaN"):
+                call(bad)

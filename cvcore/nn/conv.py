@@ -273,25 +273,47 @@ def _prepare(x, w, b, stride, padding, dilation, name, check_input):
     return x, w, b, stride, padding, dilation
 
 
-def _run_forward(x, w, bias, stride, padding, dilation, scale=None, clamp=None):
+_EMPTY = {}
+
+
+def _no_epilogue(dtype):
+    """``(affine, res)`` meaning "none" for :func:`kernels.nn_conv.conv2d_forward`: arrays of
+    size 0 of the right types (one compiled signature serves every call of a dtype)."""
+    key = np.dtype(dtype).str
+    if key not in _EMPTY:
+        empty = np.empty(0, dtype=dtype)
+        _EMPTY[key] = ((empty, empty, empty, empty), np.empty((0, 0, 0, 0), dtype=dtype))
+    return _EMPTY[key]
+
+
+def _run_forward(x, w, bias, stride, padding, dilation, affine=None, eps=0.0,
+                 clamp=(-math.inf, math.inf), res=None, y=None, name="conv2d"):
     """The forward kernel on validated, contiguous arrays of one dtype (``bias``: (K,), zeros
-    for none); ``padding`` may be negative (a crop, for input gradients). With ``scale`` (K,)
-    and ``clamp`` (2,) (both of the dtype of ``x``), the output is
-    ``min(max(conv(x, w) * scale + bias, clamp[0]), clamp[1])``."""
+    for none); ``padding`` may be negative (a crop, for input gradients). The epilogue of
+    :func:`kernels.nn_conv.conv2d_forward`: ``affine`` = ``(gamma, beta, mean, var)`` of an
+    eval-mode batch norm (each (K,), the dtype of ``x``) with ``eps``, then ``res`` (the
+    output's shape) added, then ``clamp = (lo, hi)``. ``y``: the output array (N, K, Ho, Wo)
+    to write, else a new one. ``name`` names the layer when the batch-norm statistics are
+    not a variance."""
     N, C, H, W = x.shape
     K, _, kh, kw = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation      # padding < 0: a crop
     Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    y = np.empty((N, K, Ho, Wo), dtype=x.dtype)
+    if y is None:
+        y = np.empty((N, K, Ho, Wo), dtype=x.dtype)
+    none_affine, none_res = _no_epilogue(x.dtype)
     lanes = _lanes()
     ws = _workspace(x.dtype)
-    args = (x, w.reshape(K, C * kh * kw), kh, kw, *stride, *padding, *dilation,
-            _channel_groups(N, Ho, Wo, K, lanes), lanes, bias, ws.buffer(), y)
-    if scale is None:
-        ws.need(_kernels().conv2d_forward(*args))
-    else:
-        ws.need(_kernels().conv2d_forward(*args, scale, clamp))
+    need = _kernels().conv2d_forward(
+        x, w.reshape(K, C * kh * kw), kh, kw, *stride, *padding, *dilation,
+        _channel_groups(N, Ho, Wo, K, lanes), lanes, bias, ws.buffer(), y,
+        none_affine if affine is None else affine, float(eps), float(clamp[0]),
+        float(clamp[1]), none_res if res is None else res)
+    if need < 0:
+        raise ValueError(f"{name}: running_mean and running_var must be finite and "
+                         f"running_var + eps positive (a variance)")
+    ws.need(need)
     return y
 
 
@@ -334,19 +356,53 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True):
     dx = _input_grad(dy, cache) if need_dx else None
     dw = None
     if need_dw:
-        geometry = (kh, kw, *cache.stride, *cache.padding, *cache.dilation)
-        ws = _workspace(dtype)
-        if N * Ho * Wo <= COLS_MAX_POSITIONS:            # few positions: explicit columns
-            dw = np.empty((K, C * kh * kw), dtype=dtype)
-            ws.need(_kernels().conv2d_weight_grad_cols(x, dy, *geometry, lanes, ws.buffer(), dw))
-        else:
-            dw_lanes = np.zeros((lanes, K, C * kh * kw), dtype=dtype)
-            ws.need(_kernels().conv2d_weight_grad(
-                x, dy, *geometry, _weight_grad_block(N, Ho, Wo, C + K, x.itemsize, lanes),
-                lanes, ws.buffer(), dw_lanes))
-            dw = dw_lanes.sum(axis=0)
-        dw = dw.reshape(w.shape)
+        dw = _weight_grad(x, dy, K, (kh, kw, *cache.stride, *cache.padding, *cache.dilation),
+                          lanes).reshape(w.shape)
     return dx, dw, db
+
+
+def _weight_grad(x, dy, K, geometry, lanes):
+    """``dW`` (K, C*kh*kw) of a convolution: the strips of ``x`` and ``dy`` laid out here
+    (:func:`kernels.nn_conv.make_strip`, :func:`kernels.nn_conv.fill_strip`), then the dot
+    products of their windows (:func:`kernels.nn_conv.conv2d_weight_grad`), or for few
+    positions the transposed column matrix (:func:`kernels.nn_conv.conv2d_weight_grad_cols`).
+    The strips are made by separate kernel calls, not inside the weight-gradient kernels, so
+    their code is compiled once on a cold start, not once more in each caller."""
+    from kernels import simd
+    nk = _kernels()
+    N, C = x.shape[:2]
+    Ho, Wo = dy.shape[2:]
+    kh, kw = geometry[:2]
+    R = C * kh * kw
+    cols = N * Ho * Wo <= COLS_MAX_POSITIONS           # few positions: explicit columns
+    ws = _workspace(x.dtype)
+    buf = ws.buffer()
+    if cols:
+        span, count = 1, R
+    else:
+        span = _weight_grad_block(N, Ho, Wo, C + K, x.itemsize, lanes)
+        count = -(-R // simd.DB) * simd.DB
+    xs, offs, Wg, pitch, P = nk.make_strip(x, Ho, Wo, *geometry, span, count, buf)
+    dys = _scratch(buf, xs.size, K * P)
+    nk.fill_strip(dy, Wg, pitch, 0, P, dys)
+    if cols:
+        tiles = _scratch(buf, xs.size + dys.size, lanes * P * simd.TB)
+        ws.need(xs.size + dys.size + tiles.size)
+        dw = np.empty((K, R), dtype=x.dtype)
+        nk.conv2d_weight_grad_cols(xs, offs, dys, P, lanes, tiles, dw)
+        return dw
+    ws.need(xs.size + dys.size)
+    dw_lanes = np.zeros((lanes, K, R), dtype=x.dtype)
+    nk.conv2d_weight_grad(xs, offs, dys, P, span, lanes, dw_lanes)
+    return dw_lanes.sum(axis=0)
+
+
+def _scratch(buf, start, n):
+    """``buf[start:start + n]`` when the workspace is that long, else a new array (as
+    :func:`kernels.nn_conv.scratch` does inside the kernels)."""
+    if buf.size >= start + n:
+        return buf[start:start + n]
+    return np.empty(n, dtype=buf.dtype)
 
 
 def _check_cache(cache):

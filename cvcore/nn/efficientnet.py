@@ -117,8 +117,13 @@ class Conv2dSame(Conv2d):
         x, pad2 = _padded(x, padding)
         x, w, _, stride, pad2, dilation = _prepare(x, self.weight.data, None, self.stride, pad2,
                                                    self.dilation, self._name(), False)
-        return _run_forward(x, w, shift.astype(x.dtype), stride, pad2, dilation,
-                            scale.astype(x.dtype), np.array([lo, hi], dtype=x.dtype))
+        # the folded map as a batch norm of mean 0, variance 1, eps 0: the kernel's own fold
+        # then gives back exactly these (float32) values
+        K = w.shape[0]
+        affine = (scale.astype(x.dtype), shift.astype(x.dtype), np.zeros(K, x.dtype),
+                  np.ones(K, x.dtype))
+        return _run_forward(x, w, np.zeros(K, x.dtype), stride, pad2, dilation, affine, 0.0,
+                            (lo, hi), name=self._name())
 
     def extra_repr(self):
         return super().extra_repr() + ", padding='SAME'"

@@ -28,6 +28,7 @@ import numpy as np
 from cvcore._validate import check_int
 from cvcore.nn.blocks import BasicBlock, Bottleneck, conv1x1
 from cvcore.nn.conv import Conv2d
+from cvcore.nn.module import is_grad_enabled, structure_version
 from cvcore.nn.layers import (NESTED, AdaptiveAvgPool2d, BatchNorm2d, Linear, MaxPool2d, ReLU,
                               Sequential, _as_input, _CachingModule, _kernels, call_child)
 
@@ -159,10 +160,38 @@ class ResNet(_CachingModule):
         The stem's ``relu(bn1(conv1(x)))`` runs the ReLU inside batch norm's output pass
         (:meth:`BatchNorm2d.forward_relu`); ``self.relu`` is kept for torchvision's layout.
         """
+        if not self.training and not is_grad_enabled():
+            logits = self._planned(x)
+            if logits is not None:
+                return logits
         stem, pooled = self._trunk(x)
         with NESTED:
             logits = call_child("fc", self.fc.forward, pooled.reshape(pooled.shape[0], -1))
         self._keep((stem, pooled.shape), logits)
+        return logits
+
+    def _planned(self, x):
+        """The fused inference forward (:class:`cvcore.nn.inference.ResNetPlan`), or None
+        where it does not apply (the layer-by-layer forward then runs and reports errors)."""
+        plan = self.__dict__.get("_plan")
+        if plan is None or (plan is not False and plan.version != structure_version()):
+            from cvcore.nn.inference import ResNetPlan, Unplanned
+            try:
+                plan = ResNetPlan(self)
+            except TypeError:                      # a layout the plan does not know
+                plan = Unplanned()
+            object.__setattr__(self, "_plan", plan)
+        if plan is False or self.conv1.weight.data.dtype != np.float32:
+            return None
+        x = np.ascontiguousarray(_as_input(x, "ResNet input", ndim=4, check_nan=False),
+                                 dtype=np.float32)   # the parameters' precision, as _trunk
+        if not np.isfinite(x.sum(dtype=np.float64)):
+            return None                            # NaN/inf (or an overflow): let conv1 say
+        logits = plan.run(x)
+        if logits is not None and self._cache is not None:
+            for m in self.modules():               # as a layer-by-layer no_grad forward:
+                if "_cache" in m.__dict__:         # no older cache survives it
+                    object.__setattr__(m, "_cache", None)
         return logits
 
     def embed(self, x):

@@ -67,6 +67,17 @@ def no_grad():
         _grad_mode.enabled = previous
 
 
+# Bumped by every attribute assignment on a module but a layer's cache: inference plans
+# (:mod:`cvcore.nn.inference`) made for an older layout are rebuilt.
+_structure = [0]
+
+
+def structure_version() -> int:
+    """A number that changes whenever an attribute of any module is assigned (a layer replaced,
+    a setting changed), except the caches the forward pass keeps."""
+    return _structure[0]
+
+
 class Parameter:
     """A trainable array and its gradient.
 
@@ -109,6 +120,8 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() "
                                f"before assigning attributes")
+        if name != "_cache":                   # a layer, parameter or setting may have changed
+            _structure[0] += 1
         for table in (self._parameters, self._buffers, self._modules):
             table.pop(name, None)
         if isinstance(value, Parameter):

@@ -20,12 +20,17 @@ Agreement (tested): ``resize`` equals ``cv2.resize`` with ``INTER_NEAREST``, ``I
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import math
+import functools
+import os
+import sys
+import threading
 
 import numpy as np
 
-from cvcore._threads import network_call, threads_for
+from cvcore.preprocess._bands import run_bands
 from cvcore._validate import check_array, check_choice, check_finite, check_pair, _check_real
 
 __all__ = ["resize", "resize_center_crop", "warp_affine", "warp_perspective", "INTERPOLATIONS", "BORDER_MODES"]
@@ -37,31 +42,15 @@ MAX_OUTPUT_PIXELS = 1 << 31
 MAX_CONDITION = 1e12          # a matrix worse conditioned than this counts as singular   # refuse outputs that cannot be addressed or allocated sanely
 
 
-PARALLEL_MIN_PIXELS = 1 << 16   # smaller outputs run on one thread: the work (under ~0.1 ms)
-                                # is then shorter than waking and joining the thread team
-
-
-@contextlib.contextmanager
-def _kernel_threads(n_out):
-    """Threads for a kernel making ``n_out`` output values: one for small work, else no more
-    than there are free cores (:mod:`cvcore._threads`: a busy machine's descheduled thread
-    would hold up every parallel region)."""
-    if n_out < PARALLEL_MIN_PIXELS:
-        with threads_for(False):
-            yield
-    else:
-        with network_call():
-            yield
-
-
+EXPONENT_ALL_ONES = 0x7F800000   # float32 bits & 0x7fffffff at or above this: NaN or infinity
 def _prepare(image, check_input=True):
     """Validate an image; return (float32 channel planes (C, H, W) C-contiguous, was 2-D, output
     dtype). The kernels work plane by plane so that their inner loops run along a row.
 
-    ``check_input=False`` leaves the finiteness of float32 input to the caller, who must then
-    call :func:`_check_output`: for kernels whose every output is a positive-weight sum of its
-    inputs, each input pixel counted, a NaN or infinity in the input cannot vanish from the
-    output, and the output is smaller to scan."""
+    ``check_input=False`` leaves the finiteness of float32 input to the caller: the resize
+    kernels check it as they read the rows (:mod:`kernels.resize`), the block mean on its
+    output (its every output is a positive-weight sum of its inputs, each input pixel counted,
+    so a NaN or infinity in the input cannot vanish from the output)."""
     arr = check_array(image, "image", ndim=(2, 3), dtypes="buif")
     if arr.dtype != np.float32:
         check_finite(arr, "image")
@@ -71,17 +60,11 @@ def _prepare(image, check_input=True):
     planes = arr[None] if arr.ndim == 2 else np.moveaxis(arr, 2, 0)
     planes = np.ascontiguousarray(planes, dtype=np.float32)
     if check_input and arr.dtype == np.float32:
-        _check_output(planes, planes)
+        from kernels.finite import all_finite_bits
+
+        if not all_finite_bits(planes.reshape(-1).view(np.uint32)):
+            check_finite(planes, "image")       # raises, naming NaN or infinity
     return planes, arr.ndim == 2, out_dtype
-
-
-def _check_output(out, planes):
-    """Raise the input's ValueError (naming NaN or infinity) if the float32 array ``out`` holds
-    one and the input ``planes`` does too (finite input may still overflow to infinity)."""
-    from kernels.finite import all_finite_bits
-
-    if not all_finite_bits(out.reshape(-1).view(np.uint32)):
-        check_finite(planes, "image")
 
 
 def _finish(out, was_2d, dtype):
@@ -101,23 +84,62 @@ def _output_shape(output_shape, default, channels):
     return rows, cols
 
 
-def _axis_table(n_in, n_out, interpolation, area_mode_linear):
-    """Sampling table (indices, weights) for one axis; see :mod:`kernels.resize`."""
-    from kernels import resize as k
-
+@functools.lru_cache(maxsize=64)      # a pipeline resizes to the same few sizes again and again
+def _nearest_table(n_in, n_out):
+    """Nearest table of one axis: ``idx[d] = min(floor(d * scale), n_in - 1)``, int32 (n_out,)
+    (OpenCV's ``INTER_NEAREST``, ``scale = 1 / (n_out / n_in)``)."""
     scale = 1.0 / (n_out / n_in)      # OpenCV: scale_x = 1. / inv_scale_x
-    if interpolation == "nearest":
-        taps, fill = 1, k.nearest_table
-    elif interpolation == "bilinear":
-        taps, fill = 2, k.linear_table
-    elif area_mode_linear:
-        taps, fill = 2, k.area_linear_table
-    else:
-        taps, fill = int(math.ceil(scale)) + 1, k.area_table
+    idx = np.floor(np.arange(n_out) * scale).astype(np.int64)
+    return np.minimum(idx, n_in - 1).astype(np.int32)
+
+
+def _two_tap_table(n_in, s, f):
+    """Two-tap table, tap-major (2, n_out): ``(1 - f)`` at ``s`` and ``f`` at ``s + 1``; a tap
+    outside the image moves onto the edge pixel with ``f = 0`` (OpenCV's clamping). ``s`` int64,
+    ``f`` float32 (OpenCV computes the fractions in float)."""
+    f = np.where((s < 0) | (s >= n_in - 1), np.float32(0.0), f).astype(np.float32)
+    s = np.clip(s, 0, n_in - 1)
+    idx = np.stack([s, np.minimum(s + 1, n_in - 1)]).astype(np.int32)
+    return idx, np.stack([np.float32(1.0) - f, f])
+
+
+def _linear_table(n_in, n_out):
+    """``INTER_LINEAR``: source coordinate ``(d + 0.5) * scale - 0.5`` rounded to float32, taps
+    at its floor and the next pixel."""
+    scale = 1.0 / (n_out / n_in)
+    f = ((np.arange(n_out) + 0.5) * scale - 0.5).astype(np.float32)
+    s = np.floor(f)
+    return _two_tap_table(n_in, s.astype(np.int64), f - s)
+
+
+def _area_linear_table(n_in, n_out):
+    """``INTER_AREA`` when an axis grows: ``s = floor(d * scale)``, ``f = (d + 1) - (s + 1) /
+    scale`` in float32, wrapped to [0, 1) (0 where not positive)."""
+    scale = 1.0 / (n_out / n_in)
+    d = np.arange(n_out)
+    s = np.floor(d * scale).astype(np.int64)
+    f = ((d + 1) - (s + 1) * (1.0 / scale)).astype(np.float32)
+    f = np.where(f <= 0, np.float32(0.0), f - np.floor(f)).astype(np.float32)
+    return _two_tap_table(n_in, s, f)
+
+
+@functools.lru_cache(maxsize=64)
+def _axis_table(n_in, n_out, interpolation, area_mode_linear):
+    """Sampling table of one axis, tap-major: (indices int32, weights float32), each (taps,
+    n_out); see :mod:`kernels.resize` and the twin :mod:`kernels.reference.resize`. Cached
+    (the tables depend on the sizes only; the kernels never write them)."""
+    if interpolation == "bilinear":
+        return _linear_table(n_in, n_out)
+    if area_mode_linear:
+        return _area_linear_table(n_in, n_out)
+    from kernels.resize import area_table
+
+    scale = 1.0 / (n_out / n_in)
+    taps = int(math.ceil(scale)) + 1
     idx = np.zeros((n_out, taps), dtype=np.int32)
     w = np.zeros((n_out, taps), dtype=np.float32)
-    fill(n_in, n_out, scale, idx, w)
-    return idx, w
+    area_table(n_in, n_out, scale, idx, w)
+    return np.ascontiguousarray(idx.T), np.ascontiguousarray(w.T)
 
 
 def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
@@ -158,32 +180,36 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
     rows, cols = _output_shape(output_shape, None, C)
     out = np.empty((C, rows, cols), dtype=np.float32)
     integer_shrink = H % rows == 0 and W % cols == 0
-    block_mean = integer_shrink and (interpolation == "area" or (
-        interpolation == "bilinear" and H == 2 * rows and W == 2 * cols))
-    if not block_mean:
-        _check_output(planes, planes)   # the input itself: these modes skip input pixels
-    if interpolation == "nearest":
-        kind = k.NEAREST
-        row_idx, row_w = _axis_table(H, rows, "nearest", False)
-        col_idx, col_w = _axis_table(W, cols, "nearest", False)
-    elif block_mean:
+    if integer_shrink and (interpolation == "area" or (
+            interpolation == "bilinear" and H == 2 * rows and W == 2 * cols)):
         # block means; halving with bilinear samples half-way between pixel pairs, which is the
         # 2x2 block mean (OpenCV switches INTER_LINEAR to INTER_AREA there too); no tables
-        kind = k.BLOCK_MEAN
-        row_idx, row_w = np.zeros((0, 1), np.int32), np.zeros((0, 1), np.float32)
-        col_idx, col_w = row_idx, row_w
+        # every input pixel is in one block, weight 1 / (ky kx): the kernel scans the output
+        top = np.zeros(rows, dtype=np.uint32)      # each band's scan, at its first row
+        run_bands(k.resize_block_mean, rows, cols * C, planes, out, out.view(np.uint32), top)
+        if top.max() >= EXPONENT_ALL_ONES:
+            check_finite(planes, "image")   # a finite input may still overflow to infinity
+        return _finish(out, was_2d, dtype)
+    # the other kernels scan the input rows they own for NaN and infinity as they read them
+    bits = planes.view(np.uint32)
+    top = np.zeros(rows, dtype=np.uint32)          # each band's scan, at its first row
+    if interpolation == "nearest":
+        # uint64 pairs of values for the 2x shrink (little-endian: the low half is the first)
+        paired = W % 2 == 0 and sys.byteorder == "little"
+        pairs = bits.view(np.uint64) if paired else np.empty((C, H, 0), np.uint64)
+        run_bands(k.resize_nearest, rows, cols * C, bits, pairs, _nearest_table(H, rows),
+                  _nearest_table(W, cols), out.view(np.uint32), top)
     else:
         # OpenCV averages areas only when no axis grows (scale_x >= 1 and scale_y >= 1)
         growing = rows > H or cols > W
         row_idx, row_w = _axis_table(H, rows, interpolation, growing)
         col_idx, col_w = _axis_table(W, cols, interpolation, growing)
-        # the column pass gathers: run it on the smaller of the input rows and the output rows
-        kind = k.ROWS_FIRST if rows < H else k.COLUMNS_FIRST
-    with _kernel_threads(out.size):
-        k.resize_rows(planes, row_idx, row_w, np.ascontiguousarray(col_idx.T),
-                      np.ascontiguousarray(col_w.T), kind, out)
-    if block_mean:
-        _check_output(out, planes)      # every input pixel is in one block, weight 1 / (ky kx)
+        # the column pass gathers: run it on the smaller of the input rows and output rows
+        run_bands(k.resize_separable, rows, cols * C * row_idx.shape[0], planes, bits,
+                  np.ascontiguousarray(row_idx.T), np.ascontiguousarray(row_w.T), col_idx,
+                  col_w, rows < H, out, top)
+    if top.max() >= EXPONENT_ALL_ONES:
+        check_finite(planes, "image")
     return _finish(out, was_2d, dtype)
 
 
@@ -209,10 +235,11 @@ def _warp(image, Minv, output_shape, interpolation, mode, cval):
     C, H, W = planes.shape
     rows, cols = _output_shape(output_shape, (H, W), C)
     out = np.empty((C, rows, cols), dtype=np.float32)
-    code = warp_kernels.NEAREST if interpolation == "nearest" else warp_kernels.BILINEAR
+    kernel = (warp_kernels.warp_nearest if interpolation == "nearest" else
+              warp_kernels.warp_bilinear)
     mode_code = getattr(warp_kernels, f"MODE_{mode.upper()}")
-    with _kernel_threads(out.size):
-        warp_kernels.warp(planes, Minv, code, mode_code, np.float32(cval), out)
+    run_bands(kernel, rows, cols * C * (4 if interpolation == "bilinear" else 1), planes, Minv,
+              mode_code, np.float32(cval), out)
     return _finish(out, was_2d, dtype)
 
 

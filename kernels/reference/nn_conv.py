@@ -117,6 +117,28 @@ def conv2d_forward(x, w, b, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
     return y.reshape(N, K, Ho, Wo), cols
 
 
+def conv2d_bn_forward(x, w, gamma, beta, mean, var, eps, stride=(1, 1), padding=(0, 0),
+                      dilation=(1, 1), res=None, clamp=(-np.inf, np.inf)):
+    """Reference of the fast kernel's inference epilogue: a convolution followed by an
+    eval-mode batch norm (Ioffe & Szegedy 2015, the running statistics), an optional residual
+    sum and a clamp (ReLU is ``(0, inf)``)::
+
+        scale = gamma / sqrt(var + eps)            (float64, then the dtype of x)
+        shift = beta - mean * scale
+        y = clip(conv(x, w) * scale + shift [+ res], lo, hi)
+
+    which is a residual block's ``relu(bn(conv(h)) + identity)`` in one expression.
+    """
+    y, _ = conv2d_forward(x, w, None, stride, padding, dilation)
+    var64 = np.asarray(var, np.float64)
+    scale = np.asarray(gamma, np.float64) / np.sqrt(var64 + eps)
+    shift = np.asarray(beta, np.float64) - np.asarray(mean, np.float64) * scale
+    y = y * scale.astype(x.dtype)[None, :, None, None] + shift.astype(x.dtype)[None, :, None, None]
+    if res is not None:
+        y = y + res
+    return np.clip(y, clamp[0], clamp[1])
+
+
 def conv2d_backward(dy, x_shape, w, cols, has_bias, stride=(1, 1), padding=(0, 0),
                     dilation=(1, 1)):
     """Reference gradients of :func:`conv2d_forward`.

@@ -1,0 +1,362 @@
+"""The inference plan of a residual network: its eval-mode forward under
+:func:`cvcore.nn.no_grad` as a short list of fused kernel calls.
+
+A layer-by-layer forward runs, per convolution, the convolution kernel, a batch-norm pass, often
+a ReLU pass and a residual-sum pass, each with its own argument checks, output allocation and
+parallel region. For inference none of that is needed:
+
+* an eval-mode batch norm is a per-channel affine map, and the ReLU and the residual sum are
+  element-wise, so all of them run in the convolution kernel's epilogue, as each tile leaves the
+  registers (:func:`kernels.nn_conv.conv2d_forward`: ``relu(bn2(conv2(h)) + identity)`` is one
+  call; the batch norm is folded from its live statistics inside the kernel, on every call, so a
+  changed weight or statistic is always used);
+* the shapes, the thread split and the argument lists of every call are worked out once per
+  input shape and thread count, and the activations go to buffers the plan keeps between
+  calls (per thread; a fresh multi-megabyte array costs a page fault per 4 KiB page);
+* the network's input is checked once (as :meth:`cvcore.nn.ResNet.forward` checks it).
+
+Every step rounds as the separate layers do, so the logits equal the layer-by-layer forward's
+bit for bit (``tests/test_nn_models.py``). The plan serves only the case it was made for: every
+module in eval mode, gradients off, float32 parameters, the block layout of
+:mod:`cvcore.nn.blocks`; otherwise, and for any input the plan cannot take (an error to
+report), the network runs layer by layer, which raises the usual errors.
+
+Measured (``python -m benchmarks.cnn --serve-batches``, ``benchmarks/README.md``): at batch 1 on
+one thread the layer-by-layer glue cost about as much CPU as the kernels themselves.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from cvcore.nn.layers import _kernels, _matmul_nt, _pool_output_shape
+
+__all__ = ["ResNetPlan", "Unplanned"]
+
+_INF = float("inf")
+
+
+class _Conv:
+    """One fused step: ``dst = clamp(bn(conv(src)) [+ res])``; slots are indices of the plan's
+    activation buffers (-1: the network's input)."""
+
+    __slots__ = ("conv", "bn", "relu", "src", "dst", "res", "path")
+
+    def __init__(self, conv, bn, relu, src, dst, res, path):
+        self.conv, self.bn, self.relu = conv, bn, relu
+        self.src, self.dst, self.res, self.path = src, dst, res, path
+
+
+class _MaxPool:
+    __slots__ = ("pool", "src", "dst")
+
+    def __init__(self, pool, src, dst):
+        self.pool, self.src, self.dst = pool, src, dst
+
+
+class ResNetPlan:
+    """The fused inference forward of a :class:`cvcore.nn.ResNet` (see the module docstring).
+
+    Parameters
+    ----------
+    net : ResNet
+        Blocks of :mod:`cvcore.nn.blocks` (``BasicBlock`` / ``Bottleneck``), projections
+        ``Sequential(Conv2d, BatchNorm2d)``.
+
+    Notes
+    -----
+    :meth:`run` returns None when the plan does not apply (a module in training mode, a
+    parameter that is not a C-contiguous float32 array, an input that some layer refuses); the
+    caller then runs the network layer by layer. Buffers are per thread and per plan; a copied
+    or unpickled network has none (it makes its own plan on first use).
+    """
+
+    def __init__(self, net):
+        from cvcore.nn.module import structure_version
+        self.version = structure_version()        # the layout the steps were read from
+        self.net = net
+        self.steps, self.nslots = _build_steps(net)
+        self.modules = [m for m in net.modules()]
+        self.convs = [s for s in self.steps if isinstance(s, _Conv)]
+        self._local = threading.local()
+
+    def __reduce__(self):
+        # a copied or unpickled network makes a plan of its own on first use
+        return type(None), ()
+
+    # -- per call ---------------------------------------------------------------------------
+    def run(self, x):
+        """Logits (N, num_classes) of the validated float32 images ``x`` (N, C, H, W),
+        C-contiguous, or None when the plan does not apply."""
+        for m in self.modules:
+            if m.training:
+                return None
+        params = self._live_arrays()
+        if params is None:
+            return None
+        import numba
+        N, _, H, W = x.shape
+        key = (N, H, W, numba.get_num_threads())
+        local = self._local
+        programs = getattr(local, "programs", None)
+        if programs is None:
+            programs = local.programs = {}
+            local.bufs = [np.empty(0, np.float32) for _ in range(self.nslots + 1)]
+            local.argmax = np.empty(0, np.int32)
+            local.ws = np.empty(0, np.float32)
+        program = programs.get(key)
+        if program is None or program[0] != params:
+            program = self._program(x.shape, key[3], params)
+            if program is None:
+                return None
+            programs[key] = program
+        _, calls, head = program
+        conv = _kernels("nn_conv").conv2d_forward
+        ws_need = 0
+        for args in calls:
+            if args[0] == -1:                          # a conv step: the input goes first
+                need = conv(x, *args[1:])
+            elif args[0] == -2:
+                need = conv(*args[1:])
+            else:                                       # max pool
+                args[1](*args[2:])
+                continue
+            if need < 0:                               # a batch norm's statistics are not a
+                return None                            # variance: the layer path says which
+            ws_need = max(ws_need, need)
+        if ws_need > local.ws.size:                    # grow the strip workspace for next time
+            local.ws = np.empty(ws_need, np.float32)
+            programs.clear()
+        pool_fn, pool_args, pooled, fc = head
+        pool_fn(*pool_args)
+        logits = _matmul_nt(pooled, fc.weight.data)
+        if fc.bias is not None:
+            logits += fc.bias.data
+        return logits
+
+    def _live_arrays(self):
+        """The parameter and statistic arrays every step reads now (a tuple compared by
+        identity with those a program was made with), or None if one of them is not a
+        C-contiguous float32 array (checked when they are not the arrays of last time: an
+        array's dtype and layout do not change)."""
+        out = []
+        for s in self.convs:
+            bn = s.bn
+            out += (s.conv.weight.data, bn.weight.data, bn.bias.data, bn.running_mean,
+                    bn.running_var)
+        fc = self.net.fc
+        out += (fc.weight.data, None if fc.bias is None else fc.bias.data)
+        out = _Identity(out)
+        if out != getattr(self, "_checked", None):
+            for a in out:
+                if a is not None and (not isinstance(a, np.ndarray) or a.dtype != np.float32
+                                      or not a.flags.c_contiguous):
+                    return None
+            self._checked = out
+        return out
+
+    # -- per input shape ---------------------------------------------------------------------
+    def _program(self, shape, lanes, params):
+        """``(params, calls, head)`` for inputs of ``shape`` on ``lanes`` threads: every kernel
+        call with its arguments, the activations in this thread's buffers; None if a layer
+        would refuse the shape."""
+        from cvcore.nn.conv import _channel_groups, conv2d_output_shape
+        local = self._local
+        shapes = {-1: tuple(shape)}
+        plan, srcs = [], []
+        for s in self.steps:
+            src = shapes[s.src]
+            srcs.append(src)
+            if isinstance(s, _Conv):
+                conv, bn = s.conv, s.bn
+                if conv.groups != 1 or src[1] != conv.in_channels or \
+                        bn.num_features != conv.out_channels or conv.bias is not None:
+                    return None
+                for size, k, p, d in zip(src[2:], conv.kernel_size, conv.padding,
+                                         conv.dilation):
+                    if size + 2 * p < d * (k - 1) + 1:
+                        return None
+                out = conv2d_output_shape(src, conv.weight.data.shape, conv.stride,
+                                          conv.padding, conv.dilation)
+                if s.res is not None and shapes[s.res] != out:
+                    return None
+            else:
+                pool = s.pool
+                try:
+                    out = _pool_output_shape(src, pool.kernel_size, pool.stride, pool.padding,
+                                             pool.dilation, "max_pool2d")
+                except ValueError:
+                    return None
+            if min(out) < 1:
+                return None
+            shapes[s.dst] = out
+            plan.append(out)
+        last = shapes[self.steps[-1].dst]
+        fc = self.net.fc
+        if last[1] != fc.in_features:
+            return None
+        # grow the buffers to this shape's needs (slot nslots: the pooled features)
+        need = [0] * (self.nslots + 1)
+        for s, out in zip(self.steps, plan):
+            need[s.dst] = max(need[s.dst], int(np.prod(out)))
+        need[self.nslots] = last[0] * last[1]
+        bufs = local.bufs
+        grown = False
+        for i, n in enumerate(need):
+            if n > bufs[i].size:
+                bufs[i] = np.empty(n, np.float32)
+                grown = True
+        pools = [out for s, out in zip(self.steps, plan) if isinstance(s, _MaxPool)]
+        amax = max([int(np.prod(o)) for o in pools], default=0)
+        if amax > local.argmax.size:
+            local.argmax = np.empty(amax, np.int32)
+            grown = True
+        if grown:                                      # older programs hold views of the old
+            local.programs.clear()                     # buffers
+
+        def view(slot, shp):
+            return bufs[slot][:int(np.prod(shp))].reshape(shp)
+
+        calls = []
+        for s, out, src_shape in zip(self.steps, plan, srcs):
+            y = view(s.dst, out)
+            if isinstance(s, _Conv):
+                conv, bn = s.conv, s.bn
+                K, C, kh, kw = conv.weight.data.shape
+                res = view(s.res, out) if s.res is not None else _EMPTY4
+                args = (conv.weight.data.reshape(K, C * kh * kw), kh, kw, *conv.stride,
+                        *conv.padding, *conv.dilation,
+                        _channel_groups(out[0], out[2], out[3], K, lanes), lanes, _ZEROS(K),
+                        local.ws, y, (bn.weight.data, bn.bias.data, bn.running_mean,
+                                      bn.running_var), float(bn.eps), 0.0 if s.relu else -_INF,
+                        _INF, res)
+                if s.src == -1:
+                    calls.append((-1,) + args)
+                else:
+                    calls.append((-2, view(s.src, src_shape)) + args)
+            else:
+                pool = s.pool
+                N, C, H, W = src_shape
+                OH, OW = out[2], out[3]
+                am = local.argmax[:N * C * OH * OW].reshape(N * C, OH, OW)
+                calls.append((0, _kernels("nn_pool").maxpool2d_forward,
+                              view(s.src, src_shape).reshape(N * C, H, W), *pool.kernel_size,
+                              *pool.stride, *pool.padding, *pool.dilation,
+                              y.reshape(N * C, OH, OW), am))
+        N, C, H, W = last
+        pooled = bufs[self.nslots][:N * C].reshape(N, C)
+        head = (_kernels("nn_pool").adaptive_avgpool2d_forward,
+                (view(self.steps[-1].dst, last).reshape(N * C, H, W),
+                 pooled.reshape(N * C, 1, 1)), pooled, fc)
+        return params, calls, head
+
+
+class Unplanned:
+    """Stands for the plan of a network whose layout the plan does not know (a custom block),
+    until the layout changes again."""
+
+    def __init__(self):
+        from cvcore.nn.module import structure_version
+        self.version = structure_version()
+
+    def run(self, x):
+        return None
+
+    def __reduce__(self):
+        return type(None), ()
+
+
+class _Identity(tuple):
+    """A tuple of arrays that compares by identity (``is``), not by value."""
+
+    def __new__(cls, items):
+        return super().__new__(cls, items)
+
+    def __eq__(self, other):
+        return isinstance(other, _Identity) and len(self) == len(other) and \
+            all(a is b for a, b in zip(self, other))
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    __hash__ = None
+
+
+_EMPTY4 = np.empty((0, 0, 0, 0), np.float32)
+_ZERO_CACHE = {}
+
+
+def _ZEROS(K):
+    """A float32 zero bias of length ``K`` (the kernel ignores it with a batch norm, and never
+    writes it; not flagged read-only, which would be another type for Numba to compile the
+    kernel for)."""
+    z = _ZERO_CACHE.get(K)
+    if z is None:
+        z = _ZERO_CACHE[K] = np.zeros(K, np.float32)
+    return z
+
+
+def _build_steps(net):
+    """The steps of ``net`` (a ResNet) and the number of activation slots they use; raises
+    TypeError for a layout the plan does not know."""
+    from cvcore.nn.blocks import BasicBlock, Bottleneck
+    from cvcore.nn.conv import Conv2d
+    from cvcore.nn.layers import AdaptiveAvgPool2d, BatchNorm2d, MaxPool2d, Sequential
+
+    steps = []
+    free = []
+    count = [0]
+
+    def take():
+        if free:
+            return free.pop()
+        count[0] += 1
+        return count[0] - 1
+
+    def conv_bn(conv, bn, relu, src, res, path, dst=None):
+        if type(conv) is not Conv2d or type(bn) is not BatchNorm2d:
+            raise TypeError(f"{path}: not a Conv2d + BatchNorm2d pair")
+        dst = take() if dst is None else dst
+        steps.append(_Conv(conv, bn, relu, src, dst, res, path))
+        return dst
+
+    x = conv_bn(net.conv1, net.bn1, True, -1, None, "conv1")
+    if net.stem == "imagenet":
+        if type(net.maxpool) is not MaxPool2d:
+            raise TypeError("maxpool: not a MaxPool2d")
+        y = take()
+        steps.append(_MaxPool(net.maxpool, x, y))
+        free.append(x)
+        x = y
+    for stage in net._stage_names:
+        for i, block in enumerate(getattr(net, stage)):
+            path = f"{stage}.{i}"
+            if type(block) not in (BasicBlock, Bottleneck):
+                raise TypeError(f"{path}: not a BasicBlock or Bottleneck")
+            h = x
+            inner = []
+            for k, (cname, bname) in enumerate(block._stages[:-1]):
+                h_new = conv_bn(getattr(block, cname), getattr(block, bname), True, h, None,
+                                f"{path}.{cname}")
+                if h is not x:
+                    free.append(h)
+                h = h_new
+                inner.append(h)
+            ds = block.downsample
+            if ds is not None:
+                if type(ds) is not Sequential or len(ds) != 2:
+                    raise TypeError(f"{path}.downsample: not Sequential(Conv2d, BatchNorm2d)")
+                identity = conv_bn(ds[0], ds[1], False, x, None, f"{path}.downsample")
+                free.append(x)
+            else:
+                identity = x
+            cname, bname = block._stages[-1]
+            # the residual sum is written over the identity's buffer, read element by element
+            conv_bn(getattr(block, cname), getattr(block, bname), True, h, identity,
+                    f"{path}.{cname}", dst=identity)
+            free.append(h)
+            x = identity
+    if type(net.avgpool) is not AdaptiveAvgPool2d or net.avgpool.output_size != (1, 1):
+        raise TypeError("avgpool: not a global average pool")
+    return steps, count[0]

@@ -1,0 +1,160 @@
+"""The fused inference plan of the ResNets (cvcore/nn/inference.py): bit-equal to the
+layer-by-layer forward at every batch size and thread count, sees every change of the weights,
+falls back (and reports the usual errors) where it does not apply."""
+import copy
+import pickle
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+from cvcore import nn
+from cvcore.nn.blocks import BasicBlock, Bottleneck
+from cvcore.nn.inference import ResNetPlan
+from cvcore.nn.models import resnet20
+
+
+def _randomise_bn(model, rng):
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            C = m.num_features
+            m.weight.data[...] = rng.uniform(0.5, 1.5, C)
+            m.bias.data[...] = rng.normal(0, 0.2, C)
+            m.running_mean[...] = rng.normal(0, 0.2, C)
+            m.running_var[...] = rng.uniform(0.5, 2.0, C)
+    return model
+
+
+def _layer_by_layer(model, x):
+    """The forward without the plan."""
+    saved = model.__dict__.get("_plan")
+    object.__setattr__(model, "_plan", False)
+    try:
+        with nn.no_grad():
+            return model(x)
+    finally:
+        object.__setattr__(model, "_plan", saved)
+
+
+def _planned(model, x):
+    with nn.no_grad():
+        out = model(x)
+    assert isinstance(model.__dict__.get("_plan"), ResNetPlan)
+    return out
+
+
+def _bottleneck_net(rng):
+    # ImageNet stem (7x7/2 conv, 3x3/2 max pool), bottlenecks with and without projections
+    net = nn.ResNet(Bottleneck, [2, 1], num_classes=5, widths=(4, 6), rng=0)
+    return _randomise_bn(net, rng).eval()
+
+
+@pytest.mark.parametrize("make, size", [(lambda rng: _randomise_bn(resnet20(rng=0), rng).eval(),
+                                         12),
+                                        (_bottleneck_net, 29)])
+def test_plan_equals_the_layer_by_layer_forward_at_every_batch_size(make, size, rng):
+    model = make(rng)
+    x = rng.standard_normal((5, 3, size, size)).astype(np.float32)
+    whole = _planned(model, x)
+    np.testing.assert_array_equal(whole, _layer_by_layer(model, x))
+    for n in (1, 2):                                   # a smaller batch: the same bits
+        np.testing.assert_array_equal(_planned(model, x[:n]), whole[:n])
+    np.testing.assert_array_equal(_planned(model, x), whole)     # the buffers are reused
+
+
+def test_plan_is_the_same_on_one_and_two_threads(rng):
+    model = _randomise_bn(resnet20(rng=0), rng).eval()
+    x = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = _planned(model, x)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = _planned(model, x)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_plan_sees_changed_weights_and_statistics(rng):
+    model = _randomise_bn(resnet20(rng=0), rng).eval()
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    first = _planned(model, x)
+    model.layer2[0].conv1.weight.data *= 1.5                       # in place
+    model.layer3[1].bn2.running_var[...] *= 2.0                     # in place
+    second = _planned(model, x)
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(second, _layer_by_layer(model, x))
+    state = model.state_dict()                                      # new buffer arrays
+    state["layer1.0.bn1.running_mean"] = state["layer1.0.bn1.running_mean"] + 0.5
+    model.load_state_dict(state)
+    model.fc.weight.data = model.fc.weight.data * 2                 # a new parameter array
+    third = _planned(model, x)
+    assert not np.array_equal(third, second)
+    np.testing.assert_array_equal(third, _layer_by_layer(model, x))
+
+
+def test_plan_steps_aside_where_it_does_not_apply(rng):
+    model = _randomise_bn(resnet20(rng=0), rng).eval()
+    x = rng.standard_normal((4, 3, 8, 8)).astype(np.float32)
+    model.layer2[0].bn1.train()                   # one batch norm on batch statistics
+    with nn.no_grad():
+        out = model(x)
+    plan = model.__dict__["_plan"]
+    assert plan.run(x) is None
+    np.testing.assert_array_equal(out, _layer_by_layer(model, x))
+    model.eval()
+    with nn.no_grad():                            # float64 input: computed in float32 as before
+        np.testing.assert_array_equal(model(x.astype(np.float64)), model(x))
+    model.layer1[0].conv1 = nn.Conv2d(16, 16, 3, padding=1, bias=True, rng=0)  # surgery: a bias
+    with nn.no_grad():
+        out = model(x)
+    np.testing.assert_array_equal(out, _layer_by_layer(model, x))
+
+
+def test_errors_are_those_of_the_layers(rng):
+    model = resnet20(rng=0).eval()
+    with nn.no_grad():
+        with pytest.raises(ValueError, match=r"^conv1: .*expected 3 input channels, got 1"):
+            model(np.zeros((2, 1, 8, 8), dtype=np.float32))
+        x = np.zeros((1, 3, 8, 8), dtype=np.float32)
+        x[0, 1, 2, 3] = np.nan
+        with pytest.raises(ValueError, match=r"^conv1: .*NaN"):
+            model(x)
+        model(np.zeros((1, 3, 8, 8), dtype=np.float32))
+        model.layer2[1].bn2.running_var[3] = -1.0                  # not a variance
+        with pytest.raises(ValueError, match=r"^layer2\.1\.bn2: .*running_var \+ eps positive"):
+            model(np.zeros((1, 3, 8, 8), dtype=np.float32))
+        with pytest.raises(ValueError, match="ResNet input must have 4 dimensions"):
+            model(np.zeros((3, 8, 8), dtype=np.float32))
+
+
+def test_copies_and_threads_have_their_own_buffers(rng):
+    model = _randomise_bn(resnet20(rng=0), rng).eval()
+    xs = [rng.standard_normal((n, 3, 16, 16)).astype(np.float32) for n in (1, 3, 2, 4)]
+    expected = [_layer_by_layer(model, x) for x in xs]
+    _planned(model, xs[0])
+    twin = copy.deepcopy(model)
+    assert twin.__dict__["_plan"] is None                          # makes its own
+    np.testing.assert_array_equal(_planned(twin, xs[2]), expected[2])
+    assert twin.__dict__["_plan"].net is twin
+    np.testing.assert_array_equal(_planned(pickle.loads(pickle.dumps(model)), xs[1]),
+                                  expected[1])
+    results, errors = {}, []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                for j, x in enumerate(xs):
+                    np.testing.assert_array_equal(_planned(model, x), expected[j])
+            results[i] = True
+        except Exception as exc:             # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 3
