@@ -57,6 +57,19 @@ def test_a_pool_that_never_runs_costs_no_wait(monkeypatch):
         blocker.result()
 
 
+def test_an_error_in_any_band_reaches_the_caller(monkeypatch):
+    monkeypatch.setattr(_bands, "band_threads", lambda: 2)
+    monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(_bands, "MIN_BAND_ROWS", 1)
+
+    def kernel(r0, r1):
+        if r0 <= 40 < r1:
+            raise TypeError("band with row 40")
+
+    with pytest.raises(TypeError, match="row 40"):
+        _bands.run_bands(kernel, 64, 1)
+
+
 @pytest.mark.parametrize("call", [
     lambda F, x: F.correlate(x, np.arange(25, dtype=np.float32).reshape(5, 5) - 12),
     lambda F, x: F.correlate(x, np.outer([1, 4, 6, 4, 1], [1, 2, 1]), mode="constant", cval=2),

@@ -103,8 +103,8 @@ def run_bands(kernel, n_rows: int, row_pixels: int, *args) -> None:
     ``row_pixels`` (pixels per row of output, a measure of the work) decides whether the call
     is worth splitting. The bands run on the calling thread and on pool threads, each taking
     the next band from a shared counter, so every band runs exactly once; the call returns
-    when all have finished. ``kernel`` must release the GIL (``nogil=True``), write only its
-    own rows, and raise nothing (Numba kernels without bounds checks do not).
+    when all have finished. ``kernel`` should release the GIL (``nogil=True``) and must write
+    only its own rows; an exception raised in any band is raised here once all bands are done.
     """
     threads = band_threads()
     if threads <= 1 or n_rows * row_pixels < MIN_PARALLEL_PIXELS or n_rows < 2 * MIN_BAND_ROWS:
@@ -114,6 +114,7 @@ def run_bands(kernel, n_rows: int, row_pixels: int, *args) -> None:
     bounds = [n_rows * b // n_bands for b in range(n_bands + 1)]
     counter = itertools.count()          # next() on it is atomic under the GIL
     done = threading.Semaphore(0)
+    errors = []                          # raised in a pool thread: re-raised by the caller
 
     def take():
         while True:
@@ -122,6 +123,8 @@ def run_bands(kernel, n_rows: int, row_pixels: int, *args) -> None:
                 return
             try:
                 kernel(*args, bounds[b], bounds[b + 1])
+            except BaseException as exc:       # e.g. a dispatcher refusing the arguments
+                errors.append(exc)
             finally:
                 done.release()
 
@@ -132,3 +135,5 @@ def run_bands(kernel, n_rows: int, row_pixels: int, *args) -> None:
     # Every band index below n_bands was taken by someone; wait for exactly those.
     for _ in range(n_bands):
         done.acquire()
+    if errors:
+        raise errors[0]
