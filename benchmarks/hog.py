@@ -12,7 +12,9 @@ Rows
 Run from the repository root: ``python -m benchmarks.hog`` (add ``--cold`` to also measure the
 first-call times with an empty Numba cache, in a subprocess). The table is printed for Numba's
 default thread count and for one thread: on a machine shared with other jobs, waiting for a
-descheduled worker can cost the parallel kernels more than they gain.
+descheduled worker can cost the parallel kernels more than they gain. Each row times cvcore and
+the reference call by call in turn (``benchmarks.common.run_interleaved``, medians), so a change
+of the machine's load hits both alike.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Row, machine_line, optional, print_table, run_rows, time_fn
+from benchmarks.common import Row, machine_line, optional, print_table, run_interleaved, time_fn
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CVCORE_DATASETS", ROOT.parent / "shared" / "datasets"))
@@ -107,7 +109,7 @@ def main(argv=None) -> None:
         print(f"\n== threads: {threads} (Numba and OpenCV); ratio = reference / cvcore")
         rows = [
             Row("128x64 window, OpenCV variant", lambda: ours.compute(window),
-                {"cv2": theirs and (lambda: theirs.compute(window))}, repeats=15, min_time=0.05),
+                {"cv2": theirs and (lambda: theirs.compute(window))}, repeats=301),
             Row("640x480 grey, 8x8 cells 3x3 blk", lambda: hog(grey),
                 {"skimage": skf and (lambda: skf.hog(grey))}, repeats=5),
             Row("640x480 every window, stride 8", lambda: ours.compute(photo, (8, 8)),
@@ -116,7 +118,8 @@ def main(argv=None) -> None:
                 lambda: hog_batch(subset, 9, (4, 4), (2, 2)),
                 {"skimage loop": skf and (lambda: sk_loop(subset))}, repeats=3),
         ]
-        results = run_rows(rows, verbose=False)
+        # cvcore and the reference interleaved, call by call: a change of load hits both alike
+        results = run_interleaved(rows)
         print_table(results)
         # all 70 000 images: hog_batch timed; the scikit-image loop extrapolated from the subset
         full = time_fn(lambda: hog_batch(fashion, 9, (4, 4), (2, 2), dtype=np.float32),

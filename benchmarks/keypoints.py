@@ -46,7 +46,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import Row, machine_line, optional, print_table, run_rows  # noqa: E402
+from benchmarks.common import (Row, machine_line, optional, print_table,  # noqa: E402
+                               run_interleaved)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CVCORE_DATASETS", ROOT.parent / "shared" / "datasets"))
@@ -246,7 +247,7 @@ def speed_row():
                     refs={"cvcore sift": lambda: sift(img)}, repeats=9),
                 Row("u-surf detect+describe 640x478", cvcore=lambda: surf(img, upright=True),
                     refs={"cvcore sift": lambda: sift(img)}, repeats=9)]
-        print_table(run_rows(rows, verbose=False))
+        print_table(run_interleaved(rows, memory=False))   # calls interleaved: fair under load
     numba.set_num_threads(default[0])
     if cv2 is not None:
         cv2.setNumThreads(default[1])

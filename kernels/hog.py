@@ -109,8 +109,8 @@ def skimage_cell_sums(image, cell_rows, cell_cols, edges, sums,
     scikit-image; task ``t`` is the row of cells ``t % n_cells_row`` of image
     ``t // n_cells_row``.
 
-    One thread, ``nogil``: the caller splits the tasks between threads
-    (:func:`cvcore.features._hog._split_tasks`). A ``prange`` here doubled the kernel's compile
+    One thread, ``nogil``: the caller runs bands of tasks on several threads
+    (:func:`cvcore.preprocess._bands.run_bands`). A ``prange`` here doubled the kernel's compile
     time (a parallel region is a module of its own, compiled and optimised again).
 
     Parameters

@@ -5,7 +5,8 @@ validated and allocated; nothing here checks shapes. The stages, in the order th
 them:
 
 1. :func:`upsample2x_linear`          double the input image (linear interpolation)
-2. :func:`gaussian_blur_reflect101`   separable Gaussian blur, used for every scale-space level
+2. :func:`blur_rows_horizontal`, :func:`blur_rows_vertical`   separable Gaussian blur, for
+                                      every scale-space level
 3. :func:`difference_of_gaussians`    ``D_i = L_{i+1} - L_i`` for one octave
 4. :func:`dog_extrema_mask` + :func:`gather_extrema`   26-neighbour extrema of one octave
 5. :func:`refine_and_orient`          sub-pixel / sub-scale fit, contrast and edge tests,
@@ -21,18 +22,23 @@ orientation bins with y up, ``-dy``, to lay them out as OpenCV does).
 
 Why a separable blur of our own here rather than :mod:`kernels.conv`: SIFT blurs six levels per
 octave with kernels up to 25 taps, which dominates the run time. This kernel exploits the
-kernel's symmetry (``k[r+t] (x[i-t] + x[i+t])``, half the multiplies), runs both passes inside one
-parallel call, and uses OpenCV's border (reflect-101) and kernel-size rule so that the scale space is
-the one OpenCV's SIFT builds.
+kernel's symmetry (``k[r+t] (x[i-t] + x[i+t])``, half the multiplies) and uses OpenCV's border
+(reflect-101) and kernel-size rule so that the scale space is the one OpenCV's SIFT builds.
+
+Threads: every kernel worth splitting is a one-thread ``nogil`` function over a range of jobs
+``[r0, r1)`` (rows, candidates, keypoints: its last two arguments), which
+:mod:`cvcore.features._sift` runs in bands on several threads
+(:func:`cvcore.preprocess._bands.run_bands`). Each job writes only its own outputs, so the
+results do not depend on the split. No ``prange``: each parallel loop is a module of its own
+that Numba compiles and optimises again, which roughly doubled these kernels' compile time.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-ROW_BLOCK = 8                 # rows per parallel task in the blur (one padded buffer per task)
 ORI_HIST_BINS = 36            # Lowe 2004, sec. 5
 ORI_SMOOTH = (1.0 / 16.0, 4.0 / 16.0, 6.0 / 16.0)   # [1 4 6 4 1]/16 circular smoothing (OpenCV)
 MAX_PEAKS = 18                # a 36-bin circular histogram has at most 18 strict local maxima
@@ -41,7 +47,6 @@ MAX_INTERP_STEPS = 5          # OpenCV SIFT_MAX_INTERP_STEPS: re-centre the fit 
 DESC_WIDTH = 4                # Lowe 2004, sec. 6.1: 4x4 spatial bins
 DESC_BINS = 8                 # Lowe 2004, sec. 6.1: 8 orientation bins
 DESC_LENGTH = DESC_WIDTH * DESC_WIDTH * DESC_BINS
-KEYPOINT_BLOCK = 8            # keypoints per parallel task (they share scratch buffers)
 SPREAD = 16                   # refine_and_orient: stretches of the candidate list each thread
                               # takes a share of (balances the levels' unequal costs)
 GRID_EDGE = 1e-4              # samples this close to the descriptor grid's outer edge are skipped
@@ -61,9 +66,12 @@ def _reflect101(p, n):
     return p
 
 
-@njit(cache=True)
-def _blur_rows_horizontal(src, kernel, tmp, y0, y1):
-    """Horizontal pass of the blur for rows ``y0 .. y1-1``: ``src`` -> ``tmp``."""
+@njit(cache=True, nogil=True)
+def blur_rows_horizontal(src, kernel, tmp, y0, y1):
+    """Horizontal pass of the separable blur by the symmetric 1-D ``kernel`` (2r+1,), rows
+    ``y0 .. y1-1``: ``src`` (H, W) -> ``tmp`` (H, W). Border: reflect-101. Both passes compute
+    ``out[i] = k[r] x[i] + sum_{t=1..r} k[r+t] (x[i-t] + x[i+t])``; the vertical pass
+    (:func:`blur_rows_vertical`) needs every row of ``tmp`` within ``r`` of its own."""
     W = src.shape[1]
     r = (kernel.shape[0] - 1) // 2
     k0 = kernel[r]
@@ -101,9 +109,10 @@ def _blur_rows_horizontal(src, kernel, tmp, y0, y1):
             t += 1
 
 
-@njit(cache=True)
-def _blur_rows_vertical(tmp, kernel, dst, y0, y1):
-    """Vertical pass of the blur for rows ``y0 .. y1-1``: ``tmp`` -> ``dst``."""
+@njit(cache=True, nogil=True)
+def blur_rows_vertical(tmp, kernel, dst, y0, y1):
+    """Vertical pass of the blur (see :func:`blur_rows_horizontal`) for rows ``y0 .. y1-1``:
+    ``tmp`` -> ``dst``."""
     H, W = tmp.shape
     r = (kernel.shape[0] - 1) // 2
     k0 = kernel[r]
@@ -133,32 +142,18 @@ def _blur_rows_vertical(tmp, kernel, dst, y0, y1):
             t += 1
 
 
-@njit(cache=True, parallel=True)
-def gaussian_blur_reflect101(src, kernel, tmp, dst):
-    """Separable blur of ``src`` (H, W) by the symmetric 1-D ``kernel`` (2r+1,), into ``dst``.
-
-    ``tmp`` (H, W) holds the horizontal pass. Border: reflect-101. Both passes compute
-    ``out[i] = k[r] x[i] + sum_{t=1..r} k[r+t] (x[i-t] + x[i+t])``, in parallel over row blocks.
-    """
-    H = src.shape[0]
-    n_blocks = (H + ROW_BLOCK - 1) // ROW_BLOCK
-    for b in prange(n_blocks):
-        _blur_rows_horizontal(src, kernel, tmp, b * ROW_BLOCK, min(H, (b + 1) * ROW_BLOCK))
-    for b in prange(n_blocks):
-        _blur_rows_vertical(tmp, kernel, dst, b * ROW_BLOCK, min(H, (b + 1) * ROW_BLOCK))
-
-
-@njit(cache=True, parallel=True)
-def upsample2x_linear(src, dst):
+@njit(cache=True, nogil=True)
+def upsample2x_linear(src, dst, r0, r1):
     """``dst`` (2H, 2W) from ``src`` (H, W) by bilinear interpolation with half-pixel centres.
 
     Output pixel ``X`` samples the input at ``x = (X + 0.5) / 2 - 0.5``: even outputs are
     ``(s[i-1] + 3 s[i]) / 4``, odd ones ``(3 s[i] + s[i+1]) / 4``, the edge pixel repeated beyond
     the border. This is OpenCV's ``resize(..., INTER_LINEAR)``, which ``SIFT_create()`` uses by
-    default; a position ``X`` in the doubled image is ``X / 2 - 0.25`` in the input.
+    default; a position ``X`` in the doubled image is ``X / 2 - 0.25`` in the input. Output
+    rows ``r0 .. r1-1``.
     """
     H, W = src.shape
-    for Y in prange(2 * H):
+    for Y in range(r0, r1):
         i = Y // 2
         if Y % 2 == 0:
             ya, yb, wa = max(i - 1, 0), i, 0.25
@@ -175,11 +170,12 @@ def upsample2x_linear(src, dst):
             dst[Y, X] = wa * top + (1.0 - wa) * bottom
 
 
-@njit(cache=True, parallel=True)
-def difference_of_gaussians(gauss, dog):
-    """``dog[i] = gauss[i+1] - gauss[i]`` for one octave; gauss (L+1, H, W), dog (L, H, W)."""
+@njit(cache=True, nogil=True)
+def difference_of_gaussians(gauss, dog, r0, r1):
+    """``dog[i] = gauss[i+1] - gauss[i]`` for one octave; gauss (L+1, H, W), dog (L, H, W).
+    Jobs ``r0 .. r1-1`` of ``L * H``, job = row ``job % H`` of level ``job // H``."""
     L, H, W = dog.shape
-    for job in prange(L * H):
+    for job in range(r0, r1):
         i = job // H
         y = job % H
         for x in range(W):
@@ -205,7 +201,7 @@ def _is_extremum(dog, i, y, x, v):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, inline="always")
 def _extrema_row(dog, i, y, threshold, border, flags, mask):
     """Mark the extrema of row ``y`` of level ``i`` in ``mask[i, y]`` (1, the rest of the row
     0); returns how many.
@@ -242,32 +238,32 @@ def _extrema_row(dog, i, y, threshold, border, flags, mask):
     return count
 
 
-@njit(cache=True, parallel=True)
-def dog_extrema_mask(dog, threshold, border, mask, row_counts):
+@njit(cache=True, nogil=True)
+def dog_extrema_mask(dog, threshold, border, mask, row_counts, r0, r1):
     """Mark scale-space extrema of one octave with ``|D| > threshold``.
 
     dog (L, H, W) float32; the middle levels ``1 .. L-2`` are searched, at least ``border`` pixels
     from the edge. ``mask`` (L, H, W) uint8: each searched row is written whole, 1 at each
     extremum and 0 elsewhere (the other rows are left as they are); ``row_counts`` (L, H) int64
-    (zeroed by the caller) gets the number found in each searched row.
+    (zeroed by the caller) gets the number found in each searched row. Jobs ``r0 .. r1-1`` of
+    ``(L - 2) * (H - 2 border)``: job = searched row ``job % (H - 2 border)`` of level
+    ``1 + job // (H - 2 border)``.
     """
     L, H, W = dog.shape
     n_rows = H - 2 * border
-    n_blocks = (n_rows + ROW_BLOCK - 1) // ROW_BLOCK
-    for job in prange((L - 2) * n_blocks):
-        i = 1 + job // n_blocks
-        b = job % n_blocks
-        flags = np.empty(W, np.bool_)
-        for y in range(border + b * ROW_BLOCK, border + min(n_rows, (b + 1) * ROW_BLOCK)):
-            row_counts[i, y] = _extrema_row(dog, i, y, threshold, border, flags, mask)
+    flags = np.empty(W, np.bool_)
+    for job in range(r0, r1):
+        i = 1 + job // n_rows
+        y = border + job % n_rows
+        row_counts[i, y] = _extrema_row(dog, i, y, threshold, border, flags, mask)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def gather_extrema(mask, row_counts, offsets, level, row, col):
     """Write the (level, row, col) of every marked pixel, in row-major order, at ``offsets``
     (the exclusive prefix sum of ``row_counts``, flattened)."""
     L, H, W = mask.shape
-    for job in prange(L * H):
+    for job in range(L * H):
         i = job // H
         y = job % H
         if row_counts[i, y] == 0:
@@ -442,7 +438,7 @@ def orientation_histogram(image, y, x, radius, sigma, hist):
 @njit(cache=True)
 def _refine_one(dog, gauss, i, y, x, params, out, angles):
     """:func:`refine_and_orient` for the candidate at (level i, row y, col x), writing its row of
-    ``out`` and ``angles`` (a function of its own, compiled outside the parallel loop, and few
+    ``out`` and ``angles`` (a function of its own, compiled apart from the loop over the jobs, and few
     arguments: both keep compilation quick)."""
     L, H, W = dog.shape
     n_scales = int(params[0])
@@ -454,20 +450,21 @@ def _refine_one(dog, gauss, i, y, x, params, out, angles):
     ori_sigma_factor = params[6]
     peak_ratio = params[7]
     upright = params[8] != 0.0
-    out[:] = 0.0
+    for k in range(out.shape[0]):
+        out[k] = 0.0
     grad = np.empty(3, np.float64)
+    b = np.empty(3, np.float64)
     hess = np.empty((3, 3), np.float64)
     off = np.zeros(3, np.float64)
     converged = False
     inside = True
     for _ in range(MAX_INTERP_STEPS):
         _derivatives(dog, i, y, x, grad, hess)
-        b = -grad
+        for k in range(3):
+            b[k] = -grad[k]
         ok, sol = _solve3(hess, b)
-        if ok:
-            off[:] = sol
-        else:
-            off[:] = 0.0
+        for k in range(3):
+            off[k] = sol[k] if ok else 0.0
         if abs(off[0]) < 0.5 and abs(off[1]) < 0.5 and abs(off[2]) < 0.5:
             converged = True
             break
@@ -525,8 +522,8 @@ def _refine_one(dog, gauss, i, y, x, params, out, angles):
     out[7] = count
 
 
-@njit(cache=True, parallel=True)
-def refine_and_orient(dog, gauss, candidates, params, out, angles):
+@njit(cache=True, nogil=True)
+def refine_and_orient(dog, gauss, candidates, params, out, angles, r0, r1):
     """Refine each candidate extremum of one octave and assign its orientations.
 
     For candidate k at ``candidates[k] = (level, row, col)`` of ``dog`` (L, H, W):
@@ -546,16 +543,17 @@ def refine_and_orient(dog, gauss, candidates, params, out, angles):
     ori_radius_factor, ori_sigma_factor, peak_ratio, upright (0 or 1). ``out`` (K, 8) float64 per
     candidate: kept (0/1), x, y (octave pixels), level, sub-level offset, scale (sigma in octave
     pixels), response ``|D(x^)|``, number of angles; ``angles`` (K, MAX_PEAKS) float64 degrees.
+    Jobs ``r0 .. r1-1`` of ``refine_jobs(K)``, in the order below.
     """
     # Candidates come level by level, and the higher levels' orientation windows are wider
     # (radius ~ scale), so the second half of the list costs ~1.7x the first: split in two
-    # contiguous halves, one thread waited for the other. Iteration t visits candidate
-    # (t % SPREAD) * cols + t // SPREAD: any contiguous run of iterations (a thread's share)
-    # takes an equal part of each of SPREAD stretches of the list. Each candidate's result is
-    # its own, so the order changes nothing but the balance.
+    # contiguous halves, one thread waited for the other. Job t visits candidate
+    # (t % SPREAD) * cols + t // SPREAD: any contiguous run of jobs (a band) takes an equal part
+    # of each of SPREAD stretches of the list. Each candidate's result is its own, so the order
+    # changes nothing but the balance.
     K = candidates.shape[0]
     cols = (K + SPREAD - 1) // SPREAD
-    for t in prange(SPREAD * cols):
+    for t in range(r0, r1):
         k = (t % SPREAD) * cols + t // SPREAD
         if k < K:
             _refine_one(dog, gauss, candidates[k, 0], candidates[k, 1], candidates[k, 2],
@@ -658,7 +656,8 @@ def _descriptor_one(image, px, py, angle, scale, scale_factor, clip, root, scrat
     # pass 3: trilinear votes into the (d+2) x (d+2) x (n+2) padded histogram
     nb = n + 2
     cell = (d + 2) * nb
-    hist[:] = 0.0
+    for k in range(hist.shape[0]):
+        hist[k] = 0.0
     bins_per_degree = np.float32(n / 360.0)
     shift = np.float32(360.0 - angle_up)       # makes (direction - angle_up) non-negative
     one = np.float32(1.0)
@@ -727,9 +726,14 @@ def _descriptor_one(image, px, py, angle, scale, scale_factor, clip, root, scrat
             out[k] /= nrm
 
 
-@njit(cache=True, parallel=True)
-def sift_descriptors(gauss, px, py, level, angle, scale, scale_factor, clip, root, out):
-    """Descriptors of K keypoints of one octave, in parallel over keypoints.
+def refine_jobs(K):
+    """Number of jobs of :func:`refine_and_orient` for ``K`` candidates."""
+    return SPREAD * ((K + SPREAD - 1) // SPREAD)
+
+
+@njit(cache=True, nogil=True)
+def sift_descriptors(gauss, px, py, level, angle, scale, scale_factor, clip, root, out, r0, r1):
+    """Descriptors of the keypoints ``r0 .. r1-1`` of one octave.
 
     gauss (L, H, W) float32, the octave's Gaussian levels; for keypoint k: position
     ``(px[k], py[k])`` in octave pixels, ``level[k]`` the Gaussian level to sample, ``angle[k]`` in
@@ -740,20 +744,15 @@ def sift_descriptors(gauss, px, py, level, angle, scale, scale_factor, clip, roo
     normalised again (or RootSIFT when ``root``). ``out`` (K, 128) float32, order
     ``[row bin, col bin, orientation bin]``.
     """
-    K = px.shape[0]
     H, W = gauss.shape[1:]
-    n_blocks = (K + KEYPOINT_BLOCK - 1) // KEYPOINT_BLOCK
-    for b in prange(n_blocks):
-        k0 = b * KEYPOINT_BLOCK
-        k1 = min(K, k0 + KEYPOINT_BLOCK)
-        largest = 0.0
-        for k in range(k0, k1):
-            largest = max(largest, scale[k])
-        radius = int(round(scale_factor * largest * math.sqrt(2.0) * (DESC_WIDTH + 1) * 0.5))
-        radius = min(radius, int(math.sqrt(float(H) * H + float(W) * W)))
-        side = 2 * radius + 1
-        scratch = np.empty((7, side * side), np.float32)
-        hist = np.empty((DESC_WIDTH + 2) * (DESC_WIDTH + 2) * (DESC_BINS + 2), np.float32)
-        for k in range(k0, k1):
-            _descriptor_one(gauss[level[k]], px[k], py[k], angle[k], scale[k], scale_factor,
-                            clip, root, scratch, hist, out[k])
+    largest = 0.0
+    for k in range(r0, r1):
+        largest = max(largest, scale[k])
+    radius = int(round(scale_factor * largest * math.sqrt(2.0) * (DESC_WIDTH + 1) * 0.5))
+    radius = min(radius, int(math.sqrt(float(H) * H + float(W) * W)))
+    side = 2 * radius + 1
+    scratch = np.empty((7, side * side), np.float32)     # shared by the keypoints of the band
+    hist = np.empty((DESC_WIDTH + 2) * (DESC_WIDTH + 2) * (DESC_BINS + 2), np.float32)
+    for k in range(r0, r1):
+        _descriptor_one(gauss[level[k]], px[k], py[k], angle[k], scale[k], scale_factor,
+                        clip, root, scratch, hist, out[k])

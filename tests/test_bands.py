@@ -57,6 +57,19 @@ def test_a_pool_that_never_runs_costs_no_wait(monkeypatch):
         blocker.result()
 
 
+def test_an_error_in_any_band_reaches_the_caller(monkeypatch):
+    monkeypatch.setattr(_bands, "band_threads", lambda: 2)
+    monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(_bands, "MIN_BAND_ROWS", 1)
+
+    def kernel(r0, r1):
+        if r0 <= 40 < r1:
+            raise TypeError("band with row 40")
+
+    with pytest.raises(TypeError, match="row 40"):
+        _bands.run_bands(kernel, 64, 1)
+
+
 @pytest.mark.parametrize("call", [
     lambda F, x: F.correlate(x, np.arange(25, dtype=np.float32).reshape(5, 5) - 12),
     lambda F, x: F.correlate(x, np.outer([1, 4, 6, 4, 1], [1, 2, 1]), mode="constant", cval=2),
@@ -85,3 +98,36 @@ def test_filters_equal_on_one_thread_and_in_many_bands(monkeypatch, call):
     monkeypatch.setattr(_bands, "MIN_BAND_ROWS", 1)
     many = call(Both, x)
     np.testing.assert_array_equal(one, many)
+
+
+def test_a_forked_child_runs_bands_on_a_pool_of_its_own(monkeypatch):
+    """After fork the child has none of the parent's pool threads: it makes its own, and its
+    bands all run (a stale pool would leave them to the caller, never hang it either)."""
+    import os
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    monkeypatch.setattr(_bands, "band_threads", lambda: 2)
+    monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(_bands, "MIN_BAND_ROWS", 1)
+    rows = np.zeros(64, np.int64)
+
+    def kernel(out, r0, r1):
+        out[r0:r1] += 1
+
+    _bands.run_bands(kernel, 64, 1, rows)               # the parent's pool exists now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                        # child: report and leave at once
+        ok = 0
+        try:
+            child = np.zeros(64, np.int64)
+            _bands.run_bands(kernel, 64, 1, child)
+            ok = int((child == 1).all() and _bands._pool["pid"] == os.getpid())
+        finally:
+            os.write(write, bytes([ok]))
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(pid, 0)
+    assert answer == b"\x01"
+    assert (rows == 1).all()

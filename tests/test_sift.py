@@ -132,7 +132,7 @@ def test_blur_matches_reference(rng, shape):
     image = rng.random(shape).astype(np.float32)
     k = S.gaussian_kernel(1.7)                          # 15 taps: wider than the small images
     out = np.empty_like(image)
-    ks.gaussian_blur_reflect101(image, k, np.empty_like(image), out)
+    S._blur_into(image, None, np.empty_like(image), out, k)
     np.testing.assert_allclose(out, blur_reference(image, k), atol=1e-5)
 
 
@@ -147,7 +147,7 @@ def test_blur_matches_opencv(rng):
 def test_upsample_matches_reference_and_opencv(rng):
     image = rng.random((7, 10)).astype(np.float32)
     out = np.empty((14, 20), np.float32)
-    ks.upsample2x_linear(image, out)
+    ks.upsample2x_linear(image, out, 0, out.shape[0])
     np.testing.assert_allclose(out, upsample_reference(image), atol=1e-6)
     cv2 = pytest.importorskip("cv2")
     np.testing.assert_allclose(out, cv2.resize(image, (20, 14), interpolation=cv2.INTER_LINEAR),
@@ -171,7 +171,7 @@ def test_descriptor_matches_reference(rng):
     out = np.zeros((len(cases), 128), np.float32)
     px, py, ang, sc = (np.array(c, np.float64) for c in zip(*cases))
     ks.sift_descriptors(gauss, px, py, np.ones(len(cases), np.int64), ang, sc, 3.0, 0.2, False,
-                        out)
+                        out, 0, len(cases))
     for k, (x, y, a, s) in enumerate(cases):
         np.testing.assert_allclose(out[k], descriptor_reference(image, x, y, a, s), atol=2e-4)
 
@@ -262,7 +262,7 @@ def test_descriptors_unit_length_and_deterministic(box):
 
 def test_reused_buffers_and_thread_count_change_nothing(box, rng):
     """sift() keeps its scale space, DoG and masks between calls on a thread (S._Workspace) and
-    runs on as many threads as cores are free: neither may change a result. The stage functions,
+    runs its kernels in bands on as many threads as cores are free: neither may change a result. The stage functions,
     which allocate afresh, are the reference; a smaller image in between leaves stale data in the
     front of the buffers, a larger one makes them grow."""
     import numba
@@ -296,7 +296,7 @@ def test_extrema_mask_rows_are_written_whole(rng):
     dog = (rng.standard_normal((5, 20, 24)) * 0.02).astype(np.float32)
     mask = np.ones(dog.shape, np.uint8)
     counts = np.zeros(dog.shape[:2], np.int64)
-    ks.dog_extrema_mask(dog, np.float32(0.01), 2, mask, counts)
+    ks.dog_extrema_mask(dog, np.float32(0.01), 2, mask, counts, 0, 3 * 16)
     want = extrema_reference(dog, 0.01, 2)
     searched = mask[1:-1, 2:-2]
     assert searched.sum() == len(want) == counts.sum()

@@ -29,14 +29,12 @@ scikit-image 0.26 ``skimage/feature/_hog.py``; OpenCV 4 ``modules/objdetect/src/
 """
 from __future__ import annotations
 
-import concurrent.futures
 import math
-import os
-import threading
 
 import numpy as np
 
-from cvcore._threads import threads_for, usable_threads
+from cvcore._threads import threads_for
+from cvcore.preprocess._bands import run_bands
 from cvcore._validate import (check_array, check_choice, check_finite, check_int, check_limit,
                               check_pair)
 
@@ -57,41 +55,6 @@ _PARALLEL_MIN_PIXELS = 1 << 17
 def _kernels():
     from kernels import hog as k   # imported on first use: keeps `import cvcore` free of Numba
     return k
-
-
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _split_tasks(kernel, T, *args):
-    """``kernel(*args, t0, t1)`` over the tasks ``0 .. T - 1``, split into contiguous ranges
-    run at once on Numba's thread count (:func:`threads_for` sets 1 for small work), no more
-    than there are free cores (:func:`cvcore._threads.usable_threads`).
-
-    The scikit-image kernels are one-thread ``nogil`` functions over a task range, run here on
-    Python threads, instead of ``prange`` loops: a parallel region is a module of its own that
-    Numba compiles and optimises again, which doubled their compile time (the demo's first run
-    waits for it) for no gain in speed. Every task writes only its own outputs, so the result
-    does not depend on the split.
-    """
-    global _pool
-    import numba
-    threads = min(T, usable_threads(numba.get_num_threads()))
-    if threads <= 1:
-        kernel(*args, 0, T)
-        return
-    with _pool_lock:
-        if _pool is None:
-            _pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1,
-                                                          thread_name_prefix="cvcore-hog")
-    bounds = [T * k // threads for k in range(threads + 1)]
-    futures = [_pool.submit(kernel, *args, bounds[k], bounds[k + 1])
-               for k in range(1, threads)]
-    try:
-        kernel(*args, 0, bounds[1])
-    finally:
-        for f in futures:
-            f.result()
 
 
 # --- scikit-image variant -------------------------------------------------------------------
@@ -199,8 +162,10 @@ def _cell_histograms(images, orientations, cell):
     defer_gc = np.empty((N * ncr, capacity))
     defer_cell = np.empty((N * ncr, capacity), np.int32)
     defer_count = np.empty(N * ncr, np.int64)
-    _split_tasks(k.skimage_cell_sums, N * ncr, images, cell[0], cell[1], edges, sums,
-                 defer_gr, defer_gc, defer_cell, defer_count)
+    # one-thread nogil kernel over a range of cell rows, run in bands on the threads (see
+    # kernels.hog.skimage_cell_sums for why not prange)
+    run_bands(k.skimage_cell_sums, N * ncr, cell[0] * W, images, cell[0], cell[1], edges, sums,
+              defer_gr, defer_gc, defer_cell, defer_count)
     total = int(defer_count.sum())
     if total:
         g_row, g_col = np.empty(total), np.empty(total)
@@ -220,8 +185,8 @@ def _normalize_blocks(hist, block, block_norm, dtype):
     k = _kernels()
     N, ncr, ncc, B = hist.shape
     out = np.empty((N, ncr - block[0] + 1, ncc - block[1] + 1, block[0], block[1], B))
-    _split_tasks(k.skimage_normalize_blocks, N * out.shape[1], hist, block[0], block[1],
-                 BLOCK_NORMS[block_norm], out.reshape(out.shape[:3] + (-1,)))
+    run_bands(k.skimage_normalize_blocks, N * out.shape[1], out[0, 0].size * out.shape[2], hist,
+              block[0], block[1], BLOCK_NORMS[block_norm], out.reshape(out.shape[:3] + (-1,)))
     return out if dtype == np.float64 else out.astype(dtype)
 
 

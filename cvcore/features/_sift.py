@@ -45,7 +45,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cvcore._threads import network_call, threads_for
+from cvcore._threads import threads_for
+from cvcore.preprocess._bands import run_bands
 from cvcore._validate import (check_array, check_finite, check_int, check_limit,
                               check_nonnegative, check_positive)
 
@@ -79,6 +80,11 @@ GAUSS_TRUNCATE = 4.0        # OpenCV GaussianBlur on float images: ksize = round
 DOUBLED_OFFSET = -0.25      # doubled-image pixel X is input position X / 2 - 0.25 (half-pixel)
 PARALLEL_MIN_PIXELS = 1 << 17   # octaves smaller than this run on one thread (see threads_for)
 PARALLEL_MIN_KEYPOINTS = 64     # fewer keypoints than this in an octave: described on one thread
+# Work of one refinement candidate and of one descriptor in pixels of a blur pass (one thread:
+# ~2 us and ~20 us, a pixel ~2 ns): run_bands splits a call into bands on several threads only
+# when it holds enough work to pay for handing them out.
+REFINE_PIXELS = 1 << 10
+DESCRIPTOR_PIXELS = 1 << 13
 _LUMA = (0.299, 0.587, 0.114)   # ITU-R BT.601 weights, as OpenCV's RGB->grey
 # Most bytes of scratch buffers sift() keeps per thread between calls (_Workspace): a 640x480
 # image needs ~70 MB; a larger image's buffers are allocated per call instead of held.
@@ -276,8 +282,16 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
-def _blur_into(src, sigma, tmp, dst):
-    _kernels().gaussian_blur_reflect101(src, gaussian_kernel(sigma), tmp, dst)
+def _blur_into(src, sigma, tmp, dst, kernel=None):
+    """Blur ``src`` into ``dst`` by :func:`gaussian_kernel` (``sigma``) or by ``kernel``: the
+    horizontal pass into ``tmp``, then the vertical one, each in bands of rows on the threads
+    (every vertical band needs the horizontal rows around it, so the passes run one after the
+    other)."""
+    ks = _kernels()
+    kernel = gaussian_kernel(sigma) if kernel is None else kernel
+    H, W = src.shape
+    run_bands(ks.blur_rows_horizontal, H, W, src, kernel, tmp)
+    run_bands(ks.blur_rows_vertical, H, W, tmp, kernel, dst)
 
 
 def _check_magnitude(arr, name):
@@ -349,7 +363,7 @@ def _base_into(gray, sigma, double_image, ws, out):
     if double_image:
         src = _take(ws, "doubled", out.shape)
         with threads_for(out.size >= PARALLEL_MIN_PIXELS):
-            _kernels().upsample2x_linear(gray, src)
+            run_bands(_kernels().upsample2x_linear, src.shape[0], src.shape[1], gray, src)
     else:
         src = gray
     sig_diff = math.sqrt(max(sigma * sigma - (INIT_SIGMA * factor) ** 2, 0.01))
@@ -427,10 +441,15 @@ def _scale_space(gray, input_shape, n_scales, sigma, double_image, n_octaves, ws
         tmp = _take(ws, "blur", shape)
         with threads_for(levels[0].size >= PARALLEL_MIN_PIXELS):
             for i in range(1, n_scales + 3):
-                ks.gaussian_blur_reflect101(levels[i - 1], kernels[i - 1], tmp, levels[i])
+                _blur_into(levels[i - 1], None, tmp, levels[i], kernels[i - 1])
         gauss.append(levels)
     return ScaleSpace(gauss, -1 if double_image else 0, n_scales, sigma,
                       DOUBLED_OFFSET if double_image else 0.0)
+
+
+def _dog_into(levels, dog):
+    L, H, W = dog.shape
+    run_bands(_kernels().difference_of_gaussians, L * H, W, levels, dog)
 
 
 def dog_scale_space(scale_space: ScaleSpace) -> list:
@@ -442,7 +461,7 @@ def dog_scale_space(scale_space: ScaleSpace) -> list:
     dogs = []
     for levels in check_scale_space(scale_space).gauss:
         dog = np.empty((levels.shape[0] - 1,) + levels.shape[1:], np.float32)
-        ks.difference_of_gaussians(levels, dog)
+        _dog_into(levels, dog)
         dogs.append(dog)
     return dogs
 
@@ -479,7 +498,8 @@ def _extrema(dog, threshold, border, ws=None):
     ks = _kernels()
     mask = _take(ws, "mask", dog.shape, np.uint8)   # the kernel writes every row it searches
     counts = np.zeros((L, H), np.int64)
-    ks.dog_extrema_mask(dog, np.float32(threshold), border, mask, counts)
+    run_bands(ks.dog_extrema_mask, (L - 2) * (H - 2 * border), W, dog, np.float32(threshold),
+              border, mask, counts)
     flat = counts.ravel()
     offsets = np.zeros_like(flat)
     np.cumsum(flat[:-1], out=offsets[1:])
@@ -572,7 +592,8 @@ def _localize(dog, gauss, ext, n_scales, sigma, contrast_threshold, edge_thresho
         params = np.array([n_scales, sigma, contrast_threshold, edge_threshold, border,
                            ORI_RADIUS_FACTOR, ORI_SIGMA_FACTOR, ORI_PEAK_RATIO,
                            1.0 if upright else 0.0], np.float64)
-        ks.refine_and_orient(dog, gauss, ext, params, out, angles)
+        run_bands(ks.refine_and_orient, ks.refine_jobs(K), REFINE_PIXELS, dog, gauss, ext,
+                  params, out, angles)
     ok, x, y, lev, off, scale, resp, n_ang = out.T
     lev = lev.astype(np.int32)
     n_ang = np.where(ok == 1, n_ang, 0).astype(np.int64)
@@ -711,7 +732,7 @@ def _detect(scale_space, dogs, contrast_threshold, edge_threshold, upright,
                 dog = dogs[o]
             else:   # one octave at a time: the whole DoG pyramid is never held at once
                 dog = _take(ws, "dog", (levels.shape[0] - 1,) + levels.shape[1:])
-                ks.difference_of_gaussians(levels, dog)
+                _dog_into(levels, dog)
             ext = _extrema(dog, threshold, BORDER, ws)
             loc = _localize(dog, levels, ext, S, scale_space.sigma, contrast_threshold,
                             edge_threshold, upright)
@@ -808,8 +829,9 @@ def _describe(scale_space, keypoints, root_sift) -> np.ndarray:
         lev = np.ascontiguousarray(layer[sel], np.int64)
         block = np.zeros((sel.size, ks.DESC_LENGTH), np.float32)
         with threads_for(sel.size >= PARALLEL_MIN_KEYPOINTS):
-            ks.sift_descriptors(scale_space.gauss[o], px, py, lev, ang, scale,
-                                DESC_SCALE_FACTOR, DESC_CLIP, bool(root_sift), block)
+            run_bands(ks.sift_descriptors, sel.size, DESCRIPTOR_PIXELS, scale_space.gauss[o],
+                      px, py, lev, ang, scale, DESC_SCALE_FACTOR, DESC_CLIP, bool(root_sift),
+                      block)
         out[sel] = block
     return out
 
@@ -873,13 +895,10 @@ def sift(image, n_features: int | None = None, n_scales: int = N_SCALES, sigma: 
                 "octave (Lowe 2004 uses 3)")
     gray = _as_gray(image)
     ws = _workspace()
-    # No more threads than free cores (cvcore._threads): the results do not depend on the count.
-    with network_call():
-        space = _scale_space(gray, np.shape(image), n_scales, sigma, bool(double_image), None,
-                             ws)
-        if keypoints is None:
-            keypoints = _detect(space, None, contrast_threshold, edge_threshold, bool(upright),
-                                ws)
-        if n_features is not None:
-            keypoints = keypoints[:n_features]
-        return keypoints, _describe(space, keypoints, bool(root_sift))
+    # run_bands uses no more threads than there are free cores; results do not depend on it
+    space = _scale_space(gray, np.shape(image), n_scales, sigma, bool(double_image), None, ws)
+    if keypoints is None:
+        keypoints = _detect(space, None, contrast_threshold, edge_threshold, bool(upright), ws)
+    if n_features is not None:
+        keypoints = keypoints[:n_features]
+    return keypoints, _describe(space, keypoints, bool(root_sift))
