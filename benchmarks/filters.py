@@ -2,7 +2,7 @@
 scikit-image, in one run.
 
     python -m benchmarks.filters [--size 1024] [--repeats 15] [--threads N] [--clock cpu]
-                                 [--stat min]
+                                 [--stat min] [--cold]
 
 Inputs: a ``size`` x ``size`` float32 image of uniform noise in 0..1 for the filters; the real
 photograph ``river1.jpg`` (768 x 1024 grey, from ``../shared/datasets/test-images``; noise of that
@@ -31,7 +31,9 @@ ratio to its fastest reference, whichever it is.
 First-call times: the ``cv 1st ms`` column is the first call in this process. Run the script
 twice: the first run in a fresh Numba cache compiles (set ``NUMBA_CACHE_DIR`` to an empty
 directory to force it), the second loads the cached machine code and the column drops to about
-the warm time.
+the warm time. ``--cold`` prints only the compile cost: the process CPU seconds of each row's
+first cvcore call, in a fresh process with an empty Numba cache, rows in table order (a kernel
+shared by two rows is paid by the first; Numba's own start, ~0.4 s, by the first row).
 """
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ def _canny_agreement(u8, cv2):
     return f" ({100 * same:.1f}% = cv2)"
 
 
-def rows(size: int, repeats: int):
+def rows(size: int, repeats: int, agreement: bool = True):
     rng = np.random.default_rng(0)
     x = rng.random((size, size), dtype=np.float32)
     k5 = rng.standard_normal((5, 5)).astype(np.float32)
@@ -129,7 +131,7 @@ def rows(size: int, repeats: int):
             "skimage": ref(skf, lambda: skf.canny(img)),
             "cv2.Canny u8*": ref(cv2, lambda: cv2.Canny(u8, 50, 100)),
         }),
-        Row(f"canny u8 sigma=1 50/100{_canny_agreement(u8, cv2)}",
+        Row(f"canny u8 sigma=1 50/100{_canny_agreement(u8, cv2) if agreement else ''}",
             lambda: canny(u8, 1.0, 50, 100), repeats=repeats, refs={
                 "skimage": ref(skf, lambda: skf.canny(u8, 1.0, 50, 100)),
                 "cv2 blur+Canny": ref(cv2, lambda: _cv2_canny_pipeline(cv2, u8)),
@@ -158,6 +160,28 @@ def fastest_table(results):
     return "\n".join(lines)
 
 
+def cold_start(size: int) -> None:
+    """First cvcore call of every row in a fresh process with an empty Numba cache: process
+    CPU seconds, compilation included."""
+    import subprocess
+    import sys
+    import tempfile
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import time\n"
+        "from benchmarks.filters import rows\n"
+        f"table = rows({size}, 1, agreement=False)\n"
+        "total = 0.0\n"
+        "for row in table:\n"
+        "    t = time.process_time(); row.cvcore(); d = time.process_time() - t; total += d\n"
+        "    print(f'{row.name:<44} {d:7.2f} s')\n"
+        "print(f'{\"all rows\":<44} {total:7.2f} s')\n")
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(root))
+        print(f"first cvcore call of each row, empty Numba cache, process CPU s ({size}^2):")
+        subprocess.run([sys.executable, "-c", code], env=env, cwd=root, check=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=1024)
@@ -168,7 +192,12 @@ def main(argv=None):
                         help="wall time, or this process's CPU time (use with --threads 1)")
     parser.add_argument("--stat", choices=("median", "min"), default="median",
                         help="per-call statistic over the repeats (min: on a loaded machine)")
+    parser.add_argument("--cold", action="store_true",
+                        help="only the first-call (compile) time of each row, empty Numba cache")
     args = parser.parse_args(argv)
+    if args.cold:
+        cold_start(args.size)
+        return
     import numba
     if args.threads is not None:
         numba.set_num_threads(args.threads)

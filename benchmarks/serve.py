@@ -29,12 +29,17 @@ Beside them:
 
 Every server runs with ``cvcore serve``'s default threads (one model thread per core, each with
 one kernel thread, on a small machine; the ``threads`` column says model threads x kernel
-threads) unless ``--model-threads`` / ``--threads`` say otherwise; and beside them, batched,
-both ResNet-20 servers with the previous design, one model thread whose kernels use every core.
+threads) unless ``--model-threads`` / ``--threads`` say otherwise. Batching ``pipe`` is batching
+on with ``cvcore serve --pipeline-batches`` (each batch at most 1 / (model threads + 1) of the
+recent load, so that a batch is queued whenever a model thread becomes free), printed for both
+ResNet-20 servers beside the default rule. ``--one-model-thread`` adds both ResNet-20 servers,
+batched, with session 4's design: one model thread whose kernels use every core.
 
 Printed: one row per (server, batching, threads, concurrency): images/s, p50 and p99 latency
-(ms), mean batch size of that row (from the server's /metrics), the server process's CPU time per request
-(ms, user + system, all its threads), and images/s as a share of the offline batch-32 ceiling.
+(ms), mean batch size of that row (from the server's /metrics), the server process's CPU time
+per request (ms, user + system, all its threads), the cores it kept busy (its CPU seconds per
+second of the row: at most the machine's cores; where it falls short of them with many clients,
+the server left cores idle), and images/s as a share of the offline batch-32 ceiling.
 The machine's load (``os.getloadavg``) is printed before and after: the machine is shared, and the
 CPU time per request is the figure that moves least with the load.
 """
@@ -172,26 +177,29 @@ class Server:
             self.proc.wait()
 
 
-def cvcore_server(model_path, batching, threads=0, model_threads=0):
+def cvcore_server(model_path, batching, threads=0, model_threads=0, pipeline=False):
     port = _free_port()
     return Server([sys.executable, "-m", "cvcore.cli", "serve", str(model_path), "--port",
                    str(port), "--log-level", "warning", "--reload-interval", "0",
                    "--threads", str(threads), "--model-threads", str(model_threads),
-                   *(BATCH_ON if batching else BATCH_OFF)], port)
+                   *(BATCH_ON if batching else BATCH_OFF),
+                   *(["--pipeline-batches"] if pipeline else [])], port)
 
 
-def torch_server(model_path, batching, threads=0, model_threads=0):
+def torch_server(model_path, batching, threads=0, model_threads=0, pipeline=False):
     port = _free_port()
     return Server([sys.executable, "-m", "benchmarks.serve", "--torch-server", str(model_path),
                    "--port", str(port), "--max-batch-size", "32" if batching else "1",
-                   "--threads", str(threads), "--model-threads", str(model_threads)], port)
+                   "--threads", str(threads), "--model-threads", str(model_threads),
+                   *(["--pipeline-batches"] if pipeline else [])], port)
 
 
-def torch_app(model_path, max_batch_size, threads=0, model_threads=0):
+def torch_app(model_path, max_batch_size, threads=0, model_threads=0, pipeline=False):
     """The same ResNet-20 weights in PyTorch behind the same stack as ``cvcore serve``: uvicorn,
     the fast lane for ``POST /predict``, the same body reading, decoding rule and Batcher, and
     the same model threads (as many, each with its own copy of the network and the same share
-    of the cores for PyTorch's own threads)."""
+    of the cores for PyTorch's own threads) and the same batch rule (``pipeline``: ``cvcore
+    serve --pipeline-batches``)."""
     import concurrent.futures
     import contextlib
     import copy
@@ -245,7 +253,8 @@ def torch_app(model_path, max_batch_size, threads=0, model_threads=0):
     pools = [concurrent.futures.ThreadPoolExecutor(1, initializer=model_thread, initargs=(i,))
              for i in range(model_threads)]
     batcher = Batcher(run, pools, max_batch_size=max_batch_size, max_delay=0.005,
-                      on_batch=lambda n, s: registry.update(hist.observe, "torch", value=n))
+                      on_batch=lambda n, s: registry.update(hist.observe, "torch", value=n),
+                      pipeline=pipeline)
     decode_slots = anyio.CapacityLimiter(2)
 
     class TorchServer:
@@ -350,6 +359,9 @@ def main(argv=None):
                     help="threads of the models' kernels, cvcore (Numba) and PyTorch alike: "
                          "offline, and in each model thread of the servers; 0 = offline every "
                          "core, served the cores shared out among the model threads")
+    ap.add_argument("--one-model-thread", action="store_true",
+                    help="also print both ResNet-20 servers with session 4's design, batched: "
+                         "one model thread whose kernels use every core")
     ap.add_argument("--python-client", action="store_true",
                     help="use the Python httpx client even if wrk is installed")
     ap.add_argument("--images", type=int, default=500, help="CIFAR-10 test JPEGs used")
@@ -360,13 +372,14 @@ def main(argv=None):
     ap.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--max-batch-size", type=int, default=32, help=argparse.SUPPRESS)
+    ap.add_argument("--pipeline-batches", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.loadgen:
         return loadgen_main(args)
     if args.torch_server:
         import uvicorn
         uvicorn.run(torch_app(args.torch_server, args.max_batch_size, args.threads,
-                              args.model_threads), host="127.0.0.1",
+                              args.model_threads, args.pipeline_batches), host="127.0.0.1",
                     port=args.port, log_level="warning")
         return
     if not CIFAR.is_dir():
@@ -409,15 +422,19 @@ def main(argv=None):
         mt, kt = _thread_counts(ServeConfig(threads=args.threads,
                                             model_threads=args.model_threads), True)
         engines = ["cvcore", "torch"] if have_torch else ["cvcore"]
-        # (engine, model, batching, model threads, kernel threads per model thread)
-        servers = [("cvcore", "hogsvm", b, mt, kt) for b in (True, False)] + \
-            [(e, "resnet20", b, mt, kt) for e in engines for b in (True, False)]
-        if mt > 1 and not args.model_threads:
-            # beside them, session 4's design: one model thread with every core's kernel threads
-            servers += [(e, "resnet20", True, 1, cores) for e in engines]
+        # (engine, model, batching, model threads, kernel threads per model thread); batching
+        # "pipe" is "on" with --pipeline-batches
+        servers = [("cvcore", "hogsvm", b, mt, kt) for b in ("on", "off")] + \
+            [(e, "resnet20", b, mt, kt) for e in engines for b in ("on", "off")]
+        if mt > 1:
+            servers += [(e, "resnet20", "pipe", mt, kt) for e in engines]
+        if args.one_model_thread and mt > 1 and not args.model_threads:
+            # session 4's design: one model thread with every core's kernel threads
+            servers += [(e, "resnet20", "on", 1, cores) for e in engines]
         for engine, name, batching, model_threads, threads in servers:
             start = cvcore_server if engine == "cvcore" else torch_server
-            server = start(tmp / f"{name}.npz", batching, threads, model_threads)
+            server = start(tmp / f"{name}.npz", batching != "off", threads, model_threads,
+                           batching == "pipe")
             try:
                 metric_name = name if engine == "cvcore" else "torch"
                 url = f"{server.url}/v1/models/{name}/predict"
@@ -432,25 +449,25 @@ def main(argv=None):
                     images1, batches1 = server.batches(metric_name)
                     mean_b = (images1 - images0) / max(batches1 - batches0, 1)
                     ips = r["n"] / r["seconds"]
-                    rows.append((engine, name, "on" if batching else "off",
-                                 f"{model_threads}x{threads}", c, ips, 1e3 * r["p50"],
-                                 1e3 * r["p99"], mean_b, 1e3 * cpu / max(r["n"], 1),
+                    rows.append((engine, name, batching, f"{model_threads}x{threads}", c, ips,
+                                 1e3 * r["p50"], 1e3 * r["p99"], mean_b,
+                                 1e3 * cpu / max(r["n"], 1), cpu / r["seconds"],
                                  ips / ceilings[name]["b32"], r["errors"]))
                     print("  " + _fmt(rows[-1]), flush=True)
             finally:
                 server.stop()
     print()
     print(f"{'server':<8}{'model':<10}{'batch':<7}{'threads':<9}{'c':>3}{'img/s':>8}{'p50 ms':>9}"
-          f"{'p99 ms':>9}{'mean b':>8}{'cpu ms':>8}{'/offline':>10}{'errors':>8}")
+          f"{'p99 ms':>9}{'mean b':>8}{'cpu ms':>8}{'cores':>7}{'/offline':>10}{'errors':>8}")
     for row in rows:
         print(_fmt(row))
     print(f"load average after: {os.getloadavg()}")
 
 
 def _fmt(row):
-    engine, name, batching, threads, c, ips, p50, p99, mb, cpu_ms, share, errors = row
+    engine, name, batching, threads, c, ips, p50, p99, mb, cpu_ms, cores, share, errors = row
     return (f"{engine:<8}{name:<10}{batching:<7}{threads:<9}{c:>3}{ips:>8.0f}{p50:>9.1f}"
-            f"{p99:>9.1f}{mb:>8.1f}{cpu_ms:>8.2f}{share:>10.2f}{errors:>8}")
+            f"{p99:>9.1f}{mb:>8.1f}{cpu_ms:>8.2f}{cores:>7.2f}{share:>10.2f}{errors:>8}")
 
 
 def numba_cores() -> int:

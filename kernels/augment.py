@@ -3,8 +3,13 @@
 Every kernel works on a batch ``x`` of shape ``(N, C, H, W)``, float32, C-contiguous, and writes
 into a caller-allocated ``out``; image ``n`` uses the ``n``-th entry of each parameter array, so the
 random draws happen outside (in NumPy, seeded) and the kernels are deterministic. The loop over
-images is a ``prange``. ``out`` may be ``x`` itself for the point-wise kernels (flip, brightness,
-contrast, saturation, hue) but not for :func:`pad_crop` or :func:`affine_bilinear`.
+images is a ``prange``, except in :func:`pad_crop` and :func:`hflip`: those two are copies that
+run on every training batch of a CNN (the standard crop-and-flip recipe), a fraction of a
+millisecond for a batch of 128 CIFAR-sized images on one thread, where a ``prange`` would add
+about 1.5 s of compilation to a cold start (each ``prange`` is a module of its own to compile:
+``benchmarks/README.md``, "First run"). ``out`` may be ``x`` itself for the point-wise kernels
+(flip, brightness, contrast, saturation, hue) but not for :func:`pad_crop` or
+:func:`affine_bilinear`.
 """
 import numpy as np
 from numba import njit, prange
@@ -16,14 +21,14 @@ LUMA_G = 0.587
 LUMA_B = 0.114
 
 
-@njit(cache=True, parallel=True, nogil=True)
+@njit(cache=True, nogil=True)
 def pad_crop(x, top, left, pad_top, pad_left, fill, out):
     """``out[n, c, i, j] = x[n, c, i + top[n] - pad_top, j + left[n] - pad_left]``, or ``fill``
     where that falls outside ``x``: a crop at ``(top[n], left[n])`` of ``x`` padded by
     ``pad_top`` rows and ``pad_left`` columns of ``fill``. ``top``, ``left``: int64 ``(N,)``."""
     N, C, H, W = x.shape
     Ho, Wo = out.shape[2], out.shape[3]
-    for n in prange(N):
+    for n in range(N):
         dy = top[n] - pad_top
         dx = left[n] - pad_left
         for c in range(C):
@@ -38,12 +43,12 @@ def pad_crop(x, top, left, pad_top, pad_left, fill, out):
                         out[n, c, i, j] = fill
 
 
-@njit(cache=True, parallel=True, nogil=True)
+@njit(cache=True, nogil=True)
 def hflip(x, flags, out):
     """Mirror image ``n`` left-right where ``flags[n]`` is non-zero, else copy it. ``out`` may be
     ``x``. ``flags``: uint8 ``(N,)``."""
     N, C, H, W = x.shape
-    for n in prange(N):
+    for n in range(N):
         if flags[n] != 0:
             for c in range(C):
                 for i in range(H):

@@ -98,3 +98,36 @@ def test_filters_equal_on_one_thread_and_in_many_bands(monkeypatch, call):
     monkeypatch.setattr(_bands, "MIN_BAND_ROWS", 1)
     many = call(Both, x)
     np.testing.assert_array_equal(one, many)
+
+
+def test_a_forked_child_runs_bands_on_a_pool_of_its_own(monkeypatch):
+    """After fork the child has none of the parent's pool threads: it makes its own, and its
+    bands all run (a stale pool would leave them to the caller, never hang it either)."""
+    import os
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    monkeypatch.setattr(_bands, "band_threads", lambda: 2)
+    monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(_bands, "MIN_BAND_ROWS", 1)
+    rows = np.zeros(64, np.int64)
+
+    def kernel(out, r0, r1):
+        out[r0:r1] += 1
+
+    _bands.run_bands(kernel, 64, 1, rows)               # the parent's pool exists now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                        # child: report and leave at once
+        ok = 0
+        try:
+            child = np.zeros(64, np.int64)
+            _bands.run_bands(kernel, 64, 1, child)
+            ok = int((child == 1).all() and _bands._pool["pid"] == os.getpid())
+        finally:
+            os.write(write, bytes([ok]))
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(pid, 0)
+    assert answer == b"\x01"
+    assert (rows == 1).all()

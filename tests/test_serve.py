@@ -280,6 +280,54 @@ def test_batcher_second_executor_waits_for_a_batch_as_large_as_the_running_one()
     assert started == [[0, 1, 2, 3], [10, 11, 12, 13]]
 
 
+def test_batcher_pipeline_keeps_a_batch_queued_while_the_executors_run():
+    # 24 inputs in the server, 2 executors: with pipeline, batches of ceil(24 / 3) = 8, two
+    # running and one queued (a free executor finds it waiting); without, one batch takes all.
+    # A small load is not cut below an even share of it per executor (4 inputs: 2 + 2).
+    import concurrent.futures
+    import threading
+
+    def serve(n, pipeline):
+        gate, sizes = threading.Event(), []
+
+        def run(items):
+            sizes.append(len(items))
+            gate.wait(5)
+            return [10 * x for x in items]
+
+        async def main():
+            pools = [concurrent.futures.ThreadPoolExecutor(1) for _ in range(2)]
+            b = Batcher(run, pools, max_batch_size=32, max_delay=0, pipeline=pipeline)
+            b.start()
+            futures = [asyncio.ensure_future(b.submit(i)) for i in range(n)]
+            for _ in range(100):                      # (a busy machine may be slow to start)
+                await asyncio.sleep(0.02)
+                if len(sizes) == min(2, n) or (sizes and not pipeline):
+                    break
+            await asyncio.sleep(0.05)
+            running, depth = list(sizes), b.depth
+            gate.set()
+            out = await asyncio.gather(*futures)
+            await b.stop()
+            for p in pools:
+                p.shutdown()
+            return running, depth, out, sizes
+        running, depth, out, sizes = asyncio.run(main())
+        assert out == [10 * i for i in range(n)]
+        return running, depth, sizes
+    assert serve(24, True) == ([8, 8], 8, [8, 8, 8])
+    assert serve(24, False) == ([24], 0, [24])
+    assert serve(4, True) == ([2, 2], 0, [2, 2])
+
+
+def test_pipeline_batches_option_reaches_the_config():
+    from cvcore.cli import build_parser
+    from cvcore.serve.command import config_from_args
+    for argv, expected in (([], False), (["--pipeline-batches"], True)):
+        args = build_parser().parse_args(["serve", str(PHOTO), *argv])
+        assert config_from_args(args).pipeline_batches is expected
+
+
 def test_batcher_queue_bound_and_timeout():
     import concurrent.futures
     import threading
@@ -587,12 +635,13 @@ def test_hot_reload_without_dropping_requests(server, models_dir):
 
 
 def test_overload_answers_503_with_retry_after(models_dir):
-    # (one model thread: the forward passes, not the decoding of the large photo, must be
-    # the slower stage for a queue to build up)
+    # (one model thread and a 32x32 JPEG, decoded on the event loop in ~0.1 ms: the forward
+    # passes, a few ms each at batch 1, must be the slower stage for a queue to build up; with
+    # the large photo, decoded in two decoding threads, a faster forward pass kept up with them)
     s = ServerProcess([models_dir / "resnet.npz"], "--max-queue", "2", "--max-batch-size", "1",
                       "--reload-interval", "0", "--model-threads", "1")
     try:
-        data = (ROOT / "cvcore" / "data" / "roofs1.jpg").read_bytes()
+        data = _jpeg(np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8))
 
         async def main():
             async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(

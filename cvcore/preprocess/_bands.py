@@ -46,18 +46,32 @@ MIN_PARALLEL_PIXELS = 1 << 16
 MIN_BAND_ROWS = 16
 
 _pool_lock = threading.Lock()
+_unfinished = [0]                        # pool tasks submitted and not yet returned
 _pool: dict = {"pid": None, "executor": None, "workers": 0}
+
+
+def _after_fork_in_child():
+    """A forked child has none of the parent's pool threads (and a lock another thread held
+    at the fork would stay held): start from scratch."""
+    global _pool_lock
+    _pool_lock = threading.Lock()
+    _unfinished[0] = 0
+    _pool.update(pid=None, executor=None, workers=0)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
     with _pool_lock:
         if _pool["pid"] != os.getpid() or _pool["workers"] < workers:
-            # A new process (fork) has none of the parent's threads; a larger thread count
-            # needs more workers. The old executor's idle threads exit when it is dropped.
-            old = _pool["executor"]
+            # A new process has none of the parent's threads; a larger thread count needs
+            # more workers (the old executor's idle threads exit when it shuts down).
+            old = None if _pool["pid"] != os.getpid() else _pool["executor"]
             _pool.update(pid=os.getpid(), workers=workers,
                          executor=ThreadPoolExecutor(workers, thread_name_prefix="cvcore-band"))
-            if old is not None and _pool["pid"] == os.getpid():
+            if old is not None:
                 old.shutdown(wait=False)
         return _pool["executor"]
 
@@ -91,7 +105,9 @@ def band_threads() -> int:
     if running is None:
         return cap
     mine, online = _cores()
-    others = max(0, running - 1)
+    # Neither the caller nor a pool thread still finishing the previous call's last band
+    # (it is runnable for a few microseconds before it sleeps again) is a competitor.
+    others = max(0, running - 1 - min(_unfinished[0], cap - 1))
     if mine < online:                  # a cpuset: competitors spread over all the cores
         others = others * mine // online
     return min(cap, max(1, mine - others))
@@ -128,9 +144,18 @@ def run_bands(kernel, n_rows: int, row_pixels: int, *args) -> None:
             finally:
                 done.release()
 
+    def pool_take():
+        try:
+            take()
+        finally:
+            with _pool_lock:
+                _unfinished[0] -= 1
+
     pool = _executor(threads - 1)
+    with _pool_lock:
+        _unfinished[0] += threads - 1
     for _ in range(threads - 1):
-        pool.submit(take)
+        pool.submit(pool_take)
     take()
     # Every band index below n_bands was taken by someone; wait for exactly those.
     for _ in range(n_bands):

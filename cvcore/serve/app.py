@@ -101,6 +101,10 @@ class ServeConfig:
     threads : int
         Numba threads of each model thread's kernels (and of the resizing done on the event
         loop); 0 = the cores shared out among the model threads (one each by default).
+    pipeline_batches : bool
+        Cap each batch at ``1 / (model_threads + 1)`` of the recent load, so that a batch is
+        queued whenever a model thread becomes free (:meth:`~cvcore.serve.batching.Batcher._cap`);
+        off: a batch takes up to ``max_batch_size``.
 
     Why several single-threaded model threads rather than one model thread with a parallel
     forward pass: the event loop needs about a third of a core under load (HTTP, decoding,
@@ -125,6 +129,7 @@ class ServeConfig:
     reload_interval: float = 1.0
     threads: int = 0
     model_threads: int = 0
+    pipeline_batches: bool = False
 
 
 class ApiError(Exception):
@@ -202,7 +207,8 @@ class Server:
                               max_batch_size=self.config.max_batch_size,
                               max_delay=self.config.max_delay_ms / 1000.0,
                               max_queue=self.config.max_queue,
-                              on_batch=self._batch_observer(served.name))
+                              on_batch=self._batch_observer(served.name),
+                              pipeline=self.config.pipeline_batches)
             batcher.start()
             self.batchers[served.name] = batcher
             log.info("model %s (%s, version %s) ready", served.name, served.model.kind,

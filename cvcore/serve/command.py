@@ -40,6 +40,10 @@ def add_parser(subparsers):
     p.add_argument("--threads", type=int, default=d.threads,
                    help="Numba threads of each model thread's kernels; 0 = the cores shared out "
                         "among the model threads (default 0)")
+    p.add_argument("--pipeline-batches", action="store_true",
+                   help="cap each batch at a share of the recent load (1 / (model threads + 1)), "
+                        "so that a batch is queued whenever a model thread becomes free: for "
+                        "many clients each waiting for its last answer (default off)")
     p.add_argument("--log-level", default="info", help="uvicorn's log level (default info)")
     p.set_defaults(func=run)
     return p
@@ -65,7 +69,8 @@ def config_from_args(args):
                        max_queue=args.max_queue, timeout=args.timeout,
                        max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
                        max_pixels=args.max_pixels, reload_interval=args.reload_interval,
-                       threads=args.threads, model_threads=args.model_threads)
+                       threads=args.threads, model_threads=args.model_threads,
+                       pipeline_batches=args.pipeline_batches)
 
 
 def run(args) -> None:
