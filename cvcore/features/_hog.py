@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from cvcore._threads import threads_for
+from cvcore._threads import network_call, threads_for
 from cvcore.preprocess._bands import run_bands
 from cvcore._validate import (check_array, check_choice, check_finite, check_int, check_limit,
                               check_pair)
@@ -738,10 +738,14 @@ class HOGDescriptor:
                                 self._nbins32, stride[1], stride[0], weight_y, weight_x,
                                 self._clip32, blocks)
             return blocks
-        votes, bins = k.opencv_gradients(img, table, ymap, xmap, simd_cols, self._angle_scale,
-                                         self._nbins32)
-        k.opencv_block_histograms(votes, bins, stride[1], stride[0], weight_y, weight_x,
-                                  self._clip32, blocks)
+        # parallel kernels: on no more threads than there are free cores (cvcore._threads; the
+        # numbers do not depend on the thread count). Measured at load 9: 94 ms on two busy
+        # threads against 37 ms on one for a 640x480 image.
+        with network_call():
+            votes, bins = k.opencv_gradients(img, table, ymap, xmap, simd_cols,
+                                             self._angle_scale, self._nbins32)
+            k.opencv_block_histograms(votes, bins, stride[1], stride[0], weight_y, weight_x,
+                                      self._clip32, blocks)
         return blocks
 
     def compute(self, image, win_stride=None, padding=None):
