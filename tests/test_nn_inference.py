@@ -158,3 +158,20 @@ def test_copies_and_threads_have_their_own_buffers(rng):
     for t in threads:
         t.join()
     assert not errors and len(results) == 3
+
+
+@pytest.mark.parametrize("make, size", [(lambda rng: _randomise_bn(resnet20(rng=0), rng).eval(),
+                                         12),
+                                        (_bottleneck_net, 29)])
+def test_embed_and_features_through_the_plan(make, size, rng):
+    model = make(rng)
+    x = rng.standard_normal((3, 3, size, size)).astype(np.float32)
+    with nn.no_grad():
+        emb, maps = model.embed(x), model.features(x)
+        model(x)                                 # the next call reuses the buffers ...
+    assert isinstance(model.__dict__.get("_plan"), ResNetPlan)
+    object.__setattr__(model, "_plan", False)
+    with nn.no_grad():                           # ... so the results above are copies
+        np.testing.assert_array_equal(emb, model.embed(x))
+        np.testing.assert_array_equal(maps, model.features(x))
+    assert emb.shape == (3, model.fc.in_features) and maps.ndim == 4

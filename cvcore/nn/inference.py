@@ -86,9 +86,12 @@ class ResNetPlan:
         return type(None), ()
 
     # -- per call ---------------------------------------------------------------------------
-    def run(self, x):
+    def run(self, x, output="logits"):
         """Logits (N, num_classes) of the validated float32 images ``x`` (N, C, H, W),
-        C-contiguous, or None when the plan does not apply."""
+        C-contiguous, or None when the plan does not apply. ``output="embed"``: the pooled
+        features (N, C) instead (:meth:`cvcore.nn.ResNet.embed`); ``"features"``: the last
+        stage's activations (N, C, h, w) (:meth:`cvcore.nn.ResNet.features`). Always new
+        arrays (the plan's buffers are reused by the next call)."""
         for m in self.modules:
             if m.training:
                 return None
@@ -111,7 +114,7 @@ class ResNetPlan:
             if program is None:
                 return None
             programs[key] = program
-        _, calls, head = program
+        _, calls, head, last = program
         conv = _kernels("nn_conv").conv2d_forward
         ws_need = 0
         for args in calls:
@@ -129,7 +132,11 @@ class ResNetPlan:
             local.ws = np.empty(ws_need, np.float32)
             programs.clear()
         pool_fn, pool_args, pooled, fc = head
+        if output == "features":
+            return last.copy()
         pool_fn(*pool_args)
+        if output == "embed":
+            return pooled.copy()
         logits = _matmul_nt(pooled, fc.weight.data)
         if fc.bias is not None:
             logits += fc.bias.data
@@ -158,9 +165,9 @@ class ResNetPlan:
 
     # -- per input shape ---------------------------------------------------------------------
     def _program(self, shape, lanes, params):
-        """``(params, calls, head)`` for inputs of ``shape`` on ``lanes`` threads: every kernel
-        call with its arguments, the activations in this thread's buffers; None if a layer
-        would refuse the shape."""
+        """``(params, calls, head, last)`` for inputs of ``shape`` on ``lanes`` threads: every
+        kernel call with its arguments, the activations in this thread's buffers, ``last`` the
+        last stage's output; None if a layer would refuse the shape."""
         from cvcore.nn.conv import _channel_groups, conv2d_output_shape
         local = self._local
         shapes = {-1: tuple(shape)}
@@ -249,7 +256,7 @@ class ResNetPlan:
         head = (_kernels("nn_pool").adaptive_avgpool2d_forward,
                 (view(self.steps[-1].dst, last).reshape(N * C, H, W),
                  pooled.reshape(N * C, 1, 1)), pooled, fc)
-        return params, calls, head
+        return params, calls, head, view(self.steps[-1].dst, last)
 
 
 class Unplanned:

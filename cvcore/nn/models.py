@@ -170,7 +170,7 @@ class ResNet(_CachingModule):
         self._keep((stem, pooled.shape), logits)
         return logits
 
-    def _planned(self, x):
+    def _planned(self, x, output="logits"):
         """The fused inference forward (:class:`cvcore.nn.inference.ResNetPlan`), or None
         where it does not apply (the layer-by-layer forward then runs and reports errors)."""
         plan = self.__dict__.get("_plan")
@@ -187,7 +187,7 @@ class ResNet(_CachingModule):
                                  dtype=np.float32)   # the parameters' precision, as _trunk
         if not np.isfinite(x.sum(dtype=np.float64)):
             return None                            # NaN/inf (or an overflow): let conv1 say
-        logits = plan.run(x)
+        logits = plan.run(x, output)
         if logits is not None and self._cache is not None:
             for m in self.modules():               # as a layer-by-layer no_grad forward:
                 if "_cache" in m.__dict__:         # no older cache survives it
@@ -199,6 +199,10 @@ class ResNet(_CachingModule):
         (N, in_channels, H, W), the input of ``fc`` (C = 64 for the CIFAR networks, 512 for
         ResNet-18, 2048 for ResNet-50). Run it in eval mode under :func:`cvcore.nn.no_grad`
         for inference, as :meth:`forward`."""
+        if not self.training and not is_grad_enabled():
+            pooled = self._planned(x, "embed")
+            if pooled is not None:
+                return pooled
         _, pooled = self._trunk(x)
         return pooled.reshape(pooled.shape[0], -1)
 
@@ -210,6 +214,10 @@ class ResNet(_CachingModule):
         Meant for inference under :func:`cvcore.nn.no_grad` (it keeps no cache of its own, so
         :meth:`backward` does not follow it).
         """
+        if not self.training and not is_grad_enabled():
+            maps = self._planned(x, "features")
+            if maps is not None:
+                return maps
         return self._trunk(x, self._body()[:-1])[1]
 
     def _trunk(self, x, body=None):
