@@ -172,23 +172,24 @@ def skimage_cell_sums(image, cell_rows, cell_cols, edges, sums,
                 acc[j, b] = 0
         deferred = 0
         for r in range(i * cell_rows, (i + 1) * cell_rows):
-            # 1. gradient of the dominant channel
-            if C == 1:
-                _row_gradients(image, n, r, 0, span, row_gr, row_gc)
-                for c in range(span):
-                    best_gr[c] = row_gr[c]
-                    best_gc[c] = row_gc[c]
-            else:
-                for c in range(span):
-                    best_m[c] = -1
-                for ch in range(C):
-                    _row_gradients(image, n, r, ch, span, row_gr, row_gc)
+            # 1. gradient of the dominant channel (one call site: the inlined helper is
+            # compiled once)
+            for ch in range(C):
+                _row_gradients(image, n, r, ch, span, row_gr, row_gc)
+                if C == 1:
                     for c in range(span):
-                        m = math.hypot(row_gr[c], row_gc[c])
-                        if m > best_m[c]:
-                            best_m[c] = m
-                            best_gr[c] = row_gr[c]
-                            best_gc[c] = row_gc[c]
+                        best_gr[c] = row_gr[c]
+                        best_gc[c] = row_gc[c]
+                    continue
+                if ch == 0:
+                    for c in range(span):
+                        best_m[c] = -1
+                for c in range(span):
+                    m = math.hypot(row_gr[c], row_gc[c])
+                    if m > best_m[c]:
+                        best_m[c] = m
+                        best_gr[c] = row_gr[c]
+                        best_gc[c] = row_gc[c]
             # 2. magnitude and a bin estimate (branch-free: vectorises); -1 marks "not sure"
             for c in range(span):
                 gr = best_gr[c]

@@ -123,8 +123,10 @@ def resize_nearest(bits, pairs, row_idx, col_idx, out, top, y0, y1):
         while y < y1:
             r = row_idx[y]
             batch = 1
-            if not halving and y + BATCH <= y1 and (y == y0 or r != row_idx[y - 1]):
-                batch = BATCH               # four rows gathered together (one index load)
+            if (not halving and y + BATCH <= y1 and (y == y0 or r != row_idx[y - 1])
+                    and row_idx[y + 1] != r and row_idx[y + 2] != row_idx[y + 1]
+                    and row_idx[y + 3] != row_idx[y + 2]):
+                batch = BATCH               # four new rows gathered together (one index load)
             last = min(row_idx[y + batch - 1] + 1, hi)
             if last > scanned:
                 worst = max(worst, _scan_rows(plane, scanned, last))

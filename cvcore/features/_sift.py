@@ -873,6 +873,13 @@ def sift(image, n_features: int | None = None, n_scales: int = N_SCALES, sigma: 
     descriptors : ndarray (K, 128) float32
         Unit L2 norm (zero where a patch has no gradient at all).
 
+    Notes
+    -----
+    Memory: the scale space, one DoG octave and its masks (~70 MB for a 640x480 image) are kept
+    per calling thread between calls and reused (up to ``WORKSPACE_MAX_BYTES`` per thread),
+    which saves the page faults of taking them afresh each call; the stage functions
+    (:func:`gaussian_scale_space`, ...) allocate new arrays instead.
+
     Examples
     --------
     >>> img = np.zeros((64, 64), np.float32); img[20:44, 20:44] = 1.0
