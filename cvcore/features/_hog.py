@@ -34,9 +34,9 @@ import math
 import numpy as np
 
 from cvcore._threads import network_call, threads_for
-from cvcore.preprocess._bands import run_bands
 from cvcore._validate import (check_array, check_choice, check_finite, check_int, check_limit,
                               check_pair)
+from cvcore.preprocess._bands import run_bands
 
 __all__ = ["hog", "hog_batch", "hog_backward", "HOGDescriptor", "BLOCK_NORMS"]
 
@@ -364,7 +364,7 @@ def hog_batch(images, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3
 
     Notes
     -----
-    The kernels run in parallel over images and cell rows (Numba ``prange``); the gradient is
+    The kernels run in bands of cell rows on several threads (``run_bands``); the gradient is
     computed on the fly, so the only temporary array is the cell histograms of one chunk of
     about two million pixels. Images are processed in the precision :func:`hog` would use
     (uint8 -> float64, as scikit-image), so rows are identical to :func:`hog`.

@@ -46,9 +46,9 @@ from typing import NamedTuple
 import numpy as np
 
 from cvcore._threads import threads_for
-from cvcore.preprocess._bands import run_bands
 from cvcore._validate import (check_array, check_finite, check_int, check_limit,
                               check_nonnegative, check_positive)
+from cvcore.preprocess._bands import run_bands
 
 SIGMA = 1.6                 # Lowe 2004, sec. 3.3: blur of the first level of each octave
 N_SCALES = 3                # Lowe 2004, sec. 3.2: intervals per octave (best repeatability)
@@ -872,6 +872,13 @@ def sift(image, n_features: int | None = None, n_scales: int = N_SCALES, sigma: 
         K keypoints, highest response first (ties broken by x, y, size, angle): deterministic.
     descriptors : ndarray (K, 128) float32
         Unit L2 norm (zero where a patch has no gradient at all).
+
+    Notes
+    -----
+    Memory: the scale space, one DoG octave and its masks (~70 MB for a 640x480 image) are kept
+    per calling thread between calls and reused (up to ``WORKSPACE_MAX_BYTES`` per thread),
+    which saves the page faults of taking them afresh each call; the stage functions
+    (:func:`gaussian_scale_space`, ...) allocate new arrays instead.
 
     Examples
     --------
