@@ -14,8 +14,9 @@ fire once per compiled specialisation and *not* for one loaded from the cache. T
 * ``specs``: specialisations compiled cold; ``misses``: compile events in the warm run (a kernel
   the on-disk cache failed to serve: should be 0).
 
-and then, per path, the functions with the most compile time of their own (time in nested
-compiles of callees subtracted) and how many specialisations each compiled.
+and then, per path, the compile time of each kernel module and the functions with the most
+compile time of their own (time in nested compiles of callees subtracted), with how many
+specialisations each compiled.
 
 Paths (the files the later paths need are made once, first, in a set-up cache):
 
@@ -212,6 +213,16 @@ def top_functions(records, n):
     return sorted(((k, v[0], v[1]) for k, v in per.items()), key=lambda t: -t[1])[:n]
 
 
+def by_module(records):
+    """Own compile CPU per module, largest first: [(module, seconds)]; Numba's own overloads
+    (``np.empty``, ``min``, ...) are summed as ``numba``."""
+    per = {}
+    for name, _sig, own, _total, _wall, _depth in records:
+        module = "numba" if name.startswith("numba.") else name.rsplit(".", 1)[0]
+        per[module] = per.get(module, 0.0) + own
+    return sorted(per.items(), key=lambda t: -t[1])
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--paths", default=",".join(PATHS),
@@ -270,7 +281,9 @@ def main(argv=None) -> None:
                   f"{w['specs']} |")
     for path, runs in results.items():
         c = runs[0]["cold"]
-        print(f"\n{path}: top functions by own compile CPU (cold run 1)")
+        print(f"\n{path}: own compile CPU by module (cold run 1): " +
+              ", ".join(f"{m} {t:.1f}" for m, t in by_module(c["records"])))
+        print(f"{path}: top functions by own compile CPU (cold run 1)")
         for name, secs, sigs in top_functions(c["records"], args.top):
             shown = "; ".join(sigs[:3]) + (f"; ... ({len(sigs)})" if len(sigs) > 3 else "")
             print(f"  {secs:6.2f} s  {len(sigs)} x {name}({shown})")

@@ -33,6 +33,13 @@ def shi_tomasi_response(arr, arc, acc, out):
             out[i, j] = ((arr[i, j] + acc[i, j]) - np.sqrt(d * d + 4.0 * arc[i, j] * arc[i, j])) / 2
 
 
+@njit(cache=True, inline="always")
+def _clamp(v, lo, hi):
+    """``min(max(v, lo), hi)`` for integers, without the builtins (each of those is one more
+    Numba-internal specialisation to compile in every kernel that uses it)."""
+    return lo if v < lo else (hi if v > hi else v)
+
+
 @njit(cache=True, parallel=True)
 def max_filter_nearest(image, radius, out):
     """Maximum over the (2 radius + 1)^2 window, ``nearest`` border
@@ -47,7 +54,7 @@ def max_filter_nearest(image, radius, out):
         for j in range(W):
             m = image[i, j]
             for d in range(-radius, radius + 1):
-                jj = min(max(j + d, 0), W - 1)
+                jj = _clamp(j + d, 0, W - 1)
                 if image[i, jj] > m:
                     m = image[i, jj]
             rowmax[i, j] = m
@@ -55,7 +62,7 @@ def max_filter_nearest(image, radius, out):
         for j in range(W):
             out[i, j] = rowmax[i, j]
         for d in range(-radius, radius + 1):
-            ii = min(max(i + d, 0), H - 1)
+            ii = _clamp(i + d, 0, H - 1)
             for j in range(W):
                 if rowmax[ii, j] > out[i, j]:
                     out[i, j] = rowmax[ii, j]
