@@ -13,17 +13,7 @@ from cvcore import nn
 from cvcore.nn.blocks import BasicBlock, Bottleneck
 from cvcore.nn.inference import ResNetPlan
 from cvcore.nn.models import resnet20
-
-
-def _randomise_bn(model, rng):
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            C = m.num_features
-            m.weight.data[...] = rng.uniform(0.5, 1.5, C)
-            m.bias.data[...] = rng.normal(0, 0.2, C)
-            m.running_mean[...] = rng.normal(0, 0.2, C)
-            m.running_var[...] = rng.uniform(0.5, 2.0, C)
-    return model
+from tests.test_nn_models import _randomise_bn
 
 
 def _layer_by_layer(model, x):
@@ -47,12 +37,21 @@ def _planned(model, x):
 def _bottleneck_net(rng):
     # ImageNet stem (7x7/2 conv, 3x3/2 max pool), bottlenecks with and without projections
     net = nn.ResNet(Bottleneck, [2, 1], num_classes=5, widths=(4, 6), rng=0)
-    return _randomise_bn(net, rng).eval()
+    _randomise_bn(net, rng)
+    return net.eval()
 
 
-@pytest.mark.parametrize("make, size", [(lambda rng: _randomise_bn(resnet20(rng=0), rng).eval(),
-                                         12),
-                                        (_bottleneck_net, 29)])
+def _resnet20(rng):
+    model = resnet20(rng=0)
+    _randomise_bn(model, rng)
+    return model.eval()
+
+
+# (network maker, input size): a CIFAR ResNet-20, and bottlenecks behind an ImageNet stem
+NETWORKS = [(_resnet20, 12), (_bottleneck_net, 29)]
+
+
+@pytest.mark.parametrize("make, size", NETWORKS)
 def test_plan_equals_the_layer_by_layer_forward_at_every_batch_size(make, size, rng):
     model = make(rng)
     x = rng.standard_normal((5, 3, size, size)).astype(np.float32)
@@ -64,7 +63,7 @@ def test_plan_equals_the_layer_by_layer_forward_at_every_batch_size(make, size, 
 
 
 def test_plan_is_the_same_on_one_and_two_threads(rng):
-    model = _randomise_bn(resnet20(rng=0), rng).eval()
+    model = _resnet20(rng)
     x = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
     before = numba.get_num_threads()
     try:
@@ -78,7 +77,7 @@ def test_plan_is_the_same_on_one_and_two_threads(rng):
 
 
 def test_plan_sees_changed_weights_and_statistics(rng):
-    model = _randomise_bn(resnet20(rng=0), rng).eval()
+    model = _resnet20(rng)
     x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
     first = _planned(model, x)
     model.layer2[0].conv1.weight.data *= 1.5                       # in place
@@ -96,7 +95,7 @@ def test_plan_sees_changed_weights_and_statistics(rng):
 
 
 def test_plan_steps_aside_where_it_does_not_apply(rng):
-    model = _randomise_bn(resnet20(rng=0), rng).eval()
+    model = _resnet20(rng)
     x = rng.standard_normal((4, 3, 8, 8)).astype(np.float32)
     model.layer2[0].bn1.train()                   # one batch norm on batch statistics
     with nn.no_grad():
@@ -131,7 +130,7 @@ def test_errors_are_those_of_the_layers(rng):
 
 
 def test_copies_and_threads_have_their_own_buffers(rng):
-    model = _randomise_bn(resnet20(rng=0), rng).eval()
+    model = _resnet20(rng)
     xs = [rng.standard_normal((n, 3, 16, 16)).astype(np.float32) for n in (1, 3, 2, 4)]
     expected = [_layer_by_layer(model, x) for x in xs]
     _planned(model, xs[0])
@@ -160,9 +159,7 @@ def test_copies_and_threads_have_their_own_buffers(rng):
     assert not errors and len(results) == 3
 
 
-@pytest.mark.parametrize("make, size", [(lambda rng: _randomise_bn(resnet20(rng=0), rng).eval(),
-                                         12),
-                                        (_bottleneck_net, 29)])
+@pytest.mark.parametrize("make, size", NETWORKS)
 def test_embed_and_features_through_the_plan(make, size, rng):
     model = make(rng)
     x = rng.standard_normal((3, 3, size, size)).astype(np.float32)
