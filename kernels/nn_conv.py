@@ -231,54 +231,14 @@ def make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count, ws):
 
 # -- forward -----------------------------------------------------------------------------------
 
-@njit(cache=True, parallel=True, nogil=True)
-def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws, y,
-                   affine, eps, lo, hi, res):
-    """``y = conv(x, w) + bias`` as an implicit GEMM on the strip of ``x``, with an optional
-    epilogue applied as each tile leaves the registers (no extra pass over ``y``):
-
-    * ``affine`` = ``(gamma, beta, mean, var)`` of an eval-mode batch norm (Ioffe & Szegedy
-      2015), folded per output channel as :func:`cvcore.nn.layers.batchnorm2d_eval_forward`
-      folds it (in float64: ``scale = gamma / sqrt(var + eps)``, ``shift = beta - mean *
-      scale``, then cast to the dtype of ``x``): the tile leaves as ``acc * scale + shift``
-      (``bias`` is then ignored: fold it into ``beta``);
-    * ``res``: a residual added after that (``y = ... + res``; ``res`` may be ``y`` itself);
-    * ``lo, hi``: a clamp applied last, ``min(max(v, lo), hi)`` (ReLU is ``0, inf``, ReLU6
-      ``0, 6``); applied only when one of them is finite, so that a NaN stays NaN.
-
-    So a residual block's ``relu(bn2(conv2(h)) + identity)`` is one call. Every step rounds to
-    the dtype of ``x`` as the separate layers do, so the fused result equals theirs bit for bit.
-
-    Parameters
-    ----------
-    x : ndarray, shape (N, C, H, W), C-contiguous
-    w_mat : ndarray, shape (K, C*kh*kw), C-contiguous
-        The weights ``w[k, c, i, j]`` at ``w_mat[k, (c*kh + i)*kw + j]`` (the usual reshape).
-    kh, kw, sh, sw, ph, pw, dh, dw : int
-        Kernel size, stride, zero padding (negative: a crop; stride 1 only), dilation.
-    kgroups : int
-        Work items are (tile of ``simd.TB`` positions, group of output channels); more than
-        one group only when there are too few tiles to keep every lane busy.
-    nlanes : int
-        Parallel lanes (threads); lane ``l`` takes the ``l``-th contiguous share of the items.
-    bias : ndarray, shape (K,), the dtype of ``x`` (zeros for none)
-    ws : ndarray, 1-D, the dtype of ``x``
-        Workspace for the strip (:func:`scratch`).
-    y : ndarray, shape (N, K, Ho, Wo), C-contiguous, written
-    affine : tuple of 4 ndarrays, each (K,) of the dtype of ``x``, or each of size 0 (none)
-    eps : float
-    lo, hi : float
-    res : ndarray, shape (N, K, Ho, Wo), C-contiguous, or of size 0 (none)
-
-    Returns
-    -------
-    int
-        The workspace length this call needed; -1 (and ``y`` untouched) when the batch-norm
-        statistics are not a valid variance (``var + eps <= 0``, or not finite).
-    """
+@njit(cache=True, inline="always", nogil=True)
+def _forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws, y, affine,
+             eps, lo, hi, res, KB, TB, narrow):
+    """The body of :func:`conv2d_forward` (``KB x TB`` tiles of :func:`kernels.simd.fma_tile`)
+    and :func:`conv2d_forward_narrow` (:func:`kernels.simd.fma_tile_narrow`); inlined into
+    each, so the tile size is a constant there."""
     N = x.shape[0]
     K, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
-    KB, TB = simd.KB, simd.TB
     # the epilogue's per-channel terms (one plain loop: no implicit parallel loop)
     has_affine = affine[0].size > 0
     scale = np.empty(K, dtype=x.dtype)
@@ -346,7 +306,10 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bi
             for kb in range(g * per_group, min(nkb, (g + 1) * per_group)):
                 for k in range(KB):              # past the last channel: repeat it, drop it
                     wrows[k] = min(kb * KB + k, K - 1) * R
-                simd.fma_tile(xs, q0, wflat, wrows, offs, acc)
+                if narrow:
+                    simd.fma_tile_narrow(xs, q0, wflat, wrows, offs, acc)
+                else:
+                    simd.fma_tile(xs, q0, wflat, wrows, offs, acc)
                 for k in range(min(KB, K - kb * KB)):
                     base = (kb * KB + k) * plane
                     row = acc[k]                       # plain loops around the intrinsic:
@@ -378,6 +341,68 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bi
                             for t in range(length):
                                 dst[t] = src[t]
     return xs.size
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws, y,
+                   affine, eps, lo, hi, res):
+    """``y = conv(x, w) + bias`` as an implicit GEMM on the strip of ``x``, with an optional
+    epilogue applied as each tile leaves the registers (no extra pass over ``y``):
+
+    * ``affine`` = ``(gamma, beta, mean, var)`` of an eval-mode batch norm (Ioffe & Szegedy
+      2015), folded per output channel as :func:`cvcore.nn.layers.batchnorm2d_eval_forward`
+      folds it (in float64: ``scale = gamma / sqrt(var + eps)``, ``shift = beta - mean *
+      scale``, then cast to the dtype of ``x``): the tile leaves as ``acc * scale + shift``
+      (``bias`` is then ignored: fold it into ``beta``);
+    * ``res``: a residual added after that (``y = ... + res``; ``res`` may be ``y`` itself);
+    * ``lo, hi``: a clamp applied last, ``min(max(v, lo), hi)`` (ReLU is ``0, inf``, ReLU6
+      ``0, 6``); applied only when one of them is finite, so that a NaN stays NaN.
+
+    So a residual block's ``relu(bn2(conv2(h)) + identity)`` is one call. Every step rounds to
+    the dtype of ``x`` as the separate layers do, so the fused result equals theirs bit for bit.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, H, W), C-contiguous
+    w_mat : ndarray, shape (K, C*kh*kw), C-contiguous
+        The weights ``w[k, c, i, j]`` at ``w_mat[k, (c*kh + i)*kw + j]`` (the usual reshape).
+    kh, kw, sh, sw, ph, pw, dh, dw : int
+        Kernel size, stride, zero padding (negative: a crop; stride 1 only), dilation.
+    kgroups : int
+        Work items are (tile of ``simd.TB`` positions, group of output channels); more than
+        one group only when there are too few tiles to keep every lane busy.
+    nlanes : int
+        Parallel lanes (threads); lane ``l`` takes the ``l``-th contiguous share of the items.
+    bias : ndarray, shape (K,), the dtype of ``x`` (zeros for none)
+    ws : ndarray, 1-D, the dtype of ``x``
+        Workspace for the strip (:func:`scratch`).
+    y : ndarray, shape (N, K, Ho, Wo), C-contiguous, written
+    affine : tuple of 4 ndarrays, each (K,) of the dtype of ``x``, or each of size 0 (none)
+    eps : float
+    lo, hi : float
+    res : ndarray, shape (N, K, Ho, Wo), C-contiguous, or of size 0 (none)
+
+    Returns
+    -------
+    int
+        The workspace length this call needed; -1 (and ``y`` untouched) when the batch-norm
+        statistics are not a valid variance (``var + eps <= 0``, or not finite).
+    """
+    return _forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws, y,
+                    affine, eps, lo, hi, res, simd.KB, simd.TB, False)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_forward_narrow(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws,
+                          y, affine, eps, lo, hi, res):
+    """:func:`conv2d_forward` with ``simd.KBN x simd.TBN`` tiles (12 x 32 on AVX-512) instead
+    of ``simd.KB x simd.TB`` (8 x 48), for small planes: positions are padded to a multiple of
+    the tile width, and one 7x7 image's 64 grid positions are 96 at 48 but 64 at 32. Each
+    output is the same sum in the same order as with the wide tile (bit-equal). A kernel of its
+    own, compiled on first use only (:func:`cvcore.nn.conv.narrow_tile` picks it), so that
+    networks without such planes do not pay its compile time."""
+    return _forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws, y,
+                    affine, eps, lo, hi, res, simd.KBN, simd.TBN, True)
 
 
 # -- backward ----------------------------------------------------------------------------------

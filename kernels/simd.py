@@ -75,6 +75,11 @@ VECTOR_BYTES = 64 if AVX512 else 32
 # float64 tiles use twice the registers and may spill: they only serve gradient checks)
 KB = 8 if AVX512 else 4
 TB = 48 if AVX512 else 24
+# fma_tile_narrow: as many accumulators, fewer positions and more channels (12 x 32 on
+# AVX-512, 6 x 16 on AVX2), for small planes whose positions padded to a multiple of TB would
+# be mostly padding (one 7x7 image: 64 grid positions are 96 at TB = 48, 64 at 32)
+KBN = 12 if AVX512 else 6
+TBN = 32 if AVX512 else 16
 # dot_tile: DA x DB accumulators of one vector each
 DA = 4
 DB = 6 if AVX512 else 3
@@ -138,9 +143,53 @@ def _is_offsets(ty):
         and ty.dtype == types.int64
 
 
-@intrinsic
-def fma_tile(typingctx, x, q0, w, wrows, offs, acc):
-    """``acc[k, t] = sum_r w[wrows[k] + r] * x[q0 + offs[r] + t]`` for ``k < KB, t < TB``.
+def _make_fma_tile(kb_name, tb_name):
+    """The :func:`fma_tile` intrinsic for a tile of the module constants named ``kb_name x
+    tb_name`` (read when a caller is compiled; the tile width a multiple of the vector
+    length)."""
+
+    def fma_tile(typingctx, x, q0, w, wrows, offs, acc):
+        if not (_is_c_array(x, 1) and _is_c_array(w, 1) and _is_c_array(acc, 2)
+                and x.dtype == w.dtype == acc.dtype and _is_offsets(wrows)
+                and _is_offsets(offs)):
+            return None
+        sig = types.void(x, types.int64, w, wrows, offs, acc)
+
+        def codegen(context, builder, signature, args):
+            (xs, q0v, ws, wr, os_, ac), vty, itemsize, vl = _unpack(context, builder,
+                                                                    signature, args)
+            KB, TB = globals()[kb_name], globals()[tb_name]
+            nv = TB // vl
+            i64 = ir.IntType(64)
+            fmuladd = _fmuladd(builder, vty)
+            R = builder.extract_value(os_.shape, 0)
+            rows = [builder.load(cgutils.gep(builder, wr.data, ir.Constant(i64, k)))
+                    for k in range(KB)]
+            slots = _zero_slots(builder, vty, KB * nv)
+            with cgutils.for_range(builder, R) as loop:
+                r = loop.index
+                start = builder.add(q0v, builder.load(cgutils.gep(builder, os_.data, r)))
+                xv = [_load_vec(builder, xs.data, builder.add(start, ir.Constant(i64, v * vl)),
+                                vty, itemsize) for v in range(nv)]
+                for k in range(KB):
+                    wk = builder.load(cgutils.gep(builder, ws.data, builder.add(rows[k], r)))
+                    wv = _splat(builder, wk, vty)
+                    for v in range(nv):
+                        slot = slots[k * nv + v]
+                        builder.store(builder.call(fmuladd, [wv, xv[v], builder.load(slot)]),
+                                      slot)
+            for k in range(KB):
+                for v in range(nv):
+                    _store_vec(builder, builder.load(slots[k * nv + v]), ac.data,
+                               ir.Constant(i64, k * TB + v * vl), vty, itemsize)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return fma_tile
+
+
+_FMA_DOC = """``acc[k, t] = sum_r w[wrows[k] + r] * x[q0 + offs[r] + t]`` for ``k < KB, t < TB``.
 
     Parameters (all C-contiguous, one float dtype; nothing is bounds-checked)
     ----------
@@ -150,39 +199,13 @@ def fma_tile(typingctx, x, q0, w, wrows, offs, acc):
     offs : 1-D int64 array (R,)
     acc : 2-D array (KB, TB), written
     """
-    if not (_is_c_array(x, 1) and _is_c_array(w, 1) and _is_c_array(acc, 2)
-            and x.dtype == w.dtype == acc.dtype and _is_offsets(wrows) and _is_offsets(offs)):
-        return None
-    sig = types.void(x, types.int64, w, wrows, offs, acc)
-
-    def codegen(context, builder, signature, args):
-        (xs, q0v, ws, wr, os_, ac), vty, itemsize, vl = _unpack(context, builder, signature,
-                                                                args)
-        nv = TB // vl
-        i64 = ir.IntType(64)
-        fmuladd = _fmuladd(builder, vty)
-        R = builder.extract_value(os_.shape, 0)
-        rows = [builder.load(cgutils.gep(builder, wr.data, ir.Constant(i64, k)))
-                for k in range(KB)]
-        slots = _zero_slots(builder, vty, KB * nv)
-        with cgutils.for_range(builder, R) as loop:
-            r = loop.index
-            start = builder.add(q0v, builder.load(cgutils.gep(builder, os_.data, r)))
-            xv = [_load_vec(builder, xs.data, builder.add(start, ir.Constant(i64, v * vl)),
-                            vty, itemsize) for v in range(nv)]
-            for k in range(KB):
-                wk = builder.load(cgutils.gep(builder, ws.data, builder.add(rows[k], r)))
-                wv = _splat(builder, wk, vty)
-                for v in range(nv):
-                    slot = slots[k * nv + v]
-                    builder.store(builder.call(fmuladd, [wv, xv[v], builder.load(slot)]), slot)
-        for k in range(KB):
-            for v in range(nv):
-                _store_vec(builder, builder.load(slots[k * nv + v]), ac.data,
-                           ir.Constant(i64, k * TB + v * vl), vty, itemsize)
-        return context.get_dummy_value()
-
-    return sig, codegen
+_f = _make_fma_tile("KB", "TB")
+_f.__name__, _f.__doc__ = "fma_tile", _FMA_DOC
+fma_tile = intrinsic(_f)
+_f = _make_fma_tile("KBN", "TBN")
+_f.__name__, _f.__doc__ = "fma_tile_narrow", _FMA_DOC.replace("KB", "KBN").replace("TB", "TBN")
+fma_tile_narrow = intrinsic(_f)
+del _f
 
 
 @intrinsic

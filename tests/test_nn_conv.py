@@ -584,3 +584,31 @@ def test_fused_batchnorm_residual_clamp_epilogue(stride, relu, residual, rng):
                                (gamma, beta, mean, var), 1e-5, *clamp,
                                np.empty((0, 0, 0, 0), np.float32)) == -1
     assert (y2 == 7.0).all()
+
+
+def test_narrow_tile_kernel_is_bit_equal_and_chosen_for_small_planes(rng):
+    # ResNet-50's 7x7 planes at batch 1 run with 12 x 32 tiles (64 grid positions, not 96):
+    # the same sums in the same order as the wide tile, so the same bits
+    from cvcore.nn.conv import narrow_tile
+    assert narrow_tile(1, 7, 7, 7, 7, 3, 3, (1, 1), (1, 1), (1, 1))
+    assert narrow_tile(1, 7, 7, 7, 7, 1, 1, (1, 1), (0, 0), (1, 1))
+    for N, H in ((1, 32), (1, 16), (1, 8), (1, 14), (8, 7), (128, 8)):   # ResNet-20 never
+        assert not narrow_tile(N, H, H, H, H, 3, 3, (1, 1), (1, 1), (1, 1))
+    x = rng.standard_normal((1, 19, 7, 7)).astype(np.float32)
+    w = rng.standard_normal((29, 19, 3, 3)).astype(np.float32)
+    res = rng.standard_normal((1, 29, 7, 7)).astype(np.float32)
+    gamma, beta = rng.uniform(0.5, 1.5, 29).astype(np.float32), rng.normal(0, 1, 29).astype(np.float32)
+    mean, var = rng.normal(0, 1, 29).astype(np.float32), rng.uniform(0.1, 2, 29).astype(np.float32)
+    outs = []
+    for kernel in (fast.conv2d_forward, fast.conv2d_forward_narrow):
+        for lanes in (1, 2):
+            y = np.full((1, 29, 7, 7), np.nan, np.float32)
+            assert kernel(x, w.reshape(29, -1), 3, 3, 1, 1, 1, 1, 1, 1, 1, lanes,
+                          np.zeros(29, np.float32), np.empty(0, np.float32), y,
+                          (gamma, beta, mean, var), 1e-5, 0.0, np.inf, res) > 0
+            outs.append(y)
+    for y in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0])
+    np.testing.assert_allclose(outs[0], ref.conv2d_bn_forward(x, w, gamma, beta, mean, var, 1e-5,
+                                                              (1, 1), (1, 1), (1, 1), res,
+                                                              (0.0, np.inf)), rtol=1e-5, atol=1e-5)

@@ -115,13 +115,12 @@ class ResNetPlan:
                 return None
             programs[key] = program
         _, calls, head, last = program
-        conv = _kernels("nn_conv").conv2d_forward
         ws_need = 0
         for args in calls:
             if args[0] == -1:                          # a conv step: the input goes first
-                need = conv(x, *args[1:])
+                need = args[1](x, *args[2:])
             elif args[0] == -2:
-                need = conv(*args[1:])
+                need = args[1](*args[2:])
             else:                                       # max pool
                 args[1](*args[2:])
                 continue
@@ -168,7 +167,7 @@ class ResNetPlan:
         """``(params, calls, head, last)`` for inputs of ``shape`` on ``lanes`` threads: every
         kernel call with its arguments, the activations in this thread's buffers, ``last`` the
         last stage's output; None if a layer would refuse the shape."""
-        from cvcore.nn.conv import _channel_groups, conv2d_output_shape
+        from cvcore.nn.conv import _channel_groups, conv2d_output_shape, narrow_tile
         local = self._local
         shapes = {-1: tuple(shape)}
         plan, srcs = [], []
@@ -238,10 +237,14 @@ class ResNetPlan:
                         local.ws, y, (bn.weight.data, bn.bias.data, bn.running_mean,
                                       bn.running_var), float(bn.eps), 0.0 if s.relu else -_INF,
                         _INF, res)
+                nk = _kernels("nn_conv")
+                kernel = nk.conv2d_forward_narrow if narrow_tile(
+                    out[0], src_shape[2], src_shape[3], out[2], out[3], kh, kw, conv.stride,
+                    conv.padding, conv.dilation) else nk.conv2d_forward
                 if s.src == -1:
-                    calls.append((-1,) + args)
+                    calls.append((-1, kernel) + args)
                 else:
-                    calls.append((-2, view(s.src, src_shape)) + args)
+                    calls.append((-2, kernel, view(s.src, src_shape)) + args)
             else:
                 pool = s.pool
                 N, C, H, W = src_shape
