@@ -51,8 +51,8 @@ def batchnorm_stats(x, mean, var):
         var[c] = ss / M
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def channel_affine(x, scale, shift, y):
+@njit(cache=True, nogil=True)
+def channel_affine(x, scale, shift, y, p0, p1):
     """``y[n, c, i] = x[n, c, i] * scale[c] + shift[c]``.
 
     Batch norm's forward pass in both modes (``scale = gamma * invstd``,
@@ -63,18 +63,22 @@ def channel_affine(x, scale, shift, y):
     x : (N, C, L) float, C-contiguous
     scale, shift : (C,) same dtype as ``x``
     y : (N, C, L) same dtype as ``x``, output (may be ``x`` itself)
+    p0, p1 : int
+        The planes ``p = n * C + c`` in ``[p0, p1)`` are written (one thread; callers split
+        the planes between threads with :func:`cvcore.preprocess._bands.run_bands`: a
+        ``prange`` here cost ~0.9 s of cold compile per kernel against ~0.2 s serial).
     """
-    N, C, L = x.shape
-    for c in prange(C):
+    C, L = x.shape[1], x.shape[2]
+    for p in range(p0, p1):
+        n, c = p // C, p % C
         a = scale[c]
         b = shift[c]
-        for n in range(N):
-            for i in range(L):
-                y[n, c, i] = x[n, c, i] * a + b
+        for i in range(L):
+            y[n, c, i] = x[n, c, i] * a + b
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def channel_affine_relu(x, scale, shift, y):
+@njit(cache=True, nogil=True)
+def channel_affine_relu(x, scale, shift, y, p0, p1):
     """``y[n, c, i] = max(x[n, c, i] * scale[c] + shift[c], 0)``: batch norm followed by ReLU in
     one pass (the residual blocks' ``relu(bn(conv(x)))``), saving a read and a write of ``y``.
 
@@ -83,19 +87,23 @@ def channel_affine_relu(x, scale, shift, y):
     x : (N, C, L) float, C-contiguous
     scale, shift : (C,) same dtype as ``x``
     y : (N, C, L) same dtype as ``x``, output (may be ``x`` itself)
+    p0, p1 : int
+        The planes ``p = n * C + c`` in ``[p0, p1)`` are written (one thread; callers split
+        the planes between threads with :func:`cvcore.preprocess._bands.run_bands`: a
+        ``prange`` here cost ~0.9 s of cold compile per kernel against ~0.2 s serial).
     """
-    N, C, L = x.shape
-    for c in prange(C):
+    C, L = x.shape[1], x.shape[2]
+    for p in range(p0, p1):
+        n, c = p // C, p % C
         a = scale[c]
         b = shift[c]
-        for n in range(N):
-            for i in range(L):
-                v = x[n, c, i] * a + b
-                y[n, c, i] = v if v > 0 else 0.0
+        for i in range(L):
+            v = x[n, c, i] * a + b
+            y[n, c, i] = v if v > 0 else 0.0
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def channel_affine_relu6(x, scale, shift, y):
+@njit(cache=True, nogil=True)
+def channel_affine_relu6(x, scale, shift, y, p0, p1):
     """``y[n, c, i] = min(max(x[n, c, i] * scale[c] + shift[c], 0), 6)``: batch norm followed by
     ReLU6 in one pass (the inverted-residual blocks' ``relu6(bn(conv(x)))``).
 
@@ -104,15 +112,19 @@ def channel_affine_relu6(x, scale, shift, y):
     x : (N, C, L) float, C-contiguous
     scale, shift : (C,) same dtype as ``x``
     y : (N, C, L) same dtype as ``x``, output (may be ``x`` itself)
+    p0, p1 : int
+        The planes ``p = n * C + c`` in ``[p0, p1)`` are written (one thread; callers split
+        the planes between threads with :func:`cvcore.preprocess._bands.run_bands`: a
+        ``prange`` here cost ~0.9 s of cold compile per kernel against ~0.2 s serial).
     """
-    N, C, L = x.shape
-    for c in prange(C):
+    C, L = x.shape[1], x.shape[2]
+    for p in range(p0, p1):
+        n, c = p // C, p % C
         a = scale[c]
         b = shift[c]
-        for n in range(N):
-            for i in range(L):
-                v = x[n, c, i] * a + b
-                y[n, c, i] = 0.0 if v < 0 else (6.0 if v > 6 else v)
+        for i in range(L):
+            v = x[n, c, i] * a + b
+            y[n, c, i] = 0.0 if v < 0 else (6.0 if v > 6 else v)
 
 
 @njit(cache=True, parallel=True, fastmath=REASSOC, nogil=True)

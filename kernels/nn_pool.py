@@ -157,8 +157,8 @@ def avgpool2d_backward(dy, kh, kw, sh, sw, ph, pw, count_include_pad, dx):
                         dx[p, r, col] += g
 
 
-@njit(cache=True, parallel=True, fastmath=REASSOC, nogil=True)
-def adaptive_avgpool2d_forward(x, y):
+@njit(cache=True, fastmath=REASSOC, nogil=True)
+def adaptive_avgpool2d_forward(x, y, p0, p1):
     """Adaptive average pooling to ``y``'s spatial size (PyTorch's bin edges).
 
     Output cell ``i`` of ``OH`` averages input rows ``floor(i * H / OH)`` to
@@ -168,10 +168,14 @@ def adaptive_avgpool2d_forward(x, y):
     ----------
     x : (P, H, W) float, C-contiguous
     y : (P, OH, OW) same dtype as ``x``, output
+    p0, p1 : int
+        The planes ``[p0, p1)`` are pooled (one thread; callers split the planes between
+        threads with :func:`cvcore.preprocess._bands.run_bands`, which compiles far less than a
+        ``prange``).
     """
-    P, H, W = x.shape
+    H, W = x.shape[1], x.shape[2]
     OH, OW = y.shape[1], y.shape[2]
-    for p in prange(P):
+    for p in range(p0, p1):
         for oi in range(OH):
             r_lo = (oi * H) // OH
             r_hi = ((oi + 1) * H + OH - 1) // OH

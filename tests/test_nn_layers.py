@@ -43,12 +43,18 @@ class TestKernelsMatchReference:
         scale = (gamma * invstd).astype(np.float32)
         shift = (beta - mean * gamma * invstd).astype(np.float32)
         y = np.empty_like(x)
-        nn_norm.channel_affine(v(x), scale, shift, v(y))
+        P = v(x).shape[0] * v(x).shape[1]              # (n, c) planes
+        nn_norm.channel_affine(v(x), scale, shift, v(y), 0, P)
         np.testing.assert_allclose(y, ref_norm.channel_affine(x, scale, shift), rtol=1e-6,
                                    atol=1e-6)
-        nn_norm.channel_affine_relu(v(x), scale, shift, v(y))
+        nn_norm.channel_affine_relu(v(x), scale, shift, v(y), 0, P)
         np.testing.assert_allclose(y, ref_norm.channel_affine_relu(x, scale, shift), rtol=1e-6,
                                    atol=1e-6)
+        # any split of the planes between threads gives the same values, bit for bit
+        parts = np.empty_like(x)
+        for p0, p1 in ((0, P // 3), (P // 3, P - 1), (P - 1, P)):
+            nn_norm.channel_affine_relu(v(x), scale, shift, v(parts), p0, p1)
+        np.testing.assert_array_equal(parts, y)
         for train in (True, False):
             dx, dgamma, dbeta = np.empty_like(x), np.empty(4), np.empty(4)
             nn_norm.batchnorm_backward(v(dy), v(x), mean, invstd, gamma, train,

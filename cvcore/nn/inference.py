@@ -258,7 +258,7 @@ class ResNetPlan:
         pooled = bufs[self.nslots][:N * C].reshape(N, C)
         head = (_kernels("nn_pool").adaptive_avgpool2d_forward,
                 (view(self.steps[-1].dst, last).reshape(N * C, H, W),
-                 pooled.reshape(N * C, 1, 1)), pooled, fc)
+                 pooled.reshape(N * C, 1, 1), 0, N * C), pooled, fc)
         return params, calls, head, view(self.steps[-1].dst, last)
 
 

@@ -38,6 +38,7 @@ import numpy as np
 from cvcore._validate import (_check_real, check_array, check_cache, check_float_array,
                               check_grad, check_int, check_pair, check_positive)
 from cvcore.nn.module import Module, Parameter, is_grad_enabled
+from cvcore.preprocess._bands import run_bands
 
 __all__ = [
     "ReLU", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "Dropout",
@@ -415,7 +416,9 @@ def _normalize(x, mean, invstd, gamma, beta, y, fuse_relu=False):
     nk = _kernels("nn_norm")
     kernel = (nk.channel_affine_relu6 if fuse_relu == "relu6" else
               nk.channel_affine_relu if fuse_relu else nk.channel_affine)
-    kernel(_bn_view(x), scale.astype(x.dtype), shift.astype(x.dtype), _bn_view(y))
+    xv = _bn_view(x)
+    N, C, L = xv.shape
+    run_bands(kernel, N * C, L, xv, scale.astype(x.dtype), shift.astype(x.dtype), _bn_view(y))
 
 
 def _bn_backward(dy, x, cache, train, out):
@@ -799,8 +802,8 @@ def adaptive_avgpool2d_forward(x, output_size=1):
         raise ValueError(f"adaptive_avgpool2d_forward: x of shape {x.shape} has no pixels to "
                          f"average")
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
-    _kernels("nn_pool").adaptive_avgpool2d_forward(x.reshape(N * C, H, W),
-                                                   y.reshape(N * C, OH, OW))
+    run_bands(_kernels("nn_pool").adaptive_avgpool2d_forward, N * C, H * W,
+              x.reshape(N * C, H, W), y.reshape(N * C, OH, OW))
     return y, AdaptivePoolCache(x.shape)
 
 
