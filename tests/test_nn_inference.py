@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cvcore import nn
-from cvcore.nn.blocks import BasicBlock, Bottleneck
+from cvcore.nn.blocks import Bottleneck
 from cvcore.nn.inference import ResNetPlan
 from cvcore.nn.models import resnet20
 from tests.test_nn_models import _randomise_bn

@@ -425,7 +425,6 @@ def _scale_space(gray, input_shape, n_scales, sigma, double_image, n_octaves, ws
     k = 2.0 ** (1.0 / n_scales)
     increments = [sigma * k ** (i - 1) * math.sqrt(k * k - 1.0) for i in range(1, n_scales + 3)]
     kernels = [gaussian_kernel(s) for s in increments]
-    ks = _kernels()
     gauss = []
     for o in range(n_octaves):
         if o == 0:
@@ -457,7 +456,6 @@ def dog_scale_space(scale_space: ScaleSpace) -> list:
 
     ``D_i = L_{i+1} - L_i`` approximates ``(k - 1) sigma^2 del^2 L`` (Lowe 2004, eq. 1 and sec. 3).
     """
-    ks = _kernels()
     dogs = []
     for levels in check_scale_space(scale_space).gauss:
         dog = np.empty((levels.shape[0] - 1,) + levels.shape[1:], np.float32)
@@ -725,7 +723,6 @@ def _detect(scale_space, dogs, contrast_threshold, edge_threshold, upright,
     S = scale_space.n_scales
     threshold = 0.5 * contrast_threshold / S
     parts = []
-    ks = _kernels()
     for o, levels in enumerate(scale_space.gauss):
         with threads_for(levels[0].size >= PARALLEL_MIN_PIXELS):
             if dogs is not None:

@@ -20,13 +20,9 @@ Agreement (tested): ``resize`` equals ``cv2.resize`` with ``INTER_NEAREST``, ``I
 """
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import math
 import functools
-import os
 import sys
-import threading
 
 import numpy as np
 
