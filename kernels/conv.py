@@ -14,7 +14,7 @@ Conventions (the caller in :mod:`cvcore.preprocess.filters` guarantees them):
   loops that LLVM vectorises; the general kernel sums blocks of outputs in vector registers
   (:func:`_correlate_tiles`). The kernels compute a band of output rows ``[r0, r1)`` and are
   serial (``nogil``): the caller runs bands on several threads
-  (:func:`cvcore.preprocess._bands.run_bands`); a band keeps its extended source rows in a
+  (:func:`cvcore._bands.run_bands`); a band keeps its extended source rows in a
   small ring (:func:`fill_ring` for the median filter).
   Avoiding whole-image temporaries matters: a fresh 4 MB array costs ~1-2 ms of page faults
   on first touch on the test machine, as much as the 5 x 5 correlation itself.
@@ -318,7 +318,7 @@ def correlate2d(image, tu, tv, tw, kh, kw, rows, cols, cx, cval, out, r0, r1):
     ``r1`` (rows computed twice get the same values). A band of fewer than TILE_ROWS rows, or
     an image narrower than TILE_WIDTH, is computed into a scratch block and copied.
     ``image``, ``out`` (H, W) float32; ``tw`` float32; ``tu``, ``tv`` int64. Serial: the caller
-    runs bands of rows on several threads (:func:`cvcore.preprocess._bands.run_bands`).
+    runs bands of rows on several threads (:func:`cvcore._bands.run_bands`).
     """
     H, W = out.shape
     fill = np.float32(cval)
