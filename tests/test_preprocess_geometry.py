@@ -384,8 +384,9 @@ def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch
     expected = [call(x) for call in calls]
     monkeypatch.setattr(_bands, "band_threads", lambda: 3)    # 9-12 bands on 3 threads
     calls_made = []
-    real_executor = _bands._executor
-    monkeypatch.setattr(_bands, "_executor", lambda n: calls_made.append(n) or real_executor(n))
+    real_publish = _bands._Pool.publish
+    monkeypatch.setattr(_bands._Pool, "publish", lambda pool, job, helpers:
+                        calls_made.append(helpers) or real_publish(pool, job, helpers))
     for call, want in zip(calls, expected):
         np.testing.assert_array_equal(call(x), want)
     assert calls_made == [2] * len(calls)                     # every call was split
