@@ -13,7 +13,7 @@ Conventions (the caller in :mod:`cvcore.preprocess.filters` guarantees them):
   rows into the output row, several taps per sweep (:func:`_taps`), in contiguous loops that
   LLVM vectorises. The kernels compute a band of output rows ``[r0, r1)`` and are serial
   (``nogil``): the caller runs bands on several threads
-  (:func:`cvcore.preprocess._bands.run_bands`); a band keeps its extended source rows in a
+  (:func:`cvcore._bands.run_bands`); a band keeps its extended source rows in a
   small ring (:func:`fill_ring`, also used by the median filter).
   Avoiding whole-image temporaries matters: a fresh 4 MB array costs ~1-2 ms of page faults
   on first touch on the test machine, as much as the 5 x 5 correlation itself.
@@ -180,7 +180,7 @@ def correlate2d(image, tu, tv, tw, kh, kw, rows, cols, cx, cval, out, r0, r1):
     down one row extends just one new source row. The taps then add shifted rows of the ring
     into the output row, several taps per sweep (:func:`_taps`). ``image``, ``out`` (H, W)
     float32; ``tw`` float32; ``tu``, ``tv`` int64. Serial: the caller runs bands of rows on
-    several threads (:func:`cvcore.preprocess._bands.run_bands`).
+    several threads (:func:`cvcore._bands.run_bands`).
     """
     W = out.shape[1]
     fill = np.float32(cval)

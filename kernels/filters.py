@@ -10,7 +10,7 @@ contiguous row, which LLVM vectorises. The network itself is built (and pruned t
 comparators that can affect slot ``rank``) in :mod:`cvcore.preprocess.filters`.
 
 Every kernel here computes a band of output rows ``[r0, r1)``, serially and without the GIL;
-the caller runs bands on several threads (:func:`cvcore.preprocess._bands.run_bands`).
+the caller runs bands on several threads (:func:`cvcore._bands.run_bands`).
 """
 import numpy as np
 from numba import njit

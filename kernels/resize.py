@@ -27,7 +27,7 @@ Three kernels, one per kind of work, so that a program compiles only the ones it
   then gathered), which gathers fewer values.
 
 Each kernel makes a band of output rows ``y0:y1`` (the caller runs the bands on several threads,
-``cvcore.preprocess._bands``: plain ``nogil`` kernels, as a ``parallel=True`` one costs 2-4 s
+``cvcore._bands``: plain ``nogil`` kernels, as a ``parallel=True`` one costs 2-4 s
 more to compile). While they read the input, :func:`resize_nearest` and
 :func:`resize_separable` also store (in ``top[y0]``) the largest
 ``bits & 0x7fffffff`` of the float32 input rows their band owns (the finiteness scan of

@@ -1,11 +1,11 @@
-"""Row bands on several threads (cvcore.preprocess._bands): every band runs exactly once, and
+"""Row bands on several threads (cvcore._bands): every band runs exactly once, and
 every banded filter gives the same result, bit for bit, on one thread and on many."""
 import threading
 
 import numpy as np
 import pytest
 
-from cvcore.preprocess import _bands
+from cvcore import _bands
 
 
 def test_every_row_is_computed_exactly_once(monkeypatch):

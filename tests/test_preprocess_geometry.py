@@ -363,10 +363,10 @@ def test_resize_rejects_non_finite_float32_on_every_path(interpolation, value, n
 
 def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch):
     """The geometry kernels each make a band of output rows, the bands run on several threads
-    (``cvcore.preprocess._bands``): in many bands every resize kind and both warps must give
+    (``cvcore._bands``): in many bands every resize kind and both warps must give
     the one-band result bit for bit, and a NaN in an input row owned by any band (read or
     skipped by the sampling) must still be rejected."""
-    from cvcore.preprocess import _bands
+    from cvcore import _bands
 
     x = rng.random((600, 264, 2)).astype(np.float32)    # outputs above MIN_PARALLEL_PIXELS
     M = np.array([[0.9, 0.2, 5.0], [-0.15, 1.05, -3.0]])

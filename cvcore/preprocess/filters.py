@@ -30,7 +30,7 @@ import numpy as np
 
 from cvcore._validate import (as_float_image, check_array, check_choice, check_finite,
                               check_float32_scalar, check_limit, check_pair, check_positive)
-from cvcore.preprocess._bands import run_bands
+from cvcore._bands import run_bands
 
 __all__ = ["correlate", "convolve", "gaussian", "sobel", "scharr", "prewitt", "laplace",
            "median"]
@@ -112,7 +112,7 @@ def _per_channel(image, fn):
     """Apply ``fn`` (2-D float32 -> 2-D float32) to a grey image or to each channel.
 
     The kernels run in bands of rows on up to Numba's thread count
-    (:func:`cvcore.preprocess._bands.run_bands`: bands are taken dynamically, so on a busy
+    (:func:`cvcore._bands.run_bands`: bands are taken dynamically, so on a busy
     machine a thread that gets no core takes no band and nobody waits for it)."""
     if image.ndim == 2:
         return fn(image)

@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 
-from cvcore.preprocess._bands import run_bands
+from cvcore._bands import run_bands
 from cvcore._validate import check_array, check_choice, check_finite, check_pair, _check_real
 
 __all__ = ["resize", "resize_center_crop", "warp_affine", "warp_perspective", "INTERPOLATIONS", "BORDER_MODES"]
@@ -42,7 +42,7 @@ EXPONENT_ALL_ONES = 0x7F800000   # float32 bits & 0x7fffffff at or above this: N
 #: output pixel (0.1 ms for a 512 x 512 output on one thread, quiet machine, 2026-12-07), less
 #: than handing bands to a second thread costs here (0.1-0.15 ms measured: a 512 x 512 output
 #: took 0.19-0.21 ms on two threads against 0.10 ms on one); their work as told to
-#: :func:`~cvcore.preprocess._bands.run_bands` is divided by this, so only outputs of about
+#: :func:`~cvcore._bands.run_bands` is divided by this, so only outputs of about
 #: 0.5 megapixels and more are split.
 CHEAP_KERNEL_WORK = 8
 

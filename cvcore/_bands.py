@@ -17,11 +17,10 @@ Why not ``parallel=True`` and ``prange`` in the kernels:
 * **A busy machine.** An OpenMP region ends at a barrier that waits for every thread of the
   team; when another process holds a core, the call waits for a descheduled thread
   (``cvcore/_threads.py`` measures it). Here two things keep a call from waiting for a thread
-  that cannot run. Before the call, the instantaneous count of runnable tasks
-  (``/proc/loadavg``, fourth field, read with one ``pread`` on a file kept open: ~2 us, where
-  :func:`cvcore._threads.usable_threads` spends 30-300 us listing this process's threads, as
-  much as a 1024 x 1024 Sobel derivative) caps the threads at the cores no other task wants;
-  the pool's own threads sleep between calls, so they are never counted. During the call, the
+  that cannot run. Before the call, :func:`band_threads` caps the threads at the cores no
+  other process's task wants (:func:`cvcore._threads.usable_threads`, a few microseconds:
+  this process's own threads, OpenCV's or PyTorch's pool threads spinning after their own
+  calls among them, are not competitors). During the call, the
   bands are taken dynamically: a pool thread that gets no core takes no band, the caller takes
   them all and waits only for bands that were actually started.
 
@@ -46,7 +45,6 @@ MIN_PARALLEL_PIXELS = 1 << 16
 MIN_BAND_ROWS = 16
 
 _pool_lock = threading.Lock()
-_unfinished = [0]                        # pool tasks submitted and not yet returned
 _pool: dict = {"pid": None, "executor": None, "workers": 0}
 
 
@@ -55,7 +53,6 @@ def _after_fork_in_child():
     at the fork would stay held): start from scratch."""
     global _pool_lock
     _pool_lock = threading.Lock()
-    _unfinished[0] = 0
     _pool.update(pid=None, executor=None, workers=0)
 
 
@@ -76,41 +73,16 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _pool["executor"]
 
 
-_loadavg = {"fd": None}
-
-
-def runnable_tasks() -> int | None:
-    """Runnable tasks on the machine right now, the calling thread included (``/proc/loadavg``,
-    fourth field ``running/total``); None where it cannot be read."""
-    try:
-        if _loadavg["fd"] is None:
-            _loadavg["fd"] = os.open("/proc/loadavg", os.O_RDONLY)
-        return int(os.pread(_loadavg["fd"], 128, 0).split()[3].split(b"/")[0])
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
-
-
 def band_threads() -> int:
     """Threads a band run uses: Numba's current thread count (``numba.set_num_threads``,
-    ``NUMBA_NUM_THREADS``: one setting governs every cvcore kernel), capped at the cores of
-    this process's affinity mask that no other runnable task wants (at least one).
-    ``CVCORE_ADAPTIVE_THREADS=0`` switches the cap off, as for :mod:`cvcore._threads`."""
+    ``NUMBA_NUM_THREADS``: one setting governs every cvcore kernel), capped at the free cores
+    by the rule :func:`network_call` uses too (:func:`cvcore._threads.usable_threads`: other
+    processes' runnable tasks compete, this process's threads do not; a few microseconds;
+    ``CVCORE_ADAPTIVE_THREADS=0`` switches the cap off)."""
     import numba
 
-    from cvcore._threads import ADAPTIVE, _cores
-    cap = numba.get_num_threads()
-    if cap <= 1 or not ADAPTIVE:
-        return cap
-    running = runnable_tasks()
-    if running is None:
-        return cap
-    mine, online = _cores()
-    # Neither the caller nor a pool thread still finishing the previous call's last band
-    # (it is runnable for a few microseconds before it sleeps again) is a competitor.
-    others = max(0, running - 1 - min(_unfinished[0], cap - 1))
-    if mine < online:                  # a cpuset: competitors spread over all the cores
-        others = others * mine // online
-    return min(cap, max(1, mine - others))
+    from cvcore._threads import usable_threads
+    return usable_threads(numba.get_num_threads())
 
 
 def run_bands(kernel, n_rows: int, row_pixels: int, *args) -> None:
@@ -122,8 +94,11 @@ def run_bands(kernel, n_rows: int, row_pixels: int, *args) -> None:
     when all have finished. ``kernel`` should release the GIL (``nogil=True``) and must write
     only its own rows; an exception raised in any band is raised here once all bands are done.
     """
+    if n_rows * row_pixels < MIN_PARALLEL_PIXELS or n_rows < 2 * MIN_BAND_ROWS:
+        kernel(*args, 0, n_rows)
+        return
     threads = band_threads()
-    if threads <= 1 or n_rows * row_pixels < MIN_PARALLEL_PIXELS or n_rows < 2 * MIN_BAND_ROWS:
+    if threads <= 1:
         kernel(*args, 0, n_rows)
         return
     n_bands = max(2, min(threads * BANDS_PER_THREAD, n_rows // MIN_BAND_ROWS))
@@ -144,18 +119,9 @@ def run_bands(kernel, n_rows: int, row_pixels: int, *args) -> None:
             finally:
                 done.release()
 
-    def pool_take():
-        try:
-            take()
-        finally:
-            with _pool_lock:
-                _unfinished[0] -= 1
-
     pool = _executor(threads - 1)
-    with _pool_lock:
-        _unfinished[0] += threads - 1
     for _ in range(threads - 1):
-        pool.submit(pool_take)
+        pool.submit(take)
     take()
     # Every band index below n_bands was taken by someone; wait for exactly those.
     for _ in range(n_bands):
