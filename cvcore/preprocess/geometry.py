@@ -146,6 +146,28 @@ def _axis_table(n_in, n_out, interpolation, area_mode_linear):
     return np.ascontiguousarray(idx.T), np.ascontiguousarray(w.T)
 
 
+@functools.lru_cache(maxsize=64)
+def _column_blocks(n_in, n_out, interpolation, area_mode_linear):
+    """The column table of :func:`_axis_table` for the vector horizontal pass of
+    :func:`kernels.resize.resize_separable`: per block of ``LANES`` outputs the start ``base``
+    of a window of ``2 * LANES`` input columns holding all the block's taps, and each tap's
+    index relative to it, ``rel`` (taps, blocks * LANES) int32. Empty (no blocks) where the
+    input row is shorter than a window or a block's taps spread wider (shrinking by more than
+    about 1.9): the kernel then gathers one value at a time."""
+    from kernels.resize import LANES
+
+    idx, _ = _axis_table(n_in, n_out, interpolation, area_mode_linear)
+    taps = idx.shape[0]
+    blocks = n_out // LANES if n_in >= 2 * LANES else 0
+    grouped = idx[:, :blocks * LANES].reshape(taps, blocks, LANES).astype(np.int64)
+    base = np.minimum(grouped.min(axis=(0, 2)), n_in - 2 * LANES)
+    rel = grouped - base[None, :, None]
+    if blocks and rel.max() >= 2 * LANES:
+        blocks, base, rel = 0, base[:0], rel[:, :0]
+    return (base.astype(np.int32),
+            np.ascontiguousarray(rel.reshape(taps, blocks * LANES), dtype=np.int32))
+
+
 def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
     """Resize an image to ``output_shape = (rows, cols)``, as ``cv2.resize`` does.
 
@@ -210,10 +232,11 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         growing = rows > H or cols > W
         row_idx, row_w = _axis_table(H, rows, interpolation, growing)
         col_idx, col_w = _axis_table(W, cols, interpolation, growing)
+        col_base, col_rel = _column_blocks(W, cols, interpolation, growing)
         # the column pass gathers: run it on the smaller of the input rows and output rows
         run_bands(k.resize_separable, rows, cols * C * row_idx.shape[0], planes, bits,
                   np.ascontiguousarray(row_idx.T), np.ascontiguousarray(row_w.T), col_idx,
-                  col_w, rows < H, out, top)
+                  col_w, col_base, col_rel, rows < H, out, top)
     if top.max() >= EXPONENT_ALL_ONES:
         check_finite(planes, "image")
     return _finish(out, was_2d, dtype)
