@@ -181,9 +181,20 @@ def _pass(plane, k1d, axis, centre, mode, cval):
 
 
 def _rank1_factors(k):
-    """``(ky, kx)`` with ``outer(ky, kx) == k`` within RANK1_TOL, or None when k is not rank 1."""
+    """``(ky, kx)`` with ``outer(ky, kx) == k`` within RANK1_TOL, or None when k is not rank 1.
+
+    A kernel far from rank 1 is told without the SVD (~40 us, 5% of a 1024 x 1024 5 x 5
+    correlation) by its 2 x 2 minors: if ``k = outer(a, b) + E`` passes the test below
+    (``sum|E| <= t = RANK1_TOL * sum|k|``, so every ``|E_ij| <= t``), each minor
+    ``k_pr k_qs - k_ps k_qr`` is at most ``4 (max|k| + t) t + 2 t^2`` in size (the minors of
+    ``outer(a, b)`` are 0); a minor twice that size means not rank 1."""
     if min(k.shape) == 1:
         return None                      # a single row/column: the general loop is one pass
+    size = np.abs(k)
+    t = RANK1_TOL * size.sum()
+    minors = k[:-1, :-1] * k[1:, 1:] - k[:-1, 1:] * k[1:, :-1]
+    if np.abs(minors).max() > 2.0 * (4.0 * (size.max() + t) * t + 2.0 * t * t):
+        return None
     u, s, vt = np.linalg.svd(k)
     scale = np.sqrt(s[0])
     ky = u[:, 0] * scale
