@@ -570,8 +570,11 @@ def median(image, size=3, mode="reflect", cval=0.0):
     """
     from kernels.conv import border_map
     from kernels.filters import median3x3, median5x5, rank_network
-    img = _image(image)
     kh, kw = check_pair(size, "size", minimum=1)
+    # The 3 x 3 and 5 x 5 kernels test every image row for NaN/infinity as they read it: no
+    # separate pass over a float32 image then; the error is raised after the kernel.
+    in_kernel = (kh, kw) in ((3, 3), (5, 5))
+    img = _image(image, check_float32=not in_kernel)
     check_limit(kh * kw, MAX_MEDIAN_WINDOW, f"the median window {kh}x{kw} (values)",
                 "the sorting network per pixel grows as n log^2 n (use a smaller window, a "
                 "smaller image or scipy.ndimage.median_filter)")
@@ -580,21 +583,29 @@ def median(image, size=3, mode="reflect", cval=0.0):
     rank = n // 2
     cy, cx = kh // 2, kw // 2
 
+    met = []
+
     def plane(p):
         rows = border_map(p.shape[0], cy, kh - 1 - cy, m)
         cols = border_map(p.shape[1], cx, kw - 1 - cx, m)
         out = np.empty(p.shape, np.float32)
         H, W = p.shape
+        bad = np.zeros(H, np.uint8)
         if (kh, kw) == (3, 3):     # sorted-columns identity, fewer ops
-            run_bands(median3x3, H, 2 * W, p, rows, cols, float(cval), out)
+            run_bands(median3x3, H, 2 * W, p, rows, cols, float(cval), out, bad)
         elif (kh, kw) == (5, 5):   # sorted columns, network in registers
-            run_bands(median5x5, H, 16 * W, p, rows, cols, float(cval), out)
+            run_bands(median5x5, H, 16 * W, p, rows, cols, float(cval), out, bad)
         else:
             if (n, rank) not in _NETWORKS:
                 _NETWORKS[(n, rank)] = selection_network(n, rank)
             pairs = _NETWORKS[(n, rank)]
             run_bands(rank_network, H, W * len(pairs),
                       p, kh, kw, rows, cols, cx, float(cval), pairs, rank, out)
+        if bad.any():
+            met.append(True)
         return out
 
-    return _per_channel(img, plane)
+    out = _per_channel(img, plane)
+    if met:
+        check_finite(img, "image")       # raises, naming NaN or infinity
+    return out
