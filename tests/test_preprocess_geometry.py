@@ -380,6 +380,7 @@ def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch
              lambda a: pp.warp_perspective(a, np.vstack([M, [1e-4, 2e-4, 1]]), (560, 270),
                                            "nearest")]
     monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)     # split even the cheap kernels
+    monkeypatch.setattr(_bands, "MIN_PARALLEL_SECONDS", 0.0)
     monkeypatch.setattr(_bands, "band_threads", lambda: 1)
     expected = [call(x) for call in calls]
     monkeypatch.setattr(_bands, "band_threads", lambda: 3)    # 9-12 bands on 3 threads
