@@ -21,10 +21,11 @@ from kernels.conv import fill_ring
 TILE = 256
 
 # The exponent bits of a float32: all set for infinity and NaN. The 3 x 3 and 5 x 5 medians
-# and the gradients test each image row for them while they read it as an output row's own
-# row (every image row is one), and set ``bad[r0]`` for the band (``bad`` of size 0: no flag
-# written), so the caller needs no separate check pass over a float32 image (0.06-0.09 ms at
-# 1024 x 1024, a seventh of a 3 x 3 median); it raises after the kernel when a flag is set.
+# and the gradients test each image row for them (in ``bits``, the image viewed as uint32 by
+# the caller) while they read it as an output row's own row (every image row is one), and
+# set ``bad[r0]`` for the band (``bad`` of size 0: no flag written), so the caller needs no
+# separate check pass over a float32 image (0.06-0.09 ms at 1024 x 1024, a seventh of a 3 x 3
+# median); it raises after the kernel when a flag is set.
 FLOAT32_EXPONENT = 0x7F800000
 
 
@@ -115,7 +116,7 @@ def rank_network(image, kh, kw, rows, cols, cx, cval, pairs, rank, out, r0, r1):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
-def median3x3(image, rows, cols, cval, out, bad, r0, r1):
+def median3x3(image, bits, rows, cols, cval, out, bad, r0, r1):
     """3 x 3 median of the extended image (border maps for a centred 3 x 3 window), by
     sorted columns.
 
@@ -129,7 +130,6 @@ def median3x3(image, rows, cols, cval, out, bad, r0, r1):
     W = out.shape[1]
     fill = np.float32(cval)
     const_row = np.full(W, fill, np.float32)
-    bits = image.reshape(image.size).view(np.uint32)
     found = 0
     lo = np.empty(W + 2, np.float32)
     mid = np.empty(W + 2, np.float32)
@@ -141,7 +141,7 @@ def median3x3(image, rows, cols, cval, out, bad, r0, r1):
         a = _source_row(image, rows, i, const_row)
         b = image[i]
         c = _source_row(image, rows, i + 2, const_row)
-        own = bits[i * W:(i + 1) * W]
+        own = bits[i]
         for j in range(W):
             x = a[j]
             y = b[j]
@@ -177,7 +177,7 @@ MEDIAN5_RESULT = "c24"
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
-def median5x5(image, rows, cols, cval, out, bad, r0, r1):
+def median5x5(image, bits, rows, cols, cval, out, bad, r0, r1):
     """5 x 5 median of the extended image (border maps for a centred 5 x 5 window).
 
     Per output row: sort the five values of every column once (Batcher's 9 comparators,
@@ -192,7 +192,6 @@ def median5x5(image, rows, cols, cval, out, bad, r0, r1):
     W = out.shape[1]
     fill = np.float32(cval)
     const_row = np.full(W, fill, np.float32)
-    bits = image.reshape(image.size).view(np.uint32)
     found = 0
     first = r0
     ranks = np.empty((5, W + 4), np.float32)
@@ -204,7 +203,7 @@ def median5x5(image, rows, cols, cval, out, bad, r0, r1):
         r2 = _source_row(image, rows, i + 2, const_row)
         r3 = _source_row(image, rows, i + 3, const_row)
         r4 = _source_row(image, rows, i + 4, const_row)
-        own = bits[i * W:(i + 1) * W]
+        own = bits[i]
         for j in range(W):
             found |= (own[j] & FLOAT32_EXPONENT) == FLOAT32_EXPONENT
             x0, x1, x2, x3, x4 = r0[j], r1[j], r2[j], r3[j], r4[j]
@@ -348,7 +347,7 @@ GRADIENT_BOTH = 2       # both derivatives and the magnitude
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def gradient3x3(image, rows, cols, s0, s1, s2, which, gr, gc, mag, bad, r0, r1):
+def gradient3x3(image, bits, rows, cols, s0, s1, s2, which, gr, gc, mag, bad, r0, r1):
     """The 3 x 3 separable gradient filter with smoothing taps ``(s0, s1, s2)``, one pass over
     the image: ``gr`` the derivative along rows, ``gc`` along columns, ``mag = sqrt(gr^2 +
     gc^2)`` computed in float64 (no square overflows; ``numpy.hypot`` rounded to float32).
@@ -356,7 +355,8 @@ def gradient3x3(image, rows, cols, s0, s1, s2, which, gr, gc, mag, bad, r0, r1):
     ``which`` picks the outputs written: ``GRADIENT_ROWS`` (``gr``), ``GRADIENT_COLUMNS``
     (``gc``) or ``GRADIENT_BOTH`` (all three); the others may be empty arrays. One kernel for
     the three cases, chosen per row outside the pixel loops, compiles once instead of thrice.
-    ``image`` and the outputs are (H, W) float32; ``rows = border_map(H, 1, 1, mode)``,
+    ``image`` and the outputs are (H, W) float32, ``bits`` is ``image.view(np.uint32)``;
+    ``rows = border_map(H, 1, 1, mode)``,
     ``cols = border_map(W, 1, 1, mode)`` (-1 only for ``constant`` mode with ``cval = 0``).
     Equal to ``scipy.ndimage.sobel`` (``prewitt``; Scharr's taps) up to float32 rounding of
     the pass order. Writes rows ``[r0, r1)`` (serial; the caller runs bands of rows on
@@ -370,7 +370,6 @@ def gradient3x3(image, rows, cols, s0, s1, s2, which, gr, gc, mag, bad, r0, r1):
     """
     W = image.shape[1]
     s0, s1, s2 = np.float32(s0), np.float32(s1), np.float32(s2)   # float32 arithmetic
-    bits = image.reshape(image.size).view(np.uint32)
     found = 0
     zero = np.zeros(W, np.float32)
     S = np.empty(W + 2, np.float32)
@@ -382,7 +381,7 @@ def gradient3x3(image, rows, cols, s0, s1, s2, which, gr, gc, mag, bad, r0, r1):
         c = _source_row(image, rows, i + 2, zero)    # below
         b = image[i]
         if which != GRADIENT_ROWS:
-            own = bits[i * W:(i + 1) * W]
+            own = bits[i]
             mid = S[1:W + 1]
             for j in range(W):
                 mid[j] = s0 * a[j] + s1 * b[j] + s2 * c[j]

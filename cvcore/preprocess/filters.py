@@ -369,7 +369,8 @@ def gradient_plane(plane, axis, mode_code, cval, smooth=SOBEL_SMOOTH, bad=_NO_FL
     which = GRADIENT_ROWS if axis == 0 else GRADIENT_COLUMNS
     s0, s1, s2 = (float(t) for t in smooth)
     run_bands(gradient3x3, out.shape[0], out.shape[1],
-              plane, rows, cols, s0, s1, s2, which, out, out, _NO_PLANE, bad)
+              plane, plane.view(np.uint32), rows, cols, s0, s1, s2, which, out, out, _NO_PLANE,
+              bad)
     return out
 
 
@@ -389,7 +390,8 @@ def gradient_magnitude_plane(plane, mode_code, cval, smooth=SOBEL_SMOOTH, bad=_N
     mag = np.empty(plane.shape, np.float32)
     s0, s1, s2 = (float(t) for t in smooth)
     run_bands(gradient3x3, mag.shape[0], 4 * mag.shape[1],
-              plane, rows, cols, s0, s1, s2, GRADIENT_BOTH, gr, gc, mag, bad)
+              plane, plane.view(np.uint32), rows, cols, s0, s1, s2, GRADIENT_BOTH, gr, gc, mag,
+              bad)
     return gr, gc, mag
 
 
@@ -592,9 +594,10 @@ def median(image, size=3, mode="reflect", cval=0.0):
         H, W = p.shape
         bad = np.zeros(H, np.uint8)
         if (kh, kw) == (3, 3):     # sorted-columns identity, fewer ops
-            run_bands(median3x3, H, 2 * W, p, rows, cols, float(cval), out, bad)
+            run_bands(median3x3, H, 2 * W, p, p.view(np.uint32), rows, cols, float(cval), out, bad)
         elif (kh, kw) == (5, 5):   # sorted columns, network in registers
-            run_bands(median5x5, H, 16 * W, p, rows, cols, float(cval), out, bad)
+            run_bands(median5x5, H, 16 * W, p, p.view(np.uint32), rows, cols, float(cval), out,
+                      bad)
         else:
             if (n, rank) not in _NETWORKS:
                 _NETWORKS[(n, rank)] = selection_network(n, rank)
