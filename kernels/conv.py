@@ -3,19 +3,17 @@
 Conventions (the caller in :mod:`cvcore.preprocess.filters` guarantees them):
 
 * images are 2-D float32, C-contiguous; a kernel arrives as its non-zero taps (int64 offsets,
-  float32 weights), so zero taps cost nothing;
+  float32 weights) and is laid out dense (zeros included) for the register tiles;
 * correlation, not convolution: ``out[i, j] = sum_{u, v} k[u, v] * in[i + u - cy, j + v - cx]``
   where ``(cy, cx)`` is the kernel's centre (SciPy's ``origin=0`` puts it at ``n // 2``);
 * the border is folded into two index maps (:func:`border_map`: for each row / column of the
   virtually padded image, its source row / column, or -1 for ``cval``), built once per call.
-  No padded copy of the image is made: each output row extends only the few source rows it
-  needs into a small row buffer (:func:`_pad_row`). The separable kernel adds shifted views
-  of those rows into the output row, several taps per sweep (:func:`_taps`), in contiguous
-  loops that LLVM vectorises; the general kernel sums blocks of outputs in vector registers
-  (:func:`_correlate_tiles`). The kernels compute a band of output rows ``[r0, r1)`` and are
-  serial (``nogil``): the caller runs bands on several threads
-  (:func:`cvcore._bands.run_bands`); a band keeps its extended source rows in a
-  small ring (:func:`fill_ring` for the median filter).
+  No padded copy of the image is made: each block of output rows extends only the few
+  source rows it needs into a small ring of row buffers (:func:`_pad_row`), and sums its
+  outputs in vector registers (:func:`_correlate_tiles`), the separable kernel with a
+  ``len(ky) x 1`` tile then a ``1 x len(kx)`` tile. The kernels compute a band of output rows
+  ``[r0, r1)`` and are serial (``nogil``): the caller runs bands on several threads
+  (:func:`cvcore._bands.run_bands`). :func:`fill_ring` keeps the median filter's ring.
   Avoiding whole-image temporaries matters: a fresh 4 MB array costs ~1-2 ms of page faults
   on first touch on the test machine, as much as the 5 x 5 correlation itself.
 
@@ -125,49 +123,6 @@ def fill_ring(ring, image, rows, cols, cx, fill, i, first):
                 ring[slot, c] = fill
         else:
             _pad_row(image[r], cols, cx, fill, ring[slot])
-
-
-@njit(cache=True)
-def _taps(acc, bufs, tu, tv, tw):
-    """``acc[j] += sum_t tw[t] * bufs[tu[t], tv[t] + j]`` for ``j < acc.size``.
-
-    The taps (rows ``tu``, column offsets ``tv``, weights ``tw``) are taken eight, then four
-    at a time, so the output row is loaded and stored once per group rather than once per
-    tap, and the last one to three one at a time (fewer loop variants: less to compile);
-    every operand is a view starting at index 0, so LLVM vectorises each sweep.
-    """
-    W = acc.size
-    n = tw.size
-    t = 0
-    while t + 8 <= n:
-        b0 = bufs[tu[t], tv[t]:tv[t] + W]
-        b1 = bufs[tu[t + 1], tv[t + 1]:tv[t + 1] + W]
-        b2 = bufs[tu[t + 2], tv[t + 2]:tv[t + 2] + W]
-        b3 = bufs[tu[t + 3], tv[t + 3]:tv[t + 3] + W]
-        b4 = bufs[tu[t + 4], tv[t + 4]:tv[t + 4] + W]
-        b5 = bufs[tu[t + 5], tv[t + 5]:tv[t + 5] + W]
-        b6 = bufs[tu[t + 6], tv[t + 6]:tv[t + 6] + W]
-        b7 = bufs[tu[t + 7], tv[t + 7]:tv[t + 7] + W]
-        w0, w1, w2, w3 = tw[t], tw[t + 1], tw[t + 2], tw[t + 3]
-        w4, w5, w6, w7 = tw[t + 4], tw[t + 5], tw[t + 6], tw[t + 7]
-        for j in range(W):
-            acc[j] += ((w0 * b0[j] + w1 * b1[j]) + (w2 * b2[j] + w3 * b3[j])) + \
-                ((w4 * b4[j] + w5 * b5[j]) + (w6 * b6[j] + w7 * b7[j]))
-        t += 8
-    if t + 4 <= n:
-        b0 = bufs[tu[t], tv[t]:tv[t] + W]
-        b1 = bufs[tu[t + 1], tv[t + 1]:tv[t + 1] + W]
-        b2 = bufs[tu[t + 2], tv[t + 2]:tv[t + 2] + W]
-        b3 = bufs[tu[t + 3], tv[t + 3]:tv[t + 3] + W]
-        w0, w1, w2, w3 = tw[t], tw[t + 1], tw[t + 2], tw[t + 3]
-        for j in range(W):
-            acc[j] += (w0 * b0[j] + w1 * b1[j]) + (w2 * b2[j] + w3 * b3[j])
-        t += 4
-    for r in range(t, n):                  # the last one to three taps, one sweep each
-        b0 = bufs[tu[r], tv[r]:tv[r] + W]
-        w0 = tw[r]
-        for j in range(W):
-            acc[j] += w0 * b0[j]
 
 
 # ----------------------------------------------------------------------------- general 2-D
@@ -361,10 +316,10 @@ def correlate2d(image, tu, tv, tw, kh, kw, rows, cols, cx, cval, out, r0, r1):
         i += TILE_ROWS
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def correlate_separable(image, yu, yw, xv, xw, nx, rows, cols, cx, cval, cval_second, out,
                         r0, r1):
-    """Axis-0 pass then axis-1 pass, fused row by row, for output rows ``[r0, r1)``.
+    """Axis-0 pass then axis-1 pass, fused block by block, for output rows ``[r0, r1)``.
 
     The 1-D kernels are given as their non-zero taps: ``ky[yu[t]] = yw[t]`` and
     ``kx[xv[t]] = xw[t]``, ``nx = len(kx)``. For each output row ``i``:
@@ -373,38 +328,80 @@ def correlate_separable(image, yu, yw, xv, xw, nx, rows, cols, cx, cval, cval_se
     This is exactly SciPy's ``correlate1d`` along axis 0 followed by ``correlate1d`` along
     axis 1 (``cval_second = cval``), and the 2-D correlation with ``outer(ky, kx)`` when
     ``cval_second = cval * sum(ky)``. A 1-D pass is the case ``kx = [1]`` (``cx = 0``) or
-    ``ky = [1]`` (``rows = arange(H)``). The intermediate row stays in cache; no padded or
-    intermediate image is made. Serial: the caller runs bands of rows on several threads.
+    ``ky = [1]`` (``rows = arange(H)``).
+
+    Both passes are register tiles (:func:`_correlate_tiles`) over a block of TILE_ROWS
+    output rows: the column pass (a ``len(ky) x 1`` kernel) reads the block's source rows
+    from a ring (ext row ``p`` in slot ``p % (TILE_ROWS + len(ky) - 1)``, a row of ``cval``
+    beyond the top and bottom) and writes the block's ``t`` rows into the middle of a small
+    buffer, which is extended by the column border in place; the row pass (a ``1 x nx``
+    kernel) reads that buffer. No padded or intermediate image is made. Last block, short
+    bands and narrow images as in :func:`correlate2d`. Serial: the caller runs bands of rows
+    on several threads.
     """
-    W = out.shape[1]
+    H, W = out.shape
+    ny = rows.size - H + 1                    # len(ky): rows = border_map(H, cy, ny - 1 - cy)
     fill = np.float32(cval)
     fill2 = np.float32(cval_second)
-    xu = np.zeros(xv.size, np.int64)
-    no_shift = np.zeros(yu.size, np.int64)
-    src_rows = np.empty(yu.size, np.int64)
-    src_w = np.empty(yu.size, np.float32)
-    # The column pass writes straight into the middle of the extended row; its border
-    # cells are then copied from the row itself (or cval_second), never a padded image.
-    ext = np.empty((1, W + nx - 1), np.float32)
-    t = ext[0, cx:cx + W]
-    for i in range(r0, r1):
-        # Column pass as a "row tap" pass over the image itself: tap k reads image row
-        # rows[i + yu[k]] unshifted; taps beyond the top/bottom (cval) add a constant.
-        m = 0
-        outside = np.float32(0.0)
-        for k in range(yu.size):
-            r = rows[i + yu[k]]
-            if r < 0:
-                outside += yw[k] * fill
-            else:
-                src_rows[m] = r
-                src_w[m] = yw[k]
-                m += 1
-        for j in range(W):
-            t[j] = outside
-        _taps(t, image, src_rows[:m], no_shift[:m], src_w[:m])
-        _extend_in_place(ext[0], cols, cx, W, fill2)
-        acc = out[i]
-        for j in range(W):
-            acc[j] = 0.0
-        _taps(acc, ext, xu, xv, xw)
+    wy = np.zeros(ny, np.float32)
+    for t in range(yu.size):
+        wy[yu[t]] = yw[t]
+    wx = np.zeros(nx, np.float32)
+    for t in range(xv.size):
+        wx[xv[t]] = xw[t]
+    n_ring = TILE_ROWS + ny - 1
+    wide = max(W, TILE_WIDTH)                 # columns computed per row
+    ring = np.zeros((n_ring, wide), np.float32)
+    ext_width = W + nx - 1
+    tbuf = np.zeros((TILE_ROWS, wide + nx - 1), np.float32)
+    srow = np.empty(n_ring, np.int64)
+    trow = np.empty(TILE_ROWS, np.int64)
+    orow = np.empty(TILE_ROWS, np.int64)
+    for k in range(TILE_ROWS):
+        trow[k] = k * tbuf.shape[1]
+    direct = W >= TILE_WIDTH and r1 - r0 >= TILE_ROWS
+    dst = out if direct else np.empty((TILE_ROWS, wide), np.float32)
+    filled = r0                               # next ext row to bring into the ring
+    i = r0
+    while i < r1:
+        if direct and i + TILE_ROWS > r1:
+            i = r1 - TILE_ROWS
+        # The column pass reads the image rows in place when all of the block's rows are
+        # image rows (wide images, away from a constant border); else their ring copies.
+        in_place = W >= TILE_WIDTH
+        for s in range(n_ring):
+            p = i + s
+            in_place = in_place and p < rows.size and rows[p] >= 0
+        if in_place:
+            for s in range(n_ring):
+                srow[s] = rows[i + s] * W
+            for k in range(TILE_ROWS):
+                orow[k] = k * tbuf.shape[1] + cx
+            _correlate_tiles(image, srow, wy, ny, 1, tbuf, orow, wide)  # column pass
+        else:
+            for p in range(filled if filled > i else i, i + n_ring):
+                buf = ring[p % n_ring]
+                r = rows[p] if p < rows.size else -2  # -2: below the image (scratch rows)
+                if r >= 0:
+                    src = image[r]
+                    for c in range(W):
+                        buf[c] = src[c]
+                else:
+                    value = fill if r == -1 else np.float32(0.0)
+                    for c in range(W):
+                        buf[c] = value
+            filled = i + n_ring
+            for s in range(n_ring):
+                srow[s] = ((i + s) % n_ring) * wide
+            for k in range(TILE_ROWS):
+                orow[k] = k * tbuf.shape[1] + cx
+            _correlate_tiles(ring, srow, wy, ny, 1, tbuf, orow, wide)   # column pass
+        for k in range(TILE_ROWS):
+            _extend_in_place(tbuf[k, :ext_width], cols, cx, W, fill2)
+            orow[k] = (i + k) * W if direct else k * wide
+        _correlate_tiles(tbuf, trow, wx, 1, nx, dst, orow, wide)        # row pass
+        if not direct:
+            for k in range(min(TILE_ROWS, r1 - i)):
+                for j in range(W):
+                    out[i + k, j] = dst[k, j]
+        i += TILE_ROWS

@@ -243,6 +243,74 @@ def _is_c(ty, ndim, dtype):
             and ty.dtype == dtype)
 
 
+def _blocks_codegen(rows):
+    """Code generator of the vector horizontal pass over ``rows`` input rows at once (the
+    arguments: ``rows`` sources, base, rel, col_w, ``rows`` destinations): per block, each
+    tap's relative indices and weights and the test of which window half an index falls in
+    are loaded once for all the rows."""
+
+    def codegen(context, builder, signature, args):
+        arrays = [context.make_array(ty)(context, builder, v)
+                  for ty, v in zip(signature.args, args)]
+        srcs, b, r, wt, dsts = (arrays[:rows], arrays[rows], arrays[rows + 1],
+                                arrays[rows + 2], arrays[rows + 3:])
+        i64 = ir.IntType(64)
+        vf = ir.VectorType(ir.FloatType(), LANES)
+        vi = ir.VectorType(ir.IntType(32), LANES)
+        permps = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vf, [vf, vi]), "llvm.x86.avx2.permps")
+        blocks = builder.extract_value(b.shape, 0)
+        taps = builder.extract_value(r.shape, 0)
+        rel_stride = builder.extract_value(r.shape, 1)     # blocks * LANES
+        w_stride = builder.extract_value(wt.shape, 1)      # w
+        half = ir.Constant(vi, [LANES] * LANES)
+        accs = [cgutils.alloca_once(builder, vf) for _ in range(rows)]   # registers (mem2reg)
+
+        def load(ptr, index, vty):
+            p = builder.bitcast(cgutils.gep(builder, ptr, index), vty.as_pointer())
+            return builder.load(p, align=4)
+
+        def tap(windows, t, x):
+            """Each row's values of tap t (``src[base + rel[t, x:x + LANES]]``) times the
+            tap's weights."""
+            idx = load(r.data, builder.add(builder.mul(t, rel_stride), x), vi)
+            weights = load(wt.data, builder.add(builder.mul(t, w_stride), x), vf)
+            upper = builder.icmp_unsigned(">=", idx, half)
+            return [builder.fmul(weights, builder.select(upper, builder.call(permps, [hi, idx]),
+                                                         builder.call(permps, [lo, idx])))
+                    for lo, hi in windows]
+
+        with cgutils.for_range(builder, blocks) as loop:
+            x = builder.mul(loop.index, ir.Constant(i64, LANES))
+            start = builder.sext(builder.load(cgutils.gep(builder, b.data, loop.index)), i64)
+            windows = [(load(src.data, start, vf),
+                        load(src.data, builder.add(start, ir.Constant(i64, LANES)), vf))
+                       for src in srcs]
+            for acc, value in zip(accs, tap(windows, ir.Constant(i64, 0), x)):
+                builder.store(value, acc)
+            with cgutils.for_range_slice(builder, ir.Constant(i64, 1), taps,
+                                         ir.Constant(i64, 1)) as (t, _):
+                for acc, value in zip(accs, tap(windows, t, x)):
+                    builder.store(builder.fadd(builder.load(acc), value), acc)
+            for acc, dst in zip(accs, dsts):
+                p = builder.bitcast(cgutils.gep(builder, dst.data, x), vf.as_pointer())
+                builder.store(builder.load(acc), p, align=4)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+def _blocks_signature(rows, args):
+    """The intrinsic's signature, or None (Numba then reports a typing error) unless the
+    arguments are ``rows`` float32 rows, int32 base (1-D) and rel (2-D), float32 col_w (2-D)
+    and ``rows`` float32 rows, all C-contiguous."""
+    f32, i32 = types.float32, types.int32
+    kinds = [(1, f32)] * rows + [(1, i32), (2, i32), (2, f32)] + [(1, f32)] * rows
+    if all(_is_c(ty, ndim, dtype) for ty, (ndim, dtype) in zip(args, kinds)):
+        return types.void(*args)
+    return None
+
+
 @intrinsic
 def _blocks_avx2(typingctx, src, base, rel, col_w, dst):
     """:func:`_blocks_plain` as LLVM IR with AVX2's ``vpermps`` (``llvm.x86.avx2.permps``).
@@ -255,55 +323,17 @@ def _blocks_avx2(typingctx, src, base, rel, col_w, dst):
     and a blend instead of LANES scalar loads (measured 0.3 against 0.9 ns per output value,
     one row of 1024 -> 700 or 1536, load 4).
     """
-    if not (_is_c(src, 1, types.float32) and _is_c(base, 1, types.int32)
-            and _is_c(rel, 2, types.int32) and _is_c(col_w, 2, types.float32)
-            and _is_c(dst, 1, types.float32)):
-        return None
-    sig = types.void(src, base, rel, col_w, dst)
+    sig = _blocks_signature(1, (src, base, rel, col_w, dst))
+    return None if sig is None else (sig, _blocks_codegen(1))
 
-    def codegen(context, builder, signature, args):
-        s, b, r, wt, d = (context.make_array(ty)(context, builder, v)
-                          for ty, v in zip(signature.args, args))
-        i64 = ir.IntType(64)
-        vf = ir.VectorType(ir.FloatType(), LANES)
-        vi = ir.VectorType(ir.IntType(32), LANES)
-        permps = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vf, [vf, vi]), "llvm.x86.avx2.permps")
-        blocks = builder.extract_value(b.shape, 0)
-        taps = builder.extract_value(r.shape, 0)
-        rel_stride = builder.extract_value(r.shape, 1)     # blocks * LANES
-        w_stride = builder.extract_value(wt.shape, 1)      # w
-        half = ir.Constant(vi, [LANES] * LANES)
-        acc = cgutils.alloca_once(builder, vf)             # a register after mem2reg
 
-        def load(ptr, index, vty):
-            p = builder.bitcast(cgutils.gep(builder, ptr, index), vty.as_pointer())
-            return builder.load(p, align=4)
-
-        def tap(lo, hi, t, x):
-            """The block's values of tap t (``src[base + rel[t, x:x + LANES]]``) times its
-            weights."""
-            idx = load(r.data, builder.add(builder.mul(t, rel_stride), x), vi)
-            value = builder.select(builder.icmp_unsigned(">=", idx, half),
-                                   builder.call(permps, [hi, idx]),
-                                   builder.call(permps, [lo, idx]))
-            return builder.fmul(load(wt.data, builder.add(builder.mul(t, w_stride), x), vf),
-                                value)
-
-        with cgutils.for_range(builder, blocks) as loop:
-            x = builder.mul(loop.index, ir.Constant(i64, LANES))
-            start = builder.sext(builder.load(cgutils.gep(builder, b.data, loop.index)), i64)
-            lo = load(s.data, start, vf)
-            hi = load(s.data, builder.add(start, ir.Constant(i64, LANES)), vf)
-            builder.store(tap(lo, hi, ir.Constant(i64, 0), x), acc)
-            with cgutils.for_range_slice(builder, ir.Constant(i64, 1), taps,
-                                         ir.Constant(i64, 1)) as (t, _):
-                builder.store(builder.fadd(builder.load(acc), tap(lo, hi, t, x)), acc)
-            p = builder.bitcast(cgutils.gep(builder, d.data, x), vf.as_pointer())
-            builder.store(builder.load(acc), p, align=4)
-        return context.get_dummy_value()
-
-    return sig, codegen
+@intrinsic
+def _blocks4_avx2(typingctx, s0, s1, s2, s3, base, rel, col_w, d0, d1, d2, d3):
+    """:func:`_blocks_avx2` for four rows at once: the relative indices, weights and window
+    halves of a block's taps loaded once for the four rows (measured 0.21 against 0.31-0.34 ns
+    per output for four one-row calls, 1024 -> 700 and 1536 columns, load 5.3)."""
+    sig = _blocks_signature(4, (s0, s1, s2, s3, base, rel, col_w, d0, d1, d2, d3))
+    return None if sig is None else (sig, _blocks_codegen(4))
 
 
 @njit(cache=True, nogil=True)
@@ -326,7 +356,17 @@ def _blocks_plain(src, base, rel, col_w, dst):
             dst[x] = acc
 
 
+@njit(cache=True, nogil=True)
+def _blocks4_plain(s0, s1, s2, s3, base, rel, col_w, d0, d1, d2, d3):
+    """:func:`_blocks_plain` for four rows (the form of :func:`_blocks4_avx2` without AVX2)."""
+    _blocks_plain(s0, base, rel, col_w, d0)
+    _blocks_plain(s1, base, rel, col_w, d1)
+    _blocks_plain(s2, base, rel, col_w, d2)
+    _blocks_plain(s3, base, rel, col_w, d3)
+
+
 _blocks = _blocks_avx2 if AVX2 else _blocks_plain
+_blocks4 = _blocks4_avx2 if AVX2 else _blocks4_plain
 
 
 @njit(cache=True, nogil=True)
@@ -360,10 +400,7 @@ def _horizontal4(s0, s1, s2, s3, col_idx, col_w, base, rel, d0, d1, d2, d3):
     taps, w = col_idx.shape
     x1 = base.shape[0] * LANES
     if x1 > 0:
-        _blocks(s0, base, rel, col_w, d0)
-        _blocks(s1, base, rel, col_w, d1)
-        _blocks(s2, base, rel, col_w, d2)
-        _blocks(s3, base, rel, col_w, d3)
+        _blocks4(s0, s1, s2, s3, base, rel, col_w, d0, d1, d2, d3)
     for t in range(taps):
         it, wt = col_idx[t], col_w[t]
         for x in range(x1, w):

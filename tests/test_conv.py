@@ -118,13 +118,19 @@ def test_register_tiles_equal_twin(mode):
     rng = np.random.default_rng(12)
     for shape in _tile_shapes():
         image = rng.standard_normal(shape).astype(np.float32)
-        for kshape in [(3, 3), (5, 5), (2, 6), (7, 1), (1, 4)]:
-            kernel = rng.standard_normal(kshape)
+        kernels = [rng.standard_normal(kshape) for kshape in [(3, 3), (5, 5), (2, 6), (7, 1),
+                                                                (1, 4)]]
+        for kernel in kernels:
             kernel[0, -1] = 0.0                    # a zero tap inside the window
+        # rank 1: the separable kernel's two tiles (one with a zero tap)
+        kernels += [np.outer(rng.standard_normal(ny), rng.standard_normal(nx))
+                    for ny, nx in [(3, 3), (5, 2), (9, 17)]]
+        kernels[-1][:, 3] = 0.0
+        for kernel in kernels:
             got = correlate(image, kernel, mode=mode, cval=0.5)
             want = ref.correlate(image.astype(np.float64), kernel, mode, 0.5)
             err = np.abs(got - want).max()
-            assert err <= bound(kernel, image, 0.5), (shape, kshape, err)
+            assert err <= bound(kernel, image, 0.5), (shape, kernel.shape, err)
 
 
 def test_twin_by_blocks_equals_twin():
@@ -156,6 +162,26 @@ def test_general_kernel_bands_are_exact():
         for r0, r1 in zip(cuts[:-1], cuts[1:]):
             correlate2d(image, tu, tv, tw, 5, 4, rows, cols, 2, 0.0, banded, r0, r1)
         np.testing.assert_array_equal(banded, whole)
+
+
+def test_separable_kernel_bands_are_exact():
+    from kernels.conv import border_map, correlate_separable
+    rng = np.random.default_rng(15)
+    image = rng.standard_normal((29, 140)).astype(np.float32)
+    ky, kx = rng.standard_normal(7).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    yu, yw = F._taps(ky)
+    xv, xw = F._taps(kx)
+    for mode in MODES:                     # constant: the column pass switches to ring copies
+        rows = border_map(29, 3, 3, F.MODES[mode])
+        cols = border_map(140, 2, 1, F.MODES[mode])
+        args = (image, yu, yw, xv, xw, 4, rows, cols, 2, 0.5, -1.5)
+        whole = np.empty_like(image)
+        correlate_separable(*args, whole, 0, 29)
+        for cuts in ([0, 1, 29], [0, 3, 4, 11, 29], [0, 7, 14, 16, 29]):
+            banded = np.full_like(image, np.nan)
+            for r0, r1 in zip(cuts[:-1], cuts[1:]):
+                correlate_separable(*args, banded, r0, r1)
+            np.testing.assert_array_equal(banded, whole)
 
 
 # ---------------------------------------------------------------- agreement with SciPy
