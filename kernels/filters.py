@@ -20,8 +20,8 @@ from kernels.conv import fill_ring
 # Columns processed at once: the (n, TILE) slot buffer of a 5x5 window then fits in L1/L2.
 TILE = 256
 
-# The exponent bits of a float32: all set for infinity and NaN. The 3 x 3 and 5 x 5 medians
-# and the gradients test each image row for them (in ``bits``, the image viewed as uint32 by
+# The exponent bits of a float32: all set for infinity and NaN. The 3 x 3 median and the
+# gradients test each image row for them (in ``bits``, the image viewed as uint32 by
 # the caller) while they read it as an output row's own row (every image row is one), and
 # set ``bad[r0]`` for the band (``bad`` of size 0: no flag written), so the caller needs no
 # separate check pass over a float32 image (0.06-0.09 ms at 1024 x 1024, a seventh of a 3 x 3
@@ -177,7 +177,7 @@ MEDIAN5_RESULT = "c24"
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
-def median5x5(image, bits, rows, cols, cval, out, bad, r0, r1):
+def median5x5(image, rows, cols, cval, out, r0, r1):
     """5 x 5 median of the extended image (border maps for a centred 5 x 5 window).
 
     Per output row: sort the five values of every column once (Batcher's 9 comparators,
@@ -186,14 +186,11 @@ def median5x5(image, bits, rows, cols, cval, out, bad, r0, r1):
     values from those buffers and run the pruned selection network for sorted columns
     (82 comparators, 140 min/max; :func:`cvcore.preprocess.filters.presorted_median_network`),
     straight-line code over registers that LLVM vectorises across the row. About 158 min/max
-    per pixel in all, against 226 for the general network on unsorted values. ``bad``: the NaN
-    / infinity flag of the band (:data:`FLOAT32_EXPONENT`).
+    per pixel in all, against 226 for the general network on unsorted values.
     """
     W = out.shape[1]
     fill = np.float32(cval)
     const_row = np.full(W, fill, np.float32)
-    found = 0
-    first = r0
     ranks = np.empty((5, W + 4), np.float32)
     s0, s1, s2, s3, s4 = ranks[0], ranks[1], ranks[2], ranks[3], ranks[4]
     t0, t1, t2, t3, t4 = s0[2:W + 2], s1[2:W + 2], s2[2:W + 2], s3[2:W + 2], s4[2:W + 2]
@@ -203,9 +200,7 @@ def median5x5(image, bits, rows, cols, cval, out, bad, r0, r1):
         r2 = _source_row(image, rows, i + 2, const_row)
         r3 = _source_row(image, rows, i + 3, const_row)
         r4 = _source_row(image, rows, i + 4, const_row)
-        own = bits[i]
         for j in range(W):
-            found |= (own[j] & FLOAT32_EXPONENT) == FLOAT32_EXPONENT
             x0, x1, x2, x3, x4 = r0[j], r1[j], r2[j], r3[j], r4[j]
             x0, x1 = min(x0, x1), max(x0, x1)
             x2, x3 = min(x2, x3), max(x2, x3)
@@ -309,8 +304,6 @@ def median5x5(image, bits, rows, cols, cval, out, bad, r0, r1):
             c23 = min(c23, c31)
             c24 = max(c23, c24)
             dst[j] = c24
-    if bad.size > 0:
-        bad[first] = found
 
 
 # ----------------------------------------------------------------------------- 3x3 gradients
