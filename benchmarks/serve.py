@@ -1,7 +1,7 @@
 """``cvcore serve`` under load: images/s and latency, batching on and off, beside the offline
 ceiling and the same ResNet-20 in PyTorch behind the same web stack.
 
-    python -m benchmarks.serve                       # 400 requests per row
+    python -m benchmarks.serve                       # the whole table (~6 min on 2 idle cores)
     python -m benchmarks.serve --requests 1000 --images 500
 
 For a ``hog-svm`` (trained on the embedded Fashion-MNIST subset) and a ``resnet20`` (seeded
@@ -28,18 +28,29 @@ Beside them:
   network and the same share of the cores for PyTorch's own threads (``torch.set_num_threads``).
 
 Every server runs with ``cvcore serve``'s default threads (one model thread per core, each with
-one kernel thread, on a small machine; the ``threads`` column says model threads x kernel
-threads) unless ``--model-threads`` / ``--threads`` say otherwise. Batching ``pipe`` is batching
-on with ``cvcore serve --pipeline-batches`` (each batch at most 1 / (model threads + 1) of the
-recent load, so that a batch is queued whenever a model thread becomes free), printed for both
-ResNet-20 servers beside the default rule. ``--one-model-thread`` adds both ResNet-20 servers,
-batched, with session 4's design: one model thread whose kernels use every core.
+one kernel thread, on a small machine, bound to its own core; the ``threads`` column says model
+threads x kernel threads) unless ``--model-threads`` / ``--threads`` say otherwise. Batching
+``on`` is ``cvcore serve``'s default design (each batch at most 1 / (model threads + 1) of the
+recent load, so that a batch is queued whenever a model thread becomes free; model threads
+bound to their own cores), ``off`` is ``--max-batch-size 1``. ``--one-model-thread`` adds both
+ResNet-20 servers, batched, with session 4's design: one model thread whose kernels use every
+core.
 
 Printed: one row per (server, batching, threads, concurrency): images/s, p50 and p99 latency
 (ms), mean batch size of that row (from the server's /metrics), the server process's CPU time
 per request (ms, user + system, all its threads), the cores it kept busy (its CPU seconds per
 second of the row: at most the machine's cores; where it falls short of them with many clients,
-the server left cores idle), and images/s as a share of the offline batch-32 ceiling.
+the server left cores idle), the cores the load generator took (``wrk``), and images/s as a
+share of the offline batch-32 ceiling.
+
+Then the goal's comparison, made robust to a machine whose speed drifts (``--rounds``, default
+3): every batched ResNet-20 server, both engines in three designs (``on``; ``fill``: ``cvcore
+serve --no-pipeline-batches``, the rule before session 7, where a batch takes whatever is
+queued; ``free``: ``--no-pin-threads``, model threads left unbound), is started at once, and
+each round runs every one at c=32 in a fixed order that reverses every other round, after
+measuring the offline ceiling again; the medians over the rounds are printed with ``idle`` (the
+machine's idle cores during the row, from /proc/stat), ``/offline`` (over the median ceiling)
+and ``/torch best`` (over the best PyTorch design's median), and one line with the goal.
 The machine's load (``os.getloadavg``) is printed before and after: the machine is shared, and the
 CPU time per request is the figure that moves least with the load.
 """
@@ -177,29 +188,37 @@ class Server:
             self.proc.wait()
 
 
-def cvcore_server(model_path, batching, threads=0, model_threads=0, pipeline=False):
+#: Batching designs of the rows: ``cvcore serve`` options, given alike to the PyTorch server.
+#: "on" is ``cvcore serve``'s default (batches capped at a share of the load so that one stays
+#: queued, model threads bound to their own cores); "fill" is the rule before session 7 (a
+#: batch takes whatever is queued); "free" is "on" with the model threads left unbound.
+DESIGNS = {"on": (), "fill": ("--no-pipeline-batches",), "free": ("--no-pin-threads",),
+           "off": ()}
+
+
+def cvcore_server(model_path, batching, threads=0, model_threads=0):
     port = _free_port()
     return Server([sys.executable, "-m", "cvcore.cli", "serve", str(model_path), "--port",
                    str(port), "--log-level", "warning", "--reload-interval", "0",
                    "--threads", str(threads), "--model-threads", str(model_threads),
-                   *(BATCH_ON if batching else BATCH_OFF),
-                   *(["--pipeline-batches"] if pipeline else [])], port)
+                   *(BATCH_OFF if batching == "off" else BATCH_ON), *DESIGNS[batching]], port)
 
 
-def torch_server(model_path, batching, threads=0, model_threads=0, pipeline=False):
+def torch_server(model_path, batching, threads=0, model_threads=0):
     port = _free_port()
     return Server([sys.executable, "-m", "benchmarks.serve", "--torch-server", str(model_path),
-                   "--port", str(port), "--max-batch-size", "32" if batching else "1",
+                   "--port", str(port), "--max-batch-size", "1" if batching == "off" else "32",
                    "--threads", str(threads), "--model-threads", str(model_threads),
-                   *(["--pipeline-batches"] if pipeline else [])], port)
+                   *DESIGNS[batching]], port)
 
 
-def torch_app(model_path, max_batch_size, threads=0, model_threads=0, pipeline=False):
+def torch_app(model_path, max_batch_size, threads=0, model_threads=0, pipeline=True, pin=True):
     """The same ResNet-20 weights in PyTorch behind the same stack as ``cvcore serve``: uvicorn,
     the fast lane for ``POST /predict``, the same body reading, decoding rule and Batcher, and
     the same model threads (as many, each with its own copy of the network and the same share
-    of the cores for PyTorch's own threads) and the same batch rule (``pipeline``: ``cvcore
-    serve --pipeline-batches``)."""
+    of the cores for PyTorch's own threads, bound to them as ``cvcore serve`` binds its own:
+    ``pin``) and the same batch rule (``pipeline``: ``cvcore serve --pipeline-batches``, the
+    default of both)."""
     import concurrent.futures
     import contextlib
     import copy
@@ -238,6 +257,8 @@ def torch_app(model_path, max_batch_size, threads=0, model_threads=0, pipeline=F
 
     def model_thread(index):
         torch.set_num_threads(threads)
+        if pin:
+            serve_app.pin_model_thread(index, model_threads, threads)
         own.net = net if index == 0 else copy.deepcopy(net)
 
     def run(images):
@@ -329,14 +350,7 @@ def offline(model_path, images):
     x = prepare_images(list(images), model.size, model.mode)
     out = {}
     for bs in (32, 500):
-        model.predict_proba(x[:bs])
-        done, t0, cpu0 = 0, time.perf_counter(), time.process_time()
-        while done < 3 * len(x) or time.perf_counter() - t0 < OFFLINE_SECONDS:
-            for i in range(0, len(x), bs):
-                model.predict_proba(x[i:i + bs])
-            done += len(x)
-        out[f"b{bs}"] = done / (time.perf_counter() - t0)
-        out[f"cpu{bs}"] = 1e3 * (time.process_time() - cpu0) / done
+        out[f"b{bs}"], out[f"cpu{bs}"] = offline_rate(model, x, bs, OFFLINE_SECONDS)
     times = []
     for i in range(50):
         t0 = time.perf_counter()
@@ -346,12 +360,66 @@ def offline(model_path, images):
     return out
 
 
+def offline_rate(model, x, bs, seconds):
+    """(images/s, CPU ms per image) of ``model.predict_proba`` over ``x`` in batches of ``bs``,
+    timed over at least ``seconds`` and three passes, after one warm-up batch."""
+    model.predict_proba(x[:bs])
+    done, t0, cpu0 = 0, time.perf_counter(), time.process_time()
+    while done < 3 * len(x) or time.perf_counter() - t0 < seconds:
+        for i in range(0, len(x), bs):
+            model.predict_proba(x[i:i + bs])
+        done += len(x)
+    return done / (time.perf_counter() - t0), 1e3 * (time.process_time() - cpu0) / done
+
+
+def machine_jiffies():
+    """(all, idle) jiffies of every CPU since boot, from /proc/stat (Linux; idle includes
+    iowait); (nan, nan) elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return float("nan"), float("nan")
+    return float(sum(v)), float(v[3] + v[4])
+
+
+def measure(server, metric_name, url, files_list, c, args, use_wrk):
+    """One row: warm-up, then the load, with the server's CPU, the load generator's CPU (wrk
+    is a child: its rusage) and the machine's idle cores over the row."""
+    import resource
+    if use_wrk:
+        run_wrk(url, files_list, c, 1)                       # warm the connections
+    images0, batches0 = server.batches(metric_name)
+    cpu0 = process_cpu_seconds(server.proc.pid)
+    child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    all0, idle0 = machine_jiffies()
+    t0 = time.perf_counter()
+    r = run_wrk(url, files_list, c, args.seconds) if use_wrk else \
+        run_load(url, files_list, c, args.requests)
+    wall = time.perf_counter() - t0
+    cpu = process_cpu_seconds(server.proc.pid) - cpu0
+    child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    all1, idle1 = machine_jiffies()
+    images1, batches1 = server.batches(metric_name)
+    n = max(r["n"], 1)
+    return {"ips": r["n"] / r["seconds"], "p50": 1e3 * r["p50"], "p99": 1e3 * r["p99"],
+            "mean_b": (images1 - images0) / max(batches1 - batches0, 1),
+            "cpu_ms": 1e3 * cpu / n, "cores": cpu / wall,
+            "client": (child1.ru_utime + child1.ru_stime - child0.ru_utime - child0.ru_stime)
+            / wall,
+            "idle": (idle1 - idle0) / max(all1 - all0, 1) * (os.cpu_count() or 1),
+            "errors": r["errors"]}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=5,
                     help="seconds per row with wrk (default 5)")
     ap.add_argument("--requests", type=int, default=400,
                     help="requests per row with the Python client (when wrk is absent)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of the interleaved c=32 comparison at the end (default 3; "
+                         "0 skips it)")
     ap.add_argument("--model-threads", type=int, default=0,
                     help="model threads of the servers, cvcore and PyTorch alike (cvcore serve "
                          "--model-threads); 0 = their default, one per core (at most 4)")
@@ -372,15 +440,18 @@ def main(argv=None):
     ap.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--max-batch-size", type=int, default=32, help=argparse.SUPPRESS)
-    ap.add_argument("--pipeline-batches", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--pipeline-batches", action=argparse.BooleanOptionalAction, default=True,
+                    help=argparse.SUPPRESS)
+    ap.add_argument("--pin-threads", action=argparse.BooleanOptionalAction, default=True,
+                    help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.loadgen:
         return loadgen_main(args)
     if args.torch_server:
         import uvicorn
         uvicorn.run(torch_app(args.torch_server, args.max_batch_size, args.threads,
-                              args.model_threads, args.pipeline_batches), host="127.0.0.1",
-                    port=args.port, log_level="warning")
+                              args.model_threads, args.pipeline_batches, args.pin_threads),
+                    host="127.0.0.1", port=args.port, log_level="warning")
         return
     if not CIFAR.is_dir():
         sys.exit(f"benchmarks.serve needs the CIFAR-10 JPEGs at {CIFAR}")
@@ -422,52 +493,117 @@ def main(argv=None):
         mt, kt = _thread_counts(ServeConfig(threads=args.threads,
                                             model_threads=args.model_threads), True)
         engines = ["cvcore", "torch"] if have_torch else ["cvcore"]
-        # (engine, model, batching, model threads, kernel threads per model thread); batching
-        # "pipe" is "on" with --pipeline-batches
+        # (engine, model, batching design (DESIGNS), model threads, kernel threads per model
+        # thread)
         servers = [("cvcore", "hogsvm", b, mt, kt) for b in ("on", "off")] + \
             [(e, "resnet20", b, mt, kt) for e in engines for b in ("on", "off")]
-        if mt > 1:
-            servers += [(e, "resnet20", "pipe", mt, kt) for e in engines]
         if args.one_model_thread and mt > 1 and not args.model_threads:
             # session 4's design: one model thread with every core's kernel threads
             servers += [(e, "resnet20", "on", 1, cores) for e in engines]
         for engine, name, batching, model_threads, threads in servers:
-            start = cvcore_server if engine == "cvcore" else torch_server
-            server = start(tmp / f"{name}.npz", batching != "off", threads, model_threads,
-                           batching == "pipe")
+            server = start_server(engine, tmp / f"{name}.npz", batching, threads, model_threads)
             try:
-                metric_name = name if engine == "cvcore" else "torch"
                 url = f"{server.url}/v1/models/{name}/predict"
                 for c in CONCURRENCY:
-                    if use_wrk:
-                        run_wrk(url, files_list, c, 1)               # warm the connections
-                    images0, batches0 = server.batches(metric_name)
-                    cpu0 = process_cpu_seconds(server.proc.pid)
-                    r = run_wrk(url, files_list, c, args.seconds) if use_wrk else \
-                        run_load(url, files_list, c, args.requests)
-                    cpu = process_cpu_seconds(server.proc.pid) - cpu0
-                    images1, batches1 = server.batches(metric_name)
-                    mean_b = (images1 - images0) / max(batches1 - batches0, 1)
-                    ips = r["n"] / r["seconds"]
-                    rows.append((engine, name, batching, f"{model_threads}x{threads}", c, ips,
-                                 1e3 * r["p50"], 1e3 * r["p99"], mean_b,
-                                 1e3 * cpu / max(r["n"], 1), cpu / r["seconds"],
-                                 ips / ceilings[name]["b32"], r["errors"]))
+                    m = measure(server, name if engine == "cvcore" else "torch", url,
+                                files_list, c, args, use_wrk)
+                    rows.append((engine, name, batching, f"{model_threads}x{threads}", c,
+                                 m["ips"], m["p50"], m["p99"], m["mean_b"], m["cpu_ms"],
+                                 m["cores"], m["client"], m["ips"] / ceilings[name]["b32"],
+                                 m["errors"]))
                     print("  " + _fmt(rows[-1]), flush=True)
             finally:
                 server.stop()
-    print()
-    print(f"{'server':<8}{'model':<10}{'batch':<7}{'threads':<9}{'c':>3}{'img/s':>8}{'p50 ms':>9}"
-          f"{'p99 ms':>9}{'mean b':>8}{'cpu ms':>8}{'cores':>7}{'/offline':>10}{'errors':>8}")
-    for row in rows:
-        print(_fmt(row))
+        print()
+        print(HEADER)
+        for row in rows:
+            print(_fmt(row))
+        if args.rounds > 0 and mt > 1:
+            print()
+            interleaved(tmp, images, engines, mt, kt, files_list, args, use_wrk)
     print(f"load average after: {os.getloadavg()}")
 
 
+HEADER = (f"{'server':<8}{'model':<10}{'batch':<7}{'threads':<9}{'c':>3}{'img/s':>8}"
+          f"{'p50 ms':>9}{'p99 ms':>9}{'mean b':>8}{'cpu ms':>8}{'cores':>7}{'wrk':>6}"
+          f"{'/offline':>10}{'errors':>8}")
+
+
+def start_server(engine, model_path, batching, threads, model_threads):
+    start = cvcore_server if engine == "cvcore" else torch_server
+    return start(model_path, batching, threads, model_threads)
+
+
+#: The designs of the interleaved comparison, in its order.
+ROUND_DESIGNS = ("on", "fill", "free")
+
+
+def interleaved(tmp, images, engines, mt, kt, files_list, args, use_wrk):
+    """The goal's figures, robust to a drifting machine: every batched ResNet-20 server (both
+    engines, each design of :data:`ROUND_DESIGNS`) is started at once; then ``args.rounds``
+    rounds run each one at c=32 for a row, in a fixed order that reverses every other round
+    (so that a steady drift of the machine weighs on every server alike), with the offline
+    ceiling measured again at the start of each round; the medians over the rounds are
+    printed, with the goal's ratios."""
+    from cvcore.train.pipeline import load_model, prepare_images
+    model = load_model(tmp / "resnet20.npz")
+    x = prepare_images(list(images), model.size, model.mode)
+    keys = [(e, d) for d in ROUND_DESIGNS for e in engines]
+    print(f"interleaved: ResNet-20, c=32, {args.rounds} rounds over {len(keys)} servers "
+          f"({', '.join(f'{e} {d}' for e, d in keys)}), the order reversed every other round; "
+          f"offline batch 32 measured at the start of each round; medians", flush=True)
+    servers, results, ceilings = {}, {k: [] for k in keys}, []
+    try:
+        for k in keys:
+            servers[k] = start_server(k[0], tmp / "resnet20.npz", k[1], kt, mt)
+        for r in range(args.rounds):
+            ceilings.append(offline_rate(model, x, 32, OFFLINE_SECONDS / 2)[0])
+            for k in (keys if r % 2 == 0 else keys[::-1]):
+                server = servers[k]
+                m = measure(server, "resnet20" if k[0] == "cvcore" else "torch",
+                            f"{server.url}/v1/models/resnet20/predict", files_list, 32, args,
+                            use_wrk)
+                results[k].append(m)
+                print(f"  round {r}: {k[0]:<7}{k[1]:<5} {m['ips']:6.0f} img/s  cpu "
+                      f"{m['cpu_ms']:.2f} ms  cores {m['cores']:.2f}  wrk {m['client']:.2f}  "
+                      f"idle {m['idle']:.2f}  mean b {m['mean_b']:.1f}  errors {m['errors']}"
+                      f"  (offline {ceilings[-1]:.0f})", flush=True)
+    finally:
+        for server in servers.values():
+            server.stop()
+    ceiling = float(np.median(ceilings))
+    med = {k: {f: float(np.median([m[f] for m in ms])) for f in ms[0]}
+           for k, ms in results.items()}
+    print(f"offline ceiling (median of {len(ceilings)}): {ceiling:.0f} img/s at batch 32 "
+          f"({', '.join(f'{c:.0f}' for c in ceilings)})")
+    print(f"{'server':<8}{'batch':<7}{'img/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'mean b':>8}"
+          f"{'cpu ms':>8}{'cores':>7}{'wrk':>6}{'idle':>6}{'/offline':>10}{'/torch best':>13}"
+          f"{'errors':>8}   rounds img/s")
+    torch_best = max((m["ips"] for (e, _), m in med.items() if e == "torch"), default=None)
+    for k in keys:
+        m = med[k]
+        vs = f"{m['ips'] / torch_best:13.2f}" if torch_best else f"{'-':>13}"
+        print(f"{k[0]:<8}{k[1]:<7}{m['ips']:8.0f}{m['p50']:9.1f}{m['p99']:9.1f}"
+              f"{m['mean_b']:8.1f}{m['cpu_ms']:8.2f}{m['cores']:7.2f}{m['client']:6.2f}"
+              f"{m['idle']:6.2f}{m['ips'] / ceiling:10.2f}{vs}"
+              f"{sum(x['errors'] for x in results[k]):8d}   "
+              + " ".join(f"{x['ips']:.0f}" for x in results[k]))
+    best = max((k for k in keys if k[0] == "cvcore"), key=lambda k: med[k]["ips"])
+    default = med[("cvcore", "on")]
+    line = (f"goal (c=32, batched): cvcore's default design ('on') {default['ips']:.0f} img/s = "
+            f"{default['ips'] / ceiling:.2f} of offline (>= 0.70 wanted)")
+    if torch_best:
+        line += (f", {default['ips'] / torch_best:.2f} of the PyTorch server's best design "
+                 f"(>= 1.00 wanted)")
+    print(line + f"; cvcore's best design here: '{best[1]}'")
+
+
 def _fmt(row):
-    engine, name, batching, threads, c, ips, p50, p99, mb, cpu_ms, cores, share, errors = row
+    (engine, name, batching, threads, c, ips, p50, p99, mb, cpu_ms, cores, client, share,
+     errors) = row
     return (f"{engine:<8}{name:<10}{batching:<7}{threads:<9}{c:>3}{ips:>8.0f}{p50:>9.1f}"
-            f"{p99:>9.1f}{mb:>8.1f}{cpu_ms:>8.2f}{cores:>7.2f}{share:>10.2f}{errors:>8}")
+            f"{p99:>9.1f}{mb:>8.1f}{cpu_ms:>8.2f}{cores:>7.2f}{client:>6.2f}{share:>10.2f}"
+            f"{errors:>8}")
 
 
 def numba_cores() -> int:

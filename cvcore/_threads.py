@@ -8,7 +8,7 @@ Two rules, both about not waiting for a thread that cannot run:
   applied by :func:`network_call` around every outermost :class:`cvcore.nn.Module` forward, and
   by Harris corners and the large-image HOG descriptor around their kernels; the filters, Canny,
   resizes, warps, SIFT and scikit-image HOG run serial band kernels on threads instead, under
-  the same cap, through :func:`cvcore.preprocess._bands.run_bands`). Only where the result
+  the same cap, through :func:`cvcore._bands.run_bands`). Only where the result
   does not depend on the number of threads: a network's backward sums weight gradients over the
   batch in per-thread partial sums, whose last bits change with the thread count, so it keeps the
   user's thread count and training stays reproducible (``tests/test_threads.py``).
@@ -28,11 +28,21 @@ PyTorch's own libgomp (loaded globally, with its default spin read at import), s
 of :mod:`kernels` does not apply there.
 
 The free cores are counted from the kernel's instantaneous count of runnable tasks
-(``/proc/loadavg``, fourth field) minus the calling thread and its would-be team among this
-process's running threads (a pool thread still spinning after the previous region is ours, not
-a competitor), over the cores this process may run on (``os.sched_getaffinity``). A reading is kept for :data:`REFRESH_S` and the smaller count of
-competitors of the last two readings is used, so one transient task (a kernel worker waking up)
-does not take a core away. Where ``/proc`` is absent the count is not limited.
+(``/proc/loadavg``, fourth field, one ``pread`` of a file kept open) minus the calling thread and
+every other thread of this process that is on a CPU right now (:func:`own_on_cpu`: a thread
+whose CPU-time clock advances between two readings). This process's threads are never
+competitors: they are its own pool threads still spinning after the previous call, or OpenCV's
+or PyTorch's pool threads spinning after their own calls (as in every benchmark that runs
+cvcore beside them), which give the core back within a spin; counting them, as an earlier rule
+did, often found no free core where two were. Other processes' tasks are, and they are what
+make a barrier wait for a descheduled thread. The whole reading costs a few microseconds
+(about 2 us for ``/proc/loadavg``, 0.4 us per thread clock read; the list of this process's
+threads is kept for :data:`TASK_LIST_REFRESH_S`), where listing every thread's
+``/proc/self/task/*/stat`` cost 30-300 us. A reading is kept for :data:`REFRESH_S` and the
+smaller count of competitors of the last two readings is used, so one transient task (a kernel
+worker waking up) does not take a core away. Where ``/proc`` is absent the count is not
+limited. Both :func:`network_call` and the band runner (:func:`cvcore._bands.band_threads`)
+use this one rule.
 """
 from __future__ import annotations
 
@@ -41,60 +51,89 @@ import os
 import threading
 import time
 
-#: Seconds a reading of the machine's load is reused (one reading costs 30-300 us).
+#: Seconds a reading of the machine's load is reused (a fresh one costs a few microseconds).
 REFRESH_S = 0.01
+#: Seconds the list of this process's threads (``/proc/self/task``, ~7 us to list) is reused.
+TASK_LIST_REFRESH_S = 0.1
 #: ``CVCORE_ADAPTIVE_THREADS=0`` turns the free-core rule off (for measuring it).
 ADAPTIVE = os.environ.get("CVCORE_ADAPTIVE_THREADS", "1") != "0"
+#: Linux's clock id of a thread's CPU time, from its thread id (``MAKE_THREAD_CPUCLOCK`` in
+#: the kernel's ``include/linux/posix-timers_types.h``; glibc's ``pthread_getcpuclockid``
+#: makes the same): ``(~tid << 3) | CPUCLOCK_PERTHREAD_MASK | CPUCLOCK_SCHED``.
+CPUCLOCK_PERTHREAD_MASK, CPUCLOCK_SCHED = 4, 2
 
 _local = threading.local()
 _lock = threading.Lock()
 _reading = {"time": -1.0, "others": (0, 0)}
+_tasks = {"time": -1.0, "clocks": {}}          # thread id -> its CPU-time clock id
+_loadavg = {"fd": None}
+_online = {"count": None}
 
 
-def _own_running() -> int:
-    """Threads of this process in state R (running or runnable) right now."""
-    count = 0
+def runnable_tasks() -> int | None:
+    """Runnable tasks on the machine right now, the calling thread included (``/proc/loadavg``,
+    fourth field ``running/total``, one ``pread`` of a file kept open: ~2 us); None where it
+    cannot be read."""
     try:
-        tids = os.listdir("/proc/self/task")
-    except OSError:
-        return 1
-    for tid in tids:
+        if _loadavg["fd"] is None:     # pread ignores the file offset: a forked child may share it
+            _loadavg["fd"] = os.open("/proc/loadavg", os.O_RDONLY)
+        return int(os.pread(_loadavg["fd"], 128, 0).split()[3].split(b"/")[0])
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def _thread_clock(tid: int) -> int:
+    return ((~tid) << 3) | CPUCLOCK_PERTHREAD_MASK | CPUCLOCK_SCHED
+
+
+def own_on_cpu() -> int:
+    """Threads of this process other than the calling one that are on a CPU right now: those
+    whose CPU-time clock advances between two readings (the kernel brings a running thread's
+    clock up to date when it is read). Costs ~0.8 us per thread of the process."""
+    now = time.monotonic()
+    if now - _tasks["time"] >= TASK_LIST_REFRESH_S:
         try:
-            with open(f"/proc/self/task/{tid}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:                       # the thread has just exited
-            continue
-        end = stat.rfind(b")")                # the name may hold spaces and parentheses
-        if stat[end + 2:end + 3] == b"R":
-            count += 1
-    return max(count, 1)
+            tids = [int(t) for t in os.listdir("/proc/self/task")]
+        except (OSError, ValueError):
+            return 0
+        _tasks["clocks"] = {t: _thread_clock(t) for t in tids}
+        _tasks["time"] = now
+    me = threading.get_native_id()
+    clocks = [c for t, c in _tasks["clocks"].items() if t != me]
+    read = time.clock_gettime_ns
+    first = []
+    for clock in clocks:
+        try:
+            first.append(read(clock))
+        except OSError:                         # the thread has exited
+            first.append(None)
+    count = 0
+    for clock, before in zip(clocks, first):
+        try:
+            count += before is not None and read(clock) != before
+        except OSError:
+            pass
+    return count
 
 
-def other_runnable(team: int = 1) -> int | None:
-    """Runnable tasks on the machine, right now, other than the calling thread and up to
-    ``team`` other running threads of this process (the thread pool's workers, which may still
-    be spinning after the previous parallel region: they are the team a call is about to use,
-    not competitors; any further running thread of this process, a data loader say, is one).
-    None where ``/proc/loadavg`` cannot be read."""
-    try:
-        with open("/proc/loadavg", "rb") as fh:
-            running = int(fh.read().split()[3].split(b"/")[0])
-    except (OSError, ValueError, IndexError):
+def other_runnable() -> int | None:
+    """Runnable tasks on the machine, right now, that are not threads of this process on a
+    CPU (:func:`own_on_cpu`) nor the calling thread. None where ``/proc/loadavg`` cannot be
+    read."""
+    running = runnable_tasks()
+    if running is None:
         return None
     if running <= 1:                          # only the thread reading it
         return 0
-    return competitors(running, _own_running(), team)
-
-
-def competitors(running: int, own: int, team: int) -> int:
-    """Of ``running`` runnable tasks, those that are neither the calling thread nor up to
-    ``team`` of the ``own - 1`` other running threads of this process."""
-    return max(0, running - 1 - min(max(own - 1, 0), team))
+    return max(0, running - 1 - own_on_cpu())
 
 
 def _cores() -> tuple[int, int]:
-    """Cores this process may run on, and cores the machine has online."""
-    online = os.cpu_count() or 1
+    """Cores this process may run on (its affinity mask, which may change), and cores the
+    machine has online (read once: ``os.cpu_count`` costs ~12 us here)."""
+    if _online["count"] is None:
+        _online["count"] = os.cpu_count() or 1
+    online = _online["count"]
     try:
         return len(os.sched_getaffinity(0)), online
     except (AttributeError, OSError):
@@ -115,7 +154,7 @@ def usable_threads(cap: int) -> int:
     now = time.monotonic()
     with _lock:
         if now - _reading["time"] >= REFRESH_S:
-            others = other_runnable(cap - 1)
+            others = other_runnable()
             if others is None:
                 return cap
             _reading["others"] = (_reading["others"][1], others)

@@ -3,18 +3,17 @@
 Conventions (the caller in :mod:`cvcore.preprocess.filters` guarantees them):
 
 * images are 2-D float32, C-contiguous; a kernel arrives as its non-zero taps (int64 offsets,
-  float32 weights), so zero taps cost nothing;
+  float32 weights) and is laid out dense (zeros included) for the register tiles;
 * correlation, not convolution: ``out[i, j] = sum_{u, v} k[u, v] * in[i + u - cy, j + v - cx]``
   where ``(cy, cx)`` is the kernel's centre (SciPy's ``origin=0`` puts it at ``n // 2``);
 * the border is folded into two index maps (:func:`border_map`: for each row / column of the
   virtually padded image, its source row / column, or -1 for ``cval``), built once per call.
-  No padded copy of the image is made: each output row extends only the few source rows it
-  needs into a small row buffer (:func:`_pad_row`), and the taps add shifted views of those
-  rows into the output row, several taps per sweep (:func:`_taps`), in contiguous loops that
-  LLVM vectorises. The kernels compute a band of output rows ``[r0, r1)`` and are serial
-  (``nogil``): the caller runs bands on several threads
-  (:func:`cvcore.preprocess._bands.run_bands`); a band keeps its extended source rows in a
-  small ring (:func:`fill_ring`, also used by the median filter).
+  No padded copy of the image is made: each block of output rows extends only the few
+  source rows it needs into a small ring of row buffers (:func:`_pad_row`), and sums its
+  outputs in vector registers (:func:`_correlate_tiles`), the separable kernel with a
+  ``len(ky) x 1`` tile then a ``1 x len(kx)`` tile. The kernels compute a band of output rows
+  ``[r0, r1)`` and are serial (``nogil``): the caller runs bands on several threads
+  (:func:`cvcore._bands.run_bands`). :func:`fill_ring` keeps the median filter's ring.
   Avoiding whole-image temporaries matters: a fresh 4 MB array costs ~1-2 ms of page faults
   on first touch on the test machine, as much as the 5 x 5 correlation itself.
 
@@ -27,8 +26,12 @@ Border modes and their integer codes (SciPy ``ndimage`` names and meanings, see 
     constant  (k k k k | a b c d | k k k k)   fixed value cval           MODE_CONSTANT = 3
     wrap      (a b c d | a b c d | a b c d)   periodic                   MODE_WRAP     = 4
 """
+import llvmlite.binding as llvm
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 MODE_REFLECT = 0
 MODE_MIRROR = 1
@@ -122,50 +125,137 @@ def fill_ring(ring, image, rows, cols, cx, fill, i, first):
             _pad_row(image[r], cols, cx, fill, ring[slot])
 
 
-@njit(cache=True)
-def _taps(acc, bufs, tu, tv, tw):
-    """``acc[j] += sum_t tw[t] * bufs[tu[t], tv[t] + j]`` for ``j < acc.size``.
+# ----------------------------------------------------------------------------- general 2-D
+#
+# The general correlation keeps a tile of outputs in vector registers, as OpenCV's filter
+# engine keeps its sums in registers (``FilterVec_32f`` in imgproc/src/filter.simd.hpp), but
+# turned round: OpenCV walks the taps of ONE output row, loading a shifted source vector per
+# tap (25 unaligned loads per output vector for a 5 x 5 kernel); here each shifted source
+# vector, once loaded, feeds every output row of the tile that uses it. A tile is TILE_ROWS
+# output rows by TILE_VECTORS vectors of columns; source row ``s`` of the tile (ext row
+# ``i + s``) shifted by ``v`` serves output row ``k`` with the weight ``k[s - k, v]`` whenever
+# ``0 <= s - k < kh``. Per output vector (5 x 5, 4 rows): 10 source loads instead of 25, 25
+# fused multiply-adds, one store; the loop is bound by the multiply-adds, not the loads.
+# LLVM does not find this blocking by itself from plain loops (it keeps accumulators in memory
+# and needs more run-time alias checks than it allows), so the tile is written as LLVM IR
+# with one ``<VL x float>`` value per accumulator (as :mod:`kernels.simd` does for the nets).
 
-    The taps (rows ``tu``, column offsets ``tv``, weights ``tw``) are taken eight, then four
-    at a time, so the output row is loaded and stored once per group rather than once per
-    tap, and the last one to three one at a time (fewer loop variants: less to compile);
-    every operand is a view starting at index 0, so LLVM vectorises each sweep.
+
+def _host_has_avx512():
+    try:
+        return llvm.get_host_cpu_features().get("avx512f", False)
+    except Exception:  # pragma: no cover - platforms without feature detection
+        return False
+
+
+#: float32 lanes per vector register: 16 with AVX-512 (32 registers), else 8 (AVX2, 16).
+VECTOR_LANES = 16 if _host_has_avx512() else 8
+#: Output rows per tile, and vectors of columns per tile: 16 (AVX-512) or 8 (AVX2)
+#: accumulators, plus the tile's source vectors and a broadcast weight, fit the registers.
+TILE_ROWS = 4
+TILE_VECTORS = 4 if VECTOR_LANES == 16 else 2
+#: Output columns per tile.
+TILE_WIDTH = VECTOR_LANES * TILE_VECTORS
+
+
+@intrinsic
+def _correlate_tiles(typingctx, ring, srow, weights, kh, kw, out, orow, width):
+    """For the TILE_ROWS output rows ``k`` of one block and every column ``j < width``:
+    ``out[orow[k] + j] = sum_{u < kh, v < kw} weights[u * kw + v] * ring[srow[k + u] + j + v]``.
+
+    ``ring`` and ``out`` are 2-D, addressed as flat: ``ring`` holds the block's
+    ``TILE_ROWS + kh - 1`` extended source rows, row ``s`` starting at flat index ``srow[s]``;
+    ``weights`` is the dense ``kh x kw`` kernel, row-major. The columns are
+    covered by tiles of TILE_WIDTH, the last one moved back to end at ``width``
+    (``width >= TILE_WIDTH``; overlapping tiles write the same values). Sums run over ``u``
+    then ``v`` in one fused multiply-add chain per output. C-contiguous float32 arrays, int64
+    offsets; nothing is bounds-checked.
     """
-    W = acc.size
-    n = tw.size
-    t = 0
-    while t + 8 <= n:
-        b0 = bufs[tu[t], tv[t]:tv[t] + W]
-        b1 = bufs[tu[t + 1], tv[t + 1]:tv[t + 1] + W]
-        b2 = bufs[tu[t + 2], tv[t + 2]:tv[t + 2] + W]
-        b3 = bufs[tu[t + 3], tv[t + 3]:tv[t + 3] + W]
-        b4 = bufs[tu[t + 4], tv[t + 4]:tv[t + 4] + W]
-        b5 = bufs[tu[t + 5], tv[t + 5]:tv[t + 5] + W]
-        b6 = bufs[tu[t + 6], tv[t + 6]:tv[t + 6] + W]
-        b7 = bufs[tu[t + 7], tv[t + 7]:tv[t + 7] + W]
-        w0, w1, w2, w3 = tw[t], tw[t + 1], tw[t + 2], tw[t + 3]
-        w4, w5, w6, w7 = tw[t + 4], tw[t + 5], tw[t + 6], tw[t + 7]
-        for j in range(W):
-            acc[j] += ((w0 * b0[j] + w1 * b1[j]) + (w2 * b2[j] + w3 * b3[j])) + \
-                ((w4 * b4[j] + w5 * b5[j]) + (w6 * b6[j] + w7 * b7[j]))
-        t += 8
-    if t + 4 <= n:
-        b0 = bufs[tu[t], tv[t]:tv[t] + W]
-        b1 = bufs[tu[t + 1], tv[t + 1]:tv[t + 1] + W]
-        b2 = bufs[tu[t + 2], tv[t + 2]:tv[t + 2] + W]
-        b3 = bufs[tu[t + 3], tv[t + 3]:tv[t + 3] + W]
-        w0, w1, w2, w3 = tw[t], tw[t + 1], tw[t + 2], tw[t + 3]
-        for j in range(W):
-            acc[j] += (w0 * b0[j] + w1 * b1[j]) + (w2 * b2[j] + w3 * b3[j])
-        t += 4
-    for r in range(t, n):                  # the last one to three taps, one sweep each
-        b0 = bufs[tu[r], tv[r]:tv[r] + W]
-        w0 = tw[r]
-        for j in range(W):
-            acc[j] += w0 * b0[j]
+    def floats(a, ndim):
+        return a == types.Array(types.float32, ndim, "C")
+
+    i64a = types.Array(types.int64, 1, "C")
+    if not (floats(ring, 2) and floats(weights, 1) and floats(out, 2) and srow == i64a
+            and orow == i64a):
+        return None
+    sig = types.void(ring, srow, weights, types.int64, types.int64, out, orow, types.int64)
+
+    def codegen(context, builder, signature, args):
+        ring_a, srow_a, w_a, _, _, out_a, orow_a, _ = [
+            context.make_array(t)(context, builder, a) if isinstance(t, types.Array) else None
+            for t, a in zip(signature.args, args)]
+        khv, kwv, widthv = args[3], args[4], args[7]
+        i64 = ir.IntType(64)
+        vty = ir.VectorType(ir.FloatType(), VECTOR_LANES)
+        fmuladd = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+            f"llvm.fmuladd.v{VECTOR_LANES}f32")
+
+        def const(n):
+            return ir.Constant(i64, n)
+
+        def at(base, index):
+            return builder.gep(base, [index], inbounds=True)
+
+        def vector_at(base, index):
+            return builder.bitcast(at(base, index), vty.as_pointer())
+
+        def splat(value):
+            undef = ir.Constant(vty, ir.Undefined)
+            one = builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
+            zeros = ir.Constant(ir.VectorType(ir.IntType(32), VECTOR_LANES),
+                                [0] * VECTOR_LANES)
+            return builder.shuffle_vector(one, undef, zeros)
+
+        # Accumulators as stack slots touched only by whole loads and stores: mem2reg makes
+        # them registers.
+        acc = [cgutils.alloca_once(builder, vty) for _ in range(TILE_ROWS * TILE_VECTORS)]
+        zero = ir.Constant(vty, [0.0] * VECTOR_LANES)
+        n_src = builder.add(khv, const(TILE_ROWS - 1))
+        out_rows = [builder.load(at(orow_a.data, const(k))) for k in range(TILE_ROWS)]
+        n_tiles = builder.sdiv(builder.add(widthv, const(TILE_WIDTH - 1)), const(TILE_WIDTH))
+        last = builder.sub(widthv, const(TILE_WIDTH))
+        with cgutils.for_range(builder, n_tiles) as tiles:
+            j0 = builder.mul(tiles.index, const(TILE_WIDTH))
+            j0 = builder.select(builder.icmp_signed(">", j0, last), last, j0)
+            for slot in acc:
+                builder.store(zero, slot)
+            # Shifts outside, source rows inside: whether output row k uses source row s
+            # changes with s, so LLVM has no invariant test to unswitch (16 loop copies).
+            with cgutils.for_range(builder, kwv) as shifts:
+                v = shifts.index
+                with cgutils.for_range(builder, n_src) as sources:
+                    s = sources.index
+                    first = builder.add(builder.add(builder.load(at(srow_a.data, s)), j0), v)
+                    x = [builder.load(vector_at(ring_a.data,
+                                                builder.add(first, const(c * VECTOR_LANES))),
+                                      align=4)
+                         for c in range(TILE_VECTORS)]
+                    # Output row k takes source row s through kernel row u = s - k, if any.
+                    for k in range(TILE_ROWS):
+                        u = builder.sub(s, const(k))
+                        inside = builder.and_(builder.icmp_signed(">=", u, const(0)),
+                                              builder.icmp_signed("<", u, khv))
+                        with builder.if_then(inside, likely=True):
+                            w = splat(builder.load(at(w_a.data,
+                                                      builder.add(builder.mul(u, kwv), v))))
+                            for c in range(TILE_VECTORS):
+                                slot = acc[k * TILE_VECTORS + c]
+                                builder.store(builder.call(fmuladd, [w, x[c],
+                                                                     builder.load(slot)]), slot)
+            for k in range(TILE_ROWS):
+                first = builder.add(out_rows[k], j0)
+                for c in range(TILE_VECTORS):
+                    builder.store(builder.load(acc[k * TILE_VECTORS + c]),
+                                  vector_at(out_a.data,
+                                            builder.add(first, const(c * VECTOR_LANES))),
+                                  align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def correlate2d(image, tu, tv, tw, kh, kw, rows, cols, cx, cval, out, r0, r1):
     """General 2-D correlation of output rows ``[r0, r1)``, border folded into index maps (no
     padded image).
@@ -175,31 +265,61 @@ def correlate2d(image, tu, tv, tw, kh, kw, rows, cols, cx, cval, out, r0, r1):
     window; ``ext`` is ``image`` extended by ``cval`` at index -1,
     ``rows = border_map(H, cy, kh - 1 - cy)``, ``cols = border_map(W, cx, kw - 1 - cx)``.
 
-    The ``kh`` source rows of the current output row sit, extended by their border, in a
-    ring of ``kh`` row buffers (source row ``i + u`` in slot ``(i + u) % kh``), so moving
-    down one row extends just one new source row. The taps then add shifted rows of the ring
-    into the output row, several taps per sweep (:func:`_taps`). ``image``, ``out`` (H, W)
-    float32; ``tw`` float32; ``tu``, ``tv`` int64. Serial: the caller runs bands of rows on
-    several threads (:func:`cvcore.preprocess._bands.run_bands`).
+    Output rows go in blocks of TILE_ROWS, each block by register tiles
+    (:func:`_correlate_tiles`: every shifted source vector loaded once for all the block's
+    rows). The block's ``TILE_ROWS + kh - 1`` source rows sit, extended by their border, in a
+    ring of row buffers (ext row ``p`` in slot ``p % (TILE_ROWS + kh - 1)``), so moving down a
+    block extends just TILE_ROWS new rows. The last block of the band is moved up to end at
+    ``r1`` (rows computed twice get the same values). A band of fewer than TILE_ROWS rows, or
+    an image narrower than TILE_WIDTH, is computed into a scratch block and copied.
+    ``image``, ``out`` (H, W) float32; ``tw`` float32; ``tu``, ``tv`` int64. Serial: the caller
+    runs bands of rows on several threads (:func:`cvcore._bands.run_bands`).
     """
-    W = out.shape[1]
+    H, W = out.shape
     fill = np.float32(cval)
-    ring = np.empty((kh, W + kw - 1), np.float32)
-    slot_of_tap = np.empty(tu.size, np.int64)
-    for i in range(r0, r1):
-        fill_ring(ring, image, rows, cols, cx, fill, i, i == r0)
-        for t in range(tu.size):
-            slot_of_tap[t] = (i + tu[t]) % kh
-        acc = out[i]
-        for j in range(W):
-            acc[j] = 0.0
-        _taps(acc, ring, slot_of_tap, tv, tw)
+    weights = np.zeros(kh * kw, np.float32)
+    for t in range(tw.size):
+        weights[tu[t] * kw + tv[t]] = tw[t]
+    n_ring = TILE_ROWS + kh - 1
+    wide = max(W, TILE_WIDTH)                 # columns computed per row
+    ext_width = W + kw - 1                    # columns of an extended row
+    stride = wide + kw - 1                    # ring row length (zeros beyond ext_width)
+    ring = np.zeros((n_ring, stride), np.float32)
+    srow = np.empty(n_ring, np.int64)
+    orow = np.empty(TILE_ROWS, np.int64)
+    direct = W >= TILE_WIDTH and r1 - r0 >= TILE_ROWS
+    dst = out if direct else np.empty((TILE_ROWS, wide), np.float32)
+    filled = r0                               # next ext row to bring into the ring
+    i = r0
+    while i < r1:
+        if direct and i + TILE_ROWS > r1:
+            i = r1 - TILE_ROWS
+        for p in range(filled if filled > i else i, i + n_ring):
+            buf = ring[p % n_ring, :ext_width]
+            r = rows[p] if p < rows.size else -2      # -2: below the image (scratch rows)
+            if r >= 0:
+                _pad_row(image[r], cols, cx, fill, buf)
+            else:
+                value = fill if r == -1 else np.float32(0.0)
+                for c in range(ext_width):
+                    buf[c] = value
+        filled = i + n_ring
+        for s in range(n_ring):
+            srow[s] = ((i + s) % n_ring) * stride
+        for k in range(TILE_ROWS):
+            orow[k] = (i + k) * W if direct else k * wide
+        _correlate_tiles(ring, srow, weights, kh, kw, dst, orow, wide)
+        if not direct:
+            for k in range(min(TILE_ROWS, r1 - i)):
+                for j in range(W):
+                    out[i + k, j] = dst[k, j]
+        i += TILE_ROWS
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def correlate_separable(image, yu, yw, xv, xw, nx, rows, cols, cx, cval, cval_second, out,
                         r0, r1):
-    """Axis-0 pass then axis-1 pass, fused row by row, for output rows ``[r0, r1)``.
+    """Axis-0 pass then axis-1 pass, fused block by block, for output rows ``[r0, r1)``.
 
     The 1-D kernels are given as their non-zero taps: ``ky[yu[t]] = yw[t]`` and
     ``kx[xv[t]] = xw[t]``, ``nx = len(kx)``. For each output row ``i``:
@@ -208,38 +328,80 @@ def correlate_separable(image, yu, yw, xv, xw, nx, rows, cols, cx, cval, cval_se
     This is exactly SciPy's ``correlate1d`` along axis 0 followed by ``correlate1d`` along
     axis 1 (``cval_second = cval``), and the 2-D correlation with ``outer(ky, kx)`` when
     ``cval_second = cval * sum(ky)``. A 1-D pass is the case ``kx = [1]`` (``cx = 0``) or
-    ``ky = [1]`` (``rows = arange(H)``). The intermediate row stays in cache; no padded or
-    intermediate image is made. Serial: the caller runs bands of rows on several threads.
+    ``ky = [1]`` (``rows = arange(H)``).
+
+    Both passes are register tiles (:func:`_correlate_tiles`) over a block of TILE_ROWS
+    output rows: the column pass (a ``len(ky) x 1`` kernel) reads the block's source rows
+    from a ring (ext row ``p`` in slot ``p % (TILE_ROWS + len(ky) - 1)``, a row of ``cval``
+    beyond the top and bottom) and writes the block's ``t`` rows into the middle of a small
+    buffer, which is extended by the column border in place; the row pass (a ``1 x nx``
+    kernel) reads that buffer. No padded or intermediate image is made. Last block, short
+    bands and narrow images as in :func:`correlate2d`. Serial: the caller runs bands of rows
+    on several threads.
     """
-    W = out.shape[1]
+    H, W = out.shape
+    ny = rows.size - H + 1                    # len(ky): rows = border_map(H, cy, ny - 1 - cy)
     fill = np.float32(cval)
     fill2 = np.float32(cval_second)
-    xu = np.zeros(xv.size, np.int64)
-    no_shift = np.zeros(yu.size, np.int64)
-    src_rows = np.empty(yu.size, np.int64)
-    src_w = np.empty(yu.size, np.float32)
-    # The column pass writes straight into the middle of the extended row; its border
-    # cells are then copied from the row itself (or cval_second), never a padded image.
-    ext = np.empty((1, W + nx - 1), np.float32)
-    t = ext[0, cx:cx + W]
-    for i in range(r0, r1):
-        # Column pass as a "row tap" pass over the image itself: tap k reads image row
-        # rows[i + yu[k]] unshifted; taps beyond the top/bottom (cval) add a constant.
-        m = 0
-        outside = np.float32(0.0)
-        for k in range(yu.size):
-            r = rows[i + yu[k]]
-            if r < 0:
-                outside += yw[k] * fill
-            else:
-                src_rows[m] = r
-                src_w[m] = yw[k]
-                m += 1
-        for j in range(W):
-            t[j] = outside
-        _taps(t, image, src_rows[:m], no_shift[:m], src_w[:m])
-        _extend_in_place(ext[0], cols, cx, W, fill2)
-        acc = out[i]
-        for j in range(W):
-            acc[j] = 0.0
-        _taps(acc, ext, xu, xv, xw)
+    wy = np.zeros(ny, np.float32)
+    for t in range(yu.size):
+        wy[yu[t]] = yw[t]
+    wx = np.zeros(nx, np.float32)
+    for t in range(xv.size):
+        wx[xv[t]] = xw[t]
+    n_ring = TILE_ROWS + ny - 1
+    wide = max(W, TILE_WIDTH)                 # columns computed per row
+    ring = np.zeros((n_ring, wide), np.float32)
+    ext_width = W + nx - 1
+    tbuf = np.zeros((TILE_ROWS, wide + nx - 1), np.float32)
+    srow = np.empty(n_ring, np.int64)
+    trow = np.empty(TILE_ROWS, np.int64)
+    orow = np.empty(TILE_ROWS, np.int64)
+    for k in range(TILE_ROWS):
+        trow[k] = k * tbuf.shape[1]
+    direct = W >= TILE_WIDTH and r1 - r0 >= TILE_ROWS
+    dst = out if direct else np.empty((TILE_ROWS, wide), np.float32)
+    filled = r0                               # next ext row to bring into the ring
+    i = r0
+    while i < r1:
+        if direct and i + TILE_ROWS > r1:
+            i = r1 - TILE_ROWS
+        # The column pass reads the image rows in place when all of the block's rows are
+        # image rows (wide images, away from a constant border); else their ring copies.
+        in_place = W >= TILE_WIDTH
+        for s in range(n_ring):
+            p = i + s
+            in_place = in_place and p < rows.size and rows[p] >= 0
+        if in_place:
+            for s in range(n_ring):
+                srow[s] = rows[i + s] * W
+            for k in range(TILE_ROWS):
+                orow[k] = k * tbuf.shape[1] + cx
+            _correlate_tiles(image, srow, wy, ny, 1, tbuf, orow, wide)  # column pass
+        else:
+            for p in range(filled if filled > i else i, i + n_ring):
+                buf = ring[p % n_ring]
+                r = rows[p] if p < rows.size else -2  # -2: below the image (scratch rows)
+                if r >= 0:
+                    src = image[r]
+                    for c in range(W):
+                        buf[c] = src[c]
+                else:
+                    value = fill if r == -1 else np.float32(0.0)
+                    for c in range(W):
+                        buf[c] = value
+            filled = i + n_ring
+            for s in range(n_ring):
+                srow[s] = ((i + s) % n_ring) * wide
+            for k in range(TILE_ROWS):
+                orow[k] = k * tbuf.shape[1] + cx
+            _correlate_tiles(ring, srow, wy, ny, 1, tbuf, orow, wide)   # column pass
+        for k in range(TILE_ROWS):
+            _extend_in_place(tbuf[k, :ext_width], cols, cx, W, fill2)
+            orow[k] = (i + k) * W if direct else k * wide
+        _correlate_tiles(tbuf, trow, wx, 1, nx, dst, orow, wide)        # row pass
+        if not direct:
+            for k in range(min(TILE_ROWS, r1 - i)):
+                for j in range(W):
+                    out[i + k, j] = dst[k, j]
+        i += TILE_ROWS

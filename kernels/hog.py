@@ -110,7 +110,7 @@ def skimage_cell_sums(image, cell_rows, cell_cols, edges, sums,
     ``t // n_cells_row``.
 
     One thread, ``nogil``: the caller runs bands of tasks on several threads
-    (:func:`cvcore.preprocess._bands.run_bands`). A ``prange`` here doubled the kernel's compile
+    (:func:`cvcore._bands.run_bands`). A ``prange`` here doubled the kernel's compile
     time (a parallel region is a module of its own, compiled and optimised again).
 
     Parameters

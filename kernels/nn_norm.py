@@ -65,7 +65,7 @@ def channel_affine(x, scale, shift, y, p0, p1):
     y : (N, C, L) same dtype as ``x``, output (may be ``x`` itself)
     p0, p1 : int
         The planes ``p = n * C + c`` in ``[p0, p1)`` are written (one thread; callers split
-        the planes between threads with :func:`cvcore.preprocess._bands.run_bands`: a
+        the planes between threads with :func:`cvcore._bands.run_bands`: a
         ``prange`` here cost ~0.9 s of cold compile per kernel against ~0.2 s serial).
     """
     C, L = x.shape[1], x.shape[2]
@@ -89,7 +89,7 @@ def channel_affine_relu(x, scale, shift, y, p0, p1):
     y : (N, C, L) same dtype as ``x``, output (may be ``x`` itself)
     p0, p1 : int
         The planes ``p = n * C + c`` in ``[p0, p1)`` are written (one thread; callers split
-        the planes between threads with :func:`cvcore.preprocess._bands.run_bands`: a
+        the planes between threads with :func:`cvcore._bands.run_bands`: a
         ``prange`` here cost ~0.9 s of cold compile per kernel against ~0.2 s serial).
     """
     C, L = x.shape[1], x.shape[2]
@@ -114,7 +114,7 @@ def channel_affine_relu6(x, scale, shift, y, p0, p1):
     y : (N, C, L) same dtype as ``x``, output (may be ``x`` itself)
     p0, p1 : int
         The planes ``p = n * C + c`` in ``[p0, p1)`` are written (one thread; callers split
-        the planes between threads with :func:`cvcore.preprocess._bands.run_bands`: a
+        the planes between threads with :func:`cvcore._bands.run_bands`: a
         ``prange`` here cost ~0.9 s of cold compile per kernel against ~0.2 s serial).
     """
     C, L = x.shape[1], x.shape[2]

@@ -170,7 +170,7 @@ def adaptive_avgpool2d_forward(x, y, p0, p1):
     y : (P, OH, OW) same dtype as ``x``, output
     p0, p1 : int
         The planes ``[p0, p1)`` are pooled (one thread; callers split the planes between
-        threads with :func:`cvcore.preprocess._bands.run_bands`, which compiles far less than a
+        threads with :func:`cvcore._bands.run_bands`, which compiles far less than a
         ``prange``).
     """
     H, W = x.shape[1], x.shape[2]

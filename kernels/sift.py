@@ -28,7 +28,7 @@ kernel's symmetry (``k[r+t] (x[i-t] + x[i+t])``, half the multiplies) and uses O
 Threads: every kernel worth splitting is a one-thread ``nogil`` function over a range of jobs
 ``[r0, r1)`` (rows, candidates, keypoints: its last two arguments), which
 :mod:`cvcore.features._sift` runs in bands on several threads
-(:func:`cvcore.preprocess._bands.run_bands`). Each job writes only its own outputs, so the
+(:func:`cvcore._bands.run_bands`). Each job writes only its own outputs, so the
 results do not depend on the split. No ``prange``: each parallel loop is a module of its own
 that Numba compiles and optimises again, which roughly doubled these kernels' compile time.
 """

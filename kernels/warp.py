@@ -77,8 +77,8 @@ def _nearest_taps(Minv, y, x0, n, H, W, rows, cols, inside, index):
     affine = _is_affine(Minv)
     for i in range(n):
         xs, ys, ok = _source(Minv, x0 + i, y, affine)
-        r = np.int32(math.floor(ys + 0.5)) if ok else np.int32(UNDEFINED)
-        q = np.int32(math.floor(xs + 0.5)) if ok else np.int32(UNDEFINED)
+        r = np.int32(np.floor(ys + 0.5)) if ok else np.int32(UNDEFINED)
+        q = np.int32(np.floor(xs + 0.5)) if ok else np.int32(UNDEFINED)
         rows[i] = r
         cols[i] = q
         ins = np.uint32(r) < np.uint32(H) and np.uint32(q) < np.uint32(W)
@@ -111,8 +111,8 @@ def _bilinear_taps(Minv, y, x0, n, H, W, rows, cols, fx, fy, inside, index):
     affine = _is_affine(Minv)
     for i in range(n):
         xs, ys, ok = _source(Minv, x0 + i, y, affine)
-        c0 = math.floor(xs)
-        r0 = math.floor(ys)
+        c0 = np.floor(xs)       # a float: no round trip through an integer
+        r0 = np.floor(ys)
         fx[i] = np.float32(xs - c0)
         fy[i] = np.float32(ys - r0)
         r = np.int32(r0) if ok else np.int32(UNDEFINED)
@@ -197,8 +197,9 @@ def warp_nearest(image, Minv, mode, cval, out, y0, y1):
             for c in range(C):
                 flat = image[c].reshape(H * W)
                 dst = out[c, y]
-                for x in range(lo, hi):
-                    dst[x0 + x] = flat[np.uint64(index[x])]     # unsigned: no wrap test
+                for x in range(lo, hi):     # unsigned indices: no negative-wrap tests
+                    u = np.uint64(x)
+                    dst[np.uint64(x0) + u] = flat[np.uint64(index[u])]
                 if run and mode == MODE_CONSTANT:   # every pixel off the run is outside
                     dst[x0:x0 + lo] = cval
                     dst[x0 + hi:x0 + n] = cval
@@ -222,6 +223,7 @@ def warp_bilinear(image, Minv, mode, cval, out, y0, y1):
     rows, cols, inside, index = _tap_buffers()
     fx = np.empty(TILE_COLS, dtype=np.float32)
     fy = np.empty(TILE_COLS, dtype=np.float32)
+    one, down, diag = np.uint64(1), np.uint64(W), np.uint64(W + 1)   # the other three taps
     for x0 in range(0, w, TILE_COLS):
         n = min(TILE_COLS, w - x0)
         for y in range(y0, y1):
@@ -230,11 +232,11 @@ def warp_bilinear(image, Minv, mode, cval, out, y0, y1):
             for c in range(C):
                 flat = image[c].reshape(H * W)
                 dst = out[c, y]
-                for x in range(lo, hi):
-                    k = np.uint64(index[x])             # unsigned: no negative-wrap test
-                    dst[x0 + x] = _blend(flat[k], flat[k + np.uint64(1)],
-                                         flat[k + np.uint64(W)], flat[k + np.uint64(W + 1)],
-                                         fx[x], fy[x])
+                for x in range(lo, hi):     # unsigned indices: no negative-wrap tests
+                    u = np.uint64(x)
+                    k = np.uint64(index[u])
+                    dst[np.uint64(x0) + u] = _blend(flat[k], flat[k + one], flat[k + down],
+                                                    flat[k + diag], fx[u], fy[u])
                 for x in range(lo):                 # the rest: before and after the run
                     dst[x0 + x] = _bilinear_border(flat, rows[x], cols[x], fx[x], fy[x],
                                                    H, W, mode, cval)

@@ -1,11 +1,12 @@
-"""Row bands on several threads (cvcore.preprocess._bands): every band runs exactly once, and
+"""Row bands on several threads (cvcore._bands): every band runs exactly once, and
 every banded filter gives the same result, bit for bit, on one thread and on many."""
 import threading
+import time
 
 import numpy as np
 import pytest
 
-from cvcore.preprocess import _bands
+from cvcore import _bands
 
 
 def test_every_row_is_computed_exactly_once(monkeypatch):
@@ -36,14 +37,20 @@ def test_one_thread_is_one_call_in_the_caller(monkeypatch):
 
 
 def test_a_pool_that_never_runs_costs_no_wait(monkeypatch):
-    """A worker that gets no core (here: a pool whose thread is blocked) takes no band; the
+    """A helper that gets no core (here: one blocked in another call's band) takes no band; the
     caller takes them all and returns without waiting for it."""
     monkeypatch.setattr(_bands, "band_threads", lambda: 2)
     monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)
     monkeypatch.setattr(_bands, "MIN_BAND_ROWS", 1)
-    gate = threading.Event()
-    pool = _bands._executor(1)
-    blocker = pool.submit(gate.wait)                    # occupies the only worker
+    started, gate = threading.Event(), threading.Event()
+
+    def block(r0, r1):
+        started.set()
+        gate.wait()
+
+    blocker = _bands._Job(block, (), [0, 1], 1)
+    _bands._the_pool().publish(blocker, 1)          # the helper takes its only band
+    assert started.wait(30)
     try:
         rows = np.zeros(64, np.int64)
 
@@ -54,7 +61,96 @@ def test_a_pool_that_never_runs_costs_no_wait(monkeypatch):
         assert (rows == 1).all()
     finally:
         gate.set()
-        blocker.result()
+        blocker.join(0)
+
+
+def test_several_callers_at_once(monkeypatch):
+    """Server threads calling band kernels at the same time: every call gets all its rows
+    exactly once (helpers join the newest call; a call they miss runs in its caller)."""
+    monkeypatch.setattr(_bands, "band_threads", lambda: 2)
+    monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(_bands, "MIN_BAND_ROWS", 1)
+    failures = []
+
+    def kernel(out, r0, r1):
+        out[r0:r1] += 1
+
+    def caller():
+        for _ in range(200):
+            rows = np.zeros(48, np.int64)
+            _bands.run_bands(kernel, 48, 1, rows)
+            if not (rows == 1).all():
+                failures.append(rows)
+
+    callers = [threading.Thread(target=caller) for _ in range(4)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(60)
+    assert not any(t.is_alive() for t in callers)
+    assert not failures
+
+
+def test_helpers_spin_a_bounded_time_then_sleep_and_wake_again(monkeypatch):
+    """After a call the helpers poll for SPIN_SECONDS, then sleep on a lock (they do not hold
+    a core while nothing comes); the next call wakes them."""
+    monkeypatch.setattr(_bands, "band_threads", lambda: 2)
+    monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(_bands, "MIN_BAND_ROWS", 1)
+    pool = _bands._the_pool()
+    rows = np.zeros(64, np.int64)
+
+    def kernel(out, r0, r1):
+        out[r0:r1] += 1
+
+    _bands.run_bands(kernel, 64, 1, rows)
+    deadline = time.monotonic() + 30
+    while len(pool.sleepers) < pool.threads and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert len(pool.sleepers) == pool.threads >= 1
+    names = set()
+
+    def slow(out, r0, r1):                  # 8 bands of 20 ms: a woken helper takes some
+        names.add(threading.current_thread().name)
+        time.sleep(0.02)
+        out[r0:r1] += 1
+
+    _bands.run_bands(slow, 64, 1, rows)
+    assert (rows == 2).all()
+    assert any(name.startswith("cvcore-band") for name in names)
+
+
+def test_spin_waits_match_their_readable_twins():
+    """kernels.bands against ``while spins and word == seen: spins -= 1``."""
+    from kernels import bands as kb
+    word = np.zeros(3, np.int64)
+    assert kb.wait_for_change(word, 1, 0, 100) == 0       # nothing changes: spin runs out
+    word[1] = 7
+    assert kb.wait_for_change(word, 1, 0, 0) == 7         # a change is seen at once
+    assert kb.wait_for_change(word, 1, 7, 5) == 7
+    flags = np.zeros(4, np.int64)
+    assert not kb.wait_all_set(flags, 50)
+    for i in range(3):
+        kb.set_flag(flags, i)
+    assert list(flags) == [1, 1, 1, 0] and not kb.wait_all_set(flags, 50)
+    kb.set_flag(flags, 3)
+    assert kb.wait_all_set(flags, 0)
+    assert 0 < _bands.spin_polls(1e-4) <= _bands.spin_polls(1e-3)
+    assert _bands.spin_polls(0.0) == 0
+
+
+def test_a_spin_sees_a_store_made_by_another_thread():
+    from kernels import bands as kb
+    word = np.zeros(1, np.int64)
+    t = threading.Timer(0.01, lambda: word.__setitem__(0, 5))
+    t.start()
+    value = 0
+    for _ in range(1000):                  # each wait is bounded; together up to seconds
+        value = kb.wait_for_change(word, 0, 0, _bands.spin_polls(0.01))
+        if value:
+            break
+    t.join()
+    assert value == 5
 
 
 def test_an_error_in_any_band_reaches_the_caller(monkeypatch):
@@ -122,7 +218,7 @@ def test_a_forked_child_runs_bands_on_a_pool_of_its_own(monkeypatch):
         try:
             child = np.zeros(64, np.int64)
             _bands.run_bands(kernel, 64, 1, child)
-            ok = int((child == 1).all() and _bands._pool["pid"] == os.getpid())
+            ok = int((child == 1).all() and _bands._pool["pool"].pid == os.getpid())
         finally:
             os.write(write, bytes([ok]))
             os._exit(0)

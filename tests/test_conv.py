@@ -103,6 +103,87 @@ def test_kernel_equals_twin(mode):
             assert np.abs(got - want).max() <= bound(kernel, image, -0.25)
 
 
+def _tile_shapes():
+    """Image shapes around the general kernel's register tile (kernels.conv.TILE_ROWS rows by
+    TILE_WIDTH columns): exact multiples, one more (the last block or tile moved back over
+    computed ones) and fewer (a scratch block)."""
+    from kernels.conv import TILE_ROWS, TILE_WIDTH
+    heights = [1, TILE_ROWS - 1, TILE_ROWS, TILE_ROWS + 1, 3 * TILE_ROWS + 2]
+    widths = [TILE_WIDTH - 1, TILE_WIDTH, TILE_WIDTH + 1, 2 * TILE_WIDTH + 5]
+    return [(h, w) for h in heights for w in widths]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_register_tiles_equal_twin(mode):
+    rng = np.random.default_rng(12)
+    for shape in _tile_shapes():
+        image = rng.standard_normal(shape).astype(np.float32)
+        kernels = [rng.standard_normal(kshape) for kshape in [(3, 3), (5, 5), (2, 6), (7, 1),
+                                                                (1, 4)]]
+        for kernel in kernels:
+            kernel[0, -1] = 0.0                    # a zero tap inside the window
+        # rank 1: the separable kernel's two tiles (one with a zero tap)
+        kernels += [np.outer(rng.standard_normal(ny), rng.standard_normal(nx))
+                    for ny, nx in [(3, 3), (5, 2), (9, 17)]]
+        kernels[-1][:, 3] = 0.0
+        for kernel in kernels:
+            got = correlate(image, kernel, mode=mode, cval=0.5)
+            want = ref.correlate(image.astype(np.float64), kernel, mode, 0.5)
+            err = np.abs(got - want).max()
+            assert err <= bound(kernel, image, 0.5), (shape, kernel.shape, err)
+
+
+def test_twin_by_blocks_equals_twin():
+    rng = np.random.default_rng(14)
+    for shape in [(1, 1), (3, 5), (9, 7), (13, 4)]:
+        image = rng.standard_normal(shape)
+        for kshape in [(1, 1), (3, 3), (5, 2), (4, 6)]:
+            kernel = rng.standard_normal(kshape)
+            for mode in MODES:
+                np.testing.assert_allclose(ref.correlate_by_blocks(image, kernel, mode, 0.5),
+                                           ref.correlate(image, kernel, mode, 0.5),
+                                           rtol=1e-12, atol=1e-12)
+
+
+def test_general_kernel_bands_are_exact():
+    """Any split of the rows into bands gives the same bits as one call (each output's sum
+    runs in the same order whichever block computes it)."""
+    from kernels.conv import border_map, correlate2d
+    rng = np.random.default_rng(13)
+    image = rng.standard_normal((23, 150)).astype(np.float32)
+    kernel = rng.standard_normal((5, 4)).astype(np.float32)
+    tu, tv, tw = F._taps(kernel)
+    rows = border_map(23, 2, 2, F.MODES["mirror"])
+    cols = border_map(150, 2, 1, F.MODES["mirror"])
+    whole = np.empty_like(image)
+    correlate2d(image, tu, tv, tw, 5, 4, rows, cols, 2, 0.0, whole, 0, 23)
+    for cuts in ([0, 1, 23], [0, 3, 4, 11, 23], [0, 7, 14, 16, 23]):
+        banded = np.full_like(image, np.nan)
+        for r0, r1 in zip(cuts[:-1], cuts[1:]):
+            correlate2d(image, tu, tv, tw, 5, 4, rows, cols, 2, 0.0, banded, r0, r1)
+        np.testing.assert_array_equal(banded, whole)
+
+
+def test_separable_kernel_bands_are_exact():
+    from kernels.conv import border_map, correlate_separable
+    rng = np.random.default_rng(15)
+    image = rng.standard_normal((29, 140)).astype(np.float32)
+    ky, kx = rng.standard_normal(7).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    yu, yw = F._taps(ky)
+    xv, xw = F._taps(kx)
+    for mode in MODES:                     # constant: the column pass switches to ring copies
+        rows = border_map(29, 3, 3, F.MODES[mode])
+        cols = border_map(140, 2, 1, F.MODES[mode])
+        args = (image, yu, yw, xv, xw, 4, rows, cols, 2, 0.5, -1.5)
+        whole = np.empty_like(image)
+        correlate_separable(*args, whole, 0, 29)
+        for cuts in ([0, 1, 29], [0, 3, 4, 11, 29], [0, 7, 14, 16, 29]):
+            banded = np.full_like(image, np.nan)
+            for r0, r1 in zip(cuts[:-1], cuts[1:]):
+                correlate_separable(*args, banded, r0, r1)
+            np.testing.assert_array_equal(banded, whole)
+
+
 # ---------------------------------------------------------------- agreement with SciPy
 
 

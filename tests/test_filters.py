@@ -264,6 +264,29 @@ def test_float32_nan_and_infinity_are_refused_by_name():
         median(bad, 3)
 
 
+@pytest.mark.parametrize("call", [lambda x: sobel(x, 1), lambda x: sobel(x),
+                                  lambda x: scharr(x, 1, mode="wrap"),
+                                  lambda x: prewitt(x, None, mode="constant"),
+                                  lambda x: sobel(x, 0), lambda x: sobel(x, 1, "constant", 1.0)],
+                         ids=["sobel1", "magnitude", "scharr-wrap", "prewitt-constant",
+                              "sobel0", "constant-cval"])
+def test_gradients_refuse_nan_and_infinity_anywhere(call):
+    # The one-pass gradient kernel tests each image row as it smooths it (kernels/filters.py,
+    # gradient3x3's bad flags) instead of a pass over the image first: wherever the bad value
+    # sits (first/last row or column, a band's first or last row, any channel) it is refused.
+    rng = np.random.default_rng(21)
+    for shape in [(1, 1), (3, 1), (1, 4), (300, 301), (260, 257, 3)]:
+        for value, word in [(np.nan, "NaN"), (np.inf, "infinity"), (-np.inf, "infinity")]:
+            H, W = shape[:2]
+            for i, j in {(0, 0), (H - 1, W - 1), (H // 2, 0), (H // 4, W - 1), (H // 2, W // 2)}:
+                image = rng.random(shape).astype(np.float32)
+                image[(i, j, 2) if len(shape) == 3 else (i, j)] = value
+                with pytest.raises(ValueError, match=word):
+                    call(image)
+            clean = rng.random(shape).astype(np.float32)
+            assert np.isfinite(call(clean)).all()
+
+
 # ---------------------------------------------------------------- errors
 
 

@@ -363,10 +363,10 @@ def test_resize_rejects_non_finite_float32_on_every_path(interpolation, value, n
 
 def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch):
     """The geometry kernels each make a band of output rows, the bands run on several threads
-    (``cvcore.preprocess._bands``): in many bands every resize kind and both warps must give
+    (``cvcore._bands``): in many bands every resize kind and both warps must give
     the one-band result bit for bit, and a NaN in an input row owned by any band (read or
     skipped by the sampling) must still be rejected."""
-    from cvcore.preprocess import _bands
+    from cvcore import _bands
 
     x = rng.random((600, 264, 2)).astype(np.float32)    # outputs above MIN_PARALLEL_PIXELS
     M = np.array([[0.9, 0.2, 5.0], [-0.15, 1.05, -3.0]])
@@ -384,8 +384,9 @@ def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch
     expected = [call(x) for call in calls]
     monkeypatch.setattr(_bands, "band_threads", lambda: 3)    # 9-12 bands on 3 threads
     calls_made = []
-    real_executor = _bands._executor
-    monkeypatch.setattr(_bands, "_executor", lambda n: calls_made.append(n) or real_executor(n))
+    real_publish = _bands._Pool.publish
+    monkeypatch.setattr(_bands._Pool, "publish", lambda pool, job, helpers:
+                        calls_made.append(helpers) or real_publish(pool, job, helpers))
     for call, want in zip(calls, expected):
         np.testing.assert_array_equal(call(x), want)
     assert calls_made == [2] * len(calls)                     # every call was split
@@ -395,3 +396,36 @@ def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch
         for call in calls[:6]:
             with pytest.raises(ValueError, match="NaN"):
                 call(bad)
+
+
+@pytest.mark.parametrize("n_in, n_out, interpolation", [(1024, 700, "bilinear"), (64, 96, "bilinear"),
+                                                        (50, 33, "area"), (40, 77, "area"),
+                                                        (17, 9, "bilinear"), (100, 40, "bilinear"),
+                                                        (12, 20, "bilinear")])
+def test_vector_horizontal_pass_matches_its_plain_form(rng, n_in, n_out, interpolation):
+    """The horizontal pass's vector blocks (AVX2 permutes from a window of 2 * LANES input
+    values, where the host has AVX2) and their plain Numba form give the column table's sums
+    ``sum_t w[t, x] * src[idx[t, x]]`` (taps in order, float32) bit for bit. A table whose
+    blocks' taps do not fit a window (100 -> 40: shrinking by 2.5) or whose input row is
+    shorter than one (12 -> 20) has no blocks: the scalar loop does every output."""
+    from cvcore.preprocess.geometry import _axis_table, _column_blocks
+    from kernels import resize as k
+
+    growing = n_out > n_in
+    idx, w = _axis_table(n_in, n_out, interpolation, growing)
+    base, rel = _column_blocks(n_in, n_out, interpolation, growing)
+    if n_in < 2 * k.LANES or n_in > 2 * n_out:
+        assert base.size == 0 and rel.shape == (idx.shape[0], 0)
+    else:
+        assert base.size == n_out // k.LANES and 0 <= rel.min() and rel.max() < 2 * k.LANES
+    src = rng.random(n_in).astype(np.float32)
+    expected = w[0] * src[idx[0]]
+    for t in range(1, idx.shape[0]):
+        expected = expected + w[t] * src[idx[t]]
+    blocks = base.size * k.LANES
+    plain = np.zeros(n_out, np.float32)
+    k._blocks_plain(src, base, rel, w, plain)
+    np.testing.assert_array_equal(plain[:blocks], expected[:blocks])
+    full = np.zeros(n_out, np.float32)
+    k._horizontal(src, idx, w, base, rel, full)        # blocks (the host's kind) + the rest
+    np.testing.assert_array_equal(full, expected)

@@ -318,14 +318,41 @@ def test_batcher_pipeline_keeps_a_batch_queued_while_the_executors_run():
     assert serve(24, True) == ([8, 8], 8, [8, 8, 8])
     assert serve(24, False) == ([24], 0, [24])
     assert serve(4, True) == ([2, 2], 0, [2, 2])
+    # the share is rounded down: 32 inputs give 10 + 10 running and 12 queued, so the queued
+    # batch matches the running one's size and starts as soon as an executor is free (rounded
+    # up, 11 + 11 + 10, it would wait for a round trip); the 2 left over run last
+    assert serve(32, True) == ([10, 10], 12, [10, 10, 10, 2])
 
 
-def test_pipeline_batches_option_reaches_the_config():
+def test_pipeline_and_pinning_options_reach_the_config():
     from cvcore.cli import build_parser
     from cvcore.serve.command import config_from_args
-    for argv, expected in (([], False), (["--pipeline-batches"], True)):
+    for argv, pipeline, pin in (([], True, True), (["--no-pipeline-batches"], False, True),
+                                (["--pipeline-batches", "--no-pin-threads"], True, False)):
         args = build_parser().parse_args(["serve", str(PHOTO), *argv])
-        assert config_from_args(args).pipeline_batches is expected
+        config = config_from_args(args)
+        assert (config.pipeline_batches, config.pin_threads) == (pipeline, pin)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no sched_setaffinity here")
+def test_pin_model_thread_gives_each_model_thread_its_own_cores():
+    import threading
+    from cvcore.serve.app import pin_model_thread
+    cpus = sorted(os.sched_getaffinity(0))
+
+    def in_thread(*args):
+        out = []
+        t = threading.Thread(target=lambda: out.append((pin_model_thread(*args),
+                                                        sorted(os.sched_getaffinity(0)))))
+        t.start()
+        t.join()
+        return out[0]
+    assert in_thread(0, 1, 1) == (False, cpus)                 # one model thread: unbound
+    assert in_thread(0, 2, len(cpus)) == (False, cpus)         # not enough cores for all
+    if len(cpus) >= 2:
+        assert in_thread(0, 2, 1) == (True, cpus[:1])
+        assert in_thread(1, 2, 1) == (True, cpus[1:2])
+    assert sorted(os.sched_getaffinity(0)) == cpus             # the caller's cores untouched
 
 
 def test_batcher_queue_bound_and_timeout():

@@ -17,7 +17,7 @@ def machine(monkeypatch):
     class Machine:
         others = 0
     m = Machine()
-    monkeypatch.setattr(_threads, "other_runnable", lambda team=1: m.others)
+    monkeypatch.setattr(_threads, "other_runnable", lambda: m.others)
     monkeypatch.setattr(_threads, "_cores", lambda: (2, 2))
     monkeypatch.setattr(_threads, "REFRESH_S", 0.0)
     monkeypatch.setattr(_threads, "ADAPTIVE", True)
@@ -115,8 +115,7 @@ def test_module_forward_runs_on_free_cores_and_backward_on_the_users_threads(mac
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_a_spinning_process_is_counted_and_own_threads_are_not():
-    assert _threads._own_running() >= 1     # the thread asking
+def test_a_spinning_process_is_counted():
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         deadline = time.monotonic() + 10
@@ -130,18 +129,64 @@ def test_a_spinning_process_is_counted_and_own_threads_are_not():
         spinner.wait()
 
 
-def test_competitors_arithmetic():
-    # the caller alone on the machine
-    assert _threads.competitors(1, 1, 1) == 0
-    # the caller and its pool worker still spinning: no competitor
-    assert _threads.competitors(2, 2, 1) == 0
-    # ... and a spinning process elsewhere
-    assert _threads.competitors(3, 2, 1) == 1
-    # a second running thread of this process beyond the team (a data loader) competes
-    assert _threads.competitors(3, 3, 1) == 1
-    assert _threads.competitors(3, 3, 2) == 0
-    # the own-thread count was read after a task left: never below zero
-    assert _threads.competitors(1, 3, 1) == 0
+@pytest.mark.skipif(not hasattr(time, "pthread_getcpuclockid"), reason="no thread CPU clocks")
+def test_thread_clock_ids_are_those_of_the_c_library():
+    """The clock id made from a thread id is the one glibc's pthread_getcpuclockid gives."""
+    import threading
+    assert (_threads._thread_clock(threading.get_native_id())
+            == time.pthread_getcpuclockid(threading.get_ident()))
+
+
+OWN_THREADS_CHILD = """
+import hashlib, sys, threading, time
+from cvcore import _threads
+asleep = threading.Event()
+sleeper = threading.Thread(target=asleep.wait, daemon=True)
+sleeper.start()
+idle = [_threads.own_on_cpu() for _ in range(20)]
+stop = []
+def spin():                        # hashing a large buffer runs without the GIL
+    data = bytes(1 << 20)
+    while not stop:
+        hashlib.sha256(data).digest()
+spinner = threading.Thread(target=spin, daemon=True)
+spinner.start()
+_threads._tasks["time"] = -1.0     # list the threads again
+busy, deadline = 0, time.monotonic() + 10
+while not busy and time.monotonic() < deadline:
+    busy = _threads.own_on_cpu()
+    time.sleep(0.001)
+stop.append(1)
+print(max(idle), busy)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and thread clocks")
+def test_own_threads_on_a_cpu_are_told_from_sleeping_ones():
+    """A thread of this process that computes is seen on a CPU (its CPU-time clock advances
+    between two readings); a sleeping one never is. Run in a child with exactly those threads."""
+    out = subprocess.run([sys.executable, "-c", OWN_THREADS_CHILD], capture_output=True,
+                         text=True, timeout=60, cwd=str(__import__("pathlib").Path(__file__)
+                                                        .resolve().parents[1]))
+    assert out.returncode == 0, out.stderr
+    idle, busy = map(int, out.stdout.split())
+    assert idle == 0
+    assert busy == 1
+
+
+def test_own_threads_are_not_competitors(monkeypatch):
+    """Of the runnable tasks, the caller and this process's threads on a CPU (OpenCV's or
+    PyTorch's pool threads spinning after their own calls, the band pool) do not compete;
+    anything else does."""
+    def machine(running, own):
+        monkeypatch.setattr(_threads, "runnable_tasks", lambda: running)
+        monkeypatch.setattr(_threads, "own_on_cpu", lambda: own)
+        return _threads.other_runnable()
+    assert machine(1, 0) == 0              # the caller alone on the machine
+    assert machine(3, 2) == 0              # the caller, cv2's and torch's spinning workers
+    assert machine(4, 2) == 1              # ... and a process elsewhere
+    assert machine(2, 3) == 0              # a thread left between the readings: never < 0
+    assert machine(None, 0) is None        # no /proc/loadavg: no reading
 
 
 def test_competitors_are_spread_over_the_online_cores(machine, monkeypatch):

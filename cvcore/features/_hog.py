@@ -36,7 +36,7 @@ import numpy as np
 from cvcore._threads import network_call, threads_for
 from cvcore._validate import (check_array, check_choice, check_finite, check_int, check_limit,
                               check_pair)
-from cvcore.preprocess._bands import run_bands
+from cvcore._bands import run_bands
 
 __all__ = ["hog", "hog_batch", "hog_backward", "HOGDescriptor", "BLOCK_NORMS"]
 

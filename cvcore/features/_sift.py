@@ -48,7 +48,7 @@ import numpy as np
 from cvcore._threads import threads_for
 from cvcore._validate import (check_array, check_finite, check_int, check_limit,
                               check_nonnegative, check_positive)
-from cvcore.preprocess._bands import run_bands
+from cvcore._bands import run_bands
 
 SIGMA = 1.6                 # Lowe 2004, sec. 3.3: blur of the first level of each octave
 N_SCALES = 3                # Lowe 2004, sec. 3.2: intervals per octave (best repeatability)

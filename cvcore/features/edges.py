@@ -150,7 +150,7 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
     (28, True, False)
     """
     from kernels.edges import EDGE, hysteresis, nonmax_suppression
-    from cvcore.preprocess._bands import run_bands
+    from cvcore._bands import run_bands
     from cvcore.preprocess.filters import (DEFAULT_TRUNCATE, MODES, gaussian_plane,
                                            gradient_magnitude_plane)
 
@@ -192,7 +192,7 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
         masked = np.where(m, img, np.float32(0.0))
 
     # Stage 1: normalised Gaussian smoothing (bleed-over compensation). Each stage's kernel
-    # runs in bands of rows on Numba's thread count (cvcore.preprocess._bands).
+    # runs in bands of rows on Numba's thread count (cvcore._bands).
     constant, reflect = MODES["constant"], MODES["reflect"]
     smoothed = gaussian_plane(masked, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0)
     smoothed /= _bleed((H, W), None if mask is None else m, sigma)

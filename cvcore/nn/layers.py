@@ -38,7 +38,7 @@ import numpy as np
 from cvcore._validate import (_check_real, check_array, check_cache, check_float_array,
                               check_grad, check_int, check_pair, check_positive)
 from cvcore.nn.module import Module, Parameter, is_grad_enabled
-from cvcore.preprocess._bands import run_bands
+from cvcore._bands import run_bands
 
 __all__ = [
     "ReLU", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "Dropout",

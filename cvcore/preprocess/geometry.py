@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 
-from cvcore.preprocess._bands import run_bands
+from cvcore._bands import run_bands
 from cvcore._validate import check_array, check_choice, check_finite, check_pair, _check_real
 
 __all__ = ["resize", "resize_center_crop", "warp_affine", "warp_perspective", "INTERPOLATIONS", "BORDER_MODES"]
@@ -42,8 +42,12 @@ EXPONENT_ALL_ONES = 0x7F800000   # float32 bits & 0x7fffffff at or above this: N
 #: output pixel (0.1 ms for a 512 x 512 output on one thread, quiet machine, 2026-12-07), less
 #: than handing bands to a second thread costs here (0.1-0.15 ms measured: a 512 x 512 output
 #: took 0.19-0.21 ms on two threads against 0.10 ms on one); their work as told to
-#: :func:`~cvcore.preprocess._bands.run_bands` is divided by this, so only outputs of about
-#: 0.5 megapixels and more are split.
+#: :func:`~cvcore._bands.run_bands` is divided by this, so only outputs of about
+#: 0.5 megapixels and more are split. Still so with the polling band runner of session 7
+#: (hand-off of a few microseconds to an awake helper): 2 threads, ``chrt -f 1``, load 6.7,
+#: wall ms per call interleaved with cv2's, one thread (this constant) / split (1): nearest
+#: 1024 -> 512 0.099 / 0.105, area 0.094 / 0.100, bilinear (2x2 mean) 0.094 / 0.101,
+#: nearest 1024 -> 700 0.234 / 0.252.
 CHEAP_KERNEL_WORK = 8
 
 
@@ -146,6 +150,28 @@ def _axis_table(n_in, n_out, interpolation, area_mode_linear):
     return np.ascontiguousarray(idx.T), np.ascontiguousarray(w.T)
 
 
+@functools.lru_cache(maxsize=64)
+def _column_blocks(n_in, n_out, interpolation, area_mode_linear):
+    """The column table of :func:`_axis_table` for the vector horizontal pass of
+    :func:`kernels.resize.resize_separable`: per block of ``LANES`` outputs the start ``base``
+    of a window of ``2 * LANES`` input columns holding all the block's taps, and each tap's
+    index relative to it, ``rel`` (taps, blocks * LANES) int32. Empty (no blocks) where the
+    input row is shorter than a window or a block's taps spread wider (shrinking by more than
+    about 1.9): the kernel then gathers one value at a time."""
+    from kernels.resize import LANES
+
+    idx, _ = _axis_table(n_in, n_out, interpolation, area_mode_linear)
+    taps = idx.shape[0]
+    blocks = n_out // LANES if n_in >= 2 * LANES else 0
+    grouped = idx[:, :blocks * LANES].reshape(taps, blocks, LANES).astype(np.int64)
+    base = np.minimum(grouped.min(axis=(0, 2)), n_in - 2 * LANES)
+    rel = grouped - base[None, :, None]
+    if blocks and rel.max() >= 2 * LANES:
+        blocks, base, rel = 0, base[:0], rel[:, :0]
+    return (base.astype(np.int32),
+            np.ascontiguousarray(rel.reshape(taps, blocks * LANES), dtype=np.int32))
+
+
 def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
     """Resize an image to ``output_shape = (rows, cols)``, as ``cv2.resize`` does.
 
@@ -210,10 +236,11 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         growing = rows > H or cols > W
         row_idx, row_w = _axis_table(H, rows, interpolation, growing)
         col_idx, col_w = _axis_table(W, cols, interpolation, growing)
+        col_base, col_rel = _column_blocks(W, cols, interpolation, growing)
         # the column pass gathers: run it on the smaller of the input rows and output rows
         run_bands(k.resize_separable, rows, cols * C * row_idx.shape[0], planes, bits,
                   np.ascontiguousarray(row_idx.T), np.ascontiguousarray(row_w.T), col_idx,
-                  col_w, rows < H, out, top)
+                  col_w, col_base, col_rel, rows < H, out, top)
     if top.max() >= EXPONENT_ALL_ONES:
         check_finite(planes, "image")
     return _finish(out, was_2d, dtype)

@@ -36,6 +36,7 @@ import io
 import json
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -104,7 +105,11 @@ class ServeConfig:
     pipeline_batches : bool
         Cap each batch at ``1 / (model_threads + 1)`` of the recent load, so that a batch is
         queued whenever a model thread becomes free (:meth:`~cvcore.serve.batching.Batcher._cap`);
-        off: a batch takes up to ``max_batch_size``.
+        off: a batch takes up to ``max_batch_size`` (the rule before session 7).
+    pin_threads : bool
+        Bind each model thread to its own share of the cores (:func:`pin_model_thread`) when
+        there are at least two model threads and enough cores for every one's kernel threads;
+        the event loop and the decoding threads stay free to run on any core.
 
     Why several single-threaded model threads rather than one model thread with a parallel
     forward pass: the event loop needs about a third of a core under load (HTTP, decoding,
@@ -129,7 +134,8 @@ class ServeConfig:
     reload_interval: float = 1.0
     threads: int = 0
     model_threads: int = 0
-    pipeline_batches: bool = False
+    pipeline_batches: bool = True
+    pin_threads: bool = True
 
 
 class ApiError(Exception):
@@ -258,8 +264,11 @@ class Server:
 
     # -- the model side (model threads) ------------------------------------------------------
     def _model_thread(self, index: int) -> None:
-        """Initialiser of model thread ``index``: its Numba thread count, its model copies."""
+        """Initialiser of model thread ``index``: its Numba thread count, its cores (with
+        ``pin_threads``), its model copies."""
         _set_threads(self.threads)
+        if self.config.pin_threads:
+            pin_model_thread(index, self.model_threads, self.threads)
         self._own.index, self._own.copies = index, {}
 
     def own(self, name: str, model):
@@ -686,6 +695,35 @@ def _thread_counts(config, threadsafe: bool) -> tuple:
         model_threads = 1
     threads = min(config.threads or max(1, cores // model_threads), cores)
     return model_threads, threads
+
+
+def pin_model_thread(index: int, model_threads: int, threads: int) -> bool:
+    """Bind the calling thread, model thread ``index`` of ``model_threads``, to cores
+    ``index * threads ... (index + 1) * threads - 1`` of those the process may use; True if it
+    did. Nothing is bound (False) with fewer than two model threads, with fewer cores than
+    ``model_threads * threads``, or where the system has no ``sched_setaffinity`` (Linux has).
+
+    Why: each model thread sleeps between its batches and is woken by the event loop, and the
+    event loop by it. Left to the scheduler, a woken thread is often queued on the core of the
+    thread that woke it (Linux's wake-affine placement), so on a 2-core machine the two model
+    threads and the event loop pile up on one core while the other idles, until the load
+    balancer moves one of them a tick later. Bound, the model threads never share a core with
+    each other; the event loop, unbound, runs wherever there is room. Measured with 32 clients
+    on 2 cores (``benchmarks/README.md``, session 7): the server kept 1.51-1.56 cores busy
+    bound against 1.22-1.49 unbound, in interleaved runs. (The same idea as PyTorch's
+    ``torch.backends.xeon.run_cpu`` launcher and TorchServe's ``cpu_launcher_enable``, which
+    bind each worker to its own cores.)"""
+    setaffinity = getattr(os, "sched_setaffinity", None)
+    if setaffinity is None or model_threads < 2:
+        return False
+    cpus = sorted(os.sched_getaffinity(0))
+    if model_threads * threads > len(cpus) or not 0 <= index < model_threads:
+        return False
+    try:
+        setaffinity(0, cpus[index * threads:(index + 1) * threads])
+    except OSError:                     # e.g. a container that forbids it: run unbound
+        return False
+    return True
 
 
 def _set_threads(threads: int) -> None:

@@ -236,9 +236,9 @@ class Batcher:
 
     def _cap(self) -> int:
         """The largest batch to start now: ``max_batch_size``; with ``pipeline``, at most a
-        share of the recent peak of inputs in the server, ``ceil(peak / (executors + 1))``, or
-        where that is below :data:`MIN_PIPELINED_BATCH`, ``ceil(peak / executors)`` (at most
-        that constant).
+        share of the recent peak of inputs in the server, ``floor(peak / (executors + 1))``,
+        or where that is below :data:`MIN_PIPELINED_BATCH`, ``ceil(peak / executors)`` (at
+        most that constant).
 
         Why: with clients that each send their next request when the last is answered (a page,
         a pipeline, the benchmark's connections), the inputs of a batch come back only after its
@@ -248,17 +248,20 @@ class Batcher:
         the executors run, so a free executor finds its next batch waiting, at the price of
         smaller batches, each paying a forward pass's fixed cost (ResNet-20 on one thread: 1.48
         ms per image at batch 11 against 1.42 at 16, but 1.96 at 3 against 1.80 at 4; hence the
-        floor). Measured at 32 clients on 2 cores (``benchmarks/README.md``): fewer than two of
-        the event loop and the two model threads runnable 6-9% of the time against 16-59%, but
-        8-15% more CPU per image. Under a load that outgrows the executors the queue lengthens,
-        the peak with it, and batches grow back to ``max_batch_size``."""
+        floor). The share is rounded down, so that the batches in the server leave a few inputs
+        over: rounded up (32 inputs, 2 executors: 11 + 11 + 10), the queued batch could never
+        reach the size of the running one (:meth:`_may_start`) before one of the just-answered
+        clients came back, and a free executor still waited for a round trip; rounded down
+        (10 + 10 + 12), it starts at once. Under a load that outgrows the executors the queue
+        lengthens, the peak with it, and batches grow back to ``max_batch_size``.
+        Measured at 32 clients on 2 cores: ``benchmarks/README.md``."""
         if not self.pipeline:
             return self.max_batch_size
         peak = max(self._peaks[0], self._peaks[1], 1)
         executors = len(self.executors)
-        share = -(-peak // (executors + 1))
+        share = peak // (executors + 1)
         if share < MIN_PIPELINED_BATCH:
-            share = min(-(-peak // executors), max(share, MIN_PIPELINED_BATCH))
+            share = min(-(-peak // executors), MIN_PIPELINED_BATCH)
         return max(1, min(self.max_batch_size, share))
 
     def _may_start(self) -> bool:

@@ -1,6 +1,8 @@
 """``cvcore serve MODEL... [--host 127.0.0.1] [--port 8000]``: the HTTP API and web page."""
 from __future__ import annotations
 
+import argparse
+
 __all__ = ["add_parser", "run"]
 
 
@@ -40,10 +42,16 @@ def add_parser(subparsers):
     p.add_argument("--threads", type=int, default=d.threads,
                    help="Numba threads of each model thread's kernels; 0 = the cores shared out "
                         "among the model threads (default 0)")
-    p.add_argument("--pipeline-batches", action="store_true",
+    p.add_argument("--pipeline-batches", action=argparse.BooleanOptionalAction,
+                   default=d.pipeline_batches,
                    help="cap each batch at a share of the recent load (1 / (model threads + 1)), "
                         "so that a batch is queued whenever a model thread becomes free: for "
-                        "many clients each waiting for its last answer (default off)")
+                        "many clients each waiting for its last answer; --no-pipeline-batches: "
+                        "a batch takes whatever is queued, up to --max-batch-size (default on)")
+    p.add_argument("--pin-threads", action=argparse.BooleanOptionalAction,
+                   default=d.pin_threads,
+                   help="bind each model thread to its own cores, when there are two or more "
+                        "and enough cores for all (default on)")
     p.add_argument("--log-level", default="info", help="uvicorn's log level (default info)")
     p.set_defaults(func=run)
     return p
@@ -70,7 +78,7 @@ def config_from_args(args):
                        max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
                        max_pixels=args.max_pixels, reload_interval=args.reload_interval,
                        threads=args.threads, model_threads=args.model_threads,
-                       pipeline_batches=args.pipeline_batches)
+                       pipeline_batches=args.pipeline_batches, pin_threads=args.pin_threads)
 
 
 def run(args) -> None:

@@ -72,6 +72,33 @@ def correlate_centred(image: np.ndarray, kernel: np.ndarray, cy: int, cx: int, m
     return out
 
 
+def correlate_by_blocks(image: np.ndarray, kernel: np.ndarray, mode: str = "reflect",
+                        cval: float = 0.0, block_rows: int = 4) -> np.ndarray:
+    """:func:`correlate` in the order of the fast general kernel (``kernels.conv.correlate2d``).
+
+    The output goes in blocks of ``block_rows`` rows. Within a block, source row ``s`` of the
+    extended image (``s = 0 .. block_rows + kh - 2`` from the block's top) shifted by ``v``
+    columns is read ONCE and added to every output row ``k`` of the block that uses it, with
+    the weight ``kernel[s - k, v]`` (when ``0 <= s - k < kh``). The fast kernel does this for
+    a few vectors of columns at a time with the block's sums in registers: a shifted source
+    vector, once loaded, feeds up to ``block_rows`` sums, where the output-row-at-a-time
+    order of :func:`correlate_centred` loads it again for each output row.
+    """
+    kh, kw = kernel.shape
+    ext = extend(image, kh // 2, kh - 1 - kh // 2, kw // 2, kw - 1 - kw // 2, mode, cval)
+    H, W = image.shape
+    out = np.zeros((H, W))
+    for i in range(0, H, block_rows):
+        rows = min(block_rows, H - i)
+        for v in range(kw):
+            for s in range(rows + kh - 1):
+                shifted = ext[i + s, v:v + W]          # loaded once ...
+                for k in range(rows):                  # ... for every output row using it
+                    if 0 <= s - k < kh:
+                        out[i + k] += kernel[s - k, v] * shifted
+    return out
+
+
 def correlate(image: np.ndarray, kernel: np.ndarray, mode: str = "reflect",
               cval: float = 0.0) -> np.ndarray:
     """2-D correlation of a grey image, ``scipy.ndimage.correlate`` (float64 result)."""

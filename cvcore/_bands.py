@@ -1,0 +1,275 @@
+"""Running a row kernel over an image in bands of rows on several threads, as OpenCV's
+``parallel_for_`` runs its filter engine over horizontal stripes.
+
+The filter kernels (:mod:`kernels.conv`, :mod:`kernels.filters`, :mod:`kernels.edges`, and the
+resize, warp, SIFT, HOG and some nn kernels) are serial ``nogil`` Numba functions that compute
+the output rows ``[r0, r1)`` of an image; every output row depends only on the input, so any
+split of the rows gives the same result, bit for bit. :func:`run_bands` splits the rows into a
+few bands per thread and lets the calling thread and up to ``threads - 1`` pool threads take
+bands from a shared counter until none is left.
+
+Why not ``parallel=True`` and ``prange`` in the kernels:
+
+* **Compile time.** Each ``prange`` loop is compiled into a gufunc module of its own: a filter
+  kernel compiled with ``parallel=True`` costs twice the CPU time of the same body serial
+  (measured on ``median3x3``: 2.7 s against 1.4 s; ``gradient3x3``: 3.9 s against 1.7 s), and
+  the user waits for it on the first call.
+* **A busy machine.** An OpenMP region ends at a barrier that waits for every thread of the
+  team; when another process holds a core, the call waits for a descheduled thread
+  (``cvcore/_threads.py`` measures it). Here two things keep a call from waiting for a thread
+  that cannot run. Before the call, :func:`band_threads` caps the threads at the cores no
+  other process's task wants (:func:`cvcore._threads.usable_threads`, a few microseconds:
+  this process's own threads, OpenCV's or PyTorch's pool threads spinning after their own
+  calls among them, are not competitors). During the call, the bands are taken dynamically: a
+  pool thread that gets no core takes no band, the caller takes them all and waits only for
+  bands that were actually started.
+
+The hand-off. A thread asleep in the kernel takes 30-80 us to wake on the 2-core virtual
+machine of ``benchmarks/README.md`` (the futex wake, an inter-processor interrupt through the
+hypervisor, the idle vCPU leaving ``hlt``); handing bands to a ``ThreadPoolExecutor`` cost
+0.1-0.15 ms per call there, as much as a 512 x 512 resize. So the pool threads here do what an
+OpenMP runtime's do: after a call's last band each keeps polling a word of memory (without the
+GIL, :func:`kernels.bands.wait_for_change`) for :data:`SPIN_SECONDS` before it sleeps on a
+lock; a call bumps the word (and releases the lock only of a thread that did go to sleep), so
+back-to-back calls find their helpers awake. The caller waits for the bands it did not run the
+same way: polling their done flags for at most :data:`SPIN_SECONDS`, then sleeping until the
+last one is done. The spin is bounded by a count of polls calibrated once per process
+(:func:`spin_polls`), as ``GOMP_SPINCOUNT`` bounds OpenMP's.
+
+One pool per process, created on first use, safe to call from several threads at once (each
+call is a job of its own; helpers join the newest). A forked child gets a pool of its own
+(``os.register_at_fork``: the child has none of the parent's threads; since the caller never
+waits for a band nobody started, a stale pool would not hang it either).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+
+import numpy as np
+
+#: Bands per thread: more than one, so a thread that starts late (or is descheduled) costs
+#: the others at most a band's time, not half the image.
+BANDS_PER_THREAD = 4
+#: Below this many output pixels a call runs in the calling thread alone: a hand-off to a
+#: polling pool thread costs a few microseconds, to a sleeping one 30-80 us on the machine of
+#: ``benchmarks/README.md``, the time of 20 000-60 000 pixels of the cheapest filter.
+MIN_PARALLEL_PIXELS = 1 << 16
+#: Fewest rows in a band (kernels with a ring of source rows refill it once per band).
+MIN_BAND_ROWS = 16
+#: How long a pool thread keeps polling for the next call after a call's last band, and the
+#: caller for the pool's bands, before each sleeps on a lock. Of the order of GNU OpenMP's short
+#: spin (``GOMP_SPINCOUNT=10000`` polls, which :mod:`kernels` sets): long enough for
+#: back-to-back calls (a filter chain, a pyramid, a network's layers) to find the pool awake,
+#: short enough that a core is not held long after the last call. ``CVCORE_BAND_SPIN_US``
+#: overrides it (``0``: never spin).
+SPIN_SECONDS = float(os.environ.get("CVCORE_BAND_SPIN_US", "100")) * 1e-6
+#: Polls timed to calibrate :func:`spin_polls` (a fraction of a millisecond, once).
+CALIBRATION_POLLS = 4096
+
+
+def _kernels():
+    import kernels.bands
+    return kernels.bands
+
+
+_calibrated = {"polls_per_second": None}
+
+
+def spin_polls(seconds: float) -> int:
+    """How many polls of :func:`kernels.bands.wait_for_change` take about ``seconds`` here
+    (timed once per process: the fastest of three runs, so a run the scheduler interrupted
+    does not count)."""
+    if seconds <= 0:
+        return 0
+    rate = _calibrated["polls_per_second"]
+    if rate is None:
+        word = np.zeros(1, np.int64)
+        wait = _kernels().wait_for_change
+        wait(word, 0, 0, 1)                                  # compile (or load) first
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            wait(word, 0, 0, CALIBRATION_POLLS)
+            best = min(best, time.perf_counter() - t0)
+        rate = _calibrated["polls_per_second"] = CALIBRATION_POLLS / max(best, 1e-9)
+    return max(1, int(seconds * rate))
+
+
+class _Job:
+    """One :func:`run_bands` call: its bands, a counter handing them out, a done flag per band
+    (polled without the GIL by the caller) and the errors raised in them."""
+
+    __slots__ = ("kernel", "args", "bounds", "n_bands", "next_band", "ticket", "helpers",
+                 "done", "errors", "lock", "sleeper")
+
+    def __init__(self, kernel, args, bounds, helpers):
+        self.kernel, self.args, self.bounds = kernel, args, bounds
+        self.n_bands = len(bounds) - 1
+        self.next_band = itertools.count().__next__   # atomic under the GIL
+        self.ticket = itertools.count().__next__
+        self.helpers = helpers                         # pool threads this call may use
+        self.done = np.zeros(self.n_bands, np.int64)
+        self.errors = []                               # re-raised by the caller
+        self.lock = threading.Lock()
+        self.sleeper = None                            # a lock the caller sleeps on, if it does
+
+    def take(self, mark=None) -> int:
+        """Run bands until none is left; returns how many this thread ran. ``mark(done, b)``
+        flags band ``b`` done (a pool thread flags it without the GIL,
+        :func:`kernels.bands.set_flag`, so that the caller, polling, does not find the GIL
+        still held and sleep for it)."""
+        ran = 0
+        while True:
+            b = self.next_band()
+            if b >= self.n_bands:
+                return ran
+            ran += 1
+            try:
+                self.kernel(*self.args, self.bounds[b], self.bounds[b + 1])
+            except BaseException as exc:            # e.g. a dispatcher refusing the arguments
+                self.errors.append(exc)
+            finally:
+                if mark is None:
+                    self.done[b] = 1
+                else:
+                    mark(self.done, b)
+                if self.sleeper is not None:
+                    self._wake_caller()
+
+    def help(self):
+        """A pool thread's part: bands, if this call still wants another helper."""
+        if self.ticket() < self.helpers:
+            self.take(_kernels().set_flag)
+
+    def _wake_caller(self):
+        with self.lock:
+            if self.sleeper is not None and self.done.all():
+                self.sleeper.release()
+                self.sleeper = None
+
+    def join(self, polls: int):
+        """Return once every band is done (each was taken by somebody: the caller took the
+        last ones), polling first, then asleep. Polling releases the GIL, and taking it back
+        while a helper holds it puts this thread to sleep for a wake-up (30 us here): so the
+        flags are first checked with the GIL held."""
+        if self.done.all() or _kernels().wait_all_set(self.done, polls):
+            return
+        gate = None
+        with self.lock:
+            if not self.done.all():
+                gate = self.sleeper = threading.Lock()
+                gate.acquire()
+        if gate is not None:
+            gate.acquire()                          # released by whoever ends the last band
+
+
+class _Pool:
+    """Persistent helper threads that poll :attr:`epoch` for a new job, then sleep."""
+
+    def __init__(self):
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.epoch = np.zeros(1, np.int64)         # bumped for every job published
+        self.job = None
+        self.threads = 0
+        self.sleepers = []                         # wake locks of helpers asleep
+        self.polls = spin_polls(SPIN_SECONDS)
+
+    def publish(self, job: _Job, helpers: int):
+        with self.lock:
+            while self.threads < helpers:
+                self.threads += 1
+                threading.Thread(target=self._help, args=(int(self.epoch[0]),), daemon=True,
+                                 name=f"cvcore-band-{self.threads}").start()
+            self.job = job
+            self.epoch[0] += 1
+            woken, self.sleepers = self.sleepers[:helpers], self.sleepers[helpers:]
+        for wake in woken:
+            wake.release()
+
+    def _help(self, seen: int):
+        wait = _kernels().wait_for_change
+        wake = threading.Lock()
+        wake.acquire()
+        while True:
+            epoch = wait(self.epoch, 0, seen, self.polls)
+            if epoch == seen:                      # nothing new for SPIN_SECONDS: sleep
+                with self.lock:
+                    asleep = self.epoch[0] == seen
+                    if asleep:
+                        self.sleepers.append(wake)
+                if asleep:
+                    wake.acquire()                 # released by publish()
+                continue
+            seen = epoch
+            job = self.job
+            if job is not None:
+                job.help()
+
+
+_pool_lock = threading.Lock()
+_pool = {"pool": None}
+
+
+def _after_fork_in_child():
+    """A forked child has none of the parent's pool threads (and a lock another thread held
+    at the fork would stay held): start from scratch."""
+    global _pool_lock
+    _pool_lock = threading.Lock()
+    _pool["pool"] = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _the_pool() -> _Pool:
+    pool = _pool["pool"]
+    if pool is None or pool.pid != os.getpid():
+        with _pool_lock:
+            pool = _pool["pool"]
+            if pool is None or pool.pid != os.getpid():
+                pool = _pool["pool"] = _Pool()
+    return pool
+
+
+def band_threads() -> int:
+    """Threads a band run uses: Numba's current thread count (``numba.set_num_threads``,
+    ``NUMBA_NUM_THREADS``: one setting governs every cvcore kernel), capped at the free cores
+    by the rule :func:`network_call` uses too (:func:`cvcore._threads.usable_threads`: other
+    processes' runnable tasks compete, this process's threads do not; a few microseconds;
+    ``CVCORE_ADAPTIVE_THREADS=0`` switches the cap off)."""
+    import numba
+
+    from cvcore._threads import usable_threads
+    return usable_threads(numba.get_num_threads())
+
+
+def run_bands(kernel, n_rows: int, row_pixels: int, *args) -> None:
+    """Call ``kernel(*args, r0, r1)`` for bands ``[r0, r1)`` covering ``range(n_rows)``.
+
+    ``row_pixels`` (pixels per row of output, a measure of the work) decides whether the call
+    is worth splitting. The bands run on the calling thread and on pool threads, each taking
+    the next band from a shared counter, so every band runs exactly once; the call returns
+    when all have finished. ``kernel`` should release the GIL (``nogil=True``) and must write
+    only its own rows; an exception raised in any band is raised here once all bands are done.
+    """
+    if n_rows * row_pixels < MIN_PARALLEL_PIXELS or n_rows < 2 * MIN_BAND_ROWS:
+        kernel(*args, 0, n_rows)
+        return
+    threads = band_threads()
+    if threads <= 1:
+        kernel(*args, 0, n_rows)
+        return
+    n_bands = max(2, min(threads * BANDS_PER_THREAD, n_rows // MIN_BAND_ROWS))
+    bounds = [n_rows * b // n_bands for b in range(n_bands + 1)]
+    job = _Job(kernel, args, bounds, threads - 1)
+    pool = _the_pool()
+    pool.publish(job, threads - 1)
+    if job.take() < job.n_bands:         # else no helper ran a band: nothing to wait for
+        job.join(pool.polls)
+    if job.errors:
+        raise job.errors[0]
