@@ -13,9 +13,11 @@ each of its calls, as in every benchmark of ``benchmarks/``):
   split over 2 threads (8 bands); the difference is the runner's cost per call. Then the cost of
   one free-core reading (``cvcore._threads.usable_threads``, fresh and cached).
 * **1 vs 2 threads**: filters and resizes at 256^2, 512^2 and 1024^2 (float32), cvcore on one
-  thread (``band_threads`` forced to 1), on two (forced to 2), and as it runs by default (two
-  threads capped by the free-core rule), beside ``cv2`` on two threads; calls interleaved
-  (cvcore's three ways, then OpenCV, repeated), median wall ms. ``2thr/1thr`` below 1: the second
+  thread (``band_threads`` forced to 1), on two (forced to 2, every call split), and as it runs
+  by default (``rule``: two threads capped by the free-core rule, and calls under
+  ``MIN_PARALLEL_SECONDS`` of measured one-thread work kept in the caller), beside ``cv2`` on two threads; calls interleaved
+  (cvcore's three ways and OpenCV in turn, the first of each round rotating, so that none always
+  follows a forced two-thread call whose helper is still spinning), median wall ms. ``2thr/1thr`` below 1: the second
   thread pays; ``cv2/2thr`` above 1: cvcore on two threads is faster than OpenCV.
 
 The machine's load is printed at the start and the end: on a busy machine the two-thread
@@ -53,8 +55,9 @@ def hand_off(cv2):
     out = np.zeros(64)
     touch(out, 0, 64)
     x = np.random.default_rng(0).random((512, 512), dtype=np.float32)
-    saved = (_bands.band_threads, _bands.MIN_PARALLEL_PIXELS, _bands.MIN_BAND_ROWS)
-    _bands.MIN_PARALLEL_PIXELS, _bands.MIN_BAND_ROWS = 0, 1
+    saved = (_bands.band_threads, _bands.MIN_PARALLEL_PIXELS, _bands.MIN_BAND_ROWS,
+             _bands.MIN_PARALLEL_SECONDS)
+    _bands.MIN_PARALLEL_PIXELS, _bands.MIN_BAND_ROWS, _bands.MIN_PARALLEL_SECONDS = 0, 1, 0.0
     try:
         back, after = {}, {}
         for label, threads in (("caller alone", 1), ("2 threads, 8 bands", 2)):
@@ -69,7 +72,8 @@ def hand_off(cv2):
                 _bands.run_bands(touch, 64, 1, out)
                 after[label].append((time.perf_counter() - t0) * 1e6)
     finally:
-        _bands.band_threads, _bands.MIN_PARALLEL_PIXELS, _bands.MIN_BAND_ROWS = saved
+        (_bands.band_threads, _bands.MIN_PARALLEL_PIXELS, _bands.MIN_BAND_ROWS,
+         _bands.MIN_PARALLEL_SECONDS) = saved
     print("hand-off: us per run_bands call of an empty kernel (64 rows): best of 5 x 2000 back to "
           "back; median of 200 right after a cv2.GaussianBlur (its pool threads spinning)")
     print(f"{'':24s} {'back to back':>13s} {'after a cv2 call':>17s}")
@@ -114,33 +118,36 @@ def rows(cv2, sizes):
 
 def one_vs_two(cv2, sizes, repeats):
     from cvcore import _bands
-    rule = _bands.band_threads
-    ways = {"1thr": lambda: 1, "2thr": lambda: 2, "rule": rule}
+    rule, break_even = _bands.band_threads, _bands.MIN_PARALLEL_SECONDS
+    ways = {"1thr": (lambda: 1, 0.0), "2thr": (lambda: 2, 0.0), "rule": (rule, break_even)}
     print("\n1 vs 2 threads: median wall ms, calls interleaved")
     print(f"{'row':30s} {'1thr':>8s} {'2thr':>8s} {'rule':>8s} {'cv2':>8s} "
           f"{'2thr/1thr':>10s} {'cv2/2thr':>9s} {'cv2/rule':>9s}")
     try:
         for name, ours, ref in rows(cv2, sizes):
-            for way in ways.values():
-                _bands.band_threads = way
+            for way, seconds in ways.values():
+                _bands.band_threads, _bands.MIN_PARALLEL_SECONDS = way, seconds
                 ours()
             ref()
             times = {k: [] for k in (*ways, "cv2")}
-            for _ in range(repeats):
-                for key, way in ways.items():
-                    _bands.band_threads = way
+            order = [*ways, "cv2"]
+            for i in range(repeats):             # the first of each round rotates
+                for key in order[i % len(order):] + order[:i % len(order)]:
+                    if key == "cv2":
+                        t0 = time.perf_counter()
+                        ref()
+                        times["cv2"].append(time.perf_counter() - t0)
+                        continue
+                    _bands.band_threads, _bands.MIN_PARALLEL_SECONDS = ways[key]
                     t0 = time.perf_counter()
                     ours()
                     times[key].append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                ref()
-                times["cv2"].append(time.perf_counter() - t0)
             m = {k: statistics.median(v) * 1e3 for k, v in times.items()}
             print(f"{name:30s} {m['1thr']:8.3f} {m['2thr']:8.3f} {m['rule']:8.3f} {m['cv2']:8.3f} "
                   f"{m['2thr'] / m['1thr']:10.2f} {m['cv2'] / m['2thr']:9.2f} "
                   f"{m['cv2'] / m['rule']:9.2f}")
     finally:
-        _bands.band_threads = rule
+        _bands.band_threads, _bands.MIN_PARALLEL_SECONDS = rule, break_even
 
 
 def main(argv=None):

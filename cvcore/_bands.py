@@ -57,6 +57,17 @@ BANDS_PER_THREAD = 4
 #: polling pool thread costs a few microseconds, to a sleeping one 30-80 us on the machine of
 #: ``benchmarks/README.md``, the time of 20 000-60 000 pixels of the cheapest filter.
 MIN_PARALLEL_PIXELS = 1 << 16
+#: A call above :data:`MIN_PARALLEL_PIXELS` is still run in the caller alone when its kernel's
+#: measured cost says it takes less than this on one thread. Callers state their work in units
+#: of their own (a pixel, a pixel times taps, ...), whose cost differs 5x between rooms; so
+#: each kernel's CPU seconds per unit are learned from the calls themselves (:func:`_learn`).
+#: The value is the break-even measured on the 2-core VM of ``benchmarks/README.md`` (section
+#: "The band runner and the free-core rule"): with the hand-off's ~30-100 us, a Sobel
+#: derivative or a 3x3 median under ~0.2 ms of one-thread work lost on two threads, a Gaussian,
+#: a 5x5 correlation or a resize from ~0.2 ms up gained.
+MIN_PARALLEL_SECONDS = 150e-6
+#: Weight of the newest measurement in a kernel's running cost (an exponential average).
+COST_SMOOTHING = 0.25
 #: Fewest rows in a band (kernels with a ring of source rows refill it once per band).
 MIN_BAND_ROWS = 16
 #: How long a pool thread keeps polling for the next call after a call's last band, and the
@@ -248,28 +259,55 @@ def band_threads() -> int:
     return usable_threads(numba.get_num_threads())
 
 
+_cost: dict = {}                     # kernel -> CPU seconds per unit of work, learned
+
+
+def _learn(kernel, seconds: float, units: float):
+    """Fold one measurement (CPU seconds of the calling thread over ``units`` of work) into the
+    kernel's running cost."""
+    if units <= 0:
+        return
+    per_unit = seconds / units
+    old = _cost.get(kernel)
+    if old is None and len(_cost) > 4096:     # kernels made on the fly: keep the dict small
+        _cost.clear()
+    _cost[kernel] = per_unit if old is None else old + COST_SMOOTHING * (per_unit - old)
+
+
 def run_bands(kernel, n_rows: int, row_pixels: int, *args) -> None:
     """Call ``kernel(*args, r0, r1)`` for bands ``[r0, r1)`` covering ``range(n_rows)``.
 
     ``row_pixels`` (pixels per row of output, a measure of the work) decides whether the call
-    is worth splitting. The bands run on the calling thread and on pool threads, each taking
+    is worth splitting: at least :data:`MIN_PARALLEL_PIXELS` in all, and, once the kernel's
+    cost per unit has been measured (the CPU time of the calling thread, on this call's
+    bands), at least :data:`MIN_PARALLEL_SECONDS` of one-thread work. The bands run on the calling thread and on pool threads, each taking
     the next band from a shared counter, so every band runs exactly once; the call returns
     when all have finished. ``kernel`` should release the GIL (``nogil=True``) and must write
     only its own rows; an exception raised in any band is raised here once all bands are done.
     """
-    if n_rows * row_pixels < MIN_PARALLEL_PIXELS or n_rows < 2 * MIN_BAND_ROWS:
+    work = n_rows * row_pixels
+    if work < MIN_PARALLEL_PIXELS or n_rows < 2 * MIN_BAND_ROWS:
         kernel(*args, 0, n_rows)
         return
-    threads = band_threads()
+    per_unit = _cost.get(kernel)
+    if per_unit is not None and per_unit * work < MIN_PARALLEL_SECONDS:
+        threads = 1
+    else:
+        threads = band_threads()
     if threads <= 1:
+        start = time.thread_time()
         kernel(*args, 0, n_rows)
+        _learn(kernel, time.thread_time() - start, work)
         return
     n_bands = max(2, min(threads * BANDS_PER_THREAD, n_rows // MIN_BAND_ROWS))
     bounds = [n_rows * b // n_bands for b in range(n_bands + 1)]
     job = _Job(kernel, args, bounds, threads - 1)
     pool = _the_pool()
     pool.publish(job, threads - 1)
-    if job.take() < job.n_bands:         # else no helper ran a band: nothing to wait for
+    start = time.thread_time()
+    ran = job.take()
+    _learn(kernel, time.thread_time() - start, work * ran / n_bands)
+    if ran < n_bands:                    # else no helper ran a band: nothing to wait for
         job.join(pool.polls)
     if job.errors:
         raise job.errors[0]

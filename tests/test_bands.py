@@ -12,6 +12,7 @@ from cvcore import _bands
 def test_every_row_is_computed_exactly_once(monkeypatch):
     monkeypatch.setattr(_bands, "band_threads", lambda: 3)
     monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(_bands, "MIN_PARALLEL_SECONDS", 0.0)
     monkeypatch.setattr(_bands, "MIN_BAND_ROWS", 1)
     hits = np.zeros(101, np.int64)
     names = set()
@@ -41,6 +42,7 @@ def test_a_pool_that_never_runs_costs_no_wait(monkeypatch):
     caller takes them all and returns without waiting for it."""
     monkeypatch.setattr(_bands, "band_threads", lambda: 2)
     monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(_bands, "MIN_PARALLEL_SECONDS", 0.0)
     monkeypatch.setattr(_bands, "MIN_BAND_ROWS", 1)
     started, gate = threading.Event(), threading.Event()
 
@@ -69,6 +71,7 @@ def test_several_callers_at_once(monkeypatch):
     exactly once (helpers join the newest call; a call they miss runs in its caller)."""
     monkeypatch.setattr(_bands, "band_threads", lambda: 2)
     monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(_bands, "MIN_PARALLEL_SECONDS", 0.0)
     monkeypatch.setattr(_bands, "MIN_BAND_ROWS", 1)
     failures = []
 
@@ -96,6 +99,7 @@ def test_helpers_spin_a_bounded_time_then_sleep_and_wake_again(monkeypatch):
     a core while nothing comes); the next call wakes them."""
     monkeypatch.setattr(_bands, "band_threads", lambda: 2)
     monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(_bands, "MIN_PARALLEL_SECONDS", 0.0)
     monkeypatch.setattr(_bands, "MIN_BAND_ROWS", 1)
     pool = _bands._the_pool()
     rows = np.zeros(64, np.int64)
@@ -156,6 +160,7 @@ def test_a_spin_sees_a_store_made_by_another_thread():
 def test_an_error_in_any_band_reaches_the_caller(monkeypatch):
     monkeypatch.setattr(_bands, "band_threads", lambda: 2)
     monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(_bands, "MIN_PARALLEL_SECONDS", 0.0)
     monkeypatch.setattr(_bands, "MIN_BAND_ROWS", 1)
 
     def kernel(r0, r1):
@@ -191,6 +196,7 @@ def test_filters_equal_on_one_thread_and_in_many_bands(monkeypatch, call):
     one = call(Both, x)
     monkeypatch.setattr(_bands, "band_threads", lambda: 3)
     monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(_bands, "MIN_PARALLEL_SECONDS", 0.0)
     monkeypatch.setattr(_bands, "MIN_BAND_ROWS", 1)
     many = call(Both, x)
     np.testing.assert_array_equal(one, many)
@@ -204,6 +210,7 @@ def test_a_forked_child_runs_bands_on_a_pool_of_its_own(monkeypatch):
         pytest.skip("no fork on this platform")
     monkeypatch.setattr(_bands, "band_threads", lambda: 2)
     monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(_bands, "MIN_PARALLEL_SECONDS", 0.0)
     monkeypatch.setattr(_bands, "MIN_BAND_ROWS", 1)
     rows = np.zeros(64, np.int64)
 
@@ -227,3 +234,37 @@ def test_a_forked_child_runs_bands_on_a_pool_of_its_own(monkeypatch):
     os.waitpid(pid, 0)
     assert answer == b"\x01"
     assert (rows == 1).all()
+
+
+def test_work_measured_below_the_break_even_runs_in_the_caller(monkeypatch):
+    """Once a kernel's cost per unit is known, a call whose one-thread time it puts under
+    MIN_PARALLEL_SECONDS runs in the caller alone, whatever the caller's unit; above it, the
+    call is split."""
+    monkeypatch.setattr(_bands, "band_threads", lambda: 2)
+    monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(_bands, "MIN_BAND_ROWS", 1)
+    calls = []
+
+    def kernel(r0, r1):
+        calls.append((r0, r1))
+
+    monkeypatch.setitem(_bands._cost, kernel, 1e-9)         # 1 ns per unit
+    _bands.run_bands(kernel, 64, 1000, )                      # 64 us of work: one call
+    assert calls == [(0, 64)]
+    calls.clear()
+    _bands.run_bands(kernel, 64, 10_000)                     # 640 us: split
+    assert len(calls) > 1 and sorted(calls)[0][0] == 0 and sorted(calls)[-1][1] == 64
+
+
+def test_the_cost_is_learned_from_the_callers_own_cpu_time():
+    def kernel(r0, r1):
+        t = time.thread_time()
+        while time.thread_time() - t < 1e-3:                  # 1 ms of CPU
+            pass
+
+    _bands._cost.pop(kernel, None)
+    _bands.run_bands(kernel, 64, 1 << 12)                    # 2^18 units
+    per_unit = _bands._cost[kernel]
+    assert 0.5e-3 / (1 << 18) < per_unit < 5e-3 / (1 << 18)
+    _bands._learn(kernel, 0.0, 1 << 18)
+    assert _bands._cost[kernel] == pytest.approx(per_unit * (1 - _bands.COST_SMOOTHING))

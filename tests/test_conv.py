@@ -206,6 +206,22 @@ def test_matches_scipy_all_sizes(mode, rank1):
                 assert err <= bound(kernel, image, 0.75), (ours.__name__, shape, (kh, kw), err)
 
 
+def test_rank1_quick_rejection_agrees_with_the_svd_rule():
+    """The 2 x 2-minor rejection in front of the SVD never changes the answer, also for kernels
+    a hair from rank 1 on either side of RANK1_TOL."""
+    def svd_rule(k):
+        u, s, vt = np.linalg.svd(k)
+        ky, kx = u[:, 0] * np.sqrt(s[0]), vt[0] * np.sqrt(s[0])
+        return np.abs(k - np.outer(ky, kx)).sum() <= F.RANK1_TOL * np.abs(k).sum()
+
+    rng = np.random.default_rng(16)
+    for trial in range(3000):
+        h, w = rng.integers(2, 8, 2)
+        k = np.outer(rng.standard_normal(h), rng.standard_normal(w))
+        k += rng.standard_normal((h, w)) * 10.0 ** rng.uniform(-11, -5) * (trial % 3 != 0)
+        assert (F._rank1_factors(k) is not None) == svd_rule(k), k
+
+
 def test_rank1_detection():
     rng = np.random.default_rng(4)
     k = np.outer(rng.standard_normal(5), rng.standard_normal(3))

@@ -267,13 +267,16 @@ def test_float32_nan_and_infinity_are_refused_by_name():
 @pytest.mark.parametrize("call", [lambda x: sobel(x, 1), lambda x: sobel(x),
                                   lambda x: scharr(x, 1, mode="wrap"),
                                   lambda x: prewitt(x, None, mode="constant"),
-                                  lambda x: sobel(x, 0), lambda x: sobel(x, 1, "constant", 1.0)],
+                                  lambda x: sobel(x, 0), lambda x: sobel(x, 1, "constant", 1.0),
+                                  lambda x: median(x, 3), lambda x: median(x, 5, "constant"),
+                                  lambda x: median(x, (3, 2))],
                          ids=["sobel1", "magnitude", "scharr-wrap", "prewitt-constant",
-                              "sobel0", "constant-cval"])
-def test_gradients_refuse_nan_and_infinity_anywhere(call):
-    # The one-pass gradient kernel tests each image row as it smooths it (kernels/filters.py,
-    # gradient3x3's bad flags) instead of a pass over the image first: wherever the bad value
-    # sits (first/last row or column, a band's first or last row, any channel) it is refused.
+                              "sobel0", "constant-cval", "median3", "median5", "median3x2"])
+def test_nan_and_infinity_refused_anywhere(call):
+    # The gradient and 3x3 / 5x5 median kernels test each image row as they read it
+    # (kernels/filters.py, FLOAT32_EXPONENT) instead of a pass over the image first: wherever
+    # the bad value sits (first/last row or column, a band's first or last row, any channel)
+    # it is refused.
     rng = np.random.default_rng(21)
     for shape in [(1, 1), (3, 1), (1, 4), (300, 301), (260, 257, 3)]:
         for value, word in [(np.nan, "NaN"), (np.inf, "infinity"), (-np.inf, "infinity")]:

@@ -380,6 +380,7 @@ def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch
              lambda a: pp.warp_perspective(a, np.vstack([M, [1e-4, 2e-4, 1]]), (560, 270),
                                            "nearest")]
     monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)     # split even the cheap kernels
+    monkeypatch.setattr(_bands, "MIN_PARALLEL_SECONDS", 0.0)
     monkeypatch.setattr(_bands, "band_threads", lambda: 1)
     expected = [call(x) for call in calls]
     monkeypatch.setattr(_bands, "band_threads", lambda: 3)    # 9-12 bands on 3 threads
@@ -429,3 +430,12 @@ def test_vector_horizontal_pass_matches_its_plain_form(rng, n_in, n_out, interpo
     full = np.zeros(n_out, np.float32)
     k._horizontal(src, idx, w, base, rel, full)        # blocks (the host's kind) + the rest
     np.testing.assert_array_equal(full, expected)
+    rows = [rng.random(n_in).astype(np.float32) for _ in range(4)]   # four rows per call
+    sums = [sum((w[t] * r[idx[t]] for t in range(1, idx.shape[0])), w[0] * r[idx[0]])
+            for r in rows]
+    plain4, host4 = np.zeros((4, n_out), np.float32), np.zeros((4, n_out), np.float32)
+    k._blocks4_plain(*rows, base, rel, w, *plain4)
+    k._horizontal4(*rows, idx, w, base, rel, *host4)
+    for i in range(4):
+        np.testing.assert_array_equal(plain4[i, :blocks], sums[i][:blocks])
+        np.testing.assert_array_equal(host4[i], sums[i])

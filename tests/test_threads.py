@@ -143,6 +143,7 @@ from cvcore import _threads
 asleep = threading.Event()
 sleeper = threading.Thread(target=asleep.wait, daemon=True)
 sleeper.start()
+time.sleep(0.5)                    # until it sleeps (start() returns while it still runs)
 idle = [_threads.own_on_cpu() for _ in range(20)]
 stop = []
 def spin():                        # hashing a large buffer runs without the GIL

@@ -38,18 +38,6 @@ MAX_OUTPUT_PIXELS = 1 << 31   # refuse outputs that cannot be addressed or alloc
 MAX_CONDITION = 1e12          # a matrix worse conditioned than this counts as singular
 EXPONENT_ALL_ONES = 0x7F800000   # float32 bits & 0x7fffffff at or above this: NaN or infinity
 
-#: The nearest and block-mean resizes cost about a quarter to an eighth of a filter tap per
-#: output pixel (0.1 ms for a 512 x 512 output on one thread, quiet machine, 2026-12-07), less
-#: than handing bands to a second thread costs here (0.1-0.15 ms measured: a 512 x 512 output
-#: took 0.19-0.21 ms on two threads against 0.10 ms on one); their work as told to
-#: :func:`~cvcore._bands.run_bands` is divided by this, so only outputs of about
-#: 0.5 megapixels and more are split. Still so with the polling band runner of session 7
-#: (hand-off of a few microseconds to an awake helper): 2 threads, ``chrt -f 1``, load 6.7,
-#: wall ms per call interleaved with cv2's, one thread (this constant) / split (1): nearest
-#: 1024 -> 512 0.099 / 0.105, area 0.094 / 0.100, bilinear (2x2 mean) 0.094 / 0.101,
-#: nearest 1024 -> 700 0.234 / 0.252.
-CHEAP_KERNEL_WORK = 8
-
 
 def _prepare(image, check_input=True):
     """Validate an image; return (float32 channel planes (C, H, W) C-contiguous, was 2-D, output
@@ -216,7 +204,7 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         # 2x2 block mean (OpenCV switches INTER_LINEAR to INTER_AREA there too); no tables
         # every input pixel is in one block, weight 1 / (ky kx): the kernel scans the output
         top = np.zeros(rows, dtype=np.uint32)      # each band's scan, at its first row
-        run_bands(k.resize_block_mean, rows, cols * C // CHEAP_KERNEL_WORK, planes, out,
+        run_bands(k.resize_block_mean, rows, cols * C, planes, out,
                   out.view(np.uint32), top)
         if top.max() >= EXPONENT_ALL_ONES:
             check_finite(planes, "image")   # a finite input may still overflow to infinity
@@ -228,7 +216,7 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         # uint64 pairs of values for the 2x shrink (little-endian: the low half is the first)
         paired = W % 2 == 0 and sys.byteorder == "little"
         pairs = bits.view(np.uint64) if paired else np.empty((C, H, 0), np.uint64)
-        run_bands(k.resize_nearest, rows, cols * C // CHEAP_KERNEL_WORK, bits, pairs,
+        run_bands(k.resize_nearest, rows, cols * C, bits, pairs,
                   _nearest_table(H, rows),
                   _nearest_table(W, cols), out.view(np.uint32), top)
     else:
