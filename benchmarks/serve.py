@@ -50,7 +50,9 @@ queued; ``free``: ``--no-pin-threads``, model threads left unbound), is started 
 each round runs every one at c=32 in a fixed order that reverses every other round, after
 measuring the offline ceiling again; the medians over the rounds are printed with ``idle`` (the
 machine's idle cores during the row, from /proc/stat), ``/offline`` (over the median ceiling)
-and ``/torch best`` (over the best PyTorch design's median), and one line with the goal.
+and ``/torch best`` (over the best PyTorch design's median), and one line with the goal. Each
+round also runs both engines' default design at c=1 and times cvcore's batch-1 forward pass
+offline: the goal's latency line (median p99 at c=1 against the median forward pass).
 The machine's load (``os.getloadavg``) is printed before and after: the machine is shared, and the
 CPU time per request is the figure that moves least with the load.
 """
@@ -351,13 +353,18 @@ def offline(model_path, images):
     out = {}
     for bs in (32, 500):
         out[f"b{bs}"], out[f"cpu{bs}"] = offline_rate(model, x, bs, OFFLINE_SECONDS)
-    times = []
-    for i in range(50):
-        t0 = time.perf_counter()
-        model.predict_proba(x[i:i + 1])
-        times.append(time.perf_counter() - t0)
-    out["one_ms"] = 1e3 * float(np.median(times))
+    out["one_ms"] = one_forward_ms(model, x)
     return out
+
+
+def one_forward_ms(model, x, n=50) -> float:
+    """Median milliseconds of ``n`` batch-1 ``predict_proba`` calls on the images ``x``."""
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        model.predict_proba(x[i % len(x):i % len(x) + 1])
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times))
 
 
 def offline_rate(model, x, bs, seconds):
@@ -544,7 +551,9 @@ def interleaved(tmp, images, engines, mt, kt, files_list, args, use_wrk):
     rounds run each one at c=32 for a row, in a fixed order that reverses every other round
     (so that a steady drift of the machine weighs on every server alike), with the offline
     ceiling measured again at the start of each round; the medians over the rounds are
-    printed, with the goal's ratios."""
+    printed, with the goal's ratios. Each round also runs the default design (``on``) of each
+    engine at c=1, beside the median time of one batch-1 forward pass offline, for the goal's
+    latency (p99 at c=1 against one forward pass)."""
     from cvcore.train.pipeline import load_model, prepare_images
     model = load_model(tmp / "resnet20.npz")
     x = prepare_images(list(images), model.size, model.mode)
@@ -553,6 +562,7 @@ def interleaved(tmp, images, engines, mt, kt, files_list, args, use_wrk):
           f"({', '.join(f'{e} {d}' for e, d in keys)}), the order reversed every other round; "
           f"offline batch 32 measured at the start of each round; medians", flush=True)
     servers, results, ceilings = {}, {k: [] for k in keys}, []
+    lone, forwards = {k: [] for k in keys if k[1] == "on"}, []
     try:
         for k in keys:
             servers[k] = start_server(k[0], tmp / "resnet20.npz", k[1], kt, mt)
@@ -568,6 +578,17 @@ def interleaved(tmp, images, engines, mt, kt, files_list, args, use_wrk):
                       f"{m['cpu_ms']:.2f} ms  cores {m['cores']:.2f}  wrk {m['client']:.2f}  "
                       f"idle {m['idle']:.2f}  mean b {m['mean_b']:.1f}  errors {m['errors']}"
                       f"  (offline {ceilings[-1]:.0f})", flush=True)
+            forwards.append(one_forward_ms(model, x))
+            for k in (list(lone) if r % 2 == 0 else list(lone)[::-1]):
+                server = servers[k]
+                m = measure(server, "resnet20" if k[0] == "cvcore" else "torch",
+                            f"{server.url}/v1/models/resnet20/predict", files_list, 1, args,
+                            use_wrk)
+                lone[k].append(m)
+                print(f"  round {r}: {k[0]:<7}{k[1]:<5} c=1 p50 {m['p50']:.2f} ms  p99 "
+                      f"{m['p99']:.2f} ms  {m['ips']:.0f} img/s  cpu {m['cpu_ms']:.2f} ms  "
+                      f"errors {m['errors']}  (one forward offline {forwards[-1]:.2f} ms)",
+                      flush=True)
     finally:
         for server in servers.values():
             server.stop()
@@ -596,6 +617,14 @@ def interleaved(tmp, images, engines, mt, kt, files_list, args, use_wrk):
         line += (f", {default['ips'] / torch_best:.2f} of the PyTorch server's best design "
                  f"(>= 1.00 wanted)")
     print(line + f"; cvcore's best design here: '{best[1]}'")
+    forward = float(np.median(forwards))
+    for k, ms in lone.items():
+        p50 = float(np.median([m["p50"] for m in ms]))
+        p99 = float(np.median([m["p99"] for m in ms]))
+        rounds = ", ".join("%.2f" % m["p99"] for m in ms)
+        print(f"goal (c=1, {k[0]} '{k[1]}'): p50 {p50:.2f} ms, p99 {p99:.2f} ms (rounds: "
+              f"{rounds}) against cvcore's one forward pass offline {forward:.2f} ms (median of "
+              f"{len(forwards)}): p99 {p99 - forward:+.2f} ms")
 
 
 def _fmt(row):

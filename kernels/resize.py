@@ -28,8 +28,8 @@ Three kernels, one per kind of work, so that a program compiles only the ones it
   outputs whose taps all lie in a window of ``2 * LANES`` input values (enlarging, or shrinking
   by less than about 1.9): two vector loads of the window and one AVX2 permute per half and tap
   replace LANES scalar loads (:func:`_blocks_avx2`, an LLVM intrinsic; its plain form
-  :func:`_blocks_plain` runs where there is no AVX2), as OpenCV's and IPP's SIMD resizes
-  look values up in registers.
+  :func:`_blocks_plain` runs where there is no AVX2): the values are looked up in registers
+  instead of one load each.
 
 Each kernel makes a band of output rows ``y0:y1`` (the caller runs the bands on several threads,
 ``cvcore._bands``: plain ``nogil`` kernels, as a ``parallel=True`` one costs 2-4 s
