@@ -375,9 +375,6 @@ def correlate_separable(image, yu, yw, xv, xw, nx, rows, cols, cx, cval, cval_se
         if in_place:
             for s in range(n_ring):
                 srow[s] = rows[i + s] * W
-            for k in range(TILE_ROWS):
-                orow[k] = k * tbuf.shape[1] + cx
-            _correlate_tiles(image, srow, wy, ny, 1, tbuf, orow, wide)  # column pass
         else:
             for p in range(filled if filled > i else i, i + n_ring):
                 buf = ring[p % n_ring]
@@ -393,9 +390,9 @@ def correlate_separable(image, yu, yw, xv, xw, nx, rows, cols, cx, cval, cval_se
             filled = i + n_ring
             for s in range(n_ring):
                 srow[s] = ((i + s) % n_ring) * wide
-            for k in range(TILE_ROWS):
-                orow[k] = k * tbuf.shape[1] + cx
-            _correlate_tiles(ring, srow, wy, ny, 1, tbuf, orow, wide)   # column pass
+        for k in range(TILE_ROWS):
+            orow[k] = k * tbuf.shape[1] + cx
+        _correlate_tiles(image if in_place else ring, srow, wy, ny, 1, tbuf, orow, wide)
         for k in range(TILE_ROWS):
             _extend_in_place(tbuf[k, :ext_width], cols, cx, W, fill2)
             orow[k] = (i + k) * W if direct else k * wide

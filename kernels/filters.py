@@ -20,11 +20,12 @@ from kernels.conv import fill_ring
 # Columns processed at once: the (n, TILE) slot buffer of a 5x5 window then fits in L1/L2.
 TILE = 256
 
-# The exponent bits of a float32: all set for infinity and NaN. The 3 x 3 and 5 x 5 medians
-# and the gradients test each image row for them while they read it as an output row's own
-# row (every image row is one), and set ``bad[r0]`` for the band (``bad`` of size 0: no flag
-# written), so the caller needs no separate check pass over a float32 image (0.06-0.09 ms at
-# 1024 x 1024, a seventh of a 3 x 3 median); it raises after the kernel when a flag is set.
+# The exponent bits of a float32: all set for infinity and NaN. The 3 x 3 median and the
+# gradients test each image row for them (in ``bits``, the image viewed as uint32 by
+# the caller) while they read it as an output row's own row (every image row is one), and
+# set ``bad[r0]`` for the band (``bad`` of size 0: no flag written), so the caller needs no
+# separate check pass over a float32 image (0.06-0.09 ms at 1024 x 1024, a seventh of a 3 x 3
+# median); it raises after the kernel when a flag is set.
 FLOAT32_EXPONENT = 0x7F800000
 
 
@@ -115,7 +116,7 @@ def rank_network(image, kh, kw, rows, cols, cx, cval, pairs, rank, out, r0, r1):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
-def median3x3(image, rows, cols, cval, out, bad, r0, r1):
+def median3x3(image, bits, rows, cols, cval, out, bad, r0, r1):
     """3 x 3 median of the extended image (border maps for a centred 3 x 3 window), by
     sorted columns.
 
@@ -129,7 +130,6 @@ def median3x3(image, rows, cols, cval, out, bad, r0, r1):
     W = out.shape[1]
     fill = np.float32(cval)
     const_row = np.full(W, fill, np.float32)
-    bits = image.reshape(image.size).view(np.uint32)
     found = 0
     lo = np.empty(W + 2, np.float32)
     mid = np.empty(W + 2, np.float32)
@@ -141,7 +141,7 @@ def median3x3(image, rows, cols, cval, out, bad, r0, r1):
         a = _source_row(image, rows, i, const_row)
         b = image[i]
         c = _source_row(image, rows, i + 2, const_row)
-        own = bits[i * W:(i + 1) * W]
+        own = bits[i]
         for j in range(W):
             x = a[j]
             y = b[j]
@@ -177,7 +177,7 @@ MEDIAN5_RESULT = "c24"
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
-def median5x5(image, rows, cols, cval, out, bad, r0, r1):
+def median5x5(image, rows, cols, cval, out, r0, r1):
     """5 x 5 median of the extended image (border maps for a centred 5 x 5 window).
 
     Per output row: sort the five values of every column once (Batcher's 9 comparators,
@@ -186,15 +186,11 @@ def median5x5(image, rows, cols, cval, out, bad, r0, r1):
     values from those buffers and run the pruned selection network for sorted columns
     (82 comparators, 140 min/max; :func:`cvcore.preprocess.filters.presorted_median_network`),
     straight-line code over registers that LLVM vectorises across the row. About 158 min/max
-    per pixel in all, against 226 for the general network on unsorted values. ``bad``: the NaN
-    / infinity flag of the band (:data:`FLOAT32_EXPONENT`).
+    per pixel in all, against 226 for the general network on unsorted values.
     """
     W = out.shape[1]
     fill = np.float32(cval)
     const_row = np.full(W, fill, np.float32)
-    bits = image.reshape(image.size).view(np.uint32)
-    found = 0
-    first = r0
     ranks = np.empty((5, W + 4), np.float32)
     s0, s1, s2, s3, s4 = ranks[0], ranks[1], ranks[2], ranks[3], ranks[4]
     t0, t1, t2, t3, t4 = s0[2:W + 2], s1[2:W + 2], s2[2:W + 2], s3[2:W + 2], s4[2:W + 2]
@@ -204,9 +200,7 @@ def median5x5(image, rows, cols, cval, out, bad, r0, r1):
         r2 = _source_row(image, rows, i + 2, const_row)
         r3 = _source_row(image, rows, i + 3, const_row)
         r4 = _source_row(image, rows, i + 4, const_row)
-        own = bits[i * W:(i + 1) * W]
         for j in range(W):
-            found |= (own[j] & FLOAT32_EXPONENT) == FLOAT32_EXPONENT
             x0, x1, x2, x3, x4 = r0[j], r1[j], r2[j], r3[j], r4[j]
             x0, x1 = min(x0, x1), max(x0, x1)
             x2, x3 = min(x2, x3), max(x2, x3)
@@ -310,8 +304,6 @@ def median5x5(image, rows, cols, cval, out, bad, r0, r1):
             c23 = min(c23, c31)
             c24 = max(c23, c24)
             dst[j] = c24
-    if bad.size > 0:
-        bad[first] = found
 
 
 # ----------------------------------------------------------------------------- 3x3 gradients
@@ -348,7 +340,7 @@ GRADIENT_BOTH = 2       # both derivatives and the magnitude
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def gradient3x3(image, rows, cols, s0, s1, s2, which, gr, gc, mag, bad, r0, r1):
+def gradient3x3(image, bits, rows, cols, s0, s1, s2, which, gr, gc, mag, bad, r0, r1):
     """The 3 x 3 separable gradient filter with smoothing taps ``(s0, s1, s2)``, one pass over
     the image: ``gr`` the derivative along rows, ``gc`` along columns, ``mag = sqrt(gr^2 +
     gc^2)`` computed in float64 (no square overflows; ``numpy.hypot`` rounded to float32).
@@ -356,7 +348,8 @@ def gradient3x3(image, rows, cols, s0, s1, s2, which, gr, gc, mag, bad, r0, r1):
     ``which`` picks the outputs written: ``GRADIENT_ROWS`` (``gr``), ``GRADIENT_COLUMNS``
     (``gc``) or ``GRADIENT_BOTH`` (all three); the others may be empty arrays. One kernel for
     the three cases, chosen per row outside the pixel loops, compiles once instead of thrice.
-    ``image`` and the outputs are (H, W) float32; ``rows = border_map(H, 1, 1, mode)``,
+    ``image`` and the outputs are (H, W) float32, ``bits`` is ``image.view(np.uint32)``;
+    ``rows = border_map(H, 1, 1, mode)``,
     ``cols = border_map(W, 1, 1, mode)`` (-1 only for ``constant`` mode with ``cval = 0``).
     Equal to ``scipy.ndimage.sobel`` (``prewitt``; Scharr's taps) up to float32 rounding of
     the pass order. Writes rows ``[r0, r1)`` (serial; the caller runs bands of rows on
@@ -370,7 +363,6 @@ def gradient3x3(image, rows, cols, s0, s1, s2, which, gr, gc, mag, bad, r0, r1):
     """
     W = image.shape[1]
     s0, s1, s2 = np.float32(s0), np.float32(s1), np.float32(s2)   # float32 arithmetic
-    bits = image.reshape(image.size).view(np.uint32)
     found = 0
     zero = np.zeros(W, np.float32)
     S = np.empty(W + 2, np.float32)
@@ -382,7 +374,7 @@ def gradient3x3(image, rows, cols, s0, s1, s2, which, gr, gc, mag, bad, r0, r1):
         c = _source_row(image, rows, i + 2, zero)    # below
         b = image[i]
         if which != GRADIENT_ROWS:
-            own = bits[i * W:(i + 1) * W]
+            own = bits[i]
             mid = S[1:W + 1]
             for j in range(W):
                 mid[j] = s0 * a[j] + s1 * b[j] + s2 * c[j]

@@ -273,7 +273,7 @@ def test_float32_nan_and_infinity_are_refused_by_name():
                          ids=["sobel1", "magnitude", "scharr-wrap", "prewitt-constant",
                               "sobel0", "constant-cval", "median3", "median5", "median3x2"])
 def test_nan_and_infinity_refused_anywhere(call):
-    # The gradient and 3x3 / 5x5 median kernels test each image row as they read it
+    # The gradient and 3x3 median kernels test each image row as they read it
     # (kernels/filters.py, FLOAT32_EXPONENT) instead of a pass over the image first: wherever
     # the bad value sits (first/last row or column, a band's first or last row, any channel)
     # it is refused.
