@@ -9,6 +9,9 @@ Run from the repository root::
                                              # batches 1/8/16/32, CPU per image (~1 minute)
     python -m benchmarks.cnn --inference-rows  # the ResNet-20 b128 and ResNet-50 b1 inference
                                                # rows alone, default threads (~2 minutes)
+    python -m benchmarks.cnn --layers        # ResNet-20 inference b128 step by step (each
+                                             # fused plan call beside torch's conv + bn + add
+                                             # + relu), 1 and 2 threads (~1 minute)
     python -m benchmarks.cnn --busy          # the model rows idle and under background loads
                                              # (benchmarks/cnn_busy.py; ~4 minutes)
     python -m benchmarks.cnn --efficientnet --cpu   # EfficientNet-Lite0 and depthwise only
@@ -628,6 +631,114 @@ def inference_rows(repeats):
     print(f"load average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
+def _bn_name(path):
+    """The batch norm beside the convolution at ``path`` (cvcore's and torch's names agree)."""
+    if path.endswith("downsample"):
+        return path + ".0", path + ".1"
+    head, _, last = path.rpartition(".")
+    return path, (head + "." if head else "") + last.replace("conv", "bn")
+
+
+def layer_rows(repeats, batch=128, thread_counts=(1, 2)):
+    """Where ResNet-20 inference time goes, step by step: each kernel call of cvcore's fused
+    plan (convolution + batch norm [+ residual] [+ ReLU], :meth:`cvcore.nn.inference.
+    ResNetPlan.step_calls`) beside the same step in torch (``conv2d``, ``batch_norm``, add,
+    ReLU under ``no_grad``, as ``benchmarks/torch_models.py``'s forward runs them), on random
+    inputs of the step's shapes, the two interleaved call by call; min of ``repeats``. One
+    thread: the calling thread's CPU time (robust to load); more threads: wall time. The last
+    line is the whole forward of each (cvcore's includes the pool and fc; so does torch's)."""
+    import numba
+
+    import cvcore.nn as cnn
+    if torch is None:
+        print("torch is not installed: no --layers table")
+        return
+    rng = np.random.default_rng(0)
+    m = cnn.resnet20(rng=0).eval()
+    t = torch_resnet("resnet20", 10)
+    copy_into_torch(m, t)
+    t.eval()
+    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    shapes = {}
+
+    def record(name):
+        def hook(mod, inp, out):
+            shapes[name] = (tuple(inp[0].shape), tuple(out.shape))
+        return hook
+    hooks = [mod.register_forward_hook(record(name)) for name, mod in t.named_modules()
+             if isinstance(mod, torch.nn.Conv2d)]
+    with torch.no_grad():
+        t(torch.from_numpy(x))
+    for h in hooks:
+        h.remove()
+    F = torch.nn.functional
+    for nt in thread_counts:
+        numba.set_num_threads(min(nt, numba.config.NUMBA_NUM_THREADS))
+        torch.set_num_threads(nt)
+        clock = time.thread_time if nt == 1 else time.perf_counter
+        with cnn.no_grad():
+            steps = m._planned(x) is not None and m.__dict__["_plan"].step_calls(x)
+        if not steps:
+            print("the inference plan does not apply: no --layers table")
+            return
+        rows = []
+        for path, relu, has_res, fn in steps:
+            conv_name, bn_name = _bn_name(path)
+            conv, bn = t.get_submodule(conv_name), t.get_submodule(bn_name)
+            src, out = shapes[conv_name]
+            xin = torch.from_numpy(rng.standard_normal(src).astype(np.float32))
+            res = torch.from_numpy(rng.standard_normal(out).astype(np.float32))
+
+            def tstep(conv=conv, bn=bn, xin=xin, res=res, relu=relu, has_res=has_res):
+                with torch.no_grad():
+                    h = bn(conv(xin))
+                    if has_res:
+                        h = h + res
+                    return F.relu(h) if relu else h
+            k = conv.weight.shape
+            flops = 2 * np.prod(out) * k[1] * k[2] * k[3]
+            rows.append((path, src, out, flops, fn, tstep))
+
+        def whole_cv():
+            with cnn.no_grad():
+                return m(x)
+        tx = torch.from_numpy(x)
+
+        def whole_torch():
+            with torch.no_grad():
+                return t(tx)
+        rows.append(("whole forward", (batch, 3, 32, 32), (batch, 10), 0, whole_cv,
+                     whole_torch))
+        what = "CPU ms (thread clock)" if nt == 1 else "wall ms"
+        print(f"\nResNet-20 inference b{batch} step by step, {nt} thread(s), {what}, min of "
+              f"{repeats} (load {os.getloadavg()[0]:.1f})")
+        print(f"{'step':<22} {'input':<17} {'output':<17} {'cvcore':>8} {'torch':>8} "
+              f"{'torch/cv':>8} {'cv GF/s':>8} {'t GF/s':>7}")
+        sums = [0.0, 0.0]
+        for path, src, out, flops, fcv, ftorch in rows:
+            fcv()
+            ftorch()
+            times = ([], [])
+            for r in range(repeats):
+                pair = ((0, fcv), (1, ftorch)) if r % 2 == 0 else ((1, ftorch), (0, fcv))
+                for i, f in pair:
+                    t0 = clock()
+                    f()
+                    times[i].append(clock() - t0)
+            cv, tt = min(times[0]) * 1e3, min(times[1]) * 1e3
+            if flops:
+                sums[0] += cv
+                sums[1] += tt
+            else:
+                print(f"{'sum of the steps':<58} {sums[0]:8.2f} {sums[1]:8.2f} "
+                      f"{sums[1] / sums[0]:8.2f}")
+            gf = (f"{flops / cv / 1e6:8.0f} {flops / tt / 1e6:7.0f}" if flops else "")
+            print(f"{path:<22} {str(src):<17} {str(out):<17} {cv:8.2f} {tt:8.2f} "
+                  f"{tt / cv:8.2f} {gf}", flush=True)
+    numba.set_num_threads(THREADS)
+    torch.set_num_threads(THREADS)
+
+
 COLD_SNIPPET = """
 import time, numpy as np
 t0 = time.perf_counter()
@@ -677,6 +788,9 @@ def main(argv=None):
     parser.add_argument("--inference-rows", action="store_true",
                         help="only the two inference rows of the model table (ResNet-20 b128, "
                              "ResNet-50 b1 224) on the default threads, interleaved")
+    parser.add_argument("--layers", action="store_true",
+                        help="only ResNet-20 inference b128 step by step (each fused plan call "
+                             "beside torch's conv + bn [+ add] [+ relu]), 1 and 2 threads")
     parser.add_argument("--busy", action="store_true",
                         help="the model rows idle and under background loads the benchmark "
                              "starts itself, cvcore and torch each in its own process "
@@ -699,6 +813,9 @@ def main(argv=None):
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
           f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')} (kernels/__init__.py sets a short "
           f"spin for Numba unless set; torch, imported first, keeps its default)")
+    if args.layers:
+        layer_rows(max(5, args.repeats))
+        return
     peak = matmul_peak()
     print(f"float32 matmul peak (numpy 2048^3): {peak:.0f} GFLOP/s")
     if args.inference_rows:

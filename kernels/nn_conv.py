@@ -169,11 +169,14 @@ def fill_phase_strip(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs):
                     else:
                         lo, hi = v0, v1
                     src = ((n * C + c) * H + h) * W + b - pw
-                    for v in range(Wq):               # unsigned indices: no wraparound checks
-                        if v < lo or v >= hi:
-                            xs[np.uint64(row + v)] = 0
-                        else:
-                            xs[np.uint64(row + v)] = xflat[np.uint64(src + v * sw)]
+                    # zeros, the phase's columns, zeros: three plain loops (one loop with a
+                    # branch per element is not vectorised); unsigned indices: no wraparound
+                    for v in range(lo):
+                        xs[np.uint64(row + v)] = 0
+                    for v in range(lo, hi):
+                        xs[np.uint64(row + v)] = xflat[np.uint64(src + v * sw)]
+                    for v in range(hi, Wq):
+                        xs[np.uint64(row + v)] = 0
                 if n == N - 1:
                     xs[base + pitch:(chan + 1) * Ls] = 0
 

@@ -172,3 +172,29 @@ def test_embed_and_features_through_the_plan(make, size, rng):
         np.testing.assert_array_equal(emb, model.embed(x))
         np.testing.assert_array_equal(maps, model.features(x))
     assert emb.shape == (3, model.fc.in_features) and maps.ndim == 4
+
+
+@pytest.mark.parametrize("make, size", NETWORKS)
+def test_step_calls_are_the_plans_kernel_calls(make, size, rng):
+    # what `python -m benchmarks.cnn --layers` times: one call per step, named by its
+    # convolution, in order, with the block's ReLU and residual flags
+    model = make(rng)
+    x = rng.standard_normal((3, 3, size, size)).astype(np.float32)
+    feats = model.features(x)
+    with nn.no_grad():
+        model(x)
+    steps = model.__dict__["_plan"].step_calls(x)
+    convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    paths = [p for p, _, _, _ in steps if p != "maxpool"]
+    assert sorted(p.removesuffix(".0") for p in convs) == sorted(paths)
+    assert len(paths) == len(convs) and paths[0] == "conv1"
+    block_last = "conv2" if make is _resnet20 else "conv3"
+    for path, relu, res, fn in steps:
+        last = path.rsplit(".", 1)[-1]
+        assert relu == (last not in ("downsample", "maxpool"))
+        assert res == (last == block_last and path.startswith("layer"))   # the residual sum
+        out = fn()
+        assert out is None or out >= 0
+    np.testing.assert_array_equal(model.features(x), feats)
+    model.train()
+    assert model.__dict__["_plan"].step_calls(x) == []

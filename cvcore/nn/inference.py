@@ -141,6 +141,29 @@ class ResNetPlan:
             logits += fc.bias.data
         return logits
 
+    def step_calls(self, x):
+        """The kernel calls of :meth:`run` for the input ``x``, one by one, for timing them
+        (``python -m benchmarks.cnn --layers``): a list of ``(path, relu, residual, fn)``, one
+        per step in order (``fn()`` runs that step's kernel call on the plan's buffers; the
+        max pool steps are named ``"maxpool"``); empty when the plan does not apply. Runs the
+        network once first (to make the program)."""
+        import numba
+        if self.run(x) is None:
+            return []
+        key = (x.shape[0], x.shape[2], x.shape[3], numba.get_num_threads())
+        _, calls, _, _ = self._local.programs[key]
+        out = []
+        for step, args in zip(self.steps, calls):
+            if args[0] == -1:
+                fn = (lambda a=args: a[1](x, *a[2:]))
+            else:
+                fn = (lambda a=args: a[1](*a[2:]))
+            if isinstance(step, _Conv):
+                out.append((step.path, step.relu, step.res is not None, fn))
+            else:
+                out.append(("maxpool", False, False, fn))
+        return out
+
     def _live_arrays(self):
         """The parameter and statistic arrays every step reads now (a tuple compared by
         identity with those a program was made with), or None if one of them is not a
