@@ -336,7 +336,8 @@ def _difference_rows(a, c, cols, D):
 # Which outputs :func:`gradient3x3` writes.
 GRADIENT_ROWS = 0       # the derivative along rows only
 GRADIENT_COLUMNS = 1    # the derivative along columns only
-GRADIENT_BOTH = 2       # both derivatives and the magnitude
+GRADIENT_BOTH = 2       # both derivatives and the magnitude (or, with empty gr and gc, the
+                        # magnitude only: the derivatives go to a one-row scratch in cache)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
@@ -346,7 +347,9 @@ def gradient3x3(image, bits, rows, cols, s0, s1, s2, which, gr, gc, mag, bad, r0
     gc^2)`` computed in float64 (no square overflows; ``numpy.hypot`` rounded to float32).
 
     ``which`` picks the outputs written: ``GRADIENT_ROWS`` (``gr``), ``GRADIENT_COLUMNS``
-    (``gc``) or ``GRADIENT_BOTH`` (all three); the others may be empty arrays. One kernel for
+    (``gc``) or ``GRADIENT_BOTH`` (all three; with ``gr`` and ``gc`` empty, ``mag`` only: the
+    derivatives then go to one-row scratch buffers that stay in cache, no 8 bytes per pixel
+    written to memory); the outputs not written may be empty arrays. One kernel for
     the three cases, chosen per row outside the pixel loops, compiles once instead of thrice.
     ``image`` and the outputs are (H, W) float32, ``bits`` is ``image.view(np.uint32)``;
     ``rows = border_map(H, 1, 1, mode)``,
@@ -367,6 +370,9 @@ def gradient3x3(image, bits, rows, cols, s0, s1, s2, which, gr, gc, mag, bad, r0
     zero = np.zeros(W, np.float32)
     S = np.empty(W + 2, np.float32)
     D = np.empty(W + 2, np.float32)
+    keep = gr.shape[0] > 0                  # derivatives wanted (else a scratch row each)
+    r_rows = gr if keep else np.empty((1, W), np.float32)
+    c_rows = gc if keep else np.empty((1, W), np.float32)
     S_left, S_right = S[0:W], S[2:W + 2]
     D_left, D_centre, D_right = D[0:W], D[1:W + 1], D[2:W + 2]
     for i in range(r0, r1):
@@ -391,8 +397,8 @@ def gradient3x3(image, bits, rows, cols, s0, s1, s2, which, gr, gc, mag, bad, r0
             for j in range(W):
                 c_out[j] = S_right[j] - S_left[j]
         else:
-            r_out = gr[i]
-            c_out = gc[i]
+            r_out = r_rows[i if keep else 0]
+            c_out = c_rows[i if keep else 0]
             m_out = mag[i]
             for j in range(W):
                 x = s0 * D_left[j] + s1 * D_centre[j] + s2 * D_right[j]

@@ -251,6 +251,19 @@ def test_property_median_and_gaussian(image, size, mode, reverse):
         assert np.abs(got - want).max() <= 8e-5 * max(np.abs(as32).max(), 1e-30)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_magnitude_alone_equals_the_both_pass_bit_for_bit(mode):
+    # sobel(axis=None) writes only the magnitude (GRADIENT_MAGNITUDE); Canny takes all three
+    # outputs (GRADIENT_BOTH): the two must agree exactly.
+    rng = np.random.default_rng(22)
+    for shape in [(1, 1), (2, 7), (300, 257)]:
+        image = (rng.random(shape) * 100).astype(np.float32)
+        for smooth in (F.SOBEL_SMOOTH, F.SCHARR_SMOOTH):
+            both = F.gradient_magnitude_plane(image, F.MODES[mode], 0.0, smooth)[2]
+            alone = F.gradient_magnitude_only(image, F.MODES[mode], 0.0, smooth)
+            np.testing.assert_array_equal(alone, both)
+
+
 def test_float32_nan_and_infinity_are_refused_by_name():
     # float32 input is checked by kernels.finite.all_finite_bits (the geometry functions'
     # kernel, tested against np.isfinite in test_preprocess_geometry); the error still names
