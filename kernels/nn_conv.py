@@ -280,6 +280,7 @@ def _forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws
         acc = np.empty((KB, TB), dtype=x.dtype)
         wrows = np.empty(KB, dtype=np.int64)
         runs = np.empty((TB, 3), dtype=np.int64)
+        tmp = np.empty(TB, dtype=x.dtype)
         for item in range(lane * nitems // nlanes, (lane + 1) * nitems // nlanes):
             q0 = (item // kgroups) * TB
             g = item - (item // kgroups) * kgroups
@@ -330,13 +331,19 @@ def _forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws
                         dst = yf[at:at + length]
                         src = row[t0:t0 + length]
                         if has_res:
+                            # the sum into the lane's row first: ``res`` is often ``y`` itself
+                            # (the plan's in-place residual), and a loop reading and writing
+                            # one array is not vectorised (measured +3 ms on a 32x32 call)
                             rsrc = rf[at:at + length]
+                            v = tmp[:length]
+                            for t in range(length):
+                                v[t] = src[t] + rsrc[t]
                             if has_clamp:
                                 for t in range(length):
-                                    dst[t] = min(max(src[t] + rsrc[t], clamp[0]), clamp[1])
+                                    dst[t] = min(max(v[t], clamp[0]), clamp[1])
                             else:
                                 for t in range(length):
-                                    dst[t] = src[t] + rsrc[t]
+                                    dst[t] = v[t]
                         elif has_clamp:
                             for t in range(length):
                                 dst[t] = min(max(src[t], clamp[0]), clamp[1])
