@@ -333,6 +333,14 @@ def _difference_rows(a, c, cols, D):
     _extend_by_one(D, cols, np.float32(0.0))
 
 
+# The magnitude is sqrt(x^2 + y^2) in float32 (its square root costs ~0.2 ms at 1024 x 1024
+# against ~0.55 ms for float64's) where the sum of squares lies in [MIN, MAX] (or both
+# derivatives are 0): there no square overflows and none loses bits to the subnormals
+# (float32's smallest normal is 1.2e-38), so the result is within about an ulp of
+# numpy.hypot's. A row with a sum outside that range is computed again in float64.
+MAGNITUDE_SQUARE_MAX = np.float32(1e37)
+MAGNITUDE_SQUARE_MIN = np.float32(1e-30)
+
 # Which outputs :func:`gradient3x3` writes.
 GRADIENT_ROWS = 0       # the derivative along rows only
 GRADIENT_COLUMNS = 1    # the derivative along columns only
@@ -344,7 +352,8 @@ GRADIENT_BOTH = 2       # both derivatives and the magnitude (or, with empty gr 
 def gradient3x3(image, bits, rows, cols, s0, s1, s2, which, gr, gc, mag, bad, r0, r1):
     """The 3 x 3 separable gradient filter with smoothing taps ``(s0, s1, s2)``, one pass over
     the image: ``gr`` the derivative along rows, ``gc`` along columns, ``mag = sqrt(gr^2 +
-    gc^2)`` computed in float64 (no square overflows; ``numpy.hypot`` rounded to float32).
+    gc^2)`` (float32 where the squares are safe, else float64 for the row: within about an
+    ulp of ``numpy.hypot``; :data:`MAGNITUDE_SQUARE_MAX`).
 
     ``which`` picks the outputs written: ``GRADIENT_ROWS`` (``gr``), ``GRADIENT_COLUMNS``
     (``gc``) or ``GRADIENT_BOTH`` (all three; with ``gr`` and ``gc`` empty, ``mag`` only: the
@@ -400,13 +409,22 @@ def gradient3x3(image, bits, rows, cols, s0, s1, s2, which, gr, gc, mag, bad, r0
             r_out = r_rows[i if keep else 0]
             c_out = c_rows[i if keep else 0]
             m_out = mag[i]
+            extreme = 0
             for j in range(W):
                 x = s0 * D_left[j] + s1 * D_centre[j] + s2 * D_right[j]
                 y = S_right[j] - S_left[j]
                 r_out[j] = x
                 c_out[j] = y
-                x64 = np.float64(x)
-                y64 = np.float64(y)
-                m_out[j] = np.sqrt(x64 * x64 + y64 * y64)
+                m2 = x * x + y * y
+                m_out[j] = np.sqrt(m2)
+                extreme += (m2 > MAGNITUDE_SQUARE_MAX) | ((m2 < MAGNITUDE_SQUARE_MIN)
+                                                          & ((x != 0) | (y != 0)))
+            if extreme:
+                # A sum of squares beyond float32's safe range (overflow, or bits lost to the
+                # subnormals): the row again in float64, numpy.hypot rounded to float32.
+                for j in range(W):
+                    x64 = np.float64(r_out[j])
+                    y64 = np.float64(c_out[j])
+                    m_out[j] = np.sqrt(x64 * x64 + y64 * y64)
     if bad.size > 0:
         bad[r0] = found

@@ -264,6 +264,23 @@ def test_magnitude_alone_equals_the_both_pass_bit_for_bit(mode):
             np.testing.assert_array_equal(alone, both)
 
 
+def test_magnitude_of_huge_and_tiny_gradients():
+    # float32 squares of 1e19 overflow and of 1e-25 vanish into the subnormals: such rows are
+    # computed again in float64 (kernels.filters.MAGNITUDE_SQUARE_MAX / MIN); elsewhere the
+    # float32 root is within an ulp or so of numpy.hypot.
+    rng = np.random.default_rng(23)
+    base = rng.random((40, 70))
+    for scale in (1e19, 3e37, 1e-25, 1e-40, 1.0):
+        image = (base * scale).astype(np.float32)
+        image[5] = (rng.random(70) * 1e30).astype(np.float32)   # a row of extremes nearby
+        got = sobel(image)
+        want = np.hypot(ndi.sobel(image.astype(np.float64), 0),
+                        ndi.sobel(image.astype(np.float64), 1))
+        assert np.isfinite(got).all() == np.isfinite(want.astype(np.float32)).all()
+        ok = np.isfinite(want.astype(np.float32))
+        np.testing.assert_allclose(got[ok], want[ok], rtol=2e-6, atol=1e-44)
+
+
 def test_float32_nan_and_infinity_are_refused_by_name():
     # float32 input is checked by kernels.finite.all_finite_bits (the geometry functions'
     # kernel, tested against np.isfinite in test_preprocess_geometry); the error still names
