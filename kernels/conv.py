@@ -281,7 +281,8 @@ def correlate2d(image, tu, tv, tw, kh, kw, rows, cols, cx, cval, out, r0, r1):
     for t in range(tw.size):
         weights[tu[t] * kw + tv[t]] = tw[t]
     n_ring = TILE_ROWS + kh - 1
-    wide = max(W, TILE_WIDTH)                 # columns computed per row
+    wide = W if W > TILE_WIDTH else TILE_WIDTH   # columns computed per row (no min/max
+    # builtin on a Literal[int] global: one more specialisation to compile)
     ext_width = W + kw - 1                    # columns of an extended row
     stride = wide + kw - 1                    # ring row length (zeros beyond ext_width)
     ring = np.zeros((n_ring, stride), np.float32)
@@ -310,7 +311,7 @@ def correlate2d(image, tu, tv, tw, kh, kw, rows, cols, cx, cval, out, r0, r1):
             orow[k] = (i + k) * W if direct else k * wide
         _correlate_tiles(ring, srow, weights, kh, kw, dst, orow, wide)
         if not direct:
-            for k in range(min(TILE_ROWS, r1 - i)):
+            for k in range(TILE_ROWS if i + TILE_ROWS <= r1 else r1 - i):
                 for j in range(W):
                     out[i + k, j] = dst[k, j]
         i += TILE_ROWS
@@ -350,7 +351,8 @@ def correlate_separable(image, yu, yw, xv, xw, nx, rows, cols, cx, cval, cval_se
     for t in range(xv.size):
         wx[xv[t]] = xw[t]
     n_ring = TILE_ROWS + ny - 1
-    wide = max(W, TILE_WIDTH)                 # columns computed per row
+    wide = W if W > TILE_WIDTH else TILE_WIDTH   # columns computed per row (no min/max
+    # builtin on a Literal[int] global: one more specialisation to compile)
     ring = np.zeros((n_ring, wide), np.float32)
     ext_width = W + nx - 1
     tbuf = np.zeros((TILE_ROWS, wide + nx - 1), np.float32)
@@ -398,7 +400,7 @@ def correlate_separable(image, yu, yw, xv, xw, nx, rows, cols, cx, cval, cval_se
             orow[k] = (i + k) * W if direct else k * wide
         _correlate_tiles(tbuf, trow, wx, 1, nx, dst, orow, wide)        # row pass
         if not direct:
-            for k in range(min(TILE_ROWS, r1 - i)):
+            for k in range(TILE_ROWS if i + TILE_ROWS <= r1 else r1 - i):
                 for j in range(W):
                     out[i + k, j] = dst[k, j]
         i += TILE_ROWS
