@@ -563,16 +563,20 @@ def interleaved(tmp, images, engines, mt, kt, files_list, args, use_wrk):
           f"offline batch 32 measured at the start of each round; medians", flush=True)
     servers, results, ceilings = {}, {k: [] for k in keys}, []
     lone, forwards = {k: [] for k in keys if k[1] == "on"}, []
+
+    def hit(k, concurrency):
+        server = servers[k]
+        return measure(server, "resnet20" if k[0] == "cvcore" else "torch",
+                       f"{server.url}/v1/models/resnet20/predict", files_list, concurrency,
+                       args, use_wrk)
+
     try:
         for k in keys:
             servers[k] = start_server(k[0], tmp / "resnet20.npz", k[1], kt, mt)
         for r in range(args.rounds):
             ceilings.append(offline_rate(model, x, 32, OFFLINE_SECONDS / 2)[0])
             for k in (keys if r % 2 == 0 else keys[::-1]):
-                server = servers[k]
-                m = measure(server, "resnet20" if k[0] == "cvcore" else "torch",
-                            f"{server.url}/v1/models/resnet20/predict", files_list, 32, args,
-                            use_wrk)
+                m = hit(k, 32)
                 results[k].append(m)
                 print(f"  round {r}: {k[0]:<7}{k[1]:<5} {m['ips']:6.0f} img/s  cpu "
                       f"{m['cpu_ms']:.2f} ms  cores {m['cores']:.2f}  wrk {m['client']:.2f}  "
@@ -580,10 +584,7 @@ def interleaved(tmp, images, engines, mt, kt, files_list, args, use_wrk):
                       f"  (offline {ceilings[-1]:.0f})", flush=True)
             forwards.append(one_forward_ms(model, x))
             for k in (list(lone) if r % 2 == 0 else list(lone)[::-1]):
-                server = servers[k]
-                m = measure(server, "resnet20" if k[0] == "cvcore" else "torch",
-                            f"{server.url}/v1/models/resnet20/predict", files_list, 1, args,
-                            use_wrk)
+                m = hit(k, 1)
                 lone[k].append(m)
                 print(f"  round {r}: {k[0]:<7}{k[1]:<5} c=1 p50 {m['p50']:.2f} ms  p99 "
                       f"{m['p99']:.2f} ms  {m['ips']:.0f} img/s  cpu {m['cpu_ms']:.2f} ms  "

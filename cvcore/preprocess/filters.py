@@ -339,6 +339,26 @@ _NO_PLANE = np.empty((0, 0), np.float32)     # an output the gradient kernel doe
 _NO_FLAGS = np.zeros(0, np.uint8)            # no NaN/infinity flags wanted from the kernel
 
 
+def _per_channel_flagged(img, fn, flagged):
+    """:func:`_per_channel` for kernels that test the rows they read for NaN or infinity:
+    ``fn(plane, bad)`` gets ``bad``, one uint8 flag per row (an empty array, "no flags wanted",
+    when ``flagged`` is False), and the error naming NaN or infinity is raised once every plane
+    is done, so the image needs no separate pass before the kernel."""
+    met = []
+
+    def plane(p):
+        bad = np.zeros(p.shape[0], np.uint8) if flagged else _NO_FLAGS
+        out = fn(p, bad)
+        if bad.any():
+            met.append(True)
+        return out
+
+    out = _per_channel(img, plane)
+    if met:
+        check_finite(img, "image")       # raises, naming NaN or infinity
+    return out
+
+
 def _gradient_maps(plane, mode_code):
     """Row and column border maps of a 3 x 3 gradient filter (centre (1, 1))."""
     from kernels.conv import border_map
@@ -421,22 +441,13 @@ def _gradient(image, axis, mode, cval, smooth):
     # (about a fifth of a 1024 x 1024 Sobel); the error is raised after the kernel.
     in_kernel = axis != 0 and not (m == MODES["constant"] and cval != 0.0)
     img = _image(image, check_float32=not in_kernel)
-    met = []
 
-    def plane(p):
-        bad = np.zeros(p.shape[0], np.uint8) if in_kernel else _NO_FLAGS
+    def plane(p, bad):
         if axis is None:
-            out = gradient_magnitude_only(p, m, cval, smooth, bad)
-        else:
-            out = gradient_plane(p, axis, m, cval, smooth, bad)
-        if bad.any():
-            met.append(True)
-        return out
+            return gradient_magnitude_only(p, m, cval, smooth, bad)
+        return gradient_plane(p, axis, m, cval, smooth, bad)
 
-    out = _per_channel(img, plane)
-    if met:
-        check_finite(img, "image")       # raises, naming NaN or infinity
-    return out
+    return _per_channel_flagged(img, plane, in_kernel)
 
 
 def sobel(image, axis=None, mode="reflect", cval=0.0):
@@ -603,14 +614,11 @@ def median(image, size=3, mode="reflect", cval=0.0):
     rank = n // 2
     cy, cx = kh // 2, kw // 2
 
-    met = []
-
-    def plane(p):
+    def plane(p, bad):
         rows = border_map(p.shape[0], cy, kh - 1 - cy, m)
         cols = border_map(p.shape[1], cx, kw - 1 - cx, m)
         out = np.empty(p.shape, np.float32)
         H, W = p.shape
-        bad = np.zeros(H, np.uint8)
         if (kh, kw) == (3, 3):     # sorted-columns identity, fewer ops
             run_bands(median3x3, H, 2 * W, p, p.view(np.uint32), rows, cols, float(cval), out, bad)
         elif (kh, kw) == (5, 5):   # sorted columns, network in registers
@@ -621,11 +629,6 @@ def median(image, size=3, mode="reflect", cval=0.0):
             pairs = _NETWORKS[(n, rank)]
             run_bands(rank_network, H, W * len(pairs),
                       p, kh, kw, rows, cols, cx, float(cval), pairs, rank, out)
-        if bad.any():
-            met.append(True)
         return out
 
-    out = _per_channel(img, plane)
-    if met:
-        check_finite(img, "image")       # raises, naming NaN or infinity
-    return out
+    return _per_channel_flagged(img, plane, in_kernel)
