@@ -3,16 +3,17 @@
 Conventions: all maps are float32 (H, W), C-contiguous; coordinates are (row, column).
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
-@njit(cache=True, parallel=True, fastmath={"contract"})
-def harris_response(arr, arc, acc, k, eps, use_k, out):
+@njit(cache=True, fastmath={"contract"}, nogil=True)
+def harris_response(arr, arc, acc, k, eps, use_k, out, r0, r1):
     """Harris & Stephens 1988 response from the smoothed structure tensor
     ``A = [[arr, arc], [arc, acc]]``: ``det A - k trace(A)^2`` when ``use_k``, else Noble's
-    ``2 det A / (trace A + eps)`` (Noble 1989; scikit-image ``method='eps'``)."""
-    H, W = out.shape
-    for i in prange(H):
+    ``2 det A / (trace A + eps)`` (Noble 1989; scikit-image ``method='eps'``); rows
+    ``[r0, r1)`` of ``out``."""
+    W = out.shape[1]
+    for i in range(r0, r1):
         for j in range(W):
             det = arr[i, j] * acc[i, j] - arc[i, j] * arc[i, j]
             tr = arr[i, j] + acc[i, j]
@@ -22,50 +23,77 @@ def harris_response(arr, arc, acc, k, eps, use_k, out):
                 out[i, j] = 2.0 * det / (tr + eps)
 
 
-@njit(cache=True, parallel=True)
-def shi_tomasi_response(arr, arc, acc, out):
+@njit(cache=True, nogil=True)
+def shi_tomasi_response(arr, arc, acc, out, r0, r1):
     """Smaller eigenvalue of the structure tensor (Shi & Tomasi 1994):
-    ``((arr + acc) - sqrt((arr - acc)^2 + 4 arc^2)) / 2``."""
-    H, W = out.shape
-    for i in prange(H):
+    ``((arr + acc) - sqrt((arr - acc)^2 + 4 arc^2)) / 2``; rows ``[r0, r1)`` of ``out``."""
+    W = out.shape[1]
+    for i in range(r0, r1):
         for j in range(W):
             d = arr[i, j] - acc[i, j]
             out[i, j] = ((arr[i, j] + acc[i, j]) - np.sqrt(d * d + 4.0 * arc[i, j] * arc[i, j])) / 2
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", nogil=True)
 def _clamp(v, lo, hi):
     """``min(max(v, lo), hi)`` for integers, without the builtins (each of those is one more
     Numba-internal specialisation to compile in every kernel that uses it)."""
     return lo if v < lo else (hi if v > hi else v)
 
 
-@njit(cache=True, parallel=True)
-def max_filter_nearest(image, radius, out):
-    """Maximum over the (2 radius + 1)^2 window, ``nearest`` border
-    (``scipy.ndimage.maximum_filter(image, 2 * radius + 1, mode='nearest')``).
+@njit(cache=True, nogil=True)
+def max_rows_nearest(image, radius, out, r0, r1):
+    """``out[i, j] = max(image[i, j - radius .. j + radius])``, columns clamped to the image
+    (the ``nearest`` border), for rows ``[r0, r1)``: the first pass of a separable maximum
+    filter (:func:`max_cols_nearest` is the second).
 
-    Separable: a row maximum into a scratch image, then a column maximum; border indices are
-    clamped, which is the ``nearest`` extension.
-    """
-    H, W = image.shape
-    rowmax = np.empty((H, W), np.float32)
-    for i in prange(H):
+    One shift ``d`` at a time over whole rows, the clamped columns apart: plain loops over
+    contiguous memory, which vectorise (a clamped index per element does not)."""
+    W = image.shape[1]
+    for i in range(r0, r1):
+        src = image[i]
+        dst = out[i]
         for j in range(W):
-            m = image[i, j]
-            for d in range(-radius, radius + 1):
-                jj = _clamp(j + d, 0, W - 1)
-                if image[i, jj] > m:
-                    m = image[i, jj]
-            rowmax[i, j] = m
-    for i in prange(H):
+            dst[j] = src[j]
+        for d in range(1, radius + 1):
+            e = d if d < W else W
+            # a select, not a conditional store: the loops then vectorise
+            for j in range(W - e):                   # right neighbour j + d
+                v, m = src[j + d], dst[j]
+                dst[j] = v if v > m else m
+            last = src[W - 1]
+            for j in range(W - e, W):                # past the last column: the last column
+                m = dst[j]
+                dst[j] = last if last > m else m
+            for j in range(e, W):                    # left neighbour j - d
+                v, m = src[j - d], dst[j]
+                dst[j] = v if v > m else m
+            first = src[0]
+            for j in range(e):                       # before the first column: the first
+                m = dst[j]
+                dst[j] = first if first > m else m
+
+
+@njit(cache=True, nogil=True)
+def max_cols_nearest(rowmax, radius, out, r0, r1):
+    """``out[i, j] = max(rowmax[i - radius .. i + radius, j])``, rows clamped to the image,
+    for rows ``[r0, r1)``: the second pass of the separable maximum filter.
+
+    Together with :func:`max_rows_nearest` this is ``scipy.ndimage.maximum_filter(image,
+    2 * radius + 1, mode='nearest')``. Both are one-thread kernels over a band of rows; the
+    caller runs bands on several threads (:func:`cvcore._bands.run_bands`; a ``prange`` per
+    pass cost a gufunc module each on a cold start)."""
+    H, W = out.shape
+    for i in range(r0, r1):
+        dst = out[i]
+        src = rowmax[i]
         for j in range(W):
-            out[i, j] = rowmax[i, j]
+            dst[j] = src[j]
         for d in range(-radius, radius + 1):
-            ii = _clamp(i + d, 0, H - 1)
+            row = rowmax[_clamp(i + d, 0, H - 1)]
             for j in range(W):
-                if rowmax[ii, j] > out[i, j]:
-                    out[i, j] = rowmax[ii, j]
+                v, m = row[j], dst[j]
+                dst[j] = v if v > m else m
 
 
 @njit(cache=True)

@@ -257,12 +257,19 @@ def test_harris_default_k_is_documented_value():
 
 def test_max_filter_kernel_matches_scipy():
     ndi = pytest.importorskip("scipy.ndimage")
-    from kernels.corners import max_filter_nearest
+    from kernels.corners import max_cols_nearest, max_rows_nearest
     rng = np.random.default_rng(4)
-    for shape, radius in [((1, 1), 2), ((3, 7), 1), ((20, 15), 3)]:
+    for shape, radius in [((1, 1), 2), ((3, 7), 1), ((20, 15), 3), ((9, 4), 6), ((5, 30), 7)]:
         image = rng.random(shape).astype(np.float32)
+        rowmax = np.empty_like(image)
         out = np.empty_like(image)
-        max_filter_nearest(image, radius, out)
+        H = shape[0]
+        for r0, r1 in ((0, H // 2), (H // 2, H)):          # two bands of rows, as two threads
+            max_rows_nearest(image, radius, rowmax, r0, r1)
+        np.testing.assert_array_equal(rowmax, ndi.maximum_filter1d(image, 2 * radius + 1, axis=1,
+                                                                   mode="nearest"))
+        for r0, r1 in ((0, H // 3), (H // 3, H)):
+            max_cols_nearest(rowmax, radius, out, r0, r1)
         np.testing.assert_array_equal(out, ndi.maximum_filter(image, 2 * radius + 1,
                                                               mode="nearest"))
 

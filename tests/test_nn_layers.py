@@ -35,7 +35,8 @@ class TestKernelsMatchReference:
         beta = rng.standard_normal(4).astype(np.float32)
         v = lambda a: a.reshape(3, 4, 30)
         mean, var = np.empty(4), np.empty(4)
-        nn_norm.batchnorm_stats(v(x), mean, var)
+        nn_norm.batchnorm_stats(v(x), mean, var, 0, 1)          # channels in two calls
+        nn_norm.batchnorm_stats(v(x), mean, var, 1, 4)
         rmean, rvar = ref_norm.batchnorm_stats(x)
         np.testing.assert_allclose(mean, rmean, rtol=1e-12)
         np.testing.assert_allclose(var, rvar, rtol=1e-12)
@@ -58,7 +59,7 @@ class TestKernelsMatchReference:
         for train in (True, False):
             dx, dgamma, dbeta = np.empty_like(x), np.empty(4), np.empty(4)
             nn_norm.batchnorm_backward(v(dy), v(x), mean, invstd, gamma, train,
-                                       np.empty((4, 3), np.float32), dgamma, dbeta, v(dx))
+                                       np.empty((4, 3), np.float32), dgamma, dbeta, v(dx), 0, 4)
             rdx, rdgamma, rdbeta = ref_norm.batchnorm_backward(dy, x, mean, invstd, gamma, train)
             np.testing.assert_allclose(dbeta, rdbeta, rtol=1e-10)
             np.testing.assert_allclose(dgamma, rdgamma, rtol=1e-5)   # dy * (x - mean): float32
@@ -66,7 +67,14 @@ class TestKernelsMatchReference:
             # in place (dx written over dy), as the residual blocks call it
             d = dy.copy()
             nn_norm.batchnorm_backward(v(d), v(x), mean, invstd, gamma, train,
-                                       np.empty((4, 3), np.float32), dgamma, dbeta, v(d))
+                                       np.empty((4, 3), np.float32), dgamma, dbeta, v(d), 0, 4)
+            np.testing.assert_array_equal(d, dx)
+            # any split of the channels between threads gives the same values, bit for bit
+            d = dy.copy()
+            for c0, c1 in ((0, 1), (1, 3), (3, 4)):
+                nn_norm.batchnorm_backward(v(d), v(x), mean, invstd, gamma, train,
+                                           np.empty((4, 3), np.float32), dgamma, dbeta, v(d),
+                                           c0, c1)
             np.testing.assert_array_equal(d, dx)
 
     def test_activation_kernels(self, rng):

@@ -361,6 +361,94 @@ def test_resize_rejects_non_finite_float32_on_every_path(interpolation, value, n
     assert np.isinf(pp.resize(big, (4, 6), "area")).all()
 
 
+def test_affine_run_is_exact(rng):
+    """The affine kernels find the run of output pixels whose source coordinate
+    ``a * x + b`` (float64, as the row loop computes it) lies in ``[lower, upper)`` from a
+    division and a correction: it must be exactly the set a pixel-by-pixel test gives, for
+    steep, shallow, zero, negative and tiny slopes, offsets far outside, and coordinates
+    landing exactly on the bounds."""
+    from kernels.warp import _affine_run, _span
+    slopes = [1.0, -1.0, 0.5, -0.5, 0.3, -0.7, 2.0, 1e-12, -1e-12, 0.0, -0.0, 1e6, -1e6,
+              1.0 / 3.0, 0.1 + 0.2]
+    offsets = [0.0, -0.0, -5.0, -5.5, 3.0, 7.25, -1e9, 1e9, 1e-300, 63.0, 64.0, 1e15]
+    cases = [(a, b) for a in slopes for b in offsets]
+    cases += [(rng.normal() * 10 ** rng.uniform(-6, 2), rng.normal() * 10 ** rng.uniform(-3, 3))
+              for _ in range(300)]
+    # slopes below the rounding step of the offset near a bound: the computed coordinate
+    # crosses the bound well before (or after) the real solution (t - b) / a
+    for t in (63.0, 64.0, 1.0, -1.0):
+        step = np.spacing(t)
+        for k in (1, 2, 3):
+            for f in (0.07, 0.1, 0.3):
+                cases += [(f * step, t - k * step), (-f * step, t + k * step)]
+    for n in (1, 64, 200):
+        for lower, upper in ((0.0, 63.0), (-1.0, 64.0), (0.0, 1.0), (0.0, 0.0)):
+            for a, b in cases:
+                x = np.arange(n, dtype=np.float64)
+                p = a * x + b                        # the same IEEE operations, no fusing
+                inside = np.flatnonzero((lower <= p) & (p < upper))
+                lo, hi = _span(a, b, n, lower, upper)
+                if inside.size:
+                    assert (lo, hi) == (inside[0], inside[-1] + 1), (a, b, n, lower, upper)
+                    assert inside.size == hi - lo        # one run: p is monotone in x
+                else:
+                    assert lo >= hi, (a, b, n, lower, upper)
+    # both coordinates: the intersection; non-finite coefficients give no run
+    assert _affine_run(1.0, -3.0, 0.0, 2.0, 10, 0.0, 5.0, 5.0) == (3, 8)
+    assert _affine_run(1.0, -3.0, 0.0, 7.0, 10, 0.0, 5.0, 5.0) == (0, 0)
+    assert _affine_run(np.inf, 0.0, 0.0, 2.0, 10, 0.0, 5.0, 5.0) == (0, 0)
+    assert _affine_run(1.0, np.nan, 0.0, 2.0, 10, 0.0, 5.0, 5.0) == (0, 0)
+
+
+# exact (dyadic) maps: positions on pixel centres, half-pixels and the image edges, where a run
+# boundary or a rounding tie is decided by the last bit
+EXACT_AFFINE = [np.array([[1.0, 0.0, 3.0], [0.0, 1.0, -2.0]]),       # integer shift
+                np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5]]),        # half a pixel: ties
+                np.array([[0.0, -1.0, 6.0], [1.0, 0.0, 0.0]]),       # 90 degrees: a == 0
+                np.array([[-1.0, 0.0, 8.0], [0.0, -1.0, 6.0]]),      # 180 degrees: a < 0
+                np.array([[2.0, 0.0, -1.0], [0.0, 0.5, 1.0]]),       # scale 2 and 1/2
+                np.array([[1.0, 0.5, 0.0], [0.25, 1.0, -0.75]]),     # shears
+                np.array([[1.0, 0.0, 500.0], [0.0, 1.0, 0.0]])]      # everything outside
+
+
+@pytest.mark.parametrize("mode", BORDER_MODES)
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_warp_affine_runs_and_borders_match_twin(rng, mode, interpolation):
+    """The affine kernels (a run of inside pixels per row, chunks of positions, the border
+    rules only off the run) against the readable twin: exact maps whose positions hit the run
+    boundaries and rounding ties, 1-pixel and 1-row images, outputs wider than a chunk."""
+    for shape in ((7, 9, 2), (1, 7), (7, 1), (1, 1), (2, 2)):
+        x = rng.random(shape).astype(np.float32)
+        x3 = x if x.ndim == 3 else x[..., None]
+        for M in EXACT_AFFINE:
+            for out_shape in ((8, 150), (5, 3)):
+                inverse = np.linalg.inv(_full(M))
+                expected = ref_warp.warp(x3, inverse, *out_shape, interpolation, mode, 0.25)
+                got = pp.warp_affine(x, M, out_shape, interpolation, mode, 0.25)
+                got = got if got.ndim == 3 else got[..., None]
+                np.testing.assert_allclose(got, expected, atol=1e-6, err_msg=str((M, shape)))
+
+
+@pytest.mark.parametrize("mode", BORDER_MODES)
+def test_warp_affine_equals_the_general_kernel(rng, mode):
+    """``warp_affine`` (row-wise positions ``a * x + (b * y + c)``) against the general
+    homography kernel given the same affine matrix (positions ``(a * x + b * y) + c``): the
+    same samples to float rounding on random maps, sizes across the chunk length."""
+    x = rng.random((40, 70, 3)).astype(np.float32)
+    mismatched = 0
+    for _ in range(6):
+        M = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]) + rng.normal(0, 0.3, (2, 3))
+        M[:, 2] = rng.uniform(-20, 20, 2)
+        for interpolation in ("bilinear", "nearest"):
+            got = pp.warp_affine(x, M, (45, 131), interpolation, mode, 0.5)
+            ref = pp.warp_perspective(x, _full(M), (45, 131), interpolation, mode, 0.5)
+            if interpolation == "bilinear":
+                np.testing.assert_allclose(got, ref, atol=1e-5)
+            else:                  # a position within rounding of a half-pixel may go either way
+                mismatched += np.count_nonzero(got != ref)
+    assert mismatched <= 3
+
+
 def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch):
     """The geometry kernels each make a band of output rows, the bands run on several threads
     (``cvcore._bands``): in many bands every resize kind and both warps must give

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cvcore._bands import run_bands
 from cvcore._threads import network_call
 from cvcore._validate import (_check_real, check_array, check_choice, check_finite, check_int,
                               check_nonnegative, check_positive)
@@ -79,7 +80,8 @@ def harris(image, method="k", k=HARRIS_K, eps=1e-6, sigma=1):
     with network_call():            # no more threads than free cores (cvcore._threads)
         arr, arc, acc = structure_tensor(image, sigma)
         out = np.empty(arr.shape, np.float32)
-        harris_response(arr, arc, acc, k, eps, method == "k", out)
+        run_bands(harris_response, out.shape[0], out.shape[1], arr, arc, acc, k, eps,
+                  method == "k", out)
     return out
 
 
@@ -90,7 +92,7 @@ def shi_tomasi(image, sigma=1):
     with network_call():
         arr, arc, acc = structure_tensor(image, sigma)
         out = np.empty(arr.shape, np.float32)
-        shi_tomasi_response(arr, arc, acc, out)
+        run_bands(shi_tomasi_response, out.shape[0], out.shape[1], arr, arc, acc, out)
     return out
 
 
@@ -131,7 +133,7 @@ def corner_peaks(response, min_distance=1, threshold_abs=None, threshold_rel=Non
     >>> sorted(corner_peaks(harris(image), min_distance=3).tolist())
     [[5, 5], [5, 14], [14, 5], [14, 14]]
     """
-    from kernels.corners import greedy_spacing, max_filter_nearest
+    from kernels.corners import greedy_spacing, max_cols_nearest, max_rows_nearest
     r = check_array(response, "response", ndim=2, dtypes="buif")
     check_finite(r, "response")
     r = np.ascontiguousarray(r, dtype=np.float32)
@@ -157,7 +159,9 @@ def corner_peaks(response, min_distance=1, threshold_abs=None, threshold_rel=Non
         peak = r > threshold
     else:
         local_max = np.empty_like(r)
-        max_filter_nearest(r, d, local_max)
+        rowmax = np.empty_like(r)        # separable: the row maximum, then the column maximum
+        run_bands(max_rows_nearest, H, W * (2 * d + 1), r, d, rowmax)
+        run_bands(max_cols_nearest, H, W * (2 * d + 1), rowmax, d, local_max)
         peak = r == local_max
         if peak.all():                   # a flat map has no peaks
             peak[:] = False

@@ -371,7 +371,7 @@ def batchnorm2d_train_forward(x, gamma, beta, eps: float = BN_EPS, fuse_relu: bo
     nk = _kernels("nn_norm")
     mean = np.empty(C)
     var = np.empty(C)
-    nk.batchnorm_stats(_bn_view(x), mean, var)
+    run_bands(nk.batchnorm_stats, C, N * H * W, _bn_view(x), mean, var, min_rows=1)
     invstd = 1.0 / np.sqrt(var + eps)
     y = np.empty_like(x)
     _normalize(x, mean, invstd, gamma, beta, y, fuse_relu)
@@ -429,11 +429,12 @@ def _bn_backward(dy, x, cache, train, out):
     dgamma = np.empty(C)
     dbeta = np.empty(C)
     dx = _grad_out(out, x)
-    _kernels("nn_norm").batchnorm_backward(
-        _bn_view(dy), _bn_view(x), np.ascontiguousarray(cache.mean, dtype=np.float64),
-        np.ascontiguousarray(cache.invstd, dtype=np.float64),
-        np.ascontiguousarray(cache.gamma, dtype=t), bool(train),
-        np.empty((C, 3), dtype=t), dgamma, dbeta, _bn_view(dx))
+    xv = _bn_view(x)
+    run_bands(_kernels("nn_norm").batchnorm_backward, C, 2 * xv.shape[0] * xv.shape[2],
+              _bn_view(dy), xv, np.ascontiguousarray(cache.mean, dtype=np.float64),
+              np.ascontiguousarray(cache.invstd, dtype=np.float64),
+              np.ascontiguousarray(cache.gamma, dtype=t), bool(train),
+              np.empty((C, 3), dtype=t), dgamma, dbeta, _bn_view(dx), min_rows=1)
     return dx, dgamma.astype(t), dbeta.astype(t)
 
 

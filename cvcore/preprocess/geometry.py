@@ -246,7 +246,7 @@ def _check_matrix(M, name, shape):
     return np.ascontiguousarray(np.linalg.inv(full), dtype=np.float64)
 
 
-def _warp(image, Minv, output_shape, interpolation, mode, cval):
+def _warp(image, Minv, output_shape, interpolation, mode, cval, affine=False):
     from kernels import warp as warp_kernels
 
     check_choice(interpolation, WARP_INTERPOLATIONS, "interpolation")
@@ -256,8 +256,12 @@ def _warp(image, Minv, output_shape, interpolation, mode, cval):
     C, H, W = planes.shape
     rows, cols = _output_shape(output_shape, (H, W), C)
     out = np.empty((C, rows, cols), dtype=np.float32)
-    kernel = (warp_kernels.warp_nearest if interpolation == "nearest" else
-              warp_kernels.warp_bilinear)
+    if affine:      # Minv[2] == (0, 0, 1): row-wise positions and runs (kernels.warp)
+        kernel = (warp_kernels.warp_affine_nearest if interpolation == "nearest" else
+                  warp_kernels.warp_affine_bilinear)
+    else:
+        kernel = (warp_kernels.warp_nearest if interpolation == "nearest" else
+                  warp_kernels.warp_bilinear)
     mode_code = getattr(warp_kernels, f"MODE_{mode.upper()}")
     run_bands(kernel, rows, cols * C * (4 if interpolation == "bilinear" else 1), planes, Minv,
               mode_code, np.float32(cval), out)
@@ -298,7 +302,7 @@ def warp_affine(image, M, output_shape=None, interpolation: str = "bilinear",
     """
     Minv = _check_matrix(M, "M", (2, 3))
     Minv[2] = (0.0, 0.0, 1.0)     # the inverse of an affine map is affine: s = 1 exactly
-    return _warp(image, Minv, output_shape, interpolation, mode, cval)
+    return _warp(image, Minv, output_shape, interpolation, mode, cval, affine=True)
 
 
 def warp_perspective(image, H, output_shape=None, interpolation: str = "bilinear",

@@ -3,6 +3,10 @@
 For output pixel (x, y): source ``(u, v, s) = Minv @ (x, y, 1)``, position ``(u / s, v / s)``;
 sample the input there (nearest: round half up; bilinear: the four neighbours), reading pixels
 outside the image through the border mode (SciPy ndimage names).
+
+The fast affine kernels evaluate the same position with the row's constant first,
+``u = Minv[0, 0] * x + (Minv[0, 1] * y + Minv[0, 2])``, which differs from the product here only
+in the last bits (tests: agreement to 1e-5, and to 1e-6 on exact maps).
 """
 import math
 
