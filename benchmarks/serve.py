@@ -247,6 +247,7 @@ def torch_app(model_path, max_batch_size, threads=0, model_threads=0, pipeline=T
     mean = torch.from_numpy(model.arrays["mean"]).reshape(1, -1, 1, 1)
     std = torch.from_numpy(model.arrays["std"]).reshape(1, -1, 1, 1)
     H, W = model.size
+    pieces = serve_app.answer_pieces(model.kind, "torch", model)
     registry = Registry()
     hist = registry.histogram("cvcore_batch_size", "images per forward", ("model",),
                               buckets=BATCH_BUCKETS)
@@ -300,7 +301,7 @@ def torch_app(model_path, max_batch_size, threads=0, model_threads=0, pipeline=T
             p = await batcher.submit(image, timeout=60)
             t2 = time.perf_counter()
             # the same answer, encoded the same way, as cvcore serve's
-            return serve_app._answer_json(name, "torch", model, False, p, min(top_k or 5, len(p)),
+            return serve_app._answer_json(pieces, False, p, min(top_k or 5, len(p)),
                                           round((t1 - t0) * 1e3, 3), round((t2 - t1) * 1e3, 3),
                                           round((time.perf_counter() - t0) * 1e3, 3))
 

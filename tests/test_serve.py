@@ -969,7 +969,8 @@ def test_answer_json_is_the_dict_encoded_by_json_dumps():
     np.argsort's stable one; a probability that is not finite is refused as json refuses it."""
     from types import SimpleNamespace
 
-    from cvcore.serve.app import TOP_SORT_IN_PYTHON, _answer_json, _json_bytes, _top_indices
+    from cvcore.serve.app import (TOP_SORT_IN_PYTHON, _answer_json, _json_bytes, _top_indices,
+                                  answer_pieces)
     rng = np.random.default_rng(0)
     for n in (3, 10, TOP_SORT_IN_PYTHON + 37):
         names = [f'class "{i}" é\\' for i in range(n)]
@@ -987,6 +988,7 @@ def test_answer_json_is_the_dict_encoded_by_json_dumps():
                                                  "probability": float(proba[i])} for i in order],
                                 "time_ms": {"decode": 0.125, "queue_and_model": 3.0,
                                             "total": 12.345}})
-            assert _answer_json("m", "v1", model, tta, proba, k, 0.125, 3.0, 12.345) == want
+            pieces = answer_pieces("m", "v1", model)
+            assert _answer_json(pieces, tta, proba, k, 0.125, 3.0, 12.345) == want
     with pytest.raises(ValueError, match="JSON"):
-        _answer_json("m", "v1", model, False, np.full(n, np.nan), 2, 0.0, 0.0, 0.0)
+        _answer_json(pieces, False, np.full(n, np.nan), 2, 0.0, 0.0, 0.0)

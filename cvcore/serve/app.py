@@ -166,6 +166,7 @@ class Server:
         # port opens; compiling and warming happen after it opens (/readyz says when).
         self._loaded = {name: ServedModel.read(m.path) for name, m in self.models.items()}
         self.batchers: dict = {}
+        self._pieces: dict = {}           # (name, version) -> answer_pieces(...)
         self.ready = False
         self.started = time.time()
         # The model threads: each runs one batch at a time with its own copy of the network (a
@@ -368,7 +369,12 @@ class Server:
         else:
             proba, version, model = await self.predict(served, image)
         t2 = time.perf_counter()
-        return _answer_json(name, version, model, tta, proba, self.top_k(top_k, served),
+        pieces = self._pieces.get((name, version))
+        if pieces is None:                  # the first answer of this model version
+            if len(self._pieces) > len(self.models) * 4:
+                self._pieces.clear()        # (versions replaced by reloads)
+            pieces = self._pieces[name, version] = answer_pieces(name, version, model)
+        return _answer_json(pieces, tta, proba, self.top_k(top_k, served),
                             round((t1 - t0) * 1e3, 3), round((t2 - t1) * 1e3, 3),
                             round((time.perf_counter() - t0) * 1e3, 3))
 
@@ -545,36 +551,27 @@ def _top(proba, class_names, k):
             for i in _top_indices(proba, k)]
 
 
-#: Pre-encoded pieces of the predict answer, per (model object, version):
-#: ``(head with "tta":false, head with "tta":true, [class piece])``, see :func:`_answer_json`.
-_ANSWER_PIECES: dict = {}
+def answer_pieces(name, version, model) -> tuple:
+    """Pre-encoded pieces of the predict answer of model ``name`` at ``version`` (``model``'s
+    ``kind`` and ``class_names``): ``(head with "tta":false, head with "tta":true, [class
+    piece])``, for :func:`_answer_json`."""
+    def head(tta):
+        text = _json_bytes({"model": name, "version": version, "kind": model.kind, "tta": tta})
+        return text[:-1] + b',"predictions":['
+    return head(False), head(True), [
+        _json_bytes({"label": label, "index": i})[:-1] + b',"probability":'
+        for i, label in enumerate(model.class_names)]
 
 
-def _answer_pieces(name, version, model):
-    key = (name, version, id(model))
-    pieces = _ANSWER_PIECES.get(key)
-    if pieces is None:
-        if len(_ANSWER_PIECES) > 64:                    # reloads: forget the old versions
-            _ANSWER_PIECES.clear()
-
-        def head(tta):
-            text = _json_bytes({"model": name, "version": version, "kind": model.kind,
-                                "tta": tta})
-            return text[:-1] + b',"predictions":['
-        pieces = _ANSWER_PIECES[key] = (head(False), head(True), [
-            _json_bytes({"label": label, "index": i})[:-1] + b',"probability":'
-            for i, label in enumerate(model.class_names)])
-    return pieces
-
-
-def _answer_json(name, version, model, tta, proba, k, decode_ms, model_ms, total_ms) -> bytes:
+def _answer_json(pieces, tta, proba, k, decode_ms, model_ms, total_ms) -> bytes:
     """The predict answer, ``{"model", "version", "kind", "tta", "predictions": [{"label",
     "index", "probability"}], "time_ms": {"decode", "queue_and_model", "total"}}``, encoded
     byte for byte as :func:`_json_bytes` encodes that dict, from pieces encoded once per model
     version: only the numbers are formatted per request (``repr`` of a float, as ``json``
-    writes it). A probability that is not finite goes through :func:`_json_bytes`, which
-    refuses it as it always did."""
-    head_false, head_true, classes = _answer_pieces(name, version, model)
+    writes it). ``pieces`` are :func:`answer_pieces` of the model and version that answered.
+    A probability that is not finite goes through :func:`_json_bytes`, which refuses it as it
+    always did."""
+    head_false, head_true, classes = pieces
     top = _top_indices(proba, k)
     values = [float(proba[i]) for i in top]
     if not all(math.isfinite(v) for v in values):
