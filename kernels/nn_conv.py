@@ -507,7 +507,8 @@ def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine,
     serial kernel: :func:`cvcore._bands.run_bands` splits the tiles over threads). The same
     sums in the same order, so the same bits.
 
-    The layout, in blocks of ``TB = simd.TB`` images: images ``[b*TB, b*TB + nb)`` (``nb =
+    The layout, in blocks of ``TB = simd.TBP`` images (the tile width of
+    :func:`kernels.simd.fma_tile_pm`, 32 on AVX-512): images ``[b*TB, b*TB + nb)`` (``nb =
     min(TB, N - b*TB)``) form block ``b``, which starts at element ``b*TB*Hs*Ws*C`` and holds
     element ``(hs, ws, c, n)`` at ``((hs*Ws + ws)*C + c)*nb + n``: pixel by pixel, channel by
     channel, the block's images side by side, with ``pm`` rows and columns of zero pixels
@@ -528,7 +529,7 @@ def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine,
     ----------
     x : ndarray (Hs, Ws, C, N), float32 or float64, C-contiguous
         The input in that layout (the 4-D shape gives its geometry; the border must be zero).
-        Its buffer must go on for ``simd.TB`` elements after the view: a partial block's last
+        Its buffer must go on for ``simd.TBP`` elements after the view: a partial block's last
         tile reads past its last pixel (those positions are dropped).
     w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, affine, eps, lo, hi :
         As :func:`conv2d_forward`; ``ph, pw <= pm``.
@@ -545,7 +546,7 @@ def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine,
     Hs, Ws, C, N = x.shape
     Hso, Wso, K = y.shape[0], y.shape[1], y.shape[2]
     Ho, Wo = Hso - 2 * pm, Wso - 2 * pm
-    KB, TB = simd.KB, simd.TB
+    KB, TB = simd.KB, simd.TBP
     ok, scale, shift, has_affine, has_bias = _fold(affine, bias, eps, K, x.dtype)
     if not ok:
         status[0] = -1
@@ -579,7 +580,7 @@ def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine,
         for kb in range(nkb):
             for k in range(KB):                      # past the last channel: repeat it, drop it
                 wrows[k] = min(kb * KB + k, K - 1) * R
-            simd.fma_tile(xs, q0, wflat, wrows, taps, acc)
+            simd.fma_tile_pm(xs, q0, wflat, wrows, taps, acc)
             for k in range(min(KB, K - kb * KB)):
                 row = acc[k]
                 _leave(row, scale[kb * KB + k], shift[kb * KB + k], has_affine, has_bias)
