@@ -222,6 +222,33 @@ def test_median_matches_scipy_and_twin(mode):
             np.testing.assert_array_equal(got, ref.median(image, pair, mode, 0.5))
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_median3x3_row_pairs_and_bands(mode):
+    """The 3 x 3 kernel does output rows two at a time (the last of an odd count alone, its
+    partner written to scratch) and carries column triples along the row: every height and
+    width from 1 up, and any split into bands (odd and even starts and lengths), must equal
+    SciPy exactly, ties (few distinct values) included."""
+    from kernels.conv import border_map
+    from kernels.filters import median3x3
+    rng = np.random.default_rng(17)
+    for H in range(1, 8):
+        for W in (1, 2, 3, 5, 17, 40):
+            image = rng.integers(0, 4, (H, W)).astype(np.float32)
+            want = ndi.median_filter(image, 3, mode=mode, cval=1.5)
+            np.testing.assert_array_equal(median(image, 3, mode=mode, cval=1.5), want)
+    image = rng.random((23, 37)).astype(np.float32)
+    want = ndi.median_filter(image, 3, mode=mode, cval=0.25)
+    code = F.MODES[mode]
+    rows, cols = border_map(23, 1, 1, code), border_map(37, 1, 1, code)
+    for bounds in ([0, 23], [0, 1, 23], [0, 2, 5, 6, 9, 23], [0, 7, 8, 15, 22, 23]):
+        out = np.full_like(image, np.nan)
+        bad = np.zeros(23, np.uint8)
+        for r0, r1 in zip(bounds[:-1], bounds[1:]):
+            median3x3(image, image.view(np.uint32), rows, cols, 0.25, out, bad, r0, r1)
+        np.testing.assert_array_equal(out, want)
+        assert not bad.any()
+
+
 def test_median_real_multichannel():
     image = load_test_image("spots.jpg", mode="rgb")
     got = median(image, 5)

@@ -595,6 +595,11 @@ def test_narrow_tile_kernel_is_bit_equal_and_chosen_for_small_planes(rng):
     from cvcore.nn.conv import narrow_tile
     assert narrow_tile(1, 7, 7, 7, 7, 3, 3, (1, 1), (1, 1), (1, 1))
     assert narrow_tile(1, 7, 7, 7, 7, 1, 1, (1, 1), (0, 0), (1, 1))
+    assert narrow_tile(1, 7, 7, 7, 7, 3, 3, (1, 1), (1, 1), (1, 1), 512 * 9 * 512)
+    # ResNet-20's 1x1/2 projection 32->64 at batch 1 (8x8 output, 64 positions): it would save
+    # 32 positions x 2048 multiply-adds, not worth compiling the narrow kernel
+    assert narrow_tile(1, 16, 16, 8, 8, 1, 1, (2, 2), (0, 0), (1, 1))
+    assert not narrow_tile(1, 16, 16, 8, 8, 1, 1, (2, 2), (0, 0), (1, 1), 32 * 64)
     for N, H in ((1, 32), (1, 16), (1, 8), (1, 14), (8, 7), (128, 8)):   # ResNet-20 never
         assert not narrow_tile(N, H, H, H, H, 3, 3, (1, 1), (1, 1), (1, 1))
     x = rng.standard_normal((1, 19, 7, 7)).astype(np.float32)
@@ -615,3 +620,70 @@ def test_narrow_tile_kernel_is_bit_equal_and_chosen_for_small_planes(rng):
     np.testing.assert_allclose(outs[0], ref.conv2d_bn_forward(x, w, gamma, beta, mean, var, 1e-5,
                                                               (1, 1), (1, 1), (1, 1), res,
                                                               (0.0, np.inf)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("N_blocks, C, K, H, W, k, s, p, d, pm", [
+    ((1, 3), 3, 10, 7, 9, 3, 1, 1, 1, 1),      # a full block and a partial one
+    ((0, 5), 5, 9, 9, 8, 3, 2, 1, 1, 1),       # stride 2, a partial block alone
+    ((2, 0), 4, 7, 6, 6, 1, 2, 0, 1, 1),       # a 1x1/2 projection, two full blocks
+    ((1, 1), 3, 5, 9, 9, 3, 1, 2, 2, 2),       # dilation 2, a border of 2
+])
+def test_pixel_major_forward_is_bit_equal_to_the_strip(N_blocks, C, K, H, W, k, s, p, d, pm,
+                                                       rng):
+    # conv2d_forward_pm on activations stored pixel-major in blocks of simd.TBP images (the
+    # inference plan's large batches): the same sums in the same order as conv2d_forward, the
+    # output's stored border zero, the residual may be the output itself, any split of the
+    # tiles gives the same result, and statistics that are not a variance are refused
+    from cvcore.nn.inference import (_from_pixel_major, _pixel_major_tiles, _stored_size,
+                                     _to_pixel_major)
+    from kernels import simd
+    N = N_blocks[0] * simd.TBP + N_blocks[1]
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((K, C, k, k)).astype(np.float32)
+    gamma, beta = rng.uniform(0.5, 1.5, K).astype(np.float32), rng.normal(0, 1, K).astype(np.float32)
+    mean, var = rng.normal(0, 1, K).astype(np.float32), rng.uniform(0.1, 2, K).astype(np.float32)
+    Ho, Wo = (H + 2 * p - d * (k - 1) - 1) // s + 1, (W + 2 * p - d * (k - 1) - 1) // s + 1
+    res = rng.standard_normal((N, K, Ho, Wo)).astype(np.float32)
+
+    def pixel_major(shape, a=None):
+        n, c, h, w_ = shape
+        buf = np.full(_stored_size(shape, pm), np.nan, np.float32)
+        view = buf[:c * (h + 2 * pm) * (w_ + 2 * pm) * n].reshape(h + 2 * pm, w_ + 2 * pm, c, n)
+        if a is not None:
+            _to_pixel_major(a, view, pm)
+        return view
+
+    xv = pixel_major(x.shape, x)
+    tiles = _pixel_major_tiles(N, Ho, Wo)
+    status = np.zeros(1, np.int64)
+    for relu, residual in ((False, False), (True, False), (True, True)):
+        clamp = (0.0, np.inf) if relu else (-np.inf, np.inf)
+        expected = np.empty((N, K, Ho, Wo), np.float32)
+        fast.conv2d_forward(x, w.reshape(K, -1), k, k, s, s, p, p, d, d, 1, 2,
+                            np.zeros(K, np.float32), np.empty(0, np.float32), expected,
+                            (gamma, beta, mean, var), 1e-5, *clamp,
+                            res if residual else np.empty((0, 0, 0, 0), np.float32))
+        yv = pixel_major((N, K, Ho, Wo), res if residual else None)
+        for i0, i1 in ((0, tiles // 3), (tiles // 3, tiles)):     # two bands
+            fast.conv2d_forward_pm(xv, w.reshape(K, -1), k, k, s, s, p, p, d, d,
+                                   np.zeros(K, np.float32), yv, (gamma, beta, mean, var), 1e-5,
+                                   *clamp, yv if residual else np.empty((0, 0, 0, 0), np.float32),
+                                   pm, status, i0, i1)
+        assert status[0] == 0
+        y = np.empty_like(expected)
+        _from_pixel_major(yv, pm, y)
+        np.testing.assert_array_equal(y, expected)
+        flat = yv.reshape(-1)                  # the stored border: zeros, every block
+        for n0 in range(0, N, simd.TBP):
+            nb = min(simd.TBP, N - n0)
+            size = K * (Ho + 2 * pm) * (Wo + 2 * pm)
+            block = flat[n0 * size:(n0 + nb) * size].reshape(Ho + 2 * pm, Wo + 2 * pm, K, nb)
+            inner = np.zeros(block.shape, bool)
+            inner[pm:pm + Ho, pm:pm + Wo] = True
+            assert (block[~inner] == 0).all()
+    var[2] = -1.0                              # not a variance: refused, y untouched
+    yv = pixel_major((N, K, Ho, Wo))
+    fast.conv2d_forward_pm(xv, w.reshape(K, -1), k, k, s, s, p, p, d, d, np.zeros(K, np.float32),
+                           yv, (gamma, beta, mean, var), 1e-5, 0.0, np.inf,
+                           np.empty((0, 0, 0, 0), np.float32), pm, status, 0, tiles)
+    assert status[0] == -1 and np.isnan(yv).all()

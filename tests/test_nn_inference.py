@@ -198,3 +198,37 @@ def test_step_calls_are_the_plans_kernel_calls(make, size, rng):
     np.testing.assert_array_equal(model.features(x), feats)
     model.train()
     assert model.__dict__["_plan"].step_calls(x) == []
+
+
+def test_large_batches_run_pixel_major_bit_equal(rng):
+    # from a couple of blocks of simd.TBP images the plan stores its activations pixel-major
+    # (kernels.nn_conv.conv2d_forward_pm): the same bits as the layer-by-layer forward, on one
+    # and two threads, beside the strip programs of smaller batches; a statistic that is not a
+    # variance still gets the layer's error
+    from kernels import simd
+    model = _resnet20(rng)
+    x = rng.standard_normal((2 * simd.TBP + 7, 3, 8, 8)).astype(np.float32)
+    expected = _layer_by_layer(model, x)
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            np.testing.assert_array_equal(_planned(model, x), expected)
+            np.testing.assert_array_equal(_planned(model, x[:3]), expected[:3])
+    finally:
+        numba.set_num_threads(before)
+    names = [name for name, _, _, _ in model.__dict__["_plan"].step_calls(x)]
+    assert names[0] == "to_pixel_major" and names[-1] == "from_pixel_major"
+    assert "to_pixel_major" not in [name for name, _, _, _ in
+                                    model.__dict__["_plan"].step_calls(x[:3])]
+    with nn.no_grad():
+        embed, features = model.embed(x), model.features(x)
+    saved = model.__dict__["_plan"]
+    object.__setattr__(model, "_plan", False)
+    with nn.no_grad():
+        np.testing.assert_array_equal(embed, model.embed(x))
+        np.testing.assert_array_equal(features, model.features(x))
+    object.__setattr__(model, "_plan", saved)
+    model.layer3[0].bn2.running_var[1] = -1.0
+    with nn.no_grad(), pytest.raises(ValueError, match=r"^layer3\.0\.bn2: .*running_var"):
+        model(x)

@@ -52,6 +52,11 @@ KAIMING_A = math.sqrt(5.0)
 # once per tile of (output channel, tap) pairs, so it should stay in a core's L2 cache (1 MiB on
 # Zen 4/5). Measured with ``python -m benchmarks.cnn`` (see benchmarks/README.md).
 BLOCK_BYTES = 512 * 2**10
+#: The narrow tile is taken only where it saves this many multiply-adds per call (~0.07 ms of
+#: one thread at the micro-kernel's ~55 G multiply-adds/s, ``benchmarks/README.md``):
+#: ResNet-50's 7x7 convolutions at batch 1 save 33-75 M, ResNet-20's 1x1/2 projection at batch
+#: 1 (the only ResNet-20 call that would take it) 65 k, and the kernel costs 5 s of compile.
+NARROW_MIN_SAVED_MACS = 4 * 10**6
 
 # Output pixels (all images) up to which the weight gradient builds the transposed column matrix
 # (positions x C*kh*kw, at most 2048 x 4608 floats = 36 MiB in ResNet-50) instead of taking dot
@@ -288,13 +293,16 @@ def _no_epilogue(dtype):
     return _EMPTY[key]
 
 
-def narrow_tile(N, H, W, Ho, Wo, kh, kw, stride, padding, dilation):
+def narrow_tile(N, H, W, Ho, Wo, kh, kw, stride, padding, dilation, macs=None):
     """Whether the forward kernel should use its narrow tile
     (:func:`kernels.nn_conv.conv2d_forward_narrow`): where padding the grid positions to the
     narrow width gives a quarter fewer than to the wide one (measured: a narrow tile costs up to
-    ~1.25x a wide one per position). The grid is the strip's (:func:`kernels.nn_conv.
-    strip_geometry`; strided: :func:`kernels.nn_conv.phase_geometry`): ResNet-50's 7x7 planes
-    at batch 1 (64 positions: 96 wide, 64 narrow) take it, ResNet-20's planes never."""
+    ~1.25x a wide one per position), and, given ``macs`` (multiply-adds per position: ``C*kh*kw*K``),
+    where the positions saved are worth :data:`NARROW_MIN_SAVED_MACS` (the narrow kernel is
+    compiled on first use: 5 s of a cold start, not worth a few microseconds). The grid is the
+    strip's (:func:`kernels.nn_conv.strip_geometry`; strided: :func:`kernels.nn_conv.
+    phase_geometry`): ResNet-50's 7x7 planes at batch 1 (64 positions: 96 wide, 64 narrow)
+    take it, ResNet-20's planes never."""
     from kernels import simd
     (sh, sw), (ph, pw), _ = stride, padding, dilation
     if (sh, sw) == (1, 1):
@@ -302,7 +310,10 @@ def narrow_tile(N, H, W, Ho, Wo, kh, kw, stride, padding, dilation):
     else:
         pitch = ((H + 2 * ph + sh - 1) // sh) * ((W + 2 * pw + sw - 1) // sw)
     npos = N * pitch
-    return 5 * (-(-npos // simd.TBN) * simd.TBN) < 4 * (-(-npos // simd.TB) * simd.TB)
+    narrow = -(-npos // simd.TBN) * simd.TBN
+    wide = -(-npos // simd.TB) * simd.TB
+    return 5 * narrow < 4 * wide and (macs is None or (wide - narrow) * macs
+                                      >= NARROW_MIN_SAVED_MACS)
 
 
 def _run_forward(x, w, bias, stride, padding, dilation, affine=None, eps=0.0,
@@ -326,7 +337,8 @@ def _run_forward(x, w, bias, stride, padding, dilation, affine=None, eps=0.0,
     ws = _workspace(x.dtype)
     kernels = _kernels()
     kernel = kernels.conv2d_forward_narrow if narrow_tile(
-        N, H, W, Ho, Wo, kh, kw, stride, padding, dilation) else kernels.conv2d_forward
+        N, H, W, Ho, Wo, kh, kw, stride, padding, dilation, C * kh * kw * K) \
+        else kernels.conv2d_forward
     need = kernel(
         x, w.reshape(K, C * kh * kw), kh, kw, *stride, *padding, *dilation,
         _channel_groups(N, Ho, Wo, K, lanes), lanes, bias, ws.buffer(), y,

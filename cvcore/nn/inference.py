@@ -30,7 +30,9 @@ import threading
 
 import numpy as np
 
+from cvcore._bands import run_bands
 from cvcore.nn.layers import _kernels, _matmul_nt, _pool_output_shape
+from kernels import simd
 
 __all__ = ["ResNetPlan", "Unplanned"]
 
@@ -105,16 +107,18 @@ class ResNetPlan:
         programs = getattr(local, "programs", None)
         if programs is None:
             programs = local.programs = {}
-            local.bufs = [np.empty(0, np.float32) for _ in range(self.nslots + 1)]
+            local.bufs = [np.empty(0, np.float32) for _ in range(self.nslots + 3)]
             local.argmax = np.empty(0, np.int32)
             local.ws = np.empty(0, np.float32)
+            local.status = np.zeros(1, np.int64)
         program = programs.get(key)
         if program is None or program[0] != params:
             program = self._program(x.shape, key[3], params)
             if program is None:
                 return None
             programs[key] = program
-        _, calls, head, last = program
+        _, calls, head, last, _ = program
+        local.status[0] = 0
         ws_need = 0
         for args in calls:
             if args[0] == -1:                          # a conv step: the input goes first
@@ -127,6 +131,8 @@ class ResNetPlan:
             if need < 0:                               # a batch norm's statistics are not a
                 return None                            # variance: the layer path says which
             ws_need = max(ws_need, need)
+        if local.status[0] < 0:                        # (pixel-major kernels say so here)
+            return None
         if ws_need > local.ws.size:                    # grow the strip workspace for next time
             local.ws = np.empty(ws_need, np.float32)
             programs.clear()
@@ -144,24 +150,22 @@ class ResNetPlan:
     def step_calls(self, x):
         """The kernel calls of :meth:`run` for the input ``x``, one by one, for timing them
         (``python -m benchmarks.cnn --layers``): a list of ``(path, relu, residual, fn)``, one
-        per step in order (``fn()`` runs that step's kernel call on the plan's buffers; the
-        max pool steps are named ``"maxpool"``); empty when the plan does not apply. Runs the
-        network once first (to make the program)."""
+        per call in order (``fn()`` runs that call on the plan's buffers; the max pool steps
+        are named ``"maxpool"``, the layout changes of a pixel-major program
+        ``"to_pixel_major"`` and ``"from_pixel_major"``); empty when the plan does not apply.
+        Runs the network once first (to make the program)."""
         import numba
         if self.run(x) is None:
             return []
         key = (x.shape[0], x.shape[2], x.shape[3], numba.get_num_threads())
-        _, calls, _, _ = self._local.programs[key]
+        _, calls, _, _, names = self._local.programs[key]
         out = []
-        for step, args in zip(self.steps, calls):
+        for name, args in zip(names, calls):
             if args[0] == -1:
                 fn = (lambda a=args: a[1](x, *a[2:]))
             else:
                 fn = (lambda a=args: a[1](*a[2:]))
-            if isinstance(step, _Conv):
-                out.append((step.path, step.relu, step.res is not None, fn))
-            else:
-                out.append(("maxpool", False, False, fn))
+            out.append(name + (fn,))
         return out
 
     def _live_arrays(self):
@@ -225,11 +229,16 @@ class ResNetPlan:
         fc = self.net.fc
         if last[1] != fc.in_features:
             return None
-        # grow the buffers to this shape's needs (slot nslots: the pooled features)
-        need = [0] * (self.nslots + 1)
+        pm = self._layout(plan, srcs)
+        # grow the buffers to this shape's needs (slot nslots: the pooled features; pixel-major
+        # programs: slot nslots + 1 the input, nslots + 2 the last stage's output in NCHW)
+        need = [0] * (self.nslots + 3)
         for s, out in zip(self.steps, plan):
-            need[s.dst] = max(need[s.dst], int(np.prod(out)))
+            need[s.dst] = max(need[s.dst], _stored_size(out, pm))
         need[self.nslots] = last[0] * last[1]
+        if pm >= 0:
+            need[self.nslots + 1] = _stored_size(shape, pm)
+            need[self.nslots + 2] = int(np.prod(last))
         bufs = local.bufs
         grown = False
         for i, n in enumerate(need):
@@ -245,25 +254,42 @@ class ResNetPlan:
             local.programs.clear()                     # buffers
 
         def view(slot, shp):
+            if pm < 0:
+                return bufs[slot][:int(np.prod(shp))].reshape(shp)
+            n, c, h, w = shp                           # pixel-major, the zero border stored
+            shp = (h + 2 * pm, w + 2 * pm, c, n)
             return bufs[slot][:int(np.prod(shp))].reshape(shp)
 
-        calls = []
+        calls, names = [], []
+        if pm >= 0:
+            calls.append((-1, _to_pixel_major, view(self.nslots + 1, shape), pm))
+            names.append(("to_pixel_major", False, False))
         for s, out, src_shape in zip(self.steps, plan, srcs):
             y = view(s.dst, out)
             if isinstance(s, _Conv):
                 conv, bn = s.conv, s.bn
                 K, C, kh, kw = conv.weight.data.shape
                 res = view(s.res, out) if s.res is not None else _EMPTY4
-                args = (conv.weight.data.reshape(K, C * kh * kw), kh, kw, *conv.stride,
-                        *conv.padding, *conv.dilation,
+                w_mat = conv.weight.data.reshape(K, C * kh * kw)
+                affine = (bn.weight.data, bn.bias.data, bn.running_mean, bn.running_var)
+                lo = 0.0 if s.relu else -_INF
+                names.append((s.path, s.relu, s.res is not None))
+                if pm >= 0:
+                    src = view(self.nslots + 1 if s.src == -1 else s.src, src_shape)
+                    tiles = _pixel_major_tiles(out[0], out[2], out[3])
+                    work = simd.TBP * C * kh * kw * -(-K // simd.KB)
+                    calls.append((-2, _banded, _kernels("nn_conv").conv2d_forward_pm, tiles,
+                                  work, src, w_mat, kh, kw, *conv.stride, *conv.padding,
+                                  *conv.dilation, _ZEROS(K), y, affine, float(bn.eps), lo, _INF,
+                                  res, pm, local.status))
+                    continue
+                args = (w_mat, kh, kw, *conv.stride, *conv.padding, *conv.dilation,
                         _channel_groups(out[0], out[2], out[3], K, lanes), lanes, _ZEROS(K),
-                        local.ws, y, (bn.weight.data, bn.bias.data, bn.running_mean,
-                                      bn.running_var), float(bn.eps), 0.0 if s.relu else -_INF,
-                        _INF, res)
+                        local.ws, y, affine, float(bn.eps), lo, _INF, res)
                 nk = _kernels("nn_conv")
                 kernel = nk.conv2d_forward_narrow if narrow_tile(
                     out[0], src_shape[2], src_shape[3], out[2], out[3], kh, kw, conv.stride,
-                    conv.padding, conv.dilation) else nk.conv2d_forward
+                    conv.padding, conv.dilation, C * kh * kw * K) else nk.conv2d_forward
                 if s.src == -1:
                     calls.append((-1, kernel) + args)
                 else:
@@ -277,12 +303,41 @@ class ResNetPlan:
                               view(s.src, src_shape).reshape(N * C, H, W), *pool.kernel_size,
                               *pool.stride, *pool.padding, *pool.dilation,
                               y.reshape(N * C, OH, OW), am))
+                names.append(("maxpool", False, False))
         N, C, H, W = last
+        if pm >= 0:
+            out = bufs[self.nslots + 2][:N * C * H * W].reshape(last)
+            calls.append((-2, _from_pixel_major, view(self.steps[-1].dst, last), pm, out))
+            names.append(("from_pixel_major", False, False))
+        else:
+            out = view(self.steps[-1].dst, last)
         pooled = bufs[self.nslots][:N * C].reshape(N, C)
         head = (_kernels("nn_pool").adaptive_avgpool2d_forward,
-                (view(self.steps[-1].dst, last).reshape(N * C, H, W),
-                 pooled.reshape(N * C, 1, 1), 0, N * C), pooled, fc)
-        return params, calls, head, view(self.steps[-1].dst, last)
+                (out.reshape(N * C, H, W), pooled.reshape(N * C, 1, 1), 0, N * C), pooled, fc)
+        return params, calls, head, out, names
+
+    def _layout(self, plan, srcs):
+        """The storage padding of the pixel-major layout if this program should run in it
+        (:func:`kernels.nn_conv.conv2d_forward_pm`), else -1: when the batch is large
+        enough and the convolutions compute fewer positions x taps that way than on their
+        strips (no max pool: the pool kernel reads NCHW)."""
+        if plan[0][0] < PIXEL_MAJOR_MIN_BATCH or len(self.convs) != len(self.steps):
+            return -1
+        pad = max(max(s.conv.padding) for s in self.convs)
+        strip = pixel = 0
+        for s, out, src in zip(self.steps, plan, srcs):
+            conv = s.conv
+            (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
+            N, C, H, W = src
+            Ho, Wo = out[2], out[3]
+            work = C * kh * kw * -(-out[1] // simd.KB)          # taps x channel blocks
+            if (sh, sw) == (1, 1):
+                pitch = (H + max(ph, Ho - H, 0)) * (W + max(pw, Wo - W, 0))
+            else:
+                pitch = ((H + 2 * ph + sh - 1) // sh) * ((W + 2 * pw + sw - 1) // sw)
+            strip += work * -(-N * pitch // simd.TB) * simd.TB
+            pixel += work * _pixel_major_tiles(N, Ho, Wo) * simd.TBP
+        return pad if pixel < strip else -1
 
 
 class Unplanned:
@@ -317,6 +372,72 @@ class _Identity(tuple):
 
 
 _EMPTY4 = np.empty((0, 0, 0, 0), np.float32)
+#: Batches from this size run in the pixel-major layout when it computes less
+#: (:meth:`ResNetPlan._layout`). A tile holds one pixel's images (``simd.TBP``, 32), so smaller
+#: batches leave tiles empty; at 32 ResNet-20 gained nothing (one thread, CPU, against the
+#: strip: 0.997 at 32, 0.965 at 64, 0.86 at 128: the two layout changes and the stem, whose 3
+#: input channels make short tiles, eat the gain of small batches), and the server's batches
+#: (up to 32) then need not compile :func:`kernels.nn_conv.conv2d_forward_pm` (2.6 s).
+PIXEL_MAJOR_MIN_BATCH = 64
+
+
+def _stored_size(shape, pm):
+    """Elements a buffer needs for activations of NCHW ``shape``: NCHW (``pm < 0``), or
+    pixel-major with a border of ``pm`` and the tail a row's last tile reads past the view
+    (:func:`kernels.nn_conv.conv2d_forward`)."""
+    n, c, h, w = shape
+    if pm < 0:
+        return n * c * h * w
+    return c * (h + 2 * pm) * (w + 2 * pm) * n + simd.TBP
+
+
+def _pixel_major_tiles(N, Ho, Wo):
+    """Tiles of :func:`kernels.nn_conv.conv2d_forward_pm`: one per output pixel and block of
+    ``simd.TBP`` images."""
+    return -(-N // simd.TBP) * Ho * Wo
+
+
+def _banded(kernel, tiles, work, *args):
+    """``kernel(*args, t0, t1)`` over ``range(tiles)`` in bands on the free cores
+    (:func:`cvcore._bands.run_bands`; ``work``: the cost of a tile); returns 0."""
+    run_bands(kernel, tiles, work, *args)
+    return 0
+
+
+def _pixel_major_blocks(shape, pm, buf):
+    """``(n0, block)`` for each block of :func:`kernels.nn_conv.conv2d_forward_pm`'s layout of
+    NCHW ``shape`` in the 4-D view ``buf``: images ``n0, n0 + 1, ...`` as ``block[pm + h, pm +
+    w, c, n - n0]``."""
+    N, C, H, W = shape
+    flat = buf.reshape(buf.size)
+    size = C * (H + 2 * pm) * (W + 2 * pm)
+    for n0 in range(0, N, simd.TBP):
+        nb = min(simd.TBP, N - n0)
+        yield n0, flat[n0 * size:(n0 + nb) * size].reshape(H + 2 * pm, W + 2 * pm, C, nb)
+
+
+def _to_pixel_major(x, out, pm):
+    """``x`` (N, C, H, W) into the pixel-major view ``out`` with a zero border ``pm``;
+    returns 0."""
+    N, C, H, W = x.shape
+    for n0, block in _pixel_major_blocks(x.shape, pm, out):
+        block[pm:pm + H, pm:pm + W] = x[n0:n0 + block.shape[3]].transpose(2, 3, 1, 0)
+        if pm:
+            block[:pm] = 0
+            block[pm + H:] = 0
+            block[pm:pm + H, :pm] = 0
+            block[pm:pm + H, pm + W:] = 0
+    return 0
+
+
+def _from_pixel_major(xs, pm, out):
+    """The pixel-major view ``xs`` (border ``pm``) into ``out`` (N, C, H, W); returns 0."""
+    N, C, H, W = out.shape
+    for n0, block in _pixel_major_blocks(out.shape, pm, xs):
+        out[n0:n0 + block.shape[3]] = block[pm:pm + H, pm:pm + W].transpose(3, 2, 0, 1)
+    return 0
+
+
 _ZERO_CACHE = {}
 
 
