@@ -374,11 +374,9 @@ class _Identity(tuple):
 _EMPTY4 = np.empty((0, 0, 0, 0), np.float32)
 #: Batches from this size run in the pixel-major layout when it computes less
 #: (:meth:`ResNetPlan._layout`). A tile holds one pixel's images (``simd.TBP``, 32), so smaller
-#: batches leave tiles empty; at 32 ResNet-20 gained nothing (one thread, CPU, against the
-#: strip: 0.997 at 32, 0.965 at 64, 0.86 at 128: the two layout changes and the stem, whose 3
-#: input channels make short tiles, eat the gain of small batches), and the server's batches
-#: (up to 32) then need not compile :func:`kernels.nn_conv.conv2d_forward_pm` (2.6 s).
-PIXEL_MAJOR_MIN_BATCH = 64
+#: batches leave tiles empty: ResNet-20 one thread, CPU, against the strip plan: 0.83 of its
+#: time at batch 32, 0.76 at 64, 0.74 at 128 (at 16 the strip computes less).
+PIXEL_MAJOR_MIN_BATCH = 32
 
 
 def _stored_size(shape, pm):
