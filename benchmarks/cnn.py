@@ -639,6 +639,13 @@ def _bn_name(path):
     return path, (head + "." if head else "") + last.replace("conv", "bn")
 
 
+def _clocked(clock, f):
+    """Seconds of ``clock`` that one call of ``f`` takes."""
+    t0 = clock()
+    f()
+    return clock() - t0
+
+
 def layer_rows(repeats, batch=128, thread_counts=(1, 2)):
     """Where ResNet-20 inference time goes, step by step: each kernel call of cvcore's fused
     plan (convolution + batch norm [+ residual] [+ ReLU], :meth:`cvcore.nn.inference.
@@ -683,6 +690,11 @@ def layer_rows(repeats, batch=128, thread_counts=(1, 2)):
             return
         rows = []
         for path, relu, has_res, fn in steps:
+            if path in ("to_pixel_major", "from_pixel_major"):
+                # the layout changes of a pixel-major program (large batches): cvcore's cost
+                # alone, counted in its sum of the steps
+                rows.append((path, "", "", None, fn, None))
+                continue
             conv_name, bn_name = _bn_name(path)
             conv, bn = t.get_submodule(conv_name), t.get_submodule(bn_name)
             src, out = shapes[conv_name]
@@ -716,15 +728,19 @@ def layer_rows(repeats, batch=128, thread_counts=(1, 2)):
               f"{'torch/cv':>8} {'cv GF/s':>8} {'t GF/s':>7}")
         sums = [0.0, 0.0]
         for path, src, out, flops, fcv, ftorch in rows:
+            if ftorch is None:                          # a layout change: cvcore only
+                fcv()
+                cv = min(_clocked(clock, fcv) for _ in range(repeats)) * 1e3
+                sums[0] += cv
+                print(f"{path:<22} {src:<17} {out:<17} {cv:8.2f} {'-':>8}", flush=True)
+                continue
             fcv()
             ftorch()
             times = ([], [])
             for r in range(repeats):
                 pair = ((0, fcv), (1, ftorch)) if r % 2 == 0 else ((1, ftorch), (0, fcv))
                 for i, f in pair:
-                    t0 = clock()
-                    f()
-                    times[i].append(clock() - t0)
+                    times[i].append(_clocked(clock, f))
             cv, tt = min(times[0]) * 1e3, min(times[1]) * 1e3
             if flops:
                 sums[0] += cv

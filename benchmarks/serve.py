@@ -246,8 +246,8 @@ def torch_app(model_path, max_batch_size, threads=0, model_threads=0, pipeline=T
     net.eval()
     mean = torch.from_numpy(model.arrays["mean"]).reshape(1, -1, 1, 1)
     std = torch.from_numpy(model.arrays["std"]).reshape(1, -1, 1, 1)
-    names = list(model.class_names)
     H, W = model.size
+    pieces = serve_app.answer_pieces(model.kind, "torch", model)
     registry = Registry()
     hist = registry.histogram("cvcore_batch_size", "images per forward", ("model",),
                               buckets=BATCH_BUCKETS)
@@ -281,7 +281,8 @@ def torch_app(model_path, max_batch_size, threads=0, model_threads=0, pipeline=T
     decode_slots = anyio.CapacityLimiter(2)
 
     class TorchServer:
-        """What the fast lane calls: the body, the image, the batch, the top 5 as JSON."""
+        """What the fast lane calls: the body, the image, the batch, the top 5 as JSON
+        (:func:`cvcore.serve.app._answer_json`, as ``cvcore serve`` encodes it)."""
 
         async def predict_request(self, name, receive, headers, top_k=None, tta=False):
             t0 = time.perf_counter()
@@ -296,11 +297,13 @@ def torch_app(model_path, max_batch_size, threads=0, model_threads=0, pipeline=T
                                                                limiter=decode_slots)
                 except Exception as exc:                      # Pillow's many error types
                     raise serve_app.ApiError(400, "bad_image", str(exc)) from None
+            t1 = time.perf_counter()
             p = await batcher.submit(image, timeout=60)
-            top = np.argsort(-p, kind="stable")[:top_k or 5]
-            return {"model": name, "predictions": [
-                {"label": names[i], "index": int(i), "probability": float(p[i])} for i in top],
-                "time_ms": {"total": round((time.perf_counter() - t0) * 1e3, 3)}}
+            t2 = time.perf_counter()
+            # the same answer, encoded the same way, as cvcore serve's
+            return serve_app._answer_json(pieces, False, p, min(top_k or 5, len(p)),
+                                          round((t1 - t0) * 1e3, 3), round((t2 - t1) * 1e3, 3),
+                                          round((time.perf_counter() - t0) * 1e3, 3))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -445,45 +445,47 @@ def _fold(affine, bias, eps, K, dtype):
 
 
 @njit(cache=True, nogil=True)
-def _leave(row, a, c, has_affine, has_bias):
-    """A tile row of an output channel leaves the registers: ``row * scale + shift`` (batch
-    norm: ``a, c``), or ``row + bias`` (``c``), in place (see :func:`_store`)."""
-    if has_affine:
-        for t in range(row.size):
-            row[t] = row[t] * a + c
-    elif has_bias:
-        for t in range(row.size):
-            row[t] += c
+def _leave_tile(acc, nk, nb, scale, shift, has_affine, has_bias, y, at, res, tmp, has_res,
+                has_clamp, clamp):
+    """Rows ``k < nk`` of a tile leave the registers for ``y[at + k*nb:][:nb]``: ``acc[k] *
+    scale[k] + shift[k]`` (batch norm), or ``+ shift[k]`` (a bias), then ``+ res[...]`` (the
+    residual, ``has_res``), then ``min(max(., clamp[0]), clamp[1])`` (``has_clamp``).
 
-
-@njit(cache=True, nogil=True)
-def _store(src, dst, rsrc, tmp, has_res, has_clamp, clamp):
-    """``dst = min(max(src [+ rsrc], clamp[0]), clamp[1])`` (the clamp if ``has_clamp``, the
-    residual ``rsrc`` if ``has_res``): one run of a tile row to the output.
-
-    :func:`_forward` writes the same loops inline: called from its ``prange`` body, these
-    helpers made a 16x16 convolution 1.7x slower (one thread, batch 96), and inlined
-    (``inline="always"``) into :func:`conv2d_forward_pm` they made that one 1.5x slower."""
-    length = src.size
-    if has_res:
-        # the sum into the lane's row first: ``res`` is often ``y`` itself (the plan's in-place
-        # residual), and a loop reading and writing one array is not vectorised (measured
-        # +3 ms on a 32x32 call)
-        v = tmp[:length]
-        for t in range(length):
-            v[t] = src[t] + rsrc[t]
-        if has_clamp:
-            for t in range(length):
-                dst[t] = min(max(v[t], clamp[0]), clamp[1])
+    :func:`_forward` writes the same loops inline: called from its ``prange`` body, a helper
+    made a 16x16 convolution 1.7x slower (one thread, batch 96), and inlined
+    (``inline="always"``) into :func:`conv2d_forward_pm` it made that one 1.5x slower; one
+    call per tile, not per row: the stem's tiles (27 taps) are short."""
+    for k in range(nk):
+        row = acc[k]
+        a, c = scale[k], shift[k]
+        if has_affine:
+            for t in range(row.size):
+                row[t] = row[t] * a + c
+        elif has_bias:
+            for t in range(row.size):
+                row[t] += c
+        src = row[:nb]
+        dst = y[at + k * nb:at + (k + 1) * nb]
+        if has_res:
+            # the sum into the scratch row first: ``res`` is often ``y`` itself (the plan's
+            # in-place residual), and a loop reading and writing one array is not vectorised
+            # (measured +3 ms on a 32x32 call)
+            rsrc = res[at + k * nb:at + (k + 1) * nb]
+            v = tmp[:nb]
+            for t in range(nb):
+                v[t] = src[t] + rsrc[t]
+            if has_clamp:
+                for t in range(nb):
+                    dst[t] = min(max(v[t], clamp[0]), clamp[1])
+            else:
+                for t in range(nb):
+                    dst[t] = v[t]
+        elif has_clamp:
+            for t in range(nb):
+                dst[t] = min(max(src[t], clamp[0]), clamp[1])
         else:
-            for t in range(length):
-                dst[t] = v[t]
-    elif has_clamp:
-        for t in range(length):
-            dst[t] = min(max(src[t], clamp[0]), clamp[1])
-    else:
-        for t in range(length):
-            dst[t] = src[t]
+            for t in range(nb):
+                dst[t] = src[t]
 
 
 @njit(cache=True, inline="always", nogil=True)
@@ -507,7 +509,8 @@ def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine,
     serial kernel: :func:`cvcore._bands.run_bands` splits the tiles over threads). The same
     sums in the same order, so the same bits.
 
-    The layout, in blocks of ``TB = simd.TB`` images: images ``[b*TB, b*TB + nb)`` (``nb =
+    The layout, in blocks of ``TB = simd.TBP`` images (the tile width of
+    :func:`kernels.simd.fma_tile_pm`, 32 on AVX-512): images ``[b*TB, b*TB + nb)`` (``nb =
     min(TB, N - b*TB)``) form block ``b``, which starts at element ``b*TB*Hs*Ws*C`` and holds
     element ``(hs, ws, c, n)`` at ``((hs*Ws + ws)*C + c)*nb + n``: pixel by pixel, channel by
     channel, the block's images side by side, with ``pm`` rows and columns of zero pixels
@@ -528,7 +531,7 @@ def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine,
     ----------
     x : ndarray (Hs, Ws, C, N), float32 or float64, C-contiguous
         The input in that layout (the 4-D shape gives its geometry; the border must be zero).
-        Its buffer must go on for ``simd.TB`` elements after the view: a partial block's last
+        Its buffer must go on for ``simd.TBP`` elements after the view: a partial block's last
         tile reads past its last pixel (those positions are dropped).
     w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, affine, eps, lo, hi :
         As :func:`conv2d_forward`; ``ph, pw <= pm``.
@@ -545,7 +548,7 @@ def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine,
     Hs, Ws, C, N = x.shape
     Hso, Wso, K = y.shape[0], y.shape[1], y.shape[2]
     Ho, Wo = Hso - 2 * pm, Wso - 2 * pm
-    KB, TB = simd.KB, simd.TB
+    KB, TB = simd.KB, simd.TBP
     ok, scale, shift, has_affine, has_bias = _fold(affine, bias, eps, K, x.dtype)
     if not ok:
         status[0] = -1
@@ -579,13 +582,10 @@ def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine,
         for kb in range(nkb):
             for k in range(KB):                      # past the last channel: repeat it, drop it
                 wrows[k] = min(kb * KB + k, K - 1) * R
-            simd.fma_tile(xs, q0, wflat, wrows, taps, acc)
-            for k in range(min(KB, K - kb * KB)):
-                row = acc[k]
-                _leave(row, scale[kb * KB + k], shift[kb * KB + k], has_affine, has_bias)
-                at = pix + (kb * KB + k) * nb
-                _store(row[:nb], yf[at:at + nb], rf[at:at + nb] if has_res else rf, tmp,
-                       has_res, has_clamp, clamp)
+            simd.fma_tile_pm(xs, q0, wflat, wrows, taps, acc)
+            _leave_tile(acc, min(KB, K - kb * KB), nb, scale[kb * KB:], shift[kb * KB:],
+                        has_affine, has_bias, yf, pix + kb * KB * nb, rf, tmp, has_res,
+                        has_clamp, clamp)
         # the zero border: the block's first tile zeros the pixels before it, each row's last
         # tile those between it and the next row's first (or the block's end)
         if oh == 0 and ow == 0:

@@ -80,6 +80,12 @@ TB = 48 if AVX512 else 24
 # be mostly padding (one 7x7 image: 64 grid positions are 96 at TB = 48, 64 at 32)
 KBN = 12 if AVX512 else 6
 TBN = 32 if AVX512 else 16
+# fma_tile_pm: KB output channels x TBP positions (8 x 32 on AVX-512, 4 x 16 on AVX2: 16 and
+# 8 accumulators, still more than the FMA latency needs), for the pixel-major forward
+# (kernels.nn_conv.conv2d_forward_pm), whose tile is the images of one output pixel in blocks
+# of TBP: batches of 32, 64, 96, 128 fill every tile (with TB = 48, 128 images left a third of
+# the last block's tile empty)
+TBP = 32 if AVX512 else 16
 # dot_tile: DA x DB accumulators of one vector each
 DA = 4
 DB = 6 if AVX512 else 3
@@ -205,6 +211,9 @@ fma_tile = intrinsic(_f)
 _f = _make_fma_tile("KBN", "TBN")
 _f.__name__, _f.__doc__ = "fma_tile_narrow", _FMA_DOC.replace("KB", "KBN").replace("TB", "TBN")
 fma_tile_narrow = intrinsic(_f)
+_f = _make_fma_tile("KB", "TBP")
+_f.__name__, _f.__doc__ = "fma_tile_pm", _FMA_DOC.replace("TB", "TBP")
+fma_tile_pm = intrinsic(_f)
 del _f
 
 

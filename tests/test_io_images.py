@@ -455,3 +455,115 @@ def test_imdecode_refuses_what_is_not_a_good_image(tmp_path):
     with pytest.raises(ValueError, match="more than the limit of 100"):
         imdecode(jpeg, max_pixels=100)
     assert imdecode(jpeg, max_pixels=64 * 64).shape == (64, 64)
+
+
+# ------------------------------------------------------------------ imdecode's plain-JPEG path
+def _jpeg(array, **save):
+    import io
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="JPEG", **save)
+    return buf.getvalue()
+
+
+def _pillow_full_path(data, mode=None):
+    """What imdecode gave before the plain-JPEG path: Pillow's Image.open on the data."""
+    import io
+    from cvcore.io.images import _decode
+    return _decode(io.BytesIO(data), "image data", None, mode, None)
+
+
+def _plain_jpegs():
+    rng = np.random.default_rng(3)
+    smooth = np.clip(np.cumsum(rng.integers(-20, 21, (37, 53, 3)), axis=1) + 128, 0,
+                     255).astype(np.uint8)
+    return {"baseline": _jpeg(smooth), "progressive": _jpeg(smooth, progressive=True),
+            "grey": _jpeg(smooth[:, :, 0]), "subsampling 4:4:4": _jpeg(smooth, subsampling=0),
+            "quality 30 (own tables)": _jpeg(smooth, quality=30),
+            "restart intervals": _jpeg(smooth, restart_marker_blocks=1),
+            "comment": _jpeg(smooth, comment=b"a comment segment"),
+            "one pixel": _jpeg(smooth[:1, :1])}
+
+
+@pytest.mark.parametrize("kind", sorted(_plain_jpegs()))
+def test_imdecode_plain_jpeg_path_is_pixel_identical(kind):
+    # the plain path (Image.frombytes with Pillow's JPEG decoder) against Image.open, in every
+    # mode; and the path is really taken for these
+    from cvcore.io.images import _plain_jpeg, imdecode
+    data = _plain_jpegs()[kind]
+    frame = _plain_jpeg(data, None)
+    assert frame is not None and frame[1:] == Image.open(__import__("io").BytesIO(data)).size
+    for mode in (None, "gray", "rgb"):
+        got, want = imdecode(data, mode), _pillow_full_path(data, mode)
+        assert got.dtype == want.dtype == np.uint8 and got.flags.writeable
+        np.testing.assert_array_equal(got, want)
+
+
+def _imdecode_matches_imread(files):
+    from cvcore.io.images import imdecode
+    for f in files:
+        with open(f, "rb") as fh:
+            data = fh.read()
+        for mode in (None, "rgb"):
+            np.testing.assert_array_equal(imdecode(data, mode), imread(f, mode))
+
+
+def test_imdecode_matches_imread_on_the_demo_photo():
+    _imdecode_matches_imread([cvcore.__path__[0] + "/data/roofs1.jpg"])
+
+
+def test_imdecode_matches_imread_on_camera_jpegs():
+    # real camera JPEGs, with and without EXIF (the plain path takes about half of them)
+    from cvcore.io.images import _plain_jpeg
+    files = sorted(dataset_path("hymenoptera").rglob("*.jpg"))[:16]
+    assert any(_plain_jpeg(f.read_bytes(), None) for f in files)
+    _imdecode_matches_imread(files)
+
+
+def test_plain_jpeg_leaves_everything_else_to_pillow(tmp_path):
+    from cvcore.io.images import _plain_jpeg
+    a = np.zeros((10, 30, 3), np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6                                         # EXIF orientation: rotate
+    cmyk = __import__("io").BytesIO()
+    Image.new("CMYK", (8, 8)).save(cmyk, format="JPEG")
+    png = __import__("io").BytesIO()
+    Image.fromarray(a).save(png, format="PNG")
+    data = _jpeg(a)
+    assert _plain_jpeg(_jpeg(a, exif=exif), None) is None      # APP1: may rotate
+    assert _plain_jpeg(_jpeg(a, icc_profile=b"\0" * 200), None) is None   # APP2
+    assert _plain_jpeg(cmyk.getvalue(), None) is None          # 4 components (Adobe)
+    assert _plain_jpeg(png.getvalue(), None) is None
+    assert _plain_jpeg(data[:len(data) // 4], None) is None     # header cut short
+    assert _plain_jpeg(data, 299) is None and _plain_jpeg(data, 300) == ("RGB", 30, 10)
+    # and through imdecode the rotation is applied as imread applies it
+    imwrite(tmp_path / "o.jpg", a)
+    from cvcore.io.images import imdecode
+    assert imdecode(_jpeg(a, exif=exif)).shape == (30, 10, 3)
+
+
+def test_imdecode_plain_path_fails_as_pillow_does_on_damaged_jpegs():
+    # random byte changes and cuts: the plain path raises where Pillow's full path raises
+    # (ValueError "truncated or corrupt ..."), and otherwise gives the same pixels
+    from cvcore.io.images import imdecode
+    rng = np.random.default_rng(0)
+    datas = list(_plain_jpegs().values())
+    outcomes = set()
+    for k in range(150):
+        d = bytearray(datas[k % len(datas)])
+        for _ in range(int(rng.integers(1, 4))):
+            d[int(rng.integers(2, len(d)))] = int(rng.integers(0, 256))
+        if k % 3 == 0:
+            d = d[:int(rng.integers(4, len(d)))]
+        d = bytes(d)
+        results = []
+        for decode in (imdecode, _pillow_full_path):
+            try:
+                results.append(decode(d))
+            except ValueError as exc:
+                assert "truncated or corrupt" in str(exc) or "not a PNG" in str(exc), exc
+                results.append(None)
+        assert (results[0] is None) == (results[1] is None)
+        if results[0] is not None:
+            np.testing.assert_array_equal(results[0], results[1])
+        outcomes.add(results[0] is None)
+    assert outcomes == {True, False}              # both kinds of outcome were exercised

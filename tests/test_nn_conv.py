@@ -630,14 +630,14 @@ def test_narrow_tile_kernel_is_bit_equal_and_chosen_for_small_planes(rng):
 ])
 def test_pixel_major_forward_is_bit_equal_to_the_strip(N_blocks, C, K, H, W, k, s, p, d, pm,
                                                        rng):
-    # conv2d_forward_pm on activations stored pixel-major in blocks of simd.TB images (the
+    # conv2d_forward_pm on activations stored pixel-major in blocks of simd.TBP images (the
     # inference plan's large batches): the same sums in the same order as conv2d_forward, the
     # output's stored border zero, the residual may be the output itself, any split of the
     # tiles gives the same result, and statistics that are not a variance are refused
     from cvcore.nn.inference import (_from_pixel_major, _pixel_major_tiles, _stored_size,
                                      _to_pixel_major)
     from kernels import simd
-    N = N_blocks[0] * simd.TB + N_blocks[1]
+    N = N_blocks[0] * simd.TBP + N_blocks[1]
     x = rng.standard_normal((N, C, H, W)).astype(np.float32)
     w = rng.standard_normal((K, C, k, k)).astype(np.float32)
     gamma, beta = rng.uniform(0.5, 1.5, K).astype(np.float32), rng.normal(0, 1, K).astype(np.float32)
@@ -674,8 +674,8 @@ def test_pixel_major_forward_is_bit_equal_to_the_strip(N_blocks, C, K, H, W, k, 
         _from_pixel_major(yv, pm, y)
         np.testing.assert_array_equal(y, expected)
         flat = yv.reshape(-1)                  # the stored border: zeros, every block
-        for n0 in range(0, N, simd.TB):
-            nb = min(simd.TB, N - n0)
+        for n0 in range(0, N, simd.TBP):
+            nb = min(simd.TBP, N - n0)
             size = K * (Ho + 2 * pm) * (Wo + 2 * pm)
             block = flat[n0 * size:(n0 + nb) * size].reshape(Ho + 2 * pm, Wo + 2 * pm, K, nb)
             inner = np.zeros(block.shape, bool)

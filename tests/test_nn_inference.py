@@ -201,13 +201,13 @@ def test_step_calls_are_the_plans_kernel_calls(make, size, rng):
 
 
 def test_large_batches_run_pixel_major_bit_equal(rng):
-    # from a couple of blocks of simd.TB images the plan stores its activations pixel-major
+    # from a couple of blocks of simd.TBP images the plan stores its activations pixel-major
     # (kernels.nn_conv.conv2d_forward_pm): the same bits as the layer-by-layer forward, on one
     # and two threads, beside the strip programs of smaller batches; a statistic that is not a
     # variance still gets the layer's error
     from kernels import simd
     model = _resnet20(rng)
-    x = rng.standard_normal((2 * simd.TB + 7, 3, 8, 8)).astype(np.float32)
+    x = rng.standard_normal((2 * simd.TBP + 7, 3, 8, 8)).astype(np.float32)
     expected = _layer_by_layer(model, x)
     before = numba.get_num_threads()
     try:

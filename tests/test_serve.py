@@ -960,3 +960,35 @@ def test_knn_explanation_is_the_distance_to_the_nearest_example_split_per_cell()
         heat = hog_contributions(model, image, c)
         assert heat.max() <= 0 and heat.sum() == pytest.approx(-nearest, rel=1e-5)
     assert explain(model, image)["method"] == "knn-nearest-cells"
+
+
+def test_answer_json_is_the_dict_encoded_by_json_dumps():
+    """The predict answer built from pre-encoded pieces is byte for byte what json.dumps makes
+    of the answer's dict (the form of sessions 5-7), for ties, class names needing escapes,
+    both tta values and a model of more classes than the Python sort takes; the top-k order is
+    np.argsort's stable one; a probability that is not finite is refused as json refuses it."""
+    from types import SimpleNamespace
+
+    from cvcore.serve.app import (TOP_SORT_IN_PYTHON, _answer_json, _json_bytes, _top_indices,
+                                  answer_pieces)
+    rng = np.random.default_rng(0)
+    for n in (3, 10, TOP_SORT_IN_PYTHON + 37):
+        names = [f'class "{i}" é\\' for i in range(n)]
+        model = SimpleNamespace(kind="resnet20", class_names=names)
+        for trial in range(20):
+            proba = rng.dirichlet(np.ones(n))
+            if trial % 2:
+                proba[rng.integers(0, n, 3)] = proba.max()      # ties: index order
+            k = int(rng.integers(1, n + 1))
+            order = np.argsort(-proba, kind="stable")[:k]
+            assert _top_indices(proba, k) == order.tolist()
+            tta = bool(trial % 3 == 0)
+            want = _json_bytes({"model": "m", "version": "v1", "kind": "resnet20", "tta": tta,
+                                "predictions": [{"label": names[i], "index": int(i),
+                                                 "probability": float(proba[i])} for i in order],
+                                "time_ms": {"decode": 0.125, "queue_and_model": 3.0,
+                                            "total": 12.345}})
+            pieces = answer_pieces("m", "v1", model)
+            assert _answer_json(pieces, tta, proba, k, 0.125, 3.0, 12.345) == want
+    with pytest.raises(ValueError, match="JSON"):
+        _answer_json(pieces, False, np.full(n, np.nan), 2, 0.0, 0.0, 0.0)

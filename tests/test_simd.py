@@ -17,6 +17,11 @@ def _fma_tile_narrow(x, q0, w, wrows, offs, acc):
 
 
 @njit(cache=True)
+def _fma_tile_pm(x, q0, w, wrows, offs, acc):
+    simd.fma_tile_pm(x, q0, w, wrows, offs, acc)
+
+
+@njit(cache=True)
 def _dot_tile(a, aoffs, b, boffs, t0, t1, acc):
     simd.dot_tile(a, aoffs, b, boffs, t0, t1, acc)
 
@@ -29,21 +34,24 @@ def test_tile_shapes_fit_the_registers():
     assert simd.KB * simd.TB // lanes + simd.TB // lanes + 1 <= registers
     assert simd.TBN % lanes == 0 and simd.TBN % (simd.VECTOR_BYTES // 8) == 0
     assert simd.KBN * simd.TBN // lanes + simd.TBN // lanes + 1 <= registers
+    assert simd.TBP % lanes == 0 and simd.TBP % (simd.VECTOR_BYTES // 8) == 0
+    assert simd.KB * simd.TBP // lanes + simd.TBP // lanes + 1 <= registers
     assert simd.DA * simd.DB + simd.DA + 1 <= registers
 
 
-@pytest.mark.parametrize("narrow", [False, True])
+@pytest.mark.parametrize("narrow", [False, True, "pm"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("R", [1, 5, 64])
 def test_fma_tile_matches_numpy(dtype, R, narrow, rng):
-    KB, TB = (simd.KBN, simd.TBN) if narrow else (simd.KB, simd.TB)
+    KB, TB = {False: (simd.KB, simd.TB), True: (simd.KBN, simd.TBN),
+              "pm": (simd.KB, simd.TBP)}[narrow]
     x = rng.standard_normal(400).astype(dtype)
     w = rng.standard_normal((KB + 5, R)).astype(dtype)
     rows = rng.permutation(KB + 5)[:KB]                     # any rows, in any order
     offs = rng.integers(0, 400 - TB - 7, R).astype(np.int64)
     acc = np.full((KB, TB), np.nan, dtype)
-    (_fma_tile_narrow if narrow else _fma_tile)(x, 7, w.reshape(-1),
-                                                (rows * R).astype(np.int64), offs, acc)
+    {False: _fma_tile, True: _fma_tile_narrow, "pm": _fma_tile_pm}[narrow](
+        x, 7, w.reshape(-1), (rows * R).astype(np.int64), offs, acc)
     windows = x[7 + offs[:, None] + np.arange(TB)]                     # (R, TB)
     expected = w[rows].astype(np.float64) @ windows.astype(np.float64)
     tol = 1e-5 if dtype == np.float32 else 1e-12

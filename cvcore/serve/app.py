@@ -166,6 +166,7 @@ class Server:
         # port opens; compiling and warming happen after it opens (/readyz says when).
         self._loaded = {name: ServedModel.read(m.path) for name, m in self.models.items()}
         self.batchers: dict = {}
+        self._pieces: dict = {}           # (name, version) -> answer_pieces(...)
         self.ready = False
         self.started = time.time()
         # The model threads: each runs one batch at a time with its own copy of the network (a
@@ -353,7 +354,8 @@ class Server:
 
     async def predict_request(self, name: str, receive, headers: dict, top_k=None,
                               tta: bool = False) -> dict:
-        """``POST /v1/models/{name}/predict`` once its query is read: the JSON answer."""
+        """``POST /v1/models/{name}/predict`` once its query is read: the JSON answer, encoded
+        (UTF-8 bytes, see :func:`_answer_json`)."""
         t0 = time.perf_counter()
         served = self.get(name)
         with self.batchers[name].announce():
@@ -367,11 +369,14 @@ class Server:
         else:
             proba, version, model = await self.predict(served, image)
         t2 = time.perf_counter()
-        return {"model": name, "version": version, "kind": model.kind, "tta": tta,
-                "predictions": _top(proba, model.class_names, self.top_k(top_k, served)),
-                "time_ms": {"decode": round((t1 - t0) * 1e3, 3),
-                            "queue_and_model": round((t2 - t1) * 1e3, 3),
-                            "total": round((time.perf_counter() - t0) * 1e3, 3)}}
+        pieces = self._pieces.get((name, version))
+        if pieces is None:                  # the first answer of this model version
+            if len(self._pieces) > len(self.models) * 4:
+                self._pieces.clear()        # (versions replaced by reloads)
+            pieces = self._pieces[name, version] = answer_pieces(name, version, model)
+        return _answer_json(pieces, tta, proba, self.top_k(top_k, served),
+                            round((t1 - t0) * 1e3, 3), round((t2 - t1) * 1e3, 3),
+                            round((time.perf_counter() - t0) * 1e3, 3))
 
     async def predict_batch_request(self, name: str, receive, headers: dict, top_k=None,
                                     tta: bool = False) -> dict:
@@ -521,10 +526,64 @@ def _json_bytes(content) -> bytes:
 
 def _json_response(content, status: int = 200, headers=None):
     """A JSON answer encoded once by :func:`json.dumps` (the dicts here hold only str, int,
-    float, bool and lists: FastAPI's generic encoder would only walk them again)."""
+    float, bool and lists: FastAPI's generic encoder would only walk them again), or already
+    encoded (bytes)."""
     from starlette.responses import Response
-    return Response(_json_bytes(content), status_code=status, headers=headers,
-                    media_type="application/json")
+    body = content if isinstance(content, bytes) else _json_bytes(content)
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+#: Up to this many classes, :func:`_top` sorts Python floats; past it ``np.argsort`` is cheaper.
+TOP_SORT_IN_PYTHON = 64
+
+
+def _top_indices(proba, k) -> list:
+    """Indices of the ``k`` largest of ``proba`` (1-D), largest first, ties in index order (as
+    ``np.argsort(-proba, kind="stable")[:k]``)."""
+    if len(proba) > TOP_SORT_IN_PYTHON:
+        return np.argsort(-proba, kind="stable")[:k].tolist()
+    values = proba.tolist()
+    return sorted(range(len(values)), key=values.__getitem__, reverse=True)[:k]
+
+
+def _top(proba, class_names, k):
+    return [{"label": class_names[i], "index": i, "probability": float(proba[i])}
+            for i in _top_indices(proba, k)]
+
+
+def answer_pieces(name, version, model) -> tuple:
+    """Pre-encoded pieces of the predict answer of model ``name`` at ``version`` (``model``'s
+    ``kind`` and ``class_names``): ``(head with "tta":false, head with "tta":true, [class
+    piece])``, for :func:`_answer_json`."""
+    def head(tta):
+        text = _json_bytes({"model": name, "version": version, "kind": model.kind, "tta": tta})
+        return text[:-1] + b',"predictions":['
+    return head(False), head(True), [
+        _json_bytes({"label": label, "index": i})[:-1] + b',"probability":'
+        for i, label in enumerate(model.class_names)]
+
+
+def _answer_json(pieces, tta, proba, k, decode_ms, model_ms, total_ms) -> bytes:
+    """The predict answer, ``{"model", "version", "kind", "tta", "predictions": [{"label",
+    "index", "probability"}], "time_ms": {"decode", "queue_and_model", "total"}}``, encoded
+    byte for byte as :func:`_json_bytes` encodes that dict, from pieces encoded once per model
+    version: only the numbers are formatted per request (``repr`` of a float, as ``json``
+    writes it). ``pieces`` are :func:`answer_pieces` of the model and version that answered.
+    A probability that is not finite goes through :func:`_json_bytes`, which refuses it as it
+    always did."""
+    head_false, head_true, classes = pieces
+    top = _top_indices(proba, k)
+    values = [float(proba[i]) for i in top]
+    if not all(math.isfinite(v) for v in values):
+        return _json_bytes({"predictions": values})       # raises ValueError, as json does
+    parts = [head_true if tta else head_false]
+    for j, (i, v) in enumerate(zip(top, values)):
+        parts.append(classes[i] if j == 0 else b"," + classes[i])
+        parts.append(repr(v).encode("ascii") + b"}")
+    parts.append(b'],"time_ms":{"decode":%s,"queue_and_model":%s,"total":%s}}' % (
+        repr(decode_ms).encode("ascii"), repr(model_ms).encode("ascii"),
+        repr(total_ms).encode("ascii")))
+    return b"".join(parts)
 
 
 #: JPEG start-of-frame markers (ITU-T T.81, table B.1: SOF0-3, 5-7, 9-11, 13-15), whose segment
@@ -580,6 +639,8 @@ def _fast_query(query_string: bytes):
     """``(True, top_k)`` for a predict query the fast lane can answer (``tta`` absent or false;
     ``top_k`` absent (None) or a positive integer, given once; nothing else), else
     ``(False, None)``."""
+    if not query_string:
+        return True, None
     from urllib.parse import parse_qsl
     top_k, seen = None, set()
     for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
@@ -607,8 +668,9 @@ class _FastLane:
     to FastAPI, which answers or refuses it as before. So both paths give the same answers: the
     lane only skips work."""
 
-    def __init__(self, app, server, route):
+    def __init__(self, app, server, route, metrics=None):
         self.app, self.server, self.route = app, server, route
+        self.metrics = metrics          # the Server whose registry counts the lane's requests
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -620,22 +682,40 @@ class _FastLane:
         ours, top_k = _fast_query(scope.get("query_string", b""))
         if not ours:
             return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
         scope["route"] = self.route                     # for the metrics' route label
         scope["path_params"] = {"name": parts[3]}
-        headers = None
+        headers, status = None, 500     # (an exception escaping here is uvicorn's 500)
         try:
-            content = await self.server.predict_request(parts[3], receive, _headers(scope),
-                                                        top_k)
-            status = 200
-        except ApiError as exc:
-            content = {"error": exc.code, "detail": exc.detail, "status": exc.status}
-            status, headers = exc.status, exc.headers
-        body = _json_bytes(content)
-        raw = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        if headers:
-            raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        await send({"type": "http.response.start", "status": status, "headers": raw})
-        await send({"type": "http.response.body", "body": body})
+            try:
+                body = await self.server.predict_request(parts[3], receive, _headers(scope),
+                                                         top_k)
+                if not isinstance(body, bytes):
+                    body = _json_bytes(body)
+                code = 200
+            except ApiError as exc:
+                body = _json_bytes({"error": exc.code, "detail": exc.detail,
+                                    "status": exc.status})
+                code, headers = exc.status, exc.headers
+            raw = [(b"content-type", b"application/json"),
+                   (b"content-length", b"%d" % len(body))]
+            if headers:
+                raw += [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                        for k, v in headers.items()]
+            status = code
+            await send({"type": "http.response.start", "status": status, "headers": raw})
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            # the metrics middleware's count, for the requests that never pass through it
+            if self.metrics is not None:
+                server = self.metrics
+                with server.metrics._lock:
+                    server.m_requests.inc(PREDICT_ROUTE, _STATUS_TEXT.get(status) or str(status))
+                    server.m_latency.observe(PREDICT_ROUTE, value=time.perf_counter() - t0)
+
+
+#: ``str(status)`` of the usual statuses, made once.
+_STATUS_TEXT = {code: str(code) for code in (200, 400, 404, 413, 415, 422, 500, 503)}
 
 
 PREDICT_ROUTE = "/v1/models/{name}/predict"
@@ -667,11 +747,12 @@ _SERVE_APP = None
 
 def install_fast_lane(app, server, metrics: bool = True) -> None:
     """Put the fast lane for ``POST {PREDICT_ROUTE}`` (answered by ``server.predict_request``)
-    in front of ``app`` (made by :func:`serve_app_class`), and the metrics middleware in front
-    of both when ``metrics`` (it needs ``server``'s registry)."""
+    in front of ``app`` (made by :func:`serve_app_class`); with ``metrics`` (it needs
+    ``server``'s registry) the lane counts its own requests and the metrics middleware counts
+    every other one, in front of the framework."""
     route = next(r for r in app.routes if getattr(r, "path", None) == PREDICT_ROUTE)
-    front = _FastLane(app.framework, server, route)
-    app.front = _MetricsMiddleware(front, server) if metrics else front
+    framework = _MetricsMiddleware(app.framework, server) if metrics else app.framework
+    app.front = _FastLane(framework, server, route, server if metrics else None)
 
 
 #: The most model threads chosen by default: every batch also takes the GIL between its
@@ -752,12 +833,6 @@ def _report_failure(task):
     if not task.cancelled() and task.exception() is not None:
         log.error("warming the models failed; the server stays unready",
                   exc_info=task.exception())
-
-
-def _top(proba, class_names, k):
-    order = np.argsort(-proba, kind="stable")[:k]
-    return [{"label": class_names[i], "index": int(i), "probability": float(proba[i])}
-            for i in order]
 
 
 def _png_base64(heat: np.ndarray) -> str:
