@@ -461,7 +461,8 @@ def main(argv=None):
         import uvicorn
         uvicorn.run(torch_app(args.torch_server, args.max_batch_size, args.threads,
                               args.model_threads, args.pipeline_batches, args.pin_threads),
-                    host="127.0.0.1", port=args.port, log_level="warning")
+                    host="127.0.0.1", port=args.port, log_level="warning",
+                    access_log=False)               # as cvcore serve --log-level warning
         return
     if not CIFAR.is_dir():
         sys.exit(f"benchmarks.serve needs the CIFAR-10 JPEGs at {CIFAR}")

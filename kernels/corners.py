@@ -58,16 +58,18 @@ def max_rows_nearest(image, radius, out, r0, r1):
         for d in range(1, radius + 1):
             e = d if d < W else W
             # a select, not a conditional store: the loops then vectorise
+            right = src[d:]                          # (views: indices from 0 vectorise)
             for j in range(W - e):                   # right neighbour j + d
-                v, m = src[j + d], dst[j]
+                v, m = right[j], dst[j]
                 dst[j] = v if v > m else m
             last = src[W - 1]
             for j in range(W - e, W):                # past the last column: the last column
                 m = dst[j]
                 dst[j] = last if last > m else m
-            for j in range(e, W):                    # left neighbour j - d
-                v, m = src[j - d], dst[j]
-                dst[j] = v if v > m else m
+            shifted = dst[e:]
+            for j in range(W - e):                   # left neighbour j - d
+                v, m = src[j], shifted[j]
+                shifted[j] = v if v > m else m
             first = src[0]
             for j in range(e):                       # before the first column: the first
                 m = dst[j]
@@ -96,21 +98,23 @@ def max_cols_nearest(rowmax, radius, out, r0, r1):
                 dst[j] = v if v > m else m
 
 
-@njit(cache=True)
-def greedy_spacing(coords, H, W, reach, keep):
+@njit(cache=True, nogil=True)
+def greedy_spacing(coords, taken, reach, keep):
     """Greedy non-maximum suppression by distance (Chebyshev metric).
 
     ``coords`` (K, 2) int64 are visited in order (strongest first); a point is kept unless a
     point kept before it lies within ``reach`` rows and ``reach`` columns. ``keep`` (K,) uint8
-    receives 1 for kept points. A grid of kept points makes each test O(reach^2).
+    receives 1 for kept points. A grid of kept points, ``taken`` (H, W) uint8, zero on entry
+    (the caller's: an array made here is one more Numba specialisation of ``np.zeros`` to
+    compile), makes each test O(reach^2).
     """
-    taken = np.zeros((H, W), np.uint8)
+    H, W = taken.shape
     for p in range(coords.shape[0]):
         r = coords[p, 0]
         c = coords[p, 1]
         clash = False
-        for rr in range(max(r - reach, 0), min(r + reach + 1, H)):
-            for cc in range(max(c - reach, 0), min(c + reach + 1, W)):
+        for rr in range(_clamp(r - reach, 0, H), _clamp(r + reach + 1, 0, H)):
+            for cc in range(_clamp(c - reach, 0, W), _clamp(c + reach + 1, 0, W)):
                 if taken[rr, cc]:
                     clash = True
                     break

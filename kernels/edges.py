@@ -69,7 +69,8 @@ def nonmax_suppression(gr, gc, magnitude, mask, low, high, state, r0, r1):
             ab = abs(b)
             same = (a > 0.0) == (b > 0.0)
             near_row_axis = (aa > ab) if same else (aa >= ab)
-            w = min(aa, ab) / max(aa, ab)       # 0 / 0 only where m = 0 < low
+            # min / max as selects (the builtins are one more specialisation each to compile)
+            w = (aa if aa < ab else ab) / (ab if aa < ab else aa)   # 0 / 0 only where m = 0 < low
             diag_fwd = dr if same else ur
             diag_bwd = ul if same else dl
             row_fwd = dc if same else uc
@@ -82,7 +83,7 @@ def nonmax_suppression(gr, gc, magnitude, mask, low, high, state, r0, r1):
             dst[k] = (STRONG if m >= high else WEAK) if keep else NONE
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def hysteresis(state):
     """Hysteresis thresholding (Canny 1986, sec. V), in place on the state map of
     :func:`nonmax_suppression`: every 8-connected group of candidates (``WEAK``/``STRONG``)
@@ -98,7 +99,7 @@ def hysteresis(state):
     H, W = state.shape
     flat = state.reshape(H * W)       # a view: the caller passes a C-contiguous map
     stack = np.empty(H * W, np.int64)
-    neighbours = np.array([-W - 1, -W, -W + 1, -1, 1, W - 1, W, W + 1], np.int64)
+    neighbours = (-W - 1, -W, -W + 1, -1, 1, W - 1, W, W + 1)      # a tuple: no array to make
     for p0 in range(H * W):
         if flat[p0] != STRONG:
             continue

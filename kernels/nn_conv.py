@@ -143,6 +143,19 @@ def phase_geometry(N, H, W, kh, kw, sh, sw, ph, pw, dh, dw, span):
     return Wq, pitch, P, P + reach
 
 
+@njit(cache=True, inline="always", nogil=True)
+def _clamp(v, lo, hi):
+    """``min(max(v, lo), hi)`` for integers (``lo <= hi``), without the builtins: each of those
+    is one more Numba-internal specialisation to compile in every kernel that uses it."""
+    return lo if v < lo else (hi if v > hi else v)
+
+
+@njit(cache=True, inline="always", nogil=True)
+def _min(a, b):
+    """``min(a, b)`` for integers, without the builtin (see :func:`_clamp`)."""
+    return a if a < b else b
+
+
 @njit(cache=True, parallel=True, nogil=True)
 def fill_phase_strip(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs):
     """Write the phases of ``x`` (N, C, H, W) zero-padded by ``ph, pw`` into ``xs``
@@ -162,8 +175,8 @@ def fill_phase_strip(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs):
                 chan = (c * sh + a) * sw + b
                 base = chan * Ls + n * pitch
                 # columns v of the phase that are inside the image: 0 <= v*sw + b - pw < W
-                v0 = min(Wq, max(0, (pw - b + sw - 1) // sw))
-                v1 = max(v0, min(Wq, (W - 1 + pw - b) // sw + 1))
+                v0 = _clamp((pw - b + sw - 1) // sw, 0, Wq)
+                v1 = _clamp((W - 1 + pw - b) // sw + 1, v0, Wq)
                 for u in range(Hq):
                     row = base + u * Wq
                     h = u * sh + a - ph
@@ -643,11 +656,11 @@ def conv2d_weight_grad(xs, offs, dys, P, block, nlanes, dw_lanes, l0, l1):
             t0 = blk * block
             for k0 in range(0, K, DA):
                 for i in range(DA):
-                    aoffs[i] = min(k0 + i, K - 1) * P
+                    aoffs[i] = _min(k0 + i, K - 1) * P
                 for r0 in range(0, R, DB):
                     simd.dot_tile(dys, aoffs, xs, offs[r0:r0 + DB], t0, t0 + block, acc)
-                    for i in range(min(DA, K - k0)):     # plain loops around the intrinsic:
-                        for j in range(min(DB, R - r0)):  # see kernels.simd
+                    for i in range(_min(DA, K - k0)):     # plain loops around the intrinsic:
+                        for j in range(_min(DB, R - r0)):  # see kernels.simd
                             total = part[k0 + i, r0 + j]
                             for v in range(VL):
                                 total += acc[i, j, v]
@@ -694,7 +707,7 @@ def conv2d_weight_grad_cols(xs, offs, dys, P, nlanes, tiles, dw_out, l0, l1):
             r0 = (item // nkb) * TB
             k0 = (item - (item // nkb) * nkb) * KB
             if r0 != built:                          # gather the column tile of taps r0..
-                nt = min(TB, R - r0)
+                nt = _min(TB, R - r0)
                 for q in range(P):
                     row = tile[q * TB:(q + 1) * TB]
                     for t in range(nt):
@@ -703,10 +716,10 @@ def conv2d_weight_grad_cols(xs, offs, dys, P, nlanes, tiles, dw_out, l0, l1):
                         row[t] = 0
                 built = r0
             for k in range(KB):                      # past the last channel: repeat it
-                wrows[k] = min(k0 + k, K - 1) * P
+                wrows[k] = _min(k0 + k, K - 1) * P
             simd.fma_tile(tile, 0, dys, wrows, qoffs, acc)
-            for k in range(min(KB, K - k0)):         # plain loops around the intrinsic
-                for t in range(min(TB, R - r0)):
+            for k in range(_min(KB, K - k0)):         # plain loops around the intrinsic
+                for t in range(_min(TB, R - r0)):
                     dw_out[k0 + k, r0 + t] = acc[k, t]
 
 
@@ -745,10 +758,10 @@ def phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx, p0, p1):
                     continue
                 src = (n * nph * C + c * nph + p) * Hq * Wq
                 # pixels of this phase: h = u*sh + a - ph in [0, H), w = v*sw + b - pw in [0, W)
-                u0 = max(0, (ph - a + sh - 1) // sh)
-                u1 = min(Hq, (H - 1 + ph - a) // sh + 1)
-                v0 = max(0, (pw - b + sw - 1) // sw)
-                v1 = min(Wq, (W - 1 + pw - b) // sw + 1)
+                u0 = _clamp((ph - a + sh - 1) // sh, 0, Hq)
+                u1 = _min(Hq, (H - 1 + ph - a) // sh + 1)
+                v0 = _clamp((pw - b + sw - 1) // sw, 0, Wq)
+                v1 = _min(Wq, (W - 1 + pw - b) // sw + 1)
                 for u in range(u0, u1):
                     row = out + (u * sh + a - ph) * W + b - pw
                     srow = src + u * Wq

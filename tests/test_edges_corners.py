@@ -223,7 +223,7 @@ def test_greedy_spacing_matches_twin():
     coords = rng.integers(0, 25, (200, 2)).astype(np.int64)
     for reach in [1, 2, 4]:
         keep = np.empty(len(coords), np.uint8)
-        greedy_spacing(coords, 25, 25, reach, keep)
+        greedy_spacing(coords, np.zeros((25, 25), np.uint8), reach, keep)
         np.testing.assert_array_equal(keep.astype(bool), ref.greedy_spacing(coords, reach))
 
 

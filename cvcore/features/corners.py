@@ -177,10 +177,11 @@ def corner_peaks(response, min_distance=1, threshold_abs=None, threshold_rel=Non
     coords = np.ascontiguousarray(coords[order])
     keep = np.empty(len(coords), np.uint8)
     if d > 1:                             # skimage peak_local_max: spacing < min_distance
-        greedy_spacing(coords, H, W, d - 1, keep)
+        greedy_spacing(coords, np.zeros((H, W), np.uint8), d - 1, keep)
         coords = coords[keep.astype(bool)]
     keep = np.empty(len(coords), np.uint8)
-    greedy_spacing(np.ascontiguousarray(coords), H, W, d, keep)   # corner_peaks: <= min_distance
+    greedy_spacing(np.ascontiguousarray(coords), np.zeros((H, W), np.uint8), d,   # corner_peaks:
+                   keep)                                                          # <= min_distance
     coords = coords[keep.astype(bool)]
     if num_peaks is not None:
         coords = coords[:num_peaks]

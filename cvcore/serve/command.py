@@ -90,5 +90,12 @@ def run(args) -> None:
         raise OSError(f"cvcore serve needs the serve extra ({exc.name} is missing): "
                       f"pip install 'cvcore[serve]'") from None
     app = create_app(args.models, config_from_args(args))
+    # The access log is written at level info: above it, uvicorn would still format each
+    # request's log arguments (client address, path) only to drop them.
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                access_log=str(args.log_level).lower() in ACCESS_LOG_LEVELS,
                 timeout_graceful_shutdown=10)
+
+
+#: uvicorn log levels that show the access log (one line per request, at level info).
+ACCESS_LOG_LEVELS = ("trace", "debug", "info")
