@@ -117,13 +117,17 @@ def run_rows(rows, verbose: bool = True):
     return results
 
 
-def run_interleaved(rows, clock=time.perf_counter, stat=statistics.median, memory=True):
+def run_interleaved(rows, clock=time.perf_counter, stat=statistics.median, memory=True,
+                    warm_each=False):
     """Time every row with its calls interleaved: one warm-up call each (reported as the first
     call), then ``repeats`` rounds of cvcore and each reference (rotating who goes first);
     ``stat`` per call (the median, or the minimum on a loaded machine); ``memory=False`` skips
-    the extra call that measures each call's peak memory (reported as 0). Returns what
-    :func:`run_rows` returns (the ``median`` field holds ``stat``); a change of the machine's load
-    during a row hits every library alike."""
+    the extra call that measures each call's peak memory (reported as 0); ``warm_each=True``
+    makes an untimed call of the same function right before each timed one, so that each
+    library is timed in its own steady state (its allocator's blocks, its output in cache), not
+    in the aftermath of another library's call (``benchmarks.preprocess`` times that way).
+    Returns what :func:`run_rows` returns (the ``median`` field holds ``stat``); a change of the
+    machine's load during a row hits every library alike."""
     results = []
     for row in rows:
         calls = {"cvcore": row.cvcore}
@@ -138,6 +142,8 @@ def run_interleaved(rows, clock=time.perf_counter, stat=statistics.median, memor
             # Rotate who goes first: a call that follows another on the same image finds it
             # in cache (a slow reference before cvcore halved cvcore's Sobel on a busy machine).
             for label, fn in order[r % len(order):] + order[:r % len(order)]:
+                if warm_each:
+                    fn()
                 t0 = clock()
                 fn()
                 times[label].append(clock() - t0)

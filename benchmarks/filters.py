@@ -208,7 +208,7 @@ def main(argv=None):
     cache = os.environ.get("NUMBA_CACHE_DIR", "(default: __pycache__ beside the kernels)")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     stat = min if args.stat == "min" else statistics.median
-    table = run_interleaved(rows(args.size, args.repeats), clock, stat)
+    table = run_interleaved(rows(args.size, args.repeats), clock, stat, warm_each=True)
     print(f"Numba threading layer {numba.threading_layer()}, {numba.get_num_threads()} threads, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
           f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}; cache {cache}; "

@@ -25,7 +25,9 @@ whose taps are all inside the image are one run ``[lo, hi)`` found from the four
 (:func:`_span`: an estimate by division, corrected by stepping with the same expression the row
 loop evaluates, so the run is exact, not approximate). The run is done in chunks of
 :data:`AFFINE_CHUNK` pixels: a vectorised pass computes the chunk's flat indices and fractions,
-then plain loads and the blend; the chunk's buffers (1 KB) stay in L1 next to the source lines.
+a scalar pass loads the four taps of each pixel into four small buffers, and a vectorised pass
+blends them (OpenCV's float warps gather into a pixel buffer the same way); the chunk's
+buffers (1.8 KB) stay in L1 next to the source lines.
 In constant mode the pixels whose taps are all outside (a second run) are filled with ``cval``
 without computing them; only the one or two pixels per row end where some taps are inside take
 the per-pixel border rules.
@@ -268,43 +270,36 @@ AFFINE_CHUNK = 64    # output pixels per position chunk (measured on the 1024^2 
 
 
 @njit(cache=True, nogil=True)
-def _threshold(a, b, n, t, rising):
-    """Smallest ``x`` in ``[0, n]`` at which the row coordinate ``p(x) = a * x + b`` (float64, as
-    the row loops compute it) has crossed ``t``: ``p(x) >= t`` when ``rising`` (``a > 0``),
-    ``p(x) < t`` when falling (``a < 0``); ``n`` if it never does.
-
-    Rounding is monotone, so ``p`` is monotone in ``x`` as computed, and the test is false
-    then true along the row. The real solution ``(t - b) / a`` is a first guess; stepping
-    from it with the test itself makes the answer exact (usually 0-1 steps; at worst ``n``).
-    """
-    guess = (t - b) / a
-    x = int(min(max(guess, 0.0), float(n)))
-    if rising:
-        if x < n and a * float(x) + b >= t:
-            while x > 0 and a * float(x - 1) + b >= t:
-                x -= 1
-        else:
-            while x < n and not a * float(x) + b >= t:
-                x += 1
-    else:
-        if x < n and a * float(x) + b < t:
-            while x > 0 and a * float(x - 1) + b < t:
-                x -= 1
-        else:
-            while x < n and not a * float(x) + b < t:
-                x += 1
-    return x
-
-
-@njit(cache=True, nogil=True)
 def _span(a, b, n, lower, upper):
-    """``(lo, hi)``: the ``x`` in ``[0, n)`` with ``lower <= a * x + b < upper`` are exactly
-    ``lo <= x < hi`` (``lo >= hi``: none). ``a``, ``b`` finite."""
-    if a > 0.0:
-        return _threshold(a, b, n, lower, True), _threshold(a, b, n, upper, True)
-    if a < 0.0:
-        return _threshold(a, b, n, upper, False), _threshold(a, b, n, lower, False)
-    return (0, n) if lower <= b < upper else (0, 0)     # a * x + b == b exactly
+    """``(lo, hi)``: the ``x`` in ``[0, n)`` with ``lower <= a * x + b < upper`` (float64, as
+    the row loops compute it) are exactly ``lo <= x < hi`` (``lo >= hi``: none). ``a``, ``b``
+    finite.
+
+    Rounding is monotone, so ``p(x) = a * x + b`` is monotone in ``x`` as computed: for ``a >
+    0`` the run starts where ``p >= lower`` first holds and ends where ``p >= upper`` first
+    holds; for ``a < 0`` where ``p < upper`` and ``p < lower`` first hold. Each threshold: the
+    real solution ``(t - b) / a`` as a first guess, then steps with the test itself, which make
+    it exact (usually 0-1 steps; at worst ``n``).
+    """
+    if a == 0.0:
+        return (0, n) if lower <= b < upper else (0, 0)     # a * x + b == b exactly
+    rising = a > 0.0
+    first = last = 0
+    for k in range(2):
+        t = lower if (k == 0) == rising else upper
+        x = int(min(max((t - b) / a, 0.0), float(n)))
+        # the test (p(x) >= t) == rising is false, then true along the row
+        if x < n and (a * float(x) + b >= t) == rising:
+            while x > 0 and (a * float(x - 1) + b >= t) == rising:
+                x -= 1
+        else:
+            while x < n and (a * float(x) + b >= t) != rising:
+                x += 1
+        if k == 0:
+            first = x
+        else:
+            last = x
+    return first, last
 
 
 @njit(cache=True, nogil=True)
@@ -322,7 +317,7 @@ def _affine_run(ax, bx, ay, by, n, lower, width, height):
     return (lo, hi) if lo < hi else (0, 0)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _affine_point(ax, bx, ay, by, x):
     """Source position of output pixel ``x`` of an affine row, clamped to +-COORD_LIMIT, and
     whether it is finite (else ``(0, 0, False)``), as :func:`_source`."""
@@ -408,7 +403,12 @@ def warp_affine_bilinear(image, Minv, mode, cval, out, y0, y1):
     index = np.empty(AFFINE_CHUNK, np.int64)
     fx = np.empty(AFFINE_CHUNK, np.float32)
     fy = np.empty(AFFINE_CHUNK, np.float32)
+    p00 = np.empty(AFFINE_CHUNK, np.float32)
+    p01 = np.empty(AFFINE_CHUNK, np.float32)
+    p10 = np.empty(AFFINE_CHUNK, np.float32)
+    p11 = np.empty(AFFINE_CHUNK, np.float32)
     ax, ay = Minv[0, 0], Minv[1, 0]
+    Wf = float(W)
     one, down, diag = np.uint64(1), np.uint64(W), np.uint64(W + 1)   # the other three taps
     for y in range(y0, y1):
         bx = Minv[0, 1] * y + Minv[0, 2]
@@ -432,13 +432,17 @@ def warp_affine_bilinear(image, Minv, mode, cval, out, y0, y1):
                 r0 = np.floor(ys)
                 fx[i] = np.float32(xs - c0)
                 fy[i] = np.float32(ys - r0)
-                index[i] = np.int64(r0) * W + np.int64(c0)
+                index[i] = np.int64(r0 * Wf + c0)      # exact: below 2**53
             for c in range(C):
                 for i in range(m):              # unsigned indices: no negative-wrap tests
                     k = np.uint64(index[i])
-                    out[c, y, np.uint64(x0 + i)] = _blend(
-                        planes[c, k], planes[c, k + one], planes[c, k + down],
-                        planes[c, k + diag], fx[i], fy[i])
+                    p00[i] = planes[c, k]
+                    p01[i] = planes[c, k + one]
+                    p10[i] = planes[c, k + down]
+                    p11[i] = planes[c, k + diag]
+                for i in range(m):              # vectorised
+                    out[c, y, np.uint64(x0 + i)] = _blend(p00[i], p01[i], p10[i], p11[i],
+                                                          fx[i], fy[i])
         if lo == 0 and hi == w:             # (then tlo == 0 and thi == w too)
             continue
         for c in range(C):
