@@ -499,12 +499,16 @@ def test_imdecode_plain_jpeg_path_is_pixel_identical(kind):
 
 
 def _imdecode_matches_imread(files):
-    from cvcore.io.images import imdecode
+    # imdecode on the bytes and imread on the file (both take the plain path where it applies)
+    # against Pillow's Image.open on the file
+    from cvcore.io.images import _decode, imdecode
     for f in files:
         with open(f, "rb") as fh:
             data = fh.read()
         for mode in (None, "rgb"):
-            np.testing.assert_array_equal(imdecode(data, mode), imread(f, mode))
+            want = _decode(str(f), str(f), None, mode, None)
+            np.testing.assert_array_equal(imdecode(data, mode), want)
+            np.testing.assert_array_equal(imread(f, mode), want)
 
 
 def test_imdecode_matches_imread_on_the_demo_photo():
@@ -535,10 +539,21 @@ def test_plain_jpeg_leaves_everything_else_to_pillow(tmp_path):
     assert _plain_jpeg(png.getvalue(), None) is None
     assert _plain_jpeg(data[:len(data) // 4], None) is None     # header cut short
     assert _plain_jpeg(data, 299) is None and _plain_jpeg(data, 300) == ("RGB", 30, 10)
-    # and through imdecode the rotation is applied as imread applies it
-    imwrite(tmp_path / "o.jpg", a)
+    from PIL import ImageFile
+    try:                          # the user asked Pillow to complete cut files: its own path
+        ImageFile.LOAD_TRUNCATED_IMAGES = True
+        assert _plain_jpeg(data, None) is None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+    # and through imdecode and imread the rotation is applied
+    (tmp_path / "o.jpg").write_bytes(_jpeg(a, exif=exif))
     from cvcore.io.images import imdecode
     assert imdecode(_jpeg(a, exif=exif)).shape == (30, 10, 3)
+    assert imread(tmp_path / "o.jpg").shape == (30, 10, 3)
+    # a plain JPEG named .png is still refused by imread for its extension
+    (tmp_path / "j.png").write_bytes(data)
+    with pytest.raises(ValueError, match="extension says PNG"):
+        imread(tmp_path / "j.png")
 
 
 def test_imdecode_plain_path_fails_as_pillow_does_on_damaged_jpegs():

@@ -141,13 +141,29 @@ def imread(path, mode: str | None = None) -> np.ndarray:
         corrupt, or is a decompression bomb (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``).
         Truncation is detected only while Pillow's global ``ImageFile.LOAD_TRUNCATED_IMAGES``
         keeps its default ``False``.
+
+    Notes
+    -----
+    A ``.jpg``/``.jpeg``/``.jpe`` file holding a plain JPEG (see :func:`_plain_jpeg`) is read
+    whole and goes straight to Pillow's JPEG decoder, as :func:`imdecode` does, with the same
+    pixels as ``Image.open``; every other file is opened by Pillow.
     """
     if mode is not None:
         check_choice(mode, ("gray", "rgb"), "mode")
     path = check_regular_file(path, "image file")    # a FIFO or device would block the read
     if os.path.getsize(path) == 0:
         raise ValueError(f"{path}: empty file (0 bytes), not an image")
-    return _decode(path, path, _format_for(path, "read"), mode, None)
+    expected = _format_for(path, "read")
+    if expected == "JPEG":
+        # as imdecode: a plain JPEG goes straight to Pillow's JPEG decoder (same pixels)
+        import io
+        with open(path, "rb") as f:
+            data = f.read()
+        frame = _plain_jpeg(data, None)
+        if frame is not None:
+            return _in_mode(_decode_plain_jpeg(data, frame, path), mode)
+        return _decode(io.BytesIO(data), path, expected, mode, None)
+    return _decode(path, path, expected, mode, None)
 
 
 def imdecode(data, mode: str | None = None, max_pixels: int | None = None,
@@ -226,9 +242,11 @@ def _plain_jpeg(data, max_pixels: int | None):
     for a 32x32 CIFAR-10 JPEG here). The pixels are the same either way: Pillow's JPEG tile
     starts at byte 0, so its decoder (libjpeg) reads the whole file itself, with the same mode
     and raw mode (``"L"``/``"RGB"``) that :func:`_decode_plain_jpeg` gives it."""
-    from PIL import Image
+    from PIL import Image, ImageFile
     n = len(data)
     if n < 4 or data[0] != 0xFF or data[1] != 0xD8 or data[2] != 0xFF:
+        return None
+    if ImageFile.LOAD_TRUNCATED_IMAGES:       # Pillow then completes a cut scan: its full path
         return None
     i, frame = 2, None
     while i + 4 <= n:
