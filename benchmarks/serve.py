@@ -48,8 +48,9 @@ Then the goal's comparison, made robust to a machine whose speed drifts (``--rou
 serve --no-pipeline-batches``, the rule before session 7, where a batch takes whatever is
 queued; ``free``: ``--no-pin-threads``, model threads left unbound), is started at once, and
 each round runs every one at c=32 in a fixed order that reverses every other round, after
-measuring the offline ceiling again; the medians over the rounds are printed with ``idle`` (the
-machine's idle cores during the row, from /proc/stat), ``/offline`` (over the median ceiling)
+measuring the offline ceiling again; the medians over the rounds are printed with ``loop ms``
+(the CPU per request of the server's event-loop thread: HTTP, body, decoding, answer), ``idle``
+(the machine's idle cores during the row, from /proc/stat), ``/offline`` (over the median ceiling)
 and ``/torch best`` (over the best PyTorch design's median), and one line with the goal. Each
 round also runs both engines' default design at c=1 and times cvcore's batch-1 forward pass
 offline: the goal's latency line (median p99 at c=1 against the median forward pass).
@@ -132,10 +133,11 @@ def run_wrk(url, files_list, concurrency, seconds):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def process_cpu_seconds(pid) -> float:
-    """User + system CPU seconds of a process (all its threads), from /proc (Linux)."""
+def process_cpu_seconds(pid, tid=None) -> float:
+    """User + system CPU seconds of a process (all its threads), or of its thread ``tid`` (the
+    process's first thread, its event loop, is ``tid=pid``), from /proc (Linux)."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
+        with open(f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return float("nan")
@@ -401,6 +403,7 @@ def measure(server, metric_name, url, files_list, c, args, use_wrk):
         run_wrk(url, files_list, c, 1)                       # warm the connections
     images0, batches0 = server.batches(metric_name)
     cpu0 = process_cpu_seconds(server.proc.pid)
+    loop0 = process_cpu_seconds(server.proc.pid, server.proc.pid)
     child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     all0, idle0 = machine_jiffies()
     t0 = time.perf_counter()
@@ -408,13 +411,14 @@ def measure(server, metric_name, url, files_list, c, args, use_wrk):
         run_load(url, files_list, c, args.requests)
     wall = time.perf_counter() - t0
     cpu = process_cpu_seconds(server.proc.pid) - cpu0
+    loop = process_cpu_seconds(server.proc.pid, server.proc.pid) - loop0
     child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     all1, idle1 = machine_jiffies()
     images1, batches1 = server.batches(metric_name)
     n = max(r["n"], 1)
     return {"ips": r["n"] / r["seconds"], "p50": 1e3 * r["p50"], "p99": 1e3 * r["p99"],
             "mean_b": (images1 - images0) / max(batches1 - batches0, 1),
-            "cpu_ms": 1e3 * cpu / n, "cores": cpu / wall,
+            "cpu_ms": 1e3 * cpu / n, "loop_ms": 1e3 * loop / n, "cores": cpu / wall,
             "client": (child1.ru_utime + child1.ru_stime - child0.ru_utime - child0.ru_stime)
             / wall,
             "idle": (idle1 - idle0) / max(all1 - all0, 1) * (os.cpu_count() or 1),
@@ -583,7 +587,8 @@ def interleaved(tmp, images, engines, mt, kt, files_list, args, use_wrk):
                 m = hit(k, 32)
                 results[k].append(m)
                 print(f"  round {r}: {k[0]:<7}{k[1]:<5} {m['ips']:6.0f} img/s  cpu "
-                      f"{m['cpu_ms']:.2f} ms  cores {m['cores']:.2f}  wrk {m['client']:.2f}  "
+                      f"{m['cpu_ms']:.2f} ms (loop {m['loop_ms']:.2f})  cores {m['cores']:.2f}  "
+                      f"wrk {m['client']:.2f}  "
                       f"idle {m['idle']:.2f}  mean b {m['mean_b']:.1f}  errors {m['errors']}"
                       f"  (offline {ceilings[-1]:.0f})", flush=True)
             forwards.append(one_forward_ms(model, x))
@@ -603,15 +608,15 @@ def interleaved(tmp, images, engines, mt, kt, files_list, args, use_wrk):
     print(f"offline ceiling (median of {len(ceilings)}): {ceiling:.0f} img/s at batch 32 "
           f"({', '.join(f'{c:.0f}' for c in ceilings)})")
     print(f"{'server':<8}{'batch':<7}{'img/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'mean b':>8}"
-          f"{'cpu ms':>8}{'cores':>7}{'wrk':>6}{'idle':>6}{'/offline':>10}{'/torch best':>13}"
-          f"{'errors':>8}   rounds img/s")
+          f"{'cpu ms':>8}{'loop ms':>9}{'cores':>7}{'wrk':>6}{'idle':>6}{'/offline':>10}"
+          f"{'/torch best':>13}{'errors':>8}   rounds img/s")
     torch_best = max((m["ips"] for (e, _), m in med.items() if e == "torch"), default=None)
     for k in keys:
         m = med[k]
         vs = f"{m['ips'] / torch_best:13.2f}" if torch_best else f"{'-':>13}"
         print(f"{k[0]:<8}{k[1]:<7}{m['ips']:8.0f}{m['p50']:9.1f}{m['p99']:9.1f}"
-              f"{m['mean_b']:8.1f}{m['cpu_ms']:8.2f}{m['cores']:7.2f}{m['client']:6.2f}"
-              f"{m['idle']:6.2f}{m['ips'] / ceiling:10.2f}{vs}"
+              f"{m['mean_b']:8.1f}{m['cpu_ms']:8.2f}{m['loop_ms']:9.2f}{m['cores']:7.2f}"
+              f"{m['client']:6.2f}{m['idle']:6.2f}{m['ips'] / ceiling:10.2f}{vs}"
               f"{sum(x['errors'] for x in results[k]):8d}   "
               + " ".join(f"{x['ips']:.0f}" for x in results[k]))
     best = max((k for k in keys if k[0] == "cvcore"), key=lambda k: med[k]["ips"])

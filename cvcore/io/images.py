@@ -178,6 +178,12 @@ def imdecode(data, mode: str | None = None, max_pixels: int | None = None,
     ValueError
         Truncated or corrupt data, a decompression bomb, more than ``max_pixels`` pixels, or no
         data at all.
+
+    Notes
+    -----
+    A plain JPEG (see :func:`_plain_jpeg`) skips ``Image.open``'s header parsing and goes straight
+    to Pillow's JPEG decoder, with the same pixels; everything else is opened as :func:`imread`
+    opens a file.
     """
     import io
 
