@@ -39,10 +39,7 @@ Backward (:mod:`cvcore.nn.conv` drives it):
   padding; for strided convolutions one output channel per input channel and phase, put back
   in place by :func:`phases_to_image`), so it runs through :func:`conv2d_forward` too.
 
-The forward kernels split their work over the lanes of one Numba parallel loop; the backward
-kernels are one-thread ``nogil`` kernels over a range of lanes (weight gradient) or planes
-(:func:`phases_to_image`) that :mod:`cvcore.nn.conv` runs on several threads with
-:func:`cvcore._bands.run_bands` (half the cold compile of a ``prange``). Nothing calls BLAS.
+Every kernel splits its work over the lanes of one Numba parallel loop; nothing calls BLAS.
 """
 from __future__ import annotations
 
@@ -148,12 +145,6 @@ def _clamp(v, lo, hi):
     """``min(max(v, lo), hi)`` for integers (``lo <= hi``), without the builtins: each of those
     is one more Numba-internal specialisation to compile in every kernel that uses it."""
     return lo if v < lo else (hi if v > hi else v)
-
-
-@njit(cache=True, inline="always", nogil=True)
-def _min(a, b):
-    """``min(a, b)`` for integers, without the builtin (see :func:`_clamp`)."""
-    return a if a < b else b
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -606,22 +597,17 @@ def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine,
 
 # -- backward ----------------------------------------------------------------------------------
 
-@njit(cache=True, nogil=True)
-def conv2d_weight_grad(xs, offs, dys, P, block, nlanes, dw_lanes, l0, l1):
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_weight_grad(xs, offs, dys, P, block, nlanes, dw_lanes):
     """``dW[k, (c*kh + i)*kw + j] = sum_{n, oh, ow} dy[n, k, oh, ow] *
     xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]``: dot products of strip windows,
-    ``dW[k, r] = sum_q dys[k*P + q] * xs[offs[r] + q]``, for the lanes ``l0 .. l1 - 1``.
+    ``dW[k, r] = sum_q dys[k*P + q] * xs[offs[r] + q]``.
 
     The caller lays out both strips first (:func:`make_strip` for ``x``, with positions rounded
     up to a multiple of ``block`` and ``offs`` padded to a multiple of ``simd.DB``;
     :func:`fill_strip` for ``dy``, on the same positions with a channel length of ``P``, zero on
     the dropped positions). Calling them from Python, not from here, keeps their code out of
     this kernel's module (a cold start compiled and optimised it once more in every caller).
-
-    One thread, ``nogil``: the caller runs the lanes on several threads
-    (:func:`cvcore._bands.run_bands`, one lane per band). A ``prange`` over the lanes cost
-    twice the cold compile (a parallel loop is a module of its own, compiled and optimised
-    again), for the same split of the work.
 
     Parameters
     ----------
@@ -632,47 +618,42 @@ def conv2d_weight_grad(xs, offs, dys, P, block, nlanes, dw_lanes, l0, l1):
         Positions (a multiple of ``block``, itself a multiple of the vector length).
     nlanes : int
         Lane ``l`` takes every ``nlanes``-th block of positions and adds its sums into
-        ``dw_lanes[l]``; the caller adds up the lanes (so the result does not depend on which
-        thread ran which lane).
+        ``dw_lanes[l]``; the caller adds up the lanes.
     dw_lanes : (nlanes, K, R), the dtype of ``xs``, zero on entry
-    l0, l1 : int
-        The lanes to compute (``0, nlanes`` for all).
     """
     K, R = dw_lanes.shape[1], dw_lanes.shape[2]
     DA, DB = simd.DA, simd.DB
     VL = simd.VECTOR_BYTES // xs.itemsize
-    acc = np.empty((DA, DB, VL), dtype=xs.dtype)
-    aoffs = np.empty(DA, dtype=np.int64)
-    for lane in range(l0, l1):
+    for lane in prange(nlanes):
+        acc = np.empty((DA, DB, VL), dtype=xs.dtype)
+        aoffs = np.empty(DA, dtype=np.int64)
         part = dw_lanes[lane]
         for blk in range(lane, P // block, nlanes):
             t0 = blk * block
             for k0 in range(0, K, DA):
                 for i in range(DA):
-                    aoffs[i] = _min(k0 + i, K - 1) * P
+                    aoffs[i] = min(k0 + i, K - 1) * P
                 for r0 in range(0, R, DB):
                     simd.dot_tile(dys, aoffs, xs, offs[r0:r0 + DB], t0, t0 + block, acc)
-                    for i in range(_min(DA, K - k0)):     # plain loops around the intrinsic:
-                        for j in range(_min(DB, R - r0)):  # see kernels.simd
+                    for i in range(min(DA, K - k0)):     # plain loops around the intrinsic:
+                        for j in range(min(DB, R - r0)):  # see kernels.simd
                             total = part[k0 + i, r0 + j]
                             for v in range(VL):
                                 total += acc[i, j, v]
                             part[k0 + i, r0 + j] = total
 
 
-@njit(cache=True, nogil=True)
-def conv2d_weight_grad_cols(xs, offs, dys, P, nlanes, tiles, dw_out, l0, l1):
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_weight_grad_cols(xs, offs, dys, P, nlanes, tiles, dw_out):
     """The weight gradient of :func:`conv2d_weight_grad` for few positions (small planes, one
     image): with a short reduction the horizontal sums of ``dot_tile`` would dominate, so here
     each tile ``dW[k0:k0+KB, r0:r0+TB]`` is one :func:`kernels.simd.fma_tile` over the
     positions, vectorised along the taps, reading a tile of the transposed column matrix
     ``colT[q, r0 + t] = xs[offs[r0 + t] + q]`` (``P x TB``, zero past the last tap).
 
-    Work items are (tap tile, channel block) pairs, tap tile outer; lane ``l`` takes the
-    ``l``-th contiguous share of them, builds the column tile of its current tap tile in its
-    own part of ``tiles`` and reuses it for the channel blocks that follow (so the column
-    matrix is gathered about once). One thread, ``nogil``, for the lanes ``l0 .. l1 - 1``: the
-    caller runs the lanes on several threads, as :func:`conv2d_weight_grad`.
+    Work items are (tap tile, channel block) pairs, tap tile outer; a lane builds the column
+    tile of its current tap tile in its own part of ``tiles`` and reuses it for the channel
+    blocks that follow (so the column matrix is gathered about once, in the same parallel loop).
 
     Parameters
     ----------
@@ -681,26 +662,24 @@ def conv2d_weight_grad_cols(xs, offs, dys, P, nlanes, tiles, dw_out, l0, l1):
     nlanes : int
     tiles : 1-D, the dtype of ``xs``, at least ``nlanes * P * simd.TB`` long, scratch
     dw_out : (K, R), written
-    l0, l1 : int
-        The lanes to compute (``0, nlanes`` for all).
     """
     K, R = dw_out.shape
     KB, TB = simd.KB, simd.TB
     nkb = (K + KB - 1) // KB
     nitems = nkb * ((R + TB - 1) // TB)
-    acc = np.empty((KB, TB), dtype=xs.dtype)
-    wrows = np.empty(KB, dtype=np.int64)
-    qoffs = np.empty(P, dtype=np.int64)
-    for q in range(P):
-        qoffs[q] = q * TB
-    for lane in range(l0, l1):
+    for lane in prange(nlanes):
+        acc = np.empty((KB, TB), dtype=xs.dtype)
+        wrows = np.empty(KB, dtype=np.int64)
+        qoffs = np.empty(P, dtype=np.int64)
+        for q in range(P):
+            qoffs[q] = q * TB
         tile = tiles[lane * P * TB:(lane + 1) * P * TB]
         built = -1
         for item in range(lane * nitems // nlanes, (lane + 1) * nitems // nlanes):
             r0 = (item // nkb) * TB
             k0 = (item - (item // nkb) * nkb) * KB
             if r0 != built:                          # gather the column tile of taps r0..
-                nt = _min(TB, R - r0)
+                nt = min(TB, R - r0)
                 for q in range(P):
                     row = tile[q * TB:(q + 1) * TB]
                     for t in range(nt):
@@ -709,54 +688,47 @@ def conv2d_weight_grad_cols(xs, offs, dys, P, nlanes, tiles, dw_out, l0, l1):
                         row[t] = 0
                 built = r0
             for k in range(KB):                      # past the last channel: repeat it
-                wrows[k] = _min(k0 + k, K - 1) * P
+                wrows[k] = min(k0 + k, K - 1) * P
             simd.fma_tile(tile, 0, dys, wrows, qoffs, acc)
-            for k in range(_min(KB, K - k0)):         # plain loops around the intrinsic
-                for t in range(_min(TB, R - r0)):
+            for k in range(min(KB, K - k0)):         # plain loops around the intrinsic
+                for t in range(min(TB, R - r0)):
                     dw_out[k0 + k, r0 + t] = acc[k, t]
 
 
-@njit(cache=True, nogil=True)
-def phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx, p0, p1):
+@njit(cache=True, parallel=True, nogil=True)
+def phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx):
     """Interleave phase planes back into an image: ``dx[n, c, h, w] = dphase[n, c*nph + p, u, v]``
     where ``h + ph = u*sh + a``, ``w + pw = v*sw + b`` and ``p = phase_index[a, b]``; zero where
     the phase is unused (``p < 0``) or ``(u, v)`` is outside the plane.
 
-    ``dphase`` (N, C*nph, Hq, Wq) holds the gradient of the zero-padded input's phases. The
-    planes ``nc = n*C + c`` in ``[p0, p1)`` of ``dx`` are written, on one thread (``nogil``:
-    the caller splits the planes between threads with :func:`cvcore._bands.run_bands`; a
-    ``prange`` here doubled the kernel's cold compile).
+    ``dphase`` (N, C*nph, Hq, Wq) holds the gradient of the zero-padded input's phases.
     """
     N, C, H, W = dx.shape
     nph = dphase.shape[1] // C
     Hq, Wq = dphase.shape[2], dphase.shape[3]
-    # does every pixel get a value from some phase? if not, zero the plane first
+    # does every pixel get a value from some phase? if not, zero the image first
     covered = Hq * sh >= H + ph and Wq * sw >= W + pw
     for a in range(sh):
         for b in range(sw):
             covered = covered and phase_index[a, b] >= 0
-    dflat = dx.reshape(N * C * H * W)
-    sflat = dphase.reshape(dphase.size)
-    for nc in range(p0, p1):
+    for nc in prange(N * C):
         n = nc // C
         c = nc - n * C
-        out = nc * H * W
         if not covered:
-            for i in range(H * W):
-                dflat[out + i] = 0
+            dx[n, c] = 0
         for a in range(sh):
             for b in range(sw):
                 p = phase_index[a, b]
                 if p < 0:
                     continue
-                src = (n * nph * C + c * nph + p) * Hq * Wq
+                src = dphase[n, c * nph + p]
                 # pixels of this phase: h = u*sh + a - ph in [0, H), w = v*sw + b - pw in [0, W)
-                u0 = _clamp((ph - a + sh - 1) // sh, 0, Hq)
-                u1 = _min(Hq, (H - 1 + ph - a) // sh + 1)
-                v0 = _clamp((pw - b + sw - 1) // sw, 0, Wq)
-                v1 = _min(Wq, (W - 1 + pw - b) // sw + 1)
+                u0 = max(0, (ph - a + sh - 1) // sh)
+                u1 = min(Hq, (H - 1 + ph - a) // sh + 1)
+                v0 = max(0, (pw - b + sw - 1) // sw)
+                v1 = min(Wq, (W - 1 + pw - b) // sw + 1)
                 for u in range(u0, u1):
-                    row = out + (u * sh + a - ph) * W + b - pw
-                    srow = src + u * Wq
-                    for v in range(v0, v1):           # unsigned indices: no wraparound check
-                        dflat[np.uint64(row + v * sw)] = sflat[np.uint64(srow + v)]
+                    row = dx[n, c, u * sh + a - ph]
+                    srow = src[u]
+                    for v in range(v0, v1):           # unsigned index: no wraparound check
+                        row[np.uint64(v * sw + b - pw)] = srow[v]

@@ -37,7 +37,6 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from cvcore._bands import run_bands
 from cvcore._validate import check_array, check_cache, check_finite, check_int, check_pair
 from cvcore.nn.layers import top_level
 from cvcore.nn.module import Module, Parameter, is_grad_enabled
@@ -163,8 +162,7 @@ def _input_grad(dy, cache):
                           np.zeros(C * nph, dtype=x.dtype), (1, 1), (QH - 1, QW - 1),
                           (1, 1))
     dx = np.empty_like(x)
-    run_bands(_kernels().phases_to_image, N * C, H * W, dphase, phase_index, sh, sw, ph, pw, dx,
-              min_rows=1)
+    _kernels().phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx)
     return dx
 
 
@@ -423,13 +421,11 @@ def _weight_grad(x, dy, K, geometry, lanes):
         tiles = _scratch(buf, xs.size + dys.size, lanes * P * simd.TB)
         ws.need(xs.size + dys.size + tiles.size)
         dw = np.empty((K, R), dtype=x.dtype)
-        run_bands(nk.conv2d_weight_grad_cols, lanes, K * R * P // lanes, xs, offs, dys, P,
-                  lanes, tiles, dw, min_rows=1)
+        nk.conv2d_weight_grad_cols(xs, offs, dys, P, lanes, tiles, dw)
         return dw
     ws.need(xs.size + dys.size)
     dw_lanes = np.zeros((lanes, K, R), dtype=x.dtype)
-    run_bands(nk.conv2d_weight_grad, lanes, K * R * P // lanes, xs, offs, dys, P, span, lanes,
-              dw_lanes, min_rows=1)
+    nk.conv2d_weight_grad(xs, offs, dys, P, span, lanes, dw_lanes)
     return dw_lanes.sum(axis=0)
 
 
