@@ -3,17 +3,16 @@
 Conventions: all maps are float32 (H, W), C-contiguous; coordinates are (row, column).
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
-@njit(cache=True, fastmath={"contract"}, nogil=True)
-def harris_response(arr, arc, acc, k, eps, use_k, out, r0, r1):
+@njit(cache=True, parallel=True, fastmath={"contract"})
+def harris_response(arr, arc, acc, k, eps, use_k, out):
     """Harris & Stephens 1988 response from the smoothed structure tensor
     ``A = [[arr, arc], [arc, acc]]``: ``det A - k trace(A)^2`` when ``use_k``, else Noble's
-    ``2 det A / (trace A + eps)`` (Noble 1989; scikit-image ``method='eps'``); rows
-    ``[r0, r1)`` of ``out``."""
-    W = out.shape[1]
-    for i in range(r0, r1):
+    ``2 det A / (trace A + eps)`` (Noble 1989; scikit-image ``method='eps'``)."""
+    H, W = out.shape
+    for i in prange(H):
         for j in range(W):
             det = arr[i, j] * acc[i, j] - arc[i, j] * arc[i, j]
             tr = arr[i, j] + acc[i, j]
@@ -23,12 +22,12 @@ def harris_response(arr, arc, acc, k, eps, use_k, out, r0, r1):
                 out[i, j] = 2.0 * det / (tr + eps)
 
 
-@njit(cache=True, nogil=True)
-def shi_tomasi_response(arr, arc, acc, out, r0, r1):
+@njit(cache=True, parallel=True)
+def shi_tomasi_response(arr, arc, acc, out):
     """Smaller eigenvalue of the structure tensor (Shi & Tomasi 1994):
-    ``((arr + acc) - sqrt((arr - acc)^2 + 4 arc^2)) / 2``; rows ``[r0, r1)`` of ``out``."""
-    W = out.shape[1]
-    for i in range(r0, r1):
+    ``((arr + acc) - sqrt((arr - acc)^2 + 4 arc^2)) / 2``."""
+    H, W = out.shape
+    for i in prange(H):
         for j in range(W):
             d = arr[i, j] - acc[i, j]
             out[i, j] = ((arr[i, j] + acc[i, j]) - np.sqrt(d * d + 4.0 * arc[i, j] * arc[i, j])) / 2

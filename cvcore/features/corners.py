@@ -80,8 +80,7 @@ def harris(image, method="k", k=HARRIS_K, eps=1e-6, sigma=1):
     with network_call():            # no more threads than free cores (cvcore._threads)
         arr, arc, acc = structure_tensor(image, sigma)
         out = np.empty(arr.shape, np.float32)
-        run_bands(harris_response, out.shape[0], out.shape[1], arr, arc, acc, k, eps,
-                  method == "k", out)
+        harris_response(arr, arc, acc, k, eps, method == "k", out)
     return out
 
 
@@ -92,7 +91,7 @@ def shi_tomasi(image, sigma=1):
     with network_call():
         arr, arc, acc = structure_tensor(image, sigma)
         out = np.empty(arr.shape, np.float32)
-        run_bands(shi_tomasi_response, out.shape[0], out.shape[1], arr, arc, acc, out)
+        shi_tomasi_response(arr, arc, acc, out)
     return out
 
 
