@@ -374,8 +374,12 @@ def one_forward_ms(model, x, n=50) -> float:
 
 def offline_rate(model, x, bs, seconds):
     """(images/s, CPU ms per image) of ``model.predict_proba`` over ``x`` in batches of ``bs``,
-    timed over at least ``seconds`` and three passes, after one warm-up batch."""
+    timed over at least ``seconds`` and three passes, after a warm-up batch of each size the
+    passes use (``bs`` and the last, shorter one: a ResNet's plan runs batches of 32 and more
+    on other kernels than smaller ones, and a first call compiles them)."""
     model.predict_proba(x[:bs])
+    if len(x) % bs:
+        model.predict_proba(x[:len(x) % bs])
     done, t0, cpu0 = 0, time.perf_counter(), time.process_time()
     while done < 3 * len(x) or time.perf_counter() - t0 < seconds:
         for i in range(0, len(x), bs):
