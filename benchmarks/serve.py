@@ -231,7 +231,6 @@ def torch_app(model_path, max_batch_size, threads=0, model_threads=0, pipeline=T
 
     import anyio
     import torch
-    from fastapi import FastAPI
     from fastapi.responses import PlainTextResponse
     from PIL import Image
 
