@@ -5,6 +5,8 @@ Conventions: all maps are float32 (H, W), C-contiguous; coordinates are (row, co
 import numpy as np
 from numba import njit, prange
 
+from kernels.scalar import clamp
+
 
 @njit(cache=True, parallel=True, fastmath={"contract"})
 def harris_response(arr, arc, acc, k, eps, use_k, out):
@@ -31,13 +33,6 @@ def shi_tomasi_response(arr, arc, acc, out):
         for j in range(W):
             d = arr[i, j] - acc[i, j]
             out[i, j] = ((arr[i, j] + acc[i, j]) - np.sqrt(d * d + 4.0 * arc[i, j] * arc[i, j])) / 2
-
-
-@njit(cache=True, inline="always", nogil=True)
-def _clamp(v, lo, hi):
-    """``min(max(v, lo), hi)`` for integers, without the builtins (each of those is one more
-    Numba-internal specialisation to compile in every kernel that uses it)."""
-    return lo if v < lo else (hi if v > hi else v)
 
 
 @njit(cache=True, nogil=True)
@@ -91,7 +86,7 @@ def max_cols_nearest(rowmax, radius, out, r0, r1):
         for j in range(W):
             dst[j] = src[j]
         for d in range(-radius, radius + 1):
-            row = rowmax[_clamp(i + d, 0, H - 1)]
+            row = rowmax[clamp(i + d, 0, H - 1)]
             for j in range(W):
                 v, m = row[j], dst[j]
                 dst[j] = v if v > m else m
@@ -112,8 +107,8 @@ def greedy_spacing(coords, taken, reach, keep):
         r = coords[p, 0]
         c = coords[p, 1]
         clash = False
-        for rr in range(_clamp(r - reach, 0, H), _clamp(r + reach + 1, 0, H)):
-            for cc in range(_clamp(c - reach, 0, W), _clamp(c + reach + 1, 0, W)):
+        for rr in range(clamp(r - reach, 0, H), clamp(r + reach + 1, 0, H)):
+            for cc in range(clamp(c - reach, 0, W), clamp(c + reach + 1, 0, W)):
                 if taken[rr, cc]:
                     clash = True
                     break

@@ -47,6 +47,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels import simd
+from kernels.scalar import clamp
 
 
 # -- strip layouts -----------------------------------------------------------------------------
@@ -140,13 +141,6 @@ def phase_geometry(N, H, W, kh, kw, sh, sw, ph, pw, dh, dw, span):
     return Wq, pitch, P, P + reach
 
 
-@njit(cache=True, inline="always", nogil=True)
-def _clamp(v, lo, hi):
-    """``min(max(v, lo), hi)`` for integers (``lo <= hi``), without the builtins: each of those
-    is one more Numba-internal specialisation to compile in every kernel that uses it."""
-    return lo if v < lo else (hi if v > hi else v)
-
-
 @njit(cache=True, parallel=True, nogil=True)
 def fill_phase_strip(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs):
     """Write the phases of ``x`` (N, C, H, W) zero-padded by ``ph, pw`` into ``xs``
@@ -166,8 +160,8 @@ def fill_phase_strip(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs):
                 chan = (c * sh + a) * sw + b
                 base = chan * Ls + n * pitch
                 # columns v of the phase that are inside the image: 0 <= v*sw + b - pw < W
-                v0 = _clamp((pw - b + sw - 1) // sw, 0, Wq)
-                v1 = _clamp((W - 1 + pw - b) // sw + 1, v0, Wq)
+                v0 = clamp((pw - b + sw - 1) // sw, 0, Wq)
+                v1 = clamp((W - 1 + pw - b) // sw + 1, v0, Wq)
                 for u in range(Hq):
                     row = base + u * Wq
                     h = u * sh + a - ph
