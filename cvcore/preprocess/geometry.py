@@ -20,8 +20,9 @@ Agreement (tested): ``resize`` equals ``cv2.resize`` with ``INTER_NEAREST``, ``I
 """
 from __future__ import annotations
 
-import math
 import functools
+import math
+import os
 import sys
 
 import numpy as np
@@ -194,10 +195,18 @@ def _worst(top, bands):
     return top[0] if bands == 1 else top.max()
 
 
-def _run_team(kernel, rows, work, *args):
+#: Set in a forked child (``os.register_at_fork``): GNU OpenMP terminates a forked child that
+#: starts a parallel region when its parent had used OpenMP ("fork() called from a process
+#: already using GNU OpenMP, this is unsafe"), so a child runs the band kernels serially.
+_FORKED = {"child": False}
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _FORKED.__setitem__("child", True))
+
+
+def _run_team(kernel, serial, rows, work, *args):
     """``kernel(*args, bands)`` for the bands :func:`_team` chooses
     (:func:`kernels.resize.resize_nearest`, :func:`kernels.resize.resize_block_mean`); returns
-    ``bands``.
+    ``bands``. In a forked child, ``serial(*args, 0, rows)`` instead (:data:`_FORKED`).
 
     Why a ``prange`` there and not :func:`cvcore._bands.run_bands`: a pool thread of the band
     runner runs Python between bands, so it must take the GIL, and a thread that waits for the
@@ -213,6 +222,9 @@ def _run_team(kernel, rows, work, *args):
     """
     import numba
 
+    if _FORKED["child"]:
+        serial(*args, 0, rows)                 # the band function itself, on all rows
+        return 1
     bands, threads = _team(rows, work)
     if bands >= threads:
         kernel(*args, bands)
@@ -269,8 +281,8 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         # 2x2 block mean (OpenCV switches INTER_LINEAR to INTER_AREA there too); no tables
         # every input pixel is in one block, weight 1 / (ky kx): the kernel scans the output
         top = np.zeros(rows, dtype=np.uint32)      # each band's scan, at its first row
-        bands = _run_team(k.resize_block_mean, rows, rows * cols * C, planes, out,
-                          out.view(np.uint32), top)
+        bands = _run_team(k.resize_block_mean, k.block_mean_rows, rows, rows * cols * C,
+                          planes, out, out.view(np.uint32), top)
         if _worst(top, bands) >= EXPONENT_ALL_ONES:
             check_finite(planes, "image")   # a finite input may still overflow to infinity
         return _finish(out, was_2d, dtype)
@@ -281,7 +293,7 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         # uint64 pairs of values for the 2x shrink (little-endian: the low half is the first)
         paired = W % 2 == 0 and sys.byteorder == "little"
         pairs = bits.view(np.uint64) if paired else np.empty((C, H, 0), np.uint64)
-        bands = _run_team(k.resize_nearest, rows, rows * cols * C, bits, pairs,
+        bands = _run_team(k.resize_nearest, k.nearest_rows, rows, rows * cols * C, bits, pairs,
                           _nearest_table(H, rows), _nearest_table(W, cols), out.view(np.uint32),
                           top)
     else:
