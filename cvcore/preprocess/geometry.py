@@ -26,7 +26,8 @@ import sys
 
 import numpy as np
 
-from cvcore._bands import run_bands
+from cvcore._bands import MIN_PARALLEL_PIXELS, run_bands
+from cvcore._threads import usable_threads
 from cvcore._validate import check_array, check_choice, check_finite, check_pair, _check_real
 
 __all__ = ["resize", "resize_center_crop", "warp_affine", "warp_perspective", "INTERPOLATIONS", "BORDER_MODES"]
@@ -74,7 +75,11 @@ def _finish(out, was_2d, dtype):
 def _output_shape(output_shape, default, channels):
     if output_shape is None:
         return default
-    rows, cols = check_pair(output_shape, "output_shape", minimum=1)
+    if (type(output_shape) is tuple and len(output_shape) == 2 and type(output_shape[0]) is int
+            and type(output_shape[1]) is int and min(output_shape) >= 1):
+        rows, cols = output_shape              # the usual case, without check_pair's 2 us
+    else:
+        rows, cols = check_pair(output_shape, "output_shape", minimum=1)
     if rows * cols * channels > MAX_OUTPUT_PIXELS:
         raise ValueError(f"output_shape {(rows, cols)} is too large")
     return rows, cols
@@ -160,6 +165,57 @@ def _column_blocks(n_in, n_out, interpolation, area_mode_linear):
             np.ascontiguousarray(rel.reshape(taps, blocks * LANES), dtype=np.int32))
 
 
+def _team(rows, work):
+    """``(bands, threads)`` for a resize kernel that runs bands of output rows in a ``prange``,
+    one band per thread: ``threads`` is Numba's thread count; ``bands`` is 1 below
+    :data:`cvcore._bands.MIN_PARALLEL_PIXELS` units of ``work``, else ``threads`` capped at the
+    free cores (:func:`cvcore._threads.usable_threads`, the band runner's rule) and at the
+    rows."""
+    import numba
+
+    threads = numba.get_num_threads()
+    if threads == 1 or work < MIN_PARALLEL_PIXELS:
+        return 1, threads
+    return max(1, min(usable_threads(threads), rows)), threads
+
+
+def _worst(top, bands):
+    """The largest finiteness scan the bands stored in ``top`` (at their first rows): only
+    ``top[0]`` for one band (``top.max()`` costs 2-3 us of a 0.1 ms resize)."""
+    return top[0] if bands == 1 else top.max()
+
+
+def _run_team(kernel, rows, work, *args):
+    """``kernel(*args, bands)`` for the bands :func:`_team` chooses
+    (:func:`kernels.resize.resize_nearest`, :func:`kernels.resize.resize_block_mean`); returns
+    ``bands``.
+
+    Why a ``prange`` there and not :func:`cvcore._bands.run_bands`: a pool thread of the band
+    runner runs Python between bands, so it must take the GIL, and a thread that waits for the
+    GIL sleeps (30-80 us to wake on the machine of ``benchmarks/README.md``); Numba's OpenMP
+    team starts a region without the GIL. Measured on 1024^2 -> 512^2 (2 threads, the other
+    core free): the block mean 0.045 ms in a ``prange`` against 0.085-0.13 split by the band
+    runner and 0.096 on one thread (``benchmarks/README.md``, "Session 9").
+
+    Fewer bands than threads: Numba's thread count is set to ``bands`` for the call, as a team
+    of more threads wakes a thread that has nothing to do and waits for it at the region's end
+    (measured 9 us for a 32 x 32 block mean against 2 us; setting the count and back costs
+    2-5 us).
+    """
+    import numba
+
+    bands, threads = _team(rows, work)
+    if bands >= threads:
+        kernel(*args, bands)
+        return bands
+    numba.set_num_threads(bands)
+    try:
+        kernel(*args, bands)
+    finally:
+        numba.set_num_threads(threads)
+    return bands
+
+
 def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
     """Resize an image to ``output_shape = (rows, cols)``, as ``cv2.resize`` does.
 
@@ -204,9 +260,9 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         # 2x2 block mean (OpenCV switches INTER_LINEAR to INTER_AREA there too); no tables
         # every input pixel is in one block, weight 1 / (ky kx): the kernel scans the output
         top = np.zeros(rows, dtype=np.uint32)      # each band's scan, at its first row
-        run_bands(k.resize_block_mean, rows, cols * C, planes, out,
-                  out.view(np.uint32), top)
-        if top.max() >= EXPONENT_ALL_ONES:
+        bands = _run_team(k.resize_block_mean, rows, rows * cols * C, planes, out,
+                          out.view(np.uint32), top)
+        if _worst(top, bands) >= EXPONENT_ALL_ONES:
             check_finite(planes, "image")   # a finite input may still overflow to infinity
         return _finish(out, was_2d, dtype)
     # the other kernels scan the input rows they own for NaN and infinity as they read them
@@ -216,9 +272,9 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         # uint64 pairs of values for the 2x shrink (little-endian: the low half is the first)
         paired = W % 2 == 0 and sys.byteorder == "little"
         pairs = bits.view(np.uint64) if paired else np.empty((C, H, 0), np.uint64)
-        run_bands(k.resize_nearest, rows, cols * C, bits, pairs,
-                  _nearest_table(H, rows),
-                  _nearest_table(W, cols), out.view(np.uint32), top)
+        bands = _run_team(k.resize_nearest, rows, rows * cols * C, bits, pairs,
+                          _nearest_table(H, rows), _nearest_table(W, cols), out.view(np.uint32),
+                          top)
     else:
         # OpenCV averages areas only when no axis grows (scale_x >= 1 and scale_y >= 1)
         growing = rows > H or cols > W
@@ -229,7 +285,8 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         run_bands(k.resize_separable, rows, cols * C * row_idx.shape[0], planes, bits,
                   np.ascontiguousarray(row_idx.T), np.ascontiguousarray(row_w.T), col_idx,
                   col_w, col_base, col_rel, rows < H, out, top)
-    if top.max() >= EXPONENT_ALL_ONES:
+        bands = rows
+    if _worst(top, bands) >= EXPONENT_ALL_ONES:
         check_finite(planes, "image")
     return _finish(out, was_2d, dtype)
 
