@@ -221,6 +221,11 @@ def test_large_batches_run_pixel_major_bit_equal(rng):
     assert names[0] == "to_pixel_major" and names[-1] == "from_pixel_major"
     assert "to_pixel_major" not in [name for name, _, _, _ in
                                     model.__dict__["_plan"].step_calls(x[:3])]
+    if simd.AVX512:                            # a batch of 16: one block of 16 (the half tile)
+        np.testing.assert_array_equal(_planned(model, x[:simd.TBH]), expected[:simd.TBH])
+        programs = model.__dict__["_plan"]._local.programs
+        calls = [p[1] for key, p in programs.items() if key[0] == simd.TBH][0]
+        assert calls[0][1].__name__ == "_to_pixel_major" and calls[0][-1] == simd.TBH
     with nn.no_grad():
         embed, features = model.embed(x), model.features(x)
     saved = model.__dict__["_plan"]
