@@ -22,6 +22,12 @@ import numpy as np
 from benchmarks.common import Row, Timing, machine_line, optional, peak_memory, print_table
 
 SIZE = 1024
+#: Pause before each library's calls in :func:`time_interleaved`: longer than the spin of
+#: OpenMP's threads after a region (cvcore's Numba team, ``GOMP_SPINCOUNT=10000``, ~0.2 ms) and
+#: of OpenCV's pool, so that no library's helper threads still hold a core while the next
+#: library's call is timed (under ``chrt -f 1`` a spinning team slowed the next ``cv2.resize``
+#: 1.3-1.9x).
+SETTLE_SECONDS = 0.002
 
 
 def _image():
@@ -41,7 +47,7 @@ def time_interleaved(row: Row, repeats: int):
     ``repeats`` rounds of cvcore followed by every reference, each an untimed and a timed call
     (the untimed one keeps a call from paying for the previous library's allocations: a
     reference's 1 MB output allocated right after a 50 ms scikit-image call measured 10x its
-    steady time); medians per call.
+    steady time), each library's pair after a pause of :data:`SETTLE_SECONDS`; medians per call.
 
     Returns ``({label: Timing or None}, {label: median process CPU seconds})``: the CPU time is
     the one-thread cost when the run is limited to one thread.
@@ -63,6 +69,7 @@ def time_interleaved(row: Row, repeats: int):
         for label, fn in calls.items():
             if fn is None:
                 continue
+            time.sleep(SETTLE_SECONDS)      # the previous library's threads stop spinning
             fn()                        # untimed: each library times its own steady state
             c0, t0 = time.process_time(), time.perf_counter()   # (allocator, caches), not the
             fn()                                                # aftermath of the previous call

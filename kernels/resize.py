@@ -46,7 +46,7 @@ import math
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -107,8 +107,19 @@ def _scan_rows(bits, lo, hi):
     return top
 
 
-@njit(cache=True, nogil=True)
-def resize_nearest(bits, pairs, row_idx, col_idx, out, top, y0, y1):
+@njit(cache=True, nogil=True, parallel=True)
+def resize_nearest(bits, pairs, row_idx, col_idx, out, top, bands):
+    """Nearest resize of channel planes in ``bands`` bands of output rows on Numba's threads
+    (:func:`nearest_rows` for each; the module docstring says why a ``prange`` here)."""
+    h = out.shape[1]
+    for b in prange(bands):
+        y0, y1 = h * b // bands, h * (b + 1) // bands
+        if y0 < y1:
+            nearest_rows(bits, pairs, row_idx, col_idx, out, top, y0, y1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def nearest_rows(bits, pairs, row_idx, col_idx, out, top, y0, y1):
     """Nearest resize of output rows ``y0:y1`` of channel planes: ``out[c, y, x] =
     bits[c, row_idx[y], col_idx[x]]``; ``top[y0]`` (uint32 (h,)) receives the finiteness scan of
     the input rows this band owns (module docstring).
@@ -145,7 +156,9 @@ def resize_nearest(bits, pairs, row_idx, col_idx, out, top, y0, y1):
                 scanned = last
             dst = dst_plane[y]
             if y > y0 and r == row_idx[y - 1]:
-                dst[:] = dst_plane[y - 1]           # the same input row: copy (enlarging)
+                prev = dst_plane[y - 1]             # the same input row: copy (enlarging)
+                for x in range(w):                  # (a loop: a slice copy would be one
+                    dst[x] = prev[x]                # more parfor to compile in the prange)
             elif halving:
                 src2 = pairs[c, r]
                 for x in range(w):
@@ -179,8 +192,19 @@ def _owned_rows(first_y0, first_y1, y0, y1, h, H):
     return lo, hi
 
 
-@njit(cache=True, nogil=True)
-def resize_block_mean(image, out, out_bits, top, y0, y1):
+@njit(cache=True, nogil=True, parallel=True)
+def resize_block_mean(image, out, out_bits, top, bands):
+    """The block mean of channel planes in ``bands`` bands of output rows on Numba's threads
+    (:func:`block_mean_rows` for each)."""
+    h = out.shape[1]
+    for b in prange(bands):
+        y0, y1 = h * b // bands, h * (b + 1) // bands
+        if y0 < y1:
+            block_mean_rows(image, out, out_bits, top, y0, y1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def block_mean_rows(image, out, out_bits, top, y0, y1):
     """Output rows ``y0:y1`` of the block mean for the integer factors ``ky = H // h``,
     ``kx = W // w``: ``out[c, y, x]`` is the mean of ``image[c, ky*y : ky*y + ky, kx*x : kx*x +
     kx]`` (OpenCV's ``resizeAreaFast``).
@@ -212,7 +236,9 @@ def resize_block_mean(image, out, out_bits, top, y0, y1):
                 if bad:                             # (0.083 against 0.093 ms for a scan of
                     worst = EXPONENT_ALL_ONES       # the row's bits after it, 1024^2 -> 512^2)
                 continue
-            rowsum[:] = plane[y * ky]
+            first = plane[y * ky]
+            for x in range(W):
+                rowsum[x] = first[x]
             for i in range(1, ky):
                 src = plane[y * ky + i]
                 for x in range(W):

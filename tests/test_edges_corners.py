@@ -138,8 +138,44 @@ def test_hysteresis_kernel_matches_twin():
         cand[[0, -1], :] = 0.0              # the kernel's precondition: no candidate on the frame
         cand[:, [0, -1]] = 0.0
         state = np.where(cand >= high, STRONG, np.where(cand > 0, WEAK, 0)).astype(np.uint8)
-        hysteresis(state)
-        np.testing.assert_array_equal(state == EDGE, ref.hysteresis(cand, high))
+        want = ref.hysteresis(cand, high)
+        one = state.copy()
+        hysteresis(one, np.zeros(0, np.uint8), 0, one.shape[0])
+        np.testing.assert_array_equal(one == EDGE, want)
+        # in bands (each flood kept in its rows), then from the seams: the same map
+        for cuts in ([0, 1, 30], [0, 15, 16, 30], [0, 2, 7, 8, 20, 29, 30], list(range(31))):
+            banded = state.copy()
+            starts = np.zeros(30, np.uint8)
+            for r0, r1 in zip(cuts[:-1], cuts[1:]):
+                hysteresis(banded, starts, r0, r1)
+            assert starts[cuts[:-1]].all() and starts.sum() == len(cuts) - 1
+            hysteresis(banded, starts, -1, -1)
+            np.testing.assert_array_equal(banded, one)
+
+
+def test_hysteresis_bands_follow_paths_across_many_seams():
+    """A one-pixel-wide path that crosses every band boundary twice, with its only
+    strong pixel at the far end: only the seam pass can carry the edge back."""
+    from kernels.edges import EDGE, STRONG, WEAK, hysteresis
+    H, W = 24, 12
+    state = np.zeros((H, W), np.uint8)
+    for i in range(1, H - 1):                    # down column 1, then zig-zag columns 3..9
+        state[i, 1] = WEAK
+    for j in range(1, 10):
+        state[H - 2, j] = WEAK
+    for i in range(1, H - 1):
+        state[i, 9] = WEAK if i > 1 else STRONG
+    state[5:9, 5] = WEAK                          # an island with no strong pixel: stays WEAK
+    one = state.copy()
+    hysteresis(one, np.zeros(0, np.uint8), 0, H)
+    assert (one[state > 0] == EDGE).sum() == (state > 0).sum() - 4
+    for step in (1, 2, 3, 5, 7):
+        banded = state.copy()
+        starts = np.zeros(H, np.uint8)
+        for r0 in range(0, H, step):
+            hysteresis(banded, starts, r0, min(H, r0 + step))
+        hysteresis(banded, starts, -1, -1)
+        np.testing.assert_array_equal(banded, one)
 
 
 @settings(max_examples=25, deadline=None)

@@ -450,11 +450,15 @@ def test_warp_affine_equals_the_general_kernel(rng, mode):
 
 
 def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch):
-    """The geometry kernels each make a band of output rows, the bands run on several threads
-    (``cvcore._bands``): in many bands every resize kind and both warps must give
-    the one-band result bit for bit, and a NaN in an input row owned by any band (read or
-    skipped by the sampling) must still be rejected."""
+    """The geometry kernels each make bands of output rows, on several threads (the nearest
+    and block-mean resizes in a ``prange`` of bands, the others by ``cvcore._bands``): in many
+    bands every resize kind and both warps must give the one-band result bit for bit, and a NaN
+    in an input row owned by any band (read or skipped by the sampling) must still be
+    rejected."""
+    import numba
+
     from cvcore import _bands
+    from cvcore.preprocess import geometry
 
     x = rng.random((600, 264, 2)).astype(np.float32)    # outputs above MIN_PARALLEL_PIXELS
     M = np.array([[0.9, 0.2, 5.0], [-0.15, 1.05, -3.0]])
@@ -464,27 +468,64 @@ def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch
              lambda a: pp.resize(a, (422, 190), "area"),
              lambda a: pp.resize(a, (820, 300), "bilinear"),   # separable, columns first
              lambda a: pp.resize(a, (820, 300), "nearest"),    # gather, repeated rows
+             lambda a: pp.resize(a, (599, 263), "nearest"),    # gather, every row read
+             lambda a: pp.resize(a, (200, 88), "area"),        # block mean 3 x 3
              lambda a: pp.warp_affine(a, M, (560, 270)),
              lambda a: pp.warp_perspective(a, np.vstack([M, [1e-4, 2e-4, 1]]), (560, 270),
                                            "nearest")]
+    team = [c for c in range(len(calls)) if c in (0, 1, 5, 6, 7)]     # the prange kernels
     monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)     # split even the cheap kernels
     monkeypatch.setattr(_bands, "MIN_PARALLEL_SECONDS", 0.0)
     monkeypatch.setattr(_bands, "band_threads", lambda: 1)
+    bands_used = []
+
+    def one_band(rows, work):
+        bands_used.append(1)
+        return 1, numba.get_num_threads()
+
+    monkeypatch.setattr(geometry, "_team", one_band)
     expected = [call(x) for call in calls]
+    assert len(bands_used) == len(team)
     monkeypatch.setattr(_bands, "band_threads", lambda: 3)    # 9-12 bands on 3 threads
     calls_made = []
     real_publish = _bands._Pool.publish
     monkeypatch.setattr(_bands._Pool, "publish", lambda pool, job, helpers:
                         calls_made.append(helpers) or real_publish(pool, job, helpers))
-    for call, want in zip(calls, expected):
-        np.testing.assert_array_equal(call(x), want)
-    assert calls_made == [2] * len(calls)                     # every call was split
-    for row in (1, 301, 599):                                 # rows of the first and last bands
-        bad = x.copy()
-        bad[row, 7, 1] = np.nan
-        for call in calls[:6]:
-            with pytest.raises(ValueError, match="NaN"):
-                call(bad)
+    for bands in (2, 5, 7):                                   # more bands than threads too
+        monkeypatch.setattr(geometry, "_team", lambda rows, work, b=bands:
+                            bands_used.append(b) or (b, numba.get_num_threads()))
+        bands_used.clear()
+        calls_made.clear()
+        for call, want in zip(calls, expected):
+            np.testing.assert_array_equal(call(x), want)
+        assert bands_used == [bands] * len(team)
+        assert calls_made == [2] * (len(calls) - len(team))  # every other call was split
+        for row in (1, 301, 599):                             # rows of the first and last bands
+            bad = x.copy()
+            bad[row, 7, 1] = np.nan
+            for call in calls[:8]:
+                with pytest.raises(ValueError, match="NaN"):
+                    call(bad)
+
+
+def test_team_bands_follow_the_threads_and_the_work(monkeypatch):
+    """One band for small work or one thread; else the free threads, at most one per row; a
+    call with fewer bands than threads runs on that many threads and restores the count."""
+    import numba
+
+    from cvcore.preprocess import geometry
+
+    threads = numba.get_num_threads()
+    assert geometry._team(1000, 10) == (1, threads)
+    monkeypatch.setattr(geometry, "usable_threads", lambda cap: cap)
+    big = geometry.MIN_PARALLEL_PIXELS
+    assert geometry._team(1000, big) == (threads, threads)
+    assert geometry._team(1, big) == (1, threads)
+    monkeypatch.setattr(geometry, "usable_threads", lambda cap: 1)
+    assert geometry._team(1000, big) == (1, threads)
+    seen = []
+    geometry._run_team(lambda bands: seen.append((bands, numba.get_num_threads())), 1000, big)
+    assert seen == [(1, 1)] and numba.get_num_threads() == threads
 
 
 @pytest.mark.parametrize("n_in, n_out, interpolation", [(1024, 700, "bilinear"), (64, 96, "bilinear"),

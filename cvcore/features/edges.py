@@ -204,6 +204,10 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
     state = np.empty((H, W), np.uint8)
     run_bands(nonmax_suppression, H, 8 * W,
               gr, gc, magnitude, eroded, float(low), float(high), state)
-    # Stage 4: hysteresis.
-    hysteresis(state)
+    # Stage 4: hysteresis, in bands (each band's floods stay in its rows), then from the
+    # seams between bands through the whole image (kernels.edges.hysteresis).
+    starts = np.zeros(H, np.uint8)
+    run_bands(hysteresis, H, W, state, starts)
+    if starts[1:].any():
+        hysteresis(state, starts, -1, -1)
     return state == EDGE

@@ -26,7 +26,8 @@ import sys
 
 import numpy as np
 
-from cvcore._bands import run_bands
+from cvcore._bands import MIN_PARALLEL_PIXELS, run_bands
+from cvcore._threads import usable_threads
 from cvcore._validate import check_array, check_choice, check_finite, check_pair, _check_real
 
 __all__ = ["resize", "resize_center_crop", "warp_affine", "warp_perspective", "INTERPOLATIONS", "BORDER_MODES"]
@@ -160,6 +161,49 @@ def _column_blocks(n_in, n_out, interpolation, area_mode_linear):
             np.ascontiguousarray(rel.reshape(taps, blocks * LANES), dtype=np.int32))
 
 
+def _team(rows, work):
+    """``(bands, threads)`` for a resize kernel that runs bands of output rows in a ``prange``,
+    one band per thread: ``threads`` is Numba's thread count; ``bands`` is 1 below
+    :data:`cvcore._bands.MIN_PARALLEL_PIXELS` units of ``work``, else ``threads`` capped at the
+    free cores (:func:`cvcore._threads.usable_threads`, the band runner's rule) and at the
+    rows."""
+    import numba
+
+    threads = numba.get_num_threads()
+    if threads == 1 or work < MIN_PARALLEL_PIXELS:
+        return 1, threads
+    return max(1, min(usable_threads(threads), rows)), threads
+
+
+def _run_team(kernel, rows, work, *args):
+    """``kernel(*args, bands)`` for the bands :func:`_team` chooses
+    (:func:`kernels.resize.resize_nearest`, :func:`kernels.resize.resize_block_mean`).
+
+    Why a ``prange`` there and not :func:`cvcore._bands.run_bands`: a pool thread of the band
+    runner runs Python between bands, so it must take the GIL, and a thread that waits for the
+    GIL sleeps (30-80 us to wake on the machine of ``benchmarks/README.md``); Numba's OpenMP
+    team starts a region without the GIL. Measured on 1024^2 -> 512^2 (2 threads, the other
+    core free): the block mean 0.045 ms in a ``prange`` against 0.085-0.13 split by the band
+    runner and 0.096 on one thread (``benchmarks/README.md``, "Session 9").
+
+    Fewer bands than threads: Numba's thread count is set to ``bands`` for the call, as a team
+    of more threads wakes a thread that has nothing to do and waits for it at the region's end
+    (measured 9 us for a 32 x 32 block mean against 2 us; setting the count and back costs
+    2-5 us).
+    """
+    import numba
+
+    bands, threads = _team(rows, work)
+    if bands >= threads:
+        kernel(*args, bands)
+        return
+    numba.set_num_threads(bands)
+    try:
+        kernel(*args, bands)
+    finally:
+        numba.set_num_threads(threads)
+
+
 def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
     """Resize an image to ``output_shape = (rows, cols)``, as ``cv2.resize`` does.
 
@@ -204,7 +248,7 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         # 2x2 block mean (OpenCV switches INTER_LINEAR to INTER_AREA there too); no tables
         # every input pixel is in one block, weight 1 / (ky kx): the kernel scans the output
         top = np.zeros(rows, dtype=np.uint32)      # each band's scan, at its first row
-        run_bands(k.resize_block_mean, rows, cols * C, planes, out,
+        _run_team(k.resize_block_mean, rows, rows * cols * C, planes, out,
                   out.view(np.uint32), top)
         if top.max() >= EXPONENT_ALL_ONES:
             check_finite(planes, "image")   # a finite input may still overflow to infinity
@@ -216,9 +260,8 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         # uint64 pairs of values for the 2x shrink (little-endian: the low half is the first)
         paired = W % 2 == 0 and sys.byteorder == "little"
         pairs = bits.view(np.uint64) if paired else np.empty((C, H, 0), np.uint64)
-        run_bands(k.resize_nearest, rows, cols * C, bits, pairs,
-                  _nearest_table(H, rows),
-                  _nearest_table(W, cols), out.view(np.uint32), top)
+        _run_team(k.resize_nearest, rows, rows * cols * C, bits, pairs,
+                  _nearest_table(H, rows), _nearest_table(W, cols), out.view(np.uint32), top)
     else:
         # OpenCV averages areas only when no axis grows (scale_x >= 1 and scale_y >= 1)
         growing = rows > H or cols > W
