@@ -125,7 +125,8 @@ def run_interleaved(rows, clock=time.perf_counter, stat=statistics.median, memor
     the extra call that measures each call's peak memory (reported as 0); ``warm_each=True``
     makes an untimed call of the same function right before each timed one, so that each
     library is timed in its own steady state (its allocator's blocks, its output in cache), not
-    in the aftermath of another library's call (``benchmarks.preprocess`` times that way).
+    in the aftermath of another library's call (``benchmarks.preprocess`` times that way); an
+    integer ``warm_each=k`` makes ``k`` untimed calls (``True`` is 1).
     Returns what :func:`run_rows` returns (the ``median`` field holds ``stat``); a change of the
     machine's load during a row hits every library alike."""
     results = []
@@ -142,7 +143,7 @@ def run_interleaved(rows, clock=time.perf_counter, stat=statistics.median, memor
             # Rotate who goes first: a call that follows another on the same image finds it
             # in cache (a slow reference before cvcore halved cvcore's Sobel on a busy machine).
             for label, fn in order[r % len(order):] + order[:r % len(order)]:
-                if warm_each:
+                for _ in range(int(warm_each)):
                     fn()
                 t0 = clock()
                 fn()

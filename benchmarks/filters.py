@@ -24,7 +24,9 @@ the same border convention where the reference allows it (OpenCV's ``BORDER_REFL
 
 Timing: the calls of a row are interleaved (cvcore and each reference in turn, the first of
 each round rotating, so none always runs on an image another has just brought into cache), so
-a load that comes and goes on a shared machine hits them alike; ``--clock cpu`` reports process CPU
+a load that comes and goes on a shared machine hits them alike; each timed call is the fourth
+call of its function in a row (:data:`WARM_CALLS`: each library in its own steady state, not on
+the slow first calls after another library's); ``--clock cpu`` reports process CPU
 time instead of wall time (meaningful with ``--threads 1``). The table ends with each row's
 ratio to its fastest reference, whichever it is.
 
@@ -50,6 +52,17 @@ from benchmarks.common import Row, machine_line, optional, print_table, run_inte
 from cvcore.features import canny, harris
 from cvcore.preprocess import correlate, gaussian, median, sobel
 
+#: Untimed calls of the same function right before each timed one. On the 2-core VM of
+#: ``benchmarks/README.md`` a call that follows another library's (or a pause of 20 ms) reads
+#: 1.5-3x its steady time, and the next ones recover over about three calls, for OpenCV and
+#: cvcore alike (section "Session 9: filters and features": after SciPy's Sobel, cvcore's
+#: Sobel read 0.71, 0.44, 0.34, 0.32, 0.32 ms on calls 1-5, cv2.Sobel 0.69, 0.40, 0.31, 0.30,
+#: 0.30). With one warm call, the timed call was still on that slope, and the rotation of
+#: three callables put cvcore's rounds after SciPy's call twice as often as OpenCV's (orders
+#: abc, bca, cab: a follows c twice, b once), so the rows compared cvcore's second call after
+#: SciPy with OpenCV's second call mostly after cvcore's. Each library is now timed at its
+#: fourth call in a row: its own steady state.
+WARM_CALLS = 3
 DATA = Path(os.environ.get("CVCORE_DATASETS",
                            Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
@@ -208,7 +221,7 @@ def main(argv=None):
     cache = os.environ.get("NUMBA_CACHE_DIR", "(default: __pycache__ beside the kernels)")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     stat = min if args.stat == "min" else statistics.median
-    table = run_interleaved(rows(args.size, args.repeats), clock, stat, warm_each=True)
+    table = run_interleaved(rows(args.size, args.repeats), clock, stat, warm_each=WARM_CALLS)
     print(f"Numba threading layer {numba.threading_layer()}, {numba.get_num_threads()} threads, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
           f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}; cache {cache}; "

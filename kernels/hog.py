@@ -244,19 +244,6 @@ def skimage_cell_sums(image, cell_rows, cell_cols, edges, sums,
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def gather_deferred(defer_gr, defer_gc, defer_cell, defer_count, g_row, g_col, row, cell):
-    """Pack the deferred pixels of :func:`skimage_cell_sums` into flat arrays, in order."""
-    k = 0
-    for t in range(defer_count.shape[0]):
-        for d in range(defer_count[t]):
-            g_row[k] = defer_gr[t, d]
-            g_col[k] = defer_gc[t, d]
-            row[k] = t
-            cell[k] = defer_cell[t, d]
-            k += 1
-
-
-@njit(cache=True, error_model="numpy", nogil=True)
 def add_deferred(sums, row, cell, bins, g_row, g_col):
     """Add the magnitudes of the deferred pixels to ``sums`` (bins < 0: in no bin)."""
     ncr = sums.shape[1]

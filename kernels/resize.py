@@ -53,12 +53,24 @@ from numba.extending import intrinsic
 AREA_MIN_FRACTION = 1e-3   # resize.cpp computeResizeAreaTab: partial overlaps below this dropped
 ABS_MASK = np.uint32(0x7FFFFFFF)   # float32 bits but the sign (kernels.finite)
 EXPONENT_ALL_ONES = np.uint32(0x7F800000)   # the bits of +infinity: a scan at or above is bad
-INFINITY = np.float32(np.inf)
 LOW_HALF = np.uint64(0xFFFFFFFF)   # the first of two float32 in a little-endian uint64
 BATCH = 4             # rows through the column table together (:func:`_horizontal4`)
 LANES = 8             # outputs per block of the vector horizontal pass (one AVX2 register)
 CHUNK = 32            # output rows per chunk of the columns-first pass: its input rows' buffer
                       # stays in the L2 cache (32 rows enlarging 1.5x: 22 x 1536 floats, 135 KB)
+
+
+@intrinsic
+def _float_bits(typingctx, value):
+    """The bits of a float32 as a uint32 (LLVM ``bitcast``; no instruction once vectorised):
+    the finiteness test ``bits & ABS_MASK >= EXPONENT_ALL_ONES`` as an integer max in
+    registers."""
+    if value != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.uint32))
+    return types.uint32(value), codegen
 
 
 @njit(cache=True, nogil=True)
@@ -228,13 +240,13 @@ def block_mean_rows(image, out, out_bits, top, y0, y1):
             dst = dst_plane[y]
             if ky == 2 and kx == 2:
                 a, b = plane[2 * y], plane[2 * y + 1]
-                bad = 0
                 for x in range(w):
                     v = ((a[2 * x] + b[2 * x]) + (a[2 * x + 1] + b[2 * x + 1])) * scale
                     dst[x] = v
-                    bad |= not abs(v) < INFINITY    # NaN or infinity, tested in registers
-                if bad:                             # (0.083 against 0.093 ms for a scan of
-                    worst = EXPONENT_ALL_ONES       # the row's bits after it, 1024^2 -> 512^2)
+                    # the finiteness scan in registers: an integer max of the bits (0.077 ms
+                    # 1024^2 -> 512^2, against 0.082 for a NaN/infinity flag per value and
+                    # 0.093 for a scan of the row's bits after it)
+                    worst = max(worst, _float_bits(v) & ABS_MASK)
                 continue
             first = plane[y * ky]
             for x in range(W):

@@ -291,6 +291,43 @@ def test_magnitude_alone_equals_the_both_pass_bit_for_bit(mode):
             np.testing.assert_array_equal(alone, both)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_columns_kernel_equals_the_general_kernel_bit_for_bit(mode):
+    # sobel/scharr/prewitt(axis=1) run gradient_columns3x3 (the smoothed values carried in
+    # registers); Harris runs gradient3x3's GRADIENT_COLUMNS: the numbers must be the same, for
+    # every tap set (contracted multiply-adds alike), border, width (1 and 2 included), in
+    # bands, with the NaN/infinity flags.
+    from kernels.filters import GRADIENT_COLUMNS, gradient3x3, gradient_columns3x3
+    rng = np.random.default_rng(23)
+    for shape in [(1, 1), (2, 2), (5, 1), (1, 9), (7, 3), (33, 130), (64, 257)]:
+        image = (rng.random(shape) * 200 - 100).astype(np.float32)
+        image.flat[rng.integers(image.size)] = 3e38            # squares and sums overflow
+        bits = image.view(np.uint32)
+        rows, cols = F._gradient_maps(image, F.MODES[mode])
+        for smooth in (F.SOBEL_SMOOTH, F.SCHARR_SMOOTH, F.PREWITT_SMOOTH, (0.3, 0.4, 0.3)):
+            want = np.empty_like(image)
+            flags = np.zeros(shape[0], np.uint8)
+            gradient3x3(image, bits, rows, cols, *smooth, GRADIENT_COLUMNS, want, want,
+                        F._NO_PLANE, flags, 0, shape[0])
+            got = np.full_like(image, np.nan)
+            got_flags = np.zeros(shape[0], np.uint8)
+            cuts = sorted({0, shape[0], shape[0] // 3, shape[0] // 2})
+            for r0, r1 in zip(cuts[:-1], cuts[1:]):
+                gradient_columns3x3(image, bits, rows, cols, *smooth, got, got_flags, r0, r1)
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+            assert not got_flags.any()
+        np.testing.assert_array_equal(F.gradient_plane(image, 1, F.MODES[mode], 0.0),
+                                      F.gradient_plane(image, 1, F.MODES[mode], 0.0,
+                                                       one_kernel=True))
+    image = rng.random((9, 12)).astype(np.float32)
+    image[4, 11] = np.inf
+    flags = np.zeros(9, np.uint8)
+    rows, cols = F._gradient_maps(image, 0)
+    gradient_columns3x3(image, image.view(np.uint32), rows, cols, 1.0, 2.0, 1.0,
+                        np.empty_like(image), flags, 0, 9)
+    assert flags[0] == 1
+
+
 def test_magnitude_of_huge_and_tiny_gradients():
     # float32 squares of 1e19 overflow and of 1e-25 vanish into the subnormals: such rows are
     # computed again in float64 (kernels.filters.MAGNITUDE_SQUARE_MAX / MIN); elsewhere the

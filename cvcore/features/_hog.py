@@ -168,9 +168,13 @@ def _cell_histograms(images, orientations, cell):
               defer_gr, defer_gc, defer_cell, defer_count)
     total = int(defer_count.sum())
     if total:
-        g_row, g_col = np.empty(total), np.empty(total)
-        row, col = np.empty(total, np.int64), np.empty(total, np.int64)
-        k.gather_deferred(defer_gr, defer_gc, defer_cell, defer_count, g_row, g_col, row, col)
+        # packed in order (cell row t, then entry d < defer_count[t]) by fancy indexing that
+        # touches only the deferred entries (a kernel for this cost 0.16 s of first-call compile)
+        row = np.repeat(np.arange(defer_count.size), defer_count)
+        first = np.cumsum(defer_count) - defer_count
+        entry = np.arange(total) - np.repeat(first, defer_count)
+        g_row, g_col = defer_gr[row, entry], defer_gc[row, entry]
+        col = defer_cell[row, entry].astype(np.int64)
         theta = np.rad2deg(np.arctan2(g_row, g_col)) % 180
         bins = np.searchsorted(edges, theta, side="right") - 1
         bins[theta >= edges[-1]] = -1                  # rounded up to 180: in no bin

@@ -41,7 +41,7 @@ def structure_tensor(image, sigma=1.0):
     sigma = check_positive(sigma, "sigma")
     constant = MODES["constant"]
     ir = gradient_plane(img, 0, constant, 0.0)
-    ic = gradient_plane(img, 1, constant, 0.0)
+    ic = gradient_plane(img, 1, constant, 0.0, one_kernel=True)    # one kernel to compile
 
     def smooth(a):
         return gaussian_plane(a, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0)
