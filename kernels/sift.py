@@ -366,12 +366,25 @@ def fast_atan2_degrees(y, x):
     return a
 
 
+@njit(cache=True, fastmath=False, error_model="numpy")
+def exact_quotient(a, b):
+    """``a / b`` rounded as IEEE division, also when inlined into fast-math code.
+
+    Numba's default error model tests every divisor for zero and raises, a branch that keeps the
+    loops calling :func:`fast_atan2_degrees_f32` from vectorising; inside ``fastmath=True`` code,
+    a vectorised division may instead become a reciprocal estimate (``vrcpps`` and a Newton step)
+    that differs from ``a / b`` in the last bits. ``fastmath=False`` must be explicit: a callee
+    without it inherits its caller's fast-math flags.
+    """
+    return a / b
+
+
 @njit(cache=True, inline="always")
 def fast_atan2_degrees_f32(y, x):
     """:func:`fast_atan2_degrees` for float32, without branches (so loops over it vectorise)."""
     ax = abs(x)
     ay = abs(y)
-    t = min(ax, ay) / (max(ax, ay) + np.float32(1e-30))
+    t = exact_quotient(min(ax, ay), max(ax, ay) + np.float32(1e-30))
     t2 = t * t
     a = (((np.float32(_ATAN_P7) * t2 + np.float32(_ATAN_P5)) * t2 + np.float32(_ATAN_P3)) * t2
          + np.float32(_ATAN_P1)) * t
@@ -565,7 +578,8 @@ def _descriptor_one(image, px, py, angle, scale, scale_factor, clip, root, scrat
     """The 4x4x8 descriptor of one keypoint into ``out`` (128,); see :func:`sift_descriptors`.
 
     Three passes, as OpenCV does: collect the samples inside the rotated grid, then their
-    magnitudes and directions (a loop the compiler vectorises), then the histogram votes.
+    magnitudes and directions (a loop the compiler vectorises: see :func:`exact_quotient`), then
+    the histogram votes.
     """
     H, W = image.shape
     d = DESC_WIDTH

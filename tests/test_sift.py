@@ -186,6 +186,27 @@ def test_fast_atan2_accuracy(rng):
         assert err.max() < 0.012                        # about 0.01 degree, as documented
 
 
+
+def test_exact_quotient_stays_ieee_division_in_fast_math_loops(rng):
+    """The atan's division is exact IEEE float32 division even in a vectorised fast-math loop
+    (where an unguarded one becomes a reciprocal estimate): the descriptors and orientations
+    depend on it bit for bit."""
+    from numba import njit
+
+    @njit(fastmath=True)
+    def divide_all(a, b, out):
+        for k in range(a.size):
+            out[k] = ks.exact_quotient(a[k], b[k])
+
+    a = rng.standard_normal(4099).astype(np.float32)
+    b = (rng.standard_normal(4099) + np.float32(1e-30)).astype(np.float32)
+    a[:7] = [0.0, 1.0, 3.0, 1e-30, 7.0, 1.0, 5.0]
+    b[:7] = [1.0, 3.0, 7.0, 3.0, 1e-30, 1e30, 9.0]
+    out = np.empty_like(a)
+    divide_all(a, b, out)
+    np.testing.assert_array_equal(out, a / b)
+
+
 # ----------------------------------------------------------------------------- hand-worked cases
 def test_orientation_histogram_of_ramps():
     """A ramp rising to the right has every gradient along +x (bin 0); rising downwards, along
