@@ -19,8 +19,9 @@ Three kernels, one per kind of work, so that a program compiles only the ones it
 * :func:`resize_nearest` (bands of :func:`nearest_rows`): one tap per axis, a gather per
   output row; a 2x shrink is a stride-2 copy, and an output row whose input row is the previous
   output row's is a plain copy;
-* :func:`resize_block_mean` (bands of :func:`block_mean_rows`): integer factors (``INTER_AREA``'s ``resizeAreaFast``, and the 2x
-  bilinear shrink, which samples half-way between pixel pairs: the 2x2 mean), no tables;
+* :func:`resize_block_mean` (bands of :func:`block_mean_rows`): integer factors
+  (``INTER_AREA``'s ``resizeAreaFast``, and the 2x bilinear shrink, which samples half-way
+  between pixel pairs: the 2x2 mean), no tables;
 * :func:`resize_separable`: any table, OpenCV's structure: each input row goes through the column
   table once (the horizontal pass, a gather) into a small ring buffer, and each output row is the
   weighted sum of its buffer rows (the vertical pass, contiguous, vectorised). When the row count
