@@ -494,13 +494,14 @@ def pixel_major_taps(C, Ws, nb, kh, kw, ph, pw, dh, dw):
 
 @njit(cache=True, nogil=True)
 def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine, eps, lo, hi,
-                      res, pm, status, i0, i1):
+                      res, pm, tb, status, i0, i1):
     """:func:`conv2d_forward` on activations stored **pixel-major**, tiles ``[i0, i1)`` (a
     serial kernel: :func:`cvcore._bands.run_bands` splits the tiles over threads). The same
     sums in the same order, so the same bits.
 
-    The layout, in blocks of ``TB = simd.TBP`` images (the tile width of
-    :func:`kernels.simd.fma_tile_pm`, 32 on AVX-512): images ``[b*TB, b*TB + nb)`` (``nb =
+    The layout, in blocks of ``TB = tb`` images (the tile width: ``simd.TBP``, 32 on AVX-512,
+    :func:`kernels.simd.fma_tile_pm`; or ``simd.TBH``, 16, :func:`kernels.simd.fma_tile_pmh`,
+    for batches of about 16): images ``[b*TB, b*TB + nb)`` (``nb =
     min(TB, N - b*TB)``) form block ``b``, which starts at element ``b*TB*Hs*Ws*C`` and holds
     element ``(hs, ws, c, n)`` at ``((hs*Ws + ws)*C + c)*nb + n``: pixel by pixel, channel by
     channel, the block's images side by side, with ``pm`` rows and columns of zero pixels
@@ -521,7 +522,7 @@ def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine,
     ----------
     x : ndarray (Hs, Ws, C, N), float32 or float64, C-contiguous
         The input in that layout (the 4-D shape gives its geometry; the border must be zero).
-        Its buffer must go on for ``simd.TBP`` elements after the view: a partial block's last
+        Its buffer must go on for ``tb`` elements after the view: a partial block's last
         tile reads past its last pixel (those positions are dropped).
     w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, affine, eps, lo, hi :
         As :func:`conv2d_forward`; ``ph, pw <= pm``.
@@ -529,6 +530,8 @@ def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine,
     res : as ``y``, or of size 0 (none); may be ``y`` itself
     pm : int
         The stored border.
+    tb : int
+        Images per block and tile: ``simd.TBP`` or ``simd.TBH`` (nothing else).
     status : ndarray (1,) int64
         Set to -1 (and ``y`` left untouched) when the batch-norm statistics are not a
         variance; not written otherwise.
@@ -538,7 +541,8 @@ def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine,
     Hs, Ws, C, N = x.shape
     Hso, Wso, K = y.shape[0], y.shape[1], y.shape[2]
     Ho, Wo = Hso - 2 * pm, Wso - 2 * pm
-    KB, TB = simd.KB, simd.TBP
+    KB, TB = simd.KB, tb
+    half = tb != simd.TBP                            # the 16-image tile
     ok, scale, shift, has_affine, _ = _fold(affine, bias, eps, K, x.dtype)
     if not ok:
         status[0] = -1
@@ -574,7 +578,10 @@ def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine,
         for kb in range(nkb):
             for k in range(KB):                      # past the last channel: repeat it, drop it
                 wrows[k] = min(kb * KB + k, K - 1) * R
-            simd.fma_tile_pm(xs, q0, wflat, wrows, taps, acc)
+            if half:
+                simd.fma_tile_pmh(xs, q0, wflat, wrows, taps, acc)
+            else:
+                simd.fma_tile_pm(xs, q0, wflat, wrows, taps, acc)
             _leave_tile(acc, min(KB, K - kb * KB), nb, scale[kb * KB:], shift[kb * KB:], yf,
                         pix + kb * KB * nb, rf, tmp, has_res, has_clamp, clamp)
         # the zero border: the block's first tile zeros the pixels before it, each row's last

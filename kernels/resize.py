@@ -16,10 +16,12 @@ table); the tables reproduce OpenCV's ``cv::resize`` (``imgproc/src/resize.cpp``
 
 Three kernels, one per kind of work, so that a program compiles only the ones it uses:
 
-* :func:`resize_nearest`: one tap per axis, a gather per output row; a 2x shrink is a stride-2
-  copy, and an output row whose input row is the previous output row's is a plain copy;
-* :func:`resize_block_mean`: integer factors (``INTER_AREA``'s ``resizeAreaFast``, and the 2x
-  bilinear shrink, which samples half-way between pixel pairs: the 2x2 mean), no tables;
+* :func:`resize_nearest` (bands of :func:`nearest_rows`): one tap per axis, a gather per
+  output row; a 2x shrink is a stride-2 copy, and an output row whose input row is the previous
+  output row's is a plain copy;
+* :func:`resize_block_mean` (bands of :func:`block_mean_rows`): integer factors
+  (``INTER_AREA``'s ``resizeAreaFast``, and the 2x bilinear shrink, which samples half-way
+  between pixel pairs: the 2x2 mean), no tables;
 * :func:`resize_separable`: any table, OpenCV's structure: each input row goes through the column
   table once (the horizontal pass, a gather) into a small ring buffer, and each output row is the
   weighted sum of its buffer rows (the vertical pass, contiguous, vectorised). When the row count
@@ -31,13 +33,18 @@ Three kernels, one per kind of work, so that a program compiles only the ones it
   :func:`_blocks_plain` runs where there is no AVX2): the values are looked up in registers
   instead of one load each.
 
-Each kernel makes a band of output rows ``y0:y1`` (the caller runs the bands on several threads,
-``cvcore._bands``: plain ``nogil`` kernels, as a ``parallel=True`` one costs 2-4 s
-more to compile). While they read the input, :func:`resize_nearest` and
-:func:`resize_separable` also store (in ``top[y0]``) the largest
-``bits & 0x7fffffff`` of the float32 input rows their band owns (the finiteness scan of
-:mod:`kernels.finite`, fused so that each row is scanned as it is read, from the cache); every
-input row is owned by exactly one band, read or not.
+The work is done in bands of output rows ``y0:y1``. :func:`resize_separable` is a plain
+``nogil`` kernel over one band, which the caller runs on several threads with
+``cvcore._bands``. :func:`resize_nearest` and :func:`resize_block_mean` run ``bands`` bands in
+a ``prange``, one per thread (the band bodies :func:`nearest_rows` and :func:`block_mean_rows`
+are inlined into it): their calls are short (0.05-0.5 ms for 1024^2 images), and a band-runner
+thread must take the GIL before each band, which costs about as much on the 2-core VM of
+``benchmarks/README.md``; an OpenMP team starts without it. The price is compile time: a
+``prange`` kernel compiles its body twice (once as the gufunc), about 1.5 s more
+(``benchmarks/README.md``, "Session 9"). While they read the input, the nearest and separable
+bands also store (in ``top[y0]``) the largest ``bits & 0x7fffffff`` of the float32 input rows
+the band owns (the finiteness scan of :mod:`kernels.finite`, fused so that each row is scanned
+as it is read, from the cache); every input row is owned by exactly one band, read or not.
 
 Readable twin: :mod:`kernels.reference.resize`.
 """

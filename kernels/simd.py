@@ -86,6 +86,11 @@ TBN = 32 if AVX512 else 16
 # of TBP: batches of 32, 64, 96, 128 fill every tile (with TB = 48, 128 images left a third of
 # the last block's tile empty)
 TBP = 32 if AVX512 else 16
+# fma_tile_pmh: KB x TBH = 8 x 16, half of fma_tile_pm's tile (one vector per channel on
+# AVX-512), for the pixel-major forward in blocks of 16 images: a server's batches of ~16
+# (cvcore serve at 32 clients on 2 model threads), which a 32-image tile would leave half empty.
+# Used only with AVX-512 (on AVX2 it would be 4 accumulators: too few for the FMA latency)
+TBH = TBP // 2
 # dot_tile: DA x DB accumulators of one vector each
 DA = 4
 DB = 6 if AVX512 else 3
@@ -214,6 +219,9 @@ fma_tile_narrow = intrinsic(_f)
 _f = _make_fma_tile("KB", "TBP")
 _f.__name__, _f.__doc__ = "fma_tile_pm", _FMA_DOC.replace("TB", "TBP")
 fma_tile_pm = intrinsic(_f)
+_f = _make_fma_tile("KB", "TBH")
+_f.__name__, _f.__doc__ = "fma_tile_pmh", _FMA_DOC.replace("TB", "TBH")
+fma_tile_pmh = intrinsic(_f)
 del _f
 
 

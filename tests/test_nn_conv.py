@@ -619,6 +619,7 @@ def test_narrow_tile_kernel_is_bit_equal_and_chosen_for_small_planes(rng):
                                                               (0.0, np.inf)), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("half", [False, True])
 @pytest.mark.parametrize("N_blocks, C, K, H, W, k, s, p, d, pm", [
     ((1, 3), 3, 10, 7, 9, 3, 1, 1, 1, 1),      # a full block and a partial one
     ((0, 5), 5, 9, 9, 8, 3, 2, 1, 1, 1),       # stride 2, a partial block alone
@@ -626,15 +627,17 @@ def test_narrow_tile_kernel_is_bit_equal_and_chosen_for_small_planes(rng):
     ((1, 1), 3, 5, 9, 9, 3, 1, 2, 2, 2),       # dilation 2, a border of 2
 ])
 def test_pixel_major_forward_is_bit_equal_to_the_strip(N_blocks, C, K, H, W, k, s, p, d, pm,
-                                                       rng):
+                                                       half, rng):
     # conv2d_forward_pm on activations stored pixel-major in blocks of simd.TBP images (the
-    # inference plan's large batches): the same sums in the same order as conv2d_forward, the
+    # inference plan's large batches), or of simd.TBH (batches of about 16, half = True, the
+    # half tile): the same sums in the same order as conv2d_forward, the
     # output's stored border zero, the residual may be the output itself, any split of the
     # tiles gives the same result, and statistics that are not a variance are refused
     from cvcore.nn.inference import (_from_pixel_major, _pixel_major_tiles, _stored_size,
                                      _to_pixel_major)
     from kernels import simd
-    N = N_blocks[0] * simd.TBP + N_blocks[1]
+    tb = simd.TBH if half else simd.TBP
+    N = N_blocks[0] * tb + N_blocks[1]
     x = rng.standard_normal((N, C, H, W)).astype(np.float32)
     w = rng.standard_normal((K, C, k, k)).astype(np.float32)
     gamma, beta = rng.uniform(0.5, 1.5, K).astype(np.float32), rng.normal(0, 1, K).astype(np.float32)
@@ -647,11 +650,11 @@ def test_pixel_major_forward_is_bit_equal_to_the_strip(N_blocks, C, K, H, W, k, 
         buf = np.full(_stored_size(shape, pm), np.nan, np.float32)
         view = buf[:c * (h + 2 * pm) * (w_ + 2 * pm) * n].reshape(h + 2 * pm, w_ + 2 * pm, c, n)
         if a is not None:
-            _to_pixel_major(a, view, pm)
+            _to_pixel_major(a, view, pm, tb)
         return view
 
     xv = pixel_major(x.shape, x)
-    tiles = _pixel_major_tiles(N, Ho, Wo)
+    tiles = _pixel_major_tiles(N, Ho, Wo, tb)
     status = np.zeros(1, np.int64)
     for relu, residual in ((False, False), (True, False), (True, True)):
         clamp = (0.0, np.inf) if relu else (-np.inf, np.inf)
@@ -665,14 +668,14 @@ def test_pixel_major_forward_is_bit_equal_to_the_strip(N_blocks, C, K, H, W, k, 
             fast.conv2d_forward_pm(xv, w.reshape(K, -1), k, k, s, s, p, p, d, d,
                                    np.zeros(K, np.float32), yv, (gamma, beta, mean, var), 1e-5,
                                    *clamp, yv if residual else np.empty((0, 0, 0, 0), np.float32),
-                                   pm, status, i0, i1)
+                                   pm, tb, status, i0, i1)
         assert status[0] == 0
         y = np.empty_like(expected)
-        _from_pixel_major(yv, pm, y)
+        _from_pixel_major(yv, pm, y, tb)
         np.testing.assert_array_equal(y.view(np.uint32), expected.view(np.uint32))   # bits
         flat = yv.reshape(-1)                  # the stored border: zeros, every block
-        for n0 in range(0, N, simd.TBP):
-            nb = min(simd.TBP, N - n0)
+        for n0 in range(0, N, tb):
+            nb = min(tb, N - n0)
             size = K * (Ho + 2 * pm) * (Wo + 2 * pm)
             block = flat[n0 * size:(n0 + nb) * size].reshape(Ho + 2 * pm, Wo + 2 * pm, K, nb)
             inner = np.zeros(block.shape, bool)
@@ -682,5 +685,5 @@ def test_pixel_major_forward_is_bit_equal_to_the_strip(N_blocks, C, K, H, W, k, 
     yv = pixel_major((N, K, Ho, Wo))
     fast.conv2d_forward_pm(xv, w.reshape(K, -1), k, k, s, s, p, p, d, d, np.zeros(K, np.float32),
                            yv, (gamma, beta, mean, var), 1e-5, 0.0, np.inf,
-                           np.empty((0, 0, 0, 0), np.float32), pm, status, 0, tiles)
+                           np.empty((0, 0, 0, 0), np.float32), pm, tb, status, 0, tiles)
     assert status[0] == -1 and np.isnan(yv).all()

@@ -221,6 +221,11 @@ def test_large_batches_run_pixel_major_bit_equal(rng):
     assert names[0] == "to_pixel_major" and names[-1] == "from_pixel_major"
     assert "to_pixel_major" not in [name for name, _, _, _ in
                                     model.__dict__["_plan"].step_calls(x[:3])]
+    if simd.AVX512:                            # a batch of 16: one block of 16 (the half tile)
+        np.testing.assert_array_equal(_planned(model, x[:simd.TBH]), expected[:simd.TBH])
+        programs = model.__dict__["_plan"]._local.programs
+        calls = [p[1] for key, p in programs.items() if key[0] == simd.TBH][0]
+        assert calls[0][1].__name__ == "_to_pixel_major" and calls[0][-1] == simd.TBH
     with nn.no_grad():
         embed, features = model.embed(x), model.features(x)
     saved = model.__dict__["_plan"]
@@ -232,3 +237,26 @@ def test_large_batches_run_pixel_major_bit_equal(rng):
     model.layer3[0].bn2.running_var[1] = -1.0
     with nn.no_grad(), pytest.raises(ValueError, match=r"^layer3\.0\.bn2: .*running_var"):
         model(x)
+
+
+def test_train_and_eval_reach_every_module_after_the_structure_changes():
+    # Module.train()/eval() walk the descendants once and keep the list until the structure
+    # changes: a replaced or added layer is reached, a copy walks its own modules
+    import copy
+    model = resnet20(rng=0)
+    model.eval()
+    assert not any(m.training for m in model.modules())
+    model.layer1[0].conv1 = nn.Conv2d(16, 16, 3, padding=1, bias=False)   # a new layer, training
+    assert model.layer1[0].conv1.training
+    model.eval()
+    assert not any(m.training for m in model.modules())
+    model.layer2[0].extra = nn.ReLU()
+    model.train()
+    assert all(m.training for m in model.modules())
+    twin = copy.deepcopy(model)
+    twin.eval()
+    assert not any(m.training for m in twin.modules())
+    assert all(m.training for m in model.modules())
+    shallow = copy.copy(model.layer3)
+    shallow.eval()
+    assert not shallow.training and model.layer3.training

@@ -1,4 +1,6 @@
 """Tests of cvcore.preprocess geometry: resize, warp_affine, warp_perspective."""
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -524,8 +526,39 @@ def test_team_bands_follow_the_threads_and_the_work(monkeypatch):
     monkeypatch.setattr(geometry, "usable_threads", lambda cap: 1)
     assert geometry._team(1000, big) == (1, threads)
     seen = []
-    geometry._run_team(lambda bands: seen.append((bands, numba.get_num_threads())), 1000, big)
+    geometry._run_team(lambda bands: seen.append((bands, numba.get_num_threads())), None, 1000,
+                       big)
     assert seen == [(1, 1)] and numba.get_num_threads() == threads
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_resize_in_a_forked_child_after_a_parallel_resize(rng, monkeypatch):
+    """GNU OpenMP terminates a forked child that starts a parallel region after its parent used
+    one: the child must resize (serially) and get the parent's result."""
+    import numba
+
+    from cvcore.preprocess import geometry
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("needs two Numba threads for a parallel region in the parent")
+    monkeypatch.setattr(geometry, "usable_threads", lambda cap: cap)
+    x = rng.random((600, 264)).astype(np.float32)
+    want = [pp.resize(x, (300, 132), "nearest"), pp.resize(x, (300, 132), "area")]  # 2 bands
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                               # the child
+        ok = 0
+        try:
+            got = [pp.resize(x, (300, 132), "nearest"), pp.resize(x, (300, 132), "area")]
+            ok = all(np.array_equal(g, w) for g, w in zip(got, want))
+        finally:
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0 and answer == b"1"
 
 
 @pytest.mark.parametrize("n_in, n_out, interpolation", [(1024, 700, "bilinear"), (64, 96, "bilinear"),

@@ -22,6 +22,11 @@ def _fma_tile_pm(x, q0, w, wrows, offs, acc):
 
 
 @njit(cache=True)
+def _fma_tile_pmh(x, q0, w, wrows, offs, acc):
+    simd.fma_tile_pmh(x, q0, w, wrows, offs, acc)
+
+
+@njit(cache=True)
 def _dot_tile(a, aoffs, b, boffs, t0, t1, acc):
     simd.dot_tile(a, aoffs, b, boffs, t0, t1, acc)
 
@@ -36,21 +41,23 @@ def test_tile_shapes_fit_the_registers():
     assert simd.KBN * simd.TBN // lanes + simd.TBN // lanes + 1 <= registers
     assert simd.TBP % lanes == 0 and simd.TBP % (simd.VECTOR_BYTES // 8) == 0
     assert simd.KB * simd.TBP // lanes + simd.TBP // lanes + 1 <= registers
+    assert simd.TBH % lanes == 0 and 2 * simd.TBH == simd.TBP
     assert simd.DA * simd.DB + simd.DA + 1 <= registers
 
 
-@pytest.mark.parametrize("narrow", [False, True, "pm"])
+@pytest.mark.parametrize("narrow", [False, True, "pm", "pmh"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("R", [1, 5, 64])
 def test_fma_tile_matches_numpy(dtype, R, narrow, rng):
     KB, TB = {False: (simd.KB, simd.TB), True: (simd.KBN, simd.TBN),
-              "pm": (simd.KB, simd.TBP)}[narrow]
+              "pm": (simd.KB, simd.TBP), "pmh": (simd.KB, simd.TBH)}[narrow]
     x = rng.standard_normal(400).astype(dtype)
     w = rng.standard_normal((KB + 5, R)).astype(dtype)
     rows = rng.permutation(KB + 5)[:KB]                     # any rows, in any order
     offs = rng.integers(0, 400 - TB - 7, R).astype(np.int64)
     acc = np.full((KB, TB), np.nan, dtype)
-    {False: _fma_tile, True: _fma_tile_narrow, "pm": _fma_tile_pm}[narrow](
+    {False: _fma_tile, True: _fma_tile_narrow, "pm": _fma_tile_pm,
+     "pmh": _fma_tile_pmh}[narrow](
         x, 7, w.reshape(-1), (rows * R).astype(np.int64), offs, acc)
     windows = x[7 + offs[:, None] + np.arange(TB)]                     # (R, TB)
     expected = w[rows].astype(np.float64) @ windows.astype(np.float64)

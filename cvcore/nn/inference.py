@@ -229,7 +229,7 @@ class ResNetPlan:
         fc = self.net.fc
         if last[1] != fc.in_features:
             return None
-        pm = self._layout(plan, srcs)
+        pm, tb = self._layout(plan, srcs)
         # grow the buffers to this shape's needs (slot nslots: the pooled features; pixel-major
         # programs: slot nslots + 1 the input, nslots + 2 the last stage's output in NCHW)
         need = [0] * (self.nslots + 3)
@@ -262,7 +262,7 @@ class ResNetPlan:
 
         calls, names = [], []
         if pm >= 0:
-            calls.append((-1, _to_pixel_major, view(self.nslots + 1, shape), pm))
+            calls.append((-1, _to_pixel_major, view(self.nslots + 1, shape), pm, tb))
             names.append(("to_pixel_major", False, False))
         for s, out, src_shape in zip(self.steps, plan, srcs):
             y = view(s.dst, out)
@@ -276,12 +276,12 @@ class ResNetPlan:
                 names.append((s.path, s.relu, s.res is not None))
                 if pm >= 0:
                     src = view(self.nslots + 1 if s.src == -1 else s.src, src_shape)
-                    tiles = _pixel_major_tiles(out[0], out[2], out[3])
-                    work = simd.TBP * C * kh * kw * -(-K // simd.KB)
+                    tiles = _pixel_major_tiles(out[0], out[2], out[3], tb)
+                    work = tb * C * kh * kw * -(-K // simd.KB)
                     calls.append((-2, _banded, _kernels("nn_conv").conv2d_forward_pm, tiles,
                                   work, src, w_mat, kh, kw, *conv.stride, *conv.padding,
                                   *conv.dilation, _ZEROS(K), y, affine, float(bn.eps), lo, _INF,
-                                  res, pm, local.status))
+                                  res, pm, tb, local.status))
                     continue
                 args = (w_mat, kh, kw, *conv.stride, *conv.padding, *conv.dilation,
                         _channel_groups(out[0], out[2], out[3], K, lanes), lanes, _ZEROS(K),
@@ -307,7 +307,7 @@ class ResNetPlan:
         N, C, H, W = last
         if pm >= 0:
             out = bufs[self.nslots + 2][:N * C * H * W].reshape(last)
-            calls.append((-2, _from_pixel_major, view(self.steps[-1].dst, last), pm, out))
+            calls.append((-2, _from_pixel_major, view(self.steps[-1].dst, last), pm, out, tb))
             names.append(("from_pixel_major", False, False))
         else:
             out = view(self.steps[-1].dst, last)
@@ -317,12 +317,19 @@ class ResNetPlan:
         return params, calls, head, out, names
 
     def _layout(self, plan, srcs):
-        """The storage padding of the pixel-major layout if this program should run in it
-        (:func:`kernels.nn_conv.conv2d_forward_pm`), else -1: when the batch is large
-        enough and the convolutions compute fewer positions x taps that way than on their
-        strips (no max pool: the pool kernel reads NCHW)."""
-        if plan[0][0] < PIXEL_MAJOR_MIN_BATCH or len(self.convs) != len(self.steps):
-            return -1
+        """``(pad, tb)``: the storage padding and the block of the pixel-major layout if this
+        program should run in it (:func:`kernels.nn_conv.conv2d_forward_pm`), else ``(-1,
+        0)``: when the batch is large enough and the convolutions compute fewer positions x
+        taps that way than on their strips (no max pool: the pool kernel reads NCHW). The
+        block is :data:`kernels.simd.TBP` images, or :data:`kernels.simd.TBH` where that
+        leaves fewer tiles' positions empty (a batch of 16: one half tile, not half of a
+        full one; 48: three, not two full ones and half of a third)."""
+        N = plan[0][0]
+        if N < PIXEL_MAJOR_MIN_BATCH or len(self.convs) != len(self.steps):
+            return -1, 0
+        tb = simd.TBP
+        if simd.AVX512 and -(-N // simd.TBH) * simd.TBH < -(-N // simd.TBP) * simd.TBP:
+            tb = simd.TBH
         pad = max(max(s.conv.padding) for s in self.convs)
         strip = pixel = 0
         for s, out, src in zip(self.steps, plan, srcs):
@@ -336,8 +343,8 @@ class ResNetPlan:
             else:
                 pitch = ((H + 2 * ph + sh - 1) // sh) * ((W + 2 * pw + sw - 1) // sw)
             strip += work * -(-N * pitch // simd.TB) * simd.TB
-            pixel += work * _pixel_major_tiles(N, Ho, Wo) * simd.TBP
-        return pad if pixel < strip else -1
+            pixel += work * _pixel_major_tiles(N, Ho, Wo, tb) * tb
+        return (pad, tb) if pixel < strip else (-1, 0)
 
 
 class Unplanned:
@@ -373,26 +380,27 @@ class _Identity(tuple):
 
 _EMPTY4 = np.empty((0, 0, 0, 0), np.float32)
 #: Batches from this size run in the pixel-major layout when it computes less
-#: (:meth:`ResNetPlan._layout`). A tile holds one pixel's images (``simd.TBP``, 32), so smaller
-#: batches leave tiles empty: ResNet-20 one thread, CPU, against the strip plan: 0.83 of its
-#: time at batch 32, 0.76 at 64, 0.74 at 128 (at 16 the strip computes less).
-PIXEL_MAJOR_MIN_BATCH = 32
+#: (:meth:`ResNetPlan._layout`). A tile holds one pixel's images (a block: ``simd.TBP``, 32,
+#: or ``simd.TBH``, 16), so smaller batches leave tiles empty. ResNet-20 one thread, CPU,
+#: against the strip plan: 0.83 of its time at batch 32, 0.76 at 64, 0.74 at 128 (session 8,
+#: blocks of 32); 0.89 at batch 16 in blocks of 16 (session 9).
+PIXEL_MAJOR_MIN_BATCH = 16
 
 
 def _stored_size(shape, pm):
     """Elements a buffer needs for activations of NCHW ``shape``: NCHW (``pm < 0``), or
     pixel-major with a border of ``pm`` and the tail a row's last tile reads past the view
-    (:func:`kernels.nn_conv.conv2d_forward`)."""
+    (:func:`kernels.nn_conv.conv2d_forward`; at most ``simd.TBP``, the larger block)."""
     n, c, h, w = shape
     if pm < 0:
         return n * c * h * w
     return c * (h + 2 * pm) * (w + 2 * pm) * n + simd.TBP
 
 
-def _pixel_major_tiles(N, Ho, Wo):
+def _pixel_major_tiles(N, Ho, Wo, tb=simd.TBP):
     """Tiles of :func:`kernels.nn_conv.conv2d_forward_pm`: one per output pixel and block of
-    ``simd.TBP`` images."""
-    return -(-N // simd.TBP) * Ho * Wo
+    ``tb`` images."""
+    return -(-N // tb) * Ho * Wo
 
 
 def _banded(kernel, tiles, work, *args):
@@ -402,23 +410,23 @@ def _banded(kernel, tiles, work, *args):
     return 0
 
 
-def _pixel_major_blocks(shape, pm, buf):
-    """``(n0, block)`` for each block of :func:`kernels.nn_conv.conv2d_forward_pm`'s layout of
-    NCHW ``shape`` in the 4-D view ``buf``: images ``n0, n0 + 1, ...`` as ``block[pm + h, pm +
-    w, c, n - n0]``."""
+def _pixel_major_blocks(shape, pm, buf, tb=simd.TBP):
+    """``(n0, block)`` for each block of ``tb`` images of
+    :func:`kernels.nn_conv.conv2d_forward_pm`'s layout of NCHW ``shape`` in the 4-D view
+    ``buf``: images ``n0, n0 + 1, ...`` as ``block[pm + h, pm + w, c, n - n0]``."""
     N, C, H, W = shape
     flat = buf.reshape(buf.size)
     size = C * (H + 2 * pm) * (W + 2 * pm)
-    for n0 in range(0, N, simd.TBP):
-        nb = min(simd.TBP, N - n0)
+    for n0 in range(0, N, tb):
+        nb = min(tb, N - n0)
         yield n0, flat[n0 * size:(n0 + nb) * size].reshape(H + 2 * pm, W + 2 * pm, C, nb)
 
 
-def _to_pixel_major(x, out, pm):
-    """``x`` (N, C, H, W) into the pixel-major view ``out`` with a zero border ``pm``;
-    returns 0."""
+def _to_pixel_major(x, out, pm, tb=simd.TBP):
+    """``x`` (N, C, H, W) into the pixel-major view ``out`` (blocks of ``tb`` images) with a
+    zero border ``pm``; returns 0."""
     N, C, H, W = x.shape
-    for n0, block in _pixel_major_blocks(x.shape, pm, out):
+    for n0, block in _pixel_major_blocks(x.shape, pm, out, tb):
         block[pm:pm + H, pm:pm + W] = x[n0:n0 + block.shape[3]].transpose(2, 3, 1, 0)
         if pm:
             block[:pm] = 0
@@ -428,10 +436,11 @@ def _to_pixel_major(x, out, pm):
     return 0
 
 
-def _from_pixel_major(xs, pm, out):
-    """The pixel-major view ``xs`` (border ``pm``) into ``out`` (N, C, H, W); returns 0."""
+def _from_pixel_major(xs, pm, out, tb=simd.TBP):
+    """The pixel-major view ``xs`` (border ``pm``, blocks of ``tb`` images) into ``out`` (N,
+    C, H, W); returns 0."""
     N, C, H, W = out.shape
-    for n0, block in _pixel_major_blocks(out.shape, pm, xs):
+    for n0, block in _pixel_major_blocks(out.shape, pm, xs, tb):
         out[n0:n0 + block.shape[3]] = block[pm:pm + H, pm:pm + W].transpose(3, 2, 0, 1)
     return 0
 

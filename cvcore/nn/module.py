@@ -172,9 +172,27 @@ class Module:
 
     # -- modes --------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
-        for m in self.modules():
-            object.__setattr__(m, "training", bool(mode))
+        """Set training (``True``) or evaluation mode on this module and its descendants.
+
+        Cheap to call per batch (``predict_batches`` calls it twice per call, ``cvcore
+        serve`` once per forward pass): the descendants are walked once and kept as a list
+        until any module's structure changes (:func:`structure_version`); on ResNet-20 the
+        walk (``named_modules``, a dotted name per module) cost ~0.1 ms a call."""
+        mode = bool(mode)
+        for m in self._walked():
+            object.__setattr__(m, "training", mode)
         return self
+
+    def _walked(self) -> list:
+        """``list(self.modules())``, kept until the structure changes; keyed on ``id(self)``
+        too, so that a copy of the module (which may carry the list in its ``__dict__``)
+        walks its own."""
+        key = (_structure[0], id(self))
+        kept = self.__dict__.get("_walk")
+        if kept is None or kept[0] != key:
+            kept = (key, list(self.modules()))
+            object.__setattr__(self, "_walk", kept)  # not a structure change
+        return kept[1]
 
     def eval(self) -> "Module":
         return self.train(False)

@@ -20,8 +20,9 @@ Agreement (tested): ``resize`` equals ``cv2.resize`` with ``INTER_NEAREST``, ``I
 """
 from __future__ import annotations
 
-import math
 import functools
+import math
+import os
 import sys
 
 import numpy as np
@@ -144,6 +145,15 @@ def _axis_table(n_in, n_out, interpolation, area_mode_linear):
 
 
 @functools.lru_cache(maxsize=64)
+def _row_table(n_in, n_out, interpolation, area_mode_linear):
+    """The table of :func:`_axis_table` output-major, (n_out, taps) C-contiguous each, as
+    :func:`kernels.resize.resize_separable` reads its row table (cached: the two copies cost
+    6-12 us a call at 700-1536 rows)."""
+    idx, w = _axis_table(n_in, n_out, interpolation, area_mode_linear)
+    return np.ascontiguousarray(idx.T), np.ascontiguousarray(w.T)
+
+
+@functools.lru_cache(maxsize=64)
 def _column_blocks(n_in, n_out, interpolation, area_mode_linear):
     """The column table of :func:`_axis_table` for the vector horizontal pass of
     :func:`kernels.resize.resize_separable`: per block of ``LANES`` outputs the start ``base``
@@ -185,10 +195,18 @@ def _worst(top, bands):
     return top[0] if bands == 1 else top.max()
 
 
-def _run_team(kernel, rows, work, *args):
+#: Set in a forked child (``os.register_at_fork``): GNU OpenMP terminates a forked child that
+#: starts a parallel region when its parent had used OpenMP ("fork() called from a process
+#: already using GNU OpenMP, this is unsafe"), so a child runs the band kernels serially.
+_FORKED = {"child": False}
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _FORKED.__setitem__("child", True))
+
+
+def _run_team(kernel, serial, rows, work, *args):
     """``kernel(*args, bands)`` for the bands :func:`_team` chooses
     (:func:`kernels.resize.resize_nearest`, :func:`kernels.resize.resize_block_mean`); returns
-    ``bands``.
+    ``bands``. In a forked child, ``serial(*args, 0, rows)`` instead (:data:`_FORKED`).
 
     Why a ``prange`` there and not :func:`cvcore._bands.run_bands`: a pool thread of the band
     runner runs Python between bands, so it must take the GIL, and a thread that waits for the
@@ -204,6 +222,9 @@ def _run_team(kernel, rows, work, *args):
     """
     import numba
 
+    if _FORKED["child"]:
+        serial(*args, 0, rows)                 # the band function itself, on all rows
+        return 1
     bands, threads = _team(rows, work)
     if bands >= threads:
         kernel(*args, bands)
@@ -260,8 +281,8 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         # 2x2 block mean (OpenCV switches INTER_LINEAR to INTER_AREA there too); no tables
         # every input pixel is in one block, weight 1 / (ky kx): the kernel scans the output
         top = np.zeros(rows, dtype=np.uint32)      # each band's scan, at its first row
-        bands = _run_team(k.resize_block_mean, rows, rows * cols * C, planes, out,
-                          out.view(np.uint32), top)
+        bands = _run_team(k.resize_block_mean, k.block_mean_rows, rows, rows * cols * C,
+                          planes, out, out.view(np.uint32), top)
         if _worst(top, bands) >= EXPONENT_ALL_ONES:
             check_finite(planes, "image")   # a finite input may still overflow to infinity
         return _finish(out, was_2d, dtype)
@@ -272,19 +293,18 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         # uint64 pairs of values for the 2x shrink (little-endian: the low half is the first)
         paired = W % 2 == 0 and sys.byteorder == "little"
         pairs = bits.view(np.uint64) if paired else np.empty((C, H, 0), np.uint64)
-        bands = _run_team(k.resize_nearest, rows, rows * cols * C, bits, pairs,
+        bands = _run_team(k.resize_nearest, k.nearest_rows, rows, rows * cols * C, bits, pairs,
                           _nearest_table(H, rows), _nearest_table(W, cols), out.view(np.uint32),
                           top)
     else:
         # OpenCV averages areas only when no axis grows (scale_x >= 1 and scale_y >= 1)
         growing = rows > H or cols > W
-        row_idx, row_w = _axis_table(H, rows, interpolation, growing)
+        row_idx, row_w = _row_table(H, rows, interpolation, growing)
         col_idx, col_w = _axis_table(W, cols, interpolation, growing)
         col_base, col_rel = _column_blocks(W, cols, interpolation, growing)
         # the column pass gathers: run it on the smaller of the input rows and output rows
-        run_bands(k.resize_separable, rows, cols * C * row_idx.shape[0], planes, bits,
-                  np.ascontiguousarray(row_idx.T), np.ascontiguousarray(row_w.T), col_idx,
-                  col_w, col_base, col_rel, rows < H, out, top)
+        run_bands(k.resize_separable, rows, cols * C * row_idx.shape[1], planes, bits,
+                  row_idx, row_w, col_idx, col_w, col_base, col_rel, rows < H, out, top)
         bands = rows
     if _worst(top, bands) >= EXPONENT_ALL_ONES:
         check_finite(planes, "image")

@@ -208,13 +208,6 @@ class TrainedModel:
             return scores / float(getattr(clf, "temperature_", 1.0))
         from cvcore.train.loop import predict_batches
         net, x = self._network(), self.network_input(images)
-        if not net.training and len(x) <= batch_size:
-            # one batch of the network as _network() left it, in eval mode: predict_batches
-            # without its eval()/train() walks over every module (~0.1 ms a call: a server's
-            # batches are small)
-            from cvcore.nn import no_grad
-            with no_grad():
-                return net(x).astype(np.float64)
         return predict_batches(net, x, batch_size).astype(np.float64)
 
     def predict_proba(self, images, batch_size: int = 500, *, calibrated: bool = True,
