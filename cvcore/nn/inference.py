@@ -153,11 +153,15 @@ class ResNetPlan:
         per call in order (``fn()`` runs that call on the plan's buffers; the max pool steps
         are named ``"maxpool"``, the layout changes of a pixel-major program
         ``"to_pixel_major"`` and ``"from_pixel_major"``); empty when the plan does not apply.
-        Runs the network once first (to make the program)."""
+        Runs the network once first (to make the program; twice when the first run grew a
+        workspace)."""
         import numba
-        if self.run(x) is None:
-            return []
         key = (x.shape[0], x.shape[2], x.shape[3], numba.get_num_threads())
+        for _ in range(2):              # a first run may grow the strip workspace, which drops
+            if self.run(x) is None:     # the programs made for the old one: then run again
+                return []
+            if key in self._local.programs:
+                break
         _, calls, _, _, names = self._local.programs[key]
         out = []
         for name, args in zip(names, calls):
