@@ -260,3 +260,13 @@ def test_train_and_eval_reach_every_module_after_the_structure_changes():
     shallow = copy.copy(model.layer3)
     shallow.eval()
     assert not shallow.training and model.layer3.training
+
+
+def test_step_calls_as_the_first_call_of_a_shape(rng):
+    # step_calls on a fresh plan: the first run grows the strip workspace (dropping the
+    # programs made for the old one); step_calls still returns the calls of this shape
+    model = _resnet20(rng)
+    x = rng.standard_normal((3, 3, 12, 12)).astype(np.float32)
+    with nn.no_grad():
+        steps = ResNetPlan(model).step_calls(x)
+    assert [name for name, _, _, _ in steps][:2] == ["conv1", "layer1.0.conv1"]

@@ -153,11 +153,15 @@ class ResNetPlan:
         per call in order (``fn()`` runs that call on the plan's buffers; the max pool steps
         are named ``"maxpool"``, the layout changes of a pixel-major program
         ``"to_pixel_major"`` and ``"from_pixel_major"``); empty when the plan does not apply.
-        Runs the network once first (to make the program)."""
+        Runs the network once first (to make the program; twice when the first run grew a
+        workspace)."""
         import numba
-        if self.run(x) is None:
-            return []
         key = (x.shape[0], x.shape[2], x.shape[3], numba.get_num_threads())
+        for _ in range(2):              # a first run may grow the strip workspace, which drops
+            if self.run(x) is None:     # the programs made for the old one: then run again
+                return []
+            if key in self._local.programs:
+                break
         _, calls, _, _, names = self._local.programs[key]
         out = []
         for name, args in zip(names, calls):
@@ -194,8 +198,7 @@ class ResNetPlan:
         """``(params, calls, head, last)`` for inputs of ``shape`` on ``lanes`` threads: every
         kernel call with its arguments, the activations in this thread's buffers, ``last`` the
         last stage's output; None if a layer would refuse the shape."""
-        from cvcore.nn.conv import (_channel_groups, conv2d_output_shape, narrow_tile,
-                                    strip_forward)
+        from cvcore.nn.conv import _channel_groups, conv2d_output_shape, narrow_tile
         local = self._local
         shapes = {-1: tuple(shape)}
         plan, srcs = [], []
@@ -285,11 +288,12 @@ class ResNetPlan:
                                   res, pm, tb, local.status))
                     continue
                 args = (w_mat, kh, kw, *conv.stride, *conv.padding, *conv.dilation,
-                        _channel_groups(out[0], out[2], out[3], K, lanes), _ZEROS(K),
-                        local.ws, y, affine, float(bn.eps), lo, _INF, res, narrow_tile(
-                            out[0], src_shape[2], src_shape[3], out[2], out[3], kh, kw,
-                            conv.stride, conv.padding, conv.dilation, C * kh * kw * K), lanes)
-                kernel = strip_forward
+                        _channel_groups(out[0], out[2], out[3], K, lanes), lanes, _ZEROS(K),
+                        local.ws, y, affine, float(bn.eps), lo, _INF, res)
+                nk = _kernels("nn_conv")
+                kernel = nk.conv2d_forward_narrow if narrow_tile(
+                    out[0], src_shape[2], src_shape[3], out[2], out[3], kh, kw, conv.stride,
+                    conv.padding, conv.dilation, C * kh * kw * K) else nk.conv2d_forward
                 if s.src == -1:
                     calls.append((-1, kernel) + args)
                 else:

@@ -442,7 +442,6 @@ def _check_hog(path, model: TrainedModel) -> None:
     HOG length of the model's image size, and the classifier must know every class name."""
     from cvcore.classify import load_classifier
     sc = _Schema(path)
-    hp = model.params.get("hog")
     try:
         D = model.hog_features(np.zeros((1,) + tuple(model.size), np.uint8)).shape[1]
     except (KeyError, TypeError, ValueError) as exc:
