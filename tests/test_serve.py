@@ -287,7 +287,7 @@ def test_batcher_pipeline_keeps_a_batch_queued_while_the_executors_run():
     import concurrent.futures
     import threading
 
-    def serve(n, pipeline):
+    def serve(n, pipeline, fill_from=0):
         gate, sizes = threading.Event(), []
 
         def run(items):
@@ -297,7 +297,8 @@ def test_batcher_pipeline_keeps_a_batch_queued_while_the_executors_run():
 
         async def main():
             pools = [concurrent.futures.ThreadPoolExecutor(1) for _ in range(2)]
-            b = Batcher(run, pools, max_batch_size=32, max_delay=0, pipeline=pipeline)
+            b = Batcher(run, pools, max_batch_size=32, max_delay=0, pipeline=pipeline,
+                        fill_from=fill_from)
             b.start()
             futures = [asyncio.ensure_future(b.submit(i)) for i in range(n)]
             for _ in range(100):                      # (a busy machine may be slow to start)
@@ -322,6 +323,11 @@ def test_batcher_pipeline_keeps_a_batch_queued_while_the_executors_run():
     # batch matches the running one's size and starts as soon as an executor is free (rounded
     # up, 11 + 11 + 10, it would wait for a round trip); the 2 left over run last
     assert serve(32, True) == ([10, 10], 12, [10, 10, 10, 2])
+    # from fill_from inputs per executor (a ResNet's pixel-major batch) a batch takes what is
+    # queued again: 32 inputs over 2 executors reach 16 each; 24 (12 each) stay pipelined
+    assert serve(32, True, fill_from=16) == ([32], 0, [32])
+    assert serve(24, True, fill_from=16) == ([8, 8], 8, [8, 8, 8])
+    assert serve(24, True, fill_from=12) == ([24], 0, [24])
 
 
 def test_pipeline_and_pinning_options_reach_the_config():
@@ -419,6 +425,27 @@ def test_cell_map_toy_case():
     expected = np.zeros((7, 6))
     expected[:4, :4] = 0.25
     np.testing.assert_allclose(m, expected)
+
+
+def test_pixel_major_batch_is_where_the_plan_changes_layout(models_dir):
+    # fill_from of the Batcher: a ResNet's batch of PIXEL_MAJOR_MIN_BATCH when its plan runs
+    # the pixel-major program there (the layout change is the program's first call), else 0
+    from cvcore.nn.inference import PIXEL_MAJOR_MIN_BATCH
+    from cvcore.serve.models import pixel_major_batch, warm_up
+    from cvcore.train.pipeline import load_model
+    hog = load_model(models_dir / "hogsvm.npz")
+    assert pixel_major_batch(hog, 32) == 0
+    model = load_model(models_dir / "resnet.npz")
+    warm_up(model, 32)
+    n = PIXEL_MAJOR_MIN_BATCH
+    plan = model._network().__dict__["_plan"]
+    x = np.zeros((n, 3) + tuple(model.size), np.float32)
+    first = plan.step_calls(x)[0][0]
+    assert pixel_major_batch(model, 32) == (n if first == "to_pixel_major" else 0)
+    assert pixel_major_batch(model, n - 1) == 0       # a batch cap below it: never reached
+    from kernels import simd
+    if simd.AVX512:                                   # the machine of benchmarks/README.md
+        assert pixel_major_batch(model, 32) == n
 
 
 def test_hog_contributions_sum_to_the_linear_score(models_dir):

@@ -48,7 +48,8 @@ from cvcore.io.datasets import decode_image
 from cvcore.io.images import NotAnImageError
 from cvcore.serve.batching import Batcher, Overloaded, Timeout
 from cvcore.serve.metrics import BATCH_BUCKETS, Registry
-from cvcore.serve.models import ServedModel, file_signature, find_model_files, warm_up
+from cvcore.serve.models import (ServedModel, file_signature, find_model_files,
+                                 pixel_major_batch, warm_up)
 from cvcore.train.pipeline import prepare_images
 
 __all__ = ["ServeConfig", "create_app", "STATIC_DIR"]
@@ -104,7 +105,9 @@ class ServeConfig:
         loop); 0 = the cores shared out among the model threads (one each by default).
     pipeline_batches : bool
         Cap each batch at ``1 / (model_threads + 1)`` of the recent load, so that a batch is
-        queued whenever a model thread becomes free (:meth:`~cvcore.serve.batching.Batcher._cap`);
+        queued whenever a model thread becomes free (:meth:`~cvcore.serve.batching.Batcher._cap`),
+        until the load per model thread reaches the batch from which the model's forward pass
+        is cheaper per image (a ResNet's pixel-major plan, :func:`pixel_major_batch`);
         off: a batch takes up to ``max_batch_size`` (the rule before session 7).
     pin_threads : bool
         Bind each model thread to its own share of the cores (:func:`pin_model_thread`) when
@@ -208,6 +211,8 @@ class Server:
             loaded = self._loaded.pop(served.name)
             await loop.run_in_executor(self.executor, warm_up, loaded[0],
                                        self.config.max_batch_size)
+            fill_from = await loop.run_in_executor(self.executor, pixel_major_batch,
+                                                   loaded[0], self.config.max_batch_size)
             served.install(loaded)
             await self._warm_copies(served)
             batcher = Batcher(self._runner(served), self.executors,
@@ -215,7 +220,7 @@ class Server:
                               max_delay=self.config.max_delay_ms / 1000.0,
                               max_queue=self.config.max_queue,
                               on_batch=self._batch_observer(served.name),
-                              pipeline=self.config.pipeline_batches)
+                              pipeline=self.config.pipeline_batches, fill_from=fill_from)
             batcher.start()
             self.batchers[served.name] = batcher
             log.info("model %s (%s, version %s) ready", served.name, served.model.kind,
@@ -251,6 +256,8 @@ class Server:
                     loaded = await loop.run_in_executor(None, ServedModel.read, served.path)
                     await loop.run_in_executor(self.executor, warm_up, loaded[0],
                                                self.config.max_batch_size)
+                    fill_from = await loop.run_in_executor(
+                        self.executor, pixel_major_batch, loaded[0], self.config.max_batch_size)
                 except (ValueError, OSError, KeyError, TypeError) as exc:
                     served.failed_signature = sig
                     self.metrics.update(self.m_reloads.inc, served.name, "error")
@@ -258,6 +265,8 @@ class Server:
                               served.path, exc)
                     continue
                 old = served.version
+                if served.name in self.batchers:
+                    self.batchers[served.name].fill_from = fill_from
                 served.install(loaded)
                 self.metrics.update(self.m_reloads.inc, served.name, "ok")
                 log.info("model %s reloaded: version %s -> %s", served.name, old,
@@ -878,7 +887,7 @@ class _MetricsMiddleware:
 # ------------------------------------------------------------------------------------------------
 def create_app(sources, config: ServeConfig | None = None):
     """The FastAPI application serving the models in ``sources`` (files or folders)."""
-    from fastapi import FastAPI, Query, Request
+    from fastapi import Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
     from fastapi.staticfiles import StaticFiles

@@ -98,7 +98,7 @@ class Batcher:
 
     def __init__(self, run_batch: Callable, executor, max_batch_size: int = 32,
                  max_delay: float = 0.005, max_queue: int = 256, on_batch=None,
-                 pipeline: bool = False):
+                 pipeline: bool = False, fill_from: int = 0):
         if int(max_batch_size) < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         if not max_delay >= 0:
@@ -114,6 +114,7 @@ class Batcher:
         self.max_queue = int(max_queue)
         self.on_batch = on_batch
         self.pipeline = bool(pipeline)
+        self.fill_from = max(0, int(fill_from))
         self._free = list(self.executors)  # executors not running a batch now
         self._runs: set = set()
         self._running: list = []           # sizes of the batches running now
@@ -254,11 +255,22 @@ class Batcher:
         clients came back, and a free executor still waited for a round trip; rounded down
         (10 + 10 + 12), it starts at once. Under a load that outgrows the executors the queue
         lengthens, the peak with it, and batches grow back to ``max_batch_size``.
-        Measured at 32 clients on 2 cores: ``benchmarks/README.md``."""
+        Measured at 32 clients on 2 cores: ``benchmarks/README.md``.
+
+        Except from ``fill_from`` inputs per executor (when set): then a batch takes up to
+        ``max_batch_size`` again. A model whose forward pass gets cheaper per image from some
+        batch size on (a ResNet's pixel-major plan from 16 images,
+        :func:`cvcore.serve.models.pixel_major_batch`) gains more from reaching it than from
+        keeping a batch queued: ResNet-20 at 32 clients on 2 cores, batches of 16 served 1.14x
+        the images per second of the pipelined batches of 10, and 1.20x at 64 clients, while
+        at 8 and 16 clients the pipelined cap served 1.10x (``benchmarks/README.md``, "Idle run
+        (coordinator, end of session 9)")."""
         if not self.pipeline:
             return self.max_batch_size
         peak = max(self._peaks[0], self._peaks[1], 1)
         executors = len(self.executors)
+        if self.fill_from and -(-peak // executors) >= self.fill_from:
+            return self.max_batch_size
         share = peak // (executors + 1)
         if share < MIN_PIPELINED_BATCH:
             share = min(-(-peak // executors), MIN_PIPELINED_BATCH)

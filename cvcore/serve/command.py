@@ -46,7 +46,9 @@ def add_parser(subparsers):
                    default=d.pipeline_batches,
                    help="cap each batch at a share of the recent load (1 / (model threads + 1)), "
                         "so that a batch is queued whenever a model thread becomes free: for "
-                        "many clients each waiting for its last answer; --no-pipeline-batches: "
+                        "many clients each waiting for its last answer, until the load per "
+                        "model thread reaches the batch from which the model's forward pass is "
+                        "cheaper per image (a ResNet's pixel-major plan); --no-pipeline-batches: "
                         "a batch takes whatever is queued, up to --max-batch-size (default on)")
     p.add_argument("--pin-threads", action=argparse.BooleanOptionalAction,
                    default=d.pin_threads,

@@ -136,6 +136,28 @@ class ServedModel:
                 ("knn-nearest-cells" if m.kind == "hog-knn" else "hog-linear-cells")}
 
 
+def pixel_major_batch(model, max_batch_size: int) -> int:
+    """The batch size from which ``model``'s network runs the fused pixel-major forward
+    (:data:`cvcore.nn.inference.PIXEL_MAJOR_MIN_BATCH` images; cheaper per image than the strip
+    forward that smaller batches run), or 0 where it does not (not a CNN, a network the fused
+    plan does not know, a batch cap below it, or a machine where the plan keeps the strip):
+    the :class:`~cvcore.serve.batching.Batcher`'s ``fill_from``. Runs one forward pass at that
+    batch; call it on a model thread after :func:`warm_up`."""
+    from cvcore.train.pipeline import CNN_MODELS
+    if model.kind not in CNN_MODELS:
+        return 0
+    from cvcore.nn.inference import PIXEL_MAJOR_MIN_BATCH, ResNetPlan
+    if max_batch_size < PIXEL_MAJOR_MIN_BATCH:
+        return 0
+    plan = model._network().__dict__.get("_plan")
+    if not isinstance(plan, ResNetPlan):
+        return 0
+    shape = tuple(model.size) + (() if model.mode == "gray" else (3,))
+    x = model.network_input(np.zeros((PIXEL_MAJOR_MIN_BATCH,) + shape, np.uint8))
+    calls = plan.step_calls(np.ascontiguousarray(x, dtype=np.float32))
+    return PIXEL_MAJOR_MIN_BATCH if any(c[0] == "to_pixel_major" for c in calls) else 0
+
+
 def warm_up(model, max_batch_size: int) -> None:
     """Compile and run every kernel the server will call: a forward pass at batch 1 and at the
     largest batch, one explanation, and for a CNN trained with augmentation one test-time
