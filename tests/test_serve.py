@@ -395,6 +395,8 @@ def test_batcher_rejects_bad_settings():
         Batcher(lambda x: x, None, max_batch_size=0)
     with pytest.raises(ValueError, match="max_queue"):
         Batcher(lambda x: x, None, max_queue=0)
+    with pytest.raises(ValueError, match="fill_from"):
+        Batcher(lambda x: x, None, fill_from=-1)
 
 
 def test_metrics_text_format():

@@ -105,6 +105,9 @@ class Batcher:
             raise ValueError(f"max_delay must be >= 0 seconds, got {max_delay}")
         if int(max_queue) < 1:
             raise ValueError(f"max_queue must be at least 1, got {max_queue}")
+        if int(fill_from) < 0:
+            raise ValueError(f"fill_from must be >= 0 inputs per executor (0: never), got "
+                             f"{fill_from}")
         self.run_batch = run_batch
         self.executors = list(executor) if isinstance(executor, (list, tuple)) else [executor]
         if not self.executors:
@@ -114,7 +117,7 @@ class Batcher:
         self.max_queue = int(max_queue)
         self.on_batch = on_batch
         self.pipeline = bool(pipeline)
-        self.fill_from = max(0, int(fill_from))
+        self.fill_from = int(fill_from)
         self._free = list(self.executors)  # executors not running a batch now
         self._runs: set = set()
         self._running: list = []           # sizes of the batches running now
