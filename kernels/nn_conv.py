@@ -39,7 +39,13 @@ Backward (:mod:`cvcore.nn.conv` drives it):
   padding; for strided convolutions one output channel per input channel and phase, put back
   in place by :func:`phases_to_image`), so it runs through :func:`conv2d_forward` too.
 
-Every kernel splits its work over the lanes of one Numba parallel loop; nothing calls BLAS.
+Every kernel here is a one-thread ``nogil`` kernel over a range of its work (tiles of
+positions, planes, lanes of the weight gradient); :mod:`cvcore.nn.conv` runs the range on several
+threads with :func:`cvcore._bands.run_bands`, so a whole network step (these kernels, the batch
+norm's, the activations') runs on ONE pool of threads. A ``prange`` per kernel cost twice the cold
+compile (a parallel loop is a module of its own), and an OpenMP team beside the band runner's
+threads made a two-thread training step slower (both pools wanted the second core). Nothing
+calls BLAS.
 """
 from __future__ import annotations
 
@@ -50,9 +56,9 @@ from kernels import simd
 from kernels.scalar import clamp
 
 
-# -- strip layouts -----------------------------------------------------------------------------
+# -- strip layouts (plain Python: computed once per convolution by the driver,
+#    :func:`cvcore.nn.conv.make_strip`, not inside a kernel) ----------------------------------
 
-@njit(cache=True, inline="always", nogil=True)
 def strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span):
     """Layout of the stride-1 strip.
 
@@ -87,40 +93,23 @@ def strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span):
     return Wg, pitch, m0, P, m0 + P + reach
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def fill_strip(x, Wg, pitch, m0, Ls, xs):
-    """Write ``x`` (N, C, H, W) into the strip ``xs`` (C*Ls,) of :func:`strip_geometry`,
-    zeros everywhere else."""
-    N, C, H, W = x.shape
-    for nc in prange(N * C):
-        n = nc // C
-        c = nc - n * C
-        base = c * Ls + m0 + n * pitch
-        if n == 0:
-            xs[c * Ls:base] = 0                       # leading margin
-        for h in range(H):
-            row = base + h * Wg
-            xs[row:row + W] = x[n, c, h]
-            xs[row + W:row + Wg] = 0
-        end = base + pitch if n < N - 1 else (c + 1) * Ls
-        xs[base + H * Wg:end] = 0                     # gap rows; after the last image the tail
+def _padded(offs, count):
+    """``offs`` (1-D int64) padded to ``count`` entries by repeating the first (they pad the taps
+    to whole micro-kernel tiles; their results are dropped)."""
+    out = np.full(max(count, offs.size), offs[0], dtype=np.int64)
+    out[:offs.size] = offs
+    return out
 
 
-@njit(cache=True, inline="always", nogil=True)
 def tap_offsets(C, kh, kw, ph, pw, dh, dw, Wg, m0, Ls, count):
     """Stride-1 strip offsets ``offs[(c*kh + i)*kw + j] = c*Ls + m0 + (i*dh - ph)*Wg +
-    (j*dw - pw)``; entries from ``C*kh*kw`` up to ``count`` repeat the first one (they pad the
-    taps to whole micro-kernel tiles; their results are dropped)."""
-    offs = np.empty(count, dtype=np.int64)
-    for c in range(C):
-        for i in range(kh):
-            for j in range(kw):
-                offs[(c * kh + i) * kw + j] = c * Ls + m0 + (i * dh - ph) * Wg + (j * dw - pw)
-    offs[C * kh * kw:] = offs[0]
-    return offs
+    (j*dw - pw)``, padded to ``count`` (:func:`_padded`)."""
+    c = np.arange(C, dtype=np.int64)[:, None, None]
+    i = np.arange(kh, dtype=np.int64)[None, :, None]
+    j = np.arange(kw, dtype=np.int64)[None, None, :]
+    return _padded((c * Ls + m0 + (i * dh - ph) * Wg + (j * dw - pw)).reshape(-1), count)
 
 
-@njit(cache=True, inline="always", nogil=True)
 def phase_geometry(N, H, W, kh, kw, sh, sw, ph, pw, dh, dw, span):
     """Layout of the phase strip of a stride-``(sh, sw)`` convolution.
 
@@ -141,16 +130,82 @@ def phase_geometry(N, H, W, kh, kw, sh, sw, ph, pw, dh, dw, span):
     return Wq, pitch, P, P + reach
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def fill_phase_strip(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs):
-    """Write the phases of ``x`` (N, C, H, W) zero-padded by ``ph, pw`` into ``xs``
-    (C*sh*sw*Ls,), laid out as in :func:`phase_geometry`; zeros everywhere else. Phases with
-    ``used[a, b]`` false (no tap reads them: a 1x1 kernel with stride 2 reads one of four) are
-    left unwritten."""
+def phase_tap_offsets(C, kh, kw, sh, sw, dh, dw, Wq, Ls, count):
+    """Phase-strip offsets of tap ``(c, i, j)``: channel ``(c*sh + i*dh % sh)*sw + j*dw % sw``,
+    shifted by ``(i*dh // sh)*Wq + j*dw // sw``; padded to ``count`` as :func:`tap_offsets`."""
+    c = np.arange(C, dtype=np.int64)[:, None, None]
+    i = np.arange(kh, dtype=np.int64)[None, :, None] * dh
+    j = np.arange(kw, dtype=np.int64)[None, None, :] * dw
+    chan = (c * sh + i % sh) * sw + j % sw
+    return _padded((chan * Ls + (i // sh) * Wq + j // sw).reshape(-1), count)
+
+
+def strip_layout(N, C, H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count):
+    """Everything :func:`fill_strip` / :func:`fill_phase_strip` and the kernels reading the
+    strip need, for an input ``(N, C, H, W)`` and this convolution: ``(Wg, pitch, m0, P, Ls,
+    length, offs, used)``, with ``length`` the strip's length, ``offs`` the tap offsets padded
+    to ``count``, and ``used`` None for the stride-1 strip, else the ``(sh, sw)`` bool array of
+    the phases some tap reads (``m0 = 0`` then)."""
+    if sh == 1 and sw == 1:
+        Wg, pitch, m0, P, Ls = strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span)
+        offs = tap_offsets(C, kh, kw, ph, pw, dh, dw, Wg, m0, Ls, count)
+        return Wg, pitch, m0, P, Ls, C * Ls, offs, None
+    Wg, pitch, P, Ls = phase_geometry(N, H, W, kh, kw, sh, sw, ph, pw, dh, dw, span)
+    used = np.zeros((sh, sw), dtype=np.bool_)
+    used[(np.arange(kh) * dh % sh)[:, None], (np.arange(kw) * dw % sw)[None, :]] = True
+    offs = phase_tap_offsets(C, kh, kw, sh, sw, dh, dw, Wg, Ls, count)
+    return Wg, pitch, 0, P, Ls, C * sh * sw * Ls, offs, used
+
+
+@njit(cache=True, nogil=True)
+def fill_strip(x, Wg, pitch, m0, Ls, xs, p0, p1):
+    """Write planes ``nc = n*C + c`` in ``[p0, p1)`` of ``x`` (N, C, H, W) into the strip ``xs``
+    (C*Ls,) of :func:`strip_geometry`, with the zeros around them (plane ``(0, c)`` the leading
+    margin, plane ``(N - 1, c)`` the tail). One thread, ``nogil``: the caller splits the planes
+    between threads (:func:`cvcore.nn.conv.make_strip`); a ``prange`` doubled the cold compile."""
+    N, C, H, W = x.shape
+    for nc in range(p0, p1):
+        n = nc // C
+        c = nc - n * C
+        base = c * Ls + m0 + n * pitch
+        if n == 0:
+            _zero(xs[c * Ls:base])                    # leading margin
+        for h in range(H):
+            # plain loops over zero-based views: a slice assignment compiles to Numba's
+            # generic strided copy, 2x slower here (measured at one thread)
+            dst = xs[base + h * Wg:base + (h + 1) * Wg]
+            src = x[n, c, h]
+            for v in range(W):
+                dst[v] = src[v]
+            _zero(dst[W:])
+        end = base + pitch if n < N - 1 else (c + 1) * Ls
+        _zero(xs[base + H * Wg:end])                  # gap rows; after the last image the tail
+
+
+@njit(cache=True, inline="always", nogil=True)
+def _zero(a):
+    """``a[:] = 0`` as a plain loop (see :func:`fill_strip`)."""
+    for i in range(a.size):
+        a[i] = 0
+
+
+@njit(cache=True, inline="always", nogil=True)
+def _min(a, b):
+    """``min(a, b)`` for integers, without the builtin (see :mod:`kernels.scalar`)."""
+    return a if a < b else b
+
+
+@njit(cache=True, nogil=True)
+def fill_phase_strip(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs, p0, p1):
+    """Write the phases of planes ``nc = n*C + c`` in ``[p0, p1)`` of ``x`` (N, C, H, W),
+    zero-padded by ``ph, pw``, into ``xs`` (C*sh*sw*Ls,), laid out as in
+    :func:`phase_geometry`, with the zeros around them. Phases with ``used[a, b]`` false (no tap
+    reads them: a 1x1 kernel with stride 2 reads one of four) are left unwritten. One thread,
+    ``nogil``, as :func:`fill_strip`."""
     N, C, H, W = x.shape
     Hq = pitch // Wq
     xflat = x.reshape(N * C * H * W)
-    for nc in prange(N * C):
+    for nc in range(p0, p1):
         n = nc // C
         c = nc - n * C
         for a in range(sh):
@@ -182,91 +237,26 @@ def fill_phase_strip(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs):
                     xs[base + pitch:(chan + 1) * Ls] = 0
 
 
-@njit(cache=True, inline="always", nogil=True)
-def phase_tap_offsets(C, kh, kw, sh, sw, dh, dw, Wq, Ls, count):
-    """Phase-strip offsets of tap ``(c, i, j)``: channel ``(c*sh + i*dh % sh)*sw + j*dw % sw``,
-    shifted by ``(i*dh // sh)*Wq + j*dw // sw``; padded to ``count`` as :func:`tap_offsets`."""
-    offs = np.empty(count, dtype=np.int64)
-    for c in range(C):
-        for i in range(kh):
-            for j in range(kw):
-                chan = (c * sh + (i * dh) % sh) * sw + (j * dw) % sw
-                offs[(c * kh + i) * kw + j] = chan * Ls + (i * dh // sh) * Wq + (j * dw) // sw
-    offs[C * kh * kw:] = offs[0]
-    return offs
-
-
-@njit(cache=True, inline="always", nogil=True)
-def scratch(ws, start, n):
-    """``ws[start:start + n]`` when the caller's workspace is that long, else a new array: the
-    kernels take their large temporaries from a buffer the caller keeps between calls (a fresh
-    multi-megabyte allocation costs a page fault per 4 KiB: measured 20 % of a ResNet-20
-    inference), and report the length they needed so that the caller can grow it."""
-    if ws.size >= start + n:
-        return ws[start:start + n]
-    return np.empty(n, dtype=ws.dtype)
-
-
-@njit(cache=True, nogil=True)
-def make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count, ws):
-    """The strip of ``x`` for this convolution (stride 1: :func:`fill_strip`; otherwise the
-    phase strip), in ``ws`` if it is long enough (:func:`scratch`), and its tap offsets
-    (padded to ``count``).
-
-    Returns ``xs, offs, Wg, pitch, P``.
-    """
-    N, C, H, W = x.shape
-    if sh == 1 and sw == 1:
-        Wg, pitch, m0, P, Ls = strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span)
-        xs = scratch(ws, 0, C * Ls)
-        fill_strip(x, Wg, pitch, m0, Ls, xs)
-        offs = tap_offsets(C, kh, kw, ph, pw, dh, dw, Wg, m0, Ls, count)
-    else:
-        Wg, pitch, P, Ls = phase_geometry(N, H, W, kh, kw, sh, sw, ph, pw, dh, dw, span)
-        used = np.zeros((sh, sw), dtype=np.bool_)
-        for i in range(kh):
-            for j in range(kw):
-                used[(i * dh) % sh, (j * dw) % sw] = True
-        xs = scratch(ws, 0, C * sh * sw * Ls)
-        fill_phase_strip(x, sh, sw, ph, pw, Wg, pitch, Ls, used, xs)
-        offs = phase_tap_offsets(C, kh, kw, sh, sw, dh, dw, Wg, Ls, count)
-    return xs, offs, Wg, pitch, P
-
-
 # -- forward -----------------------------------------------------------------------------------
 
 @njit(cache=True, inline="always", nogil=True)
-def _forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws, y, affine,
-             eps, lo, hi, res, KB, TB, narrow):
+def _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
+             i0, i1, KB, TB, narrow):
     """The body of :func:`conv2d_forward` (``KB x TB`` tiles of :func:`kernels.simd.fma_tile`)
     and :func:`conv2d_forward_narrow` (:func:`kernels.simd.fma_tile_narrow`); inlined into
     each, so the tile size is a constant there."""
-    N = x.shape[0]
+    N = y.shape[0]
     K, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
-    # the epilogue's per-channel terms (one plain loop: no implicit parallel loop)
-    has_affine = affine[0].size > 0
-    scale = np.empty(K, dtype=x.dtype)
-    shift = np.empty(K, dtype=x.dtype)
-    has_bias = False
-    for k in range(K):
-        if has_affine:
-            var = np.float64(affine[3][k])
-            mean = np.float64(affine[2][k])
-            if not (np.isfinite(var) and np.isfinite(mean) and var + eps > 0):
-                return -1
-            s = np.float64(affine[0][k]) * (1.0 / np.sqrt(var + eps))
-            scale[k] = s
-            shift[k] = np.float64(affine[1][k]) - mean * s
-        else:
-            shift[k] = bias[k]
-            has_bias = has_bias or bias[k] != 0
+    # the epilogue's per-channel terms (each band folds them: K values, no extra call)
+    ok, scale, shift, has_affine, has_bias = _fold(affine, bias, eps, K, xs.dtype)
+    if not ok:
+        status[0] = -1
+        return
     has_res = res.size > 0
     has_clamp = lo > -np.inf or hi < np.inf
-    clamp = np.empty(2, dtype=x.dtype)
+    clamp = np.empty(2, dtype=xs.dtype)
     clamp[0] = lo
     clamp[1] = hi
-    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, TB,
-                                        x.shape[1] * kh * kw, ws)
     rows = pitch // Wg
     R = w_mat.shape[1]
     wflat = w_mat.reshape(K * R)
@@ -275,90 +265,88 @@ def _forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws
     yf = y.reshape(N * K * Ho * Wo)
     rf = res.reshape(res.size)
     plane = Ho * Wo
-    nitems = (P // TB) * kgroups
-    for lane in prange(nlanes):
-        # scratch of the lane, allocated once (an allocation per tile measured ~30 % of the time)
-        acc = np.empty((KB, TB), dtype=x.dtype)
-        wrows = np.empty(KB, dtype=np.int64)
-        runs = np.empty((TB, 3), dtype=np.int64)
-        tmp = np.empty(TB, dtype=x.dtype)
-        for item in range(lane * nitems // nlanes, (lane + 1) * nitems // nlanes):
-            q0 = (item // kgroups) * TB
-            g = item - (item // kgroups) * kgroups
-            # the tile's output pixels as runs along grid rows: (first position, length, index)
-            nruns = 0
-            n = q0 // pitch
-            oh = (q0 - n * pitch) // Wg
-            ow = q0 - n * pitch - oh * Wg
-            t = 0
-            while t < TB:
-                step = min(Wg - ow, TB - t)
-                if n < N and oh < Ho and ow < Wo:
-                    runs[nruns, 0] = t
-                    runs[nruns, 1] = min(step, Wo - ow)
-                    runs[nruns, 2] = (n * K * Ho + oh) * Wo + ow
-                    nruns += 1
-                t += step
-                ow += step
-                if ow == Wg:
-                    ow = 0
-                    oh += 1
-                    if oh == rows:
-                        oh = 0
-                        n += 1
-            if nruns == 0:
-                continue
-            for kb in range(g * per_group, min(nkb, (g + 1) * per_group)):
-                for k in range(KB):              # past the last channel: repeat it, drop it
-                    wrows[k] = min(kb * KB + k, K - 1) * R
-                if narrow:
-                    simd.fma_tile_narrow(xs, q0, wflat, wrows, offs, acc)
-                else:
-                    simd.fma_tile(xs, q0, wflat, wrows, offs, acc)
-                for k in range(min(KB, K - kb * KB)):
-                    base = (kb * KB + k) * plane
-                    row = acc[k]                       # plain loops around the intrinsic:
-                    c = shift[kb * KB + k]             # see kernels.simd
-                    if has_affine:
-                        a = scale[kb * KB + k]
-                        for t in range(TB):
-                            row[t] = row[t] * a + c
-                    elif has_bias:
-                        for t in range(TB):
-                            row[t] += c
-                    for s in range(nruns):
-                        t0, length = runs[s, 0], runs[s, 1]
-                        at = base + runs[s, 2]
-                        dst = yf[at:at + length]
-                        src = row[t0:t0 + length]
-                        if has_res:
-                            # the sum into the lane's row first: ``res`` is often ``y`` itself
-                            # (the plan's in-place residual), and a loop reading and writing
-                            # one array is not vectorised (measured +3 ms on a 32x32 call)
-                            rsrc = rf[at:at + length]
-                            v = tmp[:length]
+    # scratch of the band, allocated once (an allocation per tile measured ~30 % of the time)
+    acc = np.empty((KB, TB), dtype=xs.dtype)
+    wrows = np.empty(KB, dtype=np.int64)
+    runs = np.empty((TB, 3), dtype=np.int64)
+    tmp = np.empty(TB, dtype=xs.dtype)
+    for item in range(i0, i1):
+        q0 = (item // kgroups) * TB
+        g = item - (item // kgroups) * kgroups
+        # the tile's output pixels as runs along grid rows: (first position, length, index)
+        nruns = 0
+        n = q0 // pitch
+        oh = (q0 - n * pitch) // Wg
+        ow = q0 - n * pitch - oh * Wg
+        t = 0
+        while t < TB:
+            step = min(Wg - ow, TB - t)
+            if n < N and oh < Ho and ow < Wo:
+                runs[nruns, 0] = t
+                runs[nruns, 1] = min(step, Wo - ow)
+                runs[nruns, 2] = (n * K * Ho + oh) * Wo + ow
+                nruns += 1
+            t += step
+            ow += step
+            if ow == Wg:
+                ow = 0
+                oh += 1
+                if oh == rows:
+                    oh = 0
+                    n += 1
+        if nruns == 0:
+            continue
+        for kb in range(g * per_group, min(nkb, (g + 1) * per_group)):
+            for k in range(KB):              # past the last channel: repeat it, drop it
+                wrows[k] = min(kb * KB + k, K - 1) * R
+            if narrow:
+                simd.fma_tile_narrow(xs, q0, wflat, wrows, offs, acc)
+            else:
+                simd.fma_tile(xs, q0, wflat, wrows, offs, acc)
+            for k in range(min(KB, K - kb * KB)):
+                base = (kb * KB + k) * plane
+                row = acc[k]                       # plain loops around the intrinsic:
+                c = shift[kb * KB + k]             # see kernels.simd
+                if has_affine:
+                    a = scale[kb * KB + k]
+                    for t in range(TB):
+                        row[t] = row[t] * a + c
+                elif has_bias:
+                    for t in range(TB):
+                        row[t] += c
+                for s in range(nruns):
+                    t0, length = runs[s, 0], runs[s, 1]
+                    at = base + runs[s, 2]
+                    dst = yf[at:at + length]
+                    src = row[t0:t0 + length]
+                    if has_res:
+                        # the sum into the lane's row first: ``res`` is often ``y`` itself
+                        # (the plan's in-place residual), and a loop reading and writing
+                        # one array is not vectorised (measured +3 ms on a 32x32 call)
+                        rsrc = rf[at:at + length]
+                        v = tmp[:length]
+                        for t in range(length):
+                            v[t] = src[t] + rsrc[t]
+                        if has_clamp:
                             for t in range(length):
-                                v[t] = src[t] + rsrc[t]
-                            if has_clamp:
-                                for t in range(length):
-                                    dst[t] = min(max(v[t], clamp[0]), clamp[1])
-                            else:
-                                for t in range(length):
-                                    dst[t] = v[t]
-                        elif has_clamp:
-                            for t in range(length):
-                                dst[t] = min(max(src[t], clamp[0]), clamp[1])
+                                dst[t] = min(max(v[t], clamp[0]), clamp[1])
                         else:
                             for t in range(length):
-                                dst[t] = src[t]
-    return xs.size
+                                dst[t] = v[t]
+                    elif has_clamp:
+                        for t in range(length):
+                            dst[t] = min(max(src[t], clamp[0]), clamp[1])
+                    else:
+                        for t in range(length):
+                            dst[t] = src[t]
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws, y,
-                   affine, eps, lo, hi, res):
-    """``y = conv(x, w) + bias`` as an implicit GEMM on the strip of ``x``, with an optional
-    epilogue applied as each tile leaves the registers (no extra pass over ``y``):
+@njit(cache=True, nogil=True)
+def conv2d_forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res,
+                   status, i0, i1):
+    """``y = conv(x, w) + bias`` as an implicit GEMM on the strip ``xs`` of ``x``, work items
+    ``[i0, i1)``, with an optional epilogue applied as each tile leaves the registers (no extra
+    pass over ``y``):
 
     * ``affine`` = ``(gamma, beta, mean, var)`` of an eval-mode batch norm (Ioffe & Szegedy
       2015), folded per output channel as :func:`cvcore.nn.layers.batchnorm2d_eval_forward`
@@ -372,48 +360,101 @@ def conv2d_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bi
     So a residual block's ``relu(bn2(conv2(h)) + identity)`` is one call. Every step rounds to
     the dtype of ``x`` as the separate layers do, so the fused result equals theirs bit for bit.
 
+    One thread, ``nogil``: :func:`cvcore.nn.conv.strip_forward` lays out the strip (in bands,
+    :func:`fill_strip`) and runs the items in bands on the band runner's threads
+    (:func:`cvcore._bands.run_bands`), the same threads every other kernel of a network step
+    uses. (A ``prange`` here cost twice the cold compile, and an OpenMP team of its own that
+    the band runner's helpers then fought for the second core: a two-thread ResNet-20 training
+    step measured 1.2x slower with both pools than with either alone, ``benchmarks/README.md``.)
+
     Parameters
     ----------
-    x : ndarray, shape (N, C, H, W), C-contiguous
+    xs : ndarray, 1-D
+        The strip of ``x`` (N, C, H, W) for this convolution (:func:`strip_layout`:
+        :func:`fill_strip`, or :func:`fill_phase_strip` for a strided one).
+    offs : ndarray, 1-D int64
+        Its tap offsets (:func:`strip_layout`, ``C*kh*kw`` of them).
+    Wg, pitch : int
+        Its grid width and positions per image.
     w_mat : ndarray, shape (K, C*kh*kw), C-contiguous
         The weights ``w[k, c, i, j]`` at ``w_mat[k, (c*kh + i)*kw + j]`` (the usual reshape).
-    kh, kw, sh, sw, ph, pw, dh, dw : int
-        Kernel size, stride, zero padding (negative: a crop; stride 1 only), dilation.
     kgroups : int
-        Work items are (tile of ``simd.TB`` positions, group of output channels); more than
-        one group only when there are too few tiles to keep every lane busy.
-    nlanes : int
-        Parallel lanes (threads); lane ``l`` takes the ``l``-th contiguous share of the items.
+        Work items are (tile of ``simd.TB`` positions, group of output channels), item ``i``
+        tile ``i // kgroups``; more than one group only when there are too few tiles to keep
+        every thread busy. ``P // simd.TB * kgroups`` items in all.
     bias : ndarray, shape (K,), the dtype of ``x`` (zeros for none)
-    ws : ndarray, 1-D, the dtype of ``x``
-        Workspace for the strip (:func:`scratch`).
-    y : ndarray, shape (N, K, Ho, Wo), C-contiguous, written
+    y : ndarray, shape (N, K, Ho, Wo), C-contiguous, written (the items' pixels)
     affine : tuple of 4 ndarrays, each (K,) of the dtype of ``x``, or each of size 0 (none)
     eps : float
     lo, hi : float
     res : ndarray, shape (N, K, Ho, Wo), C-contiguous, or of size 0 (none)
-
-    Returns
-    -------
-    int
-        The workspace length this call needed; -1 (and ``y`` untouched) when the batch-norm
-        statistics are not a valid variance (``var + eps <= 0``, or not finite).
+    status : ndarray (1,) int64
+        Set to -1 (and ``y`` left untouched) when the batch-norm statistics are not a valid
+        variance (``var + eps <= 0``, or not finite); not written otherwise.
+    i0, i1 : int
+        The work items to compute.
     """
-    return _forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws, y,
-                    affine, eps, lo, hi, res, simd.KB, simd.TB, False)
+    _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
+             i0, i1, simd.KB, simd.TB, False)
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def conv2d_forward_narrow(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws,
-                          y, affine, eps, lo, hi, res):
+@njit(cache=True, nogil=True)
+def conv2d_forward_narrow(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi,
+                          res, status, i0, i1):
     """:func:`conv2d_forward` with ``simd.KBN x simd.TBN`` tiles (12 x 32 on AVX-512) instead
     of ``simd.KB x simd.TB`` (8 x 48), for small planes: positions are padded to a multiple of
     the tile width, and one 7x7 image's 64 grid positions are 96 at 48 but 64 at 32. Each
     output is the same sum in the same order as with the wide tile (bit-equal). A kernel of its
     own, compiled on first use only (:func:`cvcore.nn.conv.narrow_tile` picks it), so that
     networks without such planes do not pay its compile time."""
-    return _forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, nlanes, bias, ws, y,
-                    affine, eps, lo, hi, res, simd.KBN, simd.TBN, True)
+    _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
+             i0, i1, simd.KBN, simd.TBN, True)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def fill_strip_lanes(x, Wg, pitch, m0, Ls, xs, nlanes):
+    """:func:`fill_strip` of every plane, lane ``l`` of ``nlanes`` taking the ``l``-th share of
+    the planes in one parallel loop: the strip of :func:`conv2d_forward_lanes`."""
+    NC = x.shape[0] * x.shape[1]
+    for lane in prange(nlanes):
+        fill_strip(x, Wg, pitch, m0, Ls, xs, lane * NC // nlanes, (lane + 1) * NC // nlanes)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def fill_phase_strip_lanes(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs, nlanes):
+    """:func:`fill_phase_strip` of every plane in lanes, as :func:`fill_strip_lanes`."""
+    NC = x.shape[0] * x.shape[1]
+    for lane in prange(nlanes):
+        fill_phase_strip(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs, lane * NC // nlanes,
+                         (lane + 1) * NC // nlanes)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_forward_lanes(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi,
+                         res, status, nitems, nlanes):
+    """:func:`conv2d_forward` over all ``nitems`` work items, lane ``l`` of ``nlanes`` taking
+    the ``l``-th contiguous share in one Numba parallel loop (OpenMP): for the inference
+    plan's small batches (:class:`cvcore.nn.inference.ResNetPlan`), whose convolutions take
+    tens to hundreds of microseconds: handed out in bands they lost ~45 us per call (a batch-8
+    32-channel 16x16 convolution, two threads: 0.32 ms in bands, 0.23 ms here;
+    ``benchmarks/README.md``), probably because a pool thread needs the GIL to start and end
+    its band, and one that finds the caller holding it sleeps and is woken tens of
+    microseconds later. A kernel of its own, compiled on first use only: the training step
+    (the layer path) never calls it."""
+    for lane in prange(nlanes):
+        _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
+                 lane * nitems // nlanes, (lane + 1) * nitems // nlanes, simd.KB, simd.TB,
+                 False)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_forward_narrow_lanes(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo,
+                                hi, res, status, nitems, nlanes):
+    """:func:`conv2d_forward_narrow` in lanes, as :func:`conv2d_forward_lanes`."""
+    for lane in prange(nlanes):
+        _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
+                 lane * nitems // nlanes, (lane + 1) * nitems // nlanes, simd.KBN, simd.TBN,
+                 True)
 
 
 # -- forward, pixel-major ----------------------------------------------------------------------
@@ -598,17 +639,23 @@ def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine,
 
 # -- backward ----------------------------------------------------------------------------------
 
-@njit(cache=True, parallel=True, nogil=True)
-def conv2d_weight_grad(xs, offs, dys, P, block, nlanes, dw_lanes):
+@njit(cache=True, nogil=True)
+def conv2d_weight_grad(xs, offs, dys, P, block, nlanes, dw_lanes, l0, l1):
     """``dW[k, (c*kh + i)*kw + j] = sum_{n, oh, ow} dy[n, k, oh, ow] *
     xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]``: dot products of strip windows,
-    ``dW[k, r] = sum_q dys[k*P + q] * xs[offs[r] + q]``.
+    ``dW[k, r] = sum_q dys[k*P + q] * xs[offs[r] + q]``, for the lanes ``l0 .. l1 - 1``.
 
-    The caller lays out both strips first (:func:`make_strip` for ``x``, with positions rounded
-    up to a multiple of ``block`` and ``offs`` padded to a multiple of ``simd.DB``;
+    The caller lays out both strips first (:func:`cvcore.nn.conv.make_strip` for ``x``, with
+    positions rounded up to a multiple of ``block`` and ``offs`` padded to a multiple of
+    ``simd.DB``;
     :func:`fill_strip` for ``dy``, on the same positions with a channel length of ``P``, zero on
     the dropped positions). Calling them from Python, not from here, keeps their code out of
     this kernel's module (a cold start compiled and optimised it once more in every caller).
+
+    One thread, ``nogil``: the caller runs the lanes on several threads
+    (:func:`cvcore._bands.run_bands`, one lane per band). A ``prange`` over the lanes cost
+    twice the cold compile (a parallel loop is a module of its own, compiled and optimised
+    again), for the same split of the work.
 
     Parameters
     ----------
@@ -619,42 +666,47 @@ def conv2d_weight_grad(xs, offs, dys, P, block, nlanes, dw_lanes):
         Positions (a multiple of ``block``, itself a multiple of the vector length).
     nlanes : int
         Lane ``l`` takes every ``nlanes``-th block of positions and adds its sums into
-        ``dw_lanes[l]``; the caller adds up the lanes.
+        ``dw_lanes[l]``; the caller adds up the lanes (so the result does not depend on which
+        thread ran which lane).
     dw_lanes : (nlanes, K, R), the dtype of ``xs``, zero on entry
+    l0, l1 : int
+        The lanes to compute (``0, nlanes`` for all).
     """
     K, R = dw_lanes.shape[1], dw_lanes.shape[2]
     DA, DB = simd.DA, simd.DB
     VL = simd.VECTOR_BYTES // xs.itemsize
-    for lane in prange(nlanes):
-        acc = np.empty((DA, DB, VL), dtype=xs.dtype)
-        aoffs = np.empty(DA, dtype=np.int64)
+    acc = np.empty((DA, DB, VL), dtype=xs.dtype)
+    aoffs = np.empty(DA, dtype=np.int64)
+    for lane in range(l0, l1):
         part = dw_lanes[lane]
         for blk in range(lane, P // block, nlanes):
             t0 = blk * block
             for k0 in range(0, K, DA):
                 for i in range(DA):
-                    aoffs[i] = min(k0 + i, K - 1) * P
+                    aoffs[i] = _min(k0 + i, K - 1) * P
                 for r0 in range(0, R, DB):
                     simd.dot_tile(dys, aoffs, xs, offs[r0:r0 + DB], t0, t0 + block, acc)
-                    for i in range(min(DA, K - k0)):     # plain loops around the intrinsic:
-                        for j in range(min(DB, R - r0)):  # see kernels.simd
+                    for i in range(_min(DA, K - k0)):     # plain loops around the intrinsic:
+                        for j in range(_min(DB, R - r0)):  # see kernels.simd
                             total = part[k0 + i, r0 + j]
                             for v in range(VL):
                                 total += acc[i, j, v]
                             part[k0 + i, r0 + j] = total
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def conv2d_weight_grad_cols(xs, offs, dys, P, nlanes, tiles, dw_out):
+@njit(cache=True, nogil=True)
+def conv2d_weight_grad_cols(xs, offs, dys, P, nlanes, tiles, dw_out, l0, l1):
     """The weight gradient of :func:`conv2d_weight_grad` for few positions (small planes, one
     image): with a short reduction the horizontal sums of ``dot_tile`` would dominate, so here
     each tile ``dW[k0:k0+KB, r0:r0+TB]`` is one :func:`kernels.simd.fma_tile` over the
     positions, vectorised along the taps, reading a tile of the transposed column matrix
     ``colT[q, r0 + t] = xs[offs[r0 + t] + q]`` (``P x TB``, zero past the last tap).
 
-    Work items are (tap tile, channel block) pairs, tap tile outer; a lane builds the column
-    tile of its current tap tile in its own part of ``tiles`` and reuses it for the channel
-    blocks that follow (so the column matrix is gathered about once, in the same parallel loop).
+    Work items are (tap tile, channel block) pairs, tap tile outer; lane ``l`` takes the
+    ``l``-th contiguous share of them, builds the column tile of its current tap tile in its
+    own part of ``tiles`` and reuses it for the channel blocks that follow (so the column
+    matrix is gathered about once). One thread, ``nogil``, for the lanes ``l0 .. l1 - 1``: the
+    caller runs the lanes on several threads, as :func:`conv2d_weight_grad`.
 
     Parameters
     ----------
@@ -663,24 +715,26 @@ def conv2d_weight_grad_cols(xs, offs, dys, P, nlanes, tiles, dw_out):
     nlanes : int
     tiles : 1-D, the dtype of ``xs``, at least ``nlanes * P * simd.TB`` long, scratch
     dw_out : (K, R), written
+    l0, l1 : int
+        The lanes to compute (``0, nlanes`` for all).
     """
     K, R = dw_out.shape
     KB, TB = simd.KB, simd.TB
     nkb = (K + KB - 1) // KB
     nitems = nkb * ((R + TB - 1) // TB)
-    for lane in prange(nlanes):
-        acc = np.empty((KB, TB), dtype=xs.dtype)
-        wrows = np.empty(KB, dtype=np.int64)
-        qoffs = np.empty(P, dtype=np.int64)
-        for q in range(P):
-            qoffs[q] = q * TB
+    acc = np.empty((KB, TB), dtype=xs.dtype)
+    wrows = np.empty(KB, dtype=np.int64)
+    qoffs = np.empty(P, dtype=np.int64)
+    for q in range(P):
+        qoffs[q] = q * TB
+    for lane in range(l0, l1):
         tile = tiles[lane * P * TB:(lane + 1) * P * TB]
         built = -1
         for item in range(lane * nitems // nlanes, (lane + 1) * nitems // nlanes):
             r0 = (item // nkb) * TB
             k0 = (item - (item // nkb) * nkb) * KB
             if r0 != built:                          # gather the column tile of taps r0..
-                nt = min(TB, R - r0)
+                nt = _min(TB, R - r0)
                 for q in range(P):
                     row = tile[q * TB:(q + 1) * TB]
                     for t in range(nt):
@@ -689,47 +743,54 @@ def conv2d_weight_grad_cols(xs, offs, dys, P, nlanes, tiles, dw_out):
                         row[t] = 0
                 built = r0
             for k in range(KB):                      # past the last channel: repeat it
-                wrows[k] = min(k0 + k, K - 1) * P
+                wrows[k] = _min(k0 + k, K - 1) * P
             simd.fma_tile(tile, 0, dys, wrows, qoffs, acc)
-            for k in range(min(KB, K - k0)):         # plain loops around the intrinsic
-                for t in range(min(TB, R - r0)):
+            for k in range(_min(KB, K - k0)):         # plain loops around the intrinsic
+                for t in range(_min(TB, R - r0)):
                     dw_out[k0 + k, r0 + t] = acc[k, t]
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx):
+@njit(cache=True, nogil=True)
+def phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx, p0, p1):
     """Interleave phase planes back into an image: ``dx[n, c, h, w] = dphase[n, c*nph + p, u, v]``
     where ``h + ph = u*sh + a``, ``w + pw = v*sw + b`` and ``p = phase_index[a, b]``; zero where
     the phase is unused (``p < 0``) or ``(u, v)`` is outside the plane.
 
-    ``dphase`` (N, C*nph, Hq, Wq) holds the gradient of the zero-padded input's phases.
+    ``dphase`` (N, C*nph, Hq, Wq) holds the gradient of the zero-padded input's phases. The
+    planes ``nc = n*C + c`` in ``[p0, p1)`` of ``dx`` are written, on one thread (``nogil``:
+    the caller splits the planes between threads with :func:`cvcore._bands.run_bands`; a
+    ``prange`` here doubled the kernel's cold compile).
     """
     N, C, H, W = dx.shape
     nph = dphase.shape[1] // C
     Hq, Wq = dphase.shape[2], dphase.shape[3]
-    # does every pixel get a value from some phase? if not, zero the image first
+    # does every pixel get a value from some phase? if not, zero the plane first
     covered = Hq * sh >= H + ph and Wq * sw >= W + pw
     for a in range(sh):
         for b in range(sw):
             covered = covered and phase_index[a, b] >= 0
-    for nc in prange(N * C):
+    dflat = dx.reshape(N * C * H * W)
+    sflat = dphase.reshape(dphase.size)
+    for nc in range(p0, p1):
         n = nc // C
         c = nc - n * C
+        out = nc * H * W
         if not covered:
-            dx[n, c] = 0
+            for i in range(H * W):
+                dflat[out + i] = 0
         for a in range(sh):
             for b in range(sw):
                 p = phase_index[a, b]
                 if p < 0:
                     continue
-                src = dphase[n, c * nph + p]
+                src = (n * nph * C + c * nph + p) * Hq * Wq
                 # pixels of this phase: h = u*sh + a - ph in [0, H), w = v*sw + b - pw in [0, W)
-                u0 = max(0, (ph - a + sh - 1) // sh)
-                u1 = min(Hq, (H - 1 + ph - a) // sh + 1)
-                v0 = max(0, (pw - b + sw - 1) // sw)
-                v1 = min(Wq, (W - 1 + pw - b) // sw + 1)
+                u0 = clamp((ph - a + sh - 1) // sh, 0, Hq)
+                u1 = _min(Hq, (H - 1 + ph - a) // sh + 1)
+                v0 = clamp((pw - b + sw - 1) // sw, 0, Wq)
+                v1 = _min(Wq, (W - 1 + pw - b) // sw + 1)
                 for u in range(u0, u1):
-                    row = dx[n, c, u * sh + a - ph]
-                    srow = src[u]
-                    for v in range(v0, v1):           # unsigned index: no wraparound check
-                        row[np.uint64(v * sw + b - pw)] = srow[v]
+                    row = out + (u * sh + a - ph) * W + b - pw
+                    srow = src + u * Wq
+                    for v in range(v0, v1):           # unsigned indices: no wraparound check
+                        dflat[np.uint64(row + v * sw)] = sflat[np.uint64(srow + v)]

@@ -2,12 +2,15 @@
 ``L = H * W``.
 
 The readable twin is ``kernels/reference/nn_norm.py``; the API (validation, running statistics,
-modes) is :mod:`cvcore.nn.layers`. Every kernel runs one channel per parallel iteration
-(``prange`` over ``C``), reads each channel's ``N`` contiguous rows of ``L`` values and accumulates
-in float64; the element-wise passes use per-channel coefficients in the dtype of ``x`` (computed by
-the caller, or for the backward pass in the kernel, rounded to that dtype), so a float32 pass stays
-float32 and vectorises. ``x``, ``dy`` and
-the outputs share one floating dtype (float32 in normal use, float64 in gradient checks).
+modes) is :mod:`cvcore.nn.layers`. Every kernel is serial and ``nogil`` and computes a range of
+channels (the statistics and the backward pass) or of planes (the element-wise passes); the
+caller splits the range between threads with :func:`cvcore._bands.run_bands` (a ``prange``
+doubled a kernel's cold compile). The statistics and the backward pass read each channel's ``N``
+contiguous rows of ``L`` values and accumulate in float64; the element-wise passes use
+per-channel coefficients in the dtype of ``x`` (computed by the caller, or for the backward pass
+in the kernel, rounded to that dtype), so a float32 pass stays float32 and vectorises. ``x``,
+``dy`` and the outputs share one floating dtype (float32 in normal use, float64 in gradient
+checks).
 The reductions are declared reassociable (``fastmath={"reassoc"}``, nothing else) so LLVM may
 split each sum into vector lanes; the inputs are finite (checked by the caller).
 
@@ -19,24 +22,28 @@ and :math:`y = \\gamma \\hat x + \\beta`, the backward pass (Ioffe & Szegedy 201
     dx = \\frac{\\gamma}{M\\sqrt{\\sigma^2+\\epsilon}}
          \\left(M\\,dy - \\partial\\beta - \\hat x\\,\\partial\\gamma\\right)
 """
-from numba import njit, prange
+from numba import njit
 
 # Only reassociation (sums split over SIMD lanes); no assumptions about NaN, inf or signed zeros.
 REASSOC = {"reassoc"}
 
 
-@njit(cache=True, parallel=True, fastmath=REASSOC, nogil=True)
-def batchnorm_stats(x, mean, var):
+@njit(cache=True, fastmath=REASSOC, nogil=True)
+def batchnorm_stats(x, mean, var, c0, c1):
     """Per-channel mean and biased variance by two passes (mean first, then squared deviations).
 
     Parameters
     ----------
     x : (N, C, L) float32 or float64, C-contiguous
     mean, var : (C,) float64, outputs; ``var`` is the biased (divide by ``M``) variance.
+    c0, c1 : int
+        The channels in ``[c0, c1)`` are computed (one thread; the caller splits the channels
+        between threads with :func:`cvcore._bands.run_bands`: a ``prange`` here doubled the
+        kernel's cold compile).
     """
     N, C, L = x.shape
     M = N * L
-    for c in prange(C):
+    for c in range(c0, c1):
         s = 0.0
         for n in range(N):
             for i in range(L):
@@ -127,11 +134,13 @@ def channel_affine_relu6(x, scale, shift, y, p0, p1):
             y[n, c, i] = 0.0 if v < 0 else (6.0 if v > 6 else v)
 
 
-@njit(cache=True, parallel=True, fastmath=REASSOC, nogil=True)
-def batchnorm_backward(dy, x, mean, invstd, gamma, train, coef, dgamma, dbeta, dx):
-    """Batch norm's whole backward pass, one channel per parallel iteration: the channel's two
-    sums, then its input gradient while the channel is still in cache (one parallel loop, not
-    two: each ``prange`` is a module of its own to compile, ``benchmarks/README.md``).
+@njit(cache=True, fastmath=REASSOC, nogil=True)
+def batchnorm_backward(dy, x, mean, invstd, gamma, train, coef, dgamma, dbeta, dx, c0, c1):
+    """Batch norm's whole backward pass, channel by channel: the channel's two sums, then its
+    input gradient while the channel is still in cache (one pass per channel, not two passes
+    over the batch). One thread, for the channels ``[c0, c1)``: the caller splits the channels
+    between threads with :func:`cvcore._bands.run_bands` (a ``prange`` here doubled the cold
+    compile: a parallel loop is a module of its own, ``benchmarks/README.md``).
 
     Per channel ``c``, with ``M = N L``, ``m = mean[c]``, ``s = invstd[c]``:
 
@@ -154,10 +163,12 @@ def batchnorm_backward(dy, x, mean, invstd, gamma, train, coef, dgamma, dbeta, d
     dgamma, dbeta : (C,) float64, outputs
     dx : (N, C, L) same dtype as ``x``, output; may be ``dy`` itself (each element of ``dy``
         is read before that element of ``dx`` is written)
+    c0, c1 : int
+        The channels to compute (``0, C`` for all).
     """
     N, C, L = x.shape
     M = N * L
-    for c in prange(C):
+    for c in range(c0, c1):
         coef[c, 0] = mean[c]                  # the mean in the dtype of x, as the forward
         m = coef[c, 0]
         s1 = 0.0

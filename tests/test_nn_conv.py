@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cvcore.nn.conv import (Conv2d, Conv2dCache, conv2d_backward, conv2d_forward,
-                            conv2d_output_shape)
+                            conv2d_output_shape, make_strip, strip_forward)
 from cvcore.nn.gradcheck import gradcheck
 from kernels import nn_conv as fast
 from kernels.reference import nn_conv as ref
@@ -142,8 +142,8 @@ def _check_strip(x, kh, kw, s, p, d, span=48):
     (sh, sw), (ph, pw), (dh, dw) = pair(s), pair(p), pair(d)
     Ho, Wo = _out_size(H, kh, sh, ph, dh), _out_size(W, kw, sw, pw, dw)
     R = C * kh * kw
-    xs, offs, Wg, pitch, P = fast.make_strip(x, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span,
-                                             R + 5, np.empty(0, x.dtype))
+    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, (kh, kw, sh, sw, ph, pw, dh, dw), span, R + 5,
+                                        np.empty(0, x.dtype))
     assert P % span == 0 and P >= N * pitch and Wg >= Wo and pitch >= Ho * Wg
     assert (offs[R:] == offs[0]).all()
     cols = ref.im2col(x, kh, kw, (sh, sw), (ph, pw), (dh, dw))       # (N, R, Ho*Wo)
@@ -185,10 +185,10 @@ def test_strip_with_negative_padding_is_a_crop(ph, pw, rng):
     w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
     Ho, Wo = 9 + 2 * ph - 2, 8 + 2 * pw - 2
     y = np.full((2, 5, Ho, Wo), np.nan, np.float32)
-    need = fast.conv2d_forward(x, w.reshape(5, -1), 3, 3, 1, 1, ph, pw, 1, 1, 1, 2,
-                               np.zeros(5, np.float32), np.empty(0, np.float32), y,
-                               (np.empty(0, np.float32),) * 4, 0.0, -np.inf, np.inf,
-                               np.empty((0, 0, 0, 0), np.float32))
+    need = strip_forward(x, w.reshape(5, -1), 3, 3, 1, 1, ph, pw, 1, 1, 1,
+                         np.zeros(5, np.float32), np.empty(0, np.float32), y,
+                         (np.empty(0, np.float32),) * 4, 0.0, -np.inf, np.inf,
+                         np.empty((0, 0, 0, 0), np.float32))
     assert need > 0
     cropped = x[:, :, -ph:9 + ph, -pw:8 + pw]
     np.testing.assert_allclose(y, ref.conv2d_forward(cropped, w, None, (1, 1), (0, 0),
@@ -202,7 +202,10 @@ def test_phases_to_image(rng):
     phase_index = np.array([[0, -1, 1], [2, 3, -1]], np.int64)          # two phases unused
     dphase = rng.standard_normal((N, C * 4, Hq, Wq)).astype(np.float32)
     dx = np.full((N, C, H, W), np.nan, np.float32)
-    fast.phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx)
+    # the planes in two calls (as two bands on two threads): each writes only its own planes
+    fast.phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx, 0, 4)
+    assert np.isnan(dx.reshape(N * C, H, W)[4:]).all()
+    fast.phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx, 4, N * C)
     full = np.zeros((N, C, Hq * sh, Wq * sw), np.float32)                # the padded gradient
     for a in range(sh):
         for b in range(sw):
@@ -557,10 +560,10 @@ def test_fused_batchnorm_residual_clamp_epilogue(stride, relu, residual, rng):
     res = rng.standard_normal(conv.shape).astype(np.float32) if residual else None
     clamp = (0.0, np.inf) if relu else (-np.inf, np.inf)
     y = np.full(conv.shape, np.nan, np.float32)
-    need = fast.conv2d_forward(x, w.reshape(11, -1), 3, 3, stride, stride, 1, 1, 1, 1, 1, 2,
-                               np.zeros(11, np.float32), np.empty(0, np.float32), y,
-                               (gamma, beta, mean, var), 1e-5, *clamp,
-                               np.empty((0, 0, 0, 0), np.float32) if res is None else res)
+    need = strip_forward(x, w.reshape(11, -1), 3, 3, stride, stride, 1, 1, 1, 1, 1,
+                         np.zeros(11, np.float32), np.empty(0, np.float32), y,
+                         (gamma, beta, mean, var), 1e-5, *clamp,
+                         np.empty((0, 0, 0, 0), np.float32) if res is None else res)
     assert need > 0
     np.testing.assert_allclose(y, ref.conv2d_bn_forward(x, w, gamma, beta, mean, var, 1e-5,
                                                         (stride,) * 2, (1, 1), (1, 1), res,
@@ -573,17 +576,18 @@ def test_fused_batchnorm_residual_clamp_epilogue(stride, relu, residual, rng):
     np.testing.assert_array_equal(y, separate)
     if residual:                                # the residual may be the output itself
         out = res.copy()
-        fast.conv2d_forward(x, w.reshape(11, -1), 3, 3, stride, stride, 1, 1, 1, 1, 1, 2,
-                            np.zeros(11, np.float32), np.empty(0, np.float32), out,
-                            (gamma, beta, mean, var), 1e-5, *clamp, out)
+        strip_forward(x, w.reshape(11, -1), 3, 3, stride, stride, 1, 1, 1, 1, 1,
+                      np.zeros(11, np.float32), np.empty(0, np.float32), out,
+                      (gamma, beta, mean, var), 1e-5, *clamp, out)
         np.testing.assert_array_equal(out, y)
     var[4] = -1.0                               # not a variance: refused, y untouched
-    y2 = np.full(conv.shape, 7.0, np.float32)
-    assert fast.conv2d_forward(x, w.reshape(11, -1), 3, 3, stride, stride, 1, 1, 1, 1, 1, 2,
-                               np.zeros(11, np.float32), np.empty(0, np.float32), y2,
-                               (gamma, beta, mean, var), 1e-5, *clamp,
-                               np.empty((0, 0, 0, 0), np.float32)) == -1
-    assert (y2 == 7.0).all()
+    for lanes in (0, 2):                        # in bands; in OpenMP lanes
+        y2 = np.full(conv.shape, 7.0, np.float32)
+        assert strip_forward(x, w.reshape(11, -1), 3, 3, stride, stride, 1, 1, 1, 1, 1,
+                             np.zeros(11, np.float32), np.empty(0, np.float32), y2,
+                             (gamma, beta, mean, var), 1e-5, *clamp,
+                             np.empty((0, 0, 0, 0), np.float32), lanes=lanes) == -1
+        assert (y2 == 7.0).all()
 
 
 def test_narrow_tile_kernel_is_bit_equal_and_chosen_for_small_planes(rng):
@@ -605,12 +609,13 @@ def test_narrow_tile_kernel_is_bit_equal_and_chosen_for_small_planes(rng):
     gamma, beta = rng.uniform(0.5, 1.5, 29).astype(np.float32), rng.normal(0, 1, 29).astype(np.float32)
     mean, var = rng.normal(0, 1, 29).astype(np.float32), rng.uniform(0.1, 2, 29).astype(np.float32)
     outs = []
-    for kernel in (fast.conv2d_forward, fast.conv2d_forward_narrow):
-        for lanes in (1, 2):
+    for narrow in (False, True):
+        for kgroups, lanes in ((1, 0), (2, 0), (1, 2), (3, 3)):     # in bands; in OpenMP lanes
             y = np.full((1, 29, 7, 7), np.nan, np.float32)
-            assert kernel(x, w.reshape(29, -1), 3, 3, 1, 1, 1, 1, 1, 1, 1, lanes,
-                          np.zeros(29, np.float32), np.empty(0, np.float32), y,
-                          (gamma, beta, mean, var), 1e-5, 0.0, np.inf, res) > 0
+            assert strip_forward(x, w.reshape(29, -1), 3, 3, 1, 1, 1, 1, 1, 1, kgroups,
+                                 np.zeros(29, np.float32), np.empty(0, np.float32), y,
+                                 (gamma, beta, mean, var), 1e-5, 0.0, np.inf, res,
+                                 narrow=narrow, lanes=lanes) > 0
             outs.append(y)
     for y in outs[1:]:
         np.testing.assert_array_equal(y, outs[0])
@@ -659,10 +664,10 @@ def test_pixel_major_forward_is_bit_equal_to_the_strip(N_blocks, C, K, H, W, k, 
     for relu, residual in ((False, False), (True, False), (True, True)):
         clamp = (0.0, np.inf) if relu else (-np.inf, np.inf)
         expected = np.empty((N, K, Ho, Wo), np.float32)
-        fast.conv2d_forward(x, w.reshape(K, -1), k, k, s, s, p, p, d, d, 1, 2,
-                            np.zeros(K, np.float32), np.empty(0, np.float32), expected,
-                            (gamma, beta, mean, var), 1e-5, *clamp,
-                            res if residual else np.empty((0, 0, 0, 0), np.float32))
+        strip_forward(x, w.reshape(K, -1), k, k, s, s, p, p, d, d, 1,
+                      np.zeros(K, np.float32), np.empty(0, np.float32), expected,
+                      (gamma, beta, mean, var), 1e-5, *clamp,
+                      res if residual else np.empty((0, 0, 0, 0), np.float32))
         yv = pixel_major((N, K, Ho, Wo), res if residual else None)
         for i0, i1 in ((0, tiles // 3), (tiles // 3, tiles)):     # two bands
             fast.conv2d_forward_pm(xv, w.reshape(K, -1), k, k, s, s, p, p, d, d,
@@ -687,3 +692,46 @@ def test_pixel_major_forward_is_bit_equal_to_the_strip(N_blocks, C, K, H, W, k, 
                            yv, (gamma, beta, mean, var), 1e-5, 0.0, np.inf,
                            np.empty((0, 0, 0, 0), np.float32), pm, tb, status, 0, tiles)
     assert status[0] == -1 and np.isnan(yv).all()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_strip_kernels_split_in_bands_give_the_same_bits(stride, rng):
+    # the strip fills and the forward are one-thread kernels over a range (planes, work items)
+    # that cvcore.nn.conv runs in bands on several threads: each band writes only its own part,
+    # so any split equals one call over the whole range, bit for bit
+    from cvcore.nn.conv import _kernels
+    from kernels import simd
+    nk = _kernels()
+    x = rng.standard_normal((3, 5, 11, 10)).astype(np.float32)
+    w = rng.standard_normal((13, 5, 3, 3)).astype(np.float32)
+    N, C, H, W = x.shape
+    Ho, Wo = _out_size(H, 3, stride, 1, 1), _out_size(W, 3, stride, 1, 1)
+    geometry = (3, 3, stride, stride, 1, 1, 1, 1)
+    Wg, pitch, m0, P, Ls, length, offs, used = nk.strip_layout(N, C, H, W, Ho, Wo, *geometry,
+                                                               simd.TB, C * 9)
+    xs, offs1, *_ = make_strip(x, Ho, Wo, geometry, simd.TB, C * 9, np.empty(0, np.float32))
+    np.testing.assert_array_equal(offs1, offs)
+    parts = np.full(length, np.nan, np.float32)
+    for p0, p1 in ((0, 4), (4, 9), (9, N * C)):
+        if used is None:
+            nk.fill_strip(x, Wg, pitch, m0, Ls, parts, p0, p1)
+        else:
+            nk.fill_phase_strip(x, stride, stride, 1, 1, Wg, pitch, Ls, used, parts, p0, p1)
+    # unused phases are never read (left unwritten); every other element is written
+    np.testing.assert_array_equal(parts[~np.isnan(parts)], xs[~np.isnan(parts)])
+    assert np.isnan(parts).sum() == (0 if used is None else (~used).sum() * C * Ls)
+    empty = np.empty(0, np.float32)
+    items = P // simd.TB * 2                             # two groups of output channels
+    whole = np.full((N, 13, Ho, Wo), np.nan, np.float32)
+    split = whole.copy()
+    status = np.zeros(1, np.int64)
+    args = (xs, offs, Wg, pitch, w.reshape(13, -1), 2, np.zeros(13, np.float32))
+    tail = ((empty,) * 4, 0.0, 0.0, np.inf, np.empty((0, 0, 0, 0), np.float32), status)
+    nk.conv2d_forward(*args, whole, *tail, 0, items)
+    for i0, i1 in ((0, 3), (3, items // 2), (items // 2, items)):
+        nk.conv2d_forward(*args, split, *tail, i0, i1)
+    assert status[0] == 0
+    np.testing.assert_array_equal(split.view(np.uint32), whole.view(np.uint32))
+    np.testing.assert_allclose(whole, np.maximum(ref.conv2d_forward(x, w, None, (stride,) * 2,
+                                                                    (1, 1), (1, 1))[0], 0),
+                               rtol=1e-5, atol=1e-5)

@@ -35,7 +35,8 @@ class TestKernelsMatchReference:
         beta = rng.standard_normal(4).astype(np.float32)
         v = lambda a: a.reshape(3, 4, 30)
         mean, var = np.empty(4), np.empty(4)
-        nn_norm.batchnorm_stats(v(x), mean, var)
+        nn_norm.batchnorm_stats(v(x), mean, var, 0, 1)          # channels in two calls
+        nn_norm.batchnorm_stats(v(x), mean, var, 1, 4)
         rmean, rvar = ref_norm.batchnorm_stats(x)
         np.testing.assert_allclose(mean, rmean, rtol=1e-12)
         np.testing.assert_allclose(var, rvar, rtol=1e-12)
@@ -58,7 +59,7 @@ class TestKernelsMatchReference:
         for train in (True, False):
             dx, dgamma, dbeta = np.empty_like(x), np.empty(4), np.empty(4)
             nn_norm.batchnorm_backward(v(dy), v(x), mean, invstd, gamma, train,
-                                       np.empty((4, 3), np.float32), dgamma, dbeta, v(dx))
+                                       np.empty((4, 3), np.float32), dgamma, dbeta, v(dx), 0, 4)
             rdx, rdgamma, rdbeta = ref_norm.batchnorm_backward(dy, x, mean, invstd, gamma, train)
             np.testing.assert_allclose(dbeta, rdbeta, rtol=1e-10)
             np.testing.assert_allclose(dgamma, rdgamma, rtol=1e-5)   # dy * (x - mean): float32
@@ -66,23 +67,62 @@ class TestKernelsMatchReference:
             # in place (dx written over dy), as the residual blocks call it
             d = dy.copy()
             nn_norm.batchnorm_backward(v(d), v(x), mean, invstd, gamma, train,
-                                       np.empty((4, 3), np.float32), dgamma, dbeta, v(d))
+                                       np.empty((4, 3), np.float32), dgamma, dbeta, v(d), 0, 4)
+            np.testing.assert_array_equal(d, dx)
+            # any split of the channels between threads gives the same values, bit for bit
+            d = dy.copy()
+            for c0, c1 in ((0, 1), (1, 3), (3, 4)):
+                nn_norm.batchnorm_backward(v(d), v(x), mean, invstd, gamma, train,
+                                           np.empty((4, 3), np.float32), dgamma, dbeta, v(d),
+                                           c0, c1)
             np.testing.assert_array_equal(d, dx)
 
-    def test_activation_kernels(self, rng):
-        a = rng.standard_normal(101).astype(np.float32)
-        b = rng.standard_normal(101).astype(np.float32)
+    @pytest.mark.parametrize("size", [101, 3 * nn_act.CHUNK + 5])
+    def test_activation_kernels(self, rng, size):
+        a = rng.standard_normal(size).astype(np.float32) * 4
+        b = rng.standard_normal(size).astype(np.float32) * 4
+        chunks = -(-size // nn_act.CHUNK)
         y = np.empty_like(a)
-        nn_act.relu_forward(a, y)
+        nn_act.relu_forward(a, y, 0, chunks)
         np.testing.assert_array_equal(y, ref_act.relu_forward(a))
         dx = np.empty_like(a)
-        nn_act.relu_backward(b, y, dx)
+        nn_act.relu_backward(b, y, dx, 0, chunks)
         np.testing.assert_array_equal(dx, ref_act.relu_backward(b, y))
-        nn_act.add_relu_forward(a, b, y)
+        nn_act.add_relu_forward(a, b, y, 0, chunks)
         np.testing.assert_array_equal(y, ref_act.add_relu_forward(a, b))
         c = a.copy()
-        nn_act.add_inplace(c, b)
+        nn_act.add_inplace(c, b, 0, chunks)
         np.testing.assert_array_equal(c, ref_act.add_inplace(a, b))
+        nn_act.relu6_forward(a, y, 0, chunks)
+        np.testing.assert_array_equal(y, ref_act.relu6_forward(a))
+        nn_act.relu6_backward(b, y, dx, 0, chunks)
+        np.testing.assert_array_equal(dx, ref_act.relu6_backward(b, y))
+        # the chunks in separate calls (as bands on several threads) write only their elements;
+        # the last chunk is short
+        y[:] = np.nan
+        for r0 in range(chunks):
+            nn_act.relu_forward(a, y, r0, r0 + 1)
+            assert np.isnan(y[(r0 + 1) * nn_act.CHUNK:]).all()
+        np.testing.assert_array_equal(y, ref_act.relu_forward(a))
+        # and through the band runner
+        y[:] = np.nan
+        L.elementwise(nn_act.add_relu_forward, a, b, y)
+        np.testing.assert_array_equal(y, ref_act.add_relu_forward(a, b))
+        # in place (the output is the first input: a loop of its own in each kernel)
+        c = a.copy()
+        L.elementwise(nn_act.add_relu_forward, c, b, c)
+        np.testing.assert_array_equal(c, ref_act.add_relu_forward(a, b))
+        mask = ref_act.relu_forward(a)
+        for kernel, ref in ((nn_act.relu_backward, ref_act.relu_backward),
+                            (nn_act.relu6_backward, ref_act.relu6_backward)):
+            c = b.copy()
+            L.elementwise(kernel, c, mask, c)
+            np.testing.assert_array_equal(c, ref(b, mask))
+        for kernel, ref in ((nn_act.relu_forward, ref_act.relu_forward),
+                            (nn_act.relu6_forward, ref_act.relu6_forward)):
+            c = a.copy()
+            L.elementwise(kernel, c, c)
+            np.testing.assert_array_equal(c, ref(a))
 
     @pytest.mark.parametrize("k, s, p, d", [((3, 3), (2, 2), (1, 1), (1, 1)),
                                             ((2, 3), (1, 2), (0, 1), (1, 1)),

@@ -24,7 +24,7 @@ import numpy as np
 
 from cvcore.nn.conv import Conv2d
 from cvcore.nn.layers import (NESTED, BatchNorm2d, ReLU, Sequential, _as_input, _CachingModule,
-                              _kernels, call_child, top_level)
+                              _kernels, call_child, elementwise, top_level)
 
 __all__ = ["BasicBlock", "Bottleneck", "conv1x1", "conv3x3"]
 
@@ -42,7 +42,7 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1, rng=None) -> Conv2
 
 def _relu_backward_inplace(d: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``d = d * (y > 0)`` in place (``d`` is a fresh gradient array nobody else holds)."""
-    _kernels("nn_act").relu_backward(d.reshape(-1), y.reshape(-1), d.reshape(-1))
+    elementwise(_kernels("nn_act").relu_backward, d, y, d)
     return d
 
 
@@ -89,12 +89,12 @@ class _ResidualBlock(_CachingModule):
                              f"the shortcut gives {identity.shape}; a block that changes stride "
                              f"or channels needs a downsample projection")
         identity = np.ascontiguousarray(identity, dtype=out.dtype)
-        _kernels("nn_act").add_relu_forward(out.reshape(-1), identity.reshape(-1), out.reshape(-1))
+        elementwise(_kernels("nn_act").add_relu_forward, out, identity, out)
 
     def backward(self, dy):
         (relu_outputs, out), dy = self._take(dy)
         dsum = np.empty_like(dy)                       # gradient at the residual sum
-        _kernels("nn_act").relu_backward(dy.reshape(-1), out.reshape(-1), dsum.reshape(-1))
+        elementwise(_kernels("nn_act").relu_backward, dy, out, dsum)
         d = dsum
         for k in range(len(self._stages) - 1, -1, -1):
             conv_name, bn_name = self._stages[k]
@@ -111,7 +111,7 @@ class _ResidualBlock(_CachingModule):
         else:
             dshort = dsum
         d = np.ascontiguousarray(d)
-        _kernels("nn_act").add_inplace(d.reshape(-1), dshort.reshape(-1))
+        elementwise(_kernels("nn_act").add_inplace, d, dshort)
         return d
 
 

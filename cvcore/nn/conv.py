@@ -37,6 +37,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from cvcore._bands import run_bands
 from cvcore._validate import check_array, check_cache, check_finite, check_int, check_pair
 from cvcore.nn.layers import top_level
 from cvcore.nn.module import Module, Parameter, is_grad_enabled
@@ -62,6 +63,11 @@ NARROW_MIN_SAVED_MACS = 4 * 10**6
 # products of strip windows: measured crossover ~3000 (``kernels.nn_conv.conv2d_weight_grad_cols``;
 # at 49-784 positions 2-25x faster, at 8192 5x slower).
 COLS_MAX_POSITIONS = 2048
+#: The weight gradient's dot products are split into this many lanes per thread (each lane a
+#: band of :func:`cvcore._bands.run_bands`, handed out as threads come free): with one lane per
+#: thread a helper that started late left the caller to run both lanes (session 8's profile:
+#: the caller 100 ms instead of 76 per ResNet-20 step, plus 19 ms waiting for its helper).
+WEIGHT_GRAD_PARTS = 4
 
 
 class Conv2dCache(NamedTuple):
@@ -78,10 +84,17 @@ class Conv2dCache(NamedTuple):
     dilation: tuple
 
 
-def _kernels():
-    # imported on first use, so ``import cvcore.nn`` does not import Numba
-    from kernels import nn_conv
-    return nn_conv
+_MODULES: dict = {}
+
+
+def _kernels(name="nn_conv"):
+    """``kernels.<name>``, imported on first use (so ``import cvcore.nn`` does not import
+    Numba) and then kept: the serving path calls this a few times per convolution."""
+    mod = _MODULES.get(name)
+    if mod is None:
+        import importlib
+        mod = _MODULES[name] = importlib.import_module(f"kernels.{name}")
+    return mod
 
 
 def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, dilation=1):
@@ -162,14 +175,15 @@ def _input_grad(dy, cache):
                           np.zeros(C * nph, dtype=x.dtype), (1, 1), (QH - 1, QW - 1),
                           (1, 1))
     dx = np.empty_like(x)
-    _kernels().phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx)
+    run_bands(_kernels().phases_to_image, N * C, H * W, dphase, phase_index, sh, sw, ph, pw, dx,
+              min_rows=1)
     return dx
 
 
 class _Workspace:
-    """A thread's scratch buffer for the kernels' strips (:func:`kernels.nn_conv.scratch`),
-    kept between calls and grown to the longest length a call reported needing (kernels given
-    a buffer too short allocate their own, and say how long it should have been)."""
+    """A thread's scratch buffer for the kernels' strips (:func:`_scratch`), kept between
+    calls and grown to the longest length a call reported needing (a call given a buffer too
+    short allocates its own, and says how long it should have been)."""
 
     def __init__(self, dtype):
         self.array = np.empty(0, dtype=dtype)
@@ -314,6 +328,82 @@ def narrow_tile(N, H, W, Ho, Wo, kh, kw, stride, padding, dilation, macs=None):
                                       >= NARROW_MIN_SAVED_MACS)
 
 
+_LAYOUTS: dict = {}
+#: Strip layouts kept (:func:`make_strip`; a network has a few dozen distinct convolutions).
+MAX_LAYOUTS = 512
+
+
+def make_strip(x, Ho, Wo, geometry, span, count, buf, start=0, lanes=0):
+    """The strip of ``x`` (N, C, H, W) for a convolution of ``geometry = (kh, kw, sh, sw, ph,
+    pw, dh, dw)`` with output planes ``Ho x Wo`` (:func:`kernels.nn_conv.strip_layout`;
+    positions rounded up to a multiple of ``span``, tap offsets padded to ``count``), written
+    into ``buf[start:]`` when that is long enough (else a new array), planes in bands on the
+    band runner's threads (:func:`kernels.nn_conv.fill_strip`,
+    :func:`kernels.nn_conv.fill_phase_strip`). The layout (a few integers and the offsets) is
+    kept per geometry: the serving path calls this once per convolution per request.
+    ``lanes > 0``: the planes in that many lanes of one OpenMP parallel loop instead
+    (:func:`kernels.nn_conv.fill_strip_lanes`; see :func:`strip_forward`).
+
+    Returns ``xs, offs, Wg, pitch, P``.
+    """
+    N, C, H, W = x.shape
+    key = (x.shape, Ho, Wo, geometry, span, count)
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        if len(_LAYOUTS) >= MAX_LAYOUTS:
+            _LAYOUTS.clear()
+        layout = _LAYOUTS[key] = _kernels().strip_layout(N, C, H, W, Ho, Wo, *geometry, span,
+                                                         count)
+    Wg, pitch, m0, P, Ls, length, offs, used = layout
+    xs = _scratch(buf, start, length)
+    nk = _kernels()
+    if used is None:
+        args = (x, Wg, pitch, m0, Ls, xs)
+        kernel, lanes_kernel, unit = nk.fill_strip, nk.fill_strip_lanes, pitch
+    else:
+        args = (x, *geometry[2:6], Wg, pitch, Ls, used, xs)
+        kernel, lanes_kernel, unit = nk.fill_phase_strip, nk.fill_phase_strip_lanes, Ls // N
+    if lanes > 0:
+        lanes_kernel(*args, lanes)
+    else:
+        run_bands(kernel, N * C, unit, *args, min_rows=1)
+    return xs, offs, Wg, pitch, P
+
+
+def strip_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y, affine, eps,
+                  lo, hi, res, narrow=False, lanes=0):
+    """Run :func:`kernels.nn_conv.conv2d_forward` (``narrow``:
+    :func:`kernels.nn_conv.conv2d_forward_narrow`) on validated arrays: the strip of ``x`` laid
+    out in the workspace ``ws`` (:func:`make_strip`), then the work items in bands on the band
+    runner's threads (:func:`cvcore._bands.run_bands`; ``kgroups`` output-channel groups per
+    tile, :func:`_channel_groups`). Arguments as the kernel's (``x`` the (N, C, H, W) input).
+    ``lanes > 0``: the items in that many lanes of one OpenMP parallel loop instead
+    (:func:`kernels.nn_conv.conv2d_forward_lanes`; the inference plan's small batches).
+
+    Returns the workspace length the call needed (the caller grows ``ws`` to it for next
+    time), or -1 (``y`` untouched) when the batch-norm statistics are not a variance.
+    """
+    simd = _kernels("simd")
+    nk = _kernels()
+    K = y.shape[1]
+    KB, TB = (simd.KBN, simd.TBN) if narrow else (simd.KB, simd.TB)
+    R = w_mat.shape[1]
+    xs, offs, Wg, pitch, P = make_strip(x, y.shape[2], y.shape[3],
+                                        (kh, kw, sh, sw, ph, pw, dh, dw), TB, R, ws,
+                                        lanes=lanes)
+    status = np.zeros(1, np.int64)
+    nkb = -(-K // KB)
+    per_item = TB * R * KB * -(-nkb // kgroups)                  # multiply-adds of an item
+    args = (xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status)
+    if lanes > 0:
+        (nk.conv2d_forward_narrow_lanes if narrow else nk.conv2d_forward_lanes)(
+            *args, P // TB * kgroups, lanes)
+    else:
+        run_bands(nk.conv2d_forward_narrow if narrow else nk.conv2d_forward, P // TB * kgroups,
+                  per_item, *args, min_rows=1)
+    return -1 if status[0] < 0 else xs.size
+
+
 def _run_forward(x, w, bias, stride, padding, dilation, affine=None, eps=0.0,
                  clamp=(-math.inf, math.inf), res=None, y=None, name="conv2d"):
     """The forward kernel on validated, contiguous arrays of one dtype (``bias``: (K,), zeros
@@ -331,17 +421,13 @@ def _run_forward(x, w, bias, stride, padding, dilation, affine=None, eps=0.0,
     if y is None:
         y = np.empty((N, K, Ho, Wo), dtype=x.dtype)
     none_affine, none_res = _no_epilogue(x.dtype)
-    lanes = _lanes()
     ws = _workspace(x.dtype)
-    kernels = _kernels()
-    kernel = kernels.conv2d_forward_narrow if narrow_tile(
-        N, H, W, Ho, Wo, kh, kw, stride, padding, dilation, C * kh * kw * K) \
-        else kernels.conv2d_forward
-    need = kernel(
+    need = strip_forward(
         x, w.reshape(K, C * kh * kw), kh, kw, *stride, *padding, *dilation,
-        _channel_groups(N, Ho, Wo, K, lanes), lanes, bias, ws.buffer(), y,
+        _channel_groups(N, Ho, Wo, K, _lanes()), bias, ws.buffer(), y,
         none_affine if affine is None else affine, float(eps), float(clamp[0]),
-        float(clamp[1]), none_res if res is None else res)
+        float(clamp[1]), none_res if res is None else res,
+        narrow=narrow_tile(N, H, W, Ho, Wo, kh, kw, stride, padding, dilation, C * kh * kw * K))
     if need < 0:
         raise ValueError(f"{name}: running_mean and running_var must be finite and "
                          f"running_var + eps positive (a variance)")
@@ -395,7 +481,7 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True):
 
 def _weight_grad(x, dy, K, geometry, lanes):
     """``dW`` (K, C*kh*kw) of a convolution: the strips of ``x`` and ``dy`` laid out here
-    (:func:`kernels.nn_conv.make_strip`, :func:`kernels.nn_conv.fill_strip`), then the dot
+    (:func:`make_strip`, :func:`kernels.nn_conv.fill_strip`), then the dot
     products of their windows (:func:`kernels.nn_conv.conv2d_weight_grad`), or for few
     positions the transposed column matrix (:func:`kernels.nn_conv.conv2d_weight_grad_cols`).
     The strips are made by separate kernel calls, not inside the weight-gradient kernels, so
@@ -412,26 +498,31 @@ def _weight_grad(x, dy, K, geometry, lanes):
     if cols:
         span, count = 1, R
     else:
+        lanes *= WEIGHT_GRAD_PARTS
         span = _weight_grad_block(N, Ho, Wo, C + K, x.itemsize, lanes)
         count = -(-R // simd.DB) * simd.DB
-    xs, offs, Wg, pitch, P = nk.make_strip(x, Ho, Wo, *geometry, span, count, buf)
+    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, tuple(geometry), span, count, buf)
     dys = _scratch(buf, xs.size, K * P)
-    nk.fill_strip(dy, Wg, pitch, 0, P, dys)
+    run_bands(nk.fill_strip, N * K, pitch, dy, Wg, pitch, 0, P, dys, min_rows=1)
     if cols:
         tiles = _scratch(buf, xs.size + dys.size, lanes * P * simd.TB)
         ws.need(xs.size + dys.size + tiles.size)
         dw = np.empty((K, R), dtype=x.dtype)
-        nk.conv2d_weight_grad_cols(xs, offs, dys, P, lanes, tiles, dw)
+        run_bands(nk.conv2d_weight_grad_cols, lanes, K * R * P // lanes, xs, offs, dys, P,
+                  lanes, tiles, dw, min_rows=1)
         return dw
     ws.need(xs.size + dys.size)
     dw_lanes = np.zeros((lanes, K, R), dtype=x.dtype)
-    nk.conv2d_weight_grad(xs, offs, dys, P, span, lanes, dw_lanes)
+    run_bands(nk.conv2d_weight_grad, lanes, K * R * P // lanes, xs, offs, dys, P, span, lanes,
+              dw_lanes, min_rows=1)
     return dw_lanes.sum(axis=0)
 
 
 def _scratch(buf, start, n):
-    """``buf[start:start + n]`` when the workspace is that long, else a new array (as
-    :func:`kernels.nn_conv.scratch` does inside the kernels)."""
+    """``buf[start:start + n]`` when the workspace is that long, else a new array: the strips
+    are taken from a buffer kept between calls (a fresh multi-megabyte allocation costs a page
+    fault per 4 KiB: measured 20 % of a ResNet-20 inference), and the caller reports the length
+    it needed so that the buffer grows (:class:`_Workspace`)."""
     if buf.size >= start + n:
         return buf[start:start + n]
     return np.empty(n, dtype=buf.dtype)

@@ -29,7 +29,7 @@ import numpy as np
 
 from cvcore._validate import (check_array, check_cache, check_finite, check_grad, check_int,
                               check_pair)
-from cvcore.nn.layers import _Activation, _kernels
+from cvcore.nn.layers import _Activation, _kernels, elementwise
 
 __all__ = ["grouped_conv2d_forward", "grouped_conv2d_backward", "GroupedConv2dCache",
            "depthwise_conv2d_affine",
@@ -352,7 +352,7 @@ def relu6_forward(x, inplace=False):
     y : ndarray like ``x``; cache : ReLU6Cache
     """
     y = x if inplace else np.empty_like(x)
-    _kernels("nn_act").relu6_forward(x.reshape(-1), y.reshape(-1))
+    elementwise(_kernels("nn_act").relu6_forward, x, y)
     return y, ReLU6Cache(y)
 
 
@@ -367,7 +367,7 @@ def relu6_backward(dy, cache):
                         "relu6_forward")
     dy = check_grad(dy, "relu6_backward dy", y.shape, y.dtype)
     dx = np.empty_like(y)
-    _kernels("nn_act").relu6_backward(dy.reshape(-1), y.reshape(-1), dx.reshape(-1))
+    elementwise(_kernels("nn_act").relu6_backward, dy, y, dx)
     return dx
 
 

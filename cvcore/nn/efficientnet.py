@@ -37,7 +37,7 @@ from cvcore.nn.conv import Conv2d
 from cvcore.nn.dwconv import RELU6_CAP, depthwise_conv2d_affine, same_padding
 from cvcore.nn.layers import (NESTED, AdaptiveAvgPool2d, BatchNorm2d, Dropout, Linear,
                               Sequential, _as_input, _CachingModule, _kernels, call_child,
-                              check_finite_fast)
+                              check_finite_fast, elementwise)
 from cvcore.nn.module import is_grad_enabled
 
 __all__ = ["Conv2dSame", "MBConvBlock", "EfficientNet", "efficientnet_lite0", "LITE0_BLOCKS",
@@ -156,7 +156,7 @@ def _bn_eval_affine(bn, dtype):
 
 def _mask_relu6(d, y):
     """``d = d * (0 < y < 6)`` in place (``d`` is a fresh gradient nobody else holds)."""
-    _kernels("nn_act").relu6_backward(d.reshape(-1), y.reshape(-1), d.reshape(-1))
+    elementwise(_kernels("nn_act").relu6_backward, d, y, d)
     return d
 
 
@@ -227,8 +227,7 @@ class MBConvBlock(_CachingModule):
                 h = call_child("_project_conv", self._project_conv.forward, h)
                 y = call_child("_bn2", self._bn2.forward, h)
         if self.skip:
-            _kernels("nn_act").add_inplace(y.reshape(-1),
-                                           np.ascontiguousarray(x, dtype=y.dtype).reshape(-1))
+            elementwise(_kernels("nn_act").add_inplace, y, np.ascontiguousarray(x, dtype=y.dtype))
         self._keep((expanded, filtered), y)
         return y
 
@@ -245,7 +244,7 @@ class MBConvBlock(_CachingModule):
             d = call_child("_expand_conv", self._expand_conv.backward, d)
         if self.skip:
             d = np.ascontiguousarray(d)
-            _kernels("nn_act").add_inplace(d.reshape(-1), dy.reshape(-1))
+            elementwise(_kernels("nn_act").add_inplace, d, dy)
         return d
 
 

@@ -198,7 +198,8 @@ class ResNetPlan:
         """``(params, calls, head, last)`` for inputs of ``shape`` on ``lanes`` threads: every
         kernel call with its arguments, the activations in this thread's buffers, ``last`` the
         last stage's output; None if a layer would refuse the shape."""
-        from cvcore.nn.conv import _channel_groups, conv2d_output_shape, narrow_tile
+        from cvcore.nn.conv import (_channel_groups, conv2d_output_shape, narrow_tile,
+                                    strip_forward)
         local = self._local
         shapes = {-1: tuple(shape)}
         plan, srcs = [], []
@@ -288,12 +289,11 @@ class ResNetPlan:
                                   res, pm, tb, local.status))
                     continue
                 args = (w_mat, kh, kw, *conv.stride, *conv.padding, *conv.dilation,
-                        _channel_groups(out[0], out[2], out[3], K, lanes), lanes, _ZEROS(K),
-                        local.ws, y, affine, float(bn.eps), lo, _INF, res)
-                nk = _kernels("nn_conv")
-                kernel = nk.conv2d_forward_narrow if narrow_tile(
-                    out[0], src_shape[2], src_shape[3], out[2], out[3], kh, kw, conv.stride,
-                    conv.padding, conv.dilation, C * kh * kw * K) else nk.conv2d_forward
+                        _channel_groups(out[0], out[2], out[3], K, lanes), _ZEROS(K),
+                        local.ws, y, affine, float(bn.eps), lo, _INF, res, narrow_tile(
+                            out[0], src_shape[2], src_shape[3], out[2], out[3], kh, kw,
+                            conv.stride, conv.padding, conv.dilation, C * kh * kw * K), lanes)
+                kernel = strip_forward
                 if s.src == -1:
                     calls.append((-1, kernel) + args)
                 else:

@@ -71,6 +71,15 @@ def _kernels(name):
     return importlib.import_module(f"kernels.{name}")
 
 
+def elementwise(kernel, *arrays):
+    """Run an element-wise kernel of :mod:`kernels.nn_act` over ``arrays`` (C-contiguous, one
+    shape and dtype, viewed flat; outputs among them), in chunks of ``kernels.nn_act.CHUNK``
+    elements on several threads (:func:`cvcore._bands.run_bands`)."""
+    flat = [a.reshape(-1) for a in arrays]
+    chunk = _kernels("nn_act").CHUNK
+    run_bands(kernel, -(-flat[0].size // chunk), chunk, *flat, min_rows=1)
+
+
 _STATE = threading.local()
 
 
@@ -257,7 +266,7 @@ def relu_forward(x: np.ndarray, inplace: bool = False):
     x = check_float_array(x, "relu_forward x")
     inplace = bool(inplace) and x is x_in and x.flags.writeable
     y = x if inplace else np.empty_like(x)
-    _kernels("nn_act").relu_forward(x.reshape(-1), y.reshape(-1))
+    elementwise(_kernels("nn_act").relu_forward, x, y)
     return y, ReLUCache(y)
 
 
@@ -269,7 +278,7 @@ def relu_backward(dy: np.ndarray, cache: ReLUCache) -> np.ndarray:
     y = _cached(check_cache(cache, ReLUCache, "relu_backward").y, "relu_backward cache.y")
     dy = check_grad(dy, "relu_backward dy", y.shape, y.dtype)
     dx = np.empty_like(y)
-    _kernels("nn_act").relu_backward(dy.reshape(-1), y.reshape(-1), dx.reshape(-1))
+    elementwise(_kernels("nn_act").relu_backward, dy, y, dx)
     return dx
 
 
@@ -371,7 +380,7 @@ def batchnorm2d_train_forward(x, gamma, beta, eps: float = BN_EPS, fuse_relu: bo
     nk = _kernels("nn_norm")
     mean = np.empty(C)
     var = np.empty(C)
-    nk.batchnorm_stats(_bn_view(x), mean, var)
+    run_bands(nk.batchnorm_stats, C, N * H * W, _bn_view(x), mean, var, min_rows=1)
     invstd = 1.0 / np.sqrt(var + eps)
     y = np.empty_like(x)
     _normalize(x, mean, invstd, gamma, beta, y, fuse_relu)
@@ -429,11 +438,12 @@ def _bn_backward(dy, x, cache, train, out):
     dgamma = np.empty(C)
     dbeta = np.empty(C)
     dx = _grad_out(out, x)
-    _kernels("nn_norm").batchnorm_backward(
-        _bn_view(dy), _bn_view(x), np.ascontiguousarray(cache.mean, dtype=np.float64),
-        np.ascontiguousarray(cache.invstd, dtype=np.float64),
-        np.ascontiguousarray(cache.gamma, dtype=t), bool(train),
-        np.empty((C, 3), dtype=t), dgamma, dbeta, _bn_view(dx))
+    xv = _bn_view(x)
+    run_bands(_kernels("nn_norm").batchnorm_backward, C, 2 * xv.shape[0] * xv.shape[2],
+              _bn_view(dy), xv, np.ascontiguousarray(cache.mean, dtype=np.float64),
+              np.ascontiguousarray(cache.invstd, dtype=np.float64),
+              np.ascontiguousarray(cache.gamma, dtype=t), bool(train),
+              np.empty((C, 3), dtype=t), dgamma, dbeta, _bn_view(dx), min_rows=1)
     return dx, dgamma.astype(t), dbeta.astype(t)
 
 

@@ -30,7 +30,8 @@ from cvcore.nn.blocks import BasicBlock, Bottleneck, conv1x1
 from cvcore.nn.conv import Conv2d
 from cvcore.nn.module import is_grad_enabled, structure_version
 from cvcore.nn.layers import (NESTED, AdaptiveAvgPool2d, BatchNorm2d, Linear, MaxPool2d, ReLU,
-                              Sequential, _as_input, _CachingModule, _kernels, call_child)
+                              Sequential, _as_input, _CachingModule, _kernels, call_child,
+                              elementwise)
 
 __all__ = ["ResNet", "resnet20", "resnet32", "resnet56", "resnet18", "resnet50"]
 
@@ -243,7 +244,7 @@ class ResNet(_CachingModule):
         for name in reversed(self._body()):
             d = call_child(name, getattr(self, name).backward, d)
         d = np.ascontiguousarray(d)
-        _kernels("nn_act").relu_backward(d.reshape(-1), stem.reshape(-1), d.reshape(-1))
+        elementwise(_kernels("nn_act").relu_backward, d, stem, d)
         d = call_child("bn1", self.bn1.backward, d)
         return call_child("conv1", self.conv1.backward, d)
 
