@@ -4,7 +4,7 @@ an in-place add for summing gradients of two branches.
 All arrays are flat (``ravel()`` of a C-contiguous array) and of one floating dtype. Every kernel
 is one thread, ``nogil``, over the chunks ``[r0, r1)`` of :data:`CHUNK` elements (the last one
 shorter); the caller runs chunks on several threads (:func:`cvcore.nn.layers.elementwise`,
-through :func:`cvcore._bands.run_bands`). A ``prange`` here compiled a parallel module per
+in lanes of one OpenMP loop, :func:`cvcore.nn._lanes.run_lanes`). A ``prange`` here compiled a parallel module per
 kernel (twice the cold compile of the serial loop). The readable twin is
 ``kernels/reference/nn_act.py``.
 

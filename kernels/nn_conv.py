@@ -41,16 +41,15 @@ Backward (:mod:`cvcore.nn.conv` drives it):
 
 Every kernel here is a one-thread ``nogil`` kernel over a range of its work (tiles of
 positions, planes, lanes of the weight gradient); :mod:`cvcore.nn.conv` runs the range on several
-threads with :func:`cvcore._bands.run_bands`, so a whole network step (these kernels, the batch
-norm's, the activations') runs on ONE pool of threads. A ``prange`` per kernel cost twice the cold
-compile (a parallel loop is a module of its own), and an OpenMP team beside the band runner's
-threads made a two-thread training step slower (both pools wanted the second core). Nothing
-calls BLAS.
+threads in lanes of one OpenMP loop (:func:`cvcore.nn._lanes.run_lanes`), which calls the kernel
+by address: a ``prange`` inside each kernel compiled its body two to three times over (a parallel
+loop is a module of its own, and a called kernel is linked and optimised again in its caller's
+module; :mod:`kernels.lanes`). Nothing calls BLAS.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from kernels import simd
 from kernels.scalar import clamp
@@ -247,7 +246,7 @@ def _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, 
     each, so the tile size is a constant there."""
     N = y.shape[0]
     K, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
-    # the epilogue's per-channel terms (each band folds them: K values, no extra call)
+    # the epilogue's per-channel terms (each share folds them: K values, no extra call)
     ok, scale, shift, has_affine, has_bias = _fold(affine, bias, eps, K, xs.dtype)
     if not ok:
         status[0] = -1
@@ -265,7 +264,7 @@ def _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, 
     yf = y.reshape(N * K * Ho * Wo)
     rf = res.reshape(res.size)
     plane = Ho * Wo
-    # scratch of the band, allocated once (an allocation per tile measured ~30 % of the time)
+    # scratch of the share, allocated once (an allocation per tile measured ~30 % of the time)
     acc = np.empty((KB, TB), dtype=xs.dtype)
     wrows = np.empty(KB, dtype=np.int64)
     runs = np.empty((TB, 3), dtype=np.int64)
@@ -360,12 +359,10 @@ def conv2d_forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo
     So a residual block's ``relu(bn2(conv2(h)) + identity)`` is one call. Every step rounds to
     the dtype of ``x`` as the separate layers do, so the fused result equals theirs bit for bit.
 
-    One thread, ``nogil``: :func:`cvcore.nn.conv.strip_forward` lays out the strip (in bands,
-    :func:`fill_strip`) and runs the items in bands on the band runner's threads
-    (:func:`cvcore._bands.run_bands`), the same threads every other kernel of a network step
-    uses. (A ``prange`` here cost twice the cold compile, and an OpenMP team of its own that
-    the band runner's helpers then fought for the second core: a two-thread ResNet-20 training
-    step measured 1.2x slower with both pools than with either alone, ``benchmarks/README.md``.)
+    One thread, ``nogil``: :func:`cvcore.nn.conv.strip_forward` lays out the strip
+    (:func:`fill_strip`) and runs the items in lanes of one OpenMP loop
+    (:func:`cvcore.nn._lanes.run_lanes`), as every other kernel of a network step. (A
+    ``prange`` here cost 2.5x the cold compile of this serial kernel: :mod:`kernels.lanes`.)
 
     Parameters
     ----------
@@ -409,52 +406,6 @@ def conv2d_forward_narrow(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, 
     networks without such planes do not pay its compile time."""
     _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
              i0, i1, simd.KBN, simd.TBN, True)
-
-
-@njit(cache=True, parallel=True, nogil=True)
-def fill_strip_lanes(x, Wg, pitch, m0, Ls, xs, nlanes):
-    """:func:`fill_strip` of every plane, lane ``l`` of ``nlanes`` taking the ``l``-th share of
-    the planes in one parallel loop: the strip of :func:`conv2d_forward_lanes`."""
-    NC = x.shape[0] * x.shape[1]
-    for lane in prange(nlanes):
-        fill_strip(x, Wg, pitch, m0, Ls, xs, lane * NC // nlanes, (lane + 1) * NC // nlanes)
-
-
-@njit(cache=True, parallel=True, nogil=True)
-def fill_phase_strip_lanes(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs, nlanes):
-    """:func:`fill_phase_strip` of every plane in lanes, as :func:`fill_strip_lanes`."""
-    NC = x.shape[0] * x.shape[1]
-    for lane in prange(nlanes):
-        fill_phase_strip(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs, lane * NC // nlanes,
-                         (lane + 1) * NC // nlanes)
-
-
-@njit(cache=True, parallel=True, nogil=True)
-def conv2d_forward_lanes(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi,
-                         res, status, nitems, nlanes):
-    """:func:`conv2d_forward` over all ``nitems`` work items, lane ``l`` of ``nlanes`` taking
-    the ``l``-th contiguous share in one Numba parallel loop (OpenMP): for the inference
-    plan's small batches (:class:`cvcore.nn.inference.ResNetPlan`), whose convolutions take
-    tens to hundreds of microseconds: handed out in bands they lost ~45 us per call (a batch-8
-    32-channel 16x16 convolution, two threads: 0.32 ms in bands, 0.23 ms here;
-    ``benchmarks/README.md``), probably because a pool thread needs the GIL to start and end
-    its band, and one that finds the caller holding it sleeps and is woken tens of
-    microseconds later. A kernel of its own, compiled on first use only: the training step
-    (the layer path) never calls it."""
-    for lane in prange(nlanes):
-        _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
-                 lane * nitems // nlanes, (lane + 1) * nitems // nlanes, simd.KB, simd.TB,
-                 False)
-
-
-@njit(cache=True, parallel=True, nogil=True)
-def conv2d_forward_narrow_lanes(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo,
-                                hi, res, status, nitems, nlanes):
-    """:func:`conv2d_forward_narrow` in lanes, as :func:`conv2d_forward_lanes`."""
-    for lane in prange(nlanes):
-        _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
-                 lane * nitems // nlanes, (lane + 1) * nitems // nlanes, simd.KBN, simd.TBN,
-                 True)
 
 
 # -- forward, pixel-major ----------------------------------------------------------------------
@@ -653,9 +604,9 @@ def conv2d_weight_grad(xs, offs, dys, P, block, nlanes, dw_lanes, l0, l1):
     this kernel's module (a cold start compiled and optimised it once more in every caller).
 
     One thread, ``nogil``: the caller runs the lanes on several threads
-    (:func:`cvcore._bands.run_bands`, one lane per band). A ``prange`` over the lanes cost
-    twice the cold compile (a parallel loop is a module of its own, compiled and optimised
-    again), for the same split of the work.
+    (:func:`cvcore.nn._lanes.run_lanes`). A ``prange`` over the lanes here cost twice the
+    cold compile (a parallel loop is a module of its own, compiled and optimised again), for
+    the same split of the work.
 
     Parameters
     ----------
@@ -758,7 +709,7 @@ def phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx, p0, p1):
 
     ``dphase`` (N, C*nph, Hq, Wq) holds the gradient of the zero-padded input's phases. The
     planes ``nc = n*C + c`` in ``[p0, p1)`` of ``dx`` are written, on one thread (``nogil``:
-    the caller splits the planes between threads with :func:`cvcore._bands.run_bands`; a
+    the caller splits the planes between threads with :func:`cvcore.nn._lanes.run_lanes`; a
     ``prange`` here doubled the kernel's cold compile).
     """
     N, C, H, W = dx.shape

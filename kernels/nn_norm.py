@@ -4,8 +4,9 @@
 The readable twin is ``kernels/reference/nn_norm.py``; the API (validation, running statistics,
 modes) is :mod:`cvcore.nn.layers`. Every kernel is serial and ``nogil`` and computes a range of
 channels (the statistics and the backward pass) or of planes (the element-wise passes); the
-caller splits the range between threads with :func:`cvcore._bands.run_bands` (a ``prange``
-doubled a kernel's cold compile). The statistics and the backward pass read each channel's ``N``
+caller splits the range between threads (the statistics and the backward pass in lanes of one
+OpenMP loop, :func:`cvcore.nn._lanes.run_lanes`; the element-wise passes in bands,
+:func:`cvcore._bands.run_bands`; a ``prange`` here doubled a kernel's cold compile). The statistics and the backward pass read each channel's ``N``
 contiguous rows of ``L`` values and accumulate in float64; the element-wise passes use
 per-channel coefficients in the dtype of ``x`` (computed by the caller, or for the backward pass
 in the kernel, rounded to that dtype), so a float32 pass stays float32 and vectorises. ``x``,
@@ -38,7 +39,7 @@ def batchnorm_stats(x, mean, var, c0, c1):
     mean, var : (C,) float64, outputs; ``var`` is the biased (divide by ``M``) variance.
     c0, c1 : int
         The channels in ``[c0, c1)`` are computed (one thread; the caller splits the channels
-        between threads with :func:`cvcore._bands.run_bands`: a ``prange`` here doubled the
+        between threads with :func:`cvcore.nn._lanes.run_lanes`: a ``prange`` here doubled the
         kernel's cold compile).
     """
     N, C, L = x.shape
@@ -139,7 +140,7 @@ def batchnorm_backward(dy, x, mean, invstd, gamma, train, coef, dgamma, dbeta, d
     """Batch norm's whole backward pass, channel by channel: the channel's two sums, then its
     input gradient while the channel is still in cache (one pass per channel, not two passes
     over the batch). One thread, for the channels ``[c0, c1)``: the caller splits the channels
-    between threads with :func:`cvcore._bands.run_bands` (a ``prange`` here doubled the cold
+    between threads with :func:`cvcore.nn._lanes.run_lanes` (a ``prange`` here doubled the cold
     compile: a parallel loop is a module of its own, ``benchmarks/README.md``).
 
     Per channel ``c``, with ``M = N L``, ``m = mean[c]``, ``s = invstd[c]``:

@@ -37,7 +37,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from cvcore._bands import run_bands
+from cvcore.nn._lanes import run_lanes
 from cvcore._validate import check_array, check_cache, check_finite, check_int, check_pair
 from cvcore.nn.layers import top_level
 from cvcore.nn.module import Module, Parameter, is_grad_enabled
@@ -63,11 +63,6 @@ NARROW_MIN_SAVED_MACS = 4 * 10**6
 # products of strip windows: measured crossover ~3000 (``kernels.nn_conv.conv2d_weight_grad_cols``;
 # at 49-784 positions 2-25x faster, at 8192 5x slower).
 COLS_MAX_POSITIONS = 2048
-#: The weight gradient's dot products are split into this many lanes per thread (each lane a
-#: band of :func:`cvcore._bands.run_bands`, handed out as threads come free): with one lane per
-#: thread a helper that started late left the caller to run both lanes (session 8's profile:
-#: the caller 100 ms instead of 76 per ResNet-20 step, plus 19 ms waiting for its helper).
-WEIGHT_GRAD_PARTS = 4
 
 
 class Conv2dCache(NamedTuple):
@@ -175,8 +170,7 @@ def _input_grad(dy, cache):
                           np.zeros(C * nph, dtype=x.dtype), (1, 1), (QH - 1, QW - 1),
                           (1, 1))
     dx = np.empty_like(x)
-    run_bands(_kernels().phases_to_image, N * C, H * W, dphase, phase_index, sh, sw, ph, pw, dx,
-              min_rows=1)
+    run_lanes(_kernels().phases_to_image, N * C, dphase, phase_index, sh, sw, ph, pw, dx)
     return dx
 
 
@@ -333,16 +327,15 @@ _LAYOUTS: dict = {}
 MAX_LAYOUTS = 512
 
 
-def make_strip(x, Ho, Wo, geometry, span, count, buf, start=0, lanes=0):
+def make_strip(x, Ho, Wo, geometry, span, count, buf, start=0, lanes=None):
     """The strip of ``x`` (N, C, H, W) for a convolution of ``geometry = (kh, kw, sh, sw, ph,
     pw, dh, dw)`` with output planes ``Ho x Wo`` (:func:`kernels.nn_conv.strip_layout`;
     positions rounded up to a multiple of ``span``, tap offsets padded to ``count``), written
-    into ``buf[start:]`` when that is long enough (else a new array), planes in bands on the
-    band runner's threads (:func:`kernels.nn_conv.fill_strip`,
-    :func:`kernels.nn_conv.fill_phase_strip`). The layout (a few integers and the offsets) is
-    kept per geometry: the serving path calls this once per convolution per request.
-    ``lanes > 0``: the planes in that many lanes of one OpenMP parallel loop instead
-    (:func:`kernels.nn_conv.fill_strip_lanes`; see :func:`strip_forward`).
+    into ``buf[start:]`` when that is long enough (else a new array), the planes in lanes on
+    several threads (:func:`kernels.nn_conv.fill_strip`, :func:`kernels.nn_conv.fill_phase_strip`,
+    :func:`cvcore.nn._lanes.run_lanes`; ``lanes``: how many, default one per thread). The layout
+    (a few integers and the offsets) is kept per geometry: the serving path calls this once per
+    convolution per request.
 
     Returns ``xs, offs, Wg, pitch, P``.
     """
@@ -358,27 +351,21 @@ def make_strip(x, Ho, Wo, geometry, span, count, buf, start=0, lanes=0):
     xs = _scratch(buf, start, length)
     nk = _kernels()
     if used is None:
-        args = (x, Wg, pitch, m0, Ls, xs)
-        kernel, lanes_kernel, unit = nk.fill_strip, nk.fill_strip_lanes, pitch
+        run_lanes(nk.fill_strip, N * C, x, Wg, pitch, m0, Ls, xs, lanes=lanes)
     else:
-        args = (x, *geometry[2:6], Wg, pitch, Ls, used, xs)
-        kernel, lanes_kernel, unit = nk.fill_phase_strip, nk.fill_phase_strip_lanes, Ls // N
-    if lanes > 0:
-        lanes_kernel(*args, lanes)
-    else:
-        run_bands(kernel, N * C, unit, *args, min_rows=1)
+        run_lanes(nk.fill_phase_strip, N * C, x, *geometry[2:6], Wg, pitch, Ls, used, xs,
+                  lanes=lanes)
     return xs, offs, Wg, pitch, P
 
 
 def strip_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y, affine, eps,
-                  lo, hi, res, narrow=False, lanes=0):
+                  lo, hi, res, narrow=False, lanes=None):
     """Run :func:`kernels.nn_conv.conv2d_forward` (``narrow``:
     :func:`kernels.nn_conv.conv2d_forward_narrow`) on validated arrays: the strip of ``x`` laid
-    out in the workspace ``ws`` (:func:`make_strip`), then the work items in bands on the band
-    runner's threads (:func:`cvcore._bands.run_bands`; ``kgroups`` output-channel groups per
-    tile, :func:`_channel_groups`). Arguments as the kernel's (``x`` the (N, C, H, W) input).
-    ``lanes > 0``: the items in that many lanes of one OpenMP parallel loop instead
-    (:func:`kernels.nn_conv.conv2d_forward_lanes`; the inference plan's small batches).
+    out in the workspace ``ws`` (:func:`make_strip`), then the work items in lanes of one OpenMP
+    loop (:func:`cvcore.nn._lanes.run_lanes`; ``lanes``: how many, default one per thread;
+    ``kgroups`` output-channel groups per tile, :func:`_channel_groups`). Arguments as the
+    kernel's (``x`` the (N, C, H, W) input).
 
     Returns the workspace length the call needed (the caller grows ``ws`` to it for next
     time), or -1 (``y`` untouched) when the batch-norm statistics are not a variance.
@@ -392,15 +379,9 @@ def strip_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y
                                         (kh, kw, sh, sw, ph, pw, dh, dw), TB, R, ws,
                                         lanes=lanes)
     status = np.zeros(1, np.int64)
-    nkb = -(-K // KB)
-    per_item = TB * R * KB * -(-nkb // kgroups)                  # multiply-adds of an item
-    args = (xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status)
-    if lanes > 0:
-        (nk.conv2d_forward_narrow_lanes if narrow else nk.conv2d_forward_lanes)(
-            *args, P // TB * kgroups, lanes)
-    else:
-        run_bands(nk.conv2d_forward_narrow if narrow else nk.conv2d_forward, P // TB * kgroups,
-                  per_item, *args, min_rows=1)
+    run_lanes(nk.conv2d_forward_narrow if narrow else nk.conv2d_forward, P // TB * kgroups,
+              xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
+              lanes=lanes)
     return -1 if status[0] < 0 else xs.size
 
 
@@ -498,23 +479,22 @@ def _weight_grad(x, dy, K, geometry, lanes):
     if cols:
         span, count = 1, R
     else:
-        lanes *= WEIGHT_GRAD_PARTS
         span = _weight_grad_block(N, Ho, Wo, C + K, x.itemsize, lanes)
         count = -(-R // simd.DB) * simd.DB
     xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, tuple(geometry), span, count, buf)
     dys = _scratch(buf, xs.size, K * P)
-    run_bands(nk.fill_strip, N * K, pitch, dy, Wg, pitch, 0, P, dys, min_rows=1)
+    run_lanes(nk.fill_strip, N * K, dy, Wg, pitch, 0, P, dys)
     if cols:
         tiles = _scratch(buf, xs.size + dys.size, lanes * P * simd.TB)
         ws.need(xs.size + dys.size + tiles.size)
         dw = np.empty((K, R), dtype=x.dtype)
-        run_bands(nk.conv2d_weight_grad_cols, lanes, K * R * P // lanes, xs, offs, dys, P,
-                  lanes, tiles, dw, min_rows=1)
+        run_lanes(nk.conv2d_weight_grad_cols, lanes, xs, offs, dys, P, lanes, tiles, dw,
+                  lanes=lanes)
         return dw
     ws.need(xs.size + dys.size)
     dw_lanes = np.zeros((lanes, K, R), dtype=x.dtype)
-    run_bands(nk.conv2d_weight_grad, lanes, K * R * P // lanes, xs, offs, dys, P, span, lanes,
-              dw_lanes, min_rows=1)
+    run_lanes(nk.conv2d_weight_grad, lanes, xs, offs, dys, P, span, lanes, dw_lanes,
+              lanes=lanes)
     return dw_lanes.sum(axis=0)
 
 

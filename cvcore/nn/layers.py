@@ -39,6 +39,7 @@ from cvcore._validate import (_check_real, check_array, check_cache, check_float
                               check_grad, check_int, check_pair, check_positive)
 from cvcore.nn.module import Module, Parameter, is_grad_enabled
 from cvcore._bands import run_bands
+from cvcore.nn._lanes import run_lanes
 
 __all__ = [
     "ReLU", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "Dropout",
@@ -74,10 +75,10 @@ def _kernels(name):
 def elementwise(kernel, *arrays):
     """Run an element-wise kernel of :mod:`kernels.nn_act` over ``arrays`` (C-contiguous, one
     shape and dtype, viewed flat; outputs among them), in chunks of ``kernels.nn_act.CHUNK``
-    elements on several threads (:func:`cvcore._bands.run_bands`)."""
+    elements, in lanes on several threads (:func:`cvcore.nn._lanes.run_lanes`; one chunk: one
+    call)."""
     flat = [a.reshape(-1) for a in arrays]
-    chunk = _kernels("nn_act").CHUNK
-    run_bands(kernel, -(-flat[0].size // chunk), chunk, *flat, min_rows=1)
+    run_lanes(kernel, -(-flat[0].size // _kernels("nn_act").CHUNK), *flat)
 
 
 _STATE = threading.local()
@@ -380,7 +381,7 @@ def batchnorm2d_train_forward(x, gamma, beta, eps: float = BN_EPS, fuse_relu: bo
     nk = _kernels("nn_norm")
     mean = np.empty(C)
     var = np.empty(C)
-    run_bands(nk.batchnorm_stats, C, N * H * W, _bn_view(x), mean, var, min_rows=1)
+    run_lanes(nk.batchnorm_stats, C, _bn_view(x), mean, var)
     invstd = 1.0 / np.sqrt(var + eps)
     y = np.empty_like(x)
     _normalize(x, mean, invstd, gamma, beta, y, fuse_relu)
@@ -439,11 +440,11 @@ def _bn_backward(dy, x, cache, train, out):
     dbeta = np.empty(C)
     dx = _grad_out(out, x)
     xv = _bn_view(x)
-    run_bands(_kernels("nn_norm").batchnorm_backward, C, 2 * xv.shape[0] * xv.shape[2],
-              _bn_view(dy), xv, np.ascontiguousarray(cache.mean, dtype=np.float64),
+    run_lanes(_kernels("nn_norm").batchnorm_backward, C, _bn_view(dy), xv,
+              np.ascontiguousarray(cache.mean, dtype=np.float64),
               np.ascontiguousarray(cache.invstd, dtype=np.float64),
               np.ascontiguousarray(cache.gamma, dtype=t), bool(train),
-              np.empty((C, 3), dtype=t), dgamma, dbeta, _bn_view(dx), min_rows=1)
+              np.empty((C, 3), dtype=t), dgamma, dbeta, _bn_view(dx))
     return dx, dgamma.astype(t), dbeta.astype(t)
 
 
