@@ -38,7 +38,7 @@ def _same(a, b):
     return a.ctypes.data == b.ctypes.data
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def relu_forward(x, y, r0, r1):
     """``y = max(x, 0)``; ``y`` may be ``x`` itself (in-place ReLU).
 
@@ -59,7 +59,7 @@ def relu_forward(x, y, r0, r1):
             y[i] = v if v > 0 else 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def relu_backward(dy, y, dx, r0, r1):
     """``dx = dy`` where the ReLU output ``y > 0``, else 0 (the subgradient at 0 is 0, as PyTorch).
 
@@ -80,7 +80,7 @@ def relu_backward(dy, y, dx, r0, r1):
             dx[i] = dy[i] if y[i] > 0 else 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def add_relu_forward(a, b, y, r0, r1):
     """``y = max(a + b, 0)``: the residual sum followed by ReLU (He et al. 2016, eq. 1 and fig. 2).
 
@@ -102,7 +102,7 @@ def add_relu_forward(a, b, y, r0, r1):
             y[i] = v if v > 0 else 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def add_inplace(a, b, r0, r1):
     """``a += b`` (gradients of the two branches meeting at a residual block's input).
 
@@ -117,7 +117,7 @@ def add_inplace(a, b, r0, r1):
         a[i] += b[i]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def relu6_forward(x, y, r0, r1):
     """``y = min(max(x, 0), 6)``; ``y`` may be ``x`` itself.
 
@@ -138,7 +138,7 @@ def relu6_forward(x, y, r0, r1):
             y[i] = 0.0 if v < 0 else (6.0 if v > 6 else v)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def relu6_backward(dy, y, dx, r0, r1):
     """``dx = dy`` where the ReLU6 output ``0 < y < 6``, else 0 (PyTorch's subgradient).
 

@@ -156,7 +156,7 @@ def strip_layout(N, C, H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count
     return Wg, pitch, 0, P, Ls, C * sh * sw * Ls, offs, used
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def fill_strip(x, Wg, pitch, m0, Ls, xs, p0, p1):
     """Write planes ``nc = n*C + c`` in ``[p0, p1)`` of ``x`` (N, C, H, W) into the strip ``xs``
     (C*Ls,) of :func:`strip_geometry`, with the zeros around them (plane ``(0, c)`` the leading
@@ -194,7 +194,7 @@ def _min(a, b):
     return a if a < b else b
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def fill_phase_strip(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs, p0, p1):
     """Write the phases of planes ``nc = n*C + c`` in ``[p0, p1)`` of ``x`` (N, C, H, W),
     zero-padded by ``ph, pw``, into ``xs`` (C*sh*sw*Ls,), laid out as in
@@ -340,7 +340,7 @@ def _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, 
                             dst[t] = src[t]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def conv2d_forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res,
                    status, i0, i1):
     """``y = conv(x, w) + bias`` as an implicit GEMM on the strip ``xs`` of ``x``, work items
@@ -395,7 +395,7 @@ def conv2d_forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo
              i0, i1, simd.KB, simd.TB, False)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def conv2d_forward_narrow(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi,
                           res, status, i0, i1):
     """:func:`conv2d_forward` with ``simd.KBN x simd.TBN`` tiles (12 x 32 on AVX-512) instead
@@ -590,7 +590,7 @@ def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine,
 
 # -- backward ----------------------------------------------------------------------------------
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def conv2d_weight_grad(xs, offs, dys, P, block, nlanes, dw_lanes, l0, l1):
     """``dW[k, (c*kh + i)*kw + j] = sum_{n, oh, ow} dy[n, k, oh, ow] *
     xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]``: dot products of strip windows,
@@ -645,7 +645,7 @@ def conv2d_weight_grad(xs, offs, dys, P, block, nlanes, dw_lanes, l0, l1):
                             part[k0 + i, r0 + j] = total
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def conv2d_weight_grad_cols(xs, offs, dys, P, nlanes, tiles, dw_out, l0, l1):
     """The weight gradient of :func:`conv2d_weight_grad` for few positions (small planes, one
     image): with a short reduction the horizontal sums of ``dot_tile`` would dominate, so here
@@ -701,7 +701,7 @@ def conv2d_weight_grad_cols(xs, offs, dys, P, nlanes, tiles, dw_out, l0, l1):
                     dw_out[k0 + k, r0 + t] = acc[k, t]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx, p0, p1):
     """Interleave phase planes back into an image: ``dx[n, c, h, w] = dphase[n, c*nph + p, u, v]``
     where ``h + ph = u*sh + a``, ``w + pw = v*sw + b`` and ``p = phase_index[a, b]``; zero where

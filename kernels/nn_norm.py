@@ -29,7 +29,7 @@ from numba import njit
 REASSOC = {"reassoc"}
 
 
-@njit(cache=True, fastmath=REASSOC, nogil=True)
+@njit(cache=True, fastmath=REASSOC, nogil=True, error_model="numpy")
 def batchnorm_stats(x, mean, var, c0, c1):
     """Per-channel mean and biased variance by two passes (mean first, then squared deviations).
 
@@ -135,7 +135,7 @@ def channel_affine_relu6(x, scale, shift, y, p0, p1):
             y[n, c, i] = 0.0 if v < 0 else (6.0 if v > 6 else v)
 
 
-@njit(cache=True, fastmath=REASSOC, nogil=True)
+@njit(cache=True, fastmath=REASSOC, nogil=True, error_model="numpy")
 def batchnorm_backward(dy, x, mean, invstd, gamma, train, coef, dgamma, dbeta, dx, c0, c1):
     """Batch norm's whole backward pass, channel by channel: the channel's two sums, then its
     input gradient while the channel is still in cache (one pass per channel, not two passes

@@ -37,7 +37,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from cvcore.nn._lanes import run_lanes
+from cvcore.nn._lanes import run_lanes, run_two, threads
 from cvcore._validate import check_array, check_cache, check_finite, check_int, check_pair
 from cvcore.nn.layers import top_level
 from cvcore.nn.module import Module, Parameter, is_grad_enabled
@@ -57,6 +57,12 @@ BLOCK_BYTES = 512 * 2**10
 #: ResNet-50's 7x7 convolutions at batch 1 save 33-75 M, ResNet-20's 1x1/2 projection at batch
 #: 1 (the only ResNet-20 call that would take it) 65 k, and the kernel costs 5 s of compile.
 NARROW_MIN_SAVED_MACS = 4 * 10**6
+
+#: Rough one-thread costs, for the lanes a call is worth (:func:`cvcore.nn._lanes.run_lanes`,
+#: ``ns=``): the micro-kernel's multiply-adds per nanosecond (see above) and nanoseconds per
+#: strip value written (measured 0.4-0.9 ns on one thread, short rows the slower).
+MACS_PER_NS = 55
+STRIP_NS_PER_VALUE = 0.5
 
 # Output pixels (all images) up to which the weight gradient builds the transposed column matrix
 # (positions x C*kh*kw, at most 2048 x 4608 floats = 36 MiB in ResNet-50) instead of taking dot
@@ -214,8 +220,7 @@ def release_workspace():
 
 
 def _lanes():
-    import numba
-    return numba.get_num_threads()
+    return threads()
 
 
 def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, name="conv2d",
@@ -333,39 +338,47 @@ def make_strip(x, Ho, Wo, geometry, span, count, buf, start=0, lanes=None):
     positions rounded up to a multiple of ``span``, tap offsets padded to ``count``), written
     into ``buf[start:]`` when that is long enough (else a new array), the planes in lanes on
     several threads (:func:`kernels.nn_conv.fill_strip`, :func:`kernels.nn_conv.fill_phase_strip`,
-    :func:`cvcore.nn._lanes.run_lanes`; ``lanes``: how many, default one per thread). The layout
-    (a few integers and the offsets) is kept per geometry: the serving path calls this once per
-    convolution per request.
+    :func:`cvcore.nn._lanes.run_lanes`; ``lanes``: how many, default one per thread).
 
     Returns ``xs, offs, Wg, pitch, P``.
     """
-    N, C, H, W = x.shape
+    fill, xs, offs, Wg, pitch, P = _strip_job(x, Ho, Wo, geometry, span, count, buf, start)
+    run_lanes(fill[0], fill[1], *fill[2], lanes=lanes, ns=fill[3])
+    return xs, offs, Wg, pitch, P
+
+
+def _strip_job(x, Ho, Wo, geometry, span, count, buf, start=0):
+    """What :func:`make_strip` does, not yet done: ``fill, xs, offs, Wg, pitch, P`` with
+    ``fill = (kernel, planes, args, ns)`` the job that writes the strip ``xs`` (for
+    :func:`cvcore.nn._lanes.run_lanes` or ``run_two``). The layout (a few integers and the
+    offsets) is kept per geometry: the serving path asks once per convolution per request."""
     key = (x.shape, Ho, Wo, geometry, span, count)
     layout = _LAYOUTS.get(key)
     if layout is None:
         if len(_LAYOUTS) >= MAX_LAYOUTS:
             _LAYOUTS.clear()
-        layout = _LAYOUTS[key] = _kernels().strip_layout(N, C, H, W, Ho, Wo, *geometry, span,
+        layout = _LAYOUTS[key] = _kernels().strip_layout(*x.shape, Ho, Wo, *geometry, span,
                                                          count)
     Wg, pitch, m0, P, Ls, length, offs, used = layout
     xs = _scratch(buf, start, length)
     nk = _kernels()
     if used is None:
-        run_lanes(nk.fill_strip, N * C, x, Wg, pitch, m0, Ls, xs, lanes=lanes)
+        fill = (nk.fill_strip, x.shape[0] * x.shape[1], (x, Wg, pitch, m0, Ls, xs),
+                STRIP_NS_PER_VALUE * length)
     else:
-        run_lanes(nk.fill_phase_strip, N * C, x, *geometry[2:6], Wg, pitch, Ls, used, xs,
-                  lanes=lanes)
-    return xs, offs, Wg, pitch, P
+        fill = (nk.fill_phase_strip, x.shape[0] * x.shape[1],
+                (x, *geometry[2:6], Wg, pitch, Ls, used, xs), STRIP_NS_PER_VALUE * length)
+    return fill, xs, offs, Wg, pitch, P
 
 
 def strip_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y, affine, eps,
                   lo, hi, res, narrow=False, lanes=None):
     """Run :func:`kernels.nn_conv.conv2d_forward` (``narrow``:
     :func:`kernels.nn_conv.conv2d_forward_narrow`) on validated arrays: the strip of ``x`` laid
-    out in the workspace ``ws`` (:func:`make_strip`), then the work items in lanes of one OpenMP
-    loop (:func:`cvcore.nn._lanes.run_lanes`; ``lanes``: how many, default one per thread;
-    ``kgroups`` output-channel groups per tile, :func:`_channel_groups`). Arguments as the
-    kernel's (``x`` the (N, C, H, W) input).
+    out in the workspace ``ws`` (:func:`make_strip`), then the work items, each in lanes of an
+    OpenMP loop, both in one call (:func:`cvcore.nn._lanes.run_two`; ``lanes``: how many,
+    default one per thread; ``kgroups`` output-channel groups per tile,
+    :func:`_channel_groups`). Arguments as the kernel's (``x`` the (N, C, H, W) input).
 
     Returns the workspace length the call needed (the caller grows ``ws`` to it for next
     time), or -1 (``y`` untouched) when the batch-norm statistics are not a variance.
@@ -375,13 +388,13 @@ def strip_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y
     K = y.shape[1]
     KB, TB = (simd.KBN, simd.TBN) if narrow else (simd.KB, simd.TB)
     R = w_mat.shape[1]
-    xs, offs, Wg, pitch, P = make_strip(x, y.shape[2], y.shape[3],
-                                        (kh, kw, sh, sw, ph, pw, dh, dw), TB, R, ws,
-                                        lanes=lanes)
+    fill, xs, offs, Wg, pitch, P = _strip_job(x, y.shape[2], y.shape[3],
+                                              (kh, kw, sh, sw, ph, pw, dh, dw), TB, R, ws)
     status = np.zeros(1, np.int64)
-    run_lanes(nk.conv2d_forward_narrow if narrow else nk.conv2d_forward, P // TB * kgroups,
-              xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
-              lanes=lanes)
+    run_two(fill, (nk.conv2d_forward_narrow if narrow else nk.conv2d_forward,
+                   P // TB * kgroups, (xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps,
+                                       lo, hi, res, status), P * R * K / MACS_PER_NS),
+            lanes=lanes)
     return -1 if status[0] < 0 else xs.size
 
 
@@ -403,12 +416,14 @@ def _run_forward(x, w, bias, stride, padding, dilation, affine=None, eps=0.0,
         y = np.empty((N, K, Ho, Wo), dtype=x.dtype)
     none_affine, none_res = _no_epilogue(x.dtype)
     ws = _workspace(x.dtype)
+    lanes = threads()
     need = strip_forward(
         x, w.reshape(K, C * kh * kw), kh, kw, *stride, *padding, *dilation,
-        _channel_groups(N, Ho, Wo, K, _lanes()), bias, ws.buffer(), y,
+        _channel_groups(N, Ho, Wo, K, lanes), bias, ws.buffer(), y,
         none_affine if affine is None else affine, float(eps), float(clamp[0]),
         float(clamp[1]), none_res if res is None else res,
-        narrow=narrow_tile(N, H, W, Ho, Wo, kh, kw, stride, padding, dilation, C * kh * kw * K))
+        narrow=narrow_tile(N, H, W, Ho, Wo, kh, kw, stride, padding, dilation, C * kh * kw * K),
+        lanes=lanes)
     if need < 0:
         raise ValueError(f"{name}: running_mean and running_var must be finite and "
                          f"running_var + eps positive (a variance)")
@@ -481,9 +496,9 @@ def _weight_grad(x, dy, K, geometry, lanes):
     else:
         span = _weight_grad_block(N, Ho, Wo, C + K, x.itemsize, lanes)
         count = -(-R // simd.DB) * simd.DB
-    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, tuple(geometry), span, count, buf)
+    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, tuple(geometry), span, count, buf, lanes=lanes)
     dys = _scratch(buf, xs.size, K * P)
-    run_lanes(nk.fill_strip, N * K, dy, Wg, pitch, 0, P, dys)
+    run_lanes(nk.fill_strip, N * K, dy, Wg, pitch, 0, P, dys, lanes=lanes)
     if cols:
         tiles = _scratch(buf, xs.size + dys.size, lanes * P * simd.TB)
         ws.need(xs.size + dys.size + tiles.size)
