@@ -49,7 +49,7 @@ module; :mod:`kernels.lanes`). Nothing calls BLAS.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from kernels import simd
 from kernels.scalar import clamp
@@ -406,6 +406,44 @@ def conv2d_forward_narrow(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, 
     networks without such planes do not pay its compile time."""
     _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
              i0, i1, simd.KBN, simd.TBN, True)
+
+
+@njit(cache=True, inline="always", nogil=True)
+def _fill_then_forward(x, m0, Ls, xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo,
+                       hi, res, status, nitems, nlanes, KB, TB, narrow):
+    """The body of :func:`conv2d_forward_fused` (``KB x TB`` tiles, ``narrow`` as
+    :func:`_forward`)."""
+    planes = x.shape[0] * x.shape[1]
+    for lane in prange(nlanes):
+        fill_strip(x, Wg, pitch, m0, Ls, xs, lane * planes // nlanes,
+                   (lane + 1) * planes // nlanes)
+    for lane in prange(nlanes):
+        _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
+                 lane * nitems // nlanes, (lane + 1) * nitems // nlanes, KB, TB, narrow)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_forward_fused(x, m0, Ls, xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps,
+                         lo, hi, res, status, nitems, nlanes):
+    """:func:`fill_strip` of all of ``x`` (a stride-1 strip), then :func:`conv2d_forward` of
+    items ``[0, nitems)``, each in ``nlanes`` lanes of a parallel loop, both in one call and
+    both bodies compiled into it (not called by address, :mod:`kernels.lanes`).
+
+    For the many small convolutions of an inference at batch 1 (EfficientNet-Lite0's 1x1
+    convolutions take 0.1-0.5 ms: :mod:`cvcore.nn.efficientnet`), where the two calls by address
+    cost ~10 us more per convolution (two threads: 148 against 138 us for a 40->240 channel
+    1x1 convolution on 28x28, ``benchmarks/README.md``), ~4 % of the network. A kernel of its
+    own, compiled on first use only (~4 s): the training step and the demo never call it."""
+    _fill_then_forward(x, m0, Ls, xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo,
+                       hi, res, status, nitems, nlanes, simd.KB, simd.TB, False)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def conv2d_forward_narrow_fused(x, m0, Ls, xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine,
+                                eps, lo, hi, res, status, nitems, nlanes):
+    """:func:`conv2d_forward_fused` with the narrow tile (:func:`conv2d_forward_narrow`)."""
+    _fill_then_forward(x, m0, Ls, xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo,
+                       hi, res, status, nitems, nlanes, simd.KBN, simd.TBN, True)
 
 
 # -- forward, pixel-major ----------------------------------------------------------------------

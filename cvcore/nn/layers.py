@@ -72,13 +72,18 @@ def _kernels(name):
     return importlib.import_module(f"kernels.{name}")
 
 
+#: ``kernels.nn_act.CHUNK`` (kept here: :func:`elementwise` runs a few hundred times a step,
+#: and importing the kernel module to read it cost ~1 us a call)
+_ACT_CHUNK = 1 << 14
+
+
 def elementwise(kernel, *arrays):
     """Run an element-wise kernel of :mod:`kernels.nn_act` over ``arrays`` (C-contiguous, one
     shape and dtype, viewed flat; outputs among them), in chunks of ``kernels.nn_act.CHUNK``
     elements, in lanes on several threads (:func:`cvcore.nn._lanes.run_lanes`; one chunk: one
     call)."""
     flat = [a.reshape(-1) for a in arrays]
-    run_lanes(kernel, -(-flat[0].size // _kernels("nn_act").CHUNK), *flat)
+    run_lanes(kernel, -(-flat[0].size // _ACT_CHUNK), *flat)
 
 
 _STATE = threading.local()
