@@ -12,7 +12,8 @@ The spin is bounded by ``spins`` polls: the caller calibrates how many polls mak
 time (:func:`cvcore._bands.spin_polls`) and sleeps on an ordinary lock after that, as GNU
 OpenMP spins ``GOMP_SPINCOUNT`` times before it sleeps on a futex.
 
-Readable twin: ``while spins and word[0] == seen: spins -= 1`` (the tests compare results).
+Readable twins: ``while spins and word[0] == seen: spins -= 1`` and the like, in
+``tests/test_bands.py`` (the tests compare results).
 """
 import platform
 
@@ -60,6 +61,44 @@ def wait_for_change(words, index, seen, spins):
         spins -= 1
         value = _load_acquire(words, index)
     return value
+
+
+@njit(cache=True, nogil=True)
+def leave_and_wait(words, slot, seen, spins, settle):
+    """A pool thread's idle wait: store ``words[slot] = 0`` ("I am out of every job", a
+    release store made after the GIL is released, so a caller waiting for it then finds the GIL
+    free), then :func:`wait_for_change` on ``words[0]``; once it changed, ``settle`` more
+    polls' time (the caller still holds the GIL right after it publishes). Returns the last
+    value of ``words[0]`` read (``seen`` when the spin ran out)."""
+    _store_release(words, slot, 0)
+    value = wait_for_change(words, 0, seen, spins)
+    if value != seen:
+        k = settle
+        while k > 0:
+            _cpu_relax()
+            k -= 1
+    return value
+
+
+@njit(cache=True, nogil=True)
+def wait_job(flags, words, job, spins):
+    """A caller's wait at the end of a banded call: poll the int64 ``flags`` until every one is
+    non-zero (every band done), then ``words[1:]`` until none equals ``job`` (every pool thread
+    that joined the call has left it for its idle wait, where it holds no GIL). Each of the two
+    polls is bounded by ``spins`` rounds. Returns whether every flag is set (a pool thread slow
+    to leave only costs the caller the GIL hand-off this wait is there to avoid)."""
+    if not wait_all_set(flags, spins):
+        return False
+    i = 1
+    while i < words.shape[0]:
+        if _load_acquire(words, i) != job:
+            i += 1
+        elif spins > 0:
+            _cpu_relax()
+            spins -= 1
+        else:
+            return True
+    return True
 
 
 @njit(cache=True, nogil=True)

@@ -63,7 +63,7 @@ def test_a_pool_that_never_runs_costs_no_wait(monkeypatch):
         assert (rows == 1).all()
     finally:
         gate.set()
-        blocker.join(0)
+        blocker.join(_bands._the_pool().words, 0)
 
 
 def test_several_callers_at_once(monkeypatch):
@@ -141,6 +141,40 @@ def test_spin_waits_match_their_readable_twins():
     assert kb.wait_all_set(flags, 0)
     assert 0 < _bands.spin_polls(1e-4) <= _bands.spin_polls(1e-3)
     assert _bands.spin_polls(0.0) == 0
+
+
+def test_the_pool_and_caller_waits_match_their_readable_twins():
+    """leave_and_wait: ``words[slot] = 0``, then wait for ``words[0]`` to change; wait_job:
+    every flag set, then no ``words[1:]`` equal to the job's epoch, each bounded."""
+    from kernels import bands as kb
+    words = np.array([3, 7, 9], np.int64)
+    assert kb.leave_and_wait(words, 1, 3, 10, 0) == 3 and list(words) == [3, 0, 9]
+    words[0] = 4
+    assert kb.leave_and_wait(words, 2, 3, 10, 5) == 4 and list(words) == [4, 0, 0]
+    flags = np.ones(3, np.int64)
+    assert kb.wait_job(flags, np.array([5, 0, 4], np.int64), 5, 0)
+    assert kb.wait_job(flags, np.array([5, 5, 0], np.int64), 5, 10)   # spin runs out: done
+    flags[1] = 0
+    assert not kb.wait_job(flags, np.array([5, 0, 0], np.int64), 5, 10)
+
+
+def test_the_caller_waits_for_a_helper_to_leave_the_call():
+    """A pool thread still in the call (its word holds the call's epoch) is waited for,
+    without the GIL, until it clears the word."""
+    from kernels import bands as kb
+    words = np.array([5, 5], np.int64)
+    cleared = []
+
+    def leave():
+        cleared.append(time.monotonic())
+        kb.leave_and_wait(words, 1, 5, 0, 0)
+
+    t = threading.Timer(0.02, leave)
+    t.start()
+    assert kb.wait_job(np.ones(2, np.int64), words, 5, _bands.spin_polls(10.0))
+    returned = time.monotonic()
+    t.join()
+    assert words[1] == 0 and cleared and cleared[0] <= returned
 
 
 def test_a_spin_sees_a_store_made_by_another_thread():
