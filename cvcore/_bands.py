@@ -29,7 +29,7 @@ machine of ``benchmarks/README.md`` (the futex wake, an inter-processor interrup
 hypervisor, the idle vCPU leaving ``hlt``); handing bands to a ``ThreadPoolExecutor`` cost
 0.1-0.15 ms per call there, as much as a 512 x 512 resize. So the pool threads here do what an
 OpenMP runtime's do: after a call's last band each keeps polling a word of memory (without the
-GIL, :func:`kernels.bands.wait_for_change`) for :data:`SPIN_SECONDS` before it sleeps on a
+GIL, :func:`kernels.bands.leave_and_wait`) for :data:`SPIN_SECONDS` before it sleeps on a
 lock; a call bumps the word (and releases the lock only of a thread that did go to sleep), so
 back-to-back calls find their helpers awake. The caller waits for the bands it did not run the
 same way: polling their done flags for at most :data:`SPIN_SECONDS`, then sleeping until the
@@ -105,20 +105,20 @@ _calibrated = {"polls_per_second": None}
 
 
 def spin_polls(seconds: float) -> int:
-    """How many polls of :func:`kernels.bands.wait_for_change` take about ``seconds`` here
+    """How many polls of :func:`kernels.bands.leave_and_wait` take about ``seconds`` here
     (timed once per process: the fastest of three runs, so a run the scheduler interrupted
     does not count)."""
     if seconds <= 0:
         return 0
     rate = _calibrated["polls_per_second"]
     if rate is None:
-        word = np.zeros(1, np.int64)
-        wait = _kernels().wait_for_change
-        wait(word, 0, 0, 1)                                  # compile (or load) first
+        words = np.zeros(2, np.int64)
+        wait = _kernels().leave_and_wait
+        wait(words, 1, 0, 1, 0)                              # compile (or load) first
         best = float("inf")
         for _ in range(3):
             t0 = time.perf_counter()
-            wait(word, 0, 0, CALIBRATION_POLLS)
+            wait(words, 1, 0, CALIBRATION_POLLS, 0)
             best = min(best, time.perf_counter() - t0)
         rate = _calibrated["polls_per_second"] = CALIBRATION_POLLS / max(best, 1e-9)
     return max(1, int(seconds * rate))
