@@ -27,11 +27,6 @@ import os
 from cvcore._bands import MIN_PARALLEL_PIXELS
 from cvcore._threads import usable_threads
 
-try:        # the type fingerprint Numba's dispatcher keys its compiled versions by (C, ~0.1 us)
-    from numba._dispatcher import compute_fingerprint as _type_key
-except ImportError:  # pragma: no cover - a Numba without it: the slower public typeof
-    from numba import typeof as _type_key
-
 #: Set in a forked child (``os.register_at_fork``): GNU OpenMP terminates a forked child that
 #: starts a parallel region when its parent had used OpenMP ("fork() called from a process
 #: already using GNU OpenMP, this is unsafe"), so a child runs the bands serially.
@@ -40,6 +35,37 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: _FORKED.__setitem__("child", True))
 
 _addresses: dict = {}        # (kernel, argument type keys) -> native address of the kernel
+_numba = {}                  # Numba's functions, looked up on first use (import cvcore stays light)
+
+
+def _type_key(value):
+    """A hashable key of ``value``'s Numba type: the fingerprint Numba's dispatcher keys its
+    compiled versions by (C, ~0.1 us), or the type itself where Numba has no such function."""
+    key = _numba.get("type_key")
+    if key is None:
+        try:
+            from numba._dispatcher import compute_fingerprint as key
+        except ImportError:  # pragma: no cover - another Numba: the slower public typeof
+            from numba import typeof as key
+        _numba["type_key"] = key
+    return key(value)
+
+
+def numba_threads() -> int:
+    """``numba.get_num_threads()`` (this thread's setting) for 0.1 us instead of 0.7: after
+    the first call, which starts Numba's threading layer, the layer's own getter is called
+    directly (the public function checks the start-up under two locks every time)."""
+    get = _numba.get("threads")
+    if get is None:
+        import numba
+
+        numba.get_num_threads()              # starts the threading layer
+        try:
+            from numba.np.ufunc.parallel import _get_num_threads as get
+        except ImportError:  # pragma: no cover - another Numba: the public function
+            get = numba.get_num_threads
+        _numba["threads"] = get
+    return get()
 
 
 def band_address(kernel, args) -> int:
@@ -68,9 +94,7 @@ def bands_for(n_rows: int, work: int) -> tuple[int, int]:
     :data:`cvcore._bands.MIN_PARALLEL_PIXELS` units of ``work``, else ``threads`` capped at the
     free cores (:func:`cvcore._threads.usable_threads`, the band runner's rule) and at the
     rows."""
-    import numba
-
-    threads = numba.get_num_threads()
+    threads = numba_threads()
     if threads == 1 or work < MIN_PARALLEL_PIXELS:
         return 1, threads
     return max(1, min(usable_threads(threads), n_rows)), threads
@@ -92,8 +116,8 @@ def run_team(kernel, n_rows: int, work: int, *args) -> int:
     (measured 9 us for a 32 x 32 block mean against 2 us; setting the count and back costs
     2-5 us).
     """
-    if _FORKED["child"]:
-        kernel(*args, 0, n_rows)
+    if work < MIN_PARALLEL_PIXELS or _FORKED["child"]:
+        kernel(*args, 0, n_rows)               # (bands_for's first test, without its call)
         return 1
     bands, threads = bands_for(n_rows, work)
     if bands == 1:

@@ -195,16 +195,16 @@ def _owned_rows(first_y0, first_y1, y0, y1, h, H):
 
 
 @njit(cache=True, nogil=True)
-def block_mean_rows(image, out, out_bits, top, y0, y1):
+def block_mean_rows(image, out, top, y0, y1):
     """Output rows ``y0:y1`` of the block mean for the integer factors ``ky = H // h``,
     ``kx = W // w``: ``out[c, y, x]`` is the mean of ``image[c, ky*y : ky*y + ky, kx*x : kx*x +
     kx]`` (OpenCV's ``resizeAreaFast``).
 
-    image (C, H, W) float32, out (C, h, w) float32 and ``out_bits`` its uint32 view. The 2x2
-    case is one pass over two input rows (``((a[2x] + b[2x]) + (a[2x+1] + b[2x+1])) / 4``);
-    others sum the ``ky`` rows into a row buffer (contiguous, vectorised), then each run of
-    ``kx`` neighbours. ``top[y0]`` receives the finiteness scan of the band's OUTPUT rows, each
-    scanned as it is written: a block mean has positive weights and counts every input pixel
+    image (C, H, W) float32, out (C, h, w) float32. The 2x2 case is one pass over two input rows
+    (``((a[2x] + b[2x]) + (a[2x+1] + b[2x+1])) / 4``); others sum the ``ky`` rows into a row
+    buffer (contiguous, vectorised), then each run of ``kx`` neighbours. ``top[y0]`` receives
+    the finiteness scan of the band's OUTPUT values, each scanned in registers as it is
+    written (the largest ``bits & 0x7fffffff``, :func:`_float_bits`): a block mean has positive weights and counts every input pixel
     once, so a NaN or infinity in the input cannot vanish from the output.
     """
     C, H, W = image.shape
@@ -238,8 +238,9 @@ def block_mean_rows(image, out, out_bits, top, y0, y1):
                 acc = np.float32(0.0)
                 for j in range(kx):
                     acc += rowsum[x * kx + j]
-                dst[x] = acc * scale
-            worst = max(worst, _scan_rows(out_bits[c], y, y + 1))
+                v = acc * scale
+                dst[x] = v
+                worst = max(worst, _float_bits(v) & ABS_MASK)
     top[y0] = worst
 
 

@@ -58,6 +58,25 @@ def test_resize_identity_and_dtypes():
     assert pp.resize(x[:, :, 0], 5, "nearest").shape == (5, 5)
 
 
+def test_resize_float32_fast_path_equals_the_general_path(rng):
+    """A float32 2-D C-ordered image skips ``check_array`` and the plane copy; the same values
+    in any other layout (a strided view, Fortran order, big-endian, read-only, float64, a
+    list) take the general path: the results must be the same bits."""
+    x = rng.random((37, 52)).astype(np.float32)
+    read_only = x.copy()
+    read_only.flags.writeable = False
+    strided = np.zeros((37, 104), np.float32)
+    strided[:, ::2] = x
+    others = [np.asfortranarray(x), x.astype(">f4"), read_only, strided[:, ::2],
+              x.astype(np.float64), x.tolist()]
+    for shape in ((18, 26), (12, 17), (50, 80), (37, 52)):
+        for mode in INTERPOLATIONS:
+            want = pp.resize(x, shape, mode)
+            assert want.dtype == np.float32 and want.flags.c_contiguous
+            for other in others:
+                np.testing.assert_array_equal(pp.resize(other, shape, mode), want)
+
+
 # ----------------------------------------------------------------------------- resize: twin
 @pytest.mark.parametrize("interpolation", INTERPOLATIONS)
 def test_resize_matches_readable_twin(rng, interpolation):
@@ -274,6 +293,13 @@ def test_geometry_rejects_bad_input():
             call(np.array([[np.nan, 1.0]]))
         with pytest.raises(TypeError):
             call(np.zeros((2, 2), complex))
+        # float32, 2-D, C order: the resize's fast path past check_array refuses the same
+        with pytest.raises(ValueError, match="empty"):
+            call(np.zeros((0, 3), np.float32))
+        with pytest.raises(ValueError, match="NaN"):
+            call(np.array([[np.nan, 1.0]], np.float32))
+        with pytest.raises(ValueError, match="infinity"):
+            call(np.array([[np.inf, 1.0]], np.float32))
 
 
 def test_warp_point_at_infinity_gets_cval():
@@ -475,6 +501,7 @@ def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch
              lambda a: pp.warp_affine(a, M, (560, 270)),
              lambda a: pp.warp_perspective(a, np.vstack([M, [1e-4, 2e-4, 1]]), (560, 270),
                                            "nearest")]
+    monkeypatch.setattr(_team, "MIN_PARALLEL_PIXELS", 0)      # split even the small calls
     bands_used, regions = [], []
     real_team = team_kernels.run_team
     monkeypatch.setattr(team_kernels, "run_team", lambda address, args, n, bands:

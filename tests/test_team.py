@@ -23,6 +23,7 @@ def _rows_kernel(image, scale, out, y0, y1):
 def _forced(monkeypatch, bands):
     import numba
 
+    monkeypatch.setattr(_team, "MIN_PARALLEL_PIXELS", 0)
     monkeypatch.setattr(_team, "bands_for", lambda rows, work: (bands, numba.get_num_threads()))
 
 
@@ -98,6 +99,7 @@ def test_fewer_bands_than_threads_run_on_that_many_threads(rng, monkeypatch):
     monkeypatch.setattr(numba, "set_num_threads", counts.append)
     monkeypatch.setattr(team_kernels, "run_team", lambda address, args, n, bands:
                         regions.append(bands) or 0)
+    monkeypatch.setattr(_team, "MIN_PARALLEL_PIXELS", 0)
     monkeypatch.setattr(_team, "bands_for", lambda rows, work: (2, 5))
     image = rng.random((8, 5)).astype(np.float32)
     _team.run_team(_rows_kernel, 8, 1, image, np.float32(1.0), np.zeros_like(image))

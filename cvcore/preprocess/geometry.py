@@ -21,6 +21,7 @@ Agreement (tested): ``resize`` equals ``cv2.resize`` with ``INTER_NEAREST``, ``I
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 import sys
 
@@ -37,6 +38,7 @@ BORDER_MODES = ("constant", "nearest", "reflect", "mirror", "wrap")   # SciPy nd
 MAX_OUTPUT_PIXELS = 1 << 31   # refuse outputs that cannot be addressed or allocated sanely
 MAX_CONDITION = 1e12          # a matrix worse conditioned than this counts as singular
 EXPONENT_ALL_ONES = 0x7F800000   # float32 bits & 0x7fffffff at or above this: NaN or infinity
+_FLOAT32 = np.dtype(np.float32)   # NumPy's one native float32 dtype object
 
 
 def _prepare(image, check_input=True):
@@ -47,6 +49,9 @@ def _prepare(image, check_input=True):
     kernels check it as they read the rows (:mod:`kernels.resize`), the block mean on its
     output (its every output is a positive-weight sum of its inputs, each input pixel counted,
     so a NaN or infinity in the input cannot vanish from the output)."""
+    if (type(image) is np.ndarray and image.dtype is _FLOAT32 and image.ndim == 2
+            and image.size and image.flags.c_contiguous and not check_input):
+        return image[None], True, _FLOAT32    # the common case, as check_array would pass it
     arr = check_array(image, "image", ndim=(2, 3), dtypes="buif")
     if arr.dtype != np.float32:
         check_finite(arr, "image")
@@ -75,7 +80,7 @@ def _output_shape(output_shape, default, channels):
     if output_shape is None:
         return default
     if (type(output_shape) is tuple and len(output_shape) == 2 and type(output_shape[0]) is int
-            and type(output_shape[1]) is int and min(output_shape) >= 1):
+            and type(output_shape[1]) is int and output_shape[0] >= 1 and output_shape[1] >= 1):
         rows, cols = output_shape              # the usual case, without check_pair's 2 us
     else:
         rows, cols = check_pair(output_shape, "output_shape", minimum=1)
@@ -207,8 +212,7 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
     -------
     ndarray, shape (rows, cols) or (rows, cols, C)
     """
-    from kernels import resize as k
-
+    k = sys.modules.get("kernels.resize") or importlib.import_module("kernels.resize")
     check_choice(interpolation, INTERPOLATIONS, "interpolation")
     if output_shape is None:
         raise TypeError("output_shape is required: (rows, cols)")
@@ -223,8 +227,7 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         # 2x2 block mean (OpenCV switches INTER_LINEAR to INTER_AREA there too); no tables
         # every input pixel is in one block, weight 1 / (ky kx): the kernel scans the output
         top = np.zeros(rows, dtype=np.uint32)      # each band's scan, at its first row
-        bands = run_team(k.block_mean_rows, rows, rows * cols * C, planes, out,
-                         out.view(np.uint32), top)
+        bands = run_team(k.block_mean_rows, rows, rows * cols * C, planes, out, top)
         if _worst(top, bands) >= EXPONENT_ALL_ONES:
             check_finite(planes, "image")   # a finite input may still overflow to infinity
         return _finish(out, was_2d, dtype)
