@@ -112,3 +112,43 @@ def test_fewer_bands_than_threads_run_on_that_many_threads(rng, monkeypatch):
     out = np.zeros_like(image)
     _team.run_team(_rows_kernel, 8, 1, image, np.float32(1.0), out)
     assert counts == [2, 5, 2, 5] and regions == [2] and out[7, 0] == image[7, 0] + 7
+
+
+def test_threads_of_their_own_run_teams_at_once(rng, monkeypatch):
+    """Request threads of a server resize at the same time: each call's region is a team of
+    its own (GNU OpenMP starts one per calling thread), and every result is the one-thread
+    result."""
+    import threading
+
+    import cvcore.preprocess as pp
+
+    import numba
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("needs two Numba threads for teams")
+    monkeypatch.setattr(_team, "usable_threads", lambda cap: cap)
+    regions = []
+    real = team_kernels.run_team
+    monkeypatch.setattr(team_kernels, "run_team", lambda address, args, n, bands:
+                        regions.append(bands) or real(address, args, n, bands))
+    image = rng.random((600, 528)).astype(np.float32)        # every call above the threshold
+    jobs = [lambda: pp.resize(image, (300, 264), "area"),
+            lambda: pp.resize(image, (422, 190), "bilinear"),
+            lambda: pp.resize(image, (450, 396), "nearest"),
+            lambda: pp.warp_affine(image, np.eye(3)[:2] * 1.1)]
+    want = [job() for job in jobs]
+    assert len(regions) == len(jobs)
+    wrong = []
+
+    def worker(seed):
+        order = np.random.default_rng(seed).integers(len(jobs), size=40)
+        for i in order:
+            if not np.array_equal(jobs[i](), want[i]):
+                wrong.append(int(i))
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == [] and len(regions) == len(jobs) + len(threads) * 40
