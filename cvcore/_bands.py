@@ -2,13 +2,15 @@
 ``parallel_for_`` runs its filter engine over horizontal stripes.
 
 The filter kernels (:mod:`kernels.conv`, :mod:`kernels.filters`, :mod:`kernels.edges`, and the
-resize, warp, SIFT, HOG and some nn kernels) are serial ``nogil`` Numba functions that compute
+SIFT, HOG and some nn kernels) are serial ``nogil`` Numba functions that compute
 the output rows ``[r0, r1)`` of an image; every output row depends only on the input, so any
 split of the rows gives the same result, bit for bit. :func:`run_bands` splits the rows into a
 few bands per thread and lets the calling thread and up to ``threads - 1`` pool threads take
 bands from a shared counter until none is left.
 
-Why not ``parallel=True`` and ``prange`` in the kernels:
+Why not ``parallel=True`` and ``prange`` in the kernels (the resizes and warps do run their band
+kernels on Numba's OpenMP team, :mod:`cvcore._team`, through the kernel's address, which costs
+no second compile of the kernel but one small parallel loop per tuple of argument types):
 
 * **Compile time.** Each ``prange`` loop is compiled into a gufunc module of its own: a filter
   kernel compiled with ``parallel=True`` costs twice the CPU time of the same body serial
