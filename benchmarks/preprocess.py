@@ -138,13 +138,14 @@ def _first(x):
 t = time.process_time()
 _first(1)
 print(f"{'Numba start-up (a 1-line function)':<34} {time.process_time() - t:6.2f}")
-img = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+# large enough for two bands (cvcore._team: the parallel region's kernel is compiled too)
+img = np.random.default_rng(0).random((512, 512)).astype(np.float32)
 M = np.array([[1.0, 0.1, 2.0], [-0.1, 1.0, 1.0]])
 calls = [
-    ("resize nearest", lambda: resize(img, (32, 32), "nearest")),
-    ("resize area 2x / bilinear 2x", lambda: resize(img, (32, 32), "area")),
-    ("resize bilinear (any size)", lambda: resize(img, (45, 45), "bilinear")),
-    ("resize area 64->45 (its table)", lambda: resize(img, (45, 45), "area")),
+    ("resize nearest", lambda: resize(img, (256, 256), "nearest")),
+    ("resize area 2x / bilinear 2x", lambda: resize(img, (256, 256), "area")),
+    ("resize bilinear (any size)", lambda: resize(img, (360, 360), "bilinear")),
+    ("resize area 512->360 (its table)", lambda: resize(img, (360, 360), "area")),
     ("warp_affine bilinear", lambda: warp_affine(img, M)),
     ("warp_affine nearest", lambda: warp_affine(img, M, interpolation="nearest")),
     ("warp_perspective bilinear", lambda: warp_perspective(img, np.vstack([M, [1e-4, 0, 1]]))),
@@ -161,15 +162,19 @@ print(f"{'geometry total':<34} {total:6.2f}")
 
 def cold_compile():
     """Print the CPU seconds of each geometry function's first call in a fresh process with an
-    empty Numba cache (what a new install waits for), in the order a pipeline meets them."""
+    empty Numba cache (what a new install waits for), in the order a pipeline meets them; with
+    the free-core rule off (``CVCORE_ADAPTIVE_THREADS=0``), so that on more than one thread
+    the calls run in bands on the team and its parallel kernel is compiled whatever the load
+    (on one thread it is never compiled)."""
     import subprocess
     import sys
     import tempfile
 
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        print(f"cold compile, CPU seconds per first call (load average {os.getloadavg()[0]:.1f})",
-              flush=True)
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, CVCORE_ADAPTIVE_THREADS="0")
+        import numba
+        print(f"cold compile, CPU seconds per first call, {numba.config.NUMBA_NUM_THREADS} "
+              f"Numba threads (load average {os.getloadavg()[0]:.1f})", flush=True)
         subprocess.run([sys.executable, "-c", COLD_SCRIPT], env=env, check=True)
 
 

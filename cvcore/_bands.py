@@ -2,13 +2,15 @@
 ``parallel_for_`` runs its filter engine over horizontal stripes.
 
 The filter kernels (:mod:`kernels.conv`, :mod:`kernels.filters`, :mod:`kernels.edges`, and the
-resize, warp, SIFT, HOG and some nn kernels) are serial ``nogil`` Numba functions that compute
+SIFT, HOG and some nn kernels) are serial ``nogil`` Numba functions that compute
 the output rows ``[r0, r1)`` of an image; every output row depends only on the input, so any
 split of the rows gives the same result, bit for bit. :func:`run_bands` splits the rows into a
 few bands per thread and lets the calling thread and up to ``threads - 1`` pool threads take
 bands from a shared counter until none is left.
 
-Why not ``parallel=True`` and ``prange`` in the kernels:
+Why not ``parallel=True`` and ``prange`` in the kernels (the resizes and warps do run their band
+kernels on Numba's OpenMP team, :mod:`cvcore._team`, through the kernel's address, which costs
+no second compile of the kernel but one small parallel loop per tuple of argument types):
 
 * **Compile time.** Each ``prange`` loop is compiled into a gufunc module of its own: a filter
   kernel compiled with ``parallel=True`` costs twice the CPU time of the same body serial
@@ -29,12 +31,20 @@ machine of ``benchmarks/README.md`` (the futex wake, an inter-processor interrup
 hypervisor, the idle vCPU leaving ``hlt``); handing bands to a ``ThreadPoolExecutor`` cost
 0.1-0.15 ms per call there, as much as a 512 x 512 resize. So the pool threads here do what an
 OpenMP runtime's do: after a call's last band each keeps polling a word of memory (without the
-GIL, :func:`kernels.bands.wait_for_change`) for :data:`SPIN_SECONDS` before it sleeps on a
+GIL, :func:`kernels.bands.leave_and_wait`) for :data:`SPIN_SECONDS` before it sleeps on a
 lock; a call bumps the word (and releases the lock only of a thread that did go to sleep), so
 back-to-back calls find their helpers awake. The caller waits for the bands it did not run the
 same way: polling their done flags for at most :data:`SPIN_SECONDS`, then sleeping until the
 last one is done. The spin is bounded by a count of polls calibrated once per process
 (:func:`spin_polls`), as ``GOMP_SPINCOUNT`` bounds OpenMP's.
+
+The GIL. A pool thread needs the GIL to start a band (the kernel's dispatcher is Python) and to
+get back to its poll after the last one; a thread that asks for the GIL while another holds it
+sleeps on it, and the 30-80 us wake-up is then paid again. So neither side asks for it while the
+other is about to hold it: a pool thread that sees a new call polls :data:`SETTLE_SECONDS` more
+(the caller holds the GIL until its own kernel starts), and the caller, after its last band,
+waits without the GIL until every pool thread that joined the call is back in its poll
+(:func:`kernels.bands.wait_job`; each pool thread marks the call it is in, ``_Pool.words``).
 
 One pool per process, created on first use, safe to call from several threads at once (each
 call is a job of its own; helpers join the newest). A forked child gets a pool of its own
@@ -77,6 +87,13 @@ MIN_BAND_ROWS = 16
 #: short enough that a core is not held long after the last call. ``CVCORE_BAND_SPIN_US``
 #: overrides it (``0``: never spin).
 SPIN_SECONDS = float(os.environ.get("CVCORE_BAND_SPIN_US", "100")) * 1e-6
+#: How long a pool thread that has just seen a new call keeps polling before it takes the GIL
+#: to start a band: the caller still holds the GIL for a few microseconds after it publishes
+#: the call (the Numba dispatcher checking its kernel's arguments), and a thread that asks for
+#: the GIL meanwhile sleeps on it and wakes 10-80 us later. Measured at real-time priority on
+#: the 2-core VM of ``benchmarks/README.md`` (a 0.2 ms kernel in 8 bands on two threads): 2 us
+#: gave the shortest calls (117 against 132 us with none); 10 us was already slower than 2.
+SETTLE_SECONDS = 2e-6
 #: Polls timed to calibrate :func:`spin_polls` (a fraction of a millisecond, once).
 CALIBRATION_POLLS = 4096
 
@@ -90,20 +107,20 @@ _calibrated = {"polls_per_second": None}
 
 
 def spin_polls(seconds: float) -> int:
-    """How many polls of :func:`kernels.bands.wait_for_change` take about ``seconds`` here
+    """How many polls of :func:`kernels.bands.leave_and_wait` take about ``seconds`` here
     (timed once per process: the fastest of three runs, so a run the scheduler interrupted
     does not count)."""
     if seconds <= 0:
         return 0
     rate = _calibrated["polls_per_second"]
     if rate is None:
-        word = np.zeros(1, np.int64)
-        wait = _kernels().wait_for_change
-        wait(word, 0, 0, 1)                                  # compile (or load) first
+        words = np.zeros(2, np.int64)
+        wait = _kernels().leave_and_wait
+        wait(words, 1, 0, 1, 0)                              # compile (or load) first
         best = float("inf")
         for _ in range(3):
             t0 = time.perf_counter()
-            wait(word, 0, 0, CALIBRATION_POLLS)
+            wait(words, 1, 0, CALIBRATION_POLLS, 0)
             best = min(best, time.perf_counter() - t0)
         rate = _calibrated["polls_per_second"] = CALIBRATION_POLLS / max(best, 1e-9)
     return max(1, int(seconds * rate))
@@ -114,7 +131,7 @@ class _Job:
     (polled without the GIL by the caller) and the errors raised in them."""
 
     __slots__ = ("kernel", "args", "bounds", "n_bands", "next_band", "ticket", "helpers",
-                 "done", "errors", "lock", "sleeper")
+                 "done", "errors", "lock", "sleeper", "epoch")
 
     def __init__(self, kernel, args, bounds, helpers):
         self.kernel, self.args, self.bounds = kernel, args, bounds
@@ -126,6 +143,7 @@ class _Job:
         self.errors = []                               # re-raised by the caller
         self.lock = threading.Lock()
         self.sleeper = None                            # a lock the caller sleeps on, if it does
+        self.epoch = 0                                 # the pool's number for it (publish)
 
     def take(self, mark=None) -> int:
         """Run bands until none is left; returns how many this thread ran. ``mark(done, b)``
@@ -150,9 +168,12 @@ class _Job:
                 if self.sleeper is not None:
                     self._wake_caller()
 
-    def help(self):
-        """A pool thread's part: bands, if this call still wants another helper."""
+    def help(self, words, slot: int):
+        """A pool thread's part: bands, if this call still wants another helper. While in the
+        call, the thread's word ``words[slot]`` holds the call's epoch (the thread clears it
+        without the GIL once it is back in its idle wait, :func:`kernels.bands.leave_and_wait`)."""
         if self.ticket() < self.helpers:
+            words[slot] = self.epoch
             self.take(_kernels().set_flag)
 
     def _wake_caller(self):
@@ -161,12 +182,15 @@ class _Job:
                 self.sleeper.release()
                 self.sleeper = None
 
-    def join(self, polls: int):
+    def join(self, words, polls: int):
         """Return once every band is done (each was taken by somebody: the caller took the
-        last ones), polling first, then asleep. Polling releases the GIL, and taking it back
-        while a helper holds it puts this thread to sleep for a wake-up (30 us here): so the
-        flags are first checked with the GIL held."""
-        if self.done.all() or _kernels().wait_all_set(self.done, polls):
+        last ones), polling first, then asleep. The poll (:func:`kernels.bands.wait_job`,
+        without the GIL) also waits, within the same bound, for every pool thread that joined
+        the call to be back in its idle wait: a helper still running Python after its last
+        band holds the GIL, and a caller that wants it then sleeps for a wake-up (30-80 us
+        here), while a helper that finds the GIL taken sleeps on it instead of polling for the
+        next call."""
+        if _kernels().wait_job(self.done, words, self.epoch, polls):
             return
         gate = None
         with self.lock:
@@ -178,38 +202,45 @@ class _Job:
 
 
 class _Pool:
-    """Persistent helper threads that poll :attr:`epoch` for a new job, then sleep."""
+    """Persistent helper threads that poll ``words[0]`` (the epoch, bumped for every job
+    published) for a new job, then sleep. ``words[k]``, ``k >= 1``: the epoch of the job pool
+    thread ``k`` is in, 0 while it is idle."""
 
     def __init__(self):
+        import numba
         self.pid = os.getpid()
         self.lock = threading.Lock()
-        self.epoch = np.zeros(1, np.int64)         # bumped for every job published
+        self.words = np.zeros(1 + max(1, numba.config.NUMBA_NUM_THREADS), np.int64)
         self.job = None
         self.threads = 0
         self.sleepers = []                         # wake locks of helpers asleep
         self.polls = spin_polls(SPIN_SECONDS)
+        self.settle = spin_polls(SETTLE_SECONDS)
 
     def publish(self, job: _Job, helpers: int):
         with self.lock:
+            helpers = min(helpers, self.words.shape[0] - 1)
             while self.threads < helpers:
                 self.threads += 1
-                threading.Thread(target=self._help, args=(int(self.epoch[0]),), daemon=True,
-                                 name=f"cvcore-band-{self.threads}").start()
+                threading.Thread(target=self._help, args=(int(self.words[0]), self.threads),
+                                 daemon=True, name=f"cvcore-band-{self.threads}").start()
             self.job = job
-            self.epoch[0] += 1
+            job.epoch = int(self.words[0]) + 1
+            self.words[0] = job.epoch
             woken, self.sleepers = self.sleepers[:helpers], self.sleepers[helpers:]
         for wake in woken:
             wake.release()
 
-    def _help(self, seen: int):
-        wait = _kernels().wait_for_change
+    def _help(self, seen: int, slot: int):
+        wait = _kernels().leave_and_wait
+        words = self.words
         wake = threading.Lock()
         wake.acquire()
         while True:
-            epoch = wait(self.epoch, 0, seen, self.polls)
+            epoch = wait(words, slot, seen, self.polls, self.settle)
             if epoch == seen:                      # nothing new for SPIN_SECONDS: sleep
                 with self.lock:
-                    asleep = self.epoch[0] == seen
+                    asleep = words[0] == seen
                     if asleep:
                         self.sleepers.append(wake)
                 if asleep:
@@ -218,7 +249,7 @@ class _Pool:
             seen = epoch
             job = self.job
             if job is not None:
-                job.help()
+                job.help(words, slot)
 
 
 _pool_lock = threading.Lock()
@@ -307,11 +338,10 @@ def run_bands(kernel, n_rows: int, row_pixels: int, *args, min_rows: int = MIN_B
     bounds = [n_rows * b // n_bands for b in range(n_bands + 1)]
     job = _Job(kernel, args, bounds, threads - 1)
     pool = _the_pool()
-    pool.publish(job, threads - 1)
     start = time.thread_time()
+    pool.publish(job, threads - 1)
     ran = job.take()
     _learn(kernel, time.thread_time() - start, work * ran / n_bands)
-    if ran < n_bands:                    # else no helper ran a band: nothing to wait for
-        job.join(pool.polls)
+    job.join(pool.words, pool.polls)
     if job.errors:
         raise job.errors[0]

@@ -12,7 +12,7 @@ The spin is bounded by ``spins`` polls: the caller calibrates how many polls mak
 time (:func:`cvcore._bands.spin_polls`) and sleeps on an ordinary lock after that, as GNU
 OpenMP spins ``GOMP_SPINCOUNT`` times before it sleeps on a futex.
 
-Readable twin: ``while spins and word[0] == seen: spins -= 1`` (the tests compare results).
+Readable twins: in each docstring (``tests/test_bands.py`` compares the results).
 """
 import platform
 
@@ -51,30 +51,56 @@ def _cpu_relax(typingctx):
 
 
 @njit(cache=True, nogil=True)
-def wait_for_change(words, index, seen, spins):
-    """Poll ``words[index]`` (int64) until it differs from ``seen``, at most ``spins`` times;
-    returns the last value read (``seen`` when the spin ran out)."""
-    value = _load_acquire(words, index)
+def leave_and_wait(words, slot, seen, spins, settle):
+    """A pool thread's idle wait. First ``words[slot] = 0`` ("I am out of every call": a
+    release store made after the GIL is released, so a caller waiting for it then finds the GIL
+    free); then poll ``words[0]`` until it differs from ``seen``, at most ``spins`` times; once
+    it did, ``settle`` more polls' time (the caller still holds the GIL right after it
+    publishes). Returns the last value of ``words[0]`` read (``seen`` when the spin ran out).
+
+    Twin: ``words[slot] = 0; while spins and words[0] == seen: spins -= 1``."""
+    _store_release(words, slot, 0)
+    value = _load_acquire(words, 0)
     while value == seen and spins > 0:
         _cpu_relax()
         spins -= 1
-        value = _load_acquire(words, index)
+        value = _load_acquire(words, 0)
+    if value != seen:
+        while settle > 0:
+            _cpu_relax()
+            settle -= 1
     return value
 
 
 @njit(cache=True, nogil=True)
-def wait_all_set(flags, spins):
-    """Poll the int64 ``flags`` until every one is non-zero, at most ``spins`` rounds; returns
-    whether they all are."""
+def wait_job(flags, words, job, spins):
+    """A caller's wait at the end of a banded call: poll the int64 ``flags`` until every one is
+    non-zero (every band done), then ``words[1:]`` until none equals ``job`` (every pool thread
+    that joined the call is back in its idle wait, where it holds no GIL). Each of the two polls
+    is bounded by ``spins`` rounds. Returns whether every flag is set (a pool thread slow to
+    leave only costs the caller the GIL hand-off this wait is there to avoid).
+
+    Twin: ``while spins and not flags.all(): spins -= 1``, the same for ``(words[1:] == job)``,
+    then ``flags.all()``."""
     i = 0
+    left = spins
     while i < flags.shape[0]:
         if _load_acquire(flags, i) != 0:
+            i += 1
+        elif left > 0:
+            _cpu_relax()
+            left -= 1
+        else:
+            return False
+    i = 1
+    while i < words.shape[0]:
+        if _load_acquire(words, i) != job:
             i += 1
         elif spins > 0:
             _cpu_relax()
             spins -= 1
         else:
-            return False
+            return True
     return True
 
 

@@ -16,12 +16,10 @@ table); the tables reproduce OpenCV's ``cv::resize`` (``imgproc/src/resize.cpp``
 
 Three kernels, one per kind of work, so that a program compiles only the ones it uses:
 
-* :func:`resize_nearest` (bands of :func:`nearest_rows`): one tap per axis, a gather per
-  output row; a 2x shrink is a stride-2 copy, and an output row whose input row is the previous
-  output row's is a plain copy;
-* :func:`resize_block_mean` (bands of :func:`block_mean_rows`): integer factors
-  (``INTER_AREA``'s ``resizeAreaFast``, and the 2x bilinear shrink, which samples half-way
-  between pixel pairs: the 2x2 mean), no tables;
+* :func:`nearest_rows`: one tap per axis, a gather per output row; a 2x shrink is a stride-2
+  copy, and an output row whose input row is the previous output row's is a plain copy;
+* :func:`block_mean_rows`: integer factors (``INTER_AREA``'s ``resizeAreaFast``, and the 2x
+  bilinear shrink, which samples half-way between pixel pairs: the 2x2 mean), no tables;
 * :func:`resize_separable`: any table, OpenCV's structure: each input row goes through the column
   table once (the horizontal pass, a gather) into a small ring buffer, and each output row is the
   weighted sum of its buffer rows (the vertical pass, contiguous, vectorised). When the row count
@@ -33,18 +31,14 @@ Three kernels, one per kind of work, so that a program compiles only the ones it
   :func:`_blocks_plain` runs where there is no AVX2): the values are looked up in registers
   instead of one load each.
 
-The work is done in bands of output rows ``y0:y1``. :func:`resize_separable` is a plain
-``nogil`` kernel over one band, which the caller runs on several threads with
-``cvcore._bands``. :func:`resize_nearest` and :func:`resize_block_mean` run ``bands`` bands in
-a ``prange``, one per thread (the band bodies :func:`nearest_rows` and :func:`block_mean_rows`
-are inlined into it): their calls are short (0.05-0.5 ms for 1024^2 images), and a band-runner
-thread must take the GIL before each band, which costs about as much on the 2-core VM of
-``benchmarks/README.md``; an OpenMP team starts without it. The price is compile time: a
-``prange`` kernel compiles its body twice (once as the gufunc), about 1.5 s more
-(``benchmarks/README.md``, "Session 9"). While they read the input, the nearest and separable
-bands also store (in ``top[y0]``) the largest ``bits & 0x7fffffff`` of the float32 input rows
-the band owns (the finiteness scan of :mod:`kernels.finite`, fused so that each row is scanned
-as it is read, from the cache); every input row is owned by exactly one band, read or not.
+Each is a plain ``nogil`` kernel over one band of output rows ``y0:y1``; the caller
+(``cvcore.preprocess.geometry``, through ``cvcore._team``) runs one band per thread of Numba's
+OpenMP team, calling the kernel through its address from a ``prange`` (:mod:`kernels.team`), so
+that the kernel is not compiled a second time inside the parallel region. While they read the
+input, the nearest and separable bands also store (in ``top[y0]``) the largest ``bits &
+0x7fffffff`` of the float32 input rows the band owns (the finiteness scan of
+:mod:`kernels.finite`, fused so that each row is scanned as it is read, from the cache); every
+input row is owned by exactly one band, read or not.
 
 Readable twin: :mod:`kernels.reference.resize`.
 """
@@ -53,7 +47,7 @@ import math
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -126,18 +120,7 @@ def _scan_rows(bits, lo, hi):
     return top
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def resize_nearest(bits, pairs, row_idx, col_idx, out, top, bands):
-    """Nearest resize of channel planes in ``bands`` bands of output rows on Numba's threads
-    (:func:`nearest_rows` for each; the module docstring says why a ``prange`` here)."""
-    h = out.shape[1]
-    for b in prange(bands):
-        y0, y1 = h * b // bands, h * (b + 1) // bands
-        if y0 < y1:
-            nearest_rows(bits, pairs, row_idx, col_idx, out, top, y0, y1)
-
-
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def nearest_rows(bits, pairs, row_idx, col_idx, out, top, y0, y1):
     """Nearest resize of output rows ``y0:y1`` of channel planes: ``out[c, y, x] =
     bits[c, row_idx[y], col_idx[x]]``; ``top[y0]`` (uint32 (h,)) receives the finiteness scan of
@@ -176,8 +159,8 @@ def nearest_rows(bits, pairs, row_idx, col_idx, out, top, y0, y1):
             dst = dst_plane[y]
             if y > y0 and r == row_idx[y - 1]:
                 prev = dst_plane[y - 1]             # the same input row: copy (enlarging)
-                for x in range(w):                  # (a loop: a slice copy would be one
-                    dst[x] = prev[x]                # more parfor to compile in the prange)
+                for x in range(w):
+                    dst[x] = prev[x]
             elif halving:
                 src2 = pairs[c, r]
                 for x in range(w):
@@ -211,28 +194,17 @@ def _owned_rows(first_y0, first_y1, y0, y1, h, H):
     return lo, hi
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def resize_block_mean(image, out, out_bits, top, bands):
-    """The block mean of channel planes in ``bands`` bands of output rows on Numba's threads
-    (:func:`block_mean_rows` for each)."""
-    h = out.shape[1]
-    for b in prange(bands):
-        y0, y1 = h * b // bands, h * (b + 1) // bands
-        if y0 < y1:
-            block_mean_rows(image, out, out_bits, top, y0, y1)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def block_mean_rows(image, out, out_bits, top, y0, y1):
+@njit(cache=True, nogil=True)
+def block_mean_rows(image, out, top, y0, y1):
     """Output rows ``y0:y1`` of the block mean for the integer factors ``ky = H // h``,
     ``kx = W // w``: ``out[c, y, x]`` is the mean of ``image[c, ky*y : ky*y + ky, kx*x : kx*x +
     kx]`` (OpenCV's ``resizeAreaFast``).
 
-    image (C, H, W) float32, out (C, h, w) float32 and ``out_bits`` its uint32 view. The 2x2
-    case is one pass over two input rows (``((a[2x] + b[2x]) + (a[2x+1] + b[2x+1])) / 4``);
-    others sum the ``ky`` rows into a row buffer (contiguous, vectorised), then each run of
-    ``kx`` neighbours. ``top[y0]`` receives the finiteness scan of the band's OUTPUT rows, each
-    scanned as it is written: a block mean has positive weights and counts every input pixel
+    image (C, H, W) float32, out (C, h, w) float32. The 2x2 case is one pass over two input rows
+    (``((a[2x] + b[2x]) + (a[2x+1] + b[2x+1])) / 4``); others sum the ``ky`` rows into a row
+    buffer (contiguous, vectorised), then each run of ``kx`` neighbours. ``top[y0]`` receives
+    the finiteness scan of the band's OUTPUT values, each scanned in registers as it is
+    written (the largest ``bits & 0x7fffffff``, :func:`_float_bits`): a block mean has positive weights and counts every input pixel
     once, so a NaN or infinity in the input cannot vanish from the output.
     """
     C, H, W = image.shape
@@ -266,8 +238,9 @@ def block_mean_rows(image, out, out_bits, top, y0, y1):
                 acc = np.float32(0.0)
                 for j in range(kx):
                     acc += rowsum[x * kx + j]
-                dst[x] = acc * scale
-            worst = max(worst, _scan_rows(out_bits[c], y, y + 1))
+                v = acc * scale
+                dst[x] = v
+                worst = max(worst, _float_bits(v) & ABS_MASK)
     top[y0] = worst
 
 
@@ -511,7 +484,7 @@ def resize_separable(image, bits, row_idx, row_w, col_idx, col_w, col_base, col_
     picks rows first when the row count shrinks. ``col_base``, ``col_rel``: the column table
     for the vector blocks of the horizontal pass (:func:`_horizontal`; empty: no blocks).
     Rows ``y0:y1`` (a band; ``top[y0]`` receives its finiteness scan, as in
-    :func:`resize_nearest`).
+    :func:`nearest_rows`).
     """
     C, H, W = image.shape
     h, w = out.shape[1], out.shape[2]

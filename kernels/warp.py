@@ -37,8 +37,9 @@ is done in two passes. The first computes every pixel's source position and its 
 fraction (float64 position, float32 fractions), a branch-free loop LLVM vectorises, division
 included. The second reads the pixels: where all taps are inside the image (almost every pixel of
 most warps) four plain loads and the blend, else the border rules. The positions are shared by
-the channels. Each kernel does a band of output rows; the caller runs one band per thread
-(plain ``nogil`` kernels: a ``parallel=True`` one costs seconds more to compile).
+the channels. Each kernel does a band of output rows; the caller runs one band per thread of
+Numba's OpenMP team, calling the kernel through its address (:mod:`kernels.team`: plain
+``nogil`` kernels, not compiled again inside a ``parallel=True`` one, which costs seconds).
 Readable twin: :mod:`kernels.reference.warp`.
 """
 import math

@@ -63,7 +63,7 @@ def test_a_pool_that_never_runs_costs_no_wait(monkeypatch):
         assert (rows == 1).all()
     finally:
         gate.set()
-        blocker.join(0)
+        blocker.join(_bands._the_pool().words, 0)
 
 
 def test_several_callers_at_once(monkeypatch):
@@ -125,32 +125,54 @@ def test_helpers_spin_a_bounded_time_then_sleep_and_wake_again(monkeypatch):
 
 
 def test_spin_waits_match_their_readable_twins():
-    """kernels.bands against ``while spins and word == seen: spins -= 1``."""
+    """leave_and_wait: ``words[slot] = 0``, then wait for ``words[0]`` to change; wait_job:
+    every flag set, then no ``words[1:]`` equal to the call's epoch, each bounded."""
     from kernels import bands as kb
-    word = np.zeros(3, np.int64)
-    assert kb.wait_for_change(word, 1, 0, 100) == 0       # nothing changes: spin runs out
-    word[1] = 7
-    assert kb.wait_for_change(word, 1, 0, 0) == 7         # a change is seen at once
-    assert kb.wait_for_change(word, 1, 7, 5) == 7
+    words = np.array([3, 7, 9], np.int64)
+    assert kb.leave_and_wait(words, 1, 3, 100, 0) == 3 and list(words) == [3, 0, 9]  # runs out
+    words[0] = 4
+    assert kb.leave_and_wait(words, 2, 3, 0, 5) == 4 and list(words) == [4, 0, 0]  # seen at once
+    assert kb.leave_and_wait(words, 1, 4, 5, 5) == 4
     flags = np.zeros(4, np.int64)
-    assert not kb.wait_all_set(flags, 50)
+    idle = np.array([5, 0, 4], np.int64)
+    assert not kb.wait_job(flags, idle, 5, 50)
     for i in range(3):
         kb.set_flag(flags, i)
-    assert list(flags) == [1, 1, 1, 0] and not kb.wait_all_set(flags, 50)
+    assert list(flags) == [1, 1, 1, 0] and not kb.wait_job(flags, idle, 5, 50)
     kb.set_flag(flags, 3)
-    assert kb.wait_all_set(flags, 0)
+    assert kb.wait_job(flags, idle, 5, 0)
+    assert kb.wait_job(flags, np.array([5, 5, 0], np.int64), 5, 10)   # a helper slow to leave
     assert 0 < _bands.spin_polls(1e-4) <= _bands.spin_polls(1e-3)
     assert _bands.spin_polls(0.0) == 0
 
 
+def test_the_caller_waits_for_a_helper_to_leave_the_call():
+    """A pool thread still in the call (its word holds the call's epoch) is waited for,
+    without the GIL, until it clears the word."""
+    from kernels import bands as kb
+    words = np.array([5, 5], np.int64)
+    cleared = []
+
+    def leave():
+        cleared.append(time.monotonic())
+        kb.leave_and_wait(words, 1, 5, 0, 0)
+
+    t = threading.Timer(0.02, leave)
+    t.start()
+    assert kb.wait_job(np.ones(2, np.int64), words, 5, _bands.spin_polls(10.0))
+    returned = time.monotonic()
+    t.join()
+    assert words[1] == 0 and cleared and cleared[0] <= returned
+
+
 def test_a_spin_sees_a_store_made_by_another_thread():
     from kernels import bands as kb
-    word = np.zeros(1, np.int64)
+    word = np.zeros(2, np.int64)
     t = threading.Timer(0.01, lambda: word.__setitem__(0, 5))
     t.start()
     value = 0
     for _ in range(1000):                  # each wait is bounded; together up to seconds
-        value = kb.wait_for_change(word, 0, 0, _bands.spin_polls(0.01))
+        value = kb.leave_and_wait(word, 1, 0, _bands.spin_polls(0.01), 0)
         if value:
             break
     t.join()

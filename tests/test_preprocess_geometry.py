@@ -58,6 +58,25 @@ def test_resize_identity_and_dtypes():
     assert pp.resize(x[:, :, 0], 5, "nearest").shape == (5, 5)
 
 
+def test_resize_float32_fast_path_equals_the_general_path(rng):
+    """A float32 2-D C-ordered image skips ``check_array`` and the plane copy; the same values
+    in any other layout (a strided view, Fortran order, big-endian, read-only, float64, a
+    list) take the general path: the results must be the same bits."""
+    x = rng.random((37, 52)).astype(np.float32)
+    read_only = x.copy()
+    read_only.flags.writeable = False
+    strided = np.zeros((37, 104), np.float32)
+    strided[:, ::2] = x
+    others = [np.asfortranarray(x), x.astype(">f4"), read_only, strided[:, ::2],
+              x.astype(np.float64), x.tolist()]
+    for shape in ((18, 26), (12, 17), (50, 80), (37, 52)):
+        for mode in INTERPOLATIONS:
+            want = pp.resize(x, shape, mode)
+            assert want.dtype == np.float32 and want.flags.c_contiguous
+            for other in others:
+                np.testing.assert_array_equal(pp.resize(other, shape, mode), want)
+
+
 # ----------------------------------------------------------------------------- resize: twin
 @pytest.mark.parametrize("interpolation", INTERPOLATIONS)
 def test_resize_matches_readable_twin(rng, interpolation):
@@ -274,6 +293,13 @@ def test_geometry_rejects_bad_input():
             call(np.array([[np.nan, 1.0]]))
         with pytest.raises(TypeError):
             call(np.zeros((2, 2), complex))
+        # float32, 2-D, C order: the resize's fast path past check_array refuses the same
+        with pytest.raises(ValueError, match="empty"):
+            call(np.zeros((0, 3), np.float32))
+        with pytest.raises(ValueError, match="NaN"):
+            call(np.array([[np.nan, 1.0]], np.float32))
+        with pytest.raises(ValueError, match="infinity"):
+            call(np.array([[np.inf, 1.0]], np.float32))
 
 
 def test_warp_point_at_infinity_gets_cval():
@@ -452,17 +478,17 @@ def test_warp_affine_equals_the_general_kernel(rng, mode):
 
 
 def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch):
-    """The geometry kernels each make bands of output rows, on several threads (the nearest
-    and block-mean resizes in a ``prange`` of bands, the others by ``cvcore._bands``): in many
-    bands every resize kind and both warps must give the one-band result bit for bit, and a NaN
-    in an input row owned by any band (read or skipped by the sampling) must still be
+    """The geometry kernels each compute bands of output rows, run one band per thread of
+    Numba's team (``cvcore._team``, the kernel called through its address from a ``prange``):
+    in many bands every resize kind and both warps must give the one-band result bit for bit,
+    and a NaN in an input row owned by any band (read or skipped by the sampling) must still be
     rejected."""
     import numba
 
-    from cvcore import _bands
-    from cvcore.preprocess import geometry
+    from cvcore import _team
+    from kernels import team as team_kernels
 
-    x = rng.random((600, 264, 2)).astype(np.float32)    # outputs above MIN_PARALLEL_PIXELS
+    x = rng.random((600, 264, 2)).astype(np.float32)
     M = np.array([[0.9, 0.2, 5.0], [-0.15, 1.05, -3.0]])
     calls = [lambda a: pp.resize(a, (300, 132), "nearest"),    # 2x: uint64 pairs
              lambda a: pp.resize(a, (300, 132), "area"),       # block mean
@@ -475,82 +501,68 @@ def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch
              lambda a: pp.warp_affine(a, M, (560, 270)),
              lambda a: pp.warp_perspective(a, np.vstack([M, [1e-4, 2e-4, 1]]), (560, 270),
                                            "nearest")]
-    team = [c for c in range(len(calls)) if c in (0, 1, 5, 6, 7)]     # the prange kernels
-    monkeypatch.setattr(_bands, "MIN_PARALLEL_PIXELS", 0)     # split even the cheap kernels
-    monkeypatch.setattr(_bands, "MIN_PARALLEL_SECONDS", 0.0)
-    monkeypatch.setattr(_bands, "band_threads", lambda: 1)
-    bands_used = []
-
-    def one_band(rows, work):
-        bands_used.append(1)
-        return 1, numba.get_num_threads()
-
-    monkeypatch.setattr(geometry, "_team", one_band)
+    monkeypatch.setattr(_team, "MIN_PARALLEL_PIXELS", 0)      # split even the small calls
+    bands_used, regions = [], []
+    real_team = team_kernels.run_team
+    monkeypatch.setattr(team_kernels, "run_team", lambda address, args, n, bands:
+                        regions.append(bands) or real_team(address, args, n, bands))
+    monkeypatch.setattr(_team, "bands_for", lambda rows, work:
+                        bands_used.append(1) or (1, numba.get_num_threads()))
     expected = [call(x) for call in calls]
-    assert len(bands_used) == len(team)
-    monkeypatch.setattr(_bands, "band_threads", lambda: 3)    # 9-12 bands on 3 threads
-    calls_made = []
-    real_publish = _bands._Pool.publish
-    monkeypatch.setattr(_bands._Pool, "publish", lambda pool, job, helpers:
-                        calls_made.append(helpers) or real_publish(pool, job, helpers))
+    assert len(bands_used) == len(calls) and regions == []    # one band: a plain call
     for bands in (2, 5, 7):                                   # more bands than threads too
-        monkeypatch.setattr(geometry, "_team", lambda rows, work, b=bands:
+        monkeypatch.setattr(_team, "bands_for", lambda rows, work, b=bands:
                             bands_used.append(b) or (b, numba.get_num_threads()))
         bands_used.clear()
-        calls_made.clear()
+        regions.clear()
         for call, want in zip(calls, expected):
             np.testing.assert_array_equal(call(x), want)
-        assert bands_used == [bands] * len(team)
-        assert calls_made == [2] * (len(calls) - len(team))  # every other call was split
+        assert bands_used == [bands] * len(calls)
+        assert regions == [bands] * len(calls)                # every call ran in a region
         for row in (1, 301, 599):                             # rows of the first and last bands
             bad = x.copy()
             bad[row, 7, 1] = np.nan
             for call in calls[:8]:
                 with pytest.raises(ValueError, match="NaN"):
                     call(bad)
-
-
-def test_team_bands_follow_the_threads_and_the_work(monkeypatch):
-    """One band for small work or one thread; else the free threads, at most one per row; a
-    call with fewer bands than threads runs on that many threads and restores the count."""
-    import numba
-
-    from cvcore.preprocess import geometry
-
-    threads = numba.get_num_threads()
-    assert geometry._team(1000, 10) == (1, threads)
-    monkeypatch.setattr(geometry, "usable_threads", lambda cap: cap)
-    big = geometry.MIN_PARALLEL_PIXELS
-    assert geometry._team(1000, big) == (threads, threads)
-    assert geometry._team(1, big) == (1, threads)
-    monkeypatch.setattr(geometry, "usable_threads", lambda cap: 1)
-    assert geometry._team(1000, big) == (1, threads)
-    seen = []
-    geometry._run_team(lambda bands: seen.append((bands, numba.get_num_threads())), None, 1000,
-                       big)
-    assert seen == [(1, 1)] and numba.get_num_threads() == threads
+    read_only = x.copy()                                      # its own compiled kernels
+    read_only.flags.writeable = False
+    for call, want in zip(calls, expected):
+        np.testing.assert_array_equal(call(read_only), want)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_resize_in_a_forked_child_after_a_parallel_resize(rng, monkeypatch):
     """GNU OpenMP terminates a forked child that starts a parallel region after its parent used
-    one: the child must resize (serially) and get the parent's result."""
+    one: the child must resize and warp (serially) and get the parent's result."""
     import numba
 
-    from cvcore.preprocess import geometry
+    from cvcore import _team
+    from kernels import team as team_kernels
 
     if numba.get_num_threads() < 2:
         pytest.skip("needs two Numba threads for a parallel region in the parent")
-    monkeypatch.setattr(geometry, "usable_threads", lambda cap: cap)
-    x = rng.random((600, 264)).astype(np.float32)
-    want = [pp.resize(x, (300, 132), "nearest"), pp.resize(x, (300, 132), "area")]  # 2 bands
+    monkeypatch.setattr(_team, "usable_threads", lambda cap: cap)
+    regions = []
+    real_team = team_kernels.run_team
+    monkeypatch.setattr(team_kernels, "run_team", lambda address, args, n, bands:
+                        regions.append(bands) or real_team(address, args, n, bands))
+    x = rng.random((600, 528)).astype(np.float32)       # above MIN_PARALLEL_PIXELS each
+
+    def run():
+        return [pp.resize(x, (300, 264), "nearest"), pp.resize(x, (300, 264), "area"),
+                pp.resize(x, (422, 190), "bilinear"), pp.warp_affine(x, np.eye(3)[:2] * 1.1)]
+
+    want = run()
+    assert regions == [2] * len(want)                   # the parent used parallel regions
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:                                               # the child
         ok = 0
         try:
-            got = [pp.resize(x, (300, 132), "nearest"), pp.resize(x, (300, 132), "area")]
-            ok = all(np.array_equal(g, w) for g, w in zip(got, want))
+            regions.clear()
+            got = run()
+            ok = all(np.array_equal(g, w) for g, w in zip(got, want)) and regions == []
         finally:
             os.write(write, b"1" if ok else b"0")
             os._exit(0)

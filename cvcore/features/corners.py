@@ -46,7 +46,12 @@ def structure_tensor(image, sigma=1.0):
     def smooth(a):
         return gaussian_plane(a, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0)
 
-    return smooth(ir * ir), smooth(ir * ic), smooth(ic * ic)
+    rc = ir * ic
+    # the derivatives are this function's own arrays: squared in place, two fresh 4 MB arrays
+    # (1024^2) fewer to allocate and fault in (the same products, bit for bit)
+    rr = np.multiply(ir, ir, out=ir)
+    cc = np.multiply(ic, ic, out=ic)
+    return smooth(rr), smooth(rc), smooth(cc)
 
 
 def harris(image, method="k", k=HARRIS_K, eps=1e-6, sigma=1):

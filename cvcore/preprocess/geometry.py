@@ -21,14 +21,13 @@ Agreement (tested): ``resize`` equals ``cv2.resize`` with ``INTER_NEAREST``, ``I
 from __future__ import annotations
 
 import functools
+import importlib
 import math
-import os
 import sys
 
 import numpy as np
 
-from cvcore._bands import MIN_PARALLEL_PIXELS, run_bands
-from cvcore._threads import usable_threads
+from cvcore._team import run_team
 from cvcore._validate import check_array, check_choice, check_finite, check_pair, _check_real
 
 __all__ = ["resize", "resize_center_crop", "warp_affine", "warp_perspective", "INTERPOLATIONS", "BORDER_MODES"]
@@ -39,6 +38,7 @@ BORDER_MODES = ("constant", "nearest", "reflect", "mirror", "wrap")   # SciPy nd
 MAX_OUTPUT_PIXELS = 1 << 31   # refuse outputs that cannot be addressed or allocated sanely
 MAX_CONDITION = 1e12          # a matrix worse conditioned than this counts as singular
 EXPONENT_ALL_ONES = 0x7F800000   # float32 bits & 0x7fffffff at or above this: NaN or infinity
+_FLOAT32 = np.dtype(np.float32)   # NumPy's one native float32 dtype object
 
 
 def _prepare(image, check_input=True):
@@ -49,6 +49,9 @@ def _prepare(image, check_input=True):
     kernels check it as they read the rows (:mod:`kernels.resize`), the block mean on its
     output (its every output is a positive-weight sum of its inputs, each input pixel counted,
     so a NaN or infinity in the input cannot vanish from the output)."""
+    if (type(image) is np.ndarray and image.dtype is _FLOAT32 and image.ndim == 2
+            and image.size and image.flags.c_contiguous and not check_input):
+        return image[None], True, _FLOAT32    # the common case, as check_array would pass it
     arr = check_array(image, "image", ndim=(2, 3), dtypes="buif")
     if arr.dtype != np.float32:
         check_finite(arr, "image")
@@ -77,7 +80,7 @@ def _output_shape(output_shape, default, channels):
     if output_shape is None:
         return default
     if (type(output_shape) is tuple and len(output_shape) == 2 and type(output_shape[0]) is int
-            and type(output_shape[1]) is int and min(output_shape) >= 1):
+            and type(output_shape[1]) is int and output_shape[0] >= 1 and output_shape[1] >= 1):
         rows, cols = output_shape              # the usual case, without check_pair's 2 us
     else:
         rows, cols = check_pair(output_shape, "output_shape", minimum=1)
@@ -175,66 +178,10 @@ def _column_blocks(n_in, n_out, interpolation, area_mode_linear):
             np.ascontiguousarray(rel.reshape(taps, blocks * LANES), dtype=np.int32))
 
 
-def _team(rows, work):
-    """``(bands, threads)`` for a resize kernel that runs bands of output rows in a ``prange``,
-    one band per thread: ``threads`` is Numba's thread count; ``bands`` is 1 below
-    :data:`cvcore._bands.MIN_PARALLEL_PIXELS` units of ``work``, else ``threads`` capped at the
-    free cores (:func:`cvcore._threads.usable_threads`, the band runner's rule) and at the
-    rows."""
-    import numba
-
-    threads = numba.get_num_threads()
-    if threads == 1 or work < MIN_PARALLEL_PIXELS:
-        return 1, threads
-    return max(1, min(usable_threads(threads), rows)), threads
-
-
 def _worst(top, bands):
     """The largest finiteness scan the bands stored in ``top`` (at their first rows): only
     ``top[0]`` for one band (``top.max()`` costs 2-3 us of a 0.1 ms resize)."""
     return top[0] if bands == 1 else top.max()
-
-
-#: Set in a forked child (``os.register_at_fork``): GNU OpenMP terminates a forked child that
-#: starts a parallel region when its parent had used OpenMP ("fork() called from a process
-#: already using GNU OpenMP, this is unsafe"), so a child runs the band kernels serially.
-_FORKED = {"child": False}
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lambda: _FORKED.__setitem__("child", True))
-
-
-def _run_team(kernel, serial, rows, work, *args):
-    """``kernel(*args, bands)`` for the bands :func:`_team` chooses
-    (:func:`kernels.resize.resize_nearest`, :func:`kernels.resize.resize_block_mean`); returns
-    ``bands``. In a forked child, ``serial(*args, 0, rows)`` instead (:data:`_FORKED`).
-
-    Why a ``prange`` there and not :func:`cvcore._bands.run_bands`: a pool thread of the band
-    runner runs Python between bands, so it must take the GIL, and a thread that waits for the
-    GIL sleeps (30-80 us to wake on the machine of ``benchmarks/README.md``); Numba's OpenMP
-    team starts a region without the GIL. Measured on 1024^2 -> 512^2 (2 threads, the other
-    core free): the block mean 0.045 ms in a ``prange`` against 0.085-0.13 split by the band
-    runner and 0.096 on one thread (``benchmarks/README.md``, "Session 9").
-
-    Fewer bands than threads: Numba's thread count is set to ``bands`` for the call, as a team
-    of more threads wakes a thread that has nothing to do and waits for it at the region's end
-    (measured 9 us for a 32 x 32 block mean against 2 us; setting the count and back costs
-    2-5 us).
-    """
-    import numba
-
-    if _FORKED["child"]:
-        serial(*args, 0, rows)                 # the band function itself, on all rows
-        return 1
-    bands, threads = _team(rows, work)
-    if bands >= threads:
-        kernel(*args, bands)
-        return bands
-    numba.set_num_threads(bands)
-    try:
-        kernel(*args, bands)
-    finally:
-        numba.set_num_threads(threads)
-    return bands
 
 
 def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
@@ -265,8 +212,7 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
     -------
     ndarray, shape (rows, cols) or (rows, cols, C)
     """
-    from kernels import resize as k
-
+    k = sys.modules.get("kernels.resize") or importlib.import_module("kernels.resize")
     check_choice(interpolation, INTERPOLATIONS, "interpolation")
     if output_shape is None:
         raise TypeError("output_shape is required: (rows, cols)")
@@ -281,8 +227,7 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         # 2x2 block mean (OpenCV switches INTER_LINEAR to INTER_AREA there too); no tables
         # every input pixel is in one block, weight 1 / (ky kx): the kernel scans the output
         top = np.zeros(rows, dtype=np.uint32)      # each band's scan, at its first row
-        bands = _run_team(k.resize_block_mean, k.block_mean_rows, rows, rows * cols * C,
-                          planes, out, out.view(np.uint32), top)
+        bands = run_team(k.block_mean_rows, rows, rows * cols * C, planes, out, top)
         if _worst(top, bands) >= EXPONENT_ALL_ONES:
             check_finite(planes, "image")   # a finite input may still overflow to infinity
         return _finish(out, was_2d, dtype)
@@ -293,9 +238,9 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         # uint64 pairs of values for the 2x shrink (little-endian: the low half is the first)
         paired = W % 2 == 0 and sys.byteorder == "little"
         pairs = bits.view(np.uint64) if paired else np.empty((C, H, 0), np.uint64)
-        bands = _run_team(k.resize_nearest, k.nearest_rows, rows, rows * cols * C, bits, pairs,
-                          _nearest_table(H, rows), _nearest_table(W, cols), out.view(np.uint32),
-                          top)
+        bands = run_team(k.nearest_rows, rows, rows * cols * C, bits, pairs,
+                         _nearest_table(H, rows), _nearest_table(W, cols), out.view(np.uint32),
+                         top)
     else:
         # OpenCV averages areas only when no axis grows (scale_x >= 1 and scale_y >= 1)
         growing = rows > H or cols > W
@@ -303,9 +248,9 @@ def resize(image, output_shape, interpolation: str = "bilinear") -> np.ndarray:
         col_idx, col_w = _axis_table(W, cols, interpolation, growing)
         col_base, col_rel = _column_blocks(W, cols, interpolation, growing)
         # the column pass gathers: run it on the smaller of the input rows and output rows
-        run_bands(k.resize_separable, rows, cols * C * row_idx.shape[1], planes, bits,
-                  row_idx, row_w, col_idx, col_w, col_base, col_rel, rows < H, out, top)
-        bands = rows
+        bands = run_team(k.resize_separable, rows, rows * cols * C * row_idx.shape[1], planes,
+                         bits, row_idx, row_w, col_idx, col_w, col_base, col_rel, rows < H, out,
+                         top)
     if _worst(top, bands) >= EXPONENT_ALL_ONES:
         check_finite(planes, "image")
     return _finish(out, was_2d, dtype)
@@ -340,8 +285,8 @@ def _warp(image, Minv, output_shape, interpolation, mode, cval, affine=False):
         kernel = (warp_kernels.warp_nearest if interpolation == "nearest" else
                   warp_kernels.warp_bilinear)
     mode_code = getattr(warp_kernels, f"MODE_{mode.upper()}")
-    run_bands(kernel, rows, cols * C * (4 if interpolation == "bilinear" else 1), planes, Minv,
-              mode_code, np.float32(cval), out)
+    run_team(kernel, rows, rows * cols * C * (4 if interpolation == "bilinear" else 1), planes,
+             Minv, mode_code, np.float32(cval), out)
     return _finish(out, was_2d, dtype)
 
 

@@ -1,0 +1,141 @@
+"""Running a band kernel over an image on Numba's OpenMP team (:mod:`kernels.team`).
+
+:func:`run_team` has the call of :func:`cvcore._bands.run_bands`: ``kernel(*args, r0, r1)``
+for bands ``[r0, r1)`` covering ``range(n_rows)``, with ``kernel`` a serial ``nogil`` Numba
+function whose output rows depend only on its inputs. The difference is who runs the bands:
+
+* :func:`cvcore._bands.run_bands`: the calling thread and pool threads, each taking bands
+  from a counter. A pool thread runs Python between bands, so it must take the GIL, and a
+  thread waiting for the GIL sleeps (30-80 us to wake on the 2-core VM of
+  ``benchmarks/README.md``). That hand-off was the cost of the resizes and warps at two
+  threads (``benchmarks/README.md``, "Session 9": 1024^2 -> 1536^2 bilinear 0.63-0.67 ms
+  split there against 0.39 in a ``prange``).
+* here: one band per thread of Numba's OpenMP team (:func:`kernels.team.run_team`, a
+  ``prange`` that calls the kernel through its address, so the kernel is not compiled again),
+  which starts without the GIL.
+
+The price of an OpenMP team is its barrier: the call waits for every thread of the team, also
+one another process's task keeps off its core. So the bands are chosen per call by the band
+runner's free-core rule (:func:`bands_for`: one band, run by the calling thread, below
+:data:`cvcore._bands.MIN_PARALLEL_PIXELS` units of work, on one thread, or when no other core
+is free). A forked child runs its bands in the calling thread (:data:`_FORKED`).
+"""
+from __future__ import annotations
+
+import os
+
+from cvcore._bands import MIN_PARALLEL_PIXELS
+from cvcore._threads import usable_threads
+
+#: Set in a forked child (``os.register_at_fork``): GNU OpenMP terminates a forked child that
+#: starts a parallel region when its parent had used OpenMP ("fork() called from a process
+#: already using GNU OpenMP, this is unsafe"), so a child runs the bands serially.
+_FORKED = {"child": False}
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _FORKED.__setitem__("child", True))
+
+_addresses: dict = {}        # (kernel, argument type keys) -> native address of the kernel
+_numba = {}                  # Numba's functions, looked up on first use (import cvcore stays light)
+
+
+def _type_key(value):
+    """A hashable key of ``value``'s Numba type: the fingerprint Numba's dispatcher keys its
+    compiled versions by (C, ~0.1 us), or the type itself where Numba has no such function."""
+    key = _numba.get("type_key")
+    if key is None:
+        try:
+            from numba._dispatcher import compute_fingerprint as key
+        except ImportError:  # pragma: no cover - another Numba: the slower public typeof
+            from numba import typeof as key
+        _numba["type_key"] = key
+    return key(value)
+
+
+def numba_threads() -> int:
+    """``numba.get_num_threads()`` (this thread's setting) for 0.1 us instead of 0.7: after
+    the first call, which starts Numba's threading layer, the layer's own getter is called
+    directly (the public function checks the start-up under two locks every time)."""
+    get = _numba.get("threads")
+    if get is None:
+        import numba
+
+        numba.get_num_threads()              # starts the threading layer
+        try:
+            from numba.np.ufunc.parallel import _get_num_threads as get
+        except ImportError:  # pragma: no cover - another Numba: the public function
+            get = numba.get_num_threads
+        _numba["threads"] = get
+    return get()
+
+
+def band_address(kernel, args) -> int:
+    """The address of ``kernel``'s native function compiled for the types of ``args``
+    followed by ``y0, y1`` (``intp``), compiling it on first use (the same compiled version a
+    direct call ``kernel(*args, y0, y1)`` uses). Keyed by the kernel and the exact Numba types
+    of the arguments (dtype, dimensions, layout, writeability), so a read-only image gets the
+    version compiled for read-only arrays, as from a direct call."""
+    key = (kernel, tuple(map(_type_key, args)))
+    address = _addresses.get(key)
+    if address is None:
+        from numba import typeof, types
+        from numba.core.typing import signature
+
+        sig = signature(types.none, *(typeof(a) for a in args), types.intp, types.intp)
+        compiled = kernel.get_compile_result(sig)
+        address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
+        if not address:
+            raise RuntimeError(f"no native address for {kernel} {sig}")
+        _addresses[key] = address
+    return address
+
+
+def bands_for(n_rows: int, work: int) -> tuple[int, int]:
+    """``(bands, threads)``: ``threads`` is Numba's thread count; ``bands`` is 1 below
+    :data:`cvcore._bands.MIN_PARALLEL_PIXELS` units of ``work``, else ``threads`` capped at the
+    free cores (:func:`cvcore._threads.usable_threads`, the band runner's rule) and at the
+    rows."""
+    threads = numba_threads()
+    if threads == 1 or work < MIN_PARALLEL_PIXELS:
+        return 1, threads
+    return max(1, min(usable_threads(threads), n_rows)), threads
+
+
+def run_team(kernel, n_rows: int, work: int, *args) -> int:
+    """``kernel(*args, r0, r1)`` over bands covering ``range(n_rows)``; returns the number of
+    bands (band ``b`` starts at row ``n_rows * b // bands``).
+
+    ``work`` (in units of the caller's, as :func:`cvcore._bands.run_bands`' ``row_pixels``
+    times the rows) decides with the free cores how many bands (:func:`bands_for`). One band
+    is a plain call in this thread; more run in one OpenMP region, one band per thread. A
+    band that raised is not reported by the region (:func:`kernels.team.call_band`), so then
+    the whole call runs again in this thread, where the kernel raises its exception (the
+    kernel is deterministic; should it not raise again, its rows are simply computed).
+
+    Fewer bands than threads: Numba's thread count is set to ``bands`` for the call, as a team
+    of more threads wakes a thread that has nothing to do and waits for it at the region's end
+    (measured 9 us for a 32 x 32 block mean against 2 us; setting the count and back costs
+    2-5 us).
+    """
+    if work < MIN_PARALLEL_PIXELS or _FORKED["child"]:
+        kernel(*args, 0, n_rows)               # (bands_for's first test, without its call)
+        return 1
+    bands, threads = bands_for(n_rows, work)
+    if bands == 1:
+        kernel(*args, 0, n_rows)
+        return 1
+    from kernels.team import run_team as team
+
+    address = band_address(kernel, args)
+    if bands >= threads:
+        failed = team(address, args, n_rows, bands)
+    else:
+        import numba
+
+        numba.set_num_threads(bands)
+        try:
+            failed = team(address, args, n_rows, bands)
+        finally:
+            numba.set_num_threads(threads)
+    if failed:      # an exception in a band (dropped by the parallel region): here it is raised
+        kernel(*args, 0, n_rows)
+    return bands

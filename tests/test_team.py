@@ -1,0 +1,154 @@
+"""Bands of rows on Numba's OpenMP team (cvcore._team, kernels.team): the band kernel, called
+through its address from a ``prange``, gives the one-band result, an exception in a band
+reaches the caller, and the bands follow the threads and the work."""
+import numpy as np
+import pytest
+from numba import njit
+
+from cvcore import _team
+from kernels import team as team_kernels
+
+
+@njit(cache=True, nogil=True)
+def _rows_kernel(image, scale, out, y0, y1):
+    """A band kernel: ``out[y] = scale * image[y] + y`` for rows y0:y1; raises on a negative
+    pixel (a check a real kernel leaves to its caller; here to test the error path)."""
+    for y in range(y0, y1):
+        for x in range(image.shape[1]):
+            if image[y, x] < 0:
+                raise ValueError("negative pixel")
+            out[y, x] = scale * image[y, x] + y
+
+
+def _forced(monkeypatch, bands):
+    import numba
+
+    monkeypatch.setattr(_team, "MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(_team, "bands_for", lambda rows, work: (bands, numba.get_num_threads()))
+
+
+@pytest.mark.parametrize("bands", [2, 3, 7, 40])
+def test_bands_on_the_team_give_the_one_band_result(rng, monkeypatch, bands):
+    """Every row written once, exactly as by one call over all rows, for fewer bands than
+    threads, as many, more, and more bands than rows (empty bands)."""
+    image = rng.random((37, 11)).astype(np.float32)
+    expected = np.full_like(image, -1.0)
+    _rows_kernel(image, np.float32(2.5), expected, 0, 37)
+    _forced(monkeypatch, bands)
+    out = np.full_like(image, -1.0)
+    assert _team.run_team(_rows_kernel, 37, 1, image, np.float32(2.5), out) == bands
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_the_kernel_runs_through_its_address_in_one_region(rng, monkeypatch):
+    """More than one band: one call of the team kernel with the band kernel's native address,
+    compiled for exactly these argument types (a read-only image gets a version of its own)."""
+    regions = []
+    real = team_kernels.run_team
+    monkeypatch.setattr(team_kernels, "run_team", lambda address, args, n, bands:
+                        regions.append((address, n, bands)) or real(address, args, n, bands))
+    _forced(monkeypatch, 2)
+    image = rng.random((8, 5)).astype(np.float32)
+    out = np.zeros_like(image)
+    _team.run_team(_rows_kernel, 8, 1, image, np.float32(1.0), out)
+    address = _team.band_address(_rows_kernel, (image, np.float32(1.0), out))
+    assert regions == [(address, 8, 2)] and address > 0
+    frozen = image.copy()
+    frozen.flags.writeable = False
+    assert _team.band_address(_rows_kernel, (frozen, np.float32(1.0), out)) != address
+    again = np.zeros_like(image)
+    _team.run_team(_rows_kernel, 8, 1, frozen, np.float32(1.0), again)
+    np.testing.assert_array_equal(again, out)
+
+
+@pytest.mark.parametrize("bad_row", [0, 5, 36])
+def test_an_exception_in_any_band_is_raised(rng, monkeypatch, bad_row):
+    """A parallel region drops a band's exception; the caller must still see it."""
+    image = rng.random((37, 11)).astype(np.float32)
+    image[bad_row, 3] = -1.0
+    _forced(monkeypatch, 3)
+    with pytest.raises(ValueError, match="negative pixel"):
+        _team.run_team(_rows_kernel, 37, 1, image, np.float32(1.0), np.zeros_like(image))
+    failed = team_kernels.run_team(_team.band_address(_rows_kernel, (image, np.float32(1.0),
+                                                                    np.zeros_like(image))),
+                                   (image, np.float32(1.0), np.zeros_like(image)), 37, 3)
+    assert failed == 1                                  # exactly the band holding the row
+
+
+def test_team_bands_follow_the_threads_and_the_work(monkeypatch):
+    """One band for small work or one thread; else the free threads, at most one per row."""
+    import numba
+
+    threads = numba.get_num_threads()
+    big = _team.MIN_PARALLEL_PIXELS
+    assert _team.bands_for(1000, 10) == (1, threads)
+    monkeypatch.setattr(_team, "usable_threads", lambda cap: cap)
+    assert _team.bands_for(1000, big) == (threads, threads)
+    assert _team.bands_for(1, big) == (1, threads)
+    monkeypatch.setattr(_team, "usable_threads", lambda cap: 1)
+    assert _team.bands_for(1000, big) == (1, threads)
+
+
+def test_fewer_bands_than_threads_run_on_that_many_threads(rng, monkeypatch):
+    """A team of more threads than bands would wake a thread with nothing to do and wait for
+    it: the thread count is set to the bands for the call and restored after it, also when the
+    call fails; one band is a plain call in this thread, without a region."""
+    import numba
+
+    counts, regions = [], []
+    monkeypatch.setattr(numba, "set_num_threads", counts.append)
+    monkeypatch.setattr(team_kernels, "run_team", lambda address, args, n, bands:
+                        regions.append(bands) or 0)
+    monkeypatch.setattr(_team, "MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(_team, "bands_for", lambda rows, work: (2, 5))
+    image = rng.random((8, 5)).astype(np.float32)
+    _team.run_team(_rows_kernel, 8, 1, image, np.float32(1.0), np.zeros_like(image))
+    assert counts == [2, 5] and regions == [2]
+    monkeypatch.setattr(team_kernels, "run_team", lambda *a: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        _team.run_team(_rows_kernel, 8, 1, image, np.float32(1.0), np.zeros_like(image))
+    assert counts == [2, 5, 2, 5]
+    monkeypatch.setattr(_team, "bands_for", lambda rows, work: (1, 5))
+    out = np.zeros_like(image)
+    _team.run_team(_rows_kernel, 8, 1, image, np.float32(1.0), out)
+    assert counts == [2, 5, 2, 5] and regions == [2] and out[7, 0] == image[7, 0] + 7
+
+
+def test_threads_of_their_own_run_teams_at_once(rng, monkeypatch):
+    """Request threads of a server resize at the same time: each call's region is a team of
+    its own (GNU OpenMP starts one per calling thread), and every result is the one-thread
+    result."""
+    import threading
+
+    import cvcore.preprocess as pp
+
+    import numba
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("needs two Numba threads for teams")
+    monkeypatch.setattr(_team, "usable_threads", lambda cap: cap)
+    regions = []
+    real = team_kernels.run_team
+    monkeypatch.setattr(team_kernels, "run_team", lambda address, args, n, bands:
+                        regions.append(bands) or real(address, args, n, bands))
+    image = rng.random((600, 528)).astype(np.float32)        # every call above the threshold
+    jobs = [lambda: pp.resize(image, (300, 264), "area"),
+            lambda: pp.resize(image, (422, 190), "bilinear"),
+            lambda: pp.resize(image, (450, 396), "nearest"),
+            lambda: pp.warp_affine(image, np.eye(3)[:2] * 1.1)]
+    want = [job() for job in jobs]
+    assert len(regions) == len(jobs)
+    wrong = []
+
+    def worker(seed):
+        order = np.random.default_rng(seed).integers(len(jobs), size=40)
+        for i in order:
+            if not np.array_equal(jobs[i](), want[i]):
+                wrong.append(int(i))
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == [] and len(regions) == len(jobs) + len(threads) * 40
