@@ -305,7 +305,7 @@ def _learn(kernel, seconds: float, units: float):
     _cost[kernel] = per_unit if old is None else old + COST_SMOOTHING * (per_unit - old)
 
 
-def run_bands(kernel, n_rows: int, row_pixels: int, *args, min_rows: int = MIN_BAND_ROWS) -> None:
+def run_bands(kernel, n_rows: int, row_pixels: int, *args) -> None:
     """Call ``kernel(*args, r0, r1)`` for bands ``[r0, r1)`` covering ``range(n_rows)``.
 
     ``row_pixels`` (pixels per row of output, a measure of the work) decides whether the call
@@ -315,13 +315,9 @@ def run_bands(kernel, n_rows: int, row_pixels: int, *args, min_rows: int = MIN_B
     the next band from a shared counter, so every band runs exactly once; the call returns
     when all have finished. ``kernel`` should release the GIL (``nogil=True``) and must write
     only its own rows; an exception raised in any band is raised here once all bands are done.
-
-    ``min_rows`` is the fewest rows in a band (:data:`MIN_BAND_ROWS` for image rows). Kernels
-    whose "rows" are large units of work (a channel of a batch, a lane of a weight gradient)
-    pass 1: every row may then be a band of its own.
     """
     work = n_rows * row_pixels
-    if work < MIN_PARALLEL_PIXELS or n_rows < 2 * min_rows:
+    if work < MIN_PARALLEL_PIXELS or n_rows < 2 * MIN_BAND_ROWS:
         kernel(*args, 0, n_rows)
         return
     per_unit = _cost.get(kernel)
@@ -334,7 +330,7 @@ def run_bands(kernel, n_rows: int, row_pixels: int, *args, min_rows: int = MIN_B
         kernel(*args, 0, n_rows)
         _learn(kernel, time.thread_time() - start, work)
         return
-    n_bands = max(2, min(threads * BANDS_PER_THREAD, n_rows // min_rows))
+    n_bands = max(2, min(threads * BANDS_PER_THREAD, n_rows // MIN_BAND_ROWS))
     bounds = [n_rows * b // n_bands for b in range(n_bands + 1)]
     job = _Job(kernel, args, bounds, threads - 1)
     pool = _the_pool()
