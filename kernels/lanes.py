@@ -21,9 +21,10 @@ argument, never a constant in the code, so the loop is cached (``cache=True``) l
 
 The call uses Numba's own calling convention: the address must be that of the kernel compiled
 for exactly the types of ``args`` followed by two ``int64`` (:func:`cvcore.nn._lanes.run_lanes`
-guarantees it), and the kernel must return nothing. An exception raised in the kernel (an index error under
-``NUMBA_BOUNDSCHECK=1``) is passed on as a Numba call passes it; inside the parallel loop Numba
-drops it, as it does in any ``prange`` body (a one-lane call, made directly, raises it).
+guarantees it), and the kernel must return nothing. An exception raised in the kernel (an index
+error under ``NUMBA_BOUNDSCHECK=1``) is passed on as a Numba call passes it; inside the parallel
+loop Numba drops it, as it does in any ``prange`` body (a one-lane call, made directly, raises
+it).
 
 :mod:`kernels.team` (session 10, the resizes and warps) does the same for bands of image rows;
 this module also takes arguments that hold tuples (a batch norm's four arrays: :func:`pack`) and

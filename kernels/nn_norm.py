@@ -7,9 +7,9 @@ channels (the statistics and the backward pass) or of planes (the element-wise p
 caller splits the range between threads (the statistics and the backward pass in lanes of one
 OpenMP loop, :func:`cvcore.nn._lanes.run_lanes`; the element-wise passes in bands,
 :func:`cvcore._bands.run_bands`; a ``prange`` here doubled a kernel's cold compile). The
-statistics and the backward pass read each channel's ``N`` contiguous rows of ``L`` values and accumulate in float64; the element-wise passes use
-per-channel coefficients in the dtype of ``x`` (computed by the caller, or for the backward pass
-in the kernel, rounded to that dtype), so a float32 pass stays float32 and vectorises. ``x``,
+statistics and the backward pass read each channel's ``N`` contiguous rows of ``L`` values and
+accumulate in float64; the element-wise passes use per-channel coefficients in the dtype of
+``x`` (computed by the caller, or for the backward pass in the kernel, rounded to that dtype), so a float32 pass stays float32 and vectorises. ``x``,
 ``dy`` and the outputs share one floating dtype (float32 in normal use, float64 in gradient
 checks).
 The reductions are declared reassociable (``fastmath={"reassoc"}``, nothing else) so LLVM may
