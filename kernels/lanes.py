@@ -27,8 +27,7 @@ loop Numba drops it, as it does in any ``prange`` body (a one-lane call, made di
 it).
 
 :mod:`kernels.team` (session 10, the resizes and warps) does the same for bands of image rows;
-this module also takes arguments that hold tuples (a batch norm's four arrays: :func:`pack`) and
-runs two kernels in one call (:func:`run_two`).
+this module also takes arguments that hold tuples (a batch norm's four arrays: :func:`pack`).
 """
 from __future__ import annotations
 
@@ -91,23 +90,3 @@ def run_lanes(address, n, nlanes, *args):
         i1 = (np.int64(lane) + 1) * n // nlanes
         call_at(address, packed, np.int64(i0), np.int64(i1))
 
-
-@njit(cache=True, parallel=True, nogil=True)
-def run_two(address1, n1, nlanes1, args1, address2, n2, nlanes2, args2):
-    """:func:`run_lanes` of one kernel, then of another, in one call (a convolution's strip
-    fill, then its product: one call from Python instead of two; a lane count below 2 is one
-    direct call)."""
-    packed1 = pack(args1)
-    packed2 = pack(args2)
-    if nlanes1 < 2:
-        call_at(address1, packed1, np.int64(0), np.int64(n1))
-    else:
-        for lane in prange(nlanes1):
-            call_at(address1, packed1, np.int64(lane) * n1 // nlanes1,
-                    (np.int64(lane) + 1) * n1 // nlanes1)
-    if nlanes2 < 2:
-        call_at(address2, packed2, np.int64(0), np.int64(n2))
-    else:
-        for lane in prange(nlanes2):
-            call_at(address2, packed2, np.int64(lane) * n2 // nlanes2,
-                    (np.int64(lane) + 1) * n2 // nlanes2)

@@ -42,17 +42,6 @@ def test_small_work_runs_in_one_call_with_the_same_result(rng):
     np.testing.assert_array_equal(a, b)
 
 
-def test_run_two_runs_the_first_job_before_the_second(rng):
-    # the second job reads what the first wrote (a strip fill, then the product): ReLU into y,
-    # then y += y in place, on two lanes each
-    size = 4 * nn_act.CHUNK
-    x = rng.standard_normal(size).astype(np.float32)
-    y = np.full(size, np.nan, np.float32)
-    _lanes.run_two((nn_act.relu_forward, 4, (x, y), None), (nn_act.add_inplace, 4, (y, y), None),
-                   lanes=2)
-    np.testing.assert_array_equal(y, 2 * np.maximum(x, 0))
-
-
 def test_a_kernel_that_returns_a_value_is_refused():
     @njit(nogil=True)
     def returns(a, i0, i1):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["run_lanes", "run_two", "threads"]
+__all__ = ["run_lanes", "threads"]
 
 #: Least work per lane, in nanoseconds of one thread: a smaller call runs on fewer lanes (one:
 #: called directly, no parallel loop). Starting and joining the loop's threads costs a few
@@ -101,21 +101,3 @@ def _lane_count(n, lanes, ns):
         lanes = int(ns // MIN_LANE_NS)
     return lanes
 
-
-def run_two(first, second, lanes=None):
-    """:func:`run_lanes` of ``first = (kernel, n, args, ns)``, then of ``second``, in one call
-    into Numba (:func:`kernels.lanes.run_two`; a convolution's strip fill then its product:
-    ~3 us less per convolution than two calls, which a network of small ones at batch 1
-    notices)."""
-    if lanes is None:
-        lanes = threads()
-    k1, n1, args1, ns1 = first
-    k2, n2, args2, ns2 = second
-    l1 = _lane_count(n1, lanes, ns1)
-    l2 = _lane_count(n2, lanes, ns2)
-    if l1 < 2 and l2 < 2:
-        k1(*args1, 0, int(n1))
-        k2(*args2, 0, int(n2))
-        return
-    _numba().lanes.run_two(address(k1, args1), int(n1), l1, args1,
-                           address(k2, args2), int(n2), l2, args2)

@@ -37,7 +37,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from cvcore.nn._lanes import run_lanes, run_two, threads
+from cvcore.nn._lanes import run_lanes, threads
 from cvcore._validate import check_array, check_cache, check_finite, check_int, check_pair
 from cvcore.nn.layers import top_level
 from cvcore.nn.module import Module, Parameter, is_grad_enabled
@@ -350,7 +350,7 @@ def make_strip(x, Ho, Wo, geometry, span, count, buf, start=0, lanes=None):
 def _strip_job(x, Ho, Wo, geometry, span, count, buf, start=0):
     """What :func:`make_strip` does, not yet done: ``fill, xs, offs, Wg, pitch, P`` with
     ``fill = (kernel, planes, args, ns)`` the job that writes the strip ``xs`` (for
-    :func:`cvcore.nn._lanes.run_lanes` or ``run_two``). The layout (a few integers and the
+    :func:`cvcore.nn._lanes.run_lanes`). The layout (a few integers and the
     offsets) is kept per geometry: the serving path asks once per convolution per request."""
     key = (x.shape, Ho, Wo, geometry, span, count)
     layout = _LAYOUTS.get(key)
@@ -376,9 +376,8 @@ def strip_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y
     """Run :func:`kernels.nn_conv.conv2d_forward` (``narrow``:
     :func:`kernels.nn_conv.conv2d_forward_narrow`) on validated arrays: the strip of ``x`` laid
     out in the workspace ``ws`` (:func:`make_strip`), then the work items, each in lanes of an
-    OpenMP loop, both in one call (:func:`cvcore.nn._lanes.run_two`; ``lanes``: how many,
-    default one per thread; ``kgroups`` output-channel groups per tile,
-    :func:`_channel_groups`). Arguments as the kernel's (``x`` the (N, C, H, W) input).
+    OpenMP loop (:func:`cvcore.nn._lanes.run_lanes`; ``lanes``: how many, default one per
+    thread; ``kgroups`` output-channel groups per tile, :func:`_channel_groups`). Arguments as the kernel's (``x`` the (N, C, H, W) input).
     ``fused``: a stride-1 convolution runs as one kernel with both bodies compiled in
     (:func:`kernels.nn_conv.conv2d_forward_fused`: ~10 us less per call, ~4 s more of cold
     compile; for batch-1 inference of many small convolutions).
@@ -401,10 +400,10 @@ def strip_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y
             status, P // TB * kgroups, max(1, min(threads() if lanes is None else lanes,
                                                   fill[1])))
         return -1 if status[0] < 0 else xs.size
-    run_two(fill, (nk.conv2d_forward_narrow if narrow else nk.conv2d_forward,
-                   P // TB * kgroups, (xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps,
-                                       lo, hi, res, status), P * R * K / MACS_PER_NS),
-            lanes=lanes)
+    run_lanes(fill[0], fill[1], *fill[2], lanes=lanes, ns=fill[3])
+    run_lanes(nk.conv2d_forward_narrow if narrow else nk.conv2d_forward, P // TB * kgroups,
+              xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
+              lanes=lanes, ns=P * R * K / MACS_PER_NS)
     return -1 if status[0] < 0 else xs.size
 
 
