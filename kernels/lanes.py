@@ -81,7 +81,7 @@ def call_at(typingctx, address, packed, i0, i1):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def run_lanes(address, n, nlanes, *args):
+def run_lanes(address, n, nlanes, args):
     """``kernel(*args, i0, i1)`` (the kernel at ``address``) over ``range(n)`` in ``nlanes``
     contiguous shares, one per iteration of a parallel loop."""
     packed = pack(args)

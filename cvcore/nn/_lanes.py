@@ -92,7 +92,7 @@ def run_lanes(kernel, n, *args, lanes=None, ns=None):
     if lanes < 2:
         kernel(*args, 0, int(n))
         return
-    _numba().lanes.run_lanes(address(kernel, args), int(n), lanes, *args)
+    _numba().lanes.run_lanes(address(kernel, args), int(n), lanes, args)
 
 
 def _lane_count(n, lanes, ns):
