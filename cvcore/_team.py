@@ -78,10 +78,13 @@ def band_address(kernel, args) -> int:
     address = _addresses.get(key)
     if address is None:
         from numba import typeof, types
-        from numba.core.typing import signature
 
-        sig = signature(types.none, *(typeof(a) for a in args), types.intp, types.intp)
-        compiled = kernel.get_compile_result(sig)
+        sig = (*(typeof(a) for a in args), types.intp, types.intp)
+        kernel.compile(sig)
+        compiled = kernel.overloads[sig]
+        if compiled.signature.return_type != types.none:
+            raise TypeError(f"{kernel.__name__}: a band kernel must return nothing "
+                            f"(returns {compiled.signature.return_type})")
         address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
         if not address:
             raise RuntimeError(f"no native address for {kernel} {sig}")
@@ -120,22 +123,35 @@ def run_team(kernel, n_rows: int, work: int, *args) -> int:
         kernel(*args, 0, n_rows)               # (bands_for's first test, without its call)
         return 1
     bands, threads = bands_for(n_rows, work)
-    if bands == 1:
-        kernel(*args, 0, n_rows)
-        return 1
+    if bands >= threads or bands == 1:
+        run_parts(kernel, n_rows, bands, *args)
+        return bands
+    import numba
+
+    numba.set_num_threads(bands)
+    try:
+        run_parts(kernel, n_rows, bands, *args)
+    finally:
+        numba.set_num_threads(threads)
+    return bands
+
+
+def run_parts(kernel, n: int, parts: int, *args) -> None:
+    """``kernel(*args, i0, i1)`` over ``parts`` contiguous parts ``[n * p // parts, n * (p + 1)
+    // parts)`` of ``range(n)``, in one OpenMP region of Numba's current team
+    (:func:`kernels.team.run_team`; one part per thread when ``parts`` is the thread count);
+    one call in this thread when ``parts < 2`` or in a forked child (:data:`_FORKED`).
+
+    The mechanism under :func:`run_team` (bands of image rows, their number chosen here) and
+    :func:`cvcore.nn._lanes.run_lanes` (a network kernel's work units, in lanes). A part that
+    raised is not reported by the region (:func:`kernels.team.call_band`), so then the whole
+    call runs again in this thread, where the kernel raises its exception (the kernel is
+    deterministic; should it not raise again, its outputs are simply computed).
+    """
+    if parts < 2 or _FORKED["child"]:
+        kernel(*args, 0, n)
+        return
     from kernels.team import run_team as team
 
-    address = band_address(kernel, args)
-    if bands >= threads:
-        failed = team(address, args, n_rows, bands)
-    else:
-        import numba
-
-        numba.set_num_threads(bands)
-        try:
-            failed = team(address, args, n_rows, bands)
-        finally:
-            numba.set_num_threads(threads)
-    if failed:      # an exception in a band (dropped by the parallel region): here it is raised
-        kernel(*args, 0, n_rows)
-    return bands
+    if team(band_address(kernel, args), args, n, parts):
+        kernel(*args, 0, n)     # an exception in a part, dropped by the region: raised here

@@ -44,7 +44,7 @@ positions, planes, lanes of the weight gradient); :mod:`cvcore.nn.conv` runs the
 threads in lanes of one OpenMP loop (:func:`cvcore.nn._lanes.run_lanes`), which calls the kernel
 by address: a ``prange`` inside each kernel compiled its body two to three times over (a parallel
 loop is a module of its own, and a called kernel is linked and optimised again in its caller's
-module; :mod:`kernels.lanes`). Nothing calls BLAS.
+module; :mod:`kernels.team`). Nothing calls BLAS.
 """
 from __future__ import annotations
 
@@ -362,7 +362,7 @@ def conv2d_forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo
     One thread, ``nogil``: :func:`cvcore.nn.conv.strip_forward` lays out the strip
     (:func:`fill_strip`) and runs the items in lanes of one OpenMP loop
     (:func:`cvcore.nn._lanes.run_lanes`), as every other kernel of a network step. (A
-    ``prange`` here cost 2.5x the cold compile of this serial kernel: :mod:`kernels.lanes`.)
+    ``prange`` here cost 2.5x the cold compile of this serial kernel: :mod:`kernels.team`.)
 
     Parameters
     ----------
@@ -427,7 +427,7 @@ def conv2d_forward_fused(x, m0, Ls, xs, offs, Wg, pitch, w_mat, kgroups, bias, y
                          lo, hi, res, status, nitems, nlanes):
     """:func:`fill_strip` of all of ``x`` (a stride-1 strip), then :func:`conv2d_forward` of
     items ``[0, nitems)``, each in ``nlanes`` lanes of a parallel loop, both in one call and
-    both bodies compiled into it (not called by address, :mod:`kernels.lanes`).
+    both bodies compiled into it (not called by address, :mod:`kernels.team`).
 
     For the many small convolutions of an inference at batch 1 (EfficientNet-Lite0's 1x1
     convolutions take 0.1-0.5 ms: :mod:`cvcore.nn.efficientnet`), where the two calls by address

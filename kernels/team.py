@@ -19,33 +19,60 @@ between compiled functions do (its calling convention and error status), only th
 pointer given at run time instead of a linked symbol; the caller gets the address
 of the kernel compiled for exactly these argument types (:func:`cvcore._team.band_address`).
 
+The network kernels (:mod:`kernels.nn_conv`, :mod:`kernels.nn_norm`, :mod:`kernels.nn_act`) run
+the same way, in lanes: ``kernel(*args, i0, i1)`` over a range of their own work units
+(:func:`cvcore.nn._lanes.run_lanes`); their arguments may hold tuples (a batch norm's four
+arrays), which a ``prange`` body cannot take, so the tuple goes in as a pointer to a copy of it
+(:func:`pack`).
+
 Readable twin: ``for b in range(bands): kernel(*args, n * b // bands, n * (b + 1) // bands)``,
-which is what the caller runs on one thread (:func:`cvcore._team.run_team`).
+which is what the caller runs on one thread (:func:`cvcore._team.run_parts`).
 """
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 
 @intrinsic
-def call_band(typingctx, address, args, y0, y1):
+def pack(typingctx, args):
+    """A pointer to a copy of the tuple ``args`` in the caller's stack frame: the parallel loop
+    takes it as one scalar (a ``prange`` body cannot take a tuple holding a tuple of arrays)."""
+    if not isinstance(args, types.BaseTuple):
+        return None
+
+    def codegen(context, builder, signature, llargs):
+        model = context.data_model_manager[args]
+        slot = cgutils.alloca_once(builder, model.get_data_type())
+        builder.store(model.as_data(builder, llargs[0]), slot)
+        return slot
+
+    return types.CPointer(args)(args), codegen
+
+
+@intrinsic
+def call_band(typingctx, address, packed, y0, y1):
     """``kernel(*args, y0, y1)`` for the compiled band kernel whose native function is at
     ``address`` (an integer: ``library.get_pointer_to_function(fndesc.llvm_func_name)`` of
-    the kernel compiled for the types of ``args`` followed by two ``intp``, returning None).
+    the kernel compiled for the types of ``args`` followed by two ``intp``, returning None),
+    ``args`` being the tuple at ``packed`` (:func:`pack`).
 
-    ``args`` is a tuple; its members are passed one by one, then ``y0`` and ``y1`` as
-    ``intp``. Returns whether the kernel raised (an ``IndexError`` under
-    ``NUMBA_BOUNDSCHECK=1``, a ``MemoryError``): inside a ``prange`` Numba drops an
-    exception (a kernel called directly there too), so :func:`run_team` counts them and its
-    caller runs the kernel again where the exception reaches Python.
+    The members of ``args`` are passed one by one, then ``y0`` and ``y1`` as ``intp``.
+    Returns whether the kernel raised (an ``IndexError`` under ``NUMBA_BOUNDSCHECK=1``, a
+    ``MemoryError``): inside a ``prange`` Numba drops an exception (a kernel called directly
+    there too), so :func:`run_team` counts them and its caller runs the kernel again where the
+    exception reaches Python.
     """
-    if not (isinstance(address, types.Integer) and isinstance(args, types.BaseTuple)
+    if not (isinstance(address, types.Integer) and isinstance(packed, types.CPointer)
+            and isinstance(packed.dtype, types.BaseTuple)
             and isinstance(y0, types.Integer) and isinstance(y1, types.Integer)):
         return None
+    args = packed.dtype
     kernel_args = tuple(args) + (types.intp, types.intp)
 
     def codegen(context, builder, signature, llargs):
-        address_value, packed, first, last = llargs
-        values = [builder.extract_value(packed, i) for i in range(len(args))]
+        address_value, pointer, first, last = llargs
+        tup = context.data_model_manager[args].from_data(builder, builder.load(pointer))
+        values = [builder.extract_value(tup, i) for i in range(len(args))]
         values.append(context.cast(builder, first, signature.args[2], types.intp))
         values.append(context.cast(builder, last, signature.args[3], types.intp))
         function_type = context.call_conv.get_function_type(types.none, kernel_args)
@@ -54,7 +81,7 @@ def call_band(typingctx, address, args, y0, y1):
                                                     kernel_args, values)
         return status.is_error
 
-    return types.boolean(address, args, y0, y1), codegen
+    return types.boolean(address, packed, y0, y1), codegen
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -64,10 +91,11 @@ def run_team(address, args, n_rows, bands):
     Numba's thread count; the bands cover ``range(n_rows)`` once, so the result is the
     one-band result whenever the kernel's rows are independent). Returns how many bands
     raised (:func:`call_band`)."""
+    packed = pack(args)
     failed = 0
     for b in prange(bands):
         y0 = n_rows * b // bands
         y1 = n_rows * (b + 1) // bands
-        if y0 < y1 and call_band(address, args, y0, y1):
+        if y0 < y1 and call_band(address, packed, y0, y1):
             failed += 1
     return failed

@@ -1,4 +1,4 @@
-"""cvcore.nn._lanes / kernels.lanes: serial network kernels run in lanes of one OpenMP loop,
+"""cvcore.nn._lanes / cvcore._team / kernels.team: serial network kernels run in lanes of one OpenMP loop,
 called by address. Every split of the work must give the same bits as one call."""
 import numpy as np
 import pytest
@@ -85,3 +85,30 @@ def test_fused_forward_is_bit_equal_to_the_calls_by_address(N, C, K, H, k, narro
     with pytest.raises(ValueError, match="running_var"):
         _run_forward(x, w, np.zeros(K, np.float32), (1, 1), p, (1, 1), bad, 1e-5, (0.0, 6.0),
                      fused=True)
+
+
+@njit(cache=True, nogil=True)
+def _checked_copy(pair, limit, i0, i1):
+    """``pair[1][i] = pair[0][i]`` for units i0:i1 (a tuple argument, as a batch norm's); raises
+    on a value above ``limit``."""
+    src, dst = pair
+    for i in range(i0, i1):
+        if src[i] > limit:
+            raise ValueError("value above the limit")
+        dst[i] = src[i]
+
+
+@pytest.mark.parametrize("bad", [None, 0, 6, 12])
+def test_lanes_take_tuples_and_raise_a_lanes_exception(bad, rng):
+    # arguments holding a tuple of arrays go through the parallel loop (kernels.team.pack);
+    # an exception in any lane, dropped by the loop, is raised to the caller all the same
+    x = rng.random(13)
+    if bad is not None:
+        x[bad] = 5.0
+    y = np.zeros_like(x)
+    if bad is None:
+        _lanes.run_lanes(_checked_copy, 13, (x, y), 1.0, lanes=3)
+        np.testing.assert_array_equal(y, x)
+    else:
+        with pytest.raises(ValueError, match="above the limit"):
+            _lanes.run_lanes(_checked_copy, 13, (x, y), 1.0, lanes=3)
