@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from cvcore._bands import MIN_PARALLEL_PIXELS
 from cvcore._threads import usable_threads
 
@@ -35,6 +37,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: _FORKED.__setitem__("child", True))
 
 _addresses: dict = {}        # (kernel, argument type keys) -> native address of the kernel
+_entries: dict = {}          # argument type keys -> (trampoline address, int64 words of a copy)
 _numba = {}                  # Numba's functions, looked up on first use (import cvcore stays light)
 
 
@@ -92,6 +95,32 @@ def band_address(kernel, args) -> int:
     return address
 
 
+def entry(args) -> tuple[int, int]:
+    """``(address, words)``: the address of :func:`kernels.team.trampoline` compiled for a
+    pointer to the tuple type of ``args`` (compiled on first use, once per tuple of argument
+    types, whatever the kernel), and how many int64 words hold a copy of the tuple's native
+    form (:func:`kernels.team.store_args`)."""
+    key = tuple(map(_type_key, args))
+    found = _entries.get(key)
+    if found is None:
+        from numba import typeof, types
+        from numba.core.registry import cpu_target
+
+        from kernels.team import trampoline
+
+        tuple_type = typeof(args)
+        sig = (types.int64, types.CPointer(tuple_type), types.intp, types.intp)
+        trampoline.compile(sig)
+        compiled = trampoline.overloads[sig]
+        address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
+        if not address:
+            raise RuntimeError(f"no native address for the trampoline of {tuple_type}")
+        context = cpu_target.target_context
+        size = context.get_abi_sizeof(context.data_model_manager[tuple_type].get_data_type())
+        found = _entries[key] = (address, -(-size // 8))
+    return found
+
+
 def bands_for(n_rows: int, work: int) -> tuple[int, int]:
     """``(bands, threads)``: ``threads`` is Numba's thread count; ``bands`` is 1 below
     :data:`cvcore._bands.MIN_PARALLEL_PIXELS` units of ``work``, else ``threads`` capped at the
@@ -144,14 +173,19 @@ def run_parts(kernel, n: int, parts: int, *args) -> None:
 
     The mechanism under :func:`run_team` (bands of image rows, their number chosen here) and
     :func:`cvcore.nn._lanes.run_lanes` (a network kernel's work units, in lanes). A part that
-    raised is not reported by the region (:func:`kernels.team.call_band`), so then the whole
+    raised is only flagged by the region (:func:`kernels.team.run_team`), so then the whole
     call runs again in this thread, where the kernel raises its exception (the kernel is
     deterministic; should it not raise again, its outputs are simply computed).
     """
     if parts < 2 or _FORKED["child"]:
         kernel(*args, 0, n)
         return
-    from kernels.team import run_team as team
+    import kernels.team as team
 
-    if team(band_address(kernel, args), args, n, parts):
+    address, words = entry(args)
+    copy = np.empty(words, np.int64)       # the arguments' native form, alive for the region
+    failed = np.zeros(parts, np.int64)
+    team.run_team(address, band_address(kernel, args), team.store_args(copy, args), n, parts,
+                  failed)
+    if failed.any():
         kernel(*args, 0, n)     # an exception in a part, dropped by the region: raised here

@@ -504,8 +504,9 @@ def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch
     monkeypatch.setattr(_team, "MIN_PARALLEL_PIXELS", 0)      # split even the small calls
     bands_used, regions = [], []
     real_team = team_kernels.run_team
-    monkeypatch.setattr(team_kernels, "run_team", lambda address, args, n, bands:
-                        regions.append(bands) or real_team(address, args, n, bands))
+    monkeypatch.setattr(team_kernels, "run_team", lambda entry, address, data, n, bands, failed:
+                        regions.append(bands)
+                        or real_team(entry, address, data, n, bands, failed))
     monkeypatch.setattr(_team, "bands_for", lambda rows, work:
                         bands_used.append(1) or (1, numba.get_num_threads()))
     expected = [call(x) for call in calls]
@@ -545,8 +546,9 @@ def test_resize_in_a_forked_child_after_a_parallel_resize(rng, monkeypatch):
     monkeypatch.setattr(_team, "usable_threads", lambda cap: cap)
     regions = []
     real_team = team_kernels.run_team
-    monkeypatch.setattr(team_kernels, "run_team", lambda address, args, n, bands:
-                        regions.append(bands) or real_team(address, args, n, bands))
+    monkeypatch.setattr(team_kernels, "run_team", lambda entry, address, data, n, bands, failed:
+                        regions.append(bands)
+                        or real_team(entry, address, data, n, bands, failed))
     x = rng.random((600, 528)).astype(np.float32)       # above MIN_PARALLEL_PIXELS each
 
     def run():

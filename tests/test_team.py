@@ -45,14 +45,16 @@ def test_the_kernel_runs_through_its_address_in_one_region(rng, monkeypatch):
     compiled for exactly these argument types (a read-only image gets a version of its own)."""
     regions = []
     real = team_kernels.run_team
-    monkeypatch.setattr(team_kernels, "run_team", lambda address, args, n, bands:
-                        regions.append((address, n, bands)) or real(address, args, n, bands))
+    monkeypatch.setattr(team_kernels, "run_team", lambda entry, address, data, n, bands, failed:
+                        regions.append((entry, address, n, bands))
+                        or real(entry, address, data, n, bands, failed))
     _forced(monkeypatch, 2)
     image = rng.random((8, 5)).astype(np.float32)
     out = np.zeros_like(image)
     _team.run_team(_rows_kernel, 8, 1, image, np.float32(1.0), out)
     address = _team.band_address(_rows_kernel, (image, np.float32(1.0), out))
-    assert regions == [(address, 8, 2)] and address > 0
+    trampoline = _team.entry((image, np.float32(1.0), out))[0]
+    assert regions == [(trampoline, address, 8, 2)] and address > 0 and trampoline > 0
     frozen = image.copy()
     frozen.flags.writeable = False
     assert _team.band_address(_rows_kernel, (frozen, np.float32(1.0), out)) != address
@@ -69,10 +71,12 @@ def test_an_exception_in_any_band_is_raised(rng, monkeypatch, bad_row):
     _forced(monkeypatch, 3)
     with pytest.raises(ValueError, match="negative pixel"):
         _team.run_team(_rows_kernel, 37, 1, image, np.float32(1.0), np.zeros_like(image))
-    failed = team_kernels.run_team(_team.band_address(_rows_kernel, (image, np.float32(1.0),
-                                                                    np.zeros_like(image))),
-                                   (image, np.float32(1.0), np.zeros_like(image)), 37, 3)
-    assert failed == 1                                  # exactly the band holding the row
+    args = (image, np.float32(1.0), np.zeros_like(image))
+    trampoline, words = _team.entry(args)
+    copy, failed = np.empty(words, np.int64), np.zeros(3, np.int64)
+    team_kernels.run_team(trampoline, _team.band_address(_rows_kernel, args),
+                          team_kernels.store_args(copy, args), 37, 3, failed)
+    assert failed.sum() == 1 and failed[bad_row * 3 // 37] == 1   # exactly the band of the row
 
 
 def test_team_bands_follow_the_threads_and_the_work(monkeypatch):
@@ -97,8 +101,8 @@ def test_fewer_bands_than_threads_run_on_that_many_threads(rng, monkeypatch):
 
     counts, regions = [], []
     monkeypatch.setattr(numba, "set_num_threads", counts.append)
-    monkeypatch.setattr(team_kernels, "run_team", lambda address, args, n, bands:
-                        regions.append(bands) or 0)
+    monkeypatch.setattr(team_kernels, "run_team", lambda entry, address, data, n, bands, failed:
+                        regions.append(bands))
     monkeypatch.setattr(_team, "MIN_PARALLEL_PIXELS", 0)
     monkeypatch.setattr(_team, "bands_for", lambda rows, work: (2, 5))
     image = rng.random((8, 5)).astype(np.float32)
@@ -129,8 +133,8 @@ def test_threads_of_their_own_run_teams_at_once(rng, monkeypatch):
     monkeypatch.setattr(_team, "usable_threads", lambda cap: cap)
     regions = []
     real = team_kernels.run_team
-    monkeypatch.setattr(team_kernels, "run_team", lambda address, args, n, bands:
-                        regions.append(bands) or real(address, args, n, bands))
+    monkeypatch.setattr(team_kernels, "run_team", lambda entry, address, data, n, bands, failed:
+                        regions.append(bands) or real(entry, address, data, n, bands, failed))
     image = rng.random((600, 528)).astype(np.float32)        # every call above the threshold
     jobs = [lambda: pp.resize(image, (300, 264), "area"),
             lambda: pp.resize(image, (422, 190), "bilinear"),
