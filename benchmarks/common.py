@@ -23,6 +23,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+# cvcore's OpenMP spin default (kernels/__init__.py sets GOMP_SPINCOUNT) must be in the
+# environment before Numba starts its OpenMP threads, which a benchmark's
+# ``numba.set_num_threads`` does, before it first calls cvcore: with GNU OpenMP's own default
+# the team's threads spin for milliseconds after each cvcore region, on the core OpenCV's next
+# call wants (measured: the session 10 preprocess rows at two threads read OpenCV at its
+# one-thread times).
+import kernels  # noqa: E402,F401
+
 
 def optional(module: str):
     """Import an optional reference library, or return None (the table then shows 'n/a')."""
