@@ -155,10 +155,11 @@ def run_team(entry, kernel, data, n_rows, bands, failed):
     ``entry``) on ``bands`` bands of rows ``[n_rows * b // bands, n_rows * (b + 1) // bands)``,
     in a ``prange`` (one band per thread when ``bands`` is Numba's thread count; the bands cover
     ``range(n_rows)`` once, so the result is the one-band result whenever the kernel's rows are
-    independent). ``failed[b] = 1`` for a band that raised: inside a ``prange`` Numba drops an
-    exception, so the caller runs the kernel again where it reaches Python."""
+    independent). ``failed[0] = 1`` when a band raised (each such band stores the same 1):
+    inside a ``prange`` Numba drops an exception, so the caller runs the kernel again where it
+    reaches Python."""
     for b in prange(bands):
         y0 = n_rows * b // bands
         y1 = n_rows * (b + 1) // bands
         if y0 < y1 and _call_entry(entry, kernel, data, y0, y1):
-            failed[b] = 1
+            failed[0] = 1
