@@ -284,10 +284,8 @@ def band_threads() -> int:
     by the rule :func:`network_call` uses too (:func:`cvcore._threads.usable_threads`: other
     processes' runnable tasks compete, this process's threads do not; a few microseconds;
     ``CVCORE_ADAPTIVE_THREADS=0`` switches the cap off)."""
-    import numba
-
-    from cvcore._threads import usable_threads
-    return usable_threads(numba.get_num_threads())
+    from cvcore._threads import numba_threads, usable_threads
+    return usable_threads(numba_threads())
 
 
 _cost: dict = {}                     # kernel -> CPU seconds per unit of work, learned

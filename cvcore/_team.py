@@ -27,7 +27,7 @@ import os
 import numpy as np
 
 from cvcore._bands import MIN_PARALLEL_PIXELS
-from cvcore._threads import usable_threads
+from cvcore._threads import numba_threads, usable_threads
 
 #: Set in a forked child (``os.register_at_fork``): GNU OpenMP terminates a forked child that
 #: starts a parallel region when its parent had used OpenMP ("fork() called from a process
@@ -53,23 +53,6 @@ def _type_key(value):
             from numba import typeof as key
         _numba["type_key"] = key
     return key(value)
-
-
-def numba_threads() -> int:
-    """``numba.get_num_threads()`` (this thread's setting) for 0.1 us instead of 0.7: after
-    the first call, which starts Numba's threading layer, the layer's own getter is called
-    directly (the public function checks the start-up under two locks every time)."""
-    get = _numba.get("threads")
-    if get is None:
-        import numba
-
-        numba.get_num_threads()              # starts the threading layer
-        try:
-            from numba.np.ufunc.parallel import _get_num_threads as get
-        except ImportError:  # pragma: no cover - another Numba: the public function
-            get = numba.get_num_threads
-        _numba["threads"] = get
-    return get()
 
 
 def band_address(kernel, args) -> int:

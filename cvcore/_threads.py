@@ -141,6 +141,26 @@ def _cores() -> tuple[int, int]:
         return online, online
 
 
+_getter: dict = {}           # the threading layer's own thread-count getter
+
+
+def numba_threads() -> int:
+    """``numba.get_num_threads()`` (this thread's setting) for 0.1 us instead of 0.7: after
+    the first call, which starts Numba's threading layer, the layer's own getter is called
+    directly (the public function checks the start-up under two locks every time)."""
+    get = _getter.get("threads")
+    if get is None:
+        import numba
+
+        numba.get_num_threads()              # starts the threading layer
+        try:
+            from numba.np.ufunc.parallel import _get_num_threads as get
+        except ImportError:  # pragma: no cover - another Numba: the public function
+            get = numba.get_num_threads
+        _getter["threads"] = get
+    return get()
+
+
 def usable_threads(cap: int) -> int:
     """How many of ``cap`` threads a call should use now: ``min(cap, max(1, free cores))``.
 

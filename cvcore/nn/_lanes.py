@@ -14,7 +14,8 @@ for a few large calls, not for the 300-odd calls of a ResNet-20 training step.
 """
 from __future__ import annotations
 
-from cvcore._team import numba_threads, run_parts
+from cvcore._team import run_parts
+from cvcore._threads import numba_threads
 
 __all__ = ["run_lanes", "threads"]
 
@@ -25,11 +26,9 @@ __all__ = ["run_lanes", "threads"]
 MIN_LANE_NS = 2_000
 
 
-def threads():
-    """The thread count Numba's parallel loops use now (``numba.get_num_threads()``, which
-    :mod:`cvcore._threads` may lower on a busy machine), without that function's per-call
-    locks (:func:`cvcore._team.numba_threads`)."""
-    return numba_threads()
+#: The thread count Numba's parallel loops use now (``numba.get_num_threads()``, which
+#: :mod:`cvcore._threads` may lower on a busy machine), without that function's per-call locks.
+threads = numba_threads
 
 
 def run_lanes(kernel, n, *args, lanes=None, ns=None):
