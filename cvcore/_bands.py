@@ -9,8 +9,8 @@ few bands per thread and lets the calling thread and up to ``threads - 1`` pool 
 bands from a shared counter until none is left.
 
 Why not ``parallel=True`` and ``prange`` in the kernels (the resizes and warps do run their band
-kernels on Numba's OpenMP team, :mod:`cvcore._team`, through the kernel's address, which costs
-no second compile of the kernel but one small parallel loop per tuple of argument types):
+kernels on other threads, :mod:`cvcore._team`, through the kernel's address, which costs
+no second compile of the kernel but one small trampoline per tuple of argument types):
 
 * **Compile time.** Each ``prange`` loop is compiled into a gufunc module of its own: a filter
   kernel compiled with ``parallel=True`` costs twice the CPU time of the same body serial

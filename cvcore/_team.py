@@ -1,4 +1,5 @@
-"""Running a band kernel over an image on Numba's OpenMP team (:mod:`kernels.team`).
+"""Running a band kernel over an image on several threads, the kernel called through its
+address (:mod:`kernels.team`).
 
 :func:`run_team` has the call of :func:`cvcore._bands.run_bands`: ``kernel(*args, r0, r1)``
 for bands ``[r0, r1)`` covering ``range(n_rows)``, with ``kernel`` a serial ``nogil`` Numba
@@ -10,23 +11,36 @@ function whose output rows depend only on its inputs. The difference is who runs
   ``benchmarks/README.md``). That hand-off was the cost of the resizes and warps at two
   threads (``benchmarks/README.md``, "Session 9": 1024^2 -> 1536^2 bilinear 0.63-0.67 ms
   split there against 0.39 in a ``prange``).
-* here: one band per thread of Numba's OpenMP team (:func:`kernels.team.run_team`, a
-  ``prange`` that calls the kernel through its address, so the kernel is not compiled again),
-  which starts without the GIL.
+* here, by default: the helper pool of :mod:`kernels.pool` (:func:`run_pooled`): the call is
+  cut into a few parts per thread that the calling thread and the helpers take one by one,
+  all in native code, without the GIL. The caller never waits for a helper that has not
+  started: an OpenMP region's closing barrier does (below), and with cvcore's short OpenMP
+  spin the team's thread is asleep whenever the call follows a pause of more than ~0.2 ms (a
+  pipeline that reads a file or runs Python between calls): measured, an empty kernel in two
+  parts after a 2 ms pause took 150 us in a region, 92 us on the pool, 21 us in one thread
+  (``benchmarks/README.md``, "Session 11: resizes and warps at two threads"). And a helper
+  descheduled by another process's task costs the caller at most the part it took.
+* in one OpenMP region of Numba's team, one band per thread (:func:`run_openmp`; a ``prange``
+  that calls the kernel through its address): where the pool cannot run (no futex), when
+  another thread of this process holds the pool (a server resizing in several request
+  threads), or with ``CVCORE_TEAM_POOL=0``.
 
-The price of an OpenMP team is its barrier: the call waits for every thread of the team, also
-one another process's task keeps off its core. So the bands are chosen per call by the band
-runner's free-core rule (:func:`bands_for`: one band, run by the calling thread, below
-:data:`cvcore._bands.MIN_PARALLEL_PIXELS` units of work, on one thread, or when no other core
-is free). A forked child runs its bands in the calling thread (:data:`_FORKED`).
+How many threads a call uses is the band runner's free-core rule (:func:`bands_for`: one
+band, run by the calling thread, below :data:`cvcore._bands.MIN_PARALLEL_PIXELS` units of
+work, on one thread, or when no other core is free). A forked child runs its bands in the
+calling thread (:data:`_FORKED`; it has none of the parent's helper threads either).
+
+:func:`run_parts` is the OpenMP mechanism alone, also under :func:`cvcore.nn._lanes.run_lanes`
+(a network's kernels, launched back to back, find the team spinning).
 """
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
-from cvcore._bands import MIN_PARALLEL_PIXELS
+from cvcore._bands import MIN_BAND_ROWS, MIN_PARALLEL_PIXELS
 from cvcore._threads import numba_threads, usable_threads
 
 #: Set in a forked child (``os.register_at_fork``): GNU OpenMP terminates a forked child that
@@ -35,6 +49,14 @@ from cvcore._threads import numba_threads, usable_threads
 _FORKED = {"child": False}
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: _FORKED.__setitem__("child", True))
+
+#: Parts per thread of a call on the helper pool (:func:`parts_for`): more than one, so that
+#: the caller can take the parts of a helper that starts late (asleep, or descheduled).
+PARTS_PER_THREAD = 4
+#: ``POOL["on"]``: bands run on the helper pool (:mod:`kernels.pool`; Linux, where its futex
+#: exists), else in OpenMP regions. ``CVCORE_TEAM_POOL=0`` turns the pool off (for measuring).
+POOL = {"on": os.environ.get("CVCORE_TEAM_POOL", "1") != "0"}
+_pool_lock = threading.Lock()
 
 _addresses: dict = {}        # (kernel, argument type keys) -> native address of the kernel
 _entries: dict = {}          # argument type keys -> (trampoline address, int64 words of a copy)
@@ -121,22 +143,39 @@ def run_team(kernel, n_rows: int, work: int, *args) -> int:
     bands (band ``b`` starts at row ``n_rows * b // bands``).
 
     ``work`` (in units of the caller's, as :func:`cvcore._bands.run_bands`' ``row_pixels``
-    times the rows) decides with the free cores how many bands (:func:`bands_for`). One band
-    is a plain call in this thread; more run in one OpenMP region, one band per thread. A
-    band that raised is not reported by the region (:func:`kernels.team.call_band`), so then
-    the whole call runs again in this thread, where the kernel raises its exception (the
-    kernel is deterministic; should it not raise again, its rows are simply computed).
-
-    Fewer bands than threads: Numba's thread count is set to ``bands`` for the call, as a team
-    of more threads wakes a thread that has nothing to do and waits for it at the region's end
-    (measured 9 us for a 32 x 32 block mean against 2 us; setting the count and back costs
-    2-5 us).
+    times the rows) decides with the free cores how many threads (:func:`bands_for`). One is
+    a plain call in this thread. More run on the helper pool (:func:`run_pooled`, where the
+    caller never waits for a helper that is asleep), or, where the pool cannot run (no
+    futex; another thread of this process is using it), in one OpenMP region, one band per
+    thread (:func:`run_openmp`).
     """
     if work < MIN_PARALLEL_PIXELS or _FORKED["child"]:
         kernel(*args, 0, n_rows)               # (bands_for's first test, without its call)
         return 1
     bands, threads = bands_for(n_rows, work)
-    if bands >= threads or bands == 1:
+    if bands == 1:
+        kernel(*args, 0, n_rows)
+        return 1
+    pool = _the_pool() if POOL["on"] else None
+    if pool is not None and pool.lock.acquire(False):
+        try:
+            return run_pooled(pool, kernel, n_rows, bands, args)
+        finally:
+            pool.lock.release()
+    return run_openmp(kernel, n_rows, bands, threads, args)
+
+
+def run_openmp(kernel, n_rows: int, bands: int, threads: int, args) -> int:
+    """:func:`run_parts` with one band per thread, on a team of ``bands`` threads.
+
+    Fewer bands than threads: Numba's thread count is set to ``bands`` for the call, as a team
+    of more threads wakes a thread that has nothing to do and waits for it at the region's end
+    (measured 9 us for a 32 x 32 block mean against 2 us; setting the count and back costs
+    2-5 us). A band that raised is not reported by the region (:func:`kernels.team.call_band`),
+    so then the whole call runs again in this thread, where the kernel raises its exception
+    (the kernel is deterministic; should it not raise again, its rows are simply computed).
+    """
+    if bands >= threads:
         run_parts(kernel, n_rows, bands, *args)
         return bands
     import numba
@@ -147,6 +186,79 @@ def run_team(kernel, n_rows: int, work: int, *args) -> int:
     finally:
         numba.set_num_threads(threads)
     return bands
+
+
+def parts_for(n_rows: int, threads: int) -> int:
+    """Parts a pooled call is cut into: :data:`PARTS_PER_THREAD` per thread, each of at least
+    :data:`cvcore._bands.MIN_BAND_ROWS` rows where the rows allow, at least two."""
+    return max(2, min(threads * PARTS_PER_THREAD, n_rows // MIN_BAND_ROWS))
+
+
+def run_pooled(pool, kernel, n_rows: int, threads: int, args) -> int:
+    """The call on the helper pool (:mod:`kernels.pool`): cut into :func:`parts_for` parts
+    that this thread and up to ``threads - 1`` helpers take one by one; returns the parts.
+    ``pool.lock`` is held by the caller. A part that raised is only counted, so then the whole
+    call runs again in this thread, where the exception reaches Python."""
+    key = (kernel, _type_key(args))
+    found = _calls.get(key)
+    if found is None:
+        import kernels.team as team
+
+        trampoline, words = entry(args)
+        found = _calls[key] = (team, trampoline, band_address(kernel, args), words)
+    team, trampoline, address, words = found
+    parts = parts_for(n_rows, threads)
+    copy = np.empty(words, np.int64)       # the arguments' native form, alive for the call
+    pool.start(threads - 1)
+    if pool.run_job(pool.job, trampoline, address, team.store_args(copy, args), n_rows, parts,
+                    threads - 1, pool.polls):
+        kernel(*args, 0, n_rows)     # an exception in a part, only counted: raised here
+    return parts
+
+
+class _Pool:
+    """The helper threads of :mod:`kernels.pool` and their job words; one per process,
+    started on first use (:func:`_the_pool`), a thread added when a call wants more."""
+
+    def __init__(self):
+        import kernels.pool as native
+
+        from cvcore._bands import SPIN_SECONDS, spin_polls
+
+        self.pid = os.getpid()
+        self.lock = threading.Lock()         # one job at a time
+        self.job = np.zeros(native.JOB_WORDS, np.int64)
+        self.run_job = native.run_job
+        self.serve = native.serve
+        self.polls = spin_polls(SPIN_SECONDS)   # the band runner's spin, calibrated the same way
+        self.threads = 0
+
+    def start(self, helpers: int):
+        """At least ``helpers`` helper threads (each spends its life in native code)."""
+        while self.threads < helpers:
+            self.threads += 1
+            threading.Thread(target=self.serve, args=(self.job, self.threads, self.polls),
+                             daemon=True, name=f"cvcore-team-{self.threads}").start()
+
+
+_pools: dict = {}
+
+
+def _the_pool():
+    """This process's :class:`_Pool`, or None where :mod:`kernels.pool` cannot run (no futex
+    system call: then ``POOL["on"]`` is switched off)."""
+    pool = _pools.get("pool")
+    if pool is None or pool.pid != os.getpid():
+        with _pool_lock:
+            pool = _pools.get("pool")
+            if pool is None or pool.pid != os.getpid():
+                import kernels.pool as native
+
+                if not native.HAS_FUTEX:
+                    POOL["on"] = False
+                    return None
+                pool = _pools["pool"] = _Pool()
+    return pool
 
 
 def run_parts(kernel, n: int, parts: int, *args) -> None:

@@ -32,9 +32,9 @@ Three kernels, one per kind of work, so that a program compiles only the ones it
   instead of one load each.
 
 Each is a plain ``nogil`` kernel over one band of output rows ``y0:y1``; the caller
-(``cvcore.preprocess.geometry``, through ``cvcore._team``) runs one band per thread of Numba's
-OpenMP team, calling the kernel through its address from a ``prange`` (:mod:`kernels.team`), so
-that the kernel is not compiled a second time inside the parallel region. While they read the
+(``cvcore.preprocess.geometry``, through ``cvcore._team``) runs bands on several threads,
+calling the kernel through its address (:mod:`kernels.pool`, :mod:`kernels.team`), so that
+the kernel is not compiled a second time for them. While they read the
 input, the nearest and separable bands also store (in ``top[y0]``) the largest ``bits &
 0x7fffffff`` of the float32 input rows the band owns (the finiteness scan of
 :mod:`kernels.finite`, fused so that each row is scanned as it is read, from the cache); every

@@ -477,9 +477,11 @@ def test_warp_affine_equals_the_general_kernel(rng, mode):
     assert mismatched <= 3
 
 
-def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch):
-    """The geometry kernels each compute bands of output rows, run one band per thread of
-    Numba's team (``cvcore._team``, the kernel called through its address from a ``prange``):
+@pytest.mark.parametrize("pool", [True, False], ids=["pool", "openmp"])
+def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch, pool):
+    """The geometry kernels each compute bands of output rows, run on the helper pool
+    (``cvcore._team.run_pooled``, parts taken one by one) or one band per thread of Numba's team
+    (``cvcore._team.run_openmp``, the kernel called through its address from a ``prange``):
     in many bands every resize kind and both warps must give the one-band result bit for bit,
     and a NaN in an input row owned by any band (read or skipped by the sampling) must still be
     rejected."""
@@ -502,11 +504,14 @@ def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch
              lambda a: pp.warp_perspective(a, np.vstack([M, [1e-4, 2e-4, 1]]), (560, 270),
                                            "nearest")]
     monkeypatch.setattr(_team, "MIN_PARALLEL_PIXELS", 0)      # split even the small calls
+    monkeypatch.setitem(_team.POOL, "on", pool)
     bands_used, regions = [], []
-    real_team = team_kernels.run_team
+    real_team, real_pooled = team_kernels.run_team, _team.run_pooled
     monkeypatch.setattr(team_kernels, "run_team", lambda entry, address, data, n, bands, failed:
                         regions.append(bands)
                         or real_team(entry, address, data, n, bands, failed))
+    monkeypatch.setattr(_team, "run_pooled", lambda p, kernel, n, threads, args:
+                        regions.append(threads) or real_pooled(p, kernel, n, threads, args))
     monkeypatch.setattr(_team, "bands_for", lambda rows, work:
                         bands_used.append(1) or (1, numba.get_num_threads()))
     expected = [call(x) for call in calls]
@@ -519,7 +524,7 @@ def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch
         for call, want in zip(calls, expected):
             np.testing.assert_array_equal(call(x), want)
         assert bands_used == [bands] * len(calls)
-        assert regions == [bands] * len(calls)                # every call ran in a region
+        assert regions == [bands] * len(calls)        # every call ran in a region / the pool
         for row in (1, 301, 599):                             # rows of the first and last bands
             bad = x.copy()
             bad[row, 7, 1] = np.nan
@@ -533,9 +538,11 @@ def test_bands_give_the_same_result_and_still_reject_non_finite(rng, monkeypatch
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_resize_in_a_forked_child_after_a_parallel_resize(rng, monkeypatch):
+@pytest.mark.parametrize("pool", [True, False], ids=["pool", "openmp"])
+def test_resize_in_a_forked_child_after_a_parallel_resize(rng, monkeypatch, pool):
     """GNU OpenMP terminates a forked child that starts a parallel region after its parent used
-    one: the child must resize and warp (serially) and get the parent's result."""
+    one, and a child has none of the parent's pool threads: the child must resize and warp
+    (serially) and get the parent's result."""
     import numba
 
     from cvcore import _team
@@ -544,11 +551,14 @@ def test_resize_in_a_forked_child_after_a_parallel_resize(rng, monkeypatch):
     if numba.get_num_threads() < 2:
         pytest.skip("needs two Numba threads for a parallel region in the parent")
     monkeypatch.setattr(_team, "usable_threads", lambda cap: cap)
+    monkeypatch.setitem(_team.POOL, "on", pool)
     regions = []
-    real_team = team_kernels.run_team
+    real_team, real_pooled = team_kernels.run_team, _team.run_pooled
     monkeypatch.setattr(team_kernels, "run_team", lambda entry, address, data, n, bands, failed:
                         regions.append(bands)
                         or real_team(entry, address, data, n, bands, failed))
+    monkeypatch.setattr(_team, "run_pooled", lambda p, kernel, n, threads, args:
+                        regions.append(threads) or real_pooled(p, kernel, n, threads, args))
     x = rng.random((600, 528)).astype(np.float32)       # above MIN_PARALLEL_PIXELS each
 
     def run():
@@ -556,7 +566,7 @@ def test_resize_in_a_forked_child_after_a_parallel_resize(rng, monkeypatch):
                 pp.resize(x, (422, 190), "bilinear"), pp.warp_affine(x, np.eye(3)[:2] * 1.1)]
 
     want = run()
-    assert regions == [2] * len(want)                   # the parent used parallel regions
+    assert regions == [2] * len(want)             # the parent used parallel regions / the pool
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:                                               # the child

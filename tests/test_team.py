@@ -20,9 +20,12 @@ def _rows_kernel(image, scale, out, y0, y1):
             out[y, x] = scale * image[y, x] + y
 
 
-def _forced(monkeypatch, bands):
+def _forced(monkeypatch, bands, pool=False):
+    """``bands`` threads for every call (``pool``: on the helper pool, else in OpenMP
+    regions)."""
     import numba
 
+    monkeypatch.setitem(_team.POOL, "on", pool)
     monkeypatch.setattr(_team, "MIN_PARALLEL_PIXELS", 0)
     monkeypatch.setattr(_team, "bands_for", lambda rows, work: (bands, numba.get_num_threads()))
 
@@ -108,6 +111,7 @@ def test_fewer_bands_than_threads_run_on_that_many_threads(rng, monkeypatch):
     monkeypatch.setattr(numba, "set_num_threads", counts.append)
     monkeypatch.setattr(team_kernels, "run_team", lambda entry, address, data, n, bands, failed:
                         regions.append(bands))
+    monkeypatch.setitem(_team.POOL, "on", False)
     monkeypatch.setattr(_team, "MIN_PARALLEL_PIXELS", 0)
     monkeypatch.setattr(_team, "bands_for", lambda rows, work: (2, 5))
     image = rng.random((8, 5)).astype(np.float32)
@@ -127,14 +131,13 @@ def test_threads_of_their_own_run_teams_at_once(rng, monkeypatch):
     """Request threads of a server resize at the same time: each call's region is a team of
     its own (GNU OpenMP starts one per calling thread), and every result is the one-thread
     result."""
-    import threading
-
     import cvcore.preprocess as pp
 
     import numba
 
     if numba.get_num_threads() < 2:
         pytest.skip("needs two Numba threads for teams")
+    monkeypatch.setitem(_team.POOL, "on", False)
     monkeypatch.setattr(_team, "usable_threads", lambda cap: cap)
     regions = []
     real = team_kernels.run_team
@@ -147,17 +150,140 @@ def test_threads_of_their_own_run_teams_at_once(rng, monkeypatch):
             lambda: pp.warp_affine(image, np.eye(3)[:2] * 1.1)]
     want = [job() for job in jobs]
     assert len(regions) == len(jobs)
+    assert _in_threads(jobs, want, 4, 40) == [] and len(regions) == len(jobs) + 4 * 40
+
+
+def _in_threads(jobs, want, n_threads, calls):
+    """Run ``calls`` random jobs in each of ``n_threads`` threads at once; returns the indices
+    of the jobs whose result differed from ``want``."""
+    import threading
+
     wrong = []
 
     def worker(seed):
-        order = np.random.default_rng(seed).integers(len(jobs), size=40)
-        for i in order:
+        for i in np.random.default_rng(seed).integers(len(jobs), size=calls):
             if not np.array_equal(jobs[i](), want[i]):
                 wrong.append(int(i))
 
-    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(n_threads)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert wrong == [] and len(regions) == len(jobs) + len(threads) * 40
+    return wrong
+
+
+needs_pool = pytest.mark.skipif(not __import__("kernels.pool").pool.HAS_FUTEX,
+                                reason="the helper pool needs Linux's futex")
+
+
+@needs_pool
+@pytest.mark.parametrize("threads, rows", [(2, 37), (2, 200), (3, 37), (2, 5)])
+def test_the_helper_pool_gives_the_one_band_result(rng, monkeypatch, threads, rows):
+    """On the helper pool a call is cut into parts taken one by one: every row is written
+    once, exactly as by one call over all rows (more parts than rows: empty parts)."""
+    image = rng.random((rows, 11)).astype(np.float32)
+    expected = np.full_like(image, -1.0)
+    _rows_kernel(image, np.float32(2.5), expected, 0, rows)
+    _forced(monkeypatch, threads, pool=True)
+    for _ in range(20):
+        out = np.full_like(image, -1.0)
+        parts = _team.run_team(_rows_kernel, rows, 1, image, np.float32(2.5), out)
+        assert parts == _team.parts_for(rows, threads) >= 2
+        np.testing.assert_array_equal(out, expected)
+
+
+@needs_pool
+@pytest.mark.parametrize("bad_row", [0, 5, 36])
+def test_an_exception_in_any_part_on_the_pool_is_raised(rng, monkeypatch, bad_row):
+    """A part's exception is only counted by the pool; the caller must still see it, and the
+    pool must run the next call."""
+    image = rng.random((37, 11)).astype(np.float32)
+    image[bad_row, 3] = -1.0
+    _forced(monkeypatch, 2, pool=True)
+    with pytest.raises(ValueError, match="negative pixel"):
+        _team.run_team(_rows_kernel, 37, 1, image, np.float32(1.0), np.zeros_like(image))
+    image[bad_row, 3] = 0.5
+    out, expected = np.zeros_like(image), np.zeros_like(image)
+    _rows_kernel(image, np.float32(1.0), expected, 0, 37)
+    _team.run_team(_rows_kernel, 37, 1, image, np.float32(1.0), out)
+    np.testing.assert_array_equal(out, expected)
+
+
+@needs_pool
+def test_the_caller_never_waits_for_a_helper_that_has_not_started(rng):
+    """A job whose helpers never come (here: a job array no helper thread serves) is run by the
+    caller alone, every part, and returns: the caller waits only for parts a helper took."""
+    from kernels import pool as native
+
+    image = rng.random((64, 9)).astype(np.float32)
+    args = (image, np.float32(3.0), np.zeros_like(image))
+    expected = np.zeros_like(image)
+    _rows_kernel(image, np.float32(3.0), expected, 0, 64)
+    trampoline, words = _team.entry(args)
+    copy = np.empty(words, np.int64)
+    job = np.zeros(native.JOB_WORDS, np.int64)
+    for epoch in (1, 2):
+        args[2][:] = 0
+        failed = native.run_job(job, trampoline, _team.band_address(_rows_kernel, args),
+                                team_kernels.store_args(copy, args), 64, 8, 1, 100)
+        assert failed == 0 and job[native.DONE] == 8 and job[native.EPOCH] == epoch
+        assert job[native.CLAIM] == (epoch << native.PART_BITS) + 8   # every part claimed
+        np.testing.assert_array_equal(args[2], expected)
+
+
+@needs_pool
+def test_pool_helpers_spin_a_bounded_time_then_sleep_and_wake_again(rng, monkeypatch):
+    """After a call the helper polls for a bounded time, then sleeps on the epoch (counted in
+    ``SLEEPERS``); the next call wakes it and runs as before. A helper beyond the call's
+    thread count (the free-core rule) goes back to sleep without taking a part."""
+    import threading
+    import time
+
+    from kernels import pool as native
+
+    _forced(monkeypatch, 2, pool=True)
+    image = rng.random((200, 30)).astype(np.float32)
+    expected = np.zeros_like(image)
+    _rows_kernel(image, np.float32(1.0), expected, 0, 200)
+    pool = _team._the_pool()
+    for _ in range(3):
+        out = np.zeros_like(image)
+        _team.run_team(_rows_kernel, 200, 1, image, np.float32(1.0), out)
+        np.testing.assert_array_equal(out, expected)
+        deadline = time.monotonic() + 5
+        while pool.job[native.SLEEPERS] < pool.threads and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pool.job[native.SLEEPERS] == pool.threads >= 1     # every helper asleep
+    job = np.zeros(native.JOB_WORDS, np.int64)       # one helper, never wanted (HELPERS 0)
+    helper = threading.Thread(target=native.serve, args=(job, 1, 1000), daemon=True)
+    helper.start()
+    args = (image, np.float32(1.0), np.zeros_like(image))
+    trampoline, words = _team.entry(args)
+    copy = np.empty(words, np.int64)
+    for _ in range(5):
+        native.run_job(job, trampoline, _team.band_address(_rows_kernel, args),
+                       team_kernels.store_args(copy, args), 200, 8, 0, 1000)
+        np.testing.assert_array_equal(args[2], expected)
+    job[native.EPOCH] = -1                                        # shut it down
+    native._wake_all(job)
+    helper.join(5)
+    assert not helper.is_alive()
+
+
+@needs_pool
+def test_threads_of_their_own_share_the_pool(rng, monkeypatch):
+    """Several threads resizing at once: one holds the pool, the others run OpenMP regions
+    (or wait for nothing); every result is the one-thread result."""
+    import cvcore.preprocess as pp
+
+    monkeypatch.setitem(_team.POOL, "on", True)
+    monkeypatch.setattr(_team, "usable_threads", lambda cap: max(cap, 2))
+    monkeypatch.setattr(_team, "numba_threads", lambda: 2)
+    image = rng.random((600, 528)).astype(np.float32)
+    jobs = [lambda: pp.resize(image, (300, 264), "area"),
+            lambda: pp.resize(image, (422, 190), "bilinear"),
+            lambda: pp.resize(image, (450, 396), "nearest"),
+            lambda: pp.warp_affine(image, np.eye(3)[:2] * 1.1)]
+    want = [job() for job in jobs]
+    assert _in_threads(jobs, want, 4, 40) == []
