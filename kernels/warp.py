@@ -25,9 +25,12 @@ whose taps are all inside the image are one run ``[lo, hi)`` found from the four
 (:func:`_span`: an estimate by division, corrected by stepping with the same expression the row
 loop evaluates, so the run is exact, not approximate). The run is done in chunks of
 :data:`AFFINE_CHUNK` pixels: a vectorised pass computes the chunk's flat indices and fractions,
-a scalar pass loads the four taps of each pixel into four small buffers, and a vectorised pass
+a scalar pass loads the four taps of each pixel into two small buffers (each pair of taps along
+a row in one 8-byte load, :func:`_load_pair`: 1.6-1.8 against 2.1-2.5 ms for four 4-byte
+loads, one thread, the 1024^2 rotation of ``benchmarks.preprocess``), and a vectorised pass
 blends them (OpenCV's float warps gather into a pixel buffer the same way); the chunk's
-buffers (1.8 KB) stay in L1 next to the source lines.
+buffers (1.5 KB) stay in L1 next to the source lines. (The same pair loads in the homography
+kernel were 4 % slower there: its per-pixel positions, not its loads, bound it.)
 In constant mode the pixels whose taps are all outside (a second run) are filled with ``cval``
 without computing them; only the one or two pixels per row end where some taps are inside take
 the per-pixel border rules.
@@ -45,7 +48,9 @@ Readable twin: :mod:`kernels.reference.warp`.
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 # one border rule for the whole toolkit, shared with the filters (-1 means cval)
 from kernels.conv import (MODE_CONSTANT, MODE_MIRROR, MODE_NEAREST, MODE_REFLECT,  # noqa: F401
@@ -141,6 +146,25 @@ def _bilinear_taps(Minv, y, x0, n, H, W, rows, cols, fx, fy, inside, index):
         ins = np.uint32(r) < np.uint32(H - 1) and np.uint32(q) < np.uint32(W - 1)
         inside[i] = ins
         index[i] = np.int64(r) * W + q if ins else 0
+
+
+@intrinsic
+def _load_pair(typingctx, flat, k):
+    """The 8 bytes of ``flat[k], flat[k + 1]`` (a C-contiguous float32 array) as one uint64,
+    loaded at 4-byte alignment: a bilinear sample's two taps along a row in one load. Stored
+    into a uint64 buffer, they sit in memory as they did in ``flat`` (whatever the byte
+    order), so the buffer viewed as float32 holds ``flat[k]`` at ``2 i`` and ``flat[k + 1]``
+    at ``2 i + 1``. Twin: ``flat[k : k + 2].view(np.uint64)[0]``."""
+    if not (isinstance(flat, types.Array) and flat.dtype == types.float32
+            and flat.layout == "C" and isinstance(k, types.Integer)):
+        return None
+    sig = types.uint64(flat, k)
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        address = builder.gep(array.data, [args[1]])
+        return builder.load(builder.bitcast(address, ir.IntType(64).as_pointer()), align=4)
+    return sig, codegen
 
 
 @njit(cache=True, nogil=True)
@@ -404,13 +428,12 @@ def warp_affine_bilinear(image, Minv, mode, cval, out, y0, y1):
     index = np.empty(AFFINE_CHUNK, np.int64)
     fx = np.empty(AFFINE_CHUNK, np.float32)
     fy = np.empty(AFFINE_CHUNK, np.float32)
-    p00 = np.empty(AFFINE_CHUNK, np.float32)
-    p01 = np.empty(AFFINE_CHUNK, np.float32)
-    p10 = np.empty(AFFINE_CHUNK, np.float32)
-    p11 = np.empty(AFFINE_CHUNK, np.float32)
+    top = np.empty(AFFINE_CHUNK, np.uint64)      # taps (k, k + 1) per pixel: _load_pair
+    bottom = np.empty(AFFINE_CHUNK, np.uint64)   # taps (k + W, k + W + 1)
+    top2, bottom2 = top.view(np.float32), bottom.view(np.float32)
     ax, ay = Minv[0, 0], Minv[1, 0]
     Wf = float(W)
-    one, down, diag = np.uint64(1), np.uint64(W), np.uint64(W + 1)   # the other three taps
+    down = np.uint64(W)                          # the row below
     for y in range(y0, y1):
         bx = Minv[0, 1] * y + Minv[0, 2]
         by = Minv[1, 1] * y + Minv[1, 2]
@@ -435,14 +458,14 @@ def warp_affine_bilinear(image, Minv, mode, cval, out, y0, y1):
                 fy[i] = np.float32(ys - r0)
                 index[i] = np.int64(r0 * Wf + c0)      # exact: below 2**53
             for c in range(C):
+                plane = planes[c]
                 for i in range(m):              # unsigned indices: no negative-wrap tests
                     k = np.uint64(index[i])
-                    p00[i] = planes[c, k]
-                    p01[i] = planes[c, k + one]
-                    p10[i] = planes[c, k + down]
-                    p11[i] = planes[c, k + diag]
+                    top[i] = _load_pair(plane, k)               # two taps per load
+                    bottom[i] = _load_pair(plane, k + down)
                 for i in range(m):              # vectorised
-                    out[c, y, np.uint64(x0 + i)] = _blend(p00[i], p01[i], p10[i], p11[i],
+                    out[c, y, np.uint64(x0 + i)] = _blend(top2[2 * i], top2[2 * i + 1],
+                                                          bottom2[2 * i], bottom2[2 * i + 1],
                                                           fx[i], fy[i])
         if lo == 0 and hi == w:             # (then tlo == 0 and thi == w too)
             continue
