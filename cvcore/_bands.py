@@ -192,13 +192,19 @@ class _Job:
         next call."""
         if _kernels().wait_job(self.done, words, self.epoch, polls):
             return
-        gate = None
+        # The gate is published first and the flags read after it, the reverse of a pool
+        # thread's order (set its flag, then look for a gate: :meth:`take`), so one of the two
+        # always sees the other. Read first and published after, a band that ended in between
+        # (its helper saw no gate) left the caller asleep on a gate nobody would open: a
+        # process idle forever (session 10's stopped benchmark run).
+        gate = threading.Lock()
+        gate.acquire()
         with self.lock:
-            if not self.done.all():
-                gate = self.sleeper = threading.Lock()
-                gate.acquire()
-        if gate is not None:
-            gate.acquire()                          # released by whoever ends the last band
+            self.sleeper = gate
+            if self.done.all():
+                self.sleeper = None
+                return
+        gate.acquire()                              # released by whoever ends the last band
 
 
 class _Pool:

@@ -290,3 +290,39 @@ def test_the_cost_is_learned_from_the_callers_own_cpu_time():
     assert 0.5e-3 / (1 << 18) < per_unit < 5e-3 / (1 << 18)
     _bands._learn(kernel, 0.0, 1 << 18)
     assert _bands._cost[kernel] == pytest.approx(per_unit * (1 - _bands.COST_SMOOTHING))
+
+
+class _FlagsEndingAsRead(np.ndarray):
+    """Band done flags whose first ``all()`` reads them, then lets a pool thread end the last
+    band (set its flag, then look for the caller's gate) before the caller goes on: the
+    interleaving that lost a wake-up in session 10."""
+
+    def all(self, *args, **kwargs):
+        result = np.asarray(self).all(*args, **kwargs)
+        job = self.job
+        if job is not None:
+            self.job = None
+            looked = threading.Event()
+
+            def pool_thread():
+                np.asarray(self)[0] = 1
+                gate = job.sleeper
+                looked.set()
+                if gate is not None:
+                    job._wake_caller()
+            threading.Thread(target=pool_thread, daemon=True).start()
+            assert looked.wait(30)
+        return result
+
+
+def test_a_band_ending_while_the_caller_looks_wakes_it():
+    """The caller, its spin over, reads the done flags and goes to sleep; a band ending between
+    the read and the sleep must still wake it (the caller publishes its gate before it reads)."""
+    job = _bands._Job(lambda r0, r1: None, (), [0, 1], 1)
+    job.done = np.zeros(1, np.int64).view(_FlagsEndingAsRead)
+    job.done.job = job
+    words = np.zeros(2, np.int64)
+    caller = threading.Thread(target=job.join, args=(words, 0), daemon=True)
+    caller.start()
+    caller.join(10)
+    assert not caller.is_alive(), "the caller sleeps on a gate nobody opens"
