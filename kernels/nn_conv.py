@@ -31,7 +31,7 @@ again one window, of phase ``(i*dh % sh, j*dw % sw)`` of channel ``c``.
 Backward (:mod:`cvcore.nn.conv` drives it):
 
 * the weight gradient ``dW[k, r] = sum_q dY[k, q] * strip[offs[r] + q]`` is a block of dot
-  products of windows (:func:`conv2d_weight_grad`, micro-kernel :func:`kernels.simd.dot_tile`),
+  products of windows (:func:`conv2d_weight_grad`, micro-kernel :func:`kernels.simd.dot_tile_sums`),
   with ``dY`` laid out on the same positions (zero on the dropped ones); for few positions
   (small planes, one image) the dot products are too short for that, and
   :func:`conv2d_weight_grad_cols` builds the (then small) transposed column matrix instead;
@@ -629,17 +629,19 @@ def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine,
 # -- backward ----------------------------------------------------------------------------------
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def conv2d_weight_grad(xs, offs, dys, P, block, nlanes, dw_lanes, l0, l1):
+def conv2d_weight_grad(xs, offs, dys, dbase, dpitch, P, block, nlanes, dw_lanes, l0, l1):
     """``dW[k, (c*kh + i)*kw + j] = sum_{n, oh, ow} dy[n, k, oh, ow] *
     xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]``: dot products of strip windows,
-    ``dW[k, r] = sum_q dys[k*P + q] * xs[offs[r] + q]``, for the lanes ``l0 .. l1 - 1``.
+    ``dW[k, r] = sum_q dys[dbase + k*dpitch + q] * xs[offs[r] + q]`` over the positions
+    ``q < P``, for the lanes ``l0 .. l1 - 1``.
 
     The caller lays out both strips first (:func:`cvcore.nn.conv.make_strip` for ``x``, with
-    positions rounded up to a multiple of ``block`` and ``offs`` padded to a multiple of
-    ``simd.DB``;
-    :func:`fill_strip` for ``dy``, on the same positions with a channel length of ``P``, zero on
-    the dropped positions). Calling them from Python, not from here, keeps their code out of
-    this kernel's module (a cold start compiled and optimised it once more in every caller).
+    ``offs`` padded to a multiple of ``simd.DB``; :func:`fill_strip` for ``dy``, on the same
+    positions, zero on the dropped ones: either a strip of its own, ``dbase = 0`` and
+    ``dpitch = P``, or the strip the input gradient's convolution of ``dy`` has just read,
+    whose grid is the same, ``dbase`` its leading margin and ``dpitch`` its channel length).
+    Calling them from Python, not from here, keeps their code out of this kernel's module (a
+    cold start compiled and optimised it once more in every caller).
 
     One thread, ``nogil``: the caller runs the lanes on several threads
     (:func:`cvcore.nn._lanes.run_lanes`). A ``prange`` over the lanes here cost twice the
@@ -651,8 +653,11 @@ def conv2d_weight_grad(xs, offs, dys, P, block, nlanes, dw_lanes, l0, l1):
     xs, dys : 1-D, one float dtype
         The strips of ``x`` and of ``dy`` (``K`` channels of ``P``).
     offs : 1-D int64, at least ``R`` rounded up to a multiple of ``simd.DB``
+    dbase, dpitch : int
+        Where channel ``k`` of ``dy`` starts in ``dys``: ``dbase + k*dpitch``.
     P, block : int
-        Positions (a multiple of ``block``, itself a multiple of the vector length).
+        Positions (a multiple of the vector length), in blocks of ``block`` (a multiple of the
+        vector length; the last block may be shorter).
     nlanes : int
         Lane ``l`` takes every ``nlanes``-th block of positions and adds its sums into
         ``dw_lanes[l]``; the caller adds up the lanes (so the result does not depend on which
@@ -663,24 +668,23 @@ def conv2d_weight_grad(xs, offs, dys, P, block, nlanes, dw_lanes, l0, l1):
     """
     K, R = dw_lanes.shape[1], dw_lanes.shape[2]
     DA, DB = simd.DA, simd.DB
-    VL = simd.VECTOR_BYTES // xs.itemsize
-    acc = np.empty((DA, DB, VL), dtype=xs.dtype)
+    sums = np.empty((DA, DB), dtype=xs.dtype)
     aoffs = np.empty(DA, dtype=np.int64)
     for lane in range(l0, l1):
         part = dw_lanes[lane]
-        for blk in range(lane, P // block, nlanes):
+        for blk in range(lane, (P + block - 1) // block, nlanes):
             t0 = blk * block
+            t1 = _min(t0 + block, P)
             for k0 in range(0, K, DA):
                 for i in range(DA):
-                    aoffs[i] = _min(k0 + i, K - 1) * P
+                    aoffs[i] = dbase + _min(k0 + i, K - 1) * dpitch
                 for r0 in range(0, R, DB):
-                    simd.dot_tile(dys, aoffs, xs, offs[r0:r0 + DB], t0, t0 + block, acc)
+                    # the block's dot products, each already added up across the vector's
+                    # lanes in registers (simd.dot_tile_sums)
+                    simd.dot_tile_sums(dys, aoffs, xs, offs[r0:r0 + DB], t0, t1, sums)
                     for i in range(_min(DA, K - k0)):     # plain loops around the intrinsic:
                         for j in range(_min(DB, R - r0)):  # see kernels.simd
-                            total = part[k0 + i, r0 + j]
-                            for v in range(VL):
-                                total += acc[i, j, v]
-                            part[k0 + i, r0 + j] = total
+                            part[k0 + i, r0 + j] += sums[i, j]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -131,6 +131,42 @@ def test_fast_matches_reference(xs, ws, s, p, d, bias, weight_grad, rng, monkeyp
         np.testing.assert_allclose(db, db_r, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("xs,ws,s,p", [
+    ((4, 8, 32, 32), (8, 8, 3, 3), 1, 1),           # ResNet-20's shapes, fewer images
+    ((12, 4, 32, 32), (8, 4, 3, 3), 2, 1),
+    ((12, 4, 32, 32), (8, 4, 1, 1), 2, 0),
+    ((200, 3, 8, 8), (5, 3, 5, 5), 1, 0),           # no padding: dx's convolution pads dy by 4
+    ((200, 3, 8, 8), (5, 3, 3, 3), 1, 3),           # padding beyond the reach: it crops dy
+])
+def test_weight_grad_reads_the_input_gradients_dy_strip(xs, ws, s, p, rng, monkeypatch):
+    # With the input gradient, dW reads dy from the strip the input gradient's convolution laid
+    # out (same grid: the complementary padding) instead of laying dy out once more; the sums
+    # are the same, in the same order, so dW is bit-equal to the one computed alone.
+    import cvcore.nn.conv as conv_module
+    x, w, _ = random_case(rng, xs, ws, False)
+    y, cache = conv2d_forward(x, w, None, s, p)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    fills = []
+    run = conv_module.run_lanes
+
+    def counting(kernel, n, *args, **kwargs):
+        if kernel is fast.fill_strip and args[0] is dy:
+            fills.append(n)
+        return run(kernel, n, *args, **kwargs)
+    monkeypatch.setattr(conv_module, "run_lanes", counting)
+    _, dw_alone, _ = conv2d_backward(dy, cache, need_dx=False)
+    assert len(fills) == 1                               # dy laid out for the dot products
+    fills.clear()
+    dx, dw, _ = conv2d_backward(dy, cache)
+    assert len(fills) == 1                               # once, for dx's convolution
+    np.testing.assert_array_equal(dw, dw_alone)
+    f64 = (lambda a: a.astype(np.float64))
+    _, cols = ref.conv2d_forward(f64(x), f64(w), None, pair(s), pair(p), (1, 1))
+    _, dw_r, _ = ref.conv2d_backward(f64(dy), x.shape, f64(w), cols, False, pair(s), pair(p),
+                                     (1, 1))
+    np.testing.assert_allclose(dw, dw_r, rtol=1e-5, atol=1e-4)
+
+
 def _out_size(H, k, s, p, d):
     return (H + 2 * p - d * (k - 1) - 1) // s + 1
 
@@ -243,9 +279,14 @@ def test_channel_groups_and_blocks():
     assert _channel_groups(1, 7, 7, 512, 2) > 1
     assert _channel_groups(1, 7, 7, 8, 2) == 1                  # never more than channel blocks
     vl = simd.VECTOR_BYTES // 4
-    block = _weight_grad_block(128, 32, 32, 32, 4, 2)
+    block = _weight_grad_block(128 * 33 * 33 // vl * vl, 32, 4, 2)
     assert block % vl == 0 and block >= vl
-    assert _weight_grad_block(1, 1, 1, 10**6, 4, 2) == vl      # never below one vector
+    assert _weight_grad_block(vl, 10**6, 4, 2) == vl            # never below one vector
+    # as many blocks for each lane: ResNet-20's 8x8 planes at batch 128, 9x9 grid positions
+    P = 128 * 81
+    for lanes in (1, 2, 3, 4):
+        block = _weight_grad_block(P, 128, 4, lanes)
+        assert block % vl == 0 and -(-P // block) % lanes == 0
 
 
 # -- agreement with PyTorch --------------------------------------------------------------------
@@ -533,7 +574,8 @@ def test_reused_workspace_is_fully_rewritten(xs, ws, s, p, d, bias, rng):
     dx0, dw0, _ = conv2d_backward(dy, cache)
     space = conv_module._workspace(np.float32)
     assert space._wanted > 0
-    conv2d_forward(x, w, b, s, p, d)                        # grows the buffer ...
+    conv2d_backward(dy, cache)                              # the backward's strips: the dy
+    conv2d_forward(x, w, b, s, p, d)                        # strip, then x's; grows the buffer
     space.array[:] = np.nan                                 # ... which then holds garbage
     y1, cache1 = conv2d_forward(x, w, b, s, p, d)
     space.array[:] = np.nan

@@ -31,6 +31,11 @@ def _dot_tile(a, aoffs, b, boffs, t0, t1, acc):
     simd.dot_tile(a, aoffs, b, boffs, t0, t1, acc)
 
 
+@njit(cache=True)
+def _dot_tile_sums(a, aoffs, b, boffs, t0, t1, sums):
+    simd.dot_tile_sums(a, aoffs, b, boffs, t0, t1, sums)
+
+
 def test_tile_shapes_fit_the_registers():
     # accumulators + the vectors loaded per step stay within the register file
     registers = 32 if simd.AVX512 else 16
@@ -91,6 +96,32 @@ def test_dot_tile_matches_numpy(dtype, steps, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("steps", [0, 1, 13])
+def test_dot_tile_sums_are_dot_tiles_lanes_added_up(dtype, steps, rng):
+    DA, DB = simd.DA, simd.DB
+    vl = simd.vector_lanes(dtype)
+    a = rng.standard_normal(500).astype(dtype)
+    b = rng.standard_normal(600).astype(dtype)
+    aoffs = rng.integers(0, 200, DA).astype(np.int64)
+    boffs = rng.integers(0, 300, DB).astype(np.int64)
+    t0, t1 = 5, 5 + steps * vl
+    acc = np.full((DA, DB, vl), np.nan, dtype)
+    sums = np.full((DA, DB), np.nan, dtype)                         # overwritten
+    _dot_tile(a, aoffs, b, boffs, t0, t1, acc)
+    _dot_tile_sums(a, aoffs, b, boffs, t0, t1, sums)
+    # the same accumulators, added up by halves: lanes v and v + VL/2 first, and so on
+    halves = acc
+    while halves.shape[-1] > 1:
+        half = halves.shape[-1] // 2
+        halves = halves[..., :half] + halves[..., half:]
+    np.testing.assert_array_equal(sums, halves[..., 0])
+    A = a[aoffs[:, None] + np.arange(t0, t1)].astype(np.float64)
+    B = b[boffs[:, None] + np.arange(t0, t1)].astype(np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(sums, A @ B.T, rtol=tol, atol=tol * 10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("M,T,N", [(1, 1, 1), (3, 5, 4), (7, 33, 13), (1, 2048, 1000),
                                    (128, 64, 10), (5, 0, 3), (0, 4, 2), (40, 70, 100),
                                    (100, 70, 40), (17, 3, 16), (50, 50, 50)])
@@ -127,6 +158,9 @@ def test_avx2_tile_shapes_compute_the_same(tmp_path):
         "@njit\n"
         "def dot(a, ao, b, bo, t0, t1, acc):\n"
         "    simd.dot_tile(a, ao, b, bo, t0, t1, acc)\n"
+        "@njit\n"
+        "def dots(a, ao, b, bo, t0, t1, sums):\n"
+        "    simd.dot_tile_sums(a, ao, b, bo, t0, t1, sums)\n"
         "rng = np.random.default_rng(0)\n"
         "for dt in (np.float32, np.float64):\n"
         "    x = rng.standard_normal(300).astype(dt); w = rng.standard_normal((6, 9)).astype(dt)\n"
@@ -142,6 +176,9 @@ def test_avx2_tile_shapes_compute_the_same(tmp_path):
         "    t = np.arange(2, 2 + 7 * vl)\n"
         "    A = x[ao[:, None] + t]; B = x[bo[:, None] + t]\n"
         "    assert np.allclose(acc3.sum(-1), A @ B.T, rtol=1e-5, atol=1e-5), 'dot_tile'\n"
+        "    sums = np.full((4, 3), np.nan, dt)\n"
+        "    dots(x, ao, x, bo, 2, 2 + 7 * vl, sums)\n"
+        "    assert np.allclose(sums, A @ B.T, rtol=1e-5, atol=1e-5), 'dot_tile_sums'\n"
         "print('ok')\n")
     import os
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

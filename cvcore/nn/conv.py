@@ -129,17 +129,35 @@ def _channel_groups(N, Ho, Wo, K, nlanes):
     return int(max(1, min(-(-K // simd.KB), -(-4 * nlanes // tiles))))
 
 
-def _weight_grad_block(N, Ho, Wo, rows, itemsize, nlanes):
-    """Positions per block of the weight gradient: the block's ``rows = C + K`` strip rows of
-    ``x`` and ``dy`` take about BLOCK_BYTES, and there is a block for every lane."""
+def _weight_grad_block(P, rows, itemsize, nlanes):
+    """Positions per block of the weight gradient, for ``P`` positions (a multiple of the
+    vector length): the block's ``rows = C + K`` strip rows of ``x`` and ``dy`` take at most
+    about BLOCK_BYTES, and the blocks come in a multiple of ``nlanes``, so that every lane gets
+    as many (the last one may be shorter). Lane ``l`` takes blocks ``l, l + nlanes, ...``: with
+    11 blocks of 1024 positions (ResNet-20's 8x8 planes at batch 128) one of two lanes had six
+    and the other five, now each has six of 864."""
     from kernels import simd
     vl = simd.VECTOR_BYTES // itemsize
-    block = min(BLOCK_BYTES // (rows * itemsize), -(-N * Ho * Wo // nlanes))
-    return int(max(vl, block // vl * vl))
+    most = max(vl, BLOCK_BYTES // (rows * itemsize) // vl * vl)
+    blocks = -(-P // most)
+    blocks = -(-blocks // nlanes) * nlanes
+    return int(-(-P // (blocks * vl)) * vl)
 
 
-def _input_grad(dy, cache):
-    """``dx`` of a convolution: itself a convolution of ``dy``, run by the forward kernel.
+class _Strip(NamedTuple):
+    """A stride-1 strip as :func:`kernels.nn_conv.fill_strip` wrote it
+    (:func:`kernels.nn_conv.strip_geometry`): channel ``c`` of the input at ``data[c*Ls + m0:]``,
+    position ``q = n*pitch + h*Wg + w``."""
+    data: np.ndarray
+    Wg: int
+    pitch: int
+    m0: int
+    Ls: int
+
+
+def _input_grad(dy, cache, keep=None):
+    """``dx`` of a convolution: itself a convolution of ``dy``, run by the forward kernel
+    (``keep``: a list that receives the strip of ``dy`` it laid out, :class:`_Strip`).
 
     Stride 1: ``dx = conv(dy, w')`` with ``w'[c, k, i, j] = w[k, c, kh-1-i, kw-1-j]`` (the
     kernel flipped, input and output channels swapped) and padding ``d*(k-1) - p`` (negative: a
@@ -157,7 +175,7 @@ def _input_grad(dy, cache):
     if (sh, sw) == (1, 1):
         flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         return _run_forward(dy, flipped, np.zeros(C, dtype=x.dtype), (1, 1),
-                            (dh * (kh - 1) - ph, dw * (kw - 1) - pw), (dh, dw))
+                            (dh * (kh - 1) - ph, dw * (kw - 1) - pw), (dh, dw), keep=keep)
     qh, a = np.divmod(np.arange(kh) * dh, sh)       # tap row i: phase row a[i], shift qh[i]
     qw, b = np.divmod(np.arange(kw) * dw, sw)
     QH, QW = int(qh.max()) + 1, int(qw.max()) + 1
@@ -174,7 +192,7 @@ def _input_grad(dy, cache):
         wp[:, c * nph + tap_phase, QH - 1 - qh[ii], QW - 1 - qw[jj]] = w[:, c, ii, jj]
     dphase = _run_forward(dy, np.ascontiguousarray(wp.transpose(1, 0, 2, 3)),
                           np.zeros(C * nph, dtype=x.dtype), (1, 1), (QH - 1, QW - 1),
-                          (1, 1))
+                          (1, 1), keep=keep)
     dx = np.empty_like(x)
     run_lanes(_kernels().phases_to_image, N * C, dphase, phase_index, sh, sw, ph, pw, dx)
     return dx
@@ -372,7 +390,7 @@ def _strip_job(x, Ho, Wo, geometry, span, count, buf, start=0):
 
 
 def strip_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y, affine, eps,
-                  lo, hi, res, narrow=False, lanes=None, fused=False):
+                  lo, hi, res, narrow=False, lanes=None, fused=False, keep=None):
     """Run :func:`kernels.nn_conv.conv2d_forward` (``narrow``:
     :func:`kernels.nn_conv.conv2d_forward_narrow`) on validated arrays: the strip of ``x`` laid
     out in the workspace ``ws`` (:func:`make_strip`), then the work items, each in lanes of an
@@ -380,7 +398,9 @@ def strip_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y
     thread; ``kgroups`` output-channel groups per tile, :func:`_channel_groups`). Arguments as the kernel's (``x`` the (N, C, H, W) input).
     ``fused``: a stride-1 convolution runs as one kernel with both bodies compiled in
     (:func:`kernels.nn_conv.conv2d_forward_fused`: ~10 us less per call, ~4 s more of cold
-    compile; for batch-1 inference of many small convolutions).
+    compile; for batch-1 inference of many small convolutions). ``keep``: a list to which a
+    stride-1 call appends its strip as :class:`_Strip` (the weight gradient reads the input
+    gradient's strip of ``dy`` instead of laying out ``dy`` again).
 
     Returns the workspace length the call needed (the caller grows ``ws`` to it for next
     time), or -1 (``y`` untouched) when the batch-norm statistics are not a variance.
@@ -401,6 +421,8 @@ def strip_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y
                                                   fill[1])))
         return -1 if status[0] < 0 else xs.size
     run_lanes(fill[0], fill[1], *fill[2], lanes=lanes, ns=fill[3])
+    if keep is not None and fill[0] is nk.fill_strip:
+        keep.append(_Strip(xs, Wg, pitch, fill[2][3], fill[2][4]))
     run_lanes(nk.conv2d_forward_narrow if narrow else nk.conv2d_forward, P // TB * kgroups,
               xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
               lanes=lanes, ns=P * R * K / MACS_PER_NS)
@@ -408,14 +430,15 @@ def strip_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y
 
 
 def _run_forward(x, w, bias, stride, padding, dilation, affine=None, eps=0.0,
-                 clamp=(-math.inf, math.inf), res=None, y=None, name="conv2d", fused=False):
+                 clamp=(-math.inf, math.inf), res=None, y=None, name="conv2d", fused=False,
+                 keep=None):
     """The forward kernel on validated, contiguous arrays of one dtype (``bias``: (K,), zeros
     for none); ``padding`` may be negative (a crop, for input gradients). The epilogue of
     :func:`kernels.nn_conv.conv2d_forward`: ``affine`` = ``(gamma, beta, mean, var)`` of an
     eval-mode batch norm (each (K,), the dtype of ``x``) with ``eps``, then ``res`` (the
     output's shape) added, then ``clamp = (lo, hi)``. ``y``: the output array (N, K, Ho, Wo)
     to write, else a new one. ``name`` names the layer when the batch-norm statistics are
-    not a variance."""
+    not a variance. ``keep``: as :func:`strip_forward`'s."""
     N, C, H, W = x.shape
     K, _, kh, kw = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation      # padding < 0: a crop
@@ -432,7 +455,7 @@ def _run_forward(x, w, bias, stride, padding, dilation, affine=None, eps=0.0,
         none_affine if affine is None else affine, float(eps), float(clamp[0]),
         float(clamp[1]), none_res if res is None else res,
         narrow=narrow_tile(N, H, W, Ho, Wo, kh, kw, stride, padding, dilation, C * kh * kw * K),
-        lanes=lanes, fused=fused)
+        lanes=lanes, fused=fused, keep=keep)
     if need < 0:
         raise ValueError(f"{name}: running_mean and running_var must be finite and "
                          f"running_var + eps positive (a variance)")
@@ -476,21 +499,28 @@ def conv2d_backward(dy, cache, need_dx=True, need_dw=True):
     dy = np.ascontiguousarray(dy, dtype=dtype)
     db = dy.sum(axis=(0, 2, 3)) if (cache.has_bias and need_dw) else None
     lanes = _lanes()
-    dx = _input_grad(dy, cache) if need_dx else None
+    strips = [] if need_dw else None
+    dx = _input_grad(dy, cache, strips) if need_dx else None
     dw = None
     if need_dw:
         dw = _weight_grad(x, dy, K, (kh, kw, *cache.stride, *cache.padding, *cache.dilation),
-                          lanes).reshape(w.shape)
+                          lanes, strips[0] if strips else None).reshape(w.shape)
     return dx, dw, db
 
 
-def _weight_grad(x, dy, K, geometry, lanes):
+def _weight_grad(x, dy, K, geometry, lanes, dy_strip=None):
     """``dW`` (K, C*kh*kw) of a convolution: the strips of ``x`` and ``dy`` laid out here
     (:func:`make_strip`, :func:`kernels.nn_conv.fill_strip`), then the dot
     products of their windows (:func:`kernels.nn_conv.conv2d_weight_grad`), or for few
     positions the transposed column matrix (:func:`kernels.nn_conv.conv2d_weight_grad_cols`).
     The strips are made by separate kernel calls, not inside the weight-gradient kernels, so
-    their code is compiled once on a cold start, not once more in each caller."""
+    their code is compiled once on a cold start, not once more in each caller.
+
+    ``dy_strip``: the strip of ``dy`` the input gradient's convolution has just read
+    (:class:`_Strip`, in this thread's workspace or an array of its own). Its grid is usually
+    ``x``'s (``dy``'s planes with the complementary padding: e.g. ``W + 1`` columns for a 3x3
+    kernel with padding 1, stride 1 or 2), and then the dot products read ``dy`` from it and
+    ``dy`` is not laid out a second time (ResNet-20: 21 strip fills of a training step less)."""
     from kernels import simd
     nk = _kernels()
     N, C = x.shape[:2]
@@ -500,26 +530,42 @@ def _weight_grad(x, dy, K, geometry, lanes):
     cols = N * Ho * Wo <= COLS_MAX_POSITIONS           # few positions: explicit columns
     ws = _workspace(x.dtype)
     buf = ws.buffer()
-    if cols:
-        span, count = 1, R
-    else:
-        span = _weight_grad_block(N, Ho, Wo, C + K, x.itemsize, lanes)
-        count = -(-R // simd.DB) * simd.DB
-    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, tuple(geometry), span, count, buf, lanes=lanes)
-    dys = _scratch(buf, xs.size, K * P)
+    # positions: one per grid position, rounded up to whole vectors (the columns: exactly)
+    span, count = (1, R) if cols else (simd.vector_lanes(x.dtype), -(-R // simd.DB) * simd.DB)
+    # the x strip after the dy strip, when that is in the workspace
+    start = 0 if dy_strip is None else _end_in(dy_strip.data, buf)
+    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, tuple(geometry), span, count, buf, start,
+                                        lanes=lanes)
+    if not cols:
+        block = _weight_grad_block(P, C + K, x.itemsize, lanes)
+        dw_lanes = np.zeros((lanes, K, R), dtype=x.dtype)
+    if not cols and dy_strip is not None and (dy_strip.Wg, dy_strip.pitch) == (Wg, pitch):
+        ws.need(start + xs.size)
+        run_lanes(nk.conv2d_weight_grad, lanes, xs, offs, dy_strip.data, dy_strip.m0,
+                  dy_strip.Ls, P, block, lanes, dw_lanes, lanes=lanes)
+        return dw_lanes.sum(axis=0)
+    dys = _scratch(buf, start + xs.size, K * P)
     run_lanes(nk.fill_strip, N * K, dy, Wg, pitch, 0, P, dys, lanes=lanes)
     if cols:
-        tiles = _scratch(buf, xs.size + dys.size, lanes * P * simd.TB)
-        ws.need(xs.size + dys.size + tiles.size)
+        tiles = _scratch(buf, start + xs.size + dys.size, lanes * P * simd.TB)
+        ws.need(start + xs.size + dys.size + tiles.size)
         dw = np.empty((K, R), dtype=x.dtype)
         run_lanes(nk.conv2d_weight_grad_cols, lanes, xs, offs, dys, P, lanes, tiles, dw,
                   lanes=lanes)
         return dw
-    ws.need(xs.size + dys.size)
-    dw_lanes = np.zeros((lanes, K, R), dtype=x.dtype)
-    run_lanes(nk.conv2d_weight_grad, lanes, xs, offs, dys, P, span, lanes, dw_lanes,
+    ws.need(start + xs.size + dys.size)
+    run_lanes(nk.conv2d_weight_grad, lanes, xs, offs, dys, 0, P, P, block, lanes, dw_lanes,
               lanes=lanes)
     return dw_lanes.sum(axis=0)
+
+
+def _end_in(view, buf):
+    """Where ``view`` ends in ``buf`` (in elements) when it is a slice of ``buf`` (the
+    workspace, :func:`_scratch`), else 0."""
+    if view.base is not buf:
+        return 0
+    return (view.__array_interface__["data"][0] - buf.__array_interface__["data"][0]) \
+        // buf.itemsize + view.size
 
 
 def _scratch(buf, start, n):
