@@ -270,3 +270,52 @@ def test_step_calls_as_the_first_call_of_a_shape(rng):
     with nn.no_grad():
         steps = ResNetPlan(model).step_calls(x)
     assert [name for name, _, _, _ in steps][:2] == ["conv1", "layer1.0.conv1"]
+
+
+def test_strip_program_runs_its_steps_in_one_call(rng, monkeypatch):
+    # a strip program (batches under PIXEL_MAJOR_MIN_BATCH) runs its convolutions' lane calls
+    # through one kernels.team.run_steps call from Python (two steps per convolution: the
+    # strip fill, then the product), not a run_team call each; the same bits
+    from kernels import team
+    model = _resnet20(rng)
+    x = rng.standard_normal((2, 3, 12, 12)).astype(np.float32)
+    expected = _layer_by_layer(model, x)
+    _planned(model, x)
+    calls, parts = [], []
+    real_steps, real_team = team.run_steps, team.run_team
+    monkeypatch.setattr(team, "run_steps", lambda steps, serial, failed: calls.append(
+        steps.shape[0]) or real_steps(steps, serial, failed))
+    monkeypatch.setattr(team, "run_team", lambda *a: parts.append(a) or real_team(*a))
+    np.testing.assert_array_equal(_planned(model, x), expected)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert calls == [2 * len(convs)] and parts == []
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_strip_program_in_a_forked_child(rng, monkeypatch):
+    # GNU OpenMP terminates a forked child that starts a parallel region after its parent used
+    # one: a child runs the program's steps serially (kernels.team.run_steps' serial flag),
+    # with the parent's result
+    import os
+
+    from cvcore import _threads
+    if numba.get_num_threads() < 2:
+        pytest.skip("needs two Numba threads for a parallel region in the parent")
+    monkeypatch.setattr(_threads, "usable_threads", lambda cap: cap)   # not the free cores
+    model = _resnet20(rng)
+    x = rng.standard_normal((4, 3, 32, 32)).astype(np.float32)
+    want = _planned(model, x)
+    (program,) = model.__dict__["_plan"]._local.programs.values()
+    steps = [call[1] for call in program[1] if call[0] == -3]
+    assert max(steps[0]._table[:, 4]) >= 2             # the parent ran parallel regions
+    pid = os.fork()
+    if pid == 0:                                       # the child: exit status 0 if all is well
+        from kernels import team
+        flags, real = [], team.run_steps
+        team.run_steps = lambda steps, serial, failed: flags.append(serial) or real(
+            steps, serial, failed)
+        try:
+            os._exit(0 if np.array_equal(_planned(model, x), want) and flags == [True] else 1)
+        finally:
+            os._exit(2)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0

@@ -112,3 +112,38 @@ def test_lanes_take_tuples_and_raise_a_lanes_exception(bad, rng):
     else:
         with pytest.raises(ValueError, match="above the limit"):
             _lanes.run_lanes(_checked_copy, 13, (x, y), 1.0, lanes=3)
+
+
+@pytest.mark.parametrize("bad", [None, 0, 6, 12])
+def test_lane_steps_run_in_order_and_raise_a_lanes_exception(bad, rng):
+    # LaneSteps: calls prepared once, run by one call from Python (kernels.team.run_steps), each
+    # step after the one before it (the second copies what the first wrote), as often as wanted
+    # on the same arrays (their contents changed between runs); a step that raised is run
+    # again in the caller, which raises its exception
+    x = rng.random(13)
+    mid, y = np.zeros_like(x), np.zeros_like(x)
+    steps = _lanes.LaneSteps()
+    steps.add(_checked_copy, 13, (x, mid), 1.0, lanes=3)
+    steps.add(_checked_copy, 13, (mid, y), 1.0, lanes=2)
+    steps.add(nn_act.relu_forward, 1, y, y, lanes=1)           # one part: no parallel region
+    assert len(steps) == 3
+    for _ in range(2):
+        steps.run()
+        np.testing.assert_array_equal(y, x)
+        x[:] = rng.random(13)
+    y[:] = 0
+    steps.run(1, 2)                                  # a range of the steps: the second alone
+    np.testing.assert_array_equal(y, mid)
+    if bad is not None:
+        x[bad] = 5.0
+        with pytest.raises(ValueError, match="above the limit"):
+            steps.run()
+
+
+def test_lane_steps_refuse_a_kernel_that_returns_a_value():
+    @njit(nogil=True)
+    def returns(a, i0, i1):
+        return i1 - i0
+
+    with pytest.raises(TypeError, match="must return nothing"):
+        _lanes.LaneSteps().add(returns, 4, np.zeros(4), lanes=2)

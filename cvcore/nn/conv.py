@@ -407,8 +407,7 @@ def strip_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y
     """
     simd = _kernels("simd")
     nk = _kernels()
-    K = y.shape[1]
-    KB, TB = (simd.KBN, simd.TBN) if narrow else (simd.KB, simd.TB)
+    TB = simd.TBN if narrow else simd.TB
     R = w_mat.shape[1]
     fill, xs, offs, Wg, pitch, P = _strip_job(x, y.shape[2], y.shape[3],
                                               (kh, kw, sh, sw, ph, pw, dh, dw), TB, R, ws)
@@ -420,13 +419,59 @@ def strip_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y
             status, P // TB * kgroups, max(1, min(threads() if lanes is None else lanes,
                                                   fill[1])))
         return -1 if status[0] < 0 else xs.size
+    fill, product = _forward_jobs(fill, xs, offs, Wg, pitch, P, w_mat, kgroups, bias, y,
+                                  affine, eps, lo, hi, res, status, narrow)
     run_lanes(fill[0], fill[1], *fill[2], lanes=lanes, ns=fill[3])
     if keep is not None and fill[0] is nk.fill_strip:
         keep.append(_Strip(xs, Wg, pitch, fill[2][3], fill[2][4]))
-    run_lanes(nk.conv2d_forward_narrow if narrow else nk.conv2d_forward, P // TB * kgroups,
-              xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
-              lanes=lanes, ns=P * R * K / MACS_PER_NS)
+    run_lanes(product[0], product[1], *product[2], lanes=lanes, ns=product[3])
     return -1 if status[0] < 0 else xs.size
+
+
+def _forward_jobs(fill, xs, offs, Wg, pitch, P, w_mat, kgroups, bias, y, affine, eps, lo, hi,
+                  res, status, narrow):
+    """The two lane jobs of :func:`strip_forward`, ``(kernel, n, args, ns)`` each (for
+    :func:`cvcore.nn._lanes.run_lanes`): the strip fill ``fill`` (:func:`_strip_job`), then the
+    product."""
+    nk = _kernels()
+    TB = _kernels("simd").TBN if narrow else _kernels("simd").TB
+    K, R = w_mat.shape
+    return ((fill[0], fill[1], fill[2], fill[3]),
+            (nk.conv2d_forward_narrow if narrow else nk.conv2d_forward, P // TB * kgroups,
+             (xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status),
+             P * R * K / MACS_PER_NS))
+
+
+def forward_steps(steps, x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y, affine,
+                  eps, lo, hi, res, status, narrow=False, lanes=None):
+    """Append :func:`strip_forward`'s two lane calls to ``steps``
+    (:class:`cvcore.nn._lanes.LaneSteps`), to be run later, any number of times, on the same
+    arrays (``x``, ``ws``, ``y`` ...: they must not be replaced, their contents may change).
+    ``ws`` must hold the strip (:func:`strip_length`); ``status`` (1,) int64 is set to -1 by
+    a run whose batch-norm statistics are not a variance."""
+    simd = _kernels("simd")
+    TB = simd.TBN if narrow else simd.TB
+    fill, xs, offs, Wg, pitch, P = _strip_job(x, y.shape[2], y.shape[3],
+                                              (kh, kw, sh, sw, ph, pw, dh, dw), TB,
+                                              w_mat.shape[1], ws)
+    if not np.may_share_memory(xs, ws):
+        raise ValueError(f"forward_steps: the workspace holds {ws.size} values, the strip "
+                         f"needs {xs.size}")
+    for kernel, n, args, ns in _forward_jobs(fill, xs, offs, Wg, pitch, P, w_mat, kgroups, bias,
+                                             y, affine, eps, lo, hi, res, status, narrow):
+        steps.add(kernel, n, *args, lanes=lanes, ns=ns)
+
+
+def strip_length(x_shape, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, C, narrow=False):
+    """Values of the strip :func:`strip_forward` lays out for an input of ``x_shape``."""
+    simd = _kernels("simd")
+    TB = simd.TBN if narrow else simd.TB
+    key = (tuple(x_shape), Ho, Wo, (kh, kw, sh, sw, ph, pw, dh, dw), TB, C * kh * kw)
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        layout = _kernels().strip_layout(*x_shape, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, TB,
+                                         C * kh * kw)
+    return int(layout[5])
 
 
 def _run_forward(x, w, bias, stride, padding, dilation, affine=None, eps=0.0,

@@ -13,6 +13,11 @@ parallel region. For inference none of that is needed:
 * the shapes, the thread split and the argument lists of every call are worked out once per
   input shape and thread count, and the activations go to buffers the plan keeps between
   calls (per thread; a fresh multi-megabyte array costs a page fault per 4 KiB page);
+* below :data:`PIXEL_MAJOR_MIN_BATCH` the convolutions' lane calls (strip fill, product, for
+  every convolution) run from one call from Python (:class:`cvcore.nn._lanes.LaneSteps`,
+  their arguments copied once per program): at batch 1 a call from Python each (~3.6 us of
+  Python, two per convolution) made ResNet-20 ~18 % slower than one parallel kernel per
+  convolution (``benchmarks/README.md``, session 11);
 * the network's input is checked once (as :meth:`cvcore.nn.ResNet.forward` checks it).
 
 Every step rounds as the separate layers do, so the logits equal the layer-by-layer forward's
@@ -31,6 +36,7 @@ import threading
 import numpy as np
 
 from cvcore._bands import run_bands
+from cvcore.nn._lanes import LaneSteps
 from cvcore.nn.layers import _kernels, _matmul_nt, _pool_output_shape
 from kernels import simd
 
@@ -119,23 +125,17 @@ class ResNetPlan:
             programs[key] = program
         _, calls, head, last, _ = program
         local.status[0] = 0
-        ws_need = 0
         for args in calls:
-            if args[0] == -1:                          # a conv step: the input goes first
-                need = args[1](x, *args[2:])
-            elif args[0] == -2:
-                need = args[1](*args[2:])
-            else:                                       # max pool
+            if args[0] == -1:                          # the input goes first
+                args[1](x, *args[2:])
+            elif args[0] == -3:                        # convolutions on strips
+                if args[2] is not None:
+                    args[2][...] = x                   # (the first one reads a copy of x)
+                args[1].run()
+            else:                                      # pixel-major convolutions, max pool
                 args[1](*args[2:])
-                continue
-            if need < 0:                               # a batch norm's statistics are not a
-                return None                            # variance: the layer path says which
-            ws_need = max(ws_need, need)
-        if local.status[0] < 0:                        # (pixel-major kernels say so here)
-            return None
-        if ws_need > local.ws.size:                    # grow the strip workspace for next time
-            local.ws = np.empty(ws_need, np.float32)
-            programs.clear()
+        if local.status[0] < 0:                        # a batch norm's statistics are not a
+            return None                                # variance: the layer path says which
         pool_fn, pool_args, pooled, fc = head
         if output == "features":
             return last.copy()
@@ -150,15 +150,15 @@ class ResNetPlan:
     def step_calls(self, x):
         """The kernel calls of :meth:`run` for the input ``x``, one by one, for timing them
         (``python -m benchmarks.cnn --layers``): a list of ``(path, relu, residual, fn)``, one
-        per call in order (``fn()`` runs that call on the plan's buffers; the max pool steps
-        are named ``"maxpool"``, the layout changes of a pixel-major program
-        ``"to_pixel_major"`` and ``"from_pixel_major"``); empty when the plan does not apply.
-        Runs the network once first (to make the program; twice when the first run grew a
-        workspace)."""
+        per call in order (``fn()`` runs that call on the plan's buffers: for a strip program a
+        convolution's two lane calls, its strip fill and its product; the max pool steps are
+        named ``"maxpool"``, the layout changes of a pixel-major program ``"to_pixel_major"``
+        and ``"from_pixel_major"``); empty when the plan does not apply. Runs the network once
+        first (to make the program)."""
         import numba
         key = (x.shape[0], x.shape[2], x.shape[3], numba.get_num_threads())
-        for _ in range(2):              # a first run may grow the strip workspace, which drops
-            if self.run(x) is None:     # the programs made for the old one: then run again
+        for _ in range(2):              # (the first run makes the program of this shape)
+            if self.run(x) is None:
                 return []
             if key in self._local.programs:
                 break
@@ -166,10 +166,13 @@ class ResNetPlan:
         out = []
         for name, args in zip(names, calls):
             if args[0] == -1:
-                fn = (lambda a=args: a[1](x, *a[2:]))
+                out.append(name + ((lambda a=args: a[1](x, *a[2:])),))
+            elif args[0] == -3:                        # one entry per convolution
+                for conv_name, first, last in name:
+                    out.append(conv_name + ((lambda a=args, i=first, j=last:
+                                             _run_steps(x, a, i, j)),))
             else:
-                fn = (lambda a=args: a[1](*a[2:]))
-            out.append(name + (fn,))
+                out.append(name + ((lambda a=args: a[1](*a[2:])),))
         return out
 
     def _live_arrays(self):
@@ -198,8 +201,7 @@ class ResNetPlan:
         """``(params, calls, head, last)`` for inputs of ``shape`` on ``lanes`` threads: every
         kernel call with its arguments, the activations in this thread's buffers, ``last`` the
         last stage's output; None if a layer would refuse the shape."""
-        from cvcore.nn.conv import (_channel_groups, conv2d_output_shape, narrow_tile,
-                                    strip_forward)
+        from cvcore.nn.conv import conv2d_output_shape
         local = self._local
         shapes = {-1: tuple(shape)}
         plan, srcs = [], []
@@ -235,14 +237,15 @@ class ResNetPlan:
         if last[1] != fc.in_features:
             return None
         pm, tb = self._layout(plan, srcs)
-        # grow the buffers to this shape's needs (slot nslots: the pooled features; pixel-major
-        # programs: slot nslots + 1 the input, nslots + 2 the last stage's output in NCHW)
+        # grow the buffers to this shape's needs (slot nslots: the pooled features; nslots + 1
+        # a copy of the input (pixel-major programs: in that layout); nslots + 2 the last
+        # stage's output in NCHW (pixel-major programs))
         need = [0] * (self.nslots + 3)
         for s, out in zip(self.steps, plan):
             need[s.dst] = max(need[s.dst], _stored_size(out, pm))
         need[self.nslots] = last[0] * last[1]
+        need[self.nslots + 1] = _stored_size(shape, pm)
         if pm >= 0:
-            need[self.nslots + 1] = _stored_size(shape, pm)
             need[self.nslots + 2] = int(np.prod(last))
         bufs = local.bufs
         grown = False
@@ -255,6 +258,12 @@ class ResNetPlan:
         if amax > local.argmax.size:
             local.argmax = np.empty(amax, np.int32)
             grown = True
+        if pm < 0:                                     # the strips' workspace
+            strip = max([_strip_length(s, src, out) for s, out, src
+                         in zip(self.steps, plan, srcs) if isinstance(s, _Conv)], default=0)
+            if strip > local.ws.size:
+                local.ws = np.empty(strip, np.float32)
+                grown = True
         if grown:                                      # older programs hold views of the old
             local.programs.clear()                     # buffers
 
@@ -269,9 +278,23 @@ class ResNetPlan:
         if pm >= 0:
             calls.append((-1, _to_pixel_major, view(self.nslots + 1, shape), pm, tb))
             names.append(("to_pixel_major", False, False))
+        steps = None                 # the strip program's current run of convolutions
         for s, out, src_shape in zip(self.steps, plan, srcs):
             y = view(s.dst, out)
-            if isinstance(s, _Conv):
+            if isinstance(s, _Conv) and pm < 0:
+                if steps is None:
+                    steps = LaneSteps()
+                    calls.append((-3, steps, view(self.nslots + 1, shape) if s.src == -1
+                                  else None))
+                    names.append([])
+                first = len(steps)
+                self._strip_steps(steps, s, view(self.nslots + 1 if s.src == -1 else s.src,
+                                                 src_shape), y,
+                                  view(s.res, out) if s.res is not None else _EMPTY4, lanes)
+                names[-1].append(((s.path, s.relu, s.res is not None), first, len(steps)))
+                continue
+            steps = None
+            if isinstance(s, _Conv):                  # pixel-major
                 conv, bn = s.conv, s.bn
                 K, C, kh, kw = conv.weight.data.shape
                 res = view(s.res, out) if s.res is not None else _EMPTY4
@@ -279,25 +302,13 @@ class ResNetPlan:
                 affine = (bn.weight.data, bn.bias.data, bn.running_mean, bn.running_var)
                 lo = 0.0 if s.relu else -_INF
                 names.append((s.path, s.relu, s.res is not None))
-                if pm >= 0:
-                    src = view(self.nslots + 1 if s.src == -1 else s.src, src_shape)
-                    tiles = _pixel_major_tiles(out[0], out[2], out[3], tb)
-                    work = tb * C * kh * kw * -(-K // simd.KB)
-                    calls.append((-2, _banded, _kernels("nn_conv").conv2d_forward_pm, tiles,
-                                  work, src, w_mat, kh, kw, *conv.stride, *conv.padding,
-                                  *conv.dilation, _ZEROS(K), y, affine, float(bn.eps), lo, _INF,
-                                  res, pm, tb, local.status))
-                    continue
-                args = (w_mat, kh, kw, *conv.stride, *conv.padding, *conv.dilation,
-                        _channel_groups(out[0], out[2], out[3], K, lanes), _ZEROS(K),
-                        local.ws, y, affine, float(bn.eps), lo, _INF, res, narrow_tile(
-                            out[0], src_shape[2], src_shape[3], out[2], out[3], kh, kw,
-                            conv.stride, conv.padding, conv.dilation, C * kh * kw * K), lanes)
-                kernel = strip_forward
-                if s.src == -1:
-                    calls.append((-1, kernel) + args)
-                else:
-                    calls.append((-2, kernel, view(s.src, src_shape)) + args)
+                src = view(self.nslots + 1 if s.src == -1 else s.src, src_shape)
+                tiles = _pixel_major_tiles(out[0], out[2], out[3], tb)
+                work = tb * C * kh * kw * -(-K // simd.KB)
+                calls.append((-2, _banded, _kernels("nn_conv").conv2d_forward_pm, tiles,
+                              work, src, w_mat, kh, kw, *conv.stride, *conv.padding,
+                              *conv.dilation, _ZEROS(K), y, affine, float(bn.eps), lo, _INF,
+                              res, pm, tb, local.status))
             else:
                 pool = s.pool
                 N, C, H, W = src_shape
@@ -319,6 +330,22 @@ class ResNetPlan:
         head = (_kernels("nn_pool").adaptive_avgpool2d_forward,
                 (out.reshape(N * C, H, W), pooled.reshape(N * C, 1, 1), 0, N * C), pooled, fc)
         return params, calls, head, out, names
+
+    def _strip_steps(self, steps, s, x, y, res, lanes):
+        """Append the lane calls of conv step ``s`` (input ``x``, output ``y``, residual
+        ``res`` or ``_EMPTY4``: views of the plan's buffers) to ``steps``
+        (:func:`cvcore.nn.conv.forward_steps`: the strip fill, then the product with the
+        batch norm, residual and ReLU in its epilogue)."""
+        from cvcore.nn.conv import _channel_groups, forward_steps
+        conv, bn = s.conv, s.bn
+        K, C, kh, kw = conv.weight.data.shape
+        out = y.shape
+        affine = (bn.weight.data, bn.bias.data, bn.running_mean, bn.running_var)
+        forward_steps(steps, x, conv.weight.data.reshape(K, C * kh * kw), kh, kw, *conv.stride,
+                      *conv.padding, *conv.dilation,
+                      _channel_groups(out[0], out[2], out[3], K, lanes), _ZEROS(K),
+                      self._local.ws, y, affine, float(bn.eps), 0.0 if s.relu else -_INF, _INF,
+                      res, self._local.status, narrow=_narrow(s, x.shape, out), lanes=lanes)
 
     def _layout(self, plan, srcs):
         """``(pad, tb)``: the storage padding and the block of the pixel-major layout if this
@@ -391,6 +418,24 @@ _EMPTY4 = np.empty((0, 0, 0, 0), np.float32)
 PIXEL_MAJOR_MIN_BATCH = 16
 
 
+def _narrow(s, src, out):
+    """Whether conv step ``s`` from NCHW ``src`` to ``out`` takes the narrow tile
+    (:func:`cvcore.nn.conv.narrow_tile`)."""
+    from cvcore.nn.conv import narrow_tile
+    conv = s.conv
+    K, C, kh, kw = conv.weight.data.shape
+    return narrow_tile(out[0], src[2], src[3], out[2], out[3], kh, kw, conv.stride,
+                       conv.padding, conv.dilation, C * kh * kw * K)
+
+
+def _strip_length(s, src, out):
+    """Values of the strip of conv step ``s`` from NCHW ``src`` to ``out``."""
+    from cvcore.nn.conv import strip_length
+    conv = s.conv
+    return strip_length(src, out[2], out[3], *conv.kernel_size, *conv.stride, *conv.padding,
+                        *conv.dilation, src[1], _narrow(s, src, out))
+
+
 def _stored_size(shape, pm):
     """Elements a buffer needs for activations of NCHW ``shape``: NCHW (``pm < 0``), or
     pixel-major with a border of ``pm`` and the tail a row's last tile reads past the view
@@ -405,6 +450,15 @@ def _pixel_major_tiles(N, Ho, Wo, tb=simd.TBP):
     """Tiles of :func:`kernels.nn_conv.conv2d_forward_pm`: one per output pixel and block of
     ``tb`` images."""
     return -(-N // tb) * Ho * Wo
+
+
+def _run_steps(x, call, first, last):
+    """Steps ``first .. last - 1`` of a strip program's ``(-3, steps, input copy)`` call,
+    the copy of ``x`` made first when they include the first step; returns 0."""
+    if first == 0 and call[2] is not None:
+        call[2][...] = x
+    call[1].run(first, last)
+    return 0
 
 
 def _banded(kernel, tiles, work, *args):
