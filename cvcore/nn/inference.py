@@ -31,11 +31,13 @@ one thread the layer-by-layer glue cost about as much CPU as the kernels themsel
 """
 from __future__ import annotations
 
+import operator
 import threading
 
 import numpy as np
 
 from cvcore._bands import run_bands
+from cvcore._threads import numba_threads
 from cvcore.nn._lanes import LaneSteps
 from cvcore.nn.layers import _kernels, _matmul_nt, _pool_output_shape
 from kernels import simd
@@ -106,9 +108,8 @@ class ResNetPlan:
         params = self._live_arrays()
         if params is None:
             return None
-        import numba
         N, _, H, W = x.shape
-        key = (N, H, W, numba.get_num_threads())
+        key = (N, H, W, numba_threads())
         local = self._local
         programs = getattr(local, "programs", None)
         if programs is None:
@@ -118,7 +119,7 @@ class ResNetPlan:
             local.ws = np.empty(0, np.float32)
             local.status = np.zeros(1, np.int64)
         program = programs.get(key)
-        if program is None or program[0] != params:
+        if program is None or program[0] is not params and program[0] != params:
             program = self._program(x.shape, key[3], params)
             if program is None:
                 return None
@@ -139,7 +140,8 @@ class ResNetPlan:
         pool_fn, pool_args, pooled, fc = head
         if output == "features":
             return last.copy()
-        pool_fn(*pool_args)
+        if pool_fn is not None:                        # (else done by the last step)
+            pool_fn(*pool_args)
         if output == "embed":
             return pooled.copy()
         logits = _matmul_nt(pooled, fc.weight.data)
@@ -155,8 +157,7 @@ class ResNetPlan:
         named ``"maxpool"``, the layout changes of a pixel-major program ``"to_pixel_major"``
         and ``"from_pixel_major"``); empty when the plan does not apply. Runs the network once
         first (to make the program)."""
-        import numba
-        key = (x.shape[0], x.shape[2], x.shape[3], numba.get_num_threads())
+        key = (x.shape[0], x.shape[2], x.shape[3], numba_threads())
         for _ in range(2):              # (the first run makes the program of this shape)
             if self.run(x) is None:
                 return []
@@ -188,12 +189,14 @@ class ResNetPlan:
         fc = self.net.fc
         out += (fc.weight.data, None if fc.bias is None else fc.bias.data)
         out = _Identity(out)
-        if out != getattr(self, "_checked", None):
-            for a in out:
-                if a is not None and (not isinstance(a, np.ndarray) or a.dtype != np.float32
-                                      or not a.flags.c_contiguous):
-                    return None
-            self._checked = out
+        checked = getattr(self, "_checked", None)
+        if out == checked:
+            return checked           # (the object a program holds: compared by `is` first)
+        for a in out:
+            if a is not None and (not isinstance(a, np.ndarray) or a.dtype != np.float32
+                                  or not a.flags.c_contiguous):
+                return None
+        self._checked = out
         return out
 
     # -- per input shape ---------------------------------------------------------------------
@@ -327,8 +330,12 @@ class ResNetPlan:
         else:
             out = view(self.steps[-1].dst, last)
         pooled = bufs[self.nslots][:N * C].reshape(N, C)
-        head = (_kernels("nn_pool").adaptive_avgpool2d_forward,
-                (out.reshape(N * C, H, W), pooled.reshape(N * C, 1, 1), 0, N * C), pooled, fc)
+        pool_fn = _kernels("nn_pool").adaptive_avgpool2d_forward
+        pool_args = (out.reshape(N * C, H, W), pooled.reshape(N * C, 1, 1))
+        if steps is not None:          # the pool as the strip program's last step, in one part
+            steps.add(pool_fn, N * C, *pool_args, lanes=1)
+            pool_fn = None
+        head = (pool_fn, pool_args + (0, N * C), pooled, fc)
         return params, calls, head, out, names
 
     def _strip_steps(self, steps, s, x, y, res, lanes):
@@ -400,8 +407,8 @@ class _Identity(tuple):
         return super().__new__(cls, items)
 
     def __eq__(self, other):
-        return isinstance(other, _Identity) and len(self) == len(other) and \
-            all(a is b for a, b in zip(self, other))
+        return self is other or (isinstance(other, _Identity) and len(self) == len(other)
+                                 and all(map(operator.is_, self, other)))
 
     def __ne__(self, other):
         return not self.__eq__(other)
