@@ -147,3 +147,34 @@ def test_lane_steps_refuse_a_kernel_that_returns_a_value():
 
     with pytest.raises(TypeError, match="must return nothing"):
         _lanes.LaneSteps().add(returns, 4, np.zeros(4), lanes=2)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_forward_steps_equal_the_forward_and_refuse_a_short_workspace(stride, rng):
+    # cvcore.nn.conv.forward_steps: a convolution's two lane calls prepared once (strip fill or
+    # phase-strip fill, product with the epilogue), run twice on new input values: the
+    # forward's bits each time; a workspace shorter than the strip is refused (the steps would
+    # write a temporary array)
+    from cvcore.nn.conv import forward_steps, strip_length
+    N, C, K, H = 2, 5, 9, 11
+    w = rng.standard_normal((K, C, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(K).astype(np.float32)
+    Ho = (H + 2 - 3) // stride + 1
+    empty = np.empty(0, np.float32)
+    geometry = (3, 3, stride, stride, 1, 1, 1, 1)
+    ws = np.empty(strip_length((N, C, H, H), Ho, Ho, *geometry), np.float32)
+    x = np.empty((N, C, H, H), np.float32)
+    y = np.empty((N, K, Ho, Ho), np.float32)
+    status = np.zeros(1, np.int64)
+    steps = _lanes.LaneSteps()
+    args = (x, w.reshape(K, -1), *geometry, 1, bias)
+    epilogue = (y, (empty,) * 4, 0.0, 0.0, np.inf, np.empty((0, 0, 0, 0), np.float32), status)
+    forward_steps(steps, *args, ws, *epilogue, lanes=2)
+    assert len(steps) == 2
+    for _ in range(2):
+        x[:] = rng.standard_normal(x.shape)
+        steps.run()
+        expected = _run_forward(x, w, bias, (stride, stride), (1, 1), (1, 1), clamp=(0.0, np.inf))
+        np.testing.assert_array_equal(y.view(np.uint32), expected.view(np.uint32))
+    with pytest.raises(ValueError, match="workspace"):
+        forward_steps(_lanes.LaneSteps(), *args, ws[:-1], *epilogue)

@@ -436,7 +436,7 @@ def _forward_jobs(fill, xs, offs, Wg, pitch, P, w_mat, kgroups, bias, y, affine,
     nk = _kernels()
     TB = _kernels("simd").TBN if narrow else _kernels("simd").TB
     K, R = w_mat.shape
-    return ((fill[0], fill[1], fill[2], fill[3]),
+    return (fill,
             (nk.conv2d_forward_narrow if narrow else nk.conv2d_forward, P // TB * kgroups,
              (xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status),
              P * R * K / MACS_PER_NS))
@@ -462,15 +462,16 @@ def forward_steps(steps, x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias
         steps.add(kernel, n, *args, lanes=lanes, ns=ns)
 
 
-def strip_length(x_shape, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, C, narrow=False):
-    """Values of the strip :func:`strip_forward` lays out for an input of ``x_shape``."""
+def strip_length(x_shape, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, narrow=False):
+    """Values of the strip :func:`strip_forward` lays out for an input of ``x_shape`` (N, C,
+    H, W) (:func:`kernels.nn_conv.strip_layout`)."""
     simd = _kernels("simd")
     TB = simd.TBN if narrow else simd.TB
-    key = (tuple(x_shape), Ho, Wo, (kh, kw, sh, sw, ph, pw, dh, dw), TB, C * kh * kw)
+    R = x_shape[1] * kh * kw
+    key = (tuple(x_shape), Ho, Wo, (kh, kw, sh, sw, ph, pw, dh, dw), TB, R)
     layout = _LAYOUTS.get(key)
     if layout is None:
-        layout = _kernels().strip_layout(*x_shape, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, TB,
-                                         C * kh * kw)
+        layout = _kernels().strip_layout(*x_shape, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, TB, R)
     return int(layout[5])
 
 

@@ -440,7 +440,7 @@ def _strip_length(s, src, out):
     from cvcore.nn.conv import strip_length
     conv = s.conv
     return strip_length(src, out[2], out[3], *conv.kernel_size, *conv.stride, *conv.padding,
-                        *conv.dilation, src[1], _narrow(s, src, out))
+                        *conv.dilation, _narrow(s, src, out))
 
 
 def _stored_size(shape, pm):
