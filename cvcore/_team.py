@@ -40,7 +40,7 @@ import threading
 
 import numpy as np
 
-from cvcore._bands import MIN_BAND_ROWS, MIN_PARALLEL_PIXELS
+from cvcore._bands import MIN_PARALLEL_PIXELS
 from cvcore._threads import numba_threads, usable_threads
 
 #: Set in a forked child (``os.register_at_fork``): GNU OpenMP terminates a forked child that
@@ -50,13 +50,18 @@ _FORKED = {"child": False}
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: _FORKED.__setitem__("child", True))
 
-#: Parts per thread of a call on the helper pool (:func:`parts_for`): more than one, so that
-#: the caller can take the parts of a helper that starts late (asleep, or descheduled).
-PARTS_PER_THREAD = 4
+#: A call on the helper pool is cut into parts of ``1 / (GUIDED_SPLIT * threads)`` of the rows
+#: left (:mod:`kernels.pool`, OpenMP's guided schedule: large parts first, small ones last,
+#: so that the caller can take the share of a helper that starts late, asleep or descheduled,
+#: and waits at the end for at most a small part), each at least :data:`MIN_PART_ROWS` rows.
+GUIDED_SPLIT = 2
+#: Fewest rows in a part (fewer where the image has few rows: :func:`cut_for`).
+MIN_PART_ROWS = 8
 #: ``POOL["on"]``: bands run on the helper pool (:mod:`kernels.pool`; Linux, where its futex
 #: exists), else in OpenMP regions. ``CVCORE_TEAM_POOL=0`` turns the pool off (for measuring).
 POOL = {"on": os.environ.get("CVCORE_TEAM_POOL", "1") != "0"}
 _pool_lock = threading.Lock()
+PARTS_RUN = 3                # kernels.pool.PARTS_RUN (import cvcore stays light: no Numba)
 
 _addresses: dict = {}        # (kernel, argument type keys) -> native address of the kernel
 _entries: dict = {}          # argument type keys -> (trampoline address, int64 words of a copy)
@@ -188,15 +193,18 @@ def run_openmp(kernel, n_rows: int, bands: int, threads: int, args) -> int:
     return bands
 
 
-def parts_for(n_rows: int, threads: int) -> int:
-    """Parts a pooled call is cut into: :data:`PARTS_PER_THREAD` per thread, each of at least
-    :data:`cvcore._bands.MIN_BAND_ROWS` rows where the rows allow, at least two."""
-    return max(2, min(threads * PARTS_PER_THREAD, n_rows // MIN_BAND_ROWS))
+def cut_for(n_rows: int, threads: int) -> tuple[int, int]:
+    """``(divisor, min_rows)`` of a pooled call on ``threads`` threads: each part is ``1 /
+    divisor`` of the rows left, at least ``min_rows`` (:data:`MIN_PART_ROWS`, fewer for an
+    image of few rows, so that every thread can get two parts)."""
+    divisor = GUIDED_SPLIT * threads
+    return divisor, max(1, min(MIN_PART_ROWS, n_rows // (2 * divisor)))
 
 
 def run_pooled(pool, kernel, n_rows: int, threads: int, args) -> int:
-    """The call on the helper pool (:mod:`kernels.pool`): cut into :func:`parts_for` parts
-    that this thread and up to ``threads - 1`` helpers take one by one; returns the parts.
+    """The call on the helper pool (:mod:`kernels.pool`): cut into parts (:func:`cut_for`)
+    that this thread and up to ``threads - 1`` helpers take one by one; returns the number of
+    parts run.
     ``pool.lock`` is held by the caller. A part that raised is only counted, so then the whole
     call runs again in this thread, where the exception reaches Python."""
     key = (kernel, _type_key(args))
@@ -207,13 +215,14 @@ def run_pooled(pool, kernel, n_rows: int, threads: int, args) -> int:
         trampoline, words = entry(args)
         found = _calls[key] = (team, trampoline, band_address(kernel, args), words)
     team, trampoline, address, words = found
-    parts = parts_for(n_rows, threads)
+    divisor, min_rows = cut_for(n_rows, threads)
     copy = np.empty(words, np.int64)       # the arguments' native form, alive for the call
     pool.start(threads - 1)
-    if pool.run_job(pool.job, trampoline, address, team.store_args(copy, args), n_rows, parts,
-                    threads - 1, pool.polls):
+    job = pool.job
+    if pool.run_job(job, trampoline, address, team.store_args(copy, args), n_rows, divisor,
+                    min_rows, threads - 1, pool.polls):
         kernel(*args, 0, n_rows)     # an exception in a part, only counted: raised here
-    return parts
+    return int(job[PARTS_RUN])
 
 
 class _Pool:

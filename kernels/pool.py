@@ -10,11 +10,17 @@ leaving ``hlt``) took 80-100 us on the 2-core VM of ``benchmarks/README.md`` (an
 in two parts after a 2 ms pause, against 4.6 us back to back), as long as a whole 1024^2 ->
 512^2 block mean. An image call is often the first after a pause (a pipeline reads a file,
 runs Python, then resizes). Here the caller never waits for a helper that has not started:
-the parts are handed out one by one from a shared counter (the *claim word*), the caller takes
+the rows are handed out in parts from a shared counter (the *claim word*), the caller takes
 parts from the first one on, and at the end waits only for the parts that helpers took, each
 already running. A helper that wakes late finds nothing left and goes back to waiting. So a
 call costs at most the caller's own one-thread time, and with a helper awake about half
 (OpenCV's thread pool hands out stripes the same way).
+
+The parts shrink as the rows run out (OpenMP's *guided* schedule): each is ``1 / DIVISOR`` of
+the rows left (``DIVISOR`` = twice the threads), at least ``MIN_ROWS``. Equal parts would
+leave the caller idle at the end for up to a part while a helper finishes its last one (with
+eight equal parts, 1/16 of the call on average); large parts first keep the claims few (about
+a dozen for a 512-row resize on two threads), small ones last keep that wait short.
 
 Everything runs without the GIL: a helper thread's whole life is :func:`serve` (it spins a
 bounded number of polls after each call, as GNU OpenMP's threads do, then sleeps on a futex on
@@ -25,20 +31,21 @@ threads, :mod:`cvcore._bands`, run Python between bands and must hand the GIL ov
 The job words (``job``, int64, :data:`JOB_WORDS` long, one array per pool):
 
 * ``EPOCH``: the number of the newest job; helpers poll it (and sleep on its low 32 bits);
-* ``CLAIM``: ``epoch << PART_BITS | next part``; a part is taken by a compare-and-swap that
+* ``CLAIM``: ``epoch << ROW_BITS | next row``; a part is taken by a compare-and-swap that
   keeps the epoch, so a helper still holding an older epoch can never take a part of a newer
   job (whose arguments it has not read);
-* ``DONE``, ``FAILED``: parts finished, parts whose kernel raised (the caller then runs the
-  whole call again where the exception reaches Python, as :func:`cvcore._team.run_parts` does);
-* ``ENTRY``, ``KERNEL``, ``DATA``, ``ROWS``, ``PARTS``: the call (the trampoline's address,
-  the kernel's, the arguments' copy, :mod:`kernels.team`), valid while the job is not done;
+* ``DONE``, ``PARTS_RUN``, ``FAILED``: rows finished, parts run, parts whose kernel raised (the
+  caller then runs the whole call again where the exception reaches Python, as
+  :func:`cvcore._team.run_parts` does);
+* ``ENTRY``, ``KERNEL``, ``DATA``, ``ROWS``, ``DIVISOR``, ``MIN_ROWS``: the call (the
+  trampoline's address, the kernel's, the arguments' copy, :mod:`kernels.team`; the rows and
+  how they are cut), valid while the job is not done;
 * ``SLEEPERS``: helpers asleep (or about to sleep) on ``EPOCH``; ``WAITER``: 1 while the
   caller sleeps on ``DONE``; ``HELPERS``: how many helpers the newest job wants (helper ``slot``
   1, 2, ... joins only if ``slot <= HELPERS``: the free-core rule, :func:`cvcore._team.bands_for`,
   decides how many threads a call may use; the others go back to sleep at once).
 
-Readable twin (what the parts compute): ``for p in range(parts): kernel(*args, rows * p //
-parts, rows * (p + 1) // parts)``.
+Readable twin (what the parts compute): ``kernel(*args, 0, rows)``, in any cut into bands.
 """
 import platform
 
@@ -50,12 +57,13 @@ from numba.extending import intrinsic
 from kernels.bands import _cpu_relax, _load_acquire
 from kernels.team import _call_entry
 
-EPOCH, CLAIM, DONE, FAILED, ENTRY, KERNEL, DATA, ROWS, PARTS, SLEEPERS, WAITER, HELPERS = range(12)
+(EPOCH, CLAIM, DONE, PARTS_RUN, FAILED, ENTRY, KERNEL, DATA, ROWS, DIVISOR, MIN_ROWS, SLEEPERS,
+ WAITER, HELPERS) = range(14)
 #: Words of a job array (the named ones above, padded to two cache lines).
 JOB_WORDS = 16
-#: Bits of the claim word that count parts (at most 2**20 - 1 parts per call).
-PART_BITS = 20
-PART_MASK = (1 << PART_BITS) - 1
+#: Bits of the claim word that count rows (at most 2**32 - 1 rows per call).
+ROW_BITS = 32
+ROW_MASK = (1 << ROW_BITS) - 1
 
 #: Linux's futex system call number (``asm/unistd.h``) on the machines the pool runs on;
 #: :data:`HAS_FUTEX` is False elsewhere and :func:`cvcore._team.run_team` uses the OpenMP team.
@@ -119,25 +127,27 @@ def _futex(typingctx, words, index, op, value):
 
 @njit(cache=True, nogil=True)
 def take_parts(job, epoch):
-    """Take parts of job ``epoch`` from the claim word and run them until none is left (or a
-    newer job replaced it); returns how many this thread ran. ``DONE`` counts each part after
-    its rows are written (the caller waits for it to reach ``PARTS``)."""
+    """Take parts of job ``epoch`` from the claim word and run them until no row is left (or a
+    newer job replaced it); returns how many parts this thread ran. A part is ``1 / DIVISOR``
+    of the rows left, at least ``MIN_ROWS``. ``DONE`` counts a part's rows after they are
+    written (the caller waits for it to reach ``ROWS``)."""
     ran = 0
     while True:
         word = _load_acquire(job, CLAIM)
-        if word >> PART_BITS != epoch:
+        if word >> ROW_BITS != epoch:
             return ran
-        part = word & PART_MASK
-        parts = _load_acquire(job, PARTS)   # the job's while the claim word still holds epoch
-        if part >= parts:
+        first = word & ROW_MASK
+        rows = _load_acquire(job, ROWS)     # the job's while the claim word still holds epoch
+        if first >= rows:
             return ran
-        if not _compare_swap(job, CLAIM, word, word + 1):
+        last = min(rows, first + max(job[MIN_ROWS], (rows - first) // job[DIVISOR]))
+        if not _compare_swap(job, CLAIM, word, (epoch << ROW_BITS) | last):
             continue
-        rows = job[ROWS]
-        if _call_entry(job[ENTRY], job[KERNEL], job[DATA], rows * part // parts,
-                       rows * (part + 1) // parts):
+        if _call_entry(job[ENTRY], job[KERNEL], job[DATA], first, last):
             _fetch_add(job, FAILED, 1)
-        if _fetch_add(job, DONE, 1) + 1 == parts and _fetch_add(job, WAITER, 0):
+        _fetch_add(job, PARTS_RUN, 1)
+        if _fetch_add(job, DONE, last - first) + (last - first) == rows \
+                and _fetch_add(job, WAITER, 0):
             _futex(job, DONE, FUTEX_WAKE_PRIVATE, 1)
         ran += 1
 
@@ -173,26 +183,29 @@ def serve(job, slot, spins):
 
 
 @njit(cache=True, nogil=True)
-def run_job(job, entry, kernel, data, rows, parts, helpers, spins):
+def run_job(job, entry, kernel, data, rows, divisor, min_rows, helpers, spins):
     """Publish a job (the kernel at ``kernel`` through the trampoline at ``entry``, arguments
-    at ``data``, ``rows`` in ``parts`` parts, for at most ``helpers`` helper threads), wake the
-    helpers that sleep, take parts in this
-    thread until none is left, and wait for the parts helpers took (``spins`` polls, then
-    asleep on ``DONE``). Returns the number of parts whose kernel raised. One job at a time
-    per ``job`` array (the caller holds the pool's lock).
+    at ``data``, ``rows`` cut into parts of ``1 / divisor`` of the rows left, at least
+    ``min_rows``, for at most ``helpers`` helper threads), wake the helpers that sleep, take
+    parts in this thread until no row is left, and wait for the parts helpers took (``spins``
+    polls, then asleep on ``DONE``). Returns the number of parts whose kernel raised; the
+    parts run are in ``job[PARTS_RUN]``. One job at a time per ``job`` array (the caller holds
+    the pool's lock).
 
-    Twin: ``for p in range(parts): kernel(*args, rows * p // parts, rows * (p + 1) // parts)``.
+    Twin: ``kernel(*args, 0, rows)``.
     """
     epoch = job[EPOCH] + 1
     job[ENTRY] = entry
     job[KERNEL] = kernel
     job[DATA] = data
     job[ROWS] = rows
-    job[PARTS] = parts
+    job[DIVISOR] = max(1, divisor)
+    job[MIN_ROWS] = max(1, min_rows)
     job[DONE] = 0
+    job[PARTS_RUN] = 0
     job[FAILED] = 0
     job[HELPERS] = helpers
-    _fetch_add(job, CLAIM, (epoch << PART_BITS) - job[CLAIM])   # epoch, part 0
+    _fetch_add(job, CLAIM, (epoch << ROW_BITS) - job[CLAIM])    # epoch, row 0
     _fetch_add(job, EPOCH, 1)                                    # (sequentially consistent)
     if _fetch_add(job, SLEEPERS, 0) > 0:     # (a read ordered after the epoch's store)
         _futex(job, EPOCH, FUTEX_WAKE_PRIVATE, 1 << 30)
@@ -200,14 +213,14 @@ def run_job(job, entry, kernel, data, rows, parts, helpers, spins):
     left = spins
     while True:
         done = _load_acquire(job, DONE)
-        if done == parts:
+        if done == rows:
             break
         if left > 0:
             _cpu_relax()
             left -= 1
         else:                        # a helper descheduled mid-part: sleep until it is done
             _fetch_add(job, WAITER, 1)
-            if _fetch_add(job, DONE, 0) != parts:
+            if _fetch_add(job, DONE, 0) != rows:
                 _futex(job, DONE, FUTEX_WAIT_PRIVATE, done & 0xFFFFFFFF)
             _fetch_add(job, WAITER, -1)
     return _load_acquire(job, FAILED)
