@@ -21,5 +21,5 @@ def all_finite_bits(bits):
     """True iff no element of a float32 array, given as its uint32 view (1-D), is NaN or +-inf."""
     top = np.uint32(0)
     for i in range(bits.shape[0]):
-        top = max(top, bits[i] & ABS_MASK)
+        top = max(top, np.uint32(bits[i] & ABS_MASK))   # (Numba widens & to 64 bits)
     return top < EXPONENT_ALL_ONES
