@@ -196,7 +196,8 @@ def in_network_call() -> bool:
 def network_call():
     """Run the enclosed kernels on :func:`usable_threads` of the current Numba thread count
     (the user's setting, e.g. ``numba.set_num_threads``, stays the upper bound and is restored
-    on exit). Nested uses keep the outermost decision."""
+    on exit). Nested uses keep the outermost call's; :func:`renew_network_threads` decides
+    again inside it once the reading has aged."""
     if getattr(_local, "active", False):
         yield
         return
@@ -204,14 +205,35 @@ def network_call():
     before = numba.get_num_threads()
     use = usable_threads(before)
     _local.active = True
+    _local.cap, _local.use = before, use
     try:
         if use != before:
             numba.set_num_threads(use)
         yield
     finally:
         _local.active = False
-        if use != before:
+        if _local.use != before:
             numba.set_num_threads(before)
+
+
+def renew_network_threads() -> None:
+    """Inside :func:`network_call`, between two steps of a network (the containers call it
+    before each child): decide the thread count again when the load reading it rests on is
+    :data:`REFRESH_S` old. Outside, or with a fresh reading, it returns at once (~0.2 us).
+
+    One reading at the outermost call bound the whole forward pass to it: a ResNet-20
+    training step's forward at batch 128 is ~100 ms on two threads and ~190 on one, so one
+    transient task seen at its start (a kernel worker, a shell) cost it ~90 ms, and the same
+    step read 297-398 ms over three quiet runs of ``benchmarks.cnn`` (torch 252-276). Now such a
+    reading costs at most the steps up to the next one, :data:`REFRESH_S` later; a lasting load
+    is seen as before."""
+    if not getattr(_local, "active", False) or time.monotonic() - _reading["time"] < REFRESH_S:
+        return
+    use = usable_threads(_local.cap)
+    if use != _local.use:
+        import numba
+        numba.set_num_threads(use)
+        _local.use = use
 
 
 @contextlib.contextmanager

@@ -114,6 +114,52 @@ def test_module_forward_runs_on_free_cores_and_backward_on_the_users_threads(mac
         np.testing.assert_array_equal(g_idle, g_busy)
 
 
+def test_a_forward_decides_again_between_its_steps(machine):
+    """A load seen at the start of a forward pass binds it only until the reading ages
+    (REFRESH_S, 0 here): the next step of a container reads again. Regression: one reading at
+    the outermost call held a whole training forward (~100 ms) on one thread."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one Numba thread only")
+    import cvcore.nn as cnn
+    from cvcore.nn.conv import Conv2d
+    seen = []
+    orig_fwd = Conv2d.forward
+
+    def fwd(self, x):
+        seen.append(numba.get_num_threads())
+        machine.others = 0                       # the competitor is gone after the first step
+        return orig_fwd(self, x)
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    m = cnn.Sequential(Conv2d(3, 4, 3, padding=1, rng=0), Conv2d(4, 4, 3, padding=1, rng=1),
+                       Conv2d(4, 4, 3, padding=1, rng=2))
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        machine.others = 3
+        _threads.usable_threads(2)               # two readings of a competitor
+        _threads.usable_threads(2)
+        Conv2d.forward = fwd
+        try:
+            y_busy = m(x)
+        finally:
+            Conv2d.forward = orig_fwd
+        assert numba.get_num_threads() == 2      # restored
+        y_idle = m(x)
+    finally:
+        numba.set_num_threads(before)
+    assert seen == [1, 2, 2]
+    np.testing.assert_array_equal(y_busy, y_idle)
+
+
+def test_renewal_outside_a_forward_does_nothing(machine):
+    before = numba.get_num_threads()
+    machine.others = 5
+    _threads.usable_threads(2)
+    _threads.renew_network_threads()             # a backward pass: the user's threads
+    assert numba.get_num_threads() == before
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_spinning_process_is_counted():
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])

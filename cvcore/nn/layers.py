@@ -40,6 +40,7 @@ from cvcore._validate import (_check_real, check_array, check_cache, check_float
 from cvcore.nn.module import Module, Parameter, is_grad_enabled
 from cvcore._bands import run_bands
 from cvcore.nn._lanes import run_lanes
+from cvcore._threads import renew_network_threads
 
 __all__ = [
     "ReLU", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "Dropout",
@@ -152,7 +153,11 @@ def with_path(exc: Exception, name: str) -> Exception:
 
 
 def call_child(name: str, fn, *args):
-    """``fn(*args)``, re-raising a ValueError/TypeError/RuntimeError/KeyError with ``name``."""
+    """``fn(*args)``, re-raising a ValueError/TypeError/RuntimeError/KeyError with ``name``.
+    Inside a forward pass the thread count is first decided again when the machine's load
+    was last read :data:`cvcore._threads.REFRESH_S` ago (:func:`cvcore._threads.
+    renew_network_threads`; a backward pass keeps its thread count)."""
+    renew_network_threads()
     try:
         return fn(*args)
     except (ValueError, TypeError, RuntimeError, KeyError) as exc:
