@@ -191,8 +191,39 @@ def model_rows(repeats, prefix=""):
         # a training step counts as 3 forwards (forward, input gradient, weight gradient)
         info[name] = (n, (3 if "train" in name else 1) * flops)
         refs = {"torch": _workload("torch", name, n) if torch is not None else None}
-        rows.append(Row(name, _workload("cvcore", name, n), refs, repeats=repeats))
+        rows.append(Row(name, _rule_counted(name, _workload("cvcore", name, n)), refs,
+                        repeats=repeats))
     return rows, info
+
+
+#: workload name -> [calls, calls whose forward ran on fewer threads than Numba's count]
+RULE_COUNTS: dict = {}
+
+
+def _rule_counted(name, fn):
+    """``fn`` counting, per call, whether cvcore's free-core rule (:func:`cvcore._threads.
+    usable_threads`, read by each forward pass and again between its steps) chose fewer threads
+    than were set anywhere in the call: then the machine had a competitor (or a reading said
+    so), and the row measured cvcore partly on fewer threads than torch had."""
+    import cvcore._threads as rule
+    counts = RULE_COUNTS.setdefault(name, [0, 0])
+
+    def call():
+        original = rule.usable_threads
+        fewer = []
+
+        def counting(cap):
+            use = original(cap)
+            fewer.append(use < cap)
+            return use
+        rule.usable_threads = counting
+        try:
+            return fn()
+        finally:
+            rule.usable_threads = original
+            counts[0] += 1
+            counts[1] += any(fewer)
+    return call
 
 
 def print_model_table(results, info, peak, memory):
@@ -828,7 +859,8 @@ def main(argv=None):
           f"numba {__import__('numba').get_num_threads()}; the ratio is torch ms / cvcore ms; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
           f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')} (kernels/__init__.py sets a short "
-          f"spin for Numba unless set; torch, imported first, keeps its default)")
+          f"spin unless set; benchmarks.common imports it before torch, so torch's libgomp, "
+          f"which Numba's OpenMP calls bind to as well, reads the same: both run with it)")
     if args.layers:
         layer_rows(max(5, args.repeats))
         return
@@ -858,6 +890,9 @@ def main(argv=None):
         results = run_rows(rows)
         memory = peak_memories([name for name, _ in results])
         print_model_table(results, info, peak, memory)
+        print("cvcore calls whose forward ran on fewer threads (free-core rule: another task "
+              "seen on the machine), of all calls incl. warm-up and memory: " +
+              ", ".join(f"{name} {fewer}/{calls}" for name, (calls, fewer) in RULE_COUNTS.items()))
         rows, moved = depthwise_rows(args.repeats)
         print_depthwise_table(run_rows(rows), moved, copy_bandwidth())
     if args.cpu:
