@@ -12,8 +12,8 @@ function whose output rows depend only on its inputs. The difference is who runs
   threads (``benchmarks/README.md``, "Session 9": 1024^2 -> 1536^2 bilinear 0.63-0.67 ms
   split there against 0.39 in a ``prange``).
 * here, by default: the helper pool of :mod:`kernels.pool` (:func:`run_pooled`): the call is
-  cut into a few parts per thread that the calling thread and the helpers take one by one,
-  all in native code, without the GIL. The caller never waits for a helper that has not
+  cut into parts that shrink as the rows run out (:func:`cut_for`), which the calling thread
+  and the helpers take one by one, all in native code, without the GIL. The caller never waits for a helper that has not
   started: an OpenMP region's closing barrier does (below), and with cvcore's short OpenMP
   spin the team's thread is asleep whenever the call follows a pause of more than ~0.2 ms (a
   pipeline that reads a file or runs Python between calls): measured, an empty kernel in two

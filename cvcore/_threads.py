@@ -9,7 +9,7 @@ Two rules, both about not waiting for a thread that cannot run:
   by Harris corners and the large-image HOG descriptor around their kernels; the filters, Canny,
   SIFT and scikit-image HOG run serial band kernels on threads instead, under the same cap,
   through :func:`cvcore._bands.run_bands`, and the resizes and warps run theirs on a native
-  helper pool, a few parts per usable thread, through :func:`cvcore._team.run_team`). Only where the result
+  helper pool, in parts taken by up to the usable threads, through :func:`cvcore._team.run_team`). Only where the result
   does not depend on the number of threads: a network's backward sums weight gradients over the
   batch in per-thread partial sums, whose last bits change with the thread count, so it keeps the
   user's thread count and training stays reproducible (``tests/test_threads.py``).
