@@ -13,11 +13,12 @@ function whose output rows depend only on its inputs. The difference is who runs
   split there against 0.39 in a ``prange``).
 * here, by default: the helper pool of :mod:`kernels.pool` (:func:`run_pooled`): the call is
   cut into parts that shrink as the rows run out (:func:`cut_for`), which the calling thread
-  and the helpers take one by one, all in native code, without the GIL. The caller never waits for a helper that has not
-  started: an OpenMP region's closing barrier does (below), and with cvcore's short OpenMP
-  spin the team's thread is asleep whenever the call follows a pause of more than ~0.2 ms (a
-  pipeline that reads a file or runs Python between calls): measured, an empty kernel in two
-  parts after a 2 ms pause took 150 us in a region, 92 us on the pool, 21 us in one thread
+  and the helpers take one by one, all in native code, without the GIL. The caller never
+  waits for a helper that has not started: an OpenMP region's closing barrier does (below),
+  and with cvcore's short OpenMP spin the team's thread is asleep whenever the call follows a
+  pause of more than ~0.2 ms (a pipeline that reads a file or runs Python between calls):
+  measured, an empty kernel in two parts after a 2 ms pause took 150 us in a region, 92 us on
+  the pool, 21 us in one thread
   (``benchmarks/README.md``, "Session 11: resizes and warps at two threads"). And a helper
   descheduled by another process's task costs the caller at most the part it took.
 * in one OpenMP region of Numba's team, one band per thread (:func:`run_openmp`; a ``prange``

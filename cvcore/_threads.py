@@ -9,10 +9,11 @@ Two rules, both about not waiting for a thread that cannot run:
   by Harris corners and the large-image HOG descriptor around their kernels; the filters, Canny,
   SIFT and scikit-image HOG run serial band kernels on threads instead, under the same cap,
   through :func:`cvcore._bands.run_bands`, and the resizes and warps run theirs on a native
-  helper pool, in parts taken by up to the usable threads, through :func:`cvcore._team.run_team`). Only where the result
-  does not depend on the number of threads: a network's backward sums weight gradients over the
-  batch in per-thread partial sums, whose last bits change with the thread count, so it keeps the
-  user's thread count and training stays reproducible (``tests/test_threads.py``).
+  helper pool, in parts taken by up to the usable threads, through
+  :func:`cvcore._team.run_team`). Only where the result does not depend on the number of
+  threads: a network's backward sums weight gradients over the batch in per-thread partial
+  sums, whose last bits change with the thread count, so it keeps the user's thread count and
+  training stays reproducible (``tests/test_threads.py``).
 
 Why the second rule. Every Numba parallel region ends at an OpenMP barrier that waits for every
 thread of the team. A ResNet launches a few hundred regions per call (each convolution, batch
