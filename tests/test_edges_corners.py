@@ -69,6 +69,39 @@ def test_canny_bleed_weight_is_the_blur_of_ones_bit_for_bit():
             np.testing.assert_array_equal(_bleed(shape, None, sigma), full)
 
 
+def test_canny_uint8_scaling_pass_equals_the_float_image_bit_for_bit():
+    # canny(uint8) scales in one banded pass (kernels.edges.scale_rows)
+    # instead of numpy's cast and division: the same float32 numbers, so the same edges as
+    # the float image with the thresholds divided by 255, on every pixel.
+    rng = np.random.default_rng(7)
+    u8 = (rng.random((70, 90)) * 255).astype(np.uint8)
+    u8[20:50, 30:60] //= 3
+    as_float = u8.astype(np.float32) / np.float32(255)
+    for sigma, low, high in ((1.0, 50, 100), (2.0, 10, 30)):
+        np.testing.assert_array_equal(canny(u8, sigma, low, high),
+                                      canny(as_float, sigma, low / 255, high / 255))
+    mask = rng.random(u8.shape) > 0.1
+    np.testing.assert_array_equal(canny(u8, 1.0, 50, 100, mask=mask),
+                                  canny(as_float, 1.0, 50 / 255, 100 / 255, mask=mask))
+
+
+def test_scale_and_divide_rows_match_twins():
+    from kernels.edges import divide_rows, scale_rows
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (13, 17)).astype(np.uint8)
+    image[0, :2] = 0, 255
+    out = np.full(image.shape, np.nan, np.float32)
+    scale_rows(image, 255.0, out, 0, 6)
+    scale_rows(image, 255.0, out, 6, 13)            # two bands: the whole image
+    np.testing.assert_array_equal(out, ref.scale_rows(image, 255.0))
+    plane = rng.random((13, 17)).astype(np.float32)
+    divisors = (rng.random((4, 17)) + 0.5).astype(np.float32)
+    row_of = rng.integers(0, 4, 13)
+    done = plane.copy()
+    divide_rows(done, divisors, row_of, 0, 13)
+    np.testing.assert_array_equal(done, ref.divide_rows(plane, divisors, row_of))
+
+
 def test_canny_equals_skimage_exactly_on_the_shipped_photo():
     skf = pytest.importorskip("skimage.feature")
     from pathlib import Path

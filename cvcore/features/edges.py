@@ -72,47 +72,53 @@ def _eroded(mask):
     return out
 
 
-def _bleed(shape, mask, sigma):
-    """scikit-image's bleed-over weight ``gaussian(mask, sigma, mode='constant') + eps``: the
-    share of each smoothed pixel that came from inside the image (and the mask), float32.
+def _bleed_rows(shape, mask, sigma):
+    """scikit-image's bleed-over weight ``gaussian(mask, sigma, mode='constant') + eps`` (the
+    share of each smoothed pixel that came from inside the image and the mask, float32), as
+    ``(rows, row_of)``: the weight of image row ``i`` is ``rows[row_of[i]]`` (int64 ``row_of``,
+    :func:`kernels.edges.divide_rows`).
 
     Without a mask (a mask of ones) the value at a pixel depends only on which taps fall
     outside the image: on its distance to each border, up to the Gaussian's radius ``r``. So
     the image of ones is blurred at most ``(2r + 1) x (2r + 1)`` large, and its rows and columns
-    are repeated: row ``r`` (every tap inside) stands for every interior row. The numbers are
-    those of blurring the full image of ones, bit for bit (the blur sums each output's taps in
-    the same order wherever it is), so the edges stay scikit-image's exactly; a closed form
-    (the product of the 1-D tap sums) differs from them in the last bit and moves edges.
+    are repeated: row ``r`` (every tap inside) stands for every interior row, so ``rows`` has
+    at most ``2r + 1`` rows. The numbers are those of blurring the full image of ones, bit for
+    bit (the blur sums each output's taps in the same order wherever it is), so the edges stay
+    scikit-image's exactly; a closed form (the product of the 1-D tap sums) differs from them
+    in the last bit and moves edges. With a mask ``rows`` is the full weight image.
     """
     from cvcore.preprocess.filters import (DEFAULT_TRUNCATE, MODES, gaussian_kernel1d,
                                            gaussian_plane)
     eps = np.finfo(np.float32).eps
+    H, W = shape
     if mask is not None:
         bleed = gaussian_plane(mask.astype(np.float32), sigma, sigma, DEFAULT_TRUNCATE,
                                MODES["constant"], 0.0)
         bleed += eps
-        return bleed
+        return bleed, np.arange(H, dtype=np.int64)
     radius = gaussian_kernel1d(sigma, DEFAULT_TRUNCATE).size // 2
 
     def pieces(n):
-        """(full image span, small image span) along an axis of n pixels: the first and last
-        ``radius`` pixels map one to one, every pixel between to the small image's middle."""
+        """(small image size, index of the small image's pixel for each of the n pixels): the
+        first and last ``radius`` pixels map one to one, every pixel between to the middle."""
         m = min(n, 2 * radius + 1)
-        if n == m:
-            return m, [(slice(0, n), slice(0, m))]
-        return m, [(slice(0, radius), slice(0, radius)),
-                   (slice(radius, n - radius), slice(radius, radius + 1)),
-                   (slice(n - radius, n), slice(m - radius, m))]
+        index = np.arange(n, dtype=np.int64)
+        if n > m:
+            index[radius:n - radius] = radius
+            index[n - radius:] -= n - m
+        return m, index
 
-    (h, row_pieces), (w, col_pieces) = pieces(shape[0]), pieces(shape[1])
+    (h, row_of), (w, col_of) = pieces(H), pieces(W)
     small = gaussian_plane(np.ones((h, w), np.float32), sigma, sigma, DEFAULT_TRUNCATE,
                            MODES["constant"], 0.0)
     small += eps
-    bleed = np.empty(shape, np.float32)
-    for rows_full, rows_small in row_pieces:       # copies and broadcasts, no fancy indexing
-        for cols_full, cols_small in col_pieces:
-            bleed[rows_full, cols_full] = small[rows_small, cols_small]
-    return bleed
+    return np.ascontiguousarray(small[:, col_of]), row_of
+
+
+def _bleed(shape, mask, sigma):
+    """The bleed-over weight of :func:`_bleed_rows` as a full (H, W) float32 image."""
+    rows, row_of = _bleed_rows(shape, mask, sigma)
+    return rows[row_of]
 
 
 def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
@@ -149,12 +155,18 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
     >>> int(edges.sum()), bool(edges[4, 4:12].all()), bool(edges[5:11, 5:11].any())
     (28, True, False)
     """
-    from kernels.edges import EDGE, hysteresis, nonmax_suppression
+    from kernels.edges import EDGE, divide_rows, hysteresis, nonmax_suppression, scale_rows
     from cvcore._bands import run_bands
     from cvcore.preprocess.filters import (DEFAULT_TRUNCATE, MODES, gaussian_plane,
                                            gradient_magnitude_plane)
 
-    img, dtype_max = _scaled(image)
+    arr = check_array(image, "image", ndim=2, dtypes="buif")
+    if arr.dtype == np.uint8:
+        # _scaled's numbers in one banded pass instead of numpy's two.
+        img, dtype_max = np.empty(arr.shape, np.float32), float(np.iinfo(np.uint8).max)
+        run_bands(scale_rows, arr.shape[0], arr.shape[1], arr, dtype_max, img)
+    else:
+        img, dtype_max = _scaled(arr)
     sigma = check_positive(sigma, "sigma")
     if not isinstance(use_quantiles, (bool, np.bool_)):
         raise TypeError(f"use_quantiles must be True or False, got {use_quantiles!r}")
@@ -195,7 +207,8 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
     # runs in bands of rows on Numba's thread count (cvcore._bands).
     constant, reflect = MODES["constant"], MODES["reflect"]
     smoothed = gaussian_plane(masked, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0)
-    smoothed /= _bleed((H, W), None if mask is None else m, sigma)
+    weights, row_of = _bleed_rows((H, W), None if mask is None else m, sigma)
+    run_bands(divide_rows, H, W, smoothed, weights, row_of)
     # Stage 2: Sobel gradient and its magnitude, one pass.
     gr, gc, magnitude = gradient_magnitude_plane(smoothed, reflect, 0.0)
     if use_quantiles:

@@ -13,6 +13,16 @@ from __future__ import annotations
 import numpy as np
 
 
+def scale_rows(image, maximum):
+    """The integer image as float32, divided by ``maximum`` (0..1 for an unsigned image)."""
+    return image.astype(np.float32) / np.float32(maximum)
+
+
+def divide_rows(image, divisors, row_of):
+    """``image`` divided by the divisor image whose row ``i`` is ``divisors[row_of[i]]``."""
+    return image / divisors[row_of]
+
+
 def nonmax_suppression(gr, gc, magnitude, mask, low):
     """Suppressed magnitude (float64), zero where not a maximum, masked out or below ``low``."""
     H, W = magnitude.shape
