@@ -85,6 +85,30 @@ def test_canny_uint8_scaling_pass_equals_the_float_image_bit_for_bit():
                                   canny(as_float, 1.0, 50 / 255, 100 / 255, mask=mask))
 
 
+def test_canny_workspace_reused_across_calls_shapes_and_threads():
+    # canny keeps its scratch images per thread between calls (cvcore.features.edges
+    # ._workspace): a result must not alias them, a call with another shape or a mask must
+    # not see a previous call's numbers, and threads must not share them.
+    from concurrent.futures import ThreadPoolExecutor
+    rng = np.random.default_rng(11)
+    images = [(rng.random(shape) * 255).astype(np.uint8)
+              for shape in ((40, 50), (40, 50), (33, 61))]
+    images[1][10:30, 10:40] = 200
+    first = [canny(im, 1.0, 30, 80).copy() for im in images]
+    again = [canny(im, 1.0, 30, 80) for im in images[::-1]][::-1]
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    mask = rng.random(images[0].shape) > 0.2
+    masked = canny(images[0], 1.0, 30, 80, mask=mask)
+    np.testing.assert_array_equal(canny(images[0], 1.0, 30, 80), first[0])
+    assert (masked <= mask).all()
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(5):
+            results = list(pool.map(lambda im: canny(im, 1.0, 30, 80), images * 2))
+            for a, b in zip(results, first * 2):
+                np.testing.assert_array_equal(a, b)
+
+
 def test_scale_and_divide_rows_match_twins():
     from kernels.edges import divide_rows, scale_rows
     rng = np.random.default_rng(3)

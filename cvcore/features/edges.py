@@ -26,6 +26,9 @@ is fixed to scikit-image's default (``constant``, zero).
 """
 from __future__ import annotations
 
+import threading
+from types import SimpleNamespace
+
 import numpy as np
 
 from cvcore._validate import check_array, check_finite, check_nonnegative, check_positive
@@ -34,6 +37,33 @@ __all__ = ["canny"]
 
 DEFAULT_LOW = 0.1    # skimage.feature.canny: "10% of dtype's max" on the 0..1 scale
 DEFAULT_HIGH = 0.2   # skimage.feature.canny: 20%
+
+_NO_FLAGS = np.zeros(0, np.uint8)    # no NaN/infinity flags wanted from kernels.filters.gradient3x3
+_WORKSPACES = threading.local()
+
+
+def _workspace(shape):
+    """This thread's scratch images for :func:`canny` at ``shape`` (H, W): ``planes`` (4, H, W)
+    float32 (the scaled image then the magnitude, the smoothed image, ``gr``, ``gc``),
+    ``state`` (H, W) uint8 (:mod:`kernels.edges`' map) and ``frame`` (H, W) uint8, 1 inside
+    the outer one-pixel frame (the maskless ``mask`` of the non-maximum suppression, never
+    written).
+
+    Kept between calls, for the last shape only (about 18 bytes per pixel: 14 MB at
+    768 x 1024). Fresh images cost more than the stages that fill them on the 2-core VM of
+    ``benchmarks/README.md``: freed, glibc hands their pages back to the system, and the next
+    call's first touch of each 4 KiB page is a fault (a Sobel gradient into three new images
+    took 3.5 ms, into the same three images 0.6; "Session 11: Canny on uint8 at two threads").
+    """
+    work = getattr(_WORKSPACES, "work", None)
+    if work is None or work.shape != shape:
+        H, W = shape
+        frame = np.zeros(shape, np.uint8)
+        frame[1:-1, 1:-1] = 1
+        work = _WORKSPACES.work = SimpleNamespace(
+            shape=shape, planes=np.empty((4, H, W), np.float32),
+            state=np.empty(shape, np.uint8), frame=frame)
+    return work
 
 
 def _scaled(image):
@@ -155,16 +185,16 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
     >>> int(edges.sum()), bool(edges[4, 4:12].all()), bool(edges[5:11, 5:11].any())
     (28, True, False)
     """
+    from kernels.conv import border_map, correlate_separable
     from kernels.edges import EDGE, divide_rows, hysteresis, nonmax_suppression, scale_rows
+    from kernels.filters import GRADIENT_BOTH, gradient3x3
     from cvcore._bands import run_bands
-    from cvcore.preprocess.filters import (DEFAULT_TRUNCATE, MODES, gaussian_plane,
-                                           gradient_magnitude_plane)
+    from cvcore.preprocess.filters import (DEFAULT_TRUNCATE, MODES, SOBEL_SMOOTH, _gradient_maps,
+                                           _taps, gaussian_kernel1d)
 
     arr = check_array(image, "image", ndim=2, dtypes="buif")
     if arr.dtype == np.uint8:
-        # _scaled's numbers in one banded pass instead of numpy's two.
-        img, dtype_max = np.empty(arr.shape, np.float32), float(np.iinfo(np.uint8).max)
-        run_bands(scale_rows, arr.shape[0], arr.shape[1], arr, dtype_max, img)
+        img, dtype_max = None, float(np.iinfo(np.uint8).max)     # scaled below, in bands
     else:
         img, dtype_max = _scaled(arr)
     sigma = check_positive(sigma, "sigma")
@@ -188,33 +218,51 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, mask=None,
     if high < low:
         raise ValueError(f"low_threshold ({low_threshold}) must not exceed high_threshold "
                          f"({high_threshold})")
-
-    img = np.ascontiguousarray(img)
-    H, W = img.shape
-    if mask is None:
-        eroded = np.zeros((H, W), np.uint8)
-        eroded[1:-1, 1:-1] = 1
-        masked = img
-    else:
+    H, W = arr.shape
+    if mask is not None:
         m = check_array(mask, "mask", ndim=2, dtypes="bui")
-        if m.shape != img.shape:
-            raise ValueError(f"mask has shape {m.shape}, image has shape {img.shape}")
+        if m.shape != arr.shape:
+            raise ValueError(f"mask has shape {m.shape}, image has shape {arr.shape}")
         m = m.astype(bool)
+    gaussian = gaussian_kernel1d(sigma, DEFAULT_TRUNCATE)     # refuses a too wide sigma
+
+    work = _workspace((H, W))
+    if img is None:
+        # _scaled's numbers (the cast, then the division) in one banded pass.
+        img = work.planes[0]
+        run_bands(scale_rows, H, W, arr, dtype_max, img)
+    if mask is None:
+        eroded = work.frame
+        masked = np.ascontiguousarray(img)
+    else:
         eroded = _eroded(m).astype(np.uint8)
         masked = np.where(m, img, np.float32(0.0))
 
-    # Stage 1: normalised Gaussian smoothing (bleed-over compensation). Each stage's kernel
-    # runs in bands of rows on Numba's thread count (cvcore._bands).
-    constant, reflect = MODES["constant"], MODES["reflect"]
-    smoothed = gaussian_plane(masked, sigma, sigma, DEFAULT_TRUNCATE, constant, 0.0)
+    # Stage 1: normalised Gaussian smoothing (bleed-over compensation): the kernels of
+    # cvcore.preprocess.filters.gaussian_plane and gradient_magnitude_plane, into this thread's
+    # workspace. Each stage's kernel runs in bands of rows on Numba's thread count
+    # (cvcore._bands).
+    constant = MODES["constant"]
+    offsets, taps = _taps(gaussian)
+    radius = gaussian.size // 2
+    smoothed = work.planes[1]
+    run_bands(correlate_separable, H, W * 2 * taps.size,
+              masked, offsets, taps, offsets, taps, gaussian.size,
+              border_map(H, radius, radius, constant), border_map(W, radius, radius, constant),
+              radius, 0.0, 0.0, smoothed)
     weights, row_of = _bleed_rows((H, W), None if mask is None else m, sigma)
     run_bands(divide_rows, H, W, smoothed, weights, row_of)
-    # Stage 2: Sobel gradient and its magnitude, one pass.
-    gr, gc, magnitude = gradient_magnitude_plane(smoothed, reflect, 0.0)
+    # Stage 2: Sobel gradient and its magnitude, one pass (reflect border). The scaled image
+    # is not read again: its plane takes the magnitude.
+    gr, gc, magnitude = work.planes[2], work.planes[3], work.planes[0]
+    rows, cols = _gradient_maps(smoothed, MODES["reflect"])
+    s0, s1, s2 = SOBEL_SMOOTH
+    run_bands(gradient3x3, H, 4 * W, smoothed, smoothed.view(np.uint32), rows, cols,
+              s0, s1, s2, GRADIENT_BOTH, gr, gc, magnitude, _NO_FLAGS)
     if use_quantiles:
         low, high = np.percentile(magnitude, [100.0 * low, 100.0 * high])
     # Stage 3: non-maximum suppression with both thresholds (NONE / WEAK / STRONG).
-    state = np.empty((H, W), np.uint8)
+    state = work.state
     run_bands(nonmax_suppression, H, 8 * W,
               gr, gc, magnitude, eroded, float(low), float(high), state)
     # Stage 4: hysteresis, in bands (each band's floods stay in its rows), then from the
