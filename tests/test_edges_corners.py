@@ -87,8 +87,9 @@ def test_canny_uint8_scaling_pass_equals_the_float_image_bit_for_bit():
 
 def test_canny_workspace_reused_across_calls_shapes_and_threads():
     # canny keeps its scratch images per thread between calls (cvcore.features.edges
-    # ._workspace): a result must not alias them, a call with another shape or a mask must
-    # not see a previous call's numbers, and threads must not share them.
+    # ._workspace, and the Gaussian's set-up per sigma): a result must not alias them, a call
+    # with another shape, sigma or mask must not see a previous call's numbers, and threads
+    # must not share them.
     from concurrent.futures import ThreadPoolExecutor
     rng = np.random.default_rng(11)
     images = [(rng.random(shape) * 255).astype(np.uint8)
@@ -102,6 +103,11 @@ def test_canny_workspace_reused_across_calls_shapes_and_threads():
     masked = canny(images[0], 1.0, 30, 80, mask=mask)
     np.testing.assert_array_equal(canny(images[0], 1.0, 30, 80), first[0])
     assert (masked <= mask).all()
+    # the smoothing set-up kept per sigma (_smoothing): sigmas alternated, more than it keeps
+    sigmas = [0.7 + 0.3 * k for k in range(10)]
+    once = [canny(images[2], s, 30, 80) for s in sigmas]
+    for s, a in zip(sigmas[::-1], once[::-1]):
+        np.testing.assert_array_equal(canny(images[2], s, 30, 80), a)
     with ThreadPoolExecutor(3) as pool:
         for _ in range(5):
             results = list(pool.map(lambda im: canny(im, 1.0, 30, 80), images * 2))
