@@ -77,36 +77,41 @@ def test_fma_tile_with_no_taps_is_zero():
     assert (acc == 0).all()
 
 
+def _dot_tile_case(dtype, rng):
+    """Two vectors, DA and DB row offsets into them, and the lanes of ``dtype``."""
+    a = rng.standard_normal(500).astype(dtype)
+    b = rng.standard_normal(600).astype(dtype)
+    aoffs = rng.integers(0, 200, simd.DA).astype(np.int64)
+    boffs = rng.integers(0, 300, simd.DB).astype(np.int64)
+    return a, aoffs, b, boffs, simd.vector_lanes(dtype)
+
+
+def _dot_products(a, aoffs, b, boffs, t0, t1):
+    """``A @ B.T`` in float64 for the rows the offsets pick, columns ``[t0, t1)``."""
+    A = a[aoffs[:, None] + np.arange(t0, t1)].astype(np.float64)
+    B = b[boffs[:, None] + np.arange(t0, t1)].astype(np.float64)
+    return A @ B.T
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("steps", [0, 1, 13])
 def test_dot_tile_matches_numpy(dtype, steps, rng):
-    DA, DB = simd.DA, simd.DB
-    vl = simd.vector_lanes(dtype)
-    a = rng.standard_normal(500).astype(dtype)
-    b = rng.standard_normal(600).astype(dtype)
-    aoffs = rng.integers(0, 200, DA).astype(np.int64)
-    boffs = rng.integers(0, 300, DB).astype(np.int64)
-    acc = np.full((DA, DB, vl), np.nan, dtype)                     # overwritten
+    a, aoffs, b, boffs, vl = _dot_tile_case(dtype, rng)
+    acc = np.full((simd.DA, simd.DB, vl), np.nan, dtype)                     # overwritten
     t0, t1 = 3, 3 + steps * vl
     _dot_tile(a, aoffs, b, boffs, t0, t1, acc)
-    A = a[aoffs[:, None] + np.arange(t0, t1)].astype(np.float64)
-    B = b[boffs[:, None] + np.arange(t0, t1)].astype(np.float64)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(acc.sum(axis=2), A @ B.T, rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(acc.sum(axis=2), _dot_products(a, aoffs, b, boffs, t0, t1),
+                               rtol=tol, atol=tol * 10)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("steps", [0, 1, 13])
 def test_dot_tile_sums_are_dot_tiles_lanes_added_up(dtype, steps, rng):
-    DA, DB = simd.DA, simd.DB
-    vl = simd.vector_lanes(dtype)
-    a = rng.standard_normal(500).astype(dtype)
-    b = rng.standard_normal(600).astype(dtype)
-    aoffs = rng.integers(0, 200, DA).astype(np.int64)
-    boffs = rng.integers(0, 300, DB).astype(np.int64)
+    a, aoffs, b, boffs, vl = _dot_tile_case(dtype, rng)
     t0, t1 = 5, 5 + steps * vl
-    acc = np.full((DA, DB, vl), np.nan, dtype)
-    sums = np.full((DA, DB), np.nan, dtype)                         # overwritten
+    acc = np.full((simd.DA, simd.DB, vl), np.nan, dtype)
+    sums = np.full((simd.DA, simd.DB), np.nan, dtype)                         # overwritten
     _dot_tile(a, aoffs, b, boffs, t0, t1, acc)
     _dot_tile_sums(a, aoffs, b, boffs, t0, t1, sums)
     # the same accumulators, added up by halves: lanes v and v + VL/2 first, and so on
@@ -115,10 +120,9 @@ def test_dot_tile_sums_are_dot_tiles_lanes_added_up(dtype, steps, rng):
         half = halves.shape[-1] // 2
         halves = halves[..., :half] + halves[..., half:]
     np.testing.assert_array_equal(sums, halves[..., 0])
-    A = a[aoffs[:, None] + np.arange(t0, t1)].astype(np.float64)
-    B = b[boffs[:, None] + np.arange(t0, t1)].astype(np.float64)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(sums, A @ B.T, rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(sums, _dot_products(a, aoffs, b, boffs, t0, t1),
+                               rtol=tol, atol=tol * 10)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
