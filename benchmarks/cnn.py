@@ -294,7 +294,7 @@ def _workload(impl, name, n):
 
             def step():
                 crit(m(x), y)
-                m.backward(crit.backward())
+                m.backward(crit.backward(), input_grad=False)   # as the trainer's step
                 opt.step()
             return step
         return _cvcore_inference(m, x)
@@ -339,7 +339,7 @@ def _effnet_workload(impl, name, n):
 
         def step():
             crit(m(x), y)
-            m.backward(crit.backward())
+            m.backward(crit.backward(), input_grad=False)
             opt.step()
         return step
     from benchmarks.torch_efficientnet import TorchEfficientNetLite0
@@ -794,7 +794,7 @@ m = cnn.resnet20(rng=0)
 x = np.zeros((2, 3, 32, 32), np.float32)
 crit = cnn.CrossEntropyLoss()
 loss = crit(m(x), np.zeros(2, np.int64))
-m.backward(crit.backward())
+m.backward(crit.backward(), input_grad=False)
 m.eval(); m(x)
 print(time.perf_counter() - t0)
 """

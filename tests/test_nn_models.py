@@ -445,3 +445,74 @@ def test_every_export_of_cvcore_nn_resolves():
     for name in ("SGD", "Adam", "AdamW", "StepLR", "CosineAnnealingLR", "OneCycleLR", "LinearLR",
                  "Conv2d", "conv2d_forward", "conv2d_backward", "BasicBlock", "resnet50"):
         assert name in nn.__all__
+
+
+# ------------------------------------------------------------------------------------------------
+# backward(..., input_grad=False): a training step computes no gradient of the images
+# ------------------------------------------------------------------------------------------------
+def _count_input_grads(monkeypatch):
+    """Record the input channel count of every Conv2d input gradient computed."""
+    from cvcore.nn import conv
+    seen = []
+    real = conv._input_grad
+
+    def spy(dy, cache, keep=None):
+        seen.append(cache.x.shape[1])
+        return real(dy, cache, keep)
+    monkeypatch.setattr(conv, "_input_grad", spy)
+    return seen
+
+
+def _grads(model):
+    return {name: p.grad.copy() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("kind", ["resnet", "sequential", "sequential_flatten_first"])
+def test_backward_without_input_grad_skips_only_the_input_gradient(kind, rng, monkeypatch):
+    """The parameters' gradients are bit-equal with and without ``input_grad``; the first
+    convolution's input gradient is not computed and ``None`` is returned."""
+    if kind == "resnet":
+        make = lambda: nn.ResNet(BasicBlock, [1, 1], num_classes=3, in_channels=2,  # noqa: E731
+                                 widths=(4, 6), rng=0)
+        x = rng.standard_normal((4, 2, 12, 12)).astype(np.float32)
+    elif kind == "sequential":
+        make = lambda: nn.Sequential(nn.Conv2d(2, 5, 3, padding=1, rng=0),  # noqa: E731
+                                     nn.ReLU(), nn.Flatten(), nn.Linear(5 * 36, 3, rng=0))
+        x = rng.standard_normal((4, 2, 6, 6)).astype(np.float32)
+    else:                                   # a first child without the option: still None
+        make = lambda: nn.Sequential(nn.Flatten(), nn.Linear(72, 3, rng=0))  # noqa: E731
+        x = rng.standard_normal((4, 2, 6, 6)).astype(np.float32)
+    dlogits = rng.standard_normal((4, 3)).astype(np.float32)
+    full, skip = make(), make()
+    assert nn.takes_input_grad(skip)
+    full(x)
+    dx = full.backward(dlogits)
+    seen = _count_input_grads(monkeypatch)
+    skip(x)
+    assert skip.backward(dlogits, input_grad=False) is None
+    assert dx.shape == x.shape
+    assert 2 not in seen                    # no convolution of the 2-channel input
+    a, b = _grads(full), _grads(skip)
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_efficientnet_backward_without_input_grad(rng, monkeypatch):
+    model = nn.efficientnet_lite0(num_classes=2, rng=0)
+    assert nn.takes_input_grad(model)
+    x = rng.standard_normal((2, 3, 64, 64)).astype(np.float32)
+    model(x)
+    seen = _count_input_grads(monkeypatch)
+    assert model.backward(np.ones((2, 2), np.float32), input_grad=False) is None
+    assert 3 not in seen and len(seen) > 0
+    assert model._conv_stem.weight.grad is not None
+
+
+def test_takes_input_grad_reads_the_signature():
+    class Plain(nn.Module):
+        def backward(self, dy):
+            return dy
+    assert not nn.takes_input_grad(Plain())
+    assert not nn.takes_input_grad(nn.Linear(2, 2, rng=0))
+    assert nn.takes_input_grad(nn.Conv2d(1, 1, 1, rng=0))

@@ -188,3 +188,23 @@ def test_checkpoint_tree_round_trip_and_errors(tmp_path):
     with pytest.raises(TypeError, match="cannot store object"):
         save_state(tmp_path / "o.npz", {"x": object()})
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_a_training_step_computes_no_gradient_of_the_images(monkeypatch):
+    """The trainer passes ``input_grad=False``: the first convolution's input gradient, which
+    nothing reads, is never computed (PyTorch computes none for an input that needs none)."""
+    from cvcore.nn import conv
+    computed = []
+    real = conv._input_grad
+
+    def spy(dy, cache, keep=None):
+        computed.append(cache.x.shape)
+        return real(dy, cache, keep)
+    monkeypatch.setattr(conv, "_input_grad", spy)
+    x, y = toy_data(n=32)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, rng=0), nn.ReLU(),
+                        nn.Conv2d(4, 4, 3, padding=1, rng=1), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(4, 3, rng=2))
+    Trainer(net, TrainConfig(epochs=1, batch_size=16, lr=0.1, seed=5), progress=False).fit(x, y)
+    assert len(computed) == 2                     # the second convolution's, once a step
+    assert all(shape[1] == 4 for shape in computed)

@@ -16,7 +16,7 @@ from cvcore._lazy import attach
 __getattr__, __dir__, __all__ = attach(
     __name__,
     {
-        "module": ["Module", "Parameter", "no_grad", "is_grad_enabled"],
+        "module": ["Module", "Parameter", "no_grad", "is_grad_enabled", "takes_input_grad"],
         "conv": ["Conv2d", "conv2d_forward", "conv2d_backward"],
         "layers": ["ReLU", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear",
                    "Dropout", "Flatten", "Identity", "Sequential",

@@ -732,18 +732,20 @@ class Conv2d(Module):
         self._cache = cache if is_grad_enabled() else None
         return y
 
-    def backward(self, dy):
-        """Fill ``weight.grad`` / ``bias.grad`` and return ``dx`` (N, C, H, W)."""
+    def backward(self, dy, input_grad=True):
+        """Fill ``weight.grad`` / ``bias.grad`` and return ``dx`` (N, C, H, W), or ``None`` with
+        ``input_grad=False`` (a network's first layer in training: the input needs none)."""
         if self._cache is None:
             raise RuntimeError(f"{self._name()}: backward called without a forward pass "
                                f"outside cvcore.nn.no_grad() (each forward allows one backward)")
         need_dw = self.weight.requires_grad or (self.bias is not None
                                                 and self.bias.requires_grad)
         if isinstance(self._cache, Conv2dCache):
-            dx, dw, db = conv2d_backward(dy, self._cache, need_dx=True, need_dw=need_dw)
+            dx, dw, db = conv2d_backward(dy, self._cache, need_dx=input_grad, need_dw=need_dw)
         else:
             from cvcore.nn.dwconv import grouped_conv2d_backward
-            dx, dw, db = grouped_conv2d_backward(dy, self._cache, need_dx=True, need_dw=need_dw)
+            dx, dw, db = grouped_conv2d_backward(dy, self._cache, need_dx=input_grad,
+                                                 need_dw=need_dw)
         self.weight.grad = dw if self.weight.requires_grad else None
         if self.bias is not None:
             self.bias.grad = db if self.bias.requires_grad else None

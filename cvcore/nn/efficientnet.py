@@ -368,8 +368,10 @@ class EfficientNet(_CachingModule):
         self._keep((stem, head), logits)
         return logits
 
-    def backward(self, dlogits):
-        """Fill ``.grad`` of every parameter that requires it; return ``dx`` (N, C, H, W)."""
+    def backward(self, dlogits, input_grad=True):
+        """Fill ``.grad`` of every parameter that requires it; return ``dx`` (N, C, H, W), or
+        ``None`` with ``input_grad=False`` (a training step: the stem's input gradient is not
+        computed)."""
         (stem, head), dlogits = self._take(dlogits)
         d = call_child("_fc", self._fc.backward, dlogits)
         d = call_child("_dropout", self._dropout.backward, d)
@@ -380,7 +382,7 @@ class EfficientNet(_CachingModule):
         d = call_child("_blocks", self._blocks.backward, d)
         d = _mask_relu6(np.ascontiguousarray(d), stem)
         d = call_child("_bn0", self._bn0.backward, d, d)
-        return call_child("_conv_stem", self._conv_stem.backward, d)
+        return call_child("_conv_stem", self._conv_stem.backward, d, input_grad=input_grad)
 
     def backbone_parameters(self):
         """``(name, parameter)`` of everything but the classifier ``_fc``."""

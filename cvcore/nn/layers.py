@@ -37,7 +37,7 @@ import numpy as np
 
 from cvcore._validate import (_check_real, check_array, check_cache, check_float_array,
                               check_grad, check_int, check_pair, check_positive)
-from cvcore.nn.module import Module, Parameter, is_grad_enabled
+from cvcore.nn.module import Module, Parameter, is_grad_enabled, takes_input_grad
 from cvcore._bands import run_bands
 from cvcore.nn._lanes import run_lanes
 from cvcore._threads import renew_network_threads
@@ -152,14 +152,14 @@ def with_path(exc: Exception, name: str) -> Exception:
     return new.with_traceback(exc.__traceback__)
 
 
-def call_child(name: str, fn, *args):
-    """``fn(*args)``, re-raising a ValueError/TypeError/RuntimeError/KeyError with ``name``.
+def call_child(name: str, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, re-raising a ValueError/TypeError/RuntimeError/KeyError with ``name``.
     Inside a forward pass the thread count is first decided again when the machine's load
     was last read :data:`cvcore._threads.REFRESH_S` ago (:func:`cvcore._threads.
     renew_network_threads`; a backward pass keeps its thread count)."""
     renew_network_threads()
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except (ValueError, TypeError, RuntimeError, KeyError) as exc:
         raise with_path(exc, name) from None
 
@@ -1283,7 +1283,17 @@ class Sequential(Module):
                 x = call_child(name, m.forward, x)
         return x
 
-    def backward(self, dy):
-        for name, m in reversed(self._modules.items()):
+    def backward(self, dy, input_grad=True):
+        """The children's backward passes, last first; ``input_grad=False`` skips the input's
+        gradient (``None`` is returned) where the first child can (:func:`~cvcore.nn.module.
+        takes_input_grad`)."""
+        items = list(self._modules.items())
+        for i in range(len(items) - 1, -1, -1):
+            name, m = items[i]
+            if i == 0 and not input_grad:
+                if takes_input_grad(m):
+                    return call_child(name, m.backward, dy, input_grad=False)
+                call_child(name, m.backward, dy)
+                return None
             dy = call_child(name, m.backward, dy)
-        return dy
+        return None if not input_grad else dy

@@ -237,8 +237,10 @@ class ResNet(_CachingModule):
                 x = call_child(name, getattr(self, name).forward, x)
         return stem, x
 
-    def backward(self, dlogits):
-        """Fill ``.grad`` of every parameter that requires it; return ``dx`` (N, C, H, W)."""
+    def backward(self, dlogits, input_grad=True):
+        """Fill ``.grad`` of every parameter that requires it; return ``dx`` (N, C, H, W), or
+        ``None`` with ``input_grad=False`` (a training step: the stem's input gradient is not
+        computed)."""
         (stem, pooled_shape), dlogits = self._take(dlogits)
         d = call_child("fc", self.fc.backward, dlogits).reshape(pooled_shape)
         for name in reversed(self._body()):
@@ -246,7 +248,7 @@ class ResNet(_CachingModule):
         d = np.ascontiguousarray(d)
         elementwise(_kernels("nn_act").relu_backward, d, stem, d)
         d = call_child("bn1", self.bn1.backward, d)
-        return call_child("conv1", self.conv1.backward, d)
+        return call_child("conv1", self.conv1.backward, d, input_grad=input_grad)
 
 
 def _cifar(depth_n, num_classes, in_channels, zero_init_residual, rng):

@@ -14,6 +14,15 @@ The forward/backward contract::
 ``backward`` *overwrites* ``.grad`` (it does not accumulate as PyTorch does): one forward, one
 backward, one optimiser step. Frozen parameters (``requires_grad=False``) get ``grad = None``.
 
+A training step needs no gradient of the images themselves (PyTorch computes none for an input
+that does not require one). The models and the layers that can start a network (:class:`~cvcore.
+nn.conv.Conv2d`, :class:`~cvcore.nn.layers.Sequential`, the ResNets, EfficientNet) take
+``backward(dout, input_grad=False)``: the parameters' gradients are the same, and the first
+convolution's input gradient is skipped (``None`` is returned; in a ResNet-20 step at batch 128,
+~2 ms of ~350 on two threads).
+:func:`takes_input_grad` tells whether a module's ``backward`` has that option; the trainer passes
+it where it has.
+
 Backward works in both modes. The mode (:meth:`Module.train` / :meth:`Module.eval`) chooses *what*
 is computed, as in PyTorch: BatchNorm2d normalises by batch statistics and updates its running
 averages in training mode, by the running averages (left unchanged) in eval mode, and its backward
@@ -32,6 +41,7 @@ training.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import threading
 from collections import OrderedDict
 from typing import Iterator
@@ -40,7 +50,7 @@ import numpy as np
 
 from cvcore._threads import in_network_call, network_call
 
-__all__ = ["Parameter", "Module", "no_grad", "is_grad_enabled"]
+__all__ = ["Parameter", "Module", "no_grad", "is_grad_enabled", "takes_input_grad"]
 
 _grad_mode = threading.local()
 
@@ -281,3 +291,14 @@ class Module:
             child_repr = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {child_repr}")
         return "\n".join(lines) + ")" if len(lines) > 1 else lines[0] + ")"
+
+
+_TAKES_INPUT_GRAD: dict = {}
+
+
+def takes_input_grad(module) -> bool:
+    """Whether ``module.backward`` has the ``input_grad`` option (see the module docstring)."""
+    kind = type(module)
+    if kind not in _TAKES_INPUT_GRAD:
+        _TAKES_INPUT_GRAD[kind] = "input_grad" in inspect.signature(module.backward).parameters
+    return _TAKES_INPUT_GRAD[kind]

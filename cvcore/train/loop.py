@@ -26,7 +26,7 @@ import numpy as np
 
 from cvcore._validate import check_array, check_choice, check_finite, check_int, check_positive
 from cvcore.io.atomic import atomic_write
-from cvcore.nn.module import no_grad
+from cvcore.nn.module import no_grad, takes_input_grad
 from cvcore.train.checkpoint import load_state, save_state
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "predict_batches"]
@@ -177,6 +177,14 @@ class Trainer:
         self.best: dict = {"val_acc": -1.0, "epoch": 0}
         self.epoch = 0
 
+    def _backward(self, dlogits):
+        """The model's backward pass; the images need no gradient, so the first layer skips
+        its input gradient where the model can (:func:`cvcore.nn.module.takes_input_grad`)."""
+        if takes_input_grad(self.model):
+            self.model.backward(dlogits, input_grad=False)
+        else:
+            self.model.backward(dlogits)
+
     # -- schedule ---------------------------------------------------------------------------------
     def _make_scheduler(self, steps_per_epoch: int):
         from cvcore import nn
@@ -309,7 +317,7 @@ class Trainer:
                         f"{lr:.3g}): training diverged; lower the learning rate or check the "
                         f"data for NaN" + (f"; the last good checkpoint is {self._checkpoint_path()}"
                                            if self.out_dir and self.epoch else ""))
-                self.model.backward(self.criterion.backward())
+                self._backward(self.criterion.backward())
                 self.optimizer.step()
                 lr = self.optimizer.param_groups[0]["lr"]
                 if scheduler is not None:
