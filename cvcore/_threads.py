@@ -37,7 +37,10 @@ competitors: they are its own pool threads still spinning after the previous cal
 or PyTorch's pool threads spinning after their own calls (as in every benchmark that runs
 cvcore beside them), which give the core back within a spin; counting them, as an earlier rule
 did, often found no free core where two were. Other processes' tasks are, and they are what
-make a barrier wait for a descheduled thread. The whole reading costs a few microseconds
+make a barrier wait for a descheduled thread, unless this thread runs under a real-time policy
+(``SCHED_FIFO`` or ``SCHED_RR``, as under ``chrt -f 1``; its pool threads inherit it): then no
+normal task can take its core, and only other real-time tasks could, which ``/proc/loadavg``
+does not tell apart, so none is counted (:func:`realtime`). The whole reading costs a few microseconds
 (about 2 us for ``/proc/loadavg``, 0.4 us per thread clock read; the list of this process's
 threads is kept for :data:`TASK_LIST_REFRESH_S`), where listing every thread's
 ``/proc/self/task/*/stat`` cost 30-300 us. A reading is kept for :data:`REFRESH_S` and the
@@ -118,10 +121,23 @@ def own_on_cpu() -> int:
     return count
 
 
+_REALTIME = tuple(getattr(os, name) for name in ("SCHED_FIFO", "SCHED_RR") if hasattr(os, name))
+
+
+def realtime() -> bool:
+    """Whether the calling thread runs under a real-time scheduling policy (~0.2 us)."""
+    try:
+        return os.sched_getscheduler(0) in _REALTIME
+    except (AttributeError, OSError):
+        return False
+
+
 def other_runnable() -> int | None:
     """Runnable tasks on the machine, right now, that are not threads of this process on a
-    CPU (:func:`own_on_cpu`) nor the calling thread. None where ``/proc/loadavg`` cannot be
-    read."""
+    CPU (:func:`own_on_cpu`) nor the calling thread; 0 for a real-time thread (:func:`realtime`:
+    normal tasks cannot take its core). None where ``/proc/loadavg`` cannot be read."""
+    if realtime():
+        return 0
     running = runnable_tasks()
     if running is None:
         return None

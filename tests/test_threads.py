@@ -246,3 +246,40 @@ def test_competitors_are_spread_over_the_online_cores(machine, monkeypatch):
     machine.others = 0
     _threads.usable_threads(4)
     assert _threads.usable_threads(4) == 4
+
+
+def test_a_real_time_thread_has_no_normal_competitors(monkeypatch):
+    """Under SCHED_FIFO/RR a normal task cannot take the core: it is not counted."""
+    monkeypatch.setattr(_threads, "runnable_tasks", lambda: 5)
+    monkeypatch.setattr(_threads, "own_on_cpu", lambda: 0)
+    monkeypatch.setattr(_threads, "realtime", lambda: False)
+    assert _threads.other_runnable() == 4
+    monkeypatch.setattr(_threads, "realtime", lambda: True)
+    assert _threads.other_runnable() == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_under_chrt_a_spinning_process_is_not_a_competitor():
+    """The real thing: a process started under ``chrt -f 1`` sees no competitor in a spinner
+    that the same process without ``chrt`` counts."""
+    import shutil
+    if shutil.which("chrt") is None:
+        pytest.skip("no chrt (util-linux)")
+    probe = ("import time; from cvcore import _threads\n"
+             "seen = 0\n"
+             "for _ in range(100):\n"
+             "    seen = max(seen, _threads.other_runnable() or 0); time.sleep(0.01)\n"
+             "print(_threads.realtime(), seen)")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        normal = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                timeout=60)
+        rt = subprocess.run(["chrt", "-f", "1", sys.executable, "-c", probe],
+                            capture_output=True, text=True, timeout=60)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert normal.stdout.split()[0] == "False" and int(normal.stdout.split()[1]) >= 1
+    if rt.returncode != 0:
+        pytest.skip(f"chrt -f 1 not permitted here: {rt.stderr.strip()[:200]}")
+    assert rt.stdout.split() == ["True", "0"]
