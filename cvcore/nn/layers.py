@@ -1285,8 +1285,8 @@ class Sequential(Module):
 
     def backward(self, dy, input_grad=True):
         """The children's backward passes, last first; ``input_grad=False`` skips the input's
-        gradient (``None`` is returned) where the first child can (:func:`~cvcore.nn.module.
-        takes_input_grad`)."""
+        gradient (``None`` is returned) where the first child can
+        (:func:`~cvcore.nn.module.takes_input_grad`)."""
         items = list(self._modules.items())
         for i in range(len(items) - 1, -1, -1):
             name, m = items[i]

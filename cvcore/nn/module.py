@@ -15,13 +15,12 @@ The forward/backward contract::
 backward, one optimiser step. Frozen parameters (``requires_grad=False``) get ``grad = None``.
 
 A training step needs no gradient of the images themselves (PyTorch computes none for an input
-that does not require one). The models and the layers that can start a network (:class:`~cvcore.
-nn.conv.Conv2d`, :class:`~cvcore.nn.layers.Sequential`, the ResNets, EfficientNet) take
-``backward(dout, input_grad=False)``: the parameters' gradients are the same, and the first
-convolution's input gradient is skipped (``None`` is returned; in a ResNet-20 step at batch 128,
-~2 ms of ~350 on two threads).
-:func:`takes_input_grad` tells whether a module's ``backward`` has that option; the trainer passes
-it where it has.
+that does not require one). The models and the layers that can start a network
+(:class:`~cvcore.nn.conv.Conv2d`, :class:`~cvcore.nn.layers.Sequential`, the ResNets,
+EfficientNet) take ``backward(dout, input_grad=False)``: the parameters' gradients are the same,
+and the first convolution's input gradient is skipped (``None`` is returned; in a ResNet-20 step
+at batch 128, ~2 ms of ~350 on two threads). :func:`takes_input_grad` tells whether a module's
+``backward`` has that option; the trainer passes it where it has.
 
 Backward works in both modes. The mode (:meth:`Module.train` / :meth:`Module.eval`) chooses *what*
 is computed, as in PyTorch: BatchNorm2d normalises by batch statistics and updates its running
