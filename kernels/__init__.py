@@ -29,3 +29,7 @@ if "OMP_WAIT_POLICY" not in os.environ:
 from kernels._cache import ensure_cache_dir  # noqa: E402
 
 ensure_cache_dir()
+
+# A child forked after the OpenMP threading layer started runs the parallel kernels serially
+# (GNU OpenMP would terminate it: kernels/_fork.py).
+from kernels import _fork  # noqa: E402,F401
