@@ -42,14 +42,14 @@ class SerialTwin:
         self.serial = None
         functools.update_wrapper(self, dispatcher.py_func)
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
         if self.serial is None:
             import numba
 
             options = {k: v for k, v in self.parallel.targetoptions.items()
                        if k not in ("parallel", "cache", "nopython")}
             self.serial = numba.njit(**options)(self.parallel.py_func)
-        return self.serial(*args)
+        return self.serial(*args, **kwargs)
 
 
 def _is_parallel_kernel(value) -> bool:
