@@ -55,7 +55,12 @@ if hasattr(os, "register_at_fork"):
 #: left (:mod:`kernels.pool`, OpenMP's guided schedule: large parts first, small ones last,
 #: so that the caller can take the share of a helper that starts late, asleep or descheduled,
 #: and waits at the end for at most a small part), each at least :data:`MIN_PART_ROWS` rows.
-GUIDED_SPLIT = 2
+#: 1: the first part is half the rows on two threads. Measured against 2 (a quarter first, ~14
+#: parts for 512 rows against ~7; each part costs ~0.3 us of claims and counts on the job's
+#: cache line, moved between the cores): 1024^2 float32 on two threads, back to back, area 512
+#: 49.8 -> 47.5 us, bilinear 700 150 -> 141, nearest 700 124 -> 119, the warps equal or faster
+#: (``benchmarks/README.md``, "Session 12: ... (geom3)").
+GUIDED_SPLIT = 1
 #: Fewest rows in a part (fewer where the image has few rows: :func:`cut_for`).
 MIN_PART_ROWS = 8
 #: ``POOL["on"]``: bands run on the helper pool (:mod:`kernels.pool`; Linux, where its futex
