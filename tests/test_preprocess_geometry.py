@@ -389,6 +389,28 @@ def test_resize_rejects_non_finite_float32_on_every_path(interpolation, value, n
     assert np.isinf(pp.resize(big, (4, 6), "area")).all()
 
 
+@pytest.mark.parametrize("bands", [1, 3])
+def test_rows_first_bilinear_rejects_a_nan_in_any_input_row(monkeypatch, bands):
+    """The rows-first pass of a bilinear shrink scans the two rows it blends in the blend
+    itself (``kernels.resize._blend_scan``) and the rows it skips alone: a NaN in any input
+    row, read or skipped, first, last or shared by two output rows, in one band or several,
+    must be rejected (shrinking 40 rows to 27 reads every row, to 13 skips some)."""
+    import numba
+
+    from cvcore import _team
+
+    monkeypatch.setattr(_team, "MIN_PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(_team, "bands_for", lambda rows, work: (bands, numba.get_num_threads()))
+    for rows_out in (27, 13):
+        x = np.ones((40, 20), np.float32)
+        pp.resize(x, (rows_out, 15), "bilinear")
+        for row in range(40):
+            bad = x.copy()
+            bad[row, 11] = np.nan
+            with pytest.raises(ValueError, match="NaN"):
+                pp.resize(bad, (rows_out, 15), "bilinear")
+
+
 def test_affine_run_is_exact(rng):
     """The affine kernels find the run of output pixels whose source coordinate
     ``a * x + b`` (float64, as the row loop computes it) lies in ``[lower, upper)`` from a
