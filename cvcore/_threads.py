@@ -40,9 +40,9 @@ did, often found no free core where two were. Other processes' tasks are, and th
 make a barrier wait for a descheduled thread, unless this thread runs under a real-time policy
 (``SCHED_FIFO`` or ``SCHED_RR``, as under ``chrt -f 1``; its pool threads inherit it): then no
 normal task can take its core, and only other real-time tasks could, which ``/proc/loadavg``
-does not tell apart, so none is counted (:func:`realtime`). The whole reading costs a few microseconds
-(about 2 us for ``/proc/loadavg``, 0.4 us per thread clock read; the list of this process's
-threads is kept for :data:`TASK_LIST_REFRESH_S`), where listing every thread's
+does not tell apart, so none is counted (:func:`realtime`). The whole reading costs a few
+microseconds (about 2 us for ``/proc/loadavg``, 0.4 us per thread clock read; the list of this
+process's threads is kept for :data:`TASK_LIST_REFRESH_S`), where listing every thread's
 ``/proc/self/task/*/stat`` cost 30-300 us. A reading is kept for :data:`REFRESH_S` and the
 smaller count of competitors of the last two readings is used, so one transient task (a kernel
 worker waking up) does not take a core away. Where ``/proc`` is absent the count is not

@@ -153,8 +153,8 @@ def with_path(exc: Exception, name: str) -> Exception:
 
 
 def call_child(name: str, fn, *args, **kwargs):
-    """``fn(*args, **kwargs)``, re-raising a ValueError/TypeError/RuntimeError/KeyError with ``name``.
-    Inside a forward pass the thread count is first decided again when the machine's load
+    """``fn(*args, **kwargs)``, re-raising a ValueError/TypeError/RuntimeError/KeyError with
+    ``name``. Inside a forward pass the thread count is first decided again when the machine's load
     was last read :data:`cvcore._threads.REFRESH_S` ago (:func:`cvcore._threads.
     renew_network_threads`; a backward pass keeps its thread count)."""
     renew_network_threads()
@@ -1296,4 +1296,4 @@ class Sequential(Module):
                 call_child(name, m.backward, dy)
                 return None
             dy = call_child(name, m.backward, dy)
-        return None if not input_grad else dy
+        return dy if input_grad else None
