@@ -31,8 +31,6 @@ import sys
 #: argument: :func:`kernels.team.run_team`, :func:`kernels.team.run_steps`).
 SELF_GUARDED = ("kernels.team",)
 
-_state = {"child": False}
-
 
 class SerialTwin:
     """Stands in for a ``parallel=True`` kernel in a forked child (see the module docstring)."""
@@ -96,15 +94,9 @@ def openmp_started() -> bool:
     return getattr(parallel, "_threading_layer", None) == "omp"
 
 
-def in_guarded_child() -> bool:
-    """Whether this process is a forked child whose parallel kernels were replaced."""
-    return _state["child"]
-
-
 def _after_fork_in_child():
     if not openmp_started():
         return
-    _state["child"] = True
     for name, module in list(sys.modules.items()):
         if name.startswith("kernels.") and not name.startswith("kernels.reference"):
             guard(module)

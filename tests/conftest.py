@@ -36,6 +36,21 @@ def datasets_dir():
 
 
 @pytest.fixture
+def input_grads_seen(monkeypatch):
+    """The input shape of every Conv2d input gradient computed while the test runs (a spy on
+    ``cvcore.nn.conv._input_grad``): a list, filled as they happen."""
+    from cvcore.nn import conv
+    seen = []
+    real = conv._input_grad
+
+    def spy(dy, cache, keep=None):
+        seen.append(cache.x.shape)
+        return real(dy, cache, keep)
+    monkeypatch.setattr(conv, "_input_grad", spy)
+    return seen
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(12345)
 

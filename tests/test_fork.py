@@ -60,12 +60,17 @@ CASE = textwrap.dedent("""
 """)
 
 
-def test_forked_workers_run_parallel_kernels_and_agree_with_the_parent(tmp_path):
+def _run(source, tmp_path, timeout):
+    """Run ``source`` as a script in a fresh interpreter that imports this tree's cvcore."""
     script = tmp_path / "case.py"
-    script.write_text(CASE)
+    script.write_text(source)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=600, env=env, cwd=tmp_path)
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=tmp_path)
+
+
+def test_forked_workers_run_parallel_kernels_and_agree_with_the_parent(tmp_path):
+    run = _run(CASE, tmp_path, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip().endswith("ok")
     assert "Terminating" not in run.stderr
@@ -73,8 +78,7 @@ def test_forked_workers_run_parallel_kernels_and_agree_with_the_parent(tmp_path)
 
 def test_a_child_forked_before_the_threading_layer_started_is_left_alone(tmp_path):
     """No layer in the parent: the child starts its own and keeps the parallel kernels."""
-    script = tmp_path / "case.py"
-    script.write_text(textwrap.dedent("""
+    run = _run(textwrap.dedent("""
         import os, sys
         import numpy as np
         from cvcore.nn.layers import maxpool2d_forward
@@ -88,9 +92,6 @@ def test_a_child_forked_before_the_threading_layer_started_is_left_alone(tmp_pat
                      else 3)
         _, status = os.waitpid(pid, 0)
         print(os.waitstatus_to_exitcode(status))
-    """))
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=300, env=env, cwd=tmp_path)
+    """), tmp_path, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip() == "0", run.stderr[-3000:]

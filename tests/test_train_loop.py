@@ -190,17 +190,10 @@ def test_checkpoint_tree_round_trip_and_errors(tmp_path):
     assert not (tmp_path / "o.npz").exists()
 
 
-def test_a_training_step_computes_no_gradient_of_the_images(monkeypatch):
+def test_a_training_step_computes_no_gradient_of_the_images(input_grads_seen):
     """The trainer passes ``input_grad=False``: the first convolution's input gradient, which
     nothing reads, is never computed (PyTorch computes none for an input that needs none)."""
-    from cvcore.nn import conv
-    computed = []
-    real = conv._input_grad
-
-    def spy(dy, cache, keep=None):
-        computed.append(cache.x.shape)
-        return real(dy, cache, keep)
-    monkeypatch.setattr(conv, "_input_grad", spy)
+    computed = input_grads_seen
     x, y = toy_data(n=32)
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, rng=0), nn.ReLU(),
                         nn.Conv2d(4, 4, 3, padding=1, rng=1), nn.AdaptiveAvgPool2d(1),

@@ -297,6 +297,9 @@ _TAKES_INPUT_GRAD: dict = {}
 
 def takes_input_grad(module) -> bool:
     """Whether ``module.backward`` has the ``input_grad`` option (see the module docstring)."""
+    if not callable(getattr(module, "backward", None)):
+        raise TypeError(f"takes_input_grad needs a Module (something with a backward method), "
+                        f"got {type(module).__name__}")
     kind = type(module)
     if kind not in _TAKES_INPUT_GRAD:
         _TAKES_INPUT_GRAD[kind] = "input_grad" in inspect.signature(module.backward).parameters
