@@ -58,7 +58,16 @@ from kernels.scalar import clamp
 # -- strip layouts (plain Python: computed once per convolution by the driver,
 #    :func:`cvcore.nn.conv.make_strip`, not inside a kernel) ----------------------------------
 
-def strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span):
+def dense_rows(W, Wo, pw, vl):
+    """Whether the stride-1 strip of an input ``W`` wide (output ``Wo``, padding ``pw``) has
+    *dense* rows, no gap columns (:func:`strip_geometry`): when there is a left padding to stand
+    for, the output is no wider than the input, and ``W`` divides the vector length ``vl``
+    (lane ``l`` of every vector is then column ``l % W``, so one lane mask per tap says which
+    of its reads fall outside the row: :func:`tap_masks`)."""
+    return pw > 0 and Wo <= W and vl % W == 0
+
+
+def strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span, vl=0):
     """Layout of the stride-1 strip.
 
     Channel ``c`` of the strip holds image ``n``'s row ``h`` at ``c*Ls + m0 + n*pitch + h*Wg``
@@ -70,10 +79,20 @@ def strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span):
     the next) and ``max(ph, Ho - H, 0)`` rows between images. Negative ``ph, pw`` (a crop: the
     input gradient of a convolution whose padding exceeds its kernel's reach) need no gap.
 
+    With :func:`dense_rows` (small planes: ``W`` = 8 or 16 for float32 on AVX-512) there are no
+    gap columns at all, ``Wg = W``: a tap past the end of a row reads the neighbouring row
+    there, and the kernels drop those reads with a lane mask per tap (:func:`tap_masks`,
+    :func:`kernels.simd.fma_tile_masked`). That saves the gap's positions: ResNet-20's 8x8
+    planes are 72 positions per image instead of 81, its 16x16 ones 272 instead of 289.
+
     Parameters
     ----------
     span : int
-        Positions are rounded up to a multiple of this (the caller's tile or block).
+        Positions are rounded up to a multiple of this (the caller's tile or block; a multiple
+        of ``vl`` for dense rows).
+    vl : int
+        The vector length of the kernels that read the strip (:func:`kernels.simd.vector_lanes`);
+        0: rows with gap columns whatever the width.
 
     Returns
     -------
@@ -84,7 +103,7 @@ def strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span):
     Ls : int
         Length of one channel of the strip: every tap of every position is inside it.
     """
-    Wg = W + max(pw, Wo - W, 0)
+    Wg = W if vl and dense_rows(W, Wo, pw, vl) else W + max(pw, Wo - W, 0)
     pitch = (H + max(ph, Ho - H, 0)) * Wg
     m0 = max(0, ph * Wg + pw)
     P = (N * pitch + span - 1) // span * span
@@ -107,6 +126,17 @@ def tap_offsets(C, kh, kw, ph, pw, dh, dw, Wg, m0, Ls, count):
     i = np.arange(kh, dtype=np.int64)[None, :, None]
     j = np.arange(kw, dtype=np.int64)[None, None, :]
     return _padded((c * Ls + m0 + (i * dh - ph) * Wg + (j * dw - pw)).reshape(-1), count)
+
+
+def tap_masks(C, kh, kw, pw, dw, W, vl, count):
+    """Lane masks of the taps of a dense strip (:func:`dense_rows`), padded to ``count`` as
+    :func:`tap_offsets`: bit ``l`` of ``masks[(c*kh + i)*kw + j]`` is set when column ``l % W``
+    shifted by the tap, ``l % W + j*dw - pw``, is inside the row ``[0, W)``."""
+    col = np.arange(vl, dtype=np.int64) % W
+    shift = np.arange(kw, dtype=np.int64) * dw - pw
+    inside = (col[None, :] + shift[:, None] >= 0) & (col[None, :] + shift[:, None] < W)
+    words = (inside.astype(np.int64) << np.arange(vl, dtype=np.int64)[None, :]).sum(axis=1)
+    return _padded(np.tile(words, C * kh), count)
 
 
 def phase_geometry(N, H, W, kh, kw, sh, sw, ph, pw, dh, dw, span):
@@ -139,21 +169,24 @@ def phase_tap_offsets(C, kh, kw, sh, sw, dh, dw, Wq, Ls, count):
     return _padded((chan * Ls + (i // sh) * Wq + j // sw).reshape(-1), count)
 
 
-def strip_layout(N, C, H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count):
+def strip_layout(N, C, H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count, vl=0):
     """Everything :func:`fill_strip` / :func:`fill_phase_strip` and the kernels reading the
     strip need, for an input ``(N, C, H, W)`` and this convolution: ``(Wg, pitch, m0, P, Ls,
-    length, offs, used)``, with ``length`` the strip's length, ``offs`` the tap offsets padded
-    to ``count``, and ``used`` None for the stride-1 strip, else the ``(sh, sw)`` bool array of
-    the phases some tap reads (``m0 = 0`` then)."""
+    length, offs, used, masks)``, with ``length`` the strip's length, ``offs`` the tap offsets
+    padded to ``count``, ``used`` None for the stride-1 strip, else the ``(sh, sw)`` bool array
+    of the phases some tap reads (``m0 = 0`` then), and ``masks`` the taps' lane masks of a
+    dense strip (:func:`tap_masks`; ``vl`` as :func:`strip_geometry`), else of size 0."""
+    none = np.empty(0, dtype=np.int64)
     if sh == 1 and sw == 1:
-        Wg, pitch, m0, P, Ls = strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span)
+        Wg, pitch, m0, P, Ls = strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span, vl)
         offs = tap_offsets(C, kh, kw, ph, pw, dh, dw, Wg, m0, Ls, count)
-        return Wg, pitch, m0, P, Ls, C * Ls, offs, None
+        masks = tap_masks(C, kh, kw, pw, dw, W, vl, count) if Wg == W and pw > 0 else none
+        return Wg, pitch, m0, P, Ls, C * Ls, offs, None, masks
     Wg, pitch, P, Ls = phase_geometry(N, H, W, kh, kw, sh, sw, ph, pw, dh, dw, span)
     used = np.zeros((sh, sw), dtype=np.bool_)
     used[(np.arange(kh) * dh % sh)[:, None], (np.arange(kw) * dw % sw)[None, :]] = True
     offs = phase_tap_offsets(C, kh, kw, sh, sw, dh, dw, Wg, Ls, count)
-    return Wg, pitch, 0, P, Ls, C * sh * sw * Ls, offs, used
+    return Wg, pitch, 0, P, Ls, C * sh * sw * Ls, offs, used, none
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -239,7 +272,7 @@ def fill_phase_strip(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs, p0, p1):
 # -- forward -----------------------------------------------------------------------------------
 
 @njit(cache=True, inline="always", nogil=True)
-def _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
+def _forward(xs, offs, masks, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
              i0, i1, KB, TB, narrow):
     """The body of :func:`conv2d_forward` (``KB x TB`` tiles of :func:`kernels.simd.fma_tile`)
     and :func:`conv2d_forward_narrow` (:func:`kernels.simd.fma_tile_narrow`); inlined into
@@ -299,9 +332,9 @@ def _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, 
             for k in range(KB):              # past the last channel: repeat it, drop it
                 wrows[k] = min(kb * KB + k, K - 1) * R
             if narrow:
-                simd.fma_tile_narrow(xs, q0, wflat, wrows, offs, acc)
+                simd.fma_tile_narrow_masked(xs, q0, wflat, wrows, offs, masks, acc)
             else:
-                simd.fma_tile(xs, q0, wflat, wrows, offs, acc)
+                simd.fma_tile_masked(xs, q0, wflat, wrows, offs, masks, acc)
             for k in range(min(KB, K - kb * KB)):
                 base = (kb * KB + k) * plane
                 row = acc[k]                       # plain loops around the intrinsic:
@@ -341,7 +374,7 @@ def _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def conv2d_forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res,
+def conv2d_forward(xs, offs, masks, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res,
                    status, i0, i1):
     """``y = conv(x, w) + bias`` as an implicit GEMM on the strip ``xs`` of ``x``, work items
     ``[i0, i1)``, with an optional epilogue applied as each tile leaves the registers (no extra
@@ -371,6 +404,8 @@ def conv2d_forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo
         :func:`fill_strip`, or :func:`fill_phase_strip` for a strided one).
     offs : ndarray, 1-D int64
         Its tap offsets (:func:`strip_layout`, ``C*kh*kw`` of them).
+    masks : ndarray, 1-D int64
+        The taps' lane masks of a dense strip (:func:`tap_masks`), else of size 0.
     Wg, pitch : int
         Its grid width and positions per image.
     w_mat : ndarray, shape (K, C*kh*kw), C-contiguous
@@ -391,12 +426,12 @@ def conv2d_forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo
     i0, i1 : int
         The work items to compute.
     """
-    _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
+    _forward(xs, offs, masks, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
              i0, i1, simd.KB, simd.TB, False)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def conv2d_forward_narrow(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi,
+def conv2d_forward_narrow(xs, offs, masks, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi,
                           res, status, i0, i1):
     """:func:`conv2d_forward` with ``simd.KBN x simd.TBN`` tiles (12 x 32 on AVX-512) instead
     of ``simd.KB x simd.TB`` (8 x 48), for small planes: positions are padded to a multiple of
@@ -404,13 +439,13 @@ def conv2d_forward_narrow(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, 
     output is the same sum in the same order as with the wide tile (bit-equal). A kernel of its
     own, compiled on first use only (:func:`cvcore.nn.conv.narrow_tile` picks it), so that
     networks without such planes do not pay its compile time."""
-    _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
+    _forward(xs, offs, masks, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
              i0, i1, simd.KBN, simd.TBN, True)
 
 
 @njit(cache=True, inline="always", nogil=True)
-def _fill_then_forward(x, m0, Ls, xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo,
-                       hi, res, status, nitems, nlanes, KB, TB, narrow):
+def _fill_then_forward(x, m0, Ls, xs, offs, masks, Wg, pitch, w_mat, kgroups, bias, y, affine, eps,
+                       lo, hi, res, status, nitems, nlanes, KB, TB, narrow):
     """The body of :func:`conv2d_forward_fused` (``KB x TB`` tiles, ``narrow`` as
     :func:`_forward`)."""
     planes = x.shape[0] * x.shape[1]
@@ -418,13 +453,13 @@ def _fill_then_forward(x, m0, Ls, xs, offs, Wg, pitch, w_mat, kgroups, bias, y, 
         fill_strip(x, Wg, pitch, m0, Ls, xs, lane * planes // nlanes,
                    (lane + 1) * planes // nlanes)
     for lane in prange(nlanes):
-        _forward(xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
-                 lane * nitems // nlanes, (lane + 1) * nitems // nlanes, KB, TB, narrow)
+        _forward(xs, offs, masks, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res,
+                 status, lane * nitems // nlanes, (lane + 1) * nitems // nlanes, KB, TB, narrow)
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def conv2d_forward_fused(x, m0, Ls, xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps,
-                         lo, hi, res, status, nitems, nlanes):
+def conv2d_forward_fused(x, m0, Ls, xs, offs, masks, Wg, pitch, w_mat, kgroups, bias, y, affine,
+                         eps, lo, hi, res, status, nitems, nlanes):
     """:func:`fill_strip` of all of ``x`` (a stride-1 strip), then :func:`conv2d_forward` of
     items ``[0, nitems)``, each in ``nlanes`` lanes of a parallel loop, both in one call and
     both bodies compiled into it (not called by address, :mod:`kernels.team`).
@@ -434,16 +469,16 @@ def conv2d_forward_fused(x, m0, Ls, xs, offs, Wg, pitch, w_mat, kgroups, bias, y
     cost ~10 us more per convolution (two threads: 148 against 138 us for a 40->240 channel
     1x1 convolution on 28x28, ``benchmarks/README.md``), ~4 % of the network. A kernel of its
     own, compiled on first use only (~4 s): the training step and the demo never call it."""
-    _fill_then_forward(x, m0, Ls, xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo,
-                       hi, res, status, nitems, nlanes, simd.KB, simd.TB, False)
+    _fill_then_forward(x, m0, Ls, xs, offs, masks, Wg, pitch, w_mat, kgroups, bias, y, affine, eps,
+                       lo, hi, res, status, nitems, nlanes, simd.KB, simd.TB, False)
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def conv2d_forward_narrow_fused(x, m0, Ls, xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine,
-                                eps, lo, hi, res, status, nitems, nlanes):
+def conv2d_forward_narrow_fused(x, m0, Ls, xs, offs, masks, Wg, pitch, w_mat, kgroups, bias, y,
+                                affine, eps, lo, hi, res, status, nitems, nlanes):
     """:func:`conv2d_forward_fused` with the narrow tile (:func:`conv2d_forward_narrow`)."""
-    _fill_then_forward(x, m0, Ls, xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo,
-                       hi, res, status, nitems, nlanes, simd.KBN, simd.TBN, True)
+    _fill_then_forward(x, m0, Ls, xs, offs, masks, Wg, pitch, w_mat, kgroups, bias, y, affine, eps,
+                       lo, hi, res, status, nitems, nlanes, simd.KBN, simd.TBN, True)
 
 
 # -- forward, pixel-major ----------------------------------------------------------------------
@@ -629,7 +664,8 @@ def conv2d_forward_pm(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, bias, y, affine,
 # -- backward ----------------------------------------------------------------------------------
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def conv2d_weight_grad(xs, offs, dys, dbase, dpitch, P, block, nlanes, dw_lanes, l0, l1):
+def conv2d_weight_grad(xs, offs, masks, dys, dbase, dpitch, P, block, nlanes, dw_lanes, l0,
+                       l1):
     """``dW[k, (c*kh + i)*kw + j] = sum_{n, oh, ow} dy[n, k, oh, ow] *
     xpad[n, c, oh*sh + i*dh, ow*sw + j*dw]``: dot products of strip windows,
     ``dW[k, r] = sum_q dys[dbase + k*dpitch + q] * xs[offs[r] + q]`` over the positions
@@ -653,6 +689,7 @@ def conv2d_weight_grad(xs, offs, dys, dbase, dpitch, P, block, nlanes, dw_lanes,
     xs, dys : 1-D, one float dtype
         The strips of ``x`` and of ``dy`` (``K`` channels of ``P``).
     offs : 1-D int64, at least ``R`` rounded up to a multiple of ``simd.DB``
+    masks : 1-D int64, as many as ``offs`` (a dense strip: :func:`tap_masks`), or of size 0
     dbase, dpitch : int
         Where channel ``k`` of ``dy`` starts in ``dys``: ``dbase + k*dpitch``.
     P, block : int
@@ -681,14 +718,15 @@ def conv2d_weight_grad(xs, offs, dys, dbase, dpitch, P, block, nlanes, dw_lanes,
                 for r0 in range(0, R, DB):
                     # the block's dot products, each already added up across the vector's
                     # lanes in registers (simd.dot_tile_sums)
-                    simd.dot_tile_sums(dys, aoffs, xs, offs[r0:r0 + DB], t0, t1, sums)
+                    simd.dot_tile_sums_masked(dys, aoffs, xs, offs[r0:r0 + DB],
+                                              masks[r0:r0 + DB], t0, t1, sums)
                     for i in range(_min(DA, K - k0)):     # plain loops around the intrinsic:
                         for j in range(_min(DB, R - r0)):  # see kernels.simd
                             part[k0 + i, r0 + j] += sums[i, j]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def conv2d_weight_grad_cols(xs, offs, dys, P, nlanes, tiles, dw_out, l0, l1):
+def conv2d_weight_grad_cols(xs, offs, masks, dys, P, nlanes, tiles, dw_out, l0, l1):
     """The weight gradient of :func:`conv2d_weight_grad` for few positions (small planes, one
     image): with a short reduction the horizontal sums of ``dot_tile`` would dominate, so here
     each tile ``dW[k0:k0+KB, r0:r0+TB]`` is one :func:`kernels.simd.fma_tile` over the
@@ -703,8 +741,9 @@ def conv2d_weight_grad_cols(xs, offs, dys, P, nlanes, tiles, dw_out, l0, l1):
 
     Parameters
     ----------
-    xs, offs, dys, P : as :func:`conv2d_weight_grad`, with ``P`` the exact number of positions
-        (strips laid out with ``span = 1``) and ``offs`` of length ``R``
+    xs, offs, masks, dys, P : as :func:`conv2d_weight_grad`, with ``P`` the exact number of
+        positions (strips laid out with ``span = 1``) and ``offs`` (and ``masks``, unless
+        empty) of length ``R``
     nlanes : int
     tiles : 1-D, the dtype of ``xs``, at least ``nlanes * P * simd.TB`` long, scratch
     dw_out : (K, R), written
@@ -713,6 +752,7 @@ def conv2d_weight_grad_cols(xs, offs, dys, P, nlanes, tiles, dw_out, l0, l1):
     """
     K, R = dw_out.shape
     KB, TB = simd.KB, simd.TB
+    vl = simd.VECTOR_BYTES // xs.itemsize
     nkb = (K + KB - 1) // KB
     nitems = nkb * ((R + TB - 1) // TB)
     acc = np.empty((KB, TB), dtype=xs.dtype)
@@ -732,6 +772,11 @@ def conv2d_weight_grad_cols(xs, offs, dys, P, nlanes, tiles, dw_out, l0, l1):
                     row = tile[q * TB:(q + 1) * TB]
                     for t in range(nt):
                         row[t] = xs[offs[r0 + t] + q]
+                    if masks.size > 0:                # a dense strip: drop the reads past
+                        lane = q % vl                 # a row's end (tap_masks)
+                        for t in range(nt):
+                            if not (masks[r0 + t] >> lane) & 1:
+                                row[t] = 0
                     for t in range(nt, TB):
                         row[t] = 0
                 built = r0

@@ -156,21 +156,35 @@ def _is_offsets(ty):
         and ty.dtype == types.int64
 
 
-def _make_fma_tile(kb_name, tb_name):
+def _lane_mask(builder, masks, index, vl):
+    """``masks[index]`` (int64) as a ``<vl x i1>`` lane mask: bit ``l`` is lane ``l``."""
+    word = builder.load(cgutils.gep(builder, masks.data, index))
+    bits = builder.trunc(word, ir.IntType(vl))
+    return builder.bitcast(bits, ir.VectorType(ir.IntType(1), vl))
+
+
+def _masked(builder, mask, vec):
+    """``vec`` where ``mask`` is set, else 0 (the load stays unconditional: every window the
+    callers read is inside its array, so LLVM folds this into a zero-masking load)."""
+    return builder.select(mask, vec, ir.Constant(vec.type, [0.0] * vec.type.count))
+
+
+def _make_fma_tile(kb_name, tb_name, masked=False):
     """The :func:`fma_tile` intrinsic for a tile of the module constants named ``kb_name x
     tb_name`` (read when a caller is compiled; the tile width a multiple of the vector
-    length)."""
+    length); ``masked``: the :func:`fma_tile_masked` variant, with a lane mask per tap."""
 
-    def fma_tile(typingctx, x, q0, w, wrows, offs, acc):
+    def typer(x, q0, w, wrows, offs, masks, acc):
         if not (_is_c_array(x, 1) and _is_c_array(w, 1) and _is_c_array(acc, 2)
                 and x.dtype == w.dtype == acc.dtype and _is_offsets(wrows)
-                and _is_offsets(offs)):
+                and _is_offsets(offs) and (not masked or _is_offsets(masks))):
             return None
-        sig = types.void(x, types.int64, w, wrows, offs, acc)
+        sig = types.void(x, types.int64, w, wrows, offs, *((masks,) if masked else ()), acc)
 
         def codegen(context, builder, signature, args):
-            (xs, q0v, ws, wr, os_, ac), vty, itemsize, vl = _unpack(context, builder,
-                                                                    signature, args)
+            values, vty, itemsize, vl = _unpack(context, builder, signature, args)
+            xs, q0v, ws, wr, os_ = values[:5]
+            ms, ac = values[5:] if masked else (None, values[5])
             KB, TB = globals()[kb_name], globals()[tb_name]
             nv = TB // vl
             i64 = ir.IntType(64)
@@ -179,18 +193,35 @@ def _make_fma_tile(kb_name, tb_name):
             rows = [builder.load(cgutils.gep(builder, wr.data, ir.Constant(i64, k)))
                     for k in range(KB)]
             slots = _zero_slots(builder, vty, KB * nv)
-            with cgutils.for_range(builder, R) as loop:
-                r = loop.index
-                start = builder.add(q0v, builder.load(cgutils.gep(builder, os_.data, r)))
-                xv = [_load_vec(builder, xs.data, builder.add(start, ir.Constant(i64, v * vl)),
-                                vty, itemsize) for v in range(nv)]
-                for k in range(KB):
-                    wk = builder.load(cgutils.gep(builder, ws.data, builder.add(rows[k], r)))
-                    wv = _splat(builder, wk, vty)
-                    for v in range(nv):
-                        slot = slots[k * nv + v]
-                        builder.store(builder.call(fmuladd, [wv, xv[v], builder.load(slot)]),
-                                      slot)
+
+            def loop(with_masks):
+                with cgutils.for_range(builder, R) as loop:
+                    r = loop.index
+                    start = builder.add(q0v, builder.load(cgutils.gep(builder, os_.data, r)))
+                    xv = [_load_vec(builder, xs.data,
+                                    builder.add(start, ir.Constant(i64, v * vl)), vty, itemsize)
+                          for v in range(nv)]
+                    if with_masks:
+                        mask = _lane_mask(builder, ms, r, vl)
+                        xv = [_masked(builder, mask, v) for v in xv]
+                    for k in range(KB):
+                        wk = builder.load(cgutils.gep(builder, ws.data, builder.add(rows[k], r)))
+                        wv = _splat(builder, wk, vty)
+                        for v in range(nv):
+                            slot = slots[k * nv + v]
+                            builder.store(builder.call(fmuladd,
+                                                       [wv, xv[v], builder.load(slot)]), slot)
+
+            if masked:
+                has = builder.icmp_signed("!=", builder.extract_value(ms.shape, 0),
+                                          ir.Constant(i64, 0))
+                with builder.if_else(has) as (then, otherwise):
+                    with then:
+                        loop(True)
+                    with otherwise:
+                        loop(False)
+            else:
+                loop(False)
             for k in range(KB):
                 for v in range(nv):
                     _store_vec(builder, builder.load(slots[k * nv + v]), ac.data,
@@ -199,6 +230,12 @@ def _make_fma_tile(kb_name, tb_name):
 
         return sig, codegen
 
+    if masked:
+        def fma_tile(typingctx, x, q0, w, wrows, offs, masks, acc):
+            return typer(x, q0, w, wrows, offs, masks, acc)
+    else:
+        def fma_tile(typingctx, x, q0, w, wrows, offs, acc):
+            return typer(x, q0, w, wrows, offs, None, acc)
     return fma_tile
 
 
@@ -218,6 +255,22 @@ fma_tile = intrinsic(_f)
 _f = _make_fma_tile("KBN", "TBN")
 _f.__name__, _f.__doc__ = "fma_tile_narrow", _FMA_DOC.replace("KB", "KBN").replace("TB", "TBN")
 fma_tile_narrow = intrinsic(_f)
+_MASKED_DOC = """:func:`fma_tile` with a lane mask per tap: ``acc[k, t] = sum_r w[wrows[k] + r] *
+    x[q0 + offs[r] + t] * (masks[r] >> (t % VL) & 1)``, a dropped read counting as 0 whatever it
+    holds (bit ``l`` of ``masks[r]`` keeps lane ``l`` of every vector of tap ``r``; ``q0`` a
+    multiple of the vector length ``VL``); without masks when ``masks`` is empty. For the dense
+    strip of :mod:`kernels.nn_conv`, whose rows have no gap columns: a tap reaching past a row's
+    end reads the next row there, and its mask drops it.
+
+    Parameters as :func:`fma_tile`, and ``masks`` : 1-D int64 array (R,), or of size 0 (none).
+    """
+_f = _make_fma_tile("KB", "TB", masked=True)
+_f.__name__, _f.__doc__ = "fma_tile_masked", _MASKED_DOC
+fma_tile_masked = intrinsic(_f)
+_f = _make_fma_tile("KBN", "TBN", masked=True)
+_f.__name__ = "fma_tile_narrow_masked"
+_f.__doc__ = _MASKED_DOC.replace("fma_tile`", "fma_tile_narrow`")
+fma_tile_narrow_masked = intrinsic(_f)
 _f = _make_fma_tile("KB", "TBP")
 _f.__name__, _f.__doc__ = "fma_tile_pm", _FMA_DOC.replace("TB", "TBP")
 fma_tile_pm = intrinsic(_f)
@@ -227,10 +280,15 @@ fma_tile_pmh = intrinsic(_f)
 del _f
 
 
-def _dot_slots(context, builder, signature, args):
-    """The loop of :func:`dot_tile` and :func:`dot_tile_sums`: ``DA * DB`` vector accumulators
-    (stack slots) holding the lane sums; returns them with the output array and vector type."""
-    (A, AO, B, BO, t0v, t1v, C), vty, itemsize, vl = _unpack(context, builder, signature, args)
+def _dot_slots(context, builder, signature, args, masked=False):
+    """The loop of :func:`dot_tile` and :func:`dot_tile_sums` (``masked``:
+    :func:`dot_tile_sums_masked`): ``DA * DB`` vector accumulators (stack slots) holding the
+    lane sums; returns them with the output array and vector type."""
+    values, vty, itemsize, vl = _unpack(context, builder, signature, args)
+    if masked:
+        A, AO, B, BO, BM, t0v, t1v, C = values
+    else:
+        (A, AO, B, BO, t0v, t1v, C), BM = values, None
     i64 = ir.IntType(64)
     fmuladd = _fmuladd(builder, vty)
     abase = [builder.load(cgutils.gep(builder, AO.data, ir.Constant(i64, i)))
@@ -239,16 +297,31 @@ def _dot_slots(context, builder, signature, args):
              for j in range(DB)]
     slots = _zero_slots(builder, vty, DA * DB)
     steps = builder.sdiv(builder.sub(t1v, t0v), ir.Constant(i64, vl))
-    with cgutils.for_range(builder, steps) as loop:
-        t = builder.add(t0v, builder.mul(loop.index, ir.Constant(i64, vl)))
-        av = [_load_vec(builder, A.data, builder.add(abase[i], t), vty, itemsize)
-              for i in range(DA)]
-        bv = [_load_vec(builder, B.data, builder.add(bbase[j], t), vty, itemsize)
-              for j in range(DB)]
-        for i in range(DA):
-            for j in range(DB):
-                slot = slots[i * DB + j]
-                builder.store(builder.call(fmuladd, [av[i], bv[j], builder.load(slot)]), slot)
+
+    def loop(bmasks):
+        with cgutils.for_range(builder, steps) as loop:
+            t = builder.add(t0v, builder.mul(loop.index, ir.Constant(i64, vl)))
+            av = [_load_vec(builder, A.data, builder.add(abase[i], t), vty, itemsize)
+                  for i in range(DA)]
+            bv = [_load_vec(builder, B.data, builder.add(bbase[j], t), vty, itemsize)
+                  for j in range(DB)]
+            if bmasks is not None:
+                bv = [_masked(builder, m, v) for m, v in zip(bmasks, bv)]
+            for i in range(DA):
+                for j in range(DB):
+                    slot = slots[i * DB + j]
+                    builder.store(builder.call(fmuladd, [av[i], bv[j], builder.load(slot)]),
+                                  slot)
+
+    if masked:
+        has = builder.icmp_signed("!=", builder.extract_value(BM.shape, 0), ir.Constant(i64, 0))
+        with builder.if_else(has) as (then, otherwise):
+            with then:      # the masks are the same at every step: loaded once
+                loop([_lane_mask(builder, BM, ir.Constant(i64, j), vl) for j in range(DB)])
+            with otherwise:
+                loop(None)
+    else:
+        loop(None)
     return slots, C, vty, itemsize, vl
 
 
@@ -266,20 +339,22 @@ def _halves_sum(builder, vec, count):
     return builder.extract_element(vec, ir.Constant(ir.IntType(32), 0))
 
 
-def _make_dot_tile(out_ndim, lane_sums):
+def _make_dot_tile(out_ndim, lane_sums, masked=False):
     """The :func:`dot_tile` intrinsic (``lane_sums`` false: each accumulator stored whole,
     ``out`` (DA, DB, VL)) or :func:`dot_tile_sums` (true: each added up across its lanes,
-    ``out`` (DA, DB))."""
+    ``out`` (DA, DB)); ``masked``: with a lane mask per ``b`` window
+    (:func:`dot_tile_sums_masked`)."""
 
-    def dot_tile(typingctx, a, aoffs, b, boffs, t0, t1, out):
+    def typer(a, aoffs, b, boffs, bmasks, out):
         if not (_is_c_array(a, 1) and _is_c_array(b, 1) and _is_c_array(out, out_ndim)
                 and a.dtype == b.dtype == out.dtype and _is_offsets(aoffs)
-                and _is_offsets(boffs)):
+                and _is_offsets(boffs) and (not masked or _is_offsets(bmasks))):
             return None
-        sig = types.void(a, aoffs, b, boffs, types.int64, types.int64, out)
+        sig = types.void(a, aoffs, b, boffs, *((bmasks,) if masked else ()), types.int64,
+                         types.int64, out)
 
         def codegen(context, builder, signature, args):
-            slots, C, vty, itemsize, vl = _dot_slots(context, builder, signature, args)
+            slots, C, vty, itemsize, vl = _dot_slots(context, builder, signature, args, masked)
             i64 = ir.IntType(64)
             for i in range(DA * DB):
                 vec = builder.load(slots[i])
@@ -292,6 +367,12 @@ def _make_dot_tile(out_ndim, lane_sums):
 
         return sig, codegen
 
+    if masked:
+        def dot_tile(typingctx, a, aoffs, b, boffs, bmasks, t0, t1, out):
+            return typer(a, aoffs, b, boffs, bmasks, out)
+    else:
+        def dot_tile(typingctx, a, aoffs, b, boffs, t0, t1, out):
+            return typer(a, aoffs, b, boffs, None, out)
     return dot_tile
 
 
@@ -322,6 +403,17 @@ _f.__doc__ = """``sums[i, j] = sum_t a[aoffs[i] + t] * b[boffs[j] + t]`` over ``
     Parameters as :func:`dot_tile`, but ``sums`` : 2-D array (DA, DB), written.
     """
 dot_tile_sums = intrinsic(_f)
+_f = _make_dot_tile(2, True, masked=True)
+_f.__name__ = "dot_tile_sums_masked"
+_f.__doc__ = """:func:`dot_tile_sums` with a lane mask per ``b`` window: ``sums[i, j] = sum_t
+    a[aoffs[i] + t] * (b[boffs[j] + t] if bmasks[j] >> (t % VL) & 1 else 0)`` (``t0`` a multiple
+    of the vector length ``VL``), or without masks when ``bmasks`` is empty: the weight gradient
+    on the dense strip of :mod:`kernels.nn_conv` (:func:`fma_tile_masked`).
+
+    Parameters ``a, aoffs, b, boffs, bmasks, t0, t1, sums``: as :func:`dot_tile_sums`, and
+    ``bmasks`` : 1-D int64 array (DB,), or of size 0 (none).
+    """
+dot_tile_sums_masked = intrinsic(_f)
 del _f
 
 

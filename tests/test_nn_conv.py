@@ -15,6 +15,7 @@ from cvcore.nn.conv import (Conv2d, Conv2dCache, conv2d_backward, conv2d_forward
                             conv2d_output_shape, make_strip, strip_forward)
 from cvcore.nn.gradcheck import gradcheck
 from kernels import nn_conv as fast
+from kernels import simd
 from kernels.reference import nn_conv as ref
 
 RTOL, ATOL = 1e-4, 1e-5       # float32 agreement with PyTorch (issue 5)
@@ -43,6 +44,11 @@ CASES = [
     ((2, 7, 12, 11), (9, 7, 7, 7), 2, 3, 1, True),     # ResNet-50-style stem, odd size
     ((2, 3, 9, 9), (4, 3, 3, 3), 3, 0, 1, True),       # stride = kernel: phases, no overlap
     ((2, 3, 7, 8), (4, 3, 2, 2), 3, 0, 1, True),       # stride > kernel: pixels no tap reads
+    # dense strip rows (no gap columns, a lane mask per tap: kernels.nn_conv.dense_rows)
+    ((2, 3, 8, 8), (4, 3, 3, 3), 1, 1, 1, True),
+    ((3, 5, 16, 16), (6, 5, 3, 3), 1, 1, 1, False),    # dense for float32 on AVX-512
+    ((2, 2, 4, 4), (3, 2, 5, 5), 1, 2, 1, True),       # shifts of 2 on 4 columns
+    ((2, 3, 8, 8), (4, 3, 3, 3), 1, (1, 2), (1, 2), True),
 ]
 
 
@@ -137,6 +143,7 @@ def test_fast_matches_reference(xs, ws, s, p, d, bias, weight_grad, rng, monkeyp
     ((12, 4, 32, 32), (8, 4, 1, 1), 2, 0),
     ((200, 3, 8, 8), (5, 3, 5, 5), 1, 0),           # no padding: dx's convolution pads dy by 4
     ((200, 3, 8, 8), (5, 3, 3, 3), 1, 3),           # padding beyond the reach: it crops dy
+    ((40, 4, 8, 8), (5, 4, 3, 3), 1, 1),            # dense rows (kernels.nn_conv.dense_rows)
 ])
 def test_weight_grad_reads_the_input_gradients_dy_strip(xs, ws, s, p, rng, monkeypatch):
     # With the input gradient, dW reads dy from the strip the input gradient's convolution laid
@@ -178,14 +185,21 @@ def _check_strip(x, kh, kw, s, p, d, span=48):
     (sh, sw), (ph, pw), (dh, dw) = pair(s), pair(p), pair(d)
     Ho, Wo = _out_size(H, kh, sh, ph, dh), _out_size(W, kw, sw, pw, dw)
     R = C * kh * kw
-    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, (kh, kw, sh, sw, ph, pw, dh, dw), span, R + 5,
-                                        np.empty(0, x.dtype))
+    xs, offs, masks, Wg, pitch, P = make_strip(x, Ho, Wo, (kh, kw, sh, sw, ph, pw, dh, dw), span,
+                                               R + 5, np.empty(0, x.dtype))
     assert P % span == 0 and P >= N * pitch and Wg >= Wo and pitch >= Ho * Wg
     assert (offs[R:] == offs[0]).all()
+    vl = simd.vector_lanes(x.dtype)
+    dense = (sh, sw) == (1, 1) and pw > 0 and Wo <= W and vl % W == 0
+    assert Wg == (W if dense else Wg) and masks.size == (R + 5 if dense else 0)
     cols = ref.im2col(x, kh, kw, (sh, sw), (ph, pw), (dh, dw))       # (N, R, Ho*Wo)
     n, oh, ow = np.meshgrid(np.arange(N), np.arange(Ho), np.arange(Wo), indexing="ij")
     q = (n * pitch + oh * Wg + ow).reshape(N, Ho * Wo)
     windows = xs[offs[:R, None, None] + q[None]]                     # (R, N, Ho*Wo)
+    if dense:       # rows without gap columns: a tap's lane mask drops its reads past a row
+        assert (masks[R:] == masks[0]).all()
+        keep = (masks[:R, None, None] >> (q[None] % vl)) & 1
+        windows = np.where(keep == 1, windows, 0)
     np.testing.assert_array_equal(windows.transpose(1, 0, 2), cols)
     # every tap of every position (junk ones too) is inside the strip: no read out of bounds
     assert offs[:R].min() >= 0 and offs[:R].max() + P <= xs.size
@@ -736,23 +750,26 @@ def test_pixel_major_forward_is_bit_equal_to_the_strip(N_blocks, C, K, H, W, k, 
     assert status[0] == -1 and np.isnan(yv).all()
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_strip_kernels_split_in_bands_give_the_same_bits(stride, rng):
+@pytest.mark.parametrize("stride,W", [(1, 10), (2, 10), (1, 8)])      # (1, 8): dense rows
+def test_strip_kernels_split_in_bands_give_the_same_bits(stride, W, rng):
     # the strip fills and the forward are one-thread kernels over a range (planes, work items)
     # that cvcore.nn.conv runs in bands on several threads: each band writes only its own part,
     # so any split equals one call over the whole range, bit for bit
     from cvcore.nn.conv import _kernels
     from kernels import simd
     nk = _kernels()
-    x = rng.standard_normal((3, 5, 11, 10)).astype(np.float32)
+    x = rng.standard_normal((3, 5, 11, W)).astype(np.float32)
     w = rng.standard_normal((13, 5, 3, 3)).astype(np.float32)
     N, C, H, W = x.shape
     Ho, Wo = _out_size(H, 3, stride, 1, 1), _out_size(W, 3, stride, 1, 1)
     geometry = (3, 3, stride, stride, 1, 1, 1, 1)
-    Wg, pitch, m0, P, Ls, length, offs, used = nk.strip_layout(N, C, H, W, Ho, Wo, *geometry,
-                                                               simd.TB, C * 9)
-    xs, offs1, *_ = make_strip(x, Ho, Wo, geometry, simd.TB, C * 9, np.empty(0, np.float32))
+    Wg, pitch, m0, P, Ls, length, offs, used, masks = nk.strip_layout(
+        N, C, H, W, Ho, Wo, *geometry, simd.TB, C * 9, simd.vector_lanes(np.float32))
+    assert (Wg == W) == (W == 8) and (masks.size > 0) == (W == 8)
+    xs, offs1, masks1, *_ = make_strip(x, Ho, Wo, geometry, simd.TB, C * 9,
+                                       np.empty(0, np.float32))
     np.testing.assert_array_equal(offs1, offs)
+    np.testing.assert_array_equal(masks1, masks)
     parts = np.full(length, np.nan, np.float32)
     for p0, p1 in ((0, 4), (4, 9), (9, N * C)):
         if used is None:
@@ -767,7 +784,7 @@ def test_strip_kernels_split_in_bands_give_the_same_bits(stride, rng):
     whole = np.full((N, 13, Ho, Wo), np.nan, np.float32)
     split = whole.copy()
     status = np.zeros(1, np.int64)
-    args = (xs, offs, Wg, pitch, w.reshape(13, -1), 2, np.zeros(13, np.float32))
+    args = (xs, offs, masks, Wg, pitch, w.reshape(13, -1), 2, np.zeros(13, np.float32))
     tail = ((empty,) * 4, 0.0, 0.0, np.inf, np.empty((0, 0, 0, 0), np.float32), status)
     nk.conv2d_forward(*args, whole, *tail, 0, items)
     for i0, i1 in ((0, 3), (3, items // 2), (items // 2, items)):

@@ -322,6 +322,14 @@ def _no_epilogue(dtype):
     return _EMPTY[key]
 
 
+def grid_width(W, Wo, pw, dtype=np.float32):
+    """Columns per row of the stride-1 strip of an input ``W`` wide, output ``Wo``, padding
+    ``pw``, for ``dtype`` (:func:`kernels.nn_conv.strip_geometry`: ``W`` for dense rows, else
+    ``W`` and the gap)."""
+    vl = _kernels("simd").vector_lanes(dtype)
+    return W if _kernels().dense_rows(W, Wo, pw, vl) else W + max(pw, Wo - W, 0)
+
+
 def narrow_tile(N, H, W, Ho, Wo, kh, kw, stride, padding, dilation, macs=None):
     """Whether the forward kernel should use its narrow tile
     (:func:`kernels.nn_conv.conv2d_forward_narrow`): where padding the grid positions to the
@@ -335,7 +343,7 @@ def narrow_tile(N, H, W, Ho, Wo, kh, kw, stride, padding, dilation, macs=None):
     from kernels import simd
     (sh, sw), (ph, pw), _ = stride, padding, dilation
     if (sh, sw) == (1, 1):
-        pitch = (H + max(ph, Ho - H, 0)) * (W + max(pw, Wo - W, 0))
+        pitch = (H + max(ph, Ho - H, 0)) * grid_width(W, Wo, pw)
     else:
         pitch = ((H + 2 * ph + sh - 1) // sh) * ((W + 2 * pw + sw - 1) // sw)
     npos = N * pitch
@@ -358,26 +366,29 @@ def make_strip(x, Ho, Wo, geometry, span, count, buf, start=0, lanes=None):
     several threads (:func:`kernels.nn_conv.fill_strip`, :func:`kernels.nn_conv.fill_phase_strip`,
     :func:`cvcore.nn._lanes.run_lanes`; ``lanes``: how many, default one per thread).
 
-    Returns ``xs, offs, Wg, pitch, P``.
+    Returns ``xs, offs, masks, Wg, pitch, P`` (``masks``: the taps' lane masks of a strip with
+    dense rows, :func:`kernels.nn_conv.tap_masks`, else of size 0).
     """
-    fill, xs, offs, Wg, pitch, P = _strip_job(x, Ho, Wo, geometry, span, count, buf, start)
+    fill, xs, offs, masks, Wg, pitch, P = _strip_job(x, Ho, Wo, geometry, span, count, buf,
+                                                     start)
     run_lanes(fill[0], fill[1], *fill[2], lanes=lanes, ns=fill[3])
-    return xs, offs, Wg, pitch, P
+    return xs, offs, masks, Wg, pitch, P
 
 
 def _strip_job(x, Ho, Wo, geometry, span, count, buf, start=0):
-    """What :func:`make_strip` does, not yet done: ``fill, xs, offs, Wg, pitch, P`` with
+    """What :func:`make_strip` does, not yet done: ``fill, xs, offs, masks, Wg, pitch, P`` with
     ``fill = (kernel, planes, args, ns)`` the job that writes the strip ``xs`` (for
     :func:`cvcore.nn._lanes.run_lanes`). The layout (a few integers and the
     offsets) is kept per geometry: the serving path asks once per convolution per request."""
-    key = (x.shape, Ho, Wo, geometry, span, count)
+    vl = _kernels("simd").vector_lanes(x.dtype)
+    key = (x.shape, Ho, Wo, geometry, span, count, vl)
     layout = _LAYOUTS.get(key)
     if layout is None:
         if len(_LAYOUTS) >= MAX_LAYOUTS:
             _LAYOUTS.clear()
         layout = _LAYOUTS[key] = _kernels().strip_layout(*x.shape, Ho, Wo, *geometry, span,
-                                                         count)
-    Wg, pitch, m0, P, Ls, length, offs, used = layout
+                                                         count, vl)
+    Wg, pitch, m0, P, Ls, length, offs, used, masks = layout
     xs = _scratch(buf, start, length)
     nk = _kernels()
     if used is None:
@@ -386,7 +397,7 @@ def _strip_job(x, Ho, Wo, geometry, span, count, buf, start=0):
     else:
         fill = (nk.fill_phase_strip, x.shape[0] * x.shape[1],
                 (x, *geometry[2:6], Wg, pitch, Ls, used, xs), STRIP_NS_PER_VALUE * length)
-    return fill, xs, offs, Wg, pitch, P
+    return fill, xs, offs, masks, Wg, pitch, P
 
 
 def strip_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y, affine, eps,
@@ -409,17 +420,17 @@ def strip_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y
     nk = _kernels()
     TB = simd.TBN if narrow else simd.TB
     R = w_mat.shape[1]
-    fill, xs, offs, Wg, pitch, P = _strip_job(x, y.shape[2], y.shape[3],
-                                              (kh, kw, sh, sw, ph, pw, dh, dw), TB, R, ws)
+    fill, xs, offs, masks, Wg, pitch, P = _strip_job(x, y.shape[2], y.shape[3],
+                                                     (kh, kw, sh, sw, ph, pw, dh, dw), TB, R, ws)
     status = np.zeros(1, np.int64)
     if fused and fill[0] is nk.fill_strip:
         x, Wg, pitch, m0, Ls, xs = fill[2]
         (nk.conv2d_forward_narrow_fused if narrow else nk.conv2d_forward_fused)(
-            x, m0, Ls, xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res,
-            status, P // TB * kgroups, max(1, min(threads() if lanes is None else lanes,
-                                                  fill[1])))
+            x, m0, Ls, xs, offs, masks, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi,
+            res, status, P // TB * kgroups,
+            max(1, min(threads() if lanes is None else lanes, fill[1])))
         return -1 if status[0] < 0 else xs.size
-    fill, product = _forward_jobs(fill, xs, offs, Wg, pitch, P, w_mat, kgroups, bias, y,
+    fill, product = _forward_jobs(fill, xs, offs, masks, Wg, pitch, P, w_mat, kgroups, bias, y,
                                   affine, eps, lo, hi, res, status, narrow)
     run_lanes(fill[0], fill[1], *fill[2], lanes=lanes, ns=fill[3])
     if keep is not None and fill[0] is nk.fill_strip:
@@ -428,7 +439,7 @@ def strip_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y
     return -1 if status[0] < 0 else xs.size
 
 
-def _forward_jobs(fill, xs, offs, Wg, pitch, P, w_mat, kgroups, bias, y, affine, eps, lo, hi,
+def _forward_jobs(fill, xs, offs, masks, Wg, pitch, P, w_mat, kgroups, bias, y, affine, eps, lo, hi,
                   res, status, narrow):
     """The two lane jobs of :func:`strip_forward`, ``(kernel, n, args, ns)`` each (for
     :func:`cvcore.nn._lanes.run_lanes`): the strip fill ``fill`` (:func:`_strip_job`), then the
@@ -438,7 +449,8 @@ def _forward_jobs(fill, xs, offs, Wg, pitch, P, w_mat, kgroups, bias, y, affine,
     K, R = w_mat.shape
     return (fill,
             (nk.conv2d_forward_narrow if narrow else nk.conv2d_forward, P // TB * kgroups,
-             (xs, offs, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status),
+             (xs, offs, masks, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res,
+              status),
              P * R * K / MACS_PER_NS))
 
 
@@ -451,27 +463,29 @@ def forward_steps(steps, x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias
     a run whose batch-norm statistics are not a variance."""
     simd = _kernels("simd")
     TB = simd.TBN if narrow else simd.TB
-    fill, xs, offs, Wg, pitch, P = _strip_job(x, y.shape[2], y.shape[3],
-                                              (kh, kw, sh, sw, ph, pw, dh, dw), TB,
-                                              w_mat.shape[1], ws)
+    fill, xs, offs, masks, Wg, pitch, P = _strip_job(x, y.shape[2], y.shape[3],
+                                                     (kh, kw, sh, sw, ph, pw, dh, dw), TB,
+                                                     w_mat.shape[1], ws)
     if not np.may_share_memory(xs, ws):
         raise ValueError(f"forward_steps: the workspace holds {ws.size} values, the strip "
                          f"needs {xs.size}")
-    for kernel, n, args, ns in _forward_jobs(fill, xs, offs, Wg, pitch, P, w_mat, kgroups, bias,
-                                             y, affine, eps, lo, hi, res, status, narrow):
+    for kernel, n, args, ns in _forward_jobs(fill, xs, offs, masks, Wg, pitch, P, w_mat, kgroups,
+                                             bias, y, affine, eps, lo, hi, res, status, narrow):
         steps.add(kernel, n, *args, lanes=lanes, ns=ns)
 
 
 def strip_length(x_shape, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, narrow=False):
-    """Values of the strip :func:`strip_forward` lays out for an input of ``x_shape`` (N, C,
-    H, W) (:func:`kernels.nn_conv.strip_layout`)."""
+    """Values of the float32 strip :func:`strip_forward` lays out for an input of ``x_shape``
+    (N, C, H, W) (:func:`kernels.nn_conv.strip_layout`)."""
     simd = _kernels("simd")
     TB = simd.TBN if narrow else simd.TB
     R = x_shape[1] * kh * kw
-    key = (tuple(x_shape), Ho, Wo, (kh, kw, sh, sw, ph, pw, dh, dw), TB, R)
+    vl = simd.vector_lanes(np.float32)
+    key = (tuple(x_shape), Ho, Wo, (kh, kw, sh, sw, ph, pw, dh, dw), TB, R, vl)
     layout = _LAYOUTS.get(key)
     if layout is None:
-        layout = _kernels().strip_layout(*x_shape, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, TB, R)
+        layout = _kernels().strip_layout(*x_shape, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, TB, R,
+                                         vl)
     return int(layout[5])
 
 
@@ -580,14 +594,14 @@ def _weight_grad(x, dy, K, geometry, lanes, dy_strip=None):
     span, count = (1, R) if cols else (simd.vector_lanes(x.dtype), -(-R // simd.DB) * simd.DB)
     # the x strip after the dy strip, when that is in the workspace
     start = 0 if dy_strip is None else _end_in(dy_strip.data, buf)
-    xs, offs, Wg, pitch, P = make_strip(x, Ho, Wo, tuple(geometry), span, count, buf, start,
-                                        lanes=lanes)
+    xs, offs, masks, Wg, pitch, P = make_strip(x, Ho, Wo, tuple(geometry), span, count, buf,
+                                               start, lanes=lanes)
     if not cols:
         block = _weight_grad_block(P, C + K, x.itemsize, lanes)
         dw_lanes = np.zeros((lanes, K, R), dtype=x.dtype)
     if not cols and dy_strip is not None and (dy_strip.Wg, dy_strip.pitch) == (Wg, pitch):
         ws.need(start + xs.size)
-        run_lanes(nk.conv2d_weight_grad, lanes, xs, offs, dy_strip.data, dy_strip.m0,
+        run_lanes(nk.conv2d_weight_grad, lanes, xs, offs, masks, dy_strip.data, dy_strip.m0,
                   dy_strip.Ls, P, block, lanes, dw_lanes, lanes=lanes)
         return dw_lanes.sum(axis=0)
     dys = _scratch(buf, start + xs.size, K * P)
@@ -596,12 +610,12 @@ def _weight_grad(x, dy, K, geometry, lanes, dy_strip=None):
         tiles = _scratch(buf, start + xs.size + dys.size, lanes * P * simd.TB)
         ws.need(start + xs.size + dys.size + tiles.size)
         dw = np.empty((K, R), dtype=x.dtype)
-        run_lanes(nk.conv2d_weight_grad_cols, lanes, xs, offs, dys, P, lanes, tiles, dw,
+        run_lanes(nk.conv2d_weight_grad_cols, lanes, xs, offs, masks, dys, P, lanes, tiles, dw,
                   lanes=lanes)
         return dw
     ws.need(start + xs.size + dys.size)
-    run_lanes(nk.conv2d_weight_grad, lanes, xs, offs, dys, 0, P, P, block, lanes, dw_lanes,
-              lanes=lanes)
+    run_lanes(nk.conv2d_weight_grad, lanes, xs, offs, masks, dys, 0, P, P, block, lanes,
+              dw_lanes, lanes=lanes)
     return dw_lanes.sum(axis=0)
 
 
