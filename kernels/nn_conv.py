@@ -58,13 +58,33 @@ from kernels.scalar import clamp
 # -- strip layouts (plain Python: computed once per convolution by the driver,
 #    :func:`cvcore.nn.conv.make_strip`, not inside a kernel) ----------------------------------
 
-def dense_rows(W, Wo, pw, vl):
-    """Whether the stride-1 strip of an input ``W`` wide (output ``Wo``, padding ``pw``) has
-    *dense* rows, no gap columns (:func:`strip_geometry`): when there is a left padding to stand
-    for, the output is no wider than the input, and ``W`` divides the vector length ``vl``
-    (lane ``l`` of every vector is then column ``l % W``, so one lane mask per tap says which
-    of its reads fall outside the row: :func:`tap_masks`)."""
-    return pw > 0 and Wo <= W and vl % W == 0
+#: Largest plane (pixels) whose stride-1 strip is packed (:func:`packed`). The gaps of a 3x3
+#: kernel's strip are 27 % of the positions of an 8x8 plane, 13 % at 16x16, 6 % at 32x32, 3.5 %
+#: at 56x56; the masks cost a little in the forward and more in the weight gradient (six mask
+#: loads per step): one thread, batch 128, packed against gapped, forward 1.20 / 1.07 / 1.09x
+#: as fast at 8 / 16 / 32, backward 1.16 / 1.06 / 1.05x; ResNet-50's 56x56 at batch 8 forward
+#: 1.01x, backward 0.95x (``benchmarks/README.md``).
+PACKED_MAX_PIXELS = 1024
+
+
+def packed(H, W, Ho, Wo, ph, pw, vl):
+    """Whether the stride-1 strip of an ``H x W`` input (output ``Ho x Wo``, padding ``ph,
+    pw``) is *packed*, the images back to back with no gap rows or columns
+    (:func:`strip_geometry`): when there is padding to stand for, the output is no larger than
+    the input, the plane at most :data:`PACKED_MAX_PIXELS`, and a whole number of vectors of
+    ``vl`` lanes (lane ``l`` of a vector is then the same pixel of its image wherever the
+    vector starts, so a table of lane masks, one per vector of a plane and tap of a kernel,
+    says which reads fall outside the image: :func:`tap_masks`)."""
+    return vl > 0 and ph >= 0 and pw >= 0 and ph + pw > 0 and Ho <= H and Wo <= W \
+        and H * W <= PACKED_MAX_PIXELS and H * W % vl == 0
+
+
+def stride1_grid(H, W, Ho, Wo, ph, pw, vl=0):
+    """``(Wg, pitch)`` of the stride-1 strip (:func:`strip_geometry`)."""
+    if packed(H, W, Ho, Wo, ph, pw, vl):
+        return W, H * W
+    Wg = W + max(pw, Wo - W, 0)
+    return Wg, (H + max(ph, Ho - H, 0)) * Wg
 
 
 def strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span, vl=0):
@@ -79,20 +99,20 @@ def strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span, vl=0):
     the next) and ``max(ph, Ho - H, 0)`` rows between images. Negative ``ph, pw`` (a crop: the
     input gradient of a convolution whose padding exceeds its kernel's reach) need no gap.
 
-    With :func:`dense_rows` (small planes: ``W`` = 8 or 16 for float32 on AVX-512) there are no
-    gap columns at all, ``Wg = W``: a tap past the end of a row reads the neighbouring row
-    there, and the kernels drop those reads with a lane mask per tap (:func:`tap_masks`,
-    :func:`kernels.simd.fma_tile_masked`). That saves the gap's positions: ResNet-20's 8x8
-    planes are 72 positions per image instead of 81, its 16x16 ones 272 instead of 289.
+    A :func:`packed` strip has no gaps at all, ``Wg = W`` and ``pitch = H*W``: a tap past the
+    edge of a row or of an image reads the neighbouring row or image there, and the kernels
+    drop those reads with lane masks (:func:`tap_masks`, :func:`kernels.simd.fma_tile_masked`).
+    That saves the gaps' positions: ResNet-20's 8x8 planes are 64 positions per image instead
+    of 81, its 16x16 ones 256 instead of 289, its 32x32 ones 1024 instead of 1089.
 
     Parameters
     ----------
     span : int
         Positions are rounded up to a multiple of this (the caller's tile or block; a multiple
-        of ``vl`` for dense rows).
+        of ``vl`` for a packed strip).
     vl : int
         The vector length of the kernels that read the strip (:func:`kernels.simd.vector_lanes`);
-        0: rows with gap columns whatever the width.
+        0: a strip with gaps whatever the plane.
 
     Returns
     -------
@@ -103,8 +123,7 @@ def strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span, vl=0):
     Ls : int
         Length of one channel of the strip: every tap of every position is inside it.
     """
-    Wg = W if vl and dense_rows(W, Wo, pw, vl) else W + max(pw, Wo - W, 0)
-    pitch = (H + max(ph, Ho - H, 0)) * Wg
+    Wg, pitch = stride1_grid(H, W, Ho, Wo, ph, pw, vl)
     m0 = max(0, ph * Wg + pw)
     P = (N * pitch + span - 1) // span * span
     reach = max(0, (dh * (kh - 1) - ph) * Wg + dw * (kw - 1) - pw)
@@ -128,15 +147,20 @@ def tap_offsets(C, kh, kw, ph, pw, dh, dw, Wg, m0, Ls, count):
     return _padded((c * Ls + m0 + (i * dh - ph) * Wg + (j * dw - pw)).reshape(-1), count)
 
 
-def tap_masks(C, kh, kw, pw, dw, W, vl, count):
-    """Lane masks of the taps of a dense strip (:func:`dense_rows`), padded to ``count`` as
-    :func:`tap_offsets`: bit ``l`` of ``masks[(c*kh + i)*kw + j]`` is set when column ``l % W``
-    shifted by the tap, ``l % W + j*dw - pw``, is inside the row ``[0, W)``."""
-    col = np.arange(vl, dtype=np.int64) % W
-    shift = np.arange(kw, dtype=np.int64) * dw - pw
-    inside = (col[None, :] + shift[:, None] >= 0) & (col[None, :] + shift[:, None] < W)
-    words = (inside.astype(np.int64) << np.arange(vl, dtype=np.int64)[None, :]).sum(axis=1)
-    return _padded(np.tile(words, C * kh), count)
+def tap_masks(H, W, kh, kw, ph, pw, dh, dw, vl):
+    """The lane masks of a :func:`packed` strip, ``(H*W // vl, kh*kw)`` int64: bit ``l`` of
+    ``masks[p, i*kw + j]`` is set when tap ``(i, j)`` of pixel ``p*vl + l`` of an image (row
+    ``oh``, column ``ow``) reads inside the image: ``0 <= oh + i*dh - ph < H`` and
+    ``0 <= ow + j*dw - pw < W``. Every channel's taps share the table: tap ``r`` of the kernels
+    is column ``r % (kh*kw)``."""
+    pos = np.arange(H * W, dtype=np.int64)
+    oh, ow = pos // W, pos % W
+    i = np.arange(kh, dtype=np.int64)[:, None, None] * dh - ph
+    j = np.arange(kw, dtype=np.int64)[None, :, None] * dw - pw
+    inside = (oh + i >= 0) & (oh + i < H) & (ow + j >= 0) & (ow + j < W)   # (kh, kw, H*W)
+    bits = inside.reshape(kh * kw, H * W // vl, vl).astype(np.int64)
+    words = (bits << np.arange(vl, dtype=np.int64)).sum(axis=2)           # (taps, vectors)
+    return np.ascontiguousarray(words.T)
 
 
 def phase_geometry(N, H, W, kh, kw, sh, sw, ph, pw, dh, dw, span):
@@ -174,13 +198,14 @@ def strip_layout(N, C, H, W, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, span, count
     strip need, for an input ``(N, C, H, W)`` and this convolution: ``(Wg, pitch, m0, P, Ls,
     length, offs, used, masks)``, with ``length`` the strip's length, ``offs`` the tap offsets
     padded to ``count``, ``used`` None for the stride-1 strip, else the ``(sh, sw)`` bool array
-    of the phases some tap reads (``m0 = 0`` then), and ``masks`` the taps' lane masks of a
-    dense strip (:func:`tap_masks`; ``vl`` as :func:`strip_geometry`), else of size 0."""
-    none = np.empty(0, dtype=np.int64)
+    of the phases some tap reads (``m0 = 0`` then), and ``masks`` the lane masks of a
+    packed strip (:func:`tap_masks`; ``vl`` as :func:`strip_geometry`), else of shape (0, 0)."""
+    none = np.empty((0, 0), dtype=np.int64)
     if sh == 1 and sw == 1:
         Wg, pitch, m0, P, Ls = strip_geometry(N, H, W, Ho, Wo, kh, kw, ph, pw, dh, dw, span, vl)
         offs = tap_offsets(C, kh, kw, ph, pw, dh, dw, Wg, m0, Ls, count)
-        masks = tap_masks(C, kh, kw, pw, dw, W, vl, count) if Wg == W and pw > 0 else none
+        masks = (tap_masks(H, W, kh, kw, ph, pw, dh, dw, vl) if packed(H, W, Ho, Wo, ph, pw, vl)
+                 else none)
         return Wg, pitch, m0, P, Ls, C * Ls, offs, None, masks
     Wg, pitch, P, Ls = phase_geometry(N, H, W, kh, kw, sh, sw, ph, pw, dh, dw, span)
     used = np.zeros((sh, sw), dtype=np.bool_)
@@ -404,8 +429,8 @@ def conv2d_forward(xs, offs, masks, Wg, pitch, w_mat, kgroups, bias, y, affine, 
         :func:`fill_strip`, or :func:`fill_phase_strip` for a strided one).
     offs : ndarray, 1-D int64
         Its tap offsets (:func:`strip_layout`, ``C*kh*kw`` of them).
-    masks : ndarray, 1-D int64
-        The taps' lane masks of a dense strip (:func:`tap_masks`), else of size 0.
+    masks : ndarray, 2-D int64
+        The lane masks of a packed strip (:func:`tap_masks`), else of shape (0, 0).
     Wg, pitch : int
         Its grid width and positions per image.
     w_mat : ndarray, shape (K, C*kh*kw), C-contiguous
@@ -689,7 +714,7 @@ def conv2d_weight_grad(xs, offs, masks, dys, dbase, dpitch, P, block, nlanes, dw
     xs, dys : 1-D, one float dtype
         The strips of ``x`` and of ``dy`` (``K`` channels of ``P``).
     offs : 1-D int64, at least ``R`` rounded up to a multiple of ``simd.DB``
-    masks : 1-D int64, as many as ``offs`` (a dense strip: :func:`tap_masks`), or of size 0
+    masks : 2-D int64, the lane masks of a packed strip (:func:`tap_masks`), or (0, 0)
     dbase, dpitch : int
         Where channel ``k`` of ``dy`` starts in ``dys``: ``dbase + k*dpitch``.
     P, block : int
@@ -707,6 +732,8 @@ def conv2d_weight_grad(xs, offs, masks, dys, dbase, dpitch, P, block, nlanes, dw
     DA, DB = simd.DA, simd.DB
     sums = np.empty((DA, DB), dtype=xs.dtype)
     aoffs = np.empty(DA, dtype=np.int64)
+    mcols = np.zeros(DB, dtype=np.int64)                 # the windows' columns of ``masks``
+    taps = max(1, masks.shape[1])
     for lane in range(l0, l1):
         part = dw_lanes[lane]
         for blk in range(lane, (P + block - 1) // block, nlanes):
@@ -718,8 +745,10 @@ def conv2d_weight_grad(xs, offs, masks, dys, dbase, dpitch, P, block, nlanes, dw
                 for r0 in range(0, R, DB):
                     # the block's dot products, each already added up across the vector's
                     # lanes in registers (simd.dot_tile_sums)
-                    simd.dot_tile_sums_masked(dys, aoffs, xs, offs[r0:r0 + DB],
-                                              masks[r0:r0 + DB], t0, t1, sums)
+                    for j in range(DB):
+                        mcols[j] = (r0 + j) % taps
+                    simd.dot_tile_sums_masked(dys, aoffs, xs, offs[r0:r0 + DB], masks, mcols,
+                                              t0, t1, sums)
                     for i in range(_min(DA, K - k0)):     # plain loops around the intrinsic:
                         for j in range(_min(DB, R - r0)):  # see kernels.simd
                             part[k0 + i, r0 + j] += sums[i, j]
@@ -742,8 +771,7 @@ def conv2d_weight_grad_cols(xs, offs, masks, dys, P, nlanes, tiles, dw_out, l0, 
     Parameters
     ----------
     xs, offs, masks, dys, P : as :func:`conv2d_weight_grad`, with ``P`` the exact number of
-        positions (strips laid out with ``span = 1``) and ``offs`` (and ``masks``, unless
-        empty) of length ``R``
+        positions (strips laid out with ``span = 1``) and ``offs`` of length ``R``
     nlanes : int
     tiles : 1-D, the dtype of ``xs``, at least ``nlanes * P * simd.TB`` long, scratch
     dw_out : (K, R), written
@@ -753,6 +781,7 @@ def conv2d_weight_grad_cols(xs, offs, masks, dys, P, nlanes, tiles, dw_out, l0, 
     K, R = dw_out.shape
     KB, TB = simd.KB, simd.TB
     vl = simd.VECTOR_BYTES // xs.itemsize
+    phases, taps = masks.shape
     nkb = (K + KB - 1) // KB
     nitems = nkb * ((R + TB - 1) // TB)
     acc = np.empty((KB, TB), dtype=xs.dtype)
@@ -772,10 +801,11 @@ def conv2d_weight_grad_cols(xs, offs, masks, dys, P, nlanes, tiles, dw_out, l0, 
                     row = tile[q * TB:(q + 1) * TB]
                     for t in range(nt):
                         row[t] = xs[offs[r0 + t] + q]
-                    if masks.size > 0:                # a dense strip: drop the reads past
-                        lane = q % vl                 # a row's end (tap_masks)
+                    if phases > 0:                    # a packed strip: drop the reads past
+                        mrow = masks[(q // vl) % phases]   # the image's edges (tap_masks)
+                        lane = q % vl
                         for t in range(nt):
-                            if not (masks[r0 + t] >> lane) & 1:
+                            if not (mrow[(r0 + t) % taps] >> lane) & 1:
                                 row[t] = 0
                     for t in range(nt, TB):
                         row[t] = 0

@@ -156,8 +156,13 @@ def _is_offsets(ty):
         and ty.dtype == types.int64
 
 
+def _is_mask_table(ty):
+    return isinstance(ty, types.Array) and ty.ndim == 2 and ty.layout == "C" \
+        and ty.dtype == types.int64
+
+
 def _lane_mask(builder, masks, index, vl):
-    """``masks[index]`` (int64) as a ``<vl x i1>`` lane mask: bit ``l`` is lane ``l``."""
+    """``masks.flat[index]`` (int64) as a ``<vl x i1>`` lane mask: bit ``l`` is lane ``l``."""
     word = builder.load(cgutils.gep(builder, masks.data, index))
     bits = builder.trunc(word, ir.IntType(vl))
     return builder.bitcast(bits, ir.VectorType(ir.IntType(1), vl))
@@ -177,7 +182,7 @@ def _make_fma_tile(kb_name, tb_name, masked=False):
     def typer(x, q0, w, wrows, offs, masks, acc):
         if not (_is_c_array(x, 1) and _is_c_array(w, 1) and _is_c_array(acc, 2)
                 and x.dtype == w.dtype == acc.dtype and _is_offsets(wrows)
-                and _is_offsets(offs) and (not masked or _is_offsets(masks))):
+                and _is_offsets(offs) and (not masked or _is_mask_table(masks))):
             return None
         sig = types.void(x, types.int64, w, wrows, offs, *((masks,) if masked else ()), acc)
 
@@ -195,6 +200,15 @@ def _make_fma_tile(kb_name, tb_name, masked=False):
             slots = _zero_slots(builder, vty, KB * nv)
 
             def loop(with_masks):
+                if with_masks:
+                    # vector v's row of the table: its phase (q0 / VL + v) mod phases; the
+                    # column, tap r mod T, counts along with r (no division in the loop)
+                    phases = builder.extract_value(ms.shape, 0)
+                    T = builder.extract_value(ms.shape, 1)
+                    first = builder.sdiv(q0v, ir.Constant(i64, vl))
+                    mrows = [builder.mul(builder.srem(builder.add(first, ir.Constant(i64, v)),
+                                                      phases), T) for v in range(nv)]
+                    col = cgutils.alloca_once_value(builder, ir.Constant(i64, 0))
                 with cgutils.for_range(builder, R) as loop:
                     r = loop.index
                     start = builder.add(q0v, builder.load(cgutils.gep(builder, os_.data, r)))
@@ -202,8 +216,12 @@ def _make_fma_tile(kb_name, tb_name, masked=False):
                                     builder.add(start, ir.Constant(i64, v * vl)), vty, itemsize)
                           for v in range(nv)]
                     if with_masks:
-                        mask = _lane_mask(builder, ms, r, vl)
-                        xv = [_masked(builder, mask, v) for v in xv]
+                        j = builder.load(col)
+                        xv = [_masked(builder, _lane_mask(builder, ms, builder.add(mrows[v], j),
+                                                          vl), xv[v]) for v in range(nv)]
+                        j1 = builder.add(j, ir.Constant(i64, 1))
+                        builder.store(builder.select(builder.icmp_signed("==", j1, T),
+                                                     ir.Constant(i64, 0), j1), col)
                     for k in range(KB):
                         wk = builder.load(cgutils.gep(builder, ws.data, builder.add(rows[k], r)))
                         wv = _splat(builder, wk, vty)
@@ -255,14 +273,16 @@ fma_tile = intrinsic(_f)
 _f = _make_fma_tile("KBN", "TBN")
 _f.__name__, _f.__doc__ = "fma_tile_narrow", _FMA_DOC.replace("KB", "KBN").replace("TB", "TBN")
 fma_tile_narrow = intrinsic(_f)
-_MASKED_DOC = """:func:`fma_tile` with a lane mask per tap: ``acc[k, t] = sum_r w[wrows[k] + r] *
-    x[q0 + offs[r] + t] * (masks[r] >> (t % VL) & 1)``, a dropped read counting as 0 whatever it
-    holds (bit ``l`` of ``masks[r]`` keeps lane ``l`` of every vector of tap ``r``; ``q0`` a
-    multiple of the vector length ``VL``); without masks when ``masks`` is empty. For the dense
-    strip of :mod:`kernels.nn_conv`, whose rows have no gap columns: a tap reaching past a row's
-    end reads the next row there, and its mask drops it.
+_MASKED_DOC = """:func:`fma_tile` with lane masks from a table of ``P x T``: ``acc[k, t] =
+    sum_r w[wrows[k] + r] * x[q0 + offs[r] + t] * (masks[(q0 + t) // VL % P, r % T] >> (t % VL)
+    & 1)``, a dropped read counting as 0 whatever it holds. ``q0`` is a multiple of the vector
+    length ``VL``, so every vector of the tile has one row of the table (its *phase*) and each
+    tap one column; bit ``l`` keeps lane ``l``. Without masks when the table has no rows. For
+    the packed strip of :mod:`kernels.nn_conv` (images back to back, no gap rows or columns): a
+    tap reaching past a row's or an image's edge reads the neighbouring row or image there, and
+    the table drops it (``P`` vectors per image, ``T`` taps per channel).
 
-    Parameters as :func:`fma_tile`, and ``masks`` : 1-D int64 array (R,), or of size 0 (none).
+    Parameters as :func:`fma_tile`, and ``masks`` : 2-D int64 array (P, T), or (0, 0): none.
     """
 _f = _make_fma_tile("KB", "TB", masked=True)
 _f.__name__, _f.__doc__ = "fma_tile_masked", _MASKED_DOC
@@ -286,7 +306,7 @@ def _dot_slots(context, builder, signature, args, masked=False):
     lane sums; returns them with the output array and vector type."""
     values, vty, itemsize, vl = _unpack(context, builder, signature, args)
     if masked:
-        A, AO, B, BO, BM, t0v, t1v, C = values
+        A, AO, B, BO, BM, BC, t0v, t1v, C = values
     else:
         (A, AO, B, BO, t0v, t1v, C), BM = values, None
     i64 = ir.IntType(64)
@@ -298,15 +318,31 @@ def _dot_slots(context, builder, signature, args, masked=False):
     slots = _zero_slots(builder, vty, DA * DB)
     steps = builder.sdiv(builder.sub(t1v, t0v), ir.Constant(i64, vl))
 
-    def loop(bmasks):
+    def loop(with_masks):
+        if with_masks:
+            # the step's row of the table: its phase (t / VL) mod phases, counted along with
+            # the steps; the columns bcols[j] are the same at every step
+            phases = builder.extract_value(BM.shape, 0)
+            T = builder.extract_value(BM.shape, 1)
+            cols = [builder.load(cgutils.gep(builder, BC.data, ir.Constant(i64, j)))
+                    for j in range(DB)]
+            end = builder.mul(phases, T)
+            row = cgutils.alloca_once_value(
+                builder, builder.mul(builder.srem(builder.sdiv(t0v, ir.Constant(i64, vl)),
+                                                  phases), T))
         with cgutils.for_range(builder, steps) as loop:
             t = builder.add(t0v, builder.mul(loop.index, ir.Constant(i64, vl)))
             av = [_load_vec(builder, A.data, builder.add(abase[i], t), vty, itemsize)
                   for i in range(DA)]
             bv = [_load_vec(builder, B.data, builder.add(bbase[j], t), vty, itemsize)
                   for j in range(DB)]
-            if bmasks is not None:
-                bv = [_masked(builder, m, v) for m, v in zip(bmasks, bv)]
+            if with_masks:
+                m = builder.load(row)
+                bv = [_masked(builder, _lane_mask(builder, BM, builder.add(m, cols[j]), vl),
+                              bv[j]) for j in range(DB)]
+                m1 = builder.add(m, T)
+                builder.store(builder.select(builder.icmp_signed("==", m1, end),
+                                             ir.Constant(i64, 0), m1), row)
             for i in range(DA):
                 for j in range(DB):
                     slot = slots[i * DB + j]
@@ -316,12 +352,12 @@ def _dot_slots(context, builder, signature, args, masked=False):
     if masked:
         has = builder.icmp_signed("!=", builder.extract_value(BM.shape, 0), ir.Constant(i64, 0))
         with builder.if_else(has) as (then, otherwise):
-            with then:      # the masks are the same at every step: loaded once
-                loop([_lane_mask(builder, BM, ir.Constant(i64, j), vl) for j in range(DB)])
+            with then:
+                loop(True)
             with otherwise:
-                loop(None)
+                loop(False)
     else:
-        loop(None)
+        loop(False)
     return slots, C, vty, itemsize, vl
 
 
@@ -345,12 +381,13 @@ def _make_dot_tile(out_ndim, lane_sums, masked=False):
     ``out`` (DA, DB)); ``masked``: with a lane mask per ``b`` window
     (:func:`dot_tile_sums_masked`)."""
 
-    def typer(a, aoffs, b, boffs, bmasks, out):
+    def typer(a, aoffs, b, boffs, bmasks, bcols, out):
         if not (_is_c_array(a, 1) and _is_c_array(b, 1) and _is_c_array(out, out_ndim)
                 and a.dtype == b.dtype == out.dtype and _is_offsets(aoffs)
-                and _is_offsets(boffs) and (not masked or _is_offsets(bmasks))):
+                and _is_offsets(boffs)
+                and (not masked or (_is_mask_table(bmasks) and _is_offsets(bcols)))):
             return None
-        sig = types.void(a, aoffs, b, boffs, *((bmasks,) if masked else ()), types.int64,
+        sig = types.void(a, aoffs, b, boffs, *((bmasks, bcols) if masked else ()), types.int64,
                          types.int64, out)
 
         def codegen(context, builder, signature, args):
@@ -368,11 +405,11 @@ def _make_dot_tile(out_ndim, lane_sums, masked=False):
         return sig, codegen
 
     if masked:
-        def dot_tile(typingctx, a, aoffs, b, boffs, bmasks, t0, t1, out):
-            return typer(a, aoffs, b, boffs, bmasks, out)
+        def dot_tile(typingctx, a, aoffs, b, boffs, bmasks, bcols, t0, t1, out):
+            return typer(a, aoffs, b, boffs, bmasks, bcols, out)
     else:
         def dot_tile(typingctx, a, aoffs, b, boffs, t0, t1, out):
-            return typer(a, aoffs, b, boffs, None, out)
+            return typer(a, aoffs, b, boffs, None, None, out)
     return dot_tile
 
 
@@ -405,13 +442,15 @@ _f.__doc__ = """``sums[i, j] = sum_t a[aoffs[i] + t] * b[boffs[j] + t]`` over ``
 dot_tile_sums = intrinsic(_f)
 _f = _make_dot_tile(2, True, masked=True)
 _f.__name__ = "dot_tile_sums_masked"
-_f.__doc__ = """:func:`dot_tile_sums` with a lane mask per ``b`` window: ``sums[i, j] = sum_t
-    a[aoffs[i] + t] * (b[boffs[j] + t] if bmasks[j] >> (t % VL) & 1 else 0)`` (``t0`` a multiple
-    of the vector length ``VL``), or without masks when ``bmasks`` is empty: the weight gradient
-    on the dense strip of :mod:`kernels.nn_conv` (:func:`fma_tile_masked`).
+_f.__doc__ = """:func:`dot_tile_sums` with the lane masks of :func:`fma_tile_masked` on the ``b``
+    windows: ``sums[i, j] = sum_t a[aoffs[i] + t] * b[boffs[j] + t] * (bmasks[t // VL % P,
+    bcols[j]] >> (t % VL) & 1)`` (``t0`` a multiple of the vector length ``VL``; the table's row
+    counts along with the steps, no division in the loop), or without masks when the table has
+    no rows: the weight gradient on the packed strip of :mod:`kernels.nn_conv`.
 
-    Parameters ``a, aoffs, b, boffs, bmasks, t0, t1, sums``: as :func:`dot_tile_sums`, and
-    ``bmasks`` : 1-D int64 array (DB,), or of size 0 (none).
+    Parameters ``a, aoffs, b, boffs, bmasks, bcols, t0, t1, sums``: as :func:`dot_tile_sums`,
+    and ``bmasks`` : 2-D int64 array (P, T), or (0, 0): none; ``bcols`` : 1-D int64 (DB,), the
+    table's column of each ``b`` window.
     """
 dot_tile_sums_masked = intrinsic(_f)
 del _f

@@ -44,11 +44,13 @@ CASES = [
     ((2, 7, 12, 11), (9, 7, 7, 7), 2, 3, 1, True),     # ResNet-50-style stem, odd size
     ((2, 3, 9, 9), (4, 3, 3, 3), 3, 0, 1, True),       # stride = kernel: phases, no overlap
     ((2, 3, 7, 8), (4, 3, 2, 2), 3, 0, 1, True),       # stride > kernel: pixels no tap reads
-    # dense strip rows (no gap columns, a lane mask per tap: kernels.nn_conv.dense_rows)
+    # packed strips (no gaps, lane masks: kernels.nn_conv.packed), for float32 on AVX-512 too
     ((2, 3, 8, 8), (4, 3, 3, 3), 1, 1, 1, True),
-    ((3, 5, 16, 16), (6, 5, 3, 3), 1, 1, 1, False),    # dense for float32 on AVX-512
-    ((2, 2, 4, 4), (3, 2, 5, 5), 1, 2, 1, True),       # shifts of 2 on 4 columns
+    ((3, 5, 16, 16), (6, 5, 3, 3), 1, 1, 1, False),
+    ((2, 2, 4, 4), (3, 2, 5, 5), 1, 2, 1, True),       # reads two rows and columns outside
     ((2, 3, 8, 8), (4, 3, 3, 3), 1, (1, 2), (1, 2), True),
+    ((2, 3, 4, 12), (4, 3, 3, 5), 1, (0, 2), 1, True),  # rows 12 wide: a vector is 4/3 rows
+    ((2, 3, 6, 8), (4, 3, 3, 3), 1, (2, 1), 1, False),  # padding beyond the reach: Ho > H
 ]
 
 
@@ -143,7 +145,7 @@ def test_fast_matches_reference(xs, ws, s, p, d, bias, weight_grad, rng, monkeyp
     ((12, 4, 32, 32), (8, 4, 1, 1), 2, 0),
     ((200, 3, 8, 8), (5, 3, 5, 5), 1, 0),           # no padding: dx's convolution pads dy by 4
     ((200, 3, 8, 8), (5, 3, 3, 3), 1, 3),           # padding beyond the reach: it crops dy
-    ((40, 4, 8, 8), (5, 4, 3, 3), 1, 1),            # dense rows (kernels.nn_conv.dense_rows)
+    ((40, 4, 8, 8), (5, 4, 3, 3), 1, 1),            # packed (kernels.nn_conv.packed)
 ])
 def test_weight_grad_reads_the_input_gradients_dy_strip(xs, ws, s, p, rng, monkeypatch):
     # With the input gradient, dW reads dy from the strip the input gradient's convolution laid
@@ -190,15 +192,19 @@ def _check_strip(x, kh, kw, s, p, d, span=48):
     assert P % span == 0 and P >= N * pitch and Wg >= Wo and pitch >= Ho * Wg
     assert (offs[R:] == offs[0]).all()
     vl = simd.vector_lanes(x.dtype)
-    dense = (sh, sw) == (1, 1) and pw > 0 and Wo <= W and vl % W == 0
-    assert Wg == (W if dense else Wg) and masks.size == (R + 5 if dense else 0)
+    packed = (sh, sw) == (1, 1) and min(ph, pw) >= 0 and ph + pw > 0 and Ho <= H and Wo <= W \
+        and H * W <= fast.PACKED_MAX_PIXELS and H * W % vl == 0
+    if packed:
+        assert (Wg, pitch) == (W, H * W) and masks.shape == (H * W // vl, kh * kw)
+    else:
+        assert masks.shape == (0, 0)
     cols = ref.im2col(x, kh, kw, (sh, sw), (ph, pw), (dh, dw))       # (N, R, Ho*Wo)
     n, oh, ow = np.meshgrid(np.arange(N), np.arange(Ho), np.arange(Wo), indexing="ij")
     q = (n * pitch + oh * Wg + ow).reshape(N, Ho * Wo)
     windows = xs[offs[:R, None, None] + q[None]]                     # (R, N, Ho*Wo)
-    if dense:       # rows without gap columns: a tap's lane mask drops its reads past a row
-        assert (masks[R:] == masks[0]).all()
-        keep = (masks[:R, None, None] >> (q[None] % vl)) & 1
+    if packed:       # no gaps: the lane masks drop the reads outside the image
+        lane_mask = masks[(q % pitch) // vl][:, :, np.arange(R) % (kh * kw)]   # (N, HoWo, R)
+        keep = (lane_mask.transpose(2, 0, 1) >> (q[None] % vl)) & 1
         windows = np.where(keep == 1, windows, 0)
     np.testing.assert_array_equal(windows.transpose(1, 0, 2), cols)
     # every tap of every position (junk ones too) is inside the strip: no read out of bounds
@@ -657,8 +663,13 @@ def test_narrow_tile_kernel_is_bit_equal_and_chosen_for_small_planes(rng):
     # 32 positions x 2048 multiply-adds, not worth compiling the narrow kernel
     assert narrow_tile(1, 16, 16, 8, 8, 1, 1, (2, 2), (0, 0), (1, 1))
     assert not narrow_tile(1, 16, 16, 8, 8, 1, 1, (2, 2), (0, 0), (1, 1), 32 * 64)
-    for N, H in ((1, 32), (1, 16), (1, 8), (1, 14), (8, 7), (128, 8)):   # ResNet-20 never
+    for N, H in ((1, 32), (1, 16), (1, 14), (8, 7), (128, 8)):
         assert not narrow_tile(N, H, H, H, H, 3, 3, (1, 1), (1, 1), (1, 1))
+    # one packed 8x8 plane is 64 positions (96 wide, 64 narrow), but ResNet-20's 3x3 64->64
+    # convolutions there would save 32 x 36864 multiply-adds: ResNet-20 never takes it
+    assert narrow_tile(1, 8, 8, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1))
+    for N, H, C in ((1, 32, 16), (1, 16, 32), (1, 8, 64), (128, 8, 64)):
+        assert not narrow_tile(N, H, H, H, H, 3, 3, (1, 1), (1, 1), (1, 1), C * 9 * C)
     x = rng.standard_normal((1, 19, 7, 7)).astype(np.float32)
     w = rng.standard_normal((29, 19, 3, 3)).astype(np.float32)
     res = rng.standard_normal((1, 29, 7, 7)).astype(np.float32)
@@ -750,22 +761,22 @@ def test_pixel_major_forward_is_bit_equal_to_the_strip(N_blocks, C, K, H, W, k, 
     assert status[0] == -1 and np.isnan(yv).all()
 
 
-@pytest.mark.parametrize("stride,W", [(1, 10), (2, 10), (1, 8)])      # (1, 8): dense rows
-def test_strip_kernels_split_in_bands_give_the_same_bits(stride, W, rng):
+@pytest.mark.parametrize("stride,H,W", [(1, 11, 10), (2, 11, 10), (1, 12, 8)])   # last: packed
+def test_strip_kernels_split_in_bands_give_the_same_bits(stride, H, W, rng):
     # the strip fills and the forward are one-thread kernels over a range (planes, work items)
     # that cvcore.nn.conv runs in bands on several threads: each band writes only its own part,
     # so any split equals one call over the whole range, bit for bit
     from cvcore.nn.conv import _kernels
     from kernels import simd
     nk = _kernels()
-    x = rng.standard_normal((3, 5, 11, W)).astype(np.float32)
+    x = rng.standard_normal((3, 5, H, W)).astype(np.float32)
     w = rng.standard_normal((13, 5, 3, 3)).astype(np.float32)
     N, C, H, W = x.shape
     Ho, Wo = _out_size(H, 3, stride, 1, 1), _out_size(W, 3, stride, 1, 1)
     geometry = (3, 3, stride, stride, 1, 1, 1, 1)
     Wg, pitch, m0, P, Ls, length, offs, used, masks = nk.strip_layout(
         N, C, H, W, Ho, Wo, *geometry, simd.TB, C * 9, simd.vector_lanes(np.float32))
-    assert (Wg == W) == (W == 8) and (masks.size > 0) == (W == 8)
+    assert (pitch == H * W) == (masks.size > 0) == (W == 8)
     xs, offs1, masks1, *_ = make_strip(x, Ho, Wo, geometry, simd.TB, C * 9,
                                        np.empty(0, np.float32))
     np.testing.assert_array_equal(offs1, offs)

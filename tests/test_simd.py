@@ -46,11 +46,6 @@ def _fma_tile_narrow_masked(x, q0, w, wrows, offs, masks, acc):
     simd.fma_tile_narrow_masked(x, q0, w, wrows, offs, masks, acc)
 
 
-@njit(cache=True)
-def _dot_tile_sums_masked(a, aoffs, b, boffs, bmasks, t0, t1, sums):
-    simd.dot_tile_sums_masked(a, aoffs, b, boffs, bmasks, t0, t1, sums)
-
-
 def test_tile_shapes_fit_the_registers():
     # accumulators + the vectors loaded per step stay within the register file
     registers = 32 if simd.AVX512 else 16
@@ -215,62 +210,72 @@ def test_linear_matmul_mixed_dtypes_compute_in_float64(rng):
     np.testing.assert_allclose(out, a.astype(np.float64) @ b.T, rtol=1e-12, atol=1e-12)
 
 
+@njit(cache=True)
+def _dot_tile_sums_masked(a, aoffs, b, boffs, bmasks, bcols, t0, t1, sums):
+    simd.dot_tile_sums_masked(a, aoffs, b, boffs, bmasks, bcols, t0, t1, sums)
+
+
 @pytest.mark.parametrize("narrow", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("R", [1, 5, 64])
-def test_masked_fma_tile_drops_the_masked_lanes(dtype, R, narrow, rng):
-    # bit l of masks[r] keeps lane l of each vector of tap r; a dropped read counts as 0 even
-    # when it holds NaN (the windows here do not overlap: each read belongs to one tap);
-    # empty masks: the plain tile, bit for bit
+@pytest.mark.parametrize("R,phases,T", [(1, 1, 1), (5, 3, 2), (64, 4, 9), (27, 7, 9)])
+def test_masked_fma_tile_drops_the_masked_lanes(dtype, R, phases, T, narrow, rng):
+    # lane l of the tile's vector starting at position p, tap r, is kept by bit l of
+    # masks[p // VL % phases, r % T]; a dropped read counts as 0 even when it holds NaN (the
+    # windows here do not overlap: each read belongs to one tap); a table without rows: the
+    # plain tile, bit for bit
     KB, TB = (simd.KBN, simd.TBN) if narrow else (simd.KB, simd.TB)
     kernel = _fma_tile_narrow_masked if narrow else _fma_tile_masked
     plain = _fma_tile_narrow if narrow else _fma_tile
     vl = simd.vector_lanes(dtype)
-    q0 = 2 * vl
     offs = (rng.permutation(R) * (TB + 3)).astype(np.int64)
-    x = rng.standard_normal(q0 + R * (TB + 3)).astype(dtype)
     w = rng.standard_normal((KB + 5, R)).astype(dtype)
     rows = (rng.permutation(KB + 5)[:KB] * R).astype(np.int64)
-    masks = rng.integers(0, 2 ** vl, R).astype(np.int64)
-    reads = q0 + offs[:, None] + np.arange(TB)                         # (R, TB)
-    keep = (masks[:, None] >> (np.arange(TB) % vl)) & 1 == 1
-    expected = w.reshape(-1)[rows[:, None] + np.arange(R)].astype(np.float64) \
-        @ np.where(keep, x[reads], 0).astype(np.float64)
-    poisoned = x.copy()
-    poisoned[reads[~keep]] = np.nan
-    acc = np.full((KB, TB), np.nan, dtype)
-    kernel(poisoned, q0, w.reshape(-1), rows, offs, masks, acc)
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(acc, expected, rtol=tol, atol=tol * np.sqrt(R))
+    masks = rng.integers(0, 2 ** vl, (phases, T)).astype(np.int64)
+    t = np.arange(TB)
+    for q0 in (0, 5 * vl):
+        x = rng.standard_normal(q0 + R * (TB + 3)).astype(dtype)
+        reads = q0 + offs[:, None] + t                                 # (R, TB)
+        word = masks[((q0 + t) // vl % phases)[None, :], (np.arange(R) % T)[:, None]]
+        keep = (word >> (t % vl)) & 1 == 1
+        expected = w.reshape(-1)[rows[:, None] + np.arange(R)].astype(np.float64) \
+            @ np.where(keep, x[reads], 0).astype(np.float64)
+        poisoned = x.copy()
+        poisoned[reads[~keep]] = np.nan
+        acc = np.full((KB, TB), np.nan, dtype)
+        kernel(poisoned, q0, w.reshape(-1), rows, offs, masks, acc)
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(acc, expected, rtol=tol, atol=tol * np.sqrt(R))
     a, b = np.empty((KB, TB), dtype), np.empty((KB, TB), dtype)
     plain(x, q0, w.reshape(-1), rows, offs, b)
-    for m in (np.full(R, 2 ** vl - 1, np.int64), np.empty(0, np.int64)):   # all kept; none
-        kernel(x, q0, w.reshape(-1), rows, offs, m, a)
+    for m in (np.full((phases, T), 2 ** vl - 1, np.int64), np.empty((0, 0), np.int64)):
+        kernel(x, q0, w.reshape(-1), rows, offs, m, a)                 # all kept; none given
         np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("steps", [0, 1, 13])
-def test_masked_dot_tile_sums_drop_the_masked_lanes(dtype, steps, rng):
-    # as the masked tile: bit l of bmasks[j] keeps lane l of window j of b (apart here)
+@pytest.mark.parametrize("steps,phases", [(0, 3), (1, 1), (13, 4), (13, 5)])
+def test_masked_dot_tile_sums_drop_the_masked_lanes(dtype, steps, phases, rng):
+    # as the masked tile: step t's lanes of window j kept by masks[t // VL % phases, bcols[j]]
     vl = simd.vector_lanes(dtype)
-    t0, t1 = 2 * vl, (2 + steps) * vl
+    t0, t1 = 3 * vl, (3 + steps) * vl
     a = rng.standard_normal(500).astype(dtype)
     aoffs = rng.integers(0, 200, simd.DA).astype(np.int64)
     boffs = (rng.permutation(simd.DB) * (t1 + 5)).astype(np.int64)
     b = rng.standard_normal(simd.DB * (t1 + 5)).astype(dtype)
-    bmasks = rng.integers(0, 2 ** vl, simd.DB).astype(np.int64)
+    T = 9
+    masks = rng.integers(0, 2 ** vl, (phases, T)).astype(np.int64)
+    bcols = rng.integers(0, T, simd.DB).astype(np.int64)
     t = np.arange(t0, t1)
-    keep = (bmasks[:, None] >> (t % vl)) & 1 == 1                      # (DB, steps*vl)
-    B = np.where(keep, b[boffs[:, None] + t], 0).astype(np.float64)
+    keep = (masks[(t // vl % phases)[None, :], bcols[:, None]] >> (t % vl)) & 1 == 1
+    B = np.where(keep, b[boffs[:, None] + t], 0).astype(np.float64)      # (DB, steps*vl)
     expected = a[aoffs[:, None] + t].astype(np.float64) @ B.T
     poisoned = b.copy()
     poisoned[(boffs[:, None] + t)[~keep]] = np.inf
     sums = np.full((simd.DA, simd.DB), np.nan, dtype)
-    _dot_tile_sums_masked(a, aoffs, poisoned, boffs, bmasks, t0, t1, sums)
+    _dot_tile_sums_masked(a, aoffs, poisoned, boffs, masks, bcols, t0, t1, sums)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(sums, expected, rtol=tol, atol=tol * 10)
     plain = np.empty_like(sums)
     _dot_tile_sums(a, aoffs, b, boffs, t0, t1, plain)
-    _dot_tile_sums_masked(a, aoffs, b, boffs, np.empty(0, np.int64), t0, t1, sums)
+    _dot_tile_sums_masked(a, aoffs, b, boffs, np.empty((0, 0), np.int64), bcols, t0, t1, sums)
     np.testing.assert_array_equal(sums, plain)

@@ -322,12 +322,12 @@ def _no_epilogue(dtype):
     return _EMPTY[key]
 
 
-def grid_width(W, Wo, pw, dtype=np.float32):
-    """Columns per row of the stride-1 strip of an input ``W`` wide, output ``Wo``, padding
-    ``pw``, for ``dtype`` (:func:`kernels.nn_conv.strip_geometry`: ``W`` for dense rows, else
-    ``W`` and the gap)."""
-    vl = _kernels("simd").vector_lanes(dtype)
-    return W if _kernels().dense_rows(W, Wo, pw, vl) else W + max(pw, Wo - W, 0)
+def stride1_pitch(H, W, Ho, Wo, ph, pw, dtype=np.float32):
+    """Positions per image of the stride-1 strip of an ``H x W`` input for an ``Ho x Wo``
+    output with padding ``ph, pw``, for ``dtype`` (:func:`kernels.nn_conv.stride1_grid`:
+    ``H*W`` for a packed strip, else the plane with its gaps)."""
+    return _kernels().stride1_grid(H, W, Ho, Wo, ph, pw,
+                                   _kernels("simd").vector_lanes(dtype))[1]
 
 
 def narrow_tile(N, H, W, Ho, Wo, kh, kw, stride, padding, dilation, macs=None):
@@ -343,7 +343,7 @@ def narrow_tile(N, H, W, Ho, Wo, kh, kw, stride, padding, dilation, macs=None):
     from kernels import simd
     (sh, sw), (ph, pw), _ = stride, padding, dilation
     if (sh, sw) == (1, 1):
-        pitch = (H + max(ph, Ho - H, 0)) * grid_width(W, Wo, pw)
+        pitch = stride1_pitch(H, W, Ho, Wo, ph, pw)
     else:
         pitch = ((H + 2 * ph + sh - 1) // sh) * ((W + 2 * pw + sw - 1) // sw)
     npos = N * pitch
@@ -366,8 +366,8 @@ def make_strip(x, Ho, Wo, geometry, span, count, buf, start=0, lanes=None):
     several threads (:func:`kernels.nn_conv.fill_strip`, :func:`kernels.nn_conv.fill_phase_strip`,
     :func:`cvcore.nn._lanes.run_lanes`; ``lanes``: how many, default one per thread).
 
-    Returns ``xs, offs, masks, Wg, pitch, P`` (``masks``: the taps' lane masks of a strip with
-    dense rows, :func:`kernels.nn_conv.tap_masks`, else of size 0).
+    Returns ``xs, offs, masks, Wg, pitch, P`` (``masks``: the lane masks of a packed strip,
+    :func:`kernels.nn_conv.tap_masks`, else of shape (0, 0)).
     """
     fill, xs, offs, masks, Wg, pitch, P = _strip_job(x, Ho, Wo, geometry, span, count, buf,
                                                      start)

@@ -365,7 +365,7 @@ class ResNetPlan:
         N = plan[0][0]
         if N < PIXEL_MAJOR_MIN_BATCH or len(self.convs) != len(self.steps):
             return -1, 0
-        from cvcore.nn.conv import grid_width
+        from cvcore.nn.conv import stride1_pitch
         tb = simd.TBP
         if simd.AVX512 and -(-N // simd.TBH) * simd.TBH < -(-N // simd.TBP) * simd.TBP:
             tb = simd.TBH
@@ -378,7 +378,7 @@ class ResNetPlan:
             Ho, Wo = out[2], out[3]
             work = C * kh * kw * -(-out[1] // simd.KB)          # taps x channel blocks
             if (sh, sw) == (1, 1):
-                pitch = (H + max(ph, Ho - H, 0)) * grid_width(W, Wo, pw)
+                pitch = stride1_pitch(H, W, Ho, Wo, ph, pw)
             else:
                 pitch = ((H + 2 * ph + sh - 1) // sh) * ((W + 2 * pw + sw - 1) // sw)
             strip += work * -(-N * pitch // simd.TB) * simd.TB
