@@ -21,7 +21,10 @@ with just enough zeros between rows and between images to serve as the zero padd
 which :func:`kernels.simd.fma_tile` computes tile by tile (8 output channels x 48 positions in
 24 vector registers on AVX-512), reading the input straight from the strip. Positions that are
 not output pixels (the gap columns and rows) are computed and dropped: 6 % extra work at 32x32,
-13 % at 16x16, 27 % at 8x8 (3x3 kernel, padding 1).
+13 % at 16x16, 27 % at 8x8 (3x3 kernel, padding 1). So small planes get a **packed** strip
+(:func:`packed`): the images back to back with no gaps at all, every position an output pixel;
+a tap past the edge of a row or an image then reads a neighbour's pixel, and a table of lane
+masks (:func:`tap_masks`; :func:`kernels.simd.fma_tile_masked`) drops those reads.
 
 Strided convolutions use a **phase strip** (:func:`fill_phase_strip`): the zero-padded input is
 split into its ``sh*sw`` phases (every ``sh``-th row from row ``a``, every ``sw``-th column from
