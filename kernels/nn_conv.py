@@ -230,14 +230,21 @@ def fill_strip(x, Wg, pitch, m0, Ls, xs, p0, p1):
         base = c * Ls + m0 + n * pitch
         if n == 0:
             _zero(xs[c * Ls:base])                    # leading margin
-        for h in range(H):
-            # plain loops over zero-based views: a slice assignment compiles to Numba's
-            # generic strided copy, 2x slower here (measured at one thread)
-            dst = xs[base + h * Wg:base + (h + 1) * Wg]
-            src = x[n, c, h]
-            for v in range(W):
-                dst[v] = src[v]
-            _zero(dst[W:])
+        if Wg == W:                                   # no gap columns: the plane is one run
+            dst = xs[base:base + H * W]
+            src = x[n, c]
+            for h in range(H):
+                for v in range(W):
+                    dst[h * W + v] = src[h, v]
+        else:
+            for h in range(H):
+                # plain loops over zero-based views: a slice assignment compiles to Numba's
+                # generic strided copy, 2x slower here (measured at one thread)
+                dst = xs[base + h * Wg:base + (h + 1) * Wg]
+                src = x[n, c, h]
+                for v in range(W):
+                    dst[v] = src[v]
+                _zero(dst[W:])
         end = base + pitch if n < N - 1 else (c + 1) * Ls
         _zero(xs[base + H * Wg:end])                  # gap rows; after the last image the tail
 
