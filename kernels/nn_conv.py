@@ -799,6 +799,7 @@ def conv2d_weight_grad_cols(xs, offs, masks, dys, P, nlanes, tiles, dw_out, l0, 
     qoffs = np.empty(P, dtype=np.int64)
     for q in range(P):
         qoffs[q] = q * TB
+    tcol = np.empty(TB, dtype=np.int64)                # the taps' columns of ``masks``
     for lane in range(l0, l1):
         tile = tiles[lane * P * TB:(lane + 1) * P * TB]
         built = -1
@@ -807,16 +808,20 @@ def conv2d_weight_grad_cols(xs, offs, masks, dys, P, nlanes, tiles, dw_out, l0, 
             k0 = (item - (item // nkb) * nkb) * KB
             if r0 != built:                          # gather the column tile of taps r0..
                 nt = _min(TB, R - r0)
+                if phases > 0:
+                    for t in range(nt):
+                        tcol[t] = (r0 + t) % taps
                 for q in range(P):
                     row = tile[q * TB:(q + 1) * TB]
-                    for t in range(nt):
-                        row[t] = xs[offs[r0 + t] + q]
                     if phases > 0:                    # a packed strip: drop the reads past
                         mrow = masks[(q // vl) % phases]   # the image's edges (tap_masks)
-                        lane = q % vl
+                        bit = q % vl
                         for t in range(nt):
-                            if not (mrow[(r0 + t) % taps] >> lane) & 1:
-                                row[t] = 0
+                            v = xs[offs[r0 + t] + q]
+                            row[t] = v if (mrow[tcol[t]] >> bit) & 1 else 0
+                    else:
+                        for t in range(nt):
+                            row[t] = xs[offs[r0 + t] + q]
                     for t in range(nt, TB):
                         row[t] = 0
                 built = r0
