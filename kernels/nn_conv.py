@@ -63,10 +63,10 @@ from kernels.scalar import clamp
 
 #: Largest plane (pixels) whose stride-1 strip is packed (:func:`packed`). The gaps of a 3x3
 #: kernel's strip are 27 % of the positions of an 8x8 plane, 13 % at 16x16, 6 % at 32x32, 3.5 %
-#: at 56x56; the masks cost a little in the forward and more in the weight gradient (six mask
-#: loads per step): one thread, batch 128, packed against gapped, forward 1.20 / 1.07 / 1.09x
-#: as fast at 8 / 16 / 32, backward 1.16 / 1.06 / 1.05x; ResNet-50's 56x56 at batch 8 forward
-#: 1.01x, backward 0.95x (``benchmarks/README.md``).
+#: at 56x56; the masked loads cost a little in the forward and more in the backward: one
+#: thread, batch 128, packed against gapped, forward 1.20 / 1.07 / 1.09x as fast at 8 / 16 /
+#: 32, backward 1.16 / 1.06 / 1.05x; ResNet-50's 56x56 at batch 8 forward 1.01x, backward
+#: 0.91-0.95x (``benchmarks/README.md``).
 PACKED_MAX_PIXELS = 1024
 
 
@@ -309,9 +309,10 @@ def fill_phase_strip(x, sh, sw, ph, pw, Wq, pitch, Ls, used, xs, p0, p1):
 @njit(cache=True, inline="always", nogil=True)
 def _forward(xs, offs, masks, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res, status,
              i0, i1, KB, TB, narrow):
-    """The body of :func:`conv2d_forward` (``KB x TB`` tiles of :func:`kernels.simd.fma_tile`)
-    and :func:`conv2d_forward_narrow` (:func:`kernels.simd.fma_tile_narrow`); inlined into
-    each, so the tile size is a constant there."""
+    """The body of :func:`conv2d_forward` (``KB x TB`` tiles of
+    :func:`kernels.simd.fma_tile_masked`, which without masks is :func:`kernels.simd.fma_tile`)
+    and :func:`conv2d_forward_narrow` (:func:`kernels.simd.fma_tile_narrow_masked`); inlined
+    into each, so the tile size is a constant there."""
     N = y.shape[0]
     K, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
     # the epilogue's per-channel terms (each share folds them: K values, no extra call)
@@ -754,7 +755,7 @@ def conv2d_weight_grad(xs, offs, masks, dys, dbase, dpitch, P, block, nlanes, dw
                     aoffs[i] = dbase + _min(k0 + i, K - 1) * dpitch
                 for r0 in range(0, R, DB):
                     # the block's dot products, each already added up across the vector's
-                    # lanes in registers (simd.dot_tile_sums)
+                    # lanes in registers (simd.dot_tile_sums_masked: the masks' columns too)
                     for j in range(DB):
                         mcols[j] = (r0 + j) % taps
                     simd.dot_tile_sums_masked(dys, aoffs, xs, offs[r0:r0 + DB], masks, mcols,
