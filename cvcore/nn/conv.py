@@ -188,8 +188,8 @@ def _input_grad(dy, cache, keep=None):
     wp = np.zeros((K, C * nph, QH, QW), dtype=x.dtype)
     ii, jj = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
     tap_phase = phase_index[a[ii], b[jj]]
-    for c in range(C):
-        wp[:, c * nph + tap_phase, QH - 1 - qh[ii], QW - 1 - qw[jj]] = w[:, c, ii, jj]
+    c = np.arange(C)[:, None, None]                  # all channels in one assignment
+    wp[:, c * nph + tap_phase, QH - 1 - qh[ii], QW - 1 - qw[jj]] = w[:, c, ii, jj]
     dphase = _run_forward(dy, np.ascontiguousarray(wp.transpose(1, 0, 2, 3)),
                           np.zeros(C * nph, dtype=x.dtype), (1, 1), (QH - 1, QW - 1),
                           (1, 1), keep=keep)
