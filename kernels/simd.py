@@ -174,6 +174,29 @@ def _masked(builder, mask, vec):
     return builder.select(mask, vec, ir.Constant(vec.type, [0.0] * vec.type.count))
 
 
+def _count_around(builder, slot, step, end, start):
+    """``slot = slot + step``, back to ``start`` when it reaches ``end`` (a counter that walks a
+    table's rows or columns along with a loop, without a division per step)."""
+    nxt = builder.add(builder.load(slot), step)
+    builder.store(builder.select(builder.icmp_signed("==", nxt, end), start, nxt), slot)
+
+
+def _loops_for_table(builder, masked, table, loop):
+    """Emit ``loop(False)``, or with ``masked`` both ``loop(True)`` and ``loop(False)``, taken
+    at run time by whether ``table`` (a mask table) has rows: the masked intrinsics run the
+    plain loop when called without masks."""
+    if not masked:
+        loop(False)
+        return
+    has = builder.icmp_signed("!=", builder.extract_value(table.shape, 0),
+                              ir.Constant(ir.IntType(64), 0))
+    with builder.if_else(has) as (then, otherwise):
+        with then:
+            loop(True)
+        with otherwise:
+            loop(False)
+
+
 def _make_fma_tile(kb_name, tb_name, masked=False):
     """The :func:`fma_tile` intrinsic for a tile of the module constants named ``kb_name x
     tb_name`` (read when a caller is compiled; the tile width a multiple of the vector
@@ -219,9 +242,7 @@ def _make_fma_tile(kb_name, tb_name, masked=False):
                         j = builder.load(col)
                         xv = [_masked(builder, _lane_mask(builder, ms, builder.add(mrows[v], j),
                                                           vl), xv[v]) for v in range(nv)]
-                        j1 = builder.add(j, ir.Constant(i64, 1))
-                        builder.store(builder.select(builder.icmp_signed("==", j1, T),
-                                                     ir.Constant(i64, 0), j1), col)
+                        _count_around(builder, col, ir.Constant(i64, 1), T, ir.Constant(i64, 0))
                     for k in range(KB):
                         wk = builder.load(cgutils.gep(builder, ws.data, builder.add(rows[k], r)))
                         wv = _splat(builder, wk, vty)
@@ -230,16 +251,7 @@ def _make_fma_tile(kb_name, tb_name, masked=False):
                             builder.store(builder.call(fmuladd,
                                                        [wv, xv[v], builder.load(slot)]), slot)
 
-            if masked:
-                has = builder.icmp_signed("!=", builder.extract_value(ms.shape, 0),
-                                          ir.Constant(i64, 0))
-                with builder.if_else(has) as (then, otherwise):
-                    with then:
-                        loop(True)
-                    with otherwise:
-                        loop(False)
-            else:
-                loop(False)
+            _loops_for_table(builder, masked, ms, loop)
             for k in range(KB):
                 for v in range(nv):
                     _store_vec(builder, builder.load(slots[k * nv + v]), ac.data,
@@ -340,24 +352,14 @@ def _dot_slots(context, builder, signature, args, masked=False):
                 m = builder.load(row)
                 bv = [_masked(builder, _lane_mask(builder, BM, builder.add(m, cols[j]), vl),
                               bv[j]) for j in range(DB)]
-                m1 = builder.add(m, T)
-                builder.store(builder.select(builder.icmp_signed("==", m1, end),
-                                             ir.Constant(i64, 0), m1), row)
+                _count_around(builder, row, T, end, ir.Constant(i64, 0))
             for i in range(DA):
                 for j in range(DB):
                     slot = slots[i * DB + j]
                     builder.store(builder.call(fmuladd, [av[i], bv[j], builder.load(slot)]),
                                   slot)
 
-    if masked:
-        has = builder.icmp_signed("!=", builder.extract_value(BM.shape, 0), ir.Constant(i64, 0))
-        with builder.if_else(has) as (then, otherwise):
-            with then:
-                loop(True)
-            with otherwise:
-                loop(False)
-    else:
-        loop(False)
+    _loops_for_table(builder, masked, BM, loop)
     return slots, C, vty, itemsize, vl
 
 
