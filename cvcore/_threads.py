@@ -37,7 +37,17 @@ competitors: they are its own pool threads still spinning after the previous cal
 or PyTorch's pool threads spinning after their own calls (as in every benchmark that runs
 cvcore beside them), which give the core back within a spin; counting them, as an earlier rule
 did, often found no free core where two were. Other processes' tasks are, and they are what
-make a barrier wait for a descheduled thread, unless this thread runs under a real-time policy
+make a barrier wait for a descheduled thread, but only those that hold a core: the count is
+capped at the cores the caller and this process's threads on a CPU leave. A task beyond the cap
+is waiting for a core, either one another competitor holds (counted already) or one of this
+process's (its pool thread spinning after a region, which gives the core back when its spin
+ends). On the idle 2-core machine that wait was what the rule saw: in the benchmark's process,
+right after a region, a kernel worker or the sandbox's agent woke and waited 20-270 us for the
+spinning pool thread's core; 12-23 % of readings counted it, and the benchmark's ResNet-20
+training step ran part of its forward on one thread in 2-4 of 5 calls (``benchmarks/README.md``,
+session 14). Under a spinning process, another PyTorch job or a
+stream of short processes, the capped count sees the competitor in 98-100 % of readings as the
+uncapped one did. Unless this thread runs under a real-time policy
 (``SCHED_FIFO`` or ``SCHED_RR``, as under ``chrt -f 1``; its pool threads inherit it): then no
 normal task can take its core, and only other real-time tasks could, which ``/proc/loadavg``
 does not tell apart, so none is counted (:func:`realtime`). The whole reading costs a few
@@ -133,9 +143,12 @@ def realtime() -> bool:
 
 
 def other_runnable() -> int | None:
-    """Runnable tasks on the machine, right now, that are not threads of this process on a
-    CPU (:func:`own_on_cpu`) nor the calling thread; 0 for a real-time thread (:func:`realtime`:
-    normal tasks cannot take its core). None where ``/proc/loadavg`` cannot be read."""
+    """Tasks on a CPU right now that are not threads of this process (:func:`own_on_cpu`) nor
+    the calling thread: the machine's runnable tasks minus those, capped at the cores the caller
+    and this process's threads on a CPU leave (the online cores, :func:`_cores`), since a task
+    beyond that is waiting for a core, not holding one; 0 for a real-time thread
+    (:func:`realtime`: normal tasks cannot take its core). None where ``/proc/loadavg`` cannot
+    be read."""
     if realtime():
         return 0
     running = runnable_tasks()
@@ -143,7 +156,9 @@ def other_runnable() -> int | None:
         return None
     if running <= 1:                          # only the thread reading it
         return 0
-    return max(0, running - 1 - own_on_cpu())
+    own = own_on_cpu()
+    online = _cores()[1]
+    return max(0, min(running - 1 - own, online - 1 - own))
 
 
 def _cores() -> tuple[int, int]:

@@ -225,15 +225,23 @@ def test_own_threads_are_not_competitors(monkeypatch):
     """Of the runnable tasks, the caller and this process's threads on a CPU (OpenCV's or
     PyTorch's pool threads spinning after their own calls, the band pool) do not compete;
     anything else does."""
-    def machine(running, own):
+    def machine(running, own, online=64):
         monkeypatch.setattr(_threads, "runnable_tasks", lambda: running)
         monkeypatch.setattr(_threads, "own_on_cpu", lambda: own)
+        monkeypatch.setattr(_threads, "_cores", lambda: (online, online))
         return _threads.other_runnable()
     assert machine(1, 0) == 0              # the caller alone on the machine
     assert machine(3, 2) == 0              # the caller, cv2's and torch's spinning workers
     assert machine(4, 2) == 1              # ... and a process elsewhere
     assert machine(2, 3) == 0              # a thread left between the readings: never < 0
     assert machine(None, 0) is None        # no /proc/loadavg: no reading
+    # Only tasks holding a core count: on 2 cores, with the caller on one and this process's
+    # pool thread on the other, a third runnable task is waiting for a core (the pool
+    # thread's, which it gives back when its spin ends), not holding one.
+    assert machine(3, 1, online=2) == 0
+    assert machine(3, 0, online=2) == 1    # our pool thread waits: the other task holds a core
+    assert machine(2, 0, online=2) == 1
+    assert machine(5, 1, online=4) == 2    # 4 cores: the caller, our thread, two others
 
 
 def test_competitors_are_spread_over_the_online_cores(machine, monkeypatch):
@@ -253,6 +261,7 @@ def test_a_real_time_thread_has_no_normal_competitors(monkeypatch):
     monkeypatch.setattr(_threads, "runnable_tasks", lambda: 5)
     monkeypatch.setattr(_threads, "own_on_cpu", lambda: 0)
     monkeypatch.setattr(_threads, "realtime", lambda: False)
+    monkeypatch.setattr(_threads, "_cores", lambda: (8, 8))
     assert _threads.other_runnable() == 4
     monkeypatch.setattr(_threads, "realtime", lambda: True)
     assert _threads.other_runnable() == 0
