@@ -836,18 +836,17 @@ def conv2d_weight_grad_cols(xs, offs, masks, dys, P, nlanes, tiles, dw_out, l0, 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx, p0, p1):
-    """Interleave phase planes back into an image: ``dx[n, c, h, w] = dphase[n, c*nph + p, u, v]``
+    """Interleave phase planes back into an image: ``dx[n, c, h, w] = dphase[p, n, c, u, v]``
     where ``h + ph = u*sh + a``, ``w + pw = v*sw + b`` and ``p = phase_index[a, b]``; zero where
     the phase is unused (``p < 0``) or ``(u, v)`` is outside the plane.
 
-    ``dphase`` (N, C*nph, Hq, Wq) holds the gradient of the zero-padded input's phases. The
+    ``dphase`` (nph, N, C, Hq, Wq) holds the gradient of the zero-padded input's phases. The
     planes ``nc = n*C + c`` in ``[p0, p1)`` of ``dx`` are written, on one thread (``nogil``:
     the caller splits the planes between threads with :func:`cvcore.nn._lanes.run_lanes`; a
     ``prange`` here doubled the kernel's cold compile).
     """
     N, C, H, W = dx.shape
-    nph = dphase.shape[1] // C
-    Hq, Wq = dphase.shape[2], dphase.shape[3]
+    Hq, Wq = dphase.shape[3], dphase.shape[4]
     # does every pixel get a value from some phase? if not, zero the plane first
     covered = Hq * sh >= H + ph and Wq * sw >= W + pw
     for a in range(sh):
@@ -867,7 +866,7 @@ def phases_to_image(dphase, phase_index, sh, sw, ph, pw, dx, p0, p1):
                 p = phase_index[a, b]
                 if p < 0:
                     continue
-                src = (n * nph * C + c * nph + p) * Hq * Wq
+                src = ((p * N + n) * C + c) * Hq * Wq
                 # pixels of this phase: h = u*sh + a - ph in [0, H), w = v*sw + b - pw in [0, W)
                 u0 = clamp((ph - a + sh - 1) // sh, 0, Hq)
                 u1 = _min(Hq, (H - 1 + ph - a) // sh + 1)

@@ -163,10 +163,11 @@ def _input_grad(dy, cache, keep=None):
     kernel flipped, input and output channels swapped) and padding ``d*(k-1) - p`` (negative: a
     crop). Stride ``s``: every phase ``(a, b)`` of the zero-padded input's gradient
     (``dxpad[a::sh, b::sw]``) is a stride-1 convolution of ``dy`` with the taps of that phase
-    (those with ``i*dh % sh == a``, ``j*dw % sw == b``), flipped; all used phases come out of one
-    call as ``C * phases`` output channels, and :func:`kernels.nn_conv.phases_to_image` puts
-    them back in place. (Taps a phase lacks are zero weights: 16 taps instead of 9 for a 3x3
-    kernel with stride 2.)
+    (those with ``i*dh % sh == a``, ``j*dw % sw == b``), flipped. ``dy`` is laid out once, as
+    for a kernel of the phases' common reach; each phase is one product over that strip with
+    its own taps (a 3x3 kernel with stride 2: 4, 2, 2 and 1 taps per channel, 9 in all, where
+    one product of all phases at the common 2x2 reach computed 16, 7 of them zero weights), and
+    :func:`kernels.nn_conv.phases_to_image` puts the phases back in place.
     """
     x, w = cache.x, cache.w
     N, C, H, W = x.shape
@@ -183,16 +184,44 @@ def _input_grad(dy, cache, keep=None):
     used = sorted({(int(ai), int(bj)) for ai in a for bj in b})
     for p, (ai, bj) in enumerate(used):
         phase_index[ai, bj] = p
-    nph = len(used)
-    # wp[k, c*nph + phase(i, j), QH-1-qh[i], QW-1-qw[j]] = w[k, c, i, j]
-    wp = np.zeros((K, C * nph, QH, QW), dtype=x.dtype)
-    ii, jj = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
-    tap_phase = phase_index[a[ii], b[jj]]
-    c = np.arange(C)[:, None, None]                  # all channels in one assignment
-    wp[:, c * nph + tap_phase, QH - 1 - qh[ii], QW - 1 - qw[jj]] = w[:, c, ii, jj]
-    dphase = _run_forward(dy, np.ascontiguousarray(wp.transpose(1, 0, 2, 3)),
-                          np.zeros(C * nph, dtype=x.dtype), (1, 1), (QH - 1, QW - 1),
-                          (1, 1), keep=keep)
+    # One strip of dy for a QH x QW kernel (padding QH-1, QW-1) serves every phase: phase p is
+    # the product of that strip's windows at its own taps' flipped positions with its own
+    # weights, into dphase[p]
+    Hd, Wd = dy.shape[2], dy.shape[3]
+    Hq, Wq = Hd + QH - 1, Wd + QW - 1
+    dphase = np.empty((len(used), N, C, Hq, Wq), dtype=x.dtype)
+    geometry = (QH, QW, 1, 1, QH - 1, QW - 1, 1, 1)
+    narrow = narrow_tile(N, Hd, Wd, Hq, Wq, QH, QW, (1, 1), (QH - 1, QW - 1), (1, 1),
+                         K * kh * kw * C // len(used))
+    simd, nk = _kernels("simd"), _kernels()
+    TB = simd.TBN if narrow else simd.TB
+    ws = _workspace(x.dtype)
+    lanes = threads()
+    fill, xs, offs, masks, Wg, pitch, P = _strip_job(dy, Hq, Wq, geometry, TB, K * QH * QW,
+                                                     ws.buffer())
+    run_lanes(fill[0], fill[1], *fill[2], lanes=lanes, ns=fill[3])
+    ws.need(xs.size)
+    # no lane masks: the phases' planes are larger than dy's (or unpadded), never packed
+    assert masks.size == 0
+    if keep is not None and fill[0] is nk.fill_strip:
+        keep.append(_Strip(xs, Wg, pitch, fill[2][3], fill[2][4]))
+    none_affine, none_res = _no_epilogue(x.dtype)
+    zeros = np.zeros(C, dtype=x.dtype)
+    status = np.zeros(1, np.int64)
+    kgroups = _channel_groups(N, Hq, Wq, C, lanes)
+    product = nk.conv2d_forward_narrow if narrow else nk.conv2d_forward
+    k_first = np.arange(K, dtype=np.int64)[:, None] * (QH * QW)
+    for p, (ap, bp) in enumerate(used):
+        ii, jj = np.flatnonzero(a == ap), np.flatnonzero(b == bp)
+        # tap (i, j) of the phase reads the strip at grid position (QH-1-qh[i], QW-1-qw[j])
+        grid = ((QH - 1 - qh[ii])[:, None] * QW + (QW - 1 - qw[jj])[None, :]).reshape(-1)
+        offs_p = offs[(k_first + grid[None, :]).reshape(-1)]
+        # w_p[c, k*T + t] = w[k, c, i_t, j_t]
+        w_p = np.ascontiguousarray(w[:, :, ii[:, None], jj[None, :]].transpose(1, 0, 2, 3)
+                                   .reshape(C, K * grid.size))
+        run_lanes(product, P // TB * kgroups, xs, offs_p, masks, Wg, pitch, w_p, kgroups,
+                  zeros, dphase[p], none_affine, 0.0, -math.inf, math.inf, none_res, status,
+                  lanes=lanes, ns=P * w_p.size / MACS_PER_NS)
     dx = np.empty_like(x)
     run_lanes(_kernels().phases_to_image, N * C, dphase, phase_index, sh, sw, ph, pw, dx)
     return dx
