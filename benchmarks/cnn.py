@@ -29,7 +29,8 @@ Tables:
    dict; there is no torchvision):
    ResNet-20 training step (forward, cross-entropy, backward, SGD with momentum and weight decay)
    at batch 128; ResNet-20 inference at batch 128; ResNet-50 inference at batch 1 on 224x224.
-   Time, images/s, GFLOP/s, peak resident memory growth, first call.
+   Time (median of 5 rounds in which cvcore and torch take turns call by call), images/s,
+   GFLOP/s, peak resident memory growth, first call.
 
 FLOP counts are 2 x the multiply-adds of the convolutions and the fully connected layer (the
 usual convention; batch norm, ReLU, pooling and the optimiser are not counted). A training step
@@ -886,8 +887,11 @@ def main(argv=None):
         print_table(results)
         print_gflops(results, flops)
     if not args.shapes_only:
-        rows, info = model_rows(max(3, args.repeats // 2))
-        results = run_rows(rows)
+        # cvcore and torch take turns call by call (5 rounds, medians): a drift of the shared
+        # host's speed during a row hits both alike, where 3 calls of one then 3 of the other
+        # read the same training step 0.84-1.04 x torch's in session 13's three runs
+        rows, info = model_rows(max(5, args.repeats // 2))
+        results = run_interleaved(rows, memory=False)
         memory = peak_memories([name for name, _ in results])
         print_model_table(results, info, peak, memory)
         print("cvcore calls whose forward ran on fewer threads (free-core rule: another task "
