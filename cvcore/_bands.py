@@ -20,7 +20,7 @@ no second compile of the kernel but one small trampoline per tuple of argument t
   team; when another process holds a core, the call waits for a descheduled thread
   (``cvcore/_threads.py`` measures it). Here two things keep a call from waiting for a thread
   that cannot run. Before the call, :func:`band_threads` caps the threads at the cores no
-  other process's task wants (:func:`cvcore._threads.usable_threads`, a few microseconds:
+  other process's task holds (:func:`cvcore._threads.usable_threads`, a few microseconds:
   this process's own threads, OpenCV's or PyTorch's pool threads spinning after their own
   calls among them, are not competitors). During the call, the bands are taken dynamically: a
   pool thread that gets no core takes no band, the caller takes them all and waits only for
@@ -288,7 +288,7 @@ def band_threads() -> int:
     """Threads a band run uses: Numba's current thread count (``numba.set_num_threads``,
     ``NUMBA_NUM_THREADS``: one setting governs every cvcore kernel), capped at the free cores
     by the rule :func:`network_call` uses too (:func:`cvcore._threads.usable_threads`: other
-    processes' runnable tasks compete, this process's threads do not; a few microseconds;
+    processes' tasks holding a core compete, this process's threads do not; a few microseconds;
     ``CVCORE_ADAPTIVE_THREADS=0`` switches the cap off)."""
     from cvcore._threads import numba_threads, usable_threads
     return usable_threads(numba_threads())
