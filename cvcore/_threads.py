@@ -45,18 +45,17 @@ ends). On the idle 2-core machine that wait was what the rule saw: in the benchm
 right after a region, a kernel worker or the sandbox's agent woke and waited 20-270 us for the
 spinning pool thread's core; 12-23 % of readings counted it, and the benchmark's ResNet-20
 training step ran part of its forward on one thread in 2-4 of 5 calls (``benchmarks/README.md``,
-session 14). Under a spinning process, another PyTorch job or a
-stream of short processes, the capped count sees the competitor in 98-100 % of readings as the
-uncapped one did. Unless this thread runs under a real-time policy
-(``SCHED_FIFO`` or ``SCHED_RR``, as under ``chrt -f 1``; its pool threads inherit it): then no
-normal task can take its core, and only other real-time tasks could, which ``/proc/loadavg``
-does not tell apart, so none is counted (:func:`realtime`). The whole reading costs a few
-microseconds (about 2 us for ``/proc/loadavg``, 0.4 us per thread clock read; the list of this
-process's threads is kept for :data:`TASK_LIST_REFRESH_S`), where listing every thread's
-``/proc/self/task/*/stat`` cost 30-300 us. A reading is kept for :data:`REFRESH_S` and the
-smaller count of competitors of the last two readings is used, so one transient task (a kernel
-worker waking up) does not take a core away. Where ``/proc`` is absent the count is not
-limited. Both :func:`network_call` and the band runner (:func:`cvcore._bands.band_threads`)
+session 14). Under a spinning process, another PyTorch job or a stream of short processes, the
+capped count sees the competitor in 98-100 % of readings as the uncapped one did. Unless this
+thread runs under a real-time policy (``SCHED_FIFO`` or ``SCHED_RR``, as under ``chrt -f 1``;
+its pool threads inherit it): then no normal task can take its core, and only other real-time
+tasks could, which ``/proc/loadavg`` does not tell apart, so none is counted (:func:`realtime`).
+The whole reading costs a few microseconds (about 2 us for ``/proc/loadavg``, 0.4 us per thread
+clock read; the list of this process's threads is kept for :data:`TASK_LIST_REFRESH_S`), where
+listing every thread's ``/proc/self/task/*/stat`` cost 30-300 us. A reading is kept for
+:data:`REFRESH_S` and the smaller count of competitors of the last two readings is used, so one
+transient task (a kernel worker waking up) does not take a core away. Where ``/proc`` is absent
+the count is not limited. Both :func:`network_call` and the band runner (:func:`cvcore._bands.band_threads`)
 use this one rule.
 """
 from __future__ import annotations

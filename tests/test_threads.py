@@ -224,7 +224,7 @@ def test_own_threads_on_a_cpu_are_told_from_sleeping_ones():
 def test_own_threads_are_not_competitors(monkeypatch):
     """Of the runnable tasks, the caller and this process's threads on a CPU (OpenCV's or
     PyTorch's pool threads spinning after their own calls, the band pool) do not compete;
-    anything else does."""
+    anything else holding a core does."""
     def machine(running, own, online=64):
         monkeypatch.setattr(_threads, "runnable_tasks", lambda: running)
         monkeypatch.setattr(_threads, "own_on_cpu", lambda: own)
