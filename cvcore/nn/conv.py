@@ -193,23 +193,20 @@ def _input_grad(dy, cache, keep=None):
     geometry = (QH, QW, 1, 1, QH - 1, QW - 1, 1, 1)
     narrow = narrow_tile(N, Hd, Wd, Hq, Wq, QH, QW, (1, 1), (QH - 1, QW - 1), (1, 1),
                          K * kh * kw * C // len(used))
-    simd, nk = _kernels("simd"), _kernels()
+    simd = _kernels("simd")
     TB = simd.TBN if narrow else simd.TB
     ws = _workspace(x.dtype)
     lanes = threads()
     fill, xs, offs, masks, Wg, pitch, P = _strip_job(dy, Hq, Wq, geometry, TB, K * QH * QW,
                                                      ws.buffer())
-    run_lanes(fill[0], fill[1], *fill[2], lanes=lanes, ns=fill[3])
-    ws.need(xs.size)
     # no lane masks: the phases' planes are larger than dy's (or unpadded), never packed
     assert masks.size == 0
-    if keep is not None and fill[0] is nk.fill_strip:
-        keep.append(_Strip(xs, Wg, pitch, fill[2][3], fill[2][4]))
+    _lay_out(fill, xs, Wg, pitch, lanes, keep)
+    ws.need(xs.size)
     none_affine, none_res = _no_epilogue(x.dtype)
     zeros = np.zeros(C, dtype=x.dtype)
     status = np.zeros(1, np.int64)
     kgroups = _channel_groups(N, Hq, Wq, C, lanes)
-    product = nk.conv2d_forward_narrow if narrow else nk.conv2d_forward
     k_first = np.arange(K, dtype=np.int64)[:, None] * (QH * QW)
     for p, (ap, bp) in enumerate(used):
         ii, jj = np.flatnonzero(a == ap), np.flatnonzero(b == bp)
@@ -219,9 +216,9 @@ def _input_grad(dy, cache, keep=None):
         # w_p[c, k*T + t] = w[k, c, i_t, j_t]
         w_p = np.ascontiguousarray(w[:, :, ii[:, None], jj[None, :]].transpose(1, 0, 2, 3)
                                    .reshape(C, K * grid.size))
-        run_lanes(product, P // TB * kgroups, xs, offs_p, masks, Wg, pitch, w_p, kgroups,
-                  zeros, dphase[p], none_affine, 0.0, -math.inf, math.inf, none_res, status,
-                  lanes=lanes, ns=P * w_p.size / MACS_PER_NS)
+        product = _product_job(xs, offs_p, masks, Wg, pitch, P, w_p, kgroups, zeros, dphase[p],
+                               none_affine, 0.0, -math.inf, math.inf, none_res, status, narrow)
+        run_lanes(product[0], product[1], *product[2], lanes=lanes, ns=product[3])
     dx = np.empty_like(x)
     run_lanes(_kernels().phases_to_image, N * C, dphase, phase_index, sh, sw, ph, pw, dx)
     return dx
@@ -459,28 +456,41 @@ def strip_forward(x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y
             res, status, P // TB * kgroups,
             max(1, min(threads() if lanes is None else lanes, fill[1])))
         return -1 if status[0] < 0 else xs.size
-    fill, product = _forward_jobs(fill, xs, offs, masks, Wg, pitch, P, w_mat, kgroups, bias, y,
-                                  affine, eps, lo, hi, res, status, narrow)
-    run_lanes(fill[0], fill[1], *fill[2], lanes=lanes, ns=fill[3])
-    if keep is not None and fill[0] is nk.fill_strip:
-        keep.append(_Strip(xs, Wg, pitch, fill[2][3], fill[2][4]))
+    _lay_out(fill, xs, Wg, pitch, lanes, keep)
+    product = _product_job(xs, offs, masks, Wg, pitch, P, w_mat, kgroups, bias, y, affine, eps,
+                           lo, hi, res, status, narrow)
     run_lanes(product[0], product[1], *product[2], lanes=lanes, ns=product[3])
     return -1 if status[0] < 0 else xs.size
+
+
+def _lay_out(fill, xs, Wg, pitch, lanes, keep):
+    """Run the strip fill ``fill`` of :func:`_strip_job` (writing ``xs``) in lanes; with
+    ``keep`` (a list), append a stride-1 strip to it as :class:`_Strip`."""
+    run_lanes(fill[0], fill[1], *fill[2], lanes=lanes, ns=fill[3])
+    if keep is not None and fill[0] is _kernels().fill_strip:
+        keep.append(_Strip(xs, Wg, pitch, fill[2][3], fill[2][4]))
 
 
 def _forward_jobs(fill, xs, offs, masks, Wg, pitch, P, w_mat, kgroups, bias, y, affine, eps, lo, hi,
                   res, status, narrow):
     """The two lane jobs of :func:`strip_forward`, ``(kernel, n, args, ns)`` each (for
     :func:`cvcore.nn._lanes.run_lanes`): the strip fill ``fill`` (:func:`_strip_job`), then the
-    product."""
+    product (:func:`_product_job`)."""
+    return fill, _product_job(xs, offs, masks, Wg, pitch, P, w_mat, kgroups, bias, y, affine, eps,
+                              lo, hi, res, status, narrow)
+
+
+def _product_job(xs, offs, masks, Wg, pitch, P, w_mat, kgroups, bias, y, affine, eps, lo, hi, res,
+                 status, narrow):
+    """The forward kernel's lane job ``(kernel, n, args, ns)`` over the strip ``xs``: ``w_mat``
+    (K, R) against the windows at ``offs`` (R,), into ``y``."""
     nk = _kernels()
     TB = _kernels("simd").TBN if narrow else _kernels("simd").TB
     K, R = w_mat.shape
-    return (fill,
-            (nk.conv2d_forward_narrow if narrow else nk.conv2d_forward, P // TB * kgroups,
-             (xs, offs, masks, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res,
-              status),
-             P * R * K / MACS_PER_NS))
+    return (nk.conv2d_forward_narrow if narrow else nk.conv2d_forward, P // TB * kgroups,
+            (xs, offs, masks, Wg, pitch, w_mat, kgroups, bias, y, affine, eps, lo, hi, res,
+             status),
+            P * R * K / MACS_PER_NS)
 
 
 def forward_steps(steps, x, w_mat, kh, kw, sh, sw, ph, pw, dh, dw, kgroups, bias, ws, y, affine,
